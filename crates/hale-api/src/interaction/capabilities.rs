@@ -1,0 +1,93 @@
+//! capabilities: <https://hl7.org/fhir/R4/http.html#capabilities>. The
+//! CapabilityStatement lists exactly what this server does.
+
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use hale_fhir::Definitions;
+use hale_search::parse::ParamType;
+use serde_json::{Value, json};
+
+use crate::{ApiError, ApiState};
+
+/// Search parameters of a type that the index serves (composite ones are not yet).
+fn search_params(ty: &str) -> Vec<Value> {
+    let mut out = vec![
+        json!({"name": "_id", "type": "token", "definition": "http://hl7.org/fhir/SearchParameter/Resource-id"}),
+        json!({"name": "_lastUpdated", "type": "date", "definition": "http://hl7.org/fhir/SearchParameter/Resource-lastUpdated"}),
+    ];
+    let mut seen = std::collections::HashSet::new();
+    for p in Definitions::get().search_parameters_for(ty) {
+        if matches!(p.code.as_str(), "_id" | "_lastUpdated")
+            || p.expression.is_none()
+            || matches!(ParamType::of(p), ParamType::Composite | ParamType::Special)
+            || hale_search::parse::find_param(ty, &p.code).map(|d| d.url.as_str()) != Some(p.url.as_str())
+            || !seen.insert(p.code.clone())
+        {
+            continue;
+        }
+        out.push(json!({"name": p.code, "type": p.kind, "definition": p.url}));
+    }
+    out
+}
+
+pub fn handle(st: &ApiState, headers: &HeaderMap, q: Option<&str>) -> Result<Response, ApiError> {
+    let ctx = st.ctx(headers, q)?;
+    ctx.check_params(&["mode"]).map_err(|e| e.pretty(ctx.pretty))?;
+    let interactions = json!([
+        {"code": "read"}, {"code": "vread"}, {"code": "update"}, {"code": "patch"}, {"code": "delete"},
+        {"code": "history-instance"}, {"code": "history-type"}, {"code": "create"}, {"code": "search-type"}
+    ]);
+    let compartment = Definitions::get().patient_compartment();
+    let resources: Vec<Value> = Definitions::get()
+        .resource_types()
+        .into_iter()
+        .map(|t| {
+            let mut ops = vec![json!({"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"})];
+            if t == "Patient" {
+                ops.push(json!({"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"}));
+            }
+            let mut r = json!({
+                "type": t,
+                "interaction": interactions,
+                "versioning": "versioned-update",
+                "readHistory": true,
+                "updateCreate": true,
+                "conditionalCreate": true,
+                "conditionalRead": "not-match",
+                "conditionalUpdate": true,
+                "conditionalDelete": "single",
+                "searchInclude": ["*"],
+                "searchRevInclude": ["*"],
+                "searchParam": search_params(t),
+                "operation": ops,
+            });
+            if t != "Patient" && !compartment.contains_key(t) {
+                r["documentation"] = json!("Not in the Patient compartment.");
+            }
+            r
+        })
+        .collect();
+    let cs = json!({
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": "2026-11-22",
+        "publisher": "Hale",
+        "kind": "instance",
+        "software": {"name": "Hale", "version": st.software_version},
+        "implementation": {"description": "Hale FHIR R4 server", "url": ctx.base},
+        "fhirVersion": "4.0.1",
+        "format": ["application/fhir+json", "application/json"],
+        "patchFormat": ["application/json-patch+json"],
+        "rest": [{
+            "mode": "server",
+            "documentation": "Search: every R4 search parameter except composite ones; chains, _has, _include/_revinclude (:iterate), _sort, _count, _summary, _elements, _total, cursor paging; Patient compartment searches. Conditional operations resolve through search.",
+            "resource": resources,
+            "interaction": [{"code": "transaction"}, {"code": "batch"}, {"code": "history-system"}],
+            "searchParam": [
+                {"name": "_sort", "type": "special"}, {"name": "_count", "type": "number"}, {"name": "_summary", "type": "token"},
+                {"name": "_elements", "type": "token"}, {"name": "_total", "type": "token"}
+            ],
+        }],
+    });
+    Ok(ctx.respond_json(StatusCode::OK, &cs))
+}

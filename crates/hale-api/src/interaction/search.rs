@@ -1,0 +1,200 @@
+//! search: <https://hl7.org/fhir/R4/http.html#search> (GET, and POST `_search` with a
+//! form body). Parameters resolve against the R4 definitions; unknown ones are a 400
+//! unless `Prefer: handling=lenient`, which drops them from the self link.
+
+use axum::body::Body;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
+use hale_fhir::{Category, Issue, IssueType};
+use hale_search::parse::{Summary, Total};
+use hale_store::Instant;
+use serde_json::{Value, json};
+
+use crate::negotiate::Ctx;
+use crate::query::Params;
+use crate::{ApiError, ApiState};
+
+fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b':' | b'/' | b',' | b'$' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+fn link(ctx: &Ctx, ty: &str, pairs: &[(String, String)]) -> String {
+    let q: Vec<String> = pairs.iter().map(|(k, v)| format!("{}={}", encode(k), encode(v))).collect();
+    format!("{}/{ty}?{}", ctx.base, q.join("&"))
+}
+
+pub async fn get(st: &ApiState, ty: &str, headers: &HeaderMap, q: Option<&str>) -> Result<Response, ApiError> {
+    let ctx = st.ctx(headers, q)?;
+    let pretty = ctx.pretty;
+    let pairs = ctx.params.pairs.clone();
+    run(st, &ctx, ty, pairs, None).await.map_err(|e| e.pretty(pretty))
+}
+
+/// A compartment search: `GET [owner type]/[id]/[type]`
+/// (<https://hl7.org/fhir/R4/compartmentdefinition.html>). The Patient compartment is
+/// supported.
+pub async fn compartment(
+    st: &ApiState,
+    owner_type: &str,
+    owner_id: &str,
+    ty: &str,
+    headers: &HeaderMap,
+    q: Option<&str>,
+) -> Result<Response, ApiError> {
+    let ctx = st.ctx(headers, q)?;
+    let pretty = ctx.pretty;
+    let go = async {
+        hale_repository::resource_type(owner_type)?;
+        let owner = hale_repository::resource_id(owner_id)?;
+        let target = hale_repository::resource_type(ty)?;
+        if owner_type != "Patient" {
+            return Err(ApiError::new(
+                Category::NotSupported,
+                Issue::error(
+                    IssueType::NotSupported,
+                    format!("The {owner_type} compartment is not supported (Patient is)"),
+                ),
+            ));
+        }
+        let params = if target.as_str() == "Patient" {
+            Vec::new()
+        } else {
+            hale_fhir::Definitions::get().patient_compartment().get(target.as_str()).cloned().ok_or_else(|| {
+                ApiError::new(
+                    Category::Invalid,
+                    Issue::error(IssueType::Invalid, format!("{target} is not in the Patient compartment")),
+                )
+            })?
+        };
+        let comp =
+            hale_search::parse::Compartment { owner_type: owner_type.into(), owner_id: owner.to_string(), params };
+        let pairs = ctx.params.pairs.clone();
+        run(st, &ctx, ty, pairs, Some(comp)).await
+    };
+    go.await.map_err(|e: ApiError| e.pretty(pretty))
+}
+
+/// POST `[type]/_search` with `application/x-www-form-urlencoded` parameters.
+pub async fn post(
+    st: &ApiState,
+    ty: &str,
+    headers: &HeaderMap,
+    q: Option<&str>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let ctx = st.ctx(headers, q)?;
+    let pretty = ctx.pretty;
+    let run_post = async {
+        let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let bytes = axum::body::to_bytes(body, st.limits.max_body_bytes).await.map_err(|_| {
+            ApiError::new(Category::TooLarge, Issue::error(IssueType::TooLong, "The body is larger than the limit"))
+        })?;
+        let mut pairs = ctx.params.pairs.clone();
+        if !bytes.is_empty() {
+            if !ct.starts_with("application/x-www-form-urlencoded") {
+                return Err(ApiError::new(
+                    Category::UnsupportedMediaType,
+                    Issue::error(IssueType::NotSupported, "_search takes application/x-www-form-urlencoded parameters"),
+                ));
+            }
+            let text = std::str::from_utf8(&bytes).map_err(|_| {
+                ApiError::new(Category::Invalid, Issue::error(IssueType::Invalid, "The form body is not UTF-8"))
+            })?;
+            let form = Params::parse(Some(text))
+                .map_err(|m| ApiError::new(Category::Invalid, Issue::error(IssueType::Invalid, m)))?;
+            pairs.extend(form.pairs);
+        }
+        run(st, &ctx, ty, pairs, None).await
+    };
+    run_post.await.map_err(|e: ApiError| e.pretty(pretty))
+}
+
+async fn run(
+    st: &ApiState,
+    ctx: &Ctx,
+    ty: &str,
+    pairs: Vec<(String, String)>,
+    compartment: Option<hale_search::parse::Compartment>,
+) -> Result<Response, ApiError> {
+    let ty = hale_repository::resource_type(ty)?;
+    let pairs: Vec<(String, String)> = pairs.into_iter().filter(|(k, _)| k != "_format" && k != "_pretty").collect();
+    let mut req =
+        hale_search::parse::parse(&ty, &pairs, ctx.lenient).map_err(|issue| ApiError::new(Category::Invalid, issue))?;
+    let path = match &compartment {
+        Some(c) => format!("{}/{}/{ty}", c.owner_type, c.owner_id),
+        None => ty.to_string(),
+    };
+    req.compartment = compartment;
+    let count = req.count.unwrap_or(st.limits.default_page_size).min(st.limits.max_page_size);
+    let page_size = if req.summary == Some(Summary::Count) { 0 } else { count };
+    let want_total = match req.total {
+        Some(Total::None) => req.summary == Some(Summary::Count),
+        Some(_) => true,
+        None => req.cursor.is_none() || req.summary == Some(Summary::Count),
+    };
+    let page = st.repository.search(&req, page_size, want_total).await?;
+    // links keep what was understood, plus the result parameters
+    let mut kept: Vec<(String, String)> = req.canonical.clone();
+    for (k, v) in &pairs {
+        if matches!(k.as_str(), "_sort" | "_summary" | "_elements" | "_total")
+            || k.starts_with("_include")
+            || k.starts_with("_revinclude")
+        {
+            kept.push((k.clone(), v.clone()));
+        }
+    }
+    kept.push(("_count".into(), count.to_string()));
+    let mut self_pairs = kept.clone();
+    if let Some(c) = &req.cursor {
+        self_pairs.push(("_cursor".into(), c.clone()));
+    }
+    let mut links = vec![json!({"relation": "self", "url": link(ctx, &path, &self_pairs)})];
+    if let Some(next) = &page.next {
+        let mut p = kept.clone();
+        p.push(("_cursor".into(), next.clone()));
+        links.push(json!({"relation": "next", "url": link(ctx, &path, &p)}));
+    }
+    let mut entries = Vec::with_capacity(page.entries.len() + page.included.len());
+    let all = page.entries.iter().map(|e| (e, "match")).chain(page.included.iter().map(|e| (e, "include")));
+    for (e, mode) in all {
+        let Some(body) = &e.body else { continue };
+        let mut v: Value = serde_json::from_str(body).map_err(|err| {
+            tracing::error!(error = %err, "stored resource is not JSON");
+            ApiError::new(Category::Internal, Issue::error(IssueType::Exception, "A stored resource could not be read"))
+        })?;
+        if let Some(s) = req.summary {
+            hale_search::shape::summary(&mut v, s);
+        }
+        if let Some(el) = &req.elements {
+            hale_search::shape::elements(&mut v, el);
+        }
+        entries.push(json!({
+            "fullUrl": format!("{}/{}/{}", ctx.base, e.resource_type, e.id),
+            "resource": v,
+            "search": {"mode": mode},
+        }));
+    }
+    let mut bundle = json!({
+        "resourceType": "Bundle",
+        "id": uuid::Uuid::now_v7().to_string(),
+        "meta": {"lastUpdated": Instant::now().to_fhir()},
+        "type": "searchset",
+    });
+    if let Some(t) = page.total {
+        bundle["total"] = json!(t);
+    }
+    bundle["link"] = Value::Array(links);
+    if !entries.is_empty() {
+        bundle["entry"] = Value::Array(entries);
+    }
+    Ok(ctx.respond_json(StatusCode::OK, &bundle))
+}

@@ -1,0 +1,16 @@
+//! FHIR R4 (4.0.1) as data: the official definitions compiled into tables
+//! ([`definitions`]), JSON parsing under limits that keeps decimals exact ([`json`]),
+//! structural validation against the definitions ([`validate`]), identifiers
+//! ([`ids`]) and the OperationOutcome model with the error [`Category`] ([`outcome`]).
+//!
+//! This crate is pure: it does no I/O.
+
+pub mod definitions;
+pub mod ids;
+pub mod json;
+pub mod outcome;
+pub mod validate;
+
+pub use definitions::Definitions;
+pub use ids::{ResourceId, ResourceType, VersionId};
+pub use outcome::{Category, Issue, IssueType, OperationOutcome, Severity};

@@ -1,0 +1,492 @@
+//! Batch and transaction bundles (<https://hl7.org/fhir/R4/http.html#transaction>).
+//!
+//! A transaction is planned first (ids assigned, conditional matches looked up,
+//! `urn:uuid:`/`urn:oid:` full URLs and conditional references resolved in every
+//! `reference` of every resource, each resource validated and indexed), then written as
+//! one store transaction in which the planned matches are checked again, so a race
+//! fails the transaction instead of writing a duplicate. Processing order is DELETE,
+//! POST, PUT, then GET. A batch runs each entry on its own.
+
+use std::collections::HashMap;
+
+use hale_fhir::{Issue, IssueType, ResourceId, ResourceType, VersionId};
+use hale_store::{Instant, Method, Precondition, StoredResource, TxOp, TxOutcome};
+use serde_json::Value;
+
+use crate::{Error, Repository, Result, check_body, parse_criteria, prepare, resource_id, resource_type, version_id};
+
+/// Which kind of bundle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BundleKind {
+    Transaction,
+    Batch,
+}
+
+/// How an entry succeeded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryStatus {
+    Created,
+    Ok,
+    NoContent,
+}
+
+/// The answer to one entry (`Bundle.entry.response`, and the resource).
+#[derive(Debug, Clone)]
+pub struct EntryResponse {
+    pub status: EntryStatus,
+    /// `Type/id/_history/n`
+    pub location: Option<String>,
+    pub etag: Option<String>,
+    pub last_modified: Option<Instant>,
+    /// The resource as stored (writes and reads).
+    pub resource: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Verb {
+    Delete,
+    Post,
+    Put,
+    Get,
+}
+
+#[derive(Debug, Clone)]
+enum Target {
+    Type(ResourceType),
+    Instance(ResourceType, ResourceId),
+    Version(ResourceType, ResourceId, VersionId),
+    Conditional(ResourceType, String),
+}
+
+/// (entry index, verb, target, preconditions, whether it writes)
+type Planned = (usize, Verb, Option<(ResourceType, ResourceId)>, Vec<Precondition>, bool);
+
+#[derive(Debug, Clone)]
+struct EntryReq {
+    index: usize,
+    full_url: Option<String>,
+    verb: Verb,
+    target: Target,
+    if_match: Option<VersionId>,
+    if_none_exist: Option<String>,
+    resource: Option<Value>,
+}
+
+fn at(index: usize, what: &str) -> String {
+    format!("Bundle.entry[{index}]{what}")
+}
+
+fn invalid(index: usize, what: &str, msg: impl Into<String>) -> Error {
+    Error::invalid(Issue::error(IssueType::Invalid, msg.into()).at(at(index, what)))
+}
+
+/// Names the entry in every issue of an error.
+pub(crate) fn in_entry(index: usize, e: Error) -> Error {
+    match e {
+        Error::Invalid(mut o) => {
+            for i in &mut o.issues {
+                i.expression = Some(match i.expression.take() {
+                    // Patient.birthDate -> Bundle.entry[3].resource.birthDate
+                    Some(x) if x.chars().next().is_some_and(|c| c.is_ascii_uppercase()) => {
+                        let rest = x.split_once('.').map(|(_, r)| format!(".{r}")).unwrap_or_default();
+                        at(index, &format!(".resource{rest}"))
+                    }
+                    Some(x) => format!("{} ({x})", at(index, "")),
+                    None => at(index, ""),
+                });
+            }
+            Error::Invalid(o)
+        }
+        other => Error::Entry { index, source: Box::new(other) },
+    }
+}
+
+fn parse_entry(index: usize, e: &Value) -> Result<EntryReq> {
+    let req = e.get("request").ok_or_else(|| invalid(index, ".request", "Each entry needs a request"))?;
+    let method = req.get("method").and_then(Value::as_str).unwrap_or("");
+    let verb = match method {
+        "DELETE" => Verb::Delete,
+        "POST" => Verb::Post,
+        "PUT" => Verb::Put,
+        "GET" | "HEAD" => Verb::Get,
+        "PATCH" => return Err(invalid(index, ".request.method", "PATCH entries are not supported yet")),
+        _ => return Err(invalid(index, ".request.method", "request.method must be GET, POST, PUT or DELETE")),
+    };
+    let url = req
+        .get("url")
+        .and_then(Value::as_str)
+        .ok_or_else(|| invalid(index, ".request.url", "request.url is required"))?;
+    let url = url.trim_start_matches('/');
+    let bad_url = || {
+        invalid(
+            index,
+            ".request.url",
+            format!("'{}' is not a URL this server can process", url.chars().take(80).collect::<String>()),
+        )
+    };
+    let target = if let Some((path, query)) = url.split_once('?') {
+        Target::Conditional(resource_type(path).map_err(|_| bad_url())?, query.to_string())
+    } else {
+        let parts: Vec<&str> = url.split('/').collect();
+        match parts.as_slice() {
+            [t] => Target::Type(resource_type(t).map_err(|_| bad_url())?),
+            [t, id] => {
+                Target::Instance(resource_type(t).map_err(|_| bad_url())?, resource_id(id).map_err(|_| bad_url())?)
+            }
+            [t, id, "_history", v] => Target::Version(
+                resource_type(t).map_err(|_| bad_url())?,
+                resource_id(id).map_err(|_| bad_url())?,
+                version_id(v).map_err(|_| bad_url())?,
+            ),
+            _ => return Err(bad_url()),
+        }
+    };
+    let if_match = match req.get("ifMatch").and_then(Value::as_str) {
+        None => None,
+        Some(s) => {
+            let inner = s.trim().trim_start_matches("W/").trim_matches('"');
+            Some(
+                VersionId::parse(inner)
+                    .ok_or_else(|| invalid(index, ".request.ifMatch", "ifMatch must be an ETag such as W/\"3\""))?,
+            )
+        }
+    };
+    let if_none_exist = req.get("ifNoneExist").and_then(Value::as_str).map(|s| {
+        let s = s.trim_start_matches('?');
+        s.split_once('?').map(|(_, q)| q).unwrap_or(s).to_string()
+    });
+    let resource = e.get("resource").cloned();
+    if matches!(verb, Verb::Post | Verb::Put) && resource.is_none() {
+        return Err(invalid(index, ".resource", format!("A {method} entry needs a resource")));
+    }
+    match (&verb, &target) {
+        (Verb::Post, Target::Type(_))
+        | (Verb::Put, Target::Instance(..) | Target::Conditional(..))
+        | (Verb::Delete, Target::Instance(..) | Target::Conditional(..))
+        | (Verb::Get, Target::Instance(..) | Target::Version(..)) => {}
+        (Verb::Get, _) => return Err(invalid(index, ".request.url", "GET entries may read a resource or a version")),
+        _ => return Err(bad_url()),
+    }
+    Ok(EntryReq {
+        index,
+        full_url: e.get("fullUrl").and_then(Value::as_str).map(str::to_string),
+        verb,
+        target,
+        if_match,
+        if_none_exist,
+        resource,
+    })
+}
+
+/// Replaces every `reference` found in `map` (full URLs and conditional references).
+fn rewrite_references(v: &mut Value, map: &HashMap<String, String>) {
+    match v {
+        Value::Object(o) => {
+            for (k, child) in o.iter_mut() {
+                if k == "reference"
+                    && let Value::String(s) = child
+                    && let Some(new) = map.get(s.as_str())
+                {
+                    *s = new.clone();
+                } else {
+                    rewrite_references(child, map);
+                }
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(|x| rewrite_references(x, map)),
+        _ => {}
+    }
+}
+
+/// Every `reference` value of the shape `Type?query` (a conditional reference).
+fn conditional_references(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(o) => {
+            for (k, child) in o {
+                if k == "reference"
+                    && let Value::String(s) = child
+                    && let Some((head, _)) = s.split_once('?')
+                    && !head.contains(':')
+                {
+                    out.push(s.clone());
+                } else {
+                    conditional_references(child, out);
+                }
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|x| conditional_references(x, out)),
+        _ => {}
+    }
+}
+
+fn response_for(stored: &StoredResource, status: EntryStatus) -> EntryResponse {
+    EntryResponse {
+        status,
+        location: Some(format!("{}/{}/_history/{}", stored.resource_type, stored.id, stored.version)),
+        etag: Some(format!("W/\"{}\"", stored.version)),
+        last_modified: Some(stored.last_updated),
+        resource: stored.body.clone(),
+    }
+}
+
+impl Repository {
+    /// Processes a batch or transaction bundle. A transaction answers all entries or
+    /// fails whole; a batch answers each entry with its own result.
+    pub async fn process_bundle(&self, bundle: &Value) -> Result<(BundleKind, Vec<Result<EntryResponse>>)> {
+        let kind = match bundle.get("type").and_then(Value::as_str) {
+            Some("transaction") => BundleKind::Transaction,
+            Some("batch") => BundleKind::Batch,
+            _ => {
+                return Err(Error::invalid(
+                    Issue::error(IssueType::Invalid, "Only bundles of type transaction or batch can be processed")
+                        .at("Bundle.type"),
+                ));
+            }
+        };
+        if bundle.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
+            return Err(Error::invalid(Issue::error(IssueType::Invalid, "The body must be a Bundle").at("Bundle")));
+        }
+        let entries = match bundle.get("entry") {
+            None => Vec::new(),
+            Some(Value::Array(a)) => a.clone(),
+            Some(_) => {
+                return Err(Error::invalid(
+                    Issue::error(IssueType::Structure, "entry must be an array").at("Bundle.entry"),
+                ));
+            }
+        };
+        match kind {
+            BundleKind::Transaction => {
+                let parsed = entries.iter().enumerate().map(|(i, e)| parse_entry(i, e)).collect::<Result<Vec<_>>>()?;
+                Ok((kind, self.transaction(parsed).await?.into_iter().map(Ok).collect()))
+            }
+            BundleKind::Batch => {
+                let mut out = Vec::with_capacity(entries.len());
+                for (i, e) in entries.iter().enumerate() {
+                    let result = match parse_entry(i, e) {
+                        Ok(req) => self.transaction(vec![req]).await.map(|mut r| r.remove(0)),
+                        Err(err) => Err(err),
+                    };
+                    out.push(result);
+                }
+                Ok((kind, out))
+            }
+        }
+    }
+
+    async fn find_unique(
+        &self,
+        index: usize,
+        ty: &ResourceType,
+        query: &str,
+    ) -> Result<(hale_store::Criteria, Option<ResourceId>)> {
+        let criteria = parse_criteria(ty, query).map_err(|e| in_entry(index, e))?;
+        let found = self.store.find(&criteria, 2).await?;
+        match found.len() {
+            0 => Ok((criteria, None)),
+            1 => Ok((criteria, found.into_iter().next())),
+            n => Err(in_entry(index, Error::Store(hale_store::Error::MultipleMatches(n)))),
+        }
+    }
+
+    async fn transaction(&self, mut entries: Vec<EntryReq>) -> Result<Vec<EntryResponse>> {
+        let n = entries.len();
+        let position: HashMap<usize, usize> = entries.iter().enumerate().map(|(p, e)| (e.index, p)).collect();
+        // 1. plan: ids, conditional matches, the full URL map
+        let mut map: HashMap<String, String> = HashMap::new();
+        let mut planned: Vec<Planned> = Vec::new();
+        let mut targets_seen: HashMap<String, usize> = HashMap::new();
+        let mut post_matches: HashMap<usize, (ResourceType, ResourceId)> = HashMap::new();
+        for e in &entries {
+            let (target, pre, write) = match (&e.verb, &e.target) {
+                (Verb::Post, Target::Type(ty)) => match &e.if_none_exist {
+                    Some(q) => match self.find_unique(e.index, ty, q).await? {
+                        (c, None) => (Some((ty.clone(), ResourceId::generate())), vec![Precondition::NoMatch(c)], true),
+                        (c, Some(id)) => (Some((ty.clone(), id.clone())), vec![Precondition::OnlyMatch(c, id)], false),
+                    },
+                    None => (Some((ty.clone(), ResourceId::generate())), Vec::new(), true),
+                },
+                (Verb::Put, Target::Instance(ty, id)) => {
+                    (Some((ty.clone(), id.clone())), e.if_match.map(Precondition::IfMatch).into_iter().collect(), true)
+                }
+                (Verb::Put, Target::Conditional(ty, q)) => {
+                    let body_id =
+                        e.resource.as_ref().and_then(|r| r.get("id")).and_then(Value::as_str).map(str::to_string);
+                    let mut pre: Vec<Precondition> = e.if_match.map(Precondition::IfMatch).into_iter().collect();
+                    let id = match self.find_unique(e.index, ty, q).await? {
+                        (c, None) => {
+                            pre.push(Precondition::NoMatch(c));
+                            match body_id {
+                                Some(b) => resource_id(&b).map_err(|err| in_entry(e.index, err))?,
+                                None => ResourceId::generate(),
+                            }
+                        }
+                        (c, Some(id)) => {
+                            if body_id.is_some_and(|b| b != id.as_str()) {
+                                return Err(invalid(
+                                    e.index,
+                                    ".resource.id",
+                                    "The id does not match the resource the conditions select",
+                                ));
+                            }
+                            pre.push(Precondition::OnlyMatch(c, id.clone()));
+                            id
+                        }
+                    };
+                    (Some((ty.clone(), id)), pre, true)
+                }
+                (Verb::Delete, Target::Instance(ty, id)) => {
+                    (Some((ty.clone(), id.clone())), e.if_match.map(Precondition::IfMatch).into_iter().collect(), true)
+                }
+                (Verb::Delete, Target::Conditional(ty, q)) => match self.find_unique(e.index, ty, q).await? {
+                    (c, None) => (None, vec![Precondition::NoMatch(c)], false),
+                    (c, Some(id)) => (Some((ty.clone(), id.clone())), vec![Precondition::OnlyMatch(c, id)], true),
+                },
+                _ => (None, Vec::new(), false),
+            };
+            if let Some((ty, id)) = &target {
+                let key = format!("{ty}/{id}");
+                if write
+                    && e.verb != Verb::Get
+                    && let Some(other) = targets_seen.insert(key.clone(), e.index)
+                {
+                    return Err(invalid(e.index, "", format!("{key} is also the target of Bundle.entry[{other}]")));
+                }
+                if let Some(full) = &e.full_url
+                    && matches!(e.verb, Verb::Post | Verb::Put)
+                {
+                    map.insert(full.clone(), key);
+                }
+            }
+            if e.verb == Verb::Post
+                && !write
+                && let Some(t) = &target
+            {
+                post_matches.insert(e.index, t.clone());
+            }
+            planned.push((e.index, e.verb, target, pre, write));
+        }
+        // 2. conditional references
+        for e in &entries {
+            let mut refs = Vec::new();
+            if let Some(r) = &e.resource {
+                conditional_references(r, &mut refs);
+            }
+            for r in refs {
+                if map.contains_key(&r) {
+                    continue;
+                }
+                let (t, q) = r.split_once('?').unwrap_or((&r, ""));
+                let ty = resource_type(t).map_err(|_| {
+                    invalid(e.index, ".resource", format!("'{r}' is not a valid conditional reference"))
+                })?;
+                match self.find_unique(e.index, &ty, q).await? {
+                    (_, Some(id)) => {
+                        map.insert(r.clone(), format!("{ty}/{id}"));
+                    }
+                    (_, None) => {
+                        return Err(Error::Entry {
+                            index: e.index,
+                            source: Box::new(Error::NotFound(format!("the conditional reference {r} matches nothing"))),
+                        });
+                    }
+                }
+            }
+        }
+        // 3. rewrite, validate and index; build operations in processing order
+        let mut ops: Vec<(Verb, usize, TxOp)> = Vec::new();
+        for (e, (index, verb, target, pre, write)) in entries.iter_mut().zip(planned) {
+            let op = match (verb, target, write) {
+                (Verb::Get, _, _) => continue,
+                (Verb::Delete, Some((ty, id)), true) => TxOp::Delete { ty, id, preconditions: pre },
+                (_, Some((ty, id)), true) => {
+                    let mut resource = e.resource.take().unwrap_or(Value::Null);
+                    rewrite_references(&mut resource, &map);
+                    if (verb == Verb::Post || matches!(e.target, Target::Conditional(..)))
+                        && let Some(o) = resource.as_object_mut()
+                    {
+                        o.insert("id".into(), Value::String(id.to_string()));
+                    }
+                    check_body(&ty, Some(&id), &resource).map_err(|err| in_entry(index, err))?;
+                    let method = if verb == Verb::Post { Method::Post } else { Method::Put };
+                    TxOp::Write { ty: ty.clone(), id, method, new: Box::new(prepare(resource)), preconditions: pre }
+                }
+                (_, _, _) => TxOp::Check { preconditions: pre },
+            };
+            ops.push((verb, index, op));
+        }
+        ops.sort_by_key(|(verb, index, _)| (*verb, *index));
+        let order: Vec<(Verb, usize)> = ops.iter().map(|(v, i, _)| (*v, *i)).collect();
+        let outcomes = self
+            .store
+            .transaction(ops.into_iter().map(|(_, _, op)| op).collect())
+            .await
+            .map_err(|(i, err)| in_entry(order.get(i).map(|o| o.1).unwrap_or(0), Error::Store(err)))?;
+        // 4. answers, in the order of the request
+        let mut answers: Vec<Option<EntryResponse>> = vec![None; n];
+        for ((verb, index), outcome) in order.into_iter().zip(outcomes) {
+            let pos = position.get(&index).copied().unwrap_or(0);
+            answers[pos] = Some(match outcome {
+                TxOutcome::Written { stored, created } => {
+                    response_for(&stored, if created { EntryStatus::Created } else { EntryStatus::Ok })
+                }
+                TxOutcome::Deleted(_) => EntryResponse {
+                    status: EntryStatus::NoContent,
+                    location: None,
+                    etag: None,
+                    last_modified: None,
+                    resource: None,
+                },
+                TxOutcome::Checked if verb == Verb::Post => {
+                    // a conditional create that matched: answer with the existing resource
+                    let existing = match post_matches.get(&index) {
+                        Some((ty, id)) => self.store.read(ty, id).await?,
+                        None => None,
+                    };
+                    match existing {
+                        Some(s) => response_for(&s, EntryStatus::Ok),
+                        None => EntryResponse {
+                            status: EntryStatus::Ok,
+                            location: None,
+                            etag: None,
+                            last_modified: None,
+                            resource: None,
+                        },
+                    }
+                }
+                TxOutcome::Checked => EntryResponse {
+                    status: EntryStatus::NoContent,
+                    location: None,
+                    etag: None,
+                    last_modified: None,
+                    resource: None,
+                },
+            });
+        }
+        // 5. reads
+        for (pos, e) in entries.iter().enumerate() {
+            if e.verb != Verb::Get {
+                continue;
+            }
+            let stored = match &e.target {
+                Target::Instance(ty, id) => self.read(ty, id).await,
+                Target::Version(ty, id, v) => self.vread(ty, id, *v).await,
+                _ => continue,
+            }
+            .map_err(|err| in_entry(e.index, err))?;
+            answers[pos] = Some(response_for(&stored, EntryStatus::Ok));
+        }
+        Ok(answers
+            .into_iter()
+            .map(|a| {
+                a.unwrap_or(EntryResponse {
+                    status: EntryStatus::Ok,
+                    location: None,
+                    etag: None,
+                    last_modified: None,
+                    resource: None,
+                })
+            })
+            .collect())
+    }
+}

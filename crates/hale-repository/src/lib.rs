@@ -1,0 +1,432 @@
+//! The gate. Every read, history and write of clinical data goes through a
+//! [`Repository`]: it validates before it writes, resolves conditional criteria,
+//! computes index rows, and (with the identity and audit issues) checks who is asking
+//! and records what they saw. Nothing else holds the raw store.
+
+mod bundle;
+mod criteria;
+
+use std::sync::Arc;
+
+use hale_fhir::{Category, Issue, IssueType, OperationOutcome, ResourceId, ResourceType, VersionId};
+use hale_search::parse::SearchRequest;
+use hale_store::{
+    CreateOutcome, EverythingQuery, HistoryPage, HistoryQuery, HistoryScope, NewVersion, SearchPage, Store,
+    StoredResource, UpdateOutcome,
+};
+use serde_json::Value;
+
+pub use bundle::{BundleKind, EntryResponse, EntryStatus};
+pub use criteria::parse_criteria;
+
+/// Errors of the gate; each has a [`Category`] that the API maps to HTTP.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request or resource is invalid; the outcome names each problem.
+    #[error("invalid: {0:?}")]
+    Invalid(OperationOutcome),
+    #[error("resource type '{0}' is not supported")]
+    UnknownType(String),
+    #[error("{0} is not known")]
+    NotFound(String),
+    #[error("{0} was deleted")]
+    Gone(String, Box<StoredResource>),
+    #[error(transparent)]
+    Store(#[from] hale_store::Error),
+    /// A bundle entry failed; the transaction wrote nothing.
+    #[error("Bundle.entry[{index}]: {source}")]
+    Entry { index: usize, source: Box<Error> },
+}
+
+impl Error {
+    pub fn category(&self) -> Category {
+        match self {
+            Error::Invalid(_) => Category::Invalid,
+            Error::UnknownType(_) | Error::NotFound(_) => Category::NotFound,
+            Error::Gone(..) => Category::Gone,
+            Error::Store(e) => e.category(),
+            Error::Entry { source, .. } => source.category(),
+        }
+    }
+
+    /// The outcome to show the client; internal detail stays in the logs.
+    pub fn outcome(&self) -> OperationOutcome {
+        match self {
+            Error::Invalid(o) => o.clone(),
+            Error::Store(hale_store::Error::Backend(_)) => OperationOutcome::single(Issue::error(
+                IssueType::Exception,
+                "The server could not complete the request; the failure is logged",
+            )),
+            Error::Entry { index, source } => {
+                let mut o = source.outcome();
+                for i in &mut o.issues {
+                    i.diagnostics = format!("Bundle.entry[{index}]: {}", i.diagnostics);
+                    if i.expression.is_none() {
+                        i.expression = Some(format!("Bundle.entry[{index}]"));
+                    }
+                }
+                o
+            }
+            other => OperationOutcome::single(Issue::error(other.category().issue_type(), other.to_string())),
+        }
+    }
+
+    pub fn invalid(issue: Issue) -> Self {
+        Error::Invalid(OperationOutcome::single(issue))
+    }
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Parses a resource type from a URL segment.
+pub fn resource_type(name: &str) -> Result<ResourceType> {
+    ResourceType::parse(name).ok_or_else(|| Error::UnknownType(name.chars().take(64).collect()))
+}
+
+/// Parses a logical id from a URL segment.
+pub fn resource_id(id: &str) -> Result<ResourceId> {
+    ResourceId::parse(id).ok_or_else(|| {
+        Error::invalid(Issue::error(IssueType::Value, "The id is not a valid FHIR id ([A-Za-z0-9\\-\\.]{1,64})"))
+    })
+}
+
+/// Parses a version id from a URL segment or `If-Match`.
+pub fn version_id(v: &str) -> Result<VersionId> {
+    VersionId::parse(v).ok_or_else(|| {
+        Error::invalid(Issue::error(
+            IssueType::Value,
+            format!("'{}' is not a valid version id", v.chars().take(32).collect::<String>()),
+        ))
+    })
+}
+
+/// How `$validate` treats the resource (<https://hl7.org/fhir/R4/resource-operation-validate.html>).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValidateMode {
+    /// Plain structural validation.
+    General,
+    Create,
+    Update,
+    Delete,
+}
+
+/// The repository for one request.
+#[derive(Clone)]
+pub struct Repository {
+    store: Arc<dyn Store>,
+}
+
+impl std::fmt::Debug for Repository {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Repository")
+    }
+}
+
+/// Checks a resource body for a write at `ty` (and `id` for update): the type
+/// matches the URL, the id matches, and it validates against the R4 definitions.
+fn check_body(ty: &ResourceType, id: Option<&ResourceId>, body: &Value) -> Result<()> {
+    let Some(obj) = body.as_object() else {
+        return Err(Error::invalid(Issue::error(
+            IssueType::Structure,
+            "The body must be a JSON object (a FHIR resource)",
+        )));
+    };
+    match obj.get("resourceType").and_then(Value::as_str) {
+        Some(rt) if rt == ty.as_str() => {}
+        Some(rt) => {
+            return Err(Error::invalid(
+                Issue::error(
+                    IssueType::Invalid,
+                    format!("The resource is a {} but the URL is for {ty}", rt.chars().take(64).collect::<String>()),
+                )
+                .at(format!("{}.resourceType", rt.chars().take(64).collect::<String>())),
+            ));
+        }
+        None => {
+            return Err(Error::invalid(
+                Issue::error(IssueType::Required, "The resource has no resourceType").at("Resource.resourceType"),
+            ));
+        }
+    }
+    if let Some(id) = id {
+        match obj.get("id") {
+            Some(Value::String(s)) if s == id.as_str() => {}
+            Some(_) => {
+                return Err(Error::invalid(
+                    Issue::error(
+                        IssueType::Invalid,
+                        format!("The resource id does not match the id in the URL ({id})"),
+                    )
+                    .at(format!("{ty}.id")),
+                ));
+            }
+            None => {
+                return Err(Error::invalid(
+                    Issue::error(IssueType::Required, "An update must carry the resource id").at(format!("{ty}.id")),
+                ));
+            }
+        }
+    }
+    let issues = hale_fhir::validate::validate_resource(body);
+    if issues.iter().any(Issue::is_error) {
+        return Err(Error::Invalid(OperationOutcome::new(issues)));
+    }
+    Ok(())
+}
+
+fn prepare(mut body: Value) -> NewVersion {
+    if let Some(obj) = body.as_object_mut() {
+        // the server owns versionId and lastUpdated
+        if let Some(meta) = obj.get_mut("meta").and_then(Value::as_object_mut) {
+            meta.shift_remove("versionId");
+            meta.shift_remove("lastUpdated");
+            if meta.is_empty() {
+                obj.shift_remove("meta");
+            }
+        }
+    }
+    let index = hale_search::extract::extract(&body);
+    NewVersion { resource: body, index }
+}
+
+impl Repository {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Repository { store }
+    }
+
+    /// The current version; a deleted resource is [`Error::Gone`].
+    pub async fn read(&self, ty: &ResourceType, id: &ResourceId) -> Result<StoredResource> {
+        match self.store.read(ty, id).await? {
+            Some(s) if s.is_deleted() => Err(Error::Gone(format!("{ty}/{id}"), Box::new(s))),
+            Some(s) => Ok(s),
+            None => Err(Error::NotFound(format!("{ty}/{id}"))),
+        }
+    }
+
+    /// One version; the version of a deletion is [`Error::Gone`].
+    pub async fn vread(&self, ty: &ResourceType, id: &ResourceId, version: VersionId) -> Result<StoredResource> {
+        match self.store.vread(ty, id, version).await? {
+            Some(s) if s.is_deleted() => Err(Error::Gone(format!("{ty}/{id}/_history/{version}"), Box::new(s))),
+            Some(s) => Ok(s),
+            None => Err(Error::NotFound(format!("{ty}/{id}/_history/{version}"))),
+        }
+    }
+
+    /// Creates a resource; with `if_none_exist` (a query string) only if nothing matches.
+    pub async fn create(&self, ty: &ResourceType, body: Value, if_none_exist: Option<&str>) -> Result<CreateOutcome> {
+        let criteria = if_none_exist.map(|q| parse_criteria(ty, q)).transpose()?;
+        check_body(ty, None, &body)?;
+        Ok(self.store.create(ty, prepare(body), criteria).await?)
+    }
+
+    /// Updates (or creates with the client's id) a resource.
+    pub async fn update(
+        &self,
+        ty: &ResourceType,
+        id: &ResourceId,
+        body: Value,
+        if_match: Option<VersionId>,
+    ) -> Result<UpdateOutcome> {
+        check_body(ty, Some(id), &body)?;
+        Ok(self.store.update(ty, id, prepare(body), if_match).await?)
+    }
+
+    /// Conditional update: the query selects the resource to update.
+    pub async fn conditional_update(
+        &self,
+        ty: &ResourceType,
+        query: &str,
+        body: Value,
+        if_match: Option<VersionId>,
+    ) -> Result<UpdateOutcome> {
+        let criteria = parse_criteria(ty, query)?;
+        let id = match body.get("id") {
+            None => None,
+            Some(Value::String(s)) => Some(resource_id(s).map_err(|_| {
+                Error::invalid(
+                    Issue::error(IssueType::Value, "The resource id is not a valid FHIR id").at(format!("{ty}.id")),
+                )
+            })?),
+            Some(_) => {
+                return Err(Error::invalid(
+                    Issue::error(IssueType::Value, "id must be a string").at(format!("{ty}.id")),
+                ));
+            }
+        };
+        match &id {
+            Some(id) => check_body(ty, Some(id), &body)?,
+            None => check_body(ty, None, &body)?,
+        }
+        Ok(self.store.conditional_update(criteria, id, prepare(body), if_match).await?)
+    }
+
+    /// PATCH with a JSON Patch document (RFC 6902): applied to the current version,
+    /// validated, and stored only if the resource did not change meanwhile.
+    pub async fn patch_json(
+        &self,
+        ty: &ResourceType,
+        id: &ResourceId,
+        patch: &Value,
+        if_match: Option<VersionId>,
+    ) -> Result<UpdateOutcome> {
+        let current = self.read(ty, id).await?;
+        if let Some(v) = if_match
+            && v != current.version
+        {
+            return Err(Error::Store(hale_store::Error::VersionConflict {
+                expected: v,
+                current: current.version.to_string(),
+            }));
+        }
+        let ops: json_patch::Patch = serde_json::from_value(patch.clone()).map_err(|e| {
+            Error::invalid(Issue::error(IssueType::Invalid, format!("The body is not a JSON Patch document: {e}")))
+        })?;
+        let mut resource: Value = serde_json::from_str(current.body.as_deref().unwrap_or("{}"))
+            .map_err(|e| Error::Store(hale_store::Error::Backend(e.to_string())))?;
+        json_patch::patch(&mut resource, &ops).map_err(|e| {
+            Error::Invalid(OperationOutcome::single(Issue::error(
+                IssueType::Processing,
+                format!("The patch cannot be applied: {e}"),
+            )))
+        })?;
+        self.update(ty, id, resource, Some(current.version)).await
+    }
+
+    /// Deletes a resource (a versioned tombstone). `None`: nothing current to delete.
+    pub async fn delete(
+        &self,
+        ty: &ResourceType,
+        id: &ResourceId,
+        if_match: Option<VersionId>,
+    ) -> Result<Option<StoredResource>> {
+        Ok(self.store.delete(ty, id, if_match).await?)
+    }
+
+    /// Conditional delete of the single resource the query selects.
+    pub async fn conditional_delete(&self, ty: &ResourceType, query: &str) -> Result<Option<StoredResource>> {
+        let criteria = parse_criteria(ty, query)?;
+        Ok(self.store.conditional_delete(criteria).await?)
+    }
+
+    /// A page of a type search.
+    pub async fn search(&self, request: &SearchRequest, page_size: usize, want_total: bool) -> Result<SearchPage> {
+        Ok(self.store.search(request, page_size, want_total).await?)
+    }
+
+    /// `Patient/[id]/$everything`.
+    pub async fn everything(&self, patient: &ResourceId, query: &EverythingQuery) -> Result<SearchPage> {
+        let ty = resource_type("Patient")?;
+        self.read(&ty, patient).await?;
+        Ok(self.store.everything(patient, query).await?)
+    }
+
+    /// History, newest first.
+    pub async fn history(&self, scope: &HistoryScope, query: &HistoryQuery) -> Result<HistoryPage> {
+        if let HistoryScope::Instance(ty, id) = scope
+            && self.store.read(ty, id).await?.is_none()
+        {
+            return Err(Error::NotFound(format!("{ty}/{id}")));
+        }
+        Ok(self.store.history(scope, query).await?)
+    }
+
+    /// `$validate`: the outcome of validating `body` for `mode`, without writing.
+    pub async fn validate(
+        &self,
+        ty: &ResourceType,
+        id: Option<&ResourceId>,
+        body: Option<&Value>,
+        mode: ValidateMode,
+    ) -> Result<OperationOutcome> {
+        if mode == ValidateMode::Delete {
+            let id =
+                id.ok_or_else(|| Error::invalid(Issue::error(IssueType::Required, "mode=delete needs a resource id")))?;
+            self.read(ty, id).await?;
+            return Ok(OperationOutcome::default());
+        }
+        let body = body.ok_or_else(|| Error::invalid(Issue::error(IssueType::Required, "No resource to validate")))?;
+        let id_for_check =
+            match mode {
+                ValidateMode::Update => Some(id.ok_or_else(|| {
+                    Error::invalid(Issue::error(IssueType::Required, "mode=update needs a resource id"))
+                })?),
+                _ => None,
+            };
+        match check_body(ty, id_for_check, body) {
+            Ok(()) => Ok(OperationOutcome::default()),
+            Err(Error::Invalid(o)) => Ok(o),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Recomputes the index rows of every current resource of `ty` from its stored
+    /// JSON; `progress` is called with the number done so far. Returns the count.
+    pub async fn reindex_type(&self, ty: &ResourceType, mut progress: impl FnMut(usize)) -> Result<usize> {
+        let mut req =
+            hale_search::parse::parse(ty, &[], false).map_err(|i| Error::Invalid(OperationOutcome::single(i)))?;
+        let mut done = 0;
+        loop {
+            let page = self.store.search(&req, 500, false).await?;
+            let mut items = Vec::with_capacity(page.entries.len());
+            for e in &page.entries {
+                let Some(body) = &e.body else { continue };
+                let v: Value = serde_json::from_str(body)
+                    .map_err(|err| Error::Store(hale_store::Error::Backend(err.to_string())))?;
+                items.push((e.resource_type.clone(), e.id.clone(), e.version, hale_search::extract::extract(&v)));
+            }
+            done += items.len();
+            self.store.replace_index(items).await?;
+            progress(done);
+            match page.next {
+                Some(c) => req.cursor = Some(c),
+                None => break,
+            }
+        }
+        Ok(done)
+    }
+
+    /// Readiness: the store answers.
+    pub async fn ping(&self) -> Result<()> {
+        Ok(self.store.ping().await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    async fn repo() -> (tempfile::TempDir, Repository) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = hale_store_sqlite::SqliteStore::open(&dir.path().join("r.db")).unwrap();
+        (dir, Repository::new(Arc::new(store)))
+    }
+
+    #[tokio::test]
+    async fn invalid_resources_are_not_stored() {
+        let (_d, r) = repo().await;
+        let ty = resource_type("Patient").unwrap();
+        let err = r.create(&ty, json!({"resourceType":"Patient","birthDate":"1970-13"}), None).await.unwrap_err();
+        let Error::Invalid(o) = err else { panic!() };
+        assert_eq!(o.issues[0].expression.as_deref(), Some("Patient.birthDate"));
+        let h = r.history(&HistoryScope::System, &HistoryQuery { since: None, count: 10, cursor: None }).await.unwrap();
+        assert!(h.entries.is_empty());
+    }
+
+    #[tokio::test]
+    async fn update_checks_type_and_id() {
+        let (_d, r) = repo().await;
+        let ty = resource_type("Patient").unwrap();
+        let id = resource_id("a").unwrap();
+        let e = r.update(&ty, &id, json!({"resourceType":"Patient","id":"b"}), None).await.unwrap_err();
+        assert!(matches!(e, Error::Invalid(_)));
+        let e = r.update(&ty, &id, json!({"resourceType":"Observation","id":"a"}), None).await.unwrap_err();
+        assert!(matches!(e, Error::Invalid(_)));
+        let ok = r
+            .update(&ty, &id, json!({"resourceType":"Patient","id":"a","meta":{"versionId":"77"}}), None)
+            .await
+            .unwrap();
+        assert!(ok.created);
+        assert!(ok.stored.body.unwrap().contains(r#""versionId":"1""#));
+    }
+}

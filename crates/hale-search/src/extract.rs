@@ -1,0 +1,522 @@
+//! From the values a search parameter's FHIRPath expression selects to index rows
+//! (<https://hl7.org/fhir/R4/search.html#table>: which data types each parameter type
+//! indexes, and how).
+
+use serde_json::Value;
+
+use crate::index::{DateIndex, IndexRows, NumberIndex, ReferenceIndex, StringIndex, TokenIndex, UriIndex};
+use crate::parse::ParamType;
+use crate::values::{DateRange, normalize};
+
+fn s<'a>(v: &'a Value, k: &str) -> Option<&'a str> {
+    v.get(k).and_then(Value::as_str)
+}
+
+fn strings<'a>(v: &'a Value, k: &str) -> Vec<&'a str> {
+    match v.get(k) {
+        Some(Value::String(x)) => vec![x.as_str()],
+        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn number(v: &Value) -> Option<f64> {
+    match v {
+        Value::Number(n) => n.to_string().parse().ok(),
+        _ => None,
+    }
+}
+
+/// Adds the index rows of one selected value `v` of FHIR type `fhir_type` for
+/// parameter `code` of type `ptype`.
+pub fn add_value(rows: &mut IndexRows, code: &str, ptype: ParamType, fhir_type: &str, v: &Value) {
+    match ptype {
+        ParamType::String => add_string(rows, code, fhir_type, v),
+        ParamType::Token => add_token(rows, code, fhir_type, v),
+        ParamType::Date => add_date(rows, code, fhir_type, v),
+        ParamType::Number => {
+            if let Some(n) = number(v) {
+                rows.numbers.push(NumberIndex { param: code.into(), value: n, system: None, code: None, unit: None });
+            }
+        }
+        ParamType::Quantity => add_quantity(rows, code, fhir_type, v),
+        ParamType::Reference => add_reference(rows, code, fhir_type, v),
+        ParamType::Uri => {
+            if let Some(u) = v.as_str() {
+                rows.uris.push(UriIndex { param: code.into(), uri: u.into() });
+            }
+        }
+        ParamType::Composite | ParamType::Special => {}
+    }
+}
+
+fn push_string(rows: &mut IndexRows, code: &str, text: &str) {
+    let norm = normalize(text);
+    if norm.is_empty() {
+        return;
+    }
+    rows.strings.push(StringIndex { param: code.into(), norm, exact: text.into() });
+}
+
+fn add_string(rows: &mut IndexRows, code: &str, fhir_type: &str, v: &Value) {
+    match fhir_type {
+        "HumanName" => {
+            for k in ["family", "given", "prefix", "suffix", "text"] {
+                for part in strings(v, k) {
+                    push_string(rows, code, part);
+                }
+            }
+        }
+        "Address" => {
+            for k in ["line", "city", "district", "state", "postalCode", "country", "text"] {
+                for part in strings(v, k) {
+                    push_string(rows, code, part);
+                }
+            }
+        }
+        _ => {
+            if let Some(t) = v.as_str() {
+                push_string(rows, code, t);
+            }
+        }
+    }
+}
+
+fn push_token(rows: &mut IndexRows, code: &str, system: Option<&str>, value: &str, text: Option<&str>) {
+    rows.tokens.push(TokenIndex {
+        param: code.into(),
+        system: system.map(str::to_string),
+        code: value.into(),
+        text: text.map(normalize).filter(|t| !t.is_empty()),
+    });
+}
+
+fn add_token(rows: &mut IndexRows, code: &str, fhir_type: &str, v: &Value) {
+    match fhir_type {
+        "Coding" => {
+            if let Some(c) = s(v, "code") {
+                push_token(rows, code, s(v, "system"), c, s(v, "display"));
+            }
+        }
+        "CodeableConcept" => {
+            let text = s(v, "text");
+            let codings = v.get("coding").and_then(Value::as_array);
+            let mut any = false;
+            for c in codings.into_iter().flatten() {
+                if let Some(cc) = s(c, "code") {
+                    push_token(rows, code, s(c, "system"), cc, s(c, "display").or(text));
+                    any = true;
+                }
+            }
+            if !any && let Some(t) = text {
+                push_token(rows, code, None, "", Some(t));
+            }
+        }
+        "Identifier" => {
+            if let Some(value) = s(v, "value") {
+                let type_text = v.get("type").and_then(|t| s(t, "text"));
+                push_token(rows, code, s(v, "system"), value, type_text);
+                for c in v.get("type").and_then(|t| t.get("coding")).and_then(Value::as_array).into_iter().flatten() {
+                    if let (Some(sys), Some(tc)) = (s(c, "system"), s(c, "code")) {
+                        rows.tokens.push(TokenIndex {
+                            param: format!("{code}:of-type"),
+                            system: Some(sys.into()),
+                            code: format!("{tc}|{value}"),
+                            text: None,
+                        });
+                    }
+                }
+            }
+        }
+        "ContactPoint" => {
+            if let Some(value) = s(v, "value") {
+                push_token(rows, code, None, value, None);
+            }
+        }
+        "boolean" => {
+            if let Some(b) = v.as_bool() {
+                push_token(rows, code, None, if b { "true" } else { "false" }, None);
+            }
+        }
+        _ => {
+            if let Some(t) = v.as_str() {
+                push_token(rows, code, None, t, None);
+            }
+        }
+    }
+}
+
+fn add_date(rows: &mut IndexRows, code: &str, fhir_type: &str, v: &Value) {
+    let range = match fhir_type {
+        "Period" => DateRange::period(s(v, "start"), s(v, "end")),
+        "Timing" => {
+            let events: Vec<DateRange> = strings(v, "event").into_iter().filter_map(DateRange::parse).collect();
+            let lo = events.iter().map(|r| r.lo).min();
+            let hi = events.iter().map(|r| r.hi).max();
+            lo.zip(hi).map(|(lo, hi)| DateRange { lo, hi })
+        }
+        _ => v.as_str().and_then(DateRange::parse),
+    };
+    if let Some(r) = range {
+        rows.dates.push(DateIndex { param: code.into(), lo: r.lo, hi: r.hi });
+    }
+}
+
+fn add_quantity(rows: &mut IndexRows, code: &str, fhir_type: &str, v: &Value) {
+    let Some(value) = v.get("value").and_then(number) else {
+        return;
+    };
+    let (system, c, unit) = if fhir_type == "Money" {
+        (Some("urn:iso:std:iso:4217"), s(v, "currency"), None)
+    } else {
+        (s(v, "system"), s(v, "code"), s(v, "unit"))
+    };
+    rows.quantities.push(NumberIndex {
+        param: code.into(),
+        value,
+        system: system.map(str::to_string),
+        code: c.map(str::to_string),
+        unit: unit.map(str::to_string),
+    });
+}
+
+/// Splits `Type/id` (optionally followed by `/_history/n`) when it is one.
+pub fn split_reference(r: &str) -> Option<(&str, &str)> {
+    let r = r.split("/_history/").next().unwrap_or(r);
+    let (t, id) = r.split_once('/')?;
+    let type_ok =
+        t.chars().next().is_some_and(|c| c.is_ascii_uppercase()) && t.chars().all(|c| c.is_ascii_alphanumeric());
+    let id_ok =
+        !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    (type_ok && id_ok).then_some((t, id))
+}
+
+fn add_reference(rows: &mut IndexRows, code: &str, fhir_type: &str, v: &Value) {
+    let text = match fhir_type {
+        "Reference" => {
+            if let Some(ident) = v.get("identifier")
+                && let Some(value) = s(ident, "value")
+            {
+                rows.tokens.push(TokenIndex {
+                    param: format!("{code}:identifier"),
+                    system: s(ident, "system").map(str::to_string),
+                    code: value.into(),
+                    text: None,
+                });
+            }
+            s(v, "reference")
+        }
+        _ => v.as_str(),
+    };
+    let Some(text) = text else { return };
+    if text.starts_with('#') {
+        return;
+    }
+    let absolute = text.contains("://") || text.starts_with("urn:");
+    let (target_type, target_id) = match split_reference(text) {
+        Some((t, id)) if !absolute => (Some(t.to_string()), Some(id.to_string())),
+        _ => (None, None),
+    };
+    rows.references.push(ReferenceIndex { param: code.into(), target_type, target_id, url: Some(text.into()) });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn names_index_every_part() {
+        let mut r = IndexRows::default();
+        add_value(
+            &mut r,
+            "name",
+            ParamType::String,
+            "HumanName",
+            &json!({"family":"Chalmers","given":["Peter","James"]}),
+        );
+        let norms: Vec<&str> = r.strings.iter().map(|s| s.norm.as_str()).collect();
+        assert_eq!(norms, ["chalmers", "peter", "james"]);
+    }
+
+    #[test]
+    fn tokens_from_each_type() {
+        let mut r = IndexRows::default();
+        add_value(
+            &mut r,
+            "code",
+            ParamType::Token,
+            "CodeableConcept",
+            &json!({"coding":[{"system":"http://loinc.org","code":"8867-4","display":"Heart rate"}],"text":"HR"}),
+        );
+        add_value(
+            &mut r,
+            "identifier",
+            ParamType::Token,
+            "Identifier",
+            &json!({"system":"s","value":"v","type":{"coding":[{"system":"t","code":"MR"}]}}),
+        );
+        add_value(&mut r, "active", ParamType::Token, "boolean", &json!(true));
+        add_value(&mut r, "gender", ParamType::Token, "code", &json!("female"));
+        let t: Vec<(&str, Option<&str>, &str)> =
+            r.tokens.iter().map(|t| (t.param.as_str(), t.system.as_deref(), t.code.as_str())).collect();
+        assert_eq!(
+            t,
+            [
+                ("code", Some("http://loinc.org"), "8867-4"),
+                ("identifier", Some("s"), "v"),
+                ("identifier:of-type", Some("t"), "MR|v"),
+                ("active", None, "true"),
+                ("gender", None, "female")
+            ]
+        );
+        assert_eq!(r.tokens[0].text.as_deref(), Some("heart rate"));
+    }
+
+    #[test]
+    fn dates_periods_and_references() {
+        let mut r = IndexRows::default();
+        add_value(&mut r, "date", ParamType::Date, "dateTime", &json!("2020-03"));
+        add_value(&mut r, "date", ParamType::Date, "Period", &json!({"start":"2020-01-01"}));
+        assert_eq!(r.dates.len(), 2);
+        assert_eq!(r.dates[1].hi, i64::MAX);
+        add_value(&mut r, "subject", ParamType::Reference, "Reference", &json!({"reference":"Patient/p1/_history/2"}));
+        add_value(&mut r, "subject", ParamType::Reference, "Reference", &json!({"reference":"urn:uuid:1234"}));
+        add_value(
+            &mut r,
+            "subject",
+            ParamType::Reference,
+            "Reference",
+            &json!({"identifier":{"system":"s","value":"v"}}),
+        );
+        assert_eq!(r.references[0].target_type.as_deref(), Some("Patient"));
+        assert_eq!(r.references[0].target_id.as_deref(), Some("p1"));
+        assert_eq!(r.references[1].target_id, None);
+        assert_eq!(r.tokens[0].param, "subject:identifier");
+    }
+
+    #[test]
+    fn quantities_keep_units() {
+        let mut r = IndexRows::default();
+        add_value(
+            &mut r,
+            "value-quantity",
+            ParamType::Quantity,
+            "Quantity",
+            &json!({"value":5.40,"system":"http://unitsofmeasure.org","code":"mmol/L","unit":"mmol/l"}),
+        );
+        assert_eq!(r.quantities[0].value, 5.4);
+        assert_eq!(r.quantities[0].code.as_deref(), Some("mmol/L"));
+    }
+}
+
+/// The compiled search parameters of each resource type.
+struct Compiled {
+    code: &'static str,
+    param_type: ParamType,
+    expr: crate::expr::Expr,
+    /// For composite parameters: each component's type and relative expression.
+    components: Vec<(ParamType, crate::expr::Expr)>,
+}
+
+/// The parts one component value contributes (one per value found).
+fn parts_of(ptype: ParamType, node: crate::expr::Node<'_>) -> Vec<crate::index::CompositePart> {
+    use crate::index::CompositePart;
+    let mut rows = IndexRows::default();
+    add_value(&mut rows, "", ptype, node.fhir_type, node.value);
+    let mut out = Vec::new();
+    for t in rows.tokens.into_iter().filter(|t| t.param.is_empty()) {
+        out.push(CompositePart { system: t.system, code: Some(t.code), ..Default::default() });
+    }
+    for s in rows.strings {
+        out.push(CompositePart { code: Some(s.norm), ..Default::default() });
+    }
+    for d in rows.dates {
+        out.push(CompositePart { lo: Some(d.lo), hi: Some(d.hi), ..Default::default() });
+    }
+    for n in rows.numbers {
+        out.push(CompositePart { number: Some(n.value), ..Default::default() });
+    }
+    for q in rows.quantities {
+        out.push(CompositePart { system: q.system, code: q.code, number: Some(q.value), ..Default::default() });
+    }
+    for r in rows.references {
+        let code = match (r.target_type, r.target_id) {
+            (Some(t), Some(i)) => Some(format!("{t}/{i}")),
+            _ => r.url,
+        };
+        out.push(CompositePart { code, ..Default::default() });
+    }
+    for u in rows.uris {
+        out.push(CompositePart { code: Some(u.uri), ..Default::default() });
+    }
+    out
+}
+
+/// Most value combinations one composite root may produce.
+const MAX_COMBINATIONS: usize = 64;
+
+fn add_composite(rows: &mut IndexRows, p: &Compiled, resource: &Value) {
+    for root in p.expr.evaluate(resource) {
+        let mut combos: Vec<Vec<crate::index::CompositePart>> = vec![Vec::new()];
+        for (t, e) in &p.components {
+            let parts: Vec<crate::index::CompositePart> =
+                e.evaluate_on(root, resource).into_iter().flat_map(|n| parts_of(*t, n)).collect();
+            if parts.is_empty() {
+                combos.clear();
+                break;
+            }
+            combos = combos
+                .into_iter()
+                .flat_map(|c| {
+                    parts.iter().map(move |p| {
+                        let mut c = c.clone();
+                        c.push(p.clone());
+                        c
+                    })
+                })
+                .take(MAX_COMBINATIONS)
+                .collect();
+        }
+        for parts in combos {
+            rows.composites.push(crate::index::CompositeIndex { param: p.code.into(), parts });
+        }
+    }
+}
+
+/// The (type, compiled expression) of each component of a composite parameter; `None`
+/// when a component's definition is unknown or its expression does not compile.
+fn composite_components(
+    p: &hale_fhir::definitions::SearchParamDef,
+    by_url: &std::collections::HashMap<&str, &hale_fhir::definitions::SearchParamDef>,
+) -> Option<Vec<(ParamType, crate::expr::Expr)>> {
+    if p.component.is_empty() {
+        return None;
+    }
+    p.component
+        .iter()
+        .map(|(url, expr)| {
+            let def = by_url.get(url.as_str())?;
+            let t = ParamType::of(def);
+            if matches!(t, ParamType::Composite | ParamType::Special) {
+                return None;
+            }
+            Some((t, crate::expr::compile(expr).ok()?))
+        })
+        .collect()
+}
+
+fn compiled() -> &'static std::collections::HashMap<String, Vec<Compiled>> {
+    use std::sync::OnceLock;
+    static C: OnceLock<std::collections::HashMap<String, Vec<Compiled>>> = OnceLock::new();
+    C.get_or_init(|| {
+        let defs = hale_fhir::Definitions::get();
+        let types = defs.resource_types();
+        let by_url: std::collections::HashMap<&str, &hale_fhir::definitions::SearchParamDef> =
+            defs.search_parameters().iter().map(|p| (p.url.as_str(), p)).collect();
+        let mut out: std::collections::HashMap<String, Vec<Compiled>> = std::collections::HashMap::new();
+        for p in defs.search_parameters() {
+            let param_type = ParamType::of(p);
+            if matches!(param_type, ParamType::Special) || matches!(p.code.as_str(), "_id" | "_lastUpdated") {
+                continue;
+            }
+            let Some(e) = p.expression.as_deref().and_then(|e| crate::expr::compile(e).ok()) else { continue };
+            let components = if param_type == ParamType::Composite {
+                let Some(c) = composite_components(p, &by_url) else { continue };
+                c
+            } else {
+                Vec::new()
+            };
+            let bases: Vec<&str> = if p.base.iter().any(|b| b == "Resource" || b == "DomainResource") {
+                types.clone()
+            } else {
+                p.base.iter().map(String::as_str).collect()
+            };
+            for b in bases {
+                if let Some(for_b) = e.for_type(b) {
+                    out.entry(b.to_string()).or_default().push(Compiled {
+                        code: p.code.as_str(),
+                        param_type,
+                        expr: for_b,
+                        components: components.clone(),
+                    });
+                }
+            }
+        }
+        out
+    })
+}
+
+/// The index rows of every R4 search parameter of a resource.
+pub fn extract(resource: &Value) -> IndexRows {
+    let mut rows = IndexRows::default();
+    let ty = resource.get("resourceType").and_then(Value::as_str).unwrap_or("");
+    let Some(params) = compiled().get(ty) else { return rows };
+    for p in params {
+        if p.param_type == ParamType::Composite {
+            add_composite(&mut rows, p, resource);
+            continue;
+        }
+        let nodes = p.expr.evaluate(resource);
+        if matches!(p.expr, crate::expr::Expr::PresentNotFalse(_)) {
+            if !nodes.is_empty() {
+                push_token(&mut rows, p.code, None, "true", None);
+            }
+            continue;
+        }
+        for n in nodes {
+            add_value(&mut rows, p.code, p.param_type, n.fhir_type, n.value);
+        }
+    }
+    rows
+}
+
+#[cfg(test)]
+mod extract_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn an_observation_indexes_its_parameters() {
+        let obs = json!({"resourceType":"Observation","id":"o","status":"final",
+            "category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/observation-category","code":"vital-signs"}]}],
+            "code":{"coding":[{"system":"http://loinc.org","code":"8867-4"}]},
+            "subject":{"reference":"Patient/p1"},"effectiveDateTime":"2020-05-01T10:00:00Z",
+            "valueQuantity":{"value":72,"unit":"/min","system":"http://unitsofmeasure.org","code":"/min"},
+            "meta":{"tag":[{"system":"s","code":"t"}]}});
+        let rows = extract(&obs);
+        let has_token = |p: &str, c: &str| rows.tokens.iter().any(|t| t.param == p && t.code == c);
+        assert!(has_token("code", "8867-4") && has_token("category", "vital-signs") && has_token("status", "final"));
+        assert!(has_token("_tag", "t"));
+        assert!(rows.references.iter().any(|r| r.param == "subject" && r.target_id.as_deref() == Some("p1")));
+        assert!(rows.references.iter().any(|r| r.param == "patient" && r.target_type.as_deref() == Some("Patient")));
+        assert!(rows.dates.iter().any(|d| d.param == "date"));
+        assert!(rows.quantities.iter().any(|q| q.param == "value-quantity" && q.value == 72.0));
+        let cvq = rows.composites.iter().find(|c| c.param == "code-value-quantity").unwrap();
+        assert_eq!(cvq.parts[0].code.as_deref(), Some("8867-4"));
+        assert_eq!(cvq.parts[1].number, Some(72.0));
+    }
+
+    #[test]
+    fn every_official_example_extracts() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/fhir-r4-examples");
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            eprintln!("SKIP every_official_example_extracts: {} is absent", dir.display());
+            return;
+        };
+        let mut rows = 0;
+        for e in entries.flatten() {
+            let Ok(text) = std::fs::read_to_string(e.path()) else { continue };
+            let Ok(v) = serde_json::from_str::<Value>(&text) else { continue };
+            let r = extract(&v);
+            rows += r.tokens.len()
+                + r.strings.len()
+                + r.dates.len()
+                + r.references.len()
+                + r.quantities.len()
+                + r.numbers.len()
+                + r.uris.len();
+        }
+        assert!(rows > 50_000, "{rows}");
+    }
+}

@@ -1,0 +1,324 @@
+//! `hale import` and `hale export`: bundles and NDJSON in and out of the store, through
+//! the repository (validated, indexed, versioned like any other write).
+//!
+//! Import reads transaction or batch bundle files (`.json`, `.json.gz`, `.json.bz2`),
+//! NDJSON files (`.ndjson`, also compressed; one resource a line) and directories of
+//! them (sorted by name). NDJSON is streamed line by line in groups, so memory does not
+//! grow with the file; a bad line is reported with its position and skipped; a bad
+//! bundle is rejected whole. Export writes one `Type.ndjson` per resource type.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use hale_fhir::{Issue, ResourceType};
+use hale_repository::Repository;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{Value, json};
+
+/// Resources per transaction when importing NDJSON.
+const NDJSON_GROUP: usize = 500;
+
+/// What an import did.
+#[derive(Debug, Default, Clone)]
+pub struct ImportSummary {
+    pub files: usize,
+    pub resources: usize,
+    /// One line per problem: `file:line: message`.
+    pub errors: Vec<String>,
+    pub seconds: f64,
+}
+
+fn open(path: &Path) -> std::io::Result<Box<dyn Read>> {
+    let f = std::fs::File::open(path)?;
+    let name = path.to_string_lossy();
+    Ok(if name.ends_with(".gz") {
+        Box::new(flate2::read::MultiGzDecoder::new(f))
+    } else if name.ends_with(".bz2") {
+        Box::new(bzip2::read::MultiBzDecoder::new(f))
+    } else {
+        Box::new(f)
+    })
+}
+
+fn is_ndjson(path: &Path) -> bool {
+    let n = path.to_string_lossy();
+    n.ends_with(".ndjson") || n.ends_with(".ndjson.gz") || n.ends_with(".ndjson.bz2")
+}
+
+fn is_importable(path: &Path) -> bool {
+    let n = path.to_string_lossy();
+    is_ndjson(path) || n.ends_with(".json") || n.ends_with(".json.gz") || n.ends_with(".json.bz2")
+}
+
+/// Files to import from the given paths (directories expanded, sorted).
+pub fn collect_files(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(p)?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| f.is_file() && is_importable(f))
+                .collect();
+            files.sort();
+            out.extend(files);
+        } else if p.is_file() {
+            out.push(p.clone());
+        } else {
+            return Err(std::io::Error::new(std::io::ErrorKind::NotFound, format!("{} does not exist", p.display())));
+        }
+    }
+    Ok(out)
+}
+
+fn first_issue(e: &hale_repository::Error) -> String {
+    let o = e.outcome();
+    match o.issues.first() {
+        Some(Issue { diagnostics, expression: Some(x), .. }) => format!("{x}: {diagnostics}"),
+        Some(i) => i.diagnostics.clone(),
+        None => e.to_string(),
+    }
+}
+
+/// Imports files into the store behind `repo`.
+pub async fn import(repo: &Repository, paths: &[PathBuf], show_progress: bool) -> std::io::Result<ImportSummary> {
+    let files = collect_files(paths)?;
+    let bar = if show_progress { ProgressBar::new_spinner() } else { ProgressBar::hidden() };
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {elapsed_precise} {pos} resources ({per_sec}) {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    let started = Instant::now();
+    let mut summary = ImportSummary::default();
+    for file in &files {
+        summary.files += 1;
+        bar.set_message(file.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_default());
+        if is_ndjson(file) {
+            import_ndjson(repo, file, &bar, &mut summary).await;
+        } else {
+            import_bundle(repo, file, &bar, &mut summary).await;
+        }
+    }
+    bar.finish_and_clear();
+    summary.seconds = started.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+async fn import_bundle(repo: &Repository, file: &Path, bar: &ProgressBar, summary: &mut ImportSummary) {
+    let mut text = String::new();
+    if let Err(e) = open(file).and_then(|mut r| r.read_to_string(&mut text)) {
+        summary.errors.push(format!(
+            "{}: cannot read: {e} (after {} bytes); nothing of it was loaded",
+            file.display(),
+            text.len()
+        ));
+        return;
+    }
+    let value: Value = match serde_json::from_str(&text) {
+        Ok(v) => v,
+        Err(e) => {
+            summary.errors.push(format!(
+                "{}:{}:{}: not valid JSON ({e}); nothing of it was loaded",
+                file.display(),
+                e.line(),
+                e.column()
+            ));
+            return;
+        }
+    };
+    drop(text);
+    let bundle = if value.get("resourceType").and_then(Value::as_str) == Some("Bundle")
+        && matches!(value.get("type").and_then(Value::as_str), Some("transaction" | "batch"))
+    {
+        value
+    } else {
+        // a single resource, or a collection/searchset: load its resources as one batch
+        let resources: Vec<Value> = match value.get("resourceType").and_then(Value::as_str) {
+            Some("Bundle") => {
+                value["entry"].as_array().into_iter().flatten().filter_map(|e| e.get("resource").cloned()).collect()
+            }
+            _ => vec![value],
+        };
+        json!({"resourceType": "Bundle", "type": "batch", "entry": resources.into_iter().map(entry_for).collect::<Vec<_>>()})
+    };
+    match repo.process_bundle(&bundle).await {
+        Ok((_, answers)) => {
+            for (i, a) in answers.iter().enumerate() {
+                match a {
+                    Ok(_) => {
+                        summary.resources += 1;
+                        bar.inc(1);
+                    }
+                    Err(e) => summary.errors.push(format!("{}: Bundle.entry[{i}]: {}", file.display(), first_issue(e))),
+                }
+            }
+        }
+        Err(e) => summary.errors.push(format!("{}: rejected whole: {}", file.display(), first_issue(&e))),
+    }
+}
+
+/// A batch or transaction entry that stores `resource`: PUT with its id, else POST.
+fn entry_for(resource: Value) -> Value {
+    let ty = resource.get("resourceType").and_then(Value::as_str).unwrap_or("").to_string();
+    match resource.get("id").and_then(Value::as_str) {
+        Some(id) => {
+            let url = format!("{ty}/{id}");
+            json!({"resource": resource, "request": {"method": "PUT", "url": url}})
+        }
+        None => json!({"resource": resource, "request": {"method": "POST", "url": ty}}),
+    }
+}
+
+async fn import_ndjson(repo: &Repository, file: &Path, bar: &ProgressBar, summary: &mut ImportSummary) {
+    let reader = match open(file) {
+        Ok(r) => BufReader::with_capacity(1 << 20, r),
+        Err(e) => {
+            summary.errors.push(format!("{}: cannot read: {e}", file.display()));
+            return;
+        }
+    };
+    let mut group: Vec<(usize, Value)> = Vec::with_capacity(NDJSON_GROUP);
+    for (n, line) in reader.lines().enumerate() {
+        let lineno = n + 1;
+        let line = match line {
+            Ok(l) => l,
+            Err(e) => {
+                summary.errors.push(format!(
+                    "{}:{lineno}: cannot read further: {e}; the lines before were loaded",
+                    file.display()
+                ));
+                break;
+            }
+        };
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<Value>(&line) {
+            Ok(v) => group.push((lineno, v)),
+            Err(e) => summary.errors.push(format!("{}:{lineno}:{}: not valid JSON ({e})", file.display(), e.column())),
+        }
+        if group.len() == NDJSON_GROUP {
+            flush(repo, file, &mut group, bar, summary).await;
+        }
+    }
+    flush(repo, file, &mut group, bar, summary).await;
+}
+
+/// Loads a group of NDJSON resources as one transaction; if it fails, entry by entry,
+/// so one bad line costs only itself.
+async fn flush(
+    repo: &Repository,
+    file: &Path,
+    group: &mut Vec<(usize, Value)>,
+    bar: &ProgressBar,
+    summary: &mut ImportSummary,
+) {
+    if group.is_empty() {
+        return;
+    }
+    let lines: Vec<(usize, Value)> = std::mem::take(group);
+    let bundle = json!({"resourceType": "Bundle", "type": "transaction",
+        "entry": lines.iter().map(|(_, v)| entry_for(v.clone())).collect::<Vec<_>>()});
+    if repo.process_bundle(&bundle).await.is_ok() {
+        summary.resources += lines.len();
+        bar.inc(lines.len() as u64);
+        return;
+    }
+    let batch = json!({"resourceType": "Bundle", "type": "batch",
+        "entry": lines.iter().map(|(_, v)| entry_for(v.clone())).collect::<Vec<_>>()});
+    match repo.process_bundle(&batch).await {
+        Ok((_, answers)) => {
+            for ((lineno, _), a) in lines.iter().zip(answers) {
+                match a {
+                    Ok(_) => {
+                        summary.resources += 1;
+                        bar.inc(1);
+                    }
+                    Err(e) => {
+                        let msg =
+                            first_issue(&e).replace("Bundle.entry[0].resource", "").replace("Bundle.entry[0]", "");
+                        summary.errors.push(format!(
+                            "{}:{lineno}: {}",
+                            file.display(),
+                            msg.trim_start_matches([':', ' ', '.'])
+                        ));
+                    }
+                }
+            }
+        }
+        Err(e) => summary.errors.push(format!("{}: {}", file.display(), first_issue(&e))),
+    }
+}
+
+/// Writes every current resource as `DIR/Type.ndjson`; returns (type, count) pairs.
+pub async fn export(repo: &Repository, dir: &Path, types: Option<&[String]>) -> std::io::Result<Vec<(String, usize)>> {
+    std::fs::create_dir_all(dir)?;
+    let all: Vec<String> = match types {
+        Some(t) => t.to_vec(),
+        None => hale_fhir::Definitions::get().resource_types().into_iter().map(str::to_string).collect(),
+    };
+    let mut counts = Vec::new();
+    for t in all {
+        let ty = ResourceType::parse(&t).ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("'{t}' is not a resource type"))
+        })?;
+        let mut req = hale_search::parse::parse(&ty, &[], false).map_err(|i| std::io::Error::other(i.diagnostics))?;
+        let mut out: Option<std::io::BufWriter<std::fs::File>> = None;
+        let mut n = 0;
+        loop {
+            let page = repo.search(&req, 1000, false).await.map_err(|e| std::io::Error::other(e.to_string()))?;
+            for e in &page.entries {
+                if let Some(body) = &e.body {
+                    let w = match &mut out {
+                        Some(w) => w,
+                        None => {
+                            out.insert(std::io::BufWriter::new(std::fs::File::create(dir.join(format!("{t}.ndjson")))?))
+                        }
+                    };
+                    w.write_all(body.as_bytes())?;
+                    w.write_all(b"\n")?;
+                    n += 1;
+                }
+            }
+            match page.next {
+                Some(c) => req.cursor = Some(c),
+                None => break,
+            }
+        }
+        if let Some(mut w) = out {
+            w.flush()?;
+            counts.push((t, n));
+        }
+    }
+    Ok(counts)
+}
+
+/// Rebuilds the search index of every current resource (of `types`, or all), with a
+/// progress bar.
+pub async fn reindex(repo: &Repository, types: &[String], show_progress: bool) -> std::io::Result<usize> {
+    let all: Vec<String> = if types.is_empty() {
+        hale_fhir::Definitions::get().resource_types().into_iter().map(str::to_string).collect()
+    } else {
+        types.to_vec()
+    };
+    let bar = if show_progress { ProgressBar::new_spinner() } else { ProgressBar::hidden() };
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {elapsed_precise} {pos} resources ({per_sec}) {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    let mut total = 0;
+    for t in all {
+        let ty = ResourceType::parse(&t).ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("'{t}' is not a resource type"))
+        })?;
+        bar.set_message(t.clone());
+        let base = total;
+        let n = repo
+            .reindex_type(&ty, |done| bar.set_position((base + done) as u64))
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        total += n;
+    }
+    bar.finish_and_clear();
+    Ok(total)
+}

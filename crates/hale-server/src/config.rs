@@ -1,0 +1,254 @@
+//! The one configuration tree. Precedence: defaults < `hale.toml` < `HALE_*`
+//! environment variables (nested keys joined by `__`, e.g. `HALE_LIMITS__MAX_BODY_BYTES`)
+//! < command-line flags.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Effective configuration of a Hale node.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address and port to listen on (`HALE_LISTEN`, `--listen`).
+    pub listen: String,
+    /// Directory holding the SQLite database, keys and audit checkpoints
+    /// (`HALE_DATA_DIR`, `--data-dir`).
+    pub data_dir: PathBuf,
+    /// Database URL; empty means the embedded SQLite file `hale.db` in `data_dir`
+    /// (`HALE_DATABASE_URL`). Only `sqlite:` URLs are supported so far.
+    pub database_url: String,
+    /// Public base URL of the FHIR endpoint (e.g. `https://ehr.example.org/fhir`) when
+    /// Hale runs behind a proxy; empty means it is derived from the `Host` header.
+    pub public_base_url: String,
+    /// Limits on every input.
+    pub limits: Limits,
+    /// Logging.
+    pub log: Log,
+}
+
+/// Limits on requests.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// Deepest JSON nesting accepted (objects and arrays).
+    pub max_json_depth: usize,
+    /// Longest JSON string accepted, in bytes.
+    pub max_string_bytes: usize,
+    /// Page size when the client gives no `_count`.
+    pub default_page_size: usize,
+    /// Largest page size a client may ask for.
+    pub max_page_size: usize,
+}
+
+/// Logging.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Log {
+    /// Filter in `tracing` syntax, e.g. `info` or `hale=debug,info`.
+    pub level: String,
+    /// `text` or `json`.
+    pub format: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("./hale-data"),
+            database_url: String::new(),
+            public_base_url: String::new(),
+            limits: Limits::default(),
+            log: Log::default(),
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 16 * 1024 * 1024,
+            max_json_depth: 64,
+            max_string_bytes: 8 * 1024 * 1024,
+            default_page_size: 50,
+            max_page_size: 1000,
+        }
+    }
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Log { level: "info".into(), format: "text".into() }
+    }
+}
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Load(String),
+    #[error("configuration: {0}")]
+    Invalid(String),
+}
+
+/// Command-line values that override everything else.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
+}
+
+impl Config {
+    /// Loads defaults < `file` (or `hale.toml` in the working directory if present) <
+    /// environment < overrides.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+        Self::load_with_env(file, overrides, std::env::vars())
+    }
+
+    /// As [`Config::load`], with the environment given (for tests).
+    pub fn load_with_env(
+        file: Option<&Path>,
+        overrides: &Overrides,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let defaults = config::Config::try_from(&Config::default()).map_err(|e| ConfigError::Load(e.to_string()))?;
+        let mut b = config::Config::builder().add_source(defaults);
+        match file {
+            Some(f) => {
+                if !f.is_file() {
+                    return Err(ConfigError::Load(format!("config file {} does not exist", f.display())));
+                }
+                b = b.add_source(config::File::from(f).format(config::FileFormat::Toml));
+            }
+            None => {
+                b = b.add_source(config::File::with_name("hale.toml").format(config::FileFormat::Toml).required(false));
+            }
+        }
+        let env: config::Map<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("HALE_") && k != "HALE_CONFIG" && !k.starts_with("HALE_TEST"))
+            .collect();
+        b = b.add_source(
+            config::Environment::with_prefix("HALE")
+                .prefix_separator("_")
+                .separator("__")
+                .try_parsing(true)
+                .source(Some(env)),
+        );
+        if let Some(l) = &overrides.listen {
+            b = b.set_override("listen", l.clone()).map_err(|e| ConfigError::Load(e.to_string()))?;
+        }
+        if let Some(d) = &overrides.data_dir {
+            b = b
+                .set_override("data_dir", d.to_string_lossy().to_string())
+                .map_err(|e| ConfigError::Load(e.to_string()))?;
+        }
+        if let Some(u) = &overrides.database_url {
+            b = b.set_override("database_url", u.clone()).map_err(|e| ConfigError::Load(e.to_string()))?;
+        }
+        let built = b.build().map_err(|e| ConfigError::Load(e.to_string()))?;
+        let cfg: Config = built.try_deserialize().map_err(|e| ConfigError::Load(e.to_string()))?;
+        cfg.check()?;
+        Ok(cfg)
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        if self.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(ConfigError::Invalid(format!(
+                "listen = '{}' is not an address such as 127.0.0.1:8080",
+                self.listen
+            )));
+        }
+        if !self.database_url.is_empty() && !self.database_url.starts_with("sqlite:") {
+            return Err(ConfigError::Invalid("database_url: only sqlite: URLs are supported by this version".into()));
+        }
+        let l = &self.limits;
+        if l.max_body_bytes == 0 || l.max_json_depth == 0 || l.max_string_bytes == 0 || l.max_page_size == 0 {
+            return Err(ConfigError::Invalid("limits must be greater than zero".into()));
+        }
+        if l.max_json_depth > 120 {
+            return Err(ConfigError::Invalid("limits.max_json_depth must be at most 120".into()));
+        }
+        if l.default_page_size > l.max_page_size {
+            return Err(ConfigError::Invalid("limits.default_page_size must not exceed limits.max_page_size".into()));
+        }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            return Err(ConfigError::Invalid("log.format must be text or json".into()));
+        }
+        Ok(())
+    }
+
+    /// The SQLite file this configuration uses.
+    pub fn sqlite_path(&self) -> PathBuf {
+        match self.database_url.strip_prefix("sqlite:") {
+            Some(p) if !p.is_empty() => PathBuf::from(p.trim_start_matches("//")),
+            _ => self.data_dir.join("hale.db"),
+        }
+    }
+
+    /// The configuration as TOML, with secrets (passwords in URLs) redacted.
+    pub fn to_redacted_toml(&self) -> String {
+        let mut c = self.clone();
+        c.database_url = redact_url(&c.database_url);
+        toml::to_string(&c).unwrap_or_default()
+    }
+}
+
+/// `postgres://user:secret@host/db` -> `postgres://user:***@host/db`
+pub fn redact_url(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://")
+        && let Some((creds, host)) = rest.split_once('@')
+        && let Some((user, _)) = creds.split_once(':')
+    {
+        return format!("{scheme}://{user}:***@{host}");
+    }
+    url.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn precedence_is_defaults_file_env_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("hale.toml");
+        std::fs::write(&f, "listen = \"127.0.0.1:1111\"\ndata_dir = \"/from/file\"\n[limits]\nmax_json_depth = 10\n")
+            .unwrap();
+        let env = vec![
+            ("HALE_DATA_DIR".to_string(), "/from/env".to_string()),
+            ("HALE_LIMITS__MAX_BODY_BYTES".to_string(), "1234".to_string()),
+        ];
+        let c = Config::load_with_env(Some(&f), &Overrides::default(), env.clone()).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:1111");
+        assert_eq!(c.data_dir, PathBuf::from("/from/env"));
+        assert_eq!(c.limits.max_body_bytes, 1234);
+        assert_eq!(c.limits.max_json_depth, 10);
+        assert_eq!(c.limits.max_page_size, 1000);
+        let o = Overrides { data_dir: Some("/from/flag".into()), ..Default::default() };
+        let c = Config::load_with_env(Some(&f), &o, env).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/from/flag"));
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        let env = vec![("HALE_LISTEN".to_string(), "nowhere".to_string())];
+        assert!(Config::load_with_env(None, &Overrides::default(), env).is_err());
+        let env = vec![("HALE_LIMITS__MAX_BODY_BYTES".to_string(), "lots".to_string())];
+        assert!(Config::load_with_env(None, &Overrides::default(), env).is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("x.toml");
+        std::fs::write(&f, "lisen = \"typo\"\n").unwrap();
+        assert!(Config::load_with_env(Some(&f), &Overrides::default(), vec![]).is_err());
+    }
+
+    #[test]
+    fn secrets_are_redacted() {
+        assert_eq!(redact_url("postgres://u:pw@h:5432/db"), "postgres://u:***@h:5432/db");
+        let c = Config { database_url: "sqlite:/x/y.db".into(), ..Config::default() };
+        assert!(c.to_redacted_toml().contains("sqlite:/x/y.db"));
+    }
+}

@@ -1,0 +1,169 @@
+//! The composition root: loads configuration, opens the store the configuration
+//! names, assembles the routers (`/fhir`, `/healthz`, `/readyz`) with request ids, panic
+//! capture and request logging, and serves until SIGINT or SIGTERM.
+
+pub mod bulk;
+pub mod config;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use hale_api::{ApiLimits, ApiState};
+use hale_repository::Repository;
+use hale_store::Store;
+use tokio::net::TcpListener;
+
+pub use config::Config;
+
+/// Start-up failures.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error("cannot create data directory {0}: {1}")]
+    DataDir(String, std::io::Error),
+    #[error("cannot open the store: {0}")]
+    Store(#[from] hale_store::Error),
+    #[error("cannot listen on {0}: {1}")]
+    Listen(String, std::io::Error),
+    #[error("server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Opens the store the configuration names.
+pub fn open_store(cfg: &Config) -> Result<Arc<dyn Store>, Error> {
+    let path = cfg.sqlite_path();
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| Error::DataDir(parent.display().to_string(), e))?;
+    }
+    Ok(Arc::new(hale_store_sqlite::SqliteStore::open(&path)?))
+}
+
+/// The repository over the store the configuration names (for command-line tools,
+/// which run as the system).
+pub fn repository(cfg: &Config) -> Result<Repository, Error> {
+    Ok(Repository::new(open_store(cfg)?))
+}
+
+#[derive(Clone)]
+struct Health {
+    repository: Repository,
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn readyz(State(h): State<Health>) -> Response {
+    match h.repository.ping().await {
+        Ok(()) => (StatusCode::OK, "ready").into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "store is not ready");
+            (StatusCode::SERVICE_UNAVAILABLE, "store unavailable").into_response()
+        }
+    }
+}
+
+/// Gives every request an id (`X-Request-Id`, kept if the client sent a sane one) and a
+/// log span carrying it.
+async fn request_id(req: Request, next: Next) -> Response {
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    let span = tracing::info_span!("request", id = %id, method = %req.method(), path = %req.uri().path());
+    let started = std::time::Instant::now();
+    let mut resp = tracing::Instrument::instrument(next.run(req), span.clone()).await;
+    tracing::info!(parent: &span, status = resp.status().as_u16(), ms = started.elapsed().as_millis() as u64, "request");
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    resp
+}
+
+/// The whole application for a store and configuration.
+pub fn app(cfg: &Config, store: Arc<dyn Store>) -> Router {
+    let repository = Repository::new(store);
+    let api = hale_api::router(ApiState {
+        repository: repository.clone(),
+        limits: ApiLimits {
+            max_body_bytes: cfg.limits.max_body_bytes,
+            json: hale_fhir::json::JsonLimits {
+                max_depth: cfg.limits.max_json_depth,
+                max_string_bytes: cfg.limits.max_string_bytes,
+            },
+            default_page_size: cfg.limits.default_page_size,
+            max_page_size: cfg.limits.max_page_size,
+        },
+        public_base: (!cfg.public_base_url.is_empty()).then(|| cfg.public_base_url.clone()),
+        software_version: env!("CARGO_PKG_VERSION").to_string(),
+    });
+    let health =
+        Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).with_state(Health { repository });
+    api.merge(health)
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
+            tracing::error!("a request handler panicked");
+            hale_api::panic_response()
+        }))
+        .layer(middleware::from_fn(request_id))
+}
+
+/// A bound, not yet serving, server.
+pub struct Server {
+    listener: TcpListener,
+    app: Router,
+}
+
+impl Server {
+    /// Opens the store and binds the listener.
+    pub async fn bind(cfg: &Config) -> Result<Server, Error> {
+        let store = open_store(cfg)?;
+        Self::bind_with_store(cfg, store).await
+    }
+
+    pub async fn bind_with_store(cfg: &Config, store: Arc<dyn Store>) -> Result<Server, Error> {
+        let listener = TcpListener::bind(&cfg.listen).await.map_err(|e| Error::Listen(cfg.listen.clone(), e))?;
+        Ok(Server { listener, app: app(cfg, store) })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// Serves until `shutdown` completes, then finishes in-flight requests.
+    pub async fn serve(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<(), Error> {
+        axum::serve(self.listener, self.app).with_graceful_shutdown(shutdown).await.map_err(Error::Serve)
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
+}

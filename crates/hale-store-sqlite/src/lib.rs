@@ -1,0 +1,745 @@
+//! The embedded store: one SQLite file in WAL mode with `synchronous=FULL`, so a write
+//! that was acknowledged survives `kill -9` and power loss.
+//!
+//! One writer connection (SQLite has one writer at a time) behind a mutex, used from
+//! blocking tasks; a small pool of reader connections that WAL lets run beside it.
+//! Every write is one `BEGIN IMMEDIATE` transaction in which its preconditions are
+//! checked, so `If-Match` and conditional creates are race-free.
+
+mod search;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use hale_fhir::{ResourceId, ResourceType, VersionId};
+use hale_search::parse::SearchRequest;
+use hale_store::{
+    CreateOutcome, Criteria, Error, EverythingQuery, HistoryPage, HistoryQuery, HistoryScope, IndexRows, Instant,
+    Method, NewVersion, Precondition, Result, SearchPage, Store, StoredResource, TxOp, TxOutcome, UpdateOutcome, stamp,
+};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params, params_from_iter};
+
+/// Append-only migrations, embedded in the binary. Never edit one that has shipped.
+const MIGRATIONS: &[(i64, &str)] =
+    &[(1, include_str!("../migrations/0001_resources.sql")), (2, include_str!("../migrations/0002_search_index.sql"))];
+
+/// Every index table; rows of a resource are replaced on each write.
+const INDEX_TABLES: &[&str] = &[
+    "search_token",
+    "search_string",
+    "search_date",
+    "search_number",
+    "search_quantity",
+    "search_reference",
+    "search_uri",
+];
+
+/// Readers kept open for reuse.
+const MAX_IDLE_READERS: usize = 8;
+
+fn backend(e: impl std::fmt::Display) -> Error {
+    Error::Backend(e.to_string())
+}
+
+/// The SQLite store.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").field("path", &self.inner.path).finish()
+    }
+}
+
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(std::time::Duration::from_secs(30))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "cache_size", -32_000)?;
+    Ok(())
+}
+
+fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
+    )?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let current: i64 = tx.query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |r| r.get(0))?;
+    for (version, sql) in MIGRATIONS {
+        if *version > current {
+            tx.execute_batch(sql)?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
+                params![version, Instant::now().millis()],
+            )?;
+        }
+    }
+    tx.commit()
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and runs pending migrations.
+    pub fn open(path: &Path) -> Result<Self> {
+        let mut writer = Connection::open(path).map_err(backend)?;
+        configure(&writer).map_err(backend)?;
+        let newest: i64 = writer
+            .query_row(
+                "SELECT CASE WHEN EXISTS (SELECT 1 FROM sqlite_master WHERE name = 'schema_migrations')
+                 THEN 1 ELSE 0 END",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(backend)?;
+        if newest == 1 {
+            let v: i64 = writer
+                .query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |r| r.get(0))
+                .map_err(backend)?;
+            let known = MIGRATIONS.last().map(|m| m.0).unwrap_or(0);
+            if v > known {
+                return Err(Error::Backend(format!(
+                    "the database is at schema version {v}, newer than this Hale knows ({known}); upgrade Hale"
+                )));
+            }
+        }
+        migrate(&mut writer).map_err(backend)?;
+        Ok(SqliteStore {
+            inner: Arc::new(Inner {
+                path: path.to_path_buf(),
+                writer: Mutex::new(writer),
+                readers: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    fn reader(&self) -> Result<Connection> {
+        if let Some(c) = self.inner.readers.lock().unwrap_or_else(|e| e.into_inner()).pop() {
+            return Ok(c);
+        }
+        let c = Connection::open_with_flags(
+            &self.inner.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
+        )
+        .map_err(backend)?;
+        c.busy_timeout(std::time::Duration::from_secs(30)).map_err(backend)?;
+        Ok(c)
+    }
+
+    fn give_back(&self, c: Connection) {
+        let mut pool = self.inner.readers.lock().unwrap_or_else(|e| e.into_inner());
+        if pool.len() < MAX_IDLE_READERS {
+            pool.push(c);
+        }
+    }
+
+    /// Runs `f` with a reader connection on the blocking pool.
+    async fn with_reader<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let c = this.reader()?;
+            let out = f(&c);
+            this.give_back(c);
+            out
+        })
+        .await
+        .map_err(backend)?
+    }
+
+    /// Runs `f` inside one immediate write transaction on the blocking pool; commits
+    /// when `f` returns Ok, rolls back otherwise.
+    async fn with_writer<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = this.inner.writer.lock().unwrap_or_else(|e| e.into_inner());
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(backend)?;
+            let out = f(&tx)?;
+            tx.commit().map_err(backend)?;
+            Ok(out)
+        })
+        .await
+        .map_err(backend)?
+    }
+}
+
+const VERSION_COLUMNS: &str = "v.seq, v.res_type, v.res_id, v.version, v.last_updated, v.method, v.body";
+
+fn row_to_stored(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, StoredResource)> {
+    let seq: i64 = r.get(0)?;
+    let ty: String = r.get(1)?;
+    let id: String = r.get(2)?;
+    let version: i64 = r.get(3)?;
+    let lu: i64 = r.get(4)?;
+    let method: String = r.get(5)?;
+    let body: Option<String> = r.get(6)?;
+    let bad = |what: &str| rusqlite::Error::InvalidColumnType(0, what.to_string(), rusqlite::types::Type::Text);
+    Ok((
+        seq,
+        StoredResource {
+            resource_type: ResourceType::parse(&ty).ok_or_else(|| bad("res_type"))?,
+            id: ResourceId::parse(&id).ok_or_else(|| bad("res_id"))?,
+            version: VersionId::new(version as u64),
+            last_updated: Instant::from_millis(lu),
+            method: Method::parse(&method).ok_or_else(|| bad("method"))?,
+            body,
+        },
+    ))
+}
+
+/// Current (type, id) -> (version, deleted, last_updated).
+fn current(tx: &Connection, ty: &str, id: &str) -> Result<Option<(VersionId, bool, i64)>> {
+    tx.query_row(
+        "SELECT r.version, r.deleted, v.last_updated FROM resources r JOIN resource_versions v ON v.seq = r.seq
+         WHERE r.res_type = ?1 AND r.res_id = ?2",
+        params![ty, id],
+        |r| Ok((VersionId::new(r.get::<_, i64>(0)? as u64), r.get::<_, i64>(1)? != 0, r.get::<_, i64>(2)?)),
+    )
+    .optional()
+    .map_err(backend)
+}
+
+fn read_current(c: &Connection, ty: &str, id: &str) -> Result<Option<StoredResource>> {
+    c.query_row(
+        &format!(
+            "SELECT {VERSION_COLUMNS} FROM resources r JOIN resource_versions v ON v.seq = r.seq
+             WHERE r.res_type = ?1 AND r.res_id = ?2"
+        ),
+        params![ty, id],
+        row_to_stored,
+    )
+    .optional()
+    .map(|o| o.map(|(_, s)| s))
+    .map_err(backend)
+}
+
+/// Writes one version and its index rows; returns what was stored.
+fn write_version(
+    tx: &Connection,
+    ty: &ResourceType,
+    id: &ResourceId,
+    prev: Option<(VersionId, bool, i64)>,
+    method: Method,
+    new: Option<NewVersion>,
+) -> Result<StoredResource> {
+    let version = prev.map(|p| p.0.next()).unwrap_or(VersionId::FIRST);
+    // lastUpdated never goes backwards for one resource, even if the clock does
+    let at = Instant::from_millis(Instant::now().millis().max(prev.map(|p| p.2).unwrap_or(i64::MIN)));
+    let (body, index) = match new {
+        Some(mut n) => {
+            stamp(&mut n.resource, id, version, at);
+            (Some(hale_fhir::json::to_string(&n.resource)), n.index)
+        }
+        None => (None, IndexRows::default()),
+    };
+    tx.prepare_cached(
+        "INSERT INTO resource_versions (res_type, res_id, version, last_updated, method, body)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![ty.as_str(), id.as_str(), version.get() as i64, at.millis(), method.as_str(), body])
+    })
+    .map_err(backend)?;
+    let seq = tx.last_insert_rowid();
+    tx.prepare_cached(
+        "INSERT INTO resources (res_type, res_id, version, seq, deleted) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (res_type, res_id) DO UPDATE SET version = excluded.version, seq = excluded.seq,
+         deleted = excluded.deleted",
+    )
+    .and_then(|mut s| s.execute(params![ty.as_str(), id.as_str(), version.get() as i64, seq, body.is_none() as i64]))
+    .map_err(backend)?;
+    if prev.is_some() {
+        for table in INDEX_TABLES {
+            tx.prepare_cached(&format!("DELETE FROM {table} WHERE res_type = ?1 AND res_id = ?2"))
+                .and_then(|mut s| s.execute(params![ty.as_str(), id.as_str()]))
+                .map_err(backend)?;
+        }
+    }
+    write_index(tx, ty.as_str(), id.as_str(), &index).map_err(backend)?;
+    Ok(StoredResource { resource_type: ty.clone(), id: id.clone(), version, last_updated: at, method, body })
+}
+
+fn write_index(tx: &Connection, ty: &str, id: &str, index: &IndexRows) -> rusqlite::Result<()> {
+    if !index.tokens.is_empty() {
+        let mut s = tx.prepare_cached(
+            "INSERT INTO search_token (res_type, res_id, param, system, code, text) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        for t in &index.tokens {
+            s.execute(params![ty, id, t.param, t.system, t.code, t.text])?;
+        }
+    }
+    if !index.strings.is_empty() {
+        let mut s = tx.prepare_cached(
+            "INSERT INTO search_string (res_type, res_id, param, norm, exact) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?;
+        for t in &index.strings {
+            s.execute(params![ty, id, t.param, t.norm, t.exact])?;
+        }
+    }
+    if !index.dates.is_empty() {
+        let mut s =
+            tx.prepare_cached("INSERT INTO search_date (res_type, res_id, param, lo, hi) VALUES (?1, ?2, ?3, ?4, ?5)")?;
+        for t in &index.dates {
+            s.execute(params![ty, id, t.param, t.lo, t.hi])?;
+        }
+    }
+    if !index.numbers.is_empty() {
+        let mut s =
+            tx.prepare_cached("INSERT INTO search_number (res_type, res_id, param, value) VALUES (?1, ?2, ?3, ?4)")?;
+        for t in &index.numbers {
+            s.execute(params![ty, id, t.param, t.value])?;
+        }
+    }
+    if !index.quantities.is_empty() {
+        let mut s = tx.prepare_cached(
+            "INSERT INTO search_quantity (res_type, res_id, param, value, system, code, unit)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?;
+        for t in &index.quantities {
+            s.execute(params![ty, id, t.param, t.value, t.system, t.code, t.unit])?;
+        }
+    }
+    if !index.references.is_empty() {
+        let mut s = tx.prepare_cached(
+            "INSERT INTO search_reference (res_type, res_id, param, target_type, target_id, url)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        for t in &index.references {
+            s.execute(params![ty, id, t.param, t.target_type, t.target_id, t.url])?;
+        }
+    }
+    if !index.uris.is_empty() {
+        let mut s =
+            tx.prepare_cached("INSERT INTO search_uri (res_type, res_id, param, uri) VALUES (?1, ?2, ?3, ?4)")?;
+        for t in &index.uris {
+            s.execute(params![ty, id, t.param, t.uri])?;
+        }
+    }
+    Ok(())
+}
+
+fn find_ids(c: &Connection, criteria: &Criteria, limit: usize) -> Result<Vec<ResourceId>> {
+    Ok(search::search(c, &criteria.request, limit, false)?.entries.into_iter().map(|e| e.id).collect())
+}
+
+fn check_if_match(
+    ty: &ResourceType,
+    id: &ResourceId,
+    prev: Option<(VersionId, bool, i64)>,
+    if_match: Option<VersionId>,
+) -> Result<()> {
+    if let Some(expected) = if_match {
+        match prev {
+            Some((v, false, _)) if v == expected => {}
+            Some((v, deleted, _)) => {
+                return Err(Error::VersionConflict {
+                    expected,
+                    current: if deleted { format!("{v} (deleted)") } else { v.to_string() },
+                });
+            }
+            None => return Err(Error::NotFound(format!("{ty}/{id}"))),
+        }
+    }
+    Ok(())
+}
+
+fn check_preconditions(
+    tx: &Connection,
+    target: Option<(&ResourceType, &ResourceId)>,
+    prev: Option<(VersionId, bool, i64)>,
+    preconditions: &[Precondition],
+) -> Result<()> {
+    for p in preconditions {
+        match p {
+            Precondition::IfMatch(v) => {
+                if let Some((ty, id)) = target {
+                    check_if_match(ty, id, prev, Some(*v))?;
+                }
+            }
+            Precondition::NoMatch(c) => {
+                if !find_ids(tx, c, 1)?.is_empty() {
+                    return Err(Error::Conflict(
+                        "A matching resource was created concurrently; retry the request".into(),
+                    ));
+                }
+            }
+            Precondition::OnlyMatch(c, id) => {
+                let found = find_ids(tx, c, 2)?;
+                if found.len() != 1 || &found[0] != id {
+                    return Err(Error::Conflict(
+                        "The resources matching the conditions changed concurrently; retry the request".into(),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn run_op(tx: &Connection, op: TxOp) -> Result<TxOutcome> {
+    match op {
+        TxOp::Write { ty, id, method, new, preconditions } => {
+            let prev = current(tx, ty.as_str(), id.as_str())?;
+            check_preconditions(tx, Some((&ty, &id)), prev, &preconditions)?;
+            let created = prev.is_none_or(|p| p.1);
+            let stored = write_version(tx, &ty, &id, prev, method, Some(*new))?;
+            Ok(TxOutcome::Written { stored, created })
+        }
+        TxOp::Delete { ty, id, preconditions } => {
+            let prev = current(tx, ty.as_str(), id.as_str())?;
+            check_preconditions(tx, Some((&ty, &id)), prev, &preconditions)?;
+            match prev {
+                Some((_, false, _)) => {
+                    write_version(tx, &ty, &id, prev, Method::Delete, None).map(|s| TxOutcome::Deleted(Some(s)))
+                }
+                _ => Ok(TxOutcome::Deleted(None)),
+            }
+        }
+        TxOp::Check { preconditions } => {
+            check_preconditions(tx, None, None, &preconditions)?;
+            Ok(TxOutcome::Checked)
+        }
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn replace_index(&self, items: Vec<(ResourceType, ResourceId, VersionId, IndexRows)>) -> Result<usize> {
+        self.with_writer(move |tx| {
+            let mut n = 0;
+            for (ty, id, version, rows) in items {
+                // only if the version indexed is still the current one
+                match current(tx, ty.as_str(), id.as_str())? {
+                    Some((v, false, _)) if v == version => {}
+                    _ => continue,
+                }
+                for table in INDEX_TABLES {
+                    tx.prepare_cached(&format!("DELETE FROM {table} WHERE res_type = ?1 AND res_id = ?2"))
+                        .and_then(|mut s| s.execute(params![ty.as_str(), id.as_str()]))
+                        .map_err(backend)?;
+                }
+                write_index(tx, ty.as_str(), id.as_str(), &rows).map_err(backend)?;
+                n += 1;
+            }
+            Ok(n)
+        })
+        .await
+    }
+
+    async fn transaction(&self, ops: Vec<TxOp>) -> std::result::Result<Vec<TxOutcome>, (usize, Error)> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = this.inner.writer.lock().unwrap_or_else(|e| e.into_inner());
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| (0, backend(e)))?;
+            let mut out = Vec::with_capacity(ops.len());
+            for (i, op) in ops.into_iter().enumerate() {
+                out.push(run_op(&tx, op).map_err(|e| (i, e))?);
+            }
+            tx.commit().map_err(|e| (0, backend(e)))?;
+            Ok(out)
+        })
+        .await
+        .map_err(|e| (0, backend(e)))?
+    }
+
+    async fn read(&self, ty: &ResourceType, id: &ResourceId) -> Result<Option<StoredResource>> {
+        let (ty, id) = (ty.clone(), id.clone());
+        self.with_reader(move |c| read_current(c, ty.as_str(), id.as_str())).await
+    }
+
+    async fn vread(&self, ty: &ResourceType, id: &ResourceId, version: VersionId) -> Result<Option<StoredResource>> {
+        let (ty, id) = (ty.clone(), id.clone());
+        self.with_reader(move |c| {
+            c.query_row(
+                &format!(
+                    "SELECT {VERSION_COLUMNS} FROM resource_versions v
+                     WHERE v.res_type = ?1 AND v.res_id = ?2 AND v.version = ?3"
+                ),
+                params![ty.as_str(), id.as_str(), version.get() as i64],
+                row_to_stored,
+            )
+            .optional()
+            .map(|o| o.map(|(_, s)| s))
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn create(
+        &self,
+        ty: &ResourceType,
+        new: NewVersion,
+        if_none_exist: Option<Criteria>,
+    ) -> Result<CreateOutcome> {
+        let ty = ty.clone();
+        self.with_writer(move |tx| {
+            if let Some(criteria) = &if_none_exist {
+                let found = find_ids(tx, criteria, 2)?;
+                match found.len() {
+                    0 => {}
+                    1 => {
+                        let existing = read_current(tx, ty.as_str(), found[0].as_str())?
+                            .ok_or_else(|| Error::Backend("matched resource vanished".into()))?;
+                        return Ok(CreateOutcome::Existing(existing));
+                    }
+                    n => return Err(Error::MultipleMatches(n)),
+                }
+            }
+            let id = ResourceId::generate();
+            write_version(tx, &ty, &id, None, Method::Post, Some(new)).map(CreateOutcome::Created)
+        })
+        .await
+    }
+
+    async fn update(
+        &self,
+        ty: &ResourceType,
+        id: &ResourceId,
+        new: NewVersion,
+        if_match: Option<VersionId>,
+    ) -> Result<UpdateOutcome> {
+        let (ty, id) = (ty.clone(), id.clone());
+        self.with_writer(move |tx| {
+            let prev = current(tx, ty.as_str(), id.as_str())?;
+            check_if_match(&ty, &id, prev, if_match)?;
+            let created = prev.is_none_or(|p| p.1);
+            let stored = write_version(tx, &ty, &id, prev, Method::Put, Some(new))?;
+            Ok(UpdateOutcome { stored, created })
+        })
+        .await
+    }
+
+    async fn conditional_update(
+        &self,
+        criteria: Criteria,
+        id: Option<ResourceId>,
+        new: NewVersion,
+        if_match: Option<VersionId>,
+    ) -> Result<UpdateOutcome> {
+        self.with_writer(move |tx| {
+            let ty = criteria.request.resource_type.clone();
+            let found = find_ids(tx, &criteria, 2)?;
+            let target = match (found.len(), id) {
+                (0, Some(id)) => id,
+                (0, None) => ResourceId::generate(),
+                (1, Some(id)) if id != found[0] => return Err(Error::IdMismatch(id.to_string())),
+                (1, _) => found[0].clone(),
+                (n, _) => return Err(Error::MultipleMatches(n)),
+            };
+            let prev = current(tx, ty.as_str(), target.as_str())?;
+            check_if_match(&ty, &target, prev, if_match)?;
+            let created = prev.is_none_or(|p| p.1);
+            let method = if prev.is_none() && found.is_empty() { Method::Post } else { Method::Put };
+            let stored = write_version(tx, &ty, &target, prev, method, Some(new))?;
+            Ok(UpdateOutcome { stored, created })
+        })
+        .await
+    }
+
+    async fn delete(
+        &self,
+        ty: &ResourceType,
+        id: &ResourceId,
+        if_match: Option<VersionId>,
+    ) -> Result<Option<StoredResource>> {
+        let (ty, id) = (ty.clone(), id.clone());
+        self.with_writer(move |tx| {
+            let prev = current(tx, ty.as_str(), id.as_str())?;
+            check_if_match(&ty, &id, prev, if_match)?;
+            match prev {
+                Some((_, false, _)) => write_version(tx, &ty, &id, prev, Method::Delete, None).map(Some),
+                _ => Ok(None),
+            }
+        })
+        .await
+    }
+
+    async fn conditional_delete(&self, criteria: Criteria) -> Result<Option<StoredResource>> {
+        self.with_writer(move |tx| {
+            let ty = criteria.request.resource_type.clone();
+            let found = find_ids(tx, &criteria, 2)?;
+            match found.len() {
+                0 => Ok(None),
+                1 => {
+                    let prev = current(tx, ty.as_str(), found[0].as_str())?;
+                    write_version(tx, &ty, &found[0], prev, Method::Delete, None).map(Some)
+                }
+                n => Err(Error::MultipleMatches(n)),
+            }
+        })
+        .await
+    }
+
+    async fn find(&self, criteria: &Criteria, limit: usize) -> Result<Vec<ResourceId>> {
+        let criteria = criteria.clone();
+        self.with_reader(move |c| find_ids(c, &criteria, limit)).await
+    }
+
+    async fn search(&self, request: &SearchRequest, page_size: usize, want_total: bool) -> Result<SearchPage> {
+        let request = request.clone();
+        self.with_reader(move |c| search::search(c, &request, page_size, want_total)).await
+    }
+
+    async fn everything(&self, patient: &ResourceId, query: &EverythingQuery) -> Result<SearchPage> {
+        let (patient, query) = (patient.clone(), query.clone());
+        self.with_reader(move |c| search::everything(c, patient.as_str(), &query)).await
+    }
+
+    async fn history(&self, scope: &HistoryScope, query: &HistoryQuery) -> Result<HistoryPage> {
+        let (scope, query) = (scope.clone(), query.clone());
+        self.with_reader(move |c| {
+            let mut sql = format!("SELECT {VERSION_COLUMNS} FROM resource_versions v WHERE 1 = 1");
+            let mut args: Vec<rusqlite::types::Value> = Vec::new();
+            match &scope {
+                HistoryScope::System => {}
+                HistoryScope::Type(t) => {
+                    sql.push_str(" AND v.res_type = ?");
+                    args.push(t.to_string().into());
+                }
+                HistoryScope::Instance(t, id) => {
+                    sql.push_str(" AND v.res_type = ? AND v.res_id = ?");
+                    args.push(t.to_string().into());
+                    args.push(id.to_string().into());
+                }
+            }
+            if let Some(since) = query.since {
+                sql.push_str(" AND v.last_updated >= ?");
+                args.push(since.millis().into());
+            }
+            let total = if matches!(scope, HistoryScope::Instance(..)) && query.cursor.is_none() {
+                let count_sql = sql.replacen(&format!("SELECT {VERSION_COLUMNS}"), "SELECT COUNT(*)", 1);
+                Some(c.query_row(&count_sql, params_from_iter(args.iter()), |r| r.get::<_, i64>(0)).map_err(backend)?
+                    as u64)
+            } else {
+                None
+            };
+            if let Some(cursor) = query.cursor {
+                sql.push_str(" AND v.seq < ?");
+                args.push(cursor.into());
+            }
+            sql.push_str(&format!(" ORDER BY v.seq DESC LIMIT {}", query.count + 1));
+            let mut stmt = c.prepare(&sql).map_err(backend)?;
+            let rows = stmt.query_map(params_from_iter(args.iter()), row_to_stored).map_err(backend)?;
+            let mut entries = Vec::new();
+            let mut last_seq = None;
+            let mut more = false;
+            for r in rows {
+                let (seq, s) = r.map_err(backend)?;
+                if entries.len() == query.count {
+                    more = true;
+                    break;
+                }
+                last_seq = Some(seq);
+                entries.push(s);
+            }
+            Ok(HistoryPage { entries, next: if more { last_seq } else { None }, total })
+        })
+        .await
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.with_reader(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(backend)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hale_store::TokenIndex;
+    use serde_json::json;
+
+    fn patient(family: &str) -> NewVersion {
+        NewVersion {
+            resource: json!({"resourceType":"Patient","name":[{"family":family}]}),
+            index: IndexRows::default(),
+        }
+    }
+
+    fn ty() -> ResourceType {
+        ResourceType::parse("Patient").unwrap()
+    }
+
+    #[tokio::test]
+    async fn versions_history_and_tombstones() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("h.db")).unwrap();
+        let CreateOutcome::Created(c) = s.create(&ty(), patient("a"), None).await.unwrap() else { panic!() };
+        assert_eq!(c.version, VersionId::FIRST);
+        let u = s.update(&ty(), &c.id, patient("b"), Some(VersionId::FIRST)).await.unwrap();
+        assert_eq!((u.stored.version.get(), u.created), (2, false));
+        let conflict = s.update(&ty(), &c.id, patient("c"), Some(VersionId::FIRST)).await;
+        assert!(matches!(conflict, Err(Error::VersionConflict { .. })));
+        let d = s.delete(&ty(), &c.id, None).await.unwrap().unwrap();
+        assert!(d.is_deleted());
+        assert_eq!(d.version.get(), 3);
+        assert!(s.read(&ty(), &c.id).await.unwrap().unwrap().is_deleted());
+        let v1 = s.vread(&ty(), &c.id, VersionId::FIRST).await.unwrap().unwrap();
+        assert!(v1.body.unwrap().contains("\"family\":\"a\""));
+        let h = s
+            .history(&HistoryScope::Instance(ty(), c.id.clone()), &HistoryQuery { since: None, count: 2, cursor: None })
+            .await
+            .unwrap();
+        assert_eq!(h.total, Some(3));
+        assert_eq!(h.entries.iter().map(|e| e.version.get()).collect::<Vec<_>>(), [3, 2]);
+        let h2 = s
+            .history(
+                &HistoryScope::Instance(ty(), c.id.clone()),
+                &HistoryQuery { since: None, count: 2, cursor: h.next },
+            )
+            .await
+            .unwrap();
+        assert_eq!(h2.entries.iter().map(|e| e.version.get()).collect::<Vec<_>>(), [1]);
+        assert!(h2.next.is_none());
+        // a re-create after delete continues the version sequence
+        let again = s.update(&ty(), &c.id, patient("d"), None).await.unwrap();
+        assert_eq!((again.stored.version.get(), again.created), (4, true));
+    }
+
+    #[tokio::test]
+    async fn conditional_create_finds_by_identifier() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("c.db")).unwrap();
+        let mut p = patient("a");
+        p.index.tokens.push(TokenIndex {
+            param: "identifier".into(),
+            system: Some("urn:s".into()),
+            code: "1".into(),
+            text: None,
+        });
+        let request =
+            hale_search::parse::parse(&ty(), &[("identifier".to_string(), "urn:s|1".to_string())], false).unwrap();
+        let crit = Criteria { request };
+        let CreateOutcome::Created(first) = s.create(&ty(), p.clone(), Some(crit.clone())).await.unwrap() else {
+            panic!()
+        };
+        let CreateOutcome::Existing(again) = s.create(&ty(), p, Some(crit.clone())).await.unwrap() else { panic!() };
+        assert_eq!(first.id, again.id);
+        assert_eq!(s.find(&crit, 10).await.unwrap(), vec![first.id.clone()]);
+        s.delete(&ty(), &first.id, None).await.unwrap();
+        assert!(s.find(&crit, 10).await.unwrap().is_empty());
+    }
+
+    #[test]
+    fn refuses_a_newer_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("n.db");
+        drop(SqliteStore::open(&path).unwrap());
+        let c = Connection::open(&path).unwrap();
+        c.execute("INSERT INTO schema_migrations VALUES (999, 0)", []).unwrap();
+        drop(c);
+        assert!(matches!(SqliteStore::open(&path), Err(Error::Backend(m)) if m.contains("newer")));
+    }
+}

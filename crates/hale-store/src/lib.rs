@@ -1,0 +1,353 @@
+//! The storage contract every backend implements: resources stored as JSON text,
+//! versioned (every create, update and delete writes a new version; a delete is a
+//! versioned tombstone), with history and the index rows conditional operations and
+//! search resolve against.
+//!
+//! Preconditions (`If-Match`, `If-None-Exist`, conditional update and delete) are
+//! evaluated by the backend inside the write transaction, so they are race-free.
+
+use async_trait::async_trait;
+use chrono::{DateTime, TimeZone, Utc};
+use hale_fhir::{Category, ResourceId, ResourceType, VersionId};
+use hale_search::parse::SearchRequest;
+use serde_json::Value;
+
+/// An instant with millisecond precision, as stored (`meta.lastUpdated`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Instant(i64);
+
+impl Instant {
+    pub fn now() -> Self {
+        Instant(Utc::now().timestamp_millis())
+    }
+    pub fn from_millis(ms: i64) -> Self {
+        Instant(ms)
+    }
+    pub fn millis(self) -> i64 {
+        self.0
+    }
+    /// Parses an R4 `instant` or a `dateTime` with at least a day (missing time means
+    /// midnight UTC); used for `_since`.
+    pub fn parse(s: &str) -> Option<Self> {
+        if let Ok(dt) = DateTime::parse_from_rfc3339(s) {
+            return Some(Instant(dt.timestamp_millis()));
+        }
+        let d = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()?;
+        Some(Instant(Utc.from_utc_datetime(&d.and_hms_opt(0, 0, 0)?).timestamp_millis()))
+    }
+    /// `2026-11-22T17:56:21.123Z`
+    pub fn to_fhir(self) -> String {
+        Utc.timestamp_millis_opt(self.0)
+            .single()
+            .map(|d| d.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+            .unwrap_or_default()
+    }
+    /// RFC 7231 date for the `Last-Modified` header.
+    pub fn to_http_date(self) -> String {
+        Utc.timestamp_millis_opt(self.0)
+            .single()
+            .map(|d| d.format("%a, %d %b %Y %H:%M:%S GMT").to_string())
+            .unwrap_or_default()
+    }
+}
+
+/// How a version came to be, as `Bundle.entry.request.method` reports it in history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Post,
+    Put,
+    Delete,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Delete => "DELETE",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "POST" => Some(Method::Post),
+            "PUT" => Some(Method::Put),
+            "DELETE" => Some(Method::Delete),
+            _ => None,
+        }
+    }
+}
+
+/// One stored version of a resource.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredResource {
+    pub resource_type: ResourceType,
+    pub id: ResourceId,
+    pub version: VersionId,
+    pub last_updated: Instant,
+    pub method: Method,
+    /// The resource as JSON text with `id` and `meta` set; `None` for a deletion.
+    pub body: Option<String>,
+}
+
+impl StoredResource {
+    pub fn is_deleted(&self) -> bool {
+        self.body.is_none()
+    }
+}
+
+pub use hale_search::index::{DateIndex, IndexRows, NumberIndex, ReferenceIndex, StringIndex, TokenIndex, UriIndex};
+
+/// Criteria of a conditional interaction: the current resources a search selects
+/// (its clauses only; no sorting, paging or includes).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Criteria {
+    pub request: SearchRequest,
+}
+
+/// A resource to write: its JSON (id and meta are set by the store) and index rows.
+#[derive(Debug, Clone)]
+pub struct NewVersion {
+    pub resource: Value,
+    pub index: IndexRows,
+}
+
+/// What a create did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CreateOutcome {
+    Created(StoredResource),
+    /// `If-None-Exist` matched this resource; nothing was written.
+    Existing(StoredResource),
+}
+
+/// What an update did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpdateOutcome {
+    pub stored: StoredResource,
+    /// True when the update created the resource (update-as-create).
+    pub created: bool,
+}
+
+/// Where history is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HistoryScope {
+    System,
+    Type(ResourceType),
+    Instance(ResourceType, ResourceId),
+}
+
+/// A page of history, newest first.
+#[derive(Debug, Clone)]
+pub struct HistoryQuery {
+    pub since: Option<Instant>,
+    pub count: usize,
+    /// Continue after this opaque position (from an earlier page's `next`).
+    pub cursor: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct HistoryPage {
+    pub entries: Vec<StoredResource>,
+    /// Position to pass as `cursor` for the next page, if there is one.
+    pub next: Option<i64>,
+    pub total: Option<u64>,
+}
+
+/// A page of search results.
+#[derive(Debug, Clone)]
+pub struct SearchPage {
+    pub entries: Vec<StoredResource>,
+    /// Resources added by `_include` and `_revinclude`.
+    pub included: Vec<StoredResource>,
+    /// Cursor for the next page, if there is one.
+    pub next: Option<String>,
+    pub total: Option<u64>,
+}
+
+/// A condition checked inside a transaction before its operation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Precondition {
+    /// The operation's resource must be at this version (`If-Match`).
+    IfMatch(VersionId),
+    /// The criteria must match no current resource (a conditional create that found
+    /// nothing when it was planned).
+    NoMatch(Criteria),
+    /// The criteria must match exactly this resource.
+    OnlyMatch(Criteria, ResourceId),
+}
+
+/// One operation of an all-or-nothing transaction.
+#[derive(Debug, Clone)]
+pub enum TxOp {
+    /// A new version (create or update) of `ty/id`.
+    Write { ty: ResourceType, id: ResourceId, method: Method, new: Box<NewVersion>, preconditions: Vec<Precondition> },
+    /// A deletion of `ty/id` (nothing to do if it is not current).
+    Delete { ty: ResourceType, id: ResourceId, preconditions: Vec<Precondition> },
+    /// Only the preconditions (a conditional create that matched an existing resource).
+    Check { preconditions: Vec<Precondition> },
+}
+
+/// What one transaction operation did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TxOutcome {
+    Written { stored: StoredResource, created: bool },
+    Deleted(Option<StoredResource>),
+    Checked,
+}
+
+/// `Patient/[id]/$everything` paging and filters.
+#[derive(Debug, Clone)]
+pub struct EverythingQuery {
+    pub since: Option<Instant>,
+    /// Only these resource types (`_type`).
+    pub types: Option<Vec<String>>,
+    pub count: usize,
+    pub cursor: Option<String>,
+}
+
+/// Storage errors.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0} is not known")]
+    NotFound(String),
+    #[error("{0} was deleted")]
+    Gone(String),
+    #[error("version conflict: expected version {expected}, current is {current}")]
+    VersionConflict { expected: VersionId, current: String },
+    #[error("the conditions matched {0} resources")]
+    MultipleMatches(usize),
+    #[error("the resource id {0} does not match the id of the resource matched by the conditions")]
+    IdMismatch(String),
+    #[error("{0}")]
+    BadCursor(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("storage failure: {0}")]
+    Backend(String),
+}
+
+impl Error {
+    pub fn category(&self) -> Category {
+        match self {
+            Error::NotFound(_) => Category::NotFound,
+            Error::Gone(_) => Category::Gone,
+            Error::VersionConflict { .. } | Error::MultipleMatches(_) => Category::PreconditionFailed,
+            Error::IdMismatch(_) | Error::BadCursor(_) => Category::Invalid,
+            Error::Conflict(_) => Category::Conflict,
+            Error::Backend(_) => Category::Internal,
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Sets `id`, `meta.versionId` and `meta.lastUpdated` on a resource; shared by the
+/// backends so both write the same bytes.
+pub fn stamp(resource: &mut Value, id: &ResourceId, version: VersionId, at: Instant) {
+    if let Some(obj) = resource.as_object_mut() {
+        // keep resourceType first and id second, as the examples in the spec do
+        let rt = obj.shift_remove("resourceType");
+        obj.shift_remove("id");
+        let mut meta = obj.shift_remove("meta").unwrap_or_else(|| Value::Object(Default::default()));
+        if let Some(m) = meta.as_object_mut() {
+            m.insert("versionId".into(), Value::String(version.to_string()));
+            m.insert("lastUpdated".into(), Value::String(at.to_fhir()));
+        }
+        let mut out = serde_json::Map::with_capacity(obj.len() + 3);
+        if let Some(rt) = rt {
+            out.insert("resourceType".into(), rt);
+        }
+        out.insert("id".into(), Value::String(id.to_string()));
+        out.insert("meta".into(), meta);
+        for (k, v) in std::mem::take(obj) {
+            out.insert(k, v);
+        }
+        *obj = out;
+    }
+}
+
+/// The storage contract.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// The newest version of a resource (a tombstone if it was deleted).
+    async fn read(&self, ty: &ResourceType, id: &ResourceId) -> Result<Option<StoredResource>>;
+    /// One version of a resource.
+    async fn vread(&self, ty: &ResourceType, id: &ResourceId, version: VersionId) -> Result<Option<StoredResource>>;
+    /// Creates a resource with a new id; with `if_none_exist`, returns the single
+    /// match instead (more than one match is an error).
+    async fn create(
+        &self,
+        ty: &ResourceType,
+        new: NewVersion,
+        if_none_exist: Option<Criteria>,
+    ) -> Result<CreateOutcome>;
+    /// Writes a new version of `id` (creating it if absent); `if_match` must equal the
+    /// current version.
+    async fn update(
+        &self,
+        ty: &ResourceType,
+        id: &ResourceId,
+        new: NewVersion,
+        if_match: Option<VersionId>,
+    ) -> Result<UpdateOutcome>;
+    /// Conditional update: no match creates (with `id` if given), one match updates,
+    /// more are an error.
+    async fn conditional_update(
+        &self,
+        criteria: Criteria,
+        id: Option<ResourceId>,
+        new: NewVersion,
+        if_match: Option<VersionId>,
+    ) -> Result<UpdateOutcome>;
+    /// Writes a deletion; `None` when there was nothing current to delete.
+    async fn delete(
+        &self,
+        ty: &ResourceType,
+        id: &ResourceId,
+        if_match: Option<VersionId>,
+    ) -> Result<Option<StoredResource>>;
+    /// Conditional delete of the single match (none: `None`; more: error).
+    async fn conditional_delete(&self, criteria: Criteria) -> Result<Option<StoredResource>>;
+    /// Ids of current resources matching the criteria (at most `limit`).
+    async fn find(&self, criteria: &Criteria, limit: usize) -> Result<Vec<ResourceId>>;
+    /// Replaces the index rows of current resources (for `hale reindex`), in one
+    /// transaction; resources that are no longer current are skipped.
+    async fn replace_index(&self, items: Vec<(ResourceType, ResourceId, VersionId, IndexRows)>) -> Result<usize>;
+    /// Runs every operation in one transaction, in order: all or nothing. On failure,
+    /// the index of the operation that failed and why.
+    async fn transaction(&self, ops: Vec<TxOp>) -> std::result::Result<Vec<TxOutcome>, (usize, Error)>;
+    /// A page of a type search. `want_total` asks for the number of matches.
+    async fn search(&self, request: &SearchRequest, page_size: usize, want_total: bool) -> Result<SearchPage>;
+    /// The patient's compartment and the resources those reference (practitioners,
+    /// organizations, medications...), ordered by type and id.
+    async fn everything(&self, patient: &ResourceId, query: &EverythingQuery) -> Result<SearchPage>;
+    /// History, newest first.
+    async fn history(&self, scope: &HistoryScope, query: &HistoryQuery) -> Result<HistoryPage>;
+    /// A cheap check that the store answers (for readiness).
+    async fn ping(&self) -> Result<()>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn stamping_puts_id_and_meta_first() {
+        let mut v = json!({"name":[{"family":"x"}],"resourceType":"Patient","id":"old","meta":{"tag":[{"code":"t"}]}});
+        stamp(&mut v, &ResourceId::parse("p1").unwrap(), VersionId::new(2), Instant::from_millis(0));
+        assert_eq!(
+            serde_json::to_string(&v).unwrap(),
+            r#"{"resourceType":"Patient","id":"p1","meta":{"tag":[{"code":"t"}],"versionId":"2","lastUpdated":"1970-01-01T00:00:00.000Z"},"name":[{"family":"x"}]}"#
+        );
+    }
+
+    #[test]
+    fn instants_parse_and_print() {
+        let i = Instant::parse("2020-01-02T03:04:05.678Z").unwrap();
+        assert_eq!(i.to_fhir(), "2020-01-02T03:04:05.678Z");
+        assert_eq!(Instant::parse("2020-01-02").unwrap().to_fhir(), "2020-01-02T00:00:00.000Z");
+        assert_eq!(Instant::parse("2020-01-02T05:04:05+02:00").unwrap().to_fhir(), "2020-01-02T03:04:05.000Z");
+        assert!(Instant::parse("yesterday").is_none());
+        assert_eq!(Instant::from_millis(0).to_http_date(), "Thu, 01 Jan 1970 00:00:00 GMT");
+    }
+}

@@ -1,0 +1,155 @@
+//! Ingest of transaction bundles of one patient each (Synthea-120), with the floor it
+//! is measured against:
+//!
+//! 1. parse: `serde_json` parsing of the bundles alone;
+//! 2. parse + rows: parsing and writing every resource as a version row in one store
+//!    transaction per bundle, without validation or index rows;
+//! 3. import: `hale import`'s path (validate, resolve references, index, write), with
+//!    several bundles in flight;
+//! 4. HTTP: `POST /fhir` of each bundle to the release binary, 4 clients.
+//!
+//! `cargo bench -p hale --bench ingest` (needs ../shared/data/synthea-120).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use hale_store::{IndexRows, Method, NewVersion, Store, TxOp};
+use serde_json::Value;
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let Some(dir) = hale_test_support::shared_data("synthea-120") else {
+        println!("ingest: SKIPPED, ../shared/data/synthea-120 is absent");
+        return;
+    };
+    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    let texts: Vec<String> = files.iter().map(|f| hale_test_support::read_bz2(f)).collect();
+    let (shared, patients) = texts.split_at(2);
+    let resources: usize = patients.iter().map(|t| t.matches("\"request\"").count()).sum();
+    println!(
+        "ingest: {} patient bundles, {resources} resources, {} MB of JSON",
+        patients.len(),
+        patients.iter().map(String::len).sum::<usize>() / 1_000_000
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+
+    // 1. parse only
+    let t = Instant::now();
+    let mut n = 0;
+    for text in patients {
+        let v: Value = serde_json::from_str(text).unwrap();
+        n += v["entry"].as_array().unwrap().len();
+    }
+    let parse_rate = n as f64 / t.elapsed().as_secs_f64();
+    println!("{:<34} {:>10.0} resources/s", "parse JSON", parse_rate);
+
+    // 2. parse + rows, no validation, no indexes
+    let dir_rows = tempfile::tempdir().unwrap();
+    let store = Arc::new(hale_store_sqlite::SqliteStore::open(&dir_rows.path().join("rows.db")).unwrap());
+    let t = Instant::now();
+    rt.block_on(async {
+        for text in patients {
+            let v: Value = serde_json::from_str(text).unwrap();
+            let ops: Vec<TxOp> = v["entry"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| {
+                    let r = e["resource"].clone();
+                    let ty = hale_fhir::ResourceType::parse(r["resourceType"].as_str().unwrap()).unwrap();
+                    TxOp::Write {
+                        ty,
+                        id: hale_fhir::ResourceId::generate(),
+                        method: Method::Post,
+                        new: Box::new(NewVersion { resource: r, index: IndexRows::default() }),
+                        preconditions: Vec::new(),
+                    }
+                })
+                .collect();
+            store.transaction(ops).await.map_err(|(_, e)| e).unwrap();
+        }
+    });
+    let rows_rate = resources as f64 / t.elapsed().as_secs_f64();
+    println!("{:<34} {:>10.0} resources/s", "parse + insert rows (no indexes)", rows_rate);
+
+    // 3. the import path, 4 bundles in flight
+    let dir_import = tempfile::tempdir().unwrap();
+    let cfg = hale_server::Config { data_dir: dir_import.path().to_path_buf(), ..Default::default() };
+    let repo = hale_server::repository(&cfg).unwrap();
+    rt.block_on(async {
+        for text in shared {
+            repo.process_bundle(&serde_json::from_str(text).unwrap()).await.unwrap();
+        }
+    });
+    let t = Instant::now();
+    rt.block_on(async {
+        let sem = Arc::new(tokio::sync::Semaphore::new(4));
+        let mut tasks = Vec::new();
+        for text in patients {
+            let (repo, sem, text) = (repo.clone(), sem.clone(), text.clone());
+            tasks.push(tokio::spawn(async move {
+                let _p = sem.acquire().await.unwrap();
+                let v: Value = serde_json::from_str(&text).unwrap();
+                repo.process_bundle(&v).await.unwrap();
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+    });
+    let import_rate = resources as f64 / t.elapsed().as_secs_f64();
+    println!(
+        "{:<34} {:>10.0} resources/s ({:.0}% of the rows floor)",
+        "import path (4 in flight)",
+        import_rate,
+        100.0 * import_rate / rows_rate
+    );
+
+    // 4. over HTTP against the binary
+    let dir_http = tempfile::tempdir().unwrap();
+    rt.block_on(async {
+        let server =
+            hale_test_support::spawn_binary(std::path::Path::new(env!("CARGO_BIN_EXE_hale")), dir_http.path()).await;
+        let client = reqwest::Client::new();
+        for text in shared {
+            let r = client
+                .post(format!("{}/fhir", server.base))
+                .header("content-type", "application/fhir+json")
+                .body(text.clone())
+                .send()
+                .await
+                .unwrap();
+            assert!(r.status().is_success());
+        }
+        let t = Instant::now();
+        let sem = Arc::new(tokio::sync::Semaphore::new(4));
+        let mut tasks = Vec::new();
+        for text in patients {
+            let (client, base, sem, text) = (client.clone(), server.base.clone(), sem.clone(), text.clone());
+            tasks.push(tokio::spawn(async move {
+                let _p = sem.acquire().await.unwrap();
+                let r = client
+                    .post(format!("{base}/fhir"))
+                    .header("content-type", "application/fhir+json")
+                    .body(text)
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(r.status().is_success(), "{}", r.status());
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let rate = resources as f64 / t.elapsed().as_secs_f64();
+        println!(
+            "{:<34} {:>10.0} resources/s ({:.0}% of the rows floor)",
+            "HTTP POST /fhir (4 clients)",
+            rate,
+            100.0 * rate / rows_rate
+        );
+    });
+}

@@ -1,0 +1,150 @@
+//! Search on the embedded store with a few hundred thousand resources: Synthea-120
+//! imported `HALE_BENCH_COPIES` times (default 3; each copy gets new ids), then the
+//! chart's queries, each with a cold first run (a freshly opened store) and warm
+//! repeats (p50/p99), the full paged download of one code, and `$everything`.
+//!
+//! `cargo bench -p hale --bench search` (needs ../shared/data/synthea-120).
+
+use std::time::{Duration, Instant};
+
+use hale_fhir::{ResourceId, ResourceType};
+use hale_repository::Repository;
+use hale_store::EverythingQuery;
+use serde_json::Value;
+
+fn pct(sorted: &[Duration], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[i].as_secs_f64() * 1000.0
+}
+
+async fn run_query(repo: &Repository, ty: &str, q: &str, count: usize) -> usize {
+    let ty = ResourceType::parse(ty).unwrap();
+    let pairs: Vec<(String, String)> = q
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (a, b) = p.split_once('=').unwrap();
+            (a.to_string(), b.replace("%7C", "|"))
+        })
+        .collect();
+    let req = hale_search::parse::parse(&ty, &pairs, false).unwrap();
+    let page = repo.search(&req, count, false).await.unwrap();
+    page.entries.len() + page.included.len()
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let Some(dir) = hale_test_support::shared_data("synthea-120") else {
+        println!("search: SKIPPED, ../shared/data/synthea-120 is absent");
+        return;
+    };
+    let copies: usize = std::env::var("HALE_BENCH_COPIES").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let cfg = hale_server::Config { data_dir: data.path().to_path_buf(), ..Default::default() };
+    let t = Instant::now();
+    let mut total = 0;
+    rt.block_on(async {
+        let repo = hale_server::repository(&cfg).unwrap();
+        for _ in 0..copies {
+            let s = hale_server::bulk::import(&repo, std::slice::from_ref(&dir), false).await.unwrap();
+            assert!(s.errors.is_empty(), "{:?}", s.errors);
+            total += s.resources;
+        }
+    });
+    println!("search: loaded {total} resources ({copies} copies of Synthea-120) in {:.0} s", t.elapsed().as_secs_f64());
+    rt.block_on(async {
+        let repo = hale_server::repository(&cfg).unwrap();
+        // the patient with the most resources
+        let pats = {
+            let ty = ResourceType::parse("Patient").unwrap();
+            let req = hale_search::parse::parse(&ty, &[], false).unwrap();
+            repo.search(&req, 1000, false).await.unwrap().entries
+        };
+        let mut best = (0, String::new());
+        for p in &pats {
+            let q = EverythingQuery { since: None, types: None, count: 5000, cursor: None };
+            let n = repo.everything(&p.id, &q).await.unwrap().entries.len();
+            if n > best.0 {
+                best = (n, p.id.to_string());
+            }
+        }
+        let x = best.1.clone();
+        println!("search: patient X = {x} with {} resources in $everything", best.0);
+        let queries: Vec<(&str, &str, String)> = vec![
+            ("vitals", "Observation", format!("patient={x}&category=vital-signs&date=ge2020-01-01&_sort=-date")),
+            ("conditions", "Condition", format!("patient={x}&clinical-status=active")),
+            ("medications", "MedicationRequest", format!("patient={x}&status=active")),
+            ("allergies", "AllergyIntolerance", format!("patient={x}")),
+            ("name+birthdate", "Patient", "name=smi&birthdate=gt1960-01-01".to_string()),
+            ("chain (2 levels)", "Observation", "subject:Patient.organization.name=hospital&_count=50".to_string()),
+            ("_include", "Observation", format!("patient={x}&code=8867-4&_include=Observation:subject")),
+            ("_revinclude", "Patient", format!("_id={x}&_revinclude=Condition:subject")),
+            ("_has", "Patient", "_has:Condition:subject:code=44054006".to_string()),
+        ];
+        println!("{:<18} {:>8} {:>9} {:>9} {:>9}", "query", "results", "cold ms", "p50 ms", "p99 ms");
+        for (name, ty, q) in &queries {
+            let cold_repo = hale_server::repository(&cfg).unwrap();
+            let t = Instant::now();
+            let n = run_query(&cold_repo, ty, q, 50).await;
+            let cold = t.elapsed();
+            let mut lat = Vec::new();
+            for _ in 0..200 {
+                let t = Instant::now();
+                run_query(&repo, ty, q, 50).await;
+                lat.push(t.elapsed());
+            }
+            lat.sort();
+            println!(
+                "{:<18} {:>8} {:>9.2} {:>9.2} {:>9.2}",
+                name,
+                n,
+                cold.as_secs_f64() * 1000.0,
+                pct(&lat, 0.5),
+                pct(&lat, 0.99)
+            );
+        }
+        // $everything
+        let mut lat = Vec::new();
+        for _ in 0..20 {
+            let t = Instant::now();
+            let q = EverythingQuery { since: None, types: None, count: 5000, cursor: None };
+            repo.everything(&ResourceId::parse(&x).unwrap(), &q).await.unwrap();
+            lat.push(t.elapsed());
+        }
+        lat.sort();
+        println!("{:<18} {:>8} {:>9} {:>9.2} {:>9.2}", "$everything", best.0, "", pct(&lat, 0.5), pct(&lat, 0.99));
+        // one code: count and full paged download
+        let ty = ResourceType::parse("Observation").unwrap();
+        let pairs = vec![("code".to_string(), "http://loinc.org|8867-4".to_string())];
+        let mut req = hale_search::parse::parse(&ty, &pairs, false).unwrap();
+        let t = Instant::now();
+        let count = repo.search(&req, 0, true).await.unwrap().total.unwrap_or(0);
+        println!(
+            "Observation?code=http://loinc.org|8867-4&_summary=count: {count} in {:.2} ms",
+            t.elapsed().as_secs_f64() * 1000.0
+        );
+        let t = Instant::now();
+        let mut n = 0;
+        let mut bytes = 0;
+        loop {
+            let page = repo.search(&req, 1000, false).await.unwrap();
+            n += page.entries.len();
+            for e in &page.entries {
+                let v: Value = serde_json::from_str(e.body.as_deref().unwrap()).unwrap();
+                bytes += v.as_object().map(|o| o.len()).unwrap_or(0);
+            }
+            match page.next {
+                Some(c) => req.cursor = Some(c),
+                None => break,
+            }
+        }
+        let _ = bytes;
+        println!(
+            "full paged download (1000 a page, parsed): {n} resources at {:.0} resources/s",
+            n as f64 / t.elapsed().as_secs_f64()
+        );
+    });
+}

@@ -1,0 +1,176 @@
+//! The `hale` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use hale_server::config::{Config, Overrides};
+
+/// Hale: an open-source electronic health record whose data model is FHIR R4.
+///
+/// Start with `hale serve`, then open http://127.0.0.1:8080/fhir/metadata.
+#[derive(Parser)]
+#[command(name = "hale", version, about, long_about = None)]
+struct Cli {
+    /// Configuration file (TOML). Default: ./hale.toml if it exists.
+    #[arg(long, global = true, env = "HALE_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server: FHIR R4 REST API at /fhir, health at /healthz and /readyz.
+    Serve(ServeArgs),
+    /// Print the effective configuration (defaults < hale.toml < HALE_* < flags),
+    /// secrets redacted.
+    Config(ServeArgs),
+    /// Load transaction or batch bundles (.json, .json.gz, .json.bz2), NDJSON files
+    /// (.ndjson[.gz|.bz2], one resource a line) or directories of them into the store.
+    Import {
+        /// Files or directories (directories are read in name order).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        #[command(flatten)]
+        store: ServeArgs,
+    },
+    /// Rebuild the search index of every current resource from its stored JSON.
+    Reindex {
+        /// Only these resource types (comma-separated).
+        #[arg(long = "type", value_name = "TYPES", value_delimiter = ',')]
+        types: Vec<String>,
+        #[command(flatten)]
+        store: ServeArgs,
+    },
+    /// Write every current resource as NDJSON, one file per resource type.
+    Export {
+        /// Directory to write Type.ndjson files into.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Only these resource types (comma-separated).
+        #[arg(long = "type", value_name = "TYPES", value_delimiter = ',')]
+        types: Vec<String>,
+        #[command(flatten)]
+        store: ServeArgs,
+    },
+}
+
+#[derive(Args, Clone, Default)]
+struct ServeArgs {
+    /// Address to listen on, e.g. 127.0.0.1:8080 (port 0 picks a free port).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// Directory for the embedded database and other state.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Database URL (sqlite:PATH); default: hale.db in the data directory.
+    #[arg(long, value_name = "URL")]
+    database: Option<String>,
+}
+
+impl ServeArgs {
+    fn overrides(&self) -> Overrides {
+        Overrides { listen: self.listen.clone(), data_dir: self.data_dir.clone(), database_url: self.database.clone() }
+    }
+}
+
+fn init_logging(cfg: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log.level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if cfg.log.format == "json" {
+        b.json().init();
+    } else {
+        b.init();
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hale: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Config(args) => {
+            let cfg = Config::load(cli.config.as_deref(), &args.overrides())?;
+            print!("{}", cfg.to_redacted_toml());
+            Ok(())
+        }
+        Command::Import { paths, store } => {
+            let cfg = Config::load(cli.config.as_deref(), &store.overrides())?;
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let summary = rt.block_on(async {
+                let repo = hale_server::repository(&cfg)?;
+                let show = std::io::IsTerminal::is_terminal(&std::io::stderr());
+                anyhow::Ok(hale_server::bulk::import(&repo, &paths, show).await?)
+            })?;
+            for e in &summary.errors {
+                eprintln!("{e}");
+            }
+            println!(
+                "imported {} resources from {} files in {:.1} s ({:.0} resources/s), {} errors",
+                summary.resources,
+                summary.files,
+                summary.seconds,
+                summary.resources as f64 / summary.seconds.max(1e-9),
+                summary.errors.len()
+            );
+            if summary.errors.is_empty() {
+                Ok(())
+            } else {
+                anyhow::bail!("{} problems while importing (listed above)", summary.errors.len())
+            }
+        }
+        Command::Reindex { types, store } => {
+            let cfg = Config::load(cli.config.as_deref(), &store.overrides())?;
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let started = std::time::Instant::now();
+            let total = rt.block_on(async {
+                let repo = hale_server::repository(&cfg)?;
+                anyhow::Ok(
+                    hale_server::bulk::reindex(&repo, &types, std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                        .await?,
+                )
+            })?;
+            println!("reindexed {total} resources in {:.1} s", started.elapsed().as_secs_f64());
+            Ok(())
+        }
+        Command::Export { out, types, store } => {
+            let cfg = Config::load(cli.config.as_deref(), &store.overrides())?;
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let counts = rt.block_on(async {
+                let repo = hale_server::repository(&cfg)?;
+                let t = (!types.is_empty()).then_some(types.as_slice());
+                anyhow::Ok(hale_server::bulk::export(&repo, &out, t).await?)
+            })?;
+            let total: usize = counts.iter().map(|c| c.1).sum();
+            for (t, n) in &counts {
+                println!("{t}\t{n}");
+            }
+            println!("exported {total} resources of {} types to {}", counts.len(), out.display());
+            Ok(())
+        }
+        Command::Serve(args) => {
+            let cfg = Config::load(cli.config.as_deref(), &args.overrides())?;
+            init_logging(&cfg);
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            rt.block_on(async {
+                let server = hale_server::Server::bind(&cfg).await?;
+                let addr = server.local_addr();
+                tracing::info!(%addr, store = %cfg.sqlite_path().display(), "Hale is serving");
+                // one line on stdout that scripts and tests can wait for
+                println!("Hale listening on http://{addr}");
+                server.serve(hale_server::shutdown_signal()).await?;
+                Ok(())
+            })
+        }
+    }
+}

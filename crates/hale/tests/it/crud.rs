@@ -1,0 +1,271 @@
+use hale_test_support::{TestServer, json};
+use serde_json::json;
+
+use crate::{assert_outcome, first_expression};
+
+fn patient() -> serde_json::Value {
+    json!({"resourceType":"Patient","name":[{"family":"Doe","given":["Jane"]}],"gender":"female","birthDate":"1970-01-01"})
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn create_assigns_id_version_and_headers() {
+    let s = TestServer::spawn().await;
+    let mut body = patient();
+    body["id"] = json!("client-chosen");
+    body["meta"] = json!({"versionId":"99","lastUpdated":"2000-01-01T00:00:00Z"});
+    let r = s.post("/Patient", &body).await;
+    assert_eq!(r.status(), 201);
+    assert_eq!(r.headers()["etag"], "W/\"1\"");
+    assert!(r.headers().contains_key("last-modified"));
+    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("application/fhir+json"));
+    let location = r.headers()["location"].to_str().unwrap().to_string();
+    let v = json(r).await;
+    let id = v["id"].as_str().unwrap().to_string();
+    assert_ne!(id, "client-chosen", "the server ignores the id on create");
+    assert_eq!(location, s.fhir(&format!("/Patient/{id}/_history/1")));
+    assert_eq!(v["meta"]["versionId"], "1");
+    assert_ne!(v["meta"]["lastUpdated"], "2000-01-01T00:00:00Z");
+    assert_eq!(v["name"][0]["family"], "Doe");
+    // read it back
+    let r = s.get(&format!("/Patient/{id}")).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["etag"], "W/\"1\"");
+    assert_eq!(json(r).await, v);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn decimals_keep_their_exact_text() {
+    let s = TestServer::spawn().await;
+    // sent as text: a Rust float literal would already have lost the trailing zero
+    let obs = r#"{"resourceType":"Observation","status":"final","code":{"text":"Weight"},"valueQuantity":{"value":1.50,"unit":"kg"},"referenceRange":[{"low":{"value":0.000100}}]}"#;
+    let r = s
+        .client
+        .post(s.fhir("/Observation"))
+        .header("content-type", "application/fhir+json")
+        .body(obs)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let id = json(r).await["id"].as_str().unwrap().to_string();
+    let text = s.get(&format!("/Observation/{id}")).await.text().await.unwrap();
+    assert!(text.contains(r#""value":1.50"#), "{text}");
+    assert!(text.contains(r#""value":0.000100"#), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn update_versions_and_update_as_create() {
+    let s = TestServer::spawn().await;
+    let mut body = patient();
+    body["id"] = json!("p-1");
+    let r = s.put("/Patient/p-1", &body).await;
+    assert_eq!(r.status(), 201, "update-as-create");
+    assert_eq!(r.headers()["location"].to_str().unwrap(), s.fhir("/Patient/p-1/_history/1"));
+    body["gender"] = json!("other");
+    let r = s.put("/Patient/p-1", &body).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["etag"], "W/\"2\"");
+    let v = json(r).await;
+    assert_eq!((v["meta"]["versionId"].as_str(), v["gender"].as_str()), (Some("2"), Some("other")));
+    // both versions stay readable
+    let v1 = json(s.get("/Patient/p-1/_history/1").await).await;
+    assert_eq!(v1["gender"], "female");
+    let v2 = json(s.get("/Patient/p-1/_history/2").await).await;
+    assert_eq!(v2["gender"], "other");
+    assert_eq!(s.get("/Patient/p-1/_history/3").await.status(), 404);
+    assert_eq!(s.get("/Patient/p-1/_history/x").await.status(), 400);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn update_errors_change_nothing() {
+    let s = TestServer::spawn().await;
+    let mut body = patient();
+    body["id"] = json!("p-2");
+    assert_eq!(s.put("/Patient/p-2", &body).await.status(), 201);
+    // id mismatch
+    let r = s.put("/Patient/other", &body).await;
+    assert_eq!(r.status(), 400);
+    let oo = json(r).await;
+    assert_outcome(&oo);
+    assert_eq!(first_expression(&oo).as_deref(), Some("Patient.id"));
+    // no id
+    let r = s.put("/Patient/p-2", &patient()).await;
+    assert_eq!(r.status(), 400);
+    // wrong type
+    let r = s.put("/Observation/p-2", &body).await;
+    assert_eq!(r.status(), 400);
+    // invalid content
+    let mut bad = body.clone();
+    bad["birthDate"] = json!("yesterday");
+    let r = s.put("/Patient/p-2", &bad).await;
+    assert_eq!(r.status(), 400);
+    assert_eq!(first_expression(&json(r).await).as_deref(), Some("Patient.birthDate"));
+    // bad id in URL
+    let r = s.put("/Patient/bad_id!", &body).await;
+    assert_eq!(r.status(), 400);
+    let h = json(s.get("/Patient/p-2/_history").await).await;
+    assert_eq!(h["total"], 1, "nothing was written: {h}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn if_match_is_optimistic_locking() {
+    let s = TestServer::spawn().await;
+    let mut body = patient();
+    body["id"] = json!("p-3");
+    s.put("/Patient/p-3", &body).await;
+    let put = |etag: &'static str| {
+        s.client
+            .put(s.fhir("/Patient/p-3"))
+            .header("content-type", "application/fhir+json")
+            .header("if-match", etag)
+            .body(body.to_string())
+            .send()
+    };
+    let r = put("W/\"1\"").await.unwrap();
+    assert_eq!(r.status(), 200);
+    let r = put("W/\"1\"").await.unwrap();
+    assert_eq!(r.status(), 412, "stale version");
+    assert_outcome(&json(r).await);
+    let r = put("garbage").await.unwrap();
+    assert_eq!(r.status(), 400);
+    let r = put("W/\"2\"").await.unwrap();
+    assert_eq!(r.status(), 200);
+    // If-Match on delete
+    let r = s.client.delete(s.fhir("/Patient/p-3")).header("if-match", "W/\"1\"").send().await.unwrap();
+    assert_eq!(r.status(), 412);
+    let r = s.client.delete(s.fhir("/Patient/p-3")).header("if-match", "W/\"3\"").send().await.unwrap();
+    assert_eq!(r.status(), 204);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_if_match_updates_have_one_winner() {
+    let s = TestServer::spawn().await;
+    let mut body = patient();
+    body["id"] = json!("race");
+    s.put("/Patient/race", &body).await;
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let req = s
+            .client
+            .put(s.fhir("/Patient/race"))
+            .header("content-type", "application/fhir+json")
+            .header("if-match", "W/\"1\"")
+            .body(body.to_string());
+        tasks.push(tokio::spawn(async move { req.send().await.unwrap().status().as_u16() }));
+    }
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.unwrap());
+    }
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 1, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 412).count(), 7, "{statuses:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn delete_is_a_versioned_tombstone() {
+    let s = TestServer::spawn().await;
+    let mut body = patient();
+    body["id"] = json!("p-4");
+    s.put("/Patient/p-4", &body).await;
+    let r = s.delete("/Patient/p-4").await;
+    assert_eq!(r.status(), 204);
+    assert_eq!(r.headers()["etag"], "W/\"2\"");
+    let r = s.get("/Patient/p-4").await;
+    assert_eq!(r.status(), 410);
+    assert_eq!(r.headers()["etag"], "W/\"2\"");
+    assert_outcome(&json(r).await);
+    // the old version stays; the deletion's version is gone
+    assert_eq!(s.get("/Patient/p-4/_history/1").await.status(), 200);
+    assert_eq!(s.get("/Patient/p-4/_history/2").await.status(), 410);
+    // deleting again is fine and writes nothing
+    assert_eq!(s.delete("/Patient/p-4").await.status(), 204);
+    assert_eq!(s.delete("/Patient/never").await.status(), 204);
+    let h = json(s.get("/Patient/p-4/_history").await).await;
+    assert_eq!(h["total"], 2);
+    assert_eq!(h["entry"][0]["request"]["method"], "DELETE");
+    assert!(h["entry"][0].get("resource").is_none());
+    // re-create after delete continues the versions
+    let r = s.put("/Patient/p-4", &body).await;
+    assert_eq!(r.status(), 201);
+    assert_eq!(r.headers()["etag"], "W/\"3\"");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_things_are_404_with_an_outcome() {
+    let s = TestServer::spawn().await;
+    for path in ["/Patient/nope", "/Foo/1", "/Foo/1/_history", "/Patient/nope/_history", "/Foo/_history"] {
+        let r = s.get(path).await;
+        assert_eq!(r.status(), 404, "{path}");
+        assert_outcome(&json(r).await);
+    }
+    let r = s.client.get(format!("{}/nothing-here", s.base)).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert_outcome(&json(r).await);
+    let r = s.post("/Foo", &json!({"resourceType":"Foo"})).await;
+    assert_eq!(r.status(), 404);
+    let r = s.get("/Patient/bad id").await;
+    assert_eq!(r.status(), 400);
+    assert_outcome(&json(r).await);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unsupported_methods_and_interactions_say_so() {
+    let s = TestServer::spawn().await;
+    let r = s.client.patch(s.fhir("/Patient/x")).send().await.unwrap();
+    assert_eq!(r.status(), 415, "PATCH needs a patch document");
+    assert_outcome(&json(r).await);
+    let r = s.client.post(s.fhir("/metadata")).send().await.unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(r.headers()["allow"], "GET");
+    assert_outcome(&json(r).await);
+    let r = s.get("/Patient/x/$nothing").await;
+    assert_eq!(r.status(), 501);
+    let r = s.post("/Patient/x/$everything", &json!({})).await;
+    assert_eq!(r.status(), 404, "$everything of a patient that does not exist");
+    let r = s.get("/Observation/x/$everything").await;
+    assert_eq!(r.status(), 501, "$everything is for patients");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn conditional_read_answers_304() {
+    let s = TestServer::spawn().await;
+    let mut body = patient();
+    body["id"] = json!("p-5");
+    s.put("/Patient/p-5", &body).await;
+    let r = s.client.get(s.fhir("/Patient/p-5")).header("if-none-match", "W/\"1\"").send().await.unwrap();
+    assert_eq!(r.status(), 304);
+    let r = s.client.get(s.fhir("/Patient/p-5")).header("if-none-match", "W/\"0\"").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn prefer_return_shapes_the_answer() {
+    let s = TestServer::spawn().await;
+    let send = |prefer: &'static str| {
+        s.client
+            .post(s.fhir("/Patient"))
+            .header("content-type", "application/fhir+json")
+            .header("prefer", prefer)
+            .body(patient().to_string())
+            .send()
+    };
+    let r = send("return=minimal").await.unwrap();
+    assert_eq!(r.status(), 201);
+    assert!(r.headers().contains_key("location"));
+    assert_eq!(r.text().await.unwrap(), "");
+    let r = send("return=OperationOutcome").await.unwrap();
+    assert_eq!(r.status(), 201);
+    assert_eq!(json(r).await["resourceType"], "OperationOutcome");
+    let r = send("return=representation").await.unwrap();
+    assert_eq!(json(r).await["resourceType"], "Patient");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn health_endpoints_answer() {
+    let s = TestServer::spawn().await;
+    let r = s.client.get(format!("{}/healthz", s.base)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let r = s.client.get(format!("{}/readyz", s.base)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().contains_key("x-request-id"));
+}

@@ -1,0 +1,64 @@
+use hale_test_support::{TestServer, json};
+use serde_json::json;
+
+use crate::assert_outcome;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn oversized_bodies_get_413() {
+    let s = TestServer::spawn_with(|c| c.limits.max_body_bytes = 1024).await;
+    let big = json!({"resourceType":"Patient","name":[{"text": "x".repeat(2000)}]});
+    let r = s.post("/Patient", &big).await;
+    assert_eq!(r.status(), 413);
+    assert_outcome(&json(r).await);
+    // a chunked body without Content-Length is cut off too
+    assert_eq!(chunked_post(&s, 10, 500).await, 413);
+    let h = json(s.get("/_history").await).await;
+    assert!(h.get("entry").is_none(), "nothing stored");
+}
+
+/// POSTs `n` chunks of `size` spaces with chunked transfer encoding; returns the status.
+async fn chunked_post(s: &TestServer, n: usize, size: usize) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = s.base.trim_start_matches("http://");
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /fhir/Patient HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/fhir+json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    );
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    for _ in 0..n {
+        let chunk = format!("{size:x}\r\n{}\r\n", " ".repeat(size));
+        if tcp.write_all(chunk.as_bytes()).await.is_err() {
+            break;
+        }
+    }
+    let _ = tcp.write_all(b"0\r\n\r\n").await;
+    let mut buf = Vec::new();
+    let _ = tcp.read_to_end(&mut buf).await;
+    let text = String::from_utf8_lossy(&buf);
+    text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deep_and_long_json_is_refused_fast() {
+    let s = TestServer::spawn_with(|c| {
+        c.limits.max_json_depth = 8;
+        c.limits.max_string_bytes = 100;
+    })
+    .await;
+    let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+    let r = s
+        .client
+        .post(s.fhir("/Patient"))
+        .header("content-type", "application/fhir+json")
+        .body(deep)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    assert_outcome(&json(r).await);
+    let long = json!({"resourceType":"Patient","name":[{"text":"y".repeat(101)}]});
+    let r = s.post("/Patient", &long).await;
+    assert_eq!(r.status(), 413);
+    let ok = json!({"resourceType":"Patient","name":[{"text":"y".repeat(100)}]});
+    assert_eq!(s.post("/Patient", &ok).await.status(), 201);
+}

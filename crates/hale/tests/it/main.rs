@@ -1,0 +1,31 @@
+//! End-to-end tests: the real server over HTTP on port 0, and the `hale` binary.
+
+mod bulk;
+mod bundles;
+mod cli;
+mod conditional;
+mod crud;
+mod durability;
+mod examples;
+mod history;
+mod limits;
+mod negotiation;
+mod patch;
+mod search;
+mod validate;
+
+use serde_json::Value;
+
+/// The first issue's `expression[0]` of an OperationOutcome.
+pub fn first_expression(oo: &Value) -> Option<String> {
+    oo["issue"][0]["expression"][0].as_str().map(str::to_string)
+}
+
+/// Asserts the body is an OperationOutcome that leaks no internals.
+pub fn assert_outcome(oo: &Value) {
+    assert_eq!(oo["resourceType"], "OperationOutcome", "{oo}");
+    let text = oo.to_string().to_lowercase();
+    for leak in ["sqlite", "select ", "insert ", "/tmp/", "panicked", "rusqlite", ".rs:"] {
+        assert!(!text.contains(leak), "outcome leaks '{leak}': {oo}");
+    }
+}

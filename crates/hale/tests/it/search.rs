@@ -1,0 +1,345 @@
+//! Search over HTTP: every parameter type, modifier, prefix and result parameter.
+
+use hale_test_support::{TestServer, json};
+use serde_json::{Value, json};
+
+use crate::{assert_outcome, first_expression};
+
+async fn ids(s: &TestServer, q: &str) -> Vec<String> {
+    let r = s.get(q).await;
+    assert_eq!(r.status(), 200, "{q}");
+    let b = json(r).await;
+    let mut v: Vec<String> = b["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["search"]["mode"] == "match")
+        .map(|e| e["resource"]["id"].as_str().unwrap().to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+async fn put(s: &TestServer, v: Value) {
+    let path = format!("/{}/{}", v["resourceType"].as_str().unwrap(), v["id"].as_str().unwrap());
+    let r = s.put(&path, &v).await;
+    assert!(r.status().is_success(), "{path}: {}", r.text().await.unwrap());
+}
+
+async fn fixture() -> TestServer {
+    let s = TestServer::spawn().await;
+    put(&s, json!({"resourceType":"Organization","id":"org1","name":"Springfield Clinic","identifier":[{"system":"http://orgs","value":"SC"}]})).await;
+    put(&s, json!({"resourceType":"Practitioner","id":"dr1","name":[{"family":"Hibbert","given":["Julius"]}]})).await;
+    put(&s, json!({"resourceType":"Patient","id":"p1","active":true,"gender":"female","birthDate":"1970-03-15",
+        "name":[{"family":"Müller","given":["Émilie","Anne"]}],"telecom":[{"system":"email","value":"em@example.org"}],
+        "identifier":[{"system":"http://mrn","value":"A,1","type":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v2-0203","code":"MR"}]}}],
+        "managingOrganization":{"reference":"Organization/org1"},"generalPractitioner":[{"reference":"Practitioner/dr1"}],
+        "meta":{"tag":[{"system":"http://tags","code":"vip"}],"profile":["http://example.org/StructureDefinition/p"]}})).await;
+    put(
+        &s,
+        json!({"resourceType":"Patient","id":"p2","active":false,"gender":"male","birthDate":"1985",
+        "name":[{"family":"Smith","given":["John"]}],"identifier":[{"system":"http://mrn","value":"B2"}]}),
+    )
+    .await;
+    put(&s, json!({"resourceType":"Patient","id":"p3","gender":"male","birthDate":"2001-07-04","name":[{"family":"Smithers","given":["Wayland"]}],
+        "managingOrganization":{"reference":"Organization/org1"}})).await;
+    for (id, pat, code, value, date) in [
+        ("o1", "p1", "8867-4", "72", "2020-01-10T10:00:00Z"),
+        ("o2", "p1", "8867-4", "88.5", "2021-06-01"),
+        ("o3", "p2", "8867-4", "100", "2022-02"),
+        ("o4", "p2", "29463-7", "81.25", "2023-03-03T08:00:00+02:00"),
+    ] {
+        let unit = if code == "8867-4" { "/min" } else { "kg" };
+        let text = format!(
+            r#"{{"resourceType":"Observation","id":"{id}","status":"final","category":[{{"coding":[{{"system":"http://terminology.hl7.org/CodeSystem/observation-category","code":"vital-signs"}}]}}],"code":{{"coding":[{{"system":"http://loinc.org","code":"{code}","display":"Vital {code}"}}]}},"subject":{{"reference":"Patient/{pat}"}},"performer":[{{"reference":"Practitioner/dr1"}}],"effectiveDateTime":"{date}","valueQuantity":{{"value":{value},"unit":"{unit}","system":"http://unitsofmeasure.org","code":"{unit}"}}}}"#
+        );
+        let r = s
+            .client
+            .put(s.fhir(&format!("/Observation/{id}")))
+            .header("content-type", "application/fhir+json")
+            .body(text)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+    }
+    put(&s, json!({"resourceType":"Condition","id":"c1","subject":{"reference":"Patient/p1"},
+        "clinicalStatus":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/condition-clinical","code":"active"}]},
+        "code":{"text":"Hypertension"},"onsetPeriod":{"start":"2015-01-01"}})).await;
+    put(&s, json!({"resourceType":"Provenance","id":"prov1","target":[{"reference":"Observation/o1"}],"recorded":"2020-01-10T10:00:00Z",
+        "agent":[{"who":{"reference":"Practitioner/dr1"}}]})).await;
+    put(
+        &s,
+        json!({"resourceType":"ValueSet","id":"vs1","status":"active","url":"http://example.org/fhir/ValueSet/a/b"}),
+    )
+    .await;
+    s
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn string_parameters() {
+    let s = fixture().await;
+    assert_eq!(ids(&s, "/Patient?name=smith").await, ["p2", "p3"], "starts-with, any part, case-insensitive");
+    assert_eq!(ids(&s, "/Patient?name=emil").await, ["p1"], "accents ignored");
+    assert_eq!(ids(&s, "/Patient?name=MULL").await, ["p1"]);
+    assert_eq!(ids(&s, "/Patient?name:exact=Smith").await, ["p2"]);
+    assert!(ids(&s, "/Patient?name:exact=smith").await.is_empty(), ":exact is case-sensitive");
+    assert_eq!(ids(&s, "/Patient?name:contains=ithe").await, ["p3"]);
+    assert_eq!(ids(&s, "/Patient?family=smith,muller").await, ["p1", "p2", "p3"], "OR with commas");
+    assert_eq!(ids(&s, "/Patient?family=smith&given=way").await, ["p3"], "AND with several parameters");
+    assert_eq!(ids(&s, "/Organization?name=springfield%20cl").await, ["org1"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn token_parameters() {
+    let s = fixture().await;
+    assert_eq!(ids(&s, "/Patient?gender=male").await, ["p2", "p3"]);
+    assert_eq!(ids(&s, "/Patient?gender:not=male").await, ["p1"]);
+    assert_eq!(ids(&s, "/Patient?active=true").await, ["p1"]);
+    assert_eq!(ids(&s, "/Observation?code=http://loinc.org%7C8867-4").await, ["o1", "o2", "o3"]);
+    assert_eq!(ids(&s, "/Observation?code=29463-7").await, ["o4"]);
+    assert!(ids(&s, "/Observation?code=%7C29463-7").await.is_empty(), "|code means no system");
+    assert_eq!(ids(&s, "/Observation?code=http://loinc.org%7C").await.len(), 4, "system| means any code");
+    assert_eq!(ids(&s, "/Observation?code:text=vital%2029463").await, ["o4"]);
+    assert_eq!(ids(&s, r"/Patient?identifier=A\,1").await, ["p1"], "escaped comma");
+    assert_eq!(
+        ids(&s, "/Patient?identifier:of-type=http://terminology.hl7.org/CodeSystem/v2-0203%7CMR%7CA%5C%2C1").await,
+        ["p1"]
+    );
+    assert_eq!(ids(&s, "/Patient?email=em@example.org").await, ["p1"]);
+    assert_eq!(ids(&s, "/Patient?_id=p1,p3").await, ["p1", "p3"]);
+    assert_eq!(ids(&s, "/Patient?_tag=http://tags%7Cvip").await, ["p1"]);
+    assert_eq!(ids(&s, "/Patient?_profile=http://example.org/StructureDefinition/p").await, ["p1"]);
+    assert_eq!(ids(&s, "/Condition?clinical-status=active").await, ["c1"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn date_parameters_with_prefixes_and_partial_dates() {
+    let s = fixture().await;
+    assert_eq!(ids(&s, "/Patient?birthdate=1970").await, ["p1"], "a day inside a year");
+    assert_eq!(ids(&s, "/Patient?birthdate=1985").await, ["p2"]);
+    assert!(ids(&s, "/Patient?birthdate=1985-06-01").await.is_empty(), "a year is not inside a day");
+    assert_eq!(ids(&s, "/Patient?birthdate=gt1980").await, ["p2", "p3"]);
+    assert_eq!(ids(&s, "/Patient?birthdate=lt1985").await, ["p1"]);
+    assert_eq!(ids(&s, "/Patient?birthdate=ge1985").await, ["p2", "p3"]);
+    assert_eq!(ids(&s, "/Patient?birthdate=le1985").await, ["p1", "p2"]);
+    assert_eq!(ids(&s, "/Patient?birthdate=lt1985-06-01").await, ["p1", "p2"], "the year 1985 starts before June");
+    assert_eq!(ids(&s, "/Patient?birthdate=sa1985").await, ["p3"]);
+    assert_eq!(ids(&s, "/Patient?birthdate=eb1985").await, ["p1"]);
+    assert_eq!(ids(&s, "/Patient?birthdate=ne1985").await, ["p1", "p3"]);
+    assert_eq!(ids(&s, "/Patient?birthdate=ge1960&birthdate=lt1990").await, ["p1", "p2"]);
+    assert_eq!(ids(&s, "/Observation?date=2022").await, ["o3"]);
+    assert_eq!(ids(&s, "/Observation?date=2023-03-03T06:00:00Z").await, ["o4"], "time zones");
+    assert_eq!(ids(&s, "/Observation?date=ge2021-06-01&date=le2022-12-31").await, ["o2", "o3"]);
+    assert_eq!(ids(&s, "/Condition?onset-date=gt2020").await, ["c1"], "an open-ended period");
+    let last = ids(&s, "/Patient?_lastUpdated=gt2000-01-01").await;
+    assert_eq!(last.len(), 3);
+    assert!(ids(&s, "/Patient?_lastUpdated=lt2000-01-01").await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn number_and_quantity_parameters() {
+    let s = fixture().await;
+    assert_eq!(ids(&s, "/Observation?value-quantity=72").await, ["o1"]);
+    assert_eq!(ids(&s, "/Observation?value-quantity=88").await, Vec::<String>::new(), "88 means [87.5, 88.5)");
+    assert_eq!(ids(&s, "/Observation?value-quantity=88.5").await, ["o2"]);
+    assert_eq!(ids(&s, "/Observation?value-quantity=1e2").await, ["o1", "o2", "o3", "o4"], "1e2 is [50, 150)");
+    assert_eq!(ids(&s, "/Observation?value-quantity=1.0e2").await, ["o3"], "1.0e2 is [95, 105)");
+    assert_eq!(ids(&s, "/Observation?value-quantity=gt85").await, ["o2", "o3"]);
+    assert_eq!(ids(&s, "/Observation?value-quantity=le81.25").await, ["o1", "o4"]);
+    assert_eq!(ids(&s, "/Observation?value-quantity=gt80%7Chttp://unitsofmeasure.org%7Ckg").await, ["o4"]);
+    assert_eq!(ids(&s, "/Observation?value-quantity=gt80%7C%7Ckg").await, ["o4"]);
+    assert_eq!(ids(&s, "/Observation?value-quantity=ap80").await, ["o1", "o4"], "within 10%: 72 to 88");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reference_parameters_chains_and_has() {
+    let s = fixture().await;
+    assert_eq!(ids(&s, "/Observation?subject=Patient/p1").await, ["o1", "o2"]);
+    assert_eq!(ids(&s, "/Observation?patient=p2").await, ["o3", "o4"]);
+    assert_eq!(ids(&s, "/Observation?subject:Patient=p2").await, ["o3", "o4"]);
+    assert_eq!(ids(&s, "/Patient?organization:missing=true").await, ["p2"]);
+    assert_eq!(ids(&s, "/Patient?organization:missing=false").await, ["p1", "p3"]);
+    assert_eq!(ids(&s, "/Observation?subject:Patient.name=smith").await, ["o3", "o4"], "chain");
+    assert_eq!(
+        ids(&s, "/Observation?subject:Patient.organization.name=springfield").await,
+        ["o1", "o2"],
+        "two-level chain"
+    );
+    assert_eq!(ids(&s, "/Observation?patient.gender=female").await, ["o1", "o2"]);
+    assert_eq!(ids(&s, "/Patient?_has:Observation:patient:code=29463-7").await, ["p2"]);
+    assert_eq!(
+        ids(&s, "/Patient?_has:Observation:subject:_has:Provenance:target:agent=Practitioner/dr1").await,
+        ["p1"],
+        "nested _has"
+    );
+    assert_eq!(ids(&s, "/ValueSet?url:below=http://example.org/fhir/ValueSet").await, ["vs1"]);
+    assert_eq!(ids(&s, "/ValueSet?url:above=http://example.org/fhir/ValueSet/a/b/c").await, ["vs1"]);
+    assert_eq!(ids(&s, "/ValueSet?url=http://example.org/fhir/ValueSet/a/b").await, ["vs1"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn include_revinclude_and_compartments() {
+    let s = fixture().await;
+    let b = json(s.get("/Observation?_id=o1&_include=Observation:subject&_revinclude=Provenance:target").await).await;
+    let mut got: Vec<(String, String)> = b["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["search"]["mode"].as_str().unwrap().to_string(),
+                format!(
+                    "{}/{}",
+                    e["resource"]["resourceType"].as_str().unwrap(),
+                    e["resource"]["id"].as_str().unwrap()
+                ),
+            )
+        })
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("include".into(), "Patient/p1".into()),
+            ("include".into(), "Provenance/prov1".into()),
+            ("match".into(), "Observation/o1".into())
+        ]
+    );
+    let b = json(s.get("/Observation?_id=o1&_include=Observation:subject&_include:iterate=Patient:organization").await)
+        .await;
+    assert_eq!(b["entry"].as_array().unwrap().len(), 3, "iterate reaches the organization");
+    let b = json(s.get("/Observation?_id=o1&_include=*").await).await;
+    assert_eq!(
+        b["entry"].as_array().unwrap().len(),
+        3,
+        "subject, patient and performer targets: Patient and Practitioner"
+    );
+    assert_eq!(ids(&s, "/Patient/p1/Observation").await, ["o1", "o2"]);
+    assert_eq!(ids(&s, "/Patient/p1/Observation?code=8867-4&date=2021").await, ["o2"]);
+    assert_eq!(s.get("/Patient/p1/Organization").await.status(), 400, "not in the compartment");
+    let all = json(s.get("/Patient/p1/$everything").await).await;
+    let mut kinds: Vec<String> = all["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            format!("{}/{}", e["resource"]["resourceType"].as_str().unwrap(), e["resource"]["id"].as_str().unwrap())
+        })
+        .collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        ["Condition/c1", "Observation/o1", "Observation/o2", "Organization/org1", "Patient/p1", "Practitioner/dr1"]
+    );
+    let only = json(s.get("/Patient/p1/$everything?_type=Observation&_count=1").await).await;
+    assert_eq!(only["entry"].as_array().unwrap().len(), 1);
+    let next = only["link"].as_array().unwrap().iter().find(|l| l["relation"] == "next").unwrap()["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let second = json(s.client.get(next).send().await.unwrap()).await;
+    assert_eq!(second["entry"][0]["resource"]["id"], "o2");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sorting_paging_and_result_parameters() {
+    let s = fixture().await;
+    let b = json(s.get("/Patient?_sort=-birthdate").await).await;
+    let order: Vec<&str> =
+        b["entry"].as_array().unwrap().iter().map(|e| e["resource"]["id"].as_str().unwrap()).collect();
+    assert_eq!(order, ["p3", "p2", "p1"]);
+    let b = json(s.get("/Patient?_sort=gender,-birthdate").await).await;
+    let order: Vec<&str> =
+        b["entry"].as_array().unwrap().iter().map(|e| e["resource"]["id"].as_str().unwrap()).collect();
+    assert_eq!(order, ["p1", "p3", "p2"], "ties broken by the next key");
+    // paging through next links while writing: nothing repeats, nothing is missed
+    let mut url = s.fhir("/Observation?_sort=date&_count=1");
+    let mut seen = Vec::new();
+    while let Some(u) = Some(url.clone()) {
+        let page = json(s.client.get(&u).send().await.unwrap()).await;
+        for e in page["entry"].as_array().into_iter().flatten() {
+            seen.push(e["resource"]["id"].as_str().unwrap().to_string());
+        }
+        if seen.len() == 1 {
+            // a new observation dated before everything does not shift later pages
+            put(&s, json!({"resourceType":"Observation","id":"o0","status":"final","code":{"text":"x"},"effectiveDateTime":"1999-01-01"})).await;
+        }
+        match page["link"].as_array().unwrap().iter().find(|l| l["relation"] == "next") {
+            Some(n) => url = n["url"].as_str().unwrap().to_string(),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["o1", "o2", "o3", "o4"]);
+    let b = json(s.get("/Observation?_summary=count").await).await;
+    assert_eq!(b["total"], 5);
+    assert!(b.get("entry").is_none());
+    let b = json(s.get("/Patient?_id=p1&_elements=gender").await).await;
+    let p = &b["entry"][0]["resource"];
+    assert!(p.get("gender").is_some() && p.get("name").is_none());
+    assert_eq!(p["meta"]["tag"].as_array().unwrap().iter().filter(|t| t["code"] == "SUBSETTED").count(), 1);
+    let b = json(s.get("/Patient?_id=p1&_summary=true").await).await;
+    assert!(b["entry"][0]["resource"].get("name").is_some());
+    let b = json(s.get("/Patient?_total=none").await).await;
+    assert!(b.get("total").is_none());
+    let b = json(s.get("/Patient?_total=accurate&_count=1").await).await;
+    assert_eq!(b["total"], 3);
+    // POST _search
+    let r = s
+        .client
+        .post(s.fhir("/Patient/_search"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("gender=male&name=smithers")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(json(r).await["entry"][0]["resource"]["id"], "p3");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_search_input() {
+    let s = fixture().await;
+    for (q, expr) in [
+        ("/Patient?nonsense=1", "nonsense"),
+        ("/Patient?birthdate=yesterday", "birthdate"),
+        ("/Patient?name:below=x", "name:below"),
+        ("/Patient?_sort=nonsense", "_sort"),
+        ("/Patient?_count=many", "_count"),
+        ("/Observation?subject:Patient.nonsense=1", "subject:Patient.nonsense"),
+        ("/Observation?value-quantity=abc", "value-quantity"),
+        ("/Patient?_include=Observation:subject", "_include"),
+    ] {
+        let r = s.get(q).await;
+        assert_eq!(r.status(), 400, "{q}");
+        let oo = json(r).await;
+        assert_outcome(&oo);
+        assert_eq!(first_expression(&oo).as_deref(), Some(expr), "{q}");
+    }
+    let r = s.get("/Patient?_cursor=00ff").await;
+    assert_eq!(r.status(), 400);
+    // lenient handling ignores what it does not know, and says so in the self link
+    let r = s
+        .client
+        .get(s.fhir("/Patient?nonsense=1&gender=male"))
+        .header("prefer", "handling=lenient")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let b = json(r).await;
+    assert_eq!(b["total"], 2);
+    let self_link = b["link"][0]["url"].as_str().unwrap();
+    assert!(!self_link.contains("nonsense") && self_link.contains("gender=male"), "{self_link}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn updates_and_deletes_change_what_search_finds() {
+    let s = fixture().await;
+    put(&s, json!({"resourceType":"Patient","id":"p2","gender":"female","name":[{"family":"Jones"}]})).await;
+    assert!(ids(&s, "/Patient?name=smith").await == ["p3"]);
+    assert_eq!(ids(&s, "/Patient?name=jones").await, ["p2"]);
+    s.delete("/Patient/p3").await;
+    assert!(ids(&s, "/Patient?name=smith").await.is_empty());
+    assert!(ids(&s, "/Patient?gender=male").await.is_empty());
+}

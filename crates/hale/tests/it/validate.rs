@@ -1,0 +1,82 @@
+use hale_test_support::{TestServer, json};
+use serde_json::json;
+
+use crate::{assert_outcome, first_expression};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn invalid_resources_get_400_naming_the_element_and_are_not_stored() {
+    let s = TestServer::spawn().await;
+    let cases = [
+        (json!({"resourceType":"Patient","birthDate":"1970-02-31x"}), "Patient.birthDate"),
+        (json!({"resourceType":"Patient","gender":"F"}), "Patient.gender"),
+        (json!({"resourceType":"Patient","unknownThing":true}), "Patient.unknownThing"),
+        (json!({"resourceType":"Patient","active":"yes"}), "Patient.active"),
+        (json!({"resourceType":"Patient","name":{"family":"x"}}), "Patient.name"),
+        (json!({"resourceType":"Patient","name":[{"given":"x"}]}), "Patient.name[0].given"),
+        (json!({"resourceType":"Observation","code":{"text":"x"}}), "Observation.status"),
+        (json!({"resourceType":"Observation","status":"done","code":{"text":"x"}}), "Observation.status"),
+        (
+            json!({"resourceType":"Observation","status":"final","code":{"text":"x"},"effectiveDateTime":"2020-01-01T10:00:00"}),
+            "Observation.effectiveDateTime",
+        ),
+        (
+            json!({"resourceType":"Observation","status":"final","code":{"text":"x"},"issued":"2020-01-01"}),
+            "Observation.issued",
+        ),
+        (
+            json!({"resourceType":"Observation","status":"final","code":{"text":"x"},"valueString":"a","valueInteger":1}),
+            "Observation.valueInteger",
+        ),
+        (
+            json!({"resourceType":"Patient","contained":[{"resourceType":"Practitioner","gender":"x"}]}),
+            "Patient.contained[0].gender",
+        ),
+        (json!({"resourceType":"Patient","multipleBirthInteger":2.5}), "Patient.multipleBirthInteger"),
+        (json!({"resourceType":"Patient","telecom":[{"system":"phone","value":""}]}), "Patient.telecom[0].value"),
+        (json!({"resourceType":"Patient","meta":{"profile":["not a uri"]}}), "Patient.meta.profile[0]"),
+    ];
+    for (body, expr) in &cases {
+        let ty = body["resourceType"].as_str().unwrap();
+        let r = s.post(&format!("/{ty}"), body).await;
+        assert_eq!(r.status(), 400, "{body}");
+        let oo = json(r).await;
+        assert_outcome(&oo);
+        assert_eq!(first_expression(&oo).as_deref(), Some(*expr), "{oo}");
+    }
+    let r = s.post("/Patient", &json!({"resourceType":"Observation","status":"final","code":{"text":"x"}})).await;
+    assert_eq!(r.status(), 400, "type must match the URL");
+    let h = json(s.get("/_history").await).await;
+    assert!(h.get("entry").is_none(), "nothing was stored: {h}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn validate_operation_at_type_and_instance_level() {
+    let s = TestServer::spawn().await;
+    let good = json!({"resourceType":"Patient","gender":"male"});
+    let r = s.post("/Patient/$validate", &good).await;
+    assert_eq!(r.status(), 200);
+    let oo = json(r).await;
+    assert_eq!(oo["issue"][0]["severity"], "information");
+    let bad = json!({"resourceType":"Patient","gender":"M"});
+    let r = s.post("/Patient/$validate", &bad).await;
+    assert_eq!(r.status(), 200, "$validate reports problems with 200");
+    let oo = json(r).await;
+    assert_eq!(oo["issue"][0]["severity"], "error");
+    assert_eq!(first_expression(&oo).as_deref(), Some("Patient.gender"));
+    // Parameters form with mode
+    let params = json!({"resourceType":"Parameters","parameter":[{"name":"resource","resource":{"resourceType":"Patient","id":"v1"}},{"name":"mode","valueCode":"update"}]});
+    let r = s.post("/Patient/v1/$validate", &params).await;
+    assert_eq!(json(r).await["issue"][0]["severity"], "information");
+    let r = s.post("/Patient/v2/$validate", &params).await;
+    assert_eq!(json(r).await["issue"][0]["severity"], "error", "id must match the URL");
+    // mode=delete of something that does not exist
+    let r = s.post("/Patient/nope/$validate?mode=delete", &good).await;
+    assert_eq!(r.status(), 404);
+    let r = s.post("/Patient/$validate?mode=bogus", &good).await;
+    assert_eq!(r.status(), 400);
+    // nothing was stored
+    let h = json(s.get("/_history").await).await;
+    assert!(h.get("entry").is_none());
+    let r = s.get("/Patient/$validate").await;
+    assert_eq!(r.status(), 405);
+}
