@@ -498,6 +498,19 @@ mod extract_tests {
     }
 
     #[test]
+    fn every_composite_parameter_compiles() {
+        let defs = hale_fhir::Definitions::get();
+        let by_url = defs.search_parameters().iter().map(|p| (p.url.as_str(), p)).collect();
+        let composites: Vec<_> =
+            defs.search_parameters().iter().filter(|p| ParamType::of(p) == ParamType::Composite).collect();
+        assert_eq!(composites.len(), 46);
+        for p in composites {
+            assert!(composite_components(p, &by_url).is_some(), "{}", p.url);
+            assert!(crate::parse::component_types(p).is_some(), "{}", p.url);
+        }
+    }
+
+    #[test]
     fn every_official_example_extracts() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/fhir-r4-examples");
         let Ok(entries) = std::fs::read_dir(&dir) else {

@@ -83,6 +83,8 @@ pub enum SearchValue {
         value: String,
     },
     Missing(bool),
+    /// A composite value (`code$value`): one value per component, in order.
+    Composite(Vec<SearchValue>),
 }
 
 /// Modifiers (<https://hl7.org/fhir/R4/search.html#modifiers>).
@@ -460,16 +462,19 @@ fn parse_clause_at(ty: &ResourceType, name: &str, raw: &str, depth: usize, full:
         None => (name, None),
     };
     let name = name_for_errors;
-    let (param_type, target) = match code {
-        "_id" => (ParamType::Special, Vec::new()),
-        "_lastUpdated" => (ParamType::Date, Vec::new()),
+    let (param_type, target, components) = match code {
+        "_id" => (ParamType::Special, Vec::new(), Vec::new()),
+        "_lastUpdated" => (ParamType::Date, Vec::new(), Vec::new()),
         _ => {
             let def = find_param(ty.as_str(), code)
                 .ok_or_else(|| not_supported(name, format!("Unknown search parameter '{code}' for {ty}")))?;
             if def.expression.is_none() {
                 return Err(not_supported(name, format!("Parameter '{code}' is not searchable here")));
             }
-            (ParamType::of(def), def.target.clone())
+            let components = component_types(def).ok_or_else(|| {
+                not_supported(name, format!("Composite parameter '{code}' has a component Hale cannot search"))
+            })?;
+            (ParamType::of(def), def.target.clone(), components)
         }
     };
     let modifier = match modifier_text {
@@ -493,13 +498,32 @@ fn parse_clause_at(ty: &ResourceType, name: &str, raw: &str, depth: usize, full:
             return Err(not_supported(name, format!("Modifier ':{m}' is not supported on '{code}'")));
         }
     };
-    if param_type == ParamType::Composite {
-        return Err(not_supported(name, "Composite parameters are not supported yet"));
-    }
     let mut values = Vec::new();
     for part in split_unescaped(raw, ',') {
         if part.is_empty() {
             return Err(bad(name, format!("Parameter '{name}' has an empty value")));
+        }
+        if param_type == ParamType::Composite && modifier != Modifier::Missing {
+            let pieces = split_unescaped(part, '$');
+            if pieces.len() != components.len() {
+                let shown: String = part.chars().take(64).collect();
+                return Err(bad(
+                    name,
+                    format!("'{shown}' is not a value of '{code}': it takes {} parts joined by '$'", components.len()),
+                ));
+            }
+            let parts = pieces
+                .iter()
+                .zip(&components)
+                .map(|(piece, t)| {
+                    if piece.is_empty() {
+                        return Err(bad(name, format!("Parameter '{name}' has an empty component")));
+                    }
+                    parse_value(name, *t, &Modifier::None, &[], piece)
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            values.push(SearchValue::Composite(parts));
+            continue;
         }
         values.push(parse_value(name, param_type, &modifier, &target, part)?);
     }
@@ -609,8 +633,27 @@ fn parse_value(name: &str, t: ParamType, m: &Modifier, target: &[String], raw: &
             Ok(SearchValue::Reference { target_type: ty, id })
         }
         ParamType::Uri => Ok(SearchValue::Url(unescape(raw))),
-        ParamType::Composite => Err(not_supported(name, "Composite parameters are not supported yet")),
+        ParamType::Composite => Err(not_supported(name, "A composite parameter cannot be a component")),
     }
+}
+
+/// The types of a composite parameter's components (empty for other parameters);
+/// `None` when a component is unknown or itself composite.
+pub fn component_types(def: &hale_fhir::definitions::SearchParamDef) -> Option<Vec<ParamType>> {
+    if ParamType::of(def) != ParamType::Composite {
+        return Some(Vec::new());
+    }
+    let defs = hale_fhir::Definitions::get();
+    let types = def
+        .component
+        .iter()
+        .map(|(url, _)| {
+            let c = defs.search_parameters().iter().find(|p| &p.url == url)?;
+            let t = ParamType::of(c);
+            (!matches!(t, ParamType::Composite | ParamType::Special)).then_some(t)
+        })
+        .collect::<Option<Vec<_>>>()?;
+    (!types.is_empty()).then_some(types)
 }
 
 #[cfg(test)]

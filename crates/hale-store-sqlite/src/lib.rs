@@ -21,8 +21,11 @@ use hale_store::{
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params, params_from_iter};
 
 /// Append-only migrations, embedded in the binary. Never edit one that has shipped.
-const MIGRATIONS: &[(i64, &str)] =
-    &[(1, include_str!("../migrations/0001_resources.sql")), (2, include_str!("../migrations/0002_search_index.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/0001_resources.sql")),
+    (2, include_str!("../migrations/0002_search_index.sql")),
+    (3, include_str!("../migrations/0003_search_composite.sql")),
+];
 
 /// Every index table; rows of a resource are replaced on each write.
 const INDEX_TABLES: &[&str] = &[
@@ -33,6 +36,7 @@ const INDEX_TABLES: &[&str] = &[
     "search_quantity",
     "search_reference",
     "search_uri",
+    "search_composite",
 ];
 
 /// Readers kept open for reuse.
@@ -326,6 +330,20 @@ fn write_index(tx: &Connection, ty: &str, id: &str, index: &IndexRows) -> rusqli
             tx.prepare_cached("INSERT INTO search_uri (res_type, res_id, param, uri) VALUES (?1, ?2, ?3, ?4)")?;
         for t in &index.uris {
             s.execute(params![ty, id, t.param, t.uri])?;
+        }
+    }
+    if !index.composites.is_empty() {
+        let mut s = tx.prepare_cached(
+            "INSERT INTO search_composite (res_type, res_id, param, s1, c1, n1, lo1, hi1, s2, c2, n2, lo2, hi2, \
+             s3, c3, n3, lo3, hi3) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+        )?;
+        let none = hale_search::index::CompositePart::default();
+        for t in &index.composites {
+            let [a, b, c] = [0, 1, 2].map(|k| t.parts.get(k).unwrap_or(&none));
+            s.execute(params![
+                ty, id, t.param, a.system, a.code, a.number, a.lo, a.hi, b.system, b.code, b.number, b.lo, b.hi,
+                c.system, c.code, c.number, c.lo, c.hi
+            ])?;
         }
     }
     Ok(())

@@ -23,7 +23,8 @@ fn table(t: ParamType) -> &'static str {
         ParamType::Quantity => "search_quantity",
         ParamType::Reference => "search_reference",
         ParamType::Uri => "search_uri",
-        ParamType::Composite | ParamType::Special => "search_token",
+        ParamType::Composite => "search_composite",
+        ParamType::Special => "search_token",
     }
 }
 
@@ -203,6 +204,71 @@ fn value_cond(c: &Clause, v: &SearchValue, args: &mut Vec<Sql>) -> String {
             }
         }
         SearchValue::Missing(_) => "1".into(),
+        SearchValue::Composite(parts) => {
+            let conds: Vec<String> =
+                parts.iter().enumerate().map(|(k, v)| composite_part_cond(k + 1, v, args)).collect();
+            format!("({})", conds.join(" AND "))
+        }
+    }
+}
+
+/// The condition on component `k` (1-based columns `s{k}`, `c{k}`, `n{k}`, `lo{k}`, `hi{k}`)
+/// of a `search_composite` row.
+fn composite_part_cond(k: usize, v: &SearchValue, args: &mut Vec<Sql>) -> String {
+    let (s, c, n) = (format!("i.s{k}"), format!("i.c{k}"), format!("i.n{k}"));
+    match v {
+        SearchValue::Token { system, code } => {
+            let mut parts = Vec::new();
+            if let Some(code) = code {
+                args.push(Sql::Text(code.clone()));
+                parts.push(format!("{c} = ?"));
+            }
+            match system {
+                None => {}
+                Some(None) => parts.push(format!("{s} IS NULL")),
+                Some(Some(sys)) => {
+                    args.push(Sql::Text(sys.clone()));
+                    parts.push(format!("{s} = ?"));
+                }
+            }
+            format!("({})", parts.join(" AND "))
+        }
+        SearchValue::String(text) => {
+            args.push(Sql::Text(text.clone()));
+            args.push(Sql::Text(format!("{text}{TEXT_MAX}")));
+            format!("({c} >= ? AND {c} < ?)")
+        }
+        SearchValue::Date { prefix, range } => {
+            date_cond(&format!("i.lo{k}"), &format!("i.hi{k}"), *prefix, range, args)
+        }
+        SearchValue::Number { prefix, range } => number_cond(&n, *prefix, range, args),
+        SearchValue::Quantity { prefix, range, system, code } => {
+            let mut q = number_cond(&n, *prefix, range, args);
+            if let Some(sys) = system {
+                args.push(Sql::Text(sys.clone()));
+                q.push_str(&format!(" AND {s} = ?"));
+            }
+            if let Some(code) = code {
+                args.push(Sql::Text(code.clone()));
+                q.push_str(&format!(" AND {c} = ?"));
+            }
+            format!("({q})")
+        }
+        SearchValue::Reference { target_type: Some(t), id } => {
+            args.push(Sql::Text(format!("{t}/{id}")));
+            format!("{c} = ?")
+        }
+        SearchValue::Reference { target_type: None, id } => {
+            args.push(Sql::Text(id.clone()));
+            args.push(Sql::Text(format!("%/{}", like_escape(id))));
+            format!("({c} = ? OR {c} LIKE ? ESCAPE '\\')")
+        }
+        SearchValue::Url(u) => {
+            args.push(Sql::Text(u.clone()));
+            format!("{c} = ?")
+        }
+        // the parser makes no other value for a component
+        _ => "0".into(),
     }
 }
 

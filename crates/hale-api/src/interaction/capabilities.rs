@@ -19,7 +19,8 @@ fn search_params(ty: &str) -> Vec<Value> {
     for p in Definitions::get().search_parameters_for(ty) {
         if matches!(p.code.as_str(), "_id" | "_lastUpdated")
             || p.expression.is_none()
-            || matches!(ParamType::of(p), ParamType::Composite | ParamType::Special)
+            || ParamType::of(p) == ParamType::Special
+            || hale_search::parse::component_types(p).is_none()
             || hale_search::parse::find_param(ty, &p.code).map(|d| d.url.as_str()) != Some(p.url.as_str())
             || !seen.insert(p.code.clone())
         {

@@ -153,6 +153,45 @@ async fn number_and_quantity_parameters() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn composite_parameters() {
+    let s = fixture().await;
+    put(&s, json!({"resourceType":"Observation","id":"bp1","status":"final","subject":{"reference":"Patient/p1"},
+        "code":{"coding":[{"system":"http://loinc.org","code":"85354-9"}]},"effectiveDateTime":"2021-01-01",
+        "component":[
+          {"code":{"coding":[{"system":"http://loinc.org","code":"8480-6"}]},"valueQuantity":{"value":150,"system":"http://unitsofmeasure.org","code":"mm[Hg]"}},
+          {"code":{"coding":[{"system":"http://loinc.org","code":"8462-4"}]},"valueQuantity":{"value":70,"system":"http://unitsofmeasure.org","code":"mm[Hg]"}}]})).await;
+    // code and value from the same Observation
+    assert_eq!(ids(&s, "/Observation?code-value-quantity=http://loinc.org%7C8867-4$gt80").await, ["o2", "o3"]);
+    assert_eq!(ids(&s, "/Observation?code-value-quantity=8867-4$lt80,29463-7$gt80").await, ["o1", "o4"], "OR");
+    assert!(ids(&s, "/Observation?code-value-quantity=29463-7$lt80").await.is_empty());
+    assert_eq!(ids(&s, "/Observation?code-value-quantity=8867-4$100%7Chttp://unitsofmeasure.org%7C/min").await, ["o3"]);
+    // components pair within one component element, not across them
+    assert_eq!(ids(&s, "/Observation?component-code-value-quantity=8480-6$gt140").await, ["bp1"]);
+    assert!(ids(&s, "/Observation?component-code-value-quantity=8462-4$gt140").await.is_empty(), "diastolic is 70");
+    assert_eq!(ids(&s, "/Observation?component-code-value-quantity=http://loinc.org%7C8462-4$le70").await, ["bp1"]);
+    assert_eq!(
+        ids(&s, "/Observation?component-code-value-quantity=8480-6$gt140&component-code-value-quantity=8462-4$lt80")
+            .await,
+        ["bp1"],
+        "AND of two components"
+    );
+    assert_eq!(ids(&s, "/Observation?combo-code-value-quantity=8462-4$70").await, ["bp1"]);
+    // an escaped $ is part of the value, the wrong number of parts is an error
+    let r = s.get("/Observation?code-value-quantity=8867-4").await;
+    assert_eq!(r.status(), 400);
+    assert_eq!(first_expression(&json(r).await).as_deref(), Some("code-value-quantity"));
+    let r = s.get("/Observation?code-value-quantity=8867-4$abc").await;
+    assert_eq!(r.status(), 400);
+    assert!(ids(&s, r"/Observation?code-value-quantity=88\$67-4$72").await.is_empty());
+    // the index follows updates
+    put(&s, json!({"resourceType":"Observation","id":"bp1","status":"final","code":{"text":"BP"},
+        "component":[{"code":{"coding":[{"system":"http://loinc.org","code":"8480-6"}]},"valueQuantity":{"value":120}}]}))
+    .await;
+    assert!(ids(&s, "/Observation?component-code-value-quantity=8480-6$gt140").await.is_empty());
+    assert_eq!(ids(&s, "/Observation?component-code-value-quantity=8480-6$120").await, ["bp1"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn reference_parameters_chains_and_has() {
     let s = fixture().await;
     assert_eq!(ids(&s, "/Observation?subject=Patient/p1").await, ["o1", "o2"]);
