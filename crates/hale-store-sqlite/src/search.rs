@@ -405,7 +405,9 @@ fn fingerprint(req: &SearchRequest) -> String {
     format!("{h:016x}")
 }
 
-fn encode_cursor(fp: &str, keys: &[Sql], id: &str) -> String {
+/// A cursor: the sort keys and id of a row, and whether the page it asks for lies after
+/// that row (`next`) or before it (`previous`).
+fn encode_cursor(fp: &str, keys: &[Sql], id: &str, before: bool) -> String {
     let vals: Vec<serde_json::Value> = keys
         .iter()
         .map(|k| match k {
@@ -415,11 +417,11 @@ fn encode_cursor(fp: &str, keys: &[Sql], id: &str) -> String {
             _ => serde_json::Value::Null,
         })
         .collect();
-    let text = serde_json::json!([fp, vals, id]).to_string();
+    let text = serde_json::json!([fp, vals, id, if before { "b" } else { "a" }]).to_string();
     text.bytes().map(|b| format!("{b:02x}")).collect()
 }
 
-fn decode_cursor(fp: &str, cursor: &str) -> Result<(Vec<Sql>, String)> {
+fn decode_cursor(fp: &str, cursor: &str) -> Result<(Vec<Sql>, String, bool)> {
     let bad = || Error::BadCursor("The paging cursor is not valid for this search".into());
     if !cursor.len().is_multiple_of(2) || cursor.len() > 8192 {
         return Err(bad());
@@ -450,7 +452,12 @@ fn decode_cursor(fp: &str, cursor: &str) -> Result<(Vec<Sql>, String)> {
         })
         .collect::<Result<Vec<_>>>()?;
     let id = v[2].as_str().ok_or_else(bad)?.to_string();
-    Ok((keys, id))
+    let before = match v[3].as_str() {
+        Some("a") => false,
+        Some("b") => true,
+        _ => return Err(bad()),
+    };
+    Ok((keys, id, before))
 }
 
 pub(crate) fn search(c: &Connection, req: &SearchRequest, page_size: usize, want_total: bool) -> Result<SearchPage> {
@@ -487,7 +494,7 @@ pub(crate) fn search(c: &Connection, req: &SearchRequest, page_size: usize, want
         None
     };
     if page_size == 0 {
-        return Ok(SearchPage { entries: Vec::new(), included: Vec::new(), next: None, total });
+        return Ok(SearchPage { entries: Vec::new(), included: Vec::new(), next: None, previous: None, total });
     }
     // sort keys, then the id as the tie-breaker
     let mut keys: Vec<(String, bool, Vec<Sql>)> = Vec::new();
@@ -505,8 +512,10 @@ pub(crate) fn search(c: &Connection, req: &SearchRequest, page_size: usize, want
     }
     let mut all_args = select_args;
     all_args.extend(where_args);
+    let mut backward = false;
     if let Some(cursor) = &req.cursor {
-        let (values, last_id) = decode_cursor(&fp, cursor)?;
+        let (values, last_id, before) = decode_cursor(&fp, cursor)?;
+        backward = before;
         if values.len() != keys.len() {
             return Err(Error::BadCursor("The paging cursor is not valid for this search".into()));
         }
@@ -520,11 +529,11 @@ pub(crate) fn search(c: &Connection, req: &SearchRequest, page_size: usize, want
             }
             if j < keys.len() {
                 let (expr, desc, a) = &keys[j];
-                ands.push(format!("{expr} {} ?", if *desc { "<" } else { ">" }));
+                ands.push(format!("{expr} {} ?", if *desc != backward { "<" } else { ">" }));
                 all_args.extend(a.iter().cloned());
                 all_args.push(values[j].clone());
             } else {
-                ands.push("r.res_id > ?".into());
+                ands.push(format!("r.res_id {} ?", if backward { "<" } else { ">" }));
                 all_args.push(Sql::Text(last_id.clone()));
             }
             ors.push(format!("({})", ands.join(" AND ")));
@@ -534,9 +543,9 @@ pub(crate) fn search(c: &Connection, req: &SearchRequest, page_size: usize, want
     let mut order: Vec<String> = keys
         .iter()
         .enumerate()
-        .map(|(i, (_, desc, _))| format!("k{i} {}", if *desc { "DESC" } else { "ASC" }))
+        .map(|(i, (_, desc, _))| format!("k{i} {}", if *desc != backward { "DESC" } else { "ASC" }))
         .collect();
-    order.push("r.res_id ASC".into());
+    order.push(format!("r.res_id {}", if backward { "DESC" } else { "ASC" }));
     let sql =
         format!("{select} {from} WHERE {} ORDER BY {} LIMIT {}", conds.join(" AND "), order.join(", "), page_size + 1);
     let mut stmt = c.prepare_cached(&sql).map_err(backend)?;
@@ -552,7 +561,7 @@ pub(crate) fn search(c: &Connection, req: &SearchRequest, page_size: usize, want
         })
         .map_err(backend)?;
     let mut entries = Vec::new();
-    let mut last: Option<(Vec<Sql>, String)> = None;
+    let mut positions: Vec<(Vec<Sql>, String)> = Vec::new();
     let mut more = false;
     for r in rows {
         let (stored, ks) = r.map_err(backend)?;
@@ -560,15 +569,26 @@ pub(crate) fn search(c: &Connection, req: &SearchRequest, page_size: usize, want
             more = true;
             break;
         }
-        last = Some((ks, stored.id.to_string()));
+        positions.push((ks, stored.id.to_string()));
         entries.push(stored);
     }
-    let next = match (more, last) {
-        (true, Some((ks, id))) => Some(encode_cursor(&fp, &ks, &id)),
+    if backward {
+        entries.reverse();
+        positions.reverse();
+    }
+    // rows exist after the page when the query found more (forward) or came from a later
+    // page (backward), and before it when it came from an earlier page or found more
+    let (after, before) = if backward { (true, more) } else { (more, req.cursor.is_some()) };
+    let next = match positions.last() {
+        Some((ks, id)) if after => Some(encode_cursor(&fp, ks, id, false)),
+        _ => None,
+    };
+    let previous = match positions.first() {
+        Some((ks, id)) if before => Some(encode_cursor(&fp, ks, id, true)),
         _ => None,
     };
     let included = includes(c, req, &entries)?;
-    Ok(SearchPage { entries, included, next, total })
+    Ok(SearchPage { entries, included, next, previous, total })
 }
 
 /// Most resources one page may add through `_include` and `_revinclude`.
@@ -721,8 +741,8 @@ pub(crate) fn everything(c: &Connection, patient: &str, q: &EverythingQuery) -> 
     }
     let fp = format!("everything:{patient}");
     if let Some(cursor) = &q.cursor {
-        let (keys, id) = decode_cursor(&fp, cursor)?;
-        let Some(Sql::Text(ty)) = keys.first() else {
+        let (keys, id, before) = decode_cursor(&fp, cursor)?;
+        let (Some(Sql::Text(ty)), false) = (keys.first(), before) else {
             return Err(Error::BadCursor("The paging cursor is not valid for this request".into()));
         };
         sql.push_str(" AND (r.res_type > ? OR (r.res_type = ? AND r.res_id > ?))");
@@ -744,8 +764,10 @@ pub(crate) fn everything(c: &Connection, patient: &str, q: &EverythingQuery) -> 
         entries.push(s);
     }
     let next = match (more, entries.last()) {
-        (true, Some(last)) => Some(encode_cursor(&fp, &[Sql::Text(last.resource_type.to_string())], last.id.as_str())),
+        (true, Some(last)) => {
+            Some(encode_cursor(&fp, &[Sql::Text(last.resource_type.to_string())], last.id.as_str(), false))
+        }
         _ => None,
     };
-    Ok(SearchPage { entries, included: Vec::new(), next, total: None })
+    Ok(SearchPage { entries, included: Vec::new(), next, previous: None, total: None })
 }

@@ -160,6 +160,8 @@ pub struct SearchPage {
     pub included: Vec<StoredResource>,
     /// Cursor for the next page, if there is one.
     pub next: Option<String>,
+    /// Cursor for the previous page, if there is one.
+    pub previous: Option<String>,
     pub total: Option<u64>,
 }
 

@@ -163,6 +163,11 @@ async fn run(
         p.push(("_cursor".into(), next.clone()));
         links.push(json!({"relation": "next", "url": link(ctx, &path, &p)}));
     }
+    if let Some(previous) = &page.previous {
+        let mut p = kept.clone();
+        p.push(("_cursor".into(), previous.clone()));
+        links.push(json!({"relation": "previous", "url": link(ctx, &path, &p)}));
+    }
     let mut entries = Vec::with_capacity(page.entries.len() + page.included.len());
     let all = page.entries.iter().map(|e| (e, "match")).chain(page.included.iter().map(|e| (e, "include")));
     for (e, mode) in all {

@@ -310,6 +310,37 @@ async fn sorting_paging_and_result_parameters() {
         }
     }
     assert_eq!(seen, ["o1", "o2", "o3", "o4"]);
+    // and back through previous links, sorted descending with two a page
+    let link = |page: &Value, rel: &str| {
+        page["link"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["relation"] == rel)
+            .map(|l| l["url"].as_str().unwrap().to_string())
+    };
+    let page_ids = |page: &Value| -> Vec<String> {
+        page["entry"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| e["resource"]["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let first = json(s.get("/Observation?_sort=-date&_count=2").await).await;
+    assert_eq!(page_ids(&first), ["o4", "o3"]);
+    assert!(link(&first, "previous").is_none(), "the first page has no previous page");
+    let second = json(s.client.get(link(&first, "next").unwrap()).send().await.unwrap()).await;
+    assert_eq!(page_ids(&second), ["o2", "o1"]);
+    let third = json(s.client.get(link(&second, "next").unwrap()).send().await.unwrap()).await;
+    assert_eq!(page_ids(&third), ["o0"]);
+    assert!(link(&third, "next").is_none());
+    let back = json(s.client.get(link(&third, "previous").unwrap()).send().await.unwrap()).await;
+    assert_eq!(page_ids(&back), ["o2", "o1"]);
+    let back = json(s.client.get(link(&back, "previous").unwrap()).send().await.unwrap()).await;
+    assert_eq!(page_ids(&back), ["o4", "o3"]);
+    assert!(link(&back, "previous").is_none());
+    assert_eq!(page_ids(&json(s.client.get(link(&back, "next").unwrap()).send().await.unwrap()).await), ["o2", "o1"]);
     let b = json(s.get("/Observation?_summary=count").await).await;
     assert_eq!(b["total"], 5);
     assert!(b.get("entry").is_none());
