@@ -47,7 +47,20 @@ enum Verb {
     Delete,
     Post,
     Put,
+    Patch,
     Get,
+}
+
+impl Verb {
+    /// Processing order: DELETE, POST, PUT and PATCH, then GET.
+    fn rank(self) -> u8 {
+        match self {
+            Verb::Delete => 0,
+            Verb::Post => 1,
+            Verb::Put | Verb::Patch => 2,
+            Verb::Get => 3,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -109,8 +122,10 @@ fn parse_entry(index: usize, e: &Value) -> Result<EntryReq> {
         "POST" => Verb::Post,
         "PUT" => Verb::Put,
         "GET" | "HEAD" => Verb::Get,
-        "PATCH" => return Err(invalid(index, ".request.method", "PATCH entries are not supported yet")),
-        _ => return Err(invalid(index, ".request.method", "request.method must be GET, POST, PUT or DELETE")),
+        "PATCH" => Verb::Patch,
+        _ => {
+            return Err(invalid(index, ".request.method", "request.method must be GET, POST, PUT, PATCH or DELETE"));
+        }
     };
     let url = req
         .get("url")
@@ -156,12 +171,16 @@ fn parse_entry(index: usize, e: &Value) -> Result<EntryReq> {
         s.split_once('?').map(|(_, q)| q).unwrap_or(s).to_string()
     });
     let resource = e.get("resource").cloned();
-    if matches!(verb, Verb::Post | Verb::Put) && resource.is_none() {
+    if matches!(verb, Verb::Post | Verb::Put | Verb::Patch) && resource.is_none() {
         return Err(invalid(index, ".resource", format!("A {method} entry needs a resource")));
     }
+    let resource = match (verb, resource) {
+        (Verb::Patch, Some(r)) => Some(patch_document(index, &r)?),
+        (_, r) => r,
+    };
     match (&verb, &target) {
         (Verb::Post, Target::Type(_))
-        | (Verb::Put, Target::Instance(..) | Target::Conditional(..))
+        | (Verb::Put | Verb::Patch, Target::Instance(..) | Target::Conditional(..))
         | (Verb::Delete, Target::Instance(..) | Target::Conditional(..))
         | (Verb::Get, Target::Instance(..) | Target::Version(..)) => {}
         (Verb::Get, _) => return Err(invalid(index, ".request.url", "GET entries may read a resource or a version")),
@@ -176,6 +195,40 @@ fn parse_entry(index: usize, e: &Value) -> Result<EntryReq> {
         if_none_exist,
         resource,
     })
+}
+
+/// The JSON Patch document a PATCH entry carries: a Binary with content type
+/// `application/json-patch+json` (base64 data), as R4 transactions carry patches.
+fn patch_document(index: usize, r: &Value) -> Result<Value> {
+    use base64::Engine as _;
+    match r.get("resourceType").and_then(Value::as_str) {
+        Some("Binary") => {}
+        Some("Parameters") => {
+            return Err(Error::invalid(
+                Issue::error(IssueType::NotSupported, "FHIRPath Patch (a Parameters resource) is not supported yet")
+                    .at(at(index, ".resource")),
+            ));
+        }
+        _ => return Err(invalid(index, ".resource", "A PATCH entry carries a Binary holding a JSON Patch document")),
+    }
+    let content_type = r.get("contentType").and_then(Value::as_str).unwrap_or("");
+    if !content_type.starts_with("application/json-patch+json") {
+        return Err(invalid(
+            index,
+            ".resource.contentType",
+            "The Binary's contentType must be application/json-patch+json",
+        ));
+    }
+    let data = r.get("data").and_then(Value::as_str).unwrap_or("");
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(data)
+        .map_err(|_| invalid(index, ".resource.data", "The Binary's data is not base64"))?;
+    let doc: Value = serde_json::from_slice(&bytes)
+        .map_err(|_| invalid(index, ".resource.data", "The Binary's data is not a JSON Patch document"))?;
+    if !doc.is_array() {
+        return Err(invalid(index, ".resource.data", "A JSON Patch document is an array of operations"));
+    }
+    Ok(doc)
 }
 
 /// Replaces every `reference` found in `map` (full URLs and conditional references).
@@ -297,6 +350,7 @@ impl Repository {
         let mut planned: Vec<Planned> = Vec::new();
         let mut targets_seen: HashMap<String, usize> = HashMap::new();
         let mut post_matches: HashMap<usize, (ResourceType, ResourceId)> = HashMap::new();
+        let mut patched: HashMap<usize, Value> = HashMap::new();
         for e in &entries {
             let (target, pre, write) = match (&e.verb, &e.target) {
                 (Verb::Post, Target::Type(ty)) => match &e.if_none_exist {
@@ -334,6 +388,39 @@ impl Repository {
                         }
                     };
                     (Some((ty.clone(), id)), pre, true)
+                }
+                (Verb::Patch, Target::Instance(..) | Target::Conditional(..)) => {
+                    let (ty, id, mut pre) = match &e.target {
+                        Target::Instance(ty, id) => (ty.clone(), id.clone(), Vec::new()),
+                        Target::Conditional(ty, q) => match self.find_unique(e.index, ty, q).await? {
+                            (c, Some(id)) => (ty.clone(), id.clone(), vec![Precondition::OnlyMatch(c, id)]),
+                            (_, None) => {
+                                return Err(in_entry(
+                                    e.index,
+                                    Error::NotFound(format!("{ty}?{q} matches nothing to patch")),
+                                ));
+                            }
+                        },
+                        _ => return Err(invalid(e.index, ".request.url", "PATCH takes Type/id or Type?query")),
+                    };
+                    let current = self.read(&ty, &id).await.map_err(|err| in_entry(e.index, err))?;
+                    if let Some(v) = e.if_match
+                        && v != current.version
+                    {
+                        return Err(in_entry(
+                            e.index,
+                            Error::Store(hale_store::Error::VersionConflict {
+                                expected: v,
+                                current: current.version.to_string(),
+                            }),
+                        ));
+                    }
+                    let doc = e.resource.as_ref().unwrap_or(&Value::Null);
+                    let result = crate::apply_json_patch(&current, doc).map_err(|err| in_entry(e.index, err))?;
+                    patched.insert(e.index, result);
+                    // written only if nothing changed the resource since it was read
+                    pre.push(Precondition::IfMatch(current.version));
+                    (Some((ty, id)), pre, true)
                 }
                 (Verb::Delete, Target::Instance(ty, id)) => {
                     (Some((ty.clone(), id.clone())), e.if_match.map(Precondition::IfMatch).into_iter().collect(), true)
@@ -400,7 +487,10 @@ impl Repository {
                 (Verb::Get, _, _) => continue,
                 (Verb::Delete, Some((ty, id)), true) => TxOp::Delete { ty, id, preconditions: pre },
                 (_, Some((ty, id)), true) => {
-                    let mut resource = e.resource.take().unwrap_or(Value::Null);
+                    let mut resource = match patched.remove(&index) {
+                        Some(p) => p,
+                        None => e.resource.take().unwrap_or(Value::Null),
+                    };
                     rewrite_references(&mut resource, &map);
                     if (verb == Verb::Post || matches!(e.target, Target::Conditional(..)))
                         && let Some(o) = resource.as_object_mut()
@@ -415,7 +505,7 @@ impl Repository {
             };
             ops.push((verb, index, op));
         }
-        ops.sort_by_key(|(verb, index, _)| (*verb, *index));
+        ops.sort_by_key(|(verb, index, _)| (verb.rank(), *index));
         let order: Vec<(Verb, usize)> = ops.iter().map(|(v, i, _)| (*v, *i)).collect();
         let outcomes = self
             .store

@@ -189,6 +189,23 @@ fn prepare(mut body: Value) -> NewVersion {
     NewVersion { resource: body, index }
 }
 
+/// Applies a JSON Patch document (RFC 6902) to a stored version; the result is not yet
+/// validated.
+pub(crate) fn apply_json_patch(current: &StoredResource, patch: &Value) -> Result<Value> {
+    let ops: json_patch::Patch = serde_json::from_value(patch.clone()).map_err(|e| {
+        Error::invalid(Issue::error(IssueType::Invalid, format!("The body is not a JSON Patch document: {e}")))
+    })?;
+    let mut resource: Value = serde_json::from_str(current.body.as_deref().unwrap_or("{}"))
+        .map_err(|e| Error::Store(hale_store::Error::Backend(e.to_string())))?;
+    json_patch::patch(&mut resource, &ops).map_err(|e| {
+        Error::Invalid(OperationOutcome::single(Issue::error(
+            IssueType::Processing,
+            format!("The patch cannot be applied: {e}"),
+        )))
+    })?;
+    Ok(resource)
+}
+
 impl Repository {
     pub fn new(store: Arc<dyn Store>) -> Self {
         Repository { store }
@@ -278,17 +295,7 @@ impl Repository {
                 current: current.version.to_string(),
             }));
         }
-        let ops: json_patch::Patch = serde_json::from_value(patch.clone()).map_err(|e| {
-            Error::invalid(Issue::error(IssueType::Invalid, format!("The body is not a JSON Patch document: {e}")))
-        })?;
-        let mut resource: Value = serde_json::from_str(current.body.as_deref().unwrap_or("{}"))
-            .map_err(|e| Error::Store(hale_store::Error::Backend(e.to_string())))?;
-        json_patch::patch(&mut resource, &ops).map_err(|e| {
-            Error::Invalid(OperationOutcome::single(Issue::error(
-                IssueType::Processing,
-                format!("The patch cannot be applied: {e}"),
-            )))
-        })?;
+        let resource = apply_json_patch(&current, patch)?;
         self.update(ty, id, resource, Some(current.version)).await
     }
 

@@ -205,3 +205,78 @@ async fn synthea_patient_bundles_load() {
     }
     assert!(loaded > 1000);
 }
+
+fn patch_entry(url: &str, base64_patch: &str, if_match: Option<&str>) -> Value {
+    let mut request = json!({"method":"PATCH","url":url});
+    if let Some(m) = if_match {
+        request["ifMatch"] = json!(m);
+    }
+    json!({"resource":{"resourceType":"Binary","contentType":"application/json-patch+json","data":base64_patch},
+        "request":request})
+}
+
+/// `[{"op":"replace","path":"/active","value":false}]`
+const SET_INACTIVE: &str = "W3sib3AiOiJyZXBsYWNlIiwicGF0aCI6Ii9hY3RpdmUiLCJ2YWx1ZSI6ZmFsc2V9XQ==";
+/// `[{"op":"add","path":"/gender","value":"female"}]`
+const SET_FEMALE: &str = "W3sib3AiOiJhZGQiLCJwYXRoIjoiL2dlbmRlciIsInZhbHVlIjoiZmVtYWxlIn1d";
+/// `[{"op":"replace","path":"/gender","value":"robot"}]`
+const SET_ROBOT: &str = "W3sib3AiOiJyZXBsYWNlIiwicGF0aCI6Ii9nZW5kZXIiLCJ2YWx1ZSI6InJvYm90In1d";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn patch_entries_in_transactions_and_batches() {
+    let s = TestServer::spawn().await;
+    s.put("/Patient/pa", &json!({"resourceType":"Patient","id":"pa","active":true})).await;
+    s.put(
+        "/Patient/pb",
+        &json!({"resourceType":"Patient","id":"pb","active":true,"identifier":[{"system":"http://mrn","value":"B"}]}),
+    )
+    .await;
+    let r = s
+        .post(
+            "",
+            &tx(vec![
+                patch_entry("Patient/pa", SET_INACTIVE, Some("W/\"1\"")),
+                patch_entry("Patient?identifier=http://mrn|B", SET_FEMALE, None),
+            ]),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let out = json(r).await;
+    assert_eq!(out["entry"][0]["response"]["status"], "200 OK");
+    assert_eq!(out["entry"][0]["response"]["etag"], "W/\"2\"");
+    let pa = json(s.get("/Patient/pa").await).await;
+    assert_eq!(pa["active"], false);
+    assert_eq!(pa["meta"]["versionId"], "2");
+    assert_eq!(json(s.get("/Patient/pb").await).await["gender"], "female");
+    let before = history_len(&s).await;
+    // a stale If-Match, a result that is invalid, a missing target: nothing is written
+    for (entry, status, expr) in [
+        (patch_entry("Patient/pa", SET_FEMALE, Some("W/\"1\"")), 412, None),
+        (patch_entry("Patient/pb", SET_ROBOT, None), 400, Some("Bundle.entry[1].resource.gender")),
+        (patch_entry("Patient/nobody", SET_FEMALE, None), 404, None),
+        (
+            json!({"resource":{"resourceType":"Binary","contentType":"application/json-patch+json","data":"not base64!"},
+                "request":{"method":"PATCH","url":"Patient/pa"}}),
+            400,
+            Some("Bundle.entry[1].resource.data"),
+        ),
+    ] {
+        let bundle = tx(vec![post("urn:uuid:x", json!({"resourceType":"Patient","active":true})), entry]);
+        let r = s.post("", &bundle).await;
+        assert_eq!(r.status(), status, "{bundle}");
+        let oo = json(r).await;
+        assert_outcome(&oo);
+        if let Some(e) = expr {
+            assert_eq!(first_expression(&oo).as_deref(), Some(e), "{oo}");
+        }
+    }
+    assert_eq!(history_len(&s).await, before, "failed transactions wrote nothing");
+    // in a batch each patch stands alone
+    let batch = json!({"resourceType":"Bundle","type":"batch","entry":[
+        patch_entry("Patient/pb", SET_ROBOT, None), patch_entry("Patient/pa", SET_FEMALE, None)]});
+    let out = json(s.post("", &batch).await).await;
+    let statuses: Vec<&str> =
+        out["entry"].as_array().unwrap().iter().map(|e| e["response"]["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["400 Bad Request", "200 OK"]);
+    assert_eq!(json(s.get("/Patient/pa").await).await["gender"], "female");
+}
