@@ -81,6 +81,10 @@ fn first_issue(e: &hale_repository::Error) -> String {
 }
 
 /// Imports files into the store behind `repo`.
+/// Transaction bundles processed at once: their validation and indexing overlap each
+/// other's writes (the store has one writer).
+const BUNDLES_IN_FLIGHT: usize = 4;
+
 pub async fn import(repo: &Repository, paths: &[PathBuf], show_progress: bool) -> std::io::Result<ImportSummary> {
     let files = collect_files(paths)?;
     let bar = if show_progress { ProgressBar::new_spinner() } else { ProgressBar::hidden() };
@@ -90,58 +94,99 @@ pub async fn import(repo: &Repository, paths: &[PathBuf], show_progress: bool) -
     );
     let started = Instant::now();
     let mut summary = ImportSummary::default();
+    let mut in_flight: tokio::task::JoinSet<ImportSummary> = tokio::task::JoinSet::new();
     for file in &files {
         summary.files += 1;
         bar.set_message(file.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_default());
         if is_ndjson(file) {
+            drain(&mut in_flight, &mut summary).await;
             import_ndjson(repo, file, &bar, &mut summary).await;
+            continue;
+        }
+        let path = file.clone();
+        let read = tokio::task::spawn_blocking(move || read_bundle(&path)).await;
+        let bundle = match read {
+            Ok(Ok(b)) => b,
+            Ok(Err(message)) => {
+                summary.errors.push(message);
+                continue;
+            }
+            Err(_) => {
+                summary.errors.push(format!("{}: could not be read; nothing of it was loaded", file.display()));
+                continue;
+            }
+        };
+        if bundle.get("type").and_then(Value::as_str) == Some("transaction") {
+            while in_flight.len() >= BUNDLES_IN_FLIGHT {
+                if let Some(Ok(part)) = in_flight.join_next().await {
+                    summary.merge(part);
+                }
+            }
+            let (repo, file, bar) = (repo.clone(), file.clone(), bar.clone());
+            in_flight.spawn(async move { import_bundle(&repo, &file, &bundle, &bar).await });
         } else {
-            import_bundle(repo, file, &bar, &mut summary).await;
+            // a batch (shared practitioners, organizations...) may be what later
+            // transactions refer to: it runs alone, after everything before it
+            drain(&mut in_flight, &mut summary).await;
+            summary.merge(import_bundle(repo, file, &bundle, &bar).await);
         }
     }
+    drain(&mut in_flight, &mut summary).await;
     bar.finish_and_clear();
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
 }
 
-async fn import_bundle(repo: &Repository, file: &Path, bar: &ProgressBar, summary: &mut ImportSummary) {
+impl ImportSummary {
+    fn merge(&mut self, part: ImportSummary) {
+        self.resources += part.resources;
+        self.errors.extend(part.errors);
+    }
+}
+
+async fn drain(in_flight: &mut tokio::task::JoinSet<ImportSummary>, summary: &mut ImportSummary) {
+    while let Some(done) = in_flight.join_next().await {
+        match done {
+            Ok(part) => summary.merge(part),
+            Err(_) => summary.errors.push("an import task failed; its file may be partly loaded".into()),
+        }
+    }
+}
+
+/// Reads, decompresses and parses a bundle file; a single resource, a collection or a
+/// searchset becomes a batch of its resources. The error is the line to report.
+fn read_bundle(file: &Path) -> Result<Value, String> {
     let mut text = String::new();
     if let Err(e) = open(file).and_then(|mut r| r.read_to_string(&mut text)) {
-        summary.errors.push(format!(
+        return Err(format!(
             "{}: cannot read: {e} (after {} bytes); nothing of it was loaded",
             file.display(),
             text.len()
         ));
-        return;
     }
-    let value: Value = match serde_json::from_str(&text) {
-        Ok(v) => v,
-        Err(e) => {
-            summary.errors.push(format!(
-                "{}:{}:{}: not valid JSON ({e}); nothing of it was loaded",
-                file.display(),
-                e.line(),
-                e.column()
-            ));
-            return;
-        }
-    };
+    let value: Value = serde_json::from_str(&text).map_err(|e| {
+        format!("{}:{}:{}: not valid JSON ({e}); nothing of it was loaded", file.display(), e.line(), e.column())
+    })?;
     drop(text);
-    let bundle = if value.get("resourceType").and_then(Value::as_str) == Some("Bundle")
+    if value.get("resourceType").and_then(Value::as_str) == Some("Bundle")
         && matches!(value.get("type").and_then(Value::as_str), Some("transaction" | "batch"))
     {
-        value
-    } else {
-        // a single resource, or a collection/searchset: load its resources as one batch
-        let resources: Vec<Value> = match value.get("resourceType").and_then(Value::as_str) {
-            Some("Bundle") => {
-                value["entry"].as_array().into_iter().flatten().filter_map(|e| e.get("resource").cloned()).collect()
-            }
-            _ => vec![value],
-        };
-        json!({"resourceType": "Bundle", "type": "batch", "entry": resources.into_iter().map(entry_for).collect::<Vec<_>>()})
+        return Ok(value);
+    }
+    let resources: Vec<Value> = match value.get("resourceType").and_then(Value::as_str) {
+        Some("Bundle") => {
+            value["entry"].as_array().into_iter().flatten().filter_map(|e| e.get("resource").cloned()).collect()
+        }
+        _ => vec![value],
     };
-    match repo.process_bundle(&bundle).await {
+    Ok(
+        json!({"resourceType": "Bundle", "type": "batch", "entry": resources.into_iter().map(entry_for).collect::<Vec<_>>()}),
+    )
+}
+
+async fn import_bundle(repo: &Repository, file: &Path, bundle: &Value, bar: &ProgressBar) -> ImportSummary {
+    let mut summary = ImportSummary::default();
+    match repo.process_bundle(bundle).await {
         Ok((_, answers)) => {
             for (i, a) in answers.iter().enumerate() {
                 match a {
@@ -155,6 +200,7 @@ async fn import_bundle(repo: &Repository, file: &Path, bar: &ProgressBar, summar
         }
         Err(e) => summary.errors.push(format!("{}: rejected whole: {}", file.display(), first_issue(&e))),
     }
+    summary
 }
 
 /// A batch or transaction entry that stores `resource`: PUT with its id, else POST.
