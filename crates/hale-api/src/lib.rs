@@ -129,11 +129,7 @@ async fn system_level(
 ) -> Response {
     match method {
         Method::POST => unwrap(interaction::transaction::handle(&st, &headers, q.as_deref(), req.into_body()).await),
-        Method::GET => ApiError::new(
-            Category::NotSupported,
-            Issue::error(IssueType::NotSupported, "Search across all types is not supported yet"),
-        )
-        .into_response(),
+        Method::GET => unwrap(interaction::search::system(&st, &headers, q.as_deref()).await),
         m => method_not_allowed(&m, "GET, POST"),
     }
 }

@@ -81,9 +81,9 @@ pub fn handle(st: &ApiState, headers: &HeaderMap, q: Option<&str>) -> Result<Res
         "patchFormat": ["application/json-patch+json"],
         "rest": [{
             "mode": "server",
-            "documentation": "Search: every R4 search parameter except composite ones; chains, _has, _include/_revinclude (:iterate), _sort, _count, _summary, _elements, _total, cursor paging; Patient compartment searches. Conditional operations resolve through search.",
+            "documentation": "Search: every R4 search parameter, composite ones included; chains, _has, _include/_revinclude (:iterate), _sort, _count, _summary, _elements, _total, cursor paging with next and previous links; Patient compartment searches; system search with _type (matches type by type). Conditional operations resolve through search.",
             "resource": resources,
-            "interaction": [{"code": "transaction"}, {"code": "batch"}, {"code": "history-system"}],
+            "interaction": [{"code": "transaction"}, {"code": "batch"}, {"code": "history-system"}, {"code": "search-system"}],
             "searchParam": [
                 {"name": "_sort", "type": "special"}, {"name": "_count", "type": "number"}, {"name": "_summary", "type": "token"},
                 {"name": "_elements", "type": "token"}, {"name": "_total", "type": "token"}

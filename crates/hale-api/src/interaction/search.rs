@@ -27,9 +27,122 @@ fn encode(s: &str) -> String {
     out
 }
 
-fn link(ctx: &Ctx, ty: &str, pairs: &[(String, String)]) -> String {
+fn link(ctx: &Ctx, path: &str, pairs: &[(String, String)]) -> String {
     let q: Vec<String> = pairs.iter().map(|(k, v)| format!("{}={}", encode(k), encode(v))).collect();
-    format!("{}/{ty}?{}", ctx.base, q.join("&"))
+    if path.is_empty() {
+        format!("{}?{}", ctx.base, q.join("&"))
+    } else {
+        format!("{}/{path}?{}", ctx.base, q.join("&"))
+    }
+}
+
+fn invalid(at: &str, msg: impl Into<String>) -> ApiError {
+    ApiError::new(Category::Invalid, Issue::error(IssueType::Invalid, msg.into()).at(at.to_string()))
+}
+
+/// A system search, `GET [base]?_type=A,B&...`: the parameters must be defined on every
+/// type searched (all types when `_type` is absent, so then only the common ones such as
+/// `_id`, `_lastUpdated`, `_tag`). Matches come type by type in the order of `_type`,
+/// each sorted by `_sort`; the cursor is `type index:cursor within the type`.
+pub async fn system(st: &ApiState, headers: &HeaderMap, q: Option<&str>) -> Result<Response, ApiError> {
+    let ctx = st.ctx(headers, q)?;
+    let pretty = ctx.pretty;
+    let go = async {
+        let mut pairs: Vec<(String, String)> = Vec::new();
+        let mut types: Vec<hale_fhir::ResourceType> = Vec::new();
+        let mut type_text: Option<String> = None;
+        let mut cursor: Option<String> = None;
+        for (k, v) in ctx.params.pairs.iter().filter(|(k, _)| k != "_format" && k != "_pretty") {
+            match k.as_str() {
+                "_type" => {
+                    for t in v.split(',') {
+                        let ty = hale_fhir::ResourceType::parse(t.trim()).ok_or_else(|| {
+                            invalid(
+                                "_type",
+                                format!("'{}' is not a resource type", t.chars().take(64).collect::<String>()),
+                            )
+                        })?;
+                        if !types.contains(&ty) {
+                            types.push(ty);
+                        }
+                    }
+                    type_text = Some(v.clone());
+                }
+                "_cursor" => cursor = Some(v.clone()),
+                _ => pairs.push((k.clone(), v.clone())),
+            }
+        }
+        if types.is_empty() {
+            types = hale_fhir::Definitions::get()
+                .resource_types()
+                .into_iter()
+                .filter_map(hale_fhir::ResourceType::parse)
+                .collect();
+        }
+        let mut reqs = Vec::with_capacity(types.len());
+        for ty in &types {
+            let req = hale_search::parse::parse(ty, &pairs, ctx.lenient).map_err(|mut issue| {
+                issue.diagnostics = format!("{} (searching {ty})", issue.diagnostics);
+                ApiError::new(Category::Invalid, issue)
+            })?;
+            reqs.push(req);
+        }
+        let first = reqs[0].clone();
+        let count = first.count.unwrap_or(st.limits.default_page_size).min(st.limits.max_page_size);
+        let want_total = match first.total {
+            Some(Total::None) => first.summary == Some(Summary::Count),
+            Some(_) => true,
+            None => cursor.is_none() || first.summary == Some(Summary::Count),
+        };
+        let total = if want_total {
+            let mut t = 0;
+            for req in &reqs {
+                t += st.repository.search(req, 0, true).await?.total.unwrap_or(0);
+            }
+            Some(t)
+        } else {
+            None
+        };
+        let (mut at, mut inner) = match &cursor {
+            None => (0, None),
+            Some(c) => {
+                let bad = || {
+                    ApiError::from(hale_repository::Error::Store(hale_store::Error::BadCursor(
+                        "The paging cursor is not valid for this search".into(),
+                    )))
+                };
+                let (i, rest) = c.split_once(':').ok_or_else(bad)?;
+                let i: usize = i.parse().map_err(|_| bad())?;
+                if i >= reqs.len() {
+                    return Err(bad());
+                }
+                (i, (!rest.is_empty()).then(|| rest.to_string()))
+            }
+        };
+        let mut page =
+            hale_store::SearchPage { entries: Vec::new(), included: Vec::new(), next: None, previous: None, total };
+        let page_size = if first.summary == Some(Summary::Count) { 0 } else { count };
+        while page_size > 0 && at < reqs.len() {
+            let remaining = page_size - page.entries.len();
+            if remaining == 0 {
+                page.next = Some(format!("{at}:"));
+                break;
+            }
+            let mut req = reqs[at].clone();
+            req.cursor = inner.take();
+            let part = st.repository.search(&req, remaining, false).await?;
+            page.entries.extend(part.entries);
+            page.included.extend(part.included);
+            if let Some(n) = part.next {
+                page.next = Some(format!("{at}:{n}"));
+                break;
+            }
+            at += 1;
+        }
+        let extra: Vec<(String, String)> = type_text.map(|t| ("_type".to_string(), t)).into_iter().collect();
+        respond(&ctx, &first, &pairs, count, "", extra, cursor, page)
+    };
+    go.await.map_err(|e: ApiError| e.pretty(pretty))
 }
 
 pub async fn get(st: &ApiState, ty: &str, headers: &HeaderMap, q: Option<&str>) -> Result<Response, ApiError> {
@@ -142,9 +255,26 @@ async fn run(
         None => req.cursor.is_none() || req.summary == Some(Summary::Count),
     };
     let page = st.repository.search(&req, page_size, want_total).await?;
+    let self_cursor = req.cursor.clone();
+    respond(ctx, &req, &pairs, count, &path, Vec::new(), self_cursor, page)
+}
+
+/// The searchset Bundle of a page, with its links.
+#[allow(clippy::too_many_arguments)]
+fn respond(
+    ctx: &Ctx,
+    req: &hale_search::parse::SearchRequest,
+    pairs: &[(String, String)],
+    count: usize,
+    path: &str,
+    extra_kept: Vec<(String, String)>,
+    self_cursor: Option<String>,
+    page: hale_store::SearchPage,
+) -> Result<Response, ApiError> {
     // links keep what was understood, plus the result parameters
-    let mut kept: Vec<(String, String)> = req.canonical.clone();
-    for (k, v) in &pairs {
+    let mut kept: Vec<(String, String)> = extra_kept;
+    kept.extend(req.canonical.iter().cloned());
+    for (k, v) in pairs {
         if matches!(k.as_str(), "_sort" | "_summary" | "_elements" | "_total")
             || k.starts_with("_include")
             || k.starts_with("_revinclude")
@@ -154,19 +284,19 @@ async fn run(
     }
     kept.push(("_count".into(), count.to_string()));
     let mut self_pairs = kept.clone();
-    if let Some(c) = &req.cursor {
-        self_pairs.push(("_cursor".into(), c.clone()));
+    if let Some(c) = self_cursor {
+        self_pairs.push(("_cursor".into(), c));
     }
-    let mut links = vec![json!({"relation": "self", "url": link(ctx, &path, &self_pairs)})];
+    let mut links = vec![json!({"relation": "self", "url": link(ctx, path, &self_pairs)})];
     if let Some(next) = &page.next {
         let mut p = kept.clone();
         p.push(("_cursor".into(), next.clone()));
-        links.push(json!({"relation": "next", "url": link(ctx, &path, &p)}));
+        links.push(json!({"relation": "next", "url": link(ctx, path, &p)}));
     }
     if let Some(previous) = &page.previous {
         let mut p = kept.clone();
         p.push(("_cursor".into(), previous.clone()));
-        links.push(json!({"relation": "previous", "url": link(ctx, &path, &p)}));
+        links.push(json!({"relation": "previous", "url": link(ctx, path, &p)}));
     }
     let mut entries = Vec::with_capacity(page.entries.len() + page.included.len());
     let all = page.entries.iter().map(|e| (e, "match")).chain(page.included.iter().map(|e| (e, "include")));

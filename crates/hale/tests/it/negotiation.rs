@@ -99,7 +99,7 @@ async fn capability_statement_lists_what_works() {
     assert!(oparams.contains(&"code-value-quantity") && oparams.contains(&"component-code-value-quantity"));
     assert_eq!(
         cs["rest"][0]["interaction"],
-        json!([{"code":"transaction"},{"code":"batch"},{"code":"history-system"}])
+        json!([{"code":"transaction"},{"code":"batch"},{"code":"history-system"},{"code":"search-system"}])
     );
     // the statement is itself valid
     let r = s.post("/CapabilityStatement/$validate", &cs).await;

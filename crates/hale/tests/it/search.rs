@@ -368,6 +368,94 @@ async fn sorting_paging_and_result_parameters() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn system_search_with_type() {
+    let s = fixture().await;
+    let kinds = |b: &Value| -> Vec<String> {
+        b["entry"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| {
+                format!("{}/{}", e["resource"]["resourceType"].as_str().unwrap(), e["resource"]["id"].as_str().unwrap())
+            })
+            .collect()
+    };
+    let b = json(s.get("?_type=Patient,Observation&_id=p1,o1,o4").await).await;
+    assert_eq!(b["total"], 3);
+    assert_eq!(kinds(&b), ["Patient/p1", "Observation/o1", "Observation/o4"], "type by type, in _type's order");
+    // parameters common to both types; pages cross from one type to the next
+    let mut url = s.fhir("?_type=Condition,Observation&patient=Patient/p1&_count=2");
+    let mut seen = Vec::new();
+    let mut pages = 0;
+    loop {
+        let b = json(s.client.get(&url).send().await.unwrap()).await;
+        pages += 1;
+        seen.extend(kinds(&b));
+        match b["link"].as_array().unwrap().iter().find(|l| l["relation"] == "next") {
+            Some(n) => url = n["url"].as_str().unwrap().to_string(),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["Condition/c1", "Observation/o1", "Observation/o2"]);
+    assert_eq!(pages, 2);
+    // without _type: every type, only the common parameters
+    let b = json(s.get("?_tag=http://tags%7Cvip").await).await;
+    assert_eq!(kinds(&b), ["Patient/p1"]);
+    let b = json(s.get("?_lastUpdated=gt2000&_summary=count").await).await;
+    assert_eq!(b["total"], 12);
+    for (q, expr) in
+        [("?_type=Patient,Nope", "_type"), ("?_type=Patient,Observation&name=x", "name"), ("?gender=male", "gender")]
+    {
+        let r = s.get(q).await;
+        assert_eq!(r.status(), 400, "{q}");
+        let oo = json(r).await;
+        assert_outcome(&oo);
+        assert_eq!(first_expression(&oo).as_deref(), Some(expr), "{q}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn more_modifiers_and_result_parameters() {
+    let s = fixture().await;
+    put(
+        &s,
+        json!({"resourceType":"Encounter","id":"e1","status":"finished","class":{"code":"AMB"},
+        "subject":{"reference":"Patient/p1"},"serviceProvider":{"identifier":{"system":"http://orgs","value":"SC"}},
+        "meta":{"security":[{"system":"http://terminology.hl7.org/CodeSystem/v3-Confidentiality","code":"R"}],
+                "source":"http://example.org/feed#1"}}),
+    )
+    .await;
+    assert_eq!(
+        ids(&s, "/Encounter?service-provider:identifier=http://orgs%7CSC").await,
+        ["e1"],
+        "reference :identifier"
+    );
+    assert!(ids(&s, "/Encounter?service-provider:identifier=http://orgs%7CXX").await.is_empty());
+    assert_eq!(ids(&s, "/Encounter?_security=R").await, ["e1"]);
+    assert_eq!(ids(&s, "/Encounter?_source=http://example.org/feed%231").await, ["e1"]);
+    assert_eq!(ids(&s, "/ValueSet?url:contains=fhir/ValueSet/a").await, ["vs1"], "uri :contains");
+    assert_eq!(ids(&s, "/Patient?birthdate:missing=false").await, ["p1", "p2", "p3"]);
+    assert!(ids(&s, "/Patient?birthdate:missing=true").await.is_empty());
+    assert_eq!(ids(&s, "/Patient?active:missing=true").await, ["p3"], "missing boolean");
+    // _summary variants
+    let b = json(s.get("/Patient?_id=p1&_summary=data").await).await;
+    let p = &b["entry"][0]["resource"];
+    assert!(p.get("text").is_none() && p.get("name").is_some());
+    let b = json(s.get("/Patient?_id=p1&_summary=text").await).await;
+    let p = &b["entry"][0]["resource"];
+    assert!(p.get("name").is_none() && p.get("id").is_some(), "{p}");
+    let b = json(s.get("/Patient?_id=p1&_summary=false").await).await;
+    assert!(b["entry"][0]["resource"].get("telecom").is_some());
+    let b = json(s.get("/Patient?_total=estimate&_count=1").await).await;
+    assert_eq!(b["total"], 3, "an estimate may be exact");
+    // $everything with _since keeps only what changed after it
+    let later = json(s.get("/Patient/p1/$everything?_since=2999-01-01T00:00:00Z").await).await;
+    assert!(later.get("entry").is_none(), "{later}");
+    let all = json(s.get("/Patient/p1/$everything?_since=2000-01-01T00:00:00Z").await).await;
+    assert!(all["entry"].as_array().unwrap().len() >= 6);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn bad_search_input() {
     let s = fixture().await;
     for (q, expr) in [
