@@ -25,6 +25,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/0001_resources.sql")),
     (2, include_str!("../migrations/0002_search_index.sql")),
     (3, include_str!("../migrations/0003_search_composite.sql")),
+    (4, include_str!("../migrations/0004_owner_param_indexes.sql")),
 ];
 
 /// Every index table; rows of a resource are replaced on each write.

@@ -272,9 +272,30 @@ fn composite_part_cond(k: usize, v: &SearchValue, args: &mut Vec<Sql>) -> String
     }
 }
 
+/// How selective a clause is likely to be (lower first): the most selective clause of a
+/// search drives it (`res_id IN (...)` over its lookup index), the others are checked
+/// per candidate with `EXISTS` over the owner index `(res_type, res_id, param)`.
+fn selectivity(c: &Clause) -> u8 {
+    if c.chain.is_some() || c.has.is_some() {
+        return 4;
+    }
+    if c.code == "_id" {
+        return 0;
+    }
+    if matches!(c.modifier, Modifier::Missing | Modifier::Not) {
+        return 9;
+    }
+    match c.param_type {
+        ParamType::Reference => 1,
+        ParamType::Token | ParamType::String | ParamType::Uri | ParamType::Composite => 3,
+        _ => 5,
+    }
+}
+
 /// The SQL condition on resource alias `r` (at nesting `depth`; the top level also
-/// has `v`, its current version) for a clause of a search on type `ty`.
-fn clause_sql(ty: &str, c: &Clause, args: &mut Vec<Sql>, r: &str, depth: usize) -> String {
+/// has `v`, its current version) for a clause of a search on type `ty`. A `correlated`
+/// clause is checked for the row at hand instead of listing every match.
+fn clause_sql(ty: &str, c: &Clause, args: &mut Vec<Sql>, r: &str, depth: usize, correlated: bool) -> String {
     if let Some(chain) = &c.chain {
         let inner_alias = format!("r{}", depth + 1);
         let mut ors = Vec::new();
@@ -283,7 +304,7 @@ fn clause_sql(ty: &str, c: &Clause, args: &mut Vec<Sql>, r: &str, depth: usize) 
             args.push(Sql::Text(c.code.clone()));
             args.push(Sql::Text(target.clone()));
             args.push(Sql::Text(target.clone()));
-            let inner = clause_sql(target, &chain.inner, args, &inner_alias, depth + 1);
+            let inner = clause_sql(target, &chain.inner, args, &inner_alias, depth + 1, false);
             ors.push(format!(
                 "{r}.res_id IN (SELECT i.res_id FROM search_reference i WHERE i.res_type = ? AND i.param = ? \
                  AND i.target_type = ? AND i.target_id IN (SELECT {inner_alias}.res_id FROM resources {inner_alias} \
@@ -298,7 +319,7 @@ fn clause_sql(ty: &str, c: &Clause, args: &mut Vec<Sql>, r: &str, depth: usize) 
         args.push(Sql::Text(has.param.clone()));
         args.push(Sql::Text(ty.to_string()));
         args.push(Sql::Text(has.source_type.clone()));
-        let inner = clause_sql(&has.source_type, &has.inner, args, &inner_alias, depth + 1);
+        let inner = clause_sql(&has.source_type, &has.inner, args, &inner_alias, depth + 1, false);
         return format!(
             "{r}.res_id IN (SELECT i.target_id FROM search_reference i WHERE i.res_type = ? AND i.param = ? \
              AND i.target_type = ? AND i.res_id IN (SELECT {inner_alias}.res_id FROM resources {inner_alias} \
@@ -340,6 +361,21 @@ fn clause_sql(ty: &str, c: &Clause, args: &mut Vec<Sql>, r: &str, depth: usize) 
         (Modifier::OfType, _) => ("search_token", format!("{}:of-type", c.code)),
         (_, t) => (table(t), c.code.clone()),
     };
+    if correlated {
+        args.push(Sql::Text(param));
+        let mut inner = format!(
+            "SELECT 1 FROM {table} i INDEXED BY {table}_owner WHERE i.res_type = {r}.res_type AND i.res_id = {r}.res_id AND i.param = ?"
+        );
+        let negate = match c.modifier {
+            Modifier::Missing => matches!(c.values.first(), Some(SearchValue::Missing(true))),
+            _ => {
+                let ors: Vec<String> = c.values.iter().map(|v| value_cond(c, v, args)).collect();
+                inner.push_str(&format!(" AND ({})", ors.join(" OR ")));
+                c.modifier == Modifier::Not
+            }
+        };
+        return if negate { format!("NOT EXISTS ({inner})") } else { format!("EXISTS ({inner})") };
+    }
     if c.modifier == Modifier::Missing {
         args.push(Sql::Text(ty.to_string()));
         args.push(Sql::Text(param));
@@ -464,8 +500,13 @@ pub(crate) fn search(c: &Connection, req: &SearchRequest, page_size: usize, want
     let ty = req.resource_type.as_str();
     let mut where_args: Vec<Sql> = vec![Sql::Text(ty.to_string())];
     let mut conds = vec!["r.res_type = ?".to_string(), "r.deleted = 0".to_string()];
-    for clause in &req.clauses {
-        conds.push(clause_sql(ty, clause, &mut where_args, "r", 0));
+    let driver = match &req.compartment {
+        Some(_) => None,
+        None => (0..req.clauses.len()).min_by_key(|&k| selectivity(&req.clauses[k])),
+    };
+    for (k, clause) in req.clauses.iter().enumerate() {
+        let correlated = Some(k) != driver && clause.chain.is_none() && clause.has.is_none();
+        conds.push(clause_sql(ty, clause, &mut where_args, "r", 0, correlated));
     }
     if let Some(comp) = &req.compartment {
         if comp.owner_type == ty {
@@ -488,7 +529,9 @@ pub(crate) fn search(c: &Connection, req: &SearchRequest, page_size: usize, want
     }
     let from = "FROM resources r JOIN resource_versions v ON v.seq = r.seq";
     let total = if want_total {
-        let sql = format!("SELECT COUNT(*) {from} WHERE {}", conds.join(" AND "));
+        // the version row (and its body) is needed only to test _lastUpdated
+        let count_from = if conds.iter().any(|c| c.contains("v.last_updated")) { from } else { "FROM resources r" };
+        let sql = format!("SELECT COUNT(*) {count_from} WHERE {}", conds.join(" AND "));
         Some(c.query_row(&sql, params_from_iter(where_args.iter()), |r| r.get::<_, i64>(0)).map_err(backend)? as u64)
     } else {
         None
@@ -721,7 +764,8 @@ pub(crate) fn everything(c: &Connection, patient: &str, q: &EverythingQuery) -> 
            WHERE i.target_type = 'Patient' AND i.target_id = ? AND (i.res_type || '.' || i.param) IN ({pair_marks}) \
            UNION SELECT 'Patient', ?), \
          refd(t, id) AS ( \
-           SELECT j.target_type, j.target_id FROM search_reference j JOIN comp ON j.res_type = comp.t AND j.res_id = comp.id \
+           SELECT j.target_type, j.target_id FROM comp CROSS JOIN search_reference j INDEXED BY search_reference_owner \
+           ON j.res_type = comp.t AND j.res_id = comp.id \
            WHERE j.target_type IN ({ref_marks}) AND j.target_id IS NOT NULL), \
          everything(t, id) AS (SELECT t, id FROM comp UNION SELECT t, id FROM refd) \
          SELECT {VERSION_COLUMNS} FROM everything e \
