@@ -137,6 +137,45 @@ pub async fn import(repo: &Repository, paths: &[PathBuf], show_progress: bool) -
     Ok(summary)
 }
 
+/// Loads a stream of bundles (`label` names each in error lines): transactions up to
+/// [`BUNDLES_IN_FLIGHT`] at once, batches alone, as `hale import` does.
+pub async fn load_bundles(
+    repo: &Repository,
+    bundles: impl Iterator<Item = (String, Value)>,
+    bar: &ProgressBar,
+) -> ImportSummary {
+    let mut summary = ImportSummary::default();
+    let mut in_flight: tokio::task::JoinSet<ImportSummary> = tokio::task::JoinSet::new();
+    for (label, bundle) in bundles {
+        summary.files += 1;
+        let label = PathBuf::from(label);
+        if bundle.get("type").and_then(Value::as_str) == Some("transaction") {
+            while in_flight.len() >= BUNDLES_IN_FLIGHT {
+                if let Some(Ok(part)) = in_flight.join_next().await {
+                    summary.merge(part);
+                }
+            }
+            let (repo, bar) = (repo.clone(), bar.clone());
+            in_flight.spawn(async move { import_bundle(&repo, &label, &bundle, &bar).await });
+        } else {
+            drain(&mut in_flight, &mut summary).await;
+            summary.merge(import_bundle(repo, &label, &bundle, bar).await);
+        }
+    }
+    drain(&mut in_flight, &mut summary).await;
+    summary
+}
+
+/// A progress bar of resources and resources/s (hidden unless `show`).
+pub fn progress_bar(show: bool) -> ProgressBar {
+    let bar = if show { ProgressBar::new_spinner() } else { ProgressBar::hidden() };
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {elapsed_precise} {pos} resources ({per_sec}) {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    bar
+}
+
 impl ImportSummary {
     fn merge(&mut self, part: ImportSummary) {
         self.resources += part.resources;

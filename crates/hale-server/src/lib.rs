@@ -4,6 +4,7 @@
 
 pub mod bulk;
 pub mod config;
+pub mod synth;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

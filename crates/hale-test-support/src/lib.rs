@@ -95,9 +95,16 @@ pub struct BinaryServer {
 /// Starts `exe serve --listen 127.0.0.1:0 --data-dir DIR` and waits for its
 /// "Hale listening on" line.
 pub async fn spawn_binary(exe: &Path, data_dir: &Path) -> BinaryServer {
+    let args = ["serve".to_string(), "--data-dir".to_string(), data_dir.display().to_string()];
+    spawn_binary_with(exe, &args).await
+}
+
+/// Starts `hale ARGS --listen 127.0.0.1:0` (e.g. `demo --data-dir D`) and waits until it
+/// prints the address it listens on.
+pub async fn spawn_binary_with(exe: &Path, args: &[String]) -> BinaryServer {
     let mut child = tokio::process::Command::new(exe)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data_dir)
+        .args(args)
+        .args(["--listen", "127.0.0.1:0"])
         .env("HALE_LOG__LEVEL", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

@@ -43,6 +43,30 @@ enum Command {
         #[command(flatten)]
         store: ServeArgs,
     },
+    /// Generate a synthetic population (patients with years of encounters, conditions,
+    /// medications, allergies, immunizations, vitals, labs and notes): into the store, or
+    /// as files with --out. The same seed, count and reference date give the same data.
+    Synth {
+        #[command(flatten)]
+        population: PopulationArgs,
+        /// Write files into this directory instead of loading the store.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// File format with --out: `bundles` (shared.json, then one transaction a
+        /// patient) or `ndjson` (Type.ndjson, as bulk export writes).
+        #[arg(long, value_enum, default_value_t = SynthFormat::Bundles)]
+        format: SynthFormat,
+        #[command(flatten)]
+        store: ServeArgs,
+    },
+    /// Run the server with a synthetic demo population: when the store holds no patient,
+    /// synthesize one first (then the same as `hale serve`).
+    Demo {
+        #[command(flatten)]
+        population: PopulationArgs,
+        #[command(flatten)]
+        args: ServeArgs,
+    },
     /// Write every current resource as NDJSON, one file per resource type.
     Export {
         /// Directory to write Type.ndjson files into.
@@ -54,6 +78,39 @@ enum Command {
         #[command(flatten)]
         store: ServeArgs,
     },
+}
+
+#[derive(Args, Clone)]
+struct PopulationArgs {
+    /// Number of patients.
+    #[arg(long, default_value_t = 50)]
+    patients: usize,
+    /// Seed of the generator.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Years of history before the reference date.
+    #[arg(long, default_value_t = 10)]
+    years: u32,
+    /// "Today" of the population (YYYY-MM-DD); default: today.
+    #[arg(long, value_name = "DATE")]
+    reference_date: Option<chrono::NaiveDate>,
+}
+
+impl PopulationArgs {
+    fn config(&self) -> hale_synth::Config {
+        hale_synth::Config {
+            patients: self.patients,
+            seed: self.seed,
+            years: self.years,
+            reference_date: self.reference_date.unwrap_or_else(|| chrono::Utc::now().date_naive()),
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum SynthFormat {
+    Bundles,
+    Ndjson,
 }
 
 #[derive(Args, Clone, Default)]
@@ -158,19 +215,86 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("exported {total} resources of {} types to {}", counts.len(), out.display());
             Ok(())
         }
-        Command::Serve(args) => {
+        Command::Synth { population, out, format, store } => {
+            let pop = population.config();
+            match out {
+                Some(dir) if format == SynthFormat::Ndjson => {
+                    let counts = hale_server::synth::write_ndjson(&pop, &dir)?;
+                    let total: usize = counts.iter().map(|c| c.1).sum();
+                    for (t, n) in &counts {
+                        println!("{t}\t{n}");
+                    }
+                    println!("wrote {total} resources of {} types to {}", counts.len(), dir.display());
+                }
+                Some(dir) => {
+                    let files = hale_server::synth::write_bundles(&pop, &dir)?;
+                    println!("wrote {files} bundles to {} (load shared.json first)", dir.display());
+                }
+                None => {
+                    let cfg = Config::load(cli.config.as_deref(), &store.overrides())?;
+                    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+                    let summary = rt.block_on(async {
+                        let repo = hale_server::repository(&cfg)?;
+                        let show = std::io::IsTerminal::is_terminal(&std::io::stderr());
+                        anyhow::Ok(hale_server::synth::load(&repo, &pop, show).await)
+                    })?;
+                    report_load(&summary, "synthesized")?;
+                }
+            }
+            Ok(())
+        }
+        Command::Demo { population, args } => {
             let cfg = Config::load(cli.config.as_deref(), &args.overrides())?;
             init_logging(&cfg);
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             rt.block_on(async {
-                let server = hale_server::Server::bind(&cfg).await?;
-                let addr = server.local_addr();
-                tracing::info!(%addr, store = %cfg.sqlite_path().display(), "Hale is serving");
-                // one line on stdout that scripts and tests can wait for
-                println!("Hale listening on http://{addr}");
-                server.serve(hale_server::shutdown_signal()).await?;
-                Ok(())
+                let repo = hale_server::repository(&cfg)?;
+                if hale_server::synth::patient_count(&repo).await? == 0 {
+                    let pop = population.config();
+                    println!("Hale demo: synthesizing {} patients (seed {})...", pop.patients, pop.seed);
+                    let show = std::io::IsTerminal::is_terminal(&std::io::stderr());
+                    let summary = hale_server::synth::load(&repo, &pop, show).await;
+                    report_load(&summary, "synthesized")?;
+                }
+                drop(repo);
+                serve(&cfg).await
             })
         }
+        Command::Serve(args) => {
+            let cfg = Config::load(cli.config.as_deref(), &args.overrides())?;
+            init_logging(&cfg);
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            rt.block_on(serve(&cfg))
+        }
+    }
+}
+
+fn report_load(summary: &hale_server::bulk::ImportSummary, verb: &str) -> anyhow::Result<()> {
+    for e in &summary.errors {
+        eprintln!("{e}");
+    }
+    println!(
+        "{verb} {} resources in {:.1} s ({:.0} resources/s), {} errors",
+        summary.resources,
+        summary.seconds,
+        summary.resources as f64 / summary.seconds.max(1e-9),
+        summary.errors.len()
+    );
+    if summary.errors.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!("{} problems while loading (listed above)", summary.errors.len())
+    }
+}
+
+async fn serve(cfg: &Config) -> anyhow::Result<()> {
+    {
+        let server = hale_server::Server::bind(cfg).await?;
+        let addr = server.local_addr();
+        tracing::info!(%addr, store = %cfg.sqlite_path().display(), "Hale is serving");
+        // one line on stdout that scripts and tests can wait for
+        println!("Hale listening on http://{addr}");
+        server.serve(hale_server::shutdown_signal()).await?;
+        Ok(())
     }
 }
