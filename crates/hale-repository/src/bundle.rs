@@ -197,18 +197,14 @@ fn parse_entry(index: usize, e: &Value) -> Result<EntryReq> {
     })
 }
 
-/// The JSON Patch document a PATCH entry carries: a Binary with content type
-/// `application/json-patch+json` (base64 data), as R4 transactions carry patches.
+/// The patch a PATCH entry carries: a Binary with content type
+/// `application/json-patch+json` (base64 data) holding a JSON Patch, or a `Parameters`
+/// resource (a FHIRPath Patch).
 fn patch_document(index: usize, r: &Value) -> Result<Value> {
     use base64::Engine as _;
     match r.get("resourceType").and_then(Value::as_str) {
         Some("Binary") => {}
-        Some("Parameters") => {
-            return Err(Error::invalid(
-                Issue::error(IssueType::NotSupported, "FHIRPath Patch (a Parameters resource) is not supported yet")
-                    .at(at(index, ".resource")),
-            ));
-        }
+        Some("Parameters") => return Ok(r.clone()),
         _ => return Err(invalid(index, ".resource", "A PATCH entry carries a Binary holding a JSON Patch document")),
     }
     let content_type = r.get("contentType").and_then(Value::as_str).unwrap_or("");
@@ -416,7 +412,14 @@ impl Repository {
                         ));
                     }
                     let doc = e.resource.as_ref().unwrap_or(&Value::Null);
-                    let result = crate::apply_json_patch(&current, doc).map_err(|err| in_entry(e.index, err))?;
+                    let result = if doc.get("resourceType").and_then(Value::as_str) == Some("Parameters") {
+                        let body: Value = serde_json::from_str(current.body.as_deref().unwrap_or("{}"))
+                            .map_err(|err| Error::Store(hale_store::Error::Backend(err.to_string())))?;
+                        crate::fhirpath_patch::apply(&body, doc)
+                    } else {
+                        crate::apply_json_patch(&current, doc)
+                    }
+                    .map_err(|err| in_entry(e.index, err))?;
                     patched.insert(e.index, result);
                     // written only if nothing changed the resource since it was read
                     pre.push(Precondition::IfMatch(current.version));

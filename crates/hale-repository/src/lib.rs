@@ -5,6 +5,7 @@
 
 mod bundle;
 mod criteria;
+mod fhirpath_patch;
 
 use std::sync::Arc;
 
@@ -297,6 +298,30 @@ impl Repository {
         }
         let resource = apply_json_patch(&current, patch)?;
         self.update(ty, id, resource, Some(current.version)).await
+    }
+
+    /// PATCH with a FHIRPath Patch (a `Parameters` resource): applied to the current
+    /// version, validated, and stored only if the resource did not change meanwhile.
+    pub async fn patch_fhirpath(
+        &self,
+        ty: &ResourceType,
+        id: &ResourceId,
+        patch: &Value,
+        if_match: Option<VersionId>,
+    ) -> Result<UpdateOutcome> {
+        let current = self.read(ty, id).await?;
+        if let Some(v) = if_match
+            && v != current.version
+        {
+            return Err(Error::Store(hale_store::Error::VersionConflict {
+                expected: v,
+                current: current.version.to_string(),
+            }));
+        }
+        let resource: Value = serde_json::from_str(current.body.as_deref().unwrap_or("{}"))
+            .map_err(|e| Error::Store(hale_store::Error::Backend(e.to_string())))?;
+        let patched = fhirpath_patch::apply(&resource, patch)?;
+        self.update(ty, id, patched, Some(current.version)).await
     }
 
     /// Deletes a resource (a versioned tombstone). `None`: nothing current to delete.

@@ -78,7 +78,7 @@ pub fn handle(st: &ApiState, headers: &HeaderMap, q: Option<&str>) -> Result<Res
         "implementation": {"description": "Hale FHIR R4 server", "url": ctx.base},
         "fhirVersion": "4.0.1",
         "format": ["application/fhir+json", "application/json"],
-        "patchFormat": ["application/json-patch+json"],
+        "patchFormat": ["application/json-patch+json", "application/fhir+json"],
         "rest": [{
             "mode": "server",
             "documentation": "Search: every R4 search parameter, composite ones included; chains, _has, _include/_revinclude (:iterate), _sort, _count, _summary, _elements, _total, cursor paging with next and previous links; Patient compartment searches; system search with _type (matches type by type). Conditional operations resolve through search.",

@@ -1,5 +1,6 @@
 //! patch: <https://hl7.org/fhir/R4/http.html#patch> with JSON Patch
-//! (`application/json-patch+json`). The patched resource is validated before it is
+//! (`application/json-patch+json`) or FHIRPath Patch (a `Parameters` resource as
+//! `application/fhir+json`). The patched resource is validated before it is
 //! stored; `If-Match` is honoured and a concurrent change makes the patch fail (412)
 //! rather than be lost.
 
@@ -28,18 +29,22 @@ pub async fn handle(
         let version = if_match(headers, pretty)?;
         let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
         let media = ct.split(';').next().unwrap_or("").trim();
-        if media != "application/json-patch+json" {
-            return Err(ApiError::new(
-                Category::UnsupportedMediaType,
-                Issue::error(
-                    IssueType::NotSupported,
-                    format!(
-                        "PATCH takes application/json-patch+json (FHIRPath Patch is not supported yet); Content-Type was '{}'",
-                        media.chars().take(64).collect::<String>()
+        let fhirpath = match media {
+            "application/json-patch+json" => false,
+            "application/fhir+json" | "application/json" => true,
+            _ => {
+                return Err(ApiError::new(
+                    Category::UnsupportedMediaType,
+                    Issue::error(
+                        IssueType::NotSupported,
+                        format!(
+                            "PATCH takes application/json-patch+json (JSON Patch) or application/fhir+json (FHIRPath Patch, a Parameters resource); Content-Type was '{}'",
+                            media.chars().take(64).collect::<String>()
+                        ),
                     ),
-                ),
-            ));
-        }
+                ));
+            }
+        };
         let limit = st.limits.max_body_bytes;
         let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
             ApiError::new(
@@ -49,7 +54,11 @@ pub async fn handle(
         })?;
         let patch = hale_fhir::json::parse(&bytes, &st.limits.json)
             .map_err(|e| ApiError::new(Category::Invalid, e.to_issue()))?;
-        let out = st.repository.patch_json(&ty, &id, &patch, version).await?;
+        let out = if fhirpath {
+            st.repository.patch_fhirpath(&ty, &id, &patch, version).await?
+        } else {
+            st.repository.patch_json(&ty, &id, &patch, version).await?
+        };
         Ok(ctx.write_response(StatusCode::OK, &out.stored, "Patched"))
     };
     run.await.map_err(|e: ApiError| e.pretty(pretty))

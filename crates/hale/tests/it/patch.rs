@@ -51,3 +51,103 @@ async fn json_patch_updates_validates_and_locks() {
     let h = json(s.get("/Patient/pp/_history").await).await;
     assert_eq!(h["total"], 4, "two patches and a delete after the create");
 }
+
+async fn fhirpath_patch(s: &TestServer, path: &str, ops: Vec<serde_json::Value>) -> reqwest::Response {
+    let body = json!({"resourceType":"Parameters","parameter":ops});
+    s.client
+        .patch(s.fhir(path))
+        .header("content-type", "application/fhir+json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap()
+}
+
+fn op(kind: &str, path: &str, extra: serde_json::Value) -> serde_json::Value {
+    let mut part = vec![json!({"name":"type","valueCode":kind}), json!({"name":"path","valueString":path})];
+    part.extend(extra.as_array().unwrap().iter().cloned());
+    json!({"name":"operation","part":part})
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fhirpath_patch_updates_validates_and_locks() {
+    let s = TestServer::spawn().await;
+    s.put(
+        "/Patient/fp",
+        &json!({"resourceType":"Patient","id":"fp","gender":"female","name":[{"family":"Old","given":["A","B"]}],
+            "identifier":[{"system":"http://mrn","value":"1"},{"system":"http://other","value":"2"}]}),
+    )
+    .await;
+    let r = fhirpath_patch(
+        &s,
+        "/Patient/fp",
+        vec![
+            op("replace", "Patient.name.family", json!([{"name":"value","valueString":"New"}])),
+            op(
+                "add",
+                "Patient",
+                json!([{"name":"name","valueString":"birthDate"},{"name":"value","valueDate":"1980-05-06"}]),
+            ),
+            op("delete", "Patient.identifier.where(system = 'http://other')", json!([])),
+            op(
+                "insert",
+                "Patient.name.given",
+                json!([{"name":"index","valueInteger":0},{"name":"value","valueString":"Z"}]),
+            ),
+            op(
+                "move",
+                "Patient.name.given",
+                json!([{"name":"source","valueInteger":2},{"name":"destination","valueInteger":0}]),
+            ),
+            op(
+                "add",
+                "Patient",
+                json!([{"name":"name","valueString":"telecom"},
+                {"name":"value","part":[{"name":"system","valueCode":"phone"},{"name":"value","valueString":"555"}]}]),
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["etag"], "W/\"2\"");
+    let v = json(r).await;
+    assert_eq!(v["name"][0]["family"], "New");
+    assert_eq!(v["birthDate"], "1980-05-06");
+    assert_eq!(v["identifier"].as_array().unwrap().len(), 1);
+    assert_eq!(v["name"][0]["given"], json!(["B", "Z", "A"]));
+    assert_eq!(v["telecom"], json!([{"system":"phone","value":"555"}]));
+    // the result is validated; nothing is stored
+    let r = fhirpath_patch(
+        &s,
+        "/Patient/fp",
+        vec![op("replace", "Patient.gender", json!([{"name":"value","valueCode":"F"}]))],
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+    assert_eq!(first_expression(&json(r).await).as_deref(), Some("Patient.gender"));
+    // bad operations name where they are
+    for (ops, expr) in [
+        (
+            vec![op("replace", "Patient.deceased", json!([{"name":"value","valueBoolean":true}]))],
+            "Parameters.parameter[0].path",
+        ),
+        (vec![op("explode", "Patient", json!([]))], "Parameters.parameter[0].part"),
+        (
+            vec![op("replace", "Patient.name.(", json!([{"name":"value","valueString":"x"}]))],
+            "Parameters.parameter[0].path",
+        ),
+    ] {
+        let r = fhirpath_patch(&s, "/Patient/fp", ops).await;
+        assert!(r.status() == 400 || r.status() == 422, "{}", r.status());
+        let oo = json(r).await;
+        assert_outcome(&oo);
+        assert_eq!(first_expression(&oo).as_deref(), Some(expr), "{oo}");
+    }
+    assert_eq!(json(s.get("/Patient/fp").await).await["meta"]["versionId"], "2", "failed patches stored nothing");
+    // in a transaction, as a Parameters resource
+    let bundle = json!({"resourceType":"Bundle","type":"transaction","entry":[{"request":{"method":"PATCH","url":"Patient/fp","ifMatch":"W/\"2\""},
+        "resource":{"resourceType":"Parameters","parameter":[op("replace", "Patient.gender", json!([{"name":"value","valueCode":"other"}]))]}}]});
+    let r = s.post("", &bundle).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(json(s.get("/Patient/fp").await).await["gender"], "other");
+}
