@@ -548,7 +548,8 @@ pub(crate) fn search(c: &Connection, req: &SearchRequest, page_size: usize, want
     }
     let fp = fingerprint(req);
     let mut select_args: Vec<Sql> = Vec::new();
-    let mut select = format!("SELECT {VERSION_COLUMNS}");
+    // the page is chosen over keys alone; bodies are read for its rows only
+    let mut select = "SELECT r.seq, r.res_id".to_string();
     for (i, (expr, _, a)) in keys.iter().enumerate() {
         select.push_str(&format!(", {expr} AS k{i}"));
         select_args.extend(a.iter().cloned());
@@ -589,36 +590,44 @@ pub(crate) fn search(c: &Connection, req: &SearchRequest, page_size: usize, want
         .map(|(i, (_, desc, _))| format!("k{i} {}", if *desc != backward { "DESC" } else { "ASC" }))
         .collect();
     order.push(format!("r.res_id {}", if backward { "DESC" } else { "ASC" }));
-    let sql =
-        format!("{select} {from} WHERE {} ORDER BY {} LIMIT {}", conds.join(" AND "), order.join(", "), page_size + 1);
+    let needs_version = conds.iter().chain(keys.iter().map(|k| &k.0)).any(|c| c.contains("v.last_updated"));
+    let page_from = if needs_version { from } else { "FROM resources r" };
+    let sql = format!(
+        "{select} {page_from} WHERE {} ORDER BY {} LIMIT {}",
+        conds.join(" AND "),
+        order.join(", "),
+        page_size + 1
+    );
     let mut stmt = c.prepare_cached(&sql).map_err(backend)?;
     let nkeys = keys.len();
     let rows = stmt
         .query_map(params_from_iter(all_args.iter()), |row| {
-            let (_, stored) = row_to_stored(row)?;
+            let seq: i64 = row.get(0)?;
+            let id: String = row.get(1)?;
             let mut ks = Vec::with_capacity(nkeys);
             for i in 0..nkeys {
-                ks.push(row.get::<_, Sql>(7 + i)?);
+                ks.push(row.get::<_, Sql>(2 + i)?);
             }
-            Ok((stored, ks))
+            Ok((seq, id, ks))
         })
         .map_err(backend)?;
-    let mut entries = Vec::new();
+    let mut seqs = Vec::new();
     let mut positions: Vec<(Vec<Sql>, String)> = Vec::new();
     let mut more = false;
     for r in rows {
-        let (stored, ks) = r.map_err(backend)?;
-        if entries.len() == page_size {
+        let (seq, id, ks) = r.map_err(backend)?;
+        if seqs.len() == page_size {
             more = true;
             break;
         }
-        positions.push((ks, stored.id.to_string()));
-        entries.push(stored);
+        positions.push((ks, id));
+        seqs.push(seq);
     }
     if backward {
-        entries.reverse();
+        seqs.reverse();
         positions.reverse();
     }
+    let entries = versions_by_seq(c, &seqs)?;
     // rows exist after the page when the query found more (forward) or came from a later
     // page (backward), and before it when it came from an earlier page or found more
     let (after, before) = if backward { (true, more) } else { (more, req.cursor.is_some()) };
@@ -632,6 +641,25 @@ pub(crate) fn search(c: &Connection, req: &SearchRequest, page_size: usize, want
     };
     let included = includes(c, req, &entries)?;
     Ok(SearchPage { entries, included, next, previous, total })
+}
+
+/// The versions with these sequence numbers, in the order given.
+pub(crate) fn versions_by_seq(c: &Connection, seqs: &[i64]) -> Result<Vec<StoredResource>> {
+    let mut found: std::collections::HashMap<i64, StoredResource> =
+        std::collections::HashMap::with_capacity(seqs.len());
+    for chunk in seqs.chunks(500) {
+        let sql = format!(
+            "SELECT {VERSION_COLUMNS} FROM resource_versions v WHERE v.seq IN ({})",
+            vec!["?"; chunk.len()].join(", ")
+        );
+        let mut stmt = c.prepare_cached(&sql).map_err(backend)?;
+        let rows = stmt.query_map(params_from_iter(chunk.iter()), row_to_stored).map_err(backend)?;
+        for r in rows {
+            let (seq, stored) = r.map_err(backend)?;
+            found.insert(seq, stored);
+        }
+    }
+    Ok(seqs.iter().filter_map(|s| found.remove(s)).collect())
 }
 
 /// Most resources one page may add through `_include` and `_revinclude`.
@@ -768,12 +796,11 @@ pub(crate) fn everything(c: &Connection, patient: &str, q: &EverythingQuery) -> 
            ON j.res_type = comp.t AND j.res_id = comp.id \
            WHERE j.target_type IN ({ref_marks}) AND j.target_id IS NOT NULL), \
          everything(t, id) AS (SELECT t, id FROM comp UNION SELECT t, id FROM refd) \
-         SELECT {VERSION_COLUMNS} FROM everything e \
-         JOIN resources r ON r.res_type = e.t AND r.res_id = e.id \
-         JOIN resource_versions v ON v.seq = r.seq WHERE r.deleted = 0"
+         SELECT r.seq, r.res_type, r.res_id FROM everything e \
+         JOIN resources r ON r.res_type = e.t AND r.res_id = e.id WHERE r.deleted = 0"
     );
     if let Some(since) = q.since {
-        sql.push_str(" AND v.last_updated >= ?");
+        sql.push_str(" AND (SELECT v.last_updated FROM resource_versions v WHERE v.seq = r.seq) >= ?");
         args.push(Sql::Integer(since.millis()));
     }
     if let Some(types) = &q.types {
@@ -796,21 +823,25 @@ pub(crate) fn everything(c: &Connection, patient: &str, q: &EverythingQuery) -> 
     }
     sql.push_str(&format!(" ORDER BY r.res_type, r.res_id LIMIT {}", q.count + 1));
     let mut stmt = c.prepare(&sql).map_err(backend)?;
-    let rows = stmt.query_map(params_from_iter(args.iter()), row_to_stored).map_err(backend)?;
-    let mut entries = Vec::new();
+    let rows = stmt
+        .query_map(params_from_iter(args.iter()), |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
+        })
+        .map_err(backend)?;
+    let mut keys = Vec::new();
     let mut more = false;
     for r in rows {
-        let (_, s) = r.map_err(backend)?;
-        if entries.len() == q.count {
+        let k = r.map_err(backend)?;
+        if keys.len() == q.count {
             more = true;
             break;
         }
-        entries.push(s);
+        keys.push(k);
     }
-    let next = match (more, entries.last()) {
-        (true, Some(last)) => {
-            Some(encode_cursor(&fp, &[Sql::Text(last.resource_type.to_string())], last.id.as_str(), false))
-        }
+    let seqs: Vec<i64> = keys.iter().map(|k| k.0).collect();
+    let entries = versions_by_seq(c, &seqs)?;
+    let next = match (more, keys.last()) {
+        (true, Some((_, ty, id))) => Some(encode_cursor(&fp, &[Sql::Text(ty.clone())], id, false)),
         _ => None,
     };
     Ok(SearchPage { entries, included: Vec::new(), next, previous: None, total: None })
