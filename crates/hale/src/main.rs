@@ -64,7 +64,8 @@ struct ServeArgs {
     /// Directory for the embedded database and other state.
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
-    /// Database URL (sqlite:PATH); default: hale.db in the data directory.
+    /// Database URL (sqlite:PATH or postgres://user@host:port/db); default: hale.db in
+    /// the data directory.
     #[arg(long, value_name = "URL")]
     database: Option<String>,
 }
@@ -108,7 +109,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let cfg = Config::load(cli.config.as_deref(), &store.overrides())?;
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             let summary = rt.block_on(async {
-                let repo = hale_server::repository(&cfg)?;
+                let repo = hale_server::repository(&cfg).await?;
                 let show = std::io::IsTerminal::is_terminal(&std::io::stderr());
                 anyhow::Ok(hale_server::bulk::import(&repo, &paths, show).await?)
             })?;
@@ -134,7 +135,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             let started = std::time::Instant::now();
             let total = rt.block_on(async {
-                let repo = hale_server::repository(&cfg)?;
+                let repo = hale_server::repository(&cfg).await?;
                 anyhow::Ok(
                     hale_server::bulk::reindex(&repo, &types, std::io::IsTerminal::is_terminal(&std::io::stderr()))
                         .await?,
@@ -147,7 +148,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let cfg = Config::load(cli.config.as_deref(), &store.overrides())?;
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             let counts = rt.block_on(async {
-                let repo = hale_server::repository(&cfg)?;
+                let repo = hale_server::repository(&cfg).await?;
                 let t = (!types.is_empty()).then_some(types.as_slice());
                 anyhow::Ok(hale_server::bulk::export(&repo, &out, t).await?)
             })?;
@@ -165,7 +166,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             rt.block_on(async {
                 let server = hale_server::Server::bind(&cfg).await?;
                 let addr = server.local_addr();
-                tracing::info!(%addr, store = %cfg.sqlite_path().display(), "Hale is serving");
+                tracing::info!(%addr, store = %cfg.store_description(), "Hale is serving");
                 // one line on stdout that scripts and tests can wait for
                 println!("Hale listening on http://{addr}");
                 server.serve(hale_server::shutdown_signal()).await?;
