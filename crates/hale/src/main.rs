@@ -23,6 +23,9 @@ struct Cli {
 enum Command {
     /// Run the server: FHIR R4 REST API at /fhir, health at /healthz and /readyz.
     Serve(ServeArgs),
+    /// Create or upgrade the store's schema and exit (`serve` does this too; run it
+    /// once before rolling out new nodes on a shared PostgreSQL database).
+    Migrate(ServeArgs),
     /// Print the effective configuration (defaults < hale.toml < HALE_* < flags),
     /// secrets redacted.
     Config(ServeArgs),
@@ -103,6 +106,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Config(args) => {
             let cfg = Config::load(cli.config.as_deref(), &args.overrides())?;
             print!("{}", cfg.to_redacted_toml());
+            Ok(())
+        }
+        Command::Migrate(args) => {
+            let cfg = Config::load(cli.config.as_deref(), &args.overrides())?;
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            rt.block_on(async { anyhow::Ok(hale_server::open_store(&cfg).await?.ping().await?) })?;
+            println!("the store at {} is migrated to the schema this Hale knows", cfg.store_description());
             Ok(())
         }
         Command::Import { paths, store } => {

@@ -247,3 +247,24 @@ async fn an_unreachable_database_is_a_clear_error() {
     assert!(text.contains("cannot connect to PostgreSQL at postgres://hale:***@127.0.0.1:1/hale"), "{text}");
     assert!(!text.contains("secret"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hale_migrate_prepares_a_database_once_and_again() {
+    if postgres_url().is_none() {
+        eprintln!("SKIP hale_migrate_prepares_a_database_once_and_again: needs HALE_TEST_POSTGRES_URL");
+        return;
+    }
+    let db = TestDatabase::create().await;
+    for _ in 0..2 {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_hale"))
+            .args(["migrate", "--database", &db.url])
+            .env_remove("HALE_CONFIG")
+            .env("HALE_LOG__LEVEL", "warn")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+        assert!(stdout.contains("is migrated"), "{stdout}");
+    }
+    db.batch_execute("SELECT version FROM schema_migrations WHERE version = 1").await;
+}
