@@ -41,7 +41,7 @@ CREATE TABLE search_token (
 );
 CREATE INDEX search_token_lookup ON search_token (res_type, param, code, system);
 CREATE INDEX search_token_param_system ON search_token (res_type, param, system, code);
-CREATE INDEX search_token_owner ON search_token (res_type, res_id);
+CREATE INDEX search_token_owner ON search_token (res_type, res_id, param);
 
 CREATE TABLE search_string (
     res_type TEXT COLLATE "C" NOT NULL,
@@ -51,7 +51,7 @@ CREATE TABLE search_string (
     exact    TEXT COLLATE "C" NOT NULL
 );
 CREATE INDEX search_string_lookup ON search_string (res_type, param, norm);
-CREATE INDEX search_string_owner ON search_string (res_type, res_id);
+CREATE INDEX search_string_owner ON search_string (res_type, res_id, param);
 
 CREATE TABLE search_date (
     res_type TEXT COLLATE "C" NOT NULL,
@@ -61,7 +61,7 @@ CREATE TABLE search_date (
     hi       BIGINT NOT NULL
 );
 CREATE INDEX search_date_lookup ON search_date (res_type, param, lo);
-CREATE INDEX search_date_owner ON search_date (res_type, res_id);
+CREATE INDEX search_date_owner ON search_date (res_type, res_id, param);
 
 CREATE TABLE search_number (
     res_type TEXT COLLATE "C" NOT NULL,
@@ -70,7 +70,7 @@ CREATE TABLE search_number (
     value    DOUBLE PRECISION NOT NULL
 );
 CREATE INDEX search_number_lookup ON search_number (res_type, param, value);
-CREATE INDEX search_number_owner ON search_number (res_type, res_id);
+CREATE INDEX search_number_owner ON search_number (res_type, res_id, param);
 
 CREATE TABLE search_quantity (
     res_type TEXT COLLATE "C" NOT NULL,
@@ -82,7 +82,7 @@ CREATE TABLE search_quantity (
     unit     TEXT COLLATE "C"
 );
 CREATE INDEX search_quantity_lookup ON search_quantity (res_type, param, value);
-CREATE INDEX search_quantity_owner ON search_quantity (res_type, res_id);
+CREATE INDEX search_quantity_owner ON search_quantity (res_type, res_id, param);
 
 CREATE TABLE search_reference (
     res_type    TEXT COLLATE "C" NOT NULL,
@@ -94,7 +94,7 @@ CREATE TABLE search_reference (
 );
 CREATE INDEX search_reference_lookup ON search_reference (res_type, param, target_id, target_type);
 CREATE INDEX search_reference_url ON search_reference (res_type, param, url);
-CREATE INDEX search_reference_owner ON search_reference (res_type, res_id);
+CREATE INDEX search_reference_owner ON search_reference (res_type, res_id, param);
 CREATE INDEX search_reference_target ON search_reference (target_type, target_id);
 
 CREATE TABLE search_uri (
@@ -104,7 +104,7 @@ CREATE TABLE search_uri (
     uri      TEXT COLLATE "C" NOT NULL
 );
 CREATE INDEX search_uri_lookup ON search_uri (res_type, param, uri);
-CREATE INDEX search_uri_owner ON search_uri (res_type, res_id);
+CREATE INDEX search_uri_owner ON search_uri (res_type, res_id, param);
 
 -- Composite search parameters: one row per combination of component values taken
 -- from the same element (s = system, c = code/text/reference/uri, n = number,
@@ -118,4 +118,4 @@ CREATE TABLE search_composite (
     s3 TEXT COLLATE "C", c3 TEXT COLLATE "C", n3 DOUBLE PRECISION, lo3 BIGINT, hi3 BIGINT
 );
 CREATE INDEX search_composite_lookup ON search_composite (res_type, param, c1);
-CREATE INDEX search_composite_owner ON search_composite (res_type, res_id);
+CREATE INDEX search_composite_owner ON search_composite (res_type, res_id, param);
