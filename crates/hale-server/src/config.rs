@@ -16,8 +16,12 @@ pub struct Config {
     /// (`HALE_DATA_DIR`, `--data-dir`).
     pub data_dir: PathBuf,
     /// Database URL; empty means the embedded SQLite file `hale.db` in `data_dir`
-    /// (`HALE_DATABASE_URL`). Only `sqlite:` URLs are supported so far.
+    /// (`HALE_DATABASE_URL`, `--database`): `sqlite:PATH` or
+    /// `postgres://user@host:5432/db` (several nodes may share one PostgreSQL database).
     pub database_url: String,
+    /// Most connections this node keeps open to PostgreSQL (`HALE_DATABASE_POOL_SIZE`);
+    /// ignored for SQLite. Nodes x pool size must stay below the server's `max_connections`.
+    pub database_pool_size: usize,
     /// Public base URL of the FHIR endpoint (e.g. `https://ehr.example.org/fhir`) when
     /// Hale runs behind a proxy; empty means it is derived from the `Host` header.
     pub public_base_url: String,
@@ -59,6 +63,7 @@ impl Default for Config {
             listen: "127.0.0.1:8080".into(),
             data_dir: PathBuf::from("./hale-data"),
             database_url: String::new(),
+            database_pool_size: 16,
             public_base_url: String::new(),
             limits: Limits::default(),
             log: Log::default(),
@@ -162,8 +167,13 @@ impl Config {
                 self.listen
             )));
         }
-        if !self.database_url.is_empty() && !self.database_url.starts_with("sqlite:") {
-            return Err(ConfigError::Invalid("database_url: only sqlite: URLs are supported by this version".into()));
+        if !self.database_url.is_empty() && !self.database_url.starts_with("sqlite:") && !self.is_postgres() {
+            return Err(ConfigError::Invalid(
+                "database_url: use sqlite:PATH or postgres://user@host:port/database".into(),
+            ));
+        }
+        if self.database_pool_size == 0 {
+            return Err(ConfigError::Invalid("database_pool_size must be greater than zero".into()));
         }
         let l = &self.limits;
         if l.max_body_bytes == 0 || l.max_json_depth == 0 || l.max_string_bytes == 0 || l.max_page_size == 0 {
@@ -179,6 +189,16 @@ impl Config {
             return Err(ConfigError::Invalid("log.format must be text or json".into()));
         }
         Ok(())
+    }
+
+    /// True when `database_url` names a PostgreSQL database.
+    pub fn is_postgres(&self) -> bool {
+        self.database_url.starts_with("postgres://") || self.database_url.starts_with("postgresql://")
+    }
+
+    /// The store for logs: the SQLite path or the PostgreSQL URL without its password.
+    pub fn store_description(&self) -> String {
+        if self.is_postgres() { redact_url(&self.database_url) } else { self.sqlite_path().display().to_string() }
     }
 
     /// The SQLite file this configuration uses.
@@ -243,6 +263,23 @@ mod tests {
         let f = dir.path().join("x.toml");
         std::fs::write(&f, "lisen = \"typo\"\n").unwrap();
         assert!(Config::load_with_env(Some(&f), &Overrides::default(), vec![]).is_err());
+    }
+
+    #[test]
+    fn postgres_urls_and_pool_size_are_taken() {
+        let env = vec![
+            ("HALE_DATABASE_URL".to_string(), "postgres://hale:pw@db:5432/hale".to_string()),
+            ("HALE_DATABASE_POOL_SIZE".to_string(), "4".to_string()),
+        ];
+        let c = Config::load_with_env(None, &Overrides::default(), env).unwrap();
+        assert!(c.is_postgres());
+        assert_eq!(c.database_pool_size, 4);
+        assert_eq!(c.store_description(), "postgres://hale:***@db:5432/hale");
+        assert_eq!(Config::default().database_pool_size, 16);
+        let env = vec![("HALE_DATABASE_URL".to_string(), "mysql://db/hale".to_string())];
+        assert!(Config::load_with_env(None, &Overrides::default(), env).is_err());
+        let env = vec![("HALE_DATABASE_POOL_SIZE".to_string(), "0".to_string())];
+        assert!(Config::load_with_env(None, &Overrides::default(), env).is_err());
     }
 
     #[test]

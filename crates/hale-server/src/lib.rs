@@ -37,8 +37,13 @@ pub enum Error {
     Serve(std::io::Error),
 }
 
-/// Opens the store the configuration names.
-pub fn open_store(cfg: &Config) -> Result<Arc<dyn Store>, Error> {
+/// Opens the store the configuration names: PostgreSQL for a `postgres://` URL,
+/// otherwise the SQLite file.
+pub async fn open_store(cfg: &Config) -> Result<Arc<dyn Store>, Error> {
+    if cfg.is_postgres() {
+        let store = hale_store_postgres::PgStore::open(&cfg.database_url, cfg.database_pool_size).await?;
+        return Ok(Arc::new(store));
+    }
     let path = cfg.sqlite_path();
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| Error::DataDir(parent.display().to_string(), e))?;
@@ -48,8 +53,8 @@ pub fn open_store(cfg: &Config) -> Result<Arc<dyn Store>, Error> {
 
 /// The repository over the store the configuration names (for command-line tools,
 /// which run as the system).
-pub fn repository(cfg: &Config) -> Result<Repository, Error> {
-    Ok(Repository::new(open_store(cfg)?))
+pub async fn repository(cfg: &Config) -> Result<Repository, Error> {
+    Ok(Repository::new(open_store(cfg).await?))
 }
 
 #[derive(Clone)]
@@ -127,7 +132,7 @@ pub struct Server {
 impl Server {
     /// Opens the store and binds the listener.
     pub async fn bind(cfg: &Config) -> Result<Server, Error> {
-        let store = open_store(cfg)?;
+        let store = open_store(cfg).await?;
         Self::bind_with_store(cfg, store).await
     }
 

@@ -1,5 +1,10 @@
 //! Test support: start a real Hale server on port 0 with a fresh store, in process
 //! ([`TestServer`]) or as the `hale` binary ([`spawn_binary`]), and talk to it over HTTP.
+//!
+//! The store is SQLite in a fresh data directory, or, when `HALE_TEST_STORE=postgres`
+//! and `HALE_TEST_POSTGRES_URL` (e.g. `postgres://postgres@127.0.0.1:5432/test`) are
+//! set, a fresh PostgreSQL database ([`TestDatabase`]) created for each server and
+//! dropped with it. So one conformance suite runs against both backends.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -14,6 +19,8 @@ pub struct TestServer {
     pub client: reqwest::Client,
     pub data_dir: tempfile::TempDir,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    /// The PostgreSQL database this server owns (dropped after the server stops).
+    database: Option<TestDatabase>,
 }
 
 impl TestServer {
@@ -21,19 +28,39 @@ impl TestServer {
         Self::spawn_with(|_| {}).await
     }
 
-    /// Starts a server after `tweak` has adjusted its configuration.
+    /// Starts a server after `tweak` has adjusted its configuration. Unless `tweak` sets
+    /// a `database_url`, the store is the one the environment selects (see the crate
+    /// documentation).
     pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> TestServer {
         let data_dir = tempfile::tempdir().expect("temp dir");
         let mut cfg =
             Config { listen: "127.0.0.1:0".into(), data_dir: data_dir.path().to_path_buf(), ..Config::default() };
         tweak(&mut cfg);
+        let mut database = None;
+        if cfg.database_url.is_empty() && store_is_postgres() {
+            let db = TestDatabase::create().await;
+            cfg.database_url = db.url.clone();
+            cfg.database_pool_size = 8;
+            database = Some(db);
+        }
         let server = hale_server::Server::bind(&cfg).await.expect("server starts");
         let addr = server.local_addr();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(server.serve(async {
             let _ = rx.await;
         }));
-        TestServer { base: format!("http://{addr}"), client: reqwest::Client::new(), data_dir, shutdown: Some(tx) }
+        TestServer {
+            base: format!("http://{addr}"),
+            client: reqwest::Client::new(),
+            data_dir,
+            shutdown: Some(tx),
+            database,
+        }
+    }
+
+    /// The PostgreSQL database this server runs on, if it runs on PostgreSQL.
+    pub fn postgres_database_url(&self) -> Option<&str> {
+        self.database.as_ref().map(|d| d.url.as_str())
     }
 
     /// `http://127.0.0.1:PORT/fhir` + `path`
@@ -77,6 +104,106 @@ impl Drop for TestServer {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
+    }
+}
+
+/// `HALE_TEST_POSTGRES_URL`: a PostgreSQL database the tests may connect to in order to
+/// create and drop their own databases.
+pub fn postgres_url() -> Option<String> {
+    std::env::var("HALE_TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty())
+}
+
+/// True when `HALE_TEST_STORE=postgres`: [`TestServer`] then runs on PostgreSQL.
+/// Panics when the URL is missing, so a misconfigured run cannot pass on SQLite.
+pub fn store_is_postgres() -> bool {
+    if std::env::var("HALE_TEST_STORE").is_ok_and(|s| s == "postgres") {
+        assert!(postgres_url().is_some(), "HALE_TEST_STORE=postgres needs HALE_TEST_POSTGRES_URL");
+        true
+    } else {
+        false
+    }
+}
+
+/// Prints why a test that needs SQLite (a data directory, the CLI against it) does not
+/// run, and returns true, when the suite runs on PostgreSQL.
+pub fn skip_unless_sqlite(test: &str) -> bool {
+    if store_is_postgres() {
+        eprintln!("SKIP {test}: SQLite-only (HALE_TEST_STORE=postgres)");
+        true
+    } else {
+        false
+    }
+}
+
+/// A fresh PostgreSQL database with a unique name, dropped (connections and all) when
+/// this value is dropped.
+pub struct TestDatabase {
+    /// URL of the new database.
+    pub url: String,
+    admin_url: String,
+    name: String,
+}
+
+impl TestDatabase {
+    /// Creates a database beside the one `HALE_TEST_POSTGRES_URL` names.
+    pub async fn create() -> TestDatabase {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let admin_url = postgres_url().expect("HALE_TEST_POSTGRES_URL is set");
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+        let mut url = url::Url::parse(&admin_url).expect("HALE_TEST_POSTGRES_URL is a URL");
+        // named after the database the run was given, so the run can clean up after itself
+        let base: String = url
+            .path()
+            .trim_start_matches('/')
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .take(24)
+            .collect();
+        let name =
+            format!("{base}_t_{}_{}_{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed), nanos % 1_000_000_000)
+                .to_lowercase();
+        let (client, conn) = tokio_postgres::connect(&admin_url, tokio_postgres::NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to HALE_TEST_POSTGRES_URL: {e}"));
+        let task = tokio::spawn(conn);
+        client
+            .batch_execute(&format!("CREATE DATABASE \"{name}\" ENCODING 'UTF8' TEMPLATE template0"))
+            .await
+            .expect("create test database");
+        drop(client);
+        let _ = task.await;
+        url.set_path(&format!("/{name}"));
+        TestDatabase { url: url.to_string(), admin_url, name }
+    }
+
+    /// Runs SQL statements in this database (for tests that tamper with it).
+    pub async fn batch_execute(&self, sql: &str) {
+        let (client, conn) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls).await.expect("connect");
+        let task = tokio::spawn(conn);
+        client.batch_execute(sql).await.expect("statements run");
+        drop(client);
+        let _ = task.await;
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let (admin, name) = (self.admin_url.clone(), self.name.clone());
+        // Drop may run inside a runtime: use a thread with its own
+        let done = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            rt.block_on(async move {
+                if let Ok((client, conn)) = tokio_postgres::connect(&admin, tokio_postgres::NoTls).await {
+                    tokio::spawn(conn);
+                    let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+                    if let Err(e) = client.batch_execute(&sql).await {
+                        eprintln!("could not drop test database {name}: {e}");
+                    }
+                }
+            });
+        });
+        let _ = done.join();
     }
 }
 

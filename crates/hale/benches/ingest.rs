@@ -137,7 +137,7 @@ fn main() {
     // 3. the import path, 4 bundles in flight
     let dir_import = tempfile::tempdir().unwrap();
     let cfg = hale_server::Config { data_dir: dir_import.path().to_path_buf(), ..Default::default() };
-    let repo = hale_server::repository(&cfg).unwrap();
+    let repo = rt.block_on(hale_server::repository(&cfg)).unwrap();
     rt.block_on(async {
         for text in shared {
             repo.process_bundle(&serde_json::from_str(text).unwrap()).await.unwrap();

@@ -47,7 +47,7 @@ fn main() {
     let t = Instant::now();
     let mut total = 0;
     rt.block_on(async {
-        let repo = hale_server::repository(&cfg).unwrap();
+        let repo = hale_server::repository(&cfg).await.unwrap();
         for _ in 0..copies {
             let s = hale_server::bulk::import(&repo, std::slice::from_ref(&dir), false).await.unwrap();
             assert!(s.errors.is_empty(), "{:?}", s.errors);
@@ -56,7 +56,7 @@ fn main() {
     });
     println!("search: loaded {total} resources ({copies} copies of Synthea-120) in {:.0} s", t.elapsed().as_secs_f64());
     rt.block_on(async {
-        let repo = hale_server::repository(&cfg).unwrap();
+        let repo = hale_server::repository(&cfg).await.unwrap();
         // the patient with the most resources
         let pats = {
             let ty = ResourceType::parse("Patient").unwrap();
@@ -86,7 +86,7 @@ fn main() {
         ];
         println!("{:<18} {:>8} {:>9} {:>9} {:>9}", "query", "results", "cold ms", "p50 ms", "p99 ms");
         for (name, ty, q) in &queries {
-            let cold_repo = hale_server::repository(&cfg).unwrap();
+            let cold_repo = hale_server::repository(&cfg).await.unwrap();
             let t = Instant::now();
             let n = run_query(&cold_repo, ty, q, 50).await;
             let cold = t.elapsed();

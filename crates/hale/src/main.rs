@@ -23,6 +23,9 @@ struct Cli {
 enum Command {
     /// Run the server: FHIR R4 REST API at /fhir, health at /healthz and /readyz.
     Serve(ServeArgs),
+    /// Create or upgrade the store's schema and exit (`serve` does this too; run it
+    /// once before rolling out new nodes on a shared PostgreSQL database).
+    Migrate(ServeArgs),
     /// Print the effective configuration (defaults < hale.toml < HALE_* < flags),
     /// secrets redacted.
     Config(ServeArgs),
@@ -121,7 +124,8 @@ struct ServeArgs {
     /// Directory for the embedded database and other state.
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
-    /// Database URL (sqlite:PATH); default: hale.db in the data directory.
+    /// Database URL (sqlite:PATH or postgres://user@host:port/db); default: hale.db in
+    /// the data directory.
     #[arg(long, value_name = "URL")]
     database: Option<String>,
 }
@@ -161,11 +165,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", cfg.to_redacted_toml());
             Ok(())
         }
+        Command::Migrate(args) => {
+            let cfg = Config::load(cli.config.as_deref(), &args.overrides())?;
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            rt.block_on(async { anyhow::Ok(hale_server::open_store(&cfg).await?.ping().await?) })?;
+            println!("the store at {} is migrated to the schema this Hale knows", cfg.store_description());
+            Ok(())
+        }
         Command::Import { paths, store } => {
             let cfg = Config::load(cli.config.as_deref(), &store.overrides())?;
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             let summary = rt.block_on(async {
-                let repo = hale_server::repository(&cfg)?;
+                let repo = hale_server::repository(&cfg).await?;
                 let show = std::io::IsTerminal::is_terminal(&std::io::stderr());
                 anyhow::Ok(hale_server::bulk::import(&repo, &paths, show).await?)
             })?;
@@ -191,7 +202,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             let started = std::time::Instant::now();
             let total = rt.block_on(async {
-                let repo = hale_server::repository(&cfg)?;
+                let repo = hale_server::repository(&cfg).await?;
                 anyhow::Ok(
                     hale_server::bulk::reindex(&repo, &types, std::io::IsTerminal::is_terminal(&std::io::stderr()))
                         .await?,
@@ -204,7 +215,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let cfg = Config::load(cli.config.as_deref(), &store.overrides())?;
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             let counts = rt.block_on(async {
-                let repo = hale_server::repository(&cfg)?;
+                let repo = hale_server::repository(&cfg).await?;
                 let t = (!types.is_empty()).then_some(types.as_slice());
                 anyhow::Ok(hale_server::bulk::export(&repo, &out, t).await?)
             })?;
@@ -234,7 +245,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     let cfg = Config::load(cli.config.as_deref(), &store.overrides())?;
                     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
                     let summary = rt.block_on(async {
-                        let repo = hale_server::repository(&cfg)?;
+                        let repo = hale_server::repository(&cfg).await?;
                         let show = std::io::IsTerminal::is_terminal(&std::io::stderr());
                         anyhow::Ok(hale_server::synth::load(&repo, &pop, show).await)
                     })?;
@@ -248,7 +259,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             init_logging(&cfg);
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             rt.block_on(async {
-                let repo = hale_server::repository(&cfg)?;
+                let repo = hale_server::repository(&cfg).await?;
                 if hale_server::synth::patient_count(&repo).await? == 0 {
                     let pop = population.config();
                     println!("Hale demo: synthesizing {} patients (seed {})...", pop.patients, pop.seed);
@@ -291,7 +302,7 @@ async fn serve(cfg: &Config) -> anyhow::Result<()> {
     {
         let server = hale_server::Server::bind(cfg).await?;
         let addr = server.local_addr();
-        tracing::info!(%addr, store = %cfg.sqlite_path().display(), "Hale is serving");
+        tracing::info!(%addr, store = %cfg.store_description(), "Hale is serving");
         // one line on stdout that scripts and tests can wait for
         println!("Hale listening on http://{addr}");
         server.serve(hale_server::shutdown_signal()).await?;

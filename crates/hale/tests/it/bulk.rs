@@ -25,6 +25,9 @@ fn count_exported(dir: &std::path::Path) -> BTreeMap<String, usize> {
 
 #[test]
 fn synthea_120_imports_completely_and_exports_the_same_counts() {
+    if hale_test_support::skip_unless_sqlite("synthea_120_imports_completely_and_exports_the_same_counts") {
+        return;
+    }
     let Some(dir) = hale_test_support::shared_data("synthea-120") else {
         eprintln!("SKIP synthea import: ../shared/data/synthea-120 is absent");
         return;
@@ -59,6 +62,9 @@ fn synthea_120_imports_completely_and_exports_the_same_counts() {
 
 #[test]
 fn bad_lines_and_truncated_files_are_reported_and_the_rest_loads() {
+    if hale_test_support::skip_unless_sqlite("bad_lines_and_truncated_files_are_reported_and_the_rest_loads") {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in");
     std::fs::create_dir(&input).unwrap();

@@ -17,6 +17,14 @@ fn version_and_help() {
 }
 
 #[test]
+fn migrate_creates_the_sqlite_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = hale().args(["migrate", "--data-dir"]).arg(dir.path()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(dir.path().join("hale.db").is_file());
+}
+
+#[test]
 fn config_shows_the_layers() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("hale.toml"), "listen = \"127.0.0.1:9999\"\ndata_dir = \"/file\"\n").unwrap();

@@ -10,6 +10,9 @@ use tokio::sync::Mutex;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_acknowledged_write_survives_sigkill() {
+    if hale_test_support::skip_unless_sqlite("every_acknowledged_write_survives_sigkill") {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let exe = std::path::Path::new(env!("CARGO_BIN_EXE_hale"));
     let mut server = spawn_binary(exe, dir.path()).await;

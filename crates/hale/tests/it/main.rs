@@ -11,6 +11,7 @@ mod history;
 mod limits;
 mod negotiation;
 mod patch;
+mod postgres;
 mod search;
 mod validate;
 

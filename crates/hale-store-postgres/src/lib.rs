@@ -1,0 +1,902 @@
+//! The PostgreSQL store: the same tables and behaviour as the SQLite store, for several
+//! stateless Hale nodes sharing one database.
+//!
+//! Every write is one transaction (READ COMMITTED) that first takes its locks, always
+//! in the same order so that writers never deadlock one another:
+//!
+//! 1. transaction-scoped advisory locks per resource type, in key order: *shared* for a
+//!    type the transaction writes, *exclusive* for a type whose resources a condition
+//!    searches (`If-None-Exist`, conditional update and delete, the `NoMatch` and
+//!    `OnlyMatch` preconditions of bundles). A conditional operation therefore sees a
+//!    stable set of that type's resources, exactly as under SQLite's single writer;
+//!    plain writes of a type do not block one another.
+//! 2. row locks (`SELECT ... FOR UPDATE`) on the `resources` row of every resource
+//!    written, in (type, id) order; a resource that does not exist yet gets a placeholder
+//!    row first (`INSERT ... ON CONFLICT DO NOTHING`), so two creates of the same id queue
+//!    on it. The placeholder never outlives the transaction without a real version.
+//!
+//! `UNIQUE (res_type, res_id, version)` backs this up: two nodes can never commit the
+//! same version. The locks live in PostgreSQL, never in this process, so they hold
+//! across nodes.
+
+mod search;
+mod sql;
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use hale_fhir::{ResourceId, ResourceType, VersionId};
+use hale_search::parse::SearchRequest;
+use hale_store::{
+    CreateOutcome, Criteria, Error, EverythingQuery, HistoryPage, HistoryQuery, HistoryScope, IndexRows, Instant,
+    Method, NewVersion, Precondition, Result, SearchPage, Store, StoredResource, TxOp, TxOutcome, UpdateOutcome, stamp,
+};
+use tokio_postgres::NoTls;
+use tokio_postgres::types::ToSql;
+
+use crate::sql::{Sql, clean, number_marks, refs};
+
+/// Append-only migrations, embedded in the binary. Never edit one that has shipped.
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/0001_schema.sql"))];
+
+/// Every index table; rows of a resource are replaced on each write.
+const INDEX_TABLES: &[&str] = &[
+    "search_token",
+    "search_string",
+    "search_date",
+    "search_number",
+    "search_quantity",
+    "search_reference",
+    "search_uri",
+    "search_composite",
+];
+
+/// Advisory lock key serialising migrations of one database across nodes.
+const MIGRATION_LOCK: i64 = 0x4841_4c45_4d49_4752; // "HALEMIGR"
+
+fn backend(e: impl std::fmt::Display) -> Error {
+    Error::Backend(e.to_string())
+}
+
+/// A database error: lock conflicts the client may retry become `Conflict`, the rest
+/// are backend failures (logged, never shown to the client).
+fn db(e: tokio_postgres::Error) -> Error {
+    use tokio_postgres::error::SqlState;
+    match e.code() {
+        Some(c) if *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED => {
+            Error::Conflict("The resource was changed concurrently; retry the request".into())
+        }
+        Some(c) if *c == SqlState::UNIQUE_VIOLATION => {
+            Error::Conflict("The resource was changed concurrently; retry the request".into())
+        }
+        _ => Error::Backend(match e.as_db_error() {
+            Some(d) => format!("{}: {}", d.code().code(), d.message()),
+            None => e.to_string(),
+        }),
+    }
+}
+
+/// `postgres://user:secret@host/db` -> `postgres://user:***@host/db`, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.find(':') {
+                Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// The PostgreSQL store.
+#[derive(Clone)]
+pub struct PgStore {
+    pool: Pool,
+    url: String,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore").field("url", &self.url).finish()
+    }
+}
+
+impl PgStore {
+    /// Connects (a pool of at most `pool_size` connections), checks the server and runs
+    /// pending migrations. Fails clearly when the database cannot be reached or its
+    /// schema is newer than this Hale knows.
+    pub async fn open(url: &str, pool_size: usize) -> Result<Self> {
+        let shown = redact(url);
+        let mut cfg = tokio_postgres::Config::from_str(url)
+            .map_err(|e| Error::Backend(format!("database_url {shown} is not a PostgreSQL URL: {e}")))?;
+        // acknowledged means durable, whatever the server's default
+        let options = match cfg.get_options() {
+            Some(o) if !o.is_empty() => format!("{o} -c synchronous_commit=on"),
+            _ => "-c synchronous_commit=on".to_string(),
+        };
+        cfg.options(&options);
+        if cfg.get_application_name().is_none() {
+            cfg.application_name("hale");
+        }
+        if cfg.get_connect_timeout().is_none() {
+            cfg.connect_timeout(Duration::from_secs(10));
+        }
+        let mgr = Manager::from_config(cfg, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let pool = Pool::builder(mgr)
+            .max_size(pool_size.max(1))
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(Duration::from_secs(30)))
+            .create_timeout(Some(Duration::from_secs(15)))
+            .build()
+            .map_err(backend)?;
+        let store = PgStore { pool, url: shown.clone() };
+        let mut client = store
+            .pool
+            .get()
+            .await
+            .map_err(|e| Error::Backend(format!("cannot connect to PostgreSQL at {shown}: {e}")))?;
+        let enc: String = client.query_one("SHOW server_encoding", &[]).await.map_err(db)?.get(0);
+        if enc != "UTF8" {
+            return Err(Error::Backend(format!("the database at {shown} uses encoding {enc}; Hale needs UTF8")));
+        }
+        let fsync: String = client.query_one("SHOW fsync", &[]).await.map_err(db)?.get(0);
+        if fsync != "on" {
+            tracing::warn!("PostgreSQL runs with fsync = {fsync}: acknowledged writes may be lost on a crash");
+        }
+        migrate(&mut client, &shown).await?;
+        Ok(store)
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object> {
+        self.pool.get().await.map_err(|e| Error::Backend(format!("cannot get a PostgreSQL connection: {e}")))
+    }
+}
+
+async fn migrate(client: &mut deadpool_postgres::Object, shown: &str) -> Result<()> {
+    let tx = client.transaction().await.map_err(db)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await.map_err(db)?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+    )
+    .await
+    .map_err(db)?;
+    let current: i64 =
+        tx.query_one("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", &[]).await.map_err(db)?.get(0);
+    let known = MIGRATIONS.last().map(|m| m.0).unwrap_or(0);
+    if current > known {
+        return Err(Error::Backend(format!(
+            "the database at {shown} is at schema version {current}, newer than this Hale knows ({known}); upgrade Hale"
+        )));
+    }
+    for (version, sql) in MIGRATIONS {
+        if *version > current {
+            tx.batch_execute(sql).await.map_err(db)?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)",
+                &[version, &Instant::now().millis()],
+            )
+            .await
+            .map_err(db)?;
+            tracing::info!(version, "applied PostgreSQL migration");
+        }
+    }
+    tx.commit().await.map_err(db)
+}
+
+const VERSION_COLUMNS: &str = "v.seq, v.res_type, v.res_id, v.version, v.last_updated, v.method, v.body";
+
+fn row_to_stored(r: &tokio_postgres::Row) -> Result<(i64, StoredResource)> {
+    let seq: i64 = r.try_get(0).map_err(db)?;
+    let ty: &str = r.try_get(1).map_err(db)?;
+    let id: &str = r.try_get(2).map_err(db)?;
+    let version: i64 = r.try_get(3).map_err(db)?;
+    let lu: i64 = r.try_get(4).map_err(db)?;
+    let method: &str = r.try_get(5).map_err(db)?;
+    let body: Option<String> = r.try_get(6).map_err(db)?;
+    let bad = |what: &str| Error::Backend(format!("bad stored {what}"));
+    Ok((
+        seq,
+        StoredResource {
+            resource_type: ResourceType::parse(ty).ok_or_else(|| bad("res_type"))?,
+            id: ResourceId::parse(id).ok_or_else(|| bad("res_id"))?,
+            version: VersionId::new(version as u64),
+            last_updated: Instant::from_millis(lu),
+            method: Method::parse(method).ok_or_else(|| bad("method"))?,
+            body,
+        },
+    ))
+}
+
+/// FNV-1a, for advisory lock keys.
+fn key(text: &str) -> i64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h as i64
+}
+
+/// The locks a write transaction takes before it reads anything.
+#[derive(Default)]
+struct Locks {
+    /// type lock key -> exclusive?
+    types: BTreeMap<i64, bool>,
+    /// (type, id) of resources written; `true` when a placeholder row may be needed
+    rows: BTreeMap<(String, String), bool>,
+}
+
+impl Locks {
+    fn write_type(&mut self, ty: &str) {
+        self.types.entry(key(&format!("hale-type:{ty}"))).or_insert(false);
+    }
+    /// Exclusive locks on every type the criteria search (chains and `_has` included).
+    fn search_types(&mut self, req: &SearchRequest) {
+        fn clause_types(c: &hale_search::parse::Clause, out: &mut Vec<String>) {
+            if let Some(chain) = &c.chain {
+                out.extend(chain.target_types.iter().cloned());
+                clause_types(&chain.inner, out);
+            }
+            if let Some(has) = &c.has {
+                out.push(has.source_type.clone());
+                clause_types(&has.inner, out);
+            }
+        }
+        let mut types = vec![req.resource_type.to_string()];
+        for c in &req.clauses {
+            clause_types(c, &mut types);
+        }
+        for t in types {
+            self.types.insert(key(&format!("hale-type:{t}")), true);
+        }
+    }
+    fn row(&mut self, ty: &str, id: &str, create: bool) {
+        *self.rows.entry((ty.to_string(), id.to_string())).or_insert(false) |= create;
+        self.write_type(ty);
+    }
+
+    async fn take(&self, c: &impl GenericClient) -> Result<()> {
+        if !self.types.is_empty() {
+            let keys: Vec<i64> = self.types.keys().copied().collect();
+            let exclusive: Vec<bool> = self.types.values().copied().collect();
+            c.execute(
+                "SELECT CASE WHEN x THEN pg_advisory_xact_lock(k) ELSE pg_advisory_xact_lock_shared(k) END \
+                 FROM unnest($1::bigint[], $2::boolean[]) AS t(k, x)",
+                &[&keys, &exclusive],
+            )
+            .await
+            .map_err(db)?;
+        }
+        for ((ty, id), create) in &self.rows {
+            lock_row(c, ty, id, *create).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Locks the `resources` row of `ty/id`, inserting a placeholder first when `create`
+/// (the write that follows replaces it, or the transaction rolls back).
+async fn lock_row(c: &impl GenericClient, ty: &str, id: &str, create: bool) -> Result<()> {
+    if create {
+        let s = c
+            .prepare_cached(
+                "INSERT INTO resources (res_type, res_id, version, seq, deleted) VALUES ($1, $2, 0, 0, 1) \
+                 ON CONFLICT (res_type, res_id) DO NOTHING",
+            )
+            .await
+            .map_err(db)?;
+        c.execute(&s, &[&ty, &id]).await.map_err(db)?;
+    }
+    let s =
+        c.prepare_cached("SELECT 1 FROM resources WHERE res_type = $1 AND res_id = $2 FOR UPDATE").await.map_err(db)?;
+    c.query_opt(&s, &[&ty, &id]).await.map_err(db)?;
+    Ok(())
+}
+
+type Current = Option<(VersionId, bool, i64)>;
+
+/// Current (type, id) -> (version, deleted, last_updated).
+async fn current(c: &impl GenericClient, ty: &str, id: &str) -> Result<Current> {
+    let s = c
+        .prepare_cached(
+            "SELECT r.version, r.deleted, v.last_updated FROM resources r JOIN resource_versions v ON v.seq = r.seq \
+             WHERE r.res_type = $1 AND r.res_id = $2",
+        )
+        .await
+        .map_err(db)?;
+    Ok(c.query_opt(&s, &[&ty, &id])
+        .await
+        .map_err(db)?
+        .map(|r| (VersionId::new(r.get::<_, i64>(0) as u64), r.get::<_, i32>(1) != 0, r.get::<_, i64>(2))))
+}
+
+async fn read_current(c: &impl GenericClient, ty: &str, id: &str) -> Result<Option<StoredResource>> {
+    let s = c
+        .prepare_cached(&format!(
+            "SELECT {VERSION_COLUMNS} FROM resources r JOIN resource_versions v ON v.seq = r.seq \
+             WHERE r.res_type = $1 AND r.res_id = $2"
+        ))
+        .await
+        .map_err(db)?;
+    match c.query_opt(&s, &[&ty, &id]).await.map_err(db)? {
+        Some(r) => Ok(Some(row_to_stored(&r)?.1)),
+        None => Ok(None),
+    }
+}
+
+/// Writes one version and its index rows; returns what was stored. The row of `ty/id`
+/// is locked by the caller.
+async fn write_version(
+    c: &impl GenericClient,
+    ty: &ResourceType,
+    id: &ResourceId,
+    prev: Current,
+    method: Method,
+    new: Option<NewVersion>,
+) -> Result<StoredResource> {
+    let version = prev.map(|p| p.0.next()).unwrap_or(VersionId::FIRST);
+    // lastUpdated never goes backwards for one resource, even if a node's clock does
+    let at = Instant::from_millis(Instant::now().millis().max(prev.map(|p| p.2).unwrap_or(i64::MIN)));
+    let (body, index) = match new {
+        Some(mut n) => {
+            stamp(&mut n.resource, id, version, at);
+            (Some(hale_fhir::json::to_string(&n.resource)), n.index)
+        }
+        None => (None, IndexRows::default()),
+    };
+    let s = c
+        .prepare_cached(
+            "INSERT INTO resource_versions (res_type, res_id, version, last_updated, method, body) \
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING seq",
+        )
+        .await
+        .map_err(db)?;
+    let seq: i64 = c
+        .query_one(&s, &[&ty.as_str(), &id.as_str(), &(version.get() as i64), &at.millis(), &method.as_str(), &body])
+        .await
+        .map_err(db)?
+        .get(0);
+    let s = c
+        .prepare_cached(
+            "INSERT INTO resources (res_type, res_id, version, seq, deleted) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (res_type, res_id) DO UPDATE SET version = excluded.version, seq = excluded.seq, \
+             deleted = excluded.deleted",
+        )
+        .await
+        .map_err(db)?;
+    c.execute(&s, &[&ty.as_str(), &id.as_str(), &(version.get() as i64), &seq, &(body.is_none() as i32)])
+        .await
+        .map_err(db)?;
+    if prev.is_some() {
+        delete_index(c, ty.as_str(), id.as_str()).await?;
+    }
+    write_index(c, ty.as_str(), id.as_str(), &index).await?;
+    Ok(StoredResource { resource_type: ty.clone(), id: id.clone(), version, last_updated: at, method, body })
+}
+
+async fn delete_index(c: &impl GenericClient, ty: &str, id: &str) -> Result<()> {
+    let ctes: Vec<String> = INDEX_TABLES
+        .iter()
+        .enumerate()
+        .map(|(i, t)| format!("d{i} AS (DELETE FROM {t} WHERE res_type = $1 AND res_id = $2)"))
+        .collect();
+    let s = c.prepare_cached(&format!("WITH {} SELECT 1", ctes.join(", "))).await.map_err(db)?;
+    c.execute(&s, &[&ty, &id]).await.map_err(db)?;
+    Ok(())
+}
+
+fn text(s: &str) -> String {
+    clean(s).into_owned()
+}
+
+fn opt_text(s: &Option<String>) -> Option<String> {
+    s.as_deref().map(text)
+}
+
+/// Inserts the index rows of one resource: one statement per non-empty table, each
+/// taking its columns as arrays.
+async fn write_index(c: &impl GenericClient, ty: &str, id: &str, index: &IndexRows) -> Result<()> {
+    async fn run(c: &impl GenericClient, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<()> {
+        let s = c.prepare_cached(sql).await.map_err(db)?;
+        c.execute(&s, params).await.map_err(db)?;
+        Ok(())
+    }
+    if !index.tokens.is_empty() {
+        let p: Vec<String> = index.tokens.iter().map(|t| text(&t.param)).collect();
+        let s: Vec<Option<String>> = index.tokens.iter().map(|t| opt_text(&t.system)).collect();
+        let k: Vec<String> = index.tokens.iter().map(|t| text(&t.code)).collect();
+        let x: Vec<Option<String>> = index.tokens.iter().map(|t| opt_text(&t.text)).collect();
+        run(
+            c,
+            "INSERT INTO search_token (res_type, res_id, param, system, code, text) \
+             SELECT $1, $2, * FROM unnest($3::text[], $4::text[], $5::text[], $6::text[])",
+            &[&ty, &id, &p, &s, &k, &x],
+        )
+        .await?;
+    }
+    if !index.strings.is_empty() {
+        let p: Vec<String> = index.strings.iter().map(|t| text(&t.param)).collect();
+        let n: Vec<String> = index.strings.iter().map(|t| text(&t.norm)).collect();
+        let e: Vec<String> = index.strings.iter().map(|t| text(&t.exact)).collect();
+        run(
+            c,
+            "INSERT INTO search_string (res_type, res_id, param, norm, exact) \
+             SELECT $1, $2, * FROM unnest($3::text[], $4::text[], $5::text[])",
+            &[&ty, &id, &p, &n, &e],
+        )
+        .await?;
+    }
+    if !index.dates.is_empty() {
+        let p: Vec<String> = index.dates.iter().map(|t| text(&t.param)).collect();
+        let lo: Vec<i64> = index.dates.iter().map(|t| t.lo).collect();
+        let hi: Vec<i64> = index.dates.iter().map(|t| t.hi).collect();
+        run(
+            c,
+            "INSERT INTO search_date (res_type, res_id, param, lo, hi) \
+             SELECT $1, $2, * FROM unnest($3::text[], $4::bigint[], $5::bigint[])",
+            &[&ty, &id, &p, &lo, &hi],
+        )
+        .await?;
+    }
+    if !index.numbers.is_empty() {
+        let p: Vec<String> = index.numbers.iter().map(|t| text(&t.param)).collect();
+        let v: Vec<f64> = index.numbers.iter().map(|t| t.value).collect();
+        run(
+            c,
+            "INSERT INTO search_number (res_type, res_id, param, value) \
+             SELECT $1, $2, * FROM unnest($3::text[], $4::float8[])",
+            &[&ty, &id, &p, &v],
+        )
+        .await?;
+    }
+    if !index.quantities.is_empty() {
+        let q = &index.quantities;
+        let p: Vec<String> = q.iter().map(|t| text(&t.param)).collect();
+        let v: Vec<f64> = q.iter().map(|t| t.value).collect();
+        let s: Vec<Option<String>> = q.iter().map(|t| opt_text(&t.system)).collect();
+        let k: Vec<Option<String>> = q.iter().map(|t| opt_text(&t.code)).collect();
+        let u: Vec<Option<String>> = q.iter().map(|t| opt_text(&t.unit)).collect();
+        run(
+            c,
+            "INSERT INTO search_quantity (res_type, res_id, param, value, system, code, unit) \
+             SELECT $1, $2, * FROM unnest($3::text[], $4::float8[], $5::text[], $6::text[], $7::text[])",
+            &[&ty, &id, &p, &v, &s, &k, &u],
+        )
+        .await?;
+    }
+    if !index.references.is_empty() {
+        let r = &index.references;
+        let p: Vec<String> = r.iter().map(|t| text(&t.param)).collect();
+        let tt: Vec<Option<String>> = r.iter().map(|t| opt_text(&t.target_type)).collect();
+        let ti: Vec<Option<String>> = r.iter().map(|t| opt_text(&t.target_id)).collect();
+        let u: Vec<Option<String>> = r.iter().map(|t| opt_text(&t.url)).collect();
+        run(
+            c,
+            "INSERT INTO search_reference (res_type, res_id, param, target_type, target_id, url) \
+             SELECT $1, $2, * FROM unnest($3::text[], $4::text[], $5::text[], $6::text[])",
+            &[&ty, &id, &p, &tt, &ti, &u],
+        )
+        .await?;
+    }
+    if !index.uris.is_empty() {
+        let p: Vec<String> = index.uris.iter().map(|t| text(&t.param)).collect();
+        let u: Vec<String> = index.uris.iter().map(|t| text(&t.uri)).collect();
+        run(
+            c,
+            "INSERT INTO search_uri (res_type, res_id, param, uri) SELECT $1, $2, * FROM unnest($3::text[], $4::text[])",
+            &[&ty, &id, &p, &u],
+        )
+        .await?;
+    }
+    if !index.composites.is_empty() {
+        let none = hale_search::index::CompositePart::default();
+        let cs = &index.composites;
+        let p: Vec<String> = cs.iter().map(|t| text(&t.param)).collect();
+        let part = |k: usize| -> Vec<&hale_search::index::CompositePart> {
+            cs.iter().map(|t| t.parts.get(k).unwrap_or(&none)).collect()
+        };
+        let (a, b, d) = (part(0), part(1), part(2));
+        let s = |v: &[&hale_search::index::CompositePart]| -> Vec<Option<String>> {
+            v.iter().map(|x| opt_text(&x.system)).collect()
+        };
+        let k = |v: &[&hale_search::index::CompositePart]| -> Vec<Option<String>> {
+            v.iter().map(|x| opt_text(&x.code)).collect()
+        };
+        let n = |v: &[&hale_search::index::CompositePart]| -> Vec<Option<f64>> { v.iter().map(|x| x.number).collect() };
+        let lo = |v: &[&hale_search::index::CompositePart]| -> Vec<Option<i64>> { v.iter().map(|x| x.lo).collect() };
+        let hi = |v: &[&hale_search::index::CompositePart]| -> Vec<Option<i64>> { v.iter().map(|x| x.hi).collect() };
+        let (s1, c1, n1, lo1, hi1) = (s(&a), k(&a), n(&a), lo(&a), hi(&a));
+        let (s2, c2, n2, lo2, hi2) = (s(&b), k(&b), n(&b), lo(&b), hi(&b));
+        let (s3, c3, n3, lo3, hi3) = (s(&d), k(&d), n(&d), lo(&d), hi(&d));
+        run(
+            c,
+            "INSERT INTO search_composite (res_type, res_id, param, s1, c1, n1, lo1, hi1, s2, c2, n2, lo2, hi2, \
+             s3, c3, n3, lo3, hi3) SELECT $1, $2, * FROM unnest($3::text[], \
+             $4::text[], $5::text[], $6::float8[], $7::bigint[], $8::bigint[], \
+             $9::text[], $10::text[], $11::float8[], $12::bigint[], $13::bigint[], \
+             $14::text[], $15::text[], $16::float8[], $17::bigint[], $18::bigint[])",
+            &[&ty, &id, &p, &s1, &c1, &n1, &lo1, &hi1, &s2, &c2, &n2, &lo2, &hi2, &s3, &c3, &n3, &lo3, &hi3],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+async fn find_ids(c: &impl GenericClient, criteria: &Criteria, limit: usize) -> Result<Vec<ResourceId>> {
+    Ok(search::search(c, &criteria.request, limit, false).await?.entries.into_iter().map(|e| e.id).collect())
+}
+
+fn check_if_match(ty: &ResourceType, id: &ResourceId, prev: Current, if_match: Option<VersionId>) -> Result<()> {
+    if let Some(expected) = if_match {
+        match prev {
+            Some((v, false, _)) if v == expected => {}
+            Some((v, deleted, _)) => {
+                return Err(Error::VersionConflict {
+                    expected,
+                    current: if deleted { format!("{v} (deleted)") } else { v.to_string() },
+                });
+            }
+            None => return Err(Error::NotFound(format!("{ty}/{id}"))),
+        }
+    }
+    Ok(())
+}
+
+async fn check_preconditions(
+    c: &impl GenericClient,
+    target: Option<(&ResourceType, &ResourceId)>,
+    prev: Current,
+    preconditions: &[Precondition],
+) -> Result<()> {
+    for p in preconditions {
+        match p {
+            Precondition::IfMatch(v) => {
+                if let Some((ty, id)) = target {
+                    check_if_match(ty, id, prev, Some(*v))?;
+                }
+            }
+            Precondition::NoMatch(crit) => {
+                if !find_ids(c, crit, 1).await?.is_empty() {
+                    return Err(Error::Conflict(
+                        "A matching resource was created concurrently; retry the request".into(),
+                    ));
+                }
+            }
+            Precondition::OnlyMatch(crit, id) => {
+                let found = find_ids(c, crit, 2).await?;
+                if found.len() != 1 || &found[0] != id {
+                    return Err(Error::Conflict(
+                        "The resources matching the conditions changed concurrently; retry the request".into(),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn precondition_locks(locks: &mut Locks, preconditions: &[Precondition]) {
+    for p in preconditions {
+        match p {
+            Precondition::NoMatch(c) | Precondition::OnlyMatch(c, _) => locks.search_types(&c.request),
+            Precondition::IfMatch(_) => {}
+        }
+    }
+}
+
+async fn run_op(c: &impl GenericClient, op: TxOp) -> Result<TxOutcome> {
+    match op {
+        TxOp::Write { ty, id, method, new, preconditions } => {
+            let prev = current(c, ty.as_str(), id.as_str()).await?;
+            check_preconditions(c, Some((&ty, &id)), prev, &preconditions).await?;
+            let created = prev.is_none_or(|p| p.1);
+            let stored = write_version(c, &ty, &id, prev, method, Some(*new)).await?;
+            Ok(TxOutcome::Written { stored, created })
+        }
+        TxOp::Delete { ty, id, preconditions } => {
+            let prev = current(c, ty.as_str(), id.as_str()).await?;
+            check_preconditions(c, Some((&ty, &id)), prev, &preconditions).await?;
+            match prev {
+                Some((_, false, _)) => {
+                    write_version(c, &ty, &id, prev, Method::Delete, None).await.map(|s| TxOutcome::Deleted(Some(s)))
+                }
+                _ => Ok(TxOutcome::Deleted(None)),
+            }
+        }
+        TxOp::Check { preconditions } => {
+            check_preconditions(c, None, None, &preconditions).await?;
+            Ok(TxOutcome::Checked)
+        }
+    }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn read(&self, ty: &ResourceType, id: &ResourceId) -> Result<Option<StoredResource>> {
+        let c = self.client().await?;
+        read_current(&c, ty.as_str(), id.as_str()).await
+    }
+
+    async fn vread(&self, ty: &ResourceType, id: &ResourceId, version: VersionId) -> Result<Option<StoredResource>> {
+        let c = self.client().await?;
+        let s = c
+            .prepare_cached(&format!(
+                "SELECT {VERSION_COLUMNS} FROM resource_versions v \
+                 WHERE v.res_type = $1 AND v.res_id = $2 AND v.version = $3"
+            ))
+            .await
+            .map_err(db)?;
+        match c.query_opt(&s, &[&ty.as_str(), &id.as_str(), &(version.get() as i64)]).await.map_err(db)? {
+            Some(r) => Ok(Some(row_to_stored(&r)?.1)),
+            None => Ok(None),
+        }
+    }
+
+    async fn create(
+        &self,
+        ty: &ResourceType,
+        new: NewVersion,
+        if_none_exist: Option<Criteria>,
+    ) -> Result<CreateOutcome> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(db)?;
+        let mut locks = Locks::default();
+        locks.write_type(ty.as_str());
+        if let Some(criteria) = &if_none_exist {
+            locks.search_types(&criteria.request);
+        }
+        locks.take(&tx).await?;
+        if let Some(criteria) = &if_none_exist {
+            let found = find_ids(&tx, criteria, 2).await?;
+            match found.len() {
+                0 => {}
+                1 => {
+                    let existing = read_current(&tx, ty.as_str(), found[0].as_str())
+                        .await?
+                        .ok_or_else(|| Error::Backend("matched resource vanished".into()))?;
+                    tx.commit().await.map_err(db)?;
+                    return Ok(CreateOutcome::Existing(existing));
+                }
+                n => return Err(Error::MultipleMatches(n)),
+            }
+        }
+        // a fresh id (UUID v7): no other writer can hold it
+        let id = ResourceId::generate();
+        let stored = write_version(&tx, ty, &id, None, Method::Post, Some(new)).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(CreateOutcome::Created(stored))
+    }
+
+    async fn update(
+        &self,
+        ty: &ResourceType,
+        id: &ResourceId,
+        new: NewVersion,
+        if_match: Option<VersionId>,
+    ) -> Result<UpdateOutcome> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(db)?;
+        let mut locks = Locks::default();
+        locks.row(ty.as_str(), id.as_str(), true);
+        locks.take(&tx).await?;
+        let prev = current(&tx, ty.as_str(), id.as_str()).await?;
+        check_if_match(ty, id, prev, if_match)?;
+        let created = prev.is_none_or(|p| p.1);
+        let stored = write_version(&tx, ty, id, prev, Method::Put, Some(new)).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(UpdateOutcome { stored, created })
+    }
+
+    async fn conditional_update(
+        &self,
+        criteria: Criteria,
+        id: Option<ResourceId>,
+        new: NewVersion,
+        if_match: Option<VersionId>,
+    ) -> Result<UpdateOutcome> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(db)?;
+        let ty = criteria.request.resource_type.clone();
+        let mut locks = Locks::default();
+        locks.search_types(&criteria.request);
+        locks.take(&tx).await?;
+        let found = find_ids(&tx, &criteria, 2).await?;
+        let target = match (found.len(), id) {
+            (0, Some(id)) => id,
+            (0, None) => ResourceId::generate(),
+            (1, Some(id)) if id != found[0] => return Err(Error::IdMismatch(id.to_string())),
+            (1, _) => found[0].clone(),
+            (n, _) => return Err(Error::MultipleMatches(n)),
+        };
+        // the type is locked exclusively: the row lock comes after, as in every writer
+        lock_row(&tx, ty.as_str(), target.as_str(), true).await?;
+        let prev = current(&tx, ty.as_str(), target.as_str()).await?;
+        check_if_match(&ty, &target, prev, if_match)?;
+        let created = prev.is_none_or(|p| p.1);
+        let method = if prev.is_none() && found.is_empty() { Method::Post } else { Method::Put };
+        let stored = write_version(&tx, &ty, &target, prev, method, Some(new)).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(UpdateOutcome { stored, created })
+    }
+
+    async fn delete(
+        &self,
+        ty: &ResourceType,
+        id: &ResourceId,
+        if_match: Option<VersionId>,
+    ) -> Result<Option<StoredResource>> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(db)?;
+        let mut locks = Locks::default();
+        locks.row(ty.as_str(), id.as_str(), false);
+        locks.take(&tx).await?;
+        let prev = current(&tx, ty.as_str(), id.as_str()).await?;
+        check_if_match(ty, id, prev, if_match)?;
+        let out = match prev {
+            Some((_, false, _)) => Some(write_version(&tx, ty, id, prev, Method::Delete, None).await?),
+            _ => None,
+        };
+        tx.commit().await.map_err(db)?;
+        Ok(out)
+    }
+
+    async fn conditional_delete(&self, criteria: Criteria) -> Result<Option<StoredResource>> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(db)?;
+        let ty = criteria.request.resource_type.clone();
+        let mut locks = Locks::default();
+        locks.search_types(&criteria.request);
+        locks.take(&tx).await?;
+        let found = find_ids(&tx, &criteria, 2).await?;
+        let out = match found.len() {
+            0 => None,
+            1 => {
+                lock_row(&tx, ty.as_str(), found[0].as_str(), false).await?;
+                let prev = current(&tx, ty.as_str(), found[0].as_str()).await?;
+                Some(write_version(&tx, &ty, &found[0], prev, Method::Delete, None).await?)
+            }
+            n => return Err(Error::MultipleMatches(n)),
+        };
+        tx.commit().await.map_err(db)?;
+        Ok(out)
+    }
+
+    async fn find(&self, criteria: &Criteria, limit: usize) -> Result<Vec<ResourceId>> {
+        let c = self.client().await?;
+        find_ids(&c, criteria, limit).await
+    }
+
+    async fn replace_index(&self, items: Vec<(ResourceType, ResourceId, VersionId, IndexRows)>) -> Result<usize> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(db)?;
+        let mut locks = Locks::default();
+        for (ty, id, _, _) in &items {
+            locks.row(ty.as_str(), id.as_str(), false);
+        }
+        locks.take(&tx).await?;
+        let mut n = 0;
+        for (ty, id, version, rows) in items {
+            // only if the version indexed is still the current one
+            match current(&tx, ty.as_str(), id.as_str()).await? {
+                Some((v, false, _)) if v == version => {}
+                _ => continue,
+            }
+            delete_index(&tx, ty.as_str(), id.as_str()).await?;
+            write_index(&tx, ty.as_str(), id.as_str(), &rows).await?;
+            n += 1;
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(n)
+    }
+
+    async fn transaction(&self, ops: Vec<TxOp>) -> std::result::Result<Vec<TxOutcome>, (usize, Error)> {
+        let mut c = self.client().await.map_err(|e| (0, e))?;
+        let tx = c.transaction().await.map_err(|e| (0, db(e)))?;
+        let mut locks = Locks::default();
+        for op in &ops {
+            match op {
+                TxOp::Write { ty, id, preconditions, .. } => {
+                    locks.row(ty.as_str(), id.as_str(), true);
+                    precondition_locks(&mut locks, preconditions);
+                }
+                TxOp::Delete { ty, id, preconditions } => {
+                    locks.row(ty.as_str(), id.as_str(), false);
+                    precondition_locks(&mut locks, preconditions);
+                }
+                TxOp::Check { preconditions } => precondition_locks(&mut locks, preconditions),
+            }
+        }
+        locks.take(&tx).await.map_err(|e| (0, e))?;
+        let mut out = Vec::with_capacity(ops.len());
+        for (i, op) in ops.into_iter().enumerate() {
+            out.push(run_op(&tx, op).await.map_err(|e| (i, e))?);
+        }
+        tx.commit().await.map_err(|e| (0, db(e)))?;
+        Ok(out)
+    }
+
+    async fn search(&self, request: &SearchRequest, page_size: usize, want_total: bool) -> Result<SearchPage> {
+        let c = self.client().await?;
+        search::search(&c, request, page_size, want_total).await
+    }
+
+    async fn everything(&self, patient: &ResourceId, query: &EverythingQuery) -> Result<SearchPage> {
+        let c = self.client().await?;
+        search::everything(&c, patient.as_str(), query).await
+    }
+
+    async fn history(&self, scope: &HistoryScope, query: &HistoryQuery) -> Result<HistoryPage> {
+        let c = self.client().await?;
+        let mut sql = format!("SELECT {VERSION_COLUMNS} FROM resource_versions v WHERE 1 = 1");
+        let mut args: Vec<Sql> = Vec::new();
+        match scope {
+            HistoryScope::System => {}
+            HistoryScope::Type(t) => {
+                sql.push_str(" AND v.res_type = ?");
+                args.push(Sql::Text(t.to_string()));
+            }
+            HistoryScope::Instance(t, id) => {
+                sql.push_str(" AND v.res_type = ? AND v.res_id = ?");
+                args.push(Sql::Text(t.to_string()));
+                args.push(Sql::Text(id.to_string()));
+            }
+        }
+        if let Some(since) = query.since {
+            sql.push_str(" AND v.last_updated >= ?");
+            args.push(Sql::Integer(since.millis()));
+        }
+        let total = if matches!(scope, HistoryScope::Instance(..)) && query.cursor.is_none() {
+            let count_sql = sql.replacen(&format!("SELECT {VERSION_COLUMNS}"), "SELECT COUNT(*)", 1);
+            let n: i64 = c.query_one(&number_marks(&count_sql), &refs(&args)).await.map_err(db)?.get(0);
+            Some(n as u64)
+        } else {
+            None
+        };
+        if let Some(cursor) = query.cursor {
+            sql.push_str(" AND v.seq < ?");
+            args.push(Sql::Integer(cursor));
+        }
+        sql.push_str(&format!(" ORDER BY v.seq DESC LIMIT {}", query.count + 1));
+        let rows = c.query(&number_marks(&sql), &refs(&args)).await.map_err(db)?;
+        let mut entries = Vec::new();
+        let mut last_seq = None;
+        let mut more = false;
+        for r in &rows {
+            let (seq, s) = row_to_stored(r)?;
+            if entries.len() == query.count {
+                more = true;
+                break;
+            }
+            last_seq = Some(seq);
+            entries.push(s);
+        }
+        Ok(HistoryPage { entries, next: if more { last_seq } else { None }, total })
+    }
+
+    async fn ping(&self) -> Result<()> {
+        let c = self.client().await?;
+        c.query_one("SELECT 1", &[]).await.map_err(db)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_redacted() {
+        assert_eq!(redact("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+    }
+
+    #[test]
+    fn lock_keys_differ_by_kind() {
+        assert_ne!(key("hale-type:Patient"), key("hale-type:Observation"));
+    }
+}

@@ -1,0 +1,270 @@
+//! PostgreSQL only (they need `HALE_TEST_POSTGRES_URL`; without it they print SKIP):
+//! several Hale nodes on one database stay consistent, and start-up refuses what it
+//! cannot serve.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use hale_test_support::{TestDatabase, TestServer, json, postgres_url};
+use serde_json::{Value, json};
+use tokio::sync::Barrier;
+
+/// Two in-process nodes sharing one fresh database.
+async fn two_nodes(test: &str) -> Option<(TestDatabase, TestServer, TestServer)> {
+    if postgres_url().is_none() {
+        eprintln!("SKIP {test}: needs HALE_TEST_POSTGRES_URL");
+        return None;
+    }
+    let db = TestDatabase::create().await;
+    let a = TestServer::spawn_with(|c| c.database_url = db.url.clone()).await;
+    let b = TestServer::spawn_with(|c| c.database_url = db.url.clone()).await;
+    Some((db, a, b))
+}
+
+async fn put_if_match(s: &TestServer, path: &str, body: &Value, version: &str) -> (u16, Value) {
+    let r = s
+        .client
+        .put(s.fhir(path))
+        .header("content-type", "application/fhir+json")
+        .header("if-match", format!("W/\"{version}\""))
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, json(r).await)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_nodes_if_match_updates_have_one_winner_per_version() {
+    let Some((_db, a, b)) = two_nodes("two_nodes_if_match_updates_have_one_winner_per_version").await else {
+        return;
+    };
+    let r = a.post("/Patient", &json!({"resourceType":"Patient","name":[{"family":"Race"}]})).await;
+    assert_eq!(r.status(), 201);
+    let id = json(r).await["id"].as_str().unwrap().to_string();
+    let path = format!("/Patient/{id}");
+    let (a, b) = (Arc::new(a), Arc::new(b));
+
+    // rounds: every writer sends If-Match with the same current version at once
+    const ROUNDS: usize = 12;
+    const WRITERS: usize = 16;
+    let mut winners_by_version: BTreeMap<u64, String> = BTreeMap::new();
+    let (mut ok, mut failed) = (0, 0);
+    for round in 0..ROUNDS {
+        let version = (round + 1).to_string();
+        let barrier = Arc::new(Barrier::new(WRITERS));
+        let mut tasks = Vec::new();
+        for w in 0..WRITERS {
+            let node = if w % 2 == 0 { a.clone() } else { b.clone() };
+            let (barrier, path, version, id) = (barrier.clone(), path.clone(), version.clone(), id.clone());
+            tasks.push(tokio::spawn(async move {
+                let marker = format!("r{round}w{w}");
+                let body = json!({"resourceType":"Patient","id":id,"name":[{"family":"Race","given":[marker]}]});
+                barrier.wait().await;
+                let (status, out) = put_if_match(&node, &path, &body, &version).await;
+                (status, out, marker)
+            }));
+        }
+        let mut round_winners = 0;
+        for t in tasks {
+            let (status, out, marker) = t.await.unwrap();
+            match status {
+                200 => {
+                    round_winners += 1;
+                    ok += 1;
+                    let v: u64 = out["meta"]["versionId"].as_str().unwrap().parse().unwrap();
+                    assert!(winners_by_version.insert(v, marker).is_none(), "two winners for version {v}");
+                }
+                412 => failed += 1,
+                other => panic!("unexpected status {other}: {out}"),
+            }
+        }
+        assert_eq!(round_winners, 1, "round {round}: exactly one If-Match update wins");
+    }
+    // free-for-all: each writer reads and retries until it lands 3 updates
+    const LANDS: usize = 3;
+    let mut tasks = Vec::new();
+    for w in 0..8 {
+        let node = if w % 2 == 0 { a.clone() } else { b.clone() };
+        let (path, id) = (path.clone(), id.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut won = Vec::new();
+            let mut lost = 0;
+            while won.len() < LANDS {
+                let cur = json(node.get(&path).await).await;
+                let version = cur["meta"]["versionId"].as_str().unwrap().to_string();
+                let marker = format!("f{w}n{}", won.len());
+                let body =
+                    json!({"resourceType":"Patient","id":id,"name":[{"family":"Race","given":[marker.clone()]}]});
+                let (status, out) = put_if_match(&node, &path, &body, &version).await;
+                match status {
+                    200 => won.push((out["meta"]["versionId"].as_str().unwrap().parse::<u64>().unwrap(), marker)),
+                    412 => lost += 1,
+                    other => panic!("unexpected status {other}: {out}"),
+                }
+            }
+            (won, lost)
+        }));
+    }
+    let mut free_ok = 0;
+    let mut free_failed = 0;
+    for t in tasks {
+        let (won, lost) = t.await.unwrap();
+        free_failed += lost;
+        for (v, marker) in won {
+            free_ok += 1;
+            assert!(winners_by_version.insert(v, marker).is_none(), "two winners for version {v}");
+        }
+    }
+    // zero lost updates: every acknowledged update is its own version in the history
+    let total = 1 + ok + free_ok;
+    let cur = json(a.get(&path).await).await;
+    assert_eq!(cur["meta"]["versionId"], total.to_string());
+    let hist = json(b.get(&format!("{path}/_history?_count=1000")).await).await;
+    assert_eq!(hist["total"], total);
+    for e in hist["entry"].as_array().unwrap() {
+        let v: u64 = e["resource"]["meta"]["versionId"].as_str().unwrap().parse().unwrap();
+        if v == 1 {
+            continue;
+        }
+        let given = e["resource"]["name"][0]["given"][0].as_str().unwrap();
+        assert_eq!(winners_by_version.get(&v).map(String::as_str), Some(given), "version {v}");
+    }
+    assert_eq!(winners_by_version.len(), ok + free_ok);
+    println!(
+        "RACE if-match: rounds {ROUNDS} x {WRITERS} writers on 2 nodes: {ok} won, {failed} got 412; \
+         free-for-all: {free_ok} won, {free_failed} got 412; {total} versions, none lost"
+    );
+    assert_eq!((ok, failed), (ROUNDS, ROUNDS * (WRITERS - 1)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_nodes_identical_conditional_creates_make_one_resource() {
+    let Some((_db, a, b)) = two_nodes("two_nodes_identical_conditional_creates_make_one_resource").await else {
+        return;
+    };
+    let (a, b) = (Arc::new(a), Arc::new(b));
+    const CLIENTS: usize = 24;
+    for key in ["c1", "c2", "c3"] {
+        let barrier = Arc::new(Barrier::new(CLIENTS));
+        let mut tasks = Vec::new();
+        for w in 0..CLIENTS {
+            let node = if w % 2 == 0 { a.clone() } else { b.clone() };
+            let barrier = barrier.clone();
+            tasks.push(tokio::spawn(async move {
+                let body = json!({"resourceType":"Patient","identifier":[{"system":"urn:race","value":key}]});
+                barrier.wait().await;
+                let r = node
+                    .client
+                    .post(node.fhir("/Patient"))
+                    .header("content-type", "application/fhir+json")
+                    .header("if-none-exist", format!("identifier=urn:race|{key}"))
+                    .body(body.to_string())
+                    .send()
+                    .await
+                    .unwrap();
+                let status = r.status().as_u16();
+                (status, json(r).await["id"].as_str().map(str::to_string))
+            }));
+        }
+        let mut counts: BTreeMap<u16, usize> = BTreeMap::new();
+        let mut ids = std::collections::BTreeSet::new();
+        for t in tasks {
+            let (status, id) = t.await.unwrap();
+            *counts.entry(status).or_default() += 1;
+            ids.extend(id);
+        }
+        let found = json(a.get(&format!("/Patient?identifier=urn:race|{key}&_total=accurate")).await).await;
+        println!(
+            "RACE conditional create {key}: {CLIENTS} clients on 2 nodes: statuses {counts:?}, resources {}",
+            found["total"]
+        );
+        assert_eq!(found["total"], 1, "exactly one resource");
+        assert_eq!(counts.get(&201), Some(&1), "{counts:?}");
+        assert_eq!(counts.get(&200), Some(&(CLIENTS - 1)), "{counts:?}");
+        assert_eq!(ids.len(), 1);
+    }
+    // conditional updates racing to create the same resource: one resource as well
+    let barrier = Arc::new(Barrier::new(CLIENTS));
+    let mut tasks = Vec::new();
+    for w in 0..CLIENTS {
+        let node = if w % 2 == 0 { a.clone() } else { b.clone() };
+        let barrier = barrier.clone();
+        tasks.push(tokio::spawn(async move {
+            let body =
+                json!({"resourceType":"Patient","identifier":[{"system":"urn:race","value":"u1"}],"gender":"other"});
+            barrier.wait().await;
+            node.put("/Patient?identifier=urn:race|u1", &body).await.status().as_u16()
+        }));
+    }
+    let mut counts: BTreeMap<u16, usize> = BTreeMap::new();
+    for t in tasks {
+        *counts.entry(t.await.unwrap()).or_default() += 1;
+    }
+    let found = json(b.get("/Patient?identifier=urn:race|u1&_total=accurate").await).await;
+    println!(
+        "RACE conditional update u1: {CLIENTS} clients on 2 nodes: statuses {counts:?}, resources {}",
+        found["total"]
+    );
+    assert_eq!(found["total"], 1);
+    assert_eq!(counts.get(&201), Some(&1), "{counts:?}");
+    assert_eq!(counts.get(&200), Some(&(CLIENTS - 1)), "{counts:?}");
+    let hist =
+        json(a.get(&format!("/Patient/{}/_history", found["entry"][0]["resource"]["id"].as_str().unwrap())).await)
+            .await;
+    assert_eq!(hist["total"], CLIENTS);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_database_with_a_newer_schema_is_refused() {
+    if postgres_url().is_none() {
+        eprintln!("SKIP a_database_with_a_newer_schema_is_refused: needs HALE_TEST_POSTGRES_URL");
+        return;
+    }
+    let db = TestDatabase::create().await;
+    // migrate it, then pretend a newer Hale did too
+    drop(TestServer::spawn_with(|c| c.database_url = db.url.clone()).await);
+    db.batch_execute("INSERT INTO schema_migrations VALUES (999, 0)").await;
+    let cfg = hale_server::Config {
+        listen: "127.0.0.1:0".into(),
+        database_url: db.url.clone(),
+        ..hale_server::Config::default()
+    };
+    let err = hale_server::Server::bind(&cfg).await.err().expect("refused");
+    assert!(err.to_string().contains("newer than this Hale knows"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreachable_database_is_a_clear_error() {
+    let cfg = hale_server::Config {
+        listen: "127.0.0.1:0".into(),
+        database_url: "postgres://hale:secret@127.0.0.1:1/hale".into(),
+        ..hale_server::Config::default()
+    };
+    let err = hale_server::Server::bind(&cfg).await.err().expect("refused");
+    let text = err.to_string();
+    assert!(text.contains("cannot connect to PostgreSQL at postgres://hale:***@127.0.0.1:1/hale"), "{text}");
+    assert!(!text.contains("secret"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hale_migrate_prepares_a_database_once_and_again() {
+    if postgres_url().is_none() {
+        eprintln!("SKIP hale_migrate_prepares_a_database_once_and_again: needs HALE_TEST_POSTGRES_URL");
+        return;
+    }
+    let db = TestDatabase::create().await;
+    for _ in 0..2 {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_hale"))
+            .args(["migrate", "--database", &db.url])
+            .env_remove("HALE_CONFIG")
+            .env("HALE_LOG__LEVEL", "warn")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+        assert!(stdout.contains("is migrated"), "{stdout}");
+    }
+    db.batch_execute("SELECT version FROM schema_migrations WHERE version = 1").await;
+}
