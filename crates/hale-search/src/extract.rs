@@ -217,7 +217,12 @@ fn add_reference(rows: &mut IndexRows, code: &str, fhir_type: &str, v: &Value) {
         Some((t, id)) if !absolute => (Some(t.to_string()), Some(id.to_string())),
         _ => (None, None),
     };
-    rows.references.push(ReferenceIndex { param: code.into(), target_type, target_id, url: Some(text.into()) });
+    // the full text only when it says more than `Type/id` (absolute, versioned...)
+    let url = match (&target_type, &target_id) {
+        (Some(t), Some(i)) if text.len() == t.len() + 1 + i.len() => None,
+        _ => Some(text.into()),
+    };
+    rows.references.push(ReferenceIndex { param: code.into(), target_type, target_id, url });
 }
 
 #[cfg(test)]

@@ -26,6 +26,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("../migrations/0002_search_index.sql")),
     (3, include_str!("../migrations/0003_search_composite.sql")),
     (4, include_str!("../migrations/0004_owner_param_indexes.sql")),
+    (5, include_str!("../migrations/0005_leaner_indexes.sql")),
 ];
 
 /// Every index table; rows of a resource are replaced on each write.
@@ -65,12 +66,17 @@ impl std::fmt::Debug for SqliteStore {
     }
 }
 
-fn configure(conn: &Connection) -> rusqlite::Result<()> {
+/// Page cache of the writer, in KiB: index inserts touch many pages of large B-trees.
+const WRITER_CACHE_KIB: i64 = 128 * 1024;
+/// Page cache of each reader, in KiB.
+const READER_CACHE_KIB: i64 = 32 * 1024;
+
+fn configure(conn: &Connection, cache_kib: i64) -> rusqlite::Result<()> {
     conn.busy_timeout(std::time::Duration::from_secs(30))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
-    conn.pragma_update(None, "cache_size", -32_000)?;
+    conn.pragma_update(None, "cache_size", -cache_kib)?;
     Ok(())
 }
 
@@ -96,7 +102,7 @@ impl SqliteStore {
     /// Opens (creating if needed) the database file and runs pending migrations.
     pub fn open(path: &Path) -> Result<Self> {
         let mut writer = Connection::open(path).map_err(backend)?;
-        configure(&writer).map_err(backend)?;
+        configure(&writer, WRITER_CACHE_KIB).map_err(backend)?;
         let newest: i64 = writer
             .query_row(
                 "SELECT CASE WHEN EXISTS (SELECT 1 FROM sqlite_master WHERE name = 'schema_migrations')
@@ -136,6 +142,7 @@ impl SqliteStore {
         )
         .map_err(backend)?;
         c.busy_timeout(std::time::Duration::from_secs(30)).map_err(backend)?;
+        c.pragma_update(None, "cache_size", -READER_CACHE_KIB).map_err(backend)?;
         Ok(c)
     }
 
