@@ -9,19 +9,56 @@ use hale_test_support::{TestDatabase, TestServer, json, postgres_url};
 use serde_json::{Value, json};
 use tokio::sync::Barrier;
 
-/// Two in-process nodes sharing one fresh database.
-async fn two_nodes(test: &str) -> Option<(TestDatabase, TestServer, TestServer)> {
+/// A `hale serve` process: the nodes of the race tests are separate processes, each with
+/// its own connection pool, as two machines behind a load balancer would be.
+struct Node {
+    server: hale_test_support::BinaryServer,
+    client: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+impl Node {
+    fn fhir(&self, path: &str) -> String {
+        format!("{}/fhir{path}", self.server.base)
+    }
+
+    async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.fhir(path)).send().await.unwrap()
+    }
+
+    async fn post(&self, path: &str, body: &Value) -> reqwest::Response {
+        let r = self.client.post(self.fhir(path)).header("content-type", "application/fhir+json");
+        r.body(body.to_string()).send().await.unwrap()
+    }
+
+    async fn put(&self, path: &str, body: &Value) -> reqwest::Response {
+        let r = self.client.put(self.fhir(path)).header("content-type", "application/fhir+json");
+        r.body(body.to_string()).send().await.unwrap()
+    }
+}
+
+/// Two `hale serve` processes sharing one fresh database.
+async fn two_nodes(test: &str) -> Option<(TestDatabase, Node, Node)> {
     if postgres_url().is_none() {
         eprintln!("SKIP {test}: needs HALE_TEST_POSTGRES_URL");
         return None;
     }
     let db = TestDatabase::create().await;
-    let a = TestServer::spawn_with(|c| c.database_url = db.url.clone()).await;
-    let b = TestServer::spawn_with(|c| c.database_url = db.url.clone()).await;
+    let exe = std::path::Path::new(env!("CARGO_BIN_EXE_hale"));
+    let mut nodes = Vec::new();
+    for _ in 0..2 {
+        let dir = tempfile::tempdir().unwrap();
+        let args = ["serve", "--database", &db.url, "--data-dir", &dir.path().display().to_string()].map(String::from);
+        let server = hale_test_support::spawn_binary_with(exe, &args).await;
+        nodes.push(Node { server, client: reqwest::Client::new(), _dir: dir });
+    }
+    let b = nodes.pop().unwrap();
+    let a = nodes.pop().unwrap();
+    assert_ne!(a.server.base, b.server.base);
     Some((db, a, b))
 }
 
-async fn put_if_match(s: &TestServer, path: &str, body: &Value, version: &str) -> (u16, Value) {
+async fn put_if_match(s: &Node, path: &str, body: &Value, version: &str) -> (u16, Value) {
     let r = s
         .client
         .put(s.fhir(path))
