@@ -138,7 +138,7 @@ pub async fn import(repo: &Repository, paths: &[PathBuf], show_progress: bool) -
 }
 
 /// Loads a stream of bundles (`label` names each in error lines): transactions up to
-/// [`BUNDLES_IN_FLIGHT`] at once, batches alone, as `hale import` does.
+/// four at once, batches alone, as `hale import` does.
 pub async fn load_bundles(
     repo: &Repository,
     bundles: impl Iterator<Item = (String, Value)>,
