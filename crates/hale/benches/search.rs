@@ -143,8 +143,41 @@ fn main() {
         }
         let _ = bytes;
         println!(
-            "full paged download (1000 a page, parsed): {n} resources at {:.0} resources/s",
+            "full paged download, store (1000 a page, each resource parsed): {n} resources at {:.0} resources/s",
             n as f64 / t.elapsed().as_secs_f64()
         );
+        // the same over HTTP: the server on loopback, the client following next links
+        let http_cfg = hale_server::Config { listen: "127.0.0.1:0".into(), ..cfg.clone() };
+        let server = hale_server::Server::bind(&http_cfg).await.unwrap();
+        let base = format!("http://{}/fhir", server.local_addr());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let serving = tokio::spawn(server.serve(async move {
+            let _ = stopped.await;
+        }));
+        let client = reqwest::Client::new();
+        for pass in ["cold", "warm"] {
+            let t = Instant::now();
+            let (mut n, mut bytes) = (0usize, 0usize);
+            let mut url = format!("{base}/Observation?code=http://loinc.org%7C8867-4&_count=1000");
+            loop {
+                let text = client.get(&url).send().await.unwrap().text().await.unwrap();
+                bytes += text.len();
+                let page: Value = serde_json::from_str(&text).unwrap();
+                n += page["entry"].as_array().map_or(0, Vec::len);
+                let next = page["link"].as_array().unwrap().iter().find(|l| l["relation"] == "next");
+                match next {
+                    Some(l) => url = l["url"].as_str().unwrap().to_string(),
+                    None => break,
+                }
+            }
+            let secs = t.elapsed().as_secs_f64();
+            println!(
+                "full paged download, HTTP {pass} (1000 a page, client parses): {n} resources, {:.1} MB at {:.0} resources/s",
+                bytes as f64 / 1e6,
+                n as f64 / secs
+            );
+        }
+        let _ = stop.send(());
+        let _ = serving.await;
     });
 }

@@ -298,8 +298,45 @@ fn respond(
         p.push(("_cursor".into(), previous.clone()));
         links.push(json!({"relation": "previous", "url": link(ctx, path, &p)}));
     }
-    let mut entries = Vec::with_capacity(page.entries.len() + page.included.len());
+    let mut bundle = json!({
+        "resourceType": "Bundle",
+        "id": uuid::Uuid::now_v7().to_string(),
+        "meta": {"lastUpdated": Instant::now().to_fhir()},
+        "type": "searchset",
+    });
+    if let Some(t) = page.total {
+        bundle["total"] = json!(t);
+    }
+    bundle["link"] = Value::Array(links);
     let all = page.entries.iter().map(|e| (e, "match")).chain(page.included.iter().map(|e| (e, "include")));
+    if req.summary.is_none() && req.elements.is_none() && !ctx.pretty {
+        // the stored text is the resource as served: splice it in without parsing it
+        let head = hale_fhir::json::to_string(&bundle);
+        let bytes: usize =
+            page.entries.iter().chain(&page.included).map(|e| e.body.as_ref().map_or(0, String::len) + 128).sum();
+        let mut text = String::with_capacity(head.len() + bytes + 4);
+        text.push_str(head.strip_suffix('}').unwrap_or(&head));
+        let mut first = true;
+        for (e, mode) in all {
+            let Some(body) = &e.body else { continue };
+            text.push_str(if first { ",\"entry\":[" } else { "," });
+            first = false;
+            let full_url = Value::String(format!("{}/{}/{}", ctx.base, e.resource_type, e.id));
+            text.push_str("{\"fullUrl\":");
+            text.push_str(&hale_fhir::json::to_string(&full_url));
+            text.push_str(",\"resource\":");
+            text.push_str(body);
+            text.push_str(",\"search\":{\"mode\":\"");
+            text.push_str(mode);
+            text.push_str("\"}}");
+        }
+        if !first {
+            text.push(']');
+        }
+        text.push('}');
+        return Ok(ctx.respond(StatusCode::OK, text));
+    }
+    let mut entries = Vec::with_capacity(page.entries.len() + page.included.len());
     for (e, mode) in all {
         let Some(body) = &e.body else { continue };
         let mut v: Value = serde_json::from_str(body).map_err(|err| {
@@ -318,16 +355,6 @@ fn respond(
             "search": {"mode": mode},
         }));
     }
-    let mut bundle = json!({
-        "resourceType": "Bundle",
-        "id": uuid::Uuid::now_v7().to_string(),
-        "meta": {"lastUpdated": Instant::now().to_fhir()},
-        "type": "searchset",
-    });
-    if let Some(t) = page.total {
-        bundle["total"] = json!(t);
-    }
-    bundle["link"] = Value::Array(links);
     if !entries.is_empty() {
         bundle["entry"] = Value::Array(entries);
     }
