@@ -407,3 +407,109 @@ pub async fn reindex(repo: &Repository, types: &[String], show_progress: bool) -
     bar.finish_and_clear();
     Ok(total)
 }
+
+/// What `hale migrate-store` copied and checked.
+#[derive(Debug, Default)]
+pub struct CopySummary {
+    pub versions: usize,
+    pub seconds: f64,
+    /// Versions per resource type, the same in both stores.
+    pub per_type: std::collections::BTreeMap<String, usize>,
+    /// The content hash both stores agree on.
+    pub hash: String,
+}
+
+/// Per-type version counts and an order-independent hash of every version's type, id,
+/// version, lastUpdated, method and body.
+pub async fn fingerprint(
+    store: &dyn hale_store::Store,
+) -> Result<(std::collections::BTreeMap<String, usize>, u128), hale_store::Error> {
+    fn fnv(seed: u64, parts: &[&[u8]]) -> u64 {
+        let mut h = seed;
+        for p in parts {
+            for b in p.iter().chain(std::iter::once(&0xffu8)) {
+                h ^= *b as u64;
+                h = h.wrapping_mul(0x0100_0000_01b3);
+            }
+        }
+        h
+    }
+    let mut per_type = std::collections::BTreeMap::new();
+    let (mut a, mut b) = (0u64, 0u64);
+    let mut after = 0;
+    loop {
+        let page = store.versions_after(after, 2000).await?;
+        let Some((last, _)) = page.last() else { break };
+        after = *last;
+        for (_, v) in &page {
+            *per_type.entry(v.resource_type.to_string()).or_insert(0) += 1;
+            let version = v.version.to_string();
+            let at = v.last_updated.millis().to_string();
+            let parts: [&[u8]; 6] = [
+                v.resource_type.as_str().as_bytes(),
+                v.id.as_str().as_bytes(),
+                version.as_bytes(),
+                at.as_bytes(),
+                v.method.as_str().as_bytes(),
+                v.body.as_deref().unwrap_or("").as_bytes(),
+            ];
+            a = a.wrapping_add(fnv(0xcbf2_9ce4_8422_2325, &parts));
+            b = b.wrapping_add(fnv(0x8422_2325_cbf2_9ce4, &parts));
+        }
+    }
+    Ok((per_type, ((a as u128) << 64) | b as u128))
+}
+
+/// Copies every version of every resource from `from` into the empty store `to`, history
+/// intact (ids, version ids, lastUpdated, deletions), rebuilding the search index of the
+/// current versions; then checks that both stores hold the same versions.
+pub async fn copy_store(
+    from: &dyn hale_store::Store,
+    to: &dyn hale_store::Store,
+    show_progress: bool,
+) -> Result<CopySummary, String> {
+    let started = Instant::now();
+    if !to.versions_after(0, 1).await.map_err(|e| format!("the target store: {e}"))?.is_empty() {
+        return Err("the target store is not empty; migrate-store copies into an empty store only".into());
+    }
+    let bar = progress_bar(show_progress);
+    bar.set_message("versions copied");
+    let mut after = 0;
+    let mut versions = 0;
+    loop {
+        let page = from.versions_after(after, 1000).await.map_err(|e| format!("the source store: {e}"))?;
+        let Some((last, _)) = page.last() else { break };
+        after = *last;
+        let mut batch = Vec::with_capacity(page.len());
+        for (_, v) in page {
+            let index = match &v.body {
+                Some(body) => {
+                    let value: Value = serde_json::from_str(body).map_err(|_| {
+                        format!("{}/{}/_history/{}: the stored JSON cannot be read", v.resource_type, v.id, v.version)
+                    })?;
+                    hale_search::extract::extract(&value)
+                }
+                None => hale_store::IndexRows::default(),
+            };
+            batch.push((v, index));
+        }
+        versions += batch.len();
+        bar.inc(batch.len() as u64);
+        to.restore(batch).await.map_err(|e| format!("the target store: {e}"))?;
+    }
+    bar.finish_and_clear();
+    let (src_types, src_hash) = fingerprint(from).await.map_err(|e| format!("the source store: {e}"))?;
+    let (dst_types, dst_hash) = fingerprint(to).await.map_err(|e| format!("the target store: {e}"))?;
+    if src_types != dst_types {
+        return Err(format!("verification failed: versions per type differ ({src_types:?} against {dst_types:?})"));
+    }
+    if src_hash != dst_hash {
+        return Err("verification failed: the content hashes differ".into());
+    }
+    Ok(CopySummary {
+        versions,
+        seconds: started.elapsed().as_secs_f64(),
+        per_type: src_types,
+        hash: format!("{src_hash:032x}"),
+    })
+}

@@ -676,6 +676,58 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn versions_after(&self, after: i64, limit: usize) -> Result<Vec<(i64, StoredResource)>> {
+        self.with_reader(move |c| {
+            let sql =
+                format!("SELECT {VERSION_COLUMNS} FROM resource_versions v WHERE v.seq > ?1 ORDER BY v.seq LIMIT ?2");
+            let mut stmt = c.prepare_cached(&sql).map_err(backend)?;
+            let rows = stmt.query_map(params![after, limit as i64], row_to_stored).map_err(backend)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn restore(&self, versions: Vec<(StoredResource, IndexRows)>) -> Result<()> {
+        self.with_writer(move |tx| {
+            for (v, index) in &versions {
+                let (ty, id) = (v.resource_type.as_str(), v.id.as_str());
+                tx.prepare_cached(
+                    "INSERT INTO resource_versions (res_type, res_id, version, last_updated, method, body)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
+                        ty,
+                        id,
+                        v.version.get() as i64,
+                        v.last_updated.millis(),
+                        v.method.as_str(),
+                        v.body
+                    ])
+                })
+                .map_err(backend)?;
+                let seq = tx.last_insert_rowid();
+                tx.prepare_cached(
+                    "INSERT INTO resources (res_type, res_id, version, seq, deleted) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (res_type, res_id) DO UPDATE SET version = excluded.version, seq = excluded.seq,
+                     deleted = excluded.deleted",
+                )
+                .and_then(|mut s| s.execute(params![ty, id, v.version.get() as i64, seq, v.body.is_none() as i64]))
+                .map_err(backend)?;
+                for table in INDEX_TABLES {
+                    tx.prepare_cached(&format!("DELETE FROM {table} WHERE res_type = ?1 AND res_id = ?2"))
+                        .and_then(|mut s| s.execute(params![ty, id]))
+                        .map_err(backend)?;
+                }
+                if v.body.is_some() {
+                    write_index(tx, ty, id, index).map_err(backend)?;
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
     async fn ping(&self) -> Result<()> {
         self.with_reader(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(backend)).await
     }

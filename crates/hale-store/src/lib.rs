@@ -326,6 +326,13 @@ pub trait Store: Send + Sync + 'static {
     async fn history(&self, scope: &HistoryScope, query: &HistoryQuery) -> Result<HistoryPage>;
     /// A cheap check that the store answers (for readiness).
     async fn ping(&self) -> Result<()>;
+    /// Up to `limit` versions of any resource written after position `after`, oldest
+    /// first, each with its position (for copying a store: start at 0).
+    async fn versions_after(&self, after: i64, limit: usize) -> Result<Vec<(i64, StoredResource)>>;
+    /// Writes versions exactly as given (id, version, lastUpdated, method, body), in order,
+    /// in one transaction: the last version of a resource becomes its current one, with
+    /// the index rows given (ignored for deletions). For copying into an unused store.
+    async fn restore(&self, versions: Vec<(StoredResource, IndexRows)>) -> Result<()>;
 }
 
 #[cfg(test)]
