@@ -1,10 +1,13 @@
 //! The embedded store: one SQLite file in WAL mode with `synchronous=FULL`, so a write
 //! that was acknowledged survives `kill -9` and power loss.
 //!
-//! One writer connection (SQLite has one writer at a time) behind a mutex, used from
-//! blocking tasks; a small pool of reader connections that WAL lets run beside it.
-//! Every write is one `BEGIN IMMEDIATE` transaction in which its preconditions are
-//! checked, so `If-Match` and conditional creates are race-free.
+//! One writer connection (SQLite has one writer at a time) owned by a writer thread; a
+//! small pool of reader connections that WAL lets run beside it. Writes queue for the
+//! writer thread, which runs each inside its own savepoint of a `BEGIN IMMEDIATE`
+//! transaction and commits the writes that queued together at once (group commit): a
+//! write that fails rolls back its savepoint only, and every write is answered after
+//! the commit that made it durable. Preconditions are checked inside the transaction,
+//! after the writes before them, so `If-Match` and conditional creates are race-free.
 
 mod search;
 
@@ -56,8 +59,43 @@ pub struct SqliteStore {
 
 struct Inner {
     path: PathBuf,
-    writer: Mutex<Connection>,
+    jobs: Mutex<std::sync::mpsc::Sender<Job>>,
     readers: Mutex<Vec<Connection>>,
+}
+
+/// Answers a write once its transaction committed (or failed to).
+type Deliver = Box<dyn FnOnce(Result<()>) + Send>;
+/// A write for the writer thread: given the connection inside a transaction, it runs
+/// in a savepoint and returns how to answer; given an error, it answers at once.
+type Job = Box<dyn FnOnce(Result<&Connection>) -> Option<Deliver> + Send>;
+
+/// Most writes one commit carries.
+const MAX_GROUP: usize = 32;
+
+/// The writer thread: takes a write, then every write that queued meanwhile, into one
+/// transaction.
+fn writer_loop(conn: Connection, jobs: std::sync::mpsc::Receiver<Job>) {
+    while let Ok(first) = jobs.recv() {
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            first(Err(backend(e)));
+            continue;
+        }
+        let mut delivers: Vec<Deliver> = Vec::new();
+        let mut next = Some(first);
+        while let Some(job) = next.take() {
+            delivers.extend(job(Ok(&conn)));
+            if delivers.len() < MAX_GROUP {
+                next = jobs.try_recv().ok();
+            }
+        }
+        let committed = conn.execute_batch("COMMIT").map_err(backend);
+        if committed.is_err() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        for d in delivers {
+            d(committed.as_ref().map(|_| ()).map_err(|e| Error::Backend(e.to_string())));
+        }
+    }
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -123,10 +161,15 @@ impl SqliteStore {
             }
         }
         migrate(&mut writer).map_err(backend)?;
+        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("hale-sqlite-writer".into())
+            .spawn(move || writer_loop(writer, queue))
+            .map_err(backend)?;
         Ok(SqliteStore {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),
-                writer: Mutex::new(writer),
+                jobs: Mutex::new(jobs),
                 readers: Mutex::new(Vec::new()),
             }),
         })
@@ -169,22 +212,52 @@ impl SqliteStore {
         .map_err(backend)?
     }
 
-    /// Runs `f` inside one immediate write transaction on the blocking pool; commits
-    /// when `f` returns Ok, rolls back otherwise.
+    /// Runs `f` as one write: in its own savepoint of the writer's transaction, answered
+    /// after the commit; `f`'s error rolls back its savepoint and nothing else.
+    async fn write<T: Send + 'static, E: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> std::result::Result<T, E> + Send + 'static,
+        from_store: fn(Error) -> E,
+    ) -> std::result::Result<T, E> {
+        let (answer, answered) = tokio::sync::oneshot::channel::<std::result::Result<T, E>>();
+        let job: Job = Box::new(move |conn| {
+            let conn = match conn {
+                Ok(c) => c,
+                Err(e) => {
+                    let _ = answer.send(Err(from_store(e)));
+                    return None;
+                }
+            };
+            if let Err(e) = conn.execute_batch("SAVEPOINT write") {
+                let _ = answer.send(Err(from_store(backend(e))));
+                return None;
+            }
+            let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(conn)))
+                .unwrap_or_else(|_| Err(from_store(Error::Backend("a write failed unexpectedly".into()))));
+            let undo = if out.is_ok() { "RELEASE write" } else { "ROLLBACK TO write; RELEASE write" };
+            if let Err(e) = conn.execute_batch(undo) {
+                let _ = answer.send(Err(from_store(backend(e))));
+                return None;
+            }
+            Some(Box::new(move |committed: Result<()>| {
+                let _ = answer.send(match (committed, out) {
+                    (_, Err(e)) => Err(e),
+                    (Ok(()), ok) => ok,
+                    (Err(e), Ok(_)) => Err(from_store(e)),
+                });
+            }))
+        });
+        let stopped = || Error::Backend("the store's writer has stopped".into());
+        self.inner.jobs.lock().unwrap_or_else(|e| e.into_inner()).send(job).map_err(|_| from_store(stopped()))?;
+        answered.await.map_err(|_| from_store(stopped()))?
+    }
+
+    /// Runs `f` as one write (see [`SqliteStore::write`]).
     async fn with_writer<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T> + Send + 'static,
+        f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        let this = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = this.inner.writer.lock().unwrap_or_else(|e| e.into_inner());
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(backend)?;
-            let out = f(&tx)?;
-            tx.commit().map_err(backend)?;
-            Ok(out)
-        })
-        .await
-        .map_err(backend)?
+        self.write(f, |e| e).await
     }
 }
 
@@ -466,19 +539,17 @@ impl Store for SqliteStore {
     }
 
     async fn transaction(&self, ops: Vec<TxOp>) -> std::result::Result<Vec<TxOutcome>, (usize, Error)> {
-        let this = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = this.inner.writer.lock().unwrap_or_else(|e| e.into_inner());
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| (0, backend(e)))?;
-            let mut out = Vec::with_capacity(ops.len());
-            for (i, op) in ops.into_iter().enumerate() {
-                out.push(run_op(&tx, op).map_err(|e| (i, e))?);
-            }
-            tx.commit().map_err(|e| (0, backend(e)))?;
-            Ok(out)
-        })
+        self.write(
+            move |tx| {
+                let mut out = Vec::with_capacity(ops.len());
+                for (i, op) in ops.into_iter().enumerate() {
+                    out.push(run_op(tx, op).map_err(|e| (i, e))?);
+                }
+                Ok(out)
+            },
+            |e| (0, e),
+        )
         .await
-        .map_err(|e| (0, backend(e)))?
     }
 
     async fn read(&self, ty: &ResourceType, id: &ResourceId) -> Result<Option<StoredResource>> {
