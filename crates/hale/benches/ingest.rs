@@ -16,6 +16,41 @@ use std::time::Instant;
 use hale_store::{IndexRows, Method, NewVersion, Store, TxOp};
 use serde_json::Value;
 
+/// Loads the shared bundles through the first repository, then the patient bundles
+/// spread over all of them, `per_repo` in flight each; resources/s of the patient part.
+fn load(
+    rt: &tokio::runtime::Runtime,
+    repos: &[hale_repository::Repository],
+    shared: &[String],
+    patients: &[String],
+    per_repo: usize,
+) -> f64 {
+    let resources: usize = patients.iter().map(|t| t.matches("\"request\"").count()).sum();
+    rt.block_on(async {
+        for text in shared {
+            repos[0].process_bundle(&serde_json::from_str(text).unwrap()).await.unwrap();
+        }
+    });
+    let t = Instant::now();
+    rt.block_on(async {
+        let sems: Vec<_> = repos.iter().map(|_| Arc::new(tokio::sync::Semaphore::new(per_repo))).collect();
+        let mut tasks = Vec::new();
+        for (i, text) in patients.iter().enumerate() {
+            let k = i % repos.len();
+            let (repo, sem, text) = (repos[k].clone(), sems[k].clone(), text.clone());
+            tasks.push(tokio::spawn(async move {
+                let _p = sem.acquire().await.unwrap();
+                let v: Value = serde_json::from_str(&text).unwrap();
+                repo.process_bundle(&v).await.unwrap();
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+    });
+    resources as f64 / t.elapsed().as_secs_f64()
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
@@ -138,34 +173,36 @@ fn main() {
     let dir_import = tempfile::tempdir().unwrap();
     let cfg = hale_server::Config { data_dir: dir_import.path().to_path_buf(), ..Default::default() };
     let repo = rt.block_on(hale_server::repository(&cfg)).unwrap();
-    rt.block_on(async {
-        for text in shared {
-            repo.process_bundle(&serde_json::from_str(text).unwrap()).await.unwrap();
-        }
-    });
-    let t = Instant::now();
-    rt.block_on(async {
-        let sem = Arc::new(tokio::sync::Semaphore::new(4));
-        let mut tasks = Vec::new();
-        for text in patients {
-            let (repo, sem, text) = (repo.clone(), sem.clone(), text.clone());
-            tasks.push(tokio::spawn(async move {
-                let _p = sem.acquire().await.unwrap();
-                let v: Value = serde_json::from_str(&text).unwrap();
-                repo.process_bundle(&v).await.unwrap();
-            }));
-        }
-        for t in tasks {
-            t.await.unwrap();
-        }
-    });
-    let import_rate = resources as f64 / t.elapsed().as_secs_f64();
+    let import_rate = load(&rt, &[repo], shared, patients, 4);
     println!(
         "{:<34} {:>10.0} resources/s ({:.0}% of the rows floor)",
         "import path (4 in flight)",
         import_rate,
         100.0 * import_rate / rows_rate
     );
+
+    // 3b. the same on PostgreSQL, one node and two nodes (two pools) on one database
+    if hale_test_support::postgres_url().is_some() {
+        for nodes in [1, 2] {
+            let db = rt.block_on(hale_test_support::TestDatabase::create());
+            let repos: Vec<_> = (0..nodes)
+                .map(|_| {
+                    let cfg = hale_server::Config { database_url: db.url.clone(), ..Default::default() };
+                    rt.block_on(hale_server::repository(&cfg)).unwrap()
+                })
+                .collect();
+            let rate = load(&rt, &repos, shared, patients, 4);
+            println!(
+                "{:<34} {:>10.0} resources/s",
+                format!("PostgreSQL import, {nodes} node{} (4 in flight each)", if nodes > 1 { "s" } else { "" }),
+                rate
+            );
+            drop(repos);
+            drop(db);
+        }
+    } else {
+        println!("PostgreSQL stages SKIPPED: set HALE_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/DB");
+    }
 
     // 4. over HTTP against the binary
     let dir_http = tempfile::tempdir().unwrap();

@@ -44,6 +44,21 @@ fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let data = tempfile::tempdir().unwrap();
     let cfg = hale_server::Config { data_dir: data.path().to_path_buf(), ..Default::default() };
+    println!("== SQLite");
+    run(&rt, &cfg, &dir, copies);
+    if hale_test_support::postgres_url().is_some() {
+        let db = rt.block_on(hale_test_support::TestDatabase::create());
+        let pg = hale_server::Config { database_url: db.url.clone(), ..cfg.clone() };
+        println!("== PostgreSQL");
+        run(&rt, &pg, &dir, copies);
+    } else {
+        println!("PostgreSQL SKIPPED: set HALE_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/DB");
+    }
+}
+
+fn run(rt: &tokio::runtime::Runtime, cfg: &hale_server::Config, dir: &std::path::Path, copies: usize) {
+    let dir = dir.to_path_buf();
+    let cfg = cfg.clone();
     let t = Instant::now();
     let mut total = 0;
     rt.block_on(async {
