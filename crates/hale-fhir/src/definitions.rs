@@ -209,6 +209,11 @@ impl Definitions {
         self.primitives.get(name).and_then(|r| r.as_deref())
     }
 
+    /// Every primitive type with a regular expression, and the expression.
+    pub fn primitive_regexes(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.primitives.iter().filter_map(|(name, re)| re.as_deref().map(|r| (name.as_str(), r)))
+    }
+
     /// The codes of a value set bound with required strength, where expandable.
     pub fn value_set(&self, url: &str) -> Option<&HashSet<String>> {
         self.value_sets.get(url)

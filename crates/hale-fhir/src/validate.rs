@@ -7,7 +7,7 @@
 //! `Patient.name[0].given[1]`.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 
 use regex::Regex;
 use serde_json::{Map, Value};
@@ -25,11 +25,17 @@ pub fn validate_resource(resource: &Value) -> Vec<Issue> {
     v.issues
 }
 
-fn regex_for(type_name: &str, pattern: &str) -> Option<Regex> {
-    static CACHE: OnceLock<Mutex<HashMap<String, Option<Regex>>>> = OnceLock::new();
-    let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
-    let mut guard = cache.lock().unwrap_or_else(|e| e.into_inner());
-    guard.entry(type_name.to_string()).or_insert_with(|| Regex::new(&format!("^(?:{pattern})$")).ok()).clone()
+/// The compiled regular expression of a primitive type: compiled once for all types and
+/// shared, so each thread keeps its own matching cache instead of rebuilding one per value.
+fn regex_for(type_name: &str) -> Option<&'static Regex> {
+    static ALL: OnceLock<HashMap<String, Regex>> = OnceLock::new();
+    ALL.get_or_init(|| {
+        Definitions::get()
+            .primitive_regexes()
+            .filter_map(|(name, pattern)| Regex::new(&format!("^(?:{pattern})$")).ok().map(|r| (name.to_string(), r)))
+            .collect()
+    })
+    .get(type_name)
 }
 
 struct Validator<'d> {
@@ -224,7 +230,7 @@ impl Validator<'_> {
             "decimal" => match val {
                 Value::Number(n) => {
                     let text = n.to_string();
-                    if let Some(re) = self.defs.primitive_regex("decimal").and_then(|p| regex_for("decimal", p))
+                    if let Some(re) = regex_for("decimal")
                         && !re.is_match(&text)
                     {
                         self.push(IssueType::Value, path, format!("'{text}' is not a valid decimal"));
@@ -254,7 +260,7 @@ impl Validator<'_> {
                     }
                     return;
                 }
-                if let Some(re) = self.defs.primitive_regex(ty).and_then(|p| regex_for(ty, p))
+                if let Some(re) = regex_for(ty)
                     && !re.is_match(s)
                 {
                     let shown: String = s.chars().take(64).collect();
