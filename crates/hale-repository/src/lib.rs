@@ -393,6 +393,11 @@ impl Repository {
 
     /// Recomputes the index rows of every current resource of `ty` from its stored
     /// JSON; `progress` is called with the number done so far. Returns the count.
+    /// Refreshes the store's planner statistics (after a bulk load).
+    pub async fn optimize(&self) -> Result<()> {
+        Ok(self.store.optimize().await?)
+    }
+
     pub async fn reindex_type(&self, ty: &ResourceType, mut progress: impl FnMut(usize)) -> Result<usize> {
         let mut req =
             hale_search::parse::parse(ty, &[], false).map_err(|i| Error::Invalid(OperationOutcome::single(i)))?;

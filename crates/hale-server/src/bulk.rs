@@ -133,6 +133,9 @@ pub async fn import(repo: &Repository, paths: &[PathBuf], show_progress: bool) -
     }
     drain(&mut in_flight, &mut summary).await;
     bar.finish_and_clear();
+    if let Err(e) = repo.optimize().await {
+        summary.errors.push(format!("the store's statistics could not be refreshed: {}", first_issue(&e)));
+    }
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
 }
@@ -405,6 +408,7 @@ pub async fn reindex(repo: &Repository, types: &[String], show_progress: bool) -
         total += n;
     }
     bar.finish_and_clear();
+    repo.optimize().await.map_err(|e| std::io::Error::other(first_issue(&e)))?;
     Ok(total)
 }
 
@@ -498,6 +502,7 @@ pub async fn copy_store(
         to.restore(batch).await.map_err(|e| format!("the target store: {e}"))?;
     }
     bar.finish_and_clear();
+    to.optimize().await.map_err(|e| format!("the target store: {e}"))?;
     let (src_types, src_hash) = fingerprint(from).await.map_err(|e| format!("the source store: {e}"))?;
     let (dst_types, dst_hash) = fingerprint(to).await.map_err(|e| format!("the target store: {e}"))?;
     if src_types != dst_types {

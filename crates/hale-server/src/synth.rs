@@ -25,6 +25,9 @@ pub async fn load(repo: &Repository, cfg: &hale_synth::Config, show_progress: bo
     let started = Instant::now();
     let mut summary = load_bundles(repo, labelled(cfg), &bar).await;
     bar.finish_and_clear();
+    if let Err(e) = repo.optimize().await {
+        summary.errors.push(format!("the store's statistics could not be refreshed: {e}"));
+    }
     summary.seconds = started.elapsed().as_secs_f64();
     summary
 }

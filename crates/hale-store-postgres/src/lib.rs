@@ -884,6 +884,11 @@ impl Store for PgStore {
         Ok(())
     }
 
+    async fn optimize(&self) -> Result<()> {
+        let c = self.client().await?;
+        c.batch_execute("ANALYZE").await.map_err(db)
+    }
+
     async fn versions_after(&self, after: i64, limit: usize) -> Result<Vec<(i64, StoredResource)>> {
         let c = self.client().await?;
         let sql = format!("SELECT {VERSION_COLUMNS} FROM resource_versions v WHERE v.seq > $1 ORDER BY v.seq LIMIT $2");

@@ -326,6 +326,9 @@ pub trait Store: Send + Sync + 'static {
     async fn history(&self, scope: &HistoryScope, query: &HistoryQuery) -> Result<HistoryPage>;
     /// A cheap check that the store answers (for readiness).
     async fn ping(&self) -> Result<()>;
+    /// Refreshes the planner's statistics after a bulk load (`ANALYZE`), so searches
+    /// keep good plans.
+    async fn optimize(&self) -> Result<()>;
     /// Up to `limit` versions of any resource written after position `after`, oldest
     /// first, each with its position (for copying a store: start at 0).
     async fn versions_after(&self, after: i64, limit: usize) -> Result<Vec<(i64, StoredResource)>>;
