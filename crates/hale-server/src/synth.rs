@@ -11,11 +11,11 @@ use serde_json::Value;
 
 use crate::bulk::{ImportSummary, load_bundles, progress_bar};
 
-/// The population's bundles with a label each: `shared`, then `patient-000001`...
+/// The population's bundles with a label each: `0-shared`, then `patient-000001`...
 fn labelled(cfg: &hale_synth::Config) -> impl Iterator<Item = (String, Value)> + use<> {
     hale_synth::population(cfg)
         .enumerate()
-        .map(|(i, b)| (if i == 0 { "shared".to_string() } else { format!("patient-{i:06}") }, b))
+        .map(|(i, b)| (if i == 0 { "0-shared".to_string() } else { format!("patient-{i:06}") }, b))
 }
 
 /// Loads the population into the store behind `repo`.
@@ -32,7 +32,7 @@ pub async fn load(repo: &Repository, cfg: &hale_synth::Config, show_progress: bo
     summary
 }
 
-/// Writes one bundle a file: `DIR/shared.json` (a batch, to load first) and
+/// Writes one bundle a file: `DIR/0-shared.json` (a batch, first in name order) and
 /// `DIR/patient-NNNNNN.json` (a transaction each). Returns the number of files.
 pub fn write_bundles(cfg: &hale_synth::Config, dir: &Path) -> std::io::Result<usize> {
     std::fs::create_dir_all(dir)?;

@@ -66,7 +66,7 @@ enum Command {
         /// Write files into this directory instead of loading the store.
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
-        /// File format with --out: `bundles` (shared.json, then one transaction a
+        /// File format with --out: `bundles` (0-shared.json, then one transaction a
         /// patient) or `ndjson` (Type.ndjson, as bulk export writes).
         #[arg(long, value_enum, default_value_t = SynthFormat::Bundles)]
         format: SynthFormat,
@@ -276,7 +276,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 Some(dir) => {
                     let files = hale_server::synth::write_bundles(&pop, &dir)?;
-                    println!("wrote {files} bundles to {} (load shared.json first)", dir.display());
+                    println!(
+                        "wrote {files} bundles to {} (0-shared.json first: `hale import DIR` loads them in order)",
+                        dir.display()
+                    );
                 }
                 None => {
                     let cfg = Config::load(cli.config.as_deref(), &store.overrides())?;

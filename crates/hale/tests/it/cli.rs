@@ -116,6 +116,21 @@ fn synth_is_deterministic_and_loads_what_it_writes() {
         let lines = |d: &std::path::Path| std::fs::read_to_string(d.join(f)).map(|t| t.lines().count()).unwrap_or(0);
         assert_eq!(lines(a.path()), lines(exported.path()), "{f:?}");
     }
+    // as bundle files, loaded in name order (the shared batch first)
+    let files = tempfile::tempdir().unwrap();
+    let out = hale()
+        .args(["synth", "--patients", "2", "--seed", "7", "--reference-date", "2025-01-01", "--out"])
+        .arg(files.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut names: Vec<_> = std::fs::read_dir(files.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    names.sort();
+    assert_eq!(names.first().map(|n| n.to_string_lossy().to_string()).as_deref(), Some("0-shared.json"));
+    let loaded = tempfile::tempdir().unwrap();
+    let out = hale().arg("import").arg(files.path()).arg("--data-dir").arg(loaded.path()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("3 files"), "{}", String::from_utf8_lossy(&out.stdout));
     // the NDJSON loads too, with every reference resolving
     let again = tempfile::tempdir().unwrap();
     let out = hale().arg("import").arg(a.path()).arg("--data-dir").arg(again.path()).output().unwrap();
