@@ -206,6 +206,28 @@ fn run(rt: &tokio::runtime::Runtime, cfg: &hale_server::Config, dir: &std::path:
                 n as f64 / secs
             );
         }
+        // the server's part alone: the client neither parses nor keeps the pages
+        let t = Instant::now();
+        let (mut n, mut bytes) = (0usize, 0usize);
+        let mut url = format!("{base}/Observation?code=http://loinc.org%7C8867-4&_count=1000");
+        loop {
+            let text = client.get(&url).send().await.unwrap().text().await.unwrap();
+            bytes += text.len();
+            n += text.matches("\"fullUrl\"").count();
+            let marker = "\"relation\":\"next\",\"url\":\"";
+            match text.find(marker) {
+                Some(i) => {
+                    let rest = &text[i + marker.len()..];
+                    url = rest[..rest.find('"').unwrap()].to_string();
+                }
+                None => break,
+            }
+        }
+        println!(
+            "full paged download, HTTP warm (client only counts entries): {n} resources, {:.1} MB at {:.0} resources/s",
+            bytes as f64 / 1e6,
+            n as f64 / t.elapsed().as_secs_f64()
+        );
         let _ = stop.send(());
         let _ = serving.await;
     });
