@@ -108,6 +108,9 @@ impl std::fmt::Debug for SqliteStore {
 const WRITER_CACHE_KIB: i64 = 128 * 1024;
 /// Page cache of each reader, in KiB.
 const READER_CACHE_KIB: i64 = 32 * 1024;
+/// How much of the database file readers map into memory (clean, shared file pages the
+/// kernel may drop at any time).
+const READER_MMAP_BYTES: i64 = 1 << 30;
 
 fn configure(conn: &Connection, cache_kib: i64) -> rusqlite::Result<()> {
     conn.busy_timeout(std::time::Duration::from_secs(30))?;
@@ -186,6 +189,9 @@ impl SqliteStore {
         .map_err(backend)?;
         c.busy_timeout(std::time::Duration::from_secs(30)).map_err(backend)?;
         c.pragma_update(None, "cache_size", -READER_CACHE_KIB).map_err(backend)?;
+        // reads straight from the mapped file: no read() and copy a page, which matters
+        // for resource bodies that span overflow pages ($everything, downloads)
+        c.pragma_update(None, "mmap_size", READER_MMAP_BYTES).map_err(backend)?;
         Ok(c)
     }
 
