@@ -772,71 +772,114 @@ const EVERYTHING_REFERENCED: &[&str] = &[
 ];
 
 pub(crate) fn everything(c: &Connection, patient: &str, q: &EverythingQuery) -> Result<SearchPage> {
+    use std::collections::{BTreeMap, BTreeSet, HashSet};
     let defs = hale_fhir::Definitions::get();
-    let mut pairs: Vec<String> = Vec::new();
-    for (ty, params) in defs.patient_compartment() {
-        for p in params {
-            pairs.push(format!("{ty}.{p}"));
+    let pairs: HashSet<(&str, &str)> = defs
+        .patient_compartment()
+        .iter()
+        .flat_map(|(ty, params)| params.iter().map(move |p| (ty.as_str(), p.as_str())))
+        .collect();
+    // 1. the compartment: resources whose compartment parameters point at the patient
+    let mut members: BTreeSet<(String, String)> = BTreeSet::new();
+    members.insert(("Patient".to_string(), patient.to_string()));
+    {
+        let mut stmt = c
+            .prepare_cached(
+                "SELECT i.res_type, i.res_id, i.param FROM search_reference i INDEXED BY search_reference_target \
+                 WHERE i.target_type = 'Patient' AND i.target_id = ?1",
+            )
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map([patient], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))
+            .map_err(backend)?;
+        for r in rows {
+            let (ty, id, param) = r.map_err(backend)?;
+            if pairs.contains(&(ty.as_str(), param.as_str())) {
+                members.insert((ty, id));
+            }
         }
     }
-    pairs.sort();
-    let mut args: Vec<Sql> = vec![Sql::Text(patient.to_string())];
-    args.extend(pairs.iter().map(|p| Sql::Text(p.clone())));
-    args.push(Sql::Text(patient.to_string()));
-    let pair_marks = vec!["?"; pairs.len()].join(", ");
-    let ref_marks = vec!["?"; EVERYTHING_REFERENCED.len()].join(", ");
-    args.extend(EVERYTHING_REFERENCED.iter().map(|t| Sql::Text(t.to_string())));
-    let mut sql = format!(
-        "WITH comp(t, id) AS ( \
-           SELECT i.res_type, i.res_id FROM search_reference i \
-           WHERE i.target_type = 'Patient' AND i.target_id = ? AND (i.res_type || '.' || i.param) IN ({pair_marks}) \
-           UNION SELECT 'Patient', ?), \
-         refd(t, id) AS ( \
-           SELECT j.target_type, j.target_id FROM comp CROSS JOIN search_reference j INDEXED BY search_reference_owner \
-           ON j.res_type = comp.t AND j.res_id = comp.id \
-           WHERE j.target_type IN ({ref_marks}) AND j.target_id IS NOT NULL), \
-         everything(t, id) AS (SELECT t, id FROM comp UNION SELECT t, id FROM refd) \
-         SELECT r.seq, r.res_type, r.res_id FROM everything e \
-         JOIN resources r ON r.res_type = e.t AND r.res_id = e.id WHERE r.deleted = 0"
-    );
-    if let Some(since) = q.since {
-        sql.push_str(" AND (SELECT v.last_updated FROM resource_versions v WHERE v.seq = r.seq) >= ?");
-        args.push(Sql::Integer(since.millis()));
+    // 2. what they reference among practitioners, organizations, medications...
+    let mut by_type: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (ty, id) in &members {
+        by_type.entry(ty.as_str()).or_default().push(id.as_str());
     }
-    if let Some(types) = &q.types {
-        sql.push_str(&format!(" AND r.res_type IN ({})", vec!["?"; types.len().max(1)].join(", ")));
-        if types.is_empty() {
-            args.push(Sql::Null);
+    let mut referenced: BTreeSet<(String, String)> = BTreeSet::new();
+    let kinds = vec!["?"; EVERYTHING_REFERENCED.len()].join(", ");
+    for (ty, ids) in &by_type {
+        for chunk in ids.chunks(500) {
+            let sql = format!(
+                "SELECT DISTINCT j.target_type, j.target_id FROM search_reference j INDEXED BY search_reference_owner \
+                 WHERE j.res_type = ? AND j.res_id IN ({}) AND j.target_type IN ({kinds}) AND j.target_id IS NOT NULL",
+                vec!["?"; chunk.len()].join(", ")
+            );
+            let mut args: Vec<Sql> = vec![Sql::Text(ty.to_string())];
+            args.extend(chunk.iter().map(|i| Sql::Text(i.to_string())));
+            args.extend(EVERYTHING_REFERENCED.iter().map(|t| Sql::Text(t.to_string())));
+            let mut stmt = c.prepare_cached(&sql).map_err(backend)?;
+            let rows = stmt
+                .query_map(params_from_iter(args.iter()), |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+                .map_err(backend)?;
+            for r in rows {
+                referenced.insert(r.map_err(backend)?);
+            }
         }
-        args.extend(types.iter().map(|t| Sql::Text(t.clone())));
     }
+    members.extend(referenced);
+    // 3. the page: in (type, id) order after the cursor, of the types asked for
     let fp = format!("everything:{patient}");
-    if let Some(cursor) = &q.cursor {
-        let (keys, id, before) = decode_cursor(&fp, cursor)?;
-        let (Some(Sql::Text(ty)), false) = (keys.first(), before) else {
-            return Err(Error::BadCursor("The paging cursor is not valid for this request".into()));
-        };
-        sql.push_str(" AND (r.res_type > ? OR (r.res_type = ? AND r.res_id > ?))");
-        args.push(Sql::Text(ty.clone()));
-        args.push(Sql::Text(ty.clone()));
-        args.push(Sql::Text(id));
-    }
-    sql.push_str(&format!(" ORDER BY r.res_type, r.res_id LIMIT {}", q.count + 1));
-    let mut stmt = c.prepare(&sql).map_err(backend)?;
-    let rows = stmt
-        .query_map(params_from_iter(args.iter()), |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
-        })
-        .map_err(backend)?;
-    let mut keys = Vec::new();
-    let mut more = false;
-    for r in rows {
-        let k = r.map_err(backend)?;
-        if keys.len() == q.count {
-            more = true;
-            break;
+    let after: Option<(String, String)> = match &q.cursor {
+        None => None,
+        Some(cursor) => {
+            let (keys, id, before) = decode_cursor(&fp, cursor)?;
+            let (Some(Sql::Text(ty)), false) = (keys.first(), before) else {
+                return Err(Error::BadCursor("The paging cursor is not valid for this request".into()));
+            };
+            Some((ty.clone(), id))
         }
-        keys.push(k);
+    };
+    let wanted = |ty: &str| q.types.as_ref().is_none_or(|t| t.iter().any(|x| x == ty));
+    let mut keys: Vec<(i64, String, String)> = Vec::new();
+    let mut more = false;
+    let candidates: Vec<&(String, String)> =
+        members.iter().filter(|m| wanted(&m.0) && after.as_ref().is_none_or(|a| *m > a)).collect();
+    'chunks: for chunk in candidates.chunks(200) {
+        // the current, non-deleted version of each, in the same order
+        let mut found: std::collections::HashMap<(String, String), (i64, i64)> = std::collections::HashMap::new();
+        let mut chunk_types: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for (ty, id) in chunk.iter().map(|m| (m.0.as_str(), m.1.as_str())) {
+            chunk_types.entry(ty).or_default().push(id);
+        }
+        for (ty, ids) in chunk_types {
+            let sql = format!(
+                "SELECT r.res_id, r.seq, v.last_updated FROM resources r JOIN resource_versions v ON v.seq = r.seq \
+                 WHERE r.res_type = ? AND r.res_id IN ({}) AND r.deleted = 0",
+                vec!["?"; ids.len()].join(", ")
+            );
+            let mut args: Vec<Sql> = vec![Sql::Text(ty.to_string())];
+            args.extend(ids.iter().map(|i| Sql::Text(i.to_string())));
+            let mut stmt = c.prepare_cached(&sql).map_err(backend)?;
+            let rows = stmt
+                .query_map(params_from_iter(args.iter()), |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+                })
+                .map_err(backend)?;
+            for r in rows {
+                let (id, seq, at) = r.map_err(backend)?;
+                found.insert((ty.to_string(), id), (seq, at));
+            }
+        }
+        for m in chunk {
+            let Some((seq, at)) = found.get(*m) else { continue };
+            if q.since.is_some_and(|s| *at < s.millis()) {
+                continue;
+            }
+            if keys.len() == q.count {
+                more = true;
+                break 'chunks;
+            }
+            keys.push((*seq, m.0.clone(), m.1.clone()));
+        }
     }
     let seqs: Vec<i64> = keys.iter().map(|k| k.0).collect();
     let entries = versions_by_seq(c, &seqs)?;

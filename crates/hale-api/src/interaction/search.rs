@@ -36,6 +36,37 @@ fn link(ctx: &Ctx, path: &str, pairs: &[(String, String)]) -> String {
     }
 }
 
+/// A searchset's JSON text: `bundle` (without entries) with an entry for each stored
+/// resource, whose stored text is spliced in as it is (it is the resource as served).
+pub(crate) fn splice<'a>(
+    bundle: &Value,
+    base: &str,
+    entries: impl Iterator<Item = (&'a hale_store::StoredResource, &'static str)>,
+) -> String {
+    let head = hale_fhir::json::to_string(bundle);
+    let mut text = String::with_capacity(head.len() + 4096);
+    text.push_str(head.strip_suffix('}').unwrap_or(&head));
+    let mut first = true;
+    for (e, mode) in entries {
+        let Some(body) = &e.body else { continue };
+        text.push_str(if first { ",\"entry\":[" } else { "," });
+        first = false;
+        let full_url = Value::String(format!("{base}/{}/{}", e.resource_type, e.id));
+        text.push_str("{\"fullUrl\":");
+        text.push_str(&hale_fhir::json::to_string(&full_url));
+        text.push_str(",\"resource\":");
+        text.push_str(body);
+        text.push_str(",\"search\":{\"mode\":\"");
+        text.push_str(mode);
+        text.push_str("\"}}");
+    }
+    if !first {
+        text.push(']');
+    }
+    text.push('}');
+    text
+}
+
 fn invalid(at: &str, msg: impl Into<String>) -> ApiError {
     ApiError::new(Category::Invalid, Issue::error(IssueType::Invalid, msg.into()).at(at.to_string()))
 }
@@ -311,29 +342,7 @@ fn respond(
     let all = page.entries.iter().map(|e| (e, "match")).chain(page.included.iter().map(|e| (e, "include")));
     if req.summary.is_none() && req.elements.is_none() && !ctx.pretty {
         // the stored text is the resource as served: splice it in without parsing it
-        let head = hale_fhir::json::to_string(&bundle);
-        let bytes: usize =
-            page.entries.iter().chain(&page.included).map(|e| e.body.as_ref().map_or(0, String::len) + 128).sum();
-        let mut text = String::with_capacity(head.len() + bytes + 4);
-        text.push_str(head.strip_suffix('}').unwrap_or(&head));
-        let mut first = true;
-        for (e, mode) in all {
-            let Some(body) = &e.body else { continue };
-            text.push_str(if first { ",\"entry\":[" } else { "," });
-            first = false;
-            let full_url = Value::String(format!("{}/{}/{}", ctx.base, e.resource_type, e.id));
-            text.push_str("{\"fullUrl\":");
-            text.push_str(&hale_fhir::json::to_string(&full_url));
-            text.push_str(",\"resource\":");
-            text.push_str(body);
-            text.push_str(",\"search\":{\"mode\":\"");
-            text.push_str(mode);
-            text.push_str("\"}}");
-        }
-        if !first {
-            text.push(']');
-        }
-        text.push('}');
+        let text = splice(&bundle, &ctx.base, all);
         return Ok(ctx.respond(StatusCode::OK, text));
     }
     let mut entries = Vec::with_capacity(page.entries.len() + page.included.len());

@@ -56,6 +56,18 @@ pub async fn handle(st: &ApiState, id: &str, headers: &HeaderMap, q: Option<&str
         if let Some(next) = &page.next {
             links.push(json!({"relation": "next", "url": format!("{base}?{}&_cursor={next}", keep.join("&"))}));
         }
+        if !ctx.pretty {
+            let bundle = json!({
+                "resourceType": "Bundle",
+                "id": uuid::Uuid::now_v7().to_string(),
+                "meta": {"lastUpdated": Instant::now().to_fhir()},
+                "type": "searchset",
+                "link": links,
+            });
+            let text =
+                crate::interaction::search::splice(&bundle, &ctx.base, page.entries.iter().map(|e| (e, "match")));
+            return Ok(ctx.respond(StatusCode::OK, text));
+        }
         let mut entries = Vec::with_capacity(page.entries.len());
         for e in &page.entries {
             let Some(body) = &e.body else { continue };
