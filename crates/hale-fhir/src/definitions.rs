@@ -204,11 +204,6 @@ impl Definitions {
         self.primitives.contains_key(name)
     }
 
-    /// The regular expression the R4 definitions give for a primitive type's value.
-    pub fn primitive_regex(&self, name: &str) -> Option<&str> {
-        self.primitives.get(name).and_then(|r| r.as_deref())
-    }
-
     /// Every primitive type with a regular expression, and the expression.
     pub fn primitive_regexes(&self) -> impl Iterator<Item = (&str, &str)> {
         self.primitives.iter().filter_map(|(name, re)| re.as_deref().map(|r| (name.as_str(), r)))
@@ -254,6 +249,6 @@ mod tests {
         assert!(vs.contains("female") && vs.contains("unknown") && !vs.contains("f"));
         assert!(d.search_parameters().len() > 1300);
         assert!(d.patient_compartment().contains_key("Observation"));
-        assert_eq!(d.primitive_regex("id"), Some("[A-Za-z0-9\\-\\.]{1,64}"));
+        assert_eq!(d.primitive_regexes().find(|p| p.0 == "id").map(|p| p.1), Some("[A-Za-z0-9\\-\\.]{1,64}"));
     }
 }

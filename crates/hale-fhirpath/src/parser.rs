@@ -354,25 +354,6 @@ fn binop(t: &Tok) -> Option<(BinOp, u8)> {
     Some((op, prec))
 }
 
-const CALENDAR_UNITS: [&str; 16] = [
-    "year",
-    "years",
-    "month",
-    "months",
-    "week",
-    "weeks",
-    "day",
-    "days",
-    "hour",
-    "hours",
-    "minute",
-    "minutes",
-    "second",
-    "seconds",
-    "millisecond",
-    "milliseconds",
-];
-
 impl Parser {
     fn peek(&self) -> &Tok {
         &self.toks[self.p.min(self.toks.len() - 1)].tok
@@ -649,7 +630,7 @@ impl Parser {
                 self.next();
                 Some(u)
             }
-            Tok::Ident(u) if CALENDAR_UNITS.contains(&u.as_str()) => {
+            Tok::Ident(u) if crate::units::is_calendar_word(u.as_str()) => {
                 // `2 days` but not `2 day.x`? a calendar word after a number is always a unit
                 let _ = self.peek_at(1);
                 self.next();

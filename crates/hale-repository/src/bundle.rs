@@ -228,7 +228,7 @@ fn patch_document(index: usize, r: &Value) -> Result<Value> {
 }
 
 /// Replaces every `reference` found in `map` (full URLs and conditional references).
-fn rewrite_references(v: &mut Value, map: &HashMap<String, String>) {
+pub fn rewrite_references(v: &mut Value, map: &HashMap<String, String>) {
     match v {
         Value::Object(o) => {
             for (k, child) in o.iter_mut() {

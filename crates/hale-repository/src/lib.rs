@@ -17,7 +17,7 @@ use hale_store::{
 };
 use serde_json::Value;
 
-pub use bundle::{BundleKind, EntryResponse, EntryStatus};
+pub use bundle::{BundleKind, EntryResponse, EntryStatus, rewrite_references};
 pub use criteria::parse_criteria;
 
 /// Errors of the gate; each has a [`Category`] that the API maps to HTTP.

@@ -87,51 +87,26 @@ const BUNDLES_IN_FLIGHT: usize = 4;
 
 pub async fn import(repo: &Repository, paths: &[PathBuf], show_progress: bool) -> std::io::Result<ImportSummary> {
     let files = collect_files(paths)?;
-    let bar = if show_progress { ProgressBar::new_spinner() } else { ProgressBar::hidden() };
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} {elapsed_precise} {pos} resources ({per_sec}) {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-    );
+    let bar = progress_bar(show_progress);
     let started = Instant::now();
     let mut summary = ImportSummary::default();
-    let mut in_flight: tokio::task::JoinSet<ImportSummary> = tokio::task::JoinSet::new();
+    let mut in_flight = InFlight::default();
     for file in &files {
         summary.files += 1;
         bar.set_message(file.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_default());
         if is_ndjson(file) {
-            drain(&mut in_flight, &mut summary).await;
+            in_flight.drain(&mut summary).await;
             import_ndjson(repo, file, &bar, &mut summary).await;
             continue;
         }
         let path = file.clone();
-        let read = tokio::task::spawn_blocking(move || read_bundle(&path)).await;
-        let bundle = match read {
-            Ok(Ok(b)) => b,
-            Ok(Err(message)) => {
-                summary.errors.push(message);
-                continue;
-            }
-            Err(_) => {
-                summary.errors.push(format!("{}: could not be read; nothing of it was loaded", file.display()));
-                continue;
-            }
-        };
-        if bundle.get("type").and_then(Value::as_str) == Some("transaction") {
-            while in_flight.len() >= BUNDLES_IN_FLIGHT {
-                if let Some(Ok(part)) = in_flight.join_next().await {
-                    summary.merge(part);
-                }
-            }
-            let (repo, file, bar) = (repo.clone(), file.clone(), bar.clone());
-            in_flight.spawn(async move { import_bundle(&repo, &file, &bundle, &bar).await });
-        } else {
-            // a batch (shared practitioners, organizations...) may be what later
-            // transactions refer to: it runs alone, after everything before it
-            drain(&mut in_flight, &mut summary).await;
-            summary.merge(import_bundle(repo, file, &bundle, &bar).await);
+        match tokio::task::spawn_blocking(move || read_bundle(&path)).await {
+            Ok(Ok(bundle)) => in_flight.load(repo, file.clone(), bundle, &bar, &mut summary).await,
+            Ok(Err(message)) => summary.errors.push(message),
+            Err(_) => summary.errors.push(format!("{}: could not be read; nothing of it was loaded", file.display())),
         }
     }
-    drain(&mut in_flight, &mut summary).await;
+    in_flight.drain(&mut summary).await;
     bar.finish_and_clear();
     if let Err(e) = repo.optimize().await {
         summary.errors.push(format!("the store's statistics could not be refreshed: {}", first_issue(&e)));
@@ -140,32 +115,63 @@ pub async fn import(repo: &Repository, paths: &[PathBuf], show_progress: bool) -
     Ok(summary)
 }
 
-/// Loads a stream of bundles (`label` names each in error lines): transactions up to
-/// four at once, batches alone, as `hale import` does.
+/// Bundles being loaded: transactions up to [`BUNDLES_IN_FLIGHT`] at once; a batch (shared
+/// practitioners, organizations... that later transactions may refer to) runs alone, after
+/// everything before it.
+#[derive(Default)]
+struct InFlight {
+    tasks: tokio::task::JoinSet<ImportSummary>,
+}
+
+impl InFlight {
+    async fn load(
+        &mut self,
+        repo: &Repository,
+        label: PathBuf,
+        bundle: Value,
+        bar: &ProgressBar,
+        summary: &mut ImportSummary,
+    ) {
+        if bundle.get("type").and_then(Value::as_str) == Some("transaction") {
+            while self.tasks.len() >= BUNDLES_IN_FLIGHT {
+                self.join_one(summary).await;
+            }
+            let (repo, bar) = (repo.clone(), bar.clone());
+            self.tasks.spawn(async move { import_bundle(&repo, &label, &bundle, &bar).await });
+        } else {
+            self.drain(summary).await;
+            summary.merge(import_bundle(repo, &label, &bundle, bar).await);
+        }
+    }
+
+    async fn join_one(&mut self, summary: &mut ImportSummary) {
+        match self.tasks.join_next().await {
+            Some(Ok(part)) => summary.merge(part),
+            Some(Err(_)) => summary.errors.push("an import task failed; its file may be partly loaded".into()),
+            None => {}
+        }
+    }
+
+    async fn drain(&mut self, summary: &mut ImportSummary) {
+        while !self.tasks.is_empty() {
+            self.join_one(summary).await;
+        }
+    }
+}
+
+/// Loads a stream of bundles (`label` names each in error lines) as `hale import` does.
 pub async fn load_bundles(
     repo: &Repository,
     bundles: impl Iterator<Item = (String, Value)>,
     bar: &ProgressBar,
 ) -> ImportSummary {
     let mut summary = ImportSummary::default();
-    let mut in_flight: tokio::task::JoinSet<ImportSummary> = tokio::task::JoinSet::new();
+    let mut in_flight = InFlight::default();
     for (label, bundle) in bundles {
         summary.files += 1;
-        let label = PathBuf::from(label);
-        if bundle.get("type").and_then(Value::as_str) == Some("transaction") {
-            while in_flight.len() >= BUNDLES_IN_FLIGHT {
-                if let Some(Ok(part)) = in_flight.join_next().await {
-                    summary.merge(part);
-                }
-            }
-            let (repo, bar) = (repo.clone(), bar.clone());
-            in_flight.spawn(async move { import_bundle(&repo, &label, &bundle, &bar).await });
-        } else {
-            drain(&mut in_flight, &mut summary).await;
-            summary.merge(import_bundle(repo, &label, &bundle, bar).await);
-        }
+        in_flight.load(repo, PathBuf::from(label), bundle, bar, &mut summary).await;
     }
-    drain(&mut in_flight, &mut summary).await;
+    in_flight.drain(&mut summary).await;
     summary
 }
 
@@ -183,15 +189,6 @@ impl ImportSummary {
     fn merge(&mut self, part: ImportSummary) {
         self.resources += part.resources;
         self.errors.extend(part.errors);
-    }
-}
-
-async fn drain(in_flight: &mut tokio::task::JoinSet<ImportSummary>, summary: &mut ImportSummary) {
-    while let Some(done) = in_flight.join_next().await {
-        match done {
-            Ok(part) => summary.merge(part),
-            Err(_) => summary.errors.push("an import task failed; its file may be partly loaded".into()),
-        }
     }
 }
 
@@ -389,11 +386,7 @@ pub async fn reindex(repo: &Repository, types: &[String], show_progress: bool) -
     } else {
         types.to_vec()
     };
-    let bar = if show_progress { ProgressBar::new_spinner() } else { ProgressBar::hidden() };
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} {elapsed_precise} {pos} resources ({per_sec}) {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-    );
+    let bar = progress_bar(show_progress);
     let mut total = 0;
     for t in all {
         let ty = ResourceType::parse(&t).ok_or_else(|| {

@@ -46,26 +46,6 @@ pub fn write_bundles(cfg: &hale_synth::Config, dir: &Path) -> std::io::Result<us
     Ok(n)
 }
 
-/// Replaces `urn:uuid:` references by the `Type/id` they were given.
-fn rewrite(v: &mut Value, map: &HashMap<String, String>) {
-    match v {
-        Value::Object(o) => {
-            for (k, child) in o.iter_mut() {
-                if k == "reference"
-                    && let Value::String(s) = child
-                    && let Some(new) = map.get(s.as_str())
-                {
-                    *s = new.clone();
-                } else {
-                    rewrite(child, map);
-                }
-            }
-        }
-        Value::Array(a) => a.iter_mut().for_each(|x| rewrite(x, map)),
-        _ => {}
-    }
-}
-
 /// Writes the population as NDJSON, `DIR/Type.ndjson`, as bulk export does: every
 /// resource gets the id of its `urn:uuid:` full URL and references point at `Type/id`.
 /// Returns (type, count) pairs.
@@ -89,7 +69,7 @@ pub fn write_ndjson(cfg: &hale_synth::Config, dir: &Path) -> std::io::Result<Vec
         }
         for mut e in entries {
             let mut r = e["resource"].take();
-            rewrite(&mut r, &map);
+            hale_repository::rewrite_references(&mut r, &map);
             let ty = r.get("resourceType").and_then(Value::as_str).unwrap_or("").to_string();
             let slot = match files.get_mut(&ty) {
                 Some(s) => s,

@@ -531,22 +531,6 @@ async fn find_ids(c: &impl GenericClient, criteria: &Criteria, limit: usize) -> 
     Ok(search::search(c, &criteria.request, limit, false).await?.entries.into_iter().map(|e| e.id).collect())
 }
 
-fn check_if_match(ty: &ResourceType, id: &ResourceId, prev: Current, if_match: Option<VersionId>) -> Result<()> {
-    if let Some(expected) = if_match {
-        match prev {
-            Some((v, false, _)) if v == expected => {}
-            Some((v, deleted, _)) => {
-                return Err(Error::VersionConflict {
-                    expected,
-                    current: if deleted { format!("{v} (deleted)") } else { v.to_string() },
-                });
-            }
-            None => return Err(Error::NotFound(format!("{ty}/{id}"))),
-        }
-    }
-    Ok(())
-}
-
 async fn check_preconditions(
     c: &impl GenericClient,
     target: Option<(&ResourceType, &ResourceId)>,
@@ -557,7 +541,7 @@ async fn check_preconditions(
         match p {
             Precondition::IfMatch(v) => {
                 if let Some((ty, id)) = target {
-                    check_if_match(ty, id, prev, Some(*v))?;
+                    hale_store::check_if_match(ty, id, prev.map(|p| (p.0, p.1)), Some(*v))?;
                 }
             }
             Precondition::NoMatch(crit) => {
@@ -685,7 +669,7 @@ impl Store for PgStore {
         locks.row(ty.as_str(), id.as_str(), true);
         locks.take(&tx).await?;
         let prev = current(&tx, ty.as_str(), id.as_str()).await?;
-        check_if_match(ty, id, prev, if_match)?;
+        hale_store::check_if_match(ty, id, prev.map(|p| (p.0, p.1)), if_match)?;
         let created = prev.is_none_or(|p| p.1);
         let stored = write_version(&tx, ty, id, prev, Method::Put, Some(new)).await?;
         tx.commit().await.map_err(db)?;
@@ -716,7 +700,7 @@ impl Store for PgStore {
         // the type is locked exclusively: the row lock comes after, as in every writer
         lock_row(&tx, ty.as_str(), target.as_str(), true).await?;
         let prev = current(&tx, ty.as_str(), target.as_str()).await?;
-        check_if_match(&ty, &target, prev, if_match)?;
+        hale_store::check_if_match(&ty, &target, prev.map(|p| (p.0, p.1)), if_match)?;
         let created = prev.is_none_or(|p| p.1);
         let method = if prev.is_none() && found.is_empty() { Method::Post } else { Method::Put };
         let stored = write_version(&tx, &ty, &target, prev, method, Some(new)).await?;
@@ -736,7 +720,7 @@ impl Store for PgStore {
         locks.row(ty.as_str(), id.as_str(), false);
         locks.take(&tx).await?;
         let prev = current(&tx, ty.as_str(), id.as_str()).await?;
-        check_if_match(ty, id, prev, if_match)?;
+        hale_store::check_if_match(ty, id, prev.map(|p| (p.0, p.1)), if_match)?;
         let out = match prev {
             Some((_, false, _)) => Some(write_version(&tx, ty, id, prev, Method::Delete, None).await?),
             _ => None,

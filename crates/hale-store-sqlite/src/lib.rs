@@ -440,27 +440,6 @@ fn find_ids(c: &Connection, criteria: &Criteria, limit: usize) -> Result<Vec<Res
     Ok(search::search(c, &criteria.request, limit, false)?.entries.into_iter().map(|e| e.id).collect())
 }
 
-fn check_if_match(
-    ty: &ResourceType,
-    id: &ResourceId,
-    prev: Option<(VersionId, bool, i64)>,
-    if_match: Option<VersionId>,
-) -> Result<()> {
-    if let Some(expected) = if_match {
-        match prev {
-            Some((v, false, _)) if v == expected => {}
-            Some((v, deleted, _)) => {
-                return Err(Error::VersionConflict {
-                    expected,
-                    current: if deleted { format!("{v} (deleted)") } else { v.to_string() },
-                });
-            }
-            None => return Err(Error::NotFound(format!("{ty}/{id}"))),
-        }
-    }
-    Ok(())
-}
-
 fn check_preconditions(
     tx: &Connection,
     target: Option<(&ResourceType, &ResourceId)>,
@@ -471,7 +450,7 @@ fn check_preconditions(
         match p {
             Precondition::IfMatch(v) => {
                 if let Some((ty, id)) = target {
-                    check_if_match(ty, id, prev, Some(*v))?;
+                    hale_store::check_if_match(ty, id, prev.map(|p| (p.0, p.1)), Some(*v))?;
                 }
             }
             Precondition::NoMatch(c) => {
@@ -617,7 +596,7 @@ impl Store for SqliteStore {
         let (ty, id) = (ty.clone(), id.clone());
         self.with_writer(move |tx| {
             let prev = current(tx, ty.as_str(), id.as_str())?;
-            check_if_match(&ty, &id, prev, if_match)?;
+            hale_store::check_if_match(&ty, &id, prev.map(|p| (p.0, p.1)), if_match)?;
             let created = prev.is_none_or(|p| p.1);
             let stored = write_version(tx, &ty, &id, prev, Method::Put, Some(new))?;
             Ok(UpdateOutcome { stored, created })
@@ -643,7 +622,7 @@ impl Store for SqliteStore {
                 (n, _) => return Err(Error::MultipleMatches(n)),
             };
             let prev = current(tx, ty.as_str(), target.as_str())?;
-            check_if_match(&ty, &target, prev, if_match)?;
+            hale_store::check_if_match(&ty, &target, prev.map(|p| (p.0, p.1)), if_match)?;
             let created = prev.is_none_or(|p| p.1);
             let method = if prev.is_none() && found.is_empty() { Method::Post } else { Method::Put };
             let stored = write_version(tx, &ty, &target, prev, method, Some(new))?;
@@ -661,7 +640,7 @@ impl Store for SqliteStore {
         let (ty, id) = (ty.clone(), id.clone());
         self.with_writer(move |tx| {
             let prev = current(tx, ty.as_str(), id.as_str())?;
-            check_if_match(&ty, &id, prev, if_match)?;
+            hale_store::check_if_match(&ty, &id, prev.map(|p| (p.0, p.1)), if_match)?;
             match prev {
                 Some((_, false, _)) => write_version(tx, &ty, &id, prev, Method::Delete, None).map(Some),
                 _ => Ok(None),

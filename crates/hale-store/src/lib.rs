@@ -267,6 +267,29 @@ pub fn stamp(resource: &mut Value, id: &ResourceId, version: VersionId, at: Inst
     }
 }
 
+/// `If-Match` against the current version of a resource (`prev`: its version and whether
+/// it is deleted; `None` if it never existed), the same for every backend.
+pub fn check_if_match(
+    ty: &ResourceType,
+    id: &ResourceId,
+    prev: Option<(VersionId, bool)>,
+    if_match: Option<VersionId>,
+) -> Result<()> {
+    if let Some(expected) = if_match {
+        match prev {
+            Some((v, false)) if v == expected => {}
+            Some((v, deleted)) => {
+                return Err(Error::VersionConflict {
+                    expected,
+                    current: if deleted { format!("{v} (deleted)") } else { v.to_string() },
+                });
+            }
+            None => return Err(Error::NotFound(format!("{ty}/{id}"))),
+        }
+    }
+    Ok(())
+}
+
 /// The storage contract.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {

@@ -116,8 +116,7 @@ fn main() {
     for text in patients {
         let v: Value = serde_json::from_str(text).unwrap();
         for e in v["entry"].as_array().unwrap() {
-            let issues = hale_fhir::validate::validate_resource(&e["resource"]);
-            assert!(issues.len() < 1000);
+            std::hint::black_box(hale_fhir::validate::validate_resource(&e["resource"]));
             let index = hale_search::extract::extract(&e["resource"]);
             rows += index.tokens.len()
                 + index.strings.len()
