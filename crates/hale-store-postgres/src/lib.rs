@@ -21,6 +21,7 @@
 
 mod search;
 mod sql;
+mod write;
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
@@ -32,12 +33,12 @@ use hale_fhir::{ResourceId, ResourceType, VersionId};
 use hale_search::parse::SearchRequest;
 use hale_store::{
     CreateOutcome, Criteria, Error, EverythingQuery, HistoryPage, HistoryQuery, HistoryScope, IndexRows, Instant,
-    Method, NewVersion, Precondition, Result, SearchPage, Store, StoredResource, TxOp, TxOutcome, UpdateOutcome, stamp,
+    Method, NewVersion, Precondition, Result, SearchPage, Store, StoredResource, TxOp, TxOutcome, UpdateOutcome,
 };
 use tokio_postgres::NoTls;
-use tokio_postgres::types::ToSql;
 
-use crate::sql::{Sql, clean, number_marks, refs};
+use crate::sql::{Sql, number_marks, refs};
+use crate::write::{Current, Writer};
 
 /// Append-only migrations, embedded in the binary. Never edit one that has shipped.
 const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/0001_schema.sql"))];
@@ -188,7 +189,7 @@ async fn migrate(client: &mut deadpool_postgres::Object, shown: &str) -> Result<
     tx.commit().await.map_err(db)
 }
 
-const VERSION_COLUMNS: &str = "v.seq, v.res_type, v.res_id, v.version, v.last_updated, v.method, v.body";
+use hale_store::sql::VERSION_COLUMNS;
 
 fn row_to_stored(r: &tokio_postgres::Row) -> Result<(i64, StoredResource)> {
     let seq: i64 = r.try_get(0).map_err(db)?;
@@ -272,47 +273,45 @@ impl Locks {
             .await
             .map_err(db)?;
         }
-        for ((ty, id), create) in &self.rows {
-            lock_row(c, ty, id, *create).await?;
-        }
-        Ok(())
+        let created: Vec<(&str, &str)> =
+            self.rows.iter().filter(|(_, create)| **create).map(|((t, i), _)| (t.as_str(), i.as_str())).collect();
+        let all: Vec<(&str, &str)> = self.rows.keys().map(|(t, i)| (t.as_str(), i.as_str())).collect();
+        lock_rows(c, &created, &all).await
     }
 }
 
-/// Locks the `resources` row of `ty/id`, inserting a placeholder first when `create`
-/// (the write that follows replaces it, or the transaction rolls back).
-async fn lock_row(c: &impl GenericClient, ty: &str, id: &str, create: bool) -> Result<()> {
-    if create {
+/// Locks the `resources` rows of `all`, in (type, id) order, after inserting placeholder
+/// rows for those of `created` that do not exist yet (the write that follows replaces
+/// them, or the transaction rolls back). Both lists are sorted, so two writers meet
+/// their rows in the same order.
+async fn lock_rows(c: &impl GenericClient, created: &[(&str, &str)], all: &[(&str, &str)]) -> Result<()> {
+    let columns = |keys: &[(&str, &str)]| -> (Vec<String>, Vec<String>) {
+        keys.iter().map(|(t, i)| (t.to_string(), i.to_string())).unzip()
+    };
+    if !created.is_empty() {
+        let (types, ids) = columns(created);
         let s = c
             .prepare_cached(
-                "INSERT INTO resources (res_type, res_id, version, seq, deleted) VALUES ($1, $2, 0, 0, 1) \
+                "INSERT INTO resources (res_type, res_id, version, seq, deleted) \
+                 SELECT t, i, 0, 0, 1 FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS u(t, i, n) ORDER BY n \
                  ON CONFLICT (res_type, res_id) DO NOTHING",
             )
             .await
             .map_err(db)?;
-        c.execute(&s, &[&ty, &id]).await.map_err(db)?;
+        c.execute(&s, &[&types, &ids]).await.map_err(db)?;
     }
-    let s =
-        c.prepare_cached("SELECT 1 FROM resources WHERE res_type = $1 AND res_id = $2 FOR UPDATE").await.map_err(db)?;
-    c.query_opt(&s, &[&ty, &id]).await.map_err(db)?;
+    if !all.is_empty() {
+        let (types, ids) = columns(all);
+        let s = c
+            .prepare_cached(
+                "SELECT 1 FROM resources WHERE (res_type, res_id) IN (SELECT * FROM unnest($1::text[], $2::text[])) \
+                 ORDER BY res_type, res_id FOR UPDATE",
+            )
+            .await
+            .map_err(db)?;
+        c.query(&s, &[&types, &ids]).await.map_err(db)?;
+    }
     Ok(())
-}
-
-type Current = Option<(VersionId, bool, i64)>;
-
-/// Current (type, id) -> (version, deleted, last_updated).
-async fn current(c: &impl GenericClient, ty: &str, id: &str) -> Result<Current> {
-    let s = c
-        .prepare_cached(
-            "SELECT r.version, r.deleted, v.last_updated FROM resources r JOIN resource_versions v ON v.seq = r.seq \
-             WHERE r.res_type = $1 AND r.res_id = $2",
-        )
-        .await
-        .map_err(db)?;
-    Ok(c.query_opt(&s, &[&ty, &id])
-        .await
-        .map_err(db)?
-        .map(|r| (VersionId::new(r.get::<_, i64>(0) as u64), r.get::<_, i32>(1) != 0, r.get::<_, i64>(2))))
 }
 
 async fn read_current(c: &impl GenericClient, ty: &str, id: &str) -> Result<Option<StoredResource>> {
@@ -329,210 +328,13 @@ async fn read_current(c: &impl GenericClient, ty: &str, id: &str) -> Result<Opti
     }
 }
 
-/// Writes one version and its index rows; returns what was stored. The row of `ty/id`
-/// is locked by the caller.
-async fn write_version(
-    c: &impl GenericClient,
-    ty: &ResourceType,
-    id: &ResourceId,
-    prev: Current,
-    method: Method,
-    new: Option<NewVersion>,
-) -> Result<StoredResource> {
-    let version = prev.map(|p| p.0.next()).unwrap_or(VersionId::FIRST);
-    // lastUpdated never goes backwards for one resource, even if a node's clock does
-    let at = Instant::from_millis(Instant::now().millis().max(prev.map(|p| p.2).unwrap_or(i64::MIN)));
-    let (body, index) = match new {
-        Some(mut n) => {
-            stamp(&mut n.resource, id, version, at);
-            (Some(hale_fhir::json::to_string(&n.resource)), n.index)
-        }
-        None => (None, IndexRows::default()),
-    };
-    let s = c
-        .prepare_cached(
-            "INSERT INTO resource_versions (res_type, res_id, version, last_updated, method, body) \
-             VALUES ($1, $2, $3, $4, $5, $6) RETURNING seq",
-        )
-        .await
-        .map_err(db)?;
-    let seq: i64 = c
-        .query_one(&s, &[&ty.as_str(), &id.as_str(), &(version.get() as i64), &at.millis(), &method.as_str(), &body])
-        .await
-        .map_err(db)?
-        .get(0);
-    let s = c
-        .prepare_cached(
-            "INSERT INTO resources (res_type, res_id, version, seq, deleted) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (res_type, res_id) DO UPDATE SET version = excluded.version, seq = excluded.seq, \
-             deleted = excluded.deleted",
-        )
-        .await
-        .map_err(db)?;
-    c.execute(&s, &[&ty.as_str(), &id.as_str(), &(version.get() as i64), &seq, &(body.is_none() as i32)])
-        .await
-        .map_err(db)?;
-    if prev.is_some() {
-        delete_index(c, ty.as_str(), id.as_str()).await?;
-    }
-    write_index(c, ty.as_str(), id.as_str(), &index).await?;
-    Ok(StoredResource { resource_type: ty.clone(), id: id.clone(), version, last_updated: at, method, body })
-}
-
-async fn delete_index(c: &impl GenericClient, ty: &str, id: &str) -> Result<()> {
-    let ctes: Vec<String> = INDEX_TABLES
-        .iter()
-        .enumerate()
-        .map(|(i, t)| format!("d{i} AS (DELETE FROM {t} WHERE res_type = $1 AND res_id = $2)"))
-        .collect();
-    let s = c.prepare_cached(&format!("WITH {} SELECT 1", ctes.join(", "))).await.map_err(db)?;
-    c.execute(&s, &[&ty, &id]).await.map_err(db)?;
-    Ok(())
-}
-
-fn text(s: &str) -> String {
-    clean(s).into_owned()
-}
-
-fn opt_text(s: &Option<String>) -> Option<String> {
-    s.as_deref().map(text)
-}
-
-/// Inserts the index rows of one resource: one statement per non-empty table, each
-/// taking its columns as arrays.
-async fn write_index(c: &impl GenericClient, ty: &str, id: &str, index: &IndexRows) -> Result<()> {
-    async fn run(c: &impl GenericClient, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<()> {
-        let s = c.prepare_cached(sql).await.map_err(db)?;
-        c.execute(&s, params).await.map_err(db)?;
-        Ok(())
-    }
-    if !index.tokens.is_empty() {
-        let p: Vec<String> = index.tokens.iter().map(|t| text(&t.param)).collect();
-        let s: Vec<Option<String>> = index.tokens.iter().map(|t| opt_text(&t.system)).collect();
-        let k: Vec<String> = index.tokens.iter().map(|t| text(&t.code)).collect();
-        let x: Vec<Option<String>> = index.tokens.iter().map(|t| opt_text(&t.text)).collect();
-        run(
-            c,
-            "INSERT INTO search_token (res_type, res_id, param, system, code, text) \
-             SELECT $1, $2, * FROM unnest($3::text[], $4::text[], $5::text[], $6::text[])",
-            &[&ty, &id, &p, &s, &k, &x],
-        )
-        .await?;
-    }
-    if !index.strings.is_empty() {
-        let p: Vec<String> = index.strings.iter().map(|t| text(&t.param)).collect();
-        let n: Vec<String> = index.strings.iter().map(|t| text(&t.norm)).collect();
-        let e: Vec<String> = index.strings.iter().map(|t| text(&t.exact)).collect();
-        run(
-            c,
-            "INSERT INTO search_string (res_type, res_id, param, norm, exact) \
-             SELECT $1, $2, * FROM unnest($3::text[], $4::text[], $5::text[])",
-            &[&ty, &id, &p, &n, &e],
-        )
-        .await?;
-    }
-    if !index.dates.is_empty() {
-        let p: Vec<String> = index.dates.iter().map(|t| text(&t.param)).collect();
-        let lo: Vec<i64> = index.dates.iter().map(|t| t.lo).collect();
-        let hi: Vec<i64> = index.dates.iter().map(|t| t.hi).collect();
-        run(
-            c,
-            "INSERT INTO search_date (res_type, res_id, param, lo, hi) \
-             SELECT $1, $2, * FROM unnest($3::text[], $4::bigint[], $5::bigint[])",
-            &[&ty, &id, &p, &lo, &hi],
-        )
-        .await?;
-    }
-    if !index.numbers.is_empty() {
-        let p: Vec<String> = index.numbers.iter().map(|t| text(&t.param)).collect();
-        let v: Vec<f64> = index.numbers.iter().map(|t| t.value).collect();
-        run(
-            c,
-            "INSERT INTO search_number (res_type, res_id, param, value) \
-             SELECT $1, $2, * FROM unnest($3::text[], $4::float8[])",
-            &[&ty, &id, &p, &v],
-        )
-        .await?;
-    }
-    if !index.quantities.is_empty() {
-        let q = &index.quantities;
-        let p: Vec<String> = q.iter().map(|t| text(&t.param)).collect();
-        let v: Vec<f64> = q.iter().map(|t| t.value).collect();
-        let s: Vec<Option<String>> = q.iter().map(|t| opt_text(&t.system)).collect();
-        let k: Vec<Option<String>> = q.iter().map(|t| opt_text(&t.code)).collect();
-        let u: Vec<Option<String>> = q.iter().map(|t| opt_text(&t.unit)).collect();
-        run(
-            c,
-            "INSERT INTO search_quantity (res_type, res_id, param, value, system, code, unit) \
-             SELECT $1, $2, * FROM unnest($3::text[], $4::float8[], $5::text[], $6::text[], $7::text[])",
-            &[&ty, &id, &p, &v, &s, &k, &u],
-        )
-        .await?;
-    }
-    if !index.references.is_empty() {
-        let r = &index.references;
-        let p: Vec<String> = r.iter().map(|t| text(&t.param)).collect();
-        let tt: Vec<Option<String>> = r.iter().map(|t| opt_text(&t.target_type)).collect();
-        let ti: Vec<Option<String>> = r.iter().map(|t| opt_text(&t.target_id)).collect();
-        let u: Vec<Option<String>> = r.iter().map(|t| opt_text(&t.url)).collect();
-        run(
-            c,
-            "INSERT INTO search_reference (res_type, res_id, param, target_type, target_id, url) \
-             SELECT $1, $2, * FROM unnest($3::text[], $4::text[], $5::text[], $6::text[])",
-            &[&ty, &id, &p, &tt, &ti, &u],
-        )
-        .await?;
-    }
-    if !index.uris.is_empty() {
-        let p: Vec<String> = index.uris.iter().map(|t| text(&t.param)).collect();
-        let u: Vec<String> = index.uris.iter().map(|t| text(&t.uri)).collect();
-        run(
-            c,
-            "INSERT INTO search_uri (res_type, res_id, param, uri) SELECT $1, $2, * FROM unnest($3::text[], $4::text[])",
-            &[&ty, &id, &p, &u],
-        )
-        .await?;
-    }
-    if !index.composites.is_empty() {
-        let none = hale_search::index::CompositePart::default();
-        let cs = &index.composites;
-        let p: Vec<String> = cs.iter().map(|t| text(&t.param)).collect();
-        let part = |k: usize| -> Vec<&hale_search::index::CompositePart> {
-            cs.iter().map(|t| t.parts.get(k).unwrap_or(&none)).collect()
-        };
-        let (a, b, d) = (part(0), part(1), part(2));
-        let s = |v: &[&hale_search::index::CompositePart]| -> Vec<Option<String>> {
-            v.iter().map(|x| opt_text(&x.system)).collect()
-        };
-        let k = |v: &[&hale_search::index::CompositePart]| -> Vec<Option<String>> {
-            v.iter().map(|x| opt_text(&x.code)).collect()
-        };
-        let n = |v: &[&hale_search::index::CompositePart]| -> Vec<Option<f64>> { v.iter().map(|x| x.number).collect() };
-        let lo = |v: &[&hale_search::index::CompositePart]| -> Vec<Option<i64>> { v.iter().map(|x| x.lo).collect() };
-        let hi = |v: &[&hale_search::index::CompositePart]| -> Vec<Option<i64>> { v.iter().map(|x| x.hi).collect() };
-        let (s1, c1, n1, lo1, hi1) = (s(&a), k(&a), n(&a), lo(&a), hi(&a));
-        let (s2, c2, n2, lo2, hi2) = (s(&b), k(&b), n(&b), lo(&b), hi(&b));
-        let (s3, c3, n3, lo3, hi3) = (s(&d), k(&d), n(&d), lo(&d), hi(&d));
-        run(
-            c,
-            "INSERT INTO search_composite (res_type, res_id, param, s1, c1, n1, lo1, hi1, s2, c2, n2, lo2, hi2, \
-             s3, c3, n3, lo3, hi3) SELECT $1, $2, * FROM unnest($3::text[], \
-             $4::text[], $5::text[], $6::float8[], $7::bigint[], $8::bigint[], \
-             $9::text[], $10::text[], $11::float8[], $12::bigint[], $13::bigint[], \
-             $14::text[], $15::text[], $16::float8[], $17::bigint[], $18::bigint[])",
-            &[&ty, &id, &p, &s1, &c1, &n1, &lo1, &hi1, &s2, &c2, &n2, &lo2, &hi2, &s3, &c3, &n3, &lo3, &hi3],
-        )
-        .await?;
-    }
-    Ok(())
-}
-
 async fn find_ids(c: &impl GenericClient, criteria: &Criteria, limit: usize) -> Result<Vec<ResourceId>> {
     Ok(search::search(c, &criteria.request, limit, false).await?.entries.into_iter().map(|e| e.id).collect())
 }
 
-async fn check_preconditions(
-    c: &impl GenericClient,
+/// Checks the preconditions of one write; a search sees every write queued before it.
+async fn check_preconditions<C: GenericClient>(
+    w: &mut Writer<'_, C>,
     target: Option<(&ResourceType, &ResourceId)>,
     prev: Current,
     preconditions: &[Precondition],
@@ -545,14 +347,16 @@ async fn check_preconditions(
                 }
             }
             Precondition::NoMatch(crit) => {
-                if !find_ids(c, crit, 1).await?.is_empty() {
+                w.flush().await?;
+                if !find_ids(w.client(), crit, 1).await?.is_empty() {
                     return Err(Error::Conflict(
                         "A matching resource was created concurrently; retry the request".into(),
                     ));
                 }
             }
             Precondition::OnlyMatch(crit, id) => {
-                let found = find_ids(c, crit, 2).await?;
+                w.flush().await?;
+                let found = find_ids(w.client(), crit, 2).await?;
                 if found.len() != 1 || &found[0] != id {
                     return Err(Error::Conflict(
                         "The resources matching the conditions changed concurrently; retry the request".into(),
@@ -573,27 +377,27 @@ fn precondition_locks(locks: &mut Locks, preconditions: &[Precondition]) {
     }
 }
 
-async fn run_op(c: &impl GenericClient, op: TxOp) -> Result<TxOutcome> {
+async fn run_op<C: GenericClient>(w: &mut Writer<'_, C>, op: TxOp) -> Result<TxOutcome> {
     match op {
         TxOp::Write { ty, id, method, new, preconditions } => {
-            let prev = current(c, ty.as_str(), id.as_str()).await?;
-            check_preconditions(c, Some((&ty, &id)), prev, &preconditions).await?;
+            let prev = w.current(ty.as_str(), id.as_str()).await?;
+            check_preconditions(w, Some((&ty, &id)), prev, &preconditions).await?;
             let created = prev.is_none_or(|p| p.1);
-            let stored = write_version(c, &ty, &id, prev, method, Some(*new)).await?;
+            let stored = w.write(&ty, &id, prev, method, Some(*new)).await?;
             Ok(TxOutcome::Written { stored, created })
         }
         TxOp::Delete { ty, id, preconditions } => {
-            let prev = current(c, ty.as_str(), id.as_str()).await?;
-            check_preconditions(c, Some((&ty, &id)), prev, &preconditions).await?;
+            let prev = w.current(ty.as_str(), id.as_str()).await?;
+            check_preconditions(w, Some((&ty, &id)), prev, &preconditions).await?;
             match prev {
                 Some((_, false, _)) => {
-                    write_version(c, &ty, &id, prev, Method::Delete, None).await.map(|s| TxOutcome::Deleted(Some(s)))
+                    w.write(&ty, &id, prev, Method::Delete, None).await.map(|s| TxOutcome::Deleted(Some(s)))
                 }
                 _ => Ok(TxOutcome::Deleted(None)),
             }
         }
         TxOp::Check { preconditions } => {
-            check_preconditions(c, None, None, &preconditions).await?;
+            check_preconditions(w, None, None, &preconditions).await?;
             Ok(TxOutcome::Checked)
         }
     }
@@ -651,7 +455,9 @@ impl Store for PgStore {
         }
         // a fresh id (UUID v7): no other writer can hold it
         let id = ResourceId::generate();
-        let stored = write_version(&tx, ty, &id, None, Method::Post, Some(new)).await?;
+        let mut w = Writer::new(&tx);
+        let stored = w.write(ty, &id, None, Method::Post, Some(new)).await?;
+        w.flush().await?;
         tx.commit().await.map_err(db)?;
         Ok(CreateOutcome::Created(stored))
     }
@@ -668,10 +474,12 @@ impl Store for PgStore {
         let mut locks = Locks::default();
         locks.row(ty.as_str(), id.as_str(), true);
         locks.take(&tx).await?;
-        let prev = current(&tx, ty.as_str(), id.as_str()).await?;
+        let mut w = Writer::new(&tx);
+        let prev = w.current(ty.as_str(), id.as_str()).await?;
         hale_store::check_if_match(ty, id, prev.map(|p| (p.0, p.1)), if_match)?;
         let created = prev.is_none_or(|p| p.1);
-        let stored = write_version(&tx, ty, id, prev, Method::Put, Some(new)).await?;
+        let stored = w.write(ty, id, prev, Method::Put, Some(new)).await?;
+        w.flush().await?;
         tx.commit().await.map_err(db)?;
         Ok(UpdateOutcome { stored, created })
     }
@@ -698,12 +506,15 @@ impl Store for PgStore {
             (n, _) => return Err(Error::MultipleMatches(n)),
         };
         // the type is locked exclusively: the row lock comes after, as in every writer
-        lock_row(&tx, ty.as_str(), target.as_str(), true).await?;
-        let prev = current(&tx, ty.as_str(), target.as_str()).await?;
+        let key = [(ty.as_str(), target.as_str())];
+        lock_rows(&tx, &key, &key).await?;
+        let mut w = Writer::new(&tx);
+        let prev = w.current(ty.as_str(), target.as_str()).await?;
         hale_store::check_if_match(&ty, &target, prev.map(|p| (p.0, p.1)), if_match)?;
         let created = prev.is_none_or(|p| p.1);
         let method = if prev.is_none() && found.is_empty() { Method::Post } else { Method::Put };
-        let stored = write_version(&tx, &ty, &target, prev, method, Some(new)).await?;
+        let stored = w.write(&ty, &target, prev, method, Some(new)).await?;
+        w.flush().await?;
         tx.commit().await.map_err(db)?;
         Ok(UpdateOutcome { stored, created })
     }
@@ -719,12 +530,14 @@ impl Store for PgStore {
         let mut locks = Locks::default();
         locks.row(ty.as_str(), id.as_str(), false);
         locks.take(&tx).await?;
-        let prev = current(&tx, ty.as_str(), id.as_str()).await?;
+        let mut w = Writer::new(&tx);
+        let prev = w.current(ty.as_str(), id.as_str()).await?;
         hale_store::check_if_match(ty, id, prev.map(|p| (p.0, p.1)), if_match)?;
         let out = match prev {
-            Some((_, false, _)) => Some(write_version(&tx, ty, id, prev, Method::Delete, None).await?),
+            Some((_, false, _)) => Some(w.write(ty, id, prev, Method::Delete, None).await?),
             _ => None,
         };
+        w.flush().await?;
         tx.commit().await.map_err(db)?;
         Ok(out)
     }
@@ -740,9 +553,12 @@ impl Store for PgStore {
         let out = match found.len() {
             0 => None,
             1 => {
-                lock_row(&tx, ty.as_str(), found[0].as_str(), false).await?;
-                let prev = current(&tx, ty.as_str(), found[0].as_str()).await?;
-                Some(write_version(&tx, &ty, &found[0], prev, Method::Delete, None).await?)
+                lock_rows(&tx, &[], &[(ty.as_str(), found[0].as_str())]).await?;
+                let mut w = Writer::new(&tx);
+                let prev = w.current(ty.as_str(), found[0].as_str()).await?;
+                let out = w.write(&ty, &found[0], prev, Method::Delete, None).await?;
+                w.flush().await?;
+                Some(out)
             }
             n => return Err(Error::MultipleMatches(n)),
         };
@@ -763,17 +579,22 @@ impl Store for PgStore {
             locks.row(ty.as_str(), id.as_str(), false);
         }
         locks.take(&tx).await?;
-        let mut n = 0;
-        for (ty, id, version, rows) in items {
+        let mut w = Writer::new(&tx);
+        let keys: Vec<(&str, &str)> = items.iter().map(|(t, i, _, _)| (t.as_str(), i.as_str())).collect();
+        w.prefetch(&keys).await?;
+        let mut fresh = Vec::new();
+        for (ty, id, version, rows) in &items {
             // only if the version indexed is still the current one
-            match current(&tx, ty.as_str(), id.as_str()).await? {
-                Some((v, false, _)) if v == version => {}
-                _ => continue,
+            if let Some((v, false, _)) = w.current(ty.as_str(), id.as_str()).await?
+                && v == *version
+            {
+                fresh.push((ty.as_str(), id.as_str(), rows));
             }
-            delete_index(&tx, ty.as_str(), id.as_str()).await?;
-            write_index(&tx, ty.as_str(), id.as_str(), &rows).await?;
-            n += 1;
         }
+        let owners: Vec<(&str, &str)> = fresh.iter().map(|(t, i, _)| (*t, *i)).collect();
+        write::delete_index(&tx, &owners).await?;
+        write::write_index(&tx, &fresh).await?;
+        let n = fresh.len();
         tx.commit().await.map_err(db)?;
         Ok(n)
     }
@@ -796,10 +617,15 @@ impl Store for PgStore {
             }
         }
         locks.take(&tx).await.map_err(|e| (0, e))?;
+        let mut w = Writer::new(&tx);
+        let keys: Vec<(&str, &str)> = locks.rows.keys().map(|(t, i)| (t.as_str(), i.as_str())).collect();
+        w.prefetch(&keys).await.map_err(|e| (0, e))?;
+        let last = ops.len().saturating_sub(1);
         let mut out = Vec::with_capacity(ops.len());
         for (i, op) in ops.into_iter().enumerate() {
-            out.push(run_op(&tx, op).await.map_err(|e| (i, e))?);
+            out.push(run_op(&mut w, op).await.map_err(|e| (i, e))?);
         }
+        w.flush().await.map_err(|e| (last, e))?;
         tx.commit().await.map_err(|e| (0, db(e)))?;
         Ok(out)
     }
@@ -822,17 +648,17 @@ impl Store for PgStore {
             HistoryScope::System => {}
             HistoryScope::Type(t) => {
                 sql.push_str(" AND v.res_type = ?");
-                args.push(Sql::Text(t.to_string()));
+                args.push(Sql::text(t.to_string()));
             }
             HistoryScope::Instance(t, id) => {
                 sql.push_str(" AND v.res_type = ? AND v.res_id = ?");
-                args.push(Sql::Text(t.to_string()));
-                args.push(Sql::Text(id.to_string()));
+                args.push(Sql::text(t.to_string()));
+                args.push(Sql::text(id.to_string()));
             }
         }
         if let Some(since) = query.since {
             sql.push_str(" AND v.last_updated >= ?");
-            args.push(Sql::Integer(since.millis()));
+            args.push(Sql::integer(since.millis()));
         }
         let total = if matches!(scope, HistoryScope::Instance(..)) && query.cursor.is_none() {
             let count_sql = sql.replacen(&format!("SELECT {VERSION_COLUMNS}"), "SELECT COUNT(*)", 1);
@@ -843,7 +669,7 @@ impl Store for PgStore {
         };
         if let Some(cursor) = query.cursor {
             sql.push_str(" AND v.seq < ?");
-            args.push(Sql::Integer(cursor));
+            args.push(Sql::integer(cursor));
         }
         sql.push_str(&format!(" ORDER BY v.seq DESC LIMIT {}", query.count + 1));
         let rows = c.query(&number_marks(&sql), &refs(&args)).await.map_err(db)?;
@@ -907,9 +733,9 @@ impl Store for PgStore {
                 .map_err(db)?
                 .get(0);
             tx.execute(&current, &[&ty, &id, &version, &seq, &(v.body.is_none() as i32)]).await.map_err(db)?;
-            delete_index(&tx, ty, id).await?;
+            write::delete_index(&tx, &[(ty, id)]).await?;
             if v.body.is_some() {
-                write_index(&tx, ty, id, index).await?;
+                write::write_index(&tx, &[(ty, id, index)]).await?;
             }
         }
         tx.commit().await.map_err(db)

@@ -1,19 +1,25 @@
-//! Bound values and placeholders: the search SQL is built with `?` marks (as for
-//! SQLite) and numbered (`$1`, `$2`...) just before it is sent; [`Sql`] is a dynamically
-//! typed value that binds to whatever type PostgreSQL inferred for its placeholder.
+//! Bound values and placeholders: the shared SQL ([`hale_store::sql`]) is built with `?`
+//! marks and numbered (`$1`, `$2`...) just before it is sent; [`Sql`] carries a
+//! dynamically typed [`Bind`] that binds to whatever type PostgreSQL inferred for its
+//! placeholder.
 
 use std::error::Error as StdError;
 
 use bytes::BytesMut;
+use hale_store::sql::Bind;
 use tokio_postgres::types::{FromSql, IsNull, ToSql, Type, to_sql_checked};
 
 /// A bound value or a value read back (sort keys).
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Sql {
-    Null,
-    Integer(i64),
-    Real(f64),
-    Text(String),
+pub(crate) struct Sql(pub Bind);
+
+impl Sql {
+    pub(crate) fn text(s: impl Into<String>) -> Sql {
+        Sql(Bind::Text(s.into()))
+    }
+    pub(crate) fn integer(i: i64) -> Sql {
+        Sql(Bind::Integer(i))
+    }
 }
 
 type BoxError = Box<dyn StdError + Sync + Send>;
@@ -25,9 +31,9 @@ pub(crate) fn clean(s: &str) -> std::borrow::Cow<'_, str> {
 
 impl ToSql for Sql {
     fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> Result<IsNull, BoxError> {
-        match self {
-            Sql::Null => Ok(IsNull::Yes),
-            Sql::Integer(i) => match *ty {
+        match &self.0 {
+            Bind::Null => Ok(IsNull::Yes),
+            Bind::Integer(i) => match *ty {
                 Type::INT8 => i.to_sql(ty, out),
                 Type::INT4 => i32::try_from(*i)?.to_sql(ty, out),
                 Type::INT2 => i16::try_from(*i)?.to_sql(ty, out),
@@ -36,14 +42,14 @@ impl ToSql for Sql {
                 Type::BOOL => (*i != 0).to_sql(ty, out),
                 _ => i.to_string().as_str().to_sql(ty, out),
             },
-            Sql::Real(f) => match *ty {
+            Bind::Real(f) => match *ty {
                 Type::FLOAT8 => f.to_sql(ty, out),
                 Type::FLOAT4 => (*f as f32).to_sql(ty, out),
                 Type::INT8 => (*f as i64).to_sql(ty, out),
                 Type::INT4 => (*f as i32).to_sql(ty, out),
                 _ => f.to_string().as_str().to_sql(ty, out),
             },
-            Sql::Text(s) => clean(s).as_ref().to_sql(ty, out),
+            Bind::Text(s) => clean(s).as_ref().to_sql(ty, out),
         }
     }
 
@@ -56,19 +62,19 @@ impl ToSql for Sql {
 
 impl<'a> FromSql<'a> for Sql {
     fn from_sql(ty: &Type, raw: &'a [u8]) -> Result<Self, BoxError> {
-        Ok(match *ty {
-            Type::INT8 => Sql::Integer(i64::from_sql(ty, raw)?),
-            Type::INT4 => Sql::Integer(i32::from_sql(ty, raw)? as i64),
-            Type::INT2 => Sql::Integer(i16::from_sql(ty, raw)? as i64),
-            Type::FLOAT8 => Sql::Real(f64::from_sql(ty, raw)?),
-            Type::FLOAT4 => Sql::Real(f32::from_sql(ty, raw)? as f64),
+        Ok(Sql(match *ty {
+            Type::INT8 => Bind::Integer(i64::from_sql(ty, raw)?),
+            Type::INT4 => Bind::Integer(i32::from_sql(ty, raw)? as i64),
+            Type::INT2 => Bind::Integer(i16::from_sql(ty, raw)? as i64),
+            Type::FLOAT8 => Bind::Real(f64::from_sql(ty, raw)?),
+            Type::FLOAT4 => Bind::Real(f32::from_sql(ty, raw)? as f64),
             Type::NUMERIC => return Err("numeric sort keys are not supported".into()),
-            _ => Sql::Text(<&str>::from_sql(ty, raw)?.to_string()),
-        })
+            _ => Bind::Text(<&str>::from_sql(ty, raw)?.to_string()),
+        }))
     }
 
     fn from_sql_null(_: &Type) -> Result<Self, BoxError> {
-        Ok(Sql::Null)
+        Ok(Sql(Bind::Null))
     }
 
     fn accepts(_: &Type) -> bool {

@@ -267,7 +267,7 @@ impl SqliteStore {
     }
 }
 
-const VERSION_COLUMNS: &str = "v.seq, v.res_type, v.res_id, v.version, v.last_updated, v.method, v.body";
+use hale_store::sql::VERSION_COLUMNS;
 
 fn row_to_stored(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, StoredResource)> {
     let seq: i64 = r.get(0)?;

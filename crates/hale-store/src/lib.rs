@@ -6,6 +6,8 @@
 //! Preconditions (`If-Match`, `If-None-Exist`, conditional update and delete) are
 //! evaluated by the backend inside the write transaction, so they are race-free.
 
+pub mod sql;
+
 use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
 use hale_fhir::{Category, ResourceId, ResourceType, VersionId};

@@ -1,0 +1,345 @@
+//! Writes. The versions and index rows of one database transaction are gathered and
+//! sent in a few statements, each taking its columns as arrays (`unnest`), instead of
+//! several round trips a resource: a bundle of 700 resources costs about a dozen.
+//!
+//! A [`Writer`] knows the current version of every resource the transaction touched
+//! (read in one query up front, then kept as it writes), and flushes what it gathered
+//! before anything reads the index tables (a search precondition) and at the end.
+
+use std::collections::{HashMap, HashSet};
+
+use deadpool_postgres::GenericClient;
+use hale_fhir::{ResourceId, ResourceType, VersionId};
+use hale_search::index::CompositePart;
+use hale_store::{IndexRows, Instant, Method, NewVersion, Result, StoredResource, stamp};
+use tokio_postgres::types::ToSql;
+
+use crate::sql::clean;
+use crate::{INDEX_TABLES, db};
+
+/// Current (version, deleted, last_updated) of a resource, `None` when it never existed.
+pub(crate) type Current = Option<(VersionId, bool, i64)>;
+
+type Key = (String, String);
+
+/// One version waiting to be sent.
+struct Pending {
+    ty: String,
+    id: String,
+    version: i64,
+    at: i64,
+    method: &'static str,
+    body: Option<String>,
+    index: IndexRows,
+    /// the resource had index rows of an earlier version, which go first
+    stale: bool,
+}
+
+/// The writes of one database transaction, whose locks the caller already holds.
+pub(crate) struct Writer<'c, C> {
+    c: &'c C,
+    known: HashMap<Key, Current>,
+    pending: Vec<Pending>,
+    pending_keys: HashSet<Key>,
+}
+
+impl<'c, C: GenericClient> Writer<'c, C> {
+    pub(crate) fn new(c: &'c C) -> Self {
+        Writer { c, known: HashMap::new(), pending: Vec::new(), pending_keys: HashSet::new() }
+    }
+
+    pub(crate) fn client(&self) -> &'c C {
+        self.c
+    }
+
+    /// Reads the current version of all these resources in one query.
+    pub(crate) async fn prefetch(&mut self, keys: &[(&str, &str)]) -> Result<()> {
+        let keys: Vec<&(&str, &str)> = keys.iter().filter(|(t, i)| !self.known.contains_key(&key(t, i))).collect();
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let types: Vec<&str> = keys.iter().map(|k| k.0).collect();
+        let ids: Vec<&str> = keys.iter().map(|k| k.1).collect();
+        let s = self
+            .c
+            .prepare_cached(
+                "SELECT r.res_type, r.res_id, r.version, r.deleted, v.last_updated \
+                 FROM resources r JOIN resource_versions v ON v.seq = r.seq \
+                 WHERE (r.res_type, r.res_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))",
+            )
+            .await
+            .map_err(db)?;
+        for (t, i) in &keys {
+            self.known.insert(key(t, i), None);
+        }
+        for r in self.c.query(&s, &[&types, &ids]).await.map_err(db)? {
+            let k = (r.get::<_, String>(0), r.get::<_, String>(1));
+            let cur = (VersionId::new(r.get::<_, i64>(2) as u64), r.get::<_, i32>(3) != 0, r.get::<_, i64>(4));
+            self.known.insert(k, Some(cur));
+        }
+        Ok(())
+    }
+
+    /// The current version of `ty/id`, as this transaction left it.
+    pub(crate) async fn current(&mut self, ty: &str, id: &str) -> Result<Current> {
+        if !self.known.contains_key(&key(ty, id)) {
+            self.prefetch(&[(ty, id)]).await?;
+        }
+        Ok(self.known[&key(ty, id)])
+    }
+
+    /// Queues one version (a deletion when `new` is `None`) after `prev`; returns what
+    /// will be stored.
+    pub(crate) async fn write(
+        &mut self,
+        ty: &ResourceType,
+        id: &ResourceId,
+        prev: Current,
+        method: Method,
+        new: Option<NewVersion>,
+    ) -> Result<StoredResource> {
+        let k = key(ty.as_str(), id.as_str());
+        // one statement may not write the same row twice
+        if self.pending_keys.contains(&k) {
+            self.flush().await?;
+        }
+        let version = prev.map(|p| p.0.next()).unwrap_or(VersionId::FIRST);
+        // lastUpdated never goes backwards for one resource, even if a node's clock does
+        let at = Instant::from_millis(Instant::now().millis().max(prev.map(|p| p.2).unwrap_or(i64::MIN)));
+        let (body, index) = match new {
+            Some(mut n) => {
+                stamp(&mut n.resource, id, version, at);
+                (Some(hale_fhir::json::to_string(&n.resource)), n.index)
+            }
+            None => (None, IndexRows::default()),
+        };
+        self.known.insert(k.clone(), Some((version, body.is_none(), at.millis())));
+        self.pending_keys.insert(k);
+        self.pending.push(Pending {
+            ty: ty.to_string(),
+            id: id.to_string(),
+            version: version.get() as i64,
+            at: at.millis(),
+            method: method.as_str(),
+            body: body.clone(),
+            index,
+            stale: prev.is_some(),
+        });
+        Ok(StoredResource { resource_type: ty.clone(), id: id.clone(), version, last_updated: at, method, body })
+    }
+
+    /// Sends everything queued: the version rows and `resources` rows in one statement,
+    /// then the old index rows out, then the new ones in.
+    pub(crate) async fn flush(&mut self) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let p = std::mem::take(&mut self.pending);
+        self.pending_keys.clear();
+        let types: Vec<&str> = p.iter().map(|v| v.ty.as_str()).collect();
+        let ids: Vec<&str> = p.iter().map(|v| v.id.as_str()).collect();
+        let versions: Vec<i64> = p.iter().map(|v| v.version).collect();
+        let at: Vec<i64> = p.iter().map(|v| v.at).collect();
+        let methods: Vec<&str> = p.iter().map(|v| v.method).collect();
+        let bodies: Vec<Option<&str>> = p.iter().map(|v| v.body.as_deref()).collect();
+        // seq follows the order of the arrays, so history keeps the order of the writes
+        run(
+            self.c,
+            "WITH v AS (INSERT INTO resource_versions (res_type, res_id, version, last_updated, method, body) \
+             SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[]) \
+             RETURNING res_type, res_id, version, seq, body IS NULL AS deleted) \
+             INSERT INTO resources (res_type, res_id, version, seq, deleted) \
+             SELECT res_type, res_id, version, seq, deleted::int FROM v \
+             ON CONFLICT (res_type, res_id) DO UPDATE SET version = excluded.version, seq = excluded.seq, \
+             deleted = excluded.deleted",
+            &[&types, &ids, &versions, &at, &methods, &bodies],
+        )
+        .await?;
+        let stale: Vec<(&str, &str)> = p.iter().filter(|v| v.stale).map(|v| (v.ty.as_str(), v.id.as_str())).collect();
+        delete_index(self.c, &stale).await?;
+        let owned: Vec<(&str, &str, &IndexRows)> = p.iter().map(|v| (v.ty.as_str(), v.id.as_str(), &v.index)).collect();
+        write_index(self.c, &owned).await
+    }
+}
+
+fn key(ty: &str, id: &str) -> Key {
+    (ty.to_string(), id.to_string())
+}
+
+async fn run(c: &impl GenericClient, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<()> {
+    let s = c.prepare_cached(sql).await.map_err(db)?;
+    c.execute(&s, params).await.map_err(db)?;
+    Ok(())
+}
+
+/// Deletes every index row of these resources, in one statement.
+pub(crate) async fn delete_index(c: &impl GenericClient, owners: &[(&str, &str)]) -> Result<()> {
+    if owners.is_empty() {
+        return Ok(());
+    }
+    let types: Vec<&str> = owners.iter().map(|o| o.0).collect();
+    let ids: Vec<&str> = owners.iter().map(|o| o.1).collect();
+    let ctes: Vec<String> = INDEX_TABLES
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            format!("d{i} AS (DELETE FROM {t} x USING o WHERE x.res_type = o.res_type AND x.res_id = o.res_id)")
+        })
+        .collect();
+    let sql = format!(
+        "WITH o AS (SELECT * FROM unnest($1::text[], $2::text[]) AS o(res_type, res_id)), {} SELECT 1",
+        ctes.join(", ")
+    );
+    run(c, &sql, &[&types, &ids]).await
+}
+
+fn text(s: &str) -> String {
+    clean(s).into_owned()
+}
+
+fn opt_text(s: &Option<String>) -> Option<String> {
+    s.as_deref().map(text)
+}
+
+/// The rows of one index table over several resources, with their owners' columns.
+struct Owned<'a, T> {
+    types: Vec<&'a str>,
+    ids: Vec<&'a str>,
+    rows: Vec<&'a T>,
+}
+
+fn owned<'a, T>(items: &[(&'a str, &'a str, &'a IndexRows)], pick: impl Fn(&'a IndexRows) -> &'a [T]) -> Owned<'a, T> {
+    let mut o = Owned { types: Vec::new(), ids: Vec::new(), rows: Vec::new() };
+    for (ty, id, rows) in items {
+        for r in pick(rows) {
+            o.types.push(ty);
+            o.ids.push(id);
+            o.rows.push(r);
+        }
+    }
+    o
+}
+
+/// Inserts the index rows of these resources: one statement per non-empty table.
+pub(crate) async fn write_index(c: &impl GenericClient, items: &[(&str, &str, &IndexRows)]) -> Result<()> {
+    let o = owned(items, |r| &r.tokens);
+    if !o.rows.is_empty() {
+        let p: Vec<String> = o.rows.iter().map(|t| text(&t.param)).collect();
+        let s: Vec<Option<String>> = o.rows.iter().map(|t| opt_text(&t.system)).collect();
+        let k: Vec<String> = o.rows.iter().map(|t| text(&t.code)).collect();
+        let x: Vec<Option<String>> = o.rows.iter().map(|t| opt_text(&t.text)).collect();
+        run(
+            c,
+            "INSERT INTO search_token (res_type, res_id, param, system, code, text) \
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])",
+            &[&o.types, &o.ids, &p, &s, &k, &x],
+        )
+        .await?;
+    }
+    let o = owned(items, |r| &r.strings);
+    if !o.rows.is_empty() {
+        let p: Vec<String> = o.rows.iter().map(|t| text(&t.param)).collect();
+        let n: Vec<String> = o.rows.iter().map(|t| text(&t.norm)).collect();
+        let e: Vec<String> = o.rows.iter().map(|t| text(&t.exact)).collect();
+        run(
+            c,
+            "INSERT INTO search_string (res_type, res_id, param, norm, exact) \
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])",
+            &[&o.types, &o.ids, &p, &n, &e],
+        )
+        .await?;
+    }
+    let o = owned(items, |r| &r.dates);
+    if !o.rows.is_empty() {
+        let p: Vec<String> = o.rows.iter().map(|t| text(&t.param)).collect();
+        let lo: Vec<i64> = o.rows.iter().map(|t| t.lo).collect();
+        let hi: Vec<i64> = o.rows.iter().map(|t| t.hi).collect();
+        run(
+            c,
+            "INSERT INTO search_date (res_type, res_id, param, lo, hi) \
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[])",
+            &[&o.types, &o.ids, &p, &lo, &hi],
+        )
+        .await?;
+    }
+    let o = owned(items, |r| &r.numbers);
+    if !o.rows.is_empty() {
+        let p: Vec<String> = o.rows.iter().map(|t| text(&t.param)).collect();
+        let v: Vec<f64> = o.rows.iter().map(|t| t.value).collect();
+        run(
+            c,
+            "INSERT INTO search_number (res_type, res_id, param, value) \
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[])",
+            &[&o.types, &o.ids, &p, &v],
+        )
+        .await?;
+    }
+    let o = owned(items, |r| &r.quantities);
+    if !o.rows.is_empty() {
+        let p: Vec<String> = o.rows.iter().map(|t| text(&t.param)).collect();
+        let v: Vec<f64> = o.rows.iter().map(|t| t.value).collect();
+        let s: Vec<Option<String>> = o.rows.iter().map(|t| opt_text(&t.system)).collect();
+        let k: Vec<Option<String>> = o.rows.iter().map(|t| opt_text(&t.code)).collect();
+        let u: Vec<Option<String>> = o.rows.iter().map(|t| opt_text(&t.unit)).collect();
+        run(
+            c,
+            "INSERT INTO search_quantity (res_type, res_id, param, value, system, code, unit) \
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[], $5::text[], $6::text[], $7::text[])",
+            &[&o.types, &o.ids, &p, &v, &s, &k, &u],
+        )
+        .await?;
+    }
+    let o = owned(items, |r| &r.references);
+    if !o.rows.is_empty() {
+        let p: Vec<String> = o.rows.iter().map(|t| text(&t.param)).collect();
+        let tt: Vec<Option<String>> = o.rows.iter().map(|t| opt_text(&t.target_type)).collect();
+        let ti: Vec<Option<String>> = o.rows.iter().map(|t| opt_text(&t.target_id)).collect();
+        let u: Vec<Option<String>> = o.rows.iter().map(|t| opt_text(&t.url)).collect();
+        run(
+            c,
+            "INSERT INTO search_reference (res_type, res_id, param, target_type, target_id, url) \
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])",
+            &[&o.types, &o.ids, &p, &tt, &ti, &u],
+        )
+        .await?;
+    }
+    let o = owned(items, |r| &r.uris);
+    if !o.rows.is_empty() {
+        let p: Vec<String> = o.rows.iter().map(|t| text(&t.param)).collect();
+        let u: Vec<String> = o.rows.iter().map(|t| text(&t.uri)).collect();
+        run(
+            c,
+            "INSERT INTO search_uri (res_type, res_id, param, uri) \
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])",
+            &[&o.types, &o.ids, &p, &u],
+        )
+        .await?;
+    }
+    let o = owned(items, |r| &r.composites);
+    if !o.rows.is_empty() {
+        let none = CompositePart::default();
+        let p: Vec<String> = o.rows.iter().map(|t| text(&t.param)).collect();
+        let part =
+            |k: usize| -> Vec<&CompositePart> { o.rows.iter().map(|t| t.parts.get(k).unwrap_or(&none)).collect() };
+        let (a, b, d) = (part(0), part(1), part(2));
+        let s = |v: &[&CompositePart]| -> Vec<Option<String>> { v.iter().map(|x| opt_text(&x.system)).collect() };
+        let k = |v: &[&CompositePart]| -> Vec<Option<String>> { v.iter().map(|x| opt_text(&x.code)).collect() };
+        let n = |v: &[&CompositePart]| -> Vec<Option<f64>> { v.iter().map(|x| x.number).collect() };
+        let lo = |v: &[&CompositePart]| -> Vec<Option<i64>> { v.iter().map(|x| x.lo).collect() };
+        let hi = |v: &[&CompositePart]| -> Vec<Option<i64>> { v.iter().map(|x| x.hi).collect() };
+        let (s1, c1, n1, lo1, hi1) = (s(&a), k(&a), n(&a), lo(&a), hi(&a));
+        let (s2, c2, n2, lo2, hi2) = (s(&b), k(&b), n(&b), lo(&b), hi(&b));
+        let (s3, c3, n3, lo3, hi3) = (s(&d), k(&d), n(&d), lo(&d), hi(&d));
+        run(
+            c,
+            "INSERT INTO search_composite (res_type, res_id, param, s1, c1, n1, lo1, hi1, s2, c2, n2, lo2, hi2, \
+             s3, c3, n3, lo3, hi3) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], \
+             $4::text[], $5::text[], $6::float8[], $7::bigint[], $8::bigint[], \
+             $9::text[], $10::text[], $11::float8[], $12::bigint[], $13::bigint[], \
+             $14::text[], $15::text[], $16::float8[], $17::bigint[], $18::bigint[])",
+            &[&o.types, &o.ids, &p, &s1, &c1, &n1, &lo1, &hi1, &s2, &c2, &n2, &lo2, &hi2, &s3, &c3, &n3, &lo3, &hi3],
+        )
+        .await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,928 @@
+//! The search SQL both stores run: conditions over the index tables, sort keys, keyset
+//! cursors, `_include`. The SQL is written once for both databases; the few places they
+//! differ are a [`Dialect`]. Every value is bound ([`Bind`], which each store converts
+//! to its driver's type), table and column names come from this file and parameter codes
+//! are bound too, so nothing from the query string reaches the SQL text. Paging uses a
+//! keyset cursor over the sort keys and the resource id, so pages stay correct while
+//! data changes.
+//!
+//! Statements use `?` marks; the PostgreSQL store numbers them before sending.
+
+use std::collections::HashSet;
+
+use hale_search::parse::{Clause, Include, Modifier, ParamType, SearchRequest, SearchValue, SortKey};
+use hale_search::values::{DateRange, NumberRange, Prefix};
+
+use crate::{Error, Result, StoredResource};
+
+/// A bound value, or a sort key read back.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Bind {
+    Null,
+    Integer(i64),
+    Real(f64),
+    Text(String),
+}
+
+/// What differs between the SQL of the two stores.
+#[derive(Debug, Clone, Copy)]
+pub struct Dialect {
+    /// case-insensitive `LIKE`
+    pub ilike: &'static str,
+    pub true_sql: &'static str,
+    pub false_sql: &'static str,
+    /// the character U+10FFFF as an expression (above every indexed string)
+    pub max_char: &'static str,
+    /// `INDEXED BY` hints for per-candidate checks (SQLite, whose plans are chosen by
+    /// query shape rather than statistics)
+    pub index_hints: bool,
+}
+
+pub const SQLITE: Dialect =
+    Dialect { ilike: "LIKE", true_sql: "1", false_sql: "0", max_char: "char(1114111)", index_hints: true };
+pub const POSTGRES: Dialect =
+    Dialect { ilike: "ILIKE", true_sql: "TRUE", false_sql: "FALSE", max_char: "chr(1114111)", index_hints: false };
+
+/// One statement and its bound values.
+#[derive(Debug, Clone)]
+pub struct Stmt {
+    pub sql: String,
+    pub args: Vec<Bind>,
+}
+
+/// The columns of a version row, in the order stores read them: seq, type, id, version,
+/// last updated, method, body.
+pub const VERSION_COLUMNS: &str = "v.seq, v.res_type, v.res_id, v.version, v.last_updated, v.method, v.body";
+
+/// Above every indexed string.
+const TEXT_MAX: &str = "\u{10FFFF}";
+
+fn table(t: ParamType) -> &'static str {
+    match t {
+        ParamType::String => "search_string",
+        ParamType::Token => "search_token",
+        ParamType::Date => "search_date",
+        ParamType::Number => "search_number",
+        ParamType::Quantity => "search_quantity",
+        ParamType::Reference => "search_reference",
+        ParamType::Uri => "search_uri",
+        ParamType::Composite => "search_composite",
+        ParamType::Special => "search_token",
+    }
+}
+
+fn like_escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+}
+
+/// Date condition over columns `lo`/`hi` for a target range.
+fn date_cond(lo: &str, hi: &str, prefix: Prefix, r: &DateRange, args: &mut Vec<Bind>) -> String {
+    let eq = |args: &mut Vec<Bind>| {
+        args.push(Bind::Integer(r.lo));
+        args.push(Bind::Integer(r.hi));
+        format!("({lo} >= ? AND {hi} <= ?)")
+    };
+    match prefix {
+        Prefix::Eq => eq(args),
+        Prefix::Ne => format!("NOT {}", eq(args)),
+        Prefix::Gt => {
+            args.push(Bind::Integer(r.hi));
+            format!("{hi} > ?")
+        }
+        Prefix::Lt => {
+            args.push(Bind::Integer(r.lo));
+            format!("{lo} < ?")
+        }
+        Prefix::Ge => {
+            args.push(Bind::Integer(r.hi));
+            let e = eq(args);
+            format!("({hi} > ? OR {e})")
+        }
+        Prefix::Le => {
+            args.push(Bind::Integer(r.lo));
+            let e = eq(args);
+            format!("({lo} < ? OR {e})")
+        }
+        Prefix::Sa => {
+            args.push(Bind::Integer(r.hi));
+            format!("{lo} > ?")
+        }
+        Prefix::Eb => {
+            args.push(Bind::Integer(r.lo));
+            format!("{hi} < ?")
+        }
+        Prefix::Ap => {
+            let (alo, ahi) = r.approximate();
+            args.push(Bind::Integer(alo));
+            args.push(Bind::Integer(ahi));
+            format!("({hi} >= ? AND {lo} <= ?)")
+        }
+    }
+}
+
+fn number_cond(col: &str, prefix: Prefix, n: &NumberRange, args: &mut Vec<Bind>) -> String {
+    let one = |args: &mut Vec<Bind>, v: f64, op: &str| {
+        args.push(Bind::Real(v));
+        format!("{col} {op} ?")
+    };
+    match prefix {
+        Prefix::Eq | Prefix::Ne => {
+            args.push(Bind::Real(n.lo));
+            args.push(Bind::Real(n.hi));
+            let c = format!("({col} >= ? AND {col} < ?)");
+            if prefix == Prefix::Ne { format!("NOT {c}") } else { c }
+        }
+        Prefix::Gt | Prefix::Sa => one(args, n.value, ">"),
+        Prefix::Lt | Prefix::Eb => one(args, n.value, "<"),
+        Prefix::Ge => one(args, n.value, ">="),
+        Prefix::Le => one(args, n.value, "<="),
+        Prefix::Ap => {
+            let gap = (n.value * 0.1).abs();
+            args.push(Bind::Real(n.value - gap));
+            args.push(Bind::Real(n.value + gap));
+            format!("({col} >= ? AND {col} <= ?)")
+        }
+    }
+}
+
+/// The condition one value puts on a row `i` of the parameter's index table.
+fn value_cond(d: &Dialect, c: &Clause, v: &SearchValue, args: &mut Vec<Bind>) -> String {
+    match v {
+        SearchValue::String(s) => match c.modifier {
+            Modifier::Exact => {
+                args.push(Bind::Text(s.clone()));
+                "i.exact = ?".into()
+            }
+            Modifier::Contains => {
+                args.push(Bind::Text(format!("%{}%", like_escape(s))));
+                format!("i.norm {} ? ESCAPE '\\'", d.ilike)
+            }
+            _ => {
+                args.push(Bind::Text(s.clone()));
+                args.push(Bind::Text(format!("{s}{TEXT_MAX}")));
+                "(i.norm >= ? AND i.norm < ?)".into()
+            }
+        },
+        SearchValue::Token { system, code } => {
+            let mut parts = Vec::new();
+            if let Some(code) = code {
+                args.push(Bind::Text(code.clone()));
+                parts.push("i.code = ?");
+            }
+            match system {
+                None => {}
+                Some(None) => parts.push("i.system IS NULL"),
+                Some(Some(s)) => {
+                    args.push(Bind::Text(s.clone()));
+                    parts.push("i.system = ?");
+                }
+            }
+            format!("({})", parts.join(" AND "))
+        }
+        SearchValue::TokenText(t) => {
+            args.push(Bind::Text(format!("%{}%", like_escape(t))));
+            format!("i.text {} ? ESCAPE '\\'", d.ilike)
+        }
+        SearchValue::OfType { system, code, value } => {
+            args.push(Bind::Text(system.clone()));
+            args.push(Bind::Text(format!("{code}|{value}")));
+            "(i.system = ? AND i.code = ?)".into()
+        }
+        SearchValue::Date { prefix, range } => date_cond("i.lo", "i.hi", *prefix, range, args),
+        SearchValue::Number { prefix, range } => number_cond("i.value", *prefix, range, args),
+        SearchValue::Quantity { prefix, range, system, code } => {
+            let mut s = number_cond("i.value", *prefix, range, args);
+            if let Some(sys) = system {
+                args.push(Bind::Text(sys.clone()));
+                s.push_str(" AND i.system = ?");
+            }
+            if let Some(code) = code {
+                args.push(Bind::Text(code.clone()));
+                args.push(Bind::Text(code.clone()));
+                s.push_str(" AND (i.code = ? OR i.unit = ?)");
+            }
+            format!("({s})")
+        }
+        SearchValue::Reference { target_type, id } => {
+            args.push(Bind::Text(id.clone()));
+            match target_type {
+                Some(t) => {
+                    args.push(Bind::Text(t.clone()));
+                    "(i.target_id = ? AND i.target_type = ?)".into()
+                }
+                None => "(i.target_id = ?)".into(),
+            }
+        }
+        SearchValue::Url(u) => match (c.param_type, &c.modifier) {
+            (ParamType::Uri, Modifier::Below) => {
+                args.push(Bind::Text(u.clone()));
+                args.push(Bind::Text(format!("{u}{TEXT_MAX}")));
+                "(i.uri >= ? AND i.uri < ?)".into()
+            }
+            (ParamType::Uri, Modifier::Above) => {
+                args.push(Bind::Text(u.clone()));
+                "(substr(?, 1, length(i.uri)) = i.uri)".into()
+            }
+            (ParamType::Uri, Modifier::Contains) => {
+                args.push(Bind::Text(format!("%{}%", like_escape(u))));
+                format!("i.uri {} ? ESCAPE '\\'", d.ilike)
+            }
+            (ParamType::Uri, _) => {
+                args.push(Bind::Text(u.clone()));
+                "i.uri = ?".into()
+            }
+            _ => {
+                args.push(Bind::Text(u.clone()));
+                "i.url = ?".into()
+            }
+        },
+        SearchValue::Identifier { system, value } => {
+            args.push(Bind::Text(value.clone()));
+            match system {
+                Some(s) => {
+                    args.push(Bind::Text(s.clone()));
+                    "(i.code = ? AND i.system = ?)".into()
+                }
+                None => "(i.code = ?)".into(),
+            }
+        }
+        SearchValue::Missing(_) => d.true_sql.into(),
+        SearchValue::Composite(parts) => {
+            let conds: Vec<String> =
+                parts.iter().enumerate().map(|(k, v)| composite_part_cond(d, k + 1, v, args)).collect();
+            format!("({})", conds.join(" AND "))
+        }
+    }
+}
+
+/// The condition on component `k` (1-based columns `s{k}`, `c{k}`, `n{k}`, `lo{k}`, `hi{k}`)
+/// of a `search_composite` row.
+fn composite_part_cond(d: &Dialect, k: usize, v: &SearchValue, args: &mut Vec<Bind>) -> String {
+    let (s, c, n) = (format!("i.s{k}"), format!("i.c{k}"), format!("i.n{k}"));
+    match v {
+        SearchValue::Token { system, code } => {
+            let mut parts = Vec::new();
+            if let Some(code) = code {
+                args.push(Bind::Text(code.clone()));
+                parts.push(format!("{c} = ?"));
+            }
+            match system {
+                None => {}
+                Some(None) => parts.push(format!("{s} IS NULL")),
+                Some(Some(sys)) => {
+                    args.push(Bind::Text(sys.clone()));
+                    parts.push(format!("{s} = ?"));
+                }
+            }
+            format!("({})", parts.join(" AND "))
+        }
+        SearchValue::String(text) => {
+            args.push(Bind::Text(text.clone()));
+            args.push(Bind::Text(format!("{text}{TEXT_MAX}")));
+            format!("({c} >= ? AND {c} < ?)")
+        }
+        SearchValue::Date { prefix, range } => {
+            date_cond(&format!("i.lo{k}"), &format!("i.hi{k}"), *prefix, range, args)
+        }
+        SearchValue::Number { prefix, range } => number_cond(&n, *prefix, range, args),
+        SearchValue::Quantity { prefix, range, system, code } => {
+            let mut q = number_cond(&n, *prefix, range, args);
+            if let Some(sys) = system {
+                args.push(Bind::Text(sys.clone()));
+                q.push_str(&format!(" AND {s} = ?"));
+            }
+            if let Some(code) = code {
+                args.push(Bind::Text(code.clone()));
+                q.push_str(&format!(" AND {c} = ?"));
+            }
+            format!("({q})")
+        }
+        SearchValue::Reference { target_type: Some(t), id } => {
+            args.push(Bind::Text(format!("{t}/{id}")));
+            format!("{c} = ?")
+        }
+        SearchValue::Reference { target_type: None, id } => {
+            args.push(Bind::Text(id.clone()));
+            args.push(Bind::Text(format!("%/{}", like_escape(id))));
+            format!("({c} = ? OR {c} {} ? ESCAPE '\\')", d.ilike)
+        }
+        SearchValue::Url(u) => {
+            args.push(Bind::Text(u.clone()));
+            format!("{c} = ?")
+        }
+        // the parser makes no other value for a component
+        _ => d.false_sql.into(),
+    }
+}
+
+/// How selective a clause is likely to be (lower first): the most selective clause of a
+/// search drives it (`res_id IN (...)` over its lookup index), the others are checked
+/// per candidate with `EXISTS` over the owner index `(res_type, res_id, param)`.
+fn selectivity(c: &Clause) -> u8 {
+    if c.chain.is_some() || c.has.is_some() {
+        return 4;
+    }
+    if c.code == "_id" {
+        return 0;
+    }
+    if matches!(c.modifier, Modifier::Missing | Modifier::Not) {
+        return 9;
+    }
+    match c.param_type {
+        ParamType::Reference => 1,
+        ParamType::Token | ParamType::String | ParamType::Uri | ParamType::Composite => 3,
+        _ => 5,
+    }
+}
+
+/// The SQL condition on resource alias `r` (at nesting `depth`; the top level also
+/// has `v`, its current version) for a clause of a search on type `ty`. A `correlated`
+/// clause is checked for the row at hand instead of listing every match.
+fn clause_sql(
+    d: &Dialect,
+    ty: &str,
+    c: &Clause,
+    args: &mut Vec<Bind>,
+    r: &str,
+    depth: usize,
+    correlated: bool,
+) -> String {
+    if let Some(chain) = &c.chain {
+        let inner_alias = format!("r{}", depth + 1);
+        let mut ors = Vec::new();
+        for target in &chain.target_types {
+            args.push(Bind::Text(ty.to_string()));
+            args.push(Bind::Text(c.code.clone()));
+            args.push(Bind::Text(target.clone()));
+            args.push(Bind::Text(target.clone()));
+            let inner = clause_sql(d, target, &chain.inner, args, &inner_alias, depth + 1, false);
+            ors.push(format!(
+                "{r}.res_id IN (SELECT i.res_id FROM search_reference i WHERE i.res_type = ? AND i.param = ? \
+                 AND i.target_type = ? AND i.target_id IN (SELECT {inner_alias}.res_id FROM resources {inner_alias} \
+                 WHERE {inner_alias}.res_type = ? AND {inner_alias}.deleted = 0 AND {inner}))"
+            ));
+        }
+        return format!("({})", ors.join(" OR "));
+    }
+    if let Some(has) = &c.has {
+        let inner_alias = format!("r{}", depth + 1);
+        args.push(Bind::Text(has.source_type.clone()));
+        args.push(Bind::Text(has.param.clone()));
+        args.push(Bind::Text(ty.to_string()));
+        args.push(Bind::Text(has.source_type.clone()));
+        let inner = clause_sql(d, &has.source_type, &has.inner, args, &inner_alias, depth + 1, false);
+        return format!(
+            "{r}.res_id IN (SELECT i.target_id FROM search_reference i WHERE i.res_type = ? AND i.param = ? \
+             AND i.target_type = ? AND i.res_id IN (SELECT {inner_alias}.res_id FROM resources {inner_alias} \
+             WHERE {inner_alias}.res_type = ? AND {inner_alias}.deleted = 0 AND {inner}))"
+        );
+    }
+    if c.code == "_id" {
+        let ids: Vec<String> = c
+            .values
+            .iter()
+            .filter_map(|v| match v {
+                SearchValue::Token { code: Some(id), .. } => Some(id.clone()),
+                _ => None,
+            })
+            .collect();
+        for id in &ids {
+            args.push(Bind::Text(id.clone()));
+        }
+        return format!("{r}.res_id IN ({})", vec!["?"; ids.len().max(1)].join(", "));
+    }
+    if c.code == "_lastUpdated" {
+        let col = if depth == 0 {
+            "v.last_updated".to_string()
+        } else {
+            format!("(SELECT vv.last_updated FROM resource_versions vv WHERE vv.seq = {r}.seq)")
+        };
+        let ors: Vec<String> = c
+            .values
+            .iter()
+            .filter_map(|v| match v {
+                SearchValue::Date { prefix, range } => Some(date_cond(&col, &col, *prefix, range, args)),
+                _ => None,
+            })
+            .collect();
+        return format!("({})", ors.join(" OR "));
+    }
+    let (table, param) = match (&c.modifier, c.param_type) {
+        (Modifier::Identifier, ParamType::Reference) => ("search_token", format!("{}:identifier", c.code)),
+        (Modifier::OfType, _) => ("search_token", format!("{}:of-type", c.code)),
+        (_, t) => (table(t), c.code.clone()),
+    };
+    if correlated {
+        args.push(Bind::Text(param));
+        let hint = if d.index_hints { format!(" INDEXED BY {table}_owner") } else { String::new() };
+        let mut inner = format!(
+            "SELECT 1 FROM {table} i{hint} WHERE i.res_type = {r}.res_type AND i.res_id = {r}.res_id AND i.param = ?"
+        );
+        let negate = match c.modifier {
+            Modifier::Missing => matches!(c.values.first(), Some(SearchValue::Missing(true))),
+            _ => {
+                let ors: Vec<String> = c.values.iter().map(|v| value_cond(d, c, v, args)).collect();
+                inner.push_str(&format!(" AND ({})", ors.join(" OR ")));
+                c.modifier == Modifier::Not
+            }
+        };
+        return if negate { format!("NOT EXISTS ({inner})") } else { format!("EXISTS ({inner})") };
+    }
+    if c.modifier == Modifier::Missing {
+        args.push(Bind::Text(ty.to_string()));
+        args.push(Bind::Text(param));
+        let inner = format!("SELECT i.res_id FROM {table} i WHERE i.res_type = ? AND i.param = ?");
+        let missing = matches!(c.values.first(), Some(SearchValue::Missing(true)));
+        return if missing { format!("{r}.res_id NOT IN ({inner})") } else { format!("{r}.res_id IN ({inner})") };
+    }
+    args.push(Bind::Text(ty.to_string()));
+    args.push(Bind::Text(param));
+    let ors: Vec<String> = c.values.iter().map(|v| value_cond(d, c, v, args)).collect();
+    let inner =
+        format!("SELECT i.res_id FROM {table} i WHERE i.res_type = ? AND i.param = ? AND ({})", ors.join(" OR "));
+    if c.modifier == Modifier::Not {
+        format!("{r}.res_id NOT IN ({inner})")
+    } else {
+        format!("{r}.res_id IN ({inner})")
+    }
+}
+
+/// The SQL expression of a sort key (never NULL: missing values sort last).
+fn sort_expr(d: &Dialect, key: &SortKey, args: &mut Vec<Bind>) -> (String, bool) {
+    let (expr, numeric) = match (key.code.as_str(), key.param_type) {
+        ("_id", _) => ("r.res_id".to_string(), false),
+        ("_lastUpdated", _) => ("v.last_updated".to_string(), true),
+        (code, t) => {
+            let agg = if key.descending { "MAX" } else { "MIN" };
+            let (col, numeric) = match t {
+                ParamType::String => ("norm", false),
+                ParamType::Token => ("code", false),
+                ParamType::Date => (if key.descending { "hi" } else { "lo" }, true),
+                ParamType::Number | ParamType::Quantity => ("value", true),
+                ParamType::Reference => ("COALESCE(target_id, url)", false),
+                ParamType::Uri => ("uri", false),
+                _ => ("code", false),
+            };
+            args.push(Bind::Text(code.to_string()));
+            (
+                format!(
+                    "(SELECT {agg}(s.{col}) FROM {} s WHERE s.res_type = r.res_type AND s.res_id = r.res_id AND s.param = ?)",
+                    table(t)
+                )
+                .replace("s.COALESCE(target_id, url)", "COALESCE(s.target_id, s.url)"),
+                numeric,
+            )
+        }
+    };
+    let sentinel = match (numeric, key.descending) {
+        (true, false) => "9000000000000000000",
+        (true, true) => "-9000000000000000000",
+        (false, false) => d.max_char,
+        (false, true) => "''",
+    };
+    (format!("COALESCE({expr}, {sentinel})"), numeric)
+}
+
+fn fingerprint(req: &SearchRequest) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let text = format!("{}|{:?}|{:?}", req.resource_type, req.canonical, req.sort);
+    for b in text.bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+/// A cursor: the sort keys and id of a row, and whether the page it asks for lies after
+/// that row (`next`) or before it (`previous`).
+fn encode_cursor(fp: &str, keys: &[Bind], id: &str, before: bool) -> String {
+    let vals: Vec<serde_json::Value> = keys
+        .iter()
+        .map(|k| match k {
+            Bind::Integer(i) => serde_json::json!(i),
+            Bind::Real(f) => serde_json::json!(f.to_string()),
+            Bind::Text(t) => serde_json::json!({"t": t}),
+            _ => serde_json::Value::Null,
+        })
+        .collect();
+    let text = serde_json::json!([fp, vals, id, if before { "b" } else { "a" }]).to_string();
+    text.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+fn decode_cursor(fp: &str, cursor: &str) -> Result<(Vec<Bind>, String, bool)> {
+    let bad = || Error::BadCursor("The paging cursor is not valid for this search".into());
+    if !cursor.len().is_multiple_of(2) || cursor.len() > 8192 {
+        return Err(bad());
+    }
+    let bytes: Vec<u8> = (0..cursor.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&cursor[i..i + 2], 16))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|_| bad())?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|_| bad())?;
+    if v[0].as_str() != Some(fp) {
+        return Err(bad());
+    }
+    let keys = v[1]
+        .as_array()
+        .ok_or_else(bad)?
+        .iter()
+        .map(|k| {
+            if let Some(i) = k.as_i64() {
+                Ok(Bind::Integer(i))
+            } else if let Some(s) = k.as_str() {
+                s.parse::<f64>().map(Bind::Real).map_err(|_| bad())
+            } else if let Some(t) = k.get("t").and_then(|t| t.as_str()) {
+                Ok(Bind::Text(t.to_string()))
+            } else {
+                Err(bad())
+            }
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let id = v[2].as_str().ok_or_else(bad)?.to_string();
+    let before = match v[3].as_str() {
+        Some("a") => false,
+        Some("b") => true,
+        _ => return Err(bad()),
+    };
+    Ok((keys, id, before))
+}
+
+/// The statements of one page of a type search, and what turns their rows into links.
+#[derive(Debug)]
+pub struct SearchSql {
+    /// `SELECT COUNT(*)`, when the total was asked for
+    pub count: Option<Stmt>,
+    /// the page's keys: `seq`, `res_id`, then one column per sort key; `None` when the
+    /// page is empty by request (`_count=0`). One row more than the page is asked for.
+    pub page: Option<Stmt>,
+    /// how many sort-key columns follow `seq` and `res_id`
+    pub nkeys: usize,
+    page_size: usize,
+    backward: bool,
+    has_cursor: bool,
+    fp: String,
+}
+
+/// The rows of one page, in display order, with its links.
+#[derive(Debug)]
+pub struct PageKeys {
+    pub seqs: Vec<i64>,
+    pub next: Option<String>,
+    pub previous: Option<String>,
+}
+
+impl SearchSql {
+    pub fn build(d: &Dialect, req: &SearchRequest, page_size: usize, want_total: bool) -> Result<SearchSql> {
+        let ty = req.resource_type.as_str();
+        let mut where_args: Vec<Bind> = vec![Bind::Text(ty.to_string())];
+        let mut conds = vec!["r.res_type = ?".to_string(), "r.deleted = 0".to_string()];
+        // the most selective clause lists its matches; the others are checked per candidate
+        let driver = match &req.compartment {
+            Some(_) => None,
+            None => (0..req.clauses.len()).min_by_key(|&k| selectivity(&req.clauses[k])),
+        };
+        for (k, clause) in req.clauses.iter().enumerate() {
+            let correlated = Some(k) != driver && clause.chain.is_none() && clause.has.is_none();
+            conds.push(clause_sql(d, ty, clause, &mut where_args, "r", 0, correlated));
+        }
+        if let Some(comp) = &req.compartment {
+            if comp.owner_type == ty {
+                conds.push("r.res_id = ?".into());
+                where_args.push(Bind::Text(comp.owner_id.clone()));
+            } else {
+                where_args.push(Bind::Text(ty.to_string()));
+                where_args.extend(comp.params.iter().map(|p| Bind::Text(p.clone())));
+                if comp.params.is_empty() {
+                    where_args.push(Bind::Null);
+                }
+                where_args.push(Bind::Text(comp.owner_type.clone()));
+                where_args.push(Bind::Text(comp.owner_id.clone()));
+                conds.push(format!(
+                    "r.res_id IN (SELECT i.res_id FROM search_reference i WHERE i.res_type = ? AND i.param IN ({}) \
+                     AND i.target_type = ? AND i.target_id = ?)",
+                    vec!["?"; comp.params.len().max(1)].join(", ")
+                ));
+            }
+        }
+        let from = "FROM resources r JOIN resource_versions v ON v.seq = r.seq";
+        // the version row (and its body) is needed only to test or sort by _lastUpdated
+        let count = want_total.then(|| {
+            let count_from = if conds.iter().any(|c| c.contains("v.last_updated")) { from } else { "FROM resources r" };
+            Stmt {
+                sql: format!("SELECT COUNT(*) {count_from} WHERE {}", conds.join(" AND ")),
+                args: where_args.clone(),
+            }
+        });
+        let fp = fingerprint(req);
+        let mut out =
+            SearchSql { count, page: None, nkeys: req.sort.len(), page_size, backward: false, has_cursor: false, fp };
+        if page_size == 0 {
+            return Ok(out);
+        }
+        // sort keys, then the id as the tie-breaker
+        let mut keys: Vec<(String, bool, Vec<Bind>)> = Vec::new();
+        for k in &req.sort {
+            let mut a = Vec::new();
+            let (expr, _) = sort_expr(d, k, &mut a);
+            keys.push((expr, k.descending, a));
+        }
+        // the page is chosen over keys alone; bodies are read for its rows only
+        let mut select = "SELECT r.seq, r.res_id".to_string();
+        let mut args: Vec<Bind> = Vec::new();
+        for (i, (expr, _, a)) in keys.iter().enumerate() {
+            select.push_str(&format!(", {expr} AS k{i}"));
+            args.extend(a.iter().cloned());
+        }
+        args.extend(where_args);
+        if let Some(cursor) = &req.cursor {
+            let (values, last_id, before) = decode_cursor(&out.fp, cursor)?;
+            out.backward = before;
+            out.has_cursor = true;
+            if values.len() != keys.len() {
+                return Err(Error::BadCursor("The paging cursor is not valid for this search".into()));
+            }
+            let mut ors = Vec::new();
+            for j in 0..=keys.len() {
+                let mut ands = Vec::new();
+                for (i, (expr, _, a)) in keys.iter().enumerate().take(j) {
+                    ands.push(format!("{expr} = ?"));
+                    args.extend(a.iter().cloned());
+                    args.push(values[i].clone());
+                }
+                if j < keys.len() {
+                    let (expr, desc, a) = &keys[j];
+                    ands.push(format!("{expr} {} ?", if *desc != before { "<" } else { ">" }));
+                    args.extend(a.iter().cloned());
+                    args.push(values[j].clone());
+                } else {
+                    ands.push(format!("r.res_id {} ?", if before { "<" } else { ">" }));
+                    args.push(Bind::Text(last_id.clone()));
+                }
+                ors.push(format!("({})", ands.join(" AND ")));
+            }
+            conds.push(format!("({})", ors.join(" OR ")));
+        }
+        let backward = out.backward;
+        let mut order: Vec<String> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, (_, desc, _))| format!("k{i} {}", if *desc != backward { "DESC" } else { "ASC" }))
+            .collect();
+        order.push(format!("r.res_id {}", if backward { "DESC" } else { "ASC" }));
+        let needs_version = conds.iter().chain(keys.iter().map(|k| &k.0)).any(|c| c.contains("v.last_updated"));
+        let page_from = if needs_version { from } else { "FROM resources r" };
+        let sql = format!(
+            "{select} {page_from} WHERE {} ORDER BY {} LIMIT {}",
+            conds.join(" AND "),
+            order.join(", "),
+            page_size + 1
+        );
+        out.page = Some(Stmt { sql, args });
+        Ok(out)
+    }
+
+    /// The page from the rows of [`SearchSql::page`] (seq, id, sort keys), as the query
+    /// returned them.
+    pub fn page_keys(&self, rows: Vec<(i64, String, Vec<Bind>)>) -> PageKeys {
+        let mut seqs = Vec::new();
+        let mut positions: Vec<(Vec<Bind>, String)> = Vec::new();
+        let mut more = false;
+        for (seq, id, ks) in rows {
+            if seqs.len() == self.page_size {
+                more = true;
+                break;
+            }
+            positions.push((ks, id));
+            seqs.push(seq);
+        }
+        if self.backward {
+            seqs.reverse();
+            positions.reverse();
+        }
+        // rows exist after the page when the query found more (forward) or came from a
+        // later page (backward), and before it when it came from an earlier page or found more
+        let (after, before) = if self.backward { (true, more) } else { (more, self.has_cursor) };
+        let next = match positions.last() {
+            Some((ks, id)) if after => Some(encode_cursor(&self.fp, ks, id, false)),
+            _ => None,
+        };
+        let previous = match positions.first() {
+            Some((ks, id)) if before => Some(encode_cursor(&self.fp, ks, id, true)),
+            _ => None,
+        };
+        PageKeys { seqs, next, previous }
+    }
+}
+
+/// Most resources one page may add through `_include` and `_revinclude`.
+const MAX_INCLUDED: usize = 5000;
+
+/// `_include` and `_revinclude` of one page, round by round (`:iterate` is followed up
+/// to [`hale_search::parse::MAX_INCLUDE_ITERATIONS`] rounds): the store runs the
+/// statements of each round and hands back the version rows they found.
+pub struct IncludeWalk<'a> {
+    req: &'a SearchRequest,
+    seen: HashSet<(String, String)>,
+    out: Vec<StoredResource>,
+    frontier: Vec<StoredResource>,
+    round: usize,
+}
+
+impl<'a> IncludeWalk<'a> {
+    pub fn new(req: &'a SearchRequest, matches: &[StoredResource]) -> Self {
+        let seen = matches.iter().map(|m| (m.resource_type.to_string(), m.id.to_string())).collect();
+        let frontier =
+            if req.includes.is_empty() && req.revincludes.is_empty() { Vec::new() } else { matches.to_vec() };
+        IncludeWalk { req, seen, out: Vec::new(), frontier, round: 0 }
+    }
+
+    /// The statements of the next round (each selects [`VERSION_COLUMNS`]); empty when
+    /// the walk is over.
+    pub fn next_round(&mut self) -> Vec<Stmt> {
+        if self.frontier.is_empty()
+            || self.out.len() >= MAX_INCLUDED
+            || self.round > hale_search::parse::MAX_INCLUDE_ITERATIONS
+        {
+            return Vec::new();
+        }
+        let req = self.req;
+        let mut stmts = Vec::new();
+        for (inc, rev) in req.includes.iter().map(|i| (i, false)).chain(req.revincludes.iter().map(|i| (i, true))) {
+            if self.round > 0 && !inc.iterate {
+                continue;
+            }
+            for chunk in self.frontier.chunks(500) {
+                stmts.extend(include_sql(inc, rev, chunk));
+            }
+        }
+        self.round += 1;
+        self.frontier.clear();
+        stmts
+    }
+
+    /// What the statements of the round found.
+    pub fn found(&mut self, found: Vec<StoredResource>) {
+        for f in found {
+            if self.out.len() < MAX_INCLUDED && self.seen.insert((f.resource_type.to_string(), f.id.to_string())) {
+                self.frontier.push(f.clone());
+                self.out.push(f);
+            }
+        }
+    }
+
+    pub fn finish(self) -> Vec<StoredResource> {
+        self.out
+    }
+}
+
+/// The statements that follow one `_include` (or `_revinclude` when `rev`) from these
+/// resources.
+fn include_sql(inc: &Include, rev: bool, sources: &[StoredResource]) -> Vec<Stmt> {
+    let mut out = Vec::new();
+    let mut by_type: std::collections::BTreeMap<&str, Vec<&str>> = std::collections::BTreeMap::new();
+    for s in sources {
+        by_type.entry(s.resource_type.as_str()).or_default().push(s.id.as_str());
+    }
+    for (ty, ids) in by_type {
+        let mut args: Vec<Bind> = Vec::new();
+        let marks = vec!["?"; ids.len()].join(", ");
+        let sql = if !rev {
+            if inc.source_type != ty {
+                continue;
+            }
+            args.push(Bind::Text(ty.to_string()));
+            args.extend(ids.iter().map(|i| Bind::Text(i.to_string())));
+            let mut sql = format!(
+                "SELECT {VERSION_COLUMNS} FROM search_reference i \
+                 JOIN resources r ON r.res_type = i.target_type AND r.res_id = i.target_id \
+                 JOIN resource_versions v ON v.seq = r.seq \
+                 WHERE i.res_type = ? AND i.res_id IN ({marks}) AND r.deleted = 0"
+            );
+            if let Some(p) = &inc.param {
+                sql.push_str(" AND i.param = ?");
+                args.push(Bind::Text(p.clone()));
+            }
+            if let Some(t) = &inc.target_type {
+                sql.push_str(" AND i.target_type = ?");
+                args.push(Bind::Text(t.clone()));
+            }
+            sql
+        } else {
+            if inc.target_type.as_deref().is_some_and(|t| t != ty) {
+                continue;
+            }
+            args.push(Bind::Text(inc.source_type.clone()));
+            args.push(Bind::Text(ty.to_string()));
+            args.extend(ids.iter().map(|i| Bind::Text(i.to_string())));
+            let mut sql = format!(
+                "SELECT {VERSION_COLUMNS} FROM search_reference i \
+                 JOIN resources r ON r.res_type = i.res_type AND r.res_id = i.res_id \
+                 JOIN resource_versions v ON v.seq = r.seq \
+                 WHERE i.res_type = ? AND i.target_type = ? AND i.target_id IN ({marks}) AND r.deleted = 0"
+            );
+            if let Some(p) = &inc.param {
+                sql.push_str(" AND i.param = ?");
+                args.push(Bind::Text(p.clone()));
+            }
+            sql
+        };
+        out.push(Stmt { sql, args });
+    }
+    out
+}
+
+/// Types that `$everything` adds when a compartment resource refers to them.
+pub const EVERYTHING_REFERENCED: &[&str] = &[
+    "Practitioner",
+    "PractitionerRole",
+    "Organization",
+    "Location",
+    "Medication",
+    "Device",
+    "Substance",
+    "HealthcareService",
+    "Endpoint",
+];
+
+/// `$everything` pages in (type, id) order; the cursor holds the last of a page.
+pub fn everything_cursor(patient: &str, last: (&str, &str)) -> String {
+    encode_cursor(&format!("everything:{patient}"), &[Bind::Text(last.0.to_string())], last.1, false)
+}
+
+/// The (type, id) after which a `$everything` page starts.
+pub fn everything_after(patient: &str, cursor: &str) -> Result<(String, String)> {
+    let (keys, id, before) = decode_cursor(&format!("everything:{patient}"), cursor)?;
+    match (keys.first(), before) {
+        (Some(Bind::Text(ty)), false) => Ok((ty.clone(), id)),
+        _ => Err(Error::BadCursor("The paging cursor is not valid for this request".into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hale_fhir::ResourceType;
+
+    fn request(ty: &str, q: &[(&str, &str)]) -> SearchRequest {
+        let pairs: Vec<(String, String)> = q.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+        hale_search::parse::parse(&ResourceType::parse(ty).unwrap(), &pairs, false).unwrap()
+    }
+
+    #[test]
+    fn values_are_bound_never_written_into_the_sql() {
+        let req = request("Patient", &[("name", "o'brien"), ("family:contains", "x%y")]);
+        for d in [SQLITE, POSTGRES] {
+            let q = SearchSql::build(&d, &req, 10, true).unwrap();
+            let page = q.page.unwrap();
+            assert!(!page.sql.contains("brien") && !page.sql.contains("x%y") && !page.sql.contains("name"));
+            assert_eq!(page.sql.matches('?').count(), page.args.len());
+            assert!(page.args.contains(&Bind::Text("%x\\%y%".into())));
+            let count = q.count.unwrap();
+            assert_eq!(count.sql.matches('?').count(), count.args.len());
+        }
+    }
+
+    #[test]
+    fn dialects_differ_only_where_the_databases_do() {
+        let req = request("Patient", &[("family:contains", "ab"), ("gender", "female")]);
+        let lite = SearchSql::build(&SQLITE, &req, 10, false).unwrap().page.unwrap().sql;
+        let pg = SearchSql::build(&POSTGRES, &req, 10, false).unwrap().page.unwrap().sql;
+        assert!(lite.contains(" LIKE ") && lite.contains("INDEXED BY"));
+        assert!(pg.contains(" ILIKE ") && !pg.contains("INDEXED BY"));
+        assert_eq!(lite.replace(" LIKE ", " ILIKE ").replace(" INDEXED BY search_token_owner", ""), pg);
+    }
+
+    #[test]
+    fn cursors_round_trip_and_belong_to_their_search() {
+        let req = request("Observation", &[("code", "8867-4"), ("_sort", "-date")]);
+        let q = SearchSql::build(&SQLITE, &req, 2, false).unwrap();
+        let rows = vec![
+            (1, "a".to_string(), vec![Bind::Integer(30)]),
+            (2, "b".to_string(), vec![Bind::Integer(20)]),
+            (3, "c".to_string(), vec![Bind::Integer(10)]),
+        ];
+        let keys = q.page_keys(rows);
+        assert_eq!(keys.seqs, vec![1, 2]);
+        assert!(keys.previous.is_none());
+        let next = keys.next.unwrap();
+        let (values, id, before) = decode_cursor(&fingerprint(&req), &next).unwrap();
+        assert_eq!((values, id.as_str(), before), (vec![Bind::Integer(20)], "b", false));
+        // a cursor is refused by another search, and garbage is refused
+        let other = request("Observation", &[("code", "8867-4")]);
+        assert!(decode_cursor(&fingerprint(&other), &next).is_err());
+        assert!(decode_cursor(&fingerprint(&req), "zz").is_err());
+        // the next page continues after (20, b)
+        let mut req2 = req.clone();
+        req2.cursor = Some(next);
+        let page = SearchSql::build(&SQLITE, &req2, 2, false).unwrap().page.unwrap();
+        assert!(page.args.contains(&Bind::Integer(20)) && page.args.contains(&Bind::Text("b".into())));
+    }
+
+    #[test]
+    fn everything_cursors_round_trip() {
+        let c = everything_cursor("p1", ("Observation", "o9"));
+        assert_eq!(everything_after("p1", &c).unwrap(), ("Observation".to_string(), "o9".to_string()));
+        assert!(everything_after("p2", &c).is_err());
+    }
+}
