@@ -710,35 +710,7 @@ impl Store for PgStore {
     async fn restore(&self, versions: Vec<(StoredResource, IndexRows)>) -> Result<()> {
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(db)?;
-        let insert = tx
-            .prepare_cached(
-                "INSERT INTO resource_versions (res_type, res_id, version, last_updated, method, body) \
-                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING seq",
-            )
-            .await
-            .map_err(db)?;
-        let current = tx
-            .prepare_cached(
-                "INSERT INTO resources (res_type, res_id, version, seq, deleted) VALUES ($1, $2, $3, $4, $5) \
-                 ON CONFLICT (res_type, res_id) DO UPDATE SET version = excluded.version, seq = excluded.seq, \
-                 deleted = excluded.deleted",
-            )
-            .await
-            .map_err(db)?;
-        for (v, index) in &versions {
-            let (ty, id) = (v.resource_type.as_str(), v.id.as_str());
-            let version = v.version.get() as i64;
-            let seq: i64 = tx
-                .query_one(&insert, &[&ty, &id, &version, &v.last_updated.millis(), &v.method.as_str(), &v.body])
-                .await
-                .map_err(db)?
-                .get(0);
-            tx.execute(&current, &[&ty, &id, &version, &seq, &(v.body.is_none() as i32)]).await.map_err(db)?;
-            write::delete_index(&tx, &[(ty, id)]).await?;
-            if v.body.is_some() {
-                write::write_index(&tx, &[(ty, id, index)]).await?;
-            }
-        }
+        write::restore(&tx, versions).await?;
         tx.commit().await.map_err(db)
     }
 }

@@ -128,38 +128,69 @@ impl<'c, C: GenericClient> Writer<'c, C> {
         Ok(StoredResource { resource_type: ty.clone(), id: id.clone(), version, last_updated: at, method, body })
     }
 
-    /// Sends everything queued: the version rows and `resources` rows in one statement,
-    /// then the old index rows out, then the new ones in.
+    /// Sends everything queued.
     pub(crate) async fn flush(&mut self) -> Result<()> {
-        if self.pending.is_empty() {
-            return Ok(());
-        }
         let p = std::mem::take(&mut self.pending);
         self.pending_keys.clear();
-        let types: Vec<&str> = p.iter().map(|v| v.ty.as_str()).collect();
-        let ids: Vec<&str> = p.iter().map(|v| v.id.as_str()).collect();
-        let versions: Vec<i64> = p.iter().map(|v| v.version).collect();
-        let at: Vec<i64> = p.iter().map(|v| v.at).collect();
-        let methods: Vec<&str> = p.iter().map(|v| v.method).collect();
-        let bodies: Vec<Option<&str>> = p.iter().map(|v| v.body.as_deref()).collect();
-        // seq follows the order of the arrays, so history keeps the order of the writes
-        run(
-            self.c,
-            "WITH v AS (INSERT INTO resource_versions (res_type, res_id, version, last_updated, method, body) \
-             SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[]) \
-             RETURNING res_type, res_id, version, seq, body IS NULL AS deleted) \
-             INSERT INTO resources (res_type, res_id, version, seq, deleted) \
-             SELECT res_type, res_id, version, seq, deleted::int FROM v \
-             ON CONFLICT (res_type, res_id) DO UPDATE SET version = excluded.version, seq = excluded.seq, \
-             deleted = excluded.deleted",
-            &[&types, &ids, &versions, &at, &methods, &bodies],
-        )
-        .await?;
-        let stale: Vec<(&str, &str)> = p.iter().filter(|v| v.stale).map(|v| (v.ty.as_str(), v.id.as_str())).collect();
-        delete_index(self.c, &stale).await?;
-        let owned: Vec<(&str, &str, &IndexRows)> = p.iter().map(|v| (v.ty.as_str(), v.id.as_str(), &v.index)).collect();
-        write_index(self.c, &owned).await
+        send(self.c, &p).await
     }
+}
+
+/// Writes versions that never name one resource twice: the version rows and `resources`
+/// rows in one statement, then the old index rows out, then the new ones in.
+async fn send(c: &impl GenericClient, p: &[Pending]) -> Result<()> {
+    if p.is_empty() {
+        return Ok(());
+    }
+    let types: Vec<&str> = p.iter().map(|v| v.ty.as_str()).collect();
+    let ids: Vec<&str> = p.iter().map(|v| v.id.as_str()).collect();
+    let versions: Vec<i64> = p.iter().map(|v| v.version).collect();
+    let at: Vec<i64> = p.iter().map(|v| v.at).collect();
+    let methods: Vec<&str> = p.iter().map(|v| v.method).collect();
+    let bodies: Vec<Option<&str>> = p.iter().map(|v| v.body.as_deref()).collect();
+    // seq follows the order of the arrays, so history keeps the order of the writes
+    run(
+        c,
+        "WITH v AS (INSERT INTO resource_versions (res_type, res_id, version, last_updated, method, body) \
+         SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[]) \
+         RETURNING res_type, res_id, version, seq, body IS NULL AS deleted) \
+         INSERT INTO resources (res_type, res_id, version, seq, deleted) \
+         SELECT res_type, res_id, version, seq, deleted::int FROM v \
+         ON CONFLICT (res_type, res_id) DO UPDATE SET version = excluded.version, seq = excluded.seq, \
+         deleted = excluded.deleted",
+        &[&types, &ids, &versions, &at, &methods, &bodies],
+    )
+    .await?;
+    let stale: Vec<(&str, &str)> = p.iter().filter(|v| v.stale).map(|v| (v.ty.as_str(), v.id.as_str())).collect();
+    delete_index(c, &stale).await?;
+    let owned: Vec<(&str, &str, &IndexRows)> = p.iter().map(|v| (v.ty.as_str(), v.id.as_str(), &v.index)).collect();
+    write_index(c, &owned).await
+}
+
+/// Writes stored versions verbatim (`hale migrate-store`), in the order given, in as few
+/// statements as the versions allow (a resource named twice starts a new batch).
+pub(crate) async fn restore(c: &impl GenericClient, versions: Vec<(StoredResource, IndexRows)>) -> Result<()> {
+    let mut batch: Vec<Pending> = Vec::new();
+    let mut keys: HashSet<Key> = HashSet::new();
+    for (v, index) in versions {
+        if !keys.insert(key(v.resource_type.as_str(), v.id.as_str())) {
+            send(c, &batch).await?;
+            batch.clear();
+            keys.clear();
+            keys.insert(key(v.resource_type.as_str(), v.id.as_str()));
+        }
+        batch.push(Pending {
+            ty: v.resource_type.to_string(),
+            id: v.id.to_string(),
+            version: v.version.get() as i64,
+            at: v.last_updated.millis(),
+            method: v.method.as_str(),
+            index: if v.body.is_some() { index } else { IndexRows::default() },
+            body: v.body,
+            stale: true,
+        });
+    }
+    send(c, &batch).await
 }
 
 fn key(ty: &str, id: &str) -> Key {
