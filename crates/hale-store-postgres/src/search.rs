@@ -39,7 +39,7 @@ pub(crate) async fn search(
     }
     let keys = q.page_keys(rows);
     let entries = versions_by_seq(c, &keys.seqs).await?;
-    let mut walk = IncludeWalk::new(req, &entries);
+    let mut walk = IncludeWalk::new(&POSTGRES, req, &entries);
     loop {
         let stmts = walk.next_round();
         if stmts.is_empty() {

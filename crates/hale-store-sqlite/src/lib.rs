@@ -30,6 +30,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("../migrations/0003_search_composite.sql")),
     (4, include_str!("../migrations/0004_owner_param_indexes.sql")),
     (5, include_str!("../migrations/0005_leaner_indexes.sql")),
+    (6, include_str!("../migrations/0006_lookup_indexes_cover_the_owner.sql")),
 ];
 
 /// Every index table; rows of a resource are replaced on each write.

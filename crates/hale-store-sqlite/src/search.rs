@@ -54,7 +54,7 @@ pub(crate) fn search(c: &Connection, req: &SearchRequest, page_size: usize, want
         .map_err(backend)?;
     let keys = q.page_keys(rows);
     let entries = versions_by_seq(c, &keys.seqs)?;
-    let mut walk = IncludeWalk::new(req, &entries);
+    let mut walk = IncludeWalk::new(&SQLITE, req, &entries);
     loop {
         let stmts = walk.next_round();
         if stmts.is_empty() {

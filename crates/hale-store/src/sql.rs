@@ -315,6 +315,13 @@ fn composite_part_cond(d: &Dialect, k: usize, v: &SearchValue, args: &mut Vec<Bi
     }
 }
 
+/// ` INDEXED BY {table}_owner` where the dialect takes hints: for looking up the rows of
+/// known resources, which SQLite's planner would otherwise do by scanning a covering
+/// lookup index of every resource of the type.
+fn owner_hint(d: &Dialect, table: &str) -> String {
+    if d.index_hints { format!(" INDEXED BY {table}_owner") } else { String::new() }
+}
+
 /// How selective a clause is likely to be (lower first): the most selective clause of a
 /// search drives it (`res_id IN (...)` over its lookup index), the others are checked
 /// per candidate with `EXISTS` over the owner index `(res_type, res_id, param)`.
@@ -372,9 +379,10 @@ fn clause_sql(
         args.push(Bind::Text(has.source_type.clone()));
         let inner = clause_sql(d, &has.source_type, &has.inner, args, &inner_alias, depth + 1, false);
         return format!(
-            "{r}.res_id IN (SELECT i.target_id FROM search_reference i WHERE i.res_type = ? AND i.param = ? \
+            "{r}.res_id IN (SELECT i.target_id FROM search_reference i{} WHERE i.res_type = ? AND i.param = ? \
              AND i.target_type = ? AND i.res_id IN (SELECT {inner_alias}.res_id FROM resources {inner_alias} \
-             WHERE {inner_alias}.res_type = ? AND {inner_alias}.deleted = 0 AND {inner}))"
+             WHERE {inner_alias}.res_type = ? AND {inner_alias}.deleted = 0 AND {inner}))",
+            owner_hint(d, "search_reference")
         );
     }
     if c.code == "_id" {
@@ -414,7 +422,7 @@ fn clause_sql(
     };
     if correlated {
         args.push(Bind::Text(param));
-        let hint = if d.index_hints { format!(" INDEXED BY {table}_owner") } else { String::new() };
+        let hint = owner_hint(d, table);
         let mut inner = format!(
             "SELECT 1 FROM {table} i{hint} WHERE i.res_type = {r}.res_type AND i.res_id = {r}.res_id AND i.param = ?"
         );
@@ -466,8 +474,9 @@ fn sort_expr(d: &Dialect, key: &SortKey, args: &mut Vec<Bind>) -> (String, bool)
             args.push(Bind::Text(code.to_string()));
             (
                 format!(
-                    "(SELECT {agg}(s.{col}) FROM {} s WHERE s.res_type = r.res_type AND s.res_id = r.res_id AND s.param = ?)",
-                    table(t)
+                    "(SELECT {agg}(s.{col}) FROM {} s{} WHERE s.res_type = r.res_type AND s.res_id = r.res_id AND s.param = ?)",
+                    table(t),
+                    owner_hint(d, table(t))
                 )
                 .replace("s.COALESCE(target_id, url)", "COALESCE(s.target_id, s.url)"),
                 numeric,
@@ -722,6 +731,7 @@ const MAX_INCLUDED: usize = 5000;
 /// to [`hale_search::parse::MAX_INCLUDE_ITERATIONS`] rounds): the store runs the
 /// statements of each round and hands back the version rows they found.
 pub struct IncludeWalk<'a> {
+    d: Dialect,
     req: &'a SearchRequest,
     seen: HashSet<(String, String)>,
     out: Vec<StoredResource>,
@@ -730,11 +740,11 @@ pub struct IncludeWalk<'a> {
 }
 
 impl<'a> IncludeWalk<'a> {
-    pub fn new(req: &'a SearchRequest, matches: &[StoredResource]) -> Self {
+    pub fn new(d: &Dialect, req: &'a SearchRequest, matches: &[StoredResource]) -> Self {
         let seen = matches.iter().map(|m| (m.resource_type.to_string(), m.id.to_string())).collect();
         let frontier =
             if req.includes.is_empty() && req.revincludes.is_empty() { Vec::new() } else { matches.to_vec() };
-        IncludeWalk { req, seen, out: Vec::new(), frontier, round: 0 }
+        IncludeWalk { d: *d, req, seen, out: Vec::new(), frontier, round: 0 }
     }
 
     /// The statements of the next round (each selects [`VERSION_COLUMNS`]); empty when
@@ -753,7 +763,7 @@ impl<'a> IncludeWalk<'a> {
                 continue;
             }
             for chunk in self.frontier.chunks(500) {
-                stmts.extend(include_sql(inc, rev, chunk));
+                stmts.extend(include_sql(&self.d, inc, rev, chunk));
             }
         }
         self.round += 1;
@@ -778,7 +788,7 @@ impl<'a> IncludeWalk<'a> {
 
 /// The statements that follow one `_include` (or `_revinclude` when `rev`) from these
 /// resources.
-fn include_sql(inc: &Include, rev: bool, sources: &[StoredResource]) -> Vec<Stmt> {
+fn include_sql(d: &Dialect, inc: &Include, rev: bool, sources: &[StoredResource]) -> Vec<Stmt> {
     let mut out = Vec::new();
     let mut by_type: std::collections::BTreeMap<&str, Vec<&str>> = std::collections::BTreeMap::new();
     for s in sources {
@@ -793,8 +803,9 @@ fn include_sql(inc: &Include, rev: bool, sources: &[StoredResource]) -> Vec<Stmt
             }
             args.push(Bind::Text(ty.to_string()));
             args.extend(ids.iter().map(|i| Bind::Text(i.to_string())));
+            let hint = owner_hint(d, "search_reference");
             let mut sql = format!(
-                "SELECT {VERSION_COLUMNS} FROM search_reference i \
+                "SELECT {VERSION_COLUMNS} FROM search_reference i{hint} \
                  JOIN resources r ON r.res_type = i.target_type AND r.res_id = i.target_id \
                  JOIN resource_versions v ON v.seq = r.seq \
                  WHERE i.res_type = ? AND i.res_id IN ({marks}) AND r.deleted = 0"

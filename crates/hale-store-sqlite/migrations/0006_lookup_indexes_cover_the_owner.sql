@@ -1,0 +1,8 @@
+-- The lookup indexes of the two largest index tables end with the owner's id, so that a
+-- search driven by a token (`Observation?code=...`) or a reference (`?patient=X`) lists
+-- its matching resources from the index alone, in id order, instead of reading one
+-- table row per match to learn its id.
+DROP INDEX search_token_lookup;
+CREATE INDEX search_token_lookup ON search_token (res_type, param, code, system, res_id);
+DROP INDEX search_reference_lookup;
+CREATE INDEX search_reference_lookup ON search_reference (res_type, param, target_id, target_type, res_id);
