@@ -604,8 +604,16 @@ impl Store for PgStore {
         let mut c = self.client().await.map_err(|e| (0, e))?;
         let tx = c.transaction().await.map_err(|e| (0, db(e)))?;
         let mut locks = Locks::default();
+        // creates under fresh ids (UUID v7, made by the caller): no other writer can hold
+        // them, so they need no row lock and have no current version
+        let mut fresh: Vec<(&str, &str)> = Vec::new();
         for op in &ops {
             match op {
+                TxOp::Write { ty, id, method: Method::Post, preconditions, .. } => {
+                    locks.write_type(ty.as_str());
+                    fresh.push((ty.as_str(), id.as_str()));
+                    precondition_locks(&mut locks, preconditions);
+                }
                 TxOp::Write { ty, id, preconditions, .. } => {
                     locks.row(ty.as_str(), id.as_str(), true);
                     precondition_locks(&mut locks, preconditions);
@@ -621,6 +629,9 @@ impl Store for PgStore {
         let mut w = Writer::new(&tx);
         let keys: Vec<(&str, &str)> = locks.rows.keys().map(|(t, i)| (t.as_str(), i.as_str())).collect();
         w.prefetch(&keys).await.map_err(|e| (0, e))?;
+        for (ty, id) in fresh {
+            w.assume_new(ty, id);
+        }
         let last = ops.len().saturating_sub(1);
         let mut out = Vec::with_capacity(ops.len());
         for (i, op) in ops.into_iter().enumerate() {

@@ -80,6 +80,11 @@ impl<'c, C: GenericClient> Writer<'c, C> {
         Ok(())
     }
 
+    /// Records that `ty/id` has no version yet (a fresh id), without asking.
+    pub(crate) fn assume_new(&mut self, ty: &str, id: &str) {
+        self.known.entry(key(ty, id)).or_insert(None);
+    }
+
     /// The current version of `ty/id`, as this transaction left it.
     pub(crate) async fn current(&mut self, ty: &str, id: &str) -> Result<Current> {
         if !self.known.contains_key(&key(ty, id)) {

@@ -182,7 +182,9 @@ pub enum Precondition {
 /// One operation of an all-or-nothing transaction.
 #[derive(Debug, Clone)]
 pub enum TxOp {
-    /// A new version (create or update) of `ty/id`.
+    /// A new version (create or update) of `ty/id`. With [`Method::Post`] the id is a
+    /// fresh one the caller made ([`ResourceId::generate`]), which no other writer can
+    /// hold; stores may rely on that (PostgreSQL takes no row lock for it).
     Write { ty: ResourceType, id: ResourceId, method: Method, new: Box<NewVersion>, preconditions: Vec<Precondition> },
     /// A deletion of `ty/id` (nothing to do if it is not current).
     Delete { ty: ResourceType, id: ResourceId, preconditions: Vec<Precondition> },
