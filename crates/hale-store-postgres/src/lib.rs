@@ -341,30 +341,14 @@ async fn check_preconditions<C: GenericClient>(
     preconditions: &[Precondition],
 ) -> Result<()> {
     for p in preconditions {
-        match p {
-            Precondition::IfMatch(v) => {
-                if let Some((ty, id)) = target {
-                    hale_store::check_if_match(ty, id, prev.map(|p| (p.0, p.1)), Some(*v))?;
-                }
-            }
-            Precondition::NoMatch(crit) => {
+        let found = match p.search() {
+            Some((criteria, limit)) => {
                 w.flush().await?;
-                if !find_ids(w.client(), crit, 1).await?.is_empty() {
-                    return Err(Error::Conflict(
-                        "A matching resource was created concurrently; retry the request".into(),
-                    ));
-                }
+                find_ids(w.client(), criteria, limit).await?
             }
-            Precondition::OnlyMatch(crit, id) => {
-                w.flush().await?;
-                let found = find_ids(w.client(), crit, 2).await?;
-                if found.len() != 1 || &found[0] != id {
-                    return Err(Error::Conflict(
-                        "The resources matching the conditions changed concurrently; retry the request".into(),
-                    ));
-                }
-            }
-        }
+            None => Vec::new(),
+        };
+        p.check(target, prev, &found)?;
     }
     Ok(())
 }

@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 use deadpool_postgres::GenericClient;
 use hale_fhir::{ResourceId, ResourceType, VersionId};
 use hale_search::index::CompositePart;
-use hale_store::{IndexRows, Instant, Method, NewVersion, Result, StoredResource, stamp};
+use hale_store::{IndexRows, Method, NewVersion, Result, StoredResource, next_version};
 use tokio_postgres::types::ToSql;
 
 use crate::sql::clean;
@@ -108,16 +108,7 @@ impl<'c, C: GenericClient> Writer<'c, C> {
         if self.pending_keys.contains(&k) {
             self.flush().await?;
         }
-        let version = prev.map(|p| p.0.next()).unwrap_or(VersionId::FIRST);
-        // lastUpdated never goes backwards for one resource, even if a node's clock does
-        let at = Instant::from_millis(Instant::now().millis().max(prev.map(|p| p.2).unwrap_or(i64::MIN)));
-        let (body, index) = match new {
-            Some(mut n) => {
-                stamp(&mut n.resource, id, version, at);
-                (Some(hale_fhir::json::to_string(&n.resource)), n.index)
-            }
-            None => (None, IndexRows::default()),
-        };
+        let (version, at, body, index) = next_version(id, prev, new);
         self.known.insert(k.clone(), Some((version, body.is_none(), at.millis())));
         self.pending_keys.insert(k);
         self.pending.push(Pending {

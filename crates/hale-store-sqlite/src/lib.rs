@@ -19,7 +19,7 @@ use hale_fhir::{ResourceId, ResourceType, VersionId};
 use hale_search::parse::SearchRequest;
 use hale_store::{
     CreateOutcome, Criteria, Error, EverythingQuery, HistoryPage, HistoryQuery, HistoryScope, IndexRows, Instant,
-    Method, NewVersion, Precondition, Result, SearchPage, Store, StoredResource, TxOp, TxOutcome, UpdateOutcome, stamp,
+    Method, NewVersion, Precondition, Result, SearchPage, Store, StoredResource, TxOp, TxOutcome, UpdateOutcome,
 };
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params, params_from_iter};
 
@@ -327,16 +327,7 @@ fn write_version(
     method: Method,
     new: Option<NewVersion>,
 ) -> Result<StoredResource> {
-    let version = prev.map(|p| p.0.next()).unwrap_or(VersionId::FIRST);
-    // lastUpdated never goes backwards for one resource, even if the clock does
-    let at = Instant::from_millis(Instant::now().millis().max(prev.map(|p| p.2).unwrap_or(i64::MIN)));
-    let (body, index) = match new {
-        Some(mut n) => {
-            stamp(&mut n.resource, id, version, at);
-            (Some(hale_fhir::json::to_string(&n.resource)), n.index)
-        }
-        None => (None, IndexRows::default()),
-    };
+    let (version, at, body, index) = hale_store::next_version(id, prev, new);
     tx.prepare_cached(
         "INSERT INTO resource_versions (res_type, res_id, version, last_updated, method, body)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -448,28 +439,11 @@ fn check_preconditions(
     preconditions: &[Precondition],
 ) -> Result<()> {
     for p in preconditions {
-        match p {
-            Precondition::IfMatch(v) => {
-                if let Some((ty, id)) = target {
-                    hale_store::check_if_match(ty, id, prev.map(|p| (p.0, p.1)), Some(*v))?;
-                }
-            }
-            Precondition::NoMatch(c) => {
-                if !find_ids(tx, c, 1)?.is_empty() {
-                    return Err(Error::Conflict(
-                        "A matching resource was created concurrently; retry the request".into(),
-                    ));
-                }
-            }
-            Precondition::OnlyMatch(c, id) => {
-                let found = find_ids(tx, c, 2)?;
-                if found.len() != 1 || &found[0] != id {
-                    return Err(Error::Conflict(
-                        "The resources matching the conditions changed concurrently; retry the request".into(),
-                    ));
-                }
-            }
-        }
+        let found = match p.search() {
+            Some((criteria, limit)) => find_ids(tx, criteria, limit)?,
+            None => Vec::new(),
+        };
+        p.check(target, prev, &found)?;
     }
     Ok(())
 }

@@ -179,6 +179,41 @@ pub enum Precondition {
     OnlyMatch(Criteria, ResourceId),
 }
 
+impl Precondition {
+    /// The search this precondition needs and how many matches it must list at most.
+    pub fn search(&self) -> Option<(&Criteria, usize)> {
+        match self {
+            Precondition::IfMatch(_) => None,
+            Precondition::NoMatch(c) => Some((c, 1)),
+            Precondition::OnlyMatch(c, _) => Some((c, 2)),
+        }
+    }
+
+    /// Judges the precondition of a write to `target` (none for a bare check) whose
+    /// current version is `prev` (version, deleted, lastUpdated), given what its
+    /// [`search`](Self::search) found; the same for every backend.
+    pub fn check(
+        &self,
+        target: Option<(&ResourceType, &ResourceId)>,
+        prev: Option<(VersionId, bool, i64)>,
+        found: &[ResourceId],
+    ) -> Result<()> {
+        match self {
+            Precondition::IfMatch(v) => match target {
+                Some((ty, id)) => check_if_match(ty, id, prev.map(|p| (p.0, p.1)), Some(*v)),
+                None => Ok(()),
+            },
+            Precondition::NoMatch(_) if !found.is_empty() => {
+                Err(Error::Conflict("A matching resource was created concurrently; retry the request".into()))
+            }
+            Precondition::OnlyMatch(_, id) if found.len() != 1 || &found[0] != id => Err(Error::Conflict(
+                "The resources matching the conditions changed concurrently; retry the request".into(),
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// One operation of an all-or-nothing transaction.
 #[derive(Debug, Clone)]
 pub enum TxOp {
@@ -245,6 +280,26 @@ impl Error {
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// The version a store writes after `prev` (the current version, whether it is deleted,
+/// its lastUpdated in milliseconds) of `id`: its number, its lastUpdated (never before the
+/// previous one's, even if the clock went back), the body stamped with both (`None` for a
+/// deletion, when `new` is `None`) and the index rows that go with it.
+pub fn next_version(
+    id: &ResourceId,
+    prev: Option<(VersionId, bool, i64)>,
+    new: Option<NewVersion>,
+) -> (VersionId, Instant, Option<String>, IndexRows) {
+    let version = prev.map(|p| p.0.next()).unwrap_or(VersionId::FIRST);
+    let at = Instant::from_millis(Instant::now().millis().max(prev.map(|p| p.2).unwrap_or(i64::MIN)));
+    match new {
+        Some(mut n) => {
+            stamp(&mut n.resource, id, version, at);
+            (version, at, Some(hale_fhir::json::to_string(&n.resource)), n.index)
+        }
+        None => (version, at, None, IndexRows::default()),
+    }
+}
 
 /// Sets `id`, `meta.versionId` and `meta.lastUpdated` on a resource; shared by the
 /// backends so both write the same bytes.
