@@ -31,6 +31,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("../migrations/0004_owner_param_indexes.sql")),
     (5, include_str!("../migrations/0005_leaner_indexes.sql")),
     (6, include_str!("../migrations/0006_lookup_indexes_cover_the_owner.sql")),
+    (7, include_str!("../migrations/0007_date_owner_covers_the_range.sql")),
 ];
 
 /// Every index table; rows of a resource are replaced on each write.

@@ -322,6 +322,13 @@ fn owner_hint(d: &Dialect, table: &str) -> String {
     if d.index_hints { format!(" INDEXED BY {table}_owner") } else { String::new() }
 }
 
+/// ` INDEXED BY search_date_lookup` for listing the matches of a date clause where the
+/// dialect takes hints: the date owner index covers every column such a listing reads,
+/// and SQLite would scan it whole rather than use the lookup index by parameter.
+fn lookup_hint(d: &Dialect, table: &str) -> &'static str {
+    if d.index_hints && table == "search_date" { " INDEXED BY search_date_lookup" } else { "" }
+}
+
 /// How selective a clause is likely to be (lower first): the most selective clause of a
 /// search drives it (`res_id IN (...)` over its lookup index), the others are checked
 /// per candidate with `EXISTS` over the owner index `(res_type, res_id, param)`.
@@ -448,15 +455,17 @@ fn clause_sql(
     if c.modifier == Modifier::Missing {
         args.push(Bind::Text(ty.to_string()));
         args.push(Bind::Text(param));
-        let inner = format!("SELECT i.res_id FROM {table} i WHERE i.res_type = ? AND i.param = ?");
+        let hint = lookup_hint(d, table);
+        let inner = format!("SELECT i.res_id FROM {table} i{hint} WHERE i.res_type = ? AND i.param = ?");
         let missing = matches!(c.values.first(), Some(SearchValue::Missing(true)));
         return if missing { format!("{r}.res_id NOT IN ({inner})") } else { format!("{r}.res_id IN ({inner})") };
     }
     args.push(Bind::Text(ty.to_string()));
     args.push(Bind::Text(param));
     let ors: Vec<String> = c.values.iter().map(|v| value_cond(d, c, v, args)).collect();
+    let hint = lookup_hint(d, table);
     let inner =
-        format!("SELECT i.res_id FROM {table} i WHERE i.res_type = ? AND i.param = ? AND ({})", ors.join(" OR "));
+        format!("SELECT i.res_id FROM {table} i{hint} WHERE i.res_type = ? AND i.param = ? AND ({})", ors.join(" OR "));
     if c.modifier == Modifier::Not {
         format!("{r}.res_id NOT IN ({inner})")
     } else {
