@@ -278,6 +278,23 @@ impl Repository {
         Ok(self.store.conditional_update(criteria, id, prepare(body), if_match).await?)
     }
 
+    /// The current version a PATCH applies to, after its `If-Match`.
+    async fn read_for_patch(
+        &self,
+        ty: &ResourceType,
+        id: &ResourceId,
+        if_match: Option<VersionId>,
+    ) -> Result<StoredResource> {
+        let current = self.read(ty, id).await?;
+        match if_match {
+            Some(v) if v != current.version => Err(Error::Store(hale_store::Error::VersionConflict {
+                expected: v,
+                current: current.version.to_string(),
+            })),
+            _ => Ok(current),
+        }
+    }
+
     /// PATCH with a JSON Patch document (RFC 6902): applied to the current version,
     /// validated, and stored only if the resource did not change meanwhile.
     pub async fn patch_json(
@@ -287,15 +304,7 @@ impl Repository {
         patch: &Value,
         if_match: Option<VersionId>,
     ) -> Result<UpdateOutcome> {
-        let current = self.read(ty, id).await?;
-        if let Some(v) = if_match
-            && v != current.version
-        {
-            return Err(Error::Store(hale_store::Error::VersionConflict {
-                expected: v,
-                current: current.version.to_string(),
-            }));
-        }
+        let current = self.read_for_patch(ty, id, if_match).await?;
         let resource = apply_json_patch(&current, patch)?;
         self.update(ty, id, resource, Some(current.version)).await
     }
@@ -309,15 +318,7 @@ impl Repository {
         patch: &Value,
         if_match: Option<VersionId>,
     ) -> Result<UpdateOutcome> {
-        let current = self.read(ty, id).await?;
-        if let Some(v) = if_match
-            && v != current.version
-        {
-            return Err(Error::Store(hale_store::Error::VersionConflict {
-                expected: v,
-                current: current.version.to_string(),
-            }));
-        }
+        let current = self.read_for_patch(ty, id, if_match).await?;
         let resource: Value = serde_json::from_str(current.body.as_deref().unwrap_or("{}"))
             .map_err(|e| Error::Store(hale_store::Error::Backend(e.to_string())))?;
         let patched = fhirpath_patch::apply(&resource, patch)?;

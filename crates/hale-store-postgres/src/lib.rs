@@ -286,9 +286,9 @@ impl Locks {
 /// them, or the transaction rolls back). Both lists are sorted, so two writers meet
 /// their rows in the same order.
 async fn lock_rows(c: &impl GenericClient, created: &[(&str, &str)], all: &[(&str, &str)]) -> Result<()> {
-    let columns = |keys: &[(&str, &str)]| -> (Vec<String>, Vec<String>) {
-        keys.iter().map(|(t, i)| (t.to_string(), i.to_string())).unzip()
-    };
+    fn columns<'a>(keys: &[(&'a str, &'a str)]) -> (Vec<&'a str>, Vec<&'a str>) {
+        keys.iter().copied().unzip()
+    }
     if !created.is_empty() {
         let (types, ids) = columns(created);
         let s = c

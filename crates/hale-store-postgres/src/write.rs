@@ -6,6 +6,7 @@
 //! (read in one query up front, then kept as it writes), and flushes what it gathered
 //! before anything reads the index tables (a search precondition) and at the end.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
 use deadpool_postgres::GenericClient;
@@ -220,11 +221,12 @@ pub(crate) async fn delete_index(c: &impl GenericClient, owners: &[(&str, &str)]
     run(c, &sql, &[&types, &ids]).await
 }
 
-fn text(s: &str) -> String {
-    clean(s).into_owned()
+/// Index text as bound: borrowed unless it holds a NUL, which PostgreSQL text cannot.
+fn text(s: &str) -> Cow<'_, str> {
+    clean(s)
 }
 
-fn opt_text(s: &Option<String>) -> Option<String> {
+fn opt_text(s: &Option<String>) -> Option<Cow<'_, str>> {
     s.as_deref().map(text)
 }
 
@@ -251,10 +253,10 @@ fn owned<'a, T>(items: &[(&'a str, &'a str, &'a IndexRows)], pick: impl Fn(&'a I
 pub(crate) async fn write_index(c: &impl GenericClient, items: &[(&str, &str, &IndexRows)]) -> Result<()> {
     let o = owned(items, |r| &r.tokens);
     if !o.rows.is_empty() {
-        let p: Vec<String> = o.rows.iter().map(|t| text(&t.param)).collect();
-        let s: Vec<Option<String>> = o.rows.iter().map(|t| opt_text(&t.system)).collect();
-        let k: Vec<String> = o.rows.iter().map(|t| text(&t.code)).collect();
-        let x: Vec<Option<String>> = o.rows.iter().map(|t| opt_text(&t.text)).collect();
+        let p: Vec<Cow<str>> = o.rows.iter().map(|t| text(&t.param)).collect();
+        let s: Vec<Option<Cow<str>>> = o.rows.iter().map(|t| opt_text(&t.system)).collect();
+        let k: Vec<Cow<str>> = o.rows.iter().map(|t| text(&t.code)).collect();
+        let x: Vec<Option<Cow<str>>> = o.rows.iter().map(|t| opt_text(&t.text)).collect();
         run(
             c,
             "INSERT INTO search_token (res_type, res_id, param, system, code, text) \
@@ -265,9 +267,9 @@ pub(crate) async fn write_index(c: &impl GenericClient, items: &[(&str, &str, &I
     }
     let o = owned(items, |r| &r.strings);
     if !o.rows.is_empty() {
-        let p: Vec<String> = o.rows.iter().map(|t| text(&t.param)).collect();
-        let n: Vec<String> = o.rows.iter().map(|t| text(&t.norm)).collect();
-        let e: Vec<String> = o.rows.iter().map(|t| text(&t.exact)).collect();
+        let p: Vec<Cow<str>> = o.rows.iter().map(|t| text(&t.param)).collect();
+        let n: Vec<Cow<str>> = o.rows.iter().map(|t| text(&t.norm)).collect();
+        let e: Vec<Cow<str>> = o.rows.iter().map(|t| text(&t.exact)).collect();
         run(
             c,
             "INSERT INTO search_string (res_type, res_id, param, norm, exact) \
@@ -278,7 +280,7 @@ pub(crate) async fn write_index(c: &impl GenericClient, items: &[(&str, &str, &I
     }
     let o = owned(items, |r| &r.dates);
     if !o.rows.is_empty() {
-        let p: Vec<String> = o.rows.iter().map(|t| text(&t.param)).collect();
+        let p: Vec<Cow<str>> = o.rows.iter().map(|t| text(&t.param)).collect();
         let lo: Vec<i64> = o.rows.iter().map(|t| t.lo).collect();
         let hi: Vec<i64> = o.rows.iter().map(|t| t.hi).collect();
         run(
@@ -291,7 +293,7 @@ pub(crate) async fn write_index(c: &impl GenericClient, items: &[(&str, &str, &I
     }
     let o = owned(items, |r| &r.numbers);
     if !o.rows.is_empty() {
-        let p: Vec<String> = o.rows.iter().map(|t| text(&t.param)).collect();
+        let p: Vec<Cow<str>> = o.rows.iter().map(|t| text(&t.param)).collect();
         let v: Vec<f64> = o.rows.iter().map(|t| t.value).collect();
         run(
             c,
@@ -303,11 +305,11 @@ pub(crate) async fn write_index(c: &impl GenericClient, items: &[(&str, &str, &I
     }
     let o = owned(items, |r| &r.quantities);
     if !o.rows.is_empty() {
-        let p: Vec<String> = o.rows.iter().map(|t| text(&t.param)).collect();
+        let p: Vec<Cow<str>> = o.rows.iter().map(|t| text(&t.param)).collect();
         let v: Vec<f64> = o.rows.iter().map(|t| t.value).collect();
-        let s: Vec<Option<String>> = o.rows.iter().map(|t| opt_text(&t.system)).collect();
-        let k: Vec<Option<String>> = o.rows.iter().map(|t| opt_text(&t.code)).collect();
-        let u: Vec<Option<String>> = o.rows.iter().map(|t| opt_text(&t.unit)).collect();
+        let s: Vec<Option<Cow<str>>> = o.rows.iter().map(|t| opt_text(&t.system)).collect();
+        let k: Vec<Option<Cow<str>>> = o.rows.iter().map(|t| opt_text(&t.code)).collect();
+        let u: Vec<Option<Cow<str>>> = o.rows.iter().map(|t| opt_text(&t.unit)).collect();
         run(
             c,
             "INSERT INTO search_quantity (res_type, res_id, param, value, system, code, unit) \
@@ -318,10 +320,10 @@ pub(crate) async fn write_index(c: &impl GenericClient, items: &[(&str, &str, &I
     }
     let o = owned(items, |r| &r.references);
     if !o.rows.is_empty() {
-        let p: Vec<String> = o.rows.iter().map(|t| text(&t.param)).collect();
-        let tt: Vec<Option<String>> = o.rows.iter().map(|t| opt_text(&t.target_type)).collect();
-        let ti: Vec<Option<String>> = o.rows.iter().map(|t| opt_text(&t.target_id)).collect();
-        let u: Vec<Option<String>> = o.rows.iter().map(|t| opt_text(&t.url)).collect();
+        let p: Vec<Cow<str>> = o.rows.iter().map(|t| text(&t.param)).collect();
+        let tt: Vec<Option<Cow<str>>> = o.rows.iter().map(|t| opt_text(&t.target_type)).collect();
+        let ti: Vec<Option<Cow<str>>> = o.rows.iter().map(|t| opt_text(&t.target_id)).collect();
+        let u: Vec<Option<Cow<str>>> = o.rows.iter().map(|t| opt_text(&t.url)).collect();
         run(
             c,
             "INSERT INTO search_reference (res_type, res_id, param, target_type, target_id, url) \
@@ -332,8 +334,8 @@ pub(crate) async fn write_index(c: &impl GenericClient, items: &[(&str, &str, &I
     }
     let o = owned(items, |r| &r.uris);
     if !o.rows.is_empty() {
-        let p: Vec<String> = o.rows.iter().map(|t| text(&t.param)).collect();
-        let u: Vec<String> = o.rows.iter().map(|t| text(&t.uri)).collect();
+        let p: Vec<Cow<str>> = o.rows.iter().map(|t| text(&t.param)).collect();
+        let u: Vec<Cow<str>> = o.rows.iter().map(|t| text(&t.uri)).collect();
         run(
             c,
             "INSERT INTO search_uri (res_type, res_id, param, uri) \
@@ -345,12 +347,16 @@ pub(crate) async fn write_index(c: &impl GenericClient, items: &[(&str, &str, &I
     let o = owned(items, |r| &r.composites);
     if !o.rows.is_empty() {
         let none = CompositePart::default();
-        let p: Vec<String> = o.rows.iter().map(|t| text(&t.param)).collect();
+        let p: Vec<Cow<str>> = o.rows.iter().map(|t| text(&t.param)).collect();
         let part =
             |k: usize| -> Vec<&CompositePart> { o.rows.iter().map(|t| t.parts.get(k).unwrap_or(&none)).collect() };
         let (a, b, d) = (part(0), part(1), part(2));
-        let s = |v: &[&CompositePart]| -> Vec<Option<String>> { v.iter().map(|x| opt_text(&x.system)).collect() };
-        let k = |v: &[&CompositePart]| -> Vec<Option<String>> { v.iter().map(|x| opt_text(&x.code)).collect() };
+        fn s<'a>(v: &[&'a CompositePart]) -> Vec<Option<Cow<'a, str>>> {
+            v.iter().map(|x| opt_text(&x.system)).collect()
+        }
+        fn k<'a>(v: &[&'a CompositePart]) -> Vec<Option<Cow<'a, str>>> {
+            v.iter().map(|x| opt_text(&x.code)).collect()
+        }
         let n = |v: &[&CompositePart]| -> Vec<Option<f64>> { v.iter().map(|x| x.number).collect() };
         let lo = |v: &[&CompositePart]| -> Vec<Option<i64>> { v.iter().map(|x| x.lo).collect() };
         let hi = |v: &[&CompositePart]| -> Vec<Option<i64>> { v.iter().map(|x| x.hi).collect() };

@@ -329,13 +329,20 @@ fn write_version(
     new: Option<NewVersion>,
 ) -> Result<StoredResource> {
     let (version, at, body, index) = hale_store::next_version(id, prev, new);
+    let stored = StoredResource { resource_type: ty.clone(), id: id.clone(), version, last_updated: at, method, body };
+    put_version(tx, &stored, &index, prev.is_some())?;
+    Ok(stored)
+}
+
+/// Stores a version as given: its row, the `resources` row pointing at it, and its
+/// index rows in place of those of an earlier version (when `stale`).
+fn put_version(tx: &Connection, v: &StoredResource, index: &IndexRows, stale: bool) -> Result<()> {
+    let (ty, id, version) = (v.resource_type.as_str(), v.id.as_str(), v.version.get() as i64);
     tx.prepare_cached(
         "INSERT INTO resource_versions (res_type, res_id, version, last_updated, method, body)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )
-    .and_then(|mut s| {
-        s.execute(params![ty.as_str(), id.as_str(), version.get() as i64, at.millis(), method.as_str(), body])
-    })
+    .and_then(|mut s| s.execute(params![ty, id, version, v.last_updated.millis(), v.method.as_str(), v.body]))
     .map_err(backend)?;
     let seq = tx.last_insert_rowid();
     tx.prepare_cached(
@@ -343,17 +350,25 @@ fn write_version(
          ON CONFLICT (res_type, res_id) DO UPDATE SET version = excluded.version, seq = excluded.seq,
          deleted = excluded.deleted",
     )
-    .and_then(|mut s| s.execute(params![ty.as_str(), id.as_str(), version.get() as i64, seq, body.is_none() as i64]))
+    .and_then(|mut s| s.execute(params![ty, id, version, seq, v.body.is_none() as i64]))
     .map_err(backend)?;
-    if prev.is_some() {
-        for table in INDEX_TABLES {
-            tx.prepare_cached(&format!("DELETE FROM {table} WHERE res_type = ?1 AND res_id = ?2"))
-                .and_then(|mut s| s.execute(params![ty.as_str(), id.as_str()]))
-                .map_err(backend)?;
-        }
+    if stale {
+        delete_index(tx, ty, id)?;
     }
-    write_index(tx, ty.as_str(), id.as_str(), &index).map_err(backend)?;
-    Ok(StoredResource { resource_type: ty.clone(), id: id.clone(), version, last_updated: at, method, body })
+    if v.body.is_some() {
+        write_index(tx, ty, id, index).map_err(backend)?;
+    }
+    Ok(())
+}
+
+/// Deletes every index row of one resource.
+fn delete_index(tx: &Connection, ty: &str, id: &str) -> Result<()> {
+    for table in INDEX_TABLES {
+        tx.prepare_cached(&format!("DELETE FROM {table} WHERE res_type = ?1 AND res_id = ?2"))
+            .and_then(|mut s| s.execute(params![ty, id]))
+            .map_err(backend)?;
+    }
+    Ok(())
 }
 
 fn write_index(tx: &Connection, ty: &str, id: &str, index: &IndexRows) -> rusqlite::Result<()> {
@@ -486,11 +501,7 @@ impl Store for SqliteStore {
                     Some((v, false, _)) if v == version => {}
                     _ => continue,
                 }
-                for table in INDEX_TABLES {
-                    tx.prepare_cached(&format!("DELETE FROM {table} WHERE res_type = ?1 AND res_id = ?2"))
-                        .and_then(|mut s| s.execute(params![ty.as_str(), id.as_str()]))
-                        .map_err(backend)?;
-                }
+                delete_index(tx, ty.as_str(), id.as_str())?;
                 write_index(tx, ty.as_str(), id.as_str(), &rows).map_err(backend)?;
                 n += 1;
             }
@@ -728,38 +739,7 @@ impl Store for SqliteStore {
     async fn restore(&self, versions: Vec<(StoredResource, IndexRows)>) -> Result<()> {
         self.with_writer(move |tx| {
             for (v, index) in &versions {
-                let (ty, id) = (v.resource_type.as_str(), v.id.as_str());
-                tx.prepare_cached(
-                    "INSERT INTO resource_versions (res_type, res_id, version, last_updated, method, body)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                )
-                .and_then(|mut s| {
-                    s.execute(params![
-                        ty,
-                        id,
-                        v.version.get() as i64,
-                        v.last_updated.millis(),
-                        v.method.as_str(),
-                        v.body
-                    ])
-                })
-                .map_err(backend)?;
-                let seq = tx.last_insert_rowid();
-                tx.prepare_cached(
-                    "INSERT INTO resources (res_type, res_id, version, seq, deleted) VALUES (?1, ?2, ?3, ?4, ?5)
-                     ON CONFLICT (res_type, res_id) DO UPDATE SET version = excluded.version, seq = excluded.seq,
-                     deleted = excluded.deleted",
-                )
-                .and_then(|mut s| s.execute(params![ty, id, v.version.get() as i64, seq, v.body.is_none() as i64]))
-                .map_err(backend)?;
-                for table in INDEX_TABLES {
-                    tx.prepare_cached(&format!("DELETE FROM {table} WHERE res_type = ?1 AND res_id = ?2"))
-                        .and_then(|mut s| s.execute(params![ty, id]))
-                        .map_err(backend)?;
-                }
-                if v.body.is_some() {
-                    write_index(tx, ty, id, index).map_err(backend)?;
-                }
+                put_version(tx, v, index, true)?;
             }
             Ok(())
         })

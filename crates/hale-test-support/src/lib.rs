@@ -213,6 +213,25 @@ pub async fn json(r: reqwest::Response) -> Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
 
+/// The URL of a Bundle's link with this relation (`next`, `previous`, `self`).
+pub fn bundle_link(bundle: &Value, relation: &str) -> Option<String> {
+    bundle["link"]
+        .as_array()?
+        .iter()
+        .find(|l| l["relation"] == relation)
+        .map(|l| l["url"].as_str().unwrap().to_string())
+}
+
+/// The ids of a Bundle's entries, in order.
+pub fn entry_ids(bundle: &Value) -> Vec<String> {
+    bundle["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| e["resource"]["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
 /// The `hale` binary running as a child process.
 pub struct BinaryServer {
     pub child: tokio::process::Child,

@@ -51,6 +51,40 @@ fn load(
     resources as f64 / t.elapsed().as_secs_f64()
 }
 
+/// Parses each patient bundle and writes its resources as new versions in one store
+/// transaction, without validation, with their index rows when `indexed`, on a fresh
+/// SQLite store; resources/s.
+fn insert_rows(rt: &tokio::runtime::Runtime, patients: &[String], indexed: bool) -> f64 {
+    let resources: usize = patients.iter().map(|t| t.matches("\"request\"").count()).sum();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(hale_store_sqlite::SqliteStore::open(&dir.path().join("rows.db")).unwrap());
+    let t = Instant::now();
+    rt.block_on(async {
+        for text in patients {
+            let v: Value = serde_json::from_str(text).unwrap();
+            let ops: Vec<TxOp> = v["entry"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| {
+                    let r = e["resource"].clone();
+                    let ty = hale_fhir::ResourceType::parse(r["resourceType"].as_str().unwrap()).unwrap();
+                    let index = if indexed { hale_search::extract::extract(&r) } else { IndexRows::default() };
+                    TxOp::Write {
+                        ty,
+                        id: hale_fhir::ResourceId::generate(),
+                        method: Method::Post,
+                        new: Box::new(NewVersion { resource: r, index }),
+                        preconditions: Vec::new(),
+                    }
+                })
+                .collect();
+            store.transaction(ops).await.map_err(|(_, e)| e).unwrap();
+        }
+    });
+    resources as f64 / t.elapsed().as_secs_f64()
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
@@ -82,32 +116,7 @@ fn main() {
     println!("{:<34} {:>10.0} resources/s", "parse JSON", parse_rate);
 
     // 2. parse + rows, no validation, no indexes
-    let dir_rows = tempfile::tempdir().unwrap();
-    let store = Arc::new(hale_store_sqlite::SqliteStore::open(&dir_rows.path().join("rows.db")).unwrap());
-    let t = Instant::now();
-    rt.block_on(async {
-        for text in patients {
-            let v: Value = serde_json::from_str(text).unwrap();
-            let ops: Vec<TxOp> = v["entry"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|e| {
-                    let r = e["resource"].clone();
-                    let ty = hale_fhir::ResourceType::parse(r["resourceType"].as_str().unwrap()).unwrap();
-                    TxOp::Write {
-                        ty,
-                        id: hale_fhir::ResourceId::generate(),
-                        method: Method::Post,
-                        new: Box::new(NewVersion { resource: r, index: IndexRows::default() }),
-                        preconditions: Vec::new(),
-                    }
-                })
-                .collect();
-            store.transaction(ops).await.map_err(|(_, e)| e).unwrap();
-        }
-    });
-    let rows_rate = resources as f64 / t.elapsed().as_secs_f64();
+    let rows_rate = insert_rows(&rt, patients, false);
     println!("{:<34} {:>10.0} resources/s", "parse + insert rows (no indexes)", rows_rate);
 
     // 2b. the CPU work of a write without the store: validation and index extraction
@@ -136,37 +145,7 @@ fn main() {
     );
 
     // 2c. parse + insert rows with their index rows, no validation
-    let dir_indexed = tempfile::tempdir().unwrap();
-    let store = Arc::new(hale_store_sqlite::SqliteStore::open(&dir_indexed.path().join("rows.db")).unwrap());
-    let t = Instant::now();
-    rt.block_on(async {
-        for text in patients {
-            let v: Value = serde_json::from_str(text).unwrap();
-            let ops: Vec<TxOp> = v["entry"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|e| {
-                    let r = e["resource"].clone();
-                    let ty = hale_fhir::ResourceType::parse(r["resourceType"].as_str().unwrap()).unwrap();
-                    let index = hale_search::extract::extract(&r);
-                    TxOp::Write {
-                        ty,
-                        id: hale_fhir::ResourceId::generate(),
-                        method: Method::Post,
-                        new: Box::new(NewVersion { resource: r, index }),
-                        preconditions: Vec::new(),
-                    }
-                })
-                .collect();
-            store.transaction(ops).await.map_err(|(_, e)| e).unwrap();
-        }
-    });
-    println!(
-        "{:<34} {:>10.0} resources/s",
-        "parse + extract + insert all rows",
-        resources as f64 / t.elapsed().as_secs_f64()
-    );
+    println!("{:<34} {:>10.0} resources/s", "parse + extract + insert all rows", insert_rows(&rt, patients, true));
 
     // 3. the import path, 4 bundles in flight
     let dir_import = tempfile::tempdir().unwrap();

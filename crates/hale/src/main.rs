@@ -217,22 +217,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 let show = std::io::IsTerminal::is_terminal(&std::io::stderr());
                 anyhow::Ok(hale_server::bulk::import(&repo, &paths, show).await?)
             })?;
-            for e in &summary.errors {
-                eprintln!("{e}");
-            }
-            println!(
-                "imported {} resources from {} files in {:.1} s ({:.0} resources/s), {} errors",
-                summary.resources,
-                summary.files,
-                summary.seconds,
-                summary.resources as f64 / summary.seconds.max(1e-9),
-                summary.errors.len()
-            );
-            if summary.errors.is_empty() {
-                Ok(())
-            } else {
-                anyhow::bail!("{} problems while importing (listed above)", summary.errors.len())
-            }
+            report_load(&summary, "imported")
         }
         Command::Reindex { types, store } => {
             let cfg = Config::load(cli.config.as_deref(), &store.overrides())?;
@@ -324,8 +309,9 @@ fn report_load(summary: &hale_server::bulk::ImportSummary, verb: &str) -> anyhow
     for e in &summary.errors {
         eprintln!("{e}");
     }
+    let from = if summary.files > 0 { format!(" from {} files", summary.files) } else { String::new() };
     println!(
-        "{verb} {} resources in {:.1} s ({:.0} resources/s), {} errors",
+        "{verb} {} resources{from} in {:.1} s ({:.0} resources/s), {} errors",
         summary.resources,
         summary.seconds,
         summary.resources as f64 / summary.seconds.max(1e-9),

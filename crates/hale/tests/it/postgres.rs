@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use hale_test_support::{TestDatabase, TestServer, json, postgres_url};
+use hale_test_support::{TestDatabase, TestServer, bundle_link, entry_ids, json, postgres_url};
 use serde_json::{Value, json};
 use tokio::sync::Barrier;
 
@@ -318,29 +318,16 @@ async fn paging_links_made_by_one_node_work_on_the_other() {
         .collect();
     let r = a.post("", &json!({"resourceType":"Bundle","type":"transaction","entry":entries})).await;
     assert_eq!(r.status(), 200);
-    let ids_of = |page: &Value| -> Vec<String> {
-        page["entry"]
-            .as_array()
-            .map_or(Vec::new(), |e| e.iter().map(|x| x["resource"]["id"].as_str().unwrap().to_string()).collect())
-    };
-    let link = |page: &Value, rel: &str| -> Option<String> {
-        page["link"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|l| l["relation"] == rel)
-            .map(|l| l["url"].as_str().unwrap().to_string())
-    };
     // the path and query of a link, to send to either node
     let path_of = |url: &str| url.split_once("/fhir").unwrap().1.to_string();
     let mut page = json(a.get("/Patient?identifier=urn:paging|&_count=3&_sort=_id").await).await;
-    let mut seen = ids_of(&page);
+    let mut seen = entry_ids(&page);
     let mut nodes = [&b, &a].into_iter().cycle();
     // a write between pages must not shift them
     b.post("/Patient", &json!({"resourceType":"Patient","identifier":[{"system":"urn:other","value":"x"}]})).await;
-    while let Some(next) = link(&page, "next") {
+    while let Some(next) = bundle_link(&page, "next") {
         page = json(nodes.next().unwrap().get(&path_of(&next)).await).await;
-        seen.extend(ids_of(&page));
+        seen.extend(entry_ids(&page));
     }
     let mut sorted = seen.clone();
     sorted.sort();
@@ -348,7 +335,7 @@ async fn paging_links_made_by_one_node_work_on_the_other() {
     assert_eq!(seen.len(), 7, "{seen:?}");
     assert_eq!(sorted, seen, "every resource once, in id order");
     // and back from the last page, on the other node
-    let previous = link(&page, "previous").expect("the last page links back");
+    let previous = bundle_link(&page, "previous").expect("the last page links back");
     let back = json(b.get(&path_of(&previous)).await).await;
-    assert_eq!(ids_of(&back), seen[3..6].to_vec());
+    assert_eq!(entry_ids(&back), seen[3..6].to_vec());
 }

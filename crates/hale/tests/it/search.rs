@@ -1,6 +1,6 @@
 //! Search over HTTP: every parameter type, modifier, prefix and result parameter.
 
-use hale_test_support::{TestServer, json};
+use hale_test_support::{TestServer, bundle_link, entry_ids, json};
 use serde_json::{Value, json};
 
 use crate::{assert_outcome, first_expression};
@@ -297,50 +297,35 @@ async fn sorting_paging_and_result_parameters() {
     let mut seen = Vec::new();
     while let Some(u) = Some(url.clone()) {
         let page = json(s.client.get(&u).send().await.unwrap()).await;
-        for e in page["entry"].as_array().into_iter().flatten() {
-            seen.push(e["resource"]["id"].as_str().unwrap().to_string());
-        }
+        seen.extend(entry_ids(&page));
         if seen.len() == 1 {
             // a new observation dated before everything does not shift later pages
             put(&s, json!({"resourceType":"Observation","id":"o0","status":"final","code":{"text":"x"},"effectiveDateTime":"1999-01-01"})).await;
         }
-        match page["link"].as_array().unwrap().iter().find(|l| l["relation"] == "next") {
-            Some(n) => url = n["url"].as_str().unwrap().to_string(),
+        match bundle_link(&page, "next") {
+            Some(n) => url = n,
             None => break,
         }
     }
     assert_eq!(seen, ["o1", "o2", "o3", "o4"]);
     // and back through previous links, sorted descending with two a page
-    let link = |page: &Value, rel: &str| {
-        page["link"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|l| l["relation"] == rel)
-            .map(|l| l["url"].as_str().unwrap().to_string())
-    };
-    let page_ids = |page: &Value| -> Vec<String> {
-        page["entry"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|e| e["resource"]["id"].as_str().unwrap().to_string())
-            .collect()
-    };
     let first = json(s.get("/Observation?_sort=-date&_count=2").await).await;
-    assert_eq!(page_ids(&first), ["o4", "o3"]);
-    assert!(link(&first, "previous").is_none(), "the first page has no previous page");
-    let second = json(s.client.get(link(&first, "next").unwrap()).send().await.unwrap()).await;
-    assert_eq!(page_ids(&second), ["o2", "o1"]);
-    let third = json(s.client.get(link(&second, "next").unwrap()).send().await.unwrap()).await;
-    assert_eq!(page_ids(&third), ["o0"]);
-    assert!(link(&third, "next").is_none());
-    let back = json(s.client.get(link(&third, "previous").unwrap()).send().await.unwrap()).await;
-    assert_eq!(page_ids(&back), ["o2", "o1"]);
-    let back = json(s.client.get(link(&back, "previous").unwrap()).send().await.unwrap()).await;
-    assert_eq!(page_ids(&back), ["o4", "o3"]);
-    assert!(link(&back, "previous").is_none());
-    assert_eq!(page_ids(&json(s.client.get(link(&back, "next").unwrap()).send().await.unwrap()).await), ["o2", "o1"]);
+    assert_eq!(entry_ids(&first), ["o4", "o3"]);
+    assert!(bundle_link(&first, "previous").is_none(), "the first page has no previous page");
+    let second = json(s.client.get(bundle_link(&first, "next").unwrap()).send().await.unwrap()).await;
+    assert_eq!(entry_ids(&second), ["o2", "o1"]);
+    let third = json(s.client.get(bundle_link(&second, "next").unwrap()).send().await.unwrap()).await;
+    assert_eq!(entry_ids(&third), ["o0"]);
+    assert!(bundle_link(&third, "next").is_none());
+    let back = json(s.client.get(bundle_link(&third, "previous").unwrap()).send().await.unwrap()).await;
+    assert_eq!(entry_ids(&back), ["o2", "o1"]);
+    let back = json(s.client.get(bundle_link(&back, "previous").unwrap()).send().await.unwrap()).await;
+    assert_eq!(entry_ids(&back), ["o4", "o3"]);
+    assert!(bundle_link(&back, "previous").is_none());
+    assert_eq!(
+        entry_ids(&json(s.client.get(bundle_link(&back, "next").unwrap()).send().await.unwrap()).await),
+        ["o2", "o1"]
+    );
     let b = json(s.get("/Observation?_summary=count").await).await;
     assert_eq!(b["total"], 5);
     assert!(b.get("entry").is_none());
@@ -391,8 +376,8 @@ async fn system_search_with_type() {
         let b = json(s.client.get(&url).send().await.unwrap()).await;
         pages += 1;
         seen.extend(kinds(&b));
-        match b["link"].as_array().unwrap().iter().find(|l| l["relation"] == "next") {
-            Some(n) => url = n["url"].as_str().unwrap().to_string(),
+        match bundle_link(&b, "next") {
+            Some(n) => url = n,
             None => break,
         }
     }
