@@ -22,6 +22,7 @@ const NDJSON_GROUP: usize = 500;
 /// What an import did.
 #[derive(Debug, Default, Clone)]
 pub struct ImportSummary {
+    /// Files read (none when bundles come from memory, as from `hale synth`).
     pub files: usize,
     pub resources: usize,
     /// One line per problem: `file:line: message`.
@@ -168,7 +169,6 @@ pub async fn load_bundles(
     let mut summary = ImportSummary::default();
     let mut in_flight = InFlight::default();
     for (label, bundle) in bundles {
-        summary.files += 1;
         in_flight.load(repo, PathBuf::from(label), bundle, bar, &mut summary).await;
     }
     in_flight.drain(&mut summary).await;
