@@ -85,3 +85,53 @@ pub struct IndexRows {
     pub uris: Vec<UriIndex>,
     pub composites: Vec<CompositeIndex>,
 }
+
+/// The search parameter whose references give a resource its patient keys.
+pub const PATIENT_PARAM: &str = "patient";
+
+impl IndexRows {
+    /// The patient keys of the resource: the distinct target ids of its `patient` search
+    /// parameter (a Patient, or a Group where the element allows one). Its token rows are
+    /// stored once per key (or once, without a key, when it has none), so that a search
+    /// pinned to one patient (`patient=X`) lists that patient's matches of a token clause
+    /// from one index range; the reference itself is still checked, so a Group of the
+    /// same id never matches `patient=Patient/X`.
+    pub fn patients(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::new();
+        for r in &self.references {
+            if r.param == PATIENT_PARAM
+                && let Some(id) = r.target_id.as_deref()
+                && !out.contains(&id)
+            {
+                out.push(id);
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reference(param: &str, ty: Option<&str>, id: &str) -> ReferenceIndex {
+        ReferenceIndex { param: param.into(), target_type: ty.map(Into::into), target_id: Some(id.into()), url: None }
+    }
+
+    #[test]
+    fn patient_keys_are_the_distinct_target_ids_of_the_patient_parameter() {
+        let rows = IndexRows {
+            references: vec![
+                reference("patient", Some("Patient"), "a"),
+                reference("subject", Some("Patient"), "b"),
+                reference("patient", Some("Group"), "c"),
+                reference("patient", Some("Patient"), "d"),
+                reference("patient", Some("Patient"), "a"),
+                ReferenceIndex { param: "patient".into(), target_type: None, target_id: None, url: Some("#c".into()) },
+            ],
+            ..Default::default()
+        };
+        assert_eq!(rows.patients(), vec!["a", "c", "d"]);
+        assert!(IndexRows::default().patients().is_empty());
+    }
+}

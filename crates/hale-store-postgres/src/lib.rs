@@ -41,8 +41,11 @@ use crate::sql::{Sql, number_marks, refs};
 use crate::write::{Current, Writer};
 
 /// Append-only migrations, embedded in the binary. Never edit one that has shipped.
-const MIGRATIONS: &[(i64, &str)] =
-    &[(1, include_str!("../migrations/0001_schema.sql")), (2, include_str!("../migrations/0002_leaner_indexes.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/0001_schema.sql")),
+    (2, include_str!("../migrations/0002_leaner_indexes.sql")),
+    (3, include_str!("../migrations/0003_token_patient_key.sql")),
+];
 
 /// Every index table; rows of a resource are replaced on each write.
 const INDEX_TABLES: &[&str] = &[

@@ -250,8 +250,27 @@ fn owned<'a, T>(items: &[(&'a str, &'a str, &'a IndexRows)], pick: impl Fn(&'a I
 }
 
 /// Inserts the index rows of these resources: one statement per non-empty table.
-pub(crate) async fn write_index(c: &impl GenericClient, items: &[(&str, &str, &IndexRows)]) -> Result<()> {
-    let o = owned(items, |r| &r.tokens);
+pub(crate) async fn write_index<'a>(c: &impl GenericClient, items: &[(&'a str, &'a str, &'a IndexRows)]) -> Result<()> {
+    // token rows once per patient key of their resource (see IndexRows::patients)
+    let mut o = Owned { types: Vec::new(), ids: Vec::new(), rows: Vec::new() };
+    let mut keys: Vec<Option<Cow<str>>> = Vec::new();
+    for (ty, id, rows) in items {
+        let patients = rows.patients();
+        for t in &rows.tokens {
+            let mut push = |key: Option<Cow<'a, str>>| {
+                o.types.push(*ty);
+                o.ids.push(*id);
+                o.rows.push(t);
+                keys.push(key);
+            };
+            if patients.is_empty() {
+                push(None);
+            }
+            for patient in &patients {
+                push(Some(text(patient)));
+            }
+        }
+    }
     if !o.rows.is_empty() {
         let p: Vec<Cow<str>> = o.rows.iter().map(|t| text(&t.param)).collect();
         let s: Vec<Option<Cow<str>>> = o.rows.iter().map(|t| opt_text(&t.system)).collect();
@@ -259,9 +278,9 @@ pub(crate) async fn write_index(c: &impl GenericClient, items: &[(&str, &str, &I
         let x: Vec<Option<Cow<str>>> = o.rows.iter().map(|t| opt_text(&t.text)).collect();
         run(
             c,
-            "INSERT INTO search_token (res_type, res_id, param, system, code, text) \
-             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])",
-            &[&o.types, &o.ids, &p, &s, &k, &x],
+            "INSERT INTO search_token (res_type, res_id, param, system, code, text, patient) \
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])",
+            &[&o.types, &o.ids, &p, &s, &k, &x, &keys],
         )
         .await?;
     }

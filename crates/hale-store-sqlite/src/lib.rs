@@ -32,6 +32,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (5, include_str!("../migrations/0005_leaner_indexes.sql")),
     (6, include_str!("../migrations/0006_lookup_indexes_cover_the_owner.sql")),
     (7, include_str!("../migrations/0007_date_owner_covers_the_range.sql")),
+    (8, include_str!("../migrations/0008_token_patient_key.sql")),
 ];
 
 /// Every index table; rows of a resource are replaced on each write.
@@ -74,11 +75,19 @@ type Job = Box<dyn FnOnce(Result<&Connection>) -> Option<Deliver> + Send>;
 /// Most writes one commit carries.
 const MAX_GROUP: usize = 32;
 
+/// Runs a statement without parameters, prepared once per connection.
+fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+}
+
 /// The writer thread: takes a write, then every write that queued meanwhile, into one
 /// transaction.
-fn writer_loop(conn: Connection, jobs: std::sync::mpsc::Receiver<Job>) {
+/// After each commit the writer nudges the checkpointer thread, which copies committed
+/// pages from the WAL into the database file on its own connection (a passive
+/// checkpoint: it never blocks the writer), so the writer does not stop to do it.
+fn writer_loop(conn: Connection, jobs: std::sync::mpsc::Receiver<Job>, nudge: std::sync::mpsc::SyncSender<()>) {
     while let Ok(first) = jobs.recv() {
-        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        if let Err(e) = run_cached(&conn, "BEGIN IMMEDIATE") {
             first(Err(backend(e)));
             continue;
         }
@@ -90,13 +99,25 @@ fn writer_loop(conn: Connection, jobs: std::sync::mpsc::Receiver<Job>) {
                 next = jobs.try_recv().ok();
             }
         }
-        let committed = conn.execute_batch("COMMIT").map_err(backend);
+        let committed = run_cached(&conn, "COMMIT").map_err(backend);
         if committed.is_err() {
             let _ = conn.execute_batch("ROLLBACK");
         }
+        let _ = nudge.try_send(());
         for d in delivers {
             d(committed.as_ref().map(|_| ()).map_err(|e| Error::Backend(e.to_string())));
         }
+    }
+}
+
+/// Checkpoints the WAL a moment after commits, until the writer stops.
+fn checkpointer_loop(conn: Connection, nudges: std::sync::mpsc::Receiver<()>) {
+    while nudges.recv().is_ok() {
+        std::thread::sleep(CHECKPOINT_PAUSE);
+        while nudges.try_recv().is_ok() {}
+        // a failed passive checkpoint is retried after the next commit; the writer's own
+        // automatic checkpoint bounds the WAL meanwhile
+        let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
     }
 }
 
@@ -108,6 +129,16 @@ impl std::fmt::Debug for SqliteStore {
 
 /// Page cache of the writer, in KiB: index inserts touch many pages of large B-trees.
 const WRITER_CACHE_KIB: i64 = 128 * 1024;
+/// WAL pages (4 KiB) after which the writer checkpoints by itself, should the
+/// checkpointer thread fall behind.
+const WRITER_AUTOCHECKPOINT: i64 = 32_768;
+/// Page cache of the checkpointer's connection, in KiB.
+const CHECKPOINTER_CACHE_KIB: i64 = 2 * 1024;
+/// How long the checkpointer waits after a commit, so that one checkpoint covers the
+/// commits of a busy moment.
+const CHECKPOINT_PAUSE: std::time::Duration = std::time::Duration::from_millis(200);
+/// Prepared statements a connection keeps.
+const STATEMENT_CACHE: usize = 128;
 /// Page cache of each reader, in KiB.
 const READER_CACHE_KIB: i64 = 32 * 1024;
 /// How much of the database file readers map into memory (clean, shared file pages the
@@ -120,6 +151,9 @@ fn configure(conn: &Connection, cache_kib: i64) -> rusqlite::Result<()> {
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.pragma_update(None, "cache_size", -cache_kib)?;
+    // a write runs some twenty statements (a version, eight index tables, deletes of old
+    // rows): keep all of them prepared rather than parse them again
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(())
 }
 
@@ -166,10 +200,18 @@ impl SqliteStore {
             }
         }
         migrate(&mut writer).map_err(backend)?;
+        writer.pragma_update(None, "wal_autocheckpoint", WRITER_AUTOCHECKPOINT).map_err(backend)?;
+        let checkpointer = Connection::open(path).map_err(backend)?;
+        configure(&checkpointer, CHECKPOINTER_CACHE_KIB).map_err(backend)?;
         let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+        let (nudge, nudges) = std::sync::mpsc::sync_channel::<()>(1);
+        std::thread::Builder::new()
+            .name("hale-sqlite-checkpoint".into())
+            .spawn(move || checkpointer_loop(checkpointer, nudges))
+            .map_err(backend)?;
         std::thread::Builder::new()
             .name("hale-sqlite-writer".into())
-            .spawn(move || writer_loop(writer, queue))
+            .spawn(move || writer_loop(writer, queue, nudge))
             .map_err(backend)?;
         Ok(SqliteStore {
             inner: Arc::new(Inner {
@@ -191,6 +233,7 @@ impl SqliteStore {
         .map_err(backend)?;
         c.busy_timeout(std::time::Duration::from_secs(30)).map_err(backend)?;
         c.pragma_update(None, "cache_size", -READER_CACHE_KIB).map_err(backend)?;
+        c.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         // reads straight from the mapped file: no read() and copy a page, which matters
         // for resource bodies that span overflow pages ($everything, downloads)
         c.pragma_update(None, "mmap_size", READER_MMAP_BYTES).map_err(backend)?;
@@ -236,14 +279,18 @@ impl SqliteStore {
                     return None;
                 }
             };
-            if let Err(e) = conn.execute_batch("SAVEPOINT write") {
+            if let Err(e) = run_cached(conn, "SAVEPOINT write") {
                 let _ = answer.send(Err(from_store(backend(e))));
                 return None;
             }
             let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(conn)))
                 .unwrap_or_else(|_| Err(from_store(Error::Backend("a write failed unexpectedly".into()))));
-            let undo = if out.is_ok() { "RELEASE write" } else { "ROLLBACK TO write; RELEASE write" };
-            if let Err(e) = conn.execute_batch(undo) {
+            let undo = if out.is_ok() {
+                run_cached(conn, "RELEASE write")
+            } else {
+                run_cached(conn, "ROLLBACK TO write").and_then(|_| run_cached(conn, "RELEASE write"))
+            };
+            if let Err(e) = undo {
                 let _ = answer.send(Err(from_store(backend(e))));
                 return None;
             }
@@ -295,26 +342,25 @@ fn row_to_stored(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, StoredResource
 
 /// Current (type, id) -> (version, deleted, last_updated).
 fn current(tx: &Connection, ty: &str, id: &str) -> Result<Option<(VersionId, bool, i64)>> {
-    tx.query_row(
+    tx.prepare_cached(
         "SELECT r.version, r.deleted, v.last_updated FROM resources r JOIN resource_versions v ON v.seq = r.seq
          WHERE r.res_type = ?1 AND r.res_id = ?2",
-        params![ty, id],
-        |r| Ok((VersionId::new(r.get::<_, i64>(0)? as u64), r.get::<_, i64>(1)? != 0, r.get::<_, i64>(2)?)),
     )
-    .optional()
+    .and_then(|mut s| {
+        s.query_row(params![ty, id], |r| {
+            Ok((VersionId::new(r.get::<_, i64>(0)? as u64), r.get::<_, i64>(1)? != 0, r.get::<_, i64>(2)?))
+        })
+        .optional()
+    })
     .map_err(backend)
 }
 
 fn read_current(c: &Connection, ty: &str, id: &str) -> Result<Option<StoredResource>> {
-    c.query_row(
-        &format!(
-            "SELECT {VERSION_COLUMNS} FROM resources r JOIN resource_versions v ON v.seq = r.seq
-             WHERE r.res_type = ?1 AND r.res_id = ?2"
-        ),
-        params![ty, id],
-        row_to_stored,
-    )
-    .optional()
+    c.prepare_cached(&format!(
+        "SELECT {VERSION_COLUMNS} FROM resources r JOIN resource_versions v ON v.seq = r.seq
+         WHERE r.res_type = ?1 AND r.res_id = ?2"
+    ))
+    .and_then(|mut s| s.query_row(params![ty, id], row_to_stored).optional())
     .map(|o| o.map(|(_, s)| s))
     .map_err(backend)
 }
@@ -374,10 +420,16 @@ fn delete_index(tx: &Connection, ty: &str, id: &str) -> Result<()> {
 fn write_index(tx: &Connection, ty: &str, id: &str, index: &IndexRows) -> rusqlite::Result<()> {
     if !index.tokens.is_empty() {
         let mut s = tx.prepare_cached(
-            "INSERT INTO search_token (res_type, res_id, param, system, code, text) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO search_token (res_type, res_id, param, system, code, text, patient)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )?;
+        let patients = index.patients();
+        let keys: &[Option<&str>] =
+            &if patients.is_empty() { vec![None] } else { patients.into_iter().map(Some).collect() };
         for t in &index.tokens {
-            s.execute(params![ty, id, t.param, t.system, t.code, t.text])?;
+            for patient in keys {
+                s.execute(params![ty, id, t.param, t.system, t.code, t.text, patient])?;
+            }
         }
     }
     if !index.strings.is_empty() {
@@ -766,6 +818,48 @@ mod tests {
 
     fn ty() -> ResourceType {
         ResourceType::parse("Patient").unwrap()
+    }
+
+    #[test]
+    fn migration_8_gives_existing_token_rows_their_patient_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Connection::open(dir.path().join("old.db")).unwrap();
+        c.execute_batch("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)")
+            .unwrap();
+        for (version, sql) in &MIGRATIONS[..7] {
+            c.execute_batch(sql).unwrap();
+            c.execute("INSERT INTO schema_migrations VALUES (?1, 0)", [version]).unwrap();
+        }
+        // rows as a store at schema 7 wrote them: an Appointment of two patients, an
+        // Observation of one, a Patient of none
+        c.execute_batch(
+            "INSERT INTO search_reference (res_type, res_id, param, target_type, target_id) VALUES
+               ('Appointment', 'ap', 'patient', 'Patient', 'b'), ('Appointment', 'ap', 'patient', 'Patient', 'a'),
+               ('Appointment', 'ap', 'actor', 'Practitioner', 'p'), ('Observation', 'o', 'patient', 'Patient', 'a'),
+               ('Observation', 'o', 'subject', 'Patient', 'a');
+             INSERT INTO search_token (res_type, res_id, param, system, code) VALUES
+               ('Appointment', 'ap', 'status', NULL, 'booked'), ('Observation', 'o', 'category', 's', 'vital-signs'),
+               ('Observation', 'o', 'code', 's', '1'), ('Patient', 'a', 'gender', NULL, 'female');",
+        )
+        .unwrap();
+        migrate(&mut c).unwrap();
+        let rows: Vec<(String, String, Option<String>)> = c
+            .prepare("SELECT res_id, code, patient FROM search_token ORDER BY res_id, code, patient")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        let want = [
+            ("a", "female", None),
+            ("ap", "booked", Some("a")),
+            ("ap", "booked", Some("b")),
+            ("o", "1", Some("a")),
+            ("o", "vital-signs", Some("a")),
+        ];
+        let want: Vec<(String, String, Option<String>)> =
+            want.iter().map(|(i, c, p)| (i.to_string(), c.to_string(), p.map(String::from))).collect();
+        assert_eq!(rows, want);
     }
 
     #[tokio::test]

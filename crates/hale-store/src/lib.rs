@@ -41,7 +41,7 @@ impl Instant {
     pub fn to_fhir(self) -> String {
         Utc.timestamp_millis_opt(self.0)
             .single()
-            .map(|d| d.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+            .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
             .unwrap_or_default()
     }
     /// RFC 7231 date for the `Last-Modified` header.

@@ -10,6 +10,7 @@
 
 use std::collections::HashSet;
 
+use hale_search::index::PATIENT_PARAM;
 use hale_search::parse::{Clause, Include, Modifier, ParamType, SearchRequest, SearchValue, SortKey};
 use hale_search::values::{DateRange, NumberRange, Prefix};
 
@@ -332,11 +333,11 @@ fn lookup_hint(d: &Dialect, table: &str) -> &'static str {
 /// How selective a clause is likely to be (lower first): the most selective clause of a
 /// search drives it (`res_id IN (...)` over its lookup index), the others are checked
 /// per candidate with `EXISTS` over the owner index `(res_type, res_id, param)`.
-fn selectivity(c: &Clause) -> u8 {
+fn selectivity(c: &Clause, pinned: bool) -> u8 {
     if c.chain.is_some() || c.has.is_some() {
         return 4;
     }
-    if c.code == "_id" {
+    if c.code == "_id" || (pinned && patient_keyed(c)) {
         return 0;
     }
     if matches!(c.modifier, Modifier::Missing | Modifier::Not) {
@@ -349,9 +350,46 @@ fn selectivity(c: &Clause) -> u8 {
     }
 }
 
+/// The patient a search is pinned to by a clause `patient=[Patient/]X` of one value:
+/// its token clauses can list their matches by the patient key of the token rows
+/// (`search_token_patient`: the resources whose `patient` parameter points at id X),
+/// and the clause itself is still checked for each of them.
+fn pinned_patient(req: &SearchRequest) -> Option<&str> {
+    req.clauses.iter().find_map(|c| {
+        let plain = c.chain.is_none()
+            && c.has.is_none()
+            && c.param_type == ParamType::Reference
+            && c.code == PATIENT_PARAM
+            && match &c.modifier {
+                Modifier::None => true,
+                Modifier::Type(t) => t == "Patient",
+                _ => false,
+            };
+        match c.values.as_slice() {
+            [SearchValue::Reference { target_type: None, id }] if plain => Some(id.as_str()),
+            [SearchValue::Reference { target_type: Some(t), id }] if plain && t == "Patient" => Some(id.as_str()),
+            _ => None,
+        }
+    })
+}
+
+/// Whether a clause's matches can be listed by the patient key: a plain token clause
+/// (codes, `system|code`, `system|`), whose rows carry the key.
+fn patient_keyed(c: &Clause) -> bool {
+    c.chain.is_none()
+        && c.has.is_none()
+        && c.param_type == ParamType::Token
+        && c.modifier == Modifier::None
+        && c.code != "_id"
+        && !c.values.is_empty()
+        && c.values.iter().all(|v| matches!(v, SearchValue::Token { .. }))
+}
+
 /// The SQL condition on resource alias `r` (at nesting `depth`; the top level also
 /// has `v`, its current version) for a clause of a search on type `ty`. A `correlated`
-/// clause is checked for the row at hand instead of listing every match.
+/// clause is checked for the row at hand instead of listing every match; a clause that
+/// lists them does so within one `patient` when given (see [`patient_keyed`]).
+#[allow(clippy::too_many_arguments)]
 fn clause_sql(
     d: &Dialect,
     ty: &str,
@@ -360,6 +398,7 @@ fn clause_sql(
     r: &str,
     depth: usize,
     correlated: bool,
+    patient: Option<&str>,
 ) -> String {
     if let Some(chain) = &c.chain {
         let inner_alias = format!("r{}", depth + 1);
@@ -369,7 +408,7 @@ fn clause_sql(
             args.push(Bind::Text(c.code.clone()));
             args.push(Bind::Text(target.clone()));
             args.push(Bind::Text(target.clone()));
-            let inner = clause_sql(d, target, &chain.inner, args, &inner_alias, depth + 1, false);
+            let inner = clause_sql(d, target, &chain.inner, args, &inner_alias, depth + 1, false, None);
             ors.push(format!(
                 "{r}.res_id IN (SELECT i.res_id FROM search_reference i WHERE i.res_type = ? AND i.param = ? \
                  AND i.target_type = ? AND i.target_id IN (SELECT {inner_alias}.res_id FROM resources {inner_alias} \
@@ -384,7 +423,7 @@ fn clause_sql(
         args.push(Bind::Text(has.param.clone()));
         args.push(Bind::Text(ty.to_string()));
         args.push(Bind::Text(has.source_type.clone()));
-        let inner = clause_sql(d, &has.source_type, &has.inner, args, &inner_alias, depth + 1, false);
+        let inner = clause_sql(d, &has.source_type, &has.inner, args, &inner_alias, depth + 1, false, None);
         return format!(
             "{r}.res_id IN (SELECT i.target_id FROM search_reference i{} WHERE i.res_type = ? AND i.param = ? \
              AND i.target_type = ? AND i.res_id IN (SELECT {inner_alias}.res_id FROM resources {inner_alias} \
@@ -460,12 +499,18 @@ fn clause_sql(
         let missing = matches!(c.values.first(), Some(SearchValue::Missing(true)));
         return if missing { format!("{r}.res_id NOT IN ({inner})") } else { format!("{r}.res_id IN ({inner})") };
     }
+    if let Some(p) = patient {
+        args.push(Bind::Text(p.to_string()));
+    }
     args.push(Bind::Text(ty.to_string()));
     args.push(Bind::Text(param));
     let ors: Vec<String> = c.values.iter().map(|v| value_cond(d, c, v, args)).collect();
     let hint = lookup_hint(d, table);
-    let inner =
-        format!("SELECT i.res_id FROM {table} i{hint} WHERE i.res_type = ? AND i.param = ? AND ({})", ors.join(" OR "));
+    let keyed = if patient.is_some() { "i.patient = ? AND " } else { "" };
+    let inner = format!(
+        "SELECT i.res_id FROM {table} i{hint} WHERE {keyed}i.res_type = ? AND i.param = ? AND ({})",
+        ors.join(" OR ")
+    );
     if c.modifier == Modifier::Not {
         format!("{r}.res_id NOT IN ({inner})")
     } else {
@@ -605,13 +650,15 @@ impl SearchSql {
         let mut where_args: Vec<Bind> = vec![Bind::Text(ty.to_string())];
         let mut conds = vec!["r.res_type = ?".to_string(), "r.deleted = 0".to_string()];
         // the most selective clause lists its matches; the others are checked per candidate
+        let pinned = pinned_patient(req);
         let driver = match &req.compartment {
             Some(_) => None,
-            None => (0..req.clauses.len()).min_by_key(|&k| selectivity(&req.clauses[k])),
+            None => (0..req.clauses.len()).min_by_key(|&k| selectivity(&req.clauses[k], pinned.is_some())),
         };
         for (k, clause) in req.clauses.iter().enumerate() {
             let correlated = Some(k) != driver && clause.chain.is_none() && clause.has.is_none();
-            conds.push(clause_sql(d, ty, clause, &mut where_args, "r", 0, correlated));
+            let patient = pinned.filter(|_| patient_keyed(clause));
+            conds.push(clause_sql(d, ty, clause, &mut where_args, "r", 0, correlated, patient));
         }
         if let Some(comp) = &req.compartment {
             if comp.owner_type == ty {
@@ -910,6 +957,29 @@ mod tests {
             let count = q.count.unwrap();
             assert_eq!(count.sql.matches('?').count(), count.args.len());
         }
+    }
+
+    #[test]
+    fn a_search_pinned_to_one_patient_lists_its_token_matches_by_the_patient_key() {
+        let keyed = |q: &[(&str, &str)]| {
+            let page = SearchSql::build(&SQLITE, &request("Observation", q), 10, false).unwrap().page.unwrap();
+            assert_eq!(page.sql.matches('?').count(), page.args.len());
+            page.sql.contains("i.patient = ?").then(|| {
+                // the patient comes first in its listing, before type and parameter
+                let want = [Bind::Text("x".into()), Bind::Text("Observation".into()), Bind::Text("category".into())];
+                assert!(page.args.windows(3).any(|w| w == want), "{:?}", page.args);
+            })
+        };
+        assert!(keyed(&[("patient", "x"), ("category", "vital-signs")]).is_some());
+        assert!(keyed(&[("category", "vital-signs"), ("patient", "Patient/x")]).is_some());
+        assert!(keyed(&[("patient:Patient", "x"), ("category", "vital-signs")]).is_some());
+        // not pinned: two patients, no patient, the subject parameter, no token clause
+        assert!(keyed(&[("patient", "x,y"), ("category", "vital-signs")]).is_none());
+        assert!(keyed(&[("category", "vital-signs")]).is_none());
+        assert!(keyed(&[("subject", "Patient/x"), ("category", "vital-signs")]).is_none());
+        assert!(keyed(&[("patient", "x"), ("date", "ge2020")]).is_none());
+        // a negated token clause is checked per candidate, never listed
+        assert!(keyed(&[("patient", "x"), ("category:not", "vital-signs")]).is_none());
     }
 
     #[test]

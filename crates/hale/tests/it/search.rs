@@ -486,3 +486,59 @@ async fn updates_and_deletes_change_what_search_finds() {
     assert!(ids(&s, "/Patient?name=smith").await.is_empty());
     assert!(ids(&s, "/Patient?gender=male").await.is_empty());
 }
+
+#[tokio::test]
+async fn searches_pinned_to_one_patient_find_what_the_patient_key_holds() {
+    let s = fixture().await;
+    let appointment = |id: &str, status: &str, patients: &[&str]| {
+        let mut participants: Vec<Value> = patients
+            .iter()
+            .map(|p| json!({"actor":{"reference":format!("Patient/{p}")},"status":"accepted"}))
+            .collect();
+        participants.push(json!({"actor":{"reference":"Practitioner/dr1"},"status":"accepted"}));
+        json!({"resourceType":"Appointment","id":id,"status":status,"participant":participants})
+    };
+    // one appointment of two patients, one of the first alone, one of nobody's
+    put(&s, appointment("a12", "booked", &["p1", "p2"])).await;
+    put(&s, appointment("a1", "booked", &["p1"])).await;
+    put(&s, appointment("a0", "booked", &[])).await;
+    put(&s, appointment("a1c", "cancelled", &["p1"])).await;
+    assert_eq!(ids(&s, "/Appointment?patient=p1&status=booked").await, ["a1", "a12"]);
+    assert_eq!(ids(&s, "/Appointment?patient=Patient/p2&status=booked,cancelled").await, ["a12"]);
+    assert_eq!(ids(&s, "/Appointment?status=cancelled&patient:Patient=p1").await, ["a1c"]);
+    let r = json(s.get("/Appointment?patient=p1&status=booked&_summary=count").await).await;
+    assert_eq!(r["total"], 2);
+    assert_eq!(ids(&s, "/Appointment?status=booked").await, ["a0", "a1", "a12"]);
+    assert!(ids(&s, "/Appointment?patient=p3&status=booked").await.is_empty());
+    // the key follows the resource: p2 leaves a12, a0 gains p3, a1 is deleted
+    put(&s, appointment("a12", "booked", &["p1"])).await;
+    put(&s, appointment("a0", "booked", &["p3"])).await;
+    s.delete("/Appointment/a1").await;
+    assert!(ids(&s, "/Appointment?patient=p2&status=booked").await.is_empty());
+    assert_eq!(ids(&s, "/Appointment?patient=p3&status=booked").await, ["a0"]);
+    assert_eq!(ids(&s, "/Appointment?patient=p1&status=booked").await, ["a12"]);
+    // the key is the target id of `patient`, whatever its type; the reference is checked
+    let device_use = |id: &str, subject: &str| {
+        json!({"resourceType":"DeviceUseStatement","id":id,"status":"active","identifier":[{"value":"u1"}],
+            "subject":{"reference":subject},"device":{"reference":"Device/d1"}})
+    };
+    put(&s, device_use("du-group", "Group/p1")).await;
+    put(&s, device_use("du-patient", "Patient/p1")).await;
+    assert_eq!(ids(&s, "/DeviceUseStatement?patient=p1&identifier=u1").await, ["du-group", "du-patient"]);
+    assert_eq!(ids(&s, "/DeviceUseStatement?patient=Patient/p1&identifier=u1").await, ["du-patient"]);
+    // paging within the patient's matches
+    for i in 0..5 {
+        put(&s, appointment(&format!("b{i}"), "booked", &["p2"])).await;
+    }
+    let first = json(s.get("/Appointment?patient=p2&status=booked&_count=2").await).await;
+    assert_eq!(first["entry"].as_array().unwrap().len(), 2);
+    let mut seen = entry_ids(&first);
+    let mut next = bundle_link(&first, "next");
+    while let Some(url) = next {
+        let page = json(s.client.get(url).send().await.unwrap()).await;
+        seen.extend(entry_ids(&page));
+        next = bundle_link(&page, "next");
+    }
+    seen.sort();
+    assert_eq!(seen, ["b0", "b1", "b2", "b3", "b4"]);
+}
