@@ -473,8 +473,14 @@ fn clause_sql(
         let one_code = table == "search_token"
             && matches!(c.modifier, Modifier::None | Modifier::Not)
             && matches!(c.values.as_slice(), [SearchValue::Token { code: Some(_), .. }]);
+        // likewise one typed reference: (res_type, param, target_id, target_type, res_id)
+        let one_reference = table == "search_reference"
+            && matches!(c.modifier, Modifier::None | Modifier::Not | Modifier::Type(_))
+            && matches!(c.values.as_slice(), [SearchValue::Reference { target_type: Some(_), .. }]);
         let hint = if one_code && d.index_hints {
             " INDEXED BY search_token_lookup".to_string()
+        } else if one_reference && d.index_hints {
+            " INDEXED BY search_reference_lookup".to_string()
         } else {
             owner_hint(d, table)
         };
