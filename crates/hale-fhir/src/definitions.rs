@@ -62,7 +62,9 @@ pub struct TypeDef {
     pub elements: Vec<ElementDef>,
     /// JSON property name -> (element index, type index); choice elements appear once
     /// per concrete type (`valueQuantity`).
-    properties: HashMap<String, (usize, usize)>,
+    /// by JSON name (`valueQuantity` for a choice); looked up for every element of every
+    /// resource validated or indexed, so with a fast hasher
+    properties: foldhash::HashMap<String, (usize, usize)>,
 }
 
 impl TypeDef {
@@ -115,7 +117,7 @@ type RawElement = (String, Vec<String>, u32, i64, Option<String>, bool);
 /// All R4 definitions Hale uses.
 #[derive(Debug)]
 pub struct Definitions {
-    types: HashMap<String, TypeDef>,
+    types: foldhash::HashMap<String, TypeDef>,
     primitives: HashMap<String, Option<String>>,
     value_sets: HashMap<String, HashSet<String>>,
     search_parameters: Vec<SearchParamDef>,
@@ -140,7 +142,7 @@ impl Definitions {
 
     fn parse(text: &str) -> Result<Definitions, serde_json::Error> {
         let raw: RawTables = serde_json::from_str(text)?;
-        let mut types = HashMap::with_capacity(raw.types.len());
+        let mut types = foldhash::HashMap::with_capacity_and_hasher(raw.types.len(), Default::default());
         for (name, rt) in raw.types {
             let kind = match rt.k.as_str() {
                 "resource" => TypeKind::Resource,
@@ -158,7 +160,7 @@ impl Definitions {
                         is_summary,
                     })
                     .collect();
-            let mut properties = HashMap::new();
+            let mut properties = foldhash::HashMap::default();
             for (i, el) in elements.iter().enumerate() {
                 if el.is_choice() {
                     for (j, t) in el.types.iter().enumerate() {

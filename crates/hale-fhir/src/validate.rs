@@ -43,6 +43,37 @@ struct Validator<'d> {
     issues: Vec<Issue>,
 }
 
+/// `path.key`, built without the formatting machinery: every element of every
+/// resource validated gets one, and it is read only when there is an issue.
+fn child_path(path: &str, key: &str) -> String {
+    let mut s = String::with_capacity(path.len() + 1 + key.len());
+    s.push_str(path);
+    s.push('.');
+    s.push_str(key);
+    s
+}
+
+/// `path[i]`, likewise.
+fn item_path(path: &str, i: usize) -> String {
+    let mut digits = [0u8; 20];
+    let mut n = i;
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let mut s = String::with_capacity(path.len() + 2 + digits.len() - at);
+    s.push_str(path);
+    s.push('[');
+    s.push_str(std::str::from_utf8(&digits[at..]).unwrap_or("0"));
+    s.push(']');
+    s
+}
+
 impl Validator<'_> {
     fn push(&mut self, code: IssueType, path: &str, msg: String) {
         if self.issues.len() < MAX_ISSUES {
@@ -87,7 +118,9 @@ impl Validator<'_> {
             return;
         }
         // element index -> JSON names present for it (choice elements may have several)
-        let mut present: HashMap<usize, Vec<&str>> = HashMap::new();
+        // (element index, property name) of each element present; a handful per object,
+        // so a list beats a map
+        let mut present: Vec<(usize, &str)> = Vec::new();
         for (key, val) in obj {
             if key == "resourceType" && is_resource {
                 continue;
@@ -99,26 +132,26 @@ impl Validator<'_> {
                 Some(n) => (n, true),
                 None => (key.as_str(), false),
             };
-            let child = format!("{path}.{key}");
+            let child = child_path(path, key);
             let Some((el, ty)) = td.property(name) else {
                 self.push(IssueType::Structure, &child, format!("Unknown element '{key}' in {}", td.name));
                 continue;
             };
             let idx = td.elements.iter().position(|e| std::ptr::eq(e, el)).unwrap_or(usize::MAX);
-            let entry = present.entry(idx).or_default();
-            if !entry.contains(&name) {
-                entry.push(name);
+            if !present.contains(&(idx, name)) {
+                present.push((idx, name));
             }
             if underscore {
-                self.primitive_extension(val, el, ty, &format!("{path}.{name}"), obj.get(name));
+                self.primitive_extension(val, el, ty, &child_path(path, name), obj.get(name));
             } else {
-                let has_ext = obj.contains_key(&format!("_{name}"));
+                let has_ext = obj.keys().any(|k| k.strip_prefix('_') == Some(name));
                 self.element_value(val, el, ty, &child, has_ext);
             }
         }
         for (i, el) in td.elements.iter().enumerate() {
-            match present.get(&i) {
-                None if el.min > 0 => {
+            let names: Vec<&str> = present.iter().filter(|p| p.0 == i).map(|p| p.1).collect();
+            match names.len() {
+                0 if el.min > 0 => {
                     let name = if el.is_choice() { el.name.as_str() } else { el.base_name() };
                     self.push(
                         IssueType::Required,
@@ -126,7 +159,7 @@ impl Validator<'_> {
                         format!("Element '{name}' is required (min {}) in {}", el.min, td.name),
                     );
                 }
-                Some(names) if names.len() > 1 => {
+                n if n > 1 => {
                     self.push(
                         IssueType::Structure,
                         &format!("{path}.{}", names[1]),
@@ -158,7 +191,7 @@ impl Validator<'_> {
                 self.push(IssueType::Structure, path, format!("At most {m} values are allowed"));
             }
             for (i, item) in items.iter().enumerate() {
-                let p = format!("{path}[{i}]");
+                let p = item_path(path, i);
                 if item.is_null() && has_ext && self.defs.is_primitive(ty) {
                     continue;
                 }
@@ -312,7 +345,7 @@ impl Validator<'_> {
                     }
                     continue;
                 }
-                check(self, item, &format!("{upath}[{i}]"));
+                check(self, item, &item_path(&upath, i));
             }
         } else {
             check(self, val, &upath);

@@ -7,7 +7,6 @@
 //! and `tests::every_r4_search_expression_compiles` keeps it so for all 1,375.
 
 use hale_fhir::Definitions;
-use hale_fhir::definitions::capitalize;
 use serde_json::Value;
 
 /// A compiled search expression.
@@ -212,12 +211,25 @@ fn children<'a>(node: Node<'a>, name: &str, out: &mut Vec<Node<'a>>) {
     }
     for el in &td.elements {
         if el.is_choice() && el.base_name() == name {
+            // `valueQuantity` for `value`: match the few keys present against the types
+            // (up to fifty for an extension's value) rather than build every name
             for t in &el.types {
-                if let Some(v) = obj.get(&format!("{name}{}", capitalize(t))) {
+                if let Some(v) = obj.iter().find_map(|(k, v)| is_choice_key(k, name, t).then_some(v)) {
                     push(t.as_str(), v);
                 }
             }
         }
+    }
+}
+
+/// Whether `key` is the JSON name of choice element `name` of type `ty`: `name`, then
+/// `ty` with its first letter upper-case (`value` + `dateTime` = `valueDateTime`).
+fn is_choice_key(key: &str, name: &str, ty: &str) -> bool {
+    let Some(rest) = key.strip_prefix(name) else { return false };
+    let (mut a, mut b) = (rest.chars(), ty.chars());
+    match (a.next(), b.next()) {
+        (Some(x), Some(y)) => y.to_uppercase().eq(std::iter::once(x)) && a.as_str() == b.as_str(),
+        _ => false,
     }
 }
 
@@ -357,6 +369,17 @@ impl Expr {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn choice_keys_are_the_name_and_the_capitalised_type() {
+        assert!(is_choice_key("valueQuantity", "value", "Quantity"));
+        assert!(is_choice_key("valueDateTime", "value", "dateTime"));
+        assert!(is_choice_key("onsetAge", "onset", "Age"));
+        assert!(!is_choice_key("valuedateTime", "value", "dateTime"));
+        assert!(!is_choice_key("valueDate", "value", "dateTime"));
+        assert!(!is_choice_key("value", "value", "string"));
+        assert!(!is_choice_key("effectivePeriod", "value", "Period"));
+    }
 
     fn types(e: &str, v: &Value) -> Vec<String> {
         compile(e).unwrap().evaluate(v).iter().map(|n| n.fhir_type.to_string()).collect()
