@@ -132,6 +132,8 @@ const WRITER_CACHE_KIB: i64 = 128 * 1024;
 /// WAL pages (4 KiB) after which the writer checkpoints by itself, should the
 /// checkpointer thread fall behind.
 const WRITER_AUTOCHECKPOINT: i64 = 32_768;
+/// Size the WAL file is cut back to when it is reused, in bytes.
+const WAL_SIZE_LIMIT_BYTES: i64 = 64 << 20;
 /// Page cache of the checkpointer's connection, in KiB.
 const CHECKPOINTER_CACHE_KIB: i64 = 2 * 1024;
 /// How long the checkpointer waits after a commit, so that one checkpoint covers the
@@ -201,6 +203,9 @@ impl SqliteStore {
         }
         migrate(&mut writer).map_err(backend)?;
         writer.pragma_update(None, "wal_autocheckpoint", WRITER_AUTOCHECKPOINT).map_err(backend)?;
+        // the WAL grows to the bound above under a bulk load; once checkpointed and
+        // reused, the file is cut back to this size rather than kept at its largest
+        writer.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT_BYTES).map_err(backend)?;
         let checkpointer = Connection::open(path).map_err(backend)?;
         configure(&checkpointer, CHECKPOINTER_CACHE_KIB).map_err(backend)?;
         let (jobs, queue) = std::sync::mpsc::channel::<Job>();
