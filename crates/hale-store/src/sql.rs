@@ -354,23 +354,52 @@ fn selectivity(c: &Clause, pinned: bool) -> u8 {
 /// its token clauses can list their matches by the patient key of the token rows
 /// (`search_token_patient`: the resources whose `patient` parameter points at id X),
 /// and the clause itself is still checked for each of them.
+///
+/// `subject=Patient/X` pins it too on the types whose `patient` parameter is their
+/// `subject` restricted to Patients (Observation, Condition, Encounter ...): there a
+/// subject of Patient X makes X a patient key. An untyped `subject=X` does not (a Group
+/// X is no key).
 fn pinned_patient(req: &SearchRequest) -> Option<&str> {
+    let ty = req.resource_type.as_str();
     req.clauses.iter().find_map(|c| {
         let plain = c.chain.is_none()
             && c.has.is_none()
             && c.param_type == ParamType::Reference
-            && c.code == PATIENT_PARAM
             && match &c.modifier {
                 Modifier::None => true,
                 Modifier::Type(t) => t == "Patient",
                 _ => false,
             };
-        match c.values.as_slice() {
-            [SearchValue::Reference { target_type: None, id }] if plain => Some(id.as_str()),
-            [SearchValue::Reference { target_type: Some(t), id }] if plain && t == "Patient" => Some(id.as_str()),
+        if !plain {
+            return None;
+        }
+        match (c.code.as_str(), c.values.as_slice()) {
+            (PATIENT_PARAM, [SearchValue::Reference { target_type: None, id }]) => Some(id.as_str()),
+            (PATIENT_PARAM, [SearchValue::Reference { target_type: Some(t), id }]) if t == "Patient" => {
+                Some(id.as_str())
+            }
+            ("subject", [SearchValue::Reference { target_type: Some(t), id }])
+                if t == "Patient" && subject_is_patient(ty) =>
+            {
+                Some(id.as_str())
+            }
             _ => None,
         }
     })
+}
+
+/// Whether, by the definitions, type `ty`'s `patient` parameter is
+/// `ty.subject.where(resolve() is Patient)` and its `subject` parameter `ty.subject`.
+fn subject_is_patient(ty: &str) -> bool {
+    let defs = hale_fhir::definitions::Definitions::get();
+    let branch = |code: &str| {
+        defs.search_parameters_for(ty).find(|p| p.code == code).and_then(|p| {
+            p.expression.as_deref()?.split(" | ").find(|e| e.strip_prefix(ty).is_some_and(|r| r.starts_with('.')))
+        })
+    };
+    let rest = |e: Option<&str>| e.map(|e| e[ty.len()..].to_string());
+    rest(branch(PATIENT_PARAM)).as_deref() == Some(".subject.where(resolve() is Patient)")
+        && rest(branch("subject")).as_deref() == Some(".subject")
 }
 
 /// Whether a clause's matches can be listed by the patient key: a plain token clause
@@ -982,10 +1011,24 @@ mod tests {
         // not pinned: two patients, no patient, the subject parameter, no token clause
         assert!(keyed(&[("patient", "x,y"), ("category", "vital-signs")]).is_none());
         assert!(keyed(&[("category", "vital-signs")]).is_none());
-        assert!(keyed(&[("subject", "Patient/x"), ("category", "vital-signs")]).is_none());
+        assert!(keyed(&[("subject", "Patient/x"), ("category", "vital-signs")]).is_some());
+        assert!(keyed(&[("subject:Patient", "x"), ("category", "vital-signs")]).is_some());
+        assert!(keyed(&[("subject", "x"), ("category", "vital-signs")]).is_none());
+        assert!(keyed(&[("subject", "Group/x"), ("category", "vital-signs")]).is_none());
         assert!(keyed(&[("patient", "x"), ("date", "ge2020")]).is_none());
         // a negated token clause is checked per candidate, never listed
         assert!(keyed(&[("patient", "x"), ("category:not", "vital-signs")]).is_none());
+    }
+
+    #[test]
+    fn subject_pins_the_patient_where_the_patient_parameter_is_the_subject() {
+        for ty in ["Observation", "Condition", "Encounter", "MedicationRequest", "DiagnosticReport", "Procedure"] {
+            assert!(subject_is_patient(ty), "{ty}");
+        }
+        // Patient's own, Device (no patient-restricted subject), Immunization (patient only)
+        for ty in ["Patient", "Device", "Immunization", "AllergyIntolerance", "Group"] {
+            assert!(!subject_is_patient(ty), "{ty}");
+        }
     }
 
     #[test]

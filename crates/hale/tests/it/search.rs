@@ -526,6 +526,18 @@ async fn searches_pinned_to_one_patient_find_what_the_patient_key_holds() {
     put(&s, device_use("du-patient", "Patient/p1")).await;
     assert_eq!(ids(&s, "/DeviceUseStatement?patient=p1&identifier=u1").await, ["du-group", "du-patient"]);
     assert_eq!(ids(&s, "/DeviceUseStatement?patient=Patient/p1&identifier=u1").await, ["du-patient"]);
+    // subject=Patient/X pins the patient where `patient` is the subject's Patient
+    let vital = |id: &str, subject: &str| {
+        json!({"resourceType":"Observation","id":id,"status":"final","subject":{"reference":subject},
+            "category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/observation-category","code":"survey"}]}],
+            "code":{"text":"pulse"}})
+    };
+    put(&s, vital("v-patient", "Patient/p1")).await;
+    put(&s, vital("v-group", "Group/p1")).await;
+    assert_eq!(ids(&s, "/Observation?subject=Patient/p1&category=survey").await, ["v-patient"]);
+    assert_eq!(ids(&s, "/Observation?subject:Patient=p1&category=survey").await, ["v-patient"]);
+    assert_eq!(ids(&s, "/Observation?subject=p1&category=survey").await, ["v-group", "v-patient"]);
+    assert_eq!(ids(&s, "/Observation?subject=Group/p1&category=survey").await, ["v-group"]);
     // paging within the patient's matches
     for i in 0..5 {
         put(&s, appointment(&format!("b{i}"), "booked", &["p2"])).await;
