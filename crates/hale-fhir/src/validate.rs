@@ -55,21 +55,10 @@ fn child_path(path: &str, key: &str) -> String {
 
 /// `path[i]`, likewise.
 fn item_path(path: &str, i: usize) -> String {
-    let mut digits = [0u8; 20];
-    let mut n = i;
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    let mut s = String::with_capacity(path.len() + 2 + digits.len() - at);
+    let mut s = String::with_capacity(path.len() + 6);
     s.push_str(path);
     s.push('[');
-    s.push_str(std::str::from_utf8(&digits[at..]).unwrap_or("0"));
+    s.push_str(&i.to_string());
     s.push(']');
     s
 }

@@ -286,13 +286,8 @@ impl Repository {
         if_match: Option<VersionId>,
     ) -> Result<StoredResource> {
         let current = self.read(ty, id).await?;
-        match if_match {
-            Some(v) if v != current.version => Err(Error::Store(hale_store::Error::VersionConflict {
-                expected: v,
-                current: current.version.to_string(),
-            })),
-            _ => Ok(current),
-        }
+        hale_store::check_if_match(ty, id, Some((current.version, false)), if_match).map_err(Error::Store)?;
+        Ok(current)
     }
 
     /// PATCH with a JSON Patch document (RFC 6902): applied to the current version,

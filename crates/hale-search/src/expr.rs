@@ -209,27 +209,15 @@ fn children<'a>(node: Node<'a>, name: &str, out: &mut Vec<Node<'a>>) {
         push(ty, v);
         return;
     }
-    for el in &td.elements {
-        if el.is_choice() && el.base_name() == name {
-            // `valueQuantity` for `value`: match the few keys present against the types
-            // (up to fifty for an extension's value) rather than build every name
-            for t in &el.types {
-                if let Some(v) = obj.iter().find_map(|(k, v)| is_choice_key(k, name, t).then_some(v)) {
-                    push(t.as_str(), v);
-                }
-            }
+    // a choice element (`value` of `valueQuantity`): the definitions map each of its JSON
+    // names to the element and type, so look up the few keys present
+    for (key, v) in obj {
+        if let Some((el, ty)) = td.property(key)
+            && el.is_choice()
+            && el.base_name() == name
+        {
+            push(ty, v);
         }
-    }
-}
-
-/// Whether `key` is the JSON name of choice element `name` of type `ty`: `name`, then
-/// `ty` with its first letter upper-case (`value` + `dateTime` = `valueDateTime`).
-fn is_choice_key(key: &str, name: &str, ty: &str) -> bool {
-    let Some(rest) = key.strip_prefix(name) else { return false };
-    let (mut a, mut b) = (rest.chars(), ty.chars());
-    match (a.next(), b.next()) {
-        (Some(x), Some(y)) => y.to_uppercase().eq(std::iter::once(x)) && a.as_str() == b.as_str(),
-        _ => false,
     }
 }
 
@@ -370,17 +358,6 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    #[test]
-    fn choice_keys_are_the_name_and_the_capitalised_type() {
-        assert!(is_choice_key("valueQuantity", "value", "Quantity"));
-        assert!(is_choice_key("valueDateTime", "value", "dateTime"));
-        assert!(is_choice_key("onsetAge", "onset", "Age"));
-        assert!(!is_choice_key("valuedateTime", "value", "dateTime"));
-        assert!(!is_choice_key("valueDate", "value", "dateTime"));
-        assert!(!is_choice_key("value", "value", "string"));
-        assert!(!is_choice_key("effectivePeriod", "value", "Period"));
-    }
-
     fn types(e: &str, v: &Value) -> Vec<String> {
         compile(e).unwrap().evaluate(v).iter().map(|n| n.fhir_type.to_string()).collect()
     }
@@ -406,6 +383,13 @@ mod tests {
         assert_eq!(types("(Observation.value as Quantity)", &obs), ["Quantity"]);
         assert_eq!(types("Observation.value.as(CodeableConcept)", &obs), Vec::<String>::new());
         assert_eq!(types("Observation.component.value as CodeableConcept", &obs), ["CodeableConcept"]);
+        // a choice type whose name starts lower-case, an extension's value (fifty types),
+        // and a key that only looks like a choice
+        let ext = json!({"resourceType":"Observation","effectiveDateTime":"2020","valuedateTime":"2020",
+            "extension":[{"url":"u","valueDateTime":"2020"},{"url":"v","valueAge":{"value":1}}]});
+        assert_eq!(types("Observation.effective", &ext), ["dateTime"]);
+        assert_eq!(types("Observation.extension.value", &ext), ["dateTime", "Age"]);
+        assert_eq!(types("Observation.value", &ext), Vec::<String>::new());
         assert_eq!(types("Observation.subject.where(resolve() is Patient)", &obs), ["Reference"]);
         assert_eq!(types("Observation.subject.where(resolve() is Group)", &obs), Vec::<String>::new());
         assert_eq!(types("Patient.name | Observation.code", &obs), ["CodeableConcept"]);

@@ -90,21 +90,24 @@ pub struct IndexRows {
 pub const PATIENT_PARAM: &str = "patient";
 
 impl IndexRows {
-    /// The patient keys of the resource: the distinct target ids of its `patient` search
-    /// parameter (a Patient, or a Group where the element allows one). Its token rows are
-    /// stored once per key (or once, without a key, when it has none), so that a search
+    /// The patient keys the resource's token rows are written under, one row per key:
+    /// the distinct target ids of its `patient` search parameter (a Patient, or a Group
+    /// where the element allows one), or a single `None` when it has none. A search
     /// pinned to one patient (`patient=X`) lists that patient's matches of a token clause
     /// from one index range; the reference itself is still checked, so a Group of the
     /// same id never matches `patient=Patient/X`.
-    pub fn patients(&self) -> Vec<&str> {
-        let mut out: Vec<&str> = Vec::new();
+    pub fn patient_keys(&self) -> Vec<Option<&str>> {
+        let mut out: Vec<Option<&str>> = Vec::new();
         for r in &self.references {
             if r.param == PATIENT_PARAM
                 && let Some(id) = r.target_id.as_deref()
-                && !out.contains(&id)
+                && !out.contains(&Some(id))
             {
-                out.push(id);
+                out.push(Some(id));
             }
+        }
+        if out.is_empty() {
+            out.push(None);
         }
         out
     }
@@ -131,7 +134,7 @@ mod tests {
             ],
             ..Default::default()
         };
-        assert_eq!(rows.patients(), vec!["a", "c", "d"]);
-        assert!(IndexRows::default().patients().is_empty());
+        assert_eq!(rows.patient_keys(), vec![Some("a"), Some("c"), Some("d")]);
+        assert_eq!(IndexRows::default().patient_keys(), vec![None]);
     }
 }

@@ -221,13 +221,9 @@ pub(crate) async fn delete_index(c: &impl GenericClient, owners: &[(&str, &str)]
     run(c, &sql, &[&types, &ids]).await
 }
 
-/// Index text as bound: borrowed unless it holds a NUL, which PostgreSQL text cannot.
-fn text(s: &str) -> Cow<'_, str> {
-    clean(s)
-}
-
+/// Optional index text as bound (see [`clean`]: borrowed unless it holds a NUL).
 fn opt_text(s: &Option<String>) -> Option<Cow<'_, str>> {
-    s.as_deref().map(text)
+    s.as_deref().map(clean)
 }
 
 /// The rows of one index table over several resources, with their owners' columns.
@@ -250,31 +246,25 @@ fn owned<'a, T>(items: &[(&'a str, &'a str, &'a IndexRows)], pick: impl Fn(&'a I
 }
 
 /// Inserts the index rows of these resources: one statement per non-empty table.
-pub(crate) async fn write_index<'a>(c: &impl GenericClient, items: &[(&'a str, &'a str, &'a IndexRows)]) -> Result<()> {
-    // token rows once per patient key of their resource (see IndexRows::patients)
+pub(crate) async fn write_index(c: &impl GenericClient, items: &[(&str, &str, &IndexRows)]) -> Result<()> {
+    // token rows once per patient key of their resource (see IndexRows::patient_keys)
     let mut o = Owned { types: Vec::new(), ids: Vec::new(), rows: Vec::new() };
     let mut keys: Vec<Option<Cow<str>>> = Vec::new();
     for (ty, id, rows) in items {
-        let patients = rows.patients();
+        let patients = rows.patient_keys();
         for t in &rows.tokens {
-            let mut push = |key: Option<Cow<'a, str>>| {
+            for patient in &patients {
                 o.types.push(*ty);
                 o.ids.push(*id);
                 o.rows.push(t);
-                keys.push(key);
-            };
-            if patients.is_empty() {
-                push(None);
-            }
-            for patient in &patients {
-                push(Some(text(patient)));
+                keys.push(patient.map(clean));
             }
         }
     }
     if !o.rows.is_empty() {
-        let p: Vec<Cow<str>> = o.rows.iter().map(|t| text(&t.param)).collect();
+        let p: Vec<Cow<str>> = o.rows.iter().map(|t| clean(&t.param)).collect();
         let s: Vec<Option<Cow<str>>> = o.rows.iter().map(|t| opt_text(&t.system)).collect();
-        let k: Vec<Cow<str>> = o.rows.iter().map(|t| text(&t.code)).collect();
+        let k: Vec<Cow<str>> = o.rows.iter().map(|t| clean(&t.code)).collect();
         let x: Vec<Option<Cow<str>>> = o.rows.iter().map(|t| opt_text(&t.text)).collect();
         run(
             c,
@@ -286,9 +276,9 @@ pub(crate) async fn write_index<'a>(c: &impl GenericClient, items: &[(&'a str, &
     }
     let o = owned(items, |r| &r.strings);
     if !o.rows.is_empty() {
-        let p: Vec<Cow<str>> = o.rows.iter().map(|t| text(&t.param)).collect();
-        let n: Vec<Cow<str>> = o.rows.iter().map(|t| text(&t.norm)).collect();
-        let e: Vec<Cow<str>> = o.rows.iter().map(|t| text(&t.exact)).collect();
+        let p: Vec<Cow<str>> = o.rows.iter().map(|t| clean(&t.param)).collect();
+        let n: Vec<Cow<str>> = o.rows.iter().map(|t| clean(&t.norm)).collect();
+        let e: Vec<Cow<str>> = o.rows.iter().map(|t| clean(&t.exact)).collect();
         run(
             c,
             "INSERT INTO search_string (res_type, res_id, param, norm, exact) \
@@ -299,7 +289,7 @@ pub(crate) async fn write_index<'a>(c: &impl GenericClient, items: &[(&'a str, &
     }
     let o = owned(items, |r| &r.dates);
     if !o.rows.is_empty() {
-        let p: Vec<Cow<str>> = o.rows.iter().map(|t| text(&t.param)).collect();
+        let p: Vec<Cow<str>> = o.rows.iter().map(|t| clean(&t.param)).collect();
         let lo: Vec<i64> = o.rows.iter().map(|t| t.lo).collect();
         let hi: Vec<i64> = o.rows.iter().map(|t| t.hi).collect();
         run(
@@ -312,7 +302,7 @@ pub(crate) async fn write_index<'a>(c: &impl GenericClient, items: &[(&'a str, &
     }
     let o = owned(items, |r| &r.numbers);
     if !o.rows.is_empty() {
-        let p: Vec<Cow<str>> = o.rows.iter().map(|t| text(&t.param)).collect();
+        let p: Vec<Cow<str>> = o.rows.iter().map(|t| clean(&t.param)).collect();
         let v: Vec<f64> = o.rows.iter().map(|t| t.value).collect();
         run(
             c,
@@ -324,7 +314,7 @@ pub(crate) async fn write_index<'a>(c: &impl GenericClient, items: &[(&'a str, &
     }
     let o = owned(items, |r| &r.quantities);
     if !o.rows.is_empty() {
-        let p: Vec<Cow<str>> = o.rows.iter().map(|t| text(&t.param)).collect();
+        let p: Vec<Cow<str>> = o.rows.iter().map(|t| clean(&t.param)).collect();
         let v: Vec<f64> = o.rows.iter().map(|t| t.value).collect();
         let s: Vec<Option<Cow<str>>> = o.rows.iter().map(|t| opt_text(&t.system)).collect();
         let k: Vec<Option<Cow<str>>> = o.rows.iter().map(|t| opt_text(&t.code)).collect();
@@ -339,7 +329,7 @@ pub(crate) async fn write_index<'a>(c: &impl GenericClient, items: &[(&'a str, &
     }
     let o = owned(items, |r| &r.references);
     if !o.rows.is_empty() {
-        let p: Vec<Cow<str>> = o.rows.iter().map(|t| text(&t.param)).collect();
+        let p: Vec<Cow<str>> = o.rows.iter().map(|t| clean(&t.param)).collect();
         let tt: Vec<Option<Cow<str>>> = o.rows.iter().map(|t| opt_text(&t.target_type)).collect();
         let ti: Vec<Option<Cow<str>>> = o.rows.iter().map(|t| opt_text(&t.target_id)).collect();
         let u: Vec<Option<Cow<str>>> = o.rows.iter().map(|t| opt_text(&t.url)).collect();
@@ -353,8 +343,8 @@ pub(crate) async fn write_index<'a>(c: &impl GenericClient, items: &[(&'a str, &
     }
     let o = owned(items, |r| &r.uris);
     if !o.rows.is_empty() {
-        let p: Vec<Cow<str>> = o.rows.iter().map(|t| text(&t.param)).collect();
-        let u: Vec<Cow<str>> = o.rows.iter().map(|t| text(&t.uri)).collect();
+        let p: Vec<Cow<str>> = o.rows.iter().map(|t| clean(&t.param)).collect();
+        let u: Vec<Cow<str>> = o.rows.iter().map(|t| clean(&t.uri)).collect();
         run(
             c,
             "INSERT INTO search_uri (res_type, res_id, param, uri) \
@@ -366,7 +356,7 @@ pub(crate) async fn write_index<'a>(c: &impl GenericClient, items: &[(&'a str, &
     let o = owned(items, |r| &r.composites);
     if !o.rows.is_empty() {
         let none = CompositePart::default();
-        let p: Vec<Cow<str>> = o.rows.iter().map(|t| text(&t.param)).collect();
+        let p: Vec<Cow<str>> = o.rows.iter().map(|t| clean(&t.param)).collect();
         let part =
             |k: usize| -> Vec<&CompositePart> { o.rows.iter().map(|t| t.parts.get(k).unwrap_or(&none)).collect() };
         let (a, b, d) = (part(0), part(1), part(2));

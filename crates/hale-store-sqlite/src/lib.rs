@@ -428,11 +428,9 @@ fn write_index(tx: &Connection, ty: &str, id: &str, index: &IndexRows) -> rusqli
             "INSERT INTO search_token (res_type, res_id, param, system, code, text, patient)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )?;
-        let patients = index.patients();
-        let keys: &[Option<&str>] =
-            &if patients.is_empty() { vec![None] } else { patients.into_iter().map(Some).collect() };
+        let keys = index.patient_keys();
         for t in &index.tokens {
-            for patient in keys {
+            for patient in &keys {
                 s.execute(params![ty, id, t.param, t.system, t.code, t.text, patient])?;
             }
         }

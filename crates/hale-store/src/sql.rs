@@ -389,17 +389,31 @@ fn pinned_patient(req: &SearchRequest) -> Option<&str> {
 }
 
 /// Whether, by the definitions, type `ty`'s `patient` parameter is
-/// `ty.subject.where(resolve() is Patient)` and its `subject` parameter `ty.subject`.
+/// `ty.subject.where(resolve() is Patient)` and its `subject` parameter `ty.subject`
+/// (worked out once for every type).
 fn subject_is_patient(ty: &str) -> bool {
-    let defs = hale_fhir::definitions::Definitions::get();
-    let branch = |code: &str| {
-        defs.search_parameters_for(ty).find(|p| p.code == code).and_then(|p| {
-            p.expression.as_deref()?.split(" | ").find(|e| e.strip_prefix(ty).is_some_and(|r| r.starts_with('.')))
+    static TYPES: std::sync::OnceLock<HashSet<String>> = std::sync::OnceLock::new();
+    TYPES
+        .get_or_init(|| {
+            let defs = hale_fhir::definitions::Definitions::get();
+            let branch = |ty: &str, code: &str| -> Option<String> {
+                let p = defs.search_parameters_for(ty).find(|p| p.code == code)?;
+                p.expression
+                    .as_deref()?
+                    .split(" | ")
+                    .find_map(|e| e.strip_prefix(ty)?.strip_prefix('.'))
+                    .map(String::from)
+            };
+            defs.resource_types()
+                .into_iter()
+                .filter(|ty| {
+                    branch(ty, PATIENT_PARAM).as_deref() == Some("subject.where(resolve() is Patient)")
+                        && branch(ty, "subject").as_deref() == Some("subject")
+                })
+                .map(String::from)
+                .collect()
         })
-    };
-    let rest = |e: Option<&str>| e.map(|e| e[ty.len()..].to_string());
-    rest(branch(PATIENT_PARAM)).as_deref() == Some(".subject.where(resolve() is Patient)")
-        && rest(branch("subject")).as_deref() == Some(".subject")
+        .contains(ty)
 }
 
 /// Whether a clause's matches can be listed by the patient key: a plain token clause
@@ -1008,11 +1022,12 @@ mod tests {
         assert!(keyed(&[("patient", "x"), ("category", "vital-signs")]).is_some());
         assert!(keyed(&[("category", "vital-signs"), ("patient", "Patient/x")]).is_some());
         assert!(keyed(&[("patient:Patient", "x"), ("category", "vital-signs")]).is_some());
-        // not pinned: two patients, no patient, the subject parameter, no token clause
-        assert!(keyed(&[("patient", "x,y"), ("category", "vital-signs")]).is_none());
-        assert!(keyed(&[("category", "vital-signs")]).is_none());
+        // a subject of type Patient pins it on Observation, whose patient is its subject
         assert!(keyed(&[("subject", "Patient/x"), ("category", "vital-signs")]).is_some());
         assert!(keyed(&[("subject:Patient", "x"), ("category", "vital-signs")]).is_some());
+        // not pinned: two patients, no patient, an untyped or Group subject, no token clause
+        assert!(keyed(&[("patient", "x,y"), ("category", "vital-signs")]).is_none());
+        assert!(keyed(&[("category", "vital-signs")]).is_none());
         assert!(keyed(&[("subject", "x"), ("category", "vital-signs")]).is_none());
         assert!(keyed(&[("subject", "Group/x"), ("category", "vital-signs")]).is_none());
         assert!(keyed(&[("patient", "x"), ("date", "ge2020")]).is_none());
