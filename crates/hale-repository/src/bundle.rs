@@ -114,7 +114,10 @@ pub(crate) fn in_entry(index: usize, e: Error) -> Error {
     }
 }
 
-fn parse_entry(index: usize, e: &Value) -> Result<EntryReq> {
+fn parse_entry(index: usize, mut e: Value) -> Result<EntryReq> {
+    // moved out, not copied: a bundle's resources are most of its size
+    let resource = e.get_mut("resource").map(Value::take);
+    let full_url = e.get("fullUrl").and_then(Value::as_str).map(str::to_string);
     let req = e.get("request").ok_or_else(|| invalid(index, ".request", "Each entry needs a request"))?;
     let method = req.get("method").and_then(Value::as_str).unwrap_or("");
     let verb = match method {
@@ -170,7 +173,6 @@ fn parse_entry(index: usize, e: &Value) -> Result<EntryReq> {
         let s = s.trim_start_matches('?');
         s.split_once('?').map(|(_, q)| q).unwrap_or(s).to_string()
     });
-    let resource = e.get("resource").cloned();
     if matches!(verb, Verb::Post | Verb::Put | Verb::Patch) && resource.is_none() {
         return Err(invalid(index, ".resource", format!("A {method} entry needs a resource")));
     }
@@ -186,15 +188,7 @@ fn parse_entry(index: usize, e: &Value) -> Result<EntryReq> {
         (Verb::Get, _) => return Err(invalid(index, ".request.url", "GET entries may read a resource or a version")),
         _ => return Err(bad_url()),
     }
-    Ok(EntryReq {
-        index,
-        full_url: e.get("fullUrl").and_then(Value::as_str).map(str::to_string),
-        verb,
-        target,
-        if_match,
-        if_none_exist,
-        resource,
-    })
+    Ok(EntryReq { index, full_url, verb, target, if_match, if_none_exist, resource })
 }
 
 /// The patch a PATCH entry carries: a Binary with content type
@@ -281,7 +275,7 @@ fn response_for(stored: &StoredResource, status: EntryStatus) -> EntryResponse {
 impl Repository {
     /// Processes a batch or transaction bundle. A transaction answers all entries or
     /// fails whole; a batch answers each entry with its own result.
-    pub async fn process_bundle(&self, bundle: &Value) -> Result<(BundleKind, Vec<Result<EntryResponse>>)> {
+    pub async fn process_bundle(&self, mut bundle: Value) -> Result<(BundleKind, Vec<Result<EntryResponse>>)> {
         let kind = match bundle.get("type").and_then(Value::as_str) {
             Some("transaction") => BundleKind::Transaction,
             Some("batch") => BundleKind::Batch,
@@ -295,9 +289,9 @@ impl Repository {
         if bundle.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
             return Err(Error::invalid(Issue::error(IssueType::Invalid, "The body must be a Bundle").at("Bundle")));
         }
-        let entries = match bundle.get("entry") {
+        let entries = match bundle.get_mut("entry") {
             None => Vec::new(),
-            Some(Value::Array(a)) => a.clone(),
+            Some(Value::Array(a)) => std::mem::take(a),
             Some(_) => {
                 return Err(Error::invalid(
                     Issue::error(IssueType::Structure, "entry must be an array").at("Bundle.entry"),
@@ -306,12 +300,13 @@ impl Repository {
         };
         match kind {
             BundleKind::Transaction => {
-                let parsed = entries.iter().enumerate().map(|(i, e)| parse_entry(i, e)).collect::<Result<Vec<_>>>()?;
+                let parsed =
+                    entries.into_iter().enumerate().map(|(i, e)| parse_entry(i, e)).collect::<Result<Vec<_>>>()?;
                 Ok((kind, self.transaction(parsed).await?.into_iter().map(Ok).collect()))
             }
             BundleKind::Batch => {
                 let mut out = Vec::with_capacity(entries.len());
-                for (i, e) in entries.iter().enumerate() {
+                for (i, e) in entries.into_iter().enumerate() {
                     let result = match parse_entry(i, e) {
                         Ok(req) => self.transaction(vec![req]).await.map(|mut r| r.remove(0)),
                         Err(err) => Err(err),

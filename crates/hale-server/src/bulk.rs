@@ -138,10 +138,10 @@ impl InFlight {
                 self.join_one(summary).await;
             }
             let (repo, bar) = (repo.clone(), bar.clone());
-            self.tasks.spawn(async move { import_bundle(&repo, &label, &bundle, &bar).await });
+            self.tasks.spawn(async move { import_bundle(&repo, &label, bundle, &bar).await });
         } else {
             self.drain(summary).await;
-            summary.merge(import_bundle(repo, &label, &bundle, bar).await);
+            summary.merge(import_bundle(repo, &label, bundle, bar).await);
         }
     }
 
@@ -223,7 +223,7 @@ fn read_bundle(file: &Path) -> Result<Value, String> {
     )
 }
 
-async fn import_bundle(repo: &Repository, file: &Path, bundle: &Value, bar: &ProgressBar) -> ImportSummary {
+async fn import_bundle(repo: &Repository, file: &Path, bundle: Value, bar: &ProgressBar) -> ImportSummary {
     let mut summary = ImportSummary::default();
     match repo.process_bundle(bundle).await {
         Ok((_, answers)) => {
@@ -301,19 +301,19 @@ async fn flush(
     if group.is_empty() {
         return;
     }
-    let lines: Vec<(usize, Value)> = std::mem::take(group);
+    let (linenos, lines): (Vec<usize>, Vec<Value>) = std::mem::take(group).into_iter().unzip();
     let bundle = json!({"resourceType": "Bundle", "type": "transaction",
-        "entry": lines.iter().map(|(_, v)| entry_for(v.clone())).collect::<Vec<_>>()});
-    if repo.process_bundle(&bundle).await.is_ok() {
+        "entry": lines.iter().map(|v| entry_for(v.clone())).collect::<Vec<_>>()});
+    if repo.process_bundle(bundle).await.is_ok() {
         summary.resources += lines.len();
         bar.inc(lines.len() as u64);
         return;
     }
     let batch = json!({"resourceType": "Bundle", "type": "batch",
-        "entry": lines.iter().map(|(_, v)| entry_for(v.clone())).collect::<Vec<_>>()});
-    match repo.process_bundle(&batch).await {
+        "entry": lines.into_iter().map(entry_for).collect::<Vec<_>>()});
+    match repo.process_bundle(batch).await {
         Ok((_, answers)) => {
-            for ((lineno, _), a) in lines.iter().zip(answers) {
+            for (lineno, a) in linenos.iter().zip(answers) {
                 match a {
                     Ok(_) => {
                         summary.resources += 1;

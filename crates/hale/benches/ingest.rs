@@ -28,7 +28,7 @@ fn load(
     let resources: usize = patients.iter().map(|t| t.matches("\"request\"").count()).sum();
     rt.block_on(async {
         for text in shared {
-            repos[0].process_bundle(&serde_json::from_str(text).unwrap()).await.unwrap();
+            repos[0].process_bundle(serde_json::from_str(text).unwrap()).await.unwrap();
         }
     });
     let t = Instant::now();
@@ -41,7 +41,7 @@ fn load(
             tasks.push(tokio::spawn(async move {
                 let _p = sem.acquire().await.unwrap();
                 let v: Value = serde_json::from_str(&text).unwrap();
-                repo.process_bundle(&v).await.unwrap();
+                repo.process_bundle(v).await.unwrap();
             }));
         }
         for t in tasks {

@@ -23,7 +23,7 @@ pub async fn handle(st: &ApiState, headers: &HeaderMap, q: Option<&str>, body: B
     let run = async {
         ctx.check_params(&[])?;
         let bundle = read_json(st, headers, body, pretty).await?;
-        let (kind, answers) = st.repository.process_bundle(&bundle).await?;
+        let (kind, answers) = st.repository.process_bundle(bundle).await?;
         let mut entries = Vec::with_capacity(answers.len());
         for a in answers {
             let entry = match a {
