@@ -901,6 +901,37 @@ mod tests {
         assert_eq!((again.stored.version.get(), again.created), (4, true));
     }
 
+    /// Commits land in the WAL; only a checkpoint copies pages into the database file.
+    /// The writer's own checkpoint waits for 32,768 pages, so a file that grows after a
+    /// few hundred pages of writes grew by the checkpointer thread.
+    #[tokio::test]
+    async fn the_checkpointer_copies_committed_pages_into_the_database_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.db");
+        let s = SqliteStore::open(&path).unwrap();
+        let settled = |wait_ms: u64| {
+            std::thread::sleep(std::time::Duration::from_millis(wait_ms));
+            std::fs::metadata(&path).unwrap().len()
+        };
+        // the migrations' pages are checkpointed after the first commit's nudge
+        s.create(&ty(), patient("first"), None).await.unwrap();
+        let before = settled(1_000);
+        let text = "x".repeat(4_000);
+        for i in 0..200 {
+            s.create(&ty(), patient(&format!("{text}{i}")), None).await.unwrap();
+        }
+        let mut after = before;
+        for _ in 0..50 {
+            after = settled(100);
+            if after >= before + 200 * 4_000 {
+                break;
+            }
+        }
+        assert!(after >= before + 200 * 4_000, "database file {before} -> {after} bytes: no checkpoint ran");
+        let wal = std::fs::metadata(dir.path().join("c.db-wal")).unwrap().len();
+        assert!(wal < WRITER_AUTOCHECKPOINT as u64 * 4096, "the WAL ({wal} bytes) is below the writer's own bound");
+    }
+
     #[tokio::test]
     async fn conditional_create_finds_by_identifier() {
         let dir = tempfile::tempdir().unwrap();
