@@ -5,7 +5,7 @@ use std::str::FromStr;
 use std::sync::OnceLock;
 
 use hale_fhir::Definitions;
-use hale_fhir::definitions::{TypeDef, TypeKind, capitalize};
+use hale_fhir::definitions::{TypeDef, TypeKind};
 use rust_decimal::Decimal;
 use serde_json::Value as Json;
 
@@ -206,8 +206,11 @@ pub(crate) fn navigate<'a>(node: &Node<'a>, name: &str, out: &mut Vec<Value<'a>>
                     {
                         continue;
                     }
-                    if let Some(t) = el.types.iter().find(|t| capitalize(t) == suffix) {
-                        push_property(obj, k, Some(t.as_str()), out);
+                    // the definitions map each JSON name of a choice to its element and type
+                    if let Some((of, t)) = td.property(k)
+                        && std::ptr::eq(of, el)
+                    {
+                        push_property(obj, k, Some(t), out);
                     }
                 }
             } else {
