@@ -5,7 +5,8 @@
 //! 2. parse + rows: parsing and writing every resource as a version row in one store
 //!    transaction per bundle, without validation or index rows;
 //! 3. import: `hale import`'s path (validate, resolve references, index, write), with
-//!    several bundles in flight;
+//!    several bundles in flight; then, as a measurement of what bounds the SQLite writer,
+//!    the same into a store whose index tables lack their lookup indexes;
 //! 4. HTTP: `POST /fhir` of each bundle to the release binary, 4 clients.
 //!
 //! `cargo bench -p hale --bench ingest` (needs ../shared/data/synthea-120).
@@ -157,6 +158,37 @@ fn main() {
         "import path (4 in flight)",
         import_rate,
         100.0 * import_rate / rows_rate
+    );
+
+    // 3a. the SQLite writer's bound, a measurement rather than a configuration: the same
+    // import into a store whose index tables keep their rows and owner indexes but not
+    // their lookup indexes (such a store could not search)
+    let dir_bound = tempfile::tempdir().unwrap();
+    let cfg = hale_server::Config { data_dir: dir_bound.path().to_path_buf(), ..Default::default() };
+    drop(rt.block_on(hale_server::repository(&cfg)).unwrap());
+    let c = rusqlite::Connection::open(cfg.sqlite_path()).unwrap();
+    c.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
+    let lookups: Vec<String> = c
+        .prepare(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name LIKE 'search%' \
+             AND name NOT LIKE '%owner' AND sql IS NOT NULL",
+        )
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    for name in &lookups {
+        c.execute_batch(&format!("DROP INDEX {name}")).unwrap();
+    }
+    drop(c);
+    let repo = rt.block_on(hale_server::repository(&cfg)).unwrap();
+    let bound_rate = load(&rt, &[repo], shared, patients, 4);
+    println!(
+        "{:<34} {:>10.0} resources/s (without the {} lookup indexes: the writer's bound)",
+        "import path, no lookup indexes",
+        bound_rate,
+        lookups.len()
     );
 
     // 3b. the same on PostgreSQL, one node and two nodes (two pools) on one database
