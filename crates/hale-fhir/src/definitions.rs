@@ -61,9 +61,8 @@ pub struct TypeDef {
     pub is_abstract: bool,
     pub elements: Vec<ElementDef>,
     /// JSON property name -> (element index, type index); choice elements appear once
-    /// per concrete type (`valueQuantity`).
-    /// by JSON name (`valueQuantity` for a choice); looked up for every element of every
-    /// resource validated or indexed, so with a fast hasher
+    /// per concrete type (`valueQuantity`). Looked up for every element of every
+    /// resource validated or indexed, so with a fast hasher.
     properties: foldhash::HashMap<String, (usize, usize)>,
 }
 
@@ -73,6 +72,12 @@ impl TypeDef {
         let (e, t) = *self.properties.get(json_name)?;
         let el = &self.elements[e];
         Some((el, el.types[t].as_str()))
+    }
+
+    /// The type a JSON property carries when it is a variant of the choice element
+    /// `base` (`valueQuantity` of `value` -> `Quantity`); `None` for any other property.
+    pub fn choice_type(&self, json_name: &str, base: &str) -> Option<&str> {
+        self.property(json_name).filter(|(el, _)| el.is_choice() && el.base_name() == base).map(|(_, t)| t)
     }
 }
 

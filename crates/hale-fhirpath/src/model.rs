@@ -200,16 +200,11 @@ pub(crate) fn navigate<'a>(node: &Node<'a>, name: &str, out: &mut Vec<Value<'a>>
                 // the object names the type it carries: `valueQuantity`, `_valueString`
                 for key in obj.keys() {
                     let k = key.strip_prefix('_').unwrap_or(key);
-                    let Some(suffix) = k.strip_prefix(name) else { continue };
-                    if !suffix.starts_with(|c: char| c.is_ascii_uppercase())
-                        || (key.starts_with('_') && obj.contains_key(k))
-                    {
+                    // `_valueString` beside `valueString` is the same property
+                    if key.starts_with('_') && obj.contains_key(k) {
                         continue;
                     }
-                    // the definitions map each JSON name of a choice to its element and type
-                    if let Some((of, t)) = td.property(k)
-                        && std::ptr::eq(of, el)
-                    {
+                    if let Some(t) = td.choice_type(k, name) {
                         push_property(obj, k, Some(t), out);
                     }
                 }

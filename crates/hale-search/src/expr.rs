@@ -209,13 +209,9 @@ fn children<'a>(node: Node<'a>, name: &str, out: &mut Vec<Node<'a>>) {
         push(ty, v);
         return;
     }
-    // a choice element (`value` of `valueQuantity`): the definitions map each of its JSON
-    // names to the element and type, so look up the few keys present
+    // a choice element (`value` of `valueQuantity`): look up the few keys present
     for (key, v) in obj {
-        if let Some((el, ty)) = td.property(key)
-            && el.is_choice()
-            && el.base_name() == name
-        {
+        if let Some(ty) = td.choice_type(key, name) {
             push(ty, v);
         }
     }

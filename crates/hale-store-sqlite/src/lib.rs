@@ -929,7 +929,10 @@ mod tests {
         }
         assert!(after >= before + 200 * 4_000, "database file {before} -> {after} bytes: no checkpoint ran");
         let wal = std::fs::metadata(dir.path().join("c.db-wal")).unwrap().len();
-        assert!(wal < WRITER_AUTOCHECKPOINT as u64 * 4096, "the WAL ({wal} bytes) is below the writer's own bound");
+        assert!(
+            wal < WRITER_AUTOCHECKPOINT as u64 * 4096,
+            "the WAL ({wal} bytes) reached the writer's own checkpoint bound, so the growth proves nothing"
+        );
     }
 
     #[tokio::test]
