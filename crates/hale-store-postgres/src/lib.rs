@@ -579,9 +579,7 @@ impl Store for PgStore {
                 fresh.push((ty.as_str(), id.as_str(), rows));
             }
         }
-        let owners: Vec<(&str, &str)> = fresh.iter().map(|(t, i, _)| (*t, *i)).collect();
-        write::delete_index(&tx, &owners).await?;
-        write::write_index(&tx, &fresh).await?;
+        write::reindex(&tx, &fresh).await?;
         let n = fresh.len();
         tx.commit().await.map_err(db)?;
         Ok(n)
