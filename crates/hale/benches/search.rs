@@ -3,7 +3,8 @@
 //! chart's queries, each with a cold first run (a freshly opened store) and warm
 //! repeats (p50/p99), the full paged download of one code, and `$everything`.
 //!
-//! `cargo bench -p hale --bench search` (needs ../shared/data/synthea-120).
+//! `cargo bench -p hale --bench search` (needs ../shared/data/synthea-120); `-- sqlite` or
+//! `-- postgres` runs one store only.
 
 use std::time::{Duration, Instant};
 
@@ -40,18 +41,22 @@ fn main() {
         println!("search: SKIPPED, ../shared/data/synthea-120 is absent");
         return;
     };
+    let only: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let want = |store: &str| only.is_empty() || only.iter().any(|o| o == store);
     let copies: usize = std::env::var("HALE_BENCH_COPIES").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let data = tempfile::tempdir().unwrap();
     let cfg = hale_server::Config { data_dir: data.path().to_path_buf(), ..Default::default() };
-    println!("== SQLite");
-    run(&rt, &cfg, &dir, copies);
-    if hale_test_support::postgres_url().is_some() {
+    if want("sqlite") {
+        println!("== SQLite");
+        run(&rt, &cfg, &dir, copies);
+    }
+    if want("postgres") && hale_test_support::postgres_url().is_some() {
         let db = rt.block_on(hale_test_support::TestDatabase::create());
         let pg = hale_server::Config { database_url: db.url.clone(), ..cfg.clone() };
         println!("== PostgreSQL");
         run(&rt, &pg, &dir, copies);
-    } else {
+    } else if want("postgres") {
         println!("PostgreSQL SKIPPED: set HALE_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/DB");
     }
 }
