@@ -45,7 +45,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/0001_schema.sql")),
     (2, include_str!("../migrations/0002_leaner_indexes.sql")),
     (3, include_str!("../migrations/0003_token_patient_key.sql")),
-    (4, include_str!("../migrations/0004_owner_index_by_id.sql")),
+    (4, include_str!("../migrations/0004_owner_index_by_resource.sql")),
 ];
 
 /// Every index table; rows of a resource are replaced on each write.
