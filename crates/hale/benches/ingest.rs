@@ -8,7 +8,8 @@
 //!    several bundles in flight; then, as a measurement of what bounds the SQLite writer,
 //!    the same into a store whose index tables lack their lookup indexes; then on
 //!    PostgreSQL (with `HALE_TEST_POSTGRES_URL`): one node, two nodes with 4 bundles in
-//!    flight each, two nodes with 2 each;
+//!    flight each, two nodes with 2 each; and `hale migrate-store` of the one-node
+//!    database into SQLite and back into PostgreSQL;
 //! 4. HTTP: `POST /fhir` of each bundle to the release binary, 4 clients.
 //!
 //! `cargo bench -p hale --bench ingest` (needs ../shared/data/synthea-120); a word after
@@ -90,6 +91,27 @@ fn load(
         }
     });
     (resources as f64 / t.elapsed().as_secs_f64(), cpu_split(cpu, cpu_ticks(), resources))
+}
+
+/// `hale migrate-store` of what is in the PostgreSQL database at `url` into a fresh SQLite
+/// store and from there into a fresh PostgreSQL database: versions/s each way, verified.
+fn migrate_both_ways(rt: &tokio::runtime::Runtime, url: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let target = rt.block_on(hale_test_support::TestDatabase::create());
+    let open = |cfg: hale_server::Config| rt.block_on(hale_server::open_store(&cfg)).unwrap();
+    let pg = open(hale_server::Config { database_url: url.to_string(), ..Default::default() });
+    let sqlite = open(hale_server::Config { data_dir: dir.path().to_path_buf(), ..Default::default() });
+    let pg2 = open(hale_server::Config { database_url: target.url.clone(), ..Default::default() });
+    for (label, from, to) in [("PostgreSQL -> SQLite", &pg, &sqlite), ("SQLite -> PostgreSQL", &sqlite, &pg2)] {
+        let s = rt.block_on(hale_server::bulk::copy_store(from.as_ref(), to.as_ref(), false)).unwrap();
+        println!(
+            "{:<34} {:>10.0} versions/s ({} versions in {:.1} s, verified)",
+            format!("migrate-store {label}"),
+            s.versions as f64 / s.seconds,
+            s.versions,
+            s.seconds
+        );
+    }
 }
 
 /// Parses each patient bundle and writes its resources as new versions in one store
@@ -265,6 +287,9 @@ fn main() {
                 ),
                 rate
             );
+            if nodes == 1 {
+                migrate_both_ways(&rt, &db.url);
+            }
             drop(repos);
             drop(db);
         }
