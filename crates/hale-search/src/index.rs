@@ -90,6 +90,18 @@ pub struct IndexRows {
 pub const PATIENT_PARAM: &str = "patient";
 
 impl IndexRows {
+    /// The number of rows, over every index table.
+    pub fn row_count(&self) -> usize {
+        self.tokens.len()
+            + self.strings.len()
+            + self.dates.len()
+            + self.numbers.len()
+            + self.quantities.len()
+            + self.references.len()
+            + self.uris.len()
+            + self.composites.len()
+    }
+
     /// The patient keys the resource's token rows are written under, one row per key:
     /// the distinct target ids of its `patient` search parameter (a Patient, or a Group
     /// where the element allows one), or a single `None` when it has none. A search
