@@ -37,7 +37,6 @@ use hale_store::{
 };
 use tokio_postgres::NoTls;
 
-use crate::sql::{Sql, number_marks, refs};
 use crate::write::{Current, Writer};
 
 /// Append-only migrations, embedded in the binary. Never edit one that has shipped.
@@ -640,50 +639,13 @@ impl Store for PgStore {
 
     async fn history(&self, scope: &HistoryScope, query: &HistoryQuery) -> Result<HistoryPage> {
         let c = self.client().await?;
-        let mut sql = format!("SELECT {VERSION_COLUMNS} FROM resource_versions v WHERE 1 = 1");
-        let mut args: Vec<Sql> = Vec::new();
-        match scope {
-            HistoryScope::System => {}
-            HistoryScope::Type(t) => {
-                sql.push_str(" AND v.res_type = ?");
-                args.push(Sql::text(t.to_string()));
-            }
-            HistoryScope::Instance(t, id) => {
-                sql.push_str(" AND v.res_type = ? AND v.res_id = ?");
-                args.push(Sql::text(t.to_string()));
-                args.push(Sql::text(id.to_string()));
-            }
-        }
-        if let Some(since) = query.since {
-            sql.push_str(" AND v.last_updated >= ?");
-            args.push(Sql::integer(since.millis()));
-        }
-        let total = if matches!(scope, HistoryScope::Instance(..)) && query.cursor.is_none() {
-            let count_sql = sql.replacen(&format!("SELECT {VERSION_COLUMNS}"), "SELECT COUNT(*)", 1);
-            let n: i64 = c.query_one(&number_marks(&count_sql), &refs(&args)).await.map_err(db)?.get(0);
-            Some(n as u64)
-        } else {
-            None
+        let q = hale_store::sql::history(scope, query);
+        let total = match &q.count {
+            Some(s) => Some(search::query(&c, s).await?[0].try_get::<_, i64>(0).map_err(db)? as u64),
+            None => None,
         };
-        if let Some(cursor) = query.cursor {
-            sql.push_str(" AND v.seq < ?");
-            args.push(Sql::integer(cursor));
-        }
-        sql.push_str(&format!(" ORDER BY v.seq DESC LIMIT {}", query.count + 1));
-        let rows = c.query(&number_marks(&sql), &refs(&args)).await.map_err(db)?;
-        let mut entries = Vec::new();
-        let mut last_seq = None;
-        let mut more = false;
-        for r in &rows {
-            let (seq, s) = row_to_stored(r)?;
-            if entries.len() == query.count {
-                more = true;
-                break;
-            }
-            last_seq = Some(seq);
-            entries.push(s);
-        }
-        Ok(HistoryPage { entries, next: if more { last_seq } else { None }, total })
+        let rows = search::query(&c, &q.page).await?.iter().map(row_to_stored).collect::<Result<Vec<_>>>()?;
+        Ok(hale_store::sql::history_page(rows, query.count, total))
     }
 
     async fn ping(&self) -> Result<()> {

@@ -3,14 +3,14 @@
 
 use deadpool_postgres::GenericClient;
 use hale_search::parse::SearchRequest;
-use hale_store::sql::{Bind, EVERYTHING_REFERENCED, IncludeWalk, POSTGRES, SearchSql, Stmt, VERSION_COLUMNS};
+use hale_store::sql::{IncludeWalk, POSTGRES, SearchSql, Stmt, VERSION_COLUMNS};
 use hale_store::{EverythingQuery, Result, SearchPage, StoredResource};
 
 use crate::sql::{Sql, number_marks, refs};
 use crate::{db, row_to_stored};
 
 /// Runs one shared statement.
-async fn query(c: &impl GenericClient, s: &Stmt) -> Result<Vec<tokio_postgres::Row>> {
+pub(crate) async fn query(c: &impl GenericClient, s: &Stmt) -> Result<Vec<tokio_postgres::Row>> {
     let args: Vec<Sql> = s.args.iter().cloned().map(Sql).collect();
     c.query(&number_marks(&s.sql), &refs(&args)).await.map_err(db)
 }
@@ -75,68 +75,7 @@ pub(crate) async fn versions_by_seq(c: &impl GenericClient, seqs: &[i64]) -> Res
 }
 
 pub(crate) async fn everything(c: &impl GenericClient, patient: &str, q: &EverythingQuery) -> Result<SearchPage> {
-    let defs = hale_fhir::Definitions::get();
-    let mut pairs: Vec<String> = Vec::new();
-    for (ty, params) in defs.patient_compartment() {
-        for p in params {
-            pairs.push(format!("{ty}.{p}"));
-        }
-    }
-    pairs.sort();
-    let mut args: Vec<Sql> = vec![Sql::text(patient.to_string())];
-    args.extend(pairs.iter().map(|p| Sql::text(p.clone())));
-    args.push(Sql::text(patient.to_string()));
-    let pair_marks = vec!["?"; pairs.len()].join(", ");
-    let ref_marks = vec!["?"; EVERYTHING_REFERENCED.len()].join(", ");
-    args.extend(EVERYTHING_REFERENCED.iter().map(|t| Sql::text(t.to_string())));
-    let mut sql = format!(
-        "WITH comp(t, id) AS ( \
-           SELECT i.res_type, i.res_id FROM search_reference i \
-           WHERE i.target_type = 'Patient' AND i.target_id = ? AND (i.res_type || '.' || i.param) IN ({pair_marks}) \
-           UNION SELECT 'Patient', CAST(? AS TEXT)), \
-         refd(t, id) AS ( \
-           SELECT j.target_type, j.target_id FROM search_reference j JOIN comp ON j.res_type = comp.t AND j.res_id = comp.id \
-           WHERE j.target_type IN ({ref_marks}) AND j.target_id IS NOT NULL), \
-         everything(t, id) AS (SELECT t, id FROM comp UNION SELECT t, id FROM refd) \
-         SELECT {VERSION_COLUMNS} FROM everything e \
-         JOIN resources r ON r.res_type = e.t AND r.res_id = e.id \
-         JOIN resource_versions v ON v.seq = r.seq WHERE r.deleted = 0"
-    );
-    if let Some(since) = q.since {
-        sql.push_str(" AND v.last_updated >= ?");
-        args.push(Sql::integer(since.millis()));
-    }
-    if let Some(types) = &q.types {
-        sql.push_str(&format!(" AND r.res_type IN ({})", vec!["?"; types.len().max(1)].join(", ")));
-        if types.is_empty() {
-            args.push(Sql(Bind::Null));
-        }
-        args.extend(types.iter().map(|t| Sql::text(t.clone())));
-    }
-    if let Some(cursor) = &q.cursor {
-        let (ty, id) = hale_store::sql::everything_after(patient, cursor)?;
-        sql.push_str(" AND (r.res_type > ? OR (r.res_type = ? AND r.res_id > ?))");
-        args.push(Sql(Bind::Text(ty.clone())));
-        args.push(Sql(Bind::Text(ty)));
-        args.push(Sql(Bind::Text(id)));
-    }
-    sql.push_str(&format!(" ORDER BY r.res_type, r.res_id LIMIT {}", q.count + 1));
-    let rows = c.query(&number_marks(&sql), &refs(&args)).await.map_err(db)?;
-    let mut entries = Vec::new();
-    let mut more = false;
-    for r in &rows {
-        let (_, s) = row_to_stored(r)?;
-        if entries.len() == q.count {
-            more = true;
-            break;
-        }
-        entries.push(s);
-    }
-    let next = match (more, entries.last()) {
-        (true, Some(last)) => {
-            Some(hale_store::sql::everything_cursor(patient, (last.resource_type.as_str(), last.id.as_str())))
-        }
-        _ => None,
-    };
-    Ok(SearchPage { entries, included: Vec::new(), next, previous: None, total: None })
+    let s = hale_store::sql::everything(&POSTGRES, patient, q)?;
+    let rows = query(c, &s).await?.iter().map(|r| row_to_stored(r).map(|(_, v)| v)).collect::<Result<Vec<_>>>()?;
+    Ok(hale_store::sql::everything_page(patient, rows, q.count))
 }

@@ -13,15 +13,6 @@ use tokio_postgres::types::{FromSql, IsNull, ToSql, Type, to_sql_checked};
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Sql(pub Bind);
 
-impl Sql {
-    pub(crate) fn text(s: impl Into<String>) -> Sql {
-        Sql(Bind::Text(s.into()))
-    }
-    pub(crate) fn integer(i: i64) -> Sql {
-        Sql(Bind::Integer(i))
-    }
-}
-
 type BoxError = Box<dyn StdError + Sync + Send>;
 
 /// PostgreSQL text cannot hold NUL; nothing a client sends may make a write fail on it.

@@ -723,53 +723,23 @@ impl Store for SqliteStore {
     }
 
     async fn history(&self, scope: &HistoryScope, query: &HistoryQuery) -> Result<HistoryPage> {
-        let (scope, query) = (scope.clone(), query.clone());
+        let q = hale_store::sql::history(scope, query);
+        let count = query.count;
         self.with_reader(move |c| {
-            let mut sql = format!("SELECT {VERSION_COLUMNS} FROM resource_versions v WHERE 1 = 1");
-            let mut args: Vec<rusqlite::types::Value> = Vec::new();
-            match &scope {
-                HistoryScope::System => {}
-                HistoryScope::Type(t) => {
-                    sql.push_str(" AND v.res_type = ?");
-                    args.push(t.to_string().into());
-                }
-                HistoryScope::Instance(t, id) => {
-                    sql.push_str(" AND v.res_type = ? AND v.res_id = ?");
-                    args.push(t.to_string().into());
-                    args.push(id.to_string().into());
-                }
-            }
-            if let Some(since) = query.since {
-                sql.push_str(" AND v.last_updated >= ?");
-                args.push(since.millis().into());
-            }
-            let total = if matches!(scope, HistoryScope::Instance(..)) && query.cursor.is_none() {
-                let count_sql = sql.replacen(&format!("SELECT {VERSION_COLUMNS}"), "SELECT COUNT(*)", 1);
-                Some(c.query_row(&count_sql, params_from_iter(args.iter()), |r| r.get::<_, i64>(0)).map_err(backend)?
-                    as u64)
-            } else {
-                None
+            let total = match &q.count {
+                Some(s) => Some(
+                    c.query_row(&s.sql, params_from_iter(s.args.iter().map(search::bind)), |r| r.get::<_, i64>(0))
+                        .map_err(backend)? as u64,
+                ),
+                None => None,
             };
-            if let Some(cursor) = query.cursor {
-                sql.push_str(" AND v.seq < ?");
-                args.push(cursor.into());
-            }
-            sql.push_str(&format!(" ORDER BY v.seq DESC LIMIT {}", query.count + 1));
-            let mut stmt = c.prepare(&sql).map_err(backend)?;
-            let rows = stmt.query_map(params_from_iter(args.iter()), row_to_stored).map_err(backend)?;
-            let mut entries = Vec::new();
-            let mut last_seq = None;
-            let mut more = false;
-            for r in rows {
-                let (seq, s) = r.map_err(backend)?;
-                if entries.len() == query.count {
-                    more = true;
-                    break;
-                }
-                last_seq = Some(seq);
-                entries.push(s);
-            }
-            Ok(HistoryPage { entries, next: if more { last_seq } else { None }, total })
+            let mut stmt = c.prepare_cached(&q.page.sql).map_err(backend)?;
+            let rows = stmt
+                .query_map(params_from_iter(q.page.args.iter().map(search::bind)), row_to_stored)
+                .map_err(backend)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(backend)?;
+            Ok(hale_store::sql::history_page(rows, count, total))
         })
         .await
     }

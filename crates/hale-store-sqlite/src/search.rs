@@ -2,7 +2,7 @@
 //! [`hale_store::sql`], shared with the PostgreSQL store; this file runs them.
 
 use hale_search::parse::SearchRequest;
-use hale_store::sql::{Bind, EVERYTHING_REFERENCED, IncludeWalk, SQLITE, SearchSql, VERSION_COLUMNS};
+use hale_store::sql::{Bind, IncludeWalk, SQLITE, SearchSql, VERSION_COLUMNS};
 use hale_store::{EverythingQuery, Result, SearchPage, StoredResource};
 use rusqlite::types::Value;
 use rusqlite::{Connection, params_from_iter};
@@ -93,113 +93,12 @@ pub(crate) fn versions_by_seq(c: &Connection, seqs: &[i64]) -> Result<Vec<Stored
 }
 
 pub(crate) fn everything(c: &Connection, patient: &str, q: &EverythingQuery) -> Result<SearchPage> {
-    use std::collections::{BTreeMap, BTreeSet, HashSet};
-    let defs = hale_fhir::Definitions::get();
-    let pairs: HashSet<(&str, &str)> = defs
-        .patient_compartment()
-        .iter()
-        .flat_map(|(ty, params)| params.iter().map(move |p| (ty.as_str(), p.as_str())))
-        .collect();
-    // 1. the compartment: resources whose compartment parameters point at the patient
-    let mut members: BTreeSet<(String, String)> = BTreeSet::new();
-    members.insert(("Patient".to_string(), patient.to_string()));
-    {
-        let mut stmt = c
-            .prepare_cached(
-                "SELECT i.res_type, i.res_id, i.param FROM search_reference i INDEXED BY search_reference_target \
-                 WHERE i.target_type = 'Patient' AND i.target_id = ?1",
-            )
-            .map_err(backend)?;
-        let rows = stmt
-            .query_map([patient], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))
-            .map_err(backend)?;
-        for r in rows {
-            let (ty, id, param) = r.map_err(backend)?;
-            if pairs.contains(&(ty.as_str(), param.as_str())) {
-                members.insert((ty, id));
-            }
-        }
-    }
-    // 2. what they reference among practitioners, organizations, medications...
-    let mut by_type: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for (ty, id) in &members {
-        by_type.entry(ty.as_str()).or_default().push(id.as_str());
-    }
-    let mut referenced: BTreeSet<(String, String)> = BTreeSet::new();
-    let kinds = vec!["?"; EVERYTHING_REFERENCED.len()].join(", ");
-    for (ty, ids) in &by_type {
-        for chunk in ids.chunks(500) {
-            let sql = format!(
-                "SELECT DISTINCT j.target_type, j.target_id FROM search_reference j INDEXED BY search_reference_owner \
-                 WHERE j.res_type = ? AND j.res_id IN ({}) AND j.target_type IN ({kinds}) AND j.target_id IS NOT NULL",
-                vec!["?"; chunk.len()].join(", ")
-            );
-            let mut args: Vec<Value> = vec![Value::Text(ty.to_string())];
-            args.extend(chunk.iter().map(|i| Value::Text(i.to_string())));
-            args.extend(EVERYTHING_REFERENCED.iter().map(|t| Value::Text(t.to_string())));
-            let mut stmt = c.prepare_cached(&sql).map_err(backend)?;
-            let rows = stmt
-                .query_map(params_from_iter(args.iter()), |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
-                .map_err(backend)?;
-            for r in rows {
-                referenced.insert(r.map_err(backend)?);
-            }
-        }
-    }
-    members.extend(referenced);
-    // 3. the page: in (type, id) order after the cursor, of the types asked for
-    let after: Option<(String, String)> = match &q.cursor {
-        None => None,
-        Some(cursor) => Some(hale_store::sql::everything_after(patient, cursor)?),
-    };
-    let wanted = |ty: &str| q.types.as_ref().is_none_or(|t| t.iter().any(|x| x == ty));
-    let mut keys: Vec<(i64, String, String)> = Vec::new();
-    let mut more = false;
-    let candidates: Vec<&(String, String)> =
-        members.iter().filter(|m| wanted(&m.0) && after.as_ref().is_none_or(|a| *m > a)).collect();
-    'chunks: for chunk in candidates.chunks(200) {
-        // the current, non-deleted version of each, in the same order
-        let mut found: std::collections::HashMap<(String, String), (i64, i64)> = std::collections::HashMap::new();
-        let mut chunk_types: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-        for (ty, id) in chunk.iter().map(|m| (m.0.as_str(), m.1.as_str())) {
-            chunk_types.entry(ty).or_default().push(id);
-        }
-        for (ty, ids) in chunk_types {
-            let sql = format!(
-                "SELECT r.res_id, r.seq, v.last_updated FROM resources r JOIN resource_versions v ON v.seq = r.seq \
-                 WHERE r.res_type = ? AND r.res_id IN ({}) AND r.deleted = 0",
-                vec!["?"; ids.len()].join(", ")
-            );
-            let mut args: Vec<Value> = vec![Value::Text(ty.to_string())];
-            args.extend(ids.iter().map(|i| Value::Text(i.to_string())));
-            let mut stmt = c.prepare_cached(&sql).map_err(backend)?;
-            let rows = stmt
-                .query_map(params_from_iter(args.iter()), |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
-                })
-                .map_err(backend)?;
-            for r in rows {
-                let (id, seq, at) = r.map_err(backend)?;
-                found.insert((ty.to_string(), id), (seq, at));
-            }
-        }
-        for m in chunk {
-            let Some((seq, at)) = found.get(*m) else { continue };
-            if q.since.is_some_and(|s| *at < s.millis()) {
-                continue;
-            }
-            if keys.len() == q.count {
-                more = true;
-                break 'chunks;
-            }
-            keys.push((*seq, m.0.clone(), m.1.clone()));
-        }
-    }
-    let seqs: Vec<i64> = keys.iter().map(|k| k.0).collect();
-    let entries = versions_by_seq(c, &seqs)?;
-    let next = match (more, keys.last()) {
-        (true, Some((_, ty, id))) => Some(hale_store::sql::everything_cursor(patient, (ty, id))),
-        _ => None,
-    };
-    Ok(SearchPage { entries, included: Vec::new(), next, previous: None, total: None })
+    let s = hale_store::sql::everything(&SQLITE, patient, q)?;
+    let mut stmt = c.prepare_cached(&s.sql).map_err(backend)?;
+    let rows = stmt
+        .query_map(params_from_iter(s.args.iter().map(bind)), |r| row_to_stored(r).map(|(_, v)| v))
+        .map_err(backend)?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(backend)?;
+    Ok(hale_store::sql::everything_page(patient, rows, q.count))
 }

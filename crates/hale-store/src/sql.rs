@@ -14,7 +14,7 @@ use hale_search::index::PATIENT_PARAM;
 use hale_search::parse::{Clause, Include, Modifier, ParamType, SearchRequest, SearchValue, SortKey};
 use hale_search::values::{DateRange, NumberRange, Prefix};
 
-use crate::{Error, Result, StoredResource};
+use crate::{Error, EverythingQuery, HistoryPage, HistoryQuery, HistoryScope, Result, SearchPage, StoredResource};
 
 /// A bound value, or a sort key read back.
 #[derive(Debug, Clone, PartialEq)]
@@ -982,6 +982,131 @@ pub fn everything_after(patient: &str, cursor: &str) -> Result<(String, String)>
         (Some(Bind::Text(ty)), false) => Ok((ty.clone(), id)),
         _ => Err(Error::BadCursor("The paging cursor is not valid for this request".into())),
     }
+}
+
+/// The statements of one history page ([`history`]).
+#[derive(Debug, Clone)]
+pub struct HistorySql {
+    /// The number of versions (instance history, first page only).
+    pub count: Option<Stmt>,
+    /// Up to `count + 1` versions ([`VERSION_COLUMNS`]), newest first; the extra row
+    /// says there is another page.
+    pub page: Stmt,
+}
+
+/// History at any level, newest first, paged by `seq`: written once for both stores.
+pub fn history(scope: &HistoryScope, query: &HistoryQuery) -> HistorySql {
+    let mut sql = format!("SELECT {VERSION_COLUMNS} FROM resource_versions v WHERE 1 = 1");
+    let mut args = Vec::new();
+    match scope {
+        HistoryScope::System => {}
+        HistoryScope::Type(t) => {
+            sql.push_str(" AND v.res_type = ?");
+            args.push(Bind::Text(t.to_string()));
+        }
+        HistoryScope::Instance(t, id) => {
+            sql.push_str(" AND v.res_type = ? AND v.res_id = ?");
+            args.push(Bind::Text(t.to_string()));
+            args.push(Bind::Text(id.to_string()));
+        }
+    }
+    if let Some(since) = query.since {
+        sql.push_str(" AND v.last_updated >= ?");
+        args.push(Bind::Integer(since.millis()));
+    }
+    let count = (matches!(scope, HistoryScope::Instance(..)) && query.cursor.is_none()).then(|| Stmt {
+        sql: sql.replacen(&format!("SELECT {VERSION_COLUMNS}"), "SELECT COUNT(*)", 1),
+        args: args.clone(),
+    });
+    if let Some(cursor) = query.cursor {
+        sql.push_str(" AND v.seq < ?");
+        args.push(Bind::Integer(cursor));
+    }
+    sql.push_str(&format!(" ORDER BY v.seq DESC LIMIT {}", query.count + 1));
+    HistorySql { count, page: Stmt { sql, args } }
+}
+
+/// The page of [`history`]'s rows (`(seq, version)`, as read) for a page of `count`.
+pub fn history_page(rows: Vec<(i64, StoredResource)>, count: usize, total: Option<u64>) -> HistoryPage {
+    let more = rows.len() > count;
+    let mut entries = Vec::with_capacity(rows.len().min(count));
+    let mut last_seq = None;
+    for (seq, s) in rows.into_iter().take(count) {
+        last_seq = Some(seq);
+        entries.push(s);
+    }
+    HistoryPage { entries, next: if more { last_seq } else { None }, total }
+}
+
+/// `Patient/[id]/$everything` as one statement for both stores: the patient, the
+/// resources whose Patient-compartment parameters point at it, and what those refer to
+/// among [`EVERYTHING_REFERENCED`]; current versions only, in (type, id) order after the
+/// cursor, up to `count + 1` rows ([`VERSION_COLUMNS`]).
+pub fn everything(d: &Dialect, patient: &str, q: &EverythingQuery) -> Result<Stmt> {
+    let defs = hale_fhir::Definitions::get();
+    let mut pairs: Vec<String> = Vec::new();
+    for (ty, params) in defs.patient_compartment() {
+        for p in params {
+            pairs.push(format!("{ty}.{p}"));
+        }
+    }
+    pairs.sort();
+    let (target_hint, owner_hint) = if d.index_hints {
+        (" INDEXED BY search_reference_target", " INDEXED BY search_reference_owner")
+    } else {
+        ("", "")
+    };
+    let mut args = vec![Bind::Text(patient.to_string())];
+    args.extend(pairs.iter().map(|p| Bind::Text(p.clone())));
+    args.push(Bind::Text(patient.to_string()));
+    args.extend(EVERYTHING_REFERENCED.iter().map(|t| Bind::Text(t.to_string())));
+    let pair_marks = vec!["?"; pairs.len()].join(", ");
+    let ref_marks = vec!["?"; EVERYTHING_REFERENCED.len()].join(", ");
+    let mut sql = format!(
+        "WITH comp(t, id) AS ( \
+           SELECT i.res_type, i.res_id FROM search_reference i{target_hint} \
+           WHERE i.target_type = 'Patient' AND i.target_id = ? AND (i.res_type || '.' || i.param) IN ({pair_marks}) \
+           UNION SELECT 'Patient', CAST(? AS TEXT)), \
+         refd(t, id) AS ( \
+           SELECT j.target_type, j.target_id FROM comp JOIN search_reference j{owner_hint} \
+             ON j.res_type = comp.t AND j.res_id = comp.id \
+           WHERE j.target_type IN ({ref_marks}) AND j.target_id IS NOT NULL), \
+         everything(t, id) AS (SELECT t, id FROM comp UNION SELECT t, id FROM refd) \
+         SELECT {VERSION_COLUMNS} FROM everything e \
+         JOIN resources r ON r.res_type = e.t AND r.res_id = e.id \
+         JOIN resource_versions v ON v.seq = r.seq WHERE r.deleted = 0"
+    );
+    if let Some(since) = q.since {
+        sql.push_str(" AND v.last_updated >= ?");
+        args.push(Bind::Integer(since.millis()));
+    }
+    if let Some(types) = &q.types {
+        sql.push_str(&format!(" AND r.res_type IN ({})", vec!["?"; types.len().max(1)].join(", ")));
+        if types.is_empty() {
+            args.push(Bind::Null);
+        }
+        args.extend(types.iter().map(|t| Bind::Text(t.clone())));
+    }
+    if let Some(cursor) = &q.cursor {
+        let (ty, id) = everything_after(patient, cursor)?;
+        sql.push_str(" AND (r.res_type > ? OR (r.res_type = ? AND r.res_id > ?))");
+        args.push(Bind::Text(ty.clone()));
+        args.push(Bind::Text(ty));
+        args.push(Bind::Text(id));
+    }
+    sql.push_str(&format!(" ORDER BY r.res_type, r.res_id LIMIT {}", q.count + 1));
+    Ok(Stmt { sql, args })
+}
+
+/// The page of [`everything`]'s rows for a page of `count`.
+pub fn everything_page(patient: &str, rows: Vec<StoredResource>, count: usize) -> SearchPage {
+    let more = rows.len() > count;
+    let entries: Vec<StoredResource> = rows.into_iter().take(count).collect();
+    let next = match (more, entries.last()) {
+        (true, Some(last)) => Some(everything_cursor(patient, (last.resource_type.as_str(), last.id.as_str()))),
+        _ => None,
+    };
+    SearchPage { entries, included: Vec::new(), next, previous: None, total: None }
 }
 
 #[cfg(test)]
