@@ -20,6 +20,8 @@ pub fn status(category: Category) -> StatusCode {
         Category::NotAcceptable => StatusCode::NOT_ACCEPTABLE,
         Category::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         Category::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+        Category::Unauthorized => StatusCode::UNAUTHORIZED,
+        Category::Forbidden => StatusCode::FORBIDDEN,
         Category::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

@@ -9,20 +9,23 @@ mod interaction;
 mod negotiate;
 mod operation;
 pub mod query;
+mod routes;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, RawQuery, Request, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Path, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use hale_fhir::{Category, Issue, IssueType};
-use hale_repository::Repository;
+use hale_repository::{Gate, Repository, RequestContext};
 
 pub use error::ApiError;
 use negotiate::Ctx;
+pub use routes::{RoutePolicy, Routes};
 
 /// Limits on requests.
 #[derive(Debug, Clone)]
@@ -47,8 +50,9 @@ impl Default for ApiLimits {
 /// What the FHIR API needs.
 #[derive(Debug, Clone)]
 pub struct ApiState {
-    /// The gate. Requests get it from here; nothing here holds a raw store.
-    pub repository: Repository,
+    /// The gate: each request gets its own repository from it ([`Call`]); nothing
+    /// here holds a raw store.
+    pub gate: Gate,
     pub limits: ApiLimits,
     /// Public base URL of the FHIR endpoint when behind a proxy; else from `Host`.
     pub public_base: Option<String>,
@@ -57,26 +61,63 @@ pub struct ApiState {
 
 type S = State<Arc<ApiState>>;
 
-impl ApiState {
-    fn ctx(&self, headers: &HeaderMap, raw: Option<&str>) -> Result<Ctx, ApiError> {
-        Ctx::new(headers, raw, self.public_base.as_deref())
+/// The request id the server's outermost layer gives every request (`X-Request-Id`),
+/// as a request extension.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+/// The opening every FHIR handler shares, done once by this extractor: content
+/// negotiation (`Accept`, `_format`, `_pretty`, `Prefer`), the caller's
+/// [`RequestContext`] (principal, request id, client address) and the repository made
+/// for it, and the headers and query string the interaction reads further. A request
+/// whose negotiation fails is answered here with its OperationOutcome.
+pub(crate) struct Call {
+    pub ctx: Ctx,
+    pub repo: Repository,
+    pub headers: HeaderMap,
+    pub query: Option<String>,
+}
+
+impl FromRequestParts<Arc<ApiState>> for Call {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, st: &Arc<ApiState>) -> Result<Self, ApiError> {
+        let query = parts.uri.query().map(str::to_string);
+        let ctx = Ctx::new(&parts.headers, query.as_deref(), st.public_base.as_deref())?;
+        let request_id = match parts.extensions.get::<RequestId>() {
+            Some(r) => r.0.clone(),
+            None => uuid::Uuid::now_v7().to_string(),
+        };
+        let client = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+        let repo = st.gate.repository(RequestContext::anonymous(request_id, client));
+        Ok(Call { ctx, repo, headers: parts.headers.clone(), query })
     }
 }
 
-/// The `/fhir` router.
-pub fn router(state: ApiState) -> Router {
-    Router::new()
-        .route("/fhir/metadata", any(metadata))
-        .route("/fhir/_history", any(system_history))
-        .route("/fhir", any(system_level))
-        .route("/fhir/{type}", any(type_level))
-        .route("/fhir/{type}/_history", any(type_history))
-        .route("/fhir/{type}/{id}", any(instance_level))
-        .route("/fhir/{type}/{id}/_history", any(instance_history))
-        .route("/fhir/{type}/{id}/_history/{vid}", any(vread))
-        .route("/fhir/{type}/{id}/{op}", any(instance_operation))
-        .fallback(not_found)
-        .with_state(Arc::new(state))
+impl Call {
+    /// Errors answered in the representation the client asked for.
+    fn finish(&self, r: Result<Response, ApiError>) -> Response {
+        r.unwrap_or_else(|e| e.pretty(self.ctx.pretty).into_response())
+    }
+}
+
+/// The `/fhir` routes, each with its access policy.
+pub fn routes() -> Routes<Arc<ApiState>> {
+    Routes::new()
+        .public("/fhir/metadata", any(metadata))
+        .gated("/fhir/_history", any(system_history))
+        .gated("/fhir", any(system_level))
+        .gated("/fhir/{type}", any(type_level))
+        .gated("/fhir/{type}/_history", any(type_history))
+        .gated("/fhir/{type}/{id}", any(instance_level))
+        .gated("/fhir/{type}/{id}/_history", any(instance_history))
+        .gated("/fhir/{type}/{id}/_history/{vid}", any(vread))
+        .gated("/fhir/{type}/{id}/{op}", any(instance_operation))
+}
+
+/// The `/fhir` router over `state`.
+pub fn router(state: ApiState) -> Routes<()> {
+    routes().with_state(Arc::new(state))
 }
 
 fn method_not_allowed(method: &Method, allowed: &str) -> Response {
@@ -86,10 +127,6 @@ fn method_not_allowed(method: &Method, allowed: &str) -> Response {
     )
     .with_header("allow", allowed.to_string())
     .into_response()
-}
-
-fn unwrap(r: Result<Response, ApiError>) -> Response {
-    r.unwrap_or_else(IntoResponse::into_response)
 }
 
 /// Any URL outside the FHIR API's shape.
@@ -106,135 +143,109 @@ pub fn panic_response() -> Response {
     .into_response()
 }
 
-async fn metadata(State(st): S, method: Method, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
+async fn metadata(State(st): S, method: Method, call: Call) -> Response {
     if method != Method::GET {
         return method_not_allowed(&method, "GET");
     }
-    unwrap(interaction::capabilities::handle(&st, &headers, q.as_deref()))
+    call.finish(interaction::capabilities::handle(&st, &call))
 }
 
-async fn system_history(State(st): S, method: Method, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
+async fn system_history(State(st): S, method: Method, call: Call) -> Response {
     if method != Method::GET {
         return method_not_allowed(&method, "GET");
     }
-    unwrap(interaction::history::system(&st, &headers, q.as_deref()).await)
+    call.finish(interaction::history::system(&st, &call).await)
 }
 
-async fn system_level(
-    State(st): S,
-    method: Method,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-    req: Request,
-) -> Response {
+async fn system_level(State(st): S, method: Method, call: Call, req: Request) -> Response {
     match method {
-        Method::POST => unwrap(interaction::transaction::handle(&st, &headers, q.as_deref(), req.into_body()).await),
-        Method::GET => unwrap(interaction::search::system(&st, &headers, q.as_deref()).await),
+        Method::POST => call.finish(interaction::transaction::handle(&st, &call, req.into_body()).await),
+        Method::GET => call.finish(interaction::search::system(&st, &call).await),
         m => method_not_allowed(&m, "GET, POST"),
     }
 }
 
-async fn type_level(
-    State(st): S,
-    Path(ty): Path<String>,
-    method: Method,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-    req: Request,
-) -> Response {
+async fn type_level(State(st): S, Path(ty): Path<String>, method: Method, call: Call, req: Request) -> Response {
     let body = req.into_body();
-    unwrap(match method {
-        Method::POST => interaction::create::handle(&st, &ty, &headers, q.as_deref(), body).await,
-        Method::PUT => interaction::update::conditional(&st, &ty, &headers, q.as_deref(), body).await,
-        Method::DELETE => interaction::delete::conditional(&st, &ty, &headers, q.as_deref()).await,
-        Method::GET => interaction::search::get(&st, &ty, &headers, q.as_deref()).await,
+    let r = match method {
+        Method::POST => interaction::create::handle(&st, &ty, &call, body).await,
+        Method::PUT => interaction::update::conditional(&st, &ty, &call, body).await,
+        Method::DELETE => interaction::delete::conditional(&ty, &call).await,
+        Method::GET => interaction::search::get(&st, &ty, &call).await,
         m => return method_not_allowed(&m, "GET, POST, PUT, DELETE"),
-    })
+    };
+    call.finish(r)
 }
 
-async fn type_history(
-    State(st): S,
-    Path(ty): Path<String>,
-    method: Method,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-) -> Response {
+async fn type_history(State(st): S, Path(ty): Path<String>, method: Method, call: Call) -> Response {
     if method != Method::GET {
         return method_not_allowed(&method, "GET");
     }
-    unwrap(interaction::history::type_level(&st, &ty, &headers, q.as_deref()).await)
+    call.finish(interaction::history::type_level(&st, &ty, &call).await)
 }
 
 async fn instance_level(
     State(st): S,
     Path((ty, id)): Path<(String, String)>,
     method: Method,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
+    call: Call,
     req: Request,
 ) -> Response {
     let body = req.into_body();
     if id == "_search" {
         return match method {
-            Method::POST => unwrap(interaction::search::post(&st, &ty, &headers, q.as_deref(), body).await),
+            Method::POST => call.finish(interaction::search::post(&st, &ty, &call, body).await),
             m => method_not_allowed(&m, "POST"),
         };
     }
     if let Some(op) = id.strip_prefix('$') {
         // a type-level operation: POST /fhir/Patient/$validate
-        return unwrap(operation::dispatch(&st, &method, &ty, None, op, &headers, q.as_deref(), body).await);
+        return call.finish(operation::dispatch(&st, &method, &ty, None, op, &call, body).await);
     }
-    unwrap(match method {
-        Method::GET | Method::HEAD => interaction::read::handle(&st, &ty, &id, &headers, q.as_deref()).await,
-        Method::PUT => interaction::update::handle(&st, &ty, &id, &headers, q.as_deref(), body).await,
-        Method::DELETE => interaction::delete::handle(&st, &ty, &id, &headers, q.as_deref()).await,
-        Method::PATCH => interaction::patch::handle(&st, &ty, &id, &headers, q.as_deref(), body).await,
+    let r = match method {
+        Method::GET | Method::HEAD => interaction::read::handle(&ty, &id, &call).await,
+        Method::PUT => interaction::update::handle(&st, &ty, &id, &call, body).await,
+        Method::DELETE => interaction::delete::handle(&ty, &id, &call).await,
+        Method::PATCH => interaction::patch::handle(&st, &ty, &id, &call, body).await,
         m => return method_not_allowed(&m, "GET, PUT, PATCH, DELETE"),
-    })
+    };
+    call.finish(r)
 }
 
 async fn instance_history(
     State(st): S,
     Path((ty, id)): Path<(String, String)>,
     method: Method,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
+    call: Call,
 ) -> Response {
     if method != Method::GET {
         return method_not_allowed(&method, "GET");
     }
-    unwrap(interaction::history::instance(&st, &ty, &id, &headers, q.as_deref()).await)
+    call.finish(interaction::history::instance(&st, &ty, &id, &call).await)
 }
 
-async fn vread(
-    State(st): S,
-    Path((ty, id, vid)): Path<(String, String, String)>,
-    method: Method,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-) -> Response {
+async fn vread(Path((ty, id, vid)): Path<(String, String, String)>, method: Method, call: Call) -> Response {
     if method != Method::GET {
         return method_not_allowed(&method, "GET");
     }
-    unwrap(interaction::vread::handle(&st, &ty, &id, &vid, &headers, q.as_deref()).await)
+    call.finish(interaction::vread::handle(&ty, &id, &vid, &call).await)
 }
 
 async fn instance_operation(
     State(st): S,
     Path((ty, id, op)): Path<(String, String, String)>,
     method: Method,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
+    call: Call,
     req: Request,
 ) -> Response {
     let Some(op) = op.strip_prefix('$') else {
         // a compartment search: Patient/123/Observation
         return match method {
-            Method::GET => unwrap(interaction::search::compartment(&st, &ty, &id, &op, &headers, q.as_deref()).await),
+            Method::GET => call.finish(interaction::search::compartment(&st, &ty, &id, &op, &call).await),
             m => method_not_allowed(&m, "GET"),
         };
     };
-    unwrap(operation::dispatch(&st, &method, &ty, Some(&id), op, &headers, q.as_deref(), req.into_body()).await)
+    call.finish(operation::dispatch(&st, &method, &ty, Some(&id), op, &call, req.into_body()).await)
 }
 
 /// Reads a request body under the size limit and parses it as FHIR JSON.

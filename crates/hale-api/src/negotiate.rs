@@ -6,7 +6,7 @@ use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use hale_fhir::{Category, Issue, IssueType, OperationOutcome};
-use hale_store::StoredResource;
+use hale_repository::StoredResource;
 use serde_json::Value;
 
 use crate::error::ApiError;

@@ -29,6 +29,11 @@ pub enum Category {
     UnsupportedMediaType,
     /// The operation is not allowed here.
     MethodNotAllowed,
+    /// No credentials, or credentials that are not valid (expired, bad signature,
+    /// revoked): the caller must authenticate.
+    Unauthorized,
+    /// The caller is known but may not do this.
+    Forbidden,
     /// Something failed inside the server; details are logged, never sent.
     Internal,
 }
@@ -45,6 +50,8 @@ impl Category {
             Category::PreconditionFailed | Category::Conflict => IssueType::Conflict,
             Category::TooLarge => IssueType::TooLong,
             Category::NotAcceptable | Category::UnsupportedMediaType => IssueType::NotSupported,
+            Category::Unauthorized => IssueType::Login,
+            Category::Forbidden => IssueType::Forbidden,
             Category::Internal => IssueType::Exception,
         }
     }
@@ -88,6 +95,10 @@ pub enum IssueType {
     Informational,
     Duplicate,
     Processing,
+    /// `login`: the user needs to authenticate.
+    Login,
+    /// `forbidden`: the user may not do this.
+    Forbidden,
 }
 
 impl IssueType {
@@ -108,6 +119,8 @@ impl IssueType {
             IssueType::Informational => "informational",
             IssueType::Duplicate => "duplicate",
             IssueType::Processing => "processing",
+            IssueType::Login => "login",
+            IssueType::Forbidden => "forbidden",
         }
     }
 }

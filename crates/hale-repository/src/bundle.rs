@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 
+use hale_access::Interaction;
 use hale_fhir::{Issue, IssueType, ResourceId, ResourceType, VersionId};
 use hale_store::{Instant, Method, Precondition, StoredResource, TxOp, TxOutcome};
 use serde_json::Value;
@@ -325,7 +326,7 @@ impl Repository {
         query: &str,
     ) -> Result<(hale_store::Criteria, Option<ResourceId>)> {
         let criteria = parse_criteria(ty, query).map_err(|e| in_entry(index, e))?;
-        let found = self.store.find(&criteria, 2).await?;
+        let found = self.door(Interaction::Search, Some(ty))?.find(&criteria, 2).await?;
         match found.len() {
             0 => Ok((criteria, None)),
             1 => Ok((criteria, found.into_iter().next())),
@@ -505,9 +506,10 @@ impl Repository {
         }
         ops.sort_by_key(|(verb, index, _)| (verb.rank(), *index));
         let order: Vec<(Verb, usize)> = ops.iter().map(|(v, i, _)| (*v, *i)).collect();
+        let ops: Vec<TxOp> = ops.into_iter().map(|(_, _, op)| op).collect();
         let outcomes = self
-            .store
-            .transaction(ops.into_iter().map(|(_, _, op)| op).collect())
+            .door_transaction(&ops)?
+            .transaction(ops)
             .await
             .map_err(|(i, err)| in_entry(order.get(i).map(|o| o.1).unwrap_or(0), Error::Store(err)))?;
         // 4. answers, in the order of the request
@@ -528,7 +530,7 @@ impl Repository {
                 TxOutcome::Checked if verb == Verb::Post => {
                     // a conditional create that matched: answer with the existing resource
                     let existing = match post_matches.get(&index) {
-                        Some((ty, id)) => self.store.read(ty, id).await?,
+                        Some((ty, id)) => self.door(Interaction::Read, Some(ty))?.read(ty, id).await?,
                         None => None,
                     };
                     match existing {

@@ -1,24 +1,30 @@
-//! The gate. Every read, history and write of clinical data goes through a
-//! [`Repository`]: it validates before it writes, resolves conditional criteria,
-//! computes index rows, and (with the identity and audit issues) checks who is asking
-//! and records what they saw. Nothing else holds the raw store.
+//! The gate. Every read, search, history and write of clinical data goes through a
+//! [`Repository`], made per request by the [`Gate`] from a [`RequestContext`]: it asks
+//! the access policy before each store call (`gate.rs`: the store is reachable only
+//! through that door), validates before it writes, resolves conditional criteria and
+//! bundles, and computes index rows. Nothing else holds the raw store.
 
 mod bundle;
 mod criteria;
 mod fhirpath_patch;
+mod gate;
 
-use std::sync::Arc;
-
+use hale_access::Interaction;
 use hale_fhir::{Category, Issue, IssueType, OperationOutcome, ResourceId, ResourceType, VersionId};
 use hale_search::parse::SearchRequest;
-use hale_store::{
-    CreateOutcome, EverythingQuery, HistoryPage, HistoryQuery, HistoryScope, NewVersion, SearchPage, Store,
-    StoredResource, UpdateOutcome,
-};
+use hale_store::{IndexRows, NewVersion};
 use serde_json::Value;
 
 pub use bundle::{BundleKind, EntryResponse, EntryStatus, rewrite_references};
 pub use criteria::parse_criteria;
+pub use gate::{Gate, Repository};
+pub use hale_access::{Principal, PurposeOfUse, RequestContext};
+/// The store's value types that the gate's callers see (pages, versions, queries); the
+/// store itself is never handed out.
+pub use hale_store::{
+    CreateOutcome, EverythingQuery, HistoryPage, HistoryQuery, HistoryScope, Instant, Method, SearchPage,
+    StoredResource, UpdateOutcome,
+};
 
 /// Errors of the gate; each has a [`Category`] that the API maps to HTTP.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +38,9 @@ pub enum Error {
     NotFound(String),
     #[error("{0} was deleted")]
     Gone(String, Box<StoredResource>),
+    /// The access policy refused the request.
+    #[error("{}", .0.reason)]
+    Denied(hale_access::Denial),
     #[error(transparent)]
     Store(#[from] hale_store::Error),
     /// A bundle entry failed; the transaction wrote nothing.
@@ -45,6 +54,7 @@ impl Error {
             Error::Invalid(_) => Category::Invalid,
             Error::UnknownType(_) | Error::NotFound(_) => Category::NotFound,
             Error::Gone(..) => Category::Gone,
+            Error::Denied(d) => d.category,
             Error::Store(e) => e.category(),
             Error::Entry { source, .. } => source.category(),
         }
@@ -109,18 +119,6 @@ pub enum ValidateMode {
     Create,
     Update,
     Delete,
-}
-
-/// The repository for one request.
-#[derive(Clone)]
-pub struct Repository {
-    store: Arc<dyn Store>,
-}
-
-impl std::fmt::Debug for Repository {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Repository")
-    }
 }
 
 /// Checks a resource body for a write at `ty` (and `id` for update): the type
@@ -208,13 +206,9 @@ pub(crate) fn apply_json_patch(current: &StoredResource, patch: &Value) -> Resul
 }
 
 impl Repository {
-    pub fn new(store: Arc<dyn Store>) -> Self {
-        Repository { store }
-    }
-
     /// The current version; a deleted resource is [`Error::Gone`].
     pub async fn read(&self, ty: &ResourceType, id: &ResourceId) -> Result<StoredResource> {
-        match self.store.read(ty, id).await? {
+        match self.door(Interaction::Read, Some(ty))?.read(ty, id).await? {
             Some(s) if s.is_deleted() => Err(Error::Gone(format!("{ty}/{id}"), Box::new(s))),
             Some(s) => Ok(s),
             None => Err(Error::NotFound(format!("{ty}/{id}"))),
@@ -223,7 +217,7 @@ impl Repository {
 
     /// One version; the version of a deletion is [`Error::Gone`].
     pub async fn vread(&self, ty: &ResourceType, id: &ResourceId, version: VersionId) -> Result<StoredResource> {
-        match self.store.vread(ty, id, version).await? {
+        match self.door(Interaction::Vread, Some(ty))?.vread(ty, id, version).await? {
             Some(s) if s.is_deleted() => Err(Error::Gone(format!("{ty}/{id}/_history/{version}"), Box::new(s))),
             Some(s) => Ok(s),
             None => Err(Error::NotFound(format!("{ty}/{id}/_history/{version}"))),
@@ -234,7 +228,7 @@ impl Repository {
     pub async fn create(&self, ty: &ResourceType, body: Value, if_none_exist: Option<&str>) -> Result<CreateOutcome> {
         let criteria = if_none_exist.map(|q| parse_criteria(ty, q)).transpose()?;
         check_body(ty, None, &body)?;
-        Ok(self.store.create(ty, prepare(body), criteria).await?)
+        Ok(self.door(Interaction::Create, Some(ty))?.create(ty, prepare(body), criteria).await?)
     }
 
     /// Updates (or creates with the client's id) a resource.
@@ -246,7 +240,7 @@ impl Repository {
         if_match: Option<VersionId>,
     ) -> Result<UpdateOutcome> {
         check_body(ty, Some(id), &body)?;
-        Ok(self.store.update(ty, id, prepare(body), if_match).await?)
+        Ok(self.door(Interaction::Update, Some(ty))?.update(ty, id, prepare(body), if_match).await?)
     }
 
     /// Conditional update: the query selects the resource to update.
@@ -275,7 +269,8 @@ impl Repository {
             Some(id) => check_body(ty, Some(id), &body)?,
             None => check_body(ty, None, &body)?,
         }
-        Ok(self.store.conditional_update(criteria, id, prepare(body), if_match).await?)
+        self.door(Interaction::Search, Some(ty))?;
+        Ok(self.door(Interaction::Update, Some(ty))?.conditional_update(criteria, id, prepare(body), if_match).await?)
     }
 
     /// The current version a PATCH applies to, after its `If-Match`.
@@ -327,35 +322,41 @@ impl Repository {
         id: &ResourceId,
         if_match: Option<VersionId>,
     ) -> Result<Option<StoredResource>> {
-        Ok(self.store.delete(ty, id, if_match).await?)
+        Ok(self.door(Interaction::Delete, Some(ty))?.delete(ty, id, if_match).await?)
     }
 
     /// Conditional delete of the single resource the query selects.
     pub async fn conditional_delete(&self, ty: &ResourceType, query: &str) -> Result<Option<StoredResource>> {
         let criteria = parse_criteria(ty, query)?;
-        Ok(self.store.conditional_delete(criteria).await?)
+        self.door(Interaction::Search, Some(ty))?;
+        Ok(self.door(Interaction::Delete, Some(ty))?.conditional_delete(criteria).await?)
     }
 
     /// A page of a type search.
     pub async fn search(&self, request: &SearchRequest, page_size: usize, want_total: bool) -> Result<SearchPage> {
-        Ok(self.store.search(request, page_size, want_total).await?)
+        Ok(self.door(Interaction::Search, Some(&request.resource_type))?.search(request, page_size, want_total).await?)
     }
 
     /// `Patient/[id]/$everything`.
     pub async fn everything(&self, patient: &ResourceId, query: &EverythingQuery) -> Result<SearchPage> {
         let ty = resource_type("Patient")?;
         self.read(&ty, patient).await?;
-        Ok(self.store.everything(patient, query).await?)
+        Ok(self.door(Interaction::Everything, Some(&ty))?.everything(patient, query).await?)
     }
 
     /// History, newest first.
     pub async fn history(&self, scope: &HistoryScope, query: &HistoryQuery) -> Result<HistoryPage> {
+        let ty = match scope {
+            HistoryScope::System => None,
+            HistoryScope::Type(ty) | HistoryScope::Instance(ty, _) => Some(ty),
+        };
+        let store = self.door(Interaction::History, ty)?;
         if let HistoryScope::Instance(ty, id) = scope
-            && self.store.read(ty, id).await?.is_none()
+            && store.read(ty, id).await?.is_none()
         {
             return Err(Error::NotFound(format!("{ty}/{id}")));
         }
-        Ok(self.store.history(scope, query).await?)
+        Ok(store.history(scope, query).await?)
     }
 
     /// `$validate`: the outcome of validating `body` for `mode`, without writing.
@@ -391,15 +392,16 @@ impl Repository {
     /// JSON; `progress` is called with the number done so far. Returns the count.
     /// Refreshes the store's planner statistics (after a bulk load).
     pub async fn optimize(&self) -> Result<()> {
-        Ok(self.store.optimize().await?)
+        Ok(self.door(Interaction::Maintenance, None)?.optimize().await?)
     }
 
     pub async fn reindex_type(&self, ty: &ResourceType, mut progress: impl FnMut(usize)) -> Result<usize> {
         let mut req =
             hale_search::parse::parse(ty, &[], false).map_err(|i| Error::Invalid(OperationOutcome::single(i)))?;
+        let store = self.door(Interaction::Reindex, Some(ty))?;
         let mut done = 0;
         loop {
-            let page = self.store.search(&req, 500, false).await?;
+            let page = store.search(&req, 500, false).await?;
             let mut items = Vec::with_capacity(page.entries.len());
             for e in &page.entries {
                 let Some(body) = &e.body else { continue };
@@ -408,7 +410,7 @@ impl Repository {
                 items.push((e.resource_type.clone(), e.id.clone(), e.version, hale_search::extract::extract(&v)));
             }
             done += items.len();
-            self.store.replace_index(items).await?;
+            store.replace_index(items).await?;
             progress(done);
             match page.next {
                 Some(c) => req.cursor = Some(c),
@@ -420,7 +422,37 @@ impl Repository {
 
     /// Readiness: the store answers.
     pub async fn ping(&self) -> Result<()> {
-        Ok(self.store.ping().await?)
+        Ok(self.door(Interaction::Ping, None)?.ping().await?)
+    }
+
+    /// Up to `limit` versions of any resource written after position `after`, oldest
+    /// first, each with its position (`hale migrate-store`; system only).
+    pub async fn versions_after(&self, after: i64, limit: usize) -> Result<Vec<(i64, StoredResource)>> {
+        Ok(self.door(Interaction::Maintenance, None)?.versions_after(after, limit).await?)
+    }
+
+    /// Writes versions back verbatim, each with its index rows (computed here from its
+    /// JSON; none for a deletion or an older version), into a store being filled by
+    /// `hale migrate-store` (system only).
+    pub async fn restore(&self, versions: Vec<StoredResource>) -> Result<()> {
+        let store = self.door(Interaction::Maintenance, None)?;
+        let mut batch = Vec::with_capacity(versions.len());
+        for v in versions {
+            let index = match &v.body {
+                Some(body) => {
+                    let json: Value = serde_json::from_str(body).map_err(|_| {
+                        Error::Store(hale_store::Error::Backend(format!(
+                            "{}/{}/_history/{}: the stored JSON cannot be read",
+                            v.resource_type, v.id, v.version
+                        )))
+                    })?;
+                    hale_search::extract::extract(&json)
+                }
+                None => IndexRows::default(),
+            };
+            batch.push((v, index));
+        }
+        Ok(store.restore(batch).await?)
     }
 }
 
@@ -432,7 +464,7 @@ mod tests {
     async fn repo() -> (tempfile::TempDir, Repository) {
         let dir = tempfile::tempdir().unwrap();
         let store = hale_store_sqlite::SqliteStore::open(&dir.path().join("r.db")).unwrap();
-        (dir, Repository::new(Arc::new(store)))
+        (dir, Gate::new(std::sync::Arc::new(store)).system("test"))
     }
 
     #[tokio::test]

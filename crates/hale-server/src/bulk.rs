@@ -419,8 +419,8 @@ pub struct CopySummary {
 /// Per-type version counts and an order-independent hash of every version's type, id,
 /// version, lastUpdated, method and body.
 pub async fn fingerprint(
-    store: &dyn hale_store::Store,
-) -> Result<(std::collections::BTreeMap<String, usize>, u128), hale_store::Error> {
+    repo: &Repository,
+) -> Result<(std::collections::BTreeMap<String, usize>, u128), hale_repository::Error> {
     fn fnv(seed: u64, parts: &[&[u8]]) -> u64 {
         let mut h = seed;
         for p in parts {
@@ -435,7 +435,7 @@ pub async fn fingerprint(
     let (mut a, mut b) = (0u64, 0u64);
     let mut after = 0;
     loop {
-        let page = store.versions_after(after, 2000).await?;
+        let page = repo.versions_after(after, 2000).await?;
         let Some((last, _)) = page.last() else { break };
         after = *last;
         for (_, v) in &page {
@@ -457,16 +457,14 @@ pub async fn fingerprint(
     Ok((per_type, ((a as u128) << 64) | b as u128))
 }
 
-/// Copies every version of every resource from `from` into the empty store `to`, history
-/// intact (ids, version ids, lastUpdated, deletions), rebuilding the search index of the
-/// current versions; then checks that both stores hold the same versions.
-pub async fn copy_store(
-    from: &dyn hale_store::Store,
-    to: &dyn hale_store::Store,
-    show_progress: bool,
-) -> Result<CopySummary, String> {
+/// Copies every version of every resource from `from` into the empty store behind `to`,
+/// history intact (ids, version ids, lastUpdated, deletions), rebuilding the search
+/// index of the current versions; then checks that both stores hold the same versions.
+/// Both repositories run as the system principal (the gate refuses anyone else).
+pub async fn copy_store(from: &Repository, to: &Repository, show_progress: bool) -> Result<CopySummary, String> {
     let started = Instant::now();
-    if !to.versions_after(0, 1).await.map_err(|e| format!("the target store: {e}"))?.is_empty() {
+    let failed = |side: &str, e: hale_repository::Error| format!("the {side} store: {e}");
+    if !to.versions_after(0, 1).await.map_err(|e| failed("target", e))?.is_empty() {
         return Err("the target store is not empty; migrate-store copies into an empty store only".into());
     }
     let bar = progress_bar(show_progress);
@@ -474,30 +472,17 @@ pub async fn copy_store(
     let mut after = 0;
     let mut versions = 0;
     loop {
-        let page = from.versions_after(after, 1000).await.map_err(|e| format!("the source store: {e}"))?;
+        let page = from.versions_after(after, 1000).await.map_err(|e| failed("source", e))?;
         let Some((last, _)) = page.last() else { break };
         after = *last;
-        let mut batch = Vec::with_capacity(page.len());
-        for (_, v) in page {
-            let index = match &v.body {
-                Some(body) => {
-                    let value: Value = serde_json::from_str(body).map_err(|_| {
-                        format!("{}/{}/_history/{}: the stored JSON cannot be read", v.resource_type, v.id, v.version)
-                    })?;
-                    hale_search::extract::extract(&value)
-                }
-                None => hale_store::IndexRows::default(),
-            };
-            batch.push((v, index));
-        }
-        versions += batch.len();
-        bar.inc(batch.len() as u64);
-        to.restore(batch).await.map_err(|e| format!("the target store: {e}"))?;
+        versions += page.len();
+        bar.inc(page.len() as u64);
+        to.restore(page.into_iter().map(|(_, v)| v).collect()).await.map_err(|e| failed("target", e))?;
     }
     bar.finish_and_clear();
-    to.optimize().await.map_err(|e| format!("the target store: {e}"))?;
-    let (src_types, src_hash) = fingerprint(from).await.map_err(|e| format!("the source store: {e}"))?;
-    let (dst_types, dst_hash) = fingerprint(to).await.map_err(|e| format!("the target store: {e}"))?;
+    to.optimize().await.map_err(|e| failed("target", e))?;
+    let (src_types, src_hash) = fingerprint(from).await.map_err(|e| failed("source", e))?;
+    let (dst_types, dst_hash) = fingerprint(to).await.map_err(|e| failed("target", e))?;
     if src_types != dst_types {
         return Err(format!("verification failed: versions per type differ ({src_types:?} against {dst_types:?})"));
     }

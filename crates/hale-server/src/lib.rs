@@ -1,6 +1,7 @@
 //! The composition root: loads configuration, opens the store the configuration
-//! names, assembles the routers (`/fhir`, `/healthz`, `/readyz`) with request ids, panic
-//! capture and request logging, and serves until SIGINT or SIGTERM.
+//! names and wraps it in the [`Gate`] (the only place a store is opened; nothing public
+//! here returns one), assembles the routers (`/fhir`, `/healthz`, `/readyz`) with
+//! request ids, panic capture and request logging, and serves until SIGINT or SIGTERM.
 
 pub mod bulk;
 pub mod config;
@@ -22,8 +23,8 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use hale_api::{ApiLimits, ApiState};
-use hale_repository::Repository;
+use hale_api::{ApiLimits, ApiState, RequestId, RoutePolicy, Routes};
+use hale_repository::{Gate, Repository};
 use hale_store::Store;
 use tokio::net::TcpListener;
 
@@ -46,7 +47,7 @@ pub enum Error {
 
 /// Opens the store the configuration names: PostgreSQL for a `postgres://` URL,
 /// otherwise the SQLite file.
-pub async fn open_store(cfg: &Config) -> Result<Arc<dyn Store>, Error> {
+async fn open_store(cfg: &Config) -> Result<Arc<dyn Store>, Error> {
     if cfg.is_postgres() {
         let store = hale_store_postgres::PgStore::open(&cfg.database_url, cfg.database_pool_size).await?;
         return Ok(Arc::new(store));
@@ -58,10 +59,16 @@ pub async fn open_store(cfg: &Config) -> Result<Arc<dyn Store>, Error> {
     Ok(Arc::new(hale_store_sqlite::SqliteStore::open(&path)?))
 }
 
-/// The repository over the store the configuration names (for command-line tools,
-/// which run as the system).
-pub async fn repository(cfg: &Config) -> Result<Repository, Error> {
-    Ok(Repository::new(open_store(cfg).await?))
+/// The gate over the store the configuration names (creating or upgrading its schema).
+pub async fn gate(cfg: &Config) -> Result<Gate, Error> {
+    Ok(Gate::new(open_store(cfg).await?))
+}
+
+/// The repository of a command (`import`, `export`, `reindex`, `synth`, `demo`,
+/// `migrate-store`...) over the store the configuration names: the system principal,
+/// named by `job`.
+pub async fn system_repository(cfg: &Config, job: &str) -> Result<Repository, Error> {
+    Ok(gate(cfg).await?.system(job))
 }
 
 #[derive(Clone)]
@@ -93,6 +100,8 @@ async fn request_id(req: Request, next: Next) -> Response {
         .filter(|v| v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
         .map(str::to_string)
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    let mut req = req;
+    req.extensions_mut().insert(RequestId(id.clone()));
     let span = tracing::info_span!("request", id = %id, method = %req.method(), path = %req.uri().path());
     let started = std::time::Instant::now();
     let mut resp = tracing::Instrument::instrument(next.run(req), span.clone()).await;
@@ -103,11 +112,10 @@ async fn request_id(req: Request, next: Next) -> Response {
     resp
 }
 
-/// The whole application for a store and configuration.
-pub fn app(cfg: &Config, store: Arc<dyn Store>) -> Router {
-    let repository = Repository::new(store);
+/// Every route of the application with its access policy.
+fn routes(cfg: &Config, gate: Gate) -> Routes<()> {
     let api = hale_api::router(ApiState {
-        repository: repository.clone(),
+        gate: gate.clone(),
         limits: ApiLimits {
             max_body_bytes: cfg.limits.max_body_bytes,
             json: hale_fhir::json::JsonLimits {
@@ -120,14 +128,34 @@ pub fn app(cfg: &Config, store: Arc<dyn Store>) -> Router {
         public_base: (!cfg.public_base_url.is_empty()).then(|| cfg.public_base_url.clone()),
         software_version: env!("CARGO_PKG_VERSION").to_string(),
     });
-    let health =
-        Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).with_state(Health { repository });
-    api.merge(health)
+    api.merge(health_routes().with_state(Health { repository: gate.system("readiness") }))
+}
+
+fn health_routes() -> Routes<Health> {
+    Routes::new().public("/healthz", get(healthz)).public("/readyz", get(readyz))
+}
+
+/// The whole application over a gate.
+fn app(cfg: &Config, gate: Gate) -> Router {
+    let (router, declared) = routes(cfg, gate).into_parts();
+    for (path, policy) in &declared {
+        tracing::debug!(path, policy = if *policy == RoutePolicy::Public { "public" } else { "gated" }, "route");
+    }
+    router
+        .fallback(hale_api::not_found)
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
             tracing::error!("a request handler panicked");
             hale_api::panic_response()
         }))
         .layer(middleware::from_fn(request_id))
+}
+
+/// Every route the server answers, with its declared access policy (for tests and
+/// for operators' documentation).
+pub fn declared_routes() -> Vec<(&'static str, RoutePolicy)> {
+    let mut out = hale_api::routes().declared().to_vec();
+    out.extend_from_slice(health_routes().declared());
+    out
 }
 
 /// A bound, not yet serving, server.
@@ -139,22 +167,22 @@ pub struct Server {
 impl Server {
     /// Opens the store and binds the listener.
     pub async fn bind(cfg: &Config) -> Result<Server, Error> {
-        let store = open_store(cfg).await?;
-        Self::bind_with_store(cfg, store).await
-    }
-
-    pub async fn bind_with_store(cfg: &Config, store: Arc<dyn Store>) -> Result<Server, Error> {
+        let gate = gate(cfg).await?;
         let listener = TcpListener::bind(&cfg.listen).await.map_err(|e| Error::Listen(cfg.listen.clone(), e))?;
-        Ok(Server { listener, app: app(cfg, store) })
+        Ok(Server { listener, app: app(cfg, gate) })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().expect("a bound listener has an address")
     }
 
-    /// Serves until `shutdown` completes, then finishes in-flight requests.
+    /// Serves until `shutdown` completes, then finishes in-flight requests. Each
+    /// request knows its client's address (for the request context and the audit).
     pub async fn serve(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<(), Error> {
-        axum::serve(self.listener, self.app).with_graceful_shutdown(shutdown).await.map_err(Error::Serve)
+        axum::serve(self.listener, self.app.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(Error::Serve)
     }
 }
 

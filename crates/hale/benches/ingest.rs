@@ -98,12 +98,12 @@ fn load(
 fn migrate_both_ways(rt: &tokio::runtime::Runtime, url: &str) {
     let dir = tempfile::tempdir().unwrap();
     let target = rt.block_on(hale_test_support::TestDatabase::create());
-    let open = |cfg: hale_server::Config| rt.block_on(hale_server::open_store(&cfg)).unwrap();
+    let open = |cfg: hale_server::Config| rt.block_on(hale_server::system_repository(&cfg, "migrate-store")).unwrap();
     let pg = open(hale_server::Config { database_url: url.to_string(), ..Default::default() });
     let sqlite = open(hale_server::Config { data_dir: dir.path().to_path_buf(), ..Default::default() });
     let pg2 = open(hale_server::Config { database_url: target.url.clone(), ..Default::default() });
     for (label, from, to) in [("PostgreSQL -> SQLite", &pg, &sqlite), ("SQLite -> PostgreSQL", &sqlite, &pg2)] {
-        let s = rt.block_on(hale_server::bulk::copy_store(from.as_ref(), to.as_ref(), false)).unwrap();
+        let s = rt.block_on(hale_server::bulk::copy_store(from, to, false)).unwrap();
         println!(
             "{:<34} {:>10.0} versions/s ({} versions in {:.1} s, verified)",
             format!("migrate-store {label}"),
@@ -219,7 +219,7 @@ fn main() {
         // 3. the import path, 4 bundles in flight
         let dir_import = tempfile::tempdir().unwrap();
         let cfg = hale_server::Config { data_dir: dir_import.path().to_path_buf(), ..Default::default() };
-        let repo = rt.block_on(hale_server::repository(&cfg)).unwrap();
+        let repo = rt.block_on(hale_server::system_repository(&cfg, "bench")).unwrap();
         let (import_rate, _) = load(&rt, &[repo], shared, patients, 4);
         println!("{:<34} {:>10.0} resources/s{}", "import path (4 in flight)", import_rate, of_floor(import_rate));
     }
@@ -230,7 +230,7 @@ fn main() {
         // their lookup indexes (such a store could not search)
         let dir_bound = tempfile::tempdir().unwrap();
         let cfg = hale_server::Config { data_dir: dir_bound.path().to_path_buf(), ..Default::default() };
-        drop(rt.block_on(hale_server::repository(&cfg)).unwrap());
+        drop(rt.block_on(hale_server::system_repository(&cfg, "bench")).unwrap());
         let c = rusqlite::Connection::open(cfg.sqlite_path()).unwrap();
         c.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
         let lookups: Vec<String> = c
@@ -247,7 +247,7 @@ fn main() {
             c.execute_batch(&format!("DROP INDEX {name}")).unwrap();
         }
         drop(c);
-        let repo = rt.block_on(hale_server::repository(&cfg)).unwrap();
+        let repo = rt.block_on(hale_server::system_repository(&cfg, "bench")).unwrap();
         let (bound_rate, _) = load(&rt, &[repo], shared, patients, 4);
         println!(
             "{:<34} {:>10.0} resources/s (without the {} lookup indexes: the writer's bound)",
@@ -267,7 +267,7 @@ fn main() {
             let repos: Vec<_> = (0..nodes)
                 .map(|_| {
                     let cfg = hale_server::Config { database_url: db.url.clone(), ..Default::default() };
-                    rt.block_on(hale_server::repository(&cfg)).unwrap()
+                    rt.block_on(hale_server::system_repository(&cfg, "bench")).unwrap()
                 })
                 .collect();
             let (rate, cpu) = load(&rt, &repos, shared, patients, per_node);

@@ -9,8 +9,8 @@
 use std::time::{Duration, Instant};
 
 use hale_fhir::{ResourceId, ResourceType};
+use hale_repository::EverythingQuery;
 use hale_repository::Repository;
-use hale_store::EverythingQuery;
 use serde_json::Value;
 
 fn pct(sorted: &[Duration], p: f64) -> f64 {
@@ -67,7 +67,7 @@ fn run(rt: &tokio::runtime::Runtime, cfg: &hale_server::Config, dir: &std::path:
     let t = Instant::now();
     let mut total = 0;
     rt.block_on(async {
-        let repo = hale_server::repository(&cfg).await.unwrap();
+        let repo = hale_server::system_repository(&cfg, "bench").await.unwrap();
         for _ in 0..copies {
             let s = hale_server::bulk::import(&repo, std::slice::from_ref(&dir), false).await.unwrap();
             assert!(s.errors.is_empty(), "{:?}", s.errors);
@@ -76,7 +76,7 @@ fn run(rt: &tokio::runtime::Runtime, cfg: &hale_server::Config, dir: &std::path:
     });
     println!("search: loaded {total} resources ({copies} copies of Synthea-120) in {:.0} s", t.elapsed().as_secs_f64());
     rt.block_on(async {
-        let repo = hale_server::repository(&cfg).await.unwrap();
+        let repo = hale_server::system_repository(&cfg, "bench").await.unwrap();
         // the patient with the most resources
         let pats = {
             let ty = ResourceType::parse("Patient").unwrap();
@@ -118,7 +118,7 @@ fn run(rt: &tokio::runtime::Runtime, cfg: &hale_server::Config, dir: &std::path:
         ];
         println!("{:<18} {:>8} {:>9} {:>9} {:>9}", "query", "results", "cold ms", "p50 ms", "p99 ms");
         for (name, ty, q) in &queries {
-            let cold_repo = hale_server::repository(&cfg).await.unwrap();
+            let cold_repo = hale_server::system_repository(&cfg, "bench").await.unwrap();
             let t = Instant::now();
             let n = run_query(&cold_repo, ty, q, 50).await;
             let cold = t.elapsed();

@@ -179,7 +179,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate(args) => {
             let cfg = Config::load(cli.config.as_deref(), &args.overrides())?;
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-            rt.block_on(async { anyhow::Ok(hale_server::open_store(&cfg).await?.ping().await?) })?;
+            rt.block_on(async { anyhow::Ok(hale_server::system_repository(&cfg, "migrate").await?.ping().await?) })?;
             println!("the store at {} is migrated to the schema this Hale knows", cfg.store_description());
             Ok(())
         }
@@ -191,10 +191,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let (from_cfg, to_cfg) = (open(&from)?, open(&to)?);
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             let summary = rt.block_on(async {
-                let source = hale_server::open_store(&from_cfg).await?;
-                let target = hale_server::open_store(&to_cfg).await?;
+                let source = hale_server::system_repository(&from_cfg, "migrate-store").await?;
+                let target = hale_server::system_repository(&to_cfg, "migrate-store").await?;
                 let show = std::io::IsTerminal::is_terminal(&std::io::stderr());
-                hale_server::bulk::copy_store(source.as_ref(), target.as_ref(), show).await.map_err(anyhow::Error::msg)
+                hale_server::bulk::copy_store(&source, &target, show).await.map_err(anyhow::Error::msg)
             })?;
             for (t, n) in &summary.per_type {
                 println!("{t}\t{n}");
@@ -213,7 +213,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let cfg = Config::load(cli.config.as_deref(), &store.overrides())?;
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             let summary = rt.block_on(async {
-                let repo = hale_server::repository(&cfg).await?;
+                let repo = hale_server::system_repository(&cfg, "import").await?;
                 let show = std::io::IsTerminal::is_terminal(&std::io::stderr());
                 anyhow::Ok(hale_server::bulk::import(&repo, &paths, show).await?)
             })?;
@@ -224,7 +224,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             let started = std::time::Instant::now();
             let total = rt.block_on(async {
-                let repo = hale_server::repository(&cfg).await?;
+                let repo = hale_server::system_repository(&cfg, "reindex").await?;
                 anyhow::Ok(
                     hale_server::bulk::reindex(&repo, &types, std::io::IsTerminal::is_terminal(&std::io::stderr()))
                         .await?,
@@ -237,7 +237,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let cfg = Config::load(cli.config.as_deref(), &store.overrides())?;
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             let counts = rt.block_on(async {
-                let repo = hale_server::repository(&cfg).await?;
+                let repo = hale_server::system_repository(&cfg, "export").await?;
                 let t = (!types.is_empty()).then_some(types.as_slice());
                 anyhow::Ok(hale_server::bulk::export(&repo, &out, t).await?)
             })?;
@@ -270,7 +270,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     let cfg = Config::load(cli.config.as_deref(), &store.overrides())?;
                     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
                     let summary = rt.block_on(async {
-                        let repo = hale_server::repository(&cfg).await?;
+                        let repo = hale_server::system_repository(&cfg, "synth").await?;
                         let show = std::io::IsTerminal::is_terminal(&std::io::stderr());
                         anyhow::Ok(hale_server::synth::load(&repo, &pop, show).await)
                     })?;
@@ -284,7 +284,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             init_logging(&cfg);
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             rt.block_on(async {
-                let repo = hale_server::repository(&cfg).await?;
+                let repo = hale_server::system_repository(&cfg, "demo").await?;
                 if hale_server::synth::patient_count(&repo).await? == 0 {
                     let pop = population.config();
                     println!("Hale demo: synthesizing {} patients (seed {})...", pop.patients, pop.seed);

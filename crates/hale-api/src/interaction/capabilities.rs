@@ -1,13 +1,13 @@
 //! capabilities: <https://hl7.org/fhir/R4/http.html#capabilities>. The
 //! CapabilityStatement lists exactly what this server does.
 
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 use hale_fhir::Definitions;
 use hale_search::parse::ParamType;
 use serde_json::{Value, json};
 
-use crate::{ApiError, ApiState};
+use crate::{ApiError, ApiState, Call};
 
 /// Search parameters of a type that the index serves (composite ones are not yet).
 fn search_params(ty: &str) -> Vec<Value> {
@@ -31,8 +31,8 @@ fn search_params(ty: &str) -> Vec<Value> {
     out
 }
 
-pub fn handle(st: &ApiState, headers: &HeaderMap, q: Option<&str>) -> Result<Response, ApiError> {
-    let ctx = st.ctx(headers, q)?;
+pub fn handle(st: &ApiState, call: &Call) -> Result<Response, ApiError> {
+    let ctx = &call.ctx;
     ctx.check_params(&["mode"]).map_err(|e| e.pretty(ctx.pretty))?;
     let interactions = json!([
         {"code": "read"}, {"code": "vread"}, {"code": "update"}, {"code": "patch"}, {"code": "delete"},

@@ -2,37 +2,29 @@
 //! (`If-None-Exist`, <https://hl7.org/fhir/R4/http.html#ccreate>).
 
 use axum::body::Body;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
-use hale_store::CreateOutcome;
+use hale_repository::CreateOutcome;
 
-use crate::{ApiError, ApiState, read_json};
+use crate::{ApiError, ApiState, Call, read_json};
 
-pub async fn handle(
-    st: &ApiState,
-    ty: &str,
-    headers: &HeaderMap,
-    q: Option<&str>,
-    body: Body,
-) -> Result<Response, ApiError> {
-    let ctx = st.ctx(headers, q)?;
+pub async fn handle(st: &ApiState, ty: &str, call: &Call, body: Body) -> Result<Response, ApiError> {
+    let ctx = &call.ctx;
+    let headers = &call.headers;
     let pretty = ctx.pretty;
-    let run = async {
-        ctx.check_params(&[])?;
-        let ty = hale_repository::resource_type(ty)?;
-        let resource = read_json(st, headers, body, pretty).await?;
-        let if_none_exist =
-            headers.get("if-none-exist").map(|v| v.to_str().unwrap_or("\u{fffd}").trim_start_matches('?').to_string());
-        let if_none_exist = if_none_exist.as_deref().map(|v| {
-            // the header may carry the whole URL: Patient?identifier=...
-            v.split_once('?').map(|(_, q)| q).unwrap_or(v)
-        });
-        match st.repository.create(&ty, resource, if_none_exist).await? {
-            CreateOutcome::Created(stored) => Ok(ctx.write_response(StatusCode::CREATED, &stored, "Created")),
-            CreateOutcome::Existing(stored) => {
-                Ok(ctx.write_response(StatusCode::OK, &stored, "A matching resource exists; nothing was created"))
-            }
+    ctx.check_params(&[])?;
+    let ty = hale_repository::resource_type(ty)?;
+    let resource = read_json(st, headers, body, pretty).await?;
+    let if_none_exist =
+        headers.get("if-none-exist").map(|v| v.to_str().unwrap_or("\u{fffd}").trim_start_matches('?').to_string());
+    let if_none_exist = if_none_exist.as_deref().map(|v| {
+        // the header may carry the whole URL: Patient?identifier=...
+        v.split_once('?').map(|(_, q)| q).unwrap_or(v)
+    });
+    match call.repo.create(&ty, resource, if_none_exist).await? {
+        CreateOutcome::Created(stored) => Ok(ctx.write_response(StatusCode::CREATED, &stored, "Created")),
+        CreateOutcome::Existing(stored) => {
+            Ok(ctx.write_response(StatusCode::OK, &stored, "A matching resource exists; nothing was created"))
         }
-    };
-    run.await.map_err(|e: ApiError| e.pretty(pretty))
+    }
 }

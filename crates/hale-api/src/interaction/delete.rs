@@ -2,12 +2,12 @@
 //! stays) and conditional delete of a single match
 //! (<https://hl7.org/fhir/R4/http.html#3.1.0.7.1>).
 
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
-use hale_store::StoredResource;
+use hale_repository::StoredResource;
 
 use crate::negotiate::{Ctx, if_match};
-use crate::{ApiError, ApiState};
+use crate::{ApiError, Call};
 
 fn answer(ctx: &Ctx, deleted: Option<StoredResource>) -> Response {
     match deleted {
@@ -25,31 +25,20 @@ fn answer(ctx: &Ctx, deleted: Option<StoredResource>) -> Response {
     }
 }
 
-pub async fn handle(
-    st: &ApiState,
-    ty: &str,
-    id: &str,
-    headers: &HeaderMap,
-    q: Option<&str>,
-) -> Result<Response, ApiError> {
-    let ctx = st.ctx(headers, q)?;
+pub async fn handle(ty: &str, id: &str, call: &Call) -> Result<Response, ApiError> {
+    let ctx = &call.ctx;
+    let headers = &call.headers;
     let pretty = ctx.pretty;
-    let run = async {
-        ctx.check_params(&[])?;
-        let ty = hale_repository::resource_type(ty)?;
-        let id = hale_repository::resource_id(id)?;
-        let version = if_match(headers, pretty)?;
-        Ok(answer(&ctx, st.repository.delete(&ty, &id, version).await?))
-    };
-    run.await.map_err(|e: ApiError| e.pretty(pretty))
+    ctx.check_params(&[])?;
+    let ty = hale_repository::resource_type(ty)?;
+    let id = hale_repository::resource_id(id)?;
+    let version = if_match(headers, pretty)?;
+    Ok(answer(&ctx, call.repo.delete(&ty, &id, version).await?))
 }
 
-pub async fn conditional(st: &ApiState, ty: &str, headers: &HeaderMap, q: Option<&str>) -> Result<Response, ApiError> {
-    let ctx = st.ctx(headers, q)?;
-    let pretty = ctx.pretty;
-    let run = async {
-        let ty = hale_repository::resource_type(ty)?;
-        Ok(answer(&ctx, st.repository.conditional_delete(&ty, q.unwrap_or("")).await?))
-    };
-    run.await.map_err(|e: ApiError| e.pretty(pretty))
+pub async fn conditional(ty: &str, call: &Call) -> Result<Response, ApiError> {
+    let ctx = &call.ctx;
+    let q = call.query.as_deref();
+    let ty = hale_repository::resource_type(ty)?;
+    Ok(answer(&ctx, call.repo.conditional_delete(&ty, q.unwrap_or("")).await?))
 }

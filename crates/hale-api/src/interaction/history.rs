@@ -3,14 +3,14 @@
 //! paging by an opaque cursor (`_cursor`) that stays correct while new versions are
 //! written, since new versions only ever appear before the first page.
 
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 use hale_fhir::{Category, Issue, IssueType};
-use hale_store::{HistoryQuery, HistoryScope, Instant, Method};
+use hale_repository::{HistoryQuery, HistoryScope, Instant, Method};
 use serde_json::{Value, json};
 
 use crate::negotiate::Ctx;
-use crate::{ApiError, ApiState};
+use crate::{ApiError, ApiState, Call};
 
 fn bad(param: &str, msg: &str) -> ApiError {
     ApiError::new(Category::Invalid, Issue::error(IssueType::Invalid, msg.to_string()).at(param.to_string()))
@@ -38,9 +38,10 @@ fn query(st: &ApiState, ctx: &Ctx) -> Result<HistoryQuery, ApiError> {
     Ok(HistoryQuery { since, count, cursor })
 }
 
-async fn history(st: &ApiState, ctx: &Ctx, scope: HistoryScope, path: &str) -> Result<Response, ApiError> {
+async fn history(st: &ApiState, call: &Call, scope: HistoryScope, path: &str) -> Result<Response, ApiError> {
+    let ctx = &call.ctx;
     let q = query(st, ctx)?;
-    let page = st.repository.history(&scope, &q).await?;
+    let page = call.repo.history(&scope, &q).await?;
     let mut entries = Vec::with_capacity(page.entries.len());
     for e in &page.entries {
         let full_url = format!("{}/{}/{}", ctx.base, e.resource_type, e.id);
@@ -103,37 +104,19 @@ async fn history(st: &ApiState, ctx: &Ctx, scope: HistoryScope, path: &str) -> R
     Ok(ctx.respond_json(StatusCode::OK, &bundle))
 }
 
-pub async fn system(st: &ApiState, headers: &HeaderMap, q: Option<&str>) -> Result<Response, ApiError> {
-    let ctx = st.ctx(headers, q)?;
-    let pretty = ctx.pretty;
-    history(st, &ctx, HistoryScope::System, "_history").await.map_err(|e| e.pretty(pretty))
+pub async fn system(st: &ApiState, call: &Call) -> Result<Response, ApiError> {
+    history(st, call, HistoryScope::System, "_history").await
 }
 
-pub async fn type_level(st: &ApiState, ty: &str, headers: &HeaderMap, q: Option<&str>) -> Result<Response, ApiError> {
-    let ctx = st.ctx(headers, q)?;
-    let pretty = ctx.pretty;
-    let run = async {
-        let ty = hale_repository::resource_type(ty)?;
-        let path = format!("{ty}/_history");
-        history(st, &ctx, HistoryScope::Type(ty), &path).await
-    };
-    run.await.map_err(|e: ApiError| e.pretty(pretty))
+pub async fn type_level(st: &ApiState, ty: &str, call: &Call) -> Result<Response, ApiError> {
+    let ty = hale_repository::resource_type(ty)?;
+    let path = format!("{ty}/_history");
+    history(st, call, HistoryScope::Type(ty), &path).await
 }
 
-pub async fn instance(
-    st: &ApiState,
-    ty: &str,
-    id: &str,
-    headers: &HeaderMap,
-    q: Option<&str>,
-) -> Result<Response, ApiError> {
-    let ctx = st.ctx(headers, q)?;
-    let pretty = ctx.pretty;
-    let run = async {
-        let ty = hale_repository::resource_type(ty)?;
-        let id = hale_repository::resource_id(id)?;
-        let path = format!("{ty}/{id}/_history");
-        history(st, &ctx, HistoryScope::Instance(ty, id), &path).await
-    };
-    run.await.map_err(|e: ApiError| e.pretty(pretty))
+pub async fn instance(st: &ApiState, ty: &str, id: &str, call: &Call) -> Result<Response, ApiError> {
+    let ty = hale_repository::resource_type(ty)?;
+    let id = hale_repository::resource_id(id)?;
+    let path = format!("{ty}/{id}/_history");
+    history(st, call, HistoryScope::Instance(ty, id), &path).await
 }

@@ -5,61 +5,52 @@
 //! rather than be lost.
 
 use axum::body::Body;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::Response;
 use hale_fhir::{Category, Issue, IssueType};
 
 use crate::negotiate::if_match;
-use crate::{ApiError, ApiState};
+use crate::{ApiError, ApiState, Call};
 
-pub async fn handle(
-    st: &ApiState,
-    ty: &str,
-    id: &str,
-    headers: &HeaderMap,
-    q: Option<&str>,
-    body: Body,
-) -> Result<Response, ApiError> {
-    let ctx = st.ctx(headers, q)?;
+pub async fn handle(st: &ApiState, ty: &str, id: &str, call: &Call, body: Body) -> Result<Response, ApiError> {
+    let ctx = &call.ctx;
+    let headers = &call.headers;
     let pretty = ctx.pretty;
-    let run = async {
-        ctx.check_params(&[])?;
-        let ty = hale_repository::resource_type(ty)?;
-        let id = hale_repository::resource_id(id)?;
-        let version = if_match(headers, pretty)?;
-        let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-        let media = ct.split(';').next().unwrap_or("").trim();
-        let fhirpath = match media {
-            "application/json-patch+json" => false,
-            "application/fhir+json" | "application/json" => true,
-            _ => {
-                return Err(ApiError::new(
-                    Category::UnsupportedMediaType,
-                    Issue::error(
-                        IssueType::NotSupported,
-                        format!(
-                            "PATCH takes application/json-patch+json (JSON Patch) or application/fhir+json (FHIRPath Patch, a Parameters resource); Content-Type was '{}'",
-                            media.chars().take(64).collect::<String>()
-                        ),
+    ctx.check_params(&[])?;
+    let ty = hale_repository::resource_type(ty)?;
+    let id = hale_repository::resource_id(id)?;
+    let version = if_match(headers, pretty)?;
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let media = ct.split(';').next().unwrap_or("").trim();
+    let fhirpath = match media {
+        "application/json-patch+json" => false,
+        "application/fhir+json" | "application/json" => true,
+        _ => {
+            return Err(ApiError::new(
+                Category::UnsupportedMediaType,
+                Issue::error(
+                    IssueType::NotSupported,
+                    format!(
+                        "PATCH takes application/json-patch+json (JSON Patch) or application/fhir+json (FHIRPath Patch, a Parameters resource); Content-Type was '{}'",
+                        media.chars().take(64).collect::<String>()
                     ),
-                ));
-            }
-        };
-        let limit = st.limits.max_body_bytes;
-        let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
-            ApiError::new(
-                Category::TooLarge,
-                Issue::error(IssueType::TooLong, format!("The body is larger than the limit of {limit} bytes")),
-            )
-        })?;
-        let patch = hale_fhir::json::parse(&bytes, &st.limits.json)
-            .map_err(|e| ApiError::new(Category::Invalid, e.to_issue()))?;
-        let out = if fhirpath {
-            st.repository.patch_fhirpath(&ty, &id, &patch, version).await?
-        } else {
-            st.repository.patch_json(&ty, &id, &patch, version).await?
-        };
-        Ok(ctx.write_response(StatusCode::OK, &out.stored, "Patched"))
+                ),
+            ));
+        }
     };
-    run.await.map_err(|e: ApiError| e.pretty(pretty))
+    let limit = st.limits.max_body_bytes;
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
+        ApiError::new(
+            Category::TooLarge,
+            Issue::error(IssueType::TooLong, format!("The body is larger than the limit of {limit} bytes")),
+        )
+    })?;
+    let patch =
+        hale_fhir::json::parse(&bytes, &st.limits.json).map_err(|e| ApiError::new(Category::Invalid, e.to_issue()))?;
+    let out = if fhirpath {
+        call.repo.patch_fhirpath(&ty, &id, &patch, version).await?
+    } else {
+        call.repo.patch_json(&ty, &id, &patch, version).await?
+    };
+    Ok(ctx.write_response(StatusCode::OK, &out.stored, "Patched"))
 }

@@ -3,16 +3,16 @@
 //! unless `Prefer: handling=lenient`, which drops them from the self link.
 
 use axum::body::Body;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::Response;
 use hale_fhir::{Category, Issue, IssueType};
+use hale_repository::Instant;
 use hale_search::parse::{Summary, Total};
-use hale_store::Instant;
 use serde_json::{Value, json};
 
 use crate::negotiate::Ctx;
 use crate::query::Params;
-use crate::{ApiError, ApiState};
+use crate::{ApiError, ApiState, Call};
 
 fn encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -41,7 +41,7 @@ fn link(ctx: &Ctx, path: &str, pairs: &[(String, String)]) -> String {
 pub(crate) fn splice<'a>(
     bundle: &Value,
     base: &str,
-    entries: impl Iterator<Item = (&'a hale_store::StoredResource, &'static str)>,
+    entries: impl Iterator<Item = (&'a hale_repository::StoredResource, &'static str)>,
 ) -> String {
     let head = hale_fhir::json::to_string(bundle);
     let mut text = String::with_capacity(head.len() + 4096);
@@ -75,112 +75,108 @@ fn invalid(at: &str, msg: impl Into<String>) -> ApiError {
 /// type searched (all types when `_type` is absent, so then only the common ones such as
 /// `_id`, `_lastUpdated`, `_tag`). Matches come type by type in the order of `_type`,
 /// each sorted by `_sort`; the cursor is `type index:cursor within the type`.
-pub async fn system(st: &ApiState, headers: &HeaderMap, q: Option<&str>) -> Result<Response, ApiError> {
-    let ctx = st.ctx(headers, q)?;
-    let pretty = ctx.pretty;
-    let go = async {
-        let mut pairs: Vec<(String, String)> = Vec::new();
-        let mut types: Vec<hale_fhir::ResourceType> = Vec::new();
-        let mut type_text: Option<String> = None;
-        let mut cursor: Option<String> = None;
-        for (k, v) in ctx.params.pairs.iter().filter(|(k, _)| k != "_format" && k != "_pretty") {
-            match k.as_str() {
-                "_type" => {
-                    for t in v.split(',') {
-                        let ty = hale_fhir::ResourceType::parse(t.trim()).ok_or_else(|| {
-                            invalid(
-                                "_type",
-                                format!("'{}' is not a resource type", t.chars().take(64).collect::<String>()),
-                            )
-                        })?;
-                        if !types.contains(&ty) {
-                            types.push(ty);
-                        }
+pub async fn system(st: &ApiState, call: &Call) -> Result<Response, ApiError> {
+    let ctx = &call.ctx;
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    let mut types: Vec<hale_fhir::ResourceType> = Vec::new();
+    let mut type_text: Option<String> = None;
+    let mut cursor: Option<String> = None;
+    for (k, v) in ctx.params.pairs.iter().filter(|(k, _)| k != "_format" && k != "_pretty") {
+        match k.as_str() {
+            "_type" => {
+                for t in v.split(',') {
+                    let ty = hale_fhir::ResourceType::parse(t.trim()).ok_or_else(|| {
+                        invalid("_type", format!("'{}' is not a resource type", t.chars().take(64).collect::<String>()))
+                    })?;
+                    if !types.contains(&ty) {
+                        types.push(ty);
                     }
-                    type_text = Some(v.clone());
                 }
-                "_cursor" => cursor = Some(v.clone()),
-                _ => pairs.push((k.clone(), v.clone())),
+                type_text = Some(v.clone());
             }
+            "_cursor" => cursor = Some(v.clone()),
+            _ => pairs.push((k.clone(), v.clone())),
         }
-        if types.is_empty() {
-            types = hale_fhir::Definitions::get()
-                .resource_types()
-                .into_iter()
-                .filter_map(hale_fhir::ResourceType::parse)
-                .collect();
-        }
-        let mut reqs = Vec::with_capacity(types.len());
-        for ty in &types {
-            let req = hale_search::parse::parse(ty, &pairs, ctx.lenient).map_err(|mut issue| {
-                issue.diagnostics = format!("{} (searching {ty})", issue.diagnostics);
-                ApiError::new(Category::Invalid, issue)
-            })?;
-            reqs.push(req);
-        }
-        let first = reqs[0].clone();
-        let count = first.count.unwrap_or(st.limits.default_page_size).min(st.limits.max_page_size);
-        let want_total = match first.total {
-            Some(Total::None) => first.summary == Some(Summary::Count),
-            Some(_) => true,
-            None => cursor.is_none() || first.summary == Some(Summary::Count),
-        };
-        let total = if want_total {
-            let mut t = 0;
-            for req in &reqs {
-                t += st.repository.search(req, 0, true).await?.total.unwrap_or(0);
-            }
-            Some(t)
-        } else {
-            None
-        };
-        let (mut at, mut inner) = match &cursor {
-            None => (0, None),
-            Some(c) => {
-                let bad = || {
-                    ApiError::from(hale_repository::Error::Store(hale_store::Error::BadCursor(
-                        "The paging cursor is not valid for this search".into(),
-                    )))
-                };
-                let (i, rest) = c.split_once(':').ok_or_else(bad)?;
-                let i: usize = i.parse().map_err(|_| bad())?;
-                if i >= reqs.len() {
-                    return Err(bad());
-                }
-                (i, (!rest.is_empty()).then(|| rest.to_string()))
-            }
-        };
-        let mut page =
-            hale_store::SearchPage { entries: Vec::new(), included: Vec::new(), next: None, previous: None, total };
-        let page_size = if first.summary == Some(Summary::Count) { 0 } else { count };
-        while page_size > 0 && at < reqs.len() {
-            let remaining = page_size - page.entries.len();
-            if remaining == 0 {
-                page.next = Some(format!("{at}:"));
-                break;
-            }
-            let mut req = reqs[at].clone();
-            req.cursor = inner.take();
-            let part = st.repository.search(&req, remaining, false).await?;
-            page.entries.extend(part.entries);
-            page.included.extend(part.included);
-            if let Some(n) = part.next {
-                page.next = Some(format!("{at}:{n}"));
-                break;
-            }
-            at += 1;
-        }
-        let extra: Vec<(String, String)> = type_text.map(|t| ("_type".to_string(), t)).into_iter().collect();
-        respond(&ctx, &first, &pairs, count, "", extra, cursor, page)
+    }
+    if types.is_empty() {
+        types = hale_fhir::Definitions::get()
+            .resource_types()
+            .into_iter()
+            .filter_map(hale_fhir::ResourceType::parse)
+            .collect();
+    }
+    let mut reqs = Vec::with_capacity(types.len());
+    for ty in &types {
+        let req = hale_search::parse::parse(ty, &pairs, ctx.lenient).map_err(|mut issue| {
+            issue.diagnostics = format!("{} (searching {ty})", issue.diagnostics);
+            ApiError::new(Category::Invalid, issue)
+        })?;
+        reqs.push(req);
+    }
+    let first = reqs[0].clone();
+    let count = first.count.unwrap_or(st.limits.default_page_size).min(st.limits.max_page_size);
+    let want_total = match first.total {
+        Some(Total::None) => first.summary == Some(Summary::Count),
+        Some(_) => true,
+        None => cursor.is_none() || first.summary == Some(Summary::Count),
     };
-    go.await.map_err(|e: ApiError| e.pretty(pretty))
+    let total = if want_total {
+        let mut t = 0;
+        for req in &reqs {
+            t += call.repo.search(req, 0, true).await?.total.unwrap_or(0);
+        }
+        Some(t)
+    } else {
+        None
+    };
+    let (mut at, mut inner) = match &cursor {
+        None => (0, None),
+        Some(c) => {
+            let bad = || {
+                ApiError::new(
+                    hale_fhir::Category::Invalid,
+                    hale_fhir::Issue::error(
+                        hale_fhir::IssueType::Invalid,
+                        "The paging cursor is not valid for this search",
+                    ),
+                )
+            };
+            let (i, rest) = c.split_once(':').ok_or_else(bad)?;
+            let i: usize = i.parse().map_err(|_| bad())?;
+            if i >= reqs.len() {
+                return Err(bad());
+            }
+            (i, (!rest.is_empty()).then(|| rest.to_string()))
+        }
+    };
+    let mut page =
+        hale_repository::SearchPage { entries: Vec::new(), included: Vec::new(), next: None, previous: None, total };
+    let page_size = if first.summary == Some(Summary::Count) { 0 } else { count };
+    while page_size > 0 && at < reqs.len() {
+        let remaining = page_size - page.entries.len();
+        if remaining == 0 {
+            page.next = Some(format!("{at}:"));
+            break;
+        }
+        let mut req = reqs[at].clone();
+        req.cursor = inner.take();
+        let part = call.repo.search(&req, remaining, false).await?;
+        page.entries.extend(part.entries);
+        page.included.extend(part.included);
+        if let Some(n) = part.next {
+            page.next = Some(format!("{at}:{n}"));
+            break;
+        }
+        at += 1;
+    }
+    let extra: Vec<(String, String)> = type_text.map(|t| ("_type".to_string(), t)).into_iter().collect();
+    respond(&ctx, &first, &pairs, count, "", extra, cursor, page)
 }
 
-pub async fn get(st: &ApiState, ty: &str, headers: &HeaderMap, q: Option<&str>) -> Result<Response, ApiError> {
-    let ctx = st.ctx(headers, q)?;
-    let pretty = ctx.pretty;
+pub async fn get(st: &ApiState, ty: &str, call: &Call) -> Result<Response, ApiError> {
+    let ctx = &call.ctx;
     let pairs = ctx.params.pairs.clone();
-    run(st, &ctx, ty, pairs, None).await.map_err(|e| e.pretty(pretty))
+    run(st, call, ty, pairs, None).await
 }
 
 /// A compartment search: `GET [owner type]/[id]/[type]`
@@ -191,84 +187,70 @@ pub async fn compartment(
     owner_type: &str,
     owner_id: &str,
     ty: &str,
-    headers: &HeaderMap,
-    q: Option<&str>,
+    call: &Call,
 ) -> Result<Response, ApiError> {
-    let ctx = st.ctx(headers, q)?;
-    let pretty = ctx.pretty;
-    let go = async {
-        hale_repository::resource_type(owner_type)?;
-        let owner = hale_repository::resource_id(owner_id)?;
-        let target = hale_repository::resource_type(ty)?;
-        if owner_type != "Patient" {
-            return Err(ApiError::new(
-                Category::NotSupported,
-                Issue::error(
-                    IssueType::NotSupported,
-                    format!("The {owner_type} compartment is not supported (Patient is)"),
-                ),
-            ));
-        }
-        let params = if target.as_str() == "Patient" {
-            Vec::new()
-        } else {
-            hale_fhir::Definitions::get().patient_compartment().get(target.as_str()).cloned().ok_or_else(|| {
-                ApiError::new(
-                    Category::Invalid,
-                    Issue::error(IssueType::Invalid, format!("{target} is not in the Patient compartment")),
-                )
-            })?
-        };
-        let comp =
-            hale_search::parse::Compartment { owner_type: owner_type.into(), owner_id: owner.to_string(), params };
-        let pairs = ctx.params.pairs.clone();
-        run(st, &ctx, ty, pairs, Some(comp)).await
+    let ctx = &call.ctx;
+    hale_repository::resource_type(owner_type)?;
+    let owner = hale_repository::resource_id(owner_id)?;
+    let target = hale_repository::resource_type(ty)?;
+    if owner_type != "Patient" {
+        return Err(ApiError::new(
+            Category::NotSupported,
+            Issue::error(
+                IssueType::NotSupported,
+                format!("The {owner_type} compartment is not supported (Patient is)"),
+            ),
+        ));
+    }
+    let params = if target.as_str() == "Patient" {
+        Vec::new()
+    } else {
+        hale_fhir::Definitions::get().patient_compartment().get(target.as_str()).cloned().ok_or_else(|| {
+            ApiError::new(
+                Category::Invalid,
+                Issue::error(IssueType::Invalid, format!("{target} is not in the Patient compartment")),
+            )
+        })?
     };
-    go.await.map_err(|e: ApiError| e.pretty(pretty))
+    let comp = hale_search::parse::Compartment { owner_type: owner_type.into(), owner_id: owner.to_string(), params };
+    let pairs = ctx.params.pairs.clone();
+    run(st, call, ty, pairs, Some(comp)).await
 }
 
 /// POST `[type]/_search` with `application/x-www-form-urlencoded` parameters.
-pub async fn post(
-    st: &ApiState,
-    ty: &str,
-    headers: &HeaderMap,
-    q: Option<&str>,
-    body: Body,
-) -> Result<Response, ApiError> {
-    let ctx = st.ctx(headers, q)?;
-    let pretty = ctx.pretty;
-    let run_post = async {
-        let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-        let bytes = axum::body::to_bytes(body, st.limits.max_body_bytes).await.map_err(|_| {
-            ApiError::new(Category::TooLarge, Issue::error(IssueType::TooLong, "The body is larger than the limit"))
-        })?;
-        let mut pairs = ctx.params.pairs.clone();
-        if !bytes.is_empty() {
-            if !ct.starts_with("application/x-www-form-urlencoded") {
-                return Err(ApiError::new(
-                    Category::UnsupportedMediaType,
-                    Issue::error(IssueType::NotSupported, "_search takes application/x-www-form-urlencoded parameters"),
-                ));
-            }
-            let text = std::str::from_utf8(&bytes).map_err(|_| {
-                ApiError::new(Category::Invalid, Issue::error(IssueType::Invalid, "The form body is not UTF-8"))
-            })?;
-            let form = Params::parse(Some(text))
-                .map_err(|m| ApiError::new(Category::Invalid, Issue::error(IssueType::Invalid, m)))?;
-            pairs.extend(form.pairs);
+pub async fn post(st: &ApiState, ty: &str, call: &Call, body: Body) -> Result<Response, ApiError> {
+    let ctx = &call.ctx;
+    let headers = &call.headers;
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let bytes = axum::body::to_bytes(body, st.limits.max_body_bytes).await.map_err(|_| {
+        ApiError::new(Category::TooLarge, Issue::error(IssueType::TooLong, "The body is larger than the limit"))
+    })?;
+    let mut pairs = ctx.params.pairs.clone();
+    if !bytes.is_empty() {
+        if !ct.starts_with("application/x-www-form-urlencoded") {
+            return Err(ApiError::new(
+                Category::UnsupportedMediaType,
+                Issue::error(IssueType::NotSupported, "_search takes application/x-www-form-urlencoded parameters"),
+            ));
         }
-        run(st, &ctx, ty, pairs, None).await
-    };
-    run_post.await.map_err(|e: ApiError| e.pretty(pretty))
+        let text = std::str::from_utf8(&bytes).map_err(|_| {
+            ApiError::new(Category::Invalid, Issue::error(IssueType::Invalid, "The form body is not UTF-8"))
+        })?;
+        let form = Params::parse(Some(text))
+            .map_err(|m| ApiError::new(Category::Invalid, Issue::error(IssueType::Invalid, m)))?;
+        pairs.extend(form.pairs);
+    }
+    run(st, call, ty, pairs, None).await
 }
 
 async fn run(
     st: &ApiState,
-    ctx: &Ctx,
+    call: &Call,
     ty: &str,
     pairs: Vec<(String, String)>,
     compartment: Option<hale_search::parse::Compartment>,
 ) -> Result<Response, ApiError> {
+    let ctx = &call.ctx;
     let ty = hale_repository::resource_type(ty)?;
     let pairs: Vec<(String, String)> = pairs.into_iter().filter(|(k, _)| k != "_format" && k != "_pretty").collect();
     let mut req =
@@ -285,7 +267,7 @@ async fn run(
         Some(_) => true,
         None => req.cursor.is_none() || req.summary == Some(Summary::Count),
     };
-    let page = st.repository.search(&req, page_size, want_total).await?;
+    let page = call.repo.search(&req, page_size, want_total).await?;
     let self_cursor = req.cursor.clone();
     respond(ctx, &req, &pairs, count, &path, Vec::new(), self_cursor, page)
 }
@@ -300,7 +282,7 @@ fn respond(
     path: &str,
     extra_kept: Vec<(String, String)>,
     self_cursor: Option<String>,
-    page: hale_store::SearchPage,
+    page: hale_repository::SearchPage,
 ) -> Result<Response, ApiError> {
     // links keep what was understood, plus the result parameters
     let mut kept: Vec<(String, String)> = extra_kept;

@@ -4,11 +4,11 @@ pub mod patient_everything;
 pub mod validate;
 
 use axum::body::Body;
-use axum::http::{HeaderMap, Method};
+use axum::http::Method;
 use axum::response::Response;
 use hale_fhir::{Category, Issue, IssueType};
 
-use crate::{ApiError, ApiState};
+use crate::{ApiError, ApiState, Call};
 
 #[allow(clippy::too_many_arguments)]
 pub async fn dispatch(
@@ -17,13 +17,12 @@ pub async fn dispatch(
     ty: &str,
     id: Option<&str>,
     op: &str,
-    headers: &HeaderMap,
-    q: Option<&str>,
+    call: &Call,
     body: Body,
 ) -> Result<Response, ApiError> {
     match op {
         "everything" if ty == "Patient" && (method == Method::GET || method == Method::POST) => match id {
-            Some(id) => patient_everything::handle(st, id, headers, q).await,
+            Some(id) => patient_everything::handle(st, id, call).await,
             None => Err(ApiError::new(
                 Category::NotSupported,
                 Issue::error(
@@ -32,7 +31,7 @@ pub async fn dispatch(
                 ),
             )),
         },
-        "validate" if method == Method::POST => validate::handle(st, ty, id, headers, q, body).await,
+        "validate" if method == Method::POST => validate::handle(st, ty, id, call, body).await,
         "validate" => Err(ApiError::new(
             Category::MethodNotAllowed,
             Issue::error(IssueType::NotSupported, "$validate takes a POST with the resource"),

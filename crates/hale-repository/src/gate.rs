@@ -1,0 +1,138 @@
+//! The one door to the store. [`Gate`] holds the store and makes a [`Repository`] for
+//! each request from its [`RequestContext`]; a repository reaches the store only
+//! through [`Repository::door`], which asks the access policy ([`hale_access::decide`])
+//! first. The store is a private field of this module, so no other code of the crate
+//! (interactions, bundles, patches) can call it without passing the door.
+
+use std::sync::Arc;
+
+use hale_access::{Decision, Interaction, RequestContext};
+use hale_fhir::ResourceType;
+use hale_store::{Method, Store, TxOp};
+
+use crate::{Error, Result};
+
+/// Makes repositories. Built once by the composition root (`hale-server`) from the
+/// store it opened; cloning it is cheap.
+#[derive(Clone)]
+pub struct Gate {
+    store: Arc<dyn Store>,
+}
+
+impl std::fmt::Debug for Gate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Gate")
+    }
+}
+
+impl Gate {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Gate { store }
+    }
+
+    /// The repository for one request.
+    pub fn repository(&self, ctx: RequestContext) -> Repository {
+        Repository { store: self.store.clone(), ctx: Arc::new(ctx) }
+    }
+
+    /// The repository of a command or background job, as the system principal.
+    pub fn system(&self, job: &str) -> Repository {
+        self.repository(RequestContext::system(job))
+    }
+}
+
+/// The repository for one request: the store seen through the access policy, as the
+/// principal of its context.
+#[derive(Clone)]
+pub struct Repository {
+    store: Arc<dyn Store>,
+    ctx: Arc<RequestContext>,
+}
+
+impl std::fmt::Debug for Repository {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Repository({})", self.ctx.principal.display_name())
+    }
+}
+
+impl Repository {
+    /// Who is asking, and about the request.
+    pub fn context(&self) -> &RequestContext {
+        &self.ctx
+    }
+
+    /// The store, for one interaction the policy permits (on resources of `ty`).
+    pub(crate) fn door(&self, interaction: Interaction, ty: Option<&ResourceType>) -> Result<&dyn Store> {
+        match hale_access::decide(&self.ctx, interaction, ty) {
+            Decision::Permit => Ok(self.store.as_ref()),
+            Decision::Deny(denial) => {
+                tracing::warn!(
+                    principal = %self.ctx.principal.display_name(),
+                    request = %self.ctx.request_id,
+                    interaction = interaction.code(),
+                    resource_type = ty.map(ResourceType::as_str).unwrap_or(""),
+                    "access denied"
+                );
+                Err(Error::Denied(denial))
+            }
+        }
+    }
+
+    /// The store, for a transaction whose every operation the policy permits: a write
+    /// as a create or update of its type, a deletion as a delete, and each
+    /// precondition's search as a search of its type.
+    pub(crate) fn door_transaction(&self, ops: &[TxOp]) -> Result<&dyn Store> {
+        for op in ops {
+            let preconditions = match op {
+                TxOp::Write { ty, method, preconditions, .. } => {
+                    let i = if *method == Method::Post { Interaction::Create } else { Interaction::Update };
+                    self.door(i, Some(ty))?;
+                    preconditions
+                }
+                TxOp::Delete { ty, preconditions, .. } => {
+                    self.door(Interaction::Delete, Some(ty))?;
+                    preconditions
+                }
+                TxOp::Check { preconditions } => preconditions,
+            };
+            for p in preconditions {
+                if let Some((criteria, _)) = p.search() {
+                    self.door(Interaction::Search, Some(&criteria.request.resource_type))?;
+                }
+            }
+        }
+        Ok(self.store.as_ref())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hale_fhir::Category;
+
+    fn gate() -> (tempfile::TempDir, Gate) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = hale_store_sqlite::SqliteStore::open(&dir.path().join("g.db")).unwrap();
+        (dir, Gate::new(Arc::new(store)))
+    }
+
+    #[tokio::test]
+    async fn each_repository_carries_its_own_context() {
+        let (_d, g) = gate();
+        let a = g.repository(RequestContext::anonymous("req-a", None));
+        let s = g.system("reindex");
+        assert_eq!(a.context().request_id, "req-a");
+        assert_eq!(s.context().principal.display_name(), "system:reindex");
+    }
+
+    #[tokio::test]
+    async fn the_door_refuses_what_the_policy_denies() {
+        let (_d, g) = gate();
+        let a = g.repository(RequestContext::anonymous("req-a", None));
+        let ty = ResourceType::parse("Patient").unwrap();
+        let e = a.reindex_type(&ty, |_| {}).await.unwrap_err();
+        assert_eq!(e.category(), Category::Forbidden, "{e}");
+        assert!(a.versions_after(0, 10).await.is_err());
+        assert!(g.system("reindex").reindex_type(&ty, |_| {}).await.is_ok());
+    }
+}
