@@ -33,12 +33,12 @@ pub async fn handle(ty: &str, id: &str, call: &Call) -> Result<Response, ApiErro
     let ty = hale_repository::resource_type(ty)?;
     let id = hale_repository::resource_id(id)?;
     let version = if_match(headers, pretty)?;
-    Ok(answer(&ctx, call.repo.delete(&ty, &id, version).await?))
+    Ok(answer(ctx, call.repo.delete(&ty, &id, version).await?))
 }
 
 pub async fn conditional(ty: &str, call: &Call) -> Result<Response, ApiError> {
     let ctx = &call.ctx;
     let q = call.query.as_deref();
     let ty = hale_repository::resource_type(ty)?;
-    Ok(answer(&ctx, call.repo.conditional_delete(&ty, q.unwrap_or("")).await?))
+    Ok(answer(ctx, call.repo.conditional_delete(&ty, q.unwrap_or("")).await?))
 }

@@ -170,7 +170,7 @@ pub async fn system(st: &ApiState, call: &Call) -> Result<Response, ApiError> {
         at += 1;
     }
     let extra: Vec<(String, String)> = type_text.map(|t| ("_type".to_string(), t)).into_iter().collect();
-    respond(&ctx, &first, &pairs, count, "", extra, cursor, page)
+    respond(ctx, &first, &pairs, count, "", extra, cursor, page)
 }
 
 pub async fn get(st: &ApiState, ty: &str, call: &Call) -> Result<Response, ApiError> {
