@@ -50,7 +50,7 @@ impl Default for ApiLimits {
 /// What the FHIR API needs.
 #[derive(Debug, Clone)]
 pub struct ApiState {
-    /// The gate: each request gets its own repository from it ([`Call`]); nothing
+    /// The gate: each request gets its own repository from it (the `Call` extractor); nothing
     /// here holds a raw store.
     pub gate: Gate,
     pub limits: ApiLimits,

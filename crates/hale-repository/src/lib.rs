@@ -388,13 +388,13 @@ impl Repository {
         }
     }
 
-    /// Recomputes the index rows of every current resource of `ty` from its stored
-    /// JSON; `progress` is called with the number done so far. Returns the count.
-    /// Refreshes the store's planner statistics (after a bulk load).
+    /// Refreshes the store's planner statistics (after a bulk load; system only).
     pub async fn optimize(&self) -> Result<()> {
         Ok(self.door(Interaction::Maintenance, None)?.optimize().await?)
     }
 
+    /// Recomputes the index rows of every current resource of `ty` from its stored
+    /// JSON; `progress` is called with the number done so far. Returns the count.
     pub async fn reindex_type(&self, ty: &ResourceType, mut progress: impl FnMut(usize)) -> Result<usize> {
         let mut req =
             hale_search::parse::parse(ty, &[], false).map_err(|i| Error::Invalid(OperationOutcome::single(i)))?;

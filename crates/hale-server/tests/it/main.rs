@@ -1,0 +1,3 @@
+//! The boundaries of the gate, checked over the workspace itself.
+
+mod boundaries;
