@@ -174,10 +174,19 @@ pub enum Decision {
 /// The one access policy: may `ctx` do `interaction` (on resources of `ty`, when the
 /// interaction has a type)?
 ///
-/// - The system principal may do everything; it is audited as the job it names.
+/// - Nobody creates, changes or deletes an AuditEvent: the gate writes the audit trail.
+/// - The system principal may do everything else; it is audited as the job it names.
 /// - An anonymous caller may use the FHIR REST interactions, as every caller could
 ///   before accounts exist; it may never reindex or touch the store's maintenance paths.
 pub fn decide(ctx: &RequestContext, interaction: Interaction, ty: Option<&ResourceType>) -> Decision {
+    if ty.is_some_and(|t| t.as_str() == "AuditEvent")
+        && matches!(interaction, Interaction::Create | Interaction::Update | Interaction::Delete)
+    {
+        return Decision::Deny(Denial {
+            category: Category::Forbidden,
+            reason: "The audit trail cannot be changed: Hale writes AuditEvents itself".into(),
+        });
+    }
     match &ctx.principal {
         Principal::System { .. } => Decision::Permit,
         Principal::Anonymous if interaction.is_system_only() => Decision::Deny(Denial {

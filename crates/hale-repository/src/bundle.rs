@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 
 use hale_access::Interaction;
+use hale_audit::Event;
 use hale_fhir::{Issue, IssueType, ResourceId, ResourceType, VersionId};
 use hale_store::{Instant, Method, Precondition, StoredResource, TxOp, TxOutcome};
 use serde_json::Value;
@@ -303,13 +304,13 @@ impl Repository {
             BundleKind::Transaction => {
                 let parsed =
                     entries.into_iter().enumerate().map(|(i, e)| parse_entry(i, e)).collect::<Result<Vec<_>>>()?;
-                Ok((kind, self.transaction(parsed).await?.into_iter().map(Ok).collect()))
+                Ok((kind, self.transaction("transaction", parsed).await?.into_iter().map(Ok).collect()))
             }
             BundleKind::Batch => {
                 let mut out = Vec::with_capacity(entries.len());
                 for (i, e) in entries.into_iter().enumerate() {
                     let result = match parse_entry(i, e) {
-                        Ok(req) => self.transaction(vec![req]).await.map(|mut r| r.remove(0)),
+                        Ok(req) => self.transaction("batch", vec![req]).await.map(|mut r| r.remove(0)),
                         Err(err) => Err(err),
                     };
                     out.push(result);
@@ -326,7 +327,7 @@ impl Repository {
         query: &str,
     ) -> Result<(hale_store::Criteria, Option<ResourceId>)> {
         let criteria = parse_criteria(ty, query).map_err(|e| in_entry(index, e))?;
-        let found = self.door(Interaction::Search, Some(ty))?.find(&criteria, 2).await?;
+        let found = self.door(Interaction::Search, Some(ty)).await?.find(&criteria, 2).await?;
         match found.len() {
             0 => Ok((criteria, None)),
             1 => Ok((criteria, found.into_iter().next())),
@@ -334,7 +335,15 @@ impl Repository {
         }
     }
 
-    async fn transaction(&self, mut entries: Vec<EntryReq>) -> Result<Vec<EntryResponse>> {
+    /// A transaction (or one batch entry, `subtype` "batch"): one audited interaction
+    /// listing every resource it wrote; its reads are audited as reads.
+    async fn transaction(&self, subtype: &str, entries: Vec<EntryReq>) -> Result<Vec<EntryResponse>> {
+        let event = Event::new(subtype, Interaction::Update);
+        let result = self.transaction_inner(&event, entries).await;
+        self.audit_failed_write(event, result).await
+    }
+
+    async fn transaction_inner(&self, event: &Event, mut entries: Vec<EntryReq>) -> Result<Vec<EntryResponse>> {
         let n = entries.len();
         let position: HashMap<usize, usize> = entries.iter().enumerate().map(|(p, e)| (e.index, p)).collect();
         // 1. plan: ids, conditional matches, the full URL map
@@ -507,9 +516,11 @@ impl Repository {
         ops.sort_by_key(|(verb, index, _)| (verb.rank(), *index));
         let order: Vec<(Verb, usize)> = ops.iter().map(|(v, i, _)| (*v, *i)).collect();
         let ops: Vec<TxOp> = ops.into_iter().map(|(_, _, op)| op).collect();
+        let audit = self.audit_write(event.clone());
         let outcomes = self
-            .door_transaction(&ops)?
-            .transaction(ops)
+            .door_transaction(&ops)
+            .await?
+            .transaction(ops, audit)
             .await
             .map_err(|(i, err)| in_entry(order.get(i).map(|o| o.1).unwrap_or(0), Error::Store(err)))?;
         // 4. answers, in the order of the request
@@ -530,7 +541,11 @@ impl Repository {
                 TxOutcome::Checked if verb == Verb::Post => {
                     // a conditional create that matched: answer with the existing resource
                     let existing = match post_matches.get(&index) {
-                        Some((ty, id)) => self.door(Interaction::Read, Some(ty))?.read(ty, id).await?,
+                        Some((ty, id)) => match self.read(ty, id).await {
+                            Ok(s) => Some(s),
+                            Err(Error::NotFound(_) | Error::Gone(..)) => None,
+                            Err(e) => return Err(e),
+                        },
                         None => None,
                     };
                     match existing {

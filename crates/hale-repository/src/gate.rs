@@ -7,8 +7,9 @@
 use std::sync::Arc;
 
 use hale_access::{Decision, Interaction, RequestContext};
-use hale_fhir::ResourceType;
-use hale_store::{Method, Store, TxOp};
+use hale_audit::{Event, Outcome};
+use hale_fhir::{Category, ResourceType};
+use hale_store::{AuditWrite, Method, Store, StoredResource, TxOp};
 
 use crate::{Error, Result};
 
@@ -61,11 +62,20 @@ impl Repository {
         &self.ctx
     }
 
-    /// The store, for one interaction the policy permits (on resources of `ty`).
-    pub(crate) fn door(&self, interaction: Interaction, ty: Option<&ResourceType>) -> Result<&dyn Store> {
+    /// The store, for one interaction the policy permits (on resources of `ty`). A
+    /// refusal is audited here.
+    pub(crate) async fn door(&self, interaction: Interaction, ty: Option<&ResourceType>) -> Result<&dyn Store> {
         match hale_access::decide(&self.ctx, interaction, ty) {
             Decision::Permit => Ok(self.store.as_ref()),
             Decision::Deny(denial) => {
+                let mut event =
+                    Event::new(interaction.code(), interaction).failed(Outcome::MinorFailure, &denial.reason);
+                if let Some(t) = ty {
+                    event = event.target(t.as_str());
+                }
+                if let Err(e) = self.store.append_audit(vec![event.row(&self.ctx, &[])]).await {
+                    tracing::error!(request = %self.ctx.request_id, error = %e, "the refusal could not be audited");
+                }
                 tracing::warn!(
                     principal = %self.ctx.principal.display_name(),
                     request = %self.ctx.request_id,
@@ -81,28 +91,69 @@ impl Repository {
     /// The store, for a transaction whose every operation the policy permits: a write
     /// as a create or update of its type, a deletion as a delete, and each
     /// precondition's search as a search of its type.
-    pub(crate) fn door_transaction(&self, ops: &[TxOp]) -> Result<&dyn Store> {
+    pub(crate) async fn door_transaction(&self, ops: &[TxOp]) -> Result<&dyn Store> {
         for op in ops {
             let preconditions = match op {
                 TxOp::Write { ty, method, preconditions, .. } => {
                     let i = if *method == Method::Post { Interaction::Create } else { Interaction::Update };
-                    self.door(i, Some(ty))?;
+                    self.door(i, Some(ty)).await?;
                     preconditions
                 }
                 TxOp::Delete { ty, preconditions, .. } => {
-                    self.door(Interaction::Delete, Some(ty))?;
+                    self.door(Interaction::Delete, Some(ty)).await?;
                     preconditions
                 }
                 TxOp::Check { preconditions } => preconditions,
             };
             for p in preconditions {
                 if let Some((criteria, _)) = p.search() {
-                    self.door(Interaction::Search, Some(&criteria.request.resource_type))?;
+                    self.door(Interaction::Search, Some(&criteria.request.resource_type)).await?;
                 }
             }
         }
         Ok(self.store.as_ref())
     }
+
+    /// The audit entry of a write by this repository's principal, for the store to
+    /// commit with the write.
+    pub(crate) fn audit_write(&self, event: Event) -> AuditWrite {
+        let ctx = self.ctx.clone();
+        AuditWrite::new(move |touched| event.row(&ctx, touched))
+    }
+
+    /// Audits a read-side interaction durably before its result is answered: if the
+    /// entry cannot be written, the read fails. A failure is audited as one (a refusal
+    /// was audited by the door already).
+    pub(crate) async fn audited<T>(
+        &self,
+        event: Event,
+        result: Result<T>,
+        touched: impl FnOnce(&T) -> Vec<&StoredResource>,
+    ) -> Result<T> {
+        let row = match &result {
+            Ok(v) => event.row(&self.ctx, &touched(v)),
+            Err(Error::Denied(_)) => return result,
+            Err(e) => failed(event, e).row(&self.ctx, &[]),
+        };
+        self.store.append_audit(vec![row]).await?;
+        result
+    }
+
+    /// Audits a write that failed (one that succeeded was audited in its transaction).
+    pub(crate) async fn audit_failed_write<T>(&self, event: Event, result: Result<T>) -> Result<T> {
+        if let Err(e) = &result
+            && !matches!(e, Error::Denied(_))
+        {
+            self.store.append_audit(vec![failed(event, e).row(&self.ctx, &[])]).await?;
+        }
+        result
+    }
+}
+
+fn failed(event: Event, e: &Error) -> Event {
+    let outcome = if e.category() == Category::Internal { Outcome::SeriousFailure } else { Outcome::MinorFailure };
+    let detail = if e.category() == Category::Internal { "internal error".to_string() } else { e.to_string() };
+    event.failed(outcome, detail)
 }
 
 #[cfg(test)]

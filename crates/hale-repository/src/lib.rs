@@ -10,6 +10,7 @@ mod fhirpath_patch;
 mod gate;
 
 use hale_access::Interaction;
+use hale_audit::Event;
 use hale_fhir::{Category, Issue, IssueType, OperationOutcome, ResourceId, ResourceType, VersionId};
 use hale_search::parse::SearchRequest;
 use hale_store::{IndexRows, NewVersion};
@@ -19,6 +20,7 @@ pub use bundle::{BundleKind, EntryResponse, EntryStatus, rewrite_references};
 pub use criteria::parse_criteria;
 pub use gate::{Gate, Repository};
 pub use hale_access::{Principal, PurposeOfUse, RequestContext};
+pub use hale_audit::chain::{Checkpoints, Problem as AuditProblem};
 /// The store's value types that the gate's callers see (pages, versions, queries); the
 /// store itself is never handed out.
 pub use hale_store::{
@@ -208,27 +210,43 @@ pub(crate) fn apply_json_patch(current: &StoredResource, patch: &Value) -> Resul
 impl Repository {
     /// The current version; a deleted resource is [`Error::Gone`].
     pub async fn read(&self, ty: &ResourceType, id: &ResourceId) -> Result<StoredResource> {
-        match self.door(Interaction::Read, Some(ty))?.read(ty, id).await? {
-            Some(s) if s.is_deleted() => Err(Error::Gone(format!("{ty}/{id}"), Box::new(s))),
-            Some(s) => Ok(s),
-            None => Err(Error::NotFound(format!("{ty}/{id}"))),
+        let event = Event::new("read", Interaction::Read).target(format!("{ty}/{id}"));
+        let result = async {
+            match self.door(Interaction::Read, Some(ty)).await?.read(ty, id).await? {
+                Some(s) if s.is_deleted() => Err(Error::Gone(format!("{ty}/{id}"), Box::new(s))),
+                Some(s) => Ok(s),
+                None => Err(Error::NotFound(format!("{ty}/{id}"))),
+            }
         }
+        .await;
+        self.audited(event, result, |s| vec![s]).await
     }
 
     /// One version; the version of a deletion is [`Error::Gone`].
     pub async fn vread(&self, ty: &ResourceType, id: &ResourceId, version: VersionId) -> Result<StoredResource> {
-        match self.door(Interaction::Vread, Some(ty))?.vread(ty, id, version).await? {
-            Some(s) if s.is_deleted() => Err(Error::Gone(format!("{ty}/{id}/_history/{version}"), Box::new(s))),
-            Some(s) => Ok(s),
-            None => Err(Error::NotFound(format!("{ty}/{id}/_history/{version}"))),
+        let event = Event::new("vread", Interaction::Vread).target(format!("{ty}/{id}/_history/{version}"));
+        let result = async {
+            match self.door(Interaction::Vread, Some(ty)).await?.vread(ty, id, version).await? {
+                Some(s) if s.is_deleted() => Err(Error::Gone(format!("{ty}/{id}/_history/{version}"), Box::new(s))),
+                Some(s) => Ok(s),
+                None => Err(Error::NotFound(format!("{ty}/{id}/_history/{version}"))),
+            }
         }
+        .await;
+        self.audited(event, result, |s| vec![s]).await
     }
 
     /// Creates a resource; with `if_none_exist` (a query string) only if nothing matches.
     pub async fn create(&self, ty: &ResourceType, body: Value, if_none_exist: Option<&str>) -> Result<CreateOutcome> {
-        let criteria = if_none_exist.map(|q| parse_criteria(ty, q)).transpose()?;
-        check_body(ty, None, &body)?;
-        Ok(self.door(Interaction::Create, Some(ty))?.create(ty, prepare(body), criteria).await?)
+        let event = Event::new("create", Interaction::Create);
+        let result = async {
+            let criteria = if_none_exist.map(|q| parse_criteria(ty, q)).transpose()?;
+            check_body(ty, None, &body)?;
+            let audit = self.audit_write(event.clone());
+            Ok(self.door(Interaction::Create, Some(ty)).await?.create(ty, prepare(body), criteria, audit).await?)
+        }
+        .await;
+        self.audit_failed_write(event.target(ty.as_str()), result).await
     }
 
     /// Updates (or creates with the client's id) a resource.
@@ -239,8 +257,25 @@ impl Repository {
         body: Value,
         if_match: Option<VersionId>,
     ) -> Result<UpdateOutcome> {
-        check_body(ty, Some(id), &body)?;
-        Ok(self.door(Interaction::Update, Some(ty))?.update(ty, id, prepare(body), if_match).await?)
+        self.update_as("update", ty, id, body, if_match).await
+    }
+
+    async fn update_as(
+        &self,
+        subtype: &str,
+        ty: &ResourceType,
+        id: &ResourceId,
+        body: Value,
+        if_match: Option<VersionId>,
+    ) -> Result<UpdateOutcome> {
+        let event = Event::new(subtype, Interaction::Update);
+        let result = async {
+            check_body(ty, Some(id), &body)?;
+            let audit = self.audit_write(event.clone());
+            Ok(self.door(Interaction::Update, Some(ty)).await?.update(ty, id, prepare(body), if_match, audit).await?)
+        }
+        .await;
+        self.audit_failed_write(event.target(format!("{ty}/{id}")), result).await
     }
 
     /// Conditional update: the query selects the resource to update.
@@ -250,6 +285,19 @@ impl Repository {
         query: &str,
         body: Value,
         if_match: Option<VersionId>,
+    ) -> Result<UpdateOutcome> {
+        let event = Event::new("update", Interaction::Update).query(format!("{ty}?{query}"));
+        let result = self.conditional_update_inner(ty, query, body, if_match, &event).await;
+        self.audit_failed_write(event.target(ty.as_str()), result).await
+    }
+
+    async fn conditional_update_inner(
+        &self,
+        ty: &ResourceType,
+        query: &str,
+        body: Value,
+        if_match: Option<VersionId>,
+        event: &Event,
     ) -> Result<UpdateOutcome> {
         let criteria = parse_criteria(ty, query)?;
         let id = match body.get("id") {
@@ -269,8 +317,13 @@ impl Repository {
             Some(id) => check_body(ty, Some(id), &body)?,
             None => check_body(ty, None, &body)?,
         }
-        self.door(Interaction::Search, Some(ty))?;
-        Ok(self.door(Interaction::Update, Some(ty))?.conditional_update(criteria, id, prepare(body), if_match).await?)
+        self.door(Interaction::Search, Some(ty)).await?;
+        let audit = self.audit_write(event.clone());
+        Ok(self
+            .door(Interaction::Update, Some(ty))
+            .await?
+            .conditional_update(criteria, id, prepare(body), if_match, audit)
+            .await?)
     }
 
     /// The current version a PATCH applies to, after its `If-Match`.
@@ -296,7 +349,7 @@ impl Repository {
     ) -> Result<UpdateOutcome> {
         let current = self.read_for_patch(ty, id, if_match).await?;
         let resource = apply_json_patch(&current, patch)?;
-        self.update(ty, id, resource, Some(current.version)).await
+        self.update_as("patch", ty, id, resource, Some(current.version)).await
     }
 
     /// PATCH with a FHIRPath Patch (a `Parameters` resource): applied to the current
@@ -312,7 +365,7 @@ impl Repository {
         let resource: Value = serde_json::from_str(current.body.as_deref().unwrap_or("{}"))
             .map_err(|e| Error::Store(hale_store::Error::Backend(e.to_string())))?;
         let patched = fhirpath_patch::apply(&resource, patch)?;
-        self.update(ty, id, patched, Some(current.version)).await
+        self.update_as("patch", ty, id, patched, Some(current.version)).await
     }
 
     /// Deletes a resource (a versioned tombstone). `None`: nothing current to delete.
@@ -322,26 +375,52 @@ impl Repository {
         id: &ResourceId,
         if_match: Option<VersionId>,
     ) -> Result<Option<StoredResource>> {
-        Ok(self.door(Interaction::Delete, Some(ty))?.delete(ty, id, if_match).await?)
+        let event = Event::new("delete", Interaction::Delete);
+        let result = async {
+            let audit = self.audit_write(event.clone());
+            Ok(self.door(Interaction::Delete, Some(ty)).await?.delete(ty, id, if_match, audit).await?)
+        }
+        .await;
+        self.audit_failed_write(event.target(format!("{ty}/{id}")), result).await
     }
 
     /// Conditional delete of the single resource the query selects.
     pub async fn conditional_delete(&self, ty: &ResourceType, query: &str) -> Result<Option<StoredResource>> {
-        let criteria = parse_criteria(ty, query)?;
-        self.door(Interaction::Search, Some(ty))?;
-        Ok(self.door(Interaction::Delete, Some(ty))?.conditional_delete(criteria).await?)
+        let event = Event::new("delete", Interaction::Delete).query(format!("{ty}?{query}"));
+        let result = async {
+            let criteria = parse_criteria(ty, query)?;
+            self.door(Interaction::Search, Some(ty)).await?;
+            let audit = self.audit_write(event.clone());
+            Ok(self.door(Interaction::Delete, Some(ty)).await?.conditional_delete(criteria, audit).await?)
+        }
+        .await;
+        self.audit_failed_write(event.target(ty.as_str()), result).await
     }
 
     /// A page of a type search.
     pub async fn search(&self, request: &SearchRequest, page_size: usize, want_total: bool) -> Result<SearchPage> {
-        Ok(self.door(Interaction::Search, Some(&request.resource_type))?.search(request, page_size, want_total).await?)
+        let mut event = Event::new("search-type", Interaction::Search).query(search_query(request));
+        if let Some(c) = &request.compartment
+            && c.owner_type == "Patient"
+        {
+            event = event.patient(c.owner_id.as_str());
+        }
+        let result = async {
+            let store = self.door(Interaction::Search, Some(&request.resource_type)).await?;
+            Ok(store.search(request, page_size, want_total).await?)
+        }
+        .await;
+        self.audited(event, result, |p: &SearchPage| p.entries.iter().chain(&p.included).collect()).await
     }
 
     /// `Patient/[id]/$everything`.
     pub async fn everything(&self, patient: &ResourceId, query: &EverythingQuery) -> Result<SearchPage> {
         let ty = resource_type("Patient")?;
         self.read(&ty, patient).await?;
-        Ok(self.door(Interaction::Everything, Some(&ty))?.everything(patient, query).await?)
+        let event = Event::new("operation:everything", Interaction::Everything).patient(patient.as_str());
+        let result =
+            async { Ok(self.door(Interaction::Everything, Some(&ty)).await?.everything(patient, query).await?) }.await;
+        self.audited(event, result, |p: &SearchPage| p.entries.iter().chain(&p.included).collect()).await
     }
 
     /// History, newest first.
@@ -350,13 +429,26 @@ impl Repository {
             HistoryScope::System => None,
             HistoryScope::Type(ty) | HistoryScope::Instance(ty, _) => Some(ty),
         };
-        let store = self.door(Interaction::History, ty)?;
-        if let HistoryScope::Instance(ty, id) = scope
-            && store.read(ty, id).await?.is_none()
-        {
-            return Err(Error::NotFound(format!("{ty}/{id}")));
+        let subtype = match scope {
+            HistoryScope::System => "history-system",
+            HistoryScope::Type(_) => "history-type",
+            HistoryScope::Instance(..) => "history-instance",
+        };
+        let mut event = Event::new(subtype, Interaction::History);
+        if let HistoryScope::Instance(ty, id) = scope {
+            event = event.target(format!("{ty}/{id}"));
         }
-        Ok(store.history(scope, query).await?)
+        let result = async {
+            let store = self.door(Interaction::History, ty).await?;
+            if let HistoryScope::Instance(ty, id) = scope
+                && store.read(ty, id).await?.is_none()
+            {
+                return Err(Error::NotFound(format!("{ty}/{id}")));
+            }
+            Ok(store.history(scope, query).await?)
+        }
+        .await;
+        self.audited(event, result, |p: &HistoryPage| p.entries.iter().collect()).await
     }
 
     /// `$validate`: the outcome of validating `body` for `mode`, without writing.
@@ -390,7 +482,7 @@ impl Repository {
 
     /// Refreshes the store's planner statistics (after a bulk load; system only).
     pub async fn optimize(&self) -> Result<()> {
-        Ok(self.door(Interaction::Maintenance, None)?.optimize().await?)
+        Ok(self.door(Interaction::Maintenance, None).await?.optimize().await?)
     }
 
     /// Recomputes the index rows of every current resource of `ty` from its stored
@@ -398,7 +490,7 @@ impl Repository {
     pub async fn reindex_type(&self, ty: &ResourceType, mut progress: impl FnMut(usize)) -> Result<usize> {
         let mut req =
             hale_search::parse::parse(ty, &[], false).map_err(|i| Error::Invalid(OperationOutcome::single(i)))?;
-        let store = self.door(Interaction::Reindex, Some(ty))?;
+        let store = self.door(Interaction::Reindex, Some(ty)).await?;
         let mut done = 0;
         loop {
             let page = store.search(&req, 500, false).await?;
@@ -417,25 +509,32 @@ impl Repository {
                 None => break,
             }
         }
+        let event = Event::new("reindex", Interaction::Reindex).target(ty.as_str()).query(format!("{done} resources"));
+        store.append_audit(vec![event.row(self.context(), &[])]).await?;
         Ok(done)
     }
 
     /// Readiness: the store answers.
     pub async fn ping(&self) -> Result<()> {
-        Ok(self.door(Interaction::Ping, None)?.ping().await?)
+        Ok(self.door(Interaction::Ping, None).await?.ping().await?)
     }
 
     /// Up to `limit` versions of any resource written after position `after`, oldest
     /// first, each with its position (`hale migrate-store`; system only).
     pub async fn versions_after(&self, after: i64, limit: usize) -> Result<Vec<(i64, StoredResource)>> {
-        Ok(self.door(Interaction::Maintenance, None)?.versions_after(after, limit).await?)
+        let event = Event::new("maintenance:read-versions", Interaction::Maintenance);
+        let result =
+            async { Ok(self.door(Interaction::Maintenance, None).await?.versions_after(after, limit).await?) }.await;
+        self.audited(event, result, |v: &Vec<(i64, StoredResource)>| v.iter().map(|(_, s)| s).collect()).await
     }
 
     /// Writes versions back verbatim, each with its index rows (computed here from its
     /// JSON; none for a deletion or an older version), into a store being filled by
     /// `hale migrate-store` (system only).
     pub async fn restore(&self, versions: Vec<StoredResource>) -> Result<()> {
-        let store = self.door(Interaction::Maintenance, None)?;
+        let store = self.door(Interaction::Maintenance, None).await?;
+        let event = Event::new("maintenance:restore", Interaction::Maintenance);
+        let row = event.row(self.context(), &versions.iter().collect::<Vec<_>>());
         let mut batch = Vec::with_capacity(versions.len());
         for v in versions {
             let index = match &v.body {
@@ -452,8 +551,82 @@ impl Repository {
             };
             batch.push((v, index));
         }
-        Ok(store.restore(batch).await?)
+        store.restore(batch).await?;
+        store.append_audit(vec![row]).await?;
+        Ok(())
     }
+}
+
+/// What [`Repository::verify_audit`] found.
+#[derive(Debug, Clone)]
+pub struct AuditVerification {
+    pub report: hale_audit::chain::Report,
+    /// Lines of the checkpoint file that are not validly signed.
+    pub bad_checkpoints: Vec<hale_audit::chain::Problem>,
+    /// Entries written but not yet linked into the chain.
+    pub unchained: u64,
+}
+
+impl AuditVerification {
+    /// The first problem found, if any.
+    pub fn problem(&self) -> Option<&hale_audit::chain::Problem> {
+        self.report.problem.as_ref().or(self.bad_checkpoints.first())
+    }
+}
+
+fn audit_error(e: hale_audit::chain::Error) -> Error {
+    Error::Store(hale_store::Error::Backend(e.to_string()))
+}
+
+impl Repository {
+    /// Links the audit entries written since the last run into the hash chain and
+    /// signs a checkpoint of its new head into the data directory (system only).
+    /// Returns how many entries it linked.
+    pub async fn chain_audit(&self, checkpoints: &hale_audit::chain::Checkpoints) -> Result<usize> {
+        let store = self.door(Interaction::Maintenance, None).await?;
+        let mut linked = 0;
+        let mut head = None;
+        loop {
+            let (n, h) = store.chain_audit(10_000, hale_audit::chain::link).await?;
+            linked += n;
+            if n == 0 {
+                break;
+            }
+            head = h;
+        }
+        if let Some((pos, hash)) = head {
+            let key = checkpoints.signing_key().map_err(audit_error)?;
+            checkpoints.append(&key, pos, &hash).map_err(audit_error)?;
+        }
+        Ok(linked)
+    }
+
+    /// Verifies the whole chain against itself and the signed checkpoints (system only).
+    pub async fn verify_audit(&self, checkpoints: &hale_audit::chain::Checkpoints) -> Result<AuditVerification> {
+        let store = self.door(Interaction::Maintenance, None).await?;
+        let key = checkpoints.verifying_key().map_err(audit_error)?;
+        let (good, bad_checkpoints) = checkpoints.load(key.as_ref()).map_err(audit_error)?;
+        let mut v = hale_audit::chain::Verifier::new(&good);
+        let mut after = 0;
+        'pages: loop {
+            let page = store.audit_chain(after, 20_000).await?;
+            let Some(last) = page.last() else { break };
+            after = last.pos;
+            for e in &page {
+                if !v.feed(e) {
+                    break 'pages;
+                }
+            }
+        }
+        let unchained = store.audit_unchained().await?;
+        Ok(AuditVerification { report: v.finish(), bad_checkpoints, unchained })
+    }
+}
+
+/// A search's parameters as asked, for its audit entry.
+fn search_query(request: &SearchRequest) -> String {
+    let params: Vec<String> = request.canonical.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    format!("{}?{}", request.resource_type, params.join("&"))
 }
 
 #[cfg(test)]

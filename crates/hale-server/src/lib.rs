@@ -29,6 +29,7 @@ use hale_store::Store;
 use tokio::net::TcpListener;
 
 pub use config::Config;
+pub use hale_repository::{Checkpoints, Repository as SystemRepository};
 
 /// Start-up failures.
 #[derive(Debug, thiserror::Error)]
@@ -162,6 +163,20 @@ pub fn declared_routes() -> Vec<(&'static str, RoutePolicy)> {
 pub struct Server {
     listener: TcpListener,
     app: Router,
+    gate: Gate,
+    checkpoints: hale_repository::Checkpoints,
+}
+
+/// How often the server links new audit entries into the hash chain and signs a
+/// checkpoint.
+const AUDIT_CHAIN_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Links pending audit entries into the chain, as the system principal; failures are
+/// logged and retried on the next round.
+async fn chain_audit(gate: &Gate, checkpoints: &hale_repository::Checkpoints) {
+    if let Err(e) = gate.system("audit-chainer").chain_audit(checkpoints).await {
+        tracing::error!(error = %e, "the audit trail could not be chained; retrying");
+    }
 }
 
 impl Server {
@@ -169,7 +184,8 @@ impl Server {
     pub async fn bind(cfg: &Config) -> Result<Server, Error> {
         let gate = gate(cfg).await?;
         let listener = TcpListener::bind(&cfg.listen).await.map_err(|e| Error::Listen(cfg.listen.clone(), e))?;
-        Ok(Server { listener, app: app(cfg, gate) })
+        let checkpoints = hale_repository::Checkpoints::new(&cfg.data_dir);
+        Ok(Server { listener, app: app(cfg, gate.clone()), gate, checkpoints })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -178,11 +194,24 @@ impl Server {
 
     /// Serves until `shutdown` completes, then finishes in-flight requests. Each
     /// request knows its client's address (for the request context and the audit).
+    /// Links new audit entries into the hash chain every second meanwhile, and once
+    /// more after the last request.
     pub async fn serve(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<(), Error> {
-        axum::serve(self.listener, self.app.into_make_service_with_connect_info::<SocketAddr>())
+        let (gate, checkpoints) = (self.gate.clone(), self.checkpoints.clone());
+        let chainer = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(AUDIT_CHAIN_EVERY);
+            loop {
+                tick.tick().await;
+                chain_audit(&gate, &checkpoints).await;
+            }
+        });
+        let served = axum::serve(self.listener, self.app.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(shutdown)
             .await
-            .map_err(Error::Serve)
+            .map_err(Error::Serve);
+        chainer.abort();
+        chain_audit(&self.gate, &self.checkpoints).await;
+        served
     }
 }
 

@@ -32,8 +32,9 @@ use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMe
 use hale_fhir::{ResourceId, ResourceType, VersionId};
 use hale_search::parse::SearchRequest;
 use hale_store::{
-    CreateOutcome, Criteria, Error, EverythingQuery, HistoryPage, HistoryQuery, HistoryScope, IndexRows, Instant,
-    Method, NewVersion, Precondition, Result, SearchPage, Store, StoredResource, TxOp, TxOutcome, UpdateOutcome,
+    AuditQuery, AuditRow, AuditWrite, ChainLink, ChainedEntry, CreateOutcome, Criteria, Error, EverythingQuery,
+    HistoryPage, HistoryQuery, HistoryScope, IndexRows, Instant, Method, NewVersion, Precondition, Result, SearchPage,
+    Store, StoredResource, TxOp, TxOutcome, UpdateOutcome,
 };
 use tokio_postgres::NoTls;
 
@@ -45,6 +46,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("../migrations/0002_leaner_indexes.sql")),
     (3, include_str!("../migrations/0003_token_patient_key.sql")),
     (4, include_str!("../migrations/0004_owner_index_by_resource.sql")),
+    (5, include_str!("../migrations/0005_audit.sql")),
 ];
 
 /// Every index table; rows of a resource are replaced on each write.
@@ -418,6 +420,7 @@ impl Store for PgStore {
         ty: &ResourceType,
         new: NewVersion,
         if_none_exist: Option<Criteria>,
+        audit: AuditWrite,
     ) -> Result<CreateOutcome> {
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(db)?;
@@ -435,6 +438,7 @@ impl Store for PgStore {
                     let existing = read_current(&tx, ty.as_str(), found[0].as_str())
                         .await?
                         .ok_or_else(|| Error::Backend("matched resource vanished".into()))?;
+                    insert_audit(&tx, &audit.row(&[&existing])).await?;
                     tx.commit().await.map_err(db)?;
                     return Ok(CreateOutcome::Existing(existing));
                 }
@@ -446,6 +450,7 @@ impl Store for PgStore {
         let mut w = Writer::new(&tx);
         let stored = w.write(ty, &id, None, Method::Post, Some(new)).await?;
         w.flush().await?;
+        insert_audit(&tx, &audit.row(&[&stored])).await?;
         tx.commit().await.map_err(db)?;
         Ok(CreateOutcome::Created(stored))
     }
@@ -456,6 +461,7 @@ impl Store for PgStore {
         id: &ResourceId,
         new: NewVersion,
         if_match: Option<VersionId>,
+        audit: AuditWrite,
     ) -> Result<UpdateOutcome> {
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(db)?;
@@ -468,6 +474,7 @@ impl Store for PgStore {
         let created = prev.is_none_or(|p| p.1);
         let stored = w.write(ty, id, prev, Method::Put, Some(new)).await?;
         w.flush().await?;
+        insert_audit(&tx, &audit.row(&[&stored])).await?;
         tx.commit().await.map_err(db)?;
         Ok(UpdateOutcome { stored, created })
     }
@@ -478,6 +485,7 @@ impl Store for PgStore {
         id: Option<ResourceId>,
         new: NewVersion,
         if_match: Option<VersionId>,
+        audit: AuditWrite,
     ) -> Result<UpdateOutcome> {
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(db)?;
@@ -503,6 +511,7 @@ impl Store for PgStore {
         let method = if prev.is_none() && found.is_empty() { Method::Post } else { Method::Put };
         let stored = w.write(&ty, &target, prev, method, Some(new)).await?;
         w.flush().await?;
+        insert_audit(&tx, &audit.row(&[&stored])).await?;
         tx.commit().await.map_err(db)?;
         Ok(UpdateOutcome { stored, created })
     }
@@ -512,6 +521,7 @@ impl Store for PgStore {
         ty: &ResourceType,
         id: &ResourceId,
         if_match: Option<VersionId>,
+        audit: AuditWrite,
     ) -> Result<Option<StoredResource>> {
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(db)?;
@@ -526,11 +536,12 @@ impl Store for PgStore {
             _ => None,
         };
         w.flush().await?;
+        insert_audit(&tx, &audit.row(&out.iter().collect::<Vec<_>>())).await?;
         tx.commit().await.map_err(db)?;
         Ok(out)
     }
 
-    async fn conditional_delete(&self, criteria: Criteria) -> Result<Option<StoredResource>> {
+    async fn conditional_delete(&self, criteria: Criteria, audit: AuditWrite) -> Result<Option<StoredResource>> {
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(db)?;
         let ty = criteria.request.resource_type.clone();
@@ -550,6 +561,7 @@ impl Store for PgStore {
             }
             n => return Err(Error::MultipleMatches(n)),
         };
+        insert_audit(&tx, &audit.row(&out.iter().collect::<Vec<_>>())).await?;
         tx.commit().await.map_err(db)?;
         Ok(out)
     }
@@ -585,7 +597,11 @@ impl Store for PgStore {
         Ok(n)
     }
 
-    async fn transaction(&self, ops: Vec<TxOp>) -> std::result::Result<Vec<TxOutcome>, (usize, Error)> {
+    async fn transaction(
+        &self,
+        ops: Vec<TxOp>,
+        audit: AuditWrite,
+    ) -> std::result::Result<Vec<TxOutcome>, (usize, Error)> {
         let mut c = self.client().await.map_err(|e| (0, e))?;
         let tx = c.transaction().await.map_err(|e| (0, db(e)))?;
         let mut locks = Locks::default();
@@ -623,6 +639,7 @@ impl Store for PgStore {
             out.push(run_op(&mut w, op).await.map_err(|e| (i, e))?);
         }
         w.flush().await.map_err(|e| (last, e))?;
+        insert_audit(&tx, &audit.row(&hale_store::touched(&out))).await.map_err(|e| (last, e))?;
         tx.commit().await.map_err(|e| (0, db(e)))?;
         Ok(out)
     }
@@ -672,6 +689,130 @@ impl Store for PgStore {
         write::restore(&tx, versions).await?;
         tx.commit().await.map_err(db)
     }
+
+    async fn append_audit(&self, rows: Vec<AuditRow>) -> Result<()> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(db)?;
+        for row in &rows {
+            insert_audit(&tx, row).await?;
+        }
+        tx.commit().await.map_err(db)
+    }
+
+    async fn chain_audit(&self, limit: usize, link: ChainLink) -> Result<(usize, Option<(i64, Vec<u8>)>)> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(db)?;
+        // one chainer at a time across every node; writers never take this lock
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&AUDIT_CHAIN_LOCK]).await.map_err(db)?;
+        let head = tx
+            .query_opt(
+                "SELECT chain_pos, chain_hash FROM audit_log WHERE chain_pos IS NOT NULL ORDER BY chain_pos DESC LIMIT 1",
+                &[],
+            )
+            .await
+            .map_err(db)?
+            .map(|r| Ok::<_, Error>((r.try_get::<_, i64>(0).map_err(db)?, r.try_get::<_, Vec<u8>>(1).map_err(db)?)))
+            .transpose()?;
+        let pending = tx
+            .query("SELECT seq, body FROM audit_log WHERE chain_pos IS NULL ORDER BY seq LIMIT $1", &[&(limit as i64)])
+            .await
+            .map_err(db)?;
+        let (mut pos, mut prev) = match &head {
+            Some((p, h)) => {
+                (*p, <[u8; 32]>::try_from(h.as_slice()).map_err(|_| backend("an audit chain hash is not 32 bytes"))?)
+            }
+            None => (0, [0u8; 32]),
+        };
+        let (mut seqs, mut poss, mut hashes) = (Vec::new(), Vec::new(), Vec::new());
+        for r in &pending {
+            let seq: i64 = r.try_get(0).map_err(db)?;
+            let body: &str = r.try_get(1).map_err(db)?;
+            pos += 1;
+            prev = link(&prev, pos, seq, body);
+            seqs.push(seq);
+            poss.push(pos);
+            hashes.push(prev.to_vec());
+        }
+        if !seqs.is_empty() {
+            tx.execute(
+                "UPDATE audit_log a SET chain_pos = u.pos, chain_hash = u.hash
+                 FROM unnest($1::bigint[], $2::bigint[], $3::bytea[]) AS u(seq, pos, hash) WHERE a.seq = u.seq",
+                &[&seqs, &poss, &hashes],
+            )
+            .await
+            .map_err(db)?;
+        }
+        tx.commit().await.map_err(db)?;
+        let head = if seqs.is_empty() { head } else { Some((pos, prev.to_vec())) };
+        Ok((seqs.len(), head))
+    }
+
+    async fn audit_chain(&self, after: i64, limit: usize) -> Result<Vec<ChainedEntry>> {
+        let c = self.client().await?;
+        let rows = c
+            .query(
+                "SELECT chain_pos, seq, chain_hash, body FROM audit_log WHERE chain_pos > $1 ORDER BY chain_pos LIMIT $2",
+                &[&after, &(limit as i64)],
+            )
+            .await
+            .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                Ok(ChainedEntry {
+                    pos: r.try_get(0).map_err(db)?,
+                    seq: r.try_get(1).map_err(db)?,
+                    hash: r.try_get(2).map_err(db)?,
+                    body: r.try_get(3).map_err(db)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn audit_unchained(&self) -> Result<u64> {
+        let c = self.client().await?;
+        let r = c.query_one("SELECT COUNT(*) FROM audit_log WHERE chain_pos IS NULL", &[]).await.map_err(db)?;
+        Ok(r.try_get::<_, i64>(0).map_err(db)? as u64)
+    }
+
+    async fn search_audit(&self, query: &AuditQuery) -> Result<Vec<(i64, String)>> {
+        let c = self.client().await?;
+        let q = hale_store::sql::audit_search(query);
+        search::query(&c, &q)
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get(0).map_err(db)?, r.try_get(1).map_err(db)?)))
+            .collect()
+    }
+
+    async fn read_audit(&self, seq: i64) -> Result<Option<String>> {
+        let c = self.client().await?;
+        match c.query_opt("SELECT body FROM audit_log WHERE seq = $1", &[&seq]).await.map_err(db)? {
+            Some(r) => Ok(Some(r.try_get(0).map_err(db)?)),
+            None => Ok(None),
+        }
+    }
+}
+
+/// The advisory lock the audit chainer holds (any constant no other lock uses).
+const AUDIT_CHAIN_LOCK: i64 = 0x4841_4c45_4155_4454; // "HALEAUDT"
+
+/// Inserts one audit entry and the patients it concerns.
+async fn insert_audit(c: &impl GenericClient, row: &AuditRow) -> Result<()> {
+    let mut patients: Vec<&str> = row.patients.iter().map(String::as_str).collect();
+    patients.sort_unstable();
+    patients.dedup();
+    let s = c
+        .prepare_cached(
+            "WITH a AS (INSERT INTO audit_log (recorded, action, agent, outcome, body) VALUES ($1, $2, $3, $4, $5)
+             RETURNING seq)
+             INSERT INTO audit_patient (patient, seq) SELECT p, a.seq FROM a, unnest($6::text[]) AS p",
+        )
+        .await
+        .map_err(db)?;
+    c.execute(&s, &[&row.recorded.millis(), &row.action, &row.agent, &row.outcome, &row.body, &patients])
+        .await
+        .map_err(db)?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -18,8 +18,9 @@ use async_trait::async_trait;
 use hale_fhir::{ResourceId, ResourceType, VersionId};
 use hale_search::parse::SearchRequest;
 use hale_store::{
-    CreateOutcome, Criteria, Error, EverythingQuery, HistoryPage, HistoryQuery, HistoryScope, IndexRows, Instant,
-    Method, NewVersion, Precondition, Result, SearchPage, Store, StoredResource, TxOp, TxOutcome, UpdateOutcome,
+    AuditQuery, AuditRow, AuditWrite, ChainLink, ChainedEntry, CreateOutcome, Criteria, Error, EverythingQuery,
+    HistoryPage, HistoryQuery, HistoryScope, IndexRows, Instant, Method, NewVersion, Precondition, Result, SearchPage,
+    Store, StoredResource, TxOp, TxOutcome, UpdateOutcome,
 };
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params, params_from_iter};
 
@@ -33,6 +34,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (6, include_str!("../migrations/0006_lookup_indexes_cover_the_owner.sql")),
     (7, include_str!("../migrations/0007_date_owner_covers_the_range.sql")),
     (8, include_str!("../migrations/0008_token_patient_key.sql")),
+    (9, include_str!("../migrations/0009_audit.sql")),
 ];
 
 /// Every index table; rows of a resource are replaced on each write.
@@ -499,6 +501,23 @@ fn write_index(tx: &Connection, ty: &str, id: &str, index: &IndexRows) -> rusqli
     Ok(())
 }
 
+/// Inserts one audit entry and the patients it concerns.
+fn insert_audit(tx: &Connection, row: &AuditRow) -> Result<()> {
+    tx.prepare_cached("INSERT INTO audit_log (recorded, action, agent, outcome, body) VALUES (?1, ?2, ?3, ?4, ?5)")
+        .and_then(|mut s| s.execute(params![row.recorded.millis(), row.action, row.agent, row.outcome, row.body]))
+        .map_err(backend)?;
+    let seq = tx.last_insert_rowid();
+    let mut patients: Vec<&String> = row.patients.iter().collect();
+    patients.sort();
+    patients.dedup();
+    for p in patients {
+        tx.prepare_cached("INSERT INTO audit_patient (patient, seq) VALUES (?1, ?2)")
+            .and_then(|mut s| s.execute(params![p, seq]))
+            .map_err(backend)?;
+    }
+    Ok(())
+}
+
 fn find_ids(c: &Connection, criteria: &Criteria, limit: usize) -> Result<Vec<ResourceId>> {
     Ok(search::search(c, &criteria.request, limit, false)?.entries.into_iter().map(|e| e.id).collect())
 }
@@ -565,13 +584,19 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn transaction(&self, ops: Vec<TxOp>) -> std::result::Result<Vec<TxOutcome>, (usize, Error)> {
+    async fn transaction(
+        &self,
+        ops: Vec<TxOp>,
+        audit: AuditWrite,
+    ) -> std::result::Result<Vec<TxOutcome>, (usize, Error)> {
+        let n = ops.len();
         self.write(
             move |tx| {
                 let mut out = Vec::with_capacity(ops.len());
                 for (i, op) in ops.into_iter().enumerate() {
                     out.push(run_op(tx, op).map_err(|e| (i, e))?);
                 }
+                insert_audit(tx, &audit.row(&hale_store::touched(&out))).map_err(|e| (n.saturating_sub(1), e))?;
                 Ok(out)
             },
             |e| (0, e),
@@ -607,6 +632,7 @@ impl Store for SqliteStore {
         ty: &ResourceType,
         new: NewVersion,
         if_none_exist: Option<Criteria>,
+        audit: AuditWrite,
     ) -> Result<CreateOutcome> {
         let ty = ty.clone();
         self.with_writer(move |tx| {
@@ -617,13 +643,16 @@ impl Store for SqliteStore {
                     1 => {
                         let existing = read_current(tx, ty.as_str(), found[0].as_str())?
                             .ok_or_else(|| Error::Backend("matched resource vanished".into()))?;
+                        insert_audit(tx, &audit.row(&[&existing]))?;
                         return Ok(CreateOutcome::Existing(existing));
                     }
                     n => return Err(Error::MultipleMatches(n)),
                 }
             }
             let id = ResourceId::generate();
-            write_version(tx, &ty, &id, None, Method::Post, Some(new)).map(CreateOutcome::Created)
+            let stored = write_version(tx, &ty, &id, None, Method::Post, Some(new))?;
+            insert_audit(tx, &audit.row(&[&stored]))?;
+            Ok(CreateOutcome::Created(stored))
         })
         .await
     }
@@ -634,6 +663,7 @@ impl Store for SqliteStore {
         id: &ResourceId,
         new: NewVersion,
         if_match: Option<VersionId>,
+        audit: AuditWrite,
     ) -> Result<UpdateOutcome> {
         let (ty, id) = (ty.clone(), id.clone());
         self.with_writer(move |tx| {
@@ -641,6 +671,7 @@ impl Store for SqliteStore {
             hale_store::check_if_match(&ty, &id, prev.map(|p| (p.0, p.1)), if_match)?;
             let created = prev.is_none_or(|p| p.1);
             let stored = write_version(tx, &ty, &id, prev, Method::Put, Some(new))?;
+            insert_audit(tx, &audit.row(&[&stored]))?;
             Ok(UpdateOutcome { stored, created })
         })
         .await
@@ -652,6 +683,7 @@ impl Store for SqliteStore {
         id: Option<ResourceId>,
         new: NewVersion,
         if_match: Option<VersionId>,
+        audit: AuditWrite,
     ) -> Result<UpdateOutcome> {
         self.with_writer(move |tx| {
             let ty = criteria.request.resource_type.clone();
@@ -668,6 +700,7 @@ impl Store for SqliteStore {
             let created = prev.is_none_or(|p| p.1);
             let method = if prev.is_none() && found.is_empty() { Method::Post } else { Method::Put };
             let stored = write_version(tx, &ty, &target, prev, method, Some(new))?;
+            insert_audit(tx, &audit.row(&[&stored]))?;
             Ok(UpdateOutcome { stored, created })
         })
         .await
@@ -678,31 +711,36 @@ impl Store for SqliteStore {
         ty: &ResourceType,
         id: &ResourceId,
         if_match: Option<VersionId>,
+        audit: AuditWrite,
     ) -> Result<Option<StoredResource>> {
         let (ty, id) = (ty.clone(), id.clone());
         self.with_writer(move |tx| {
             let prev = current(tx, ty.as_str(), id.as_str())?;
             hale_store::check_if_match(&ty, &id, prev.map(|p| (p.0, p.1)), if_match)?;
-            match prev {
-                Some((_, false, _)) => write_version(tx, &ty, &id, prev, Method::Delete, None).map(Some),
-                _ => Ok(None),
-            }
+            let out = match prev {
+                Some((_, false, _)) => Some(write_version(tx, &ty, &id, prev, Method::Delete, None)?),
+                _ => None,
+            };
+            insert_audit(tx, &audit.row(&out.iter().collect::<Vec<_>>()))?;
+            Ok(out)
         })
         .await
     }
 
-    async fn conditional_delete(&self, criteria: Criteria) -> Result<Option<StoredResource>> {
+    async fn conditional_delete(&self, criteria: Criteria, audit: AuditWrite) -> Result<Option<StoredResource>> {
         self.with_writer(move |tx| {
             let ty = criteria.request.resource_type.clone();
             let found = find_ids(tx, &criteria, 2)?;
-            match found.len() {
-                0 => Ok(None),
+            let out = match found.len() {
+                0 => None,
                 1 => {
                     let prev = current(tx, ty.as_str(), found[0].as_str())?;
-                    write_version(tx, &ty, &found[0], prev, Method::Delete, None).map(Some)
+                    Some(write_version(tx, &ty, &found[0], prev, Method::Delete, None)?)
                 }
-                n => Err(Error::MultipleMatches(n)),
-            }
+                n => return Err(Error::MultipleMatches(n)),
+            };
+            insert_audit(tx, &audit.row(&out.iter().collect::<Vec<_>>()))?;
+            Ok(out)
         })
         .await
     }
@@ -774,6 +812,97 @@ impl Store for SqliteStore {
     async fn ping(&self) -> Result<()> {
         self.with_reader(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(backend)).await
     }
+
+    async fn append_audit(&self, rows: Vec<AuditRow>) -> Result<()> {
+        self.with_writer(move |tx| rows.iter().try_for_each(|r| insert_audit(tx, r))).await
+    }
+
+    async fn chain_audit(&self, limit: usize, link: ChainLink) -> Result<(usize, Option<(i64, Vec<u8>)>)> {
+        // the writer thread is the one chainer: chaining is serialized with every write
+        self.with_writer(move |tx| {
+            let head = audit_head(tx)?;
+            let pending: Vec<(i64, String)> = tx
+                .prepare_cached("SELECT seq, body FROM audit_log WHERE chain_pos IS NULL ORDER BY seq LIMIT ?1")
+                .and_then(|mut s| {
+                    s.query_map(params![limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()
+                })
+                .map_err(backend)?;
+            let (mut pos, mut prev) = match &head {
+                Some((p, h)) => (*p, to_hash(h)?),
+                None => (0, [0u8; 32]),
+            };
+            for (seq, body) in &pending {
+                pos += 1;
+                prev = link(&prev, pos, *seq, body);
+                tx.prepare_cached("UPDATE audit_log SET chain_pos = ?1, chain_hash = ?2 WHERE seq = ?3")
+                    .and_then(|mut s| s.execute(params![pos, prev.as_slice(), seq]))
+                    .map_err(backend)?;
+            }
+            let head = if pending.is_empty() { head } else { Some((pos, prev.to_vec())) };
+            Ok((pending.len(), head))
+        })
+        .await
+    }
+
+    async fn audit_chain(&self, after: i64, limit: usize) -> Result<Vec<ChainedEntry>> {
+        self.with_reader(move |c| {
+            c.prepare_cached(
+                "SELECT chain_pos, seq, chain_hash, body FROM audit_log
+                 WHERE chain_pos > ?1 ORDER BY chain_pos LIMIT ?2",
+            )
+            .and_then(|mut s| {
+                s.query_map(params![after, limit as i64], |r| {
+                    Ok(ChainedEntry { pos: r.get(0)?, seq: r.get(1)?, hash: r.get(2)?, body: r.get(3)? })
+                })?
+                .collect::<rusqlite::Result<_>>()
+            })
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn audit_unchained(&self) -> Result<u64> {
+        self.with_reader(|c| {
+            c.query_row("SELECT COUNT(*) FROM audit_log WHERE chain_pos IS NULL", [], |r| r.get::<_, i64>(0))
+                .map(|n| n as u64)
+                .map_err(backend)
+        })
+        .await
+    }
+
+    async fn search_audit(&self, query: &AuditQuery) -> Result<Vec<(i64, String)>> {
+        let q = hale_store::sql::audit_search(query);
+        self.with_reader(move |c| {
+            let mut stmt = c.prepare_cached(&q.sql).map_err(backend)?;
+            let rows = stmt
+                .query_map(params_from_iter(q.args.iter().map(search::bind)), |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(backend)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn read_audit(&self, seq: i64) -> Result<Option<String>> {
+        self.with_reader(move |c| {
+            c.query_row("SELECT body FROM audit_log WHERE seq = ?1", params![seq], |r| r.get(0))
+                .optional()
+                .map_err(backend)
+        })
+        .await
+    }
+}
+
+/// The last chained entry: its position and hash.
+fn audit_head(tx: &Connection) -> Result<Option<(i64, Vec<u8>)>> {
+    tx.prepare_cached(
+        "SELECT chain_pos, chain_hash FROM audit_log WHERE chain_pos IS NOT NULL ORDER BY chain_pos DESC LIMIT 1",
+    )
+    .and_then(|mut s| s.query_row([], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+    .map_err(backend)
+}
+
+fn to_hash(h: &[u8]) -> Result<[u8; 32]> {
+    h.try_into().map_err(|_| Error::Backend("an audit chain hash is not 32 bytes".into()))
 }
 
 #[cfg(test)]
@@ -787,6 +916,17 @@ mod tests {
             resource: json!({"resourceType":"Patient","name":[{"family":family}]}),
             index: IndexRows::default(),
         }
+    }
+
+    fn audit() -> AuditWrite {
+        AuditWrite::new(|touched| AuditRow {
+            recorded: Instant::now(),
+            action: "test".into(),
+            agent: "system:test".into(),
+            outcome: "0".into(),
+            patients: touched.iter().map(|s| s.id.to_string()).collect(),
+            body: "{}".into(),
+        })
     }
 
     fn ty() -> ResourceType {
@@ -839,13 +979,13 @@ mod tests {
     async fn versions_history_and_tombstones() {
         let dir = tempfile::tempdir().unwrap();
         let s = SqliteStore::open(&dir.path().join("h.db")).unwrap();
-        let CreateOutcome::Created(c) = s.create(&ty(), patient("a"), None).await.unwrap() else { panic!() };
+        let CreateOutcome::Created(c) = s.create(&ty(), patient("a"), None, audit()).await.unwrap() else { panic!() };
         assert_eq!(c.version, VersionId::FIRST);
-        let u = s.update(&ty(), &c.id, patient("b"), Some(VersionId::FIRST)).await.unwrap();
+        let u = s.update(&ty(), &c.id, patient("b"), Some(VersionId::FIRST), audit()).await.unwrap();
         assert_eq!((u.stored.version.get(), u.created), (2, false));
-        let conflict = s.update(&ty(), &c.id, patient("c"), Some(VersionId::FIRST)).await;
+        let conflict = s.update(&ty(), &c.id, patient("c"), Some(VersionId::FIRST), audit()).await;
         assert!(matches!(conflict, Err(Error::VersionConflict { .. })));
-        let d = s.delete(&ty(), &c.id, None).await.unwrap().unwrap();
+        let d = s.delete(&ty(), &c.id, None, audit()).await.unwrap().unwrap();
         assert!(d.is_deleted());
         assert_eq!(d.version.get(), 3);
         assert!(s.read(&ty(), &c.id).await.unwrap().unwrap().is_deleted());
@@ -867,7 +1007,7 @@ mod tests {
         assert_eq!(h2.entries.iter().map(|e| e.version.get()).collect::<Vec<_>>(), [1]);
         assert!(h2.next.is_none());
         // a re-create after delete continues the version sequence
-        let again = s.update(&ty(), &c.id, patient("d"), None).await.unwrap();
+        let again = s.update(&ty(), &c.id, patient("d"), None, audit()).await.unwrap();
         assert_eq!((again.stored.version.get(), again.created), (4, true));
     }
 
@@ -884,11 +1024,11 @@ mod tests {
             std::fs::metadata(&path).unwrap().len()
         };
         // the migrations' pages are checkpointed after the first commit's nudge
-        s.create(&ty(), patient("first"), None).await.unwrap();
+        s.create(&ty(), patient("first"), None, audit()).await.unwrap();
         let before = settled(1_000);
         let text = "x".repeat(4_000);
         for i in 0..200 {
-            s.create(&ty(), patient(&format!("{text}{i}")), None).await.unwrap();
+            s.create(&ty(), patient(&format!("{text}{i}")), None, audit()).await.unwrap();
         }
         let mut after = before;
         for _ in 0..50 {
@@ -919,13 +1059,16 @@ mod tests {
         let request =
             hale_search::parse::parse(&ty(), &[("identifier".to_string(), "urn:s|1".to_string())], false).unwrap();
         let crit = Criteria { request };
-        let CreateOutcome::Created(first) = s.create(&ty(), p.clone(), Some(crit.clone())).await.unwrap() else {
+        let CreateOutcome::Created(first) = s.create(&ty(), p.clone(), Some(crit.clone()), audit()).await.unwrap()
+        else {
             panic!()
         };
-        let CreateOutcome::Existing(again) = s.create(&ty(), p, Some(crit.clone())).await.unwrap() else { panic!() };
+        let CreateOutcome::Existing(again) = s.create(&ty(), p, Some(crit.clone()), audit()).await.unwrap() else {
+            panic!()
+        };
         assert_eq!(first.id, again.id);
         assert_eq!(s.find(&crit, 10).await.unwrap(), vec![first.id.clone()]);
-        s.delete(&ty(), &first.id, None).await.unwrap();
+        s.delete(&ty(), &first.id, None, audit()).await.unwrap();
         assert!(s.find(&crit, 10).await.unwrap().is_empty());
     }
 

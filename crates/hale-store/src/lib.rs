@@ -245,6 +245,86 @@ pub struct EverythingQuery {
     pub cursor: Option<String>,
 }
 
+/// One entry of the audit trail as stored: the AuditEvent (JSON text, without `id`; its
+/// id is the entry's sequence number) and the columns the log is searched by.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditRow {
+    pub recorded: Instant,
+    /// The interaction (`read`, `search-type`, `create`, `login` ...).
+    pub action: String,
+    /// Who acted (`Practitioner/1`, `system:import`, `anonymous`).
+    pub agent: String,
+    /// `0` success, `4` minor failure, `8` serious failure (AuditEvent.outcome).
+    pub outcome: String,
+    /// Ids of the patients whose information the interaction touched.
+    pub patients: Vec<String>,
+    pub body: String,
+}
+
+/// The audit entry of a write, completed from the versions the write touched and
+/// inserted by the store in the write's own transaction, so a change and its audit
+/// record commit together or not at all.
+pub struct AuditWrite(Box<AuditFn>);
+
+/// Completes an audit row from the versions a write touched.
+type AuditFn = dyn FnOnce(&[&StoredResource]) -> AuditRow + Send;
+
+impl AuditWrite {
+    pub fn new(f: impl FnOnce(&[&StoredResource]) -> AuditRow + Send + 'static) -> Self {
+        AuditWrite(Box::new(f))
+    }
+    /// The row for the versions the write touched.
+    pub fn row(self, touched: &[&StoredResource]) -> AuditRow {
+        (self.0)(touched)
+    }
+}
+
+impl std::fmt::Debug for AuditWrite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuditWrite")
+    }
+}
+
+/// The hash of a chained audit entry from the previous entry's hash (32 zero bytes for
+/// the first), the entry's position in the chain, its sequence number and its body.
+pub type ChainLink = fn(prev: &[u8; 32], pos: i64, seq: i64, body: &str) -> [u8; 32];
+
+/// An audit entry with its place in the hash chain.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChainedEntry {
+    pub pos: i64,
+    pub seq: i64,
+    pub hash: Vec<u8>,
+    pub body: String,
+}
+
+/// A page of the audit log, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    pub patient: Option<String>,
+    pub agent: Option<String>,
+    pub action: Option<String>,
+    /// Recorded at or after (milliseconds).
+    pub since: Option<i64>,
+    /// Recorded before (milliseconds).
+    pub until: Option<i64>,
+    pub count: usize,
+    /// Only entries with a sequence number below this one (the next page).
+    pub before: Option<i64>,
+}
+
+/// The versions a transaction's outcomes touched, for its audit row.
+pub fn touched(outcomes: &[TxOutcome]) -> Vec<&StoredResource> {
+    outcomes
+        .iter()
+        .filter_map(|o| match o {
+            TxOutcome::Written { stored, .. } => Some(stored),
+            TxOutcome::Deleted(Some(s)) => Some(s),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Storage errors.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -363,6 +443,7 @@ pub trait Store: Send + Sync + 'static {
         ty: &ResourceType,
         new: NewVersion,
         if_none_exist: Option<Criteria>,
+        audit: AuditWrite,
     ) -> Result<CreateOutcome>;
     /// Writes a new version of `id` (creating it if absent); `if_match` must equal the
     /// current version.
@@ -372,6 +453,7 @@ pub trait Store: Send + Sync + 'static {
         id: &ResourceId,
         new: NewVersion,
         if_match: Option<VersionId>,
+        audit: AuditWrite,
     ) -> Result<UpdateOutcome>;
     /// Conditional update: no match creates (with `id` if given), one match updates,
     /// more are an error.
@@ -381,6 +463,7 @@ pub trait Store: Send + Sync + 'static {
         id: Option<ResourceId>,
         new: NewVersion,
         if_match: Option<VersionId>,
+        audit: AuditWrite,
     ) -> Result<UpdateOutcome>;
     /// Writes a deletion; `None` when there was nothing current to delete.
     async fn delete(
@@ -388,9 +471,10 @@ pub trait Store: Send + Sync + 'static {
         ty: &ResourceType,
         id: &ResourceId,
         if_match: Option<VersionId>,
+        audit: AuditWrite,
     ) -> Result<Option<StoredResource>>;
     /// Conditional delete of the single match (none: `None`; more: error).
-    async fn conditional_delete(&self, criteria: Criteria) -> Result<Option<StoredResource>>;
+    async fn conditional_delete(&self, criteria: Criteria, audit: AuditWrite) -> Result<Option<StoredResource>>;
     /// Ids of current resources matching the criteria (at most `limit`).
     async fn find(&self, criteria: &Criteria, limit: usize) -> Result<Vec<ResourceId>>;
     /// Replaces the index rows of current resources (for `hale reindex`), in one
@@ -398,7 +482,12 @@ pub trait Store: Send + Sync + 'static {
     async fn replace_index(&self, items: Vec<(ResourceType, ResourceId, VersionId, IndexRows)>) -> Result<usize>;
     /// Runs every operation in one transaction, in order: all or nothing. On failure,
     /// the index of the operation that failed and why.
-    async fn transaction(&self, ops: Vec<TxOp>) -> std::result::Result<Vec<TxOutcome>, (usize, Error)>;
+    /// `audit` is completed from the outcomes and committed with them.
+    async fn transaction(
+        &self,
+        ops: Vec<TxOp>,
+        audit: AuditWrite,
+    ) -> std::result::Result<Vec<TxOutcome>, (usize, Error)>;
     /// A page of a type search. `want_total` asks for the number of matches.
     async fn search(&self, request: &SearchRequest, page_size: usize, want_total: bool) -> Result<SearchPage>;
     /// The patient's compartment and the resources those reference (practitioners,
@@ -418,6 +507,22 @@ pub trait Store: Send + Sync + 'static {
     /// in one transaction: the last version of a resource becomes its current one, with
     /// the index rows given (ignored for deletions). For copying into an unused store.
     async fn restore(&self, versions: Vec<(StoredResource, IndexRows)>) -> Result<()>;
+
+    /// Appends audit entries (of reads, refusals, sign-ins), durably: answered after
+    /// their commit.
+    async fn append_audit(&self, rows: Vec<AuditRow>) -> Result<()>;
+    /// Links up to `limit` entries not yet in the hash chain into it, oldest first, with
+    /// `link`; one chainer at a time (others wait or return 0). Returns how many it
+    /// linked and the chain's head (position and hash) afterwards.
+    async fn chain_audit(&self, limit: usize, link: ChainLink) -> Result<(usize, Option<(i64, Vec<u8>)>)>;
+    /// Chained entries after position `after`, in chain order.
+    async fn audit_chain(&self, after: i64, limit: usize) -> Result<Vec<ChainedEntry>>;
+    /// How many entries wait to be chained.
+    async fn audit_unchained(&self) -> Result<u64>;
+    /// A page of the audit log, newest first: (sequence number, body).
+    async fn search_audit(&self, query: &AuditQuery) -> Result<Vec<(i64, String)>>;
+    /// One entry of the audit log by sequence number.
+    async fn read_audit(&self, seq: i64) -> Result<Option<String>>;
 }
 
 #[cfg(test)]

@@ -81,6 +81,12 @@ enum Command {
         #[command(flatten)]
         args: ServeArgs,
     },
+    /// The audit trail: `hale audit verify` checks the hash chain and the signed
+    /// checkpoints and names the first bad entry.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Write every current resource as NDJSON, one file per resource type.
     Export {
         /// Directory to write Type.ndjson files into.
@@ -92,6 +98,19 @@ enum Command {
         #[command(flatten)]
         store: ServeArgs,
     },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Link pending entries, then verify every entry of the chain against its hash and
+    /// the signed checkpoints in the data directory; exit 1 at the first problem.
+    Verify(ServeArgs),
+}
+
+/// Links the audit entries a command wrote into the hash chain and signs a checkpoint.
+async fn chain_audit(repo: &hale_server::SystemRepository, cfg: &Config) -> anyhow::Result<()> {
+    repo.chain_audit(&hale_server::Checkpoints::new(&cfg.data_dir)).await?;
+    Ok(())
 }
 
 #[derive(Args, Clone)]
@@ -194,6 +213,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 let source = hale_server::system_repository(&from_cfg, "migrate-store").await?;
                 let target = hale_server::system_repository(&to_cfg, "migrate-store").await?;
                 let show = std::io::IsTerminal::is_terminal(&std::io::stderr());
+                // the copy's audit entries are chained by the next `serve` or `audit verify`
+                // of each store, run with its data directory
                 hale_server::bulk::copy_store(&source, &target, show).await.map_err(anyhow::Error::msg)
             })?;
             for (t, n) in &summary.per_type {
@@ -215,7 +236,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let summary = rt.block_on(async {
                 let repo = hale_server::system_repository(&cfg, "import").await?;
                 let show = std::io::IsTerminal::is_terminal(&std::io::stderr());
-                anyhow::Ok(hale_server::bulk::import(&repo, &paths, show).await?)
+                let summary = hale_server::bulk::import(&repo, &paths, show).await?;
+                chain_audit(&repo, &cfg).await?;
+                anyhow::Ok(summary)
             })?;
             report_load(&summary, "imported")
         }
@@ -225,10 +248,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let started = std::time::Instant::now();
             let total = rt.block_on(async {
                 let repo = hale_server::system_repository(&cfg, "reindex").await?;
-                anyhow::Ok(
-                    hale_server::bulk::reindex(&repo, &types, std::io::IsTerminal::is_terminal(&std::io::stderr()))
-                        .await?,
-                )
+                let n = hale_server::bulk::reindex(&repo, &types, std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                    .await?;
+                chain_audit(&repo, &cfg).await?;
+                anyhow::Ok(n)
             })?;
             println!("reindexed {total} resources in {:.1} s", started.elapsed().as_secs_f64());
             Ok(())
@@ -239,7 +262,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let counts = rt.block_on(async {
                 let repo = hale_server::system_repository(&cfg, "export").await?;
                 let t = (!types.is_empty()).then_some(types.as_slice());
-                anyhow::Ok(hale_server::bulk::export(&repo, &out, t).await?)
+                let counts = hale_server::bulk::export(&repo, &out, t).await?;
+                chain_audit(&repo, &cfg).await?;
+                anyhow::Ok(counts)
             })?;
             let total: usize = counts.iter().map(|c| c.1).sum();
             for (t, n) in &counts {
@@ -272,7 +297,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     let summary = rt.block_on(async {
                         let repo = hale_server::system_repository(&cfg, "synth").await?;
                         let show = std::io::IsTerminal::is_terminal(&std::io::stderr());
-                        anyhow::Ok(hale_server::synth::load(&repo, &pop, show).await)
+                        let summary = hale_server::synth::load(&repo, &pop, show).await;
+                        chain_audit(&repo, &cfg).await?;
+                        anyhow::Ok(summary)
                     })?;
                     report_load(&summary, "synthesized")?;
                 }
@@ -290,11 +317,37 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     println!("Hale demo: synthesizing {} patients (seed {})...", pop.patients, pop.seed);
                     let show = std::io::IsTerminal::is_terminal(&std::io::stderr());
                     let summary = hale_server::synth::load(&repo, &pop, show).await;
+                    chain_audit(&repo, &cfg).await?;
                     report_load(&summary, "synthesized")?;
                 }
                 drop(repo);
                 serve(&cfg).await
             })
+        }
+        Command::Audit { command: AuditCommand::Verify(args) } => {
+            let cfg = Config::load(cli.config.as_deref(), &args.overrides())?;
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let started = std::time::Instant::now();
+            let v = rt.block_on(async {
+                let repo = hale_server::system_repository(&cfg, "audit-verify").await?;
+                let checkpoints = hale_server::Checkpoints::new(&cfg.data_dir);
+                repo.chain_audit(&checkpoints).await?;
+                anyhow::Ok(repo.verify_audit(&checkpoints).await?)
+            })?;
+            let secs = started.elapsed().as_secs_f64();
+            if let Some(p) = v.problem() {
+                anyhow::bail!("the audit trail fails verification: {p}");
+            }
+            println!(
+                "audit trail verified: {} entries in {:.2} s ({:.0} entries/s), {} signed checkpoints (the last at entry {}), {} entries not yet chained",
+                v.report.checked,
+                secs,
+                v.report.checked as f64 / secs.max(1e-9),
+                v.report.checkpoints,
+                v.report.covered_to,
+                v.unchained
+            );
+            Ok(())
         }
         Command::Serve(args) => {
             let cfg = Config::load(cli.config.as_deref(), &args.overrides())?;

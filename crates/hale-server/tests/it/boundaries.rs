@@ -35,16 +35,18 @@ fn workspace_dependencies() -> Vec<(String, String, String)> {
     deps
 }
 
-/// Who may depend on what: `hale-store` only the gate, the backends and the
-/// composition root; a backend only the composition root. Dev-dependencies are allowed
+/// Who may depend on what: `hale-store` only the gate, the backends, the composition
+/// root and `hale-audit` (which builds the store's audit rows and checks chained
+/// entries, and is itself used by the gate only); a backend only the composition root. Dev-dependencies are allowed
 /// where a crate's own tests or benchmarks work below the gate: the gate's unit tests
 /// open a SQLite store, and the `hale` crate's ingest benchmark times the store without
 /// the gate.
 fn allowed(krate: &str, dep: &str, kind: &str) -> bool {
     let backends = ["hale-store-sqlite", "hale-store-postgres"];
-    let may_hold_the_contract = krate == "hale-repository" || backends.contains(&krate);
+    let may_hold_the_contract = krate == "hale-repository" || krate == "hale-audit" || backends.contains(&krate);
     match (dep, kind) {
         _ if krate == "hale-server" => true,
+        ("hale-audit", _) => krate == "hale-repository",
         ("hale-store", "normal" | "build") => may_hold_the_contract,
         (d, "normal" | "build") if backends.contains(&d) => false,
         ("hale-store", _) => may_hold_the_contract || krate == "hale",
@@ -68,6 +70,7 @@ fn the_rule_refuses_what_it_must() {
     assert!(!allowed("hale-repository", "hale-store-postgres", "normal"));
     assert!(!allowed("hale-test-support", "hale-store", "normal"));
     assert!(!allowed("hale", "hale-store", "normal"));
+    assert!(!allowed("hale-api", "hale-audit", "normal"));
     assert!(allowed("hale-server", "hale-store-postgres", "normal"));
     assert!(allowed("hale-repository", "hale-store", "normal"));
 }

@@ -1,5 +1,6 @@
 //! End-to-end tests: the real server over HTTP on port 0, and the `hale` binary.
 
+mod audit;
 mod bulk;
 mod bundles;
 mod cli;

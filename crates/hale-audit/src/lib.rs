@@ -1,0 +1,334 @@
+//! The audit trail: one AuditEvent per interaction with health information, shaped as
+//! IHE Basic Audit Log Patterns (BALP) shape them (who, which patient, what, what query,
+//! when, from where, outcome, purpose of use), written by the gate (`hale-repository`)
+//! through the store in the same transaction as a write, or durably before a read is
+//! answered.
+//!
+//! [`chain`] links the entries into a hash chain, signs checkpoints kept outside the
+//! database and verifies both. No I/O here except the checkpoint file and its key.
+
+pub mod chain;
+
+use hale_access::{Interaction, Principal, RequestContext};
+use hale_fhir::ResourceType;
+use hale_store::{AuditRow, Instant, StoredResource};
+use serde_json::{Map, Value, json};
+
+/// How an interaction ended (AuditEvent.outcome).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// `0`
+    Success,
+    /// `4`: refused or invalid (the caller's request failed).
+    MinorFailure,
+    /// `8`: the server failed.
+    SeriousFailure,
+}
+
+impl Outcome {
+    pub fn code(self) -> &'static str {
+        match self {
+            Outcome::Success => "0",
+            Outcome::MinorFailure => "4",
+            Outcome::SeriousFailure => "8",
+        }
+    }
+}
+
+/// AuditEvent.action for an interaction: C, R, U, D or E.
+pub fn action(interaction: Interaction) -> &'static str {
+    match interaction {
+        Interaction::Create => "C",
+        Interaction::Read | Interaction::Vread | Interaction::Search | Interaction::History => "R",
+        Interaction::Update => "U",
+        Interaction::Delete => "D",
+        Interaction::Everything
+        | Interaction::Validate
+        | Interaction::Reindex
+        | Interaction::Maintenance
+        | Interaction::Ping => "E",
+    }
+}
+
+/// One audited interaction, before the store knows what it touched.
+#[derive(Debug, Clone)]
+pub struct Event {
+    /// The RESTful interaction or operation code, as AuditEvent.subtype and the log's
+    /// `action` column: `read`, `vread`, `search-type`, `history-instance`, `create`,
+    /// `update`, `patch`, `delete`, `transaction`, `batch`, `$everything`, `import`...
+    pub subtype: String,
+    /// C, R, U, D or E ([`action`]).
+    pub action: &'static str,
+    pub outcome: Outcome,
+    /// Why it failed or was refused.
+    pub detail: Option<String>,
+    /// The query as asked (a search's parameters), BALP's query entity.
+    pub query: Option<String>,
+    /// The resource the interaction named, when nothing was returned (a refused read).
+    pub target: Option<String>,
+    /// Patients the interaction concerns beyond those of the resources it touched (the
+    /// patient of `$everything`, of a compartment search).
+    pub patients: Vec<String>,
+}
+
+impl Event {
+    pub fn new(subtype: impl Into<String>, interaction: Interaction) -> Self {
+        Event {
+            subtype: subtype.into(),
+            action: action(interaction),
+            outcome: Outcome::Success,
+            detail: None,
+            query: None,
+            target: None,
+            patients: Vec::new(),
+        }
+    }
+
+    pub fn failed(mut self, outcome: Outcome, detail: impl Into<String>) -> Self {
+        self.outcome = outcome;
+        self.detail = Some(detail.into());
+        self
+    }
+
+    pub fn query(mut self, q: impl Into<String>) -> Self {
+        self.query = Some(q.into());
+        self
+    }
+
+    pub fn target(mut self, t: impl Into<String>) -> Self {
+        self.target = Some(t.into());
+        self
+    }
+
+    pub fn patient(mut self, id: impl Into<String>) -> Self {
+        self.patients.push(id.into());
+        self
+    }
+
+    /// The stored entry of this event by `ctx`, listing every resource it `touched`.
+    pub fn row(self, ctx: &RequestContext, touched: &[&StoredResource]) -> AuditRow {
+        let recorded = Instant::now();
+        let mut patients = self.patients.clone();
+        for s in touched {
+            patients.extend(patients_of(s));
+        }
+        patients.sort();
+        patients.dedup();
+        let body = self.body(ctx, recorded, touched, &patients);
+        AuditRow {
+            recorded,
+            action: self.subtype,
+            agent: agent_key(&ctx.principal),
+            outcome: self.outcome.code().to_string(),
+            patients,
+            body,
+        }
+    }
+
+    fn body(
+        &self,
+        ctx: &RequestContext,
+        recorded: Instant,
+        touched: &[&StoredResource],
+        patients: &[String],
+    ) -> String {
+        let mut ev = Map::new();
+        ev.insert("resourceType".into(), json!("AuditEvent"));
+        ev.insert(
+            "type".into(),
+            json!({"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest", "display": "RESTful Operation"}),
+        );
+        ev.insert(
+            "subtype".into(),
+            json!([{"system": "http://hl7.org/fhir/restful-interaction", "code": self.subtype}]),
+        );
+        ev.insert("action".into(), json!(self.action));
+        ev.insert("recorded".into(), json!(recorded.to_fhir()));
+        ev.insert("outcome".into(), json!(self.outcome.code()));
+        if let Some(d) = &self.detail {
+            ev.insert("outcomeDesc".into(), json!(d));
+        }
+        if let Some(p) = ctx.purpose_of_use {
+            ev.insert(
+                "purposeOfEvent".into(),
+                json!([{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": p.code()}]}]),
+            );
+        }
+        let mut agent = Map::new();
+        agent.insert(
+            "type".into(),
+            json!({"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "IRCP", "display": "information recipient"}]}),
+        );
+        agent.insert("who".into(), who(&ctx.principal));
+        agent.insert("requestor".into(), json!(true));
+        if let Some(ip) = ctx.client {
+            agent.insert("network".into(), json!({"address": ip.to_string(), "type": "2"}));
+        }
+        if let Some(bg) = &ctx.break_glass {
+            agent.insert(
+                "purposeOfUse".into(),
+                json!([{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": "ETREAT"}], "text": bg.reason}]),
+            );
+        }
+        ev.insert("agent".into(), Value::Array(vec![Value::Object(agent)]));
+        ev.insert(
+            "source".into(),
+            json!({"observer": {"display": "Hale"}, "type": [{"system": "http://terminology.hl7.org/CodeSystem/security-source-type", "code": "4", "display": "Application Server"}]}),
+        );
+        let mut entities = Vec::new();
+        entities.push(json!({
+            "what": {"identifier": {"value": ctx.request_id}},
+            "type": {"system": "https://profiles.ihe.net/ITI/BALP/CodeSystem/BasicAuditEntityType", "code": "XrequestId"}
+        }));
+        for p in patients {
+            entities.push(json!({
+                "what": {"reference": format!("Patient/{p}")},
+                "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "1", "display": "Person"},
+                "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "1", "display": "Patient"}
+            }));
+        }
+        if let Some(t) = &self.target {
+            entities.push(json!({
+                "what": {"reference": t},
+                "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "2", "display": "System Object"},
+                "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "4", "display": "Domain Resource"}
+            }));
+        }
+        for s in touched {
+            entities.push(json!({
+                "what": {"reference": format!("{}/{}/_history/{}", s.resource_type, s.id, s.version)},
+                "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "2", "display": "System Object"},
+                "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "4", "display": "Domain Resource"}
+            }));
+        }
+        if let Some(q) = &self.query {
+            use base64::Engine as _;
+            entities.push(json!({
+                "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "2", "display": "System Object"},
+                "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "24", "display": "Query"},
+                "query": base64::engine::general_purpose::STANDARD.encode(q.as_bytes()),
+                "description": q
+            }));
+        }
+        ev.insert("entity".into(), Value::Array(entities));
+        hale_fhir::json::to_string(&Value::Object(ev))
+    }
+}
+
+/// How the log's `agent` column names a principal (searched by `AuditEvent?agent=`).
+pub fn agent_key(p: &Principal) -> String {
+    p.display_name()
+}
+
+fn who(p: &Principal) -> Value {
+    json!({"display": p.display_name()})
+}
+
+/// The patients a stored version concerns: a Patient itself, or every patient it
+/// references (`"reference":"Patient/…"`), found in the JSON text without parsing it.
+pub fn patients_of(s: &StoredResource) -> Vec<String> {
+    let mut out = Vec::new();
+    if s.resource_type.as_str() == "Patient" {
+        out.push(s.id.to_string());
+    }
+    if let Some(body) = &s.body {
+        const NEEDLE: &str = "\"reference\":\"Patient/";
+        let mut rest = body.as_str();
+        while let Some(i) = rest.find(NEEDLE) {
+            rest = &rest[i + NEEDLE.len()..];
+            let end = rest.find(['"', '/']).unwrap_or(rest.len());
+            let id = &rest[..end];
+            if hale_fhir::ResourceId::parse(id).is_some() {
+                out.push(id.to_string());
+            }
+        }
+    }
+    out
+}
+
+/// The AuditEvent served for a stored entry: its body with `id` (the entry's sequence
+/// number) after `resourceType`.
+pub fn with_id(seq: i64, body: &str) -> Value {
+    let mut v: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+    if let Some(obj) = v.as_object_mut() {
+        let rt = obj.shift_remove("resourceType");
+        let mut out = Map::with_capacity(obj.len() + 2);
+        out.insert("resourceType".into(), rt.unwrap_or_else(|| json!("AuditEvent")));
+        out.insert("id".into(), json!(seq.to_string()));
+        for (k, val) in std::mem::take(obj) {
+            out.insert(k, val);
+        }
+        *obj = out;
+    }
+    v
+}
+
+/// Is `ty` the audit trail's type (served from the log, never written as a resource)?
+pub fn is_audit_type(ty: &ResourceType) -> bool {
+    ty.as_str() == "AuditEvent"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hale_fhir::{ResourceId, VersionId};
+    use hale_store::Method;
+
+    fn stored(ty: &str, id: &str, body: &str) -> StoredResource {
+        StoredResource {
+            resource_type: ResourceType::parse(ty).unwrap(),
+            id: ResourceId::parse(id).unwrap(),
+            version: VersionId::new(3),
+            last_updated: Instant::from_millis(0),
+            method: Method::Put,
+            body: Some(body.to_string()),
+        }
+    }
+
+    #[test]
+    fn patients_are_found_in_references() {
+        let o = stored(
+            "Observation",
+            "o1",
+            r#"{"resourceType":"Observation","subject":{"reference":"Patient/p-1"},"performer":[{"reference":"Patient/p2/_history/1"},{"reference":"Practitioner/x"}]}"#,
+        );
+        assert_eq!(patients_of(&o), vec!["p-1", "p2"]);
+        assert_eq!(patients_of(&stored("Patient", "me", r#"{"resourceType":"Patient"}"#)), vec!["me"]);
+    }
+
+    #[test]
+    fn an_event_is_a_balp_shaped_audit_event() {
+        let ctx = RequestContext::anonymous("req-1", Some("10.0.0.9".parse().unwrap()));
+        let o = stored("Observation", "o1", r#"{"resourceType":"Observation","subject":{"reference":"Patient/p1"}}"#);
+        let row = Event::new("read", Interaction::Read).row(&ctx, &[&o]);
+        assert_eq!(row.action, "read");
+        assert_eq!(row.agent, "anonymous");
+        assert_eq!(row.patients, vec!["p1"]);
+        let ev = with_id(7, &row.body);
+        assert_eq!(ev["id"], "7");
+        assert_eq!(ev["action"], "R");
+        assert_eq!(ev["outcome"], "0");
+        assert_eq!(ev["agent"][0]["network"]["address"], "10.0.0.9");
+        let refs: Vec<&str> =
+            ev["entity"].as_array().unwrap().iter().filter_map(|e| e["what"]["reference"].as_str()).collect();
+        assert_eq!(refs, vec!["Patient/p1", "Observation/o1/_history/3"]);
+        // the event validates as an R4 AuditEvent
+        let issues = hale_fhir::validate::validate_resource(&ev);
+        assert!(issues.iter().all(|i| !i.is_error()), "{issues:?}");
+    }
+
+    #[test]
+    fn a_refusal_names_its_target_and_reason() {
+        let ctx = RequestContext::system("import");
+        let row = Event::new("delete", Interaction::Delete)
+            .target("Patient/p9")
+            .patient("p9")
+            .failed(Outcome::MinorFailure, "forbidden")
+            .row(&ctx, &[]);
+        let ev = with_id(1, &row.body);
+        assert_eq!(ev["outcome"], "4");
+        assert_eq!(ev["outcomeDesc"], "forbidden");
+        assert_eq!(ev["purposeOfEvent"][0]["coding"][0]["code"], "HOPERAT");
+        assert_eq!(row.agent, "system:import");
+    }
+}
