@@ -10,7 +10,6 @@
 pub mod chain;
 
 use hale_access::{Interaction, Principal, RequestContext};
-use hale_fhir::ResourceType;
 use hale_store::{AuditRow, Instant, StoredResource};
 use serde_json::{Map, Value, json};
 
@@ -246,33 +245,28 @@ pub fn patients_of(s: &StoredResource) -> Vec<String> {
     out
 }
 
-/// The AuditEvent served for a stored entry: its body with `id` (the entry's sequence
-/// number) after `resourceType`.
-pub fn with_id(seq: i64, body: &str) -> Value {
-    let mut v: Value = serde_json::from_str(body).unwrap_or(Value::Null);
-    if let Some(obj) = v.as_object_mut() {
-        let rt = obj.shift_remove("resourceType");
-        let mut out = Map::with_capacity(obj.len() + 2);
-        out.insert("resourceType".into(), rt.unwrap_or_else(|| json!("AuditEvent")));
-        out.insert("id".into(), json!(seq.to_string()));
-        for (k, val) in std::mem::take(obj) {
-            out.insert(k, val);
-        }
-        *obj = out;
-    }
-    v
-}
-
-/// Is `ty` the audit trail's type (served from the log, never written as a resource)?
-pub fn is_audit_type(ty: &ResourceType) -> bool {
-    ty.as_str() == "AuditEvent"
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hale_fhir::{ResourceId, VersionId};
+    use hale_fhir::{ResourceId, ResourceType, VersionId};
     use hale_store::Method;
+
+    /// The AuditEvent served for a stored entry: its body with `id` (the entry's sequence
+    /// number) after `resourceType`.
+    fn with_id(seq: i64, body: &str) -> Value {
+        let mut v: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+        if let Some(obj) = v.as_object_mut() {
+            let rt = obj.shift_remove("resourceType");
+            let mut out = Map::with_capacity(obj.len() + 2);
+            out.insert("resourceType".into(), rt.unwrap_or_else(|| json!("AuditEvent")));
+            out.insert("id".into(), json!(seq.to_string()));
+            for (k, val) in std::mem::take(obj) {
+                out.insert(k, val);
+            }
+            *obj = out;
+        }
+        v
+    }
 
     fn stored(ty: &str, id: &str, body: &str) -> StoredResource {
         StoredResource {

@@ -32,9 +32,9 @@ use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMe
 use hale_fhir::{ResourceId, ResourceType, VersionId};
 use hale_search::parse::SearchRequest;
 use hale_store::{
-    AuditQuery, AuditRow, AuditWrite, ChainLink, ChainedEntry, CreateOutcome, Criteria, Error, EverythingQuery,
-    HistoryPage, HistoryQuery, HistoryScope, IndexRows, Instant, Method, NewVersion, Precondition, Result, SearchPage,
-    Store, StoredResource, TxOp, TxOutcome, UpdateOutcome,
+    AuditRow, AuditWrite, ChainLink, ChainedEntry, CreateOutcome, Criteria, Error, EverythingQuery, HistoryPage,
+    HistoryQuery, HistoryScope, IndexRows, Instant, Method, NewVersion, Precondition, Result, SearchPage, Store,
+    StoredResource, TxOp, TxOutcome, UpdateOutcome,
 };
 use tokio_postgres::NoTls;
 
@@ -772,24 +772,6 @@ impl Store for PgStore {
         let c = self.client().await?;
         let r = c.query_one("SELECT COUNT(*) FROM audit_log WHERE chain_pos IS NULL", &[]).await.map_err(db)?;
         Ok(r.try_get::<_, i64>(0).map_err(db)? as u64)
-    }
-
-    async fn search_audit(&self, query: &AuditQuery) -> Result<Vec<(i64, String)>> {
-        let c = self.client().await?;
-        let q = hale_store::sql::audit_search(query);
-        search::query(&c, &q)
-            .await?
-            .iter()
-            .map(|r| Ok((r.try_get(0).map_err(db)?, r.try_get(1).map_err(db)?)))
-            .collect()
-    }
-
-    async fn read_audit(&self, seq: i64) -> Result<Option<String>> {
-        let c = self.client().await?;
-        match c.query_opt("SELECT body FROM audit_log WHERE seq = $1", &[&seq]).await.map_err(db)? {
-            Some(r) => Ok(Some(r.try_get(0).map_err(db)?)),
-            None => Ok(None),
-        }
     }
 }
 

@@ -18,9 +18,9 @@ use async_trait::async_trait;
 use hale_fhir::{ResourceId, ResourceType, VersionId};
 use hale_search::parse::SearchRequest;
 use hale_store::{
-    AuditQuery, AuditRow, AuditWrite, ChainLink, ChainedEntry, CreateOutcome, Criteria, Error, EverythingQuery,
-    HistoryPage, HistoryQuery, HistoryScope, IndexRows, Instant, Method, NewVersion, Precondition, Result, SearchPage,
-    Store, StoredResource, TxOp, TxOutcome, UpdateOutcome,
+    AuditRow, AuditWrite, ChainLink, ChainedEntry, CreateOutcome, Criteria, Error, EverythingQuery, HistoryPage,
+    HistoryQuery, HistoryScope, IndexRows, Instant, Method, NewVersion, Precondition, Result, SearchPage, Store,
+    StoredResource, TxOp, TxOutcome, UpdateOutcome,
 };
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params, params_from_iter};
 
@@ -865,27 +865,6 @@ impl Store for SqliteStore {
         self.with_reader(|c| {
             c.query_row("SELECT COUNT(*) FROM audit_log WHERE chain_pos IS NULL", [], |r| r.get::<_, i64>(0))
                 .map(|n| n as u64)
-                .map_err(backend)
-        })
-        .await
-    }
-
-    async fn search_audit(&self, query: &AuditQuery) -> Result<Vec<(i64, String)>> {
-        let q = hale_store::sql::audit_search(query);
-        self.with_reader(move |c| {
-            let mut stmt = c.prepare_cached(&q.sql).map_err(backend)?;
-            let rows = stmt
-                .query_map(params_from_iter(q.args.iter().map(search::bind)), |r| Ok((r.get(0)?, r.get(1)?)))
-                .map_err(backend)?;
-            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
-        })
-        .await
-    }
-
-    async fn read_audit(&self, seq: i64) -> Result<Option<String>> {
-        self.with_reader(move |c| {
-            c.query_row("SELECT body FROM audit_log WHERE seq = ?1", params![seq], |r| r.get(0))
-                .optional()
                 .map_err(backend)
         })
         .await

@@ -298,21 +298,6 @@ pub struct ChainedEntry {
     pub body: String,
 }
 
-/// A page of the audit log, newest first.
-#[derive(Debug, Clone, Default)]
-pub struct AuditQuery {
-    pub patient: Option<String>,
-    pub agent: Option<String>,
-    pub action: Option<String>,
-    /// Recorded at or after (milliseconds).
-    pub since: Option<i64>,
-    /// Recorded before (milliseconds).
-    pub until: Option<i64>,
-    pub count: usize,
-    /// Only entries with a sequence number below this one (the next page).
-    pub before: Option<i64>,
-}
-
 /// The versions a transaction's outcomes touched, for its audit row.
 pub fn touched(outcomes: &[TxOutcome]) -> Vec<&StoredResource> {
     outcomes
@@ -519,10 +504,6 @@ pub trait Store: Send + Sync + 'static {
     async fn audit_chain(&self, after: i64, limit: usize) -> Result<Vec<ChainedEntry>>;
     /// How many entries wait to be chained.
     async fn audit_unchained(&self) -> Result<u64>;
-    /// A page of the audit log, newest first: (sequence number, body).
-    async fn search_audit(&self, query: &AuditQuery) -> Result<Vec<(i64, String)>>;
-    /// One entry of the audit log by sequence number.
-    async fn read_audit(&self, seq: i64) -> Result<Option<String>>;
 }
 
 #[cfg(test)]

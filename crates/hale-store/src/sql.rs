@@ -1109,38 +1109,6 @@ pub fn everything_page(patient: &str, rows: Vec<StoredResource>, count: usize) -
     SearchPage { entries, included: Vec::new(), next, previous: None, total: None }
 }
 
-/// A page of the audit log, newest first (`seq, body`), written once for both stores.
-pub fn audit_search(q: &crate::AuditQuery) -> Stmt {
-    let mut sql = String::from("SELECT a.seq, a.body FROM audit_log a");
-    let mut args = Vec::new();
-    if let Some(p) = &q.patient {
-        sql.push_str(" JOIN audit_patient ap ON ap.seq = a.seq AND ap.patient = ?");
-        args.push(Bind::Text(p.clone()));
-    }
-    sql.push_str(" WHERE 1 = 1");
-    let mut push = |cond: &str, b: Bind| {
-        sql.push_str(cond);
-        args.push(b);
-    };
-    if let Some(a) = &q.agent {
-        push(" AND a.agent = ?", Bind::Text(a.clone()));
-    }
-    if let Some(a) = &q.action {
-        push(" AND a.action = ?", Bind::Text(a.clone()));
-    }
-    if let Some(t) = q.since {
-        push(" AND a.recorded >= ?", Bind::Integer(t));
-    }
-    if let Some(t) = q.until {
-        push(" AND a.recorded < ?", Bind::Integer(t));
-    }
-    if let Some(b) = q.before {
-        push(" AND a.seq < ?", Bind::Integer(b));
-    }
-    sql.push_str(&format!(" ORDER BY a.seq DESC LIMIT {}", q.count));
-    Stmt { sql, args }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
