@@ -1,15 +1,21 @@
 //! Who is asking, and may they: the [`RequestContext`] every repository is made from,
-//! the [`Principal`] in it, the [`Interaction`]s of the gate and the one policy
-//! function, [`decide`]. Pure: no I/O.
+//! the [`Principal`] in it, the [`Interaction`]s of the gate, the one policy function,
+//! [`decide`], and the part of the record the caller may see, [`RequestContext::restriction`].
+//! Pure: no I/O.
 //!
-//! The gate (`hale-repository`) asks [`decide`] before every store call; nothing else
-//! decides access. Today the principals are the system (command-line and background
-//! work) and the anonymous HTTP caller; accounts, SMART scopes and the relationship to
-//! the patient add principals and filters here.
+//! The gate (`hale-repository`) asks [`decide`] before every store call and hands the
+//! restriction to the store's SQL; nothing else decides access. Effective permission is
+//! role ∩ granted scopes ∩ relationship to the patient.
+
+pub mod role;
+pub mod scope;
 
 use std::net::IpAddr;
 
 use hale_fhir::{Category, ResourceType};
+pub use hale_search::access::Restriction;
+pub use role::Role;
+pub use scope::{Level, Perm, Scopes};
 
 /// Who is asking.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,6 +25,38 @@ pub enum Principal {
     System { job: String },
     /// An HTTP caller who presented no credentials.
     Anonymous,
+    /// A signed-in user, through an access token.
+    User(Box<UserGrant>),
+    /// A client acting for no user (SMART Backend Services, an operator's token).
+    Client(Box<ClientGrant>),
+}
+
+/// What an access token grants a user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserGrant {
+    /// The account id.
+    pub account: String,
+    pub username: String,
+    pub role: Role,
+    /// `Practitioner/...`, `Patient/...` or `RelatedPerson/...`.
+    pub fhir_user: Option<String>,
+    /// The Organization id whose patients a staff member works with.
+    pub organization: Option<String>,
+    /// For the patient role: the patients whose record this user may see (their own, or
+    /// for a proxy the patients linked to them).
+    pub patients: Vec<String>,
+    pub scopes: Scopes,
+    /// The patient in context of a SMART launch.
+    pub launch_patient: Option<String>,
+    /// The client the token was issued to.
+    pub client_id: String,
+}
+
+/// What an access token grants a client acting for no user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientGrant {
+    pub client_id: String,
+    pub scopes: Scopes,
 }
 
 impl Principal {
@@ -31,6 +69,8 @@ impl Principal {
         match self {
             Principal::System { job } => format!("system:{job}"),
             Principal::Anonymous => "anonymous".to_string(),
+            Principal::User(u) => format!("user:{}", u.username),
+            Principal::Client(c) => format!("client:{}", c.client_id),
         }
     }
 }
@@ -113,7 +153,10 @@ pub enum Interaction {
     Read,
     Vread,
     Search,
+    /// History of a type or of the whole system (a search, in SMART's terms).
     History,
+    /// History of one resource (a read, in SMART's terms).
+    HistoryInstance,
     Create,
     Update,
     Delete,
@@ -128,6 +171,10 @@ pub enum Interaction {
     Maintenance,
     /// Readiness: does the store answer.
     Ping,
+    /// Creating, changing and listing user accounts.
+    ManageAccounts,
+    /// Issuing an access token outside a sign-in (`hale token`).
+    IssueToken,
 }
 
 impl Interaction {
@@ -139,6 +186,7 @@ impl Interaction {
             Interaction::Vread => "vread",
             Interaction::Search => "search-type",
             Interaction::History => "history",
+            Interaction::HistoryInstance => "history-instance",
             Interaction::Create => "create",
             Interaction::Update => "update",
             Interaction::Delete => "delete",
@@ -147,12 +195,14 @@ impl Interaction {
             Interaction::Reindex => "reindex",
             Interaction::Maintenance => "maintenance",
             Interaction::Ping => "ping",
+            Interaction::ManageAccounts => "manage-accounts",
+            Interaction::IssueToken => "issue-token",
         }
     }
 
     /// Only the system principal may do these.
     pub fn is_system_only(self) -> bool {
-        matches!(self, Interaction::Reindex | Interaction::Maintenance)
+        matches!(self, Interaction::Reindex | Interaction::Maintenance | Interaction::IssueToken)
     }
 }
 
@@ -171,33 +221,124 @@ pub enum Decision {
     Deny(Denial),
 }
 
+/// The SMART permission an interaction needs.
+fn perm_of(interaction: Interaction) -> Option<Perm> {
+    Some(match interaction {
+        Interaction::Read
+        | Interaction::Vread
+        | Interaction::HistoryInstance
+        | Interaction::Everything
+        | Interaction::Validate => Perm::Read,
+        Interaction::Search | Interaction::History => Perm::Search,
+        Interaction::Create => Perm::Create,
+        Interaction::Update => Perm::Update,
+        Interaction::Delete => Perm::Delete,
+        Interaction::Ping
+        | Interaction::Reindex
+        | Interaction::Maintenance
+        | Interaction::ManageAccounts
+        | Interaction::IssueToken => return None,
+    })
+}
+
+fn deny(category: Category, reason: impl Into<String>) -> Decision {
+    Decision::Deny(Denial { category, reason: reason.into() })
+}
+
 /// The one access policy: may `ctx` do `interaction` (on resources of `ty`, when the
 /// interaction has a type)?
 ///
 /// - Nobody creates, changes or deletes an AuditEvent: the gate writes the audit trail.
 /// - The system principal may do everything else; it is audited as the job it names.
-/// - An anonymous caller may use the FHIR REST interactions, as every caller could
-///   before accounts exist; it may never reindex or touch the store's maintenance paths.
+/// - Reindexing and the store's maintenance paths are the system principal's only.
+/// - An anonymous caller reaches nothing but the readiness check: 401.
+/// - A user may do what both their role and their token's scopes allow; a client acting
+///   for no user what its `system/` scopes allow. Which patients' resources they reach
+///   is [`RequestContext::restriction`]'s part.
 pub fn decide(ctx: &RequestContext, interaction: Interaction, ty: Option<&ResourceType>) -> Decision {
-    if ty.is_some_and(|t| t.as_str() == "AuditEvent")
-        && matches!(interaction, Interaction::Create | Interaction::Update | Interaction::Delete)
+    let t = ty.map(ResourceType::as_str);
+    if t == Some("AuditEvent") && matches!(interaction, Interaction::Create | Interaction::Update | Interaction::Delete)
     {
-        return Decision::Deny(Denial {
-            category: Category::Forbidden,
-            reason: "The audit trail cannot be changed: Hale writes AuditEvents itself".into(),
-        });
+        return deny(Category::Forbidden, "The audit trail cannot be changed: Hale writes AuditEvents itself");
     }
+    let on = || t.map(|t| format!(" ({t})")).unwrap_or_default();
+    if let Principal::System { .. } = ctx.principal {
+        return Decision::Permit;
+    }
+    if interaction.is_system_only() {
+        return deny(
+            Category::Forbidden,
+            format!("{} is done by Hale's own commands only{}", interaction.code(), on()),
+        );
+    }
+    if interaction == Interaction::ManageAccounts {
+        return match &ctx.principal {
+            Principal::User(u) if matches!(u.role, Role::Administrator | Role::SecurityAdministrator) => {
+                Decision::Permit
+            }
+            Principal::Anonymous => deny(Category::Unauthorized, "This needs an access token"),
+            _ => deny(Category::Forbidden, "Only administrators manage accounts"),
+        };
+    }
+    let Some(perm) = perm_of(interaction) else {
+        return Decision::Permit;
+    };
     match &ctx.principal {
         Principal::System { .. } => Decision::Permit,
-        Principal::Anonymous if interaction.is_system_only() => Decision::Deny(Denial {
-            category: Category::Forbidden,
-            reason: format!(
-                "{} is done by Hale's own commands only{}",
-                interaction.code(),
-                ty.map(|t| format!(" ({t})")).unwrap_or_default()
-            ),
-        }),
-        Principal::Anonymous => Decision::Permit,
+        Principal::Anonymous => deny(Category::Unauthorized, "This needs an access token (Authorization: Bearer ...)"),
+        Principal::User(u) => {
+            if !u.role.allows(perm, t) {
+                return deny(
+                    Category::Forbidden,
+                    format!("The {} role may not {}{}", u.role, interaction.code(), on()),
+                );
+            }
+            match u.scopes.grants(perm, t) {
+                Some(Level::User | Level::Patient) => Decision::Permit,
+                _ => {
+                    deny(Category::Forbidden, format!("The token's scopes do not grant {}{}", interaction.code(), on()))
+                }
+            }
+        }
+        Principal::Client(c) => match c.scopes.grants(perm, t) {
+            Some(Level::System) => Decision::Permit,
+            _ => deny(Category::Forbidden, format!("The token's scopes do not grant {}{}", interaction.code(), on())),
+        },
+    }
+}
+
+impl RequestContext {
+    /// The part of the record this caller may see, for the store to apply in SQL
+    /// (`None`: all of it).
+    ///
+    /// - The system principal and clients acting for no user: all of it.
+    /// - A patient (or proxy): the patients in their grant.
+    /// - Clinicians, nurses and the front desk: the patients their organization manages.
+    /// - Administrators and security administrators: no patient.
+    /// - A token with patient-level scopes: besides, only the patient in its launch
+    ///   context (none without one).
+    pub fn restriction(&self) -> Option<Restriction> {
+        let u = match &self.principal {
+            Principal::System { .. } | Principal::Client(_) => return None,
+            Principal::Anonymous => return Some(Restriction::no_patients()),
+            Principal::User(u) => u,
+        };
+        let mut r = match u.role {
+            Role::Patient => Restriction::patients(u.patients.iter().cloned()),
+            role if role.is_staff_with_patients() => match &u.organization {
+                Some(org) => Restriction::organization(org.clone()),
+                None => Restriction::no_patients(),
+            },
+            _ => Restriction::no_patients(),
+        };
+        if u.scopes.is_patient_level() {
+            let launch: Vec<String> = u.launch_patient.iter().cloned().collect();
+            r.patients = Some(match r.patients.take() {
+                Some(mine) => launch.into_iter().filter(|p| mine.contains(p)).collect(),
+                None => launch,
+            });
+        }
+        Some(r)
     }
 }
 
@@ -205,11 +346,12 @@ pub fn decide(ctx: &RequestContext, interaction: Interaction, ty: Option<&Resour
 mod tests {
     use super::*;
 
-    const ALL: [Interaction; 12] = [
+    const ALL: [Interaction; 15] = [
         Interaction::Read,
         Interaction::Vread,
         Interaction::Search,
         Interaction::History,
+        Interaction::HistoryInstance,
         Interaction::Create,
         Interaction::Update,
         Interaction::Delete,
@@ -218,31 +360,114 @@ mod tests {
         Interaction::Reindex,
         Interaction::Maintenance,
         Interaction::Ping,
+        Interaction::ManageAccounts,
+        Interaction::IssueToken,
     ];
+
+    fn ty(t: &str) -> ResourceType {
+        ResourceType::parse(t).unwrap()
+    }
+
+    fn user(role: Role, scopes: &str) -> RequestContext {
+        let grant = UserGrant {
+            account: "a1".into(),
+            username: "sam".into(),
+            role,
+            fhir_user: None,
+            organization: Some("org-1".into()),
+            patients: vec!["pat-a".into()],
+            scopes: Scopes::parse(scopes, true).unwrap(),
+            launch_patient: None,
+            client_id: "hale".into(),
+        };
+        RequestContext { principal: Principal::User(Box::new(grant)), ..RequestContext::anonymous("r", None) }
+    }
+
+    fn category(d: Decision) -> Option<Category> {
+        match d {
+            Decision::Permit => None,
+            Decision::Deny(d) => Some(d.category),
+        }
+    }
 
     #[test]
     fn the_system_may_do_everything() {
         let ctx = RequestContext::system("import");
         assert_eq!(ctx.principal.display_name(), "system:import");
         assert_eq!(ctx.purpose_of_use, Some(PurposeOfUse::Operations));
+        assert_eq!(ctx.restriction(), None);
         for i in ALL {
             assert_eq!(decide(&ctx, i, None), Decision::Permit, "{i:?}");
         }
     }
 
     #[test]
-    fn an_anonymous_caller_never_reaches_the_system_only_paths() {
+    fn an_anonymous_caller_reaches_only_the_readiness_check() {
         let ctx = RequestContext::anonymous("r1", None);
-        let ty = ResourceType::parse("Patient").unwrap();
         for i in ALL {
-            let d = decide(&ctx, i, Some(&ty));
-            if i.is_system_only() {
-                let Decision::Deny(denial) = d else { panic!("{i:?} was permitted") };
-                assert_eq!(denial.category, Category::Forbidden);
-                assert!(denial.reason.contains("(Patient)"), "{}", denial.reason);
-            } else {
-                assert_eq!(d, Decision::Permit, "{i:?}");
+            let d = decide(&ctx, i, Some(&ty("Patient")));
+            match i {
+                Interaction::Ping => assert_eq!(d, Decision::Permit),
+                i if i.is_system_only() => {
+                    let Decision::Deny(denial) = d else { panic!("{i:?} was permitted") };
+                    assert_eq!(denial.category, Category::Forbidden);
+                    assert!(denial.reason.contains("(Patient)"), "{}", denial.reason);
+                }
+                i => assert_eq!(category(d), Some(Category::Unauthorized), "{i:?}"),
             }
         }
+    }
+
+    #[test]
+    fn a_user_gets_role_and_scopes_together() {
+        let c = user(Role::Clinician, "user/Observation.rs");
+        assert_eq!(decide(&c, Interaction::Search, Some(&ty("Observation"))), Decision::Permit);
+        assert_eq!(decide(&c, Interaction::Read, Some(&ty("Observation"))), Decision::Permit);
+        assert_eq!(decide(&c, Interaction::HistoryInstance, Some(&ty("Observation"))), Decision::Permit);
+        assert_eq!(category(decide(&c, Interaction::Create, Some(&ty("Observation")))), Some(Category::Forbidden));
+        assert_eq!(category(decide(&c, Interaction::Read, Some(&ty("Condition")))), Some(Category::Forbidden));
+        // the scope is wide, the role is not
+        let p = user(Role::Patient, "user/*.cruds");
+        assert_eq!(category(decide(&p, Interaction::Create, Some(&ty("Observation")))), Some(Category::Forbidden));
+        assert_eq!(decide(&p, Interaction::Read, Some(&ty("Observation"))), Decision::Permit);
+        assert_eq!(category(decide(&p, Interaction::Search, Some(&ty("AuditEvent")))), Some(Category::Forbidden));
+        // system scopes are for clients acting for no user
+        let s = user(Role::Clinician, "system/*.rs");
+        assert_eq!(category(decide(&s, Interaction::Read, Some(&ty("Observation")))), Some(Category::Forbidden));
+        for i in ALL.into_iter().filter(|i| i.is_system_only() || *i == Interaction::ManageAccounts) {
+            assert_eq!(category(decide(&c, i, None)), Some(Category::Forbidden), "{i:?}");
+        }
+        assert_eq!(decide(&user(Role::Administrator, ""), Interaction::ManageAccounts, None), Decision::Permit);
+    }
+
+    #[test]
+    fn a_client_needs_system_scopes() {
+        let grant = ClientGrant { client_id: "ops".into(), scopes: Scopes::parse("system/Patient.rs", true).unwrap() };
+        let ctx =
+            RequestContext { principal: Principal::Client(Box::new(grant)), ..RequestContext::anonymous("r", None) };
+        assert_eq!(ctx.principal.display_name(), "client:ops");
+        assert_eq!(decide(&ctx, Interaction::Search, Some(&ty("Patient"))), Decision::Permit);
+        assert_eq!(category(decide(&ctx, Interaction::Update, Some(&ty("Patient")))), Some(Category::Forbidden));
+        assert_eq!(ctx.restriction(), None);
+    }
+
+    #[test]
+    fn the_restriction_follows_the_relationship() {
+        assert_eq!(user(Role::Patient, "user/*.rs").restriction(), Some(Restriction::patients(["pat-a"])));
+        assert_eq!(user(Role::Clinician, "user/*.rs").restriction(), Some(Restriction::organization("org-1")));
+        assert_eq!(user(Role::Administrator, "user/*.rs").restriction(), Some(Restriction::no_patients()));
+        // patient-level scopes: only the launch patient, and within the user's own reach
+        let mut c = user(Role::Clinician, "patient/*.rs");
+        assert_eq!(c.restriction().unwrap().patients, Some(vec![]));
+        if let Principal::User(u) = &mut c.principal {
+            u.launch_patient = Some("pat-z".into());
+        }
+        let r = c.restriction().unwrap();
+        assert_eq!((r.patients, r.organization), (Some(vec!["pat-z".to_string()]), Some("org-1".to_string())));
+        let mut p = user(Role::Patient, "patient/*.rs");
+        if let Principal::User(u) = &mut p.principal {
+            u.launch_patient = Some("pat-b".into());
+        }
+        assert_eq!(p.restriction().unwrap().patients, Some(vec![]), "a launch cannot widen a patient's reach");
     }
 }

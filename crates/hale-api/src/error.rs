@@ -81,6 +81,12 @@ impl IntoResponse for ApiError {
             axum::http::header::CONTENT_TYPE,
             axum::http::HeaderValue::from_static("application/fhir+json; charset=utf-8"),
         );
+        if self.category == Category::Unauthorized && !self.headers.iter().any(|(n, _)| *n == "www-authenticate") {
+            h.insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer realm=\"hale\""),
+            );
+        }
         for (name, value) in self.headers {
             if let Ok(v) = axum::http::HeaderValue::from_str(&value) {
                 h.insert(name, v);

@@ -21,7 +21,7 @@ use axum::http::{HeaderMap, Method, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use hale_fhir::{Category, Issue, IssueType};
-use hale_repository::{Gate, Repository, RequestContext};
+use hale_repository::{Gate, Principal, PurposeOfUse, Repository, RequestContext};
 
 pub use error::ApiError;
 use negotiate::Ctx;
@@ -57,6 +57,8 @@ pub struct ApiState {
     /// Public base URL of the FHIR endpoint when behind a proxy; else from `Host`.
     pub public_base: Option<String>,
     pub software_version: String,
+    /// Checks the access tokens callers present.
+    pub tokens: Arc<hale_identity::TokenKeys>,
 }
 
 type S = State<Arc<ApiState>>;
@@ -89,9 +91,44 @@ impl FromRequestParts<Arc<ApiState>> for Call {
             None => uuid::Uuid::now_v7().to_string(),
         };
         let client = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
-        let repo = st.gate.repository(RequestContext::anonymous(request_id, client));
+        let mut rc = RequestContext::anonymous(request_id, client);
+        if let Some(value) = parts.headers.get(header::AUTHORIZATION) {
+            match bearer(value).ok_or(hale_identity::TokenError::Malformed).and_then(|t| st.tokens.principal(t)) {
+                Ok(principal) => {
+                    rc.purpose_of_use = Some(match &principal {
+                        Principal::User(u) if u.role == hale_access::Role::Patient => PurposeOfUse::PatientRequest,
+                        Principal::User(_) => PurposeOfUse::Treatment,
+                        _ => PurposeOfUse::Operations,
+                    });
+                    rc.principal = principal;
+                }
+                Err(e) => {
+                    // a refused credential is audited, as the anonymous caller it leaves
+                    st.gate.repository(rc).audit_refused_credentials(&e.to_string()).await?;
+                    return Err(ApiError::new(
+                        Category::Unauthorized,
+                        Issue::error(IssueType::Login, format!("{}: {e}", "The request's credentials were refused")),
+                    )
+                    .with_header(
+                        "www-authenticate",
+                        format!("Bearer realm=\"hale\", error=\"invalid_token\", error_description=\"{e}\""),
+                    )
+                    .pretty(ctx.pretty));
+                }
+            }
+        }
+        let repo = st.gate.repository(rc);
         Ok(Call { ctx, repo, headers: parts.headers.clone(), query })
     }
+}
+
+/// The token of an `Authorization: Bearer <token>` header (the scheme is
+/// case-insensitive, RFC 7235).
+fn bearer(value: &axum::http::HeaderValue) -> Option<&str> {
+    let s = value.to_str().ok()?;
+    let (scheme, token) = s.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 impl Call {

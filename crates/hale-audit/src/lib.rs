@@ -38,14 +38,20 @@ impl Outcome {
 pub fn action(interaction: Interaction) -> &'static str {
     match interaction {
         Interaction::Create => "C",
-        Interaction::Read | Interaction::Vread | Interaction::Search | Interaction::History => "R",
+        Interaction::Read
+        | Interaction::Vread
+        | Interaction::Search
+        | Interaction::History
+        | Interaction::HistoryInstance => "R",
         Interaction::Update => "U",
         Interaction::Delete => "D",
         Interaction::Everything
         | Interaction::Validate
         | Interaction::Reindex
         | Interaction::Maintenance
-        | Interaction::Ping => "E",
+        | Interaction::Ping
+        | Interaction::ManageAccounts
+        | Interaction::IssueToken => "E",
     }
 }
 
@@ -220,7 +226,23 @@ pub fn agent_key(p: &Principal) -> String {
 }
 
 fn who(p: &Principal) -> Value {
-    json!({"display": p.display_name()})
+    match p {
+        Principal::User(u) => {
+            let mut w = json!({
+                "identifier": {"system": "urn:hale:user", "value": u.username},
+                "display": p.display_name(),
+            });
+            if let Some(r) = &u.fhir_user {
+                w["reference"] = json!(r);
+            }
+            w
+        }
+        Principal::Client(c) => json!({
+            "identifier": {"system": "urn:hale:client", "value": c.client_id},
+            "display": p.display_name(),
+        }),
+        _ => json!({"display": p.display_name()}),
+    }
 }
 
 /// The patients a stored version concerns: a Patient itself, or every patient it

@@ -15,7 +15,7 @@ use hale_fhir::{Issue, IssueType, ResourceId, ResourceType, VersionId};
 use hale_store::{Instant, Method, Precondition, StoredResource, TxOp, TxOutcome};
 use serde_json::Value;
 
-use crate::{Error, Repository, Result, check_body, parse_criteria, prepare, resource_id, resource_type, version_id};
+use crate::{Error, Repository, Result, check_body, prepare, resource_id, resource_type, version_id};
 
 /// Which kind of bundle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -326,7 +326,7 @@ impl Repository {
         ty: &ResourceType,
         query: &str,
     ) -> Result<(hale_store::Criteria, Option<ResourceId>)> {
-        let criteria = parse_criteria(ty, query).map_err(|e| in_entry(index, e))?;
+        let criteria = self.criteria(ty, query).map_err(|e| in_entry(index, e))?;
         let found = self.door(Interaction::Search, Some(ty)).await?.find(&criteria, 2).await?;
         match found.len() {
             0 => Ok((criteria, None)),

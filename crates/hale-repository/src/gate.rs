@@ -6,10 +6,11 @@
 
 use std::sync::Arc;
 
-use hale_access::{Decision, Interaction, RequestContext};
+use hale_access::{Decision, Denial, Interaction, RequestContext, Restriction};
 use hale_audit::{Event, Outcome};
-use hale_fhir::{Category, ResourceType};
-use hale_store::{AuditWrite, Method, Store, StoredResource, TxOp};
+use hale_fhir::{Category, ResourceId, ResourceType};
+use hale_search::access::is_shared;
+use hale_store::{AuditWrite, Criteria, Method, NewVersion, Store, StoredResource, TxOp};
 
 use crate::{Error, Result};
 
@@ -88,10 +89,135 @@ impl Repository {
         }
     }
 
+    /// What this caller may see (`None`: everything), for every statement the store runs
+    /// for them.
+    pub(crate) fn restriction(&self) -> Option<Restriction> {
+        self.ctx.restriction()
+    }
+
+    /// Audits credentials refused before any interaction (a bad, expired or forged
+    /// token), as this repository's (anonymous) principal.
+    pub async fn audit_refused_credentials(&self, reason: &str) -> Result<()> {
+        let event = Event::new("authenticate", Interaction::Ping).failed(Outcome::MinorFailure, reason);
+        tracing::warn!(request = %self.ctx.request_id, reason, "credentials refused");
+        Ok(self.store.append_audit(vec![event.row(&self.ctx, &[])]).await?)
+    }
+
+    /// Conditional criteria, held to what this caller may see.
+    pub(crate) fn criteria(&self, ty: &ResourceType, query: &str) -> Result<Criteria> {
+        let mut c = crate::parse_criteria(ty, query)?;
+        c.request.restriction = self.restriction();
+        Ok(c)
+    }
+
+    /// Whether the current version of `ty/id` is within what this caller may see,
+    /// decided by the same SQL that filters their searches.
+    pub(crate) async fn visible(&self, ty: &ResourceType, id: &ResourceId) -> Result<bool> {
+        let Some(r) = self.restriction() else { return Ok(true) };
+        if is_shared(ty.as_str()) {
+            return Ok(true);
+        }
+        let mut req = hale_search::parse::parse(ty, &[("_id".to_string(), id.to_string())], false)
+            .map_err(|i| Error::Invalid(hale_fhir::OperationOutcome::single(i)))?;
+        req.restriction = Some(r);
+        Ok(self.store.search(&req, 0, true).await?.total.unwrap_or(0) > 0)
+    }
+
+    /// A restricted caller's write must stay within the patients they may see: the
+    /// current version (if any) visible to them, and the new one a Patient their
+    /// organization manages or a resource in the compartment of patients they may see
+    /// (or that the same transaction creates, in `new_patients`). Types that hold no
+    /// patient's information pass; types outside every compartment do not.
+    pub(crate) async fn check_write(
+        &self,
+        ty: &ResourceType,
+        id: Option<&ResourceId>,
+        new: Option<&NewVersion>,
+        new_patients: &[String],
+    ) -> Result<()> {
+        let Some(r) = self.restriction() else { return Ok(()) };
+        let t = ty.as_str();
+        if is_shared(t) {
+            return Ok(());
+        }
+        if let Some(id) = id
+            && !new_patients.iter().any(|p| t == "Patient" && p == id.as_str())
+            && self.store.read(ty, id).await?.is_some_and(|s| !s.is_deleted())
+            && !self.visible(ty, id).await?
+        {
+            return Err(Error::NotFound(format!("{ty}/{id}")));
+        }
+        let Some(new) = new else { return Ok(()) };
+        let refused =
+            |why: &str| Error::Denied(Denial { category: Category::Forbidden, reason: format!("{t}: {why}") });
+        if t == "Patient" {
+            return match (&r.organization, id) {
+                (Some(org), _)
+                    if new.index.references.iter().any(|x| {
+                        x.param == "organization"
+                            && x.target_type.as_deref() == Some("Organization")
+                            && x.target_id.as_deref() == Some(org.as_str())
+                    }) =>
+                {
+                    Ok(())
+                }
+                (Some(_), _) => Err(refused("a patient you register must be managed by your organization")),
+                (None, _) => Err(refused("you may not register patients")),
+            };
+        }
+        let defs = hale_fhir::Definitions::get();
+        let Some(params) = defs.patient_compartment().get(t).filter(|p| !p.is_empty()) else {
+            return Err(refused("this type is not open to your account"));
+        };
+        let patients: Vec<&str> = new
+            .index
+            .references
+            .iter()
+            .filter(|x| params.contains(&x.param) && x.target_type.as_deref() == Some("Patient"))
+            .filter_map(|x| x.target_id.as_deref())
+            .collect();
+        if patients.is_empty() {
+            return Err(refused("the resource must refer to a patient whose record you may see"));
+        }
+        let patient_ty = crate::resource_type("Patient")?;
+        for p in patients {
+            if new_patients.iter().any(|n| n == p) {
+                continue;
+            }
+            let visible = match ResourceId::parse(p) {
+                Some(pid) => self.visible(&patient_ty, &pid).await?,
+                None => false,
+            };
+            if !visible {
+                return Err(refused("the resource refers to a patient whose record you may not see"));
+            }
+        }
+        Ok(())
+    }
+
     /// The store, for a transaction whose every operation the policy permits: a write
     /// as a create or update of its type, a deletion as a delete, and each
     /// precondition's search as a search of its type.
     pub(crate) async fn door_transaction(&self, ops: &[TxOp]) -> Result<&dyn Store> {
+        // the patients this transaction registers, which its other entries may refer to
+        let mut new_patients = Vec::new();
+        for op in ops {
+            if let TxOp::Write { ty, id, new, .. } = op
+                && ty.as_str() == "Patient"
+            {
+                self.check_write(ty, Some(id), Some(new), &[]).await?;
+                new_patients.push(id.to_string());
+            }
+        }
+        for op in ops {
+            match op {
+                TxOp::Write { ty, id, new, .. } if ty.as_str() != "Patient" => {
+                    self.check_write(ty, Some(id), Some(new), &new_patients).await?
+                }
+                TxOp::Delete { ty, id, .. } => self.check_write(ty, Some(id), None, &[]).await?,
+                _ => {}
+            }
+        }
         for op in ops {
             let preconditions = match op {
                 TxOp::Write { ty, method, preconditions, .. } => {

@@ -4,6 +4,7 @@
 //! through that door), validates before it writes, resolves conditional criteria and
 //! bundles, and computes index rows. Nothing else holds the raw store.
 
+mod accounts;
 mod bundle;
 mod criteria;
 mod fhirpath_patch;
@@ -213,6 +214,7 @@ impl Repository {
         let event = Event::new("read", Interaction::Read).target(format!("{ty}/{id}"));
         let result = async {
             match self.door(Interaction::Read, Some(ty)).await?.read(ty, id).await? {
+                Some(_) if !self.visible(ty, id).await? => Err(Error::NotFound(format!("{ty}/{id}"))),
                 Some(s) if s.is_deleted() => Err(Error::Gone(format!("{ty}/{id}"), Box::new(s))),
                 Some(s) => Ok(s),
                 None => Err(Error::NotFound(format!("{ty}/{id}"))),
@@ -227,6 +229,9 @@ impl Repository {
         let event = Event::new("vread", Interaction::Vread).target(format!("{ty}/{id}/_history/{version}"));
         let result = async {
             match self.door(Interaction::Vread, Some(ty)).await?.vread(ty, id, version).await? {
+                Some(_) if !self.visible(ty, id).await? => {
+                    Err(Error::NotFound(format!("{ty}/{id}/_history/{version}")))
+                }
                 Some(s) if s.is_deleted() => Err(Error::Gone(format!("{ty}/{id}/_history/{version}"), Box::new(s))),
                 Some(s) => Ok(s),
                 None => Err(Error::NotFound(format!("{ty}/{id}/_history/{version}"))),
@@ -240,10 +245,13 @@ impl Repository {
     pub async fn create(&self, ty: &ResourceType, body: Value, if_none_exist: Option<&str>) -> Result<CreateOutcome> {
         let event = Event::new("create", Interaction::Create);
         let result = async {
-            let criteria = if_none_exist.map(|q| parse_criteria(ty, q)).transpose()?;
+            let criteria = if_none_exist.map(|q| self.criteria(ty, q)).transpose()?;
             check_body(ty, None, &body)?;
             let audit = self.audit_write(event.clone());
-            Ok(self.door(Interaction::Create, Some(ty)).await?.create(ty, prepare(body), criteria, audit).await?)
+            let store = self.door(Interaction::Create, Some(ty)).await?;
+            let new = prepare(body);
+            self.check_write(ty, None, Some(&new), &[]).await?;
+            Ok(store.create(ty, new, criteria, audit).await?)
         }
         .await;
         self.audit_failed_write(event.target(ty.as_str()), result).await
@@ -272,7 +280,10 @@ impl Repository {
         let result = async {
             check_body(ty, Some(id), &body)?;
             let audit = self.audit_write(event.clone());
-            Ok(self.door(Interaction::Update, Some(ty)).await?.update(ty, id, prepare(body), if_match, audit).await?)
+            let store = self.door(Interaction::Update, Some(ty)).await?;
+            let new = prepare(body);
+            self.check_write(ty, Some(id), Some(&new), &[]).await?;
+            Ok(store.update(ty, id, new, if_match, audit).await?)
         }
         .await;
         self.audit_failed_write(event.target(format!("{ty}/{id}")), result).await
@@ -299,7 +310,7 @@ impl Repository {
         if_match: Option<VersionId>,
         event: &Event,
     ) -> Result<UpdateOutcome> {
-        let criteria = parse_criteria(ty, query)?;
+        let criteria = self.criteria(ty, query)?;
         let id = match body.get("id") {
             None => None,
             Some(Value::String(s)) => Some(resource_id(s).map_err(|_| {
@@ -319,11 +330,10 @@ impl Repository {
         }
         self.door(Interaction::Search, Some(ty)).await?;
         let audit = self.audit_write(event.clone());
-        Ok(self
-            .door(Interaction::Update, Some(ty))
-            .await?
-            .conditional_update(criteria, id, prepare(body), if_match, audit)
-            .await?)
+        let store = self.door(Interaction::Update, Some(ty)).await?;
+        let new = prepare(body);
+        self.check_write(ty, id.as_ref(), Some(&new), &[]).await?;
+        Ok(store.conditional_update(criteria, id, new, if_match, audit).await?)
     }
 
     /// The current version a PATCH applies to, after its `If-Match`.
@@ -378,7 +388,9 @@ impl Repository {
         let event = Event::new("delete", Interaction::Delete);
         let result = async {
             let audit = self.audit_write(event.clone());
-            Ok(self.door(Interaction::Delete, Some(ty)).await?.delete(ty, id, if_match, audit).await?)
+            let store = self.door(Interaction::Delete, Some(ty)).await?;
+            self.check_write(ty, Some(id), None, &[]).await?;
+            Ok(store.delete(ty, id, if_match, audit).await?)
         }
         .await;
         self.audit_failed_write(event.target(format!("{ty}/{id}")), result).await
@@ -388,7 +400,7 @@ impl Repository {
     pub async fn conditional_delete(&self, ty: &ResourceType, query: &str) -> Result<Option<StoredResource>> {
         let event = Event::new("delete", Interaction::Delete).query(format!("{ty}?{query}"));
         let result = async {
-            let criteria = parse_criteria(ty, query)?;
+            let criteria = self.criteria(ty, query)?;
             self.door(Interaction::Search, Some(ty)).await?;
             let audit = self.audit_write(event.clone());
             Ok(self.door(Interaction::Delete, Some(ty)).await?.conditional_delete(criteria, audit).await?)
@@ -407,7 +419,14 @@ impl Repository {
         }
         let result = async {
             let store = self.door(Interaction::Search, Some(&request.resource_type)).await?;
-            Ok(store.search(request, page_size, want_total).await?)
+            match self.restriction() {
+                None => Ok(store.search(request, page_size, want_total).await?),
+                Some(r) => {
+                    let mut held = request.clone();
+                    held.restriction = Some(r);
+                    Ok(store.search(&held, page_size, want_total).await?)
+                }
+            }
         }
         .await;
         self.audited(event, result, |p: &SearchPage| p.entries.iter().chain(&p.included).collect()).await
@@ -418,8 +437,13 @@ impl Repository {
         let ty = resource_type("Patient")?;
         self.read(&ty, patient).await?;
         let event = Event::new("operation:everything", Interaction::Everything).patient(patient.as_str());
-        let result =
-            async { Ok(self.door(Interaction::Everything, Some(&ty)).await?.everything(patient, query).await?) }.await;
+        let result = async {
+            let store = self.door(Interaction::Everything, Some(&ty)).await?;
+            let mut held = query.clone();
+            held.restriction = self.restriction();
+            Ok(store.everything(patient, &held).await?)
+        }
+        .await;
         self.audited(event, result, |p: &SearchPage| p.entries.iter().chain(&p.included).collect()).await
     }
 
@@ -434,18 +458,25 @@ impl Repository {
             HistoryScope::Type(_) => "history-type",
             HistoryScope::Instance(..) => "history-instance",
         };
-        let mut event = Event::new(subtype, Interaction::History);
+        let interaction = if matches!(scope, HistoryScope::Instance(..)) {
+            Interaction::HistoryInstance
+        } else {
+            Interaction::History
+        };
+        let mut event = Event::new(subtype, interaction);
         if let HistoryScope::Instance(ty, id) = scope {
             event = event.target(format!("{ty}/{id}"));
         }
         let result = async {
-            let store = self.door(Interaction::History, ty).await?;
+            let store = self.door(interaction, ty).await?;
             if let HistoryScope::Instance(ty, id) = scope
-                && store.read(ty, id).await?.is_none()
+                && (store.read(ty, id).await?.is_none() || !self.visible(ty, id).await?)
             {
                 return Err(Error::NotFound(format!("{ty}/{id}")));
             }
-            Ok(store.history(scope, query).await?)
+            let mut held = query.clone();
+            held.restriction = self.restriction();
+            Ok(store.history(scope, &held).await?)
         }
         .await;
         self.audited(event, result, |p: &HistoryPage| p.entries.iter().collect()).await
@@ -647,7 +678,10 @@ mod tests {
         let err = r.create(&ty, json!({"resourceType":"Patient","birthDate":"1970-13"}), None).await.unwrap_err();
         let Error::Invalid(o) = err else { panic!() };
         assert_eq!(o.issues[0].expression.as_deref(), Some("Patient.birthDate"));
-        let h = r.history(&HistoryScope::System, &HistoryQuery { since: None, count: 10, cursor: None }).await.unwrap();
+        let h = r
+            .history(&HistoryScope::System, &HistoryQuery { since: None, count: 10, cursor: None, restriction: None })
+            .await
+            .unwrap();
         assert!(h.entries.is_empty());
     }
 

@@ -2,6 +2,7 @@
 //! (normalised strings, date ranges, numbers with their implicit precision), and the
 //! parsing of a search request into a typed IR. Pure: no I/O.
 
+pub mod access;
 pub mod expr;
 pub mod extract;
 pub mod index;

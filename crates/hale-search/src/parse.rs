@@ -207,6 +207,8 @@ pub struct SearchRequest {
     pub ignored: Vec<String>,
     /// The parameters understood, in order, for building links.
     pub canonical: Vec<(String, String)>,
+    /// What the caller may see: set by the gate, never by the client's query.
+    pub restriction: Option<crate::access::Restriction>,
 }
 
 fn bad(param: &str, msg: impl Into<String>) -> Issue {
@@ -246,6 +248,7 @@ pub fn parse(ty: &ResourceType, pairs: &[(String, String)], lenient: bool) -> Re
         cursor: None,
         ignored: Vec::new(),
         canonical: Vec::new(),
+        restriction: None,
     };
     for (name, value) in pairs {
         if name.starts_with("_include") || name.starts_with("_revinclude") {

@@ -6,6 +6,7 @@
 pub mod bulk;
 pub mod config;
 pub mod synth;
+pub mod users;
 
 /// mimalloc instead of the system allocator for every program that links the server
 /// (the binary, its tests and benchmarks): parsing, validating and indexing FHIR JSON
@@ -24,6 +25,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use hale_api::{ApiLimits, ApiState, RequestId, RoutePolicy, Routes};
+pub use hale_identity::TokenKeys;
 use hale_repository::{Gate, Repository};
 use hale_store::Store;
 use tokio::net::TcpListener;
@@ -44,6 +46,15 @@ pub enum Error {
     Listen(String, std::io::Error),
     #[error("server failed: {0}")]
     Serve(std::io::Error),
+    #[error("cannot read or create the token signing key in {0}: {1}")]
+    Keys(String, std::io::Error),
+    #[error("accounts: {0}")]
+    Accounts(String),
+}
+
+/// The token signing key of the data directory (created on first use).
+pub fn token_keys(cfg: &Config) -> Result<TokenKeys, Error> {
+    TokenKeys::open(&cfg.data_dir).map_err(|e| Error::Keys(cfg.data_dir.display().to_string(), e))
 }
 
 /// Opens the store the configuration names: PostgreSQL for a `postgres://` URL,
@@ -114,7 +125,7 @@ async fn request_id(req: Request, next: Next) -> Response {
 }
 
 /// Every route of the application with its access policy.
-fn routes(cfg: &Config, gate: Gate) -> Routes<()> {
+fn routes(cfg: &Config, gate: Gate, tokens: Arc<TokenKeys>) -> Routes<()> {
     let api = hale_api::router(ApiState {
         gate: gate.clone(),
         limits: ApiLimits {
@@ -128,6 +139,7 @@ fn routes(cfg: &Config, gate: Gate) -> Routes<()> {
         },
         public_base: (!cfg.public_base_url.is_empty()).then(|| cfg.public_base_url.clone()),
         software_version: env!("CARGO_PKG_VERSION").to_string(),
+        tokens,
     });
     api.merge(health_routes().with_state(Health { repository: gate.system("readiness") }))
 }
@@ -137,8 +149,8 @@ fn health_routes() -> Routes<Health> {
 }
 
 /// The whole application over a gate.
-fn app(cfg: &Config, gate: Gate) -> Router {
-    let (router, declared) = routes(cfg, gate).into_parts();
+fn app(cfg: &Config, gate: Gate, tokens: Arc<TokenKeys>) -> Router {
+    let (router, declared) = routes(cfg, gate, tokens).into_parts();
     for (path, policy) in &declared {
         tracing::debug!(path, policy = if *policy == RoutePolicy::Public { "public" } else { "gated" }, "route");
     }
@@ -165,6 +177,7 @@ pub struct Server {
     app: Router,
     gate: Gate,
     checkpoints: hale_repository::Checkpoints,
+    first_admin: Option<(String, String)>,
 }
 
 /// How often the server links new audit entries into the hash chain and signs a
@@ -185,7 +198,16 @@ impl Server {
         let gate = gate(cfg).await?;
         let listener = TcpListener::bind(&cfg.listen).await.map_err(|e| Error::Listen(cfg.listen.clone(), e))?;
         let checkpoints = hale_repository::Checkpoints::new(&cfg.data_dir);
-        Ok(Server { listener, app: app(cfg, gate.clone()), gate, checkpoints })
+        let tokens = Arc::new(token_keys(cfg)?);
+        let first_admin =
+            users::ensure_first_admin(&gate.system("first-start")).await.map_err(|e| Error::Accounts(e.to_string()))?;
+        Ok(Server { listener, app: app(cfg, gate.clone(), tokens), gate, checkpoints, first_admin })
+    }
+
+    /// On the first start: the administrator's user name and one-time password, for
+    /// the operator to see once (never logged).
+    pub fn first_admin(&self) -> Option<&(String, String)> {
+        self.first_admin.as_ref()
     }
 
     pub fn local_addr(&self) -> SocketAddr {

@@ -32,9 +32,9 @@ use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMe
 use hale_fhir::{ResourceId, ResourceType, VersionId};
 use hale_search::parse::SearchRequest;
 use hale_store::{
-    AuditRow, AuditWrite, ChainLink, ChainedEntry, CreateOutcome, Criteria, Error, EverythingQuery, HistoryPage,
-    HistoryQuery, HistoryScope, IndexRows, Instant, Method, NewVersion, Precondition, Result, SearchPage, Store,
-    StoredResource, TxOp, TxOutcome, UpdateOutcome,
+    AccountKey, AccountRow, AuditRow, AuditWrite, ChainLink, ChainedEntry, CreateOutcome, Criteria, Error,
+    EverythingQuery, HistoryPage, HistoryQuery, HistoryScope, IndexRows, Instant, Method, NewVersion, Precondition,
+    Result, SearchPage, Store, StoredResource, TxOp, TxOutcome, UpdateOutcome,
 };
 use tokio_postgres::NoTls;
 
@@ -47,6 +47,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("../migrations/0003_token_patient_key.sql")),
     (4, include_str!("../migrations/0004_owner_index_by_resource.sql")),
     (5, include_str!("../migrations/0005_audit.sql")),
+    (6, include_str!("../migrations/0006_accounts.sql")),
 ];
 
 /// Every index table; rows of a resource are replaced on each write.
@@ -772,6 +773,74 @@ impl Store for PgStore {
         let c = self.client().await?;
         let r = c.query_one("SELECT COUNT(*) FROM audit_log WHERE chain_pos IS NULL", &[]).await.map_err(db)?;
         Ok(r.try_get::<_, i64>(0).map_err(db)? as u64)
+    }
+
+    async fn put_account(&self, account: AccountRow, create: bool, audit: AuditRow) -> Result<()> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(db)?;
+        let n = if create {
+            tx.execute(
+                "INSERT INTO account (id, username, body) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                &[&account.id, &account.username, &account.body],
+            )
+            .await
+            .map_err(db)?
+        } else {
+            let clash = tx
+                .query_opt("SELECT id FROM account WHERE username = $1 AND id <> $2", &[&account.username, &account.id])
+                .await
+                .map_err(db)?;
+            if clash.is_some() {
+                0
+            } else {
+                tx.execute(
+                    "UPDATE account SET username = $2, body = $3 WHERE id = $1",
+                    &[&account.id, &account.username, &account.body],
+                )
+                .await
+                .map_err(db)?
+            }
+        };
+        if n != 1 {
+            return Err(Error::Conflict(if create {
+                format!("the user name '{}' is taken", account.username)
+            } else {
+                format!("the account '{}' cannot take that user name", account.id)
+            }));
+        }
+        insert_audit(&tx, &audit).await?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn account(&self, key: AccountKey<'_>) -> Result<Option<AccountRow>> {
+        let c = self.client().await?;
+        let (sql, value) = match key {
+            AccountKey::Id(v) => ("SELECT id, username, body FROM account WHERE id = $1", v),
+            AccountKey::Username(v) => ("SELECT id, username, body FROM account WHERE username = $1", v),
+        };
+        let row = c.query_opt(sql, &[&value]).await.map_err(db)?;
+        row.map(|r| {
+            Ok(AccountRow {
+                id: r.try_get(0).map_err(db)?,
+                username: r.try_get(1).map_err(db)?,
+                body: r.try_get(2).map_err(db)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn accounts(&self) -> Result<Vec<AccountRow>> {
+        let c = self.client().await?;
+        let rows = c.query("SELECT id, username, body FROM account ORDER BY username", &[]).await.map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                Ok(AccountRow {
+                    id: r.try_get(0).map_err(db)?,
+                    username: r.try_get(1).map_err(db)?,
+                    body: r.try_get(2).map_err(db)?,
+                })
+            })
+            .collect()
     }
 }
 

@@ -18,9 +18,9 @@ use async_trait::async_trait;
 use hale_fhir::{ResourceId, ResourceType, VersionId};
 use hale_search::parse::SearchRequest;
 use hale_store::{
-    AuditRow, AuditWrite, ChainLink, ChainedEntry, CreateOutcome, Criteria, Error, EverythingQuery, HistoryPage,
-    HistoryQuery, HistoryScope, IndexRows, Instant, Method, NewVersion, Precondition, Result, SearchPage, Store,
-    StoredResource, TxOp, TxOutcome, UpdateOutcome,
+    AccountKey, AccountRow, AuditRow, AuditWrite, ChainLink, ChainedEntry, CreateOutcome, Criteria, Error,
+    EverythingQuery, HistoryPage, HistoryQuery, HistoryScope, IndexRows, Instant, Method, NewVersion, Precondition,
+    Result, SearchPage, Store, StoredResource, TxOp, TxOutcome, UpdateOutcome,
 };
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params, params_from_iter};
 
@@ -35,6 +35,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (7, include_str!("../migrations/0007_date_owner_covers_the_range.sql")),
     (8, include_str!("../migrations/0008_token_patient_key.sql")),
     (9, include_str!("../migrations/0009_audit.sql")),
+    (10, include_str!("../migrations/0010_accounts.sql")),
 ];
 
 /// Every index table; rows of a resource are replaced on each write.
@@ -869,6 +870,64 @@ impl Store for SqliteStore {
         })
         .await
     }
+
+    async fn put_account(&self, account: AccountRow, create: bool, audit: AuditRow) -> Result<()> {
+        self.with_writer(move |tx| {
+            let taken = tx
+                .prepare_cached("SELECT id FROM account WHERE username = ?1 OR id = ?2")
+                .and_then(|mut s| {
+                    s.query_map(params![account.username, account.id], |r| r.get::<_, String>(0))?
+                        .collect::<rusqlite::Result<Vec<String>>>()
+                })
+                .map_err(backend)?;
+            if create && !taken.is_empty() {
+                return Err(Error::Conflict(format!("the user name '{}' is taken", account.username)));
+            }
+            if !create && (!taken.contains(&account.id) || taken.iter().any(|t| t != &account.id)) {
+                return Err(Error::Conflict(format!("the account '{}' cannot take that user name", account.id)));
+            }
+            let sql = if create {
+                "INSERT INTO account (id, username, body) VALUES (?1, ?2, ?3)"
+            } else {
+                "UPDATE account SET username = ?2, body = ?3 WHERE id = ?1"
+            };
+            tx.prepare_cached(sql)
+                .and_then(|mut s| s.execute(params![account.id, account.username, account.body]))
+                .map_err(backend)?;
+            insert_audit(tx, &audit)
+        })
+        .await
+    }
+
+    async fn account(&self, key: AccountKey<'_>) -> Result<Option<AccountRow>> {
+        let (sql, value) = match key {
+            AccountKey::Id(v) => ("SELECT id, username, body FROM account WHERE id = ?1", v.to_string()),
+            AccountKey::Username(v) => ("SELECT id, username, body FROM account WHERE username = ?1", v.to_string()),
+        };
+        self.with_reader(move |c| {
+            c.prepare_cached(sql)
+                .and_then(|mut s| {
+                    s.query_row(params![value], |r| {
+                        Ok(AccountRow { id: r.get(0)?, username: r.get(1)?, body: r.get(2)? })
+                    })
+                    .optional()
+                })
+                .map_err(backend)
+        })
+        .await
+    }
+
+    async fn accounts(&self) -> Result<Vec<AccountRow>> {
+        self.with_reader(|c| {
+            c.prepare_cached("SELECT id, username, body FROM account ORDER BY username")
+                .and_then(|mut s| {
+                    s.query_map([], |r| Ok(AccountRow { id: r.get(0)?, username: r.get(1)?, body: r.get(2)? }))?
+                        .collect::<rusqlite::Result<Vec<_>>>()
+                })
+                .map_err(backend)
+        })
+        .await
+    }
 }
 
 /// The last chained entry: its position and hash.
@@ -971,7 +1030,10 @@ mod tests {
         let v1 = s.vread(&ty(), &c.id, VersionId::FIRST).await.unwrap().unwrap();
         assert!(v1.body.unwrap().contains("\"family\":\"a\""));
         let h = s
-            .history(&HistoryScope::Instance(ty(), c.id.clone()), &HistoryQuery { since: None, count: 2, cursor: None })
+            .history(
+                &HistoryScope::Instance(ty(), c.id.clone()),
+                &HistoryQuery { since: None, count: 2, cursor: None, restriction: None },
+            )
             .await
             .unwrap();
         assert_eq!(h.total, Some(3));
@@ -979,7 +1041,7 @@ mod tests {
         let h2 = s
             .history(
                 &HistoryScope::Instance(ty(), c.id.clone()),
-                &HistoryQuery { since: None, count: 2, cursor: h.next },
+                &HistoryQuery { since: None, count: 2, cursor: h.next, restriction: None },
             )
             .await
             .unwrap();

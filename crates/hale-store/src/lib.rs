@@ -144,6 +144,8 @@ pub struct HistoryQuery {
     pub count: usize,
     /// Continue after this opaque position (from an earlier page's `next`).
     pub cursor: Option<i64>,
+    /// What the caller may see (set by the gate).
+    pub restriction: Option<hale_search::access::Restriction>,
 }
 
 #[derive(Debug, Clone)]
@@ -243,6 +245,8 @@ pub struct EverythingQuery {
     pub types: Option<Vec<String>>,
     pub count: usize,
     pub cursor: Option<String>,
+    /// What the caller may see (set by the gate).
+    pub restriction: Option<hale_search::access::Restriction>,
 }
 
 /// One entry of the audit trail as stored: the AuditEvent (JSON text, without `id`; its
@@ -283,6 +287,22 @@ impl std::fmt::Debug for AuditWrite {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("AuditWrite")
     }
+}
+
+/// A user account as stored: its id, its folded user name (unique) and its JSON
+/// document (`hale-identity`'s `Account`: the password hash, never a password).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountRow {
+    pub id: String,
+    pub username: String,
+    pub body: String,
+}
+
+/// How an account is looked up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountKey<'a> {
+    Id(&'a str),
+    Username(&'a str),
 }
 
 /// The hash of a chained audit entry from the previous entry's hash (32 zero bytes for
@@ -504,6 +524,14 @@ pub trait Store: Send + Sync + 'static {
     async fn audit_chain(&self, after: i64, limit: usize) -> Result<Vec<ChainedEntry>>;
     /// How many entries wait to be chained.
     async fn audit_unchained(&self) -> Result<u64>;
+
+    /// Creates an account (`create`: [`Error::Conflict`] when its id or user name is
+    /// taken) or replaces one (`Conflict` when it does not exist, or the new user name
+    /// is another's), with the audit entry of the change in the same transaction.
+    async fn put_account(&self, account: AccountRow, create: bool, audit: AuditRow) -> Result<()>;
+    async fn account(&self, key: AccountKey<'_>) -> Result<Option<AccountRow>>;
+    /// Every account, by user name.
+    async fn accounts(&self) -> Result<Vec<AccountRow>>;
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@
 
 use std::collections::HashSet;
 
+use hale_search::access::{Restriction, SHARED_TYPES};
 use hale_search::index::PATIENT_PARAM;
 use hale_search::parse::{Clause, Include, Modifier, ParamType, SearchRequest, SearchValue, SortKey};
 use hale_search::values::{DateRange, NumberRange, Prefix};
@@ -728,6 +729,9 @@ impl SearchSql {
                 ));
             }
         }
+        if let Some(r) = &req.restriction {
+            conds.push(restriction_sql(Some(ty), "r", r, &mut where_args));
+        }
         let from = "FROM resources r JOIN resource_versions v ON v.seq = r.seq";
         // the version row (and its body) is needed only to test or sort by _lastUpdated
         let count = want_total.then(|| {
@@ -877,7 +881,7 @@ impl<'a> IncludeWalk<'a> {
                 continue;
             }
             for chunk in self.frontier.chunks(500) {
-                stmts.extend(include_sql(&self.d, inc, rev, chunk));
+                stmts.extend(include_sql(&self.d, inc, rev, chunk, req.restriction.as_ref()));
             }
         }
         self.round += 1;
@@ -902,7 +906,13 @@ impl<'a> IncludeWalk<'a> {
 
 /// The statements that follow one `_include` (or `_revinclude` when `rev`) from these
 /// resources.
-fn include_sql(d: &Dialect, inc: &Include, rev: bool, sources: &[StoredResource]) -> Vec<Stmt> {
+fn include_sql(
+    d: &Dialect,
+    inc: &Include,
+    rev: bool,
+    sources: &[StoredResource],
+    restriction: Option<&Restriction>,
+) -> Vec<Stmt> {
     let mut out = Vec::new();
     let mut by_type: std::collections::BTreeMap<&str, Vec<&str>> = std::collections::BTreeMap::new();
     for s in sources {
@@ -952,9 +962,92 @@ fn include_sql(d: &Dialect, inc: &Include, rev: bool, sources: &[StoredResource]
             }
             sql
         };
+        let mut sql = sql;
+        if let Some(r) = restriction {
+            let included = if rev { Some(inc.source_type.as_str()) } else { inc.target_type.as_deref() };
+            let cond = restriction_sql(included, "r", r, &mut args);
+            sql.push_str(&format!(" AND {cond}"));
+        }
         out.push(Stmt { sql, args });
     }
     out
+}
+
+/// The condition that keeps the rows of `alias` (a table with `res_type` and `res_id`)
+/// to what `r` lets the caller see; `ty` when every row is of that type. Written once:
+/// the page, its total, its includes, history and `$everything` all use it.
+pub fn restriction_sql(ty: Option<&str>, alias: &str, r: &Restriction, args: &mut Vec<Bind>) -> String {
+    if ty.is_some_and(hale_search::access::is_shared) {
+        return "1 = 1".into();
+    }
+    if r.patients.as_ref().is_some_and(Vec::is_empty) {
+        return match ty {
+            Some(_) => "1 = 0".into(),
+            None => format!("{alias}.res_type IN ({})", shared_list()),
+        };
+    }
+    let defs = hale_fhir::Definitions::get();
+    // the set of visible patients, as a subquery or a list of binds
+    let patient_set = |args: &mut Vec<Bind>| -> String {
+        let ids: Vec<Bind> = r.patients.iter().flatten().map(|p| Bind::Text(p.clone())).collect();
+        match &r.organization {
+            Some(org) => {
+                args.push(Bind::Text(org.clone()));
+                let mut sql = "SELECT o.res_id FROM search_reference o WHERE o.res_type = 'Patient' \
+                               AND o.param = 'organization' AND o.target_type = 'Organization' AND o.target_id = ?"
+                    .to_string();
+                if r.patients.is_some() {
+                    sql.push_str(&format!(" AND o.res_id IN ({})", vec!["?"; ids.len()].join(", ")));
+                    args.extend(ids);
+                }
+                sql
+            }
+            None => {
+                let marks = vec!["?"; ids.len()].join(", ");
+                args.extend(ids);
+                marks
+            }
+        }
+    };
+    match ty {
+        Some("Patient") => format!("{alias}.res_id IN ({})", patient_set(args)),
+        Some(t) => {
+            let Some(params) = defs.patient_compartment().get(t).filter(|p| !p.is_empty()) else {
+                return "1 = 0".into();
+            };
+            args.push(Bind::Text(t.to_string()));
+            args.extend(params.iter().map(|p| Bind::Text(p.clone())));
+            let marks = vec!["?"; params.len()].join(", ");
+            let set = patient_set(args);
+            format!(
+                "EXISTS (SELECT 1 FROM search_reference c WHERE c.res_type = ? AND c.res_id = {alias}.res_id \
+                 AND c.param IN ({marks}) AND c.target_type = 'Patient' AND c.target_id IN ({set}))"
+            )
+        }
+        None => {
+            let mut pairs: Vec<String> = Vec::new();
+            for (t, params) in defs.patient_compartment() {
+                pairs.extend(params.iter().map(|p| format!("{t}.{p}")));
+            }
+            pairs.sort();
+            let own = patient_set(args);
+            args.extend(pairs.iter().map(|p| Bind::Text(p.clone())));
+            let marks = vec!["?"; pairs.len()].join(", ");
+            let set = patient_set(args);
+            format!(
+                "({alias}.res_type IN ({}) OR ({alias}.res_type = 'Patient' AND {alias}.res_id IN ({own})) \
+                 OR EXISTS (SELECT 1 FROM search_reference c WHERE c.res_type = {alias}.res_type \
+                 AND c.res_id = {alias}.res_id AND (c.res_type || '.' || c.param) IN ({marks}) \
+                 AND c.target_type = 'Patient' AND c.target_id IN ({set})))",
+                shared_list()
+            )
+        }
+    }
+}
+
+/// [`SHARED_TYPES`] as SQL literals (constants of Hale, not input).
+fn shared_list() -> String {
+    SHARED_TYPES.iter().map(|t| format!("'{t}'")).collect::<Vec<_>>().join(", ")
 }
 
 /// Types that `$everything` adds when a compartment resource refers to them.
@@ -1013,6 +1106,14 @@ pub fn history(scope: &HistoryScope, query: &HistoryQuery) -> HistorySql {
     if let Some(since) = query.since {
         sql.push_str(" AND v.last_updated >= ?");
         args.push(Bind::Integer(since.millis()));
+    }
+    if let Some(r) = &query.restriction {
+        let ty = match scope {
+            HistoryScope::System => None,
+            HistoryScope::Type(t) | HistoryScope::Instance(t, _) => Some(t.as_str()),
+        };
+        let cond = restriction_sql(ty, "v", r, &mut args);
+        sql.push_str(&format!(" AND {cond}"));
     }
     let count = (matches!(scope, HistoryScope::Instance(..)) && query.cursor.is_none()).then(|| Stmt {
         sql: sql.replacen(&format!("SELECT {VERSION_COLUMNS}"), "SELECT COUNT(*)", 1),
@@ -1079,6 +1180,10 @@ pub fn everything(d: &Dialect, patient: &str, q: &EverythingQuery) -> Result<Stm
     if let Some(since) = q.since {
         sql.push_str(" AND v.last_updated >= ?");
         args.push(Bind::Integer(since.millis()));
+    }
+    if let Some(r) = &q.restriction {
+        let cond = restriction_sql(None, "r", r, &mut args);
+        sql.push_str(&format!(" AND {cond}"));
     }
     if let Some(types) = &q.types {
         sql.push_str(&format!(" AND r.res_type IN ({})", vec!["?"; types.len().max(1)].join(", ")));

@@ -13,10 +13,39 @@ use hale_server::Config;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
+/// The scopes of the tests' own token: everything a client acting for no user can do.
+pub const SYSTEM_SCOPE: &str = "system/*.cruds";
+
+/// A token for a client acting for no user (`system/*.cruds`), signed with the key of
+/// `data_dir` (created if missing), as `hale token --client hale-tests` prints.
+pub fn system_token(data_dir: &Path) -> String {
+    token_for_client(data_dir, "hale-tests", SYSTEM_SCOPE)
+}
+
+/// A client token with `scope`, signed with the key of `data_dir`.
+pub fn token_for_client(data_dir: &Path, client: &str, scope: &str) -> String {
+    let keys = hale_server::TokenKeys::open(data_dir).expect("token keys");
+    let scopes = hale_access::Scopes::parse(scope, true).expect("scopes");
+    keys.sign(&keys.client_claims(client, &scopes, 3600))
+}
+
+/// An HTTP client that sends `Authorization: Bearer <token>` with every request.
+pub fn client_with_token(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let mut v = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).expect("header value");
+    v.set_sensitive(true);
+    headers.insert(reqwest::header::AUTHORIZATION, v);
+    reqwest::Client::builder().default_headers(headers).build().expect("client")
+}
+
 /// A server running in this process on a free port, with its own data directory.
 pub struct TestServer {
     pub base: String,
+    /// Sends the system token ([`system_token`]) with every request; use a client of
+    /// your own for other callers.
     pub client: reqwest::Client,
+    /// The token `client` sends.
+    pub token: String,
     pub data_dir: tempfile::TempDir,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     /// The PostgreSQL database this server owns (dropped after the server stops).
@@ -49,9 +78,11 @@ impl TestServer {
         tokio::spawn(server.serve(async {
             let _ = rx.await;
         }));
+        let token = system_token(data_dir.path());
         TestServer {
             base: format!("http://{addr}"),
-            client: reqwest::Client::new(),
+            client: client_with_token(&token),
+            token,
             data_dir,
             shutdown: Some(tx),
             database,
@@ -236,6 +267,12 @@ pub fn entry_ids(bundle: &Value) -> Vec<String> {
 pub struct BinaryServer {
     pub child: tokio::process::Child,
     pub base: String,
+    /// Sends the system token of the server's data directory with every request
+    /// (an anonymous client when the arguments name no `--data-dir`).
+    pub client: reqwest::Client,
+    /// What the server printed on stdout before its address (the first start's
+    /// administrator password...).
+    pub banner: Vec<String>,
 }
 
 /// Starts `exe serve --listen 127.0.0.1:0 --data-dir DIR` and waits for its
@@ -259,15 +296,22 @@ pub async fn spawn_binary_with(exe: &Path, args: &[String]) -> BinaryServer {
         .expect("hale starts");
     let stdout = child.stdout.take().expect("stdout");
     let mut lines = BufReader::new(stdout).lines();
+    let mut banner = Vec::new();
     let base = loop {
         let line = lines.next_line().await.expect("stdout readable").expect("hale printed its address");
         if let Some(url) = line.strip_prefix("Hale listening on ") {
             break url.trim().to_string();
         }
+        banner.push(line);
     };
     // keep draining stdout so the child never blocks on a full pipe
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    BinaryServer { child, base }
+    let data_dir = args.iter().position(|a| a == "--data-dir").and_then(|i| args.get(i + 1));
+    let client = match data_dir {
+        Some(d) => client_with_token(&system_token(Path::new(d))),
+        None => reqwest::Client::new(),
+    };
+    BinaryServer { child, base, client, banner }
 }
 
 /// `../shared/data/<sub>` beside the checkout, if present.

@@ -94,7 +94,7 @@ fn main() {
         let dir = tempfile::tempdir().expect("temp dir");
         let exe = std::path::Path::new(env!("CARGO_BIN_EXE_hale"));
         let server = spawn_binary(exe, dir.path()).await;
-        let client = reqwest::Client::builder().pool_max_idle_per_host(16).build().expect("client");
+        let client = hale_test_support::client_with_token(&hale_test_support::system_token(dir.path()));
         println!("http_crud: {requests} requests per scenario, hale {} on {}", env!("CARGO_PKG_VERSION"), server.base);
         println!("{:<8} {:>8} {:>9} {:>10} {:>9} {:>9}", "op", "clients", "requests", "req/s", "p50 ms", "p99 ms");
         let mut all_ids = Vec::new();

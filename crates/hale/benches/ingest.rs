@@ -305,7 +305,7 @@ fn main() {
             let server =
                 hale_test_support::spawn_binary(std::path::Path::new(env!("CARGO_BIN_EXE_hale")), dir_http.path())
                     .await;
-            let client = reqwest::Client::new();
+            let client = server.client.clone();
             for text in shared {
                 let r = client
                     .post(format!("{}/fhir", server.base))

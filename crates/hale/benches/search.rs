@@ -87,7 +87,7 @@ fn run(rt: &tokio::runtime::Runtime, cfg: &hale_server::Config, dir: &std::path:
         // and Y, the one whose $everything is closest to 1,000 resources
         let mut near = (usize::MAX, 0, String::new());
         for p in &pats {
-            let q = EverythingQuery { since: None, types: None, count: 5000, cursor: None };
+            let q = EverythingQuery { since: None, types: None, count: 5000, cursor: None, restriction: None };
             let n = repo.everything(&p.id, &q).await.unwrap().entries.len();
             if n > best.0 {
                 best = (n, p.id.to_string());
@@ -143,7 +143,7 @@ fn run(rt: &tokio::runtime::Runtime, cfg: &hale_server::Config, dir: &std::path:
             let mut lat = Vec::new();
             for _ in 0..20 {
                 let t = Instant::now();
-                let q = EverythingQuery { since: None, types: None, count: 5000, cursor: None };
+                let q = EverythingQuery { since: None, types: None, count: 5000, cursor: None, restriction: None };
                 repo.everything(&ResourceId::parse(who).unwrap(), &q).await.unwrap();
                 lat.push(t.elapsed());
             }
@@ -188,7 +188,7 @@ fn run(rt: &tokio::runtime::Runtime, cfg: &hale_server::Config, dir: &std::path:
         let serving = tokio::spawn(server.serve(async move {
             let _ = stopped.await;
         }));
-        let client = reqwest::Client::new();
+        let client = hale_test_support::client_with_token(&hale_test_support::system_token(&http_cfg.data_dir));
         for pass in ["cold", "warm"] {
             let t = Instant::now();
             let (mut n, mut bytes) = (0usize, 0usize);

@@ -87,6 +87,35 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// User accounts: add, list, disable, enable, reset-password, enroll-mfa.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+        #[command(flatten)]
+        store: ServeArgs,
+    },
+    /// Print a short-lived access token for a user or a client (for operators and
+    /// scripts: it needs the data directory, and is audited). Use it as
+    /// `Authorization: Bearer <token>`.
+    Token {
+        /// The user the token acts for.
+        #[arg(long, value_name = "USERNAME", conflicts_with = "client", required_unless_present = "client")]
+        user: Option<String>,
+        /// A client acting for no user (with system/ scopes).
+        #[arg(long, value_name = "CLIENT_ID")]
+        client: Option<String>,
+        /// SMART scopes, e.g. "user/*.rs" or "system/*.cruds".
+        #[arg(long)]
+        scope: String,
+        /// The patient in context, for patient/ scopes.
+        #[arg(long, value_name = "PATIENT_ID")]
+        patient: Option<String>,
+        /// Lifetime in seconds (at most 3600).
+        #[arg(long, default_value_t = 3600)]
+        lifetime: i64,
+        #[command(flatten)]
+        store: ServeArgs,
+    },
     /// Write every current resource as NDJSON, one file per resource type.
     Export {
         /// Directory to write Type.ndjson files into.
@@ -97,6 +126,54 @@ enum Command {
         types: Vec<String>,
         #[command(flatten)]
         store: ServeArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create an account. Without --password-stdin a one-time password is printed,
+    /// to be changed at the first sign-in.
+    Add {
+        username: String,
+        /// admin, security-admin, clinician, nurse, front-desk or patient.
+        #[arg(long)]
+        role: String,
+        /// The name shown for the user.
+        #[arg(long)]
+        name: Option<String>,
+        /// The Organization id a staff member works for (required for clinician,
+        /// nurse and front-desk).
+        #[arg(long, value_name = "ORGANIZATION_ID")]
+        organization: Option<String>,
+        /// The Practitioner id the user is.
+        #[arg(long, value_name = "PRACTITIONER_ID")]
+        practitioner: Option<String>,
+        /// For patient accounts: the Patient id whose record it is (repeat for a proxy
+        /// of several patients).
+        #[arg(long = "patient", value_name = "PATIENT_ID")]
+        patients: Vec<String>,
+        /// For a proxy (a parent or guardian): the RelatedPerson id the user is.
+        #[arg(long, value_name = "RELATED_PERSON_ID")]
+        related_person: Option<String>,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List the accounts (no secret is shown).
+    List,
+    /// Disable an account: it can no longer sign in or get tokens.
+    Disable { username: String },
+    /// Enable a disabled account.
+    Enable { username: String },
+    /// Replace the password with a printed one-time password.
+    ResetPassword { username: String },
+    /// Start TOTP enrolment (prints an otpauth:// URI for an authenticator app), or
+    /// confirm it with --code.
+    EnrollMfa {
+        username: String,
+        /// The first code from the authenticator app.
+        #[arg(long)]
+        code: Option<String>,
     },
 }
 
@@ -349,6 +426,35 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::User { command, store } => {
+            let cfg = Config::load(cli.config.as_deref(), &store.overrides())?;
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            rt.block_on(async {
+                let repo = hale_server::system_repository(&cfg, "user").await?;
+                let r = user_command(&repo, command).await;
+                chain_audit(&repo, &cfg).await?;
+                r
+            })
+        }
+        Command::Token { user, client, scope, patient, lifetime, store } => {
+            let cfg = Config::load(cli.config.as_deref(), &store.overrides())?;
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let token = rt.block_on(async {
+                let repo = hale_server::system_repository(&cfg, "token").await?;
+                let keys = hale_server::token_keys(&cfg)?;
+                let subject = match (user, client) {
+                    (Some(u), _) => hale_server::users::TokenSubject::User(u),
+                    (None, Some(c)) => hale_server::users::TokenSubject::Client(c),
+                    (None, None) => anyhow::bail!("--user or --client is needed"),
+                };
+                let t = hale_server::users::issue_token(&repo, &keys, &subject, &scope, patient.as_deref(), lifetime)
+                    .await?;
+                chain_audit(&repo, &cfg).await?;
+                anyhow::Ok(t)
+            })?;
+            println!("{token}");
+            Ok(())
+        }
         Command::Serve(args) => {
             let cfg = Config::load(cli.config.as_deref(), &args.overrides())?;
             init_logging(&cfg);
@@ -356,6 +462,83 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             rt.block_on(serve(&cfg))
         }
     }
+}
+
+async fn user_command(repo: &hale_server::SystemRepository, command: UserCommand) -> anyhow::Result<()> {
+    use hale_server::users;
+    match command {
+        UserCommand::Add {
+            username,
+            role,
+            name,
+            organization,
+            practitioner,
+            patients,
+            related_person,
+            password_stdin,
+        } => {
+            let password = if password_stdin {
+                let mut line = String::new();
+                std::io::stdin().read_line(&mut line)?;
+                Some(line.trim_end_matches(['\r', '\n']).to_string())
+            } else {
+                None
+            };
+            let new = users::NewUser {
+                username,
+                display_name: name,
+                role,
+                organization,
+                practitioner,
+                patients,
+                related_person,
+                password,
+            };
+            let (account, one_time) = users::add_user(repo, new).await?;
+            println!("created {} ({})", account.username, account.role);
+            if let Some(p) = one_time {
+                println!("one-time password (change it at the first sign-in): {p}");
+            }
+            if account.role().map(|r| r.needs_mfa()).unwrap_or(false) {
+                println!("this role signs in with a second factor: hale user enroll-mfa {}", account.username);
+            }
+        }
+        UserCommand::List => {
+            println!("{:<24} {:<15} {:<24} {:<4} STATE", "USERNAME", "ROLE", "LINKED TO", "MFA");
+            for a in repo.accounts().await? {
+                let linked =
+                    a.fhir_user.clone().or_else(|| a.organization.clone().map(|o| format!("Organization/{o}")));
+                println!(
+                    "{:<24} {:<15} {:<24} {:<4} {}",
+                    a.username,
+                    a.role,
+                    linked.unwrap_or_else(|| "-".into()),
+                    if a.totp_confirmed { "yes" } else { "no" },
+                    if a.disabled { "disabled" } else { "active" }
+                );
+            }
+        }
+        UserCommand::Disable { username } => {
+            let a = users::set_disabled(repo, &username, true).await?;
+            println!("disabled {}", a.username);
+        }
+        UserCommand::Enable { username } => {
+            let a = users::set_disabled(repo, &username, false).await?;
+            println!("enabled {}", a.username);
+        }
+        UserCommand::ResetPassword { username } => {
+            let p = users::reset_password(repo, &username).await?;
+            println!("one-time password (change it at the next sign-in): {p}");
+        }
+        UserCommand::EnrollMfa { username, code } => match users::enroll_mfa(repo, &username, code.as_deref()).await? {
+            users::Enrolment::Started(uri) => {
+                println!("add this to the authenticator app, then confirm with --code:");
+                println!("{uri}");
+            }
+            users::Enrolment::Confirmed => println!("the second factor is in force for {username}"),
+        },
+    }
+    Ok(())
 }
 
 fn report_load(summary: &hale_server::bulk::ImportSummary, verb: &str) -> anyhow::Result<()> {
@@ -381,6 +564,11 @@ async fn serve(cfg: &Config) -> anyhow::Result<()> {
     {
         let server = hale_server::Server::bind(cfg).await?;
         let addr = server.local_addr();
+        if let Some((user, password)) = server.first_admin() {
+            // shown once, on the terminal, never in the logs
+            println!("First start: created the administrator '{user}' with the one-time password {password}");
+            println!("Change it at the first sign-in. Tokens for scripts: hale token --help");
+        }
         tracing::info!(%addr, store = %cfg.store_description(), "Hale is serving");
         // one line on stdout that scripts and tests can wait for
         println!("Hale listening on http://{addr}");

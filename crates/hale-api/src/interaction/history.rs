@@ -35,7 +35,7 @@ fn query(st: &ApiState, ctx: &Ctx) -> Result<HistoryQuery, ApiError> {
         None => None,
         Some(c) => Some(c.parse::<i64>().map_err(|_| bad("_cursor", "_cursor is not one this server issued"))?),
     };
-    Ok(HistoryQuery { since, count, cursor })
+    Ok(HistoryQuery { since, count, cursor, restriction: None })
 }
 
 async fn history(st: &ApiState, call: &Call, scope: HistoryScope, path: &str) -> Result<Response, ApiError> {

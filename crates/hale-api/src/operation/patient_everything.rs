@@ -40,7 +40,13 @@ pub async fn handle(st: &ApiState, id: &str, call: &Call) -> Result<Response, Ap
                 .collect::<Result<Vec<_>, _>>()?,
         ),
     };
-    let query = EverythingQuery { since, types, count, cursor: ctx.params.get("_cursor").map(str::to_string) };
+    let query = EverythingQuery {
+        since,
+        types,
+        count,
+        cursor: ctx.params.get("_cursor").map(str::to_string),
+        restriction: None,
+    };
     let page = call.repo.everything(&id, &query).await?;
     let mut keep: Vec<String> = Vec::new();
     for k in ["_since", "_type"] {

@@ -39,7 +39,7 @@ async fn every_http_interaction_is_audited_and_the_trail_cannot_be_written() {
     let exe = std::path::Path::new(env!("CARGO_BIN_EXE_hale"));
     let mut server = spawn_binary(exe, dir.path()).await;
     let base = server.base.clone();
-    let client = reqwest::Client::new();
+    let client = server.client.clone();
     let fhir = |p: &str| format!("{base}/fhir{p}");
     let put = client
         .put(fhir("/Patient/aud-1"))
@@ -68,16 +68,34 @@ async fn every_http_interaction_is_audited_and_the_trail_cannot_be_written() {
         .await
         .unwrap();
     assert_eq!(forged.status(), 403);
+    // a caller without a token, and one with a forged token, are refused and audited
+    let anonymous = reqwest::Client::new();
+    let r = anonymous.get(fhir("/Patient?name=Audit")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(r.headers()["www-authenticate"].to_str().unwrap().starts_with("Bearer"));
+    let r = anonymous.get(fhir("/Patient/aud-1")).bearer_auth("eyJhbGciOiJub25lIn0.e30.").send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(r.headers()["www-authenticate"].to_str().unwrap().contains("invalid_token"));
     let _ = server.child.kill().await;
 
-    let log = rows(dir.path());
+    let all = rows(dir.path());
+    // the first start created the administrator
+    assert_eq!((all[0].0.as_str(), all[0].1.as_str()), ("account-create", "system:first-start"), "{all:?}");
+    let log = &all[1..];
     let actions: Vec<&str> = log.iter().map(|r| r.0.as_str()).collect();
-    assert_eq!(actions, vec!["update", "create", "read", "search-type", "read", "create"], "{log:?}");
-    for (action, agent, _, ev) in &log {
-        assert_eq!(agent, "anonymous", "{action}");
+    assert_eq!(
+        actions,
+        vec!["update", "create", "read", "search-type", "read", "create", "search-type", "authenticate"],
+        "{log:?}"
+    );
+    for (i, (action, agent, _, ev)) in log.iter().enumerate() {
+        let expected = if i < 6 { "client:hale-tests" } else { "anonymous" };
+        assert_eq!(agent, expected, "{action}");
         assert_eq!(ev["agent"][0]["network"]["address"], "127.0.0.1", "{action}: {ev}");
         assert_eq!(ev["resourceType"], "AuditEvent");
     }
+    assert_eq!((log[6].2.as_str(), log[7].2.as_str()), ("4", "4"), "refusals are failures");
+    assert!(log[7].3["outcomeDesc"].as_str().unwrap().contains("malformed"), "{}", log[7].3);
     // the search names its query and the patient whose data it returned
     let search = &log[3].3;
     let entities = search["entity"].as_array().unwrap();
@@ -98,7 +116,7 @@ async fn every_http_interaction_is_audited_and_the_trail_cannot_be_written() {
     drop(c);
     let (ok, text) = verify(dir.path());
     assert!(ok, "{text}");
-    assert!(text.contains("audit trail verified: 6 entries"), "{text}");
+    assert!(text.contains("audit trail verified: 9 entries"), "{text}");
 }
 
 /// A store with a verified, checkpointed chain of entries (a synthesized population).
@@ -225,7 +243,7 @@ async fn the_chain_is_kept_and_verified_on_postgres() {
     ];
     let exe = std::path::Path::new(env!("CARGO_BIN_EXE_hale"));
     let mut server = hale_test_support::spawn_binary_with(exe, &args).await;
-    let client = reqwest::Client::new();
+    let client = server.client.clone();
     for i in 0..20 {
         let r = client
             .put(format!("{}/fhir/Patient/pg-{i}", server.base))

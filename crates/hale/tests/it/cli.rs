@@ -147,18 +147,29 @@ async fn demo_synthesizes_once_then_serves() {
     let args: Vec<String> =
         ["demo", "--patients", "2", "--data-dir", &data.path().display().to_string()].map(String::from).to_vec();
     let exe = std::path::Path::new(env!("CARGO_BIN_EXE_hale"));
-    let count = |base: String| async move {
-        let r = reqwest::get(format!("{base}/fhir/Patient?_summary=count")).await.unwrap();
+    let count = |client: reqwest::Client, base: String| async move {
+        let r = client.get(format!("{base}/fhir/Patient?_summary=count")).send().await.unwrap();
         hale_test_support::json(r).await["total"].as_u64().unwrap()
     };
     let server = hale_test_support::spawn_binary_with(exe, &args).await;
-    assert_eq!(count(server.base.clone()).await, 2);
-    let r = reqwest::get(format!("{}/fhir/Observation?category=vital-signs&_count=1", server.base)).await.unwrap();
+    assert!(
+        server.banner.iter().any(|l| l.contains("created the administrator 'admin' with the one-time password")),
+        "{:?}",
+        server.banner
+    );
+    assert_eq!(count(server.client.clone(), server.base.clone()).await, 2);
+    let r = server
+        .client
+        .get(format!("{}/fhir/Observation?category=vital-signs&_count=1", server.base))
+        .send()
+        .await
+        .unwrap();
     assert!(hale_test_support::json(r).await["total"].as_u64().unwrap() > 0, "vital signs to chart");
     drop(server);
     // a store that has patients is served as it is
     let server = hale_test_support::spawn_binary_with(exe, &args).await;
-    assert_eq!(count(server.base.clone()).await, 2);
+    assert!(server.banner.iter().all(|l| !l.contains("one-time password")), "only on the first start");
+    assert_eq!(count(server.client.clone(), server.base.clone()).await, 2);
 }
 
 /// `hale migrate-store` copies a store with its history into another and verifies it:
@@ -176,7 +187,7 @@ async fn migrate_store_copies_every_version_and_verifies() {
     // some history: an update and a deletion
     {
         let server = hale_test_support::spawn_binary(exe, src.path()).await;
-        let client = reqwest::Client::new();
+        let client = server.client.clone();
         let put = |body: serde_json::Value| {
             client
                 .put(format!("{}/fhir/Patient/hist", server.base))
@@ -214,12 +225,19 @@ async fn migrate_store_copies_every_version_and_verifies() {
     let data = tempfile::tempdir().unwrap();
     let args = ["serve", "--database", &to, "--data-dir", &data.path().display().to_string()].map(String::from);
     let copy = hale_test_support::spawn_binary_with(exe, &args).await;
-    let h =
-        hale_test_support::json(reqwest::get(format!("{}/fhir/Patient/hist/_history", copy.base)).await.unwrap()).await;
+    let h = hale_test_support::json(
+        copy.client.get(format!("{}/fhir/Patient/hist/_history", copy.base)).send().await.unwrap(),
+    )
+    .await;
     assert_eq!(h["total"], 3, "two versions and the deletion");
-    let r = reqwest::get(format!("{}/fhir/Patient/hist", copy.base)).await.unwrap();
+    let r = copy.client.get(format!("{}/fhir/Patient/hist", copy.base)).send().await.unwrap();
     assert_eq!(r.status(), 410);
-    let r = reqwest::get(format!("{}/fhir/Observation?category=vital-signs&_summary=count", copy.base)).await.unwrap();
+    let r = copy
+        .client
+        .get(format!("{}/fhir/Observation?category=vital-signs&_summary=count", copy.base))
+        .send()
+        .await
+        .unwrap();
     assert!(hale_test_support::json(r).await["total"].as_u64().unwrap() > 0, "the index was rebuilt");
     drop(copy);
     // a target that is not empty is refused

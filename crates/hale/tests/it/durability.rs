@@ -27,7 +27,7 @@ async fn every_acknowledged_write_survives_sigkill() {
     let acked: Arc<Mutex<Vec<(String, String, String)>>> = Arc::new(Mutex::new(Vec::new()));
     // transaction bundles sent: (identifier value, acknowledged)
     let bundles: Arc<Mutex<Vec<(String, bool)>>> = Arc::new(Mutex::new(Vec::new()));
-    let client = reqwest::Client::new();
+    let client = server.client.clone();
     let mut writers = Vec::new();
     for w in 0..8 {
         let (client, base, acked, bundles) = (client.clone(), base.clone(), acked.clone(), bundles.clone());

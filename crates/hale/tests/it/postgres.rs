@@ -50,7 +50,8 @@ async fn two_nodes(test: &str) -> Option<(TestDatabase, Node, Node)> {
         let dir = tempfile::tempdir().unwrap();
         let args = ["serve", "--database", &db.url, "--data-dir", &dir.path().display().to_string()].map(String::from);
         let server = hale_test_support::spawn_binary_with(exe, &args).await;
-        nodes.push(Node { server, client: reqwest::Client::new(), _dir: dir });
+        let client = server.client.clone();
+        nodes.push(Node { server, client, _dir: dir });
     }
     let b = nodes.pop().unwrap();
     let a = nodes.pop().unwrap();

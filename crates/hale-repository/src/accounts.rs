@@ -1,0 +1,63 @@
+//! User accounts through the gate: administrators (and Hale's own commands) create,
+//! change and list them; every change is audited in its own transaction. Accounts are
+//! not FHIR resources and never leave through the FHIR API.
+
+use hale_access::Interaction;
+use hale_audit::Event;
+use hale_identity::Account;
+use hale_store::{AccountKey, AccountRow};
+
+use crate::{Error, Repository, Result};
+
+fn to_row(a: &Account) -> Result<AccountRow> {
+    let body = serde_json::to_string(a).map_err(|e| Error::Store(hale_store::Error::Backend(e.to_string())))?;
+    Ok(AccountRow { id: a.id.clone(), username: a.username.clone(), body })
+}
+
+fn from_row(r: AccountRow) -> Result<Account> {
+    serde_json::from_str(&r.body)
+        .map_err(|e| Error::Store(hale_store::Error::Backend(format!("account {} is not readable: {e}", r.id))))
+}
+
+impl Repository {
+    /// Stores a new account (`create`) or a changed one; `action` names the change in
+    /// the audit trail (`account-create`, `account-disable`, `account-reset-password`,
+    /// `account-enroll-mfa` ...).
+    pub async fn put_account(&self, account: &Account, create: bool, action: &str) -> Result<()> {
+        let event = Event::new(action, Interaction::ManageAccounts).target(format!("account/{}", account.username));
+        let result = async {
+            let store = self.door(Interaction::ManageAccounts, None).await?;
+            let row = to_row(account)?;
+            Ok(store.put_account(row, create, event.clone().row(self.context(), &[])).await?)
+        }
+        .await;
+        self.audit_failed_write(event, result).await
+    }
+
+    /// The account with this folded user name.
+    pub async fn account_by_username(&self, username: &str) -> Result<Option<Account>> {
+        let store = self.door(Interaction::ManageAccounts, None).await?;
+        store.account(AccountKey::Username(username)).await?.map(from_row).transpose()
+    }
+
+    /// The account with this id.
+    pub async fn account_by_id(&self, id: &str) -> Result<Option<Account>> {
+        let store = self.door(Interaction::ManageAccounts, None).await?;
+        store.account(AccountKey::Id(id)).await?.map(from_row).transpose()
+    }
+
+    /// Every account, by user name.
+    pub async fn accounts(&self) -> Result<Vec<Account>> {
+        let store = self.door(Interaction::ManageAccounts, None).await?;
+        store.accounts().await?.into_iter().map(from_row).collect()
+    }
+
+    /// Records that an access token was issued outside a sign-in (`hale token`), and
+    /// for whom; only Hale's own commands may.
+    pub async fn audit_token_issued(&self, subject: &str, scope: &str) -> Result<()> {
+        let store = self.door(Interaction::IssueToken, None).await?;
+        let event =
+            Event::new("issue-token", Interaction::IssueToken).target(subject.to_string()).query(scope.to_string());
+        Ok(store.append_audit(vec![event.row(self.context(), &[])]).await?)
+    }
+}
