@@ -42,7 +42,7 @@ pub fn is_shared(ty: &str) -> bool {
 
 /// The patients whose information a caller may see. A resource is visible when it is
 /// of a [shared](SHARED_TYPES) type, or is one of those patients, or is in the Patient
-/// compartment of one of them. Everything else (other patients' data, and types such as
+/// compartment of one of them and of no other patient. Everything else (other patients' data, and types such as
 /// `Group` that list patients without being in a compartment) is invisible, and to the
 /// caller looks the same as a resource that does not exist.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -974,7 +974,10 @@ fn include_sql(
 }
 
 /// The condition that keeps the rows of `alias` (a table with `res_type` and `res_id`)
-/// to what `r` lets the caller see; `ty` when every row is of that type. Written once:
+/// to what `r` lets the caller see; `ty` when every row is of that type. A resource in
+/// Patient compartments is visible when it is in a visible patient's compartment and
+/// in no other patient's (a Group listing other patients, an Observation whose
+/// performer is another patient, concern them too). Written once:
 /// the page, its total, its includes, history and `$everything` all use it.
 pub fn restriction_sql(ty: Option<&str>, alias: &str, r: &Restriction, args: &mut Vec<Bind>) -> String {
     if ty.is_some_and(hale_search::access::is_shared) {
@@ -1015,14 +1018,22 @@ pub fn restriction_sql(ty: Option<&str>, alias: &str, r: &Restriction, args: &mu
             let Some(params) = defs.patient_compartment().get(t).filter(|p| !p.is_empty()) else {
                 return "1 = 0".into();
             };
-            args.push(Bind::Text(t.to_string()));
-            args.extend(params.iter().map(|p| Bind::Text(p.clone())));
             let marks = vec!["?"; params.len()].join(", ");
-            let set = patient_set(args);
-            format!(
-                "EXISTS (SELECT 1 FROM search_reference c WHERE c.res_type = ? AND c.res_id = {alias}.res_id \
-                 AND c.param IN ({marks}) AND c.target_type = 'Patient' AND c.target_id IN ({set}))"
-            )
+            let clause = |args: &mut Vec<Bind>, negated: bool| {
+                args.push(Bind::Text(t.to_string()));
+                args.extend(params.iter().map(|p| Bind::Text(p.clone())));
+                let set = patient_set(args);
+                format!(
+                    "{}EXISTS (SELECT 1 FROM search_reference c WHERE c.res_type = ? AND c.res_id = {alias}.res_id \
+                     AND c.param IN ({marks}) AND c.target_type = 'Patient' AND c.target_id {}IN ({set}))",
+                    if negated { "NOT " } else { "" },
+                    if negated { "NOT " } else { "" },
+                )
+            };
+            // in the compartment of a visible patient, and of no other patient
+            let inside = clause(args, false);
+            let outside = clause(args, true);
+            format!("({inside} AND {outside})")
         }
         None => {
             let mut pairs: Vec<String> = Vec::new();
@@ -1031,14 +1042,23 @@ pub fn restriction_sql(ty: Option<&str>, alias: &str, r: &Restriction, args: &mu
             }
             pairs.sort();
             let own = patient_set(args);
-            args.extend(pairs.iter().map(|p| Bind::Text(p.clone())));
             let marks = vec!["?"; pairs.len()].join(", ");
-            let set = patient_set(args);
+            let clause = |args: &mut Vec<Bind>, negated: bool| {
+                args.extend(pairs.iter().map(|p| Bind::Text(p.clone())));
+                let set = patient_set(args);
+                format!(
+                    "{}EXISTS (SELECT 1 FROM search_reference c WHERE c.res_type = {alias}.res_type \
+                     AND c.res_id = {alias}.res_id AND (c.res_type || '.' || c.param) IN ({marks}) \
+                     AND c.target_type = 'Patient' AND c.target_id {}IN ({set}))",
+                    if negated { "NOT " } else { "" },
+                    if negated { "NOT " } else { "" },
+                )
+            };
+            let inside = clause(args, false);
+            let outside = clause(args, true);
             format!(
                 "({alias}.res_type IN ({}) OR ({alias}.res_type = 'Patient' AND {alias}.res_id IN ({own})) \
-                 OR EXISTS (SELECT 1 FROM search_reference c WHERE c.res_type = {alias}.res_type \
-                 AND c.res_id = {alias}.res_id AND (c.res_type || '.' || c.param) IN ({marks}) \
-                 AND c.target_type = 'Patient' AND c.target_id IN ({set})))",
+                 OR ({inside} AND {outside}))",
                 shared_list()
             )
         }

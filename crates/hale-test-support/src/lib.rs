@@ -29,6 +29,42 @@ pub fn token_for_client(data_dir: &Path, client: &str, scope: &str) -> String {
     keys.sign(&keys.client_claims(client, &scopes, 3600))
 }
 
+/// The grant of a user token made by [`user_token`].
+#[derive(Debug, Clone, Default)]
+pub struct UserGrant<'a> {
+    pub role: &'a str,
+    pub organization: Option<&'a str>,
+    pub patients: &'a [&'a str],
+    pub fhir_user: Option<&'a str>,
+    pub scope: &'a str,
+    pub launch_patient: Option<&'a str>,
+}
+
+/// A token for user `username` with grant `g`, signed with the key of `data_dir` (as
+/// `hale token --user` prints for an account with that role and links).
+pub fn user_token(data_dir: &Path, username: &str, g: &UserGrant<'_>) -> String {
+    let keys = hale_server::TokenKeys::open(data_dir).expect("token keys");
+    let scopes = hale_access::Scopes::parse(g.scope, true).expect("scopes");
+    let account = hale_identity::Account {
+        id: format!("acc-{username}"),
+        username: username.to_string(),
+        display_name: username.to_string(),
+        role: g.role.to_string(),
+        fhir_user: g.fhir_user.map(str::to_string),
+        organization: g.organization.map(str::to_string),
+        patients: g.patients.iter().map(|p| p.to_string()).collect(),
+        password_hash: String::new(),
+        must_change_password: false,
+        totp_secret: None,
+        totp_confirmed: false,
+        totp_last_step: 0,
+        disabled: false,
+        created: 0,
+        updated: 0,
+    };
+    keys.sign(&keys.user_claims(&account, "hale-tests", &scopes, g.launch_patient, 3600))
+}
+
 /// An HTTP client that sends `Authorization: Bearer <token>` with every request.
 pub fn client_with_token(token: &str) -> reqwest::Client {
     let mut headers = reqwest::header::HeaderMap::new();

@@ -1,5 +1,6 @@
 //! End-to-end tests: the real server over HTTP on port 0, and the `hale` binary.
 
+mod accounts;
 mod audit;
 mod bulk;
 mod bundles;
@@ -14,6 +15,7 @@ mod negotiation;
 mod patch;
 mod postgres;
 mod search;
+mod security;
 mod validate;
 
 use serde_json::Value;

@@ -1,0 +1,401 @@
+//! The security suite: patient A's tokens and a clinician of A's organization get zero
+//! bytes of patient B's data through every read path, every write into B's record is
+//! refused, scopes bound what a token may do, and mutated tokens get 401. Runs on
+//! SQLite and, with `HALE_TEST_STORE=postgres`, on PostgreSQL. Later issues add their
+//! paths here.
+
+use hale_test_support::{TestServer, UserGrant, client_with_token, json, user_token};
+use serde_json::{Value, json};
+
+/// Text planted in every resource of patient B: no response to A may contain it.
+const CANARY_B: &str = "CANARYB7f3q";
+/// Text in patient A's resources: A's own callers must see it (the positive control).
+const CANARY_A: &str = "CANARYA2k9w";
+
+async fn put(ts: &TestServer, r: Value) {
+    let path = format!("/{}/{}", r["resourceType"].as_str().unwrap(), r["id"].as_str().unwrap());
+    let resp = ts.put(&path, &r).await;
+    assert!(resp.status().is_success(), "{path}: {}", resp.text().await.unwrap());
+}
+
+/// Two organizations, a patient in each, each with an encounter, an observation and
+/// a condition; a shared practitioner; a Group listing both patients.
+async fn population(ts: &TestServer) {
+    put(ts, json!({"resourceType":"Practitioner","id":"prac-1","name":[{"family":"Shared"}]})).await;
+    for (p, org, canary) in [("a", "org-a", CANARY_A), ("b", "org-b", CANARY_B)] {
+        put(ts, json!({"resourceType":"Organization","id":org,"name":format!("Clinic {p}")})).await;
+        put(
+            ts,
+            json!({"resourceType":"Patient","id":format!("pat-{p}"),
+            "name":[{"family":canary,"given":[format!("Pat{p}")]}],
+            "managingOrganization":{"reference":format!("Organization/{org}")}}),
+        )
+        .await;
+        put(
+            ts,
+            json!({"resourceType":"Encounter","id":format!("enc-{p}"),"status":"finished",
+            "class":{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"AMB"},
+            "subject":{"reference":format!("Patient/pat-{p}")},
+            "participant":[{"individual":{"reference":"Practitioner/prac-1"}}],
+            "serviceProvider":{"reference":format!("Organization/{org}")}}),
+        )
+        .await;
+        put(
+            ts,
+            json!({"resourceType":"Observation","id":format!("obs-{p}"),"status":"final",
+            "code":{"coding":[{"system":"http://loinc.org","code":"8867-4"}],"text":canary},
+            "subject":{"reference":format!("Patient/pat-{p}")},
+            "encounter":{"reference":format!("Encounter/enc-{p}")},
+            "performer":[{"reference":"Practitioner/prac-1"}],
+            "valueQuantity":{"value":72,"unit":"/min"}}),
+        )
+        .await;
+        put(
+            ts,
+            json!({"resourceType":"Condition","id":format!("cond-{p}"),
+            "code":{"text":canary},"subject":{"reference":format!("Patient/pat-{p}")}}),
+        )
+        .await;
+    }
+    put(
+        ts,
+        json!({"resourceType":"Group","id":"group-1","type":"person","actual":true,
+        "name":CANARY_B,"member":[{"entity":{"reference":"Patient/pat-a"}},{"entity":{"reference":"Patient/pat-b"}}]}),
+    )
+    .await;
+}
+
+/// Every read path, as (description, method, path, body).
+fn read_paths() -> Vec<(&'static str, &'static str, String, Option<Value>)> {
+    let mut v: Vec<(&str, &str, String, Option<Value>)> = vec![
+        ("read Patient", "GET", "/Patient/pat-b".into(), None),
+        ("read Observation", "GET", "/Observation/obs-b".into(), None),
+        ("read Condition", "GET", "/Condition/cond-b".into(), None),
+        ("read Group", "GET", "/Group/group-1".into(), None),
+        ("vread", "GET", "/Observation/obs-b/_history/1".into(), None),
+        ("history instance", "GET", "/Patient/pat-b/_history".into(), None),
+        ("history type", "GET", "/Observation/_history".into(), None),
+        ("history system", "GET", "/_history".into(), None),
+        ("search all patients", "GET", "/Patient?_total=accurate".into(), None),
+        ("search by name", "GET", "/Patient?given=Patb".into(), None),
+        ("search observations", "GET", "/Observation?_total=accurate".into(), None),
+        ("search by subject", "GET", "/Observation?subject=Patient/pat-b".into(), None),
+        ("search groups", "GET", "/Group".into(), None),
+        ("chain", "GET", "/Observation?subject:Patient.given=Patb".into(), None),
+        ("_has", "GET", "/Patient?_has:Observation:subject:code=8867-4".into(), None),
+        ("_include", "GET", "/Observation?_include=Observation:subject&_include=Observation:encounter".into(), None),
+        (
+            "_include:iterate",
+            "GET",
+            "/Encounter?_include=Encounter:subject&_include:iterate=Patient:organization".into(),
+            None,
+        ),
+        (
+            "_revinclude",
+            "GET",
+            "/Practitioner?_revinclude=Observation:performer&_revinclude=Encounter:participant".into(),
+            None,
+        ),
+        (
+            "_revinclude of patients",
+            "GET",
+            "/Patient?_revinclude=Observation:subject&_revinclude=Condition:subject".into(),
+            None,
+        ),
+        ("revinclude from organization", "GET", "/Organization?_revinclude=Patient:organization".into(), None),
+        ("compartment", "GET", "/Patient/pat-b/Observation".into(), None),
+        ("compartment of everything", "GET", "/Patient/pat-b/Condition?_total=accurate".into(), None),
+        ("system search", "GET", "/?_type=Patient,Observation,Condition,Group&_total=accurate".into(), None),
+        ("$everything", "GET", "/Patient/pat-b/$everything".into(), None),
+        ("count only", "GET", "/Observation?_summary=count".into(), None),
+    ];
+    v.push(("POST _search", "POST", "/Observation/_search".into(), None));
+    v.push((
+        "batch GETs",
+        "POST",
+        "".into(),
+        Some(json!({"resourceType":"Bundle","type":"batch","entry":[
+            {"request":{"method":"GET","url":"Patient/pat-b"}},
+            {"request":{"method":"GET","url":"Observation?subject=Patient/pat-b"}},
+            {"request":{"method":"GET","url":"Patient/pat-b/_history"}},
+            {"request":{"method":"GET","url":"Condition/cond-b/_history/1"}}
+        ]})),
+    ));
+    v
+}
+
+async fn send(ts: &TestServer, c: &reqwest::Client, method: &str, path: &str, body: Option<&Value>) -> (u16, String) {
+    let url = ts.fhir(path);
+    let req = match (method, body) {
+        ("GET", _) => c.get(url),
+        ("POST", Some(b)) => c.post(url).header("content-type", "application/fhir+json").body(b.to_string()),
+        ("POST", None) => c.post(url).header("content-type", "application/x-www-form-urlencoded").body(""),
+        ("PUT", Some(b)) => c.put(url).header("content-type", "application/fhir+json").body(b.to_string()),
+        ("DELETE", _) => c.delete(url),
+        _ => unreachable!(),
+    };
+    let r = req.send().await.unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+fn grants<'a>(patients: &'a [&'a str]) -> Vec<(&'static str, UserGrant<'a>)> {
+    vec![
+        ("patient A, user scopes", UserGrant { role: "patient", patients, scope: "user/*.rs", ..Default::default() }),
+        (
+            "patient A, patient scopes",
+            UserGrant {
+                role: "patient",
+                patients,
+                scope: "patient/*.read launch/patient",
+                launch_patient: Some("pat-a"),
+                ..Default::default()
+            },
+        ),
+        (
+            "clinician of A's organization",
+            UserGrant {
+                role: "clinician",
+                organization: Some("org-a"),
+                fhir_user: Some("Practitioner/prac-1"),
+                scope: "user/*.cruds",
+                ..Default::default()
+            },
+        ),
+        (
+            "clinician of A's organization, launched for A",
+            UserGrant {
+                role: "clinician",
+                organization: Some("org-a"),
+                scope: "patient/*.cruds",
+                launch_patient: Some("pat-a"),
+                ..Default::default()
+            },
+        ),
+        (
+            "clinician of A's organization, launched for B",
+            UserGrant {
+                role: "clinician",
+                organization: Some("org-a"),
+                scope: "patient/*.cruds",
+                launch_patient: Some("pat-b"),
+                ..Default::default()
+            },
+        ),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_read_path_leaks_another_patients_data() {
+    let ts = TestServer::spawn().await;
+    population(&ts).await;
+    // the system token sees B: the canary is there to be found
+    let (status, body) = send(&ts, &ts.client, "GET", "/Patient/pat-b", None).await;
+    assert_eq!(status, 200);
+    assert!(body.contains(CANARY_B));
+    let patients = ["pat-a"];
+    for (who, g) in grants(&patients) {
+        let c = client_with_token(&user_token(ts.data_dir.path(), "u", &g));
+        for (what, method, path, body) in read_paths() {
+            let (status, text) = send(&ts, &c, method, &path, body.as_ref()).await;
+            assert!(!text.contains(CANARY_B), "{who} / {what} ({path}) leaked B's data: {status} {text}");
+            assert!(status < 500, "{who} / {what}: {status} {text}");
+            assert!(!text.contains("\"member\""), "{who} / {what}: the Group lists other patients");
+        }
+        // what they may see, they see (except the launch for B, which sees nothing)
+        let (status, text) = send(&ts, &c, "GET", "/Observation?_total=accurate", None).await;
+        assert_eq!(status, 200, "{who}: {text}");
+        let bundle: Value = serde_json::from_str(&text).unwrap();
+        let expect = if who.ends_with("launched for B") { 0 } else { 1 };
+        assert_eq!(bundle["total"], expect, "{who}: {text}");
+        assert_eq!(text.contains(CANARY_A), expect == 1, "{who}: {text}");
+        let (status, _) = send(&ts, &c, "GET", "/Patient/pat-b", None).await;
+        assert_eq!(status, 404, "{who}: forbidden looks like absent");
+        let (status, _) = send(&ts, &c, "GET", "/Practitioner/prac-1", None).await;
+        assert_eq!(status, 200, "{who}: the directory is shared");
+    }
+    // the includes of A's own data come back
+    let g = UserGrant { role: "patient", patients: &patients, scope: "user/*.rs", ..Default::default() };
+    let c = client_with_token(&user_token(ts.data_dir.path(), "u", &g));
+    let (_, text) =
+        send(&ts, &c, "GET", "/Patient?_revinclude=Observation:subject&_revinclude=Condition:subject", None).await;
+    let bundle: Value = serde_json::from_str(&text).unwrap();
+    let ids: Vec<&str> =
+        bundle["entry"].as_array().unwrap().iter().map(|e| e["resource"]["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 3, "{ids:?}");
+    let (status, text) = send(&ts, &c, "GET", "/Patient/pat-a/$everything", None).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("obs-a") && text.contains("cond-a") && text.contains("enc-a"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_write_path_reaches_another_patients_record() {
+    let ts = TestServer::spawn().await;
+    population(&ts).await;
+    let clinician =
+        UserGrant { role: "clinician", organization: Some("org-a"), scope: "user/*.cruds", ..Default::default() };
+    let c = client_with_token(&user_token(ts.data_dir.path(), "dr", &clinician));
+    let obs_for = |p: &str| json!({"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":format!("Patient/{p}")}});
+    // into A's record: allowed (the positive control)
+    let (status, text) = send(&ts, &c, "POST", "/Observation", Some(&obs_for("pat-a"))).await;
+    assert_eq!(status, 201, "{text}");
+    let refused: Vec<(&str, &str, String, Value)> = vec![
+        ("create for B", "POST", "/Observation".into(), obs_for("pat-b")),
+        (
+            "create for nobody",
+            "POST",
+            "/Observation".into(),
+            json!({"resourceType":"Observation","status":"final","code":{"text":"x"}}),
+        ),
+        ("update B's", "PUT", "/Observation/obs-b".into(), {
+            let mut o = obs_for("pat-b");
+            o["id"] = json!("obs-b");
+            o
+        }),
+        ("move A's into B's record", "PUT", "/Observation/obs-a".into(), {
+            let mut o = obs_for("pat-b");
+            o["id"] = json!("obs-a");
+            o
+        }),
+        (
+            "register a patient elsewhere",
+            "POST",
+            "/Patient".into(),
+            json!({"resourceType":"Patient","managingOrganization":{"reference":"Organization/org-b"}}),
+        ),
+        (
+            "update B",
+            "PUT",
+            "/Patient/pat-b".into(),
+            json!({"resourceType":"Patient","id":"pat-b","managingOrganization":{"reference":"Organization/org-a"}}),
+        ),
+        ("conditional update of B's", "PUT", "/Observation?subject=Patient/pat-b".into(), obs_for("pat-b")),
+        (
+            "transaction into B's record",
+            "POST",
+            "".into(),
+            json!({"resourceType":"Bundle","type":"transaction","entry":[
+            {"resource":obs_for("pat-b"),"request":{"method":"POST","url":"Observation"}}]}),
+        ),
+        (
+            "transaction deleting B's",
+            "POST",
+            "".into(),
+            json!({"resourceType":"Bundle","type":"transaction","entry":[
+            {"request":{"method":"DELETE","url":"Observation/obs-b"}}]}),
+        ),
+        ("a Group", "POST", "/Group".into(), json!({"resourceType":"Group","type":"person","actual":true})),
+    ];
+    for (what, method, path, body) in &refused {
+        let (status, text) = send(&ts, &c, method, path, Some(body)).await;
+        assert!(matches!(status, 403 | 404), "{what}: {status} {text}");
+        assert!(!text.contains(CANARY_B), "{what}: {text}");
+    }
+    for path in ["/Observation/obs-b", "/Patient/pat-b", "/Condition?subject=Patient/pat-b"] {
+        let (status, text) = send(&ts, &c, "DELETE", path, None).await;
+        assert!(matches!(status, 200 | 204 | 403 | 404), "{path}: {status} {text}");
+    }
+    // B's record is as it was
+    for path in ["/Observation/obs-b", "/Patient/pat-b", "/Condition/cond-b"] {
+        let (status, text) = send(&ts, &ts.client, "GET", path, None).await;
+        assert_eq!(status, 200, "{path}: {text}");
+        assert!(text.contains("\"versionId\":\"1\""), "{path} changed: {text}");
+    }
+    let (_, text) = send(&ts, &ts.client, "GET", "/Observation?subject=Patient/pat-b&_summary=count", None).await;
+    assert_eq!(serde_json::from_str::<Value>(&text).unwrap()["total"], 1, "{text}");
+    // a patient writes nothing, even with write scopes
+    let patient = UserGrant { role: "patient", patients: &["pat-a"], scope: "user/*.cruds", ..Default::default() };
+    let c = client_with_token(&user_token(ts.data_dir.path(), "pa", &patient));
+    let (status, _) = send(&ts, &c, "POST", "/Observation", Some(&obs_for("pat-a"))).await;
+    assert_eq!(status, 403);
+}
+
+/// The SMART scope matrix: what each scope form lets a clinician (whose role allows
+/// everything) do with Observations of their own patient, against an oracle table.
+#[tokio::test(flavor = "multi_thread")]
+async fn scopes_bound_what_a_token_may_do() {
+    let ts = TestServer::spawn().await;
+    population(&ts).await;
+    // (scope, read, search, create, update, delete)
+    let oracle: [(&str, [bool; 5]); 10] = [
+        ("user/Observation.read", [true, true, false, false, false]),
+        ("user/Observation.write", [false, false, true, true, true]),
+        ("user/Observation.*", [true, true, true, true, true]),
+        ("user/Observation.rs", [true, true, false, false, false]),
+        ("user/Observation.r", [true, false, false, false, false]),
+        ("user/Observation.s", [false, true, false, false, false]),
+        ("user/Observation.cu", [false, false, true, true, false]),
+        ("user/Patient.cruds", [false, false, false, false, false]),
+        ("user/*.cruds", [true, true, true, true, true]),
+        ("user/Observation.rs?category=vital-signs", [false, false, false, false, false]),
+    ];
+    for (scope, expect) in oracle {
+        let g = UserGrant { role: "clinician", organization: Some("org-a"), scope, ..Default::default() };
+        let c = client_with_token(&user_token(ts.data_dir.path(), "dr", &g));
+        let body = json!({"resourceType":"Observation","id":"obs-a","status":"final","code":{"text":"x"},"subject":{"reference":"Patient/pat-a"}});
+        let mut new = body.clone();
+        new.as_object_mut().unwrap().remove("id");
+        let got = [
+            send(&ts, &c, "GET", "/Observation/obs-a", None).await.0 == 200,
+            send(&ts, &c, "GET", "/Observation?subject=Patient/pat-a", None).await.0 == 200,
+            send(&ts, &c, "POST", "/Observation", Some(&new)).await.0 == 201,
+            send(&ts, &c, "PUT", "/Observation/obs-a", Some(&body)).await.0 == 200,
+            false,
+        ];
+        // delete last, on a resource of its own
+        let (_, created) = send(&ts, &ts.client, "POST", "/Observation", Some(&new)).await;
+        let id = serde_json::from_str::<Value>(&created).unwrap()["id"].as_str().unwrap().to_string();
+        let deleted = matches!(send(&ts, &c, "DELETE", &format!("/Observation/{id}"), None).await.0, 200 | 204);
+        let got = [got[0], got[1], got[2], got[3], deleted];
+        assert_eq!(got, expect, "{scope}: read, search, create, update, delete");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn anonymous_and_mutated_tokens_get_401() {
+    let ts = TestServer::spawn().await;
+    let anonymous = reqwest::Client::new();
+    let r = anonymous.get(ts.fhir("/Patient")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let outcome = json(r).await;
+    assert_eq!(outcome["issue"][0]["code"], "login");
+    // the CapabilityStatement stays public
+    assert_eq!(anonymous.get(ts.fhir("/metadata")).send().await.unwrap().status(), 200);
+    let other = tempfile::tempdir().unwrap();
+    let g = UserGrant { role: "clinician", organization: Some("org-a"), scope: "user/*.rs", ..Default::default() };
+    let good = user_token(ts.data_dir.path(), "dr", &g);
+    let parts: Vec<&str> = good.split('.').collect();
+    let payload: Value = serde_json::from_slice(
+        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, parts[1]).unwrap(),
+    )
+    .unwrap();
+    let mut wider = payload.clone();
+    wider["scope"] = json!("user/*.cruds");
+    wider["role"] = json!("admin");
+    let edited = format!(
+        "{}.{}.{}",
+        parts[0],
+        base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, wider.to_string()),
+        parts[2]
+    );
+    let none = format!(
+        "{}.{}.",
+        base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, r#"{"alg":"none","typ":"JWT"}"#),
+        parts[1]
+    );
+    let cases = [
+        ("another installation's key", user_token(other.path(), "dr", &g)),
+        ("an edited scope and role", edited),
+        ("alg none", none),
+        ("garbage", "not-a-token".to_string()),
+        ("a truncated signature", good[..good.len() - 4].to_string()),
+    ];
+    for (what, token) in cases {
+        let r = anonymous.get(ts.fhir("/Observation")).bearer_auth(&token).send().await.unwrap();
+        assert_eq!(r.status(), 401, "{what}");
+        assert!(r.headers()["www-authenticate"].to_str().unwrap().contains("invalid_token"), "{what}");
+    }
+    let r = anonymous.get(ts.fhir("/Observation")).header("authorization", "Basic YTpi").send().await.unwrap();
+    assert_eq!(r.status(), 401, "another scheme");
+    let r = anonymous.get(ts.fhir("/Observation")).bearer_auth(&good).send().await.unwrap();
+    assert_eq!(r.status(), 200, "the unmodified token works");
+}
