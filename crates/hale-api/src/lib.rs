@@ -59,6 +59,37 @@ pub struct ApiState {
     pub software_version: String,
     /// Checks the access tokens callers present.
     pub tokens: Arc<hale_identity::TokenKeys>,
+    /// Access tokens revoked before their expiry.
+    pub revoked: Arc<RevokedTokens>,
+}
+
+/// The ids (`jti`) of access tokens revoked before they expired, as the authorization
+/// server records them; reloaded from the store at most once a second, so a
+/// revocation takes effect on every node within a second.
+#[derive(Debug, Default)]
+pub struct RevokedTokens {
+    cache: tokio::sync::RwLock<Option<(std::time::Instant, std::collections::HashSet<String>)>>,
+}
+
+impl RevokedTokens {
+    async fn contains(&self, gate: &Gate, jti: &str) -> Result<bool, ApiError> {
+        if let Some((at, set)) = &*self.cache.read().await
+            && at.elapsed() < std::time::Duration::from_secs(1)
+        {
+            return Ok(set.contains(jti));
+        }
+        let mut w = self.cache.write().await;
+        if let Some((at, set)) = &*w
+            && at.elapsed() < std::time::Duration::from_secs(1)
+        {
+            return Ok(set.contains(jti));
+        }
+        let set: std::collections::HashSet<String> =
+            gate.system("token-check").auth_records("revoked-jti").await?.into_iter().map(|(k, _)| k).collect();
+        let found = set.contains(jti);
+        *w = Some((std::time::Instant::now(), set));
+        Ok(found)
+    }
 }
 
 type S = State<Arc<ApiState>>;
@@ -93,7 +124,14 @@ impl FromRequestParts<Arc<ApiState>> for Call {
         let client = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
         let mut rc = RequestContext::anonymous(request_id, client);
         if let Some(value) = parts.headers.get(header::AUTHORIZATION) {
-            match bearer(value).ok_or(hale_identity::TokenError::Malformed).and_then(|t| st.tokens.principal(t)) {
+            let mut checked =
+                bearer(value).ok_or(hale_identity::TokenError::Malformed).and_then(|t| st.tokens.verify(t));
+            if let Ok(claims) = &checked
+                && st.revoked.contains(&st.gate, &claims.jti).await?
+            {
+                checked = Err(hale_identity::TokenError::Revoked);
+            }
+            match checked.and_then(hale_identity::token::principal_of) {
                 Ok(principal) => {
                     rc.purpose_of_use = Some(match &principal {
                         Principal::User(u) if u.role == hale_access::Role::Patient => PurposeOfUse::PatientRequest,

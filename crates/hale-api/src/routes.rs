@@ -14,6 +14,11 @@ pub enum RoutePolicy {
     /// Health information: the handler works only through the repository made for the
     /// caller's request context, so the gate decides every interaction.
     Gated,
+    /// The authorization server's pages and endpoints: they authenticate the caller
+    /// themselves (a password, a session cookie, a client secret, a grant), and reach
+    /// health information (a clinician's patient picker) only through a repository made
+    /// for the signed-in user.
+    Authorization,
 }
 
 /// A router whose every route has a declared policy.
@@ -37,6 +42,11 @@ impl<S: Clone + Send + Sync + 'static> Routes<S> {
     /// A route open to every caller.
     pub fn public(self, path: &'static str, handler: MethodRouter<S>) -> Self {
         self.add(path, RoutePolicy::Public, handler)
+    }
+
+    /// A route of the authorization server.
+    pub fn authorization(self, path: &'static str, handler: MethodRouter<S>) -> Self {
+        self.add(path, RoutePolicy::Authorization, handler)
     }
 
     /// A route whose handlers reach health information only through the gate.

@@ -56,6 +56,8 @@ pub enum TokenError {
     BadSignature,
     #[error("the access token has expired")]
     Expired,
+    #[error("the access token was revoked")]
+    Revoked,
     #[error("the access token was not issued by this server or not for it")]
     WrongIssuerOrAudience,
     #[error("the access token's grant is not valid: {0}")]
@@ -216,6 +218,13 @@ impl TokenKeys {
         header.kid = Some(self.kid.clone());
         header.typ = Some("at+jwt".into());
         // signing with a key this type loaded and checked cannot fail
+        jsonwebtoken::encode(&header, claims, &self.encoding).unwrap_or_default()
+    }
+
+    /// Signs any claims (an OpenID Connect ID token) with the same key.
+    pub fn sign_json(&self, claims: &serde_json::Value) -> String {
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some(self.kid.clone());
         jsonwebtoken::encode(&header, claims, &self.encoding).unwrap_or_default()
     }
 

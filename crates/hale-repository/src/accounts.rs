@@ -5,7 +5,7 @@
 use hale_access::Interaction;
 use hale_audit::Event;
 use hale_identity::Account;
-use hale_store::{AccountKey, AccountRow};
+use hale_store::{AccountKey, AccountRow, AuthRecord};
 
 use crate::{Error, Repository, Result};
 
@@ -60,4 +60,58 @@ impl Repository {
             Event::new("issue-token", Interaction::IssueToken).target(subject.to_string()).query(scope.to_string());
         Ok(store.append_audit(vec![event.row(self.context(), &[])]).await?)
     }
+
+    /// Writes an authorization-server record (Hale's own authorization server only);
+    /// `audited` names the change in the audit trail (a client registered, a token
+    /// revoked), in the same transaction.
+    pub async fn put_auth_record(
+        &self,
+        kind: &str,
+        key: &str,
+        body: &serde_json::Value,
+        expires: Option<i64>,
+        audited: Option<(&str, &str)>,
+    ) -> Result<()> {
+        let store = self.door(Interaction::IssueToken, None).await?;
+        let audit = audited.map(|(action, target)| {
+            Event::new(action, Interaction::IssueToken).target(target.to_string()).row(self.context(), &[])
+        });
+        let record = AuthRecord { kind: kind.into(), key: key.into(), body: body.to_string(), expires };
+        Ok(store.put_auth(record, audit).await?)
+    }
+
+    /// An authorization-server record, unless missing or expired.
+    pub async fn auth_record(&self, kind: &str, key: &str) -> Result<Option<serde_json::Value>> {
+        let store = self.door(Interaction::IssueToken, None).await?;
+        store.auth(kind, key).await?.map(|r| parse_body(&r)).transpose()
+    }
+
+    /// Removes an authorization-server record and returns it; of concurrent callers at
+    /// most one gets it.
+    pub async fn take_auth_record(&self, kind: &str, key: &str) -> Result<Option<serde_json::Value>> {
+        let store = self.door(Interaction::IssueToken, None).await?;
+        store.take_auth(kind, key).await?.map(|r| parse_body(&r)).transpose()
+    }
+
+    /// Every live record of `kind`, as (key, body).
+    pub async fn auth_records(&self, kind: &str) -> Result<Vec<(String, serde_json::Value)>> {
+        let store = self.door(Interaction::IssueToken, None).await?;
+        store.auths(kind).await?.into_iter().map(|r| Ok((r.key.clone(), parse_body(&r)?))).collect()
+    }
+
+    /// Audits a sign-in or another authorization-server event (`login`, `login-failed`,
+    /// `token`, `token-refused`...) for `who`, with its outcome.
+    pub async fn audit_auth_event(&self, action: &str, who: &str, failure: Option<&str>) -> Result<()> {
+        let store = self.door(Interaction::IssueToken, None).await?;
+        let mut event = Event::new(action, Interaction::IssueToken).target(who.to_string());
+        if let Some(reason) = failure {
+            event = event.failed(hale_audit::Outcome::MinorFailure, reason);
+        }
+        Ok(store.append_audit(vec![event.row(self.context(), &[])]).await?)
+    }
+}
+
+fn parse_body(r: &AuthRecord) -> Result<serde_json::Value> {
+    serde_json::from_str(&r.body)
+        .map_err(|e| Error::Store(hale_store::Error::Backend(format!("{} record is not readable: {e}", r.kind))))
 }

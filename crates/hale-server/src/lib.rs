@@ -25,6 +25,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use hale_api::{ApiLimits, ApiState, RequestId, RoutePolicy, Routes};
+pub use hale_auth::{clients, register_client};
 pub use hale_identity::TokenKeys;
 use hale_repository::{Gate, Repository};
 use hale_store::Store;
@@ -139,8 +140,12 @@ fn routes(cfg: &Config, gate: Gate, tokens: Arc<TokenKeys>) -> Routes<()> {
         },
         public_base: (!cfg.public_base_url.is_empty()).then(|| cfg.public_base_url.clone()),
         software_version: env!("CARGO_PKG_VERSION").to_string(),
-        tokens,
+        tokens: tokens.clone(),
+        revoked: Arc::default(),
     });
+    let public_base = (!cfg.public_base_url.is_empty()).then(|| cfg.public_base_url.clone());
+    let auth = hale_auth::routes(hale_auth::AuthState::new(gate.clone(), tokens, public_base));
+    let api = api.merge(auth);
     api.merge(health_routes().with_state(Health { repository: gate.system("readiness") }))
 }
 
@@ -167,6 +172,7 @@ fn app(cfg: &Config, gate: Gate, tokens: Arc<TokenKeys>) -> Router {
 /// for operators' documentation).
 pub fn declared_routes() -> Vec<(&'static str, RoutePolicy)> {
     let mut out = hale_api::routes().declared().to_vec();
+    out.extend(hale_auth::declared());
     out.extend_from_slice(health_routes().declared());
     out
 }

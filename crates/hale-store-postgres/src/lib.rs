@@ -32,7 +32,7 @@ use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMe
 use hale_fhir::{ResourceId, ResourceType, VersionId};
 use hale_search::parse::SearchRequest;
 use hale_store::{
-    AccountKey, AccountRow, AuditRow, AuditWrite, ChainLink, ChainedEntry, CreateOutcome, Criteria, Error,
+    AccountKey, AccountRow, AuditRow, AuditWrite, AuthRecord, ChainLink, ChainedEntry, CreateOutcome, Criteria, Error,
     EverythingQuery, HistoryPage, HistoryQuery, HistoryScope, IndexRows, Instant, Method, NewVersion, Precondition,
     Result, SearchPage, Store, StoredResource, TxOp, TxOutcome, UpdateOutcome,
 };
@@ -48,6 +48,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("../migrations/0004_owner_index_by_resource.sql")),
     (5, include_str!("../migrations/0005_audit.sql")),
     (6, include_str!("../migrations/0006_accounts.sql")),
+    (7, include_str!("../migrations/0007_auth.sql")),
 ];
 
 /// Every index table; rows of a resource are replaced on each write.
@@ -829,6 +830,71 @@ impl Store for PgStore {
         .transpose()
     }
 
+    async fn put_auth(&self, record: AuthRecord, audit: Option<AuditRow>) -> Result<()> {
+        let now = Instant::now().millis();
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(db)?;
+        tx.execute(
+            "DELETE FROM auth_record WHERE kind = $1 AND expires IS NOT NULL AND expires < $2",
+            &[&record.kind, &now],
+        )
+        .await
+        .map_err(db)?;
+        tx.execute(
+            "INSERT INTO auth_record (kind, key, body, expires) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (kind, key) DO UPDATE SET body = EXCLUDED.body, expires = EXCLUDED.expires",
+            &[&record.kind, &record.key, &record.body, &record.expires],
+        )
+        .await
+        .map_err(db)?;
+        if let Some(a) = &audit {
+            insert_audit(&tx, a).await?;
+        }
+        tx.commit().await.map_err(db)
+    }
+
+    async fn auth(&self, kind: &str, key: &str) -> Result<Option<AuthRecord>> {
+        let c = self.client().await?;
+        let now = Instant::now().millis();
+        let row = c
+            .query_opt(
+                "SELECT kind, key, body, expires FROM auth_record WHERE kind = $1 AND key = $2 \
+                 AND (expires IS NULL OR expires >= $3)",
+                &[&kind, &key, &now],
+            )
+            .await
+            .map_err(db)?;
+        row.map(|r| pg_auth_row(&r)).transpose()
+    }
+
+    async fn take_auth(&self, kind: &str, key: &str) -> Result<Option<AuthRecord>> {
+        let c = self.client().await?;
+        let now = Instant::now().millis();
+        // one statement: of two concurrent callers only one deletes the row
+        let row = c
+            .query_opt(
+                "DELETE FROM auth_record WHERE kind = $1 AND key = $2 RETURNING kind, key, body, expires",
+                &[&kind, &key],
+            )
+            .await
+            .map_err(db)?;
+        Ok(row.map(|r| pg_auth_row(&r)).transpose()?.filter(|r| r.expires.is_none_or(|e| e >= now)))
+    }
+
+    async fn auths(&self, kind: &str) -> Result<Vec<AuthRecord>> {
+        let c = self.client().await?;
+        let now = Instant::now().millis();
+        let rows = c
+            .query(
+                "SELECT kind, key, body, expires FROM auth_record WHERE kind = $1 \
+                 AND (expires IS NULL OR expires >= $2) ORDER BY key",
+                &[&kind, &now],
+            )
+            .await
+            .map_err(db)?;
+        rows.iter().map(pg_auth_row).collect()
+    }
+
     async fn accounts(&self) -> Result<Vec<AccountRow>> {
         let c = self.client().await?;
         let rows = c.query("SELECT id, username, body FROM account ORDER BY username", &[]).await.map_err(db)?;
@@ -842,6 +908,15 @@ impl Store for PgStore {
             })
             .collect()
     }
+}
+
+fn pg_auth_row(r: &tokio_postgres::Row) -> Result<AuthRecord> {
+    Ok(AuthRecord {
+        kind: r.try_get(0).map_err(db)?,
+        key: r.try_get(1).map_err(db)?,
+        body: r.try_get(2).map_err(db)?,
+        expires: r.try_get(3).map_err(db)?,
+    })
 }
 
 /// The advisory lock the audit chainer holds (any constant no other lock uses).

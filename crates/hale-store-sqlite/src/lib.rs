@@ -18,7 +18,7 @@ use async_trait::async_trait;
 use hale_fhir::{ResourceId, ResourceType, VersionId};
 use hale_search::parse::SearchRequest;
 use hale_store::{
-    AccountKey, AccountRow, AuditRow, AuditWrite, ChainLink, ChainedEntry, CreateOutcome, Criteria, Error,
+    AccountKey, AccountRow, AuditRow, AuditWrite, AuthRecord, ChainLink, ChainedEntry, CreateOutcome, Criteria, Error,
     EverythingQuery, HistoryPage, HistoryQuery, HistoryScope, IndexRows, Instant, Method, NewVersion, Precondition,
     Result, SearchPage, Store, StoredResource, TxOp, TxOutcome, UpdateOutcome,
 };
@@ -36,6 +36,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (8, include_str!("../migrations/0008_token_patient_key.sql")),
     (9, include_str!("../migrations/0009_audit.sql")),
     (10, include_str!("../migrations/0010_accounts.sql")),
+    (11, include_str!("../migrations/0011_auth.sql")),
 ];
 
 /// Every index table; rows of a resource are replaced on each write.
@@ -917,6 +918,68 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn put_auth(&self, record: AuthRecord, audit: Option<AuditRow>) -> Result<()> {
+        let now = Instant::now().millis();
+        self.with_writer(move |tx| {
+            tx.prepare_cached("DELETE FROM auth_record WHERE kind = ?1 AND expires IS NOT NULL AND expires < ?2")
+                .and_then(|mut s| s.execute(params![record.kind, now]))
+                .map_err(backend)?;
+            tx.prepare_cached("INSERT OR REPLACE INTO auth_record (kind, key, body, expires) VALUES (?1, ?2, ?3, ?4)")
+                .and_then(|mut s| s.execute(params![record.kind, record.key, record.body, record.expires]))
+                .map_err(backend)?;
+            match &audit {
+                Some(a) => insert_audit(tx, a),
+                None => Ok(()),
+            }
+        })
+        .await
+    }
+
+    async fn auth(&self, kind: &str, key: &str) -> Result<Option<AuthRecord>> {
+        let (kind, key, now) = (kind.to_string(), key.to_string(), Instant::now().millis());
+        self.with_reader(move |c| {
+            c.prepare_cached(
+                "SELECT kind, key, body, expires FROM auth_record WHERE kind = ?1 AND key = ?2 \
+                 AND (expires IS NULL OR expires >= ?3)",
+            )
+            .and_then(|mut s| s.query_row(params![kind, key, now], auth_row).optional())
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn take_auth(&self, kind: &str, key: &str) -> Result<Option<AuthRecord>> {
+        let (kind, key, now) = (kind.to_string(), key.to_string(), Instant::now().millis());
+        // the one writer thread makes the read and the delete one step
+        self.with_writer(move |tx| {
+            let found = tx
+                .prepare_cached(
+                    "SELECT kind, key, body, expires FROM auth_record WHERE kind = ?1 AND key = ?2 \
+                     AND (expires IS NULL OR expires >= ?3)",
+                )
+                .and_then(|mut s| s.query_row(params![kind, key, now], auth_row).optional())
+                .map_err(backend)?;
+            tx.prepare_cached("DELETE FROM auth_record WHERE kind = ?1 AND key = ?2")
+                .and_then(|mut s| s.execute(params![kind, key]))
+                .map_err(backend)?;
+            Ok(found)
+        })
+        .await
+    }
+
+    async fn auths(&self, kind: &str) -> Result<Vec<AuthRecord>> {
+        let (kind, now) = (kind.to_string(), Instant::now().millis());
+        self.with_reader(move |c| {
+            c.prepare_cached(
+                "SELECT kind, key, body, expires FROM auth_record WHERE kind = ?1 \
+                 AND (expires IS NULL OR expires >= ?2) ORDER BY key",
+            )
+            .and_then(|mut s| s.query_map(params![kind, now], auth_row)?.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(backend)
+        })
+        .await
+    }
+
     async fn accounts(&self) -> Result<Vec<AccountRow>> {
         self.with_reader(|c| {
             c.prepare_cached("SELECT id, username, body FROM account ORDER BY username")
@@ -928,6 +991,10 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
+
+fn auth_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuthRecord> {
+    Ok(AuthRecord { kind: r.get(0)?, key: r.get(1)?, body: r.get(2)?, expires: r.get(3)? })
 }
 
 /// The last chained entry: its position and hash.

@@ -305,6 +305,18 @@ pub enum AccountKey<'a> {
     Username(&'a str),
 }
 
+/// A record of the authorization server (a registered client, an authorization code,
+/// a refresh token, a sign-in session...): a JSON body under (`kind`, `key`), where the
+/// key of anything secret is a hash of the secret, never the secret. Expired records
+/// (`expires`, Unix milliseconds) are not returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthRecord {
+    pub kind: String,
+    pub key: String,
+    pub body: String,
+    pub expires: Option<i64>,
+}
+
 /// The hash of a chained audit entry from the previous entry's hash (32 zero bytes for
 /// the first), the entry's position in the chain, its sequence number and its body.
 pub type ChainLink = fn(prev: &[u8; 32], pos: i64, seq: i64, body: &str) -> [u8; 32];
@@ -532,6 +544,17 @@ pub trait Store: Send + Sync + 'static {
     async fn account(&self, key: AccountKey<'_>) -> Result<Option<AccountRow>>;
     /// Every account, by user name.
     async fn accounts(&self) -> Result<Vec<AccountRow>>;
+
+    /// Writes (inserting or replacing) an authorization record, with an audit entry in
+    /// the same transaction when given; removes expired records of its kind.
+    async fn put_auth(&self, record: AuthRecord, audit: Option<AuditRow>) -> Result<()>;
+    /// The record, unless missing or expired.
+    async fn auth(&self, kind: &str, key: &str) -> Result<Option<AuthRecord>>;
+    /// Removes the record and returns it, atomically: of two callers at most one gets
+    /// it (single-use authorization codes, rotated refresh tokens).
+    async fn take_auth(&self, kind: &str, key: &str) -> Result<Option<AuthRecord>>;
+    /// Every live record of `kind`, by key.
+    async fn auths(&self, kind: &str) -> Result<Vec<AuthRecord>>;
 }
 
 #[cfg(test)]

@@ -125,6 +125,18 @@ impl TestServer {
         }
     }
 
+    /// A repository of Hale's own (the system principal `job`) over this server's
+    /// store, for a test's setup: accounts, clients.
+    pub async fn system_repository(&self, job: &str) -> hale_server::SystemRepository {
+        let cfg = Config {
+            data_dir: self.data_dir.path().to_path_buf(),
+            database_url: self.postgres_database_url().unwrap_or_default().to_string(),
+            database_pool_size: 2,
+            ..Config::default()
+        };
+        hale_server::system_repository(&cfg, job).await.expect("the store opens")
+    }
+
     /// The PostgreSQL database this server runs on, if it runs on PostgreSQL.
     pub fn postgres_database_url(&self) -> Option<&str> {
         self.database.as_ref().map(|d| d.url.as_str())

@@ -94,6 +94,13 @@ enum Command {
         #[command(flatten)]
         store: ServeArgs,
     },
+    /// SMART applications allowed to ask users for access: add, list.
+    Client {
+        #[command(subcommand)]
+        command: ClientCommand,
+        #[command(flatten)]
+        store: ServeArgs,
+    },
     /// Print a short-lived access token for a user or a client (for operators and
     /// scripts: it needs the data directory, and is audited). Use it as
     /// `Authorization: Bearer <token>`.
@@ -175,6 +182,25 @@ enum UserCommand {
         #[arg(long)]
         code: Option<String>,
     },
+}
+
+#[derive(Subcommand)]
+enum ClientCommand {
+    /// Register an application. A confidential one gets a secret, printed once.
+    Add {
+        client_id: String,
+        /// The name users see on the consent page.
+        #[arg(long)]
+        name: String,
+        /// An exact redirect URI (repeat for several).
+        #[arg(long = "redirect-uri", required = true)]
+        redirect_uris: Vec<String>,
+        /// The client keeps a secret (a server-side application).
+        #[arg(long)]
+        confidential: bool,
+    },
+    /// List the registered applications.
+    List,
 }
 
 #[derive(Subcommand)]
@@ -432,6 +458,35 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             rt.block_on(async {
                 let repo = hale_server::system_repository(&cfg, "user").await?;
                 let r = user_command(&repo, command).await;
+                chain_audit(&repo, &cfg).await?;
+                r
+            })
+        }
+        Command::Client { command, store } => {
+            let cfg = Config::load(cli.config.as_deref(), &store.overrides())?;
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            rt.block_on(async {
+                let repo = hale_server::system_repository(&cfg, "client").await?;
+                let r = match command {
+                    ClientCommand::Add { client_id, name, redirect_uris, confidential } => {
+                        let secret =
+                            hale_server::register_client(&repo, &client_id, &name, &redirect_uris, confidential)
+                                .await
+                                .map_err(anyhow::Error::msg)?;
+                        println!("registered {client_id} ({})", if confidential { "confidential" } else { "public" });
+                        if let Some(s) = secret {
+                            println!("client secret (shown once): {s}");
+                        }
+                        anyhow::Ok(())
+                    }
+                    ClientCommand::List => {
+                        for c in hale_server::clients(&repo).await.map_err(anyhow::Error::msg)? {
+                            let kind = if c.confidential { "confidential" } else { "public" };
+                            println!("{}\t{kind}\t{}\t{}", c.id, c.name, c.redirect_uris.join(" "));
+                        }
+                        Ok(())
+                    }
+                };
                 chain_audit(&repo, &cfg).await?;
                 r
             })

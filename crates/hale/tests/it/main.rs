@@ -16,6 +16,7 @@ mod patch;
 mod postgres;
 mod search;
 mod security;
+mod smart;
 mod validate;
 
 use serde_json::Value;

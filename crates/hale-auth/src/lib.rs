@@ -1,0 +1,303 @@
+//! The SMART App Launch 2 authorization server (<https://hl7.org/fhir/smart-app-launch/>)
+//! under `/auth`, and `/.well-known/smart-configuration` beside the FHIR base.
+//!
+//! - `GET /auth/authorize`: checks the client and its exact redirect URI (a mismatch is
+//!   answered here, never redirected), PKCE (S256 only) and the scopes; asks a caller
+//!   without a session to sign in (`/auth/login`: password, TOTP for the roles that
+//!   need it, throttled per account and per address); then shows the consent page
+//!   (what the app asks for in plain words; a patient picker for staff when the app
+//!   asks for `launch/patient`).
+//! - `POST /auth/authorize`: the decision; approval returns a single-use code (60 s).
+//! - `POST /auth/token`: code + verifier, or a refresh token (rotated; a reused one
+//!   revokes its whole family). Access tokens live an hour; `openid fhirUser` adds a
+//!   signed ID token.
+//! - `POST /auth/revoke` (RFC 7009), `POST /auth/introspect` (RFC 7662, for confidential
+//!   clients), `GET /auth/jwks`, `POST /auth/logout`.
+//!
+//! Sessions are server-side records (the cookie holds a random id; the store holds its
+//! hash), HttpOnly, SameSite=Lax, Secure when the public base is https, with an idle
+//! timeout and an absolute lifetime; every form carries a CSRF token. Every sign-in,
+//! refusal and token is audited. Secrets are stored as hashes only.
+
+mod pages;
+mod token;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::http::{HeaderMap, header};
+use axum::routing::{get, post};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hale_api::Routes;
+use hale_identity::{Account, TokenKeys};
+use hale_repository::{Gate, Repository};
+use sha2::Digest;
+
+/// How long a sign-in session lasts without use.
+pub const SESSION_IDLE: Duration = Duration::from_secs(15 * 60);
+/// The longest a session lasts.
+pub const SESSION_MAX: Duration = Duration::from_secs(12 * 3600);
+/// Failed sign-ins within [`THROTTLE_WINDOW`] that lock an account.
+pub const MAX_FAILURES_PER_ACCOUNT: usize = 5;
+/// Failed sign-ins within [`THROTTLE_WINDOW`] that lock a client address.
+pub const MAX_FAILURES_PER_ADDRESS: usize = 20;
+pub const THROTTLE_WINDOW: Duration = Duration::from_secs(15 * 60);
+/// How long an authorization code is valid.
+pub const CODE_LIFETIME_MS: i64 = 60_000;
+/// How long an access token lives.
+pub const ACCESS_LIFETIME_S: i64 = 3600;
+/// How long a refresh token lives.
+pub const REFRESH_LIFETIME_MS: i64 = 30 * 24 * 3600 * 1000;
+
+/// What the authorization server needs.
+#[derive(Debug, Clone)]
+pub struct AuthState {
+    pub gate: Gate,
+    pub tokens: Arc<TokenKeys>,
+    /// The public base URL of the server (`https://ehr.example.org`), when behind a
+    /// proxy; else from `Host`.
+    pub public_base: Option<String>,
+    throttle: Arc<Mutex<HashMap<String, Vec<Instant>>>>,
+}
+
+impl AuthState {
+    pub fn new(gate: Gate, tokens: Arc<TokenKeys>, public_base: Option<String>) -> Self {
+        AuthState { gate, tokens, public_base, throttle: Arc::default() }
+    }
+
+    /// The authorization server's own repository: the system principal `auth`, which
+    /// reads accounts and writes sessions, codes and tokens (all audited).
+    fn system(&self) -> Repository {
+        self.gate.system("auth")
+    }
+
+    /// `https://host` (no trailing slash).
+    fn base(&self, headers: &HeaderMap) -> String {
+        if let Some(b) = &self.public_base {
+            return b.trim_end_matches('/').trim_end_matches("/fhir").to_string();
+        }
+        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+        format!("http://{host}")
+    }
+
+    fn secure_cookies(&self) -> bool {
+        self.public_base.as_deref().is_some_and(|b| b.starts_with("https://"))
+    }
+
+    /// Whether `key` has had too many failures lately.
+    fn locked(&self, key: &str, max: usize) -> bool {
+        let mut t = self.throttle.lock().unwrap_or_else(|e| e.into_inner());
+        let v = t.entry(key.to_string()).or_default();
+        v.retain(|i| i.elapsed() < THROTTLE_WINDOW);
+        v.len() >= max
+    }
+
+    fn failed(&self, key: &str) {
+        let mut t = self.throttle.lock().unwrap_or_else(|e| e.into_inner());
+        t.entry(key.to_string()).or_default().push(Instant::now());
+    }
+
+    fn succeeded(&self, key: &str) {
+        let mut t = self.throttle.lock().unwrap_or_else(|e| e.into_inner());
+        t.remove(key);
+    }
+}
+
+/// The routes of the authorization server over `state`.
+pub fn routes(state: AuthState) -> Routes<()> {
+    unstated().with_state(Arc::new(state))
+}
+
+/// Every route of the authorization server with its policy.
+pub fn declared() -> Vec<(&'static str, hale_api::RoutePolicy)> {
+    unstated().declared().to_vec()
+}
+
+fn unstated() -> Routes<Arc<AuthState>> {
+    Routes::new()
+        .authorization("/.well-known/smart-configuration", get(token::smart_configuration))
+        .authorization("/fhir/.well-known/smart-configuration", get(token::smart_configuration))
+        .authorization("/auth/jwks", get(token::jwks))
+        .authorization("/auth/authorize", get(pages::authorize).post(pages::decide))
+        .authorization("/auth/login", get(pages::login_page).post(pages::login))
+        .authorization("/auth/password", post(pages::change_password))
+        .authorization("/auth/logout", post(pages::logout))
+        .authorization("/auth/token", post(token::token))
+        .authorization("/auth/revoke", post(token::revoke))
+        .authorization("/auth/introspect", post(token::introspect))
+}
+
+type St = axum::extract::State<Arc<AuthState>>;
+
+/// SHA-256, base64url: how secrets (session ids, codes, refresh tokens, client
+/// secrets) are stored.
+pub fn hash_secret(s: &str) -> String {
+    URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(s.as_bytes()))
+}
+
+/// 256 random bits, base64url.
+pub fn random_secret() -> String {
+    use rand_core::RngCore;
+    let mut b = [0u8; 32];
+    rand_core::OsRng.fill_bytes(&mut b);
+    URL_SAFE_NO_PAD.encode(b)
+}
+
+fn now_ms() -> i64 {
+    hale_repository::Instant::now().millis()
+}
+
+/// A cookie's value from the request.
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).find_map(|c| {
+        let (k, v) = c.trim().split_once('=')?;
+        (k == name).then(|| v.to_string())
+    })
+}
+
+/// A registered client.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Client {
+    pub id: String,
+    pub name: String,
+    /// Exact redirect URIs; nothing else is accepted.
+    pub redirect_uris: Vec<String>,
+    /// Confidential clients authenticate to the token endpoint with their secret.
+    pub confidential: bool,
+    /// The hash of the client secret ([`hash_secret`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_hash: Option<String>,
+}
+
+/// Registers a client (for `hale client add`); returns the secret of a confidential
+/// client, shown once.
+pub async fn register_client(
+    repo: &Repository,
+    id: &str,
+    name: &str,
+    redirect_uris: &[String],
+    confidential: bool,
+) -> Result<Option<String>, String> {
+    if id.is_empty() || id.len() > 64 || !id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+        return Err("a client id has 1 to 64 letters, digits and - _ .".into());
+    }
+    if redirect_uris.is_empty() {
+        return Err("a client needs at least one --redirect-uri".into());
+    }
+    for u in redirect_uris {
+        let ok = (u.starts_with("https://") || u.starts_with("http://127.0.0.1") || u.starts_with("http://localhost"))
+            && !u.contains('#')
+            && !u.chars().any(char::is_whitespace);
+        if !ok {
+            return Err(format!(
+                "'{u}' is not an acceptable redirect URI (https, or http on the loopback; no fragment)"
+            ));
+        }
+    }
+    if repo.auth_record("client", id).await.map_err(|e| e.to_string())?.is_some() {
+        return Err(format!("the client '{id}' is registered already"));
+    }
+    let secret = confidential.then(random_secret);
+    let c = Client {
+        id: id.to_string(),
+        name: name.to_string(),
+        redirect_uris: redirect_uris.to_vec(),
+        confidential,
+        secret_hash: secret.as_deref().map(hash_secret),
+    };
+    let body = serde_json::to_value(&c).map_err(|e| e.to_string())?;
+    repo.put_auth_record("client", id, &body, None, Some(("client-register", &format!("client/{id}"))))
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(secret)
+}
+
+/// Every registered client.
+pub async fn clients(repo: &Repository) -> Result<Vec<Client>, String> {
+    let all = repo.auth_records("client").await.map_err(|e| e.to_string())?;
+    all.into_iter().map(|(_, b)| serde_json::from_value(b).map_err(|e| e.to_string())).collect()
+}
+
+async fn client(st: &AuthState, id: &str) -> Option<Client> {
+    let v = st.system().auth_record("client", id).await.ok()??;
+    serde_json::from_value(v).ok()
+}
+
+/// The signed-in user of a request, from its session cookie (refreshing the idle
+/// timeout), with the session's CSRF token.
+async fn session(st: &AuthState, headers: &HeaderMap) -> Option<(Account, String)> {
+    let sid = cookie(headers, SESSION_COOKIE)?;
+    let key = hash_secret(&sid);
+    let repo = st.system();
+    let mut s = repo.auth_record("session", &key).await.ok()??;
+    let created = s["created"].as_i64()?;
+    let now = now_ms();
+    if now - created > SESSION_MAX.as_millis() as i64 {
+        return None;
+    }
+    let account = repo.account_by_id(s["account"].as_str()?).await.ok()??;
+    if account.disabled {
+        return None;
+    }
+    let csrf = s["csrf"].as_str()?.to_string();
+    // the idle timeout restarts with each use, up to the absolute lifetime
+    let expires = (now + SESSION_IDLE.as_millis() as i64).min(created + SESSION_MAX.as_millis() as i64);
+    s["seen"] = now.into();
+    repo.put_auth_record("session", &key, &s, Some(expires), None).await.ok()?;
+    Some((account, csrf))
+}
+
+const SESSION_COOKIE: &str = "hale_session";
+const LOGIN_COOKIE: &str = "hale_login";
+
+/// Starts a session for `account`; returns the Set-Cookie value.
+async fn start_session(st: &AuthState, account: &Account) -> Result<String, String> {
+    let sid = random_secret();
+    let now = now_ms();
+    let body = serde_json::json!({"account": account.id, "csrf": random_secret(), "created": now, "seen": now});
+    st.system()
+        .put_auth_record("session", &hash_secret(&sid), &body, Some(now + SESSION_IDLE.as_millis() as i64), None)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(set_cookie(st, SESSION_COOKIE, &sid, None))
+}
+
+fn set_cookie(st: &AuthState, name: &str, value: &str, max_age: Option<u64>) -> String {
+    let mut c = format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax");
+    if let Some(a) = max_age {
+        c.push_str(&format!("; Max-Age={a}"));
+    }
+    if st.secure_cookies() {
+        c.push_str("; Secure");
+    }
+    c
+}
+
+/// Constant-time comparison of two secrets.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookies_are_read_by_name() {
+        let mut h = HeaderMap::new();
+        h.insert(header::COOKIE, "a=1; hale_session=xyz; b=2".parse().unwrap());
+        assert_eq!(cookie(&h, "hale_session").as_deref(), Some("xyz"));
+        assert_eq!(cookie(&h, "hale"), None);
+    }
+
+    #[test]
+    fn secrets_hash_and_compare() {
+        let s = random_secret();
+        assert_eq!(s.len(), 43);
+        assert_ne!(s, random_secret());
+        assert_eq!(hash_secret(&s), hash_secret(&s));
+        assert!(same("abc", "abc") && !same("abc", "abd") && !same("abc", "ab"));
+    }
+}

@@ -1,0 +1,453 @@
+//! SMART App Launch against the running server: discovery, sign-in (password, TOTP,
+//! throttling), consent with a patient picker, authorization codes with PKCE, tokens
+//! that work on the FHIR API, refresh rotation with reuse detection, revocation and
+//! introspection, and each refusal the specification asks for.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hale_server::users::{NewUser, add_user, enroll_mfa};
+use hale_test_support::{TestServer, json};
+use serde_json::{Value, json};
+use sha2::Digest;
+
+const REDIRECT: &str = "http://127.0.0.1:9/callback";
+
+fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
+}
+
+fn enc(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// The value of a hidden or visible form field in a page.
+fn field(html: &str, name: &str) -> Option<String> {
+    let needle = format!("name=\"{name}\" value=\"");
+    let start = html.find(&needle)? + needle.len();
+    let end = html[start..].find('"')?;
+    Some(html[start..start + end].replace("&amp;", "&").replace("&quot;", "\"").replace("&#39;", "'"))
+}
+
+/// The cookie a response sets (`name=value`).
+fn set_cookie(r: &reqwest::Response, name: &str) -> Option<String> {
+    r.headers().get_all("set-cookie").iter().filter_map(|v| v.to_str().ok()).find_map(|c| {
+        let first = c.split(';').next()?;
+        first.starts_with(&format!("{name}=")).then(|| first.to_string())
+    })
+}
+
+fn location(r: &reqwest::Response) -> String {
+    r.headers().get("location").map(|l| l.to_str().unwrap().to_string()).unwrap_or_default()
+}
+
+fn query_param(url: &str, name: &str) -> Option<String> {
+    let q = url.split_once('?')?.1;
+    url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.to_string())
+}
+
+struct Pkce {
+    verifier: String,
+    challenge: String,
+}
+
+fn pkce(seed: &str) -> Pkce {
+    let verifier = format!("{seed}-verifier-0123456789abcdefghijklmnopqrstuvwxyz");
+    let challenge = URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()));
+    Pkce { verifier, challenge }
+}
+
+fn authorize_url(ts: &TestServer, client: &str, scope: &str, p: &Pkce) -> String {
+    format!(
+        "{}/auth/authorize?response_type=code&client_id={client}&redirect_uri={}&scope={}&state=st8&aud={}&code_challenge={}&code_challenge_method=S256&nonce=n1",
+        ts.base,
+        enc(REDIRECT),
+        enc(scope),
+        enc(&format!("{}/fhir", ts.base)),
+        p.challenge
+    )
+}
+
+/// Signs in through the login page; returns the session cookie, or the refused page.
+async fn sign_in(ts: &TestServer, next: &str, user: &str, password: &str, code: &str) -> Result<String, (u16, String)> {
+    let c = no_redirects();
+    let r = c.get(format!("{}/auth/login?next={}", ts.base, enc(next))).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let login_cookie = set_cookie(&r, "hale_login").unwrap();
+    let page = r.text().await.unwrap();
+    let csrf = field(&page, "login_csrf").unwrap();
+    let form =
+        [("username", user), ("password", password), ("code", code), ("next", next), ("login_csrf", csrf.as_str())];
+    let r = c.post(format!("{}/auth/login", ts.base)).header("cookie", login_cookie).form(&form).send().await.unwrap();
+    if r.status() != 303 {
+        let status = r.status().as_u16();
+        return Err((status, r.text().await.unwrap()));
+    }
+    assert_eq!(location(&r), next);
+    let session = set_cookie(&r, "hale_session").unwrap();
+    let full = r.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_string()).collect::<Vec<_>>();
+    assert!(
+        full.iter().any(|c| c.contains("hale_session=") && c.contains("HttpOnly") && c.contains("SameSite=Lax")),
+        "{full:?}"
+    );
+    Ok(session)
+}
+
+/// From the consent page to the code: approves (with `patient` when given).
+async fn approve(ts: &TestServer, url: &str, session: &str, patient: Option<&str>) -> (String, String) {
+    let c = no_redirects();
+    let r = c.get(url).header("cookie", session).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let page = r.text().await.unwrap();
+    let mut form: Vec<(String, String)> = Vec::new();
+    for k in [
+        "response_type",
+        "client_id",
+        "redirect_uri",
+        "scope",
+        "state",
+        "aud",
+        "code_challenge",
+        "code_challenge_method",
+        "nonce",
+        "csrf",
+    ] {
+        if let Some(v) = field(&page, k) {
+            form.push((k.into(), v));
+        }
+    }
+    form.push(("decision".into(), "approve".into()));
+    if let Some(p) = patient {
+        form.push(("patient".into(), p.into()));
+    }
+    let r = c.post(format!("{}/auth/authorize", ts.base)).header("cookie", session).form(&form).send().await.unwrap();
+    assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
+    let to = location(&r);
+    assert!(to.starts_with(REDIRECT), "{to}");
+    assert_eq!(query_param(&to, "state").as_deref(), Some("st8"));
+    (query_param(&to, "code").unwrap_or_else(|| panic!("no code: {to}")), page)
+}
+
+async fn token(ts: &TestServer, form: &[(&str, &str)]) -> (u16, Value) {
+    let r = reqwest::Client::new().post(format!("{}/auth/token", ts.base)).form(form).send().await.unwrap();
+    let status = r.status().as_u16();
+    assert_eq!(r.headers().get("cache-control").map(|v| v.to_str().unwrap()), Some("no-store"));
+    (status, json(r).await)
+}
+
+async fn setup(ts: &TestServer) {
+    for r in [
+        json!({"resourceType":"Organization","id":"org-a","name":"Clinic A"}),
+        json!({"resourceType":"Organization","id":"org-b","name":"Clinic B"}),
+        json!({"resourceType":"Practitioner","id":"prac-j","name":[{"family":"Jones"}]}),
+        json!({"resourceType":"Patient","id":"pat-a","name":[{"family":"Alvarez","given":["Ana"]}],"birthDate":"1980-02-03","managingOrganization":{"reference":"Organization/org-a"}}),
+        json!({"resourceType":"Patient","id":"pat-b","name":[{"family":"Brown","given":["Ben"]}],"managingOrganization":{"reference":"Organization/org-b"}}),
+        json!({"resourceType":"Observation","id":"obs-a","status":"final","code":{"text":"pulse"},"subject":{"reference":"Patient/pat-a"}}),
+        json!({"resourceType":"Observation","id":"obs-b","status":"final","code":{"text":"pulse"},"subject":{"reference":"Patient/pat-b"}}),
+    ] {
+        let path = format!("/{}/{}", r["resourceType"].as_str().unwrap(), r["id"].as_str().unwrap());
+        assert!(ts.put(&path, &r).await.status().is_success());
+    }
+    let repo = ts.system_repository("test-setup").await;
+    let add = |u: &str, role: &str, org: Option<&str>, prac: Option<&str>, pats: Vec<String>| NewUser {
+        username: u.into(),
+        role: role.into(),
+        organization: org.map(str::to_string),
+        practitioner: prac.map(str::to_string),
+        patients: pats,
+        password: Some("correct horse battery staple".into()),
+        ..NewUser::default()
+    };
+    add_user(&repo, add("ana", "patient", None, None, vec!["pat-a".into()])).await.unwrap();
+    add_user(&repo, add("dr.jones", "clinician", Some("org-a"), Some("prac-j"), vec![])).await.unwrap();
+    add_user(&repo, add("dr.nofactor", "clinician", Some("org-a"), None, vec![])).await.unwrap();
+    hale_auth::register_client(&repo, "app1", "Health Diary", &[REDIRECT.to_string()], false).await.unwrap();
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_patient_app_launch_from_sign_in_to_refresh() {
+    let ts = TestServer::spawn().await;
+    setup(&ts).await;
+    let anonymous = reqwest::Client::new();
+    let conf = json(anonymous.get(ts.fhir("/.well-known/smart-configuration")).send().await.unwrap()).await;
+    assert_eq!(conf["authorization_endpoint"], format!("{}/auth/authorize", ts.base));
+    assert_eq!(conf["code_challenge_methods_supported"], json!(["S256"]));
+    let jwks = json(anonymous.get(format!("{}/auth/jwks", ts.base)).send().await.unwrap()).await;
+    assert_eq!(jwks["keys"][0]["alg"], "ES256");
+
+    let p = pkce("ana");
+    let url = authorize_url(&ts, "app1", "patient/*.rs launch/patient openid fhirUser offline_access", &p);
+    // no session yet: to the sign-in page
+    let r = no_redirects().get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    let to_login = location(&r);
+    assert!(to_login.starts_with("/auth/login?next="), "{to_login}");
+    let next = query_param(&to_login, "next").unwrap();
+    // a wrong password is refused, the same words as an unknown user
+    let (status, page) = sign_in(&ts, &next, "ana", "wrong password here", "").await.unwrap_err();
+    assert_eq!(status, 401);
+    assert!(page.contains("not correct"), "{page}");
+    let (_, page2) = sign_in(&ts, &next, "nobody", "wrong password here", "").await.unwrap_err();
+    assert!(page2.contains("The user name, password or code is not correct."));
+    let session = sign_in(&ts, &next, "ANA", "correct horse battery staple", "").await.unwrap();
+    let (code, consent) = approve(&ts, &next_abs(&ts, &next), &session, None).await;
+    assert!(consent.contains("Health Diary") && consent.contains("in your record"), "{consent}");
+    // the code, with the verifier
+    let form = |code: &str, verifier: &str| {
+        vec![
+            ("grant_type", "authorization_code".to_string()),
+            ("code", code.to_string()),
+            ("redirect_uri", REDIRECT.to_string()),
+            ("client_id", "app1".to_string()),
+            ("code_verifier", verifier.to_string()),
+        ]
+    };
+    let f = form(&code, &p.verifier);
+    let f: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, t) = token(&ts, &f).await;
+    assert_eq!(status, 200, "{t}");
+    assert_eq!(t["patient"], "pat-a");
+    assert_eq!(t["token_type"], "Bearer");
+    assert!(t["id_token"].is_string() && t["refresh_token"].is_string(), "{t}");
+    let id_claims: Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD.decode(t["id_token"].as_str().unwrap().split('.').nth(1).unwrap()).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(id_claims["fhirUser"], format!("{}/fhir/Patient/pat-a", ts.base));
+    assert_eq!(id_claims["nonce"], "n1");
+    // the token works on the FHIR API, for the patient's own record only
+    let at = t["access_token"].as_str().unwrap();
+    let b = json(anonymous.get(ts.fhir("/Observation")).bearer_auth(at).send().await.unwrap()).await;
+    assert_eq!(b["entry"].as_array().map(Vec::len), Some(1), "{b}");
+    assert_eq!(b["entry"][0]["resource"]["id"], "obs-a");
+    assert_eq!(anonymous.get(ts.fhir("/Patient/pat-b")).bearer_auth(at).send().await.unwrap().status(), 404);
+    // a code works once
+    let (status, e) = token(&ts, &f).await;
+    assert_eq!((status, e["error"].as_str()), (400, Some("invalid_grant")));
+
+    // refresh: rotated; the old token used again revokes the grant
+    let r1 = t["refresh_token"].as_str().unwrap().to_string();
+    let refresh = |rt: String| {
+        vec![("grant_type", "refresh_token".to_string()), ("refresh_token", rt), ("client_id", "app1".to_string())]
+    };
+    let f1 = refresh(r1.clone());
+    let (status, t2) = token(&ts, &f1.iter().map(|(k, v)| (*k, v.as_str())).collect::<Vec<_>>()).await;
+    assert_eq!(status, 200, "{t2}");
+    let r2 = t2["refresh_token"].as_str().unwrap().to_string();
+    assert_ne!(r1, r2);
+    let (status, e) = token(&ts, &f1.iter().map(|(k, v)| (*k, v.as_str())).collect::<Vec<_>>()).await;
+    assert_eq!((status, e["error"].as_str()), (400, Some("invalid_grant")), "reuse");
+    let f2 = refresh(r2);
+    let (status, _) = token(&ts, &f2.iter().map(|(k, v)| (*k, v.as_str())).collect::<Vec<_>>()).await;
+    assert_eq!(status, 400, "the reuse revoked the newer token of the grant too");
+
+    // revoking an access token ends it on the API within a second
+    let at2 = t2["access_token"].as_str().unwrap();
+    assert_eq!(anonymous.get(ts.fhir("/Observation")).bearer_auth(at2).send().await.unwrap().status(), 200);
+    let r = anonymous
+        .post(format!("{}/auth/revoke", ts.base))
+        .form(&[("token", at2), ("client_id", "app1")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    let r = anonymous.get(ts.fhir("/Observation")).bearer_auth(at2).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(r.headers()["www-authenticate"].to_str().unwrap().contains("invalid_token"));
+}
+
+fn next_abs(ts: &TestServer, next: &str) -> String {
+    format!("{}{next}", ts.base)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_clinician_signs_in_with_a_second_factor_and_picks_a_patient() {
+    let ts = TestServer::spawn().await;
+    setup(&ts).await;
+    let repo = ts.system_repository("test-setup").await;
+    let hale_server::users::Enrolment::Started(uri) = enroll_mfa(&repo, "dr.jones", None).await.unwrap() else {
+        panic!()
+    };
+    let secret = query_param(&uri, "secret").unwrap();
+    let first = hale_identity::totp::code_at(&secret, now()).unwrap();
+    enroll_mfa(&repo, "dr.jones", Some(&first)).await.unwrap();
+    let p = pkce("jones");
+    let url = authorize_url(&ts, "app1", "launch/patient patient/Observation.rs patient/Patient.rs", &p);
+    let next = url.strip_prefix(&ts.base).unwrap().to_string();
+    // a clinician without a second factor cannot sign in; nor with a missing or reused code
+    let (status, page) = sign_in(&ts, &next, "dr.nofactor", "correct horse battery staple", "").await.unwrap_err();
+    assert_eq!(status, 403);
+    assert!(page.contains("authenticator"), "{page}");
+    let (status, _) = sign_in(&ts, &next, "dr.jones", "correct horse battery staple", "").await.unwrap_err();
+    assert_eq!(status, 401);
+    let (status, _) = sign_in(&ts, &next, "dr.jones", "correct horse battery staple", &first).await.unwrap_err();
+    assert_eq!(status, 401, "the enrolment's code is used");
+    let code = hale_identity::totp::code_at(&secret, now() + 30).unwrap();
+    let session = sign_in(&ts, &next, "dr.jones", "correct horse battery staple", &code).await.unwrap();
+    // the picker offers the organization's patients only
+    let c = no_redirects();
+    let page = c.get(&url).header("cookie", &session).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("Alvarez, Ana") && !page.contains("Brown"), "{page}");
+    let (code, _) = approve(&ts, &url, &session, Some("pat-a")).await;
+    let f = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", REDIRECT),
+        ("client_id", "app1"),
+        ("code_verifier", p.verifier.as_str()),
+    ];
+    let (status, t) = token(&ts, &f).await;
+    assert_eq!(status, 200, "{t}");
+    assert_eq!(t["patient"], "pat-a");
+    assert!(t.get("refresh_token").is_none(), "no offline_access asked");
+    let at = t["access_token"].as_str().unwrap();
+    let anonymous = reqwest::Client::new();
+    let b = json(anonymous.get(ts.fhir("/Observation?_total=accurate")).bearer_auth(at).send().await.unwrap()).await;
+    assert_eq!(b["total"], 1, "{b}");
+    // the launch is held to the patient chosen; and to the scopes (no Condition)
+    assert_eq!(anonymous.get(ts.fhir("/Condition")).bearer_auth(at).send().await.unwrap().status(), 403);
+    // a patient the clinician may not open cannot be chosen
+    let p2 = pkce("jones2");
+    let url2 = authorize_url(&ts, "app1", "launch/patient patient/Observation.rs", &p2);
+    let page = c.get(&url2).header("cookie", &session).send().await.unwrap().text().await.unwrap();
+    let mut form: Vec<(String, String)> = Vec::new();
+    for k in [
+        "response_type",
+        "client_id",
+        "redirect_uri",
+        "scope",
+        "state",
+        "aud",
+        "code_challenge",
+        "code_challenge_method",
+        "nonce",
+        "csrf",
+    ] {
+        if let Some(v) = field(&page, k) {
+            form.push((k.into(), v));
+        }
+    }
+    form.push(("decision".into(), "approve".into()));
+    form.push(("patient".into(), "pat-b".into()));
+    let r = c.post(format!("{}/auth/authorize", ts.base)).header("cookie", &session).form(&form).send().await.unwrap();
+    assert_eq!(r.status(), 200, "the consent page again");
+    assert!(r.text().await.unwrap().contains("Choose a patient you may open"));
+    // a forged decision without the session's CSRF token
+    let forged: Vec<(String, String)> =
+        form.iter().filter(|(k, _)| k != "csrf").cloned().chain([("csrf".into(), "x".into())]).collect();
+    let r =
+        c.post(format!("{}/auth/authorize", ts.base)).header("cookie", &session).form(&forged).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(location(&r).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_requests_are_refused_and_nothing_is_granted() {
+    let ts = TestServer::spawn().await;
+    setup(&ts).await;
+    let c = no_redirects();
+    let p = pkce("bad");
+    let good = authorize_url(&ts, "app1", "patient/*.rs", &p);
+    // an untrusted client or redirect URI: answered here, never redirected
+    for (what, url) in [
+        ("unknown client", good.replace("client_id=app1", "client_id=app2")),
+        ("redirect URI one character off", good.replace("callback", "callbacc")),
+        ("redirect URI with a suffix", good.replace(&enc(REDIRECT), &enc(&format!("{REDIRECT}x")))),
+        ("no redirect URI", good.replace(&format!("&redirect_uri={}", enc(REDIRECT)), "")),
+    ] {
+        let r = c.get(&url).send().await.unwrap();
+        assert_eq!(r.status(), 400, "{what}");
+        assert!(location(&r).is_empty(), "{what}: redirected");
+        assert!(r.text().await.unwrap().contains("cannot be used"), "{what}");
+    }
+    // a trusted redirect URI gets the error
+    for (what, url, error) in [
+        ("no PKCE", good.replace(&format!("&code_challenge={}", p.challenge), ""), "invalid_request"),
+        ("plain PKCE", good.replace("code_challenge_method=S256", "code_challenge_method=plain"), "invalid_request"),
+        ("implicit flow", good.replace("response_type=code", "response_type=token"), "unsupported_response_type"),
+        ("malformed scope", good.replace(&enc("patient/*.rs"), &enc("patient/observation.rs")), "invalid_scope"),
+        ("system scope", good.replace(&enc("patient/*.rs"), &enc("system/*.rs")), "invalid_scope"),
+        (
+            "another audience",
+            good.replace(&enc(&format!("{}/fhir", ts.base)), &enc("https://other.example/fhir")),
+            "invalid_request",
+        ),
+    ] {
+        let r = c.get(&url).send().await.unwrap();
+        assert_eq!(r.status(), 303, "{what}");
+        let to = location(&r);
+        assert!(to.starts_with(REDIRECT), "{what}: {to}");
+        assert_eq!(query_param(&to, "error").as_deref(), Some(error), "{what}: {to}");
+        assert_eq!(query_param(&to, "state").as_deref(), Some("st8"), "{what}");
+    }
+    // PKCE failures at the token endpoint: each 400, and the code is spent
+    let next = good.strip_prefix(&ts.base).unwrap().to_string();
+    let session = sign_in(&ts, &next, "ana", "correct horse battery staple", "").await.unwrap();
+    for verifier in [None, Some("too-short"), Some("bad-verifier-0123456789abcdefghijklmnopqrstuvwxyz-nope")] {
+        let (code, _) = approve(&ts, &good, &session, None).await;
+        let mut f = vec![
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", REDIRECT),
+            ("client_id", "app1"),
+        ];
+        if let Some(v) = verifier {
+            f.push(("code_verifier", v));
+        }
+        let (status, e) = token(&ts, &f).await;
+        assert_eq!(status, 400, "{verifier:?}: {e}");
+        f.retain(|(k, _)| *k != "code_verifier");
+        f.push(("code_verifier", p.verifier.as_str()));
+        let (status, _) = token(&ts, &f).await;
+        assert_eq!(status, 400, "a code that failed once is spent");
+    }
+    // the redirect URI must match at the token endpoint too; another client cannot use the code
+    let (code, _) = approve(&ts, &good, &session, None).await;
+    let (status, e) = token(
+        &ts,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", "http://127.0.0.1:9/callbacc"),
+            ("client_id", "app1"),
+            ("code_verifier", &p.verifier),
+        ],
+    )
+    .await;
+    assert_eq!((status, e["error"].as_str()), (400, Some("invalid_grant")));
+    let (status, e) = token(
+        &ts,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", "forged"),
+            ("client_id", "nope"),
+            ("code_verifier", &p.verifier),
+        ],
+    )
+    .await;
+    assert_eq!((status, e["error"].as_str()), (401, Some("invalid_client")));
+    let (status, e) = token(&ts, &[("grant_type", "password"), ("client_id", "app1")]).await;
+    assert_eq!((status, e["error"].as_str()), (400, Some("unsupported_grant_type")));
+    // throttling: five failures lock the account, whatever the password afterwards
+    let c2 = pkce("lock");
+    let url = authorize_url(&ts, "app1", "patient/*.rs", &c2);
+    let next = url.strip_prefix(&ts.base).unwrap().to_string();
+    for _ in 0..5 {
+        assert_eq!(sign_in(&ts, &next, "ana", "not the password", "").await.unwrap_err().0, 401);
+    }
+    let (status, page) = sign_in(&ts, &next, "ana", "correct horse battery staple", "").await.unwrap_err();
+    assert_eq!(status, 429);
+    assert!(page.contains("Too many failed attempts"));
+    // a login form without its cookie (cross-site) is refused
+    let r = no_redirects()
+        .post(format!("{}/auth/login", ts.base))
+        .form(&[("username", "ana"), ("password", "x"), ("login_csrf", "forged")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+}
