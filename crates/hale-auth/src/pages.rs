@@ -44,7 +44,7 @@ input:focus,select:focus,button:focus{outline:3px solid #9cc3e0;outline-offset:1
 .row{display:flex;gap:.75rem;margin-top:1.5rem}button{flex:1;font:inherit;font-weight:600;padding:.65rem 1rem;border-radius:6px;border:1px solid var(--accent);background:var(--accent);color:#fff;cursor:pointer}
 button.secondary{background:#fff;color:var(--accent)}.error{color:var(--bad);background:#fbeaea;border:1px solid #efc4c4;padding:.6rem .8rem;border-radius:6px;margin:0 0 1rem}
 ul.scopes{padding-left:1.2rem;margin:.5rem 0}ul.scopes li{margin:.2rem 0}.brand{font-weight:700;color:var(--accent);letter-spacing:.02em;margin-bottom:1rem}
-small{color:var(--muted)}@media (max-width:34rem){main{margin:0;border:0;border-radius:0;min-height:100vh;padding:1.25rem}}
+small{color:var(--muted);font-weight:400}@media (max-width:34rem){main{margin:0;border:0;border-radius:0;min-height:100vh;padding:1.25rem}}
 ";
 
 fn page(title: &str, body: &str) -> String {
@@ -443,12 +443,15 @@ fn login_form(st: &AuthState, next: Option<&str>, error: Option<&str>, username:
     let body = format!(
         "<h1>Sign in</h1><p class=\"sub\">Use your Hale account.</p>{err}\
          <form method=\"post\" action=\"/auth/login\">{next_field}<input type=\"hidden\" name=\"login_csrf\" value=\"{token}\">\
-         <label for=\"username\">User name</label><input id=\"username\" name=\"username\" autocomplete=\"username\" required autofocus value=\"{user}\">\
-         <label for=\"password\">Password</label><input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\
+         <label for=\"username\">User name</label><input id=\"username\" name=\"username\" autocomplete=\"username\" required{focus_user} value=\"{user}\">\
+         <label for=\"password\">Password</label><input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required{focus_password}>\
          <label for=\"code\">Authenticator code <small>(if your account has one)</small></label>\
          <input id=\"code\" name=\"code\" inputmode=\"numeric\" autocomplete=\"one-time-code\" pattern=\"[0-9]{{6}}\" maxlength=\"6\">\
          <div class=\"row\"><button type=\"submit\">Sign in</button></div></form>",
         user = esc(username),
+        // after a refusal the name is kept and the password is typed again
+        focus_user = if username.is_empty() { " autofocus" } else { "" },
+        focus_password = if username.is_empty() { "" } else { " autofocus" },
     );
     let mut r = html(status, "Sign in", &body);
     if let Ok(v) = set_cookie(st, LOGIN_COOKIE, &token, Some(600)).parse() {

@@ -115,7 +115,10 @@ fn every_route_is_added_with_a_declared_policy() {
     // the authorization server's routes authenticate their callers themselves
     let auth: Vec<&str> = routes.iter().filter(|r| r.1 == RoutePolicy::Authorization).map(|r| r.0).collect();
     assert!(auth.contains(&"/auth/token") && auth.contains(&"/auth/authorize"), "{auth:?}");
-    assert!(auth.iter().all(|p| p.starts_with("/auth/") || p.ends_with("/.well-known/smart-configuration")), "{auth:?}");
+    assert!(
+        auth.iter().all(|p| p.starts_with("/auth/") || p.ends_with("/.well-known/smart-configuration")),
+        "{auth:?}"
+    );
     let mut paths: Vec<&str> = routes.iter().map(|r| r.0).collect();
     paths.sort();
     paths.dedup();

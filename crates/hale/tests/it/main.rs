@@ -2,6 +2,7 @@
 
 mod accounts;
 mod audit;
+mod browser;
 mod bulk;
 mod bundles;
 mod cli;

@@ -10,7 +10,7 @@ use hale_test_support::{TestServer, json};
 use serde_json::{Value, json};
 use sha2::Digest;
 
-const REDIRECT: &str = "http://127.0.0.1:9/callback";
+pub(crate) const REDIRECT: &str = "http://127.0.0.1:9/callback";
 
 fn no_redirects() -> reqwest::Client {
     reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
@@ -45,18 +45,18 @@ fn query_param(url: &str, name: &str) -> Option<String> {
     url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.to_string())
 }
 
-struct Pkce {
-    verifier: String,
-    challenge: String,
+pub(crate) struct Pkce {
+    pub verifier: String,
+    pub challenge: String,
 }
 
-fn pkce(seed: &str) -> Pkce {
+pub(crate) fn pkce(seed: &str) -> Pkce {
     let verifier = format!("{seed}-verifier-0123456789abcdefghijklmnopqrstuvwxyz");
     let challenge = URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()));
     Pkce { verifier, challenge }
 }
 
-fn authorize_url(ts: &TestServer, client: &str, scope: &str, p: &Pkce) -> String {
+pub(crate) fn authorize_url(ts: &TestServer, client: &str, scope: &str, p: &Pkce) -> String {
     format!(
         "{}/auth/authorize?response_type=code&client_id={client}&redirect_uri={}&scope={}&state=st8&aud={}&code_challenge={}&code_challenge_method=S256&nonce=n1",
         ts.base,
@@ -127,14 +127,14 @@ async fn approve(ts: &TestServer, url: &str, session: &str, patient: Option<&str
     (query_param(&to, "code").unwrap_or_else(|| panic!("no code: {to}")), page)
 }
 
-async fn token(ts: &TestServer, form: &[(&str, &str)]) -> (u16, Value) {
+pub(crate) async fn token(ts: &TestServer, form: &[(&str, &str)]) -> (u16, Value) {
     let r = reqwest::Client::new().post(format!("{}/auth/token", ts.base)).form(form).send().await.unwrap();
     let status = r.status().as_u16();
     assert_eq!(r.headers().get("cache-control").map(|v| v.to_str().unwrap()), Some("no-store"));
     (status, json(r).await)
 }
 
-async fn setup(ts: &TestServer) {
+pub(crate) async fn setup(ts: &TestServer) {
     for r in [
         json!({"resourceType":"Organization","id":"org-a","name":"Clinic A"}),
         json!({"resourceType":"Organization","id":"org-b","name":"Clinic B"}),
