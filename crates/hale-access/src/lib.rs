@@ -430,7 +430,8 @@ mod tests {
         let p = user(Role::Patient, "user/*.cruds");
         assert_eq!(category(decide(&p, Interaction::Create, Some(&ty("Observation")))), Some(Category::Forbidden));
         assert_eq!(decide(&p, Interaction::Read, Some(&ty("Observation"))), Decision::Permit);
-        assert_eq!(category(decide(&p, Interaction::Search, Some(&ty("AuditEvent")))), Some(Category::Forbidden));
+        assert_eq!(decide(&p, Interaction::Search, Some(&ty("AuditEvent"))), Decision::Permit, "who saw my record");
+        assert_eq!(category(decide(&c, Interaction::Search, Some(&ty("AuditEvent")))), Some(Category::Forbidden));
         // system scopes are for clients acting for no user
         let s = user(Role::Clinician, "system/*.rs");
         assert_eq!(category(decide(&s, Interaction::Read, Some(&ty("Observation")))), Some(Category::Forbidden));

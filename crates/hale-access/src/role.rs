@@ -18,7 +18,8 @@ pub enum Role {
     Nurse,
     /// Registration and scheduling: patients, encounters, appointments, coverage.
     FrontDesk,
-    /// A patient, or a proxy (a RelatedPerson) for the patients linked to them.
+    /// A patient, or a proxy (a RelatedPerson) for the patients linked to them: reads
+    /// their record and its audit trail.
     Patient,
 }
 
@@ -66,7 +67,8 @@ impl Role {
         match self {
             Role::Clinician => !audit,
             Role::Nurse => !audit && perm != Perm::Delete,
-            Role::Patient => !audit && reading,
+            // a patient reads the audit trail of their own record (who saw it)
+            Role::Patient => reading,
             Role::FrontDesk => ty.is_some_and(|t| FRONT_DESK_TYPES.contains(&t) || (reading && is_shared(t))),
             Role::Administrator => ty.is_some_and(is_shared),
             Role::SecurityAdministrator => reading && ty.is_some_and(|t| t == "AuditEvent" || is_shared(t)),

@@ -3,9 +3,10 @@
 //! not FHIR resources and never leave through the FHIR API.
 
 use hale_access::Interaction;
+use hale_access::{Principal, Role};
 use hale_audit::Event;
 use hale_identity::Account;
-use hale_store::{AccountKey, AccountRow, AuthRecord};
+use hale_store::{AccountKey, AccountRow, AuditQuery, AuthRecord};
 
 use crate::{Error, Repository, Result};
 
@@ -50,6 +51,36 @@ impl Repository {
     pub async fn accounts(&self) -> Result<Vec<Account>> {
         let store = self.door(Interaction::ManageAccounts, None).await?;
         store.accounts().await?.into_iter().map(from_row).collect()
+    }
+
+    /// Searches the audit trail, newest first: a security administrator (or Hale's
+    /// own commands, or a client with `system/AuditEvent.s`) searches all of it; a
+    /// patient sees the entries about their own record only, and only those that
+    /// concern no other patient. The search is itself audited.
+    pub async fn search_audit(&self, mut query: AuditQuery) -> Result<Vec<(i64, String)>> {
+        let ty = crate::resource_type("AuditEvent")?;
+        let mut event = Event::new("search-type", Interaction::Search).target("AuditEvent");
+        if let Some(ps) = &query.patients {
+            for p in ps {
+                event = event.patient(p.as_str());
+            }
+        }
+        let result = async {
+            let store = self.door(Interaction::Search, Some(&ty)).await?;
+            if let Principal::User(u) = &self.context().principal
+                && u.role == Role::Patient
+            {
+                let own: Vec<String> = u.patients.clone();
+                query.patients = Some(match query.patients.take() {
+                    Some(asked) => asked.into_iter().filter(|p| own.contains(p)).collect(),
+                    None => own,
+                });
+                query.only_these_patients = true;
+            }
+            Ok(store.audit_search(&query).await?)
+        }
+        .await;
+        self.audited(event, result, |_| Vec::new()).await
     }
 
     /// Records that an access token was issued outside a sign-in (`hale token`), and

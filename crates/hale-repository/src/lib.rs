@@ -25,7 +25,7 @@ pub use hale_audit::chain::{Checkpoints, Problem as AuditProblem};
 /// The store's value types that the gate's callers see (pages, versions, queries); the
 /// store itself is never handed out.
 pub use hale_store::{
-    CreateOutcome, EverythingQuery, HistoryPage, HistoryQuery, HistoryScope, Instant, Method, SearchPage,
+    AuditQuery, CreateOutcome, EverythingQuery, HistoryPage, HistoryQuery, HistoryScope, Instant, Method, SearchPage,
     StoredResource, UpdateOutcome,
 };
 

@@ -32,9 +32,9 @@ use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMe
 use hale_fhir::{ResourceId, ResourceType, VersionId};
 use hale_search::parse::SearchRequest;
 use hale_store::{
-    AccountKey, AccountRow, AuditRow, AuditWrite, AuthRecord, ChainLink, ChainedEntry, CreateOutcome, Criteria, Error,
-    EverythingQuery, HistoryPage, HistoryQuery, HistoryScope, IndexRows, Instant, Method, NewVersion, Precondition,
-    Result, SearchPage, Store, StoredResource, TxOp, TxOutcome, UpdateOutcome,
+    AccountKey, AccountRow, AuditQuery, AuditRow, AuditWrite, AuthRecord, ChainLink, ChainedEntry, CreateOutcome,
+    Criteria, Error, EverythingQuery, HistoryPage, HistoryQuery, HistoryScope, IndexRows, Instant, Method, NewVersion,
+    Precondition, Result, SearchPage, Store, StoredResource, TxOp, TxOutcome, UpdateOutcome,
 };
 use tokio_postgres::NoTls;
 
@@ -828,6 +828,12 @@ impl Store for PgStore {
             })
         })
         .transpose()
+    }
+
+    async fn audit_search(&self, query: &AuditQuery) -> Result<Vec<(i64, String)>> {
+        let c = self.client().await?;
+        let rows = search::query(&c, &query.statement()).await?;
+        rows.iter().map(|r| Ok((r.try_get(0).map_err(db)?, r.try_get(1).map_err(db)?))).collect()
     }
 
     async fn put_auth(&self, record: AuthRecord, audit: Option<AuditRow>) -> Result<()> {

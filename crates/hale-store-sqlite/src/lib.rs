@@ -18,9 +18,9 @@ use async_trait::async_trait;
 use hale_fhir::{ResourceId, ResourceType, VersionId};
 use hale_search::parse::SearchRequest;
 use hale_store::{
-    AccountKey, AccountRow, AuditRow, AuditWrite, AuthRecord, ChainLink, ChainedEntry, CreateOutcome, Criteria, Error,
-    EverythingQuery, HistoryPage, HistoryQuery, HistoryScope, IndexRows, Instant, Method, NewVersion, Precondition,
-    Result, SearchPage, Store, StoredResource, TxOp, TxOutcome, UpdateOutcome,
+    AccountKey, AccountRow, AuditQuery, AuditRow, AuditWrite, AuthRecord, ChainLink, ChainedEntry, CreateOutcome,
+    Criteria, Error, EverythingQuery, HistoryPage, HistoryQuery, HistoryScope, IndexRows, Instant, Method, NewVersion,
+    Precondition, Result, SearchPage, Store, StoredResource, TxOp, TxOutcome, UpdateOutcome,
 };
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params, params_from_iter};
 
@@ -912,6 +912,19 @@ impl Store for SqliteStore {
                         Ok(AccountRow { id: r.get(0)?, username: r.get(1)?, body: r.get(2)? })
                     })
                     .optional()
+                })
+                .map_err(backend)
+        })
+        .await
+    }
+
+    async fn audit_search(&self, query: &AuditQuery) -> Result<Vec<(i64, String)>> {
+        let stmt = query.statement();
+        self.with_reader(move |c| {
+            c.prepare_cached(&stmt.sql)
+                .and_then(|mut s| {
+                    s.query_map(params_from_iter(stmt.args.iter().map(search::bind)), |r| Ok((r.get(0)?, r.get(1)?)))?
+                        .collect::<rusqlite::Result<Vec<_>>>()
                 })
                 .map_err(backend)
         })

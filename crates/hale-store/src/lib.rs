@@ -305,6 +305,78 @@ pub enum AccountKey<'a> {
     Username(&'a str),
 }
 
+/// A search of the audit trail, newest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditQuery {
+    /// Entries concerning any of these patients.
+    pub patients: Option<Vec<String>>,
+    /// With `patients`: only entries that concern no other patient (a patient's own
+    /// view of who accessed their record).
+    pub only_these_patients: bool,
+    /// The agent key (`user:ana`, `client:ops`, `system:import`).
+    pub agent: Option<String>,
+    /// The subtype (`read`, `search-type`, `login`...).
+    pub action: Option<String>,
+    /// `0`, `4` or `8`.
+    pub outcome: Option<String>,
+    /// Recorded at or after (Unix milliseconds).
+    pub since: Option<i64>,
+    /// Recorded before (Unix milliseconds).
+    pub before: Option<i64>,
+    /// Entries older than this sequence number (the previous page's last).
+    pub below_seq: Option<i64>,
+    pub limit: usize,
+}
+
+impl AuditQuery {
+    /// The statement (for both stores) selecting `seq, body` of the matching entries,
+    /// newest first.
+    pub fn statement(&self) -> sql::Stmt {
+        use sql::Bind;
+        let mut conds = Vec::new();
+        let mut args = Vec::new();
+        if let Some(ps) = &self.patients {
+            conds.push(format!(
+                "a.seq IN (SELECT p.seq FROM audit_patient p WHERE p.patient IN ({}))",
+                vec!["?"; ps.len().max(1)].join(", ")
+            ));
+            if ps.is_empty() {
+                args.push(Bind::Null);
+            }
+            args.extend(ps.iter().map(|p| Bind::Text(p.clone())));
+            if self.only_these_patients {
+                conds.push(format!(
+                    "NOT EXISTS (SELECT 1 FROM audit_patient o WHERE o.seq = a.seq AND o.patient NOT IN ({}))",
+                    vec!["?"; ps.len().max(1)].join(", ")
+                ));
+                if ps.is_empty() {
+                    args.push(Bind::Null);
+                }
+                args.extend(ps.iter().map(|p| Bind::Text(p.clone())));
+            }
+        }
+        for (col, v) in [("a.agent", &self.agent), ("a.action", &self.action), ("a.outcome", &self.outcome)] {
+            if let Some(v) = v {
+                conds.push(format!("{col} = ?"));
+                args.push(Bind::Text(v.clone()));
+            }
+        }
+        for (cond, v) in
+            [("a.recorded >= ?", self.since), ("a.recorded < ?", self.before), ("a.seq < ?", self.below_seq)]
+        {
+            if let Some(v) = v {
+                conds.push(cond.to_string());
+                args.push(Bind::Integer(v));
+            }
+        }
+        let filter = if conds.is_empty() { String::new() } else { format!(" WHERE {}", conds.join(" AND ")) };
+        sql::Stmt {
+            sql: format!("SELECT a.seq, a.body FROM audit_log a{filter} ORDER BY a.seq DESC LIMIT {}", self.limit),
+            args,
+        }
+    }
+}
+
 /// A record of the authorization server (a registered client, an authorization code,
 /// a refresh token, a sign-in session...): a JSON body under (`kind`, `key`), where the
 /// key of anything secret is a hash of the secret, never the secret. Expired records
@@ -536,6 +608,8 @@ pub trait Store: Send + Sync + 'static {
     async fn audit_chain(&self, after: i64, limit: usize) -> Result<Vec<ChainedEntry>>;
     /// How many entries wait to be chained.
     async fn audit_unchained(&self) -> Result<u64>;
+    /// Audit entries matching the query, newest first: `(seq, AuditEvent JSON)`.
+    async fn audit_search(&self, query: &AuditQuery) -> Result<Vec<(i64, String)>>;
 
     /// Creates an account (`create`: [`Error::Conflict`] when its id or user name is
     /// taken) or replaces one (`Conflict` when it does not exist, or the new user name

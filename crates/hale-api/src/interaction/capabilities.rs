@@ -68,6 +68,23 @@ pub fn handle(st: &ApiState, call: &Call) -> Result<Response, ApiError> {
             r
         })
         .collect();
+    // the SMART security extension (SMART App Launch 2, conformance): where to authorize
+    let server = ctx.base.trim_end_matches('/').trim_end_matches("/fhir").to_string();
+    let security = json!({
+        "cors": false,
+        "service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "SMART-on-FHIR"}],
+            "text": "OAuth2 using SMART-on-FHIR profile (see http://docs.smarthealthit.org)"}],
+        "extension": [{
+            "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+            "extension": [
+                {"url": "authorize", "valueUri": format!("{server}/auth/authorize")},
+                {"url": "token", "valueUri": format!("{server}/auth/token")},
+                {"url": "revoke", "valueUri": format!("{server}/auth/revoke")},
+                {"url": "introspect", "valueUri": format!("{server}/auth/introspect")}
+            ]
+        }],
+        "description": "Every interaction needs a Bearer access token from /auth (SMART App Launch) or `hale token`; see /.well-known/smart-configuration."
+    });
     let cs = json!({
         "resourceType": "CapabilityStatement",
         "status": "active",
@@ -81,6 +98,7 @@ pub fn handle(st: &ApiState, call: &Call) -> Result<Response, ApiError> {
         "patchFormat": ["application/json-patch+json", "application/fhir+json"],
         "rest": [{
             "mode": "server",
+            "security": security,
             "documentation": "Search: every R4 search parameter, composite ones included; chains, _has, _include/_revinclude (:iterate), _sort, _count, _summary, _elements, _total, cursor paging with next and previous links; Patient compartment searches; system search with _type (matches type by type). Conditional operations resolve through search.",
             "resource": resources,
             "interaction": [{"code": "transaction"}, {"code": "batch"}, {"code": "history-system"}, {"code": "search-system"}],

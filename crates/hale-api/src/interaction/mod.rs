@@ -1,5 +1,6 @@
 //! One module per FHIR interaction.
 
+pub mod audit;
 pub mod capabilities;
 pub mod create;
 pub mod delete;

@@ -251,6 +251,10 @@ async fn run(
     compartment: Option<hale_search::parse::Compartment>,
 ) -> Result<Response, ApiError> {
     let ctx = &call.ctx;
+    if ty == "AuditEvent" && compartment.is_none() {
+        // the audit trail is kept apart from the resources and searched on its own terms
+        return super::audit::search(st, call, &pairs).await;
+    }
     let ty = hale_repository::resource_type(ty)?;
     let pairs: Vec<(String, String)> = pairs.into_iter().filter(|(k, _)| k != "_format" && k != "_pretty").collect();
     let mut req =

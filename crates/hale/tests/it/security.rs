@@ -399,3 +399,56 @@ async fn anonymous_and_mutated_tokens_get_401() {
     let r = anonymous.get(ts.fhir("/Observation")).bearer_auth(&good).send().await.unwrap();
     assert_eq!(r.status(), 200, "the unmodified token works");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_audit_trail_is_searched_by_its_administrator_and_a_patient_sees_who_saw_their_record() {
+    let ts = TestServer::spawn().await;
+    population(&ts).await;
+    let dir = ts.data_dir.path();
+    let dr = UserGrant { role: "clinician", organization: Some("org-a"), fhir_user: Some("Practitioner/prac-1"), scope: "user/*.rs", ..Default::default() };
+    let dr = client_with_token(&user_token(dir, "dr.who", &dr));
+    assert_eq!(send(&ts, &dr, "GET", "/Patient/pat-a", None).await.0, 200);
+    assert_eq!(send(&ts, &dr, "GET", "/Observation/obs-a", None).await.0, 200);
+    // an interaction that touched both patients
+    assert_eq!(send(&ts, &ts.client, "GET", "/Patient", None).await.0, 200);
+    let sec = UserGrant { role: "security-admin", scope: "user/AuditEvent.rs", ..Default::default() };
+    let sec = client_with_token(&user_token(dir, "sec", &sec));
+    let search = |c: reqwest::Client, q: &'static str| {
+        let ts = &ts;
+        async move {
+            let (status, text) = send(ts, &c, "GET", &format!("/AuditEvent{q}"), None).await;
+            (status, serde_json::from_str::<Value>(&text).unwrap_or(Value::Null), text)
+        }
+    };
+    let (status, b, text) = search(sec.clone(), "?patient=pat-a").await;
+    assert_eq!(status, 200, "{text}");
+    let entries = b["entry"].as_array().unwrap();
+    assert!(entries.iter().any(|e| e["resource"]["agent"][0]["who"]["identifier"]["value"] == "dr.who"), "{text}");
+    assert!(entries.iter().all(|e| e["resource"]["resourceType"] == "AuditEvent" && e["resource"]["id"].is_string()));
+    let (_, b, text) = search(sec.clone(), "?altid=dr.who&subtype=read").await;
+    assert_eq!(b["entry"].as_array().map(Vec::len), Some(2), "{text}");
+    let (_, b, _) = search(sec.clone(), "?altid=dr.who&date=ge2020-01-01&_count=1").await;
+    assert_eq!(b["entry"].as_array().map(Vec::len), Some(1));
+    let next = hale_test_support::bundle_link(&b, "next").expect("a next page");
+    let b2 = json(sec.get(&next).send().await.unwrap()).await;
+    assert_eq!(b2["entry"].as_array().map(Vec::len), Some(1));
+    assert_ne!(b2["entry"][0]["resource"]["id"], b["entry"][0]["resource"]["id"]);
+    let (_, b, _) = search(sec.clone(), "?altid=dr.who&date=lt2020-01-01").await;
+    assert_eq!(b["entry"].as_array().map(Vec::len), Some(0));
+    let (status, _, _) = search(sec.clone(), "?nonsense=1").await;
+    assert_eq!(status, 400);
+    // the patient sees who saw their record, and nothing about anyone else
+    let pa = UserGrant { role: "patient", patients: &["pat-a"], scope: "patient/*.rs", launch_patient: Some("pat-a"), ..Default::default() };
+    let pa = client_with_token(&user_token(dir, "ana", &pa));
+    let (status, b, text) = search(pa.clone(), "").await;
+    assert_eq!(status, 200, "{text}");
+    assert!(b["entry"].as_array().unwrap().iter().any(|e| e["resource"]["agent"][0]["who"]["display"] == "user:dr.who"), "{text}");
+    assert!(!text.contains("pat-b") && !text.contains(CANARY_B), "{text}");
+    let (_, b, _) = search(pa.clone(), "?patient=pat-b").await;
+    assert_eq!(b["entry"].as_array().map(Vec::len), Some(0));
+    // a clinician does not read the audit trail
+    assert_eq!(search(dr.clone(), "").await.0, 403);
+    // searching the trail is itself in the trail
+    let (_, b, text) = search(sec.clone(), "?altid=sec").await;
+    assert!(!b["entry"].as_array().unwrap().is_empty(), "{text}");
+}

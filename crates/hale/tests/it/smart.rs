@@ -175,6 +175,17 @@ async fn a_patient_app_launch_from_sign_in_to_refresh() {
     let conf = json(anonymous.get(ts.fhir("/.well-known/smart-configuration")).send().await.unwrap()).await;
     assert_eq!(conf["authorization_endpoint"], format!("{}/auth/authorize", ts.base));
     assert_eq!(conf["code_challenge_methods_supported"], json!(["S256"]));
+    let cs = json(anonymous.get(ts.fhir("/metadata")).send().await.unwrap()).await;
+    let security = &cs["rest"][0]["security"];
+    assert_eq!(security["service"][0]["coding"][0]["code"], "SMART-on-FHIR");
+    let uris = security["extension"][0]["extension"].as_array().unwrap();
+    assert!(
+        uris.iter().any(|u| u["url"] == "authorize" && u["valueUri"] == format!("{}/auth/authorize", ts.base)),
+        "{security}"
+    );
+    assert!(uris.iter().any(|u| u["url"] == "token" && u["valueUri"] == format!("{}/auth/token", ts.base)));
+    let issues = hale_fhir::validate::validate_resource(&cs);
+    assert!(!issues.iter().any(hale_fhir::Issue::is_error), "{issues:?}");
     let jwks = json(anonymous.get(format!("{}/auth/jwks", ts.base)).send().await.unwrap()).await;
     assert_eq!(jwks["keys"][0]["alg"], "ES256");
 
