@@ -473,8 +473,43 @@ pub fn extract(resource: &Value) -> IndexRows {
             add_value(&mut rows, p.code, p.param_type, n.fhir_type, n.value);
         }
     }
+    if ty == "Consent" {
+        consent_rows(&mut rows, resource);
+    }
     rows
 }
+
+/// Hale's own index rows of an active Consent (no R4 search parameter says whether a
+/// provision permits or denies): a reference row under [`CONSENT_PERMIT`] or
+/// [`CONSENT_DENY`] for each Organization its top-level provision names as an actor.
+/// The access filter reads them to share a record with another organization, or to
+/// withhold it.
+fn consent_rows(rows: &mut IndexRows, consent: &Value) {
+    if consent.get("status").and_then(Value::as_str) != Some("active") {
+        return;
+    }
+    let provision = &consent["provision"];
+    let param = match provision.get("type").and_then(Value::as_str) {
+        Some("permit") => CONSENT_PERMIT,
+        Some("deny") => CONSENT_DENY,
+        _ => return,
+    };
+    for actor in provision["actor"].as_array().into_iter().flatten() {
+        if let Some(("Organization", id)) = actor["reference"]["reference"].as_str().and_then(split_reference) {
+            rows.references.push(crate::index::ReferenceIndex {
+                param: param.to_string(),
+                target_type: Some("Organization".into()),
+                target_id: Some(id.to_string()),
+                url: None,
+            });
+        }
+    }
+}
+
+/// The index parameter of an Organization an active Consent permits.
+pub const CONSENT_PERMIT: &str = "_hale-consent-permit";
+/// The index parameter of an Organization an active Consent denies.
+pub const CONSENT_DENY: &str = "_hale-consent-deny";
 
 #[cfg(test)]
 mod extract_tests {
@@ -500,6 +535,22 @@ mod extract_tests {
         let cvq = rows.composites.iter().find(|c| c.param == "code-value-quantity").unwrap();
         assert_eq!(cvq.parts[0].code.as_deref(), Some("8867-4"));
         assert_eq!(cvq.parts[1].number, Some(72.0));
+    }
+
+    #[test]
+    fn an_active_consent_indexes_whom_it_permits_or_denies() {
+        let c = |status: &str, ty: &str| {
+            json!({"resourceType":"Consent","status":status,"scope":{"text":"patient-privacy"},"category":[{"text":"x"}],
+                "patient":{"reference":"Patient/p1"},
+                "provision":{"type":ty,"actor":[{"role":{"text":"x"},"reference":{"reference":"Organization/org-b"}},
+                    {"role":{"text":"x"},"reference":{"reference":"Practitioner/x"}}]}})
+        };
+        let rows = extract(&c("active", "permit"));
+        let orgs: Vec<_> = rows.references.iter().filter(|r| r.param == CONSENT_PERMIT).collect();
+        assert_eq!(orgs.len(), 1);
+        assert_eq!(orgs[0].target_id.as_deref(), Some("org-b"));
+        assert!(extract(&c("active", "deny")).references.iter().any(|r| r.param == CONSENT_DENY));
+        assert!(!extract(&c("inactive", "permit")).references.iter().any(|r| r.param.starts_with("_hale")));
     }
 
     #[test]

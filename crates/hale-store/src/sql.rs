@@ -995,12 +995,26 @@ pub fn restriction_sql(ty: Option<&str>, alias: &str, r: &Restriction, args: &mu
         let ids: Vec<Bind> = r.patients.iter().flatten().map(|p| Bind::Text(p.clone())).collect();
         match &r.organization {
             Some(org) => {
-                args.push(Bind::Text(org.clone()));
-                let mut sql = "SELECT o.res_id FROM search_reference o WHERE o.res_type = 'Patient' \
-                               AND o.param = 'organization' AND o.target_type = 'Organization' AND o.target_id = ?"
-                    .to_string();
+                // the organization's own patients and those whose active Consent permits it,
+                // less those whose active Consent denies it (a denial wins)
+                let consenting = |param: &str| {
+                    format!(
+                        "SELECT cp.target_id FROM search_reference cp JOIN search_reference ca \
+                         ON ca.res_type = 'Consent' AND ca.res_id = cp.res_id AND ca.param = '{param}' \
+                         AND ca.target_type = 'Organization' AND ca.target_id = ? \
+                         WHERE cp.res_type = 'Consent' AND cp.param = 'patient' AND cp.target_type = 'Patient'"
+                    )
+                };
+                args.extend([Bind::Text(org.clone()), Bind::Text(org.clone()), Bind::Text(org.clone())]);
+                let mut sql = format!(
+                    "SELECT v.id FROM (SELECT o.res_id AS id FROM search_reference o WHERE o.res_type = 'Patient' \
+                     AND o.param = 'organization' AND o.target_type = 'Organization' AND o.target_id = ? \
+                     UNION {} EXCEPT {}) v",
+                    consenting(hale_search::extract::CONSENT_PERMIT),
+                    consenting(hale_search::extract::CONSENT_DENY)
+                );
                 if r.patients.is_some() {
-                    sql.push_str(&format!(" AND o.res_id IN ({})", vec!["?"; ids.len()].join(", ")));
+                    sql.push_str(&format!(" WHERE v.id IN ({})", vec!["?"; ids.len()].join(", ")));
                     args.extend(ids);
                 }
                 sql

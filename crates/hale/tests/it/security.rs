@@ -405,7 +405,13 @@ async fn the_audit_trail_is_searched_by_its_administrator_and_a_patient_sees_who
     let ts = TestServer::spawn().await;
     population(&ts).await;
     let dir = ts.data_dir.path();
-    let dr = UserGrant { role: "clinician", organization: Some("org-a"), fhir_user: Some("Practitioner/prac-1"), scope: "user/*.rs", ..Default::default() };
+    let dr = UserGrant {
+        role: "clinician",
+        organization: Some("org-a"),
+        fhir_user: Some("Practitioner/prac-1"),
+        scope: "user/*.rs",
+        ..Default::default()
+    };
     let dr = client_with_token(&user_token(dir, "dr.who", &dr));
     assert_eq!(send(&ts, &dr, "GET", "/Patient/pat-a", None).await.0, 200);
     assert_eq!(send(&ts, &dr, "GET", "/Observation/obs-a", None).await.0, 200);
@@ -438,11 +444,20 @@ async fn the_audit_trail_is_searched_by_its_administrator_and_a_patient_sees_who
     let (status, _, _) = search(sec.clone(), "?nonsense=1").await;
     assert_eq!(status, 400);
     // the patient sees who saw their record, and nothing about anyone else
-    let pa = UserGrant { role: "patient", patients: &["pat-a"], scope: "patient/*.rs", launch_patient: Some("pat-a"), ..Default::default() };
+    let pa = UserGrant {
+        role: "patient",
+        patients: &["pat-a"],
+        scope: "patient/*.rs",
+        launch_patient: Some("pat-a"),
+        ..Default::default()
+    };
     let pa = client_with_token(&user_token(dir, "ana", &pa));
     let (status, b, text) = search(pa.clone(), "").await;
     assert_eq!(status, 200, "{text}");
-    assert!(b["entry"].as_array().unwrap().iter().any(|e| e["resource"]["agent"][0]["who"]["display"] == "user:dr.who"), "{text}");
+    assert!(
+        b["entry"].as_array().unwrap().iter().any(|e| e["resource"]["agent"][0]["who"]["display"] == "user:dr.who"),
+        "{text}"
+    );
     assert!(!text.contains("pat-b") && !text.contains(CANARY_B), "{text}");
     let (_, b, _) = search(pa.clone(), "?patient=pat-b").await;
     assert_eq!(b["entry"].as_array().map(Vec::len), Some(0));
@@ -451,4 +466,67 @@ async fn the_audit_trail_is_searched_by_its_administrator_and_a_patient_sees_who
     // searching the trail is itself in the trail
     let (_, b, text) = search(sec.clone(), "?altid=sec").await;
     assert!(!b["entry"].as_array().unwrap().is_empty(), "{text}");
+}
+
+fn consent(id: &str, patient: &str, ty: &str, org: &str) -> Value {
+    json!({"resourceType":"Consent","id":id,"status":"active",
+        "scope":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/consentscope","code":"patient-privacy"}]},
+        "category":[{"coding":[{"system":"http://loinc.org","code":"59284-0"}]}],
+        "patient":{"reference":format!("Patient/{patient}")},
+        "provision":{"type":ty,"actor":[{"role":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v3-ParticipationType","code":"PRCP"}]},
+            "reference":{"reference":format!("Organization/{org}")}}]}})
+}
+
+/// One Hale network shares a record between facilities by the patient's Consent; a
+/// Consent that denies an organization wins, even over its own patients.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_consent_shares_a_record_with_another_organization_and_a_denial_wins() {
+    let ts = TestServer::spawn().await;
+    population(&ts).await;
+    let dir = ts.data_dir.path();
+    let clinician = |org: &'static str| {
+        let g = UserGrant { role: "clinician", organization: Some(org), scope: "user/*.cruds", ..Default::default() };
+        client_with_token(&user_token(dir, &format!("dr-{org}"), &g))
+    };
+    let (a, b) = (clinician("org-a"), clinician("org-b"));
+    let seen = |c: reqwest::Client| {
+        let ts = &ts;
+        async move {
+            let (_, text) = send(ts, &c, "GET", "/Observation?_total=accurate", None).await;
+            let b: Value = serde_json::from_str(&text).unwrap();
+            let mut ids: Vec<String> = b["entry"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|e| e["resource"]["id"].as_str().unwrap().to_string())
+                .collect();
+            ids.sort();
+            ids
+        }
+    };
+    assert_eq!(seen(b.clone()).await, ["obs-b"]);
+    assert_eq!(send(&ts, &b, "GET", "/Patient/pat-a", None).await.0, 404);
+    // pat-a permits org-b
+    put(&ts, consent("c1", "pat-a", "permit", "org-b")).await;
+    assert_eq!(seen(b.clone()).await, ["obs-a", "obs-b"]);
+    assert_eq!(send(&ts, &b, "GET", "/Patient/pat-a", None).await.0, 200);
+    assert_eq!(send(&ts, &b, "GET", "/Patient/pat-a/$everything", None).await.0, 200);
+    // org-b may now chart for pat-a, not re-register them
+    let obs = json!({"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"Patient/pat-a"}});
+    assert_eq!(send(&ts, &b, "POST", "/Observation", Some(&obs)).await.0, 201);
+    // a Consent is in its patient's compartment: org-a cannot write one for pat-b to grant itself access
+    let (status, _) = send(&ts, &a, "POST", "/Consent", Some(&consent("c9", "pat-b", "permit", "org-a"))).await;
+    assert!(matches!(status, 403 | 404), "{status}");
+    // a denial wins: pat-a denies org-b, and also their own org-a
+    put(&ts, consent("c2", "pat-a", "deny", "org-b")).await;
+    assert_eq!(seen(b.clone()).await, ["obs-b"]);
+    assert_eq!(send(&ts, &b, "GET", "/Patient/pat-a", None).await.0, 404);
+    assert!(!seen(a.clone()).await.is_empty());
+    put(&ts, consent("c3", "pat-a", "deny", "org-a")).await;
+    assert_eq!(send(&ts, &a, "GET", "/Patient/pat-a", None).await.0, 404);
+    // an inactive Consent means nothing
+    let mut lifted = consent("c3", "pat-a", "deny", "org-a");
+    lifted["status"] = json!("inactive");
+    put(&ts, lifted).await;
+    assert_eq!(send(&ts, &a, "GET", "/Patient/pat-a", None).await.0, 200);
 }
