@@ -100,12 +100,14 @@ impl PurposeOfUse {
     }
 }
 
-/// A break-the-glass grant: access outside the usual relationship, with the reason
-/// stated, until `expires_at` (Unix milliseconds).
+/// Break-the-glass grants in force for this caller: access to `patients` outside the
+/// usual relationship, each stated with a reason, until it expires (Unix milliseconds).
+/// Every access to those patients is flagged in the audit trail.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BreakGlass {
     pub reason: String,
     pub expires_at: i64,
+    pub patients: Vec<String>,
 }
 
 /// Everything the gate knows about one request. A repository is made from one.
@@ -317,6 +319,8 @@ impl RequestContext {
     /// - Administrators and security administrators: no patient.
     /// - A token with patient-level scopes: besides, only the patient in its launch
     ///   context (none without one).
+    /// - A clinician's or nurse's break-the-glass grants add their patients, whatever
+    ///   the relationship (and a Consent's denial).
     pub fn restriction(&self) -> Option<Restriction> {
         let u = match &self.principal {
             Principal::System { .. } | Principal::Client(_) => return None,
@@ -331,12 +335,19 @@ impl RequestContext {
             },
             _ => Restriction::no_patients(),
         };
+        let glass: Vec<String> = match (&self.break_glass, u.role) {
+            (Some(g), Role::Clinician | Role::Nurse) => g.patients.clone(),
+            _ => Vec::new(),
+        };
         if u.scopes.is_patient_level() {
             let launch: Vec<String> = u.launch_patient.iter().cloned().collect();
+            r.also = launch.iter().filter(|p| glass.contains(p)).cloned().collect();
             r.patients = Some(match r.patients.take() {
                 Some(mine) => launch.into_iter().filter(|p| mine.contains(p)).collect(),
                 None => launch,
             });
+        } else {
+            r.also = glass;
         }
         Some(r)
     }
@@ -470,5 +481,14 @@ mod tests {
             u.launch_patient = Some("pat-b".into());
         }
         assert_eq!(p.restriction().unwrap().patients, Some(vec![]), "a launch cannot widen a patient's reach");
+        // break the glass: a clinician's grant adds its patient; a patient's context ignores one
+        let glass =
+            BreakGlass { reason: "unconscious in the ED".into(), expires_at: i64::MAX, patients: vec!["pat-x".into()] };
+        let mut c = user(Role::Clinician, "user/*.rs");
+        c.break_glass = Some(glass.clone());
+        assert_eq!(c.restriction().unwrap().also, vec!["pat-x".to_string()]);
+        let mut p = user(Role::Patient, "user/*.rs");
+        p.break_glass = Some(glass);
+        assert!(p.restriction().unwrap().also.is_empty());
     }
 }

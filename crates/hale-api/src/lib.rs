@@ -59,36 +59,55 @@ pub struct ApiState {
     pub software_version: String,
     /// Checks the access tokens callers present.
     pub tokens: Arc<hale_identity::TokenKeys>,
-    /// Access tokens revoked before their expiry.
-    pub revoked: Arc<RevokedTokens>,
+    /// Revoked tokens and break-the-glass grants.
+    pub access: Arc<AccessCache>,
 }
 
-/// The ids (`jti`) of access tokens revoked before they expired, as the authorization
-/// server records them; reloaded from the store at most once a second, so a
-/// revocation takes effect on every node within a second.
+/// What the gate needs per request beyond the token, shared by every node through the
+/// store and cached here for at most a second: the ids (`jti`) of access tokens revoked
+/// before they expired, and the break-the-glass grants in force. A change made through
+/// this node is seen at once ([`AccessCache::invalidate`]); one made on another node
+/// within a second.
 #[derive(Debug, Default)]
-pub struct RevokedTokens {
-    cache: tokio::sync::RwLock<Option<(std::time::Instant, std::collections::HashSet<String>)>>,
+pub struct AccessCache {
+    cache: tokio::sync::RwLock<Option<(std::time::Instant, Arc<Cached>)>>,
 }
 
-impl RevokedTokens {
-    async fn contains(&self, gate: &Gate, jti: &str) -> Result<bool, ApiError> {
-        if let Some((at, set)) = &*self.cache.read().await
-            && at.elapsed() < std::time::Duration::from_secs(1)
+#[derive(Debug, Default)]
+struct Cached {
+    revoked: std::collections::HashSet<String>,
+    /// account id -> (patient, reason, expires)
+    glass: std::collections::HashMap<String, Vec<(String, String, i64)>>,
+}
+
+impl AccessCache {
+    async fn get(&self, gate: &Gate) -> Result<Arc<Cached>, ApiError> {
+        let fresh = |at: &std::time::Instant| at.elapsed() < std::time::Duration::from_secs(1);
+        if let Some((at, c)) = &*self.cache.read().await
+            && fresh(at)
         {
-            return Ok(set.contains(jti));
+            return Ok(c.clone());
         }
         let mut w = self.cache.write().await;
-        if let Some((at, set)) = &*w
-            && at.elapsed() < std::time::Duration::from_secs(1)
+        if let Some((at, c)) = &*w
+            && fresh(at)
         {
-            return Ok(set.contains(jti));
+            return Ok(c.clone());
         }
-        let set: std::collections::HashSet<String> =
-            gate.system("token-check").auth_records("revoked-jti").await?.into_iter().map(|(k, _)| k).collect();
-        let found = set.contains(jti);
-        *w = Some((std::time::Instant::now(), set));
-        Ok(found)
+        let repo = gate.system("access-cache");
+        let revoked = repo.auth_records("revoked-jti").await?.into_iter().map(|(k, _)| k).collect();
+        let mut glass: std::collections::HashMap<String, Vec<(String, String, i64)>> = Default::default();
+        for (account, patient, reason, expires) in repo.break_glass_grants().await? {
+            glass.entry(account).or_default().push((patient, reason, expires));
+        }
+        let c = Arc::new(Cached { revoked, glass });
+        *w = Some((std::time::Instant::now(), c.clone()));
+        Ok(c)
+    }
+
+    /// Forgets the cached state, so the next request reads it again.
+    pub async fn invalidate(&self) {
+        *self.cache.write().await = None;
     }
 }
 
@@ -126,15 +145,30 @@ impl FromRequestParts<Arc<ApiState>> for Call {
         if let Some(value) = parts.headers.get(header::AUTHORIZATION) {
             let mut checked =
                 bearer(value).ok_or(hale_identity::TokenError::Malformed).and_then(|t| st.tokens.verify(t));
+            let cached = st.access.get(&st.gate).await?;
             if let Ok(claims) = &checked
-                && st.revoked.contains(&st.gate, &claims.jti).await?
+                && cached.revoked.contains(&claims.jti)
             {
                 checked = Err(hale_identity::TokenError::Revoked);
             }
             match checked.and_then(hale_identity::token::principal_of) {
                 Ok(principal) => {
+                    let now = hale_repository::Instant::now().millis();
+                    if let Principal::User(u) = &principal
+                        && let Some(grants) = cached.glass.get(&u.account)
+                    {
+                        let live: Vec<&(String, String, i64)> = grants.iter().filter(|g| g.2 > now).collect();
+                        if !live.is_empty() {
+                            rc.break_glass = Some(hale_access::BreakGlass {
+                                reason: live.iter().map(|g| g.1.as_str()).collect::<Vec<_>>().join("; "),
+                                expires_at: live.iter().map(|g| g.2).min().unwrap_or(now),
+                                patients: live.iter().map(|g| g.0.clone()).collect(),
+                            });
+                        }
+                    }
                     rc.purpose_of_use = Some(match &principal {
                         Principal::User(u) if u.role == hale_access::Role::Patient => PurposeOfUse::PatientRequest,
+                        Principal::User(_) if rc.break_glass.is_some() => PurposeOfUse::EmergencyTreatment,
                         Principal::User(_) => PurposeOfUse::Treatment,
                         _ => PurposeOfUse::Operations,
                     });

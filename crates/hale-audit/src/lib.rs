@@ -153,7 +153,11 @@ impl Event {
         if let Some(d) = &self.detail {
             ev.insert("outcomeDesc".into(), json!(d));
         }
-        if let Some(p) = ctx.purpose_of_use {
+        // an access to a patient under a break-the-glass grant is flagged as such
+        let glass = ctx.break_glass.as_ref().filter(|g| patients.iter().any(|p| g.patients.contains(p)));
+        let purpose =
+            if glass.is_some() { Some(hale_access::PurposeOfUse::EmergencyTreatment) } else { ctx.purpose_of_use };
+        if let Some(p) = purpose {
             ev.insert(
                 "purposeOfEvent".into(),
                 json!([{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": p.code()}]}]),
@@ -169,10 +173,13 @@ impl Event {
         if let Some(ip) = ctx.client {
             agent.insert("network".into(), json!({"address": ip.to_string(), "type": "2"}));
         }
-        if let Some(bg) = &ctx.break_glass {
+        if let Some(bg) = glass {
             agent.insert(
                 "purposeOfUse".into(),
-                json!([{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": "ETREAT"}], "text": bg.reason}]),
+                json!([{"coding": [
+                    {"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": "BTG", "display": "break the glass"},
+                    {"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": "ETREAT"}
+                ], "text": bg.reason}]),
             );
         }
         ev.insert("agent".into(), Value::Array(vec![Value::Object(agent)]));

@@ -83,6 +83,75 @@ impl Repository {
         self.audited(event, result, |_| Vec::new()).await
     }
 
+    /// Breaks the glass: a clinician or nurse opens `patient`'s record outside their
+    /// usual relationship, stating `reason`, for [`BREAK_GLASS_MS`]. The grant is
+    /// audited (flagged `BTG`), and so is every access under it. Returns when it expires
+    /// (Unix milliseconds).
+    pub async fn break_glass(&self, patient: &hale_fhir::ResourceId, reason: &str) -> Result<i64> {
+        let ty = crate::resource_type("Patient")?;
+        let reason = reason.trim();
+        let mut event = Event::new("break-glass", Interaction::Read).target(format!("Patient/{patient}"));
+        event = event.patient(patient.as_str());
+        let result = async {
+            let store = self.door(Interaction::Read, Some(&ty)).await?;
+            let Principal::User(u) = &self.context().principal else {
+                return Err(denied("only a clinician or a nurse breaks the glass"));
+            };
+            if !matches!(u.role, Role::Clinician | Role::Nurse) {
+                return Err(denied("only a clinician or a nurse breaks the glass"));
+            }
+            if reason.chars().count() < 10 {
+                return Err(Error::invalid(
+                    hale_fhir::Issue::error(hale_fhir::IssueType::Required, "State the reason (at least 10 characters)")
+                        .at("Parameters.parameter[reason]"),
+                ));
+            }
+            match store.read(&ty, patient).await? {
+                Some(s) if !s.is_deleted() => {}
+                _ => return Err(Error::NotFound(format!("Patient/{patient}"))),
+            }
+            let expires = hale_store::Instant::now().millis() + BREAK_GLASS_MS;
+            let body = serde_json::json!({"account": u.account, "patient": patient.as_str(), "reason": reason, "expires": expires});
+            let mut ctx = self.context().clone();
+            ctx.break_glass = Some(hale_access::BreakGlass {
+                reason: reason.to_string(),
+                expires_at: expires,
+                patients: vec![patient.to_string()],
+            });
+            let row = event.clone().query(reason.to_string()).row(&ctx, &[]);
+            let record = AuthRecord {
+                kind: "break-glass".into(),
+                key: format!("{}:{patient}", u.account),
+                body: body.to_string(),
+                expires: Some(expires),
+            };
+            store.put_auth(record, Some(row)).await?;
+            Ok(expires)
+        }
+        .await;
+        match result {
+            Ok(v) => Ok(v),
+            Err(e) => self.audit_failed_write(event, Err(e)).await,
+        }
+    }
+
+    /// Every break-the-glass grant in force: (account, patient, reason, expires).
+    pub async fn break_glass_grants(&self) -> Result<Vec<(String, String, String, i64)>> {
+        Ok(self
+            .auth_records("break-glass")
+            .await?
+            .into_iter()
+            .filter_map(|(_, b)| {
+                Some((
+                    b["account"].as_str()?.to_string(),
+                    b["patient"].as_str()?.to_string(),
+                    b["reason"].as_str()?.to_string(),
+                    b["expires"].as_i64()?,
+                ))
+            })
+            .collect())
+    }
+
     /// Records that an access token was issued outside a sign-in (`hale token`), and
     /// for whom; only Hale's own commands may.
     pub async fn audit_token_issued(&self, subject: &str, scope: &str) -> Result<()> {
@@ -145,4 +214,11 @@ impl Repository {
 fn parse_body(r: &AuthRecord) -> Result<serde_json::Value> {
     serde_json::from_str(&r.body)
         .map_err(|e| Error::Store(hale_store::Error::Backend(format!("{} record is not readable: {e}", r.kind))))
+}
+
+/// How long a break-the-glass grant lasts.
+pub const BREAK_GLASS_MS: i64 = 60 * 60 * 1000;
+
+fn denied(reason: &str) -> Error {
+    Error::Denied(hale_access::Denial { category: hale_fhir::Category::Forbidden, reason: reason.to_string() })
 }

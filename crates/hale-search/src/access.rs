@@ -50,24 +50,27 @@ pub struct Restriction {
     /// Only these patients (a patient's own record, a proxy's linked patients, the
     /// patient of a SMART launch). `Some(vec![])`: no patient at all.
     pub patients: Option<Vec<String>>,
-    /// Only patients whose `managingOrganization` is this Organization id.
+    /// Only patients whose `managingOrganization` is this Organization id (or whose
+    /// active Consent permits it, less those whose Consent denies it).
     pub organization: Option<String>,
+    /// Patients visible besides (break-the-glass grants), whatever the above says.
+    pub also: Vec<String>,
 }
 
 impl Restriction {
     /// Only these patients.
     pub fn patients(ids: impl IntoIterator<Item = impl Into<String>>) -> Self {
-        Restriction { patients: Some(ids.into_iter().map(Into::into).collect()), organization: None }
+        Restriction { patients: Some(ids.into_iter().map(Into::into).collect()), organization: None, also: Vec::new() }
     }
 
     /// No patient's information at all.
     pub fn no_patients() -> Self {
-        Restriction { patients: Some(Vec::new()), organization: None }
+        Restriction { patients: Some(Vec::new()), organization: None, also: Vec::new() }
     }
 
     /// The patients of one organization.
     pub fn organization(id: impl Into<String>) -> Self {
-        Restriction { patients: None, organization: Some(id.into()) }
+        Restriction { patients: None, organization: Some(id.into()), also: Vec::new() }
     }
 }
 

@@ -141,7 +141,7 @@ fn routes(cfg: &Config, gate: Gate, tokens: Arc<TokenKeys>) -> Routes<()> {
         public_base: (!cfg.public_base_url.is_empty()).then(|| cfg.public_base_url.clone()),
         software_version: env!("CARGO_PKG_VERSION").to_string(),
         tokens: tokens.clone(),
-        revoked: Arc::default(),
+        access: Arc::default(),
     });
     let public_base = (!cfg.public_base_url.is_empty()).then(|| cfg.public_base_url.clone());
     let auth = hale_auth::routes(hale_auth::AuthState::new(gate.clone(), tokens, public_base));

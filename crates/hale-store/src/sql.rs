@@ -983,7 +983,7 @@ pub fn restriction_sql(ty: Option<&str>, alias: &str, r: &Restriction, args: &mu
     if ty.is_some_and(hale_search::access::is_shared) {
         return "1 = 1".into();
     }
-    if r.patients.as_ref().is_some_and(Vec::is_empty) {
+    if r.patients.as_ref().is_some_and(Vec::is_empty) && r.also.is_empty() {
         return match ty {
             Some(_) => "1 = 0".into(),
             None => format!("{alias}.res_type IN ({})", shared_list()),
@@ -991,8 +991,11 @@ pub fn restriction_sql(ty: Option<&str>, alias: &str, r: &Restriction, args: &mu
     }
     let defs = hale_fhir::Definitions::get();
     // the set of visible patients, as a subquery or a list of binds
+    // the set of visible patients: a subquery (an organization's patients), or a list of
+    // binds; break-the-glass patients are added to either, whatever the relationship says
     let patient_set = |args: &mut Vec<Bind>| -> String {
         let ids: Vec<Bind> = r.patients.iter().flatten().map(|p| Bind::Text(p.clone())).collect();
+        let glass: Vec<Bind> = r.also.iter().map(|p| Bind::Text(p.clone())).collect();
         match &r.organization {
             Some(org) => {
                 // the organization's own patients and those whose active Consent permits it,
@@ -1014,14 +1017,25 @@ pub fn restriction_sql(ty: Option<&str>, alias: &str, r: &Restriction, args: &mu
                     consenting(hale_search::extract::CONSENT_DENY)
                 );
                 if r.patients.is_some() {
-                    sql.push_str(&format!(" WHERE v.id IN ({})", vec!["?"; ids.len()].join(", ")));
+                    sql.push_str(&format!(" WHERE v.id IN ({})", vec!["?"; ids.len().max(1)].join(", ")));
+                    if ids.is_empty() {
+                        args.push(Bind::Null);
+                    }
                     args.extend(ids);
+                }
+                for g in glass {
+                    sql.push_str(" UNION SELECT CAST(? AS TEXT)");
+                    args.push(g);
                 }
                 sql
             }
             None => {
-                let marks = vec!["?"; ids.len()].join(", ");
-                args.extend(ids);
+                let all: Vec<Bind> = ids.into_iter().chain(glass).collect();
+                let marks = vec!["?"; all.len().max(1)].join(", ");
+                if all.is_empty() {
+                    args.push(Bind::Null);
+                }
+                args.extend(all);
                 marks
             }
         }

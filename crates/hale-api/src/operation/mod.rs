@@ -31,6 +31,13 @@ pub async fn dispatch(
                 ),
             )),
         },
+        "break-glass" if ty == "Patient" && method == Method::POST => match id {
+            Some(id) => break_glass(st, id, call, body).await,
+            None => Err(ApiError::new(
+                Category::NotSupported,
+                Issue::error(IssueType::NotSupported, "$break-glass is on one patient: Patient/[id]/$break-glass"),
+            )),
+        },
         "validate" if method == Method::POST => validate::handle(st, ty, id, call, body).await,
         "validate" => Err(ApiError::new(
             Category::MethodNotAllowed,
@@ -45,4 +52,34 @@ pub async fn dispatch(
             ))
         }
     }
+}
+
+/// `POST Patient/[id]/$break-glass` with a `Parameters` resource naming the `reason`: a
+/// clinician or nurse opens a record outside their relationship for an hour (Hale's own
+/// operation; the grant and every access under it are flagged in the audit trail).
+async fn break_glass(st: &ApiState, id: &str, call: &Call, body: Body) -> Result<Response, ApiError> {
+    let ctx = &call.ctx;
+    let params = crate::read_json(st, &call.headers, body, ctx.pretty).await?;
+    let reason = params["parameter"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["name"] == "reason")
+        .and_then(|p| p["valueString"].as_str())
+        .filter(|_| params["resourceType"] == "Parameters");
+    let Some(reason) = reason else {
+        return Err(ApiError::new(
+            Category::Invalid,
+            Issue::error(IssueType::Required, "The body is a Parameters resource with a reason (valueString)")
+                .at("Parameters.parameter"),
+        )
+        .pretty(ctx.pretty));
+    };
+    let id = hale_repository::resource_id(id)?;
+    let expires = call.repo.break_glass(&id, reason).await?;
+    st.access.invalidate().await;
+    let out = serde_json::json!({"resourceType": "Parameters", "parameter": [
+        {"name": "expires", "valueInstant": hale_repository::Instant::from_millis(expires).to_fhir()}
+    ]});
+    Ok(ctx.respond_json(axum::http::StatusCode::OK, &out))
 }

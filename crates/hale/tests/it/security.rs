@@ -530,3 +530,74 @@ async fn a_consent_shares_a_record_with_another_organization_and_a_denial_wins()
     put(&ts, lifted).await;
     assert_eq!(send(&ts, &a, "GET", "/Patient/pat-a", None).await.0, 200);
 }
+
+/// Break-the-glass: a clinician outside the relationship opens a record after stating
+/// a reason; only they, only that patient, and every access is flagged in the trail.
+#[tokio::test(flavor = "multi_thread")]
+async fn breaking_the_glass_opens_one_record_for_one_clinician_and_is_flagged() {
+    let ts = TestServer::spawn().await;
+    population(&ts).await;
+    let dir = ts.data_dir.path();
+    let g = |role: &'static str| UserGrant {
+        role,
+        organization: Some("org-a"),
+        patients: &["pat-a"],
+        scope: "user/*.rs",
+        ..Default::default()
+    };
+    let dr = client_with_token(&user_token(dir, "dr.er", &g("clinician")));
+    let other = client_with_token(&user_token(dir, "dr.other", &g("clinician")));
+    let patient = client_with_token(&user_token(dir, "ana", &g("patient")));
+    let glass =
+        |reason: &str| json!({"resourceType":"Parameters","parameter":[{"name":"reason","valueString":reason}]});
+    assert_eq!(send(&ts, &dr, "GET", "/Patient/pat-b", None).await.0, 404);
+    let (status, text) = send(&ts, &dr, "POST", "/Patient/pat-b/$break-glass", Some(&glass("ER"))).await;
+    assert_eq!(status, 400, "a reason is needed: {text}");
+    assert_eq!(
+        send(&ts, &patient, "POST", "/Patient/pat-b/$break-glass", Some(&glass("I want to see it"))).await.0,
+        403
+    );
+    assert_eq!(send(&ts, &dr, "POST", "/Patient/nobody/$break-glass", Some(&glass("unconscious, no ID"))).await.0, 404);
+    let (status, text) =
+        send(&ts, &dr, "POST", "/Patient/pat-b/$break-glass", Some(&glass("unconscious in the ED, no records here")))
+            .await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("expires"), "{text}");
+    let (status, text) = send(&ts, &dr, "GET", "/Patient/pat-b", None).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains(CANARY_B));
+    let (_, text) = send(&ts, &dr, "GET", "/Observation?subject=Patient/pat-b", None).await;
+    assert!(text.contains("obs-b"), "{text}");
+    // only for them
+    assert_eq!(send(&ts, &other, "GET", "/Patient/pat-b", None).await.0, 404);
+    // the grant wins over a Consent's denial (an emergency)
+    put(&ts, consent("c-deny", "pat-b", "deny", "org-a")).await;
+    assert_eq!(send(&ts, &dr, "GET", "/Patient/pat-b", None).await.0, 200);
+    // the grant and the accesses under it are flagged; the clinician's own patients are not
+    assert_eq!(send(&ts, &dr, "GET", "/Patient/pat-a", None).await.0, 200);
+    let sec = UserGrant { role: "security-admin", scope: "user/AuditEvent.rs", ..Default::default() };
+    let sec = client_with_token(&user_token(dir, "sec", &sec));
+    let b = json(sec.get(ts.fhir("/AuditEvent?altid=dr.er&_count=100")).send().await.unwrap()).await;
+    let entries = b["entry"].as_array().unwrap();
+    let flagged = |e: &Value| e["resource"]["agent"][0]["purposeOfUse"][0]["coding"][0]["code"] == "BTG";
+    let concerns = |e: &Value, p: &str| {
+        e["resource"]["entity"].as_array().unwrap().iter().any(|x| x["what"]["reference"] == format!("Patient/{p}"))
+    };
+    let grant = entries
+        .iter()
+        .find(|e| e["resource"]["subtype"][0]["code"] == "break-glass" && e["resource"]["outcome"] == "0")
+        .unwrap();
+    assert!(flagged(grant), "{grant}");
+    assert!(grant["resource"]["agent"][0]["purposeOfUse"][0]["text"].as_str().unwrap().contains("unconscious"));
+    let b_reads: Vec<&Value> = entries
+        .iter()
+        .filter(|e| {
+            e["resource"]["subtype"][0]["code"] == "read" && e["resource"]["outcome"] == "0" && concerns(e, "pat-b")
+        })
+        .collect();
+    assert!(!b_reads.is_empty() && b_reads.iter().all(|e| flagged(e)), "{b_reads:?}");
+    assert!(b_reads.iter().all(|e| e["resource"]["purposeOfEvent"][0]["coding"][0]["code"] == "ETREAT"));
+    let a_read =
+        entries.iter().find(|e| e["resource"]["subtype"][0]["code"] == "read" && concerns(e, "pat-a")).unwrap();
+    assert!(!flagged(a_read), "{a_read}");
+}
