@@ -61,6 +61,46 @@ pub struct ApiState {
     pub tokens: Arc<hale_identity::TokenKeys>,
     /// Revoked tokens and break-the-glass grants.
     pub access: Arc<AccessCache>,
+    /// Tokens whose signature this node has checked already.
+    pub verified: Arc<VerifiedTokens>,
+}
+
+/// The claims of tokens whose signature was checked (an ES256 verification costs about
+/// a third of a millisecond; a token is presented again and again). Keyed by the whole
+/// token text, so only the very same token matches; its expiry is checked on every use,
+/// and revocation by [`AccessCache`]. Cleared when it holds [`VerifiedTokens::CAPACITY`].
+#[derive(Debug, Default)]
+pub struct VerifiedTokens {
+    map: std::sync::Mutex<std::collections::HashMap<String, hale_identity::AccessClaims>>,
+}
+
+impl VerifiedTokens {
+    pub const CAPACITY: usize = 10_000;
+
+    fn verify(
+        &self,
+        keys: &hale_identity::TokenKeys,
+        token: &str,
+    ) -> Result<hale_identity::AccessClaims, hale_identity::TokenError> {
+        let now = hale_repository::Instant::now().millis() / 1000;
+        {
+            let mut m = self.map.lock().unwrap_or_else(|e| e.into_inner());
+            match m.get(token) {
+                Some(c) if c.exp > now => return Ok(c.clone()),
+                Some(_) => {
+                    m.remove(token);
+                }
+                None => {}
+            }
+        }
+        let claims = keys.verify(token)?;
+        let mut m = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if m.len() >= Self::CAPACITY {
+            m.clear();
+        }
+        m.insert(token.to_string(), claims.clone());
+        Ok(claims)
+    }
 }
 
 /// What the gate needs per request beyond the token, shared by every node through the
@@ -143,8 +183,9 @@ impl FromRequestParts<Arc<ApiState>> for Call {
         let client = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
         let mut rc = RequestContext::anonymous(request_id, client);
         if let Some(value) = parts.headers.get(header::AUTHORIZATION) {
-            let mut checked =
-                bearer(value).ok_or(hale_identity::TokenError::Malformed).and_then(|t| st.tokens.verify(t));
+            let mut checked = bearer(value)
+                .ok_or(hale_identity::TokenError::Malformed)
+                .and_then(|t| st.verified.verify(&st.tokens, t));
             let cached = st.access.get(&st.gate).await?;
             if let Ok(claims) = &checked
                 && cached.revoked.contains(&claims.jti)

@@ -30,6 +30,25 @@ fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
     no_store(status, json!({"error": error, "error_description": description}))
 }
 
+/// The form body of an OAuth endpoint; anything else is answered with an OAuth
+/// `invalid_request` (RFC 6749 5.2).
+pub struct OAuthForm(pub HashMap<String, String>);
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for OAuthForm {
+    type Rejection = Response;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Response> {
+        match Form::<HashMap<String, String>>::from_request(req, state).await {
+            Ok(Form(p)) => Ok(OAuthForm(p)),
+            Err(_) => Err(oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "The body must be application/x-www-form-urlencoded",
+            )),
+        }
+    }
+}
+
 /// `GET /.well-known/smart-configuration`.
 pub async fn smart_configuration(State(st): St, headers: HeaderMap) -> Response {
     let base = st.base(&headers);
@@ -94,18 +113,7 @@ fn pkce_ok(verifier: &str, challenge: &str) -> bool {
 }
 
 /// `POST /auth/token`.
-pub async fn token(
-    State(st): St,
-    headers: HeaderMap,
-    form: Result<Form<HashMap<String, String>>, axum::extract::rejection::FormRejection>,
-) -> Response {
-    let Ok(Form(p)) = form else {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "The body must be application/x-www-form-urlencoded",
-        );
-    };
+pub async fn token(State(st): St, headers: HeaderMap, OAuthForm(p): OAuthForm) -> Response {
     let c = match client_of(&st, &headers, &p).await {
         Ok(c) => c,
         Err(r) => {
@@ -264,18 +272,7 @@ async fn issue(
 
 /// `POST /auth/revoke` (RFC 7009): a refresh token (and its grant) or an access token.
 /// Answers 200 whether or not the token was known.
-pub async fn revoke(
-    State(st): St,
-    headers: HeaderMap,
-    form: Result<Form<HashMap<String, String>>, axum::extract::rejection::FormRejection>,
-) -> Response {
-    let Ok(Form(p)) = form else {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "The body must be application/x-www-form-urlencoded",
-        );
-    };
+pub async fn revoke(State(st): St, headers: HeaderMap, OAuthForm(p): OAuthForm) -> Response {
     let c = match client_of(&st, &headers, &p).await {
         Ok(c) => c,
         Err(r) => return r,
@@ -315,18 +312,7 @@ pub async fn revoke(
 }
 
 /// `POST /auth/introspect` (RFC 7662), for confidential clients.
-pub async fn introspect(
-    State(st): St,
-    headers: HeaderMap,
-    form: Result<Form<HashMap<String, String>>, axum::extract::rejection::FormRejection>,
-) -> Response {
-    let Ok(Form(p)) = form else {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "The body must be application/x-www-form-urlencoded",
-        );
-    };
+pub async fn introspect(State(st): St, headers: HeaderMap, OAuthForm(p): OAuthForm) -> Response {
     match client_of(&st, &headers, &p).await {
         Ok(c) if c.confidential => {}
         Ok(_) => {

@@ -142,6 +142,7 @@ fn routes(cfg: &Config, gate: Gate, tokens: Arc<TokenKeys>) -> Routes<()> {
         software_version: env!("CARGO_PKG_VERSION").to_string(),
         tokens: tokens.clone(),
         access: Arc::default(),
+        verified: Arc::default(),
     });
     let public_base = (!cfg.public_base_url.is_empty()).then(|| cfg.public_base_url.clone());
     let auth = hale_auth::routes(hale_auth::AuthState::new(gate.clone(), tokens, public_base));

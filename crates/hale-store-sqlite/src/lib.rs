@@ -74,7 +74,16 @@ struct Inner {
 type Deliver = Box<dyn FnOnce(Result<()>) + Send>;
 /// A write for the writer thread: given the connection inside a transaction, it runs
 /// in a savepoint and returns how to answer; given an error, it answers at once.
-type Job = Box<dyn FnOnce(Result<&Connection>) -> Option<Deliver> + Send>;
+type Work = Box<dyn FnOnce(Result<&Connection>) -> Option<Deliver> + Send>;
+
+/// A write and how durable its commit must be before it is answered.
+struct Job {
+    work: Work,
+    /// Committed with `synchronous=NORMAL`: in the WAL (so it survives a crash of the
+    /// process) before it is answered, on disk at the next full commit or checkpoint.
+    /// The audit entries of reads; every change to the record is `false` (`FULL`).
+    relaxed: bool,
+}
 
 /// Most writes one commit carries.
 const MAX_GROUP: usize = 32;
@@ -90,15 +99,41 @@ fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
 /// pages from the WAL into the database file on its own connection (a passive
 /// checkpoint: it never blocks the writer), so the writer does not stop to do it.
 fn writer_loop(conn: Connection, jobs: std::sync::mpsc::Receiver<Job>, nudge: std::sync::mpsc::SyncSender<()>) {
-    while let Ok(first) = jobs.recv() {
+    let mut carried: Option<Job> = None;
+    let mut relaxed_now = false;
+    loop {
+        let first = match carried.take() {
+            Some(j) => j,
+            None => match jobs.recv() {
+                Ok(j) => j,
+                Err(_) => return,
+            },
+        };
+        // one commit carries writes of one durability
+        if first.relaxed != relaxed_now {
+            let mode = if first.relaxed { "NORMAL" } else { "FULL" };
+            if conn.pragma_update(None, "synchronous", mode).is_ok() {
+                relaxed_now = first.relaxed;
+            }
+        }
+        if relaxed_now && !first.relaxed {
+            (first.work)(Err(Error::Backend("the writer could not make its commit durable".into())));
+            continue;
+        }
+        let relaxed = relaxed_now;
         if let Err(e) = run_cached(&conn, "BEGIN IMMEDIATE") {
-            first(Err(backend(e)));
+            (first.work)(Err(backend(e)));
             continue;
         }
         let mut delivers: Vec<Deliver> = Vec::new();
         let mut next = Some(first);
         while let Some(job) = next.take() {
-            delivers.extend(job(Ok(&conn)));
+            // a durable write never rides a relaxed commit (a relaxed one may ride a full one)
+            if relaxed && !job.relaxed {
+                carried = Some(job);
+                break;
+            }
+            delivers.extend((job.work)(Ok(&conn)));
             if delivers.len() < MAX_GROUP {
                 next = jobs.try_recv().ok();
             }
@@ -278,9 +313,10 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&Connection) -> std::result::Result<T, E> + Send + 'static,
         from_store: fn(Error) -> E,
+        relaxed: bool,
     ) -> std::result::Result<T, E> {
         let (answer, answered) = tokio::sync::oneshot::channel::<std::result::Result<T, E>>();
-        let job: Job = Box::new(move |conn| {
+        let work: Work = Box::new(move |conn| {
             let conn = match conn {
                 Ok(c) => c,
                 Err(e) => {
@@ -312,6 +348,7 @@ impl SqliteStore {
             }))
         });
         let stopped = || Error::Backend("the store's writer has stopped".into());
+        let job = Job { work, relaxed };
         self.inner.jobs.lock().unwrap_or_else(|e| e.into_inner()).send(job).map_err(|_| from_store(stopped()))?;
         answered.await.map_err(|_| from_store(stopped()))?
     }
@@ -321,7 +358,7 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        self.write(f, |e| e).await
+        self.write(f, |e| e, false).await
     }
 }
 
@@ -602,6 +639,7 @@ impl Store for SqliteStore {
                 Ok(out)
             },
             |e| (0, e),
+            false,
         )
         .await
     }
@@ -816,7 +854,9 @@ impl Store for SqliteStore {
     }
 
     async fn append_audit(&self, rows: Vec<AuditRow>) -> Result<()> {
-        self.with_writer(move |tx| rows.iter().try_for_each(|r| insert_audit(tx, r))).await
+        // the entries of reads and refusals: in the WAL before the answer (a crash of
+        // Hale loses none), on disk with the next full commit
+        self.write(move |tx| rows.iter().try_for_each(|r| insert_audit(tx, r)), |e| e, true).await
     }
 
     async fn chain_audit(&self, limit: usize, link: ChainLink) -> Result<(usize, Option<(i64, Vec<u8>)>)> {

@@ -990,58 +990,8 @@ pub fn restriction_sql(ty: Option<&str>, alias: &str, r: &Restriction, args: &mu
         };
     }
     let defs = hale_fhir::Definitions::get();
-    // the set of visible patients, as a subquery or a list of binds
-    // the set of visible patients: a subquery (an organization's patients), or a list of
-    // binds; break-the-glass patients are added to either, whatever the relationship says
-    let patient_set = |args: &mut Vec<Bind>| -> String {
-        let ids: Vec<Bind> = r.patients.iter().flatten().map(|p| Bind::Text(p.clone())).collect();
-        let glass: Vec<Bind> = r.also.iter().map(|p| Bind::Text(p.clone())).collect();
-        match &r.organization {
-            Some(org) => {
-                // the organization's own patients and those whose active Consent permits it,
-                // less those whose active Consent denies it (a denial wins)
-                let consenting = |param: &str| {
-                    format!(
-                        "SELECT cp.target_id FROM search_reference cp JOIN search_reference ca \
-                         ON ca.res_type = 'Consent' AND ca.res_id = cp.res_id AND ca.param = '{param}' \
-                         AND ca.target_type = 'Organization' AND ca.target_id = ? \
-                         WHERE cp.res_type = 'Consent' AND cp.param = 'patient' AND cp.target_type = 'Patient'"
-                    )
-                };
-                args.extend([Bind::Text(org.clone()), Bind::Text(org.clone()), Bind::Text(org.clone())]);
-                let mut sql = format!(
-                    "SELECT v.id FROM (SELECT o.res_id AS id FROM search_reference o WHERE o.res_type = 'Patient' \
-                     AND o.param = 'organization' AND o.target_type = 'Organization' AND o.target_id = ? \
-                     UNION {} EXCEPT {}) v",
-                    consenting(hale_search::extract::CONSENT_PERMIT),
-                    consenting(hale_search::extract::CONSENT_DENY)
-                );
-                if r.patients.is_some() {
-                    sql.push_str(&format!(" WHERE v.id IN ({})", vec!["?"; ids.len().max(1)].join(", ")));
-                    if ids.is_empty() {
-                        args.push(Bind::Null);
-                    }
-                    args.extend(ids);
-                }
-                for g in glass {
-                    sql.push_str(" UNION SELECT CAST(? AS TEXT)");
-                    args.push(g);
-                }
-                sql
-            }
-            None => {
-                let all: Vec<Bind> = ids.into_iter().chain(glass).collect();
-                let marks = vec!["?"; all.len().max(1)].join(", ");
-                if all.is_empty() {
-                    args.push(Bind::Null);
-                }
-                args.extend(all);
-                marks
-            }
-        }
-    };
     match ty {
-        Some("Patient") => format!("{alias}.res_id IN ({})", patient_set(args)),
+        Some("Patient") => visible_patient(&format!("{alias}.res_id"), r, args),
         Some(t) => {
             let Some(params) = defs.patient_compartment().get(t).filter(|p| !p.is_empty()) else {
                 return "1 = 0".into();
@@ -1050,10 +1000,10 @@ pub fn restriction_sql(ty: Option<&str>, alias: &str, r: &Restriction, args: &mu
             let clause = |args: &mut Vec<Bind>, negated: bool| {
                 args.push(Bind::Text(t.to_string()));
                 args.extend(params.iter().map(|p| Bind::Text(p.clone())));
-                let set = patient_set(args);
+                let visible = visible_patient("c.target_id", r, args);
                 format!(
                     "{}EXISTS (SELECT 1 FROM search_reference c WHERE c.res_type = ? AND c.res_id = {alias}.res_id \
-                     AND c.param IN ({marks}) AND c.target_type = 'Patient' AND c.target_id {}IN ({set}))",
+                     AND c.param IN ({marks}) AND c.target_type = 'Patient' AND {}({visible}))",
                     if negated { "NOT " } else { "" },
                     if negated { "NOT " } else { "" },
                 )
@@ -1069,15 +1019,15 @@ pub fn restriction_sql(ty: Option<&str>, alias: &str, r: &Restriction, args: &mu
                 pairs.extend(params.iter().map(|p| format!("{t}.{p}")));
             }
             pairs.sort();
-            let own = patient_set(args);
+            let own = visible_patient(&format!("{alias}.res_id"), r, args);
             let marks = vec!["?"; pairs.len()].join(", ");
             let clause = |args: &mut Vec<Bind>, negated: bool| {
                 args.extend(pairs.iter().map(|p| Bind::Text(p.clone())));
-                let set = patient_set(args);
+                let visible = visible_patient("c.target_id", r, args);
                 format!(
                     "{}EXISTS (SELECT 1 FROM search_reference c WHERE c.res_type = {alias}.res_type \
                      AND c.res_id = {alias}.res_id AND (c.res_type || '.' || c.param) IN ({marks}) \
-                     AND c.target_type = 'Patient' AND c.target_id {}IN ({set}))",
+                     AND c.target_type = 'Patient' AND {}({visible}))",
                     if negated { "NOT " } else { "" },
                     if negated { "NOT " } else { "" },
                 )
@@ -1085,12 +1035,64 @@ pub fn restriction_sql(ty: Option<&str>, alias: &str, r: &Restriction, args: &mu
             let inside = clause(args, false);
             let outside = clause(args, true);
             format!(
-                "({alias}.res_type IN ({}) OR ({alias}.res_type = 'Patient' AND {alias}.res_id IN ({own})) \
+                "({alias}.res_type IN ({}) OR ({alias}.res_type = 'Patient' AND {own}) \
                  OR ({inside} AND {outside}))",
                 shared_list()
             )
         }
     }
+}
+
+/// The condition that the Patient id `id` (an SQL expression) is one `r` lets the caller
+/// see, checked for that one patient (index probes, never a list of every patient of
+/// an organization): one of `r.patients`; or, for an organization, a patient it
+/// manages or whose active Consent permits it, unless one denies it (a denial wins);
+/// or a break-the-glass patient, whatever the rest says.
+fn visible_patient(id: &str, r: &Restriction, args: &mut Vec<Bind>) -> String {
+    let mut cond = match &r.organization {
+        Some(org) => {
+            let consent = |param: &str, args: &mut Vec<Bind>| {
+                args.push(Bind::Text(org.clone()));
+                format!(
+                    "EXISTS (SELECT 1 FROM search_reference cp JOIN search_reference ca \
+                     ON ca.res_type = 'Consent' AND ca.res_id = cp.res_id AND ca.param = '{param}' \
+                     AND ca.target_type = 'Organization' AND ca.target_id = ? \
+                     WHERE cp.target_type = 'Patient' AND cp.target_id = {id} AND cp.res_type = 'Consent' \
+                     AND cp.param = 'patient')"
+                )
+            };
+            args.push(Bind::Text(org.clone()));
+            let managed = format!(
+                "EXISTS (SELECT 1 FROM search_reference o WHERE o.res_type = 'Patient' AND o.res_id = {id} \
+                 AND o.param = 'organization' AND o.target_type = 'Organization' AND o.target_id = ?)"
+            );
+            let permit = consent(hale_search::extract::CONSENT_PERMIT, args);
+            let deny = consent(hale_search::extract::CONSENT_DENY, args);
+            let mut c = format!("(({managed} OR {permit}) AND NOT {deny})");
+            if let Some(ps) = &r.patients {
+                c = format!("({c} AND {id} IN ({}))", vec!["?"; ps.len().max(1)].join(", "));
+                if ps.is_empty() {
+                    args.push(Bind::Null);
+                }
+                args.extend(ps.iter().map(|p| Bind::Text(p.clone())));
+            }
+            c
+        }
+        None => {
+            let ps: Vec<&String> = r.patients.iter().flatten().collect();
+            if ps.is_empty() {
+                "1 = 0".to_string()
+            } else {
+                args.extend(ps.iter().map(|p| Bind::Text((*p).clone())));
+                format!("{id} IN ({})", vec!["?"; ps.len()].join(", "))
+            }
+        }
+    };
+    if !r.also.is_empty() {
+        args.extend(r.also.iter().map(|p| Bind::Text(p.clone())));
+        cond = format!("({cond} OR {id} IN ({}))", vec!["?"; r.also.len()].join(", "));
+    }
+    cond
 }
 
 /// [`SHARED_TYPES`] as SQL literals (constants of Hale, not input).

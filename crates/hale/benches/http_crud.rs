@@ -1,5 +1,8 @@
 //! Create and read over HTTP on loopback against the real `hale` binary with the
-//! embedded store: throughput and p50/p99 latency at 1 and 8 concurrent clients.
+//! embedded store: throughput and p50/p99 latency at 1 and 8 concurrent clients. Every
+//! request carries an access token: a client's (`system/*.cruds`, no restriction), and
+//! for the last scenario a clinician's, whose reads are held to their organization's
+//! patients by the access filter.
 //!
 //! `cargo bench -p hale --bench http_crud` (set `HALE_BENCH_REQUESTS` to change the
 //! number of requests per scenario; default 4000).
@@ -10,7 +13,7 @@ use hale_test_support::spawn_binary;
 
 fn patient(i: usize) -> String {
     format!(
-        r#"{{"resourceType":"Patient","identifier":[{{"system":"http://bench.example/mrn","value":"{i}"}}],"active":true,"name":[{{"family":"Bench{i}","given":["Synthetic","Person"]}}],"telecom":[{{"system":"phone","value":"555-{i:04}","use":"home"}}],"gender":"{}","birthDate":"19{:02}-0{}-1{}","address":[{{"line":["{i} Main St"],"city":"Springfield","state":"IL","postalCode":"62701"}}]}}"#,
+        r#"{{"resourceType":"Patient","identifier":[{{"system":"http://bench.example/mrn","value":"{i}"}}],"active":true,"name":[{{"family":"Bench{i}","given":["Synthetic","Person"]}}],"telecom":[{{"system":"phone","value":"555-{i:04}","use":"home"}}],"gender":"{}","birthDate":"19{:02}-0{}-1{}","address":[{{"line":["{i} Main St"],"city":"Springfield","state":"IL","postalCode":"62701"}}],"managingOrganization":{{"reference":"Organization/bench-org"}}}}"#,
         if i.is_multiple_of(2) { "female" } else { "male" },
         i % 100,
         1 + i % 9,
@@ -97,6 +100,15 @@ fn main() {
         let client = hale_test_support::client_with_token(&hale_test_support::system_token(dir.path()));
         println!("http_crud: {requests} requests per scenario, hale {} on {}", env!("CARGO_PKG_VERSION"), server.base);
         println!("{:<8} {:>8} {:>9} {:>10} {:>9} {:>9}", "op", "clients", "requests", "req/s", "p50 ms", "p99 ms");
+        let org = r#"{"resourceType":"Organization","id":"bench-org","name":"Bench clinic"}"#;
+        let r = client
+            .put(format!("{}/fhir/Organization/bench-org", server.base))
+            .header("content-type", "application/fhir+json")
+            .body(org)
+            .send()
+            .await
+            .expect("organization");
+        assert!(r.status().is_success());
         let mut all_ids = Vec::new();
         for clients in [1, 8] {
             let o = run(&client, &server.base, clients, requests, true, &[]).await;
@@ -106,6 +118,18 @@ fn main() {
         for clients in [1, 8] {
             let o = run(&client, &server.base, clients, requests, false, &all_ids).await;
             print_row("read", clients, &o);
+        }
+        let g = hale_test_support::UserGrant {
+            role: "clinician",
+            organization: Some("bench-org"),
+            scope: "user/*.rs",
+            ..Default::default()
+        };
+        let clinician =
+            hale_test_support::client_with_token(&hale_test_support::user_token(dir.path(), "dr.bench", &g));
+        for clients in [1, 8] {
+            let o = run(&clinician, &server.base, clients, requests, false, &all_ids).await;
+            print_row("read-dr", clients, &o);
         }
         drop(server);
     });

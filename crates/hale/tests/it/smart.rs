@@ -92,14 +92,9 @@ async fn sign_in(ts: &TestServer, next: &str, user: &str, password: &str, code: 
     Ok(session)
 }
 
-/// From the consent page to the code: approves (with `patient` when given).
-async fn approve(ts: &TestServer, url: &str, session: &str, patient: Option<&str>) -> (String, String) {
-    let c = no_redirects();
-    let r = c.get(url).header("cookie", session).send().await.unwrap();
-    assert_eq!(r.status(), 200);
-    let page = r.text().await.unwrap();
-    let mut form: Vec<(String, String)> = Vec::new();
-    for k in [
+/// The hidden fields of a consent page's form.
+fn consent_form(page: &str) -> Vec<(String, String)> {
+    let keys = [
         "response_type",
         "client_id",
         "redirect_uri",
@@ -110,11 +105,17 @@ async fn approve(ts: &TestServer, url: &str, session: &str, patient: Option<&str
         "code_challenge_method",
         "nonce",
         "csrf",
-    ] {
-        if let Some(v) = field(&page, k) {
-            form.push((k.into(), v));
-        }
-    }
+    ];
+    keys.iter().filter_map(|k| field(page, k).map(|v| (k.to_string(), v))).collect()
+}
+
+/// From the consent page to the code: approves (with `patient` when given).
+async fn approve(ts: &TestServer, url: &str, session: &str, patient: Option<&str>) -> (String, String) {
+    let c = no_redirects();
+    let r = c.get(url).header("cookie", session).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let page = r.text().await.unwrap();
+    let mut form = consent_form(&page);
     form.push(("decision".into(), "approve".into()));
     if let Some(p) = patient {
         form.push(("patient".into(), p.into()));
@@ -325,23 +326,7 @@ async fn a_clinician_signs_in_with_a_second_factor_and_picks_a_patient() {
     let p2 = pkce("jones2");
     let url2 = authorize_url(&ts, "app1", "launch/patient patient/Observation.rs", &p2);
     let page = c.get(&url2).header("cookie", &session).send().await.unwrap().text().await.unwrap();
-    let mut form: Vec<(String, String)> = Vec::new();
-    for k in [
-        "response_type",
-        "client_id",
-        "redirect_uri",
-        "scope",
-        "state",
-        "aud",
-        "code_challenge",
-        "code_challenge_method",
-        "nonce",
-        "csrf",
-    ] {
-        if let Some(v) = field(&page, k) {
-            form.push((k.into(), v));
-        }
-    }
+    let mut form = consent_form(&page);
     form.push(("decision".into(), "approve".into()));
     form.push(("patient".into(), "pat-b".into()));
     let r = c.post(format!("{}/auth/authorize", ts.base)).header("cookie", &session).form(&form).send().await.unwrap();
