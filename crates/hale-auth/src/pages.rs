@@ -399,6 +399,9 @@ pub async fn decide(State(st): St, headers: HeaderMap, Form(p): Form<Params>) ->
             return consent(&st, &account, &csrf, &c, &p, Some("Choose a patient you may open.")).await;
         }
         patient = chosen;
+    } else if role == Role::Patient && c.scopes.is_patient_level() {
+        // a patient's own app asking for patient/ scopes: the patient is the user
+        patient = account.patients.first().cloned();
     }
     let code = random_secret();
     let body = serde_json::json!({

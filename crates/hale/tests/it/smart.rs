@@ -239,6 +239,17 @@ async fn a_patient_app_launch_from_sign_in_to_refresh() {
     // a code works once
     let (status, e) = token(&ts, &f).await;
     assert_eq!((status, e["error"].as_str()), (400, Some("invalid_grant")));
+    // patient/ scopes without launch/patient: a patient's own app gets the patient anyway
+    let p2 = pkce("ana-own");
+    let url2 = authorize_url(&ts, "app1", "patient/Observation.rs", &p2);
+    let (code2, _) = approve(&ts, &url2, &session, None).await;
+    let f2 = form(&code2, &p2.verifier);
+    let f2: Vec<(&str, &str)> = f2.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, t2) = token(&ts, &f2).await;
+    assert_eq!((status, t2["patient"].as_str()), (200, Some("pat-a")), "{t2}");
+    let own = t2["access_token"].as_str().unwrap();
+    let b = json(anonymous.get(ts.fhir("/Observation")).bearer_auth(own).send().await.unwrap()).await;
+    assert_eq!(b["entry"].as_array().map(Vec::len), Some(1), "{b}");
 
     // refresh: rotated; the old token used again revokes the grant
     let r1 = t["refresh_token"].as_str().unwrap().to_string();
