@@ -325,7 +325,7 @@ async fn consent(
          <form method=\"post\" action=\"/auth/authorize\">{hidden}<input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">{picker}\
          <div class=\"row\"><button type=\"submit\" name=\"decision\" value=\"approve\" autofocus>Allow</button>\
          <button type=\"submit\" name=\"decision\" value=\"deny\" class=\"secondary\">Deny</button></div></form>\
-         <p><small>You can revoke this access at any time.</small></p>",
+         <p><small>Access lasts an hour at a time; an app allowed to stay connected keeps it for up to 30 days unless it is revoked.</small></p>",
         app = esc(&c.client.name),
         user = esc(&account.display_name),
         hidden = hidden(p),
