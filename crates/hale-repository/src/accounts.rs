@@ -129,10 +129,8 @@ impl Repository {
             Ok(expires)
         }
         .await;
-        match result {
-            Ok(v) => Ok(v),
-            Err(e) => self.audit_failed_write(event, Err(e)).await,
-        }
+        // a grant was audited with its record; a refusal is audited here
+        self.audit_failed_write(event, result).await
     }
 
     /// Every break-the-glass grant in force: (account, patient, reason, expires).

@@ -41,7 +41,7 @@ pub async fn search(st: &ApiState, call: &Call, pairs: &[(String, String)]) -> R
                 }
                 q.patients = Some(ids);
             }
-            "altid" | "agent" => {
+            "altid" => {
                 let a = v.trim();
                 q.agent = Some(if a.contains(':') { a.to_string() } else { format!("user:{a}") });
             }
@@ -106,7 +106,7 @@ pub async fn search(st: &ApiState, call: &Call, pairs: &[(String, String)]) -> R
         if let Some(c) = extra {
             all.push(("_cursor".into(), c.to_string()));
         }
-        let q: Vec<String> = all.iter().map(|(k, v)| format!("{k}={}", url_encode(v))).collect();
+        let q: Vec<String> = all.iter().map(|(k, v)| format!("{k}={}", super::search::encode(v))).collect();
         format!("{}/AuditEvent?{}", ctx.base, q.join("&"))
     };
     let mut link = vec![json!({"relation": "self", "url": url(None)})];
@@ -128,16 +128,4 @@ pub async fn search(st: &ApiState, call: &Call, pairs: &[(String, String)]) -> R
         "entry": entries,
     });
     Ok(ctx.respond_json(StatusCode::OK, &bundle))
-}
-
-fn url_encode(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~:/,".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }

@@ -14,7 +14,8 @@ use crate::negotiate::Ctx;
 use crate::query::Params;
 use crate::{ApiError, ApiState, Call};
 
-fn encode(s: &str) -> String {
+/// Percent-encodes a query value for a link (keeping `: / , $` readable).
+pub(crate) fn encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         match b {
