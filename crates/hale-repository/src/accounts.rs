@@ -178,6 +178,20 @@ impl Repository {
         Ok(store.put_auth(record, audit).await?)
     }
 
+    /// Inserts an authorization-server record unless a live one has its kind and key:
+    /// `false` then (a replayed one-time value).
+    pub async fn claim_auth_record(
+        &self,
+        kind: &str,
+        key: &str,
+        body: &serde_json::Value,
+        expires: Option<i64>,
+    ) -> Result<bool> {
+        let store = self.door(Interaction::IssueToken, None).await?;
+        let record = AuthRecord { kind: kind.into(), key: key.into(), body: body.to_string(), expires };
+        Ok(store.claim_auth(record).await?)
+    }
+
     /// An authorization-server record, unless missing or expired.
     pub async fn auth_record(&self, kind: &str, key: &str) -> Result<Option<serde_json::Value>> {
         let store = self.door(Interaction::IssueToken, None).await?;

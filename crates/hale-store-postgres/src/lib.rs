@@ -859,6 +859,28 @@ impl Store for PgStore {
         tx.commit().await.map_err(db)
     }
 
+    async fn claim_auth(&self, record: AuthRecord) -> Result<bool> {
+        let now = Instant::now().millis();
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(db)?;
+        tx.execute(
+            "DELETE FROM auth_record WHERE kind = $1 AND key = $2 AND expires IS NOT NULL AND expires < $3",
+            &[&record.kind, &record.key, &now],
+        )
+        .await
+        .map_err(db)?;
+        let n = tx
+            .execute(
+                "INSERT INTO auth_record (kind, key, body, expires) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (kind, key) DO NOTHING",
+                &[&record.kind, &record.key, &record.body, &record.expires],
+            )
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(n == 1)
+    }
+
     async fn auth(&self, kind: &str, key: &str) -> Result<Option<AuthRecord>> {
         let c = self.client().await?;
         let now = Instant::now().millis();

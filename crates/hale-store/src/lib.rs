@@ -622,6 +622,10 @@ pub trait Store: Send + Sync + 'static {
     /// Writes (inserting or replacing) an authorization record, with an audit entry in
     /// the same transaction when given; removes expired records of its kind.
     async fn put_auth(&self, record: AuthRecord, audit: Option<AuditRow>) -> Result<()>;
+    /// Inserts the record unless a live one of the same kind and key exists: `false`
+    /// then, and nothing changes. Of two callers at most one gets `true` (a client
+    /// assertion's `jti`, used once).
+    async fn claim_auth(&self, record: AuthRecord) -> Result<bool>;
     /// The record, unless missing or expired.
     async fn auth(&self, kind: &str, key: &str) -> Result<Option<AuthRecord>>;
     /// Removes the record and returns it, atomically: of two callers at most one gets

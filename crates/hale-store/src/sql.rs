@@ -1192,7 +1192,10 @@ pub fn history_page(rows: Vec<(i64, StoredResource)>, count: usize, total: Optio
 /// `Patient/[id]/$everything` as one statement for both stores: the patient, the
 /// resources whose Patient-compartment parameters point at it, and what those refer to
 /// among [`EVERYTHING_REFERENCED`]; current versions only, in (type, id) order after the
-/// cursor, up to `count + 1` rows ([`VERSION_COLUMNS`]).
+/// cursor, up to `count + 1` rows ([`VERSION_COLUMNS`]). The joins are written as
+/// `CROSS JOIN`, which SQLite takes in the order written: left to choose, its planner
+/// scans every reference row and every resource (1-2 s on 276,000 resources) instead of
+/// starting from the patient's compartment (a few ms).
 pub fn everything(d: &Dialect, patient: &str, q: &EverythingQuery) -> Result<Stmt> {
     let defs = hale_fhir::Definitions::get();
     let mut pairs: Vec<String> = Vec::new();
@@ -1219,13 +1222,13 @@ pub fn everything(d: &Dialect, patient: &str, q: &EverythingQuery) -> Result<Stm
            WHERE i.target_type = 'Patient' AND i.target_id = ? AND (i.res_type || '.' || i.param) IN ({pair_marks}) \
            UNION SELECT 'Patient', CAST(? AS TEXT)), \
          refd(t, id) AS ( \
-           SELECT j.target_type, j.target_id FROM comp JOIN search_reference j{owner_hint} \
-             ON j.res_type = comp.t AND j.res_id = comp.id \
-           WHERE j.target_type IN ({ref_marks}) AND j.target_id IS NOT NULL), \
+           SELECT j.target_type, j.target_id FROM comp CROSS JOIN search_reference j{owner_hint} \
+           WHERE j.res_type = comp.t AND j.res_id = comp.id \
+             AND j.target_type IN ({ref_marks}) AND j.target_id IS NOT NULL), \
          everything(t, id) AS (SELECT t, id FROM comp UNION SELECT t, id FROM refd) \
          SELECT {VERSION_COLUMNS} FROM everything e \
-         JOIN resources r ON r.res_type = e.t AND r.res_id = e.id \
-         JOIN resource_versions v ON v.seq = r.seq WHERE r.deleted = 0"
+         CROSS JOIN resources r CROSS JOIN resource_versions v \
+         WHERE r.res_type = e.t AND r.res_id = e.id AND v.seq = r.seq AND r.deleted = 0"
     );
     if let Some(since) = q.since {
         sql.push_str(" AND v.last_updated >= ?");
