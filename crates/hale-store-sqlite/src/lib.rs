@@ -9,6 +9,7 @@
 //! the commit that made it durable. Preconditions are checked inside the transaction,
 //! after the writes before them, so `If-Match` and conditional creates are race-free.
 
+mod journal;
 mod search;
 
 use std::path::{Path, PathBuf};
@@ -22,6 +23,7 @@ use hale_store::{
     Criteria, Error, EverythingQuery, HistoryPage, HistoryQuery, HistoryScope, IndexRows, Instant, Method, NewVersion,
     Precondition, Result, SearchPage, Store, StoredResource, TxOp, TxOutcome, UpdateOutcome,
 };
+use journal::Journal;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params, params_from_iter};
 
 /// Append-only migrations, embedded in the binary. Never edit one that has shipped.
@@ -37,6 +39,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (9, include_str!("../migrations/0009_audit.sql")),
     (10, include_str!("../migrations/0010_accounts.sql")),
     (11, include_str!("../migrations/0011_auth.sql")),
+    (12, include_str!("../migrations/0012_audit_journal.sql")),
 ];
 
 /// Every index table; rows of a resource are replaced on each write.
@@ -68,6 +71,8 @@ struct Inner {
     path: PathBuf,
     jobs: Mutex<std::sync::mpsc::Sender<Job>>,
     readers: Mutex<Vec<Connection>>,
+    /// The audit entries of reads and refusals, until the writer moves them into the log.
+    journal: Mutex<Journal>,
 }
 
 /// Answers a write once its transaction committed (or failed to).
@@ -76,13 +81,9 @@ type Deliver = Box<dyn FnOnce(Result<()>) + Send>;
 /// in a savepoint and returns how to answer; given an error, it answers at once.
 type Work = Box<dyn FnOnce(Result<&Connection>) -> Option<Deliver> + Send>;
 
-/// A write and how durable its commit must be before it is answered.
+/// A write for the writer thread.
 struct Job {
     work: Work,
-    /// Committed with `synchronous=NORMAL`: in the WAL (so it survives a crash of the
-    /// process) before it is answered, on disk at the next full commit or checkpoint.
-    /// The audit entries of reads; every change to the record is `false` (`FULL`).
-    relaxed: bool,
 }
 
 /// Most writes one commit carries.
@@ -99,28 +100,7 @@ fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
 /// pages from the WAL into the database file on its own connection (a passive
 /// checkpoint: it never blocks the writer), so the writer does not stop to do it.
 fn writer_loop(conn: Connection, jobs: std::sync::mpsc::Receiver<Job>, nudge: std::sync::mpsc::SyncSender<()>) {
-    let mut carried: Option<Job> = None;
-    let mut relaxed_now = false;
-    loop {
-        let first = match carried.take() {
-            Some(j) => j,
-            None => match jobs.recv() {
-                Ok(j) => j,
-                Err(_) => return,
-            },
-        };
-        // one commit carries writes of one durability
-        if first.relaxed != relaxed_now {
-            let mode = if first.relaxed { "NORMAL" } else { "FULL" };
-            if conn.pragma_update(None, "synchronous", mode).is_ok() {
-                relaxed_now = first.relaxed;
-            }
-        }
-        if relaxed_now && !first.relaxed {
-            (first.work)(Err(Error::Backend("the writer could not make its commit durable".into())));
-            continue;
-        }
-        let relaxed = relaxed_now;
+    while let Ok(first) = jobs.recv() {
         if let Err(e) = run_cached(&conn, "BEGIN IMMEDIATE") {
             (first.work)(Err(backend(e)));
             continue;
@@ -128,11 +108,6 @@ fn writer_loop(conn: Connection, jobs: std::sync::mpsc::Receiver<Job>, nudge: st
         let mut delivers: Vec<Deliver> = Vec::new();
         let mut next = Some(first);
         while let Some(job) = next.take() {
-            // a durable write never rides a relaxed commit (a relaxed one may ride a full one)
-            if relaxed && !job.relaxed {
-                carried = Some(job);
-                break;
-            }
             delivers.extend((job.work)(Ok(&conn)));
             if delivers.len() < MAX_GROUP {
                 next = jobs.try_recv().ok();
@@ -241,6 +216,16 @@ impl SqliteStore {
             }
         }
         migrate(&mut writer).map_err(backend)?;
+        // the audit entries a stopped process appended to its journal go into the log now
+        let mut journal = Journal::open(path)?;
+        let left = journal.take();
+        if !left.is_empty() {
+            let tx = writer.transaction_with_behavior(TransactionBehavior::Immediate).map_err(backend)?;
+            let moved = journal::drain(&tx, &left, insert_audit)?;
+            tx.commit().map_err(backend)?;
+            left.remove();
+            tracing::info!(entries = moved, "audit entries moved from the journal of an earlier run");
+        }
         writer.pragma_update(None, "wal_autocheckpoint", WRITER_AUTOCHECKPOINT).map_err(backend)?;
         // the WAL grows to the bound above under a bulk load; once checkpointed and
         // reused, the file is cut back to this size rather than kept at its largest
@@ -262,6 +247,7 @@ impl SqliteStore {
                 path: path.to_path_buf(),
                 jobs: Mutex::new(jobs),
                 readers: Mutex::new(Vec::new()),
+                journal: Mutex::new(journal),
             }),
         })
     }
@@ -313,7 +299,6 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&Connection) -> std::result::Result<T, E> + Send + 'static,
         from_store: fn(Error) -> E,
-        relaxed: bool,
     ) -> std::result::Result<T, E> {
         let (answer, answered) = tokio::sync::oneshot::channel::<std::result::Result<T, E>>();
         let work: Work = Box::new(move |conn| {
@@ -348,9 +333,29 @@ impl SqliteStore {
             }))
         });
         let stopped = || Error::Backend("the store's writer has stopped".into());
-        let job = Job { work, relaxed };
+        let job = Job { work };
         self.inner.jobs.lock().unwrap_or_else(|e| e.into_inner()).send(job).map_err(|_| from_store(stopped()))?;
         answered.await.map_err(|_| from_store(stopped()))?
+    }
+
+    /// Moves the audit journal's entries into the log, in one write (the entries a
+    /// read appended before this call are in the log when it returns).
+    async fn move_journal(&self) -> Result<()> {
+        let taken = self.inner.journal.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if taken.is_empty() {
+            return Ok(());
+        }
+        let names = taken.clone();
+        match self.with_writer(move |tx| journal::drain(tx, &names, insert_audit)).await {
+            Ok(_) => {
+                taken.remove();
+                Ok(())
+            }
+            Err(e) => {
+                self.inner.journal.lock().unwrap_or_else(|e| e.into_inner()).give_back(taken);
+                Err(e)
+            }
+        }
     }
 
     /// Runs `f` as one write (see [`SqliteStore::write`]).
@@ -358,7 +363,7 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        self.write(f, |e| e, false).await
+        self.write(f, |e| e).await
     }
 }
 
@@ -639,7 +644,6 @@ impl Store for SqliteStore {
                 Ok(out)
             },
             |e| (0, e),
-            false,
         )
         .await
     }
@@ -854,12 +858,13 @@ impl Store for SqliteStore {
     }
 
     async fn append_audit(&self, rows: Vec<AuditRow>) -> Result<()> {
-        // the entries of reads and refusals: in the WAL before the answer (a crash of
-        // Hale loses none), on disk with the next full commit
-        self.write(move |tx| rows.iter().try_for_each(|r| insert_audit(tx, r)), |e| e, true).await
+        // the entries of reads and refusals: appended to the journal before the answer (a
+        // crash of Hale loses none), moved into the log by the writer within a second
+        self.inner.journal.lock().unwrap_or_else(|e| e.into_inner()).append(&rows)
     }
 
     async fn chain_audit(&self, limit: usize, link: ChainLink) -> Result<(usize, Option<(i64, Vec<u8>)>)> {
+        self.move_journal().await?;
         // the writer thread is the one chainer: chaining is serialized with every write
         self.with_writer(move |tx| {
             let head = audit_head(tx)?;
@@ -904,6 +909,7 @@ impl Store for SqliteStore {
     }
 
     async fn audit_unchained(&self) -> Result<u64> {
+        self.move_journal().await?;
         self.with_reader(|c| {
             c.query_row("SELECT COUNT(*) FROM audit_log WHERE chain_pos IS NULL", [], |r| r.get::<_, i64>(0))
                 .map(|n| n as u64)
@@ -959,6 +965,7 @@ impl Store for SqliteStore {
     }
 
     async fn audit_search(&self, query: &AuditQuery) -> Result<Vec<(i64, String)>> {
+        self.move_journal().await?;
         let stmt = query.statement();
         self.with_reader(move |c| {
             c.prepare_cached(&stmt.sql)

@@ -597,8 +597,10 @@ pub trait Store: Send + Sync + 'static {
     /// the index rows given (ignored for deletions). For copying into an unused store.
     async fn restore(&self, versions: Vec<(StoredResource, IndexRows)>) -> Result<()>;
 
-    /// Appends audit entries (of reads, refusals, sign-ins), durably: answered after
-    /// their commit.
+    /// Appends audit entries (of reads, refusals, sign-ins), answered once they are
+    /// written so that a crash of Hale cannot lose them: committed (PostgreSQL), or
+    /// appended to a journal that the store moves into the log before it chains,
+    /// searches or counts entries, and when it opens (SQLite).
     async fn append_audit(&self, rows: Vec<AuditRow>) -> Result<()>;
     /// Links up to `limit` entries not yet in the hash chain into it, oldest first, with
     /// `link`; one chainer at a time (others wait or return 0). Returns how many it

@@ -1,4 +1,4 @@
-//! Create and read over HTTP on loopback against the real `hale` binary with the
+//! Create, read and search over HTTP on loopback against the real `hale` binary with the
 //! embedded store: throughput and p50/p99 latency at 1 and 8 concurrent clients. Every
 //! request carries an access token: a client's (`system/*.cruds`, no restriction), and
 //! for the last scenario a clinician's, whose reads are held to their organization's
@@ -27,14 +27,16 @@ struct Outcome {
     ids: Vec<String>,
 }
 
-async fn run(
-    client: &reqwest::Client,
-    base: &str,
-    clients: usize,
-    requests: usize,
-    create: bool,
-    ids: &[String],
-) -> Outcome {
+/// What a scenario's requests do.
+#[derive(Clone, Copy, PartialEq)]
+enum Op {
+    Create,
+    Read,
+    /// `Patient?birthdate=...`: about nine patients share each birth date.
+    Search,
+}
+
+async fn run(client: &reqwest::Client, base: &str, clients: usize, requests: usize, op: Op, ids: &[String]) -> Outcome {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..clients {
@@ -46,7 +48,7 @@ async fn run(
             let mut i = c;
             while i < requests {
                 let t = Instant::now();
-                if create {
+                if op == Op::Create {
                     let r = client
                         .post(format!("{base}/fhir/Patient"))
                         .header("content-type", "application/fhir+json")
@@ -58,6 +60,12 @@ async fn run(
                     assert_eq!(r.status(), 201);
                     let loc = r.headers()["location"].to_str().unwrap().to_string();
                     made.push(loc.split('/').rev().nth(2).unwrap().to_string());
+                } else if op == Op::Search {
+                    let url = format!("{base}/fhir/Patient?birthdate=19{:02}-0{}-1{}", i % 100, 1 + i % 9, i % 10);
+                    let r = client.get(url).send().await.expect("search");
+                    assert_eq!(r.status(), 200);
+                    let b = r.bytes().await.expect("body");
+                    assert!(b.len() > 500, "the search found patients");
                 } else {
                     let id = &ids[(i * 7919) % ids.len()];
                     let r = client.get(format!("{base}/fhir/Patient/{id}")).send().await.expect("read");
@@ -111,13 +119,17 @@ fn main() {
         assert!(r.status().is_success());
         let mut all_ids = Vec::new();
         for clients in [1, 8] {
-            let o = run(&client, &server.base, clients, requests, true, &[]).await;
+            let o = run(&client, &server.base, clients, requests, Op::Create, &[]).await;
             print_row("create", clients, &o);
             all_ids.extend(o.ids);
         }
         for clients in [1, 8] {
-            let o = run(&client, &server.base, clients, requests, false, &all_ids).await;
+            let o = run(&client, &server.base, clients, requests, Op::Read, &all_ids).await;
             print_row("read", clients, &o);
+        }
+        for clients in [1, 8] {
+            let o = run(&client, &server.base, clients, requests, Op::Search, &all_ids).await;
+            print_row("search", clients, &o);
         }
         let g = hale_test_support::UserGrant {
             role: "clinician",
@@ -128,7 +140,7 @@ fn main() {
         let clinician =
             hale_test_support::client_with_token(&hale_test_support::user_token(dir.path(), "dr.bench", &g));
         for clients in [1, 8] {
-            let o = run(&clinician, &server.base, clients, requests, false, &all_ids).await;
+            let o = run(&clinician, &server.base, clients, requests, Op::Read, &all_ids).await;
             print_row("read-dr", clients, &o);
         }
         drop(server);

@@ -1,0 +1,276 @@
+//! The read-audit journal: the audit entries of reads and refusals are appended, one
+//! JSON line each, to a file beside the database (`<db>-audit/`) with one `write(2)`
+//! before the read is answered, rather than committed through the writer thread one
+//! transaction a read. Like a WAL commit with `synchronous=NORMAL` (what they had before),
+//! an appended entry survives a crash of Hale (the kernel holds it) but not necessarily
+//! one of the machine.
+//!
+//! The writer thread moves the journal into `audit_log` (see [`Journal::take`] and
+//! [`drain`]): the file being appended to is closed and a new one begun, its lines are
+//! inserted in one transaction together with the file's name in `audit_journal_done`,
+//! and the file is removed after the commit. A file whose name is in that table was
+//! moved already (Hale stopped between the commit and the removal) and is only
+//! removed. Files left by a stopped process are moved when the store opens.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use hale_store::{AuditRow, Error, Instant, Result};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+
+/// One line of the journal: an [`AuditRow`].
+#[derive(Serialize, Deserialize)]
+struct Line<'a> {
+    #[serde(rename = "r")]
+    recorded: i64,
+    #[serde(rename = "a", borrow)]
+    action: std::borrow::Cow<'a, str>,
+    #[serde(rename = "g", borrow)]
+    agent: std::borrow::Cow<'a, str>,
+    #[serde(rename = "o", borrow)]
+    outcome: std::borrow::Cow<'a, str>,
+    #[serde(rename = "p")]
+    patients: Vec<String>,
+    #[serde(rename = "b", borrow)]
+    body: std::borrow::Cow<'a, str>,
+}
+
+/// The journal's files: the one appended to, and those closed and waiting to be moved.
+pub(crate) struct Journal {
+    dir: PathBuf,
+    current: Option<(String, std::fs::File)>,
+    closed: Vec<String>,
+    /// Makes the names of one process's files distinct and ordered.
+    counter: u64,
+}
+
+fn io(e: std::io::Error) -> Error {
+    Error::Backend(format!("the audit journal: {e}"))
+}
+
+fn backend(e: impl std::fmt::Display) -> Error {
+    Error::Backend(e.to_string())
+}
+
+impl Journal {
+    /// The journal of the database at `db` (its directory is made on first append);
+    /// the files found there are left by an earlier process, to be moved first.
+    pub(crate) fn open(db: &Path) -> Result<Self> {
+        let mut name = db.as_os_str().to_owned();
+        name.push("-audit");
+        let dir = PathBuf::from(name);
+        let mut closed = Vec::new();
+        if dir.is_dir() {
+            for e in std::fs::read_dir(&dir).map_err(io)? {
+                let n = e.map_err(io)?.file_name().to_string_lossy().into_owned();
+                if n.ends_with(".jsonl") {
+                    closed.push(n);
+                }
+            }
+            closed.sort();
+        }
+        Ok(Journal { dir, current: None, closed, counter: 0 })
+    }
+
+    /// Appends `rows`, in one write, to the current file.
+    pub(crate) fn append(&mut self, rows: &[AuditRow]) -> Result<()> {
+        let mut buf = Vec::with_capacity(rows.iter().map(|r| r.body.len() + 256).sum());
+        for r in rows {
+            let line = Line {
+                recorded: r.recorded.millis(),
+                action: r.action.as_str().into(),
+                agent: r.agent.as_str().into(),
+                outcome: r.outcome.as_str().into(),
+                patients: r.patients.clone(),
+                body: r.body.as_str().into(),
+            };
+            serde_json::to_writer(&mut buf, &line).map_err(backend)?;
+            buf.push(b'\n');
+        }
+        if self.current.is_none() {
+            std::fs::create_dir_all(&self.dir).map_err(io)?;
+            self.counter += 1;
+            let name = format!("{:013}-{:06}-{}.jsonl", Instant::now().millis(), self.counter, std::process::id());
+            let file =
+                std::fs::OpenOptions::new().create_new(true).append(true).open(self.dir.join(&name)).map_err(io)?;
+            self.current = Some((name, file));
+        }
+        let Some((_, file)) = &mut self.current else { return Err(io(std::io::ErrorKind::NotFound.into())) };
+        if let Err(e) = file.write_all(&buf) {
+            // a file with a torn line is closed; the next append begins a new one
+            if let Some((name, _)) = self.current.take() {
+                self.closed.push(name);
+            }
+            return Err(io(e));
+        }
+        Ok(())
+    }
+
+    /// Closes the current file and hands over every closed file (oldest first), to be
+    /// moved into the log; appends from now on go to a new file.
+    pub(crate) fn take(&mut self) -> Taken {
+        if let Some((name, _)) = self.current.take() {
+            self.closed.push(name);
+        }
+        Taken { dir: self.dir.clone(), names: std::mem::take(&mut self.closed) }
+    }
+
+    /// Gives back files that could not be moved, to be tried again.
+    pub(crate) fn give_back(&mut self, mut t: Taken) {
+        t.names.append(&mut self.closed);
+        self.closed = t.names;
+    }
+}
+
+/// Journal files taken to be moved into the log.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Taken {
+    dir: PathBuf,
+    names: Vec<String>,
+}
+
+impl Taken {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    /// Removes the files once their move committed.
+    pub(crate) fn remove(self) {
+        for n in &self.names {
+            if let Err(e) = std::fs::remove_file(self.dir.join(n)) {
+                tracing::warn!(file = %n, error = %e, "a moved audit journal file could not be removed");
+            }
+        }
+    }
+}
+
+/// Inserts the entries of the taken files into the log, inside the caller's transaction
+/// (with `insert` the store's one way to insert an entry), and marks each file moved.
+pub(crate) fn drain(
+    tx: &Connection,
+    taken: &Taken,
+    insert: impl Fn(&Connection, &AuditRow) -> Result<()>,
+) -> Result<usize> {
+    let mut moved = 0;
+    for name in &taken.names {
+        let done = tx
+            .prepare_cached("SELECT 1 FROM audit_journal_done WHERE name = ?1")
+            .and_then(|mut s| s.query_row(params![name], |_| Ok(())).optional())
+            .map_err(backend)?;
+        if done.is_some() {
+            continue;
+        }
+        let text = match std::fs::read(taken.dir.join(name)) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io(e)),
+        };
+        let lines: Vec<&[u8]> = text.split(|b| *b == b'\n').filter(|l| !l.is_empty()).collect();
+        for (i, l) in lines.iter().enumerate() {
+            match serde_json::from_slice::<Line<'_>>(l) {
+                Ok(line) => {
+                    let row = AuditRow {
+                        recorded: Instant::from_millis(line.recorded),
+                        action: line.action.into_owned(),
+                        agent: line.agent.into_owned(),
+                        outcome: line.outcome.into_owned(),
+                        patients: line.patients,
+                        body: line.body.into_owned(),
+                    };
+                    insert(tx, &row)?;
+                    moved += 1;
+                }
+                // the machine stopped in the middle of the last append: that entry's
+                // read was never answered
+                Err(_) if i + 1 == lines.len() && !text.ends_with(b"\n") => {
+                    tracing::warn!(file = %name, "a torn last line of the audit journal (never answered) was skipped");
+                }
+                Err(e) => {
+                    return Err(Error::Backend(format!("the audit journal {name} line {}: {e}", i + 1)));
+                }
+            }
+        }
+        tx.prepare_cached("INSERT INTO audit_journal_done (name) VALUES (?1)")
+            .and_then(|mut s| s.execute(params![name]))
+            .map_err(backend)?;
+    }
+    Ok(moved)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(action: &str) -> AuditRow {
+        AuditRow {
+            recorded: Instant::from_millis(1),
+            action: action.into(),
+            agent: "client:x".into(),
+            outcome: "0".into(),
+            patients: vec!["p1".into()],
+            body: "{\"resourceType\":\"AuditEvent\",\"x\":\"line\\nbreak\"}".into(),
+        }
+    }
+
+    fn db() -> (tempfile::TempDir, Connection) {
+        let d = tempfile::tempdir().unwrap();
+        let c = Connection::open(d.path().join("t.db")).unwrap();
+        c.execute_batch(
+            "CREATE TABLE log (action TEXT, body TEXT); CREATE TABLE audit_journal_done (name TEXT PRIMARY KEY);",
+        )
+        .unwrap();
+        (d, c)
+    }
+
+    fn insert(c: &Connection, r: &AuditRow) -> Result<()> {
+        c.execute("INSERT INTO log VALUES (?1, ?2)", params![r.action, r.body]).map(|_| ()).map_err(backend)
+    }
+
+    #[test]
+    fn entries_move_once_and_a_torn_tail_is_skipped() {
+        let (d, c) = db();
+        let path = d.path().join("t.db");
+        let mut j = Journal::open(&path).unwrap();
+        j.append(&[row("read"), row("search-type")]).unwrap();
+        j.append(&[row("vread")]).unwrap();
+        let t = j.take();
+        // an append after the take goes to a new file, not moved now
+        j.append(&[row("later")]).unwrap();
+        assert_eq!(drain(&c, &t, insert).unwrap(), 3);
+        // moved again (a stop before the removal): nothing is inserted twice
+        assert_eq!(drain(&c, &t, insert).unwrap(), 0);
+        t.remove();
+        let bodies: Vec<String> = c
+            .prepare("SELECT body FROM log")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        assert_eq!(bodies.len(), 3);
+        assert_eq!(bodies[0], row("x").body);
+        // a new process finds the file left behind, with a torn last line
+        drop(j);
+        let left: Vec<_> = std::fs::read_dir(d.path().join("t.db-audit")).unwrap().collect();
+        assert_eq!(left.len(), 1);
+        let f = left[0].as_ref().unwrap().path();
+        std::fs::OpenOptions::new().append(true).open(&f).unwrap().write_all(b"{\"r\":1,\"a\":\"to").unwrap();
+        let mut j = Journal::open(&path).unwrap();
+        let t = j.take();
+        assert_eq!(drain(&c, &t, insert).unwrap(), 1);
+        t.remove();
+        assert_eq!(std::fs::read_dir(d.path().join("t.db-audit")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_damaged_line_before_the_end_is_an_error() {
+        let (d, c) = db();
+        let path = d.path().join("t.db");
+        std::fs::create_dir_all(d.path().join("t.db-audit")).unwrap();
+        std::fs::write(d.path().join("t.db-audit/0-1-1.jsonl"), b"not json\n{}\n").unwrap();
+        let mut j = Journal::open(&path).unwrap();
+        let t = j.take();
+        assert!(drain(&c, &t, insert).is_err());
+    }
+}
