@@ -14,6 +14,10 @@
 //!   assertion (`private_key_jwt`, RS384 or ES384) signed by a key of the client's
 //!   registered JWK Set, each `jti` accepted once; a five-minute token with the
 //!   `system/` scopes asked for, within those registered for the client.
+//! - `POST /auth/launch`: the EHR side of an EHR launch: a signed-in clinician or nurse
+//!   (a Bearer user token) names a patient they may see and an app; answers an opaque,
+//!   single-use `launch` (five minutes) that the app's `GET /auth/authorize` with scope
+//!   `launch` takes, so the patient in context comes from the EHR, not a picker.
 //! - `POST /auth/revoke` (RFC 7009), `POST /auth/introspect` (RFC 7662, for confidential
 //!   clients), `GET /auth/jwks`, `POST /auth/logout`.
 //!
@@ -23,6 +27,7 @@
 //! refusal and token is audited. Secrets are stored as hashes only.
 
 mod backend;
+mod launch;
 mod pages;
 mod token;
 
@@ -56,6 +61,8 @@ pub const ACCESS_LIFETIME_S: i64 = 3600;
 pub const REFRESH_LIFETIME_MS: i64 = 30 * 24 * 3600 * 1000;
 /// How long a backend service's access token lives (SMART recommends five minutes).
 pub const BACKEND_LIFETIME_S: i64 = 300;
+/// How long an EHR launch waits for its app.
+pub const LAUNCH_LIFETIME_S: i64 = 300;
 
 /// What the authorization server needs.
 #[derive(Debug, Clone)]
@@ -131,6 +138,7 @@ fn unstated() -> Routes<Arc<AuthState>> {
         .authorization("/auth/password", post(pages::change_password))
         .authorization("/auth/logout", post(pages::logout))
         .authorization("/auth/token", post(token::token))
+        .authorization("/auth/launch", post(launch::create))
         .authorization("/auth/revoke", post(token::revoke))
         .authorization("/auth/introspect", post(token::introspect))
 }

@@ -65,11 +65,11 @@ pub async fn smart_configuration(State(st): St, headers: HeaderMap) -> Response 
         "token_endpoint_auth_signing_alg_values_supported": ["RS384", "ES384"],
         "code_challenge_methods_supported": ["S256"],
         "id_token_signing_alg_values_supported": ["ES256"],
-        "scopes_supported": ["openid", "fhirUser", "launch/patient", "offline_access", "online_access",
+        "scopes_supported": ["openid", "fhirUser", "launch", "launch/patient", "offline_access", "online_access",
             "patient/*.rs", "user/*.rs", "patient/*.cruds", "user/*.cruds", "system/*.rs", "system/*.cruds"],
-        "capabilities": ["launch-standalone", "client-public", "client-confidential-symmetric",
-            "client-confidential-asymmetric", "context-standalone-patient", "permission-patient", "permission-user",
-            "permission-v1",
+        "capabilities": ["launch-standalone", "launch-ehr", "client-public", "client-confidential-symmetric",
+            "client-confidential-asymmetric", "context-standalone-patient", "context-ehr-patient",
+            "context-ehr-encounter", "permission-patient", "permission-user", "permission-v1",
             "permission-v2", "permission-offline", "sso-openid-connect"],
     }))
     .into_response()
@@ -173,9 +173,12 @@ async fn from_code(st: &AuthState, headers: &HeaderMap, c: &Client, p: &HashMap<
     }
     let account = active_account(st, g["account"].as_str().unwrap_or("")).await?;
     let scopes = Scopes::parse(g["scope"].as_str().unwrap_or(""), true).map_err(|e| bad(&e.to_string()))?;
-    let patient = g["patient"].as_str().map(str::to_string);
+    let context = Context {
+        patient: g["patient"].as_str().map(str::to_string),
+        encounter: g["encounter"].as_str().map(str::to_string),
+    };
     let family = uuid::Uuid::now_v7().to_string();
-    issue(st, headers, c, &account, &scopes, patient, g["nonce"].as_str(), &family).await
+    issue(st, headers, c, &account, &scopes, context, g["nonce"].as_str(), &family).await
 }
 
 async fn active_account(st: &AuthState, id: &str) -> Result<Account, (&'static str, String)> {
@@ -231,7 +234,17 @@ async fn from_refresh(st: &AuthState, headers: &HeaderMap, c: &Client, p: &HashM
         }
         scopes = narrower;
     }
-    issue(st, headers, c, &account, &scopes, r["patient"].as_str().map(str::to_string), None, &family).await
+    let context = Context {
+        patient: r["patient"].as_str().map(str::to_string),
+        encounter: r["encounter"].as_str().map(str::to_string),
+    };
+    issue(st, headers, c, &account, &scopes, context, None, &family).await
+}
+
+/// The launch context a grant carries (SMART `patient`, `encounter`).
+struct Context {
+    patient: Option<String>,
+    encounter: Option<String>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -241,10 +254,11 @@ async fn issue(
     c: &Client,
     account: &Account,
     scopes: &Scopes,
-    patient: Option<String>,
+    context: Context,
     nonce: Option<&str>,
     family: &str,
 ) -> Grant {
+    let Context { patient, encounter } = context;
     let claims = st.tokens.user_claims(account, &c.id, scopes, patient.as_deref(), ACCESS_LIFETIME_S);
     let mut body = json!({
         "access_token": st.tokens.sign(&claims),
@@ -254,6 +268,9 @@ async fn issue(
     });
     if let Some(p) = &patient {
         body["patient"] = json!(p);
+    }
+    if let Some(e) = &encounter {
+        body["encounter"] = json!(e);
     }
     let base = st.base(headers);
     if scopes.has("openid") && (scopes.has("fhirUser") || scopes.has("profile")) {
@@ -269,7 +286,8 @@ async fn issue(
     }
     if scopes.has("offline_access") || scopes.has("online_access") {
         let refresh = random_secret();
-        let r = json!({"family": family, "client_id": c.id, "account": account.id, "scope": scopes.to_string(), "patient": patient});
+        let r = json!({"family": family, "client_id": c.id, "account": account.id, "scope": scopes.to_string(),
+            "patient": patient, "encounter": encounter});
         st.system()
             .put_auth_record("refresh", &hash_secret(&refresh), &r, Some(now_ms() + REFRESH_LIFETIME_MS), None)
             .await

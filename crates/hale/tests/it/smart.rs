@@ -2,8 +2,8 @@
 //! throttling), consent with a patient picker, authorization codes with PKCE, tokens
 //! that work on the FHIR API, refresh rotation with reuse detection, revocation and
 //! introspection, Backend Services (client assertions signed RS384 and ES384 with the
-//! TEST-ONLY keys of `tests/fixtures/smart`), and each refusal the specification asks
-//! for.
+//! TEST-ONLY keys of `tests/fixtures/smart`), the EHR launch, and each refusal the
+//! specification asks for.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -106,6 +106,7 @@ fn consent_form(page: &str) -> Vec<(String, String)> {
         "code_challenge",
         "code_challenge_method",
         "nonce",
+        "launch",
         "csrf",
     ];
     keys.iter().filter_map(|k| field(page, k).map(|v| (k.to_string(), v))).collect()
@@ -518,7 +519,10 @@ async fn a_backend_service_gets_a_token_with_a_signed_assertion() {
         ("grant_types_supported", "client_credentials"),
         ("token_endpoint_auth_methods_supported", "private_key_jwt"),
         ("capabilities", "client-confidential-asymmetric"),
+        ("capabilities", "launch-ehr"),
+        ("capabilities", "context-ehr-patient"),
         ("scopes_supported", "system/*.rs"),
+        ("scopes_supported", "launch"),
     ] {
         assert!(conf[field].as_array().unwrap().iter().any(|v| v == value), "{field} {value}: {conf}");
     }
@@ -728,4 +732,146 @@ fn a_backend_client_is_registered_with_a_checked_jwks() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let list = String::from_utf8_lossy(&hale().arg("list").output().unwrap().stdout).to_string();
     assert!(list.contains("bulk1\tbackend\tExport\tsystem/*.rs"), "{list}");
+}
+
+// ---- EHR launch ----
+
+/// Enrols `user`'s second factor; returns a code for their next sign-in.
+async fn enrolled(ts: &TestServer, user: &str) -> String {
+    let repo = ts.system_repository("test-setup").await;
+    let hale_server::users::Enrolment::Started(uri) = enroll_mfa(&repo, user, None).await.unwrap() else { panic!() };
+    let secret = query_param(&uri, "secret").unwrap();
+    enroll_mfa(&repo, user, Some(&hale_identity::totp::code_at(&secret, now()).unwrap())).await.unwrap();
+    hale_identity::totp::code_at(&secret, now() + 30).unwrap()
+}
+
+/// An access token of the account `user` (as `hale token --user` prints).
+async fn token_of(ts: &TestServer, user: &str, scope: &str) -> String {
+    let repo = ts.system_repository("test-setup").await;
+    let keys = hale_server::TokenKeys::open(ts.data_dir.path()).unwrap();
+    let subject = hale_server::users::TokenSubject::User(user.into());
+    hale_server::users::issue_token(&repo, &keys, &subject, scope, None, 600).await.unwrap()
+}
+
+async fn launch(ts: &TestServer, bearer: Option<&str>, form: &[(&str, &str)]) -> (u16, Value) {
+    let mut r = reqwest::Client::new().post(format!("{}/auth/launch", ts.base)).form(form);
+    if let Some(t) = bearer {
+        r = r.bearer_auth(t);
+    }
+    let r = r.send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, json(r).await)
+}
+
+fn with_launch(url: &str, l: &str) -> String {
+    format!("{url}&launch={}", enc(l))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_ehr_launch_opens_the_app_on_the_patient() {
+    let ts = TestServer::spawn().await;
+    setup(&ts).await;
+    let enc_a = json!({"resourceType":"Encounter","id":"enc-a","status":"finished","class":{"code":"AMB"},"subject":{"reference":"Patient/pat-a"}});
+    assert!(ts.put("/Encounter/enc-a", &enc_a).await.status().is_success());
+    let repo = ts.system_repository("test-setup").await;
+    hale_auth::register_client(&repo, "app2", "Other app", &[REDIRECT.to_string()], false).await.unwrap();
+    let user = |name: &str| NewUser {
+        username: name.into(),
+        role: "clinician".into(),
+        organization: Some("org-a".into()),
+        password: Some("correct horse battery staple".into()),
+        ..NewUser::default()
+    };
+    add_user(&repo, user("dr.smith")).await.unwrap();
+    let jones_code = enrolled(&ts, "dr.jones").await;
+    let smith_code = enrolled(&ts, "dr.smith").await;
+    let jones = token_of(&ts, "dr.jones", "user/*.rs").await;
+
+    // the EHR side: refusals first
+    let (s, e) = launch(&ts, None, &[("patient", "pat-a"), ("client_id", "app1")]).await;
+    assert_eq!((s, e["error"].as_str()), (401, Some("invalid_token")), "{e}");
+    let (s, _) = launch(&ts, Some("forged.token.here"), &[("patient", "pat-a"), ("client_id", "app1")]).await;
+    assert_eq!(s, 401);
+    let (s, e) = launch(&ts, Some(&jones), &[("patient", "pat-b"), ("client_id", "app1")]).await;
+    assert_eq!(s, 404, "a patient of another organization is out of reach: {e}");
+    assert!(e.get("launch").is_none());
+    let (s, _) = launch(&ts, Some(&jones), &[("patient", "nobody"), ("client_id", "app1")]).await;
+    assert_eq!(s, 404);
+    let (s, e) = launch(&ts, Some(&jones), &[("patient", "pat-a"), ("client_id", "nope")]).await;
+    assert_eq!((s, e["error"].as_str()), (400, Some("invalid_request")), "{e}");
+    let ana = token_of(&ts, "ana", "patient/*.rs").await;
+    let (s, _) = launch(&ts, Some(&ana), &[("patient", "pat-a"), ("client_id", "app1")]).await;
+    assert_eq!(s, 403, "a patient does not launch apps");
+    let narrow = token_of(&ts, "dr.jones", "user/Observation.rs").await;
+    let (s, _) = launch(&ts, Some(&narrow), &[("patient", "pat-a"), ("client_id", "app1")]).await;
+    assert_eq!(s, 403, "a token that cannot read the Patient");
+    let (s, e) = launch(&ts, Some(&jones), &[("patient", "pat-a"), ("encounter", "nope"), ("client_id", "app1")]).await;
+    assert_eq!(s, 404, "{e}");
+
+    // a launch for pat-a and its encounter
+    let (s, l) =
+        launch(&ts, Some(&jones), &[("patient", "pat-a"), ("encounter", "enc-a"), ("client_id", "app1")]).await;
+    assert_eq!(s, 200, "{l}");
+    assert_eq!((l["iss"].as_str(), l["expires_in"].as_i64()), (Some(format!("{}/fhir", ts.base).as_str()), Some(300)));
+    let l = l["launch"].as_str().unwrap().to_string();
+    let p = pkce("ehr");
+    let url = with_launch(&authorize_url(&ts, "app1", "launch patient/*.rs openid fhirUser", &p), &l);
+    let next = url.strip_prefix(&ts.base).unwrap().to_string();
+    // another clinician signed in cannot take dr.jones's launch
+    let smith = sign_in(&ts, &next, "dr.smith", "correct horse battery staple", &smith_code).await.unwrap();
+    let r = no_redirects().get(&url).header("cookie", &smith).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(location(&r).is_empty());
+    assert!(r.text().await.unwrap().contains("another user"));
+    // the launch for another app is refused on the page, never redirected
+    let (_, other) = launch(&ts, Some(&jones), &[("patient", "pat-a"), ("client_id", "app2")]).await;
+    let other = other["launch"].as_str().unwrap().to_string();
+    let r =
+        no_redirects().get(with_launch(&authorize_url(&ts, "app1", "launch patient/*.rs", &p), &other)).send().await;
+    let r = r.unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(location(&r).is_empty());
+    assert!(r.text().await.unwrap().contains("another application"));
+
+    // dr.jones: the consent page names the patient, no picker; the token carries the context
+    let session = sign_in(&ts, &next, "dr.jones", "correct horse battery staple", &jones_code).await.unwrap();
+    let (code, page) = approve(&ts, &url, &session, None).await;
+    assert!(page.contains("Alvarez, Ana") && !page.contains("<select"), "{page}");
+    let f = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", REDIRECT),
+        ("client_id", "app1"),
+        ("code_verifier", p.verifier.as_str()),
+    ];
+    let (status, t) = token(&ts, &f).await;
+    assert_eq!(status, 200, "{t}");
+    assert_eq!((t["patient"].as_str(), t["encounter"].as_str()), (Some("pat-a"), Some("enc-a")), "{t}");
+    let at = t["access_token"].as_str().unwrap();
+    let anonymous = reqwest::Client::new();
+    let b = json(anonymous.get(ts.fhir("/Observation")).bearer_auth(at).send().await.unwrap()).await;
+    assert_eq!(b["entry"].as_array().map(Vec::len), Some(1), "{b}");
+    assert_eq!(b["entry"][0]["resource"]["id"], "obs-a");
+    // used once
+    let r = no_redirects().get(&url).header("cookie", &session).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("unknown, used or expired"));
+    // an expired launch is refused
+    let expired = "an-expired-launch-value";
+    let record = json!({"account": "x", "client_id": "app1", "patient": "pat-a"});
+    let past = hale_repository::Instant::now().millis() - 1000;
+    repo.put_auth_record("launch", &hale_auth::hash_secret(expired), &record, Some(past), None).await.unwrap();
+    let r = no_redirects()
+        .get(with_launch(&authorize_url(&ts, "app1", "launch patient/*.rs", &p), expired))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    // scope launch without a launch: sent back to the app with the reason
+    let r = no_redirects().get(authorize_url(&ts, "app1", "launch patient/*.rs", &p)).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    let to = location(&r);
+    assert_eq!(query_param(&to, "error").as_deref(), Some("invalid_request"), "{to}");
+    assert!(query_param(&to, "error_description").unwrap().contains("launch parameter"), "{to}");
 }
