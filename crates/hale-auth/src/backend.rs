@@ -61,7 +61,7 @@ pub async fn client_credentials(st: &AuthState, headers: &HeaderMap, p: &HashMap
     // who to name in the audit trail: the client the assertion claims to be
     let claimed = p
         .get("client_assertion")
-        .and_then(|a| jsonwebtoken_iss(a))
+        .and_then(|a| unverified_iss(a))
         .or_else(|| p.get("client_id").cloned())
         .unwrap_or_else(|| "?".into());
     match grant(st, headers, p).await {
@@ -77,7 +77,7 @@ pub async fn client_credentials(st: &AuthState, headers: &HeaderMap, p: &HashMap
 }
 
 /// The `iss` of an unverified JWT, for the audit trail only (at most 64 characters).
-fn jsonwebtoken_iss(jwt: &str) -> Option<String> {
+fn unverified_iss(jwt: &str) -> Option<String> {
     use base64::Engine;
     let payload = jwt.split('.').nth(1)?;
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).ok()?;
@@ -96,7 +96,7 @@ async fn grant(
         return Err(request(&format!("client_credentials needs client_assertion_type {JWT_BEARER}")));
     }
     let assertion = p.get("client_assertion").ok_or_else(|| request("client_assertion is required"))?;
-    let claimed = jsonwebtoken_iss(assertion).ok_or_else(|| request("the client assertion is not a JWT"))?;
+    let claimed = unverified_iss(assertion).ok_or_else(|| request("the client assertion is not a JWT"))?;
     if p.get("client_id").is_some_and(|id| *id != claimed) {
         return Err(invalid_client("client_id differs from the assertion's issuer"));
     }
