@@ -10,7 +10,14 @@
 //! - `POST /auth/authorize`: the decision; approval returns a single-use code (60 s).
 //! - `POST /auth/token`: code + verifier, or a refresh token (rotated; a reused one
 //!   revokes its whole family). Access tokens live an hour; `openid fhirUser` adds a
-//!   signed ID token.
+//!   signed ID token. SMART Backend Services: `client_credentials` with a client
+//!   assertion (`private_key_jwt`, RS384 or ES384) signed by a key of the client's
+//!   registered JWK Set, each `jti` accepted once; a five-minute token with the
+//!   `system/` scopes asked for, within those registered for the client.
+//! - `POST /auth/launch`: the EHR side of an EHR launch: a signed-in clinician or nurse
+//!   (a Bearer user token) names a patient they may see and an app; answers an opaque,
+//!   single-use `launch` (five minutes) that the app's `GET /auth/authorize` with scope
+//!   `launch` takes, so the patient in context comes from the EHR, not a picker.
 //! - `POST /auth/revoke` (RFC 7009), `POST /auth/introspect` (RFC 7662, for confidential
 //!   clients), `GET /auth/jwks`, `POST /auth/logout`.
 //!
@@ -19,6 +26,8 @@
 //! timeout and an absolute lifetime; every form carries a CSRF token. Every sign-in,
 //! refusal and token is audited. Secrets are stored as hashes only.
 
+mod backend;
+mod launch;
 mod pages;
 mod token;
 
@@ -50,6 +59,10 @@ pub const CODE_LIFETIME_MS: i64 = 60_000;
 pub const ACCESS_LIFETIME_S: i64 = 3600;
 /// How long a refresh token lives.
 pub const REFRESH_LIFETIME_MS: i64 = 30 * 24 * 3600 * 1000;
+/// How long a backend service's access token lives (SMART recommends five minutes).
+pub const BACKEND_LIFETIME_S: i64 = 300;
+/// How long an EHR launch waits for its app.
+pub const LAUNCH_LIFETIME_S: i64 = 300;
 
 /// What the authorization server needs.
 #[derive(Debug, Clone)]
@@ -125,6 +138,7 @@ fn unstated() -> Routes<Arc<AuthState>> {
         .authorization("/auth/password", post(pages::change_password))
         .authorization("/auth/logout", post(pages::logout))
         .authorization("/auth/token", post(token::token))
+        .authorization("/auth/launch", post(launch::create))
         .authorization("/auth/revoke", post(token::revoke))
         .authorization("/auth/introspect", post(token::introspect))
 }
@@ -169,6 +183,28 @@ pub struct Client {
     /// The hash of the client secret ([`hash_secret`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_hash: Option<String>,
+    /// A backend service's public keys (a JWK Set checked by
+    /// [`hale_identity::assertion::check_jwks`]): it authenticates with signed assertions
+    /// only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<serde_json::Value>,
+    /// The `system/` scopes a backend service may be granted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+}
+
+impl Client {
+    /// Whether this is a backend service (SMART Backend Services, `private_key_jwt`).
+    pub fn is_backend(&self) -> bool {
+        self.jwks.is_some()
+    }
+}
+
+fn check_client_id(id: &str) -> Result<(), String> {
+    if id.is_empty() || id.len() > 64 || !id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+        return Err("a client id has 1 to 64 letters, digits and - _ .".into());
+    }
+    Ok(())
 }
 
 /// Registers a client (for `hale client add`); returns the secret of a confidential
@@ -180,9 +216,7 @@ pub async fn register_client(
     redirect_uris: &[String],
     confidential: bool,
 ) -> Result<Option<String>, String> {
-    if id.is_empty() || id.len() > 64 || !id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
-        return Err("a client id has 1 to 64 letters, digits and - _ .".into());
-    }
+    check_client_id(id)?;
     if redirect_uris.is_empty() {
         return Err("a client needs at least one --redirect-uri".into());
     }
@@ -206,12 +240,52 @@ pub async fn register_client(
         redirect_uris: redirect_uris.to_vec(),
         confidential,
         secret_hash: secret.as_deref().map(hash_secret),
+        jwks: None,
+        scope: None,
     };
     let body = serde_json::to_value(&c).map_err(|e| e.to_string())?;
     repo.put_auth_record("client", id, &body, None, Some(("client-register", &format!("client/{id}"))))
         .await
         .map_err(|e| e.to_string())?;
     Ok(secret)
+}
+
+/// Registers a backend service (SMART Backend Services, for `hale client add --jwks`):
+/// `jwks` is the text of its JWK Set of public keys (RSA for RS384, EC P-384 for ES384),
+/// `scope` the `system/` scopes it may be granted. Nothing is stored unless both are
+/// usable.
+pub async fn register_backend_client(
+    repo: &Repository,
+    id: &str,
+    name: &str,
+    jwks: &str,
+    scope: &str,
+) -> Result<(), String> {
+    check_client_id(id)?;
+    let jwks = hale_identity::assertion::check_jwks(jwks).map_err(|e| e.to_string())?;
+    let scopes = hale_access::Scopes::parse(scope, true).map_err(|e| e.to_string())?;
+    if scopes.resources.is_empty()
+        || !scopes.other.is_empty()
+        || scopes.resources.iter().any(|r| r.level != hale_access::Level::System)
+    {
+        return Err("a backend client's --scope lists system/ scopes only (e.g. 'system/*.rs')".into());
+    }
+    if repo.auth_record("client", id).await.map_err(|e| e.to_string())?.is_some() {
+        return Err(format!("the client '{id}' is registered already"));
+    }
+    let c = Client {
+        id: id.to_string(),
+        name: name.to_string(),
+        redirect_uris: Vec::new(),
+        confidential: true,
+        secret_hash: None,
+        jwks: Some(jwks),
+        scope: Some(scopes.to_string()),
+    };
+    let body = serde_json::to_value(&c).map_err(|e| e.to_string())?;
+    repo.put_auth_record("client", id, &body, None, Some(("client-register", &format!("client/{id}"))))
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// Every registered client.

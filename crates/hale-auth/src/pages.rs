@@ -11,6 +11,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use hale_access::{Level, Perm, Principal, PurposeOfUse, RequestContext, Role, Scopes, UserGrant};
 use hale_identity::{Account, password, totp};
 
+use crate::launch::Launch;
 use crate::{
     AuthState, CODE_LIFETIME_MS, Client, LOGIN_COOKIE, MAX_FAILURES_PER_ACCOUNT, MAX_FAILURES_PER_ADDRESS,
     SESSION_COOKIE, St, client, cookie, hash_secret, now_ms, random_secret, same, session, set_cookie, start_session,
@@ -110,6 +111,9 @@ pub(crate) struct Checked {
     pub state: Option<String>,
     pub challenge: String,
     pub nonce: Option<String>,
+    /// An EHR launch (scope `launch` with its `launch` value): the key of its record
+    /// and the record, for this client (its user is checked once someone is signed in).
+    pub launch: Option<(String, Launch)>,
 }
 
 enum Refused {
@@ -166,18 +170,46 @@ async fn check(st: &AuthState, headers: &HeaderMap, p: &Params) -> Result<Checke
         Some(_) => return Err(back("invalid_request", "aud is not this server's FHIR base URL")),
         None => return Err(back("invalid_request", "aud (this server's FHIR base URL) is required")),
     }
-    if p.contains_key("launch") {
-        return Err(back("invalid_request", "EHR launch is not available yet: use a standalone launch"));
-    }
     let scopes = Scopes::parse(p.get("scope").map(String::as_str).unwrap_or(""), false)
         .map_err(|e| back("invalid_scope", &e.to_string()))?;
+    let launch = match (p.get("launch").filter(|l| !l.is_empty()), scopes.has("launch")) {
+        (None, false) => None,
+        (None, true) => {
+            return Err(back(
+                "invalid_request",
+                "the scope launch needs the launch parameter the EHR gave the app (a standalone launch asks for launch/patient)",
+            ));
+        }
+        (Some(_), false) => return Err(back("invalid_scope", "a launch parameter needs the scope launch")),
+        (Some(l), true) => {
+            let key = hash_secret(l);
+            let record = st.system().auth_record("launch", &key).await.ok().flatten();
+            let Some(launch) = record.as_ref().and_then(Launch::from_record) else {
+                return Err(Refused::Page(
+                    "The launch is unknown, used or expired. Open the app again from the patient's record.".into(),
+                ));
+            };
+            if launch.client_id != client.id {
+                return Err(Refused::Page("The launch was made for another application.".into()));
+            }
+            Some((key, launch))
+        }
+    };
     if scopes.resources.is_empty() && !scopes.has("openid") {
         return Err(back("invalid_scope", "the request asks for no scope this server grants"));
     }
     if scopes.resources.iter().any(|r| r.level == Level::System) {
         return Err(back("invalid_scope", "system/ scopes are for backend services, not for a user's sign-in"));
     }
-    Ok(Checked { client, redirect_uri: redirect_uri.clone(), scopes, state, challenge, nonce: p.get("nonce").cloned() })
+    Ok(Checked {
+        client,
+        redirect_uri: redirect_uri.clone(),
+        scopes,
+        state,
+        challenge,
+        nonce: p.get("nonce").cloned(),
+        launch,
+    })
 }
 
 /// A request context for `account` with `scopes`, as a token would give.
@@ -206,7 +238,7 @@ pub(crate) fn user_context(
     Some(ctx)
 }
 
-fn describe(scopes: &Scopes, role: Role) -> Vec<String> {
+fn describe(scopes: &Scopes, role: Role, launched: bool) -> Vec<String> {
     let mut out = Vec::new();
     for r in &scopes.resources {
         let what = match &r.resource_type {
@@ -215,6 +247,7 @@ fn describe(scopes: &Scopes, role: Role) -> Vec<String> {
         };
         let whose = match (r.level, role) {
             (Level::Patient, Role::Patient) => "in your record",
+            (Level::Patient, _) if launched => "of this patient",
             (Level::Patient, _) => "of the patient you choose",
             (_, Role::Patient) => "in the records you may see",
             _ => "of the patients you may see",
@@ -260,6 +293,7 @@ fn hidden(p: &Params) -> String {
         "code_challenge",
         "code_challenge_method",
         "nonce",
+        "launch",
     ] {
         if let Some(v) = p.get(k) {
             out.push_str(&format!("<input type=\"hidden\" name=\"{k}\" value=\"{}\">", esc(v)));
@@ -289,7 +323,44 @@ pub async fn authorize(State(st): St, headers: HeaderMap, Query(p): Query<Params
     let Some((account, csrf)) = session(&st, &headers).await else {
         return Redirect::to(&format!("/auth/login?next={}", form_encode(&authorize_url(&p)))).into_response();
     };
+    if let Some(refused) = launch_of_another(&st, &account, &checked).await {
+        return refused;
+    }
     consent(&st, &account, &csrf, &checked, &p, None).await
+}
+
+/// A refusal when the request carries an EHR launch made by someone else than the
+/// signed-in user (audited).
+async fn launch_of_another(st: &AuthState, account: &Account, c: &Checked) -> Option<Response> {
+    let (_, launch) = c.launch.as_ref()?;
+    if launch.account == account.id {
+        return None;
+    }
+    let who = format!("user:{}", account.username);
+    let _ = st.system().audit_auth_event("authorize", &who, Some("a launch made by another user")).await;
+    Some(refusal_page("The launch was made for another user. Open the app again from the patient's record."))
+}
+
+/// How a patient is named to `account` (name and birth date), read through a
+/// repository made for them: `None` when they may not see the patient.
+async fn patient_label(st: &AuthState, account: &Account, client: &str, id: &str) -> Option<String> {
+    let ctx = user_context(account, Scopes::parse("user/Patient.rs", true).ok()?, None, client)?;
+    let repo = st.gate.repository(ctx);
+    let (ty, rid) = (hale_repository::resource_type("Patient").ok()?, hale_repository::resource_id(id).ok()?);
+    let r = repo.read(&ty, &rid).await.ok()?;
+    let v: serde_json::Value = serde_json::from_str(r.body.as_deref()?).ok()?;
+    Some(label(&v))
+}
+
+fn label(v: &serde_json::Value) -> String {
+    let name = &v["name"][0];
+    let given: Vec<&str> = name["given"].as_array().into_iter().flatten().filter_map(|g| g.as_str()).collect();
+    format!(
+        "{}, {} — born {}",
+        name["family"].as_str().unwrap_or("(no name)"),
+        given.join(" "),
+        v["birthDate"].as_str().unwrap_or("?")
+    )
 }
 
 async fn consent(
@@ -301,9 +372,15 @@ async fn consent(
     error: Option<&str>,
 ) -> Response {
     let Ok(role) = account.role() else { return refusal_page("Your account has no valid role.") };
-    let items: String = describe(&c.scopes, role).iter().map(|d| format!("<li>{}</li>", esc(d))).collect();
+    let items: String =
+        describe(&c.scopes, role, c.launch.is_some()).iter().map(|d| format!("<li>{}</li>", esc(d))).collect();
     let mut picker = String::new();
-    if c.scopes.has("launch/patient") {
+    if let Some((_, launch)) = &c.launch {
+        let Some(name) = patient_label(st, account, &c.client.id, &launch.patient).await else {
+            return refusal_page("You may not open the record of the patient this launch names.");
+        };
+        picker = format!("<p>For the patient <strong>{}</strong>, opened from their record.</p>", esc(&name));
+    } else if c.scopes.has("launch/patient") {
         let options = patient_options(st, account, &c.client.id).await;
         if options.is_empty() {
             picker = "<p class=\"error\" role=\"alert\">There is no patient you may open.</p>".into();
@@ -351,15 +428,7 @@ async fn patient_options(st: &AuthState, account: &Account, client: &str) -> Vec
         .iter()
         .filter_map(|e| {
             let v: serde_json::Value = serde_json::from_str(e.body.as_deref()?).ok()?;
-            let name = &v["name"][0];
-            let given: Vec<&str> = name["given"].as_array().into_iter().flatten().filter_map(|g| g.as_str()).collect();
-            let label = format!(
-                "{}, {} — born {}",
-                name["family"].as_str().unwrap_or("(no name)"),
-                given.join(" "),
-                v["birthDate"].as_str().unwrap_or("?")
-            );
-            Some((e.id.to_string(), label))
+            Some((e.id.to_string(), label(&v)))
         })
         .collect()
 }
@@ -376,6 +445,9 @@ pub async fn decide(State(st): St, headers: HeaderMap, Form(p): Form<Params>) ->
     if !p.get("csrf").is_some_and(|t| same(t, &csrf)) {
         return refusal_page("The form expired or did not come from this server. Start again from the application.");
     }
+    if let Some(refused) = launch_of_another(&st, &account, &c).await {
+        return refused;
+    }
     let audit = st.system();
     if p.get("decision").map(String::as_str) != Some("approve") {
         let _ = audit
@@ -385,7 +457,23 @@ pub async fn decide(State(st): St, headers: HeaderMap, Form(p): Form<Params>) ->
     }
     let Ok(role) = account.role() else { return refusal_page("Your account has no valid role.") };
     let mut patient = None;
-    if c.scopes.has("launch/patient") {
+    let mut encounter = None;
+    if let Some((key, _)) = &c.launch {
+        // single use: taken now, whether or not the rest succeeds
+        let taken = audit.take_auth_record("launch", key).await.ok().flatten();
+        let Some(launch) = taken
+            .as_ref()
+            .and_then(Launch::from_record)
+            .filter(|l| l.client_id == c.client.id && l.account == account.id)
+        else {
+            return refusal_page("The launch is used or expired. Open the app again from the patient's record.");
+        };
+        if patient_label(&st, &account, &c.client.id, &launch.patient).await.is_none() {
+            return refusal_page("You may not open the record of the patient this launch names.");
+        }
+        patient = Some(launch.patient);
+        encounter = launch.encounter;
+    } else if c.scopes.has("launch/patient") {
         let chosen = p.get("patient").filter(|s| !s.is_empty()).cloned();
         let chosen = match (role, chosen) {
             (Role::Patient, None) => account.patients.first().cloned(),
@@ -410,6 +498,7 @@ pub async fn decide(State(st): St, headers: HeaderMap, Form(p): Form<Params>) ->
         "account": account.id,
         "scope": c.scopes.to_string(),
         "patient": patient,
+        "encounter": encounter,
         "code_challenge": c.challenge,
         "nonce": c.nonce,
     });
@@ -673,9 +762,15 @@ mod tests {
     #[test]
     fn scopes_are_described_in_plain_words() {
         let s = Scopes::parse("patient/Observation.rs openid fhirUser offline_access", true).unwrap();
-        let d = describe(&s, Role::Patient);
+        let d = describe(&s, Role::Patient, false);
         assert_eq!(d[0], "Read, search Observation records in your record");
         assert!(d.iter().any(|x| x.starts_with("Know who you are")));
         assert!(d.iter().any(|x| x.starts_with("Stay connected")));
+        let staff = Scopes::parse("launch patient/Observation.rs", true).unwrap();
+        assert_eq!(describe(&staff, Role::Clinician, true)[0], "Read, search Observation records of this patient");
+        assert_eq!(
+            describe(&staff, Role::Clinician, false)[0],
+            "Read, search Observation records of the patient you choose"
+        );
     }
 }

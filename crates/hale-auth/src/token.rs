@@ -17,7 +17,7 @@ use crate::{
     ACCESS_LIFETIME_S, AuthState, Client, REFRESH_LIFETIME_MS, St, client, hash_secret, now_ms, random_secret, same,
 };
 
-fn no_store(status: StatusCode, body: Value) -> Response {
+pub(crate) fn no_store(status: StatusCode, body: Value) -> Response {
     let mut r = (status, axum::Json(body)).into_response();
     let h = r.headers_mut();
     h.insert(header::CACHE_CONTROL, "no-store".parse().expect("static header"));
@@ -26,7 +26,7 @@ fn no_store(status: StatusCode, body: Value) -> Response {
 }
 
 /// An OAuth error (RFC 6749 5.2).
-fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
+pub(crate) fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
     no_store(status, json!({"error": error, "error_description": description}))
 }
 
@@ -59,15 +59,17 @@ pub async fn smart_configuration(State(st): St, headers: HeaderMap) -> Response 
         "token_endpoint": format!("{base}/auth/token"),
         "revocation_endpoint": format!("{base}/auth/revoke"),
         "introspection_endpoint": format!("{base}/auth/introspect"),
-        "grant_types_supported": ["authorization_code", "refresh_token"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
         "response_types_supported": ["code"],
-        "token_endpoint_auth_methods_supported": ["none", "client_secret_basic"],
+        "token_endpoint_auth_methods_supported": ["none", "client_secret_basic", "private_key_jwt"],
+        "token_endpoint_auth_signing_alg_values_supported": ["RS384", "ES384"],
         "code_challenge_methods_supported": ["S256"],
         "id_token_signing_alg_values_supported": ["ES256"],
-        "scopes_supported": ["openid", "fhirUser", "launch/patient", "offline_access", "online_access",
-            "patient/*.rs", "user/*.rs", "patient/*.cruds", "user/*.cruds"],
-        "capabilities": ["launch-standalone", "client-public", "client-confidential-symmetric",
-            "context-standalone-patient", "permission-patient", "permission-user", "permission-v1",
+        "scopes_supported": ["openid", "fhirUser", "launch", "launch/patient", "offline_access", "online_access",
+            "patient/*.rs", "user/*.rs", "patient/*.cruds", "user/*.cruds", "system/*.rs", "system/*.cruds"],
+        "capabilities": ["launch-standalone", "launch-ehr", "client-public", "client-confidential-symmetric",
+            "client-confidential-asymmetric", "context-standalone-patient", "context-ehr-patient",
+            "context-ehr-encounter", "permission-patient", "permission-user", "permission-v1",
             "permission-v2", "permission-offline", "sso-openid-connect"],
     }))
     .into_response()
@@ -98,6 +100,10 @@ async fn client_of(st: &AuthState, headers: &HeaderMap, p: &HashMap<String, Stri
         (None, None) => return Err(invalid()),
     };
     let c = client(st, &id).await.ok_or_else(invalid)?;
+    if c.is_backend() {
+        // a backend service authenticates with a signed assertion, never by its id alone
+        return Err(invalid());
+    }
     match (&c.secret_hash, basic) {
         (Some(h), Some((_, secret))) if same(h, &hash_secret(&secret)) => Ok(c),
         (Some(_), _) => Err(invalid()),
@@ -114,6 +120,9 @@ fn pkce_ok(verifier: &str, challenge: &str) -> bool {
 
 /// `POST /auth/token`.
 pub async fn token(State(st): St, headers: HeaderMap, OAuthForm(p): OAuthForm) -> Response {
+    if p.get("grant_type").map(String::as_str) == Some("client_credentials") {
+        return crate::backend::client_credentials(&st, &headers, &p).await;
+    }
     let c = match client_of(&st, &headers, &p).await {
         Ok(c) => c,
         Err(r) => {
@@ -125,9 +134,10 @@ pub async fn token(State(st): St, headers: HeaderMap, OAuthForm(p): OAuthForm) -
     let result = match p.get("grant_type").map(String::as_str) {
         Some("authorization_code") => from_code(&st, &headers, &c, &p).await,
         Some("refresh_token") => from_refresh(&st, &headers, &c, &p).await,
-        Some(_) => {
-            Err(("unsupported_grant_type", "This server grants authorization_code and refresh_token".to_string()))
-        }
+        Some(_) => Err((
+            "unsupported_grant_type",
+            "This server grants authorization_code, refresh_token and client_credentials".to_string(),
+        )),
         None => Err(("invalid_request", "grant_type is required".to_string())),
     };
     match result {
@@ -163,9 +173,12 @@ async fn from_code(st: &AuthState, headers: &HeaderMap, c: &Client, p: &HashMap<
     }
     let account = active_account(st, g["account"].as_str().unwrap_or("")).await?;
     let scopes = Scopes::parse(g["scope"].as_str().unwrap_or(""), true).map_err(|e| bad(&e.to_string()))?;
-    let patient = g["patient"].as_str().map(str::to_string);
+    let context = Context {
+        patient: g["patient"].as_str().map(str::to_string),
+        encounter: g["encounter"].as_str().map(str::to_string),
+    };
     let family = uuid::Uuid::now_v7().to_string();
-    issue(st, headers, c, &account, &scopes, patient, g["nonce"].as_str(), &family).await
+    issue(st, headers, c, &account, &scopes, context, g["nonce"].as_str(), &family).await
 }
 
 async fn active_account(st: &AuthState, id: &str) -> Result<Account, (&'static str, String)> {
@@ -221,7 +234,17 @@ async fn from_refresh(st: &AuthState, headers: &HeaderMap, c: &Client, p: &HashM
         }
         scopes = narrower;
     }
-    issue(st, headers, c, &account, &scopes, r["patient"].as_str().map(str::to_string), None, &family).await
+    let context = Context {
+        patient: r["patient"].as_str().map(str::to_string),
+        encounter: r["encounter"].as_str().map(str::to_string),
+    };
+    issue(st, headers, c, &account, &scopes, context, None, &family).await
+}
+
+/// The launch context a grant carries (SMART `patient`, `encounter`).
+struct Context {
+    patient: Option<String>,
+    encounter: Option<String>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -231,10 +254,11 @@ async fn issue(
     c: &Client,
     account: &Account,
     scopes: &Scopes,
-    patient: Option<String>,
+    context: Context,
     nonce: Option<&str>,
     family: &str,
 ) -> Grant {
+    let Context { patient, encounter } = context;
     let claims = st.tokens.user_claims(account, &c.id, scopes, patient.as_deref(), ACCESS_LIFETIME_S);
     let mut body = json!({
         "access_token": st.tokens.sign(&claims),
@@ -244,6 +268,9 @@ async fn issue(
     });
     if let Some(p) = &patient {
         body["patient"] = json!(p);
+    }
+    if let Some(e) = &encounter {
+        body["encounter"] = json!(e);
     }
     let base = st.base(headers);
     if scopes.has("openid") && (scopes.has("fhirUser") || scopes.has("profile")) {
@@ -259,7 +286,8 @@ async fn issue(
     }
     if scopes.has("offline_access") || scopes.has("online_access") {
         let refresh = random_secret();
-        let r = json!({"family": family, "client_id": c.id, "account": account.id, "scope": scopes.to_string(), "patient": patient});
+        let r = json!({"family": family, "client_id": c.id, "account": account.id, "scope": scopes.to_string(),
+            "patient": patient, "encounter": encounter});
         st.system()
             .put_auth_record("refresh", &hash_secret(&refresh), &r, Some(now_ms() + REFRESH_LIFETIME_MS), None)
             .await

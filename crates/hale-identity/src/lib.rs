@@ -2,9 +2,11 @@
 //! Argon2id password hash and TOTP second factor, user names compared after Unicode
 //! normalization and case folding, and the signed access tokens ([`TokenKeys`]) from
 //! which each request's principal is read. No I/O except the key files in the data
-//! directory; accounts are stored by the gate.
+//! directory; accounts are stored by the gate. Backend clients' signed assertions
+//! (`private_key_jwt`) are checked against their registered keys ([`assertion`]).
 
 pub mod account;
+pub mod assertion;
 pub mod password;
 pub mod token;
 pub mod totp;

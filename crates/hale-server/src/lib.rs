@@ -25,7 +25,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use hale_api::{ApiLimits, ApiState, RequestId, RoutePolicy, Routes};
-pub use hale_auth::{clients, register_client};
+pub use hale_auth::{clients, register_backend_client, register_client};
 pub use hale_identity::TokenKeys;
 use hale_repository::{Gate, Repository};
 use hale_store::Store;

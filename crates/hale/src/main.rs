@@ -186,18 +186,27 @@ enum UserCommand {
 
 #[derive(Subcommand)]
 enum ClientCommand {
-    /// Register an application. A confidential one gets a secret, printed once.
+    /// Register an application. A confidential one gets a secret, printed once. A
+    /// backend service (SMART Backend Services) is registered with `--jwks` and
+    /// `--scope` instead of redirect URIs.
     Add {
         client_id: String,
         /// The name users see on the consent page.
         #[arg(long)]
         name: String,
         /// An exact redirect URI (repeat for several).
-        #[arg(long = "redirect-uri", required = true)]
+        #[arg(long = "redirect-uri", required_unless_present = "jwks")]
         redirect_uris: Vec<String>,
         /// The client keeps a secret (a server-side application).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "jwks")]
         confidential: bool,
+        /// A backend service: the JSON file of its public keys (a JWK Set: RSA keys for
+        /// RS384, EC P-384 keys for ES384); it authenticates with signed assertions.
+        #[arg(long, value_name = "FILE", conflicts_with = "redirect_uris", requires = "scope")]
+        jwks: Option<std::path::PathBuf>,
+        /// The system/ scopes the backend service may be granted (e.g. 'system/*.rs').
+        #[arg(long, requires = "jwks")]
+        scope: Option<String>,
     },
     /// List the registered applications.
     List,
@@ -468,7 +477,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             rt.block_on(async {
                 let repo = hale_server::system_repository(&cfg, "client").await?;
                 let r = match command {
-                    ClientCommand::Add { client_id, name, redirect_uris, confidential } => {
+                    ClientCommand::Add { client_id, name, jwks: Some(file), scope, .. } => {
+                        let text =
+                            std::fs::read_to_string(&file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+                        let scope = scope.unwrap_or_default();
+                        hale_server::register_backend_client(&repo, &client_id, &name, &text, &scope)
+                            .await
+                            .map_err(anyhow::Error::msg)?;
+                        println!("registered {client_id} (backend service, {scope})");
+                        anyhow::Ok(())
+                    }
+                    ClientCommand::Add { client_id, name, redirect_uris, confidential, jwks: None, .. } => {
                         let secret =
                             hale_server::register_client(&repo, &client_id, &name, &redirect_uris, confidential)
                                 .await
@@ -481,8 +500,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     }
                     ClientCommand::List => {
                         for c in hale_server::clients(&repo).await.map_err(anyhow::Error::msg)? {
-                            let kind = if c.confidential { "confidential" } else { "public" };
-                            println!("{}\t{kind}\t{}\t{}", c.id, c.name, c.redirect_uris.join(" "));
+                            let kind = match (c.is_backend(), c.confidential) {
+                                (true, _) => "backend",
+                                (false, true) => "confidential",
+                                (false, false) => "public",
+                            };
+                            let what = c.scope.clone().unwrap_or_else(|| c.redirect_uris.join(" "));
+                            println!("{}\t{kind}\t{}\t{what}", c.id, c.name);
                         }
                         Ok(())
                     }

@@ -1,7 +1,9 @@
 //! SMART App Launch against the running server: discovery, sign-in (password, TOTP,
 //! throttling), consent with a patient picker, authorization codes with PKCE, tokens
 //! that work on the FHIR API, refresh rotation with reuse detection, revocation and
-//! introspection, and each refusal the specification asks for.
+//! introspection, Backend Services (client assertions signed RS384 and ES384 with the
+//! TEST-ONLY keys of `tests/fixtures/smart`), the EHR launch, and each refusal the
+//! specification asks for.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -104,6 +106,7 @@ fn consent_form(page: &str) -> Vec<(String, String)> {
         "code_challenge",
         "code_challenge_method",
         "nonce",
+        "launch",
         "csrf",
     ];
     keys.iter().filter_map(|k| field(page, k).map(|v| (k.to_string(), v))).collect()
@@ -457,4 +460,418 @@ async fn bad_requests_are_refused_and_nothing_is_granted() {
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
+}
+
+// ---- SMART Backend Services ----
+
+fn fixture(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/smart").join(name)
+}
+
+/// A client assertion signed with the TEST-ONLY key in `pem` (a fixture file).
+fn assertion(alg: jsonwebtoken::Algorithm, pem: &str, kid: Option<&str>, claims: &Value) -> String {
+    // the PEM's DER: PKCS#1 for the RSA keys, PKCS#8 for the P-384 key
+    let text = std::fs::read_to_string(fixture(pem)).unwrap();
+    let b64: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
+    let der = base64::engine::general_purpose::STANDARD.decode(b64).unwrap();
+    let key = match alg {
+        jsonwebtoken::Algorithm::ES384 => jsonwebtoken::EncodingKey::from_ec_der(&der),
+        _ => jsonwebtoken::EncodingKey::from_rsa_der(&der),
+    };
+    let mut header = jsonwebtoken::Header::new(alg);
+    header.kid = kid.map(str::to_string);
+    jsonwebtoken::encode(&header, claims, &key).unwrap()
+}
+
+/// The claims of a good assertion of `client` at `ts`'s token endpoint.
+fn assertion_claims(ts: &TestServer, client: &str, jti: &str) -> Value {
+    json!({"iss": client, "sub": client, "aud": format!("{}/auth/token", ts.base), "exp": now() + 240, "jti": jti})
+}
+
+async fn backend_token(ts: &TestServer, assertion: &str, scope: &str) -> (u16, Value) {
+    token(
+        ts,
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+            ("client_assertion", assertion),
+            ("scope", scope),
+        ],
+    )
+    .await
+}
+
+async fn register_backend(ts: &TestServer, id: &str, scope: &str) {
+    let repo = ts.system_repository("test-setup").await;
+    let jwks = std::fs::read_to_string(fixture("test-only-jwks.json")).unwrap();
+    hale_auth::register_backend_client(&repo, id, "Nightly export", &jwks, scope).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backend_service_gets_a_token_with_a_signed_assertion() {
+    use jsonwebtoken::Algorithm::{ES384, RS384};
+    let ts = TestServer::spawn().await;
+    setup(&ts).await;
+    register_backend(&ts, "bulk1", "system/*.rs").await;
+    let anonymous = reqwest::Client::new();
+    let conf = json(anonymous.get(format!("{}/.well-known/smart-configuration", ts.base)).send().await.unwrap()).await;
+    for (field, value) in [
+        ("grant_types_supported", "client_credentials"),
+        ("token_endpoint_auth_methods_supported", "private_key_jwt"),
+        ("capabilities", "client-confidential-asymmetric"),
+        ("capabilities", "launch-ehr"),
+        ("capabilities", "context-ehr-patient"),
+        ("scopes_supported", "system/*.rs"),
+        ("scopes_supported", "launch"),
+    ] {
+        assert!(conf[field].as_array().unwrap().iter().any(|v| v == value), "{field} {value}: {conf}");
+    }
+    assert_eq!(conf["token_endpoint_auth_signing_alg_values_supported"], json!(["RS384", "ES384"]));
+
+    // RS384, the key chosen by kid
+    let a = assertion(RS384, "test-only-rsa.pem", Some("test-rsa-1"), &assertion_claims(&ts, "bulk1", "rs-1"));
+    let (status, t) = backend_token(&ts, &a, "system/*.rs").await;
+    assert_eq!(status, 200, "{t}");
+    assert_eq!((t["token_type"].as_str(), t["scope"].as_str()), (Some("Bearer"), Some("system/*.rs")));
+    assert!(t["expires_in"].as_i64().unwrap() <= 300, "{t}");
+    assert!(t.get("refresh_token").is_none() && t.get("id_token").is_none(), "{t}");
+    let at = t["access_token"].as_str().unwrap();
+    let b = json(anonymous.get(ts.fhir("/Patient?_total=accurate")).bearer_auth(at).send().await.unwrap()).await;
+    assert_eq!(b["total"], 2, "a backend service reads every patient: {b}");
+    let r = anonymous
+        .post(ts.fhir("/Patient"))
+        .bearer_auth(at)
+        .header("content-type", "application/fhir+json")
+        .body(json!({"resourceType": "Patient"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "system/*.rs does not write");
+    // ES384, the key found without a kid; a narrower scope than registered
+    let a = assertion(ES384, "test-only-ec384.pem", None, &assertion_claims(&ts, "bulk1", "es-1"));
+    let (status, t) = backend_token(&ts, &a, "system/Patient.rs").await;
+    assert_eq!((status, t["scope"].as_str()), (200, Some("system/Patient.rs")), "{t}");
+    let at = t["access_token"].as_str().unwrap();
+    assert_eq!(anonymous.get(ts.fhir("/Patient/pat-a")).bearer_auth(at).send().await.unwrap().status(), 200);
+    assert_eq!(anonymous.get(ts.fhir("/Observation")).bearer_auth(at).send().await.unwrap().status(), 403);
+    // the kid given must be the key that signed
+    let a = assertion(ES384, "test-only-ec384.pem", Some("test-ec-1"), &assertion_claims(&ts, "bulk1", "es-2"));
+    assert_eq!(backend_token(&ts, &a, "system/*.rs").await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn backend_refusals_grant_nothing_and_are_audited() {
+    use jsonwebtoken::Algorithm::{ES384, HS256, RS384};
+    let ts = TestServer::spawn().await;
+    setup(&ts).await;
+    register_backend(&ts, "bulk1", "system/Patient.rs system/Observation.rs").await;
+    let good = |jti: &str| assertion_claims(&ts, "bulk1", jti);
+    let with = |jti: &str, k: &str, v: Value| {
+        let mut c = good(jti);
+        if v.is_null() {
+            c.as_object_mut().unwrap().remove(k);
+        } else {
+            c[k] = v;
+        }
+        c
+    };
+    let rsa = |c: &Value| assertion(RS384, "test-only-rsa.pem", Some("test-rsa-1"), c);
+    // a first use of jti "once" is fine; its second is a replay
+    let once = rsa(&good("once"));
+    assert_eq!(backend_token(&ts, &once, "system/Patient.rs").await.0, 200);
+    let hs256 = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(HS256),
+        &good("hs"),
+        &jsonwebtoken::EncodingKey::from_secret(b"the public modulus or any secret").unwrap(),
+    )
+    .unwrap();
+    let none = format!(
+        "{}.{}.",
+        URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#),
+        URL_SAFE_NO_PAD.encode(good("none").to_string())
+    );
+    let cases: Vec<(&str, String, &str, u16, &str, &str)> = vec![
+        (
+            "wrong aud",
+            rsa(&with("aud", "aud", json!("https://other.example/auth/token"))),
+            "system/Patient.rs",
+            401,
+            "invalid_client",
+            "aud is not this token endpoint",
+        ),
+        ("expired", rsa(&with("exp", "exp", json!(now() - 60))), "system/Patient.rs", 401, "invalid_client", "expired"),
+        (
+            "exp an hour ahead",
+            rsa(&with("long", "exp", json!(now() + 3600))),
+            "system/Patient.rs",
+            401,
+            "invalid_client",
+            "five minutes",
+        ),
+        ("no exp", rsa(&with("noexp", "exp", Value::Null)), "system/Patient.rs", 401, "invalid_client", "missing"),
+        ("no jti", rsa(&with("x", "jti", Value::Null)), "system/Patient.rs", 401, "invalid_client", "jti"),
+        ("reused jti", once.clone(), "system/Patient.rs", 401, "invalid_client", "used already"),
+        (
+            "an unregistered key",
+            assertion(RS384, "test-only-rsa-unregistered.pem", Some("test-rsa-1"), &good("unreg")),
+            "system/Patient.rs",
+            401,
+            "invalid_client",
+            "signature",
+        ),
+        (
+            "an unregistered kid",
+            assertion(ES384, "test-only-ec384.pem", Some("other-kid"), &good("kid")),
+            "system/Patient.rs",
+            401,
+            "invalid_client",
+            "no key",
+        ),
+        ("wrong sub", rsa(&with("sub", "sub", json!("app1"))), "system/Patient.rs", 401, "invalid_client", "sub"),
+        ("wrong iss", rsa(&with("iss", "iss", json!("bulk2"))), "system/Patient.rs", 401, "invalid_client", "unknown"),
+        ("HS256", hs256, "system/Patient.rs", 401, "invalid_client", "RS384 or ES384"),
+        ("alg none", none, "system/Patient.rs", 401, "invalid_client", "RS384 or ES384"),
+        ("beyond the client's scopes", rsa(&good("wide")), "system/*.rs", 400, "invalid_scope", "beyond"),
+        ("more permissions", rsa(&good("cruds")), "system/Patient.cruds", 400, "invalid_scope", "beyond"),
+        ("a user scope", rsa(&good("user")), "user/*.rs", 400, "invalid_scope", "system/"),
+        (
+            "unknown client",
+            rsa(&json!({"iss": "nobody", "sub": "nobody", "aud": format!("{}/auth/token", ts.base),
+                "exp": now() + 60, "jti": "u"})),
+            "system/Patient.rs",
+            401,
+            "invalid_client",
+            "unknown",
+        ),
+        (
+            "an app that signs users in",
+            rsa(&json!({"iss": "app1", "sub": "app1", "aud": format!("{}/auth/token", ts.base),
+                "exp": now() + 60, "jti": "app"})),
+            "system/Patient.rs",
+            401,
+            "invalid_client",
+            "not a backend service",
+        ),
+    ];
+    for (what, a, scope, status, error, words) in &cases {
+        let (s, e) = backend_token(&ts, a, scope).await;
+        assert_eq!((s, e["error"].as_str()), (*status, Some(*error)), "{what}: {e}");
+        assert!(e["error_description"].as_str().unwrap().contains(words), "{what}: {e}");
+        assert!(e.get("access_token").is_none(), "{what}");
+    }
+    // no assertion type; and the backend client cannot pass as a public app by its id
+    let (s, e) = token(&ts, &[("grant_type", "client_credentials"), ("client_assertion", &rsa(&good("t")))]).await;
+    assert_eq!((s, e["error"].as_str()), (400, Some("invalid_request")), "{e}");
+    let (s, e) = token(&ts, &[("grant_type", "authorization_code"), ("client_id", "bulk1"), ("code", "x")]).await;
+    assert_eq!((s, e["error"].as_str()), (401, Some("invalid_client")), "{e}");
+    // each refusal is in the audit trail, with its reason
+    let auditor = hale_test_support::client_with_token(&hale_test_support::user_token(
+        ts.data_dir.path(),
+        "sec",
+        &hale_test_support::UserGrant { role: "security-admin", scope: "user/AuditEvent.rs", ..Default::default() },
+    ));
+    let b = json(auditor.get(ts.fhir("/AuditEvent?subtype=token&outcome=4&_count=100")).send().await.unwrap()).await;
+    let reasons: Vec<String> = b["entry"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{b}"))
+        .iter()
+        .map(|e| e["resource"]["outcomeDesc"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert!(reasons.len() >= cases.len() + 2, "{reasons:?}");
+    for (what, _, _, _, _, words) in &cases {
+        assert!(reasons.iter().any(|r| r.contains(words)), "{what} not audited: {reasons:?}");
+    }
+    let ok = json(auditor.get(ts.fhir("/AuditEvent?subtype=token&outcome=0")).send().await.unwrap()).await;
+    assert_eq!(ok["entry"].as_array().map(Vec::len), Some(1), "the one token issued: {ok}");
+}
+
+#[test]
+fn a_backend_client_is_registered_with_a_checked_jwks() {
+    let dir = tempfile::tempdir().unwrap();
+    let hale = || {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_hale"));
+        c.env_remove("HALE_LISTEN").env_remove("HALE_DATA_DIR").env_remove("HALE_CONFIG");
+        c.env_remove("HALE_DATABASE_URL");
+        c.arg("client").arg("--data-dir").arg(dir.path());
+        c
+    };
+    let bad = dir.path().join("bad.json");
+    for (what, text) in [
+        ("not JSON", "{\"keys\": [".to_string()),
+        ("a private key", r#"{"keys":[{"kty":"RSA","n":"AQAB","e":"AQAB","d":"AQAB"}]}"#.to_string()),
+        ("a symmetric key", r#"{"keys":[{"kty":"oct","k":"c2VjcmV0"}]}"#.to_string()),
+        ("a P-256 key", r#"{"keys":[{"kty":"EC","crv":"P-256","x":"AQAB","y":"AQAB"}]}"#.to_string()),
+    ] {
+        std::fs::write(&bad, text).unwrap();
+        let out = hale()
+            .args(["add", "bulk1", "--name", "Export", "--scope", "system/*.rs", "--jwks"])
+            .arg(&bad)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{what}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.trim().lines().count(), 1, "{what}: {err}");
+        assert!(err.contains("JWKS"), "{what}: {err}");
+    }
+    // a user scope is refused; the fixture's keys with a system scope are registered
+    let good = fixture("test-only-jwks.json");
+    let out = hale()
+        .args(["add", "bulk1", "--name", "Export", "--scope", "user/*.rs", "--jwks"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stderr).trim().lines().count(), 1);
+    let list = hale().arg("list").output().unwrap();
+    assert!(!String::from_utf8_lossy(&list.stdout).contains("bulk1"), "nothing was stored");
+    let out = hale()
+        .args(["add", "bulk1", "--name", "Export", "--scope", "system/*.rs", "--jwks"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let list = String::from_utf8_lossy(&hale().arg("list").output().unwrap().stdout).to_string();
+    assert!(list.contains("bulk1\tbackend\tExport\tsystem/*.rs"), "{list}");
+}
+
+// ---- EHR launch ----
+
+/// Enrols `user`'s second factor; returns a code for their next sign-in.
+async fn enrolled(ts: &TestServer, user: &str) -> String {
+    let repo = ts.system_repository("test-setup").await;
+    let hale_server::users::Enrolment::Started(uri) = enroll_mfa(&repo, user, None).await.unwrap() else { panic!() };
+    let secret = query_param(&uri, "secret").unwrap();
+    enroll_mfa(&repo, user, Some(&hale_identity::totp::code_at(&secret, now()).unwrap())).await.unwrap();
+    hale_identity::totp::code_at(&secret, now() + 30).unwrap()
+}
+
+/// An access token of the account `user` (as `hale token --user` prints).
+async fn token_of(ts: &TestServer, user: &str, scope: &str) -> String {
+    let repo = ts.system_repository("test-setup").await;
+    let keys = hale_server::TokenKeys::open(ts.data_dir.path()).unwrap();
+    let subject = hale_server::users::TokenSubject::User(user.into());
+    hale_server::users::issue_token(&repo, &keys, &subject, scope, None, 600).await.unwrap()
+}
+
+async fn launch(ts: &TestServer, bearer: Option<&str>, form: &[(&str, &str)]) -> (u16, Value) {
+    let mut r = reqwest::Client::new().post(format!("{}/auth/launch", ts.base)).form(form);
+    if let Some(t) = bearer {
+        r = r.bearer_auth(t);
+    }
+    let r = r.send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, json(r).await)
+}
+
+fn with_launch(url: &str, l: &str) -> String {
+    format!("{url}&launch={}", enc(l))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_ehr_launch_opens_the_app_on_the_patient() {
+    let ts = TestServer::spawn().await;
+    setup(&ts).await;
+    let enc_a = json!({"resourceType":"Encounter","id":"enc-a","status":"finished","class":{"code":"AMB"},"subject":{"reference":"Patient/pat-a"}});
+    assert!(ts.put("/Encounter/enc-a", &enc_a).await.status().is_success());
+    let repo = ts.system_repository("test-setup").await;
+    hale_auth::register_client(&repo, "app2", "Other app", &[REDIRECT.to_string()], false).await.unwrap();
+    let user = |name: &str| NewUser {
+        username: name.into(),
+        role: "clinician".into(),
+        organization: Some("org-a".into()),
+        password: Some("correct horse battery staple".into()),
+        ..NewUser::default()
+    };
+    add_user(&repo, user("dr.smith")).await.unwrap();
+    let jones_code = enrolled(&ts, "dr.jones").await;
+    let smith_code = enrolled(&ts, "dr.smith").await;
+    let jones = token_of(&ts, "dr.jones", "user/*.rs").await;
+
+    // the EHR side: refusals first
+    let (s, e) = launch(&ts, None, &[("patient", "pat-a"), ("client_id", "app1")]).await;
+    assert_eq!((s, e["error"].as_str()), (401, Some("invalid_token")), "{e}");
+    let (s, _) = launch(&ts, Some("forged.token.here"), &[("patient", "pat-a"), ("client_id", "app1")]).await;
+    assert_eq!(s, 401);
+    let (s, e) = launch(&ts, Some(&jones), &[("patient", "pat-b"), ("client_id", "app1")]).await;
+    assert_eq!(s, 404, "a patient of another organization is out of reach: {e}");
+    assert!(e.get("launch").is_none());
+    let (s, _) = launch(&ts, Some(&jones), &[("patient", "nobody"), ("client_id", "app1")]).await;
+    assert_eq!(s, 404);
+    let (s, e) = launch(&ts, Some(&jones), &[("patient", "pat-a"), ("client_id", "nope")]).await;
+    assert_eq!((s, e["error"].as_str()), (400, Some("invalid_request")), "{e}");
+    let ana = token_of(&ts, "ana", "patient/*.rs").await;
+    let (s, _) = launch(&ts, Some(&ana), &[("patient", "pat-a"), ("client_id", "app1")]).await;
+    assert_eq!(s, 403, "a patient does not launch apps");
+    let narrow = token_of(&ts, "dr.jones", "user/Observation.rs").await;
+    let (s, _) = launch(&ts, Some(&narrow), &[("patient", "pat-a"), ("client_id", "app1")]).await;
+    assert_eq!(s, 403, "a token that cannot read the Patient");
+    let (s, e) = launch(&ts, Some(&jones), &[("patient", "pat-a"), ("encounter", "nope"), ("client_id", "app1")]).await;
+    assert_eq!(s, 404, "{e}");
+
+    // a launch for pat-a and its encounter
+    let (s, l) =
+        launch(&ts, Some(&jones), &[("patient", "pat-a"), ("encounter", "enc-a"), ("client_id", "app1")]).await;
+    assert_eq!(s, 200, "{l}");
+    assert_eq!((l["iss"].as_str(), l["expires_in"].as_i64()), (Some(format!("{}/fhir", ts.base).as_str()), Some(300)));
+    let l = l["launch"].as_str().unwrap().to_string();
+    let p = pkce("ehr");
+    let url = with_launch(&authorize_url(&ts, "app1", "launch patient/*.rs openid fhirUser", &p), &l);
+    let next = url.strip_prefix(&ts.base).unwrap().to_string();
+    // another clinician signed in cannot take dr.jones's launch
+    let smith = sign_in(&ts, &next, "dr.smith", "correct horse battery staple", &smith_code).await.unwrap();
+    let r = no_redirects().get(&url).header("cookie", &smith).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(location(&r).is_empty());
+    assert!(r.text().await.unwrap().contains("another user"));
+    // the launch for another app is refused on the page, never redirected
+    let (_, other) = launch(&ts, Some(&jones), &[("patient", "pat-a"), ("client_id", "app2")]).await;
+    let other = other["launch"].as_str().unwrap().to_string();
+    let r =
+        no_redirects().get(with_launch(&authorize_url(&ts, "app1", "launch patient/*.rs", &p), &other)).send().await;
+    let r = r.unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(location(&r).is_empty());
+    assert!(r.text().await.unwrap().contains("another application"));
+
+    // dr.jones: the consent page names the patient, no picker; the token carries the context
+    let session = sign_in(&ts, &next, "dr.jones", "correct horse battery staple", &jones_code).await.unwrap();
+    let (code, page) = approve(&ts, &url, &session, None).await;
+    assert!(page.contains("Alvarez, Ana") && !page.contains("<select"), "{page}");
+    let f = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", REDIRECT),
+        ("client_id", "app1"),
+        ("code_verifier", p.verifier.as_str()),
+    ];
+    let (status, t) = token(&ts, &f).await;
+    assert_eq!(status, 200, "{t}");
+    assert_eq!((t["patient"].as_str(), t["encounter"].as_str()), (Some("pat-a"), Some("enc-a")), "{t}");
+    let at = t["access_token"].as_str().unwrap();
+    let anonymous = reqwest::Client::new();
+    let b = json(anonymous.get(ts.fhir("/Observation")).bearer_auth(at).send().await.unwrap()).await;
+    assert_eq!(b["entry"].as_array().map(Vec::len), Some(1), "{b}");
+    assert_eq!(b["entry"][0]["resource"]["id"], "obs-a");
+    // used once
+    let r = no_redirects().get(&url).header("cookie", &session).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("unknown, used or expired"));
+    // an expired launch is refused
+    let expired = "an-expired-launch-value";
+    let record = json!({"account": "x", "client_id": "app1", "patient": "pat-a"});
+    let past = hale_repository::Instant::now().millis() - 1000;
+    repo.put_auth_record("launch", &hale_auth::hash_secret(expired), &record, Some(past), None).await.unwrap();
+    let r = no_redirects()
+        .get(with_launch(&authorize_url(&ts, "app1", "launch patient/*.rs", &p), expired))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    // scope launch without a launch: sent back to the app with the reason
+    let r = no_redirects().get(authorize_url(&ts, "app1", "launch patient/*.rs", &p)).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    let to = location(&r);
+    assert_eq!(query_param(&to, "error").as_deref(), Some("invalid_request"), "{to}");
+    assert!(query_param(&to, "error_description").unwrap().contains("launch parameter"), "{to}");
 }
