@@ -11,7 +11,6 @@ pub mod chain;
 
 use hale_access::{Interaction, Principal, RequestContext};
 use hale_store::{AuditRow, Instant, StoredResource};
-use serde_json::{Map, Value, json};
 
 /// How an interaction ended (AuditEvent.outcome).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,6 +129,8 @@ impl Event {
         }
     }
 
+    /// The AuditEvent as JSON text, written directly (no value tree: it is built for
+    /// every read, so its cost is on every read's latency).
     fn body(
         &self,
         ctx: &RequestContext,
@@ -137,94 +138,110 @@ impl Event {
         touched: &[&StoredResource],
         patients: &[String],
     ) -> String {
-        let mut ev = Map::new();
-        ev.insert("resourceType".into(), json!("AuditEvent"));
-        ev.insert(
-            "type".into(),
-            json!({"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest", "display": "RESTful Operation"}),
-        );
-        ev.insert(
-            "subtype".into(),
-            json!([{"system": "http://hl7.org/fhir/restful-interaction", "code": self.subtype}]),
-        );
-        ev.insert("action".into(), json!(self.action));
-        ev.insert("recorded".into(), json!(recorded.to_fhir()));
-        ev.insert("outcome".into(), json!(self.outcome.code()));
+        const OBJECT: &str = r#""type":{"system":"http://terminology.hl7.org/CodeSystem/audit-entity-type","code":"2","display":"System Object"},"role":{"system":"http://terminology.hl7.org/CodeSystem/object-role","code":"4","display":"Domain Resource"}"#;
+        const ACT_REASON: &str = "http://terminology.hl7.org/CodeSystem/v3-ActReason";
+        let mut o = String::with_capacity(1024 + 300 * (patients.len() + touched.len()));
+        o.push_str(r#"{"resourceType":"AuditEvent","type":{"system":"http://terminology.hl7.org/CodeSystem/audit-event-type","code":"rest","display":"RESTful Operation"},"subtype":[{"system":"http://hl7.org/fhir/restful-interaction","code":"#);
+        string(&mut o, &self.subtype);
+        o.push_str(r#"}],"action":"#);
+        string(&mut o, self.action);
+        o.push_str(r#","recorded":"#);
+        string(&mut o, &recorded.to_fhir());
+        o.push_str(r#","outcome":"#);
+        string(&mut o, self.outcome.code());
         if let Some(d) = &self.detail {
-            ev.insert("outcomeDesc".into(), json!(d));
+            o.push_str(r#","outcomeDesc":"#);
+            string(&mut o, d);
         }
         // an access to a patient under a break-the-glass grant is flagged as such
         let glass = ctx.break_glass.as_ref().filter(|g| patients.iter().any(|p| g.patients.contains(p)));
         let purpose =
             if glass.is_some() { Some(hale_access::PurposeOfUse::EmergencyTreatment) } else { ctx.purpose_of_use };
         if let Some(p) = purpose {
-            ev.insert(
-                "purposeOfEvent".into(),
-                json!([{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": p.code()}]}]),
-            );
+            o.push_str(r#","purposeOfEvent":[{"coding":[{"system":"#);
+            string(&mut o, ACT_REASON);
+            o.push_str(r#","code":"#);
+            string(&mut o, p.code());
+            o.push_str("}]}]");
         }
-        let mut agent = Map::new();
-        agent.insert(
-            "type".into(),
-            json!({"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "IRCP", "display": "information recipient"}]}),
-        );
-        agent.insert("who".into(), who(&ctx.principal));
-        agent.insert("requestor".into(), json!(true));
+        o.push_str(r#","agent":[{"type":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v3-ParticipationType","code":"IRCP","display":"information recipient"}]},"who":"#);
+        who(&mut o, &ctx.principal);
+        o.push_str(r#","requestor":true"#);
         if let Some(ip) = ctx.client {
-            agent.insert("network".into(), json!({"address": ip.to_string(), "type": "2"}));
+            o.push_str(r#","network":{"address":"#);
+            string(&mut o, &ip.to_string());
+            o.push_str(r#","type":"2"}"#);
         }
         if let Some(bg) = glass {
-            agent.insert(
-                "purposeOfUse".into(),
-                json!([{"coding": [
-                    {"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": "BTG", "display": "break the glass"},
-                    {"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": "ETREAT"}
-                ], "text": bg.reason}]),
-            );
+            o.push_str(r#","purposeOfUse":[{"coding":[{"system":"#);
+            string(&mut o, ACT_REASON);
+            o.push_str(r#","code":"BTG","display":"break the glass"},{"system":"#);
+            string(&mut o, ACT_REASON);
+            o.push_str(r#","code":"ETREAT"}],"text":"#);
+            string(&mut o, &bg.reason);
+            o.push('}');
+            o.push(']');
         }
-        ev.insert("agent".into(), Value::Array(vec![Value::Object(agent)]));
-        ev.insert(
-            "source".into(),
-            json!({"observer": {"display": "Hale"}, "type": [{"system": "http://terminology.hl7.org/CodeSystem/security-source-type", "code": "4", "display": "Application Server"}]}),
-        );
-        let mut entities = Vec::new();
-        entities.push(json!({
-            "what": {"identifier": {"value": ctx.request_id}},
-            "type": {"system": "https://profiles.ihe.net/ITI/BALP/CodeSystem/BasicAuditEntityType", "code": "XrequestId"}
-        }));
+        o.push_str(r#"}],"source":{"observer":{"display":"Hale"},"type":[{"system":"http://terminology.hl7.org/CodeSystem/security-source-type","code":"4","display":"Application Server"}]},"entity":["#);
+        o.push_str(r#"{"what":{"identifier":{"value":"#);
+        string(&mut o, &ctx.request_id);
+        o.push_str(r#"}},"type":{"system":"https://profiles.ihe.net/ITI/BALP/CodeSystem/BasicAuditEntityType","code":"XrequestId"}}"#);
         for p in patients {
-            entities.push(json!({
-                "what": {"reference": format!("Patient/{p}")},
-                "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "1", "display": "Person"},
-                "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "1", "display": "Patient"}
-            }));
+            o.push_str(r#",{"what":{"reference":"#);
+            string(&mut o, &format!("Patient/{p}"));
+            o.push_str(r#"},"type":{"system":"http://terminology.hl7.org/CodeSystem/audit-entity-type","code":"1","display":"Person"},"role":{"system":"http://terminology.hl7.org/CodeSystem/object-role","code":"1","display":"Patient"}}"#);
         }
         if let Some(t) = &self.target {
-            entities.push(json!({
-                "what": {"reference": t},
-                "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "2", "display": "System Object"},
-                "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "4", "display": "Domain Resource"}
-            }));
+            o.push_str(r#",{"what":{"reference":"#);
+            string(&mut o, t);
+            o.push_str("},");
+            o.push_str(OBJECT);
+            o.push('}');
         }
         for s in touched {
-            entities.push(json!({
-                "what": {"reference": format!("{}/{}/_history/{}", s.resource_type, s.id, s.version)},
-                "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "2", "display": "System Object"},
-                "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "4", "display": "Domain Resource"}
-            }));
+            o.push_str(r#",{"what":{"reference":"#);
+            string(&mut o, &format!("{}/{}/_history/{}", s.resource_type, s.id, s.version));
+            o.push_str("},");
+            o.push_str(OBJECT);
+            o.push('}');
         }
         if let Some(q) = &self.query {
             use base64::Engine as _;
-            entities.push(json!({
-                "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "2", "display": "System Object"},
-                "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "24", "display": "Query"},
-                "query": base64::engine::general_purpose::STANDARD.encode(q.as_bytes()),
-                "description": q
-            }));
+            o.push_str(r#",{"type":{"system":"http://terminology.hl7.org/CodeSystem/audit-entity-type","code":"2","display":"System Object"},"role":{"system":"http://terminology.hl7.org/CodeSystem/object-role","code":"24","display":"Query"},"query":"#);
+            string(&mut o, &base64::engine::general_purpose::STANDARD.encode(q.as_bytes()));
+            o.push_str(r#","description":"#);
+            string(&mut o, q);
+            o.push('}');
         }
-        ev.insert("entity".into(), Value::Array(entities));
-        hale_fhir::json::to_string(&Value::Object(ev))
+        o.push_str("]}");
+        o
     }
+}
+
+/// Appends `s` as a JSON string (RFC 8259 escapes).
+fn string(o: &mut String, s: &str) {
+    o.push('"');
+    let mut from = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let esc = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0..=0x1f => "",
+            _ => continue,
+        };
+        o.push_str(&s[from..i]);
+        if esc.is_empty() {
+            o.push_str(&format!("\\u{b:04x}"));
+        } else {
+            o.push_str(esc);
+        }
+        from = i + 1;
+    }
+    o.push_str(&s[from..]);
+    o.push('"');
 }
 
 /// How the log's `agent` column names a principal (searched by `AuditEvent?agent=`).
@@ -232,24 +249,29 @@ pub fn agent_key(p: &Principal) -> String {
     p.display_name()
 }
 
-fn who(p: &Principal) -> Value {
+fn who(o: &mut String, p: &Principal) {
+    let identifier = |o: &mut String, system: &str, value: &str| {
+        o.push_str(r#""identifier":{"system":"#);
+        string(o, system);
+        o.push_str(r#","value":"#);
+        string(o, value);
+        o.push_str("},");
+    };
+    o.push('{');
     match p {
-        Principal::User(u) => {
-            let mut w = json!({
-                "identifier": {"system": "urn:hale:user", "value": u.username},
-                "display": p.display_name(),
-            });
-            if let Some(r) = &u.fhir_user {
-                w["reference"] = json!(r);
-            }
-            w
-        }
-        Principal::Client(c) => json!({
-            "identifier": {"system": "urn:hale:client", "value": c.client_id},
-            "display": p.display_name(),
-        }),
-        _ => json!({"display": p.display_name()}),
+        Principal::User(u) => identifier(o, "urn:hale:user", &u.username),
+        Principal::Client(c) => identifier(o, "urn:hale:client", &c.client_id),
+        _ => {}
     }
+    o.push_str(r#""display":"#);
+    string(o, &p.display_name());
+    if let Principal::User(u) = p
+        && let Some(r) = &u.fhir_user
+    {
+        o.push_str(r#","reference":"#);
+        string(o, r);
+    }
+    o.push('}');
 }
 
 /// The patients a stored version concerns: a Patient itself, or every patient it
@@ -279,6 +301,7 @@ mod tests {
     use super::*;
     use hale_fhir::{ResourceId, ResourceType, VersionId};
     use hale_store::Method;
+    use serde_json::{Map, Value, json};
 
     /// The AuditEvent served for a stored entry: its body with `id` (the entry's sequence
     /// number) after `resourceType`.
@@ -353,5 +376,48 @@ mod tests {
         assert_eq!(ev["outcomeDesc"], "forbidden");
         assert_eq!(ev["purposeOfEvent"][0]["coding"][0]["code"], "HOPERAT");
         assert_eq!(row.agent, "system:import");
+    }
+
+    #[test]
+    fn every_value_is_escaped_and_a_user_under_break_the_glass_is_flagged() {
+        let nasty = "a\"b\\c\nd\re\tf\u{1}g\u{1f}h é 漢 </script>";
+        let grant = hale_access::UserGrant {
+            account: "acc-1".into(),
+            username: nasty.into(),
+            role: hale_access::Role::Clinician,
+            fhir_user: Some("Practitioner/dr-1".into()),
+            organization: None,
+            patients: vec![],
+            scopes: hale_access::Scopes::parse("user/*.rs", true).unwrap(),
+            launch_patient: None,
+            client_id: "app".into(),
+        };
+        let mut ctx = RequestContext::anonymous(nasty, Some("::1".parse().unwrap()));
+        ctx.principal = Principal::User(Box::new(grant));
+        ctx.purpose_of_use = Some(hale_access::PurposeOfUse::Treatment);
+        ctx.break_glass =
+            Some(hale_access::BreakGlass { reason: nasty.into(), expires_at: 0, patients: vec!["p1".into()] });
+        let o = stored("Observation", "o1", r#"{"resourceType":"Observation","subject":{"reference":"Patient/p1"}}"#);
+        let row = Event::new("search-type", Interaction::Search)
+            .query(nasty)
+            .target("Observation")
+            .failed(Outcome::MinorFailure, nasty)
+            .row(&ctx, &[&o]);
+        let ev: Value = serde_json::from_str(&row.body).expect("the body is JSON");
+        assert_eq!(ev["outcomeDesc"], nasty);
+        assert_eq!(ev["entity"][0]["what"]["identifier"]["value"], nasty);
+        assert_eq!(ev["agent"][0]["who"]["identifier"]["value"], nasty);
+        assert_eq!(ev["agent"][0]["who"]["reference"], "Practitioner/dr-1");
+        assert_eq!(ev["agent"][0]["network"]["address"], "::1");
+        assert_eq!(ev["agent"][0]["purposeOfUse"][0]["coding"][0]["code"], "BTG");
+        assert_eq!(ev["agent"][0]["purposeOfUse"][0]["text"], nasty);
+        assert_eq!(ev["purposeOfEvent"][0]["coding"][0]["code"], "ETREAT");
+        let q = ev["entity"].as_array().unwrap().last().unwrap();
+        assert_eq!(q["description"], nasty);
+        use base64::Engine as _;
+        let raw = base64::engine::general_purpose::STANDARD.decode(q["query"].as_str().unwrap()).unwrap();
+        assert_eq!(raw, nasty.as_bytes());
+        let issues = hale_fhir::validate::validate_resource(&ev);
+        assert!(issues.iter().all(|i| !i.is_error()), "{issues:?}");
     }
 }

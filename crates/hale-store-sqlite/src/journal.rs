@@ -7,7 +7,8 @@
 //!
 //! The writer thread moves the journal into `audit_log` (see [`Journal::take`] and
 //! [`drain`]): the file being appended to is closed and a new one begun, its lines are
-//! inserted in one transaction together with the file's name in `audit_journal_done`,
+//! inserted in one transaction (by the chainer, each linked into the hash chain as it is
+//! inserted) together with the file's name in `audit_journal_done`,
 //! and the file is removed after the commit. A file whose name is in that table was
 //! moved already (Hale stopped between the commit and the removal) and is only
 //! removed. Files left by a stopped process are moved when the store opens.
@@ -150,7 +151,7 @@ impl Taken {
 pub(crate) fn drain(
     tx: &Connection,
     taken: &Taken,
-    insert: impl Fn(&Connection, &AuditRow) -> Result<()>,
+    mut insert: impl FnMut(&Connection, &AuditRow) -> Result<()>,
 ) -> Result<usize> {
     let mut moved = 0;
     for name in &taken.names {

@@ -227,6 +227,9 @@ impl SqliteStore {
             tracing::info!(entries = moved, "audit entries moved from the journal of an earlier run");
         }
         writer.pragma_update(None, "wal_autocheckpoint", WRITER_AUTOCHECKPOINT).map_err(backend)?;
+        // each write's savepoint keeps the pages it changes in memory (its statement
+        // journal), not in a temporary file written page by page
+        writer.pragma_update(None, "temp_store", "MEMORY").map_err(backend)?;
         // the WAL grows to the bound above under a bulk load; once checkpointed and
         // reused, the file is cut back to this size rather than kept at its largest
         writer.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT_BYTES).map_err(backend)?;
@@ -547,10 +550,42 @@ fn write_index(tx: &Connection, ty: &str, id: &str, index: &IndexRows) -> rusqli
 
 /// Inserts one audit entry and the patients it concerns.
 fn insert_audit(tx: &Connection, row: &AuditRow) -> Result<()> {
-    tx.prepare_cached("INSERT INTO audit_log (recorded, action, agent, outcome, body) VALUES (?1, ?2, ?3, ?4, ?5)")
-        .and_then(|mut s| s.execute(params![row.recorded.millis(), row.action, row.agent, row.outcome, row.body]))
-        .map_err(backend)?;
-    let seq = tx.last_insert_rowid();
+    insert_audit_at(tx, row, None)
+}
+
+/// Inserts an entry, unlinked, or (by the chainer) with its sequence number, chain
+/// position and hash.
+fn insert_audit_at(tx: &Connection, row: &AuditRow, chained: Option<(i64, i64, &[u8; 32])>) -> Result<()> {
+    let seq = match chained {
+        None => {
+            tx.prepare_cached(
+                "INSERT INTO audit_log (recorded, action, agent, outcome, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .and_then(|mut s| s.execute(params![row.recorded.millis(), row.action, row.agent, row.outcome, row.body]))
+            .map_err(backend)?;
+            tx.last_insert_rowid()
+        }
+        Some((seq, pos, hash)) => {
+            tx.prepare_cached(
+                "INSERT INTO audit_log (seq, recorded, action, agent, outcome, body, chain_pos, chain_hash)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    seq,
+                    row.recorded.millis(),
+                    row.action,
+                    row.agent,
+                    row.outcome,
+                    row.body,
+                    pos,
+                    hash.as_slice()
+                ])
+            })
+            .map_err(backend)?;
+            seq
+        }
+    };
     let mut patients: Vec<&String> = row.patients.iter().collect();
     patients.sort();
     patients.dedup();
@@ -864,31 +899,65 @@ impl Store for SqliteStore {
     }
 
     async fn chain_audit(&self, limit: usize, link: ChainLink) -> Result<(usize, Option<(i64, Vec<u8>)>)> {
-        self.move_journal().await?;
+        let taken = self.inner.journal.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let names = taken.clone();
         // the writer thread is the one chainer: chaining is serialized with every write
-        self.with_writer(move |tx| {
-            let head = audit_head(tx)?;
-            let pending: Vec<(i64, String)> = tx
-                .prepare_cached("SELECT seq, body FROM audit_log WHERE chain_pos IS NULL ORDER BY seq LIMIT ?1")
-                .and_then(|mut s| {
-                    s.query_map(params![limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()
-                })
-                .map_err(backend)?;
-            let (mut pos, mut prev) = match &head {
-                Some((p, h)) => (*p, to_hash(h)?),
-                None => (0, [0u8; 32]),
-            };
-            for (seq, body) in &pending {
-                pos += 1;
-                prev = link(&prev, pos, *seq, body);
-                tx.prepare_cached("UPDATE audit_log SET chain_pos = ?1, chain_hash = ?2 WHERE seq = ?3")
-                    .and_then(|mut s| s.execute(params![pos, prev.as_slice(), seq]))
+        let out = self
+            .with_writer(move |tx| {
+                let head = audit_head(tx)?;
+                let pending: Vec<(i64, String)> = tx
+                    .prepare_cached("SELECT seq, body FROM audit_log WHERE chain_pos IS NULL ORDER BY seq LIMIT ?1")
+                    .and_then(|mut s| {
+                        s.query_map(params![limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
+                            .collect::<rusqlite::Result<_>>()
+                    })
                     .map_err(backend)?;
+                let (mut pos, mut prev) = match &head {
+                    Some((p, h)) => (*p, to_hash(h)?),
+                    None => (0, [0u8; 32]),
+                };
+                for (seq, body) in &pending {
+                    pos += 1;
+                    prev = link(&prev, pos, *seq, body);
+                    tx.prepare_cached("UPDATE audit_log SET chain_pos = ?1, chain_hash = ?2 WHERE seq = ?3")
+                        .and_then(|mut s| s.execute(params![pos, prev.as_slice(), seq]))
+                        .map_err(backend)?;
+                }
+                let mut linked = pending.len();
+                if pending.len() < limit {
+                    // every entry in the log is linked: the journal's follow, each linked as
+                    // it is inserted (its sequence number given, so its hash is known), which
+                    // spares rewriting every entry of a read a second time
+                    let mut seq: i64 = tx
+                        .query_row("SELECT COALESCE(MAX(seq), 0) FROM audit_log", [], |r| r.get(0))
+                        .map_err(backend)?;
+                    journal::drain(tx, &names, |tx, row| {
+                        seq += 1;
+                        pos += 1;
+                        prev = link(&prev, pos, seq, &row.body);
+                        linked += 1;
+                        insert_audit_at(tx, row, Some((seq, pos, &prev)))
+                    })?;
+                } else {
+                    // more to link first: the journal's entries wait their turn
+                    journal::drain(tx, &names, insert_audit)?;
+                }
+                let head = if linked == 0 { head } else { Some((pos, prev.to_vec())) };
+                Ok((linked, head))
+            })
+            .await;
+        let mut journal = self.inner.journal.lock().unwrap_or_else(|e| e.into_inner());
+        match out {
+            Ok(out) => {
+                drop(journal);
+                taken.remove();
+                Ok(out)
             }
-            let head = if pending.is_empty() { head } else { Some((pos, prev.to_vec())) };
-            Ok((pending.len(), head))
-        })
-        .await
+            Err(e) => {
+                journal.give_back(taken);
+                Err(e)
+            }
+        }
     }
 
     async fn audit_chain(&self, after: i64, limit: usize) -> Result<Vec<ChainedEntry>> {
@@ -1111,6 +1180,70 @@ mod tests {
 
     fn ty() -> ResourceType {
         ResourceType::parse("Patient").unwrap()
+    }
+
+    /// A toy link: enough to tell each entry's place and predecessor.
+    fn toy_link(prev: &[u8; 32], pos: i64, seq: i64, body: &str) -> [u8; 32] {
+        let mut h = *prev;
+        h.rotate_left(1);
+        h[0] ^= pos as u8;
+        h[1] ^= seq as u8;
+        h[2] ^= body.len() as u8;
+        h
+    }
+
+    fn read_row(n: usize) -> AuditRow {
+        AuditRow {
+            recorded: Instant::now(),
+            action: "read".into(),
+            agent: "client:x".into(),
+            outcome: "0".into(),
+            patients: vec![format!("p{n}")],
+            body: format!("{{\"n\":{n}}}"),
+        }
+    }
+
+    /// Reads' entries (journal) and writes' entries (in their transactions) interleave;
+    /// chaining links them all, in sequence order, each once, whatever path each took.
+    #[tokio::test]
+    async fn journal_entries_are_chained_after_the_log_in_sequence_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.db");
+        let s = SqliteStore::open(&path).unwrap();
+        s.append_audit(vec![read_row(1), read_row(2)]).await.unwrap();
+        s.create(&ty(), patient("A"), None, audit()).await.unwrap();
+        s.append_audit(vec![read_row(3)]).await.unwrap();
+        let (n, head) = s.chain_audit(100, toy_link).await.unwrap();
+        assert_eq!(n, 4);
+        s.create(&ty(), patient("B"), None, audit()).await.unwrap();
+        s.append_audit(vec![read_row(4)]).await.unwrap();
+        // a limit smaller than what waits: the journal's entries wait for the next round
+        let (n2, _) = s.chain_audit(1, toy_link).await.unwrap();
+        assert_eq!(n2, 1);
+        let (n3, head3) = s.chain_audit(100, toy_link).await.unwrap();
+        assert_eq!(n3, 1);
+        assert_eq!(s.chain_audit(100, toy_link).await.unwrap().0, 0);
+        assert_eq!(s.audit_unchained().await.unwrap(), 0);
+        let chain = s.audit_chain(0, 100).await.unwrap();
+        assert_eq!(chain.len(), 6);
+        let mut prev = [0u8; 32];
+        for (i, e) in chain.iter().enumerate() {
+            assert_eq!(e.pos, i as i64 + 1);
+            if i > 0 {
+                assert!(e.seq > chain[i - 1].seq, "chain order is sequence order");
+            }
+            prev = toy_link(&prev, e.pos, e.seq, &e.body);
+            assert_eq!(e.hash, prev.to_vec());
+        }
+        assert_eq!(head.unwrap().0, 4);
+        assert_eq!(head3.unwrap(), (6, prev.to_vec()));
+        let bodies: Vec<&str> = chain.iter().map(|e| e.body.as_str()).collect();
+        assert_eq!(bodies, ["{}", "{\"n\":1}", "{\"n\":2}", "{\"n\":3}", "{}", "{\"n\":4}"]);
+        // each patient's entry is found by patient
+        let c = Connection::open(&path).unwrap();
+        let n: i64 = c.query_row("SELECT COUNT(*) FROM audit_patient WHERE patient = 'p4'", [], |r| r.get(0)).unwrap();
+        assert_eq!(n, 1);
+        assert_eq!(std::fs::read_dir(dir.path().join("c.db-audit")).unwrap().count(), 0);
     }
 
     /// `$everything` starts from the patient's compartment: no step of its plan scans
