@@ -10,7 +10,7 @@
 
 use std::collections::HashSet;
 
-use hale_search::access::{Restriction, SHARED_TYPES};
+use hale_search::access::{Restriction, SHARED_TYPES, TypeFilter};
 use hale_search::index::PATIENT_PARAM;
 use hale_search::parse::{Clause, Include, Modifier, ParamType, SearchRequest, SearchValue, SortKey};
 use hale_search::values::{DateRange, NumberRange, Prefix};
@@ -165,22 +165,7 @@ fn value_cond(d: &Dialect, c: &Clause, v: &SearchValue, args: &mut Vec<Bind>) ->
                 "(i.norm >= ? AND i.norm < ?)".into()
             }
         },
-        SearchValue::Token { system, code } => {
-            let mut parts = Vec::new();
-            if let Some(code) = code {
-                args.push(Bind::Text(code.clone()));
-                parts.push("i.code = ?");
-            }
-            match system {
-                None => {}
-                Some(None) => parts.push("i.system IS NULL"),
-                Some(Some(s)) => {
-                    args.push(Bind::Text(s.clone()));
-                    parts.push("i.system = ?");
-                }
-            }
-            format!("({})", parts.join(" AND "))
-        }
+        SearchValue::Token { system, code } => token_cond("i", system, code, args),
         SearchValue::TokenText(t) => {
             args.push(Bind::Text(format!("%{}%", like_escape(t))));
             format!("i.text {} ? ESCAPE '\\'", d.ilike)
@@ -259,6 +244,28 @@ fn value_cond(d: &Dialect, c: &Clause, v: &SearchValue, args: &mut Vec<Bind>) ->
 
 /// The condition on component `k` (1-based columns `s{k}`, `c{k}`, `n{k}`, `lo{k}`, `hi{k}`)
 /// of a `search_composite` row.
+/// A token value's condition on the `search_token` row `t`: `system|code`, `|code`,
+/// `code`, `system|`.
+fn token_cond(t: &str, system: &Option<Option<String>>, code: &Option<String>, args: &mut Vec<Bind>) -> String {
+    let mut parts = Vec::new();
+    if let Some(code) = code {
+        args.push(Bind::Text(code.clone()));
+        parts.push(format!("{t}.code = ?"));
+    }
+    match system {
+        None => {}
+        Some(None) => parts.push(format!("{t}.system IS NULL")),
+        Some(Some(s)) => {
+            args.push(Bind::Text(s.clone()));
+            parts.push(format!("{t}.system = ?"));
+        }
+    }
+    if parts.is_empty() {
+        return "1 = 1".into();
+    }
+    format!("({})", parts.join(" AND "))
+}
+
 fn composite_part_cond(d: &Dialect, k: usize, v: &SearchValue, args: &mut Vec<Bind>) -> String {
     let (s, c, n) = (format!("i.s{k}"), format!("i.c{k}"), format!("i.n{k}"));
     match v {
@@ -977,10 +984,66 @@ fn include_sql(
 /// to what `r` lets the caller see; `ty` when every row is of that type. A resource in
 /// Patient compartments is visible when it is in a visible patient's compartment and
 /// in no other patient's (a Group listing other patients, an Observation whose
-/// performer is another patient, concern them too). Written once:
-/// the page, its total, its includes, history and `$everything` all use it.
+/// performer is another patient, concern them too); and a resource of a type that
+/// granular scopes filter when it matches one of their queries ([`filter_sql`]).
+/// Written once: the page, its total, its includes, history and `$everything` all use
+/// it.
 pub fn restriction_sql(ty: Option<&str>, alias: &str, r: &Restriction, args: &mut Vec<Bind>) -> String {
-    if ty.is_some_and(hale_search::access::is_shared) {
+    let patients = patients_sql(ty, alias, r, args);
+    match filter_sql(ty, alias, r, args) {
+        Some(filter) => format!("({patients} AND {filter})"),
+        None => patients,
+    }
+}
+
+/// The granular scopes' part of [`restriction_sql`] (`None`: no filter concerns these
+/// rows): a row of a filtered type passes when, for one alternative of its
+/// [`TypeFilter`], each token test finds a `search_token` row of the resource (one
+/// probe of the owner index each, per candidate, like the search's own clauses).
+/// Index rows are those of the current version, so history shows every version of
+/// the resources whose current version matches.
+fn filter_sql(ty: Option<&str>, alias: &str, r: &Restriction, args: &mut Vec<Bind>) -> Option<String> {
+    let one = |f: &TypeFilter, args: &mut Vec<Bind>| -> String {
+        if f.any_of.is_empty() {
+            return "1 = 0".into();
+        }
+        let mut ors = Vec::new();
+        for tests in &f.any_of {
+            let mut ands = Vec::new();
+            for t in tests {
+                args.push(Bind::Text(t.param.clone()));
+                let values: Vec<String> = t.values.iter().map(|v| token_cond("g", &v.system, &v.code, args)).collect();
+                ands.push(format!(
+                    "EXISTS (SELECT 1 FROM search_token g WHERE g.res_type = {alias}.res_type \
+                     AND g.res_id = {alias}.res_id AND g.param = ? AND ({}))",
+                    values.join(" OR ")
+                ));
+            }
+            ors.push(format!("({})", ands.join(" AND ")));
+        }
+        format!("({})", ors.join(" OR "))
+    };
+    match ty {
+        Some(t) => {
+            let ands: Vec<String> = r.filters_of(t).map(|f| one(f, args)).collect();
+            (!ands.is_empty()).then(|| ands.join(" AND "))
+        }
+        None if r.filters.is_empty() => None,
+        None => {
+            let mut ands = Vec::new();
+            for f in &r.filters {
+                args.push(Bind::Text(f.resource_type.clone()));
+                let cond = one(f, args);
+                ands.push(format!("({alias}.res_type <> ? OR {cond})"));
+            }
+            Some(format!("({})", ands.join(" AND ")))
+        }
+    }
+}
+
+/// The patients' part of [`restriction_sql`].
+fn patients_sql(ty: Option<&str>, alias: &str, r: &Restriction, args: &mut Vec<Bind>) -> String {
+    if r.every_patient || ty.is_some_and(hale_search::access::is_shared) {
         return "1 = 1".into();
     }
     if r.patients.as_ref().is_some_and(Vec::is_empty) && r.also.is_empty() {
@@ -1316,6 +1379,40 @@ mod tests {
         assert!(keyed(&[("patient", "x"), ("date", "ge2020")]).is_none());
         // a negated token clause is checked per candidate, never listed
         assert!(keyed(&[("patient", "x"), ("category:not", "vital-signs")]).is_none());
+    }
+
+    #[test]
+    fn the_restriction_binds_every_value_and_filters_granted_types_only() {
+        let tests = hale_search::access::parse_scope_query("Observation", "category=s|laboratory,vital-signs").unwrap();
+        let mut r = Restriction::organization("org-1");
+        r.filters = vec![TypeFilter { resource_type: "Observation".into(), any_of: vec![tests] }];
+        for ty in [Some("Observation"), Some("Condition"), Some("Patient"), Some("Medication"), None] {
+            let mut args = Vec::new();
+            let sql = restriction_sql(ty, "r", &r, &mut args);
+            assert_eq!(sql.matches('?').count(), args.len(), "{ty:?}: {sql}");
+            let filtered = sql.contains("FROM search_token g");
+            assert_eq!(filtered, matches!(ty, Some("Observation") | None), "{ty:?}: {sql}");
+            assert!(!sql.contains("laboratory") && !sql.contains("org-1"), "{sql}");
+        }
+        // a client's filters alone: every patient
+        let mut args = Vec::new();
+        let sql = restriction_sql(Some("Observation"), "r", &Restriction::filtered(r.filters.clone()), &mut args);
+        assert!(sql.starts_with("(1 = 1 AND EXISTS") || sql.starts_with("(1 = 1 AND ((EXISTS"), "{sql}");
+        assert!(!sql.contains("search_reference"), "{sql}");
+        // a type no scope grants: nothing of it
+        let none = Restriction::filtered(vec![TypeFilter { resource_type: "Observation".into(), any_of: vec![] }]);
+        assert_eq!(restriction_sql(Some("Observation"), "r", &none, &mut Vec::new()), "(1 = 1 AND 1 = 0)");
+        let everything = everything(
+            &POSTGRES,
+            "p1",
+            &EverythingQuery { since: None, types: None, count: 10, cursor: None, restriction: Some(r.clone()) },
+        )
+        .unwrap();
+        assert_eq!(everything.sql.matches('?').count(), everything.args.len());
+        let h =
+            history(&HistoryScope::System, &HistoryQuery { since: None, count: 5, cursor: None, restriction: Some(r) });
+        assert_eq!(h.page.sql.matches('?').count(), h.page.args.len());
+        assert!(h.page.sql.contains("v.res_type <> ?"), "{}", h.page.sql);
     }
 
     #[test]
