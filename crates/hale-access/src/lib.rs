@@ -323,8 +323,10 @@ impl RequestContext {
     /// - The system principal: all of it; clients acting for no user: all of it but what
     ///   their granular `system/` scopes filter.
     /// - A patient (or proxy): the patients in their grant.
-    /// - Clinicians, nurses and the front desk: the patients their organization manages
-    ///   (or whose active Consent permits it; a Consent that denies it wins).
+    /// - Clinicians, nurses and the front desk: the patients of their organization (it
+    ///   manages them, their active Consent permits it, one of their Encounters has it as
+    ///   service provider or one of their CareTeams lists it, or the user's own
+    ///   Practitioner, as a participant; a Consent that denies it wins).
     /// - Administrators and security administrators: no patient.
     /// - A token with patient-level scopes: besides, only the patient in its launch
     ///   context (none without one).
@@ -350,7 +352,14 @@ impl RequestContext {
         let mut r = match u.role {
             Role::Patient => Restriction::patients(u.patients.iter().cloned()),
             role if role.is_staff_with_patients() => match &u.organization {
-                Some(org) => Restriction::organization(org.clone()),
+                Some(org) => Restriction {
+                    practitioner: u
+                        .fhir_user
+                        .as_deref()
+                        .and_then(|f| f.strip_prefix("Practitioner/"))
+                        .map(str::to_string),
+                    ..Restriction::organization(org.clone())
+                },
                 None => Restriction::no_patients(),
             },
             _ => Restriction::no_patients(),
@@ -488,6 +497,11 @@ mod tests {
     fn the_restriction_follows_the_relationship() {
         assert_eq!(user(Role::Patient, "user/*.rs").restriction(), Some(Restriction::patients(["pat-a"])));
         assert_eq!(user(Role::Clinician, "user/*.rs").restriction(), Some(Restriction::organization("org-1")));
+        let mut dr = user(Role::Clinician, "user/*.rs");
+        if let Principal::User(u) = &mut dr.principal {
+            u.fhir_user = Some("Practitioner/prac-9".into());
+        }
+        assert_eq!(dr.restriction().unwrap().practitioner.as_deref(), Some("prac-9"), "their care teams");
         assert_eq!(user(Role::Administrator, "user/*.rs").restriction(), Some(Restriction::no_patients()));
         // patient-level scopes: only the launch patient, and within the user's own reach
         let mut c = user(Role::Clinician, "patient/*.rs");

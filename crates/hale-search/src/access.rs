@@ -60,9 +60,14 @@ pub struct Restriction {
     /// Only these patients (a patient's own record, a proxy's linked patients, the
     /// patient of a SMART launch). `Some(vec![])`: no patient at all.
     pub patients: Option<Vec<String>>,
-    /// Only patients whose `managingOrganization` is this Organization id (or whose
-    /// active Consent permits it, less those whose Consent denies it).
+    /// Only the patients of this Organization id: whose `managingOrganization` it is,
+    /// whose active Consent permits it, one of whose Encounters has it as
+    /// `serviceProvider`, or one of whose CareTeams lists it as a participant; less
+    /// those whose Consent denies it.
     pub organization: Option<String>,
+    /// With `organization`: also the patients whose care team lists this Practitioner
+    /// id (the user's own `fhirUser`) as a participant.
+    pub practitioner: Option<String>,
     /// Patients visible besides (break-the-glass grants), whatever the above says.
     pub also: Vec<String>,
     /// Every patient's information (a client acting for no user): only `filters` apply.

@@ -1109,8 +1109,12 @@ fn patients_sql(ty: Option<&str>, alias: &str, r: &Restriction, args: &mut Vec<B
 /// The condition that the Patient id `id` (an SQL expression) is one `r` lets the caller
 /// see, checked for that one patient (index probes, never a list of every patient of
 /// an organization): one of `r.patients`; or, for an organization, a patient it
-/// manages or whose active Consent permits it, unless one denies it (a denial wins);
-/// or a break-the-glass patient, whatever the rest says.
+/// manages, whose active Consent permits it, one of whose Encounters has it as service
+/// provider, or one of whose CareTeams lists it (or `r.practitioner`) as a
+/// participant, unless a Consent denies it (a denial wins); or a break-the-glass
+/// patient, whatever the rest says. The encounter and care team checks read the
+/// patient's own Encounters and CareTeams (the lookup index by patient), one owner
+/// probe each, and only when the cheaper checks before them failed.
 fn visible_patient(id: &str, r: &Restriction, args: &mut Vec<Bind>) -> String {
     let mut cond = match &r.organization {
         Some(org) => {
@@ -1130,8 +1134,32 @@ fn visible_patient(id: &str, r: &Restriction, args: &mut Vec<Bind>) -> String {
                  AND o.param = 'organization' AND o.target_type = 'Organization' AND o.target_id = ?)"
             );
             let permit = consent(hale_search::extract::CONSENT_PERMIT, args);
+            // a resource of the patient (by its `patient` parameter) whose `param` refers to
+            // one of `targets`
+            let theirs = |ty: &str, param: &str, targets: &[(&str, &str)], args: &mut Vec<Bind>| {
+                let mut ors = Vec::new();
+                for (target_type, target_id) in targets {
+                    args.push(Bind::Text((*target_id).to_string()));
+                    ors.push(format!("(rm.target_type = '{target_type}' AND rm.target_id = ?)"));
+                }
+                // CROSS JOIN: SQLite takes the tables in the order written, so it starts from
+                // the patient's few resources, never from every Encounter of the organization
+                format!(
+                    "EXISTS (SELECT 1 FROM search_reference rp CROSS JOIN search_reference rm \
+                     WHERE rp.res_type = '{ty}' AND rp.param = 'patient' AND rp.target_id = {id} \
+                     AND rp.target_type = 'Patient' AND rm.res_type = '{ty}' AND rm.res_id = rp.res_id \
+                     AND rm.param = '{param}' AND ({}))",
+                    ors.join(" OR ")
+                )
+            };
+            let encounter = theirs("Encounter", "service-provider", &[("Organization", org.as_str())], args);
+            let mut members = vec![("Organization", org.as_str())];
+            if let Some(p) = &r.practitioner {
+                members.push(("Practitioner", p.as_str()));
+            }
+            let care_team = theirs("CareTeam", "participant", &members, args);
             let deny = consent(hale_search::extract::CONSENT_DENY, args);
-            let mut c = format!("(({managed} OR {permit}) AND NOT {deny})");
+            let mut c = format!("(({managed} OR {permit} OR {encounter} OR {care_team}) AND NOT {deny})");
             if let Some(ps) = &r.patients {
                 c = format!("({c} AND {id} IN ({}))", vec!["?"; ps.len().max(1)].join(", "));
                 if ps.is_empty() {
@@ -1385,6 +1413,7 @@ mod tests {
     fn the_restriction_binds_every_value_and_filters_granted_types_only() {
         let tests = hale_search::access::parse_scope_query("Observation", "category=s|laboratory,vital-signs").unwrap();
         let mut r = Restriction::organization("org-1");
+        r.practitioner = Some("prac-1".into());
         r.filters = vec![TypeFilter { resource_type: "Observation".into(), any_of: vec![tests] }];
         for ty in [Some("Observation"), Some("Condition"), Some("Patient"), Some("Medication"), None] {
             let mut args = Vec::new();
@@ -1392,7 +1421,9 @@ mod tests {
             assert_eq!(sql.matches('?').count(), args.len(), "{ty:?}: {sql}");
             let filtered = sql.contains("FROM search_token g");
             assert_eq!(filtered, matches!(ty, Some("Observation") | None), "{ty:?}: {sql}");
-            assert!(!sql.contains("laboratory") && !sql.contains("org-1"), "{sql}");
+            let related = sql.contains("'service-provider'") && sql.contains("'participant'");
+            assert_eq!(related, ty != Some("Medication"), "{ty:?}: {sql}");
+            assert!(!sql.contains("laboratory") && !sql.contains("org-1") && !sql.contains("prac-1"), "{sql}");
         }
         // a client's filters alone: every patient
         let mut args = Vec::new();

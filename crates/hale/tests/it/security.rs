@@ -824,3 +824,92 @@ async fn a_granular_scope_reaches_only_the_resources_its_query_matches() {
     let (status, text) = send(&ts, &forged, "GET", "/Observation", None).await;
     assert_eq!(status, 401, "{text}");
 }
+
+/// A clinician reaches the patients of their organization through an Encounter it
+/// provides, or a CareTeam listing it or the clinician; not before; a Consent that
+/// denies the organization still wins.
+#[tokio::test(flavor = "multi_thread")]
+async fn encounters_and_care_teams_relate_a_patient_to_an_organization() {
+    let ts = TestServer::spawn().await;
+    population(&ts).await;
+    let dir = ts.data_dir.path();
+    for (org, prac) in [("org-c", "prac-c"), ("org-d", "prac-d")] {
+        put(&ts, json!({"resourceType":"Organization","id":org,"name":org})).await;
+        put(&ts, json!({"resourceType":"Practitioner","id":prac,"name":[{"family":prac}]})).await;
+    }
+    let clinician = |name: &str, org: &'static str, prac: Option<&'static str>| {
+        let g = UserGrant {
+            role: "clinician",
+            organization: Some(org),
+            fhir_user: prac,
+            scope: "user/*.cruds",
+            ..Default::default()
+        };
+        client_with_token(&user_token(dir, name, &g))
+    };
+    let dr_c = clinician("dr-c", "org-c", Some("Practitioner/prac-c"));
+    let dr_c2 = clinician("dr-c2", "org-c", Some("Practitioner/prac-1"));
+    let dr_d = clinician("dr-d", "org-d", None);
+    let sees = |c: reqwest::Client, patient: &'static str| {
+        let ts = &ts;
+        async move {
+            let (status, text) = send(ts, &c, "GET", &format!("/Patient/{patient}"), None).await;
+            let (_, obs) = send(ts, &c, "GET", &format!("/Observation?subject=Patient/{patient}"), None).await;
+            let (_, all) = send(ts, &c, "GET", "/Patient", None).await;
+            let seen = status == 200;
+            assert_eq!(!ids_of(&obs).is_empty(), seen, "{patient}: {obs}");
+            assert_eq!(ids_of(&all).contains(&patient.to_string()), seen, "{patient}: {all}");
+            if !seen && patient == "pat-b" {
+                for t in [&text, &obs, &all] {
+                    assert!(!t.contains(CANARY_B), "{patient}: {t}");
+                }
+            }
+            seen
+        }
+    };
+    assert!(!sees(dr_c.clone(), "pat-b").await);
+    assert!(!sees(dr_c.clone(), "pat-a").await);
+    assert!(!sees(dr_d.clone(), "pat-b").await);
+    // an Encounter of pat-b provided by org-c
+    put(
+        &ts,
+        json!({"resourceType":"Encounter","id":"enc-c","status":"in-progress",
+        "class":{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"EMER"},
+        "subject":{"reference":"Patient/pat-b"},"serviceProvider":{"reference":"Organization/org-c"}}),
+    )
+    .await;
+    assert!(sees(dr_c.clone(), "pat-b").await);
+    assert!(sees(dr_c2.clone(), "pat-b").await, "the whole organization");
+    let (status, text) = send(&ts, &dr_c, "GET", "/Patient/pat-b/$everything", None).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("obs-b") && text.contains("cond-b"), "{text}");
+    assert!(!sees(dr_d.clone(), "pat-b").await, "another organization's encounter does not count");
+    // a CareTeam of pat-a listing the clinician's own practitioner: them, not their colleague
+    put(
+        &ts,
+        json!({"resourceType":"CareTeam","id":"ct-a","status":"active","subject":{"reference":"Patient/pat-a"},
+        "participant":[{"member":{"reference":"Practitioner/prac-c"}}]}),
+    )
+    .await;
+    assert!(sees(dr_c.clone(), "pat-a").await);
+    assert!(!sees(dr_c2.clone(), "pat-a").await);
+    // a CareTeam of pat-b listing org-d
+    put(
+        &ts,
+        json!({"resourceType":"CareTeam","id":"ct-b","status":"active","subject":{"reference":"Patient/pat-b"},
+        "participant":[{"member":{"reference":"Organization/org-d"}}]}),
+    )
+    .await;
+    assert!(sees(dr_d.clone(), "pat-b").await);
+    // a reached patient may be charted for
+    let obs = json!({"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"Patient/pat-b"}});
+    assert_eq!(send(&ts, &dr_c, "POST", "/Observation", Some(&obs)).await.0, 201);
+    // a Consent that denies the organization wins over encounters and care teams
+    put(&ts, consent("deny-c", "pat-b", "deny", "org-c")).await;
+    put(&ts, consent("deny-c-a", "pat-a", "deny", "org-c")).await;
+    assert!(!sees(dr_c.clone(), "pat-b").await);
+    assert!(!sees(dr_c.clone(), "pat-a").await);
+    assert_eq!(send(&ts, &dr_c, "GET", "/Patient/pat-b/$everything", None).await.0, 404);
+    assert_eq!(send(&ts, &dr_c, "POST", "/Observation", Some(&obs)).await.0, 403);
+    assert!(sees(dr_d.clone(), "pat-b").await, "the denial names org-c only");
+}
