@@ -985,7 +985,7 @@ fn include_sql(
 /// Patient compartments is visible when it is in a visible patient's compartment and
 /// in no other patient's (a Group listing other patients, an Observation whose
 /// performer is another patient, concern them too); and a resource of a type that
-/// granular scopes filter when it matches one of their queries ([`filter_sql`]).
+/// granular scopes filter when it matches one of their queries (`filter_sql`).
 /// Written once: the page, its total, its includes, history and `$everything` all use
 /// it.
 pub fn restriction_sql(ty: Option<&str>, alias: &str, r: &Restriction, args: &mut Vec<Bind>) -> String {
