@@ -1112,9 +1112,9 @@ fn patients_sql(ty: Option<&str>, alias: &str, r: &Restriction, args: &mut Vec<B
 /// manages, whose active Consent permits it, one of whose Encounters has it as service
 /// provider, or one of whose CareTeams lists it (or `r.practitioner`) as a
 /// participant, unless a Consent denies it (a denial wins); or a break-the-glass
-/// patient, whatever the rest says. The encounter and care team checks read the
-/// patient's own Encounters and CareTeams (the lookup index by patient), one owner
-/// probe each, and only when the cheaper checks before them failed.
+/// patient, whatever the rest says. The encounter and care team checks read Hale's own
+/// token rows under [`hale_search::extract::RELATED`], keyed by the patient: one probe
+/// each, however many encounters the patient has.
 fn visible_patient(id: &str, r: &Restriction, args: &mut Vec<Bind>) -> String {
     let mut cond = match &r.organization {
         Some(org) => {
@@ -1134,32 +1134,24 @@ fn visible_patient(id: &str, r: &Restriction, args: &mut Vec<Bind>) -> String {
                  AND o.param = 'organization' AND o.target_type = 'Organization' AND o.target_id = ?)"
             );
             let permit = consent(hale_search::extract::CONSENT_PERMIT, args);
-            // a resource of the patient (by its `patient` parameter) whose `param` refers to
-            // one of `targets`
-            let theirs = |ty: &str, param: &str, targets: &[(&str, &str)], args: &mut Vec<Bind>| {
-                let mut ors = Vec::new();
-                for (target_type, target_id) in targets {
-                    args.push(Bind::Text((*target_id).to_string()));
-                    ors.push(format!("(rm.target_type = '{target_type}' AND rm.target_id = ?)"));
-                }
-                // CROSS JOIN: SQLite takes the tables in the order written, so it starts from
-                // the patient's few resources, never from every Encounter of the organization
+            // an Encounter or CareTeam of the patient relating them to `target`: Hale's own
+            // token row, keyed by the patient, one probe of search_token_patient
+            let related = |ty: &str, target_type: &str, target_id: &str, args: &mut Vec<Bind>| {
+                args.push(Bind::Text(target_id.to_string()));
                 format!(
-                    "EXISTS (SELECT 1 FROM search_reference rp CROSS JOIN search_reference rm \
-                     WHERE rp.res_type = '{ty}' AND rp.param = 'patient' AND rp.target_id = {id} \
-                     AND rp.target_type = 'Patient' AND rm.res_type = '{ty}' AND rm.res_id = rp.res_id \
-                     AND rm.param = '{param}' AND ({}))",
-                    ors.join(" OR ")
+                    "EXISTS (SELECT 1 FROM search_token rt WHERE rt.patient = {id} AND rt.res_type = '{ty}' \
+                     AND rt.param = '{}' AND rt.code = ? AND rt.system = '{target_type}')",
+                    hale_search::extract::RELATED
                 )
             };
-            let encounter = theirs("Encounter", "service-provider", &[("Organization", org.as_str())], args);
-            let mut members = vec![("Organization", org.as_str())];
+            let mut related_to =
+                vec![related("Encounter", "Organization", org, args), related("CareTeam", "Organization", org, args)];
             if let Some(p) = &r.practitioner {
-                members.push(("Practitioner", p.as_str()));
+                related_to.push(related("CareTeam", "Practitioner", p, args));
             }
-            let care_team = theirs("CareTeam", "participant", &members, args);
+            let related_to = related_to.join(" OR ");
             let deny = consent(hale_search::extract::CONSENT_DENY, args);
-            let mut c = format!("(({managed} OR {permit} OR {encounter} OR {care_team}) AND NOT {deny})");
+            let mut c = format!("(({managed} OR {permit} OR {related_to}) AND NOT {deny})");
             if let Some(ps) = &r.patients {
                 c = format!("({c} AND {id} IN ({}))", vec!["?"; ps.len().max(1)].join(", "));
                 if ps.is_empty() {
@@ -1421,7 +1413,7 @@ mod tests {
             assert_eq!(sql.matches('?').count(), args.len(), "{ty:?}: {sql}");
             let filtered = sql.contains("FROM search_token g");
             assert_eq!(filtered, matches!(ty, Some("Observation") | None), "{ty:?}: {sql}");
-            let related = sql.contains("'service-provider'") && sql.contains("'participant'");
+            let related = sql.contains("'Encounter'") && sql.contains("'CareTeam'") && sql.contains("_hale-related");
             assert_eq!(related, ty != Some("Medication"), "{ty:?}: {sql}");
             assert!(!sql.contains("laboratory") && !sql.contains("org-1") && !sql.contains("prac-1"), "{sql}");
         }
