@@ -231,8 +231,17 @@ impl Repository {
     pub async fn vread(&self, ty: &ResourceType, id: &ResourceId, version: VersionId) -> Result<StoredResource> {
         let event = Event::new("vread", Interaction::Vread).target(format!("{ty}/{id}/_history/{version}"));
         let result = async {
-            match self.door(Interaction::Vread, Some(ty)).await?.vread(ty, id, version).await? {
+            let store = self.door(Interaction::Vread, Some(ty)).await?;
+            match store.vread(ty, id, version).await? {
                 Some(_) if !self.visible(Interaction::Vread, ty, id).await? => {
+                    Err(Error::NotFound(format!("{ty}/{id}/_history/{version}")))
+                }
+                // a granular scope's query is matched on the current version: an older
+                // one of a filtered type is not shown (it may not match)
+                Some(s)
+                    if self.restriction(Interaction::Vread).is_some_and(|r| r.filters_type(ty.as_str()))
+                        && store.read(ty, id).await?.is_none_or(|cur| cur.version != s.version) =>
+                {
                     Err(Error::NotFound(format!("{ty}/{id}/_history/{version}")))
                 }
                 Some(s) if s.is_deleted() => Err(Error::Gone(format!("{ty}/{id}/_history/{version}"), Box::new(s))),

@@ -1000,8 +1000,8 @@ pub fn restriction_sql(ty: Option<&str>, alias: &str, r: &Restriction, args: &mu
 /// rows): a row of a filtered type passes when, for one alternative of its
 /// [`TypeFilter`], each token test finds a `search_token` row of the resource (one
 /// probe of the owner index each, per candidate, like the search's own clauses).
-/// Index rows are those of the current version, so history shows every version of
-/// the resources whose current version matches.
+/// Index rows are those of the current version, so [`history`] shows only the current
+/// version of a filtered type.
 fn filter_sql(ty: Option<&str>, alias: &str, r: &Restriction, args: &mut Vec<Bind>) -> Option<String> {
     let one = |f: &TypeFilter, args: &mut Vec<Bind>| -> String {
         if f.any_of.is_empty() {
@@ -1247,6 +1247,20 @@ pub fn history(scope: &HistoryScope, query: &HistoryQuery) -> HistorySql {
         };
         let cond = restriction_sql(ty, "v", r, &mut args);
         sql.push_str(&format!(" AND {cond}"));
+        // a granular scope's query is matched on the current version's index rows: of a
+        // filtered type, only that version is shown (an older one may not match it)
+        let mut filtered: Vec<&str> = r.filters.iter().map(|f| f.resource_type.as_str()).collect();
+        filtered.sort_unstable();
+        filtered.dedup();
+        filtered.retain(|f| ty.is_none_or(|t| t == *f));
+        if !filtered.is_empty() {
+            args.extend(filtered.iter().map(|f| Bind::Text(f.to_string())));
+            sql.push_str(&format!(
+                " AND (v.res_type NOT IN ({}) OR EXISTS (SELECT 1 FROM resources cur \
+                 WHERE cur.res_type = v.res_type AND cur.res_id = v.res_id AND cur.seq = v.seq))",
+                vec!["?"; filtered.len()].join(", ")
+            ));
+        }
     }
     let count = (matches!(scope, HistoryScope::Instance(..)) && query.cursor.is_none()).then(|| Stmt {
         sql: sql.replacen(&format!("SELECT {VERSION_COLUMNS}"), "SELECT COUNT(*)", 1),
@@ -1436,6 +1450,7 @@ mod tests {
             history(&HistoryScope::System, &HistoryQuery { since: None, count: 5, cursor: None, restriction: Some(r) });
         assert_eq!(h.page.sql.matches('?').count(), h.page.args.len());
         assert!(h.page.sql.contains("v.res_type <> ?"), "{}", h.page.sql);
+        assert!(h.page.sql.contains("cur.seq = v.seq"), "only current versions of a filtered type");
     }
 
     #[test]

@@ -639,6 +639,9 @@ async fn a_granular_scope_reaches_only_the_resources_its_query_matches() {
     population(&ts).await;
     put(&ts, categorized("obs-lab-a", LAB, LAB_TEXT)).await;
     put(&ts, categorized("obs-vs-a", VITALS, CANARY_VITALS)).await;
+    // recorded as vital signs first, a lab result now: its first version stays hidden
+    put(&ts, categorized("obs-was-vs", VITALS, CANARY_VITALS)).await;
+    put(&ts, categorized("obs-was-vs", LAB, LAB_TEXT)).await;
     let dir = ts.data_dir.path();
     let patients = ["pat-a"];
     let lab_scope = format!("patient/Observation.rs?category={LAB}");
@@ -656,6 +659,8 @@ async fn a_granular_scope_reaches_only_the_resources_its_query_matches() {
         ("read", "GET", "/Observation/obs-vs-a".into(), None),
         ("vread", "GET", "/Observation/obs-vs-a/_history/1".into(), None),
         ("history instance", "GET", "/Observation/obs-vs-a/_history".into(), None),
+        ("vread of a version that did not match", "GET", "/Observation/obs-was-vs/_history/1".into(), None),
+        ("history of a resource that changed", "GET", "/Observation/obs-was-vs/_history".into(), None),
         ("history type", "GET", "/Observation/_history".into(), None),
         ("history system", "GET", "/_history".into(), None),
         ("search", "GET", "/Observation?_total=accurate".into(), None),
@@ -701,8 +706,11 @@ async fn a_granular_scope_reaches_only_the_resources_its_query_matches() {
         assert_eq!(status, 200, "{who}: {text}");
         assert!(text.contains(LAB_TEXT));
         let (_, text) = send(&ts, &c, "GET", "/Observation?_total=accurate", None).await;
-        assert_eq!(ids_of(&text), ["obs-lab-a"], "{who}: {text}");
-        assert_eq!(serde_json::from_str::<Value>(&text).unwrap()["total"], 1, "{who}: {text}");
+        assert_eq!(ids_of(&text), ["obs-lab-a", "obs-was-vs"], "{who}: {text}");
+        assert_eq!(serde_json::from_str::<Value>(&text).unwrap()["total"], 2, "{who}: {text}");
+        assert_eq!(send(&ts, &c, "GET", "/Observation/obs-was-vs/_history/2", None).await.0, 200, "{who}");
+        let (_, text) = send(&ts, &c, "GET", "/Observation/obs-was-vs/_history", None).await;
+        assert_eq!(ids_of(&text), ["obs-was-vs"], "{who}: only the current version: {text}");
         for path in [
             "/Patient?_revinclude=Observation:subject",
             "/Patient/pat-a/Observation",
@@ -769,9 +777,9 @@ async fn a_granular_scope_reaches_only_the_resources_its_query_matches() {
     }
     // several scopes on a type are an OR; a plain one besides means all of the type
     for (scope, expect) in [
-        (format!("{lab_scope} patient/Observation.rs?category={VITALS}"), vec!["obs-lab-a", "obs-vs-a"]),
-        (format!("{lab_scope} patient/Observation.rs"), vec!["obs-a", "obs-lab-a", "obs-vs-a"]),
-        (format!("patient/Observation.rs?category={LAB},{VITALS}"), vec!["obs-lab-a", "obs-vs-a"]),
+        (format!("{lab_scope} patient/Observation.rs?category={VITALS}"), vec!["obs-lab-a", "obs-vs-a", "obs-was-vs"]),
+        (format!("{lab_scope} patient/Observation.rs"), vec!["obs-a", "obs-lab-a", "obs-vs-a", "obs-was-vs"]),
+        (format!("patient/Observation.rs?category={LAB},{VITALS}"), vec!["obs-lab-a", "obs-vs-a", "obs-was-vs"]),
         (format!("patient/Observation.rs?category={LAB}&status=preliminary"), vec![]),
     ] {
         let g = UserGrant { scope: &scope, ..patient.clone() };
@@ -786,7 +794,7 @@ async fn a_granular_scope_reaches_only_the_resources_its_query_matches() {
         &format!("system/Observation.rs?category={LAB}"),
     ));
     let (_, text) = send(&ts, &lab_client, "GET", "/Observation", None).await;
-    assert_eq!(ids_of(&text), ["obs-lab-a"], "{text}");
+    assert_eq!(ids_of(&text), ["obs-lab-a", "obs-was-vs"], "{text}");
     assert_eq!(send(&ts, &lab_client, "GET", "/Observation/obs-b", None).await.0, 404);
     // a query Hale cannot apply is refused: at the authorization endpoint...
     let repo = ts.system_repository("test-setup").await;
