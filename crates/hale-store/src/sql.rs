@@ -439,7 +439,9 @@ fn patient_keyed(c: &Clause) -> bool {
 /// The SQL condition on resource alias `r` (at nesting `depth`; the top level also
 /// has `v`, its current version) for a clause of a search on type `ty`. A `correlated`
 /// clause is checked for the row at hand instead of listing every match; a clause that
-/// lists them does so within one `patient` when given (see [`patient_keyed`]).
+/// lists them does so within one `patient` when given (see [`patient_keyed`]). The
+/// resources a chain or `_has` reaches are held to `filters`' granular scopes (so a
+/// clause cannot tell whether a resource the caller may not see exists).
 #[allow(clippy::too_many_arguments)]
 fn clause_sql(
     d: &Dialect,
@@ -450,7 +452,11 @@ fn clause_sql(
     depth: usize,
     correlated: bool,
     patient: Option<&str>,
+    filters: Option<&Restriction>,
 ) -> String {
+    let filter = |target: &str, alias: &str, args: &mut Vec<Bind>| {
+        filters.and_then(|f| filter_sql(Some(target), alias, f, args)).map(|f| format!(" AND {f}")).unwrap_or_default()
+    };
     if let Some(chain) = &c.chain {
         let inner_alias = format!("r{}", depth + 1);
         let mut ors = Vec::new();
@@ -459,11 +465,12 @@ fn clause_sql(
             args.push(Bind::Text(c.code.clone()));
             args.push(Bind::Text(target.clone()));
             args.push(Bind::Text(target.clone()));
-            let inner = clause_sql(d, target, &chain.inner, args, &inner_alias, depth + 1, false, None);
+            let inner = clause_sql(d, target, &chain.inner, args, &inner_alias, depth + 1, false, None, filters);
+            let held = filter(target, &inner_alias, args);
             ors.push(format!(
                 "{r}.res_id IN (SELECT i.res_id FROM search_reference i WHERE i.res_type = ? AND i.param = ? \
                  AND i.target_type = ? AND i.target_id IN (SELECT {inner_alias}.res_id FROM resources {inner_alias} \
-                 WHERE {inner_alias}.res_type = ? AND {inner_alias}.deleted = 0 AND {inner}))"
+                 WHERE {inner_alias}.res_type = ? AND {inner_alias}.deleted = 0 AND {inner}{held}))"
             ));
         }
         return format!("({})", ors.join(" OR "));
@@ -474,11 +481,12 @@ fn clause_sql(
         args.push(Bind::Text(has.param.clone()));
         args.push(Bind::Text(ty.to_string()));
         args.push(Bind::Text(has.source_type.clone()));
-        let inner = clause_sql(d, &has.source_type, &has.inner, args, &inner_alias, depth + 1, false, None);
+        let inner = clause_sql(d, &has.source_type, &has.inner, args, &inner_alias, depth + 1, false, None, filters);
+        let held = filter(&has.source_type, &inner_alias, args);
         return format!(
             "{r}.res_id IN (SELECT i.target_id FROM search_reference i{} WHERE i.res_type = ? AND i.param = ? \
              AND i.target_type = ? AND i.res_id IN (SELECT {inner_alias}.res_id FROM resources {inner_alias} \
-             WHERE {inner_alias}.res_type = ? AND {inner_alias}.deleted = 0 AND {inner}))",
+             WHERE {inner_alias}.res_type = ? AND {inner_alias}.deleted = 0 AND {inner}{held}))",
             owner_hint(d, "search_reference")
         );
     }
@@ -715,7 +723,8 @@ impl SearchSql {
         for (k, clause) in req.clauses.iter().enumerate() {
             let correlated = Some(k) != driver && clause.chain.is_none() && clause.has.is_none();
             let patient = pinned.filter(|_| patient_keyed(clause));
-            conds.push(clause_sql(d, ty, clause, &mut where_args, "r", 0, correlated, patient));
+            let filters = req.restriction.as_ref().filter(|r| !r.filters.is_empty());
+            conds.push(clause_sql(d, ty, clause, &mut where_args, "r", 0, correlated, patient, filters));
         }
         if let Some(comp) = &req.compartment {
             if comp.owner_type == ty {

@@ -709,6 +709,16 @@ async fn a_granular_scope_reaches_only_the_resources_its_query_matches() {
         assert_eq!(ids_of(&text), ["obs-lab-a", "obs-was-vs"], "{who}: {text}");
         assert_eq!(serde_json::from_str::<Value>(&text).unwrap()["total"], 2, "{who}: {text}");
         assert_eq!(send(&ts, &c, "GET", "/Observation/obs-was-vs/_history/2", None).await.0, 200, "{who}");
+        // nor does a chain or _has tell that a hidden observation exists
+        for path in [
+            "/Patient?_has:Observation:subject:category=vital-signs",
+            "/Encounter?_has:Observation:encounter:code:text=CANARYV",
+        ] {
+            let (status, text) = send(&ts, &c, "GET", path, None).await;
+            assert_eq!((status, ids_of(&text)), (200, vec![]), "{who} / {path}: {text}");
+        }
+        let (_, text) = send(&ts, &c, "GET", "/Patient?_has:Observation:subject:category=laboratory", None).await;
+        assert_eq!(ids_of(&text), ["pat-a"], "{who}: {text}");
         let (_, text) = send(&ts, &c, "GET", "/Observation/obs-was-vs/_history", None).await;
         assert_eq!(ids_of(&text), ["obs-was-vs"], "{who}: only the current version: {text}");
         for path in [
