@@ -310,31 +310,61 @@ pub fn decide(ctx: &RequestContext, interaction: Interaction, ty: Option<&Resour
 }
 
 impl RequestContext {
-    /// The part of the record this caller may see, for the store to apply in SQL
-    /// (`None`: all of it).
+    /// The part of the record this caller may see in a search ([`Interaction::Search`]),
+    /// for the store to apply in SQL (`None`: all of it). See
+    /// [`RequestContext::restriction_for`].
+    pub fn restriction(&self) -> Option<Restriction> {
+        self.restriction_for(Interaction::Search)
+    }
+
+    /// The part of the record this caller may see or change by `interaction`, for the
+    /// store to apply in SQL (`None`: all of it).
     ///
-    /// - The system principal and clients acting for no user: all of it.
+    /// - The system principal: all of it; clients acting for no user: all of it but what
+    ///   their granular `system/` scopes filter.
     /// - A patient (or proxy): the patients in their grant.
-    /// - Clinicians, nurses and the front desk: the patients their organization manages.
+    /// - Clinicians, nurses and the front desk: the patients of their organization (it
+    ///   manages them, their active Consent permits it, one of their Encounters has it as
+    ///   service provider or one of their CareTeams lists it, or the user's own
+    ///   Practitioner, as a participant; a Consent that denies it wins).
     /// - Administrators and security administrators: no patient.
     /// - A token with patient-level scopes: besides, only the patient in its launch
     ///   context (none without one).
     /// - A clinician's or nurse's break-the-glass grants add their patients, whatever
     ///   the relationship (and a Consent's denial).
-    pub fn restriction(&self) -> Option<Restriction> {
+    /// - Granular scopes (`patient/Observation.rs?category=laboratory`): the resources
+    ///   of their type that match one of the queries of the scopes granting the
+    ///   interaction's permission ([`Scopes::filters`]), whatever the patients.
+    pub fn restriction_for(&self, interaction: Interaction) -> Option<Restriction> {
+        let filters = |scopes: &Scopes, levels: &[Level]| match perm_of(interaction) {
+            Some(perm) => scopes.filters(perm, levels),
+            None => Vec::new(),
+        };
         let u = match &self.principal {
-            Principal::System { .. } | Principal::Client(_) => return None,
+            Principal::System { .. } => return None,
+            Principal::Client(c) => {
+                let f = filters(&c.scopes, &[Level::System]);
+                return (!f.is_empty()).then(|| Restriction::filtered(f));
+            }
             Principal::Anonymous => return Some(Restriction::no_patients()),
             Principal::User(u) => u,
         };
         let mut r = match u.role {
             Role::Patient => Restriction::patients(u.patients.iter().cloned()),
             role if role.is_staff_with_patients() => match &u.organization {
-                Some(org) => Restriction::organization(org.clone()),
+                Some(org) => Restriction {
+                    practitioner: u
+                        .fhir_user
+                        .as_deref()
+                        .and_then(|f| f.strip_prefix("Practitioner/"))
+                        .map(str::to_string),
+                    ..Restriction::organization(org.clone())
+                },
                 None => Restriction::no_patients(),
             },
             _ => Restriction::no_patients(),
         };
+        r.filters = filters(&u.scopes, &[Level::User, Level::Patient]);
         let glass: Vec<String> = match (&self.break_glass, u.role) {
             (Some(g), Role::Clinician | Role::Nurse) => g.patients.clone(),
             _ => Vec::new(),
@@ -467,6 +497,11 @@ mod tests {
     fn the_restriction_follows_the_relationship() {
         assert_eq!(user(Role::Patient, "user/*.rs").restriction(), Some(Restriction::patients(["pat-a"])));
         assert_eq!(user(Role::Clinician, "user/*.rs").restriction(), Some(Restriction::organization("org-1")));
+        let mut dr = user(Role::Clinician, "user/*.rs");
+        if let Principal::User(u) = &mut dr.principal {
+            u.fhir_user = Some("Practitioner/prac-9".into());
+        }
+        assert_eq!(dr.restriction().unwrap().practitioner.as_deref(), Some("prac-9"), "their care teams");
         assert_eq!(user(Role::Administrator, "user/*.rs").restriction(), Some(Restriction::no_patients()));
         // patient-level scopes: only the launch patient, and within the user's own reach
         let mut c = user(Role::Clinician, "patient/*.rs");
@@ -490,5 +525,32 @@ mod tests {
         let mut p = user(Role::Patient, "user/*.rs");
         p.break_glass = Some(glass);
         assert!(p.restriction().unwrap().also.is_empty());
+    }
+
+    #[test]
+    fn granular_scopes_become_filters_of_the_interaction_at_hand() {
+        let c = user(Role::Clinician, "user/Observation.rs?category=laboratory user/Observation.c");
+        assert_eq!(decide(&c, Interaction::Search, Some(&ty("Observation"))), Decision::Permit);
+        assert_eq!(decide(&c, Interaction::Read, Some(&ty("Observation"))), Decision::Permit);
+        let search = c.restriction_for(Interaction::Search).unwrap();
+        assert_eq!(search.organization.as_deref(), Some("org-1"), "the relationship still holds");
+        assert_eq!(search.filters_of("Observation").map(|f| f.any_of.len()).collect::<Vec<_>>(), [1]);
+        assert!(!search.filters_type("Condition"));
+        assert_eq!(c.restriction_for(Interaction::Everything).unwrap().filters.len(), 1);
+        assert!(c.restriction_for(Interaction::Create).unwrap().filters.is_empty(), "a plain create scope");
+        // updates: granted by no scope of the type, so none of it
+        let update = c.restriction_for(Interaction::Update).unwrap();
+        assert_eq!(update.filters_of("Observation").map(|f| f.any_of.len()).collect::<Vec<_>>(), [0]);
+        // a client: every patient, only the filter
+        let grant = ClientGrant {
+            client_id: "lab".into(),
+            scopes: Scopes::parse("system/Observation.rs?category=laboratory system/Patient.rs", true).unwrap(),
+        };
+        let ctx =
+            RequestContext { principal: Principal::Client(Box::new(grant)), ..RequestContext::anonymous("r", None) };
+        let r = ctx.restriction_for(Interaction::Search).unwrap();
+        assert!(r.every_patient && r.patients.is_none() && r.organization.is_none());
+        assert_eq!(r.filters.len(), 1);
+        assert_eq!(RequestContext::system("x").restriction_for(Interaction::Read), None);
     }
 }

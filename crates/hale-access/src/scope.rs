@@ -1,10 +1,17 @@
 //! SMART on FHIR scopes (<https://hl7.org/fhir/smart-app-launch/scopes-and-launch-context.html>),
 //! v1 (`patient/Observation.read`) and v2 (`patient/Observation.rs`), parsed and
-//! checked. Granular v2 scopes (`patient/Observation.rs?category=laboratory`) are parsed
-//! and kept but grant nothing yet: a query restriction the gate cannot apply must not
-//! widen access.
+//! checked. Granular v2 scopes (`patient/Observation.rs?category=laboratory`, SMART App
+//! Launch 2 "finer-grained resource constraints using search parameters") grant their
+//! permissions on the resources of their type that match their query: the query is
+//! parsed against the R4 search parameters into token tests
+//! ([`hale_search::access::parse_scope_query`]) that the store applies in SQL
+//! ([`Scopes::filters`]); a query Hale cannot apply that way (not a token parameter, a
+//! modifier, a chain, a wildcard type) makes the scope invalid, so it never grants more
+//! than it says.
 
 use std::fmt;
+
+use hale_search::access::{TokenTest, TypeFilter, parse_scope_query};
 
 /// The level of a resource scope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -84,16 +91,18 @@ pub struct ResourceScope {
     /// `None` for `*`.
     pub resource_type: Option<String>,
     pub perms: Perms,
-    /// The granular restriction of a v2 scope (`category=laboratory`), if any.
+    /// The granular restriction of a v2 scope (`category=laboratory`), as written.
     pub query: Option<String>,
+    /// `query` as the tests a resource must pass (every one), empty without a query.
+    pub filter: Vec<TokenTest>,
 }
 
 impl ResourceScope {
     /// Whether this scope grants `perm` on `ty` (`None`: every type, as for a system-wide
-    /// search).
+    /// search). A granular scope grants it on the matching resources of its type only:
+    /// the restriction's filters ([`Scopes::filters`]) hold it to them.
     pub fn grants(&self, perm: Perm, ty: Option<&str>) -> bool {
-        self.query.is_none()
-            && self.perms.contains(perm)
+        self.perms.contains(perm)
             && match (&self.resource_type, ty) {
                 (None, _) => true,
                 (Some(mine), Some(t)) => mine == t,
@@ -200,7 +209,16 @@ pub fn parse_resource_scope(s: &str) -> Result<ResourceScope, ScopeError> {
     if query.is_some() && matches!(perm_text, "read" | "write" | "*") {
         return Err(bad("a granular '?' restriction needs v2 permissions"));
     }
-    Ok(ResourceScope { level, resource_type, perms, query })
+    let filter = match (&query, &resource_type) {
+        (None, _) => Vec::new(),
+        (Some(_), None) => {
+            return Err(bad("Hale cannot apply a granular '?' restriction to '*': name a resource type"));
+        }
+        (Some(q), Some(t)) => {
+            parse_scope_query(t, q).map_err(|why| bad(&format!("Hale cannot apply its query: {why}")))?
+        }
+    };
+    Ok(ResourceScope { level, resource_type, perms, query, filter })
 }
 
 impl Scopes {
@@ -229,6 +247,34 @@ impl Scopes {
     /// The broadest level at which these scopes grant `perm` on `ty`, if any.
     pub fn grants(&self, perm: Perm, ty: Option<&str>) -> Option<Level> {
         self.resources.iter().filter(|r| r.grants(perm, ty)).map(|r| r.level).max()
+    }
+
+    /// The granular filters for `perm` among the scopes of `levels`: for each type some
+    /// granular scope names, the queries of those granting `perm` on it (an OR), unless a
+    /// scope without a query grants it (then nothing filters that type). A type the
+    /// granular scopes name but none grants `perm` on gets a filter with no
+    /// alternative: none of its resources.
+    pub fn filters(&self, perm: Perm, levels: &[Level]) -> Vec<TypeFilter> {
+        let mine = || self.resources.iter().filter(|r| levels.contains(&r.level));
+        let mut types: Vec<&str> =
+            mine().filter(|r| r.query.is_some()).filter_map(|r| r.resource_type.as_deref()).collect();
+        types.sort_unstable();
+        types.dedup();
+        let mut out = Vec::new();
+        for t in types {
+            let granting: Vec<&ResourceScope> = mine().filter(|r| r.grants(perm, Some(t))).collect();
+            if granting.iter().any(|r| r.query.is_none()) {
+                continue;
+            }
+            let mut any_of: Vec<Vec<TokenTest>> = Vec::new();
+            for r in granting {
+                if !any_of.contains(&r.filter) {
+                    any_of.push(r.filter.clone());
+                }
+            }
+            out.push(TypeFilter { resource_type: t.to_string(), any_of });
+        }
+        out
     }
 
     /// Whether any resource scope is patient-level: then the whole token is held to the
@@ -283,6 +329,15 @@ mod tests {
             "patient/Observation.read?category=x",
             "patient/Observation.rs?",
             "patient/Obs-ervation.rs",
+            "patient/*.rs?category=laboratory",
+            "patient/Observation.rs?value-quantity=gt5",
+            "patient/Observation.rs?code:text=pulse",
+            "patient/Observation.rs?subject=Patient/1",
+            "patient/Observation.rs?category=laboratory&_count=5",
+            "patient/Observation.rs?nonsense=1",
+            "patient/Observation.rs?category",
+            "patient/Nothing.rs?category=x",
+            "user/AuditEvent.rs?type=rest",
         ] {
             assert!(parse_resource_scope(bad).is_err(), "{bad}");
         }
@@ -302,9 +357,43 @@ mod tests {
         assert!(s.has("launch/patient"));
         let all = Scopes::parse("system/*.rs", true).unwrap();
         assert_eq!(all.grants(Perm::Search, None), Some(Level::System));
-        // granular scopes grant nothing until the gate can apply their query
+        // a granular scope grants its permissions; its filter holds them to what matches
         let g = Scopes::parse("patient/Observation.rs?category=laboratory", true).unwrap();
-        assert_eq!(g.grants(Perm::Read, Some("Observation")), None);
+        assert_eq!(g.grants(Perm::Read, Some("Observation")), Some(Level::Patient));
+        assert_eq!(g.grants(Perm::Create, Some("Observation")), None);
         assert_eq!(g.to_string(), "patient/Observation.rs?category=laboratory");
+    }
+
+    #[test]
+    fn granular_scopes_filter_their_type_and_several_are_an_or() {
+        let levels = [Level::User, Level::Patient];
+        let lab = "patient/Observation.rs?category=laboratory";
+        let g = Scopes::parse(lab, true).unwrap();
+        let f = g.filters(Perm::Search, &levels);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].resource_type, "Observation");
+        assert_eq!(f[0].any_of.len(), 1);
+        assert_eq!(f[0].any_of[0][0].param, "category");
+        // a permission no scope grants on the type: nothing of it
+        let f = g.filters(Perm::Create, &levels);
+        assert_eq!((f.len(), f[0].any_of.len()), (1, 0));
+        // two granular scopes: either query
+        let two = Scopes::parse(&format!("{lab} patient/Observation.rs?category=vital-signs"), true).unwrap();
+        assert_eq!(two.filters(Perm::Read, &levels)[0].any_of.len(), 2);
+        // a plain scope besides: everything of the type
+        let plain = Scopes::parse(&format!("{lab} patient/Observation.rs"), true).unwrap();
+        assert!(plain.filters(Perm::Read, &levels).is_empty());
+        // ...but only for the permissions it grants
+        let partial = Scopes::parse(&format!("{lab} patient/Observation.s"), true).unwrap();
+        assert!(partial.filters(Perm::Search, &levels).is_empty());
+        assert_eq!(partial.filters(Perm::Read, &levels)[0].any_of.len(), 1);
+        // other levels do not count
+        assert!(g.filters(Perm::Read, &[Level::System]).is_empty());
+        let mixed = Scopes::parse(&format!("{lab} system/Observation.rs"), true).unwrap();
+        assert_eq!(mixed.filters(Perm::Read, &levels)[0].any_of.len(), 1);
+        // a query in several parameters: all of them
+        let and = Scopes::parse("user/Observation.rs?category=laboratory&status=final", true).unwrap();
+        assert_eq!(and.filters(Perm::Read, &levels)[0].any_of[0].len(), 2);
+        assert!(Scopes::parse("user/Condition.rs patient/*.rs", true).unwrap().filters(Perm::Read, &levels).is_empty());
     }
 }

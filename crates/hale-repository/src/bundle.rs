@@ -326,7 +326,7 @@ impl Repository {
         ty: &ResourceType,
         query: &str,
     ) -> Result<(hale_store::Criteria, Option<ResourceId>)> {
-        let criteria = self.criteria(ty, query).map_err(|e| in_entry(index, e))?;
+        let criteria = self.criteria(ty, query, None).map_err(|e| in_entry(index, e))?;
         let found = self.door(Interaction::Search, Some(ty)).await?.find(&criteria, 2).await?;
         match found.len() {
             0 => Ok((criteria, None)),

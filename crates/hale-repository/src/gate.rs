@@ -89,10 +89,11 @@ impl Repository {
         }
     }
 
-    /// What this caller may see (`None`: everything), for every statement the store runs
-    /// for them.
-    pub(crate) fn restriction(&self) -> Option<Restriction> {
-        self.ctx.restriction()
+    /// What this caller may see or change by `interaction` (`None`: everything), for
+    /// every statement the store runs for them: their patients, and what granular scopes
+    /// granting that interaction's permission let through.
+    pub(crate) fn restriction(&self, interaction: Interaction) -> Option<Restriction> {
+        self.ctx.restriction_for(interaction)
     }
 
     /// Audits credentials refused before any interaction (a bad, expired or forged
@@ -103,18 +104,30 @@ impl Repository {
         Ok(self.store.append_audit(vec![event.row(&self.ctx, &[])]).await?)
     }
 
-    /// Conditional criteria, held to what this caller may see.
-    pub(crate) fn criteria(&self, ty: &ResourceType, query: &str) -> Result<Criteria> {
+    /// Conditional criteria, held to what this caller may search, and when they select
+    /// what a write changes (`write`: update, delete), to what it may change too.
+    pub(crate) fn criteria(&self, ty: &ResourceType, query: &str, write: Option<Interaction>) -> Result<Criteria> {
         let mut c = crate::parse_criteria(ty, query)?;
-        c.request.restriction = self.restriction();
+        let search = self.restriction(Interaction::Search);
+        c.request.restriction = match (search, write.and_then(|w| self.restriction(w))) {
+            (Some(s), Some(w)) => Some(s.and_filters_of(&w)),
+            (s, w) => s.or(w),
+        };
         Ok(c)
     }
 
-    /// Whether the current version of `ty/id` is within what this caller may see,
-    /// decided by the same SQL that filters their searches.
-    pub(crate) async fn visible(&self, ty: &ResourceType, id: &ResourceId) -> Result<bool> {
-        let Some(r) = self.restriction() else { return Ok(true) };
-        if is_shared(ty.as_str()) {
+    /// Whether the current version of `ty/id` is within what this caller may reach by
+    /// `interaction`, decided by the same SQL that filters their searches.
+    pub(crate) async fn visible(&self, interaction: Interaction, ty: &ResourceType, id: &ResourceId) -> Result<bool> {
+        match self.restriction(interaction) {
+            None => Ok(true),
+            Some(r) => self.visible_under(r, ty, id).await,
+        }
+    }
+
+    /// Whether the current version of `ty/id` passes `r`.
+    async fn visible_under(&self, r: Restriction, ty: &ResourceType, id: &ResourceId) -> Result<bool> {
+        if is_shared(ty.as_str()) && !r.filters_type(ty.as_str()) {
             return Ok(true);
         }
         let mut req = hale_search::parse::parse(ty, &[("_id".to_string(), id.to_string())], false)
@@ -123,33 +136,40 @@ impl Repository {
         Ok(self.store.search(&req, 0, true).await?.total.unwrap_or(0) > 0)
     }
 
-    /// A restricted caller's write must stay within the patients they may see: the
-    /// current version (if any) visible to them, and the new one a Patient their
-    /// organization manages or a resource in the compartment of patients they may see
-    /// (or that the same transaction creates, in `new_patients`). Types that hold no
-    /// patient's information pass; types outside every compartment do not.
+    /// A restricted caller's write (`interaction`: create, update or delete) must stay
+    /// within what they may change: the current version (if any) within their
+    /// restriction for it, the new one matching their granular scopes for it (tested on
+    /// its index rows, as the SQL tests stored ones) and a Patient their organization
+    /// manages or a resource in the compartment of patients they may see (or that the
+    /// same transaction creates, in `new_patients`). Types that hold no patient's
+    /// information pass the patient part; types outside every compartment do not.
     pub(crate) async fn check_write(
         &self,
+        interaction: Interaction,
         ty: &ResourceType,
         id: Option<&ResourceId>,
         new: Option<&NewVersion>,
         new_patients: &[String],
     ) -> Result<()> {
-        let Some(r) = self.restriction() else { return Ok(()) };
+        let Some(r) = self.restriction(interaction) else { return Ok(()) };
         let t = ty.as_str();
-        if is_shared(t) {
-            return Ok(());
-        }
+        let refused =
+            |why: &str| Error::Denied(Denial { category: Category::Forbidden, reason: format!("{t}: {why}") });
         if let Some(id) = id
             && !new_patients.iter().any(|p| t == "Patient" && p == id.as_str())
             && self.store.read(ty, id).await?.is_some_and(|s| !s.is_deleted())
-            && !self.visible(ty, id).await?
+            && !self.visible_under(r.clone(), ty, id).await?
         {
             return Err(Error::NotFound(format!("{ty}/{id}")));
         }
         let Some(new) = new else { return Ok(()) };
-        let refused =
-            |why: &str| Error::Denied(Denial { category: Category::Forbidden, reason: format!("{t}: {why}") });
+        if !r.admits(t, &new.index.tokens) {
+            return Err(refused("the token's scopes allow this only for resources matching their query"));
+        }
+        if r.every_patient || is_shared(t) {
+            return Ok(());
+        }
+        let r = r.patients_only();
         if t == "Patient" {
             return match (&r.organization, id) {
                 (Some(org), _)
@@ -185,7 +205,7 @@ impl Repository {
                 continue;
             }
             let visible = match ResourceId::parse(p) {
-                Some(pid) => self.visible(&patient_ty, &pid).await?,
+                Some(pid) => self.visible_under(r.clone(), &patient_ty, &pid).await?,
                 None => false,
             };
             if !visible {
@@ -202,27 +222,26 @@ impl Repository {
         // the patients this transaction registers, which its other entries may refer to
         let mut new_patients = Vec::new();
         for op in ops {
-            if let TxOp::Write { ty, id, new, .. } = op
+            if let TxOp::Write { ty, id, new, method, .. } = op
                 && ty.as_str() == "Patient"
             {
-                self.check_write(ty, Some(id), Some(new), &[]).await?;
+                self.check_write(write_interaction(*method), ty, Some(id), Some(new), &[]).await?;
                 new_patients.push(id.to_string());
             }
         }
         for op in ops {
             match op {
-                TxOp::Write { ty, id, new, .. } if ty.as_str() != "Patient" => {
-                    self.check_write(ty, Some(id), Some(new), &new_patients).await?
+                TxOp::Write { ty, id, new, method, .. } if ty.as_str() != "Patient" => {
+                    self.check_write(write_interaction(*method), ty, Some(id), Some(new), &new_patients).await?
                 }
-                TxOp::Delete { ty, id, .. } => self.check_write(ty, Some(id), None, &[]).await?,
+                TxOp::Delete { ty, id, .. } => self.check_write(Interaction::Delete, ty, Some(id), None, &[]).await?,
                 _ => {}
             }
         }
         for op in ops {
             let preconditions = match op {
                 TxOp::Write { ty, method, preconditions, .. } => {
-                    let i = if *method == Method::Post { Interaction::Create } else { Interaction::Update };
-                    self.door(i, Some(ty)).await?;
+                    self.door(write_interaction(*method), Some(ty)).await?;
                     preconditions
                 }
                 TxOp::Delete { ty, preconditions, .. } => {
@@ -274,6 +293,11 @@ impl Repository {
         }
         result
     }
+}
+
+/// The interaction a transaction's write is: POST creates, the others update.
+fn write_interaction(method: Method) -> Interaction {
+    if method == Method::Post { Interaction::Create } else { Interaction::Update }
 }
 
 fn failed(event: Event, e: &Error) -> Event {

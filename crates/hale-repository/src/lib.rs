@@ -215,7 +215,9 @@ impl Repository {
         let event = Event::new("read", Interaction::Read).target(format!("{ty}/{id}"));
         let result = async {
             match self.door(Interaction::Read, Some(ty)).await?.read(ty, id).await? {
-                Some(_) if !self.visible(ty, id).await? => Err(Error::NotFound(format!("{ty}/{id}"))),
+                Some(_) if !self.visible(Interaction::Read, ty, id).await? => {
+                    Err(Error::NotFound(format!("{ty}/{id}")))
+                }
                 Some(s) if s.is_deleted() => Err(Error::Gone(format!("{ty}/{id}"), Box::new(s))),
                 Some(s) => Ok(s),
                 None => Err(Error::NotFound(format!("{ty}/{id}"))),
@@ -229,8 +231,17 @@ impl Repository {
     pub async fn vread(&self, ty: &ResourceType, id: &ResourceId, version: VersionId) -> Result<StoredResource> {
         let event = Event::new("vread", Interaction::Vread).target(format!("{ty}/{id}/_history/{version}"));
         let result = async {
-            match self.door(Interaction::Vread, Some(ty)).await?.vread(ty, id, version).await? {
-                Some(_) if !self.visible(ty, id).await? => {
+            let store = self.door(Interaction::Vread, Some(ty)).await?;
+            match store.vread(ty, id, version).await? {
+                Some(_) if !self.visible(Interaction::Vread, ty, id).await? => {
+                    Err(Error::NotFound(format!("{ty}/{id}/_history/{version}")))
+                }
+                // a granular scope's query is matched on the current version: an older
+                // one of a filtered type is not shown (it may not match)
+                Some(s)
+                    if self.restriction(Interaction::Vread).is_some_and(|r| r.filters_type(ty.as_str()))
+                        && store.read(ty, id).await?.is_none_or(|cur| cur.version != s.version) =>
+                {
                     Err(Error::NotFound(format!("{ty}/{id}/_history/{version}")))
                 }
                 Some(s) if s.is_deleted() => Err(Error::Gone(format!("{ty}/{id}/_history/{version}"), Box::new(s))),
@@ -246,12 +257,12 @@ impl Repository {
     pub async fn create(&self, ty: &ResourceType, body: Value, if_none_exist: Option<&str>) -> Result<CreateOutcome> {
         let event = Event::new("create", Interaction::Create);
         let result = async {
-            let criteria = if_none_exist.map(|q| self.criteria(ty, q)).transpose()?;
+            let criteria = if_none_exist.map(|q| self.criteria(ty, q, None)).transpose()?;
             check_body(ty, None, &body)?;
             let audit = self.audit_write(event.clone());
             let store = self.door(Interaction::Create, Some(ty)).await?;
             let new = prepare(body);
-            self.check_write(ty, None, Some(&new), &[]).await?;
+            self.check_write(Interaction::Create, ty, None, Some(&new), &[]).await?;
             Ok(store.create(ty, new, criteria, audit).await?)
         }
         .await;
@@ -283,7 +294,7 @@ impl Repository {
             let audit = self.audit_write(event.clone());
             let store = self.door(Interaction::Update, Some(ty)).await?;
             let new = prepare(body);
-            self.check_write(ty, Some(id), Some(&new), &[]).await?;
+            self.check_write(Interaction::Update, ty, Some(id), Some(&new), &[]).await?;
             Ok(store.update(ty, id, new, if_match, audit).await?)
         }
         .await;
@@ -311,7 +322,7 @@ impl Repository {
         if_match: Option<VersionId>,
         event: &Event,
     ) -> Result<UpdateOutcome> {
-        let criteria = self.criteria(ty, query)?;
+        let criteria = self.criteria(ty, query, Some(Interaction::Update))?;
         let id = match body.get("id") {
             None => None,
             Some(Value::String(s)) => Some(resource_id(s).map_err(|_| {
@@ -333,7 +344,7 @@ impl Repository {
         let audit = self.audit_write(event.clone());
         let store = self.door(Interaction::Update, Some(ty)).await?;
         let new = prepare(body);
-        self.check_write(ty, id.as_ref(), Some(&new), &[]).await?;
+        self.check_write(Interaction::Update, ty, id.as_ref(), Some(&new), &[]).await?;
         Ok(store.conditional_update(criteria, id, new, if_match, audit).await?)
     }
 
@@ -390,7 +401,7 @@ impl Repository {
         let result = async {
             let audit = self.audit_write(event.clone());
             let store = self.door(Interaction::Delete, Some(ty)).await?;
-            self.check_write(ty, Some(id), None, &[]).await?;
+            self.check_write(Interaction::Delete, ty, Some(id), None, &[]).await?;
             Ok(store.delete(ty, id, if_match, audit).await?)
         }
         .await;
@@ -401,7 +412,7 @@ impl Repository {
     pub async fn conditional_delete(&self, ty: &ResourceType, query: &str) -> Result<Option<StoredResource>> {
         let event = Event::new("delete", Interaction::Delete).query(format!("{ty}?{query}"));
         let result = async {
-            let criteria = self.criteria(ty, query)?;
+            let criteria = self.criteria(ty, query, Some(Interaction::Delete))?;
             self.door(Interaction::Search, Some(ty)).await?;
             let audit = self.audit_write(event.clone());
             Ok(self.door(Interaction::Delete, Some(ty)).await?.conditional_delete(criteria, audit).await?)
@@ -420,7 +431,7 @@ impl Repository {
         }
         let result = async {
             let store = self.door(Interaction::Search, Some(&request.resource_type)).await?;
-            match self.restriction() {
+            match self.restriction(Interaction::Search) {
                 None => Ok(store.search(request, page_size, want_total).await?),
                 Some(r) => {
                     let mut held = request.clone();
@@ -441,7 +452,7 @@ impl Repository {
         let result = async {
             let store = self.door(Interaction::Everything, Some(&ty)).await?;
             let mut held = query.clone();
-            held.restriction = self.restriction();
+            held.restriction = self.restriction(Interaction::Everything);
             Ok(store.everything(patient, &held).await?)
         }
         .await;
@@ -471,12 +482,12 @@ impl Repository {
         let result = async {
             let store = self.door(interaction, ty).await?;
             if let HistoryScope::Instance(ty, id) = scope
-                && (store.read(ty, id).await?.is_none() || !self.visible(ty, id).await?)
+                && (store.read(ty, id).await?.is_none() || !self.visible(interaction, ty, id).await?)
             {
                 return Err(Error::NotFound(format!("{ty}/{id}")));
             }
             let mut held = query.clone();
-            held.restriction = self.restriction();
+            held.restriction = self.restriction(interaction);
             Ok(store.history(scope, &held).await?)
         }
         .await;

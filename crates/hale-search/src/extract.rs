@@ -476,8 +476,40 @@ pub fn extract(resource: &Value) -> IndexRows {
     if ty == "Consent" {
         consent_rows(&mut rows, resource);
     }
+    related_rows(&mut rows, ty);
     rows
 }
+
+/// Hale's own token rows of the organizations and practitioners an Encounter or a
+/// CareTeam relates its patient to: under [`RELATED`], system the target type
+/// (`Organization`, `Practitioner`), code its id, for an Encounter's `service-provider`
+/// and a CareTeam's `participant`s. Token rows carry the patient key, so the access
+/// filter asks "does an Encounter of patient X have organization O" with one probe of
+/// `search_token_patient`, however many encounters X has.
+fn related_rows(rows: &mut IndexRows, ty: &str) {
+    let (param, targets): (&str, &[&str]) = match ty {
+        "Encounter" => ("service-provider", &["Organization"]),
+        "CareTeam" => ("participant", &["Organization", "Practitioner"]),
+        _ => return,
+    };
+    let mut related: Vec<crate::index::TokenIndex> = Vec::new();
+    for r in rows.references.iter().filter(|r| r.param == param) {
+        if let (Some(t), Some(id)) = (r.target_type.as_deref(), r.target_id.as_deref())
+            && targets.contains(&t)
+        {
+            let row =
+                crate::index::TokenIndex { param: RELATED.into(), system: Some(t.into()), code: id.into(), text: None };
+            if !related.contains(&row) {
+                related.push(row);
+            }
+        }
+    }
+    rows.tokens.extend(related);
+}
+
+/// The index parameter of Hale's own token rows naming an organization or practitioner
+/// an Encounter or CareTeam relates its patient to (system: the type, code: the id).
+pub const RELATED: &str = "_hale-related";
 
 /// Hale's own index rows of an active Consent (no R4 search parameter says whether a
 /// provision permits or denies): a reference row under [`CONSENT_PERMIT`] or
@@ -515,6 +547,32 @@ pub const CONSENT_DENY: &str = "_hale-consent-deny";
 mod extract_tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn encounters_and_care_teams_index_whom_they_relate_their_patient_to() {
+        let related = |r: &Value| -> Vec<(Option<String>, String)> {
+            extract(r).tokens.into_iter().filter(|t| t.param == RELATED).map(|t| (t.system, t.code)).collect()
+        };
+        let enc = serde_json::json!({"resourceType":"Encounter","id":"e","status":"finished",
+            "class":{"code":"AMB"},"subject":{"reference":"Patient/p"},
+            "serviceProvider":{"reference":"Organization/o1"},
+            "participant":[{"individual":{"reference":"Practitioner/x"}}]});
+        assert_eq!(related(&enc), [(Some("Organization".to_string()), "o1".to_string())]);
+        let ct = serde_json::json!({"resourceType":"CareTeam","id":"c","subject":{"reference":"Patient/p"},
+            "participant":[{"member":{"reference":"Practitioner/d1"}},{"member":{"reference":"Organization/o2"}},
+                {"member":{"reference":"RelatedPerson/r"}},{"member":{"reference":"Practitioner/d1"}}]});
+        assert_eq!(
+            related(&ct),
+            [
+                (Some("Practitioner".to_string()), "d1".to_string()),
+                (Some("Organization".to_string()), "o2".to_string())
+            ]
+        );
+        assert!(extract(&ct).patient_keys() == [Some("p")]);
+        let obs = serde_json::json!({"resourceType":"Observation","status":"final","code":{"text":"x"},
+            "performer":[{"reference":"Organization/o1"}]});
+        assert!(related(&obs).is_empty());
+    }
 
     #[test]
     fn an_observation_indexes_its_parameters() {

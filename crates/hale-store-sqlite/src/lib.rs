@@ -1274,6 +1274,52 @@ mod tests {
         }
     }
 
+    /// A clinician's search held to their organization's patients (through Consents,
+    /// encounters and care teams) and to a granular scope's query checks each candidate
+    /// by index probes, starting from that candidate's own rows: no step scans a table,
+    /// and the encounter and care team checks are one probe by the patient key each,
+    /// never a walk over the patient's (or the organization's) encounters.
+    #[test]
+    fn a_restricted_search_probes_each_candidate_and_never_scans() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.db");
+        drop(SqliteStore::open(&path).unwrap());
+        let c = Connection::open(&path).unwrap();
+        let mut r = hale_search::access::Restriction::organization("org-1");
+        r.practitioner = Some("prac-1".into());
+        r.filters = vec![hale_search::access::TypeFilter {
+            resource_type: "Observation".into(),
+            any_of: vec![hale_search::access::parse_scope_query("Observation", "category=s|laboratory").unwrap()],
+        }];
+        let plan_of = |sql: &str, args: &[hale_store::sql::Bind]| -> Vec<String> {
+            let mut st = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+            st.query_map(params_from_iter(args.iter().map(search::bind)), |r| r.get::<_, String>(3))
+                .unwrap()
+                .collect::<rusqlite::Result<_>>()
+                .unwrap()
+        };
+        for (ty, q) in [("Observation", "code=8867-4"), ("Patient", "name=x"), ("Condition", "subject=Patient/p1")] {
+            let pairs = vec![(q.split('=').next().unwrap().to_string(), q.split('=').nth(1).unwrap().to_string())];
+            let mut req = hale_search::parse::parse(&ResourceType::parse(ty).unwrap(), &pairs, false).unwrap();
+            req.restriction = Some(r.clone());
+            let s = hale_store::sql::SearchSql::build(&hale_store::sql::SQLITE, &req, 10, true).unwrap();
+            for stmt in [s.page.unwrap(), s.count.unwrap()] {
+                let plan = plan_of(&stmt.sql, &stmt.args);
+                let scans: Vec<&String> = plan.iter().filter(|l| l.starts_with("SCAN ")).collect();
+                assert!(scans.is_empty(), "{ty}?{q}: {scans:?} in {plan:#?}");
+                // encounters and care teams: one probe by the patient key
+                let rt: Vec<&String> = plan.iter().filter(|l| l.starts_with("SEARCH rt ")).collect();
+                assert!(!rt.is_empty(), "{plan:#?}");
+                for l in rt {
+                    assert!(
+                        l.contains("search_token_patient") && l.contains("patient=?") && l.contains("code=?"),
+                        "{l}"
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn migration_8_gives_existing_token_rows_their_patient_keys() {
         let dir = tempfile::tempdir().unwrap();

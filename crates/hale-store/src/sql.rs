@@ -10,7 +10,7 @@
 
 use std::collections::HashSet;
 
-use hale_search::access::{Restriction, SHARED_TYPES};
+use hale_search::access::{Restriction, SHARED_TYPES, TypeFilter};
 use hale_search::index::PATIENT_PARAM;
 use hale_search::parse::{Clause, Include, Modifier, ParamType, SearchRequest, SearchValue, SortKey};
 use hale_search::values::{DateRange, NumberRange, Prefix};
@@ -165,22 +165,7 @@ fn value_cond(d: &Dialect, c: &Clause, v: &SearchValue, args: &mut Vec<Bind>) ->
                 "(i.norm >= ? AND i.norm < ?)".into()
             }
         },
-        SearchValue::Token { system, code } => {
-            let mut parts = Vec::new();
-            if let Some(code) = code {
-                args.push(Bind::Text(code.clone()));
-                parts.push("i.code = ?");
-            }
-            match system {
-                None => {}
-                Some(None) => parts.push("i.system IS NULL"),
-                Some(Some(s)) => {
-                    args.push(Bind::Text(s.clone()));
-                    parts.push("i.system = ?");
-                }
-            }
-            format!("({})", parts.join(" AND "))
-        }
+        SearchValue::Token { system, code } => token_cond("i", system, code, args),
         SearchValue::TokenText(t) => {
             args.push(Bind::Text(format!("%{}%", like_escape(t))));
             format!("i.text {} ? ESCAPE '\\'", d.ilike)
@@ -259,6 +244,28 @@ fn value_cond(d: &Dialect, c: &Clause, v: &SearchValue, args: &mut Vec<Bind>) ->
 
 /// The condition on component `k` (1-based columns `s{k}`, `c{k}`, `n{k}`, `lo{k}`, `hi{k}`)
 /// of a `search_composite` row.
+/// A token value's condition on the `search_token` row `t`: `system|code`, `|code`,
+/// `code`, `system|`.
+fn token_cond(t: &str, system: &Option<Option<String>>, code: &Option<String>, args: &mut Vec<Bind>) -> String {
+    let mut parts = Vec::new();
+    if let Some(code) = code {
+        args.push(Bind::Text(code.clone()));
+        parts.push(format!("{t}.code = ?"));
+    }
+    match system {
+        None => {}
+        Some(None) => parts.push(format!("{t}.system IS NULL")),
+        Some(Some(s)) => {
+            args.push(Bind::Text(s.clone()));
+            parts.push(format!("{t}.system = ?"));
+        }
+    }
+    if parts.is_empty() {
+        return "1 = 1".into();
+    }
+    format!("({})", parts.join(" AND "))
+}
+
 fn composite_part_cond(d: &Dialect, k: usize, v: &SearchValue, args: &mut Vec<Bind>) -> String {
     let (s, c, n) = (format!("i.s{k}"), format!("i.c{k}"), format!("i.n{k}"));
     match v {
@@ -432,7 +439,9 @@ fn patient_keyed(c: &Clause) -> bool {
 /// The SQL condition on resource alias `r` (at nesting `depth`; the top level also
 /// has `v`, its current version) for a clause of a search on type `ty`. A `correlated`
 /// clause is checked for the row at hand instead of listing every match; a clause that
-/// lists them does so within one `patient` when given (see [`patient_keyed`]).
+/// lists them does so within one `patient` when given (see [`patient_keyed`]). The
+/// resources a chain or `_has` reaches are held to `filters`' granular scopes (so a
+/// clause cannot tell whether a resource the caller may not see exists).
 #[allow(clippy::too_many_arguments)]
 fn clause_sql(
     d: &Dialect,
@@ -443,7 +452,11 @@ fn clause_sql(
     depth: usize,
     correlated: bool,
     patient: Option<&str>,
+    filters: Option<&Restriction>,
 ) -> String {
+    let filter = |target: &str, alias: &str, args: &mut Vec<Bind>| {
+        filters.and_then(|f| filter_sql(Some(target), alias, f, args)).map(|f| format!(" AND {f}")).unwrap_or_default()
+    };
     if let Some(chain) = &c.chain {
         let inner_alias = format!("r{}", depth + 1);
         let mut ors = Vec::new();
@@ -452,11 +465,12 @@ fn clause_sql(
             args.push(Bind::Text(c.code.clone()));
             args.push(Bind::Text(target.clone()));
             args.push(Bind::Text(target.clone()));
-            let inner = clause_sql(d, target, &chain.inner, args, &inner_alias, depth + 1, false, None);
+            let inner = clause_sql(d, target, &chain.inner, args, &inner_alias, depth + 1, false, None, filters);
+            let held = filter(target, &inner_alias, args);
             ors.push(format!(
                 "{r}.res_id IN (SELECT i.res_id FROM search_reference i WHERE i.res_type = ? AND i.param = ? \
                  AND i.target_type = ? AND i.target_id IN (SELECT {inner_alias}.res_id FROM resources {inner_alias} \
-                 WHERE {inner_alias}.res_type = ? AND {inner_alias}.deleted = 0 AND {inner}))"
+                 WHERE {inner_alias}.res_type = ? AND {inner_alias}.deleted = 0 AND {inner}{held}))"
             ));
         }
         return format!("({})", ors.join(" OR "));
@@ -467,11 +481,12 @@ fn clause_sql(
         args.push(Bind::Text(has.param.clone()));
         args.push(Bind::Text(ty.to_string()));
         args.push(Bind::Text(has.source_type.clone()));
-        let inner = clause_sql(d, &has.source_type, &has.inner, args, &inner_alias, depth + 1, false, None);
+        let inner = clause_sql(d, &has.source_type, &has.inner, args, &inner_alias, depth + 1, false, None, filters);
+        let held = filter(&has.source_type, &inner_alias, args);
         return format!(
             "{r}.res_id IN (SELECT i.target_id FROM search_reference i{} WHERE i.res_type = ? AND i.param = ? \
              AND i.target_type = ? AND i.res_id IN (SELECT {inner_alias}.res_id FROM resources {inner_alias} \
-             WHERE {inner_alias}.res_type = ? AND {inner_alias}.deleted = 0 AND {inner}))",
+             WHERE {inner_alias}.res_type = ? AND {inner_alias}.deleted = 0 AND {inner}{held}))",
             owner_hint(d, "search_reference")
         );
     }
@@ -708,7 +723,8 @@ impl SearchSql {
         for (k, clause) in req.clauses.iter().enumerate() {
             let correlated = Some(k) != driver && clause.chain.is_none() && clause.has.is_none();
             let patient = pinned.filter(|_| patient_keyed(clause));
-            conds.push(clause_sql(d, ty, clause, &mut where_args, "r", 0, correlated, patient));
+            let filters = req.restriction.as_ref().filter(|r| !r.filters.is_empty());
+            conds.push(clause_sql(d, ty, clause, &mut where_args, "r", 0, correlated, patient, filters));
         }
         if let Some(comp) = &req.compartment {
             if comp.owner_type == ty {
@@ -977,10 +993,66 @@ fn include_sql(
 /// to what `r` lets the caller see; `ty` when every row is of that type. A resource in
 /// Patient compartments is visible when it is in a visible patient's compartment and
 /// in no other patient's (a Group listing other patients, an Observation whose
-/// performer is another patient, concern them too). Written once:
-/// the page, its total, its includes, history and `$everything` all use it.
+/// performer is another patient, concern them too); and a resource of a type that
+/// granular scopes filter when it matches one of their queries (`filter_sql`).
+/// Written once: the page, its total, its includes, history and `$everything` all use
+/// it.
 pub fn restriction_sql(ty: Option<&str>, alias: &str, r: &Restriction, args: &mut Vec<Bind>) -> String {
-    if ty.is_some_and(hale_search::access::is_shared) {
+    let patients = patients_sql(ty, alias, r, args);
+    match filter_sql(ty, alias, r, args) {
+        Some(filter) => format!("({patients} AND {filter})"),
+        None => patients,
+    }
+}
+
+/// The granular scopes' part of [`restriction_sql`] (`None`: no filter concerns these
+/// rows): a row of a filtered type passes when, for one alternative of its
+/// [`TypeFilter`], each token test finds a `search_token` row of the resource (one
+/// probe of the owner index each, per candidate, like the search's own clauses).
+/// Index rows are those of the current version, so [`history`] shows only the current
+/// version of a filtered type.
+fn filter_sql(ty: Option<&str>, alias: &str, r: &Restriction, args: &mut Vec<Bind>) -> Option<String> {
+    let one = |f: &TypeFilter, args: &mut Vec<Bind>| -> String {
+        if f.any_of.is_empty() {
+            return "1 = 0".into();
+        }
+        let mut ors = Vec::new();
+        for tests in &f.any_of {
+            let mut ands = Vec::new();
+            for t in tests {
+                args.push(Bind::Text(t.param.clone()));
+                let values: Vec<String> = t.values.iter().map(|v| token_cond("g", &v.system, &v.code, args)).collect();
+                ands.push(format!(
+                    "EXISTS (SELECT 1 FROM search_token g WHERE g.res_type = {alias}.res_type \
+                     AND g.res_id = {alias}.res_id AND g.param = ? AND ({}))",
+                    values.join(" OR ")
+                ));
+            }
+            ors.push(format!("({})", ands.join(" AND ")));
+        }
+        format!("({})", ors.join(" OR "))
+    };
+    match ty {
+        Some(t) => {
+            let ands: Vec<String> = r.filters_of(t).map(|f| one(f, args)).collect();
+            (!ands.is_empty()).then(|| ands.join(" AND "))
+        }
+        None if r.filters.is_empty() => None,
+        None => {
+            let mut ands = Vec::new();
+            for f in &r.filters {
+                args.push(Bind::Text(f.resource_type.clone()));
+                let cond = one(f, args);
+                ands.push(format!("({alias}.res_type <> ? OR {cond})"));
+            }
+            Some(format!("({})", ands.join(" AND ")))
+        }
+    }
+}
+
+/// The patients' part of [`restriction_sql`].
+fn patients_sql(ty: Option<&str>, alias: &str, r: &Restriction, args: &mut Vec<Bind>) -> String {
+    if r.every_patient || ty.is_some_and(hale_search::access::is_shared) {
         return "1 = 1".into();
     }
     if r.patients.as_ref().is_some_and(Vec::is_empty) && r.also.is_empty() {
@@ -1046,8 +1118,12 @@ pub fn restriction_sql(ty: Option<&str>, alias: &str, r: &Restriction, args: &mu
 /// The condition that the Patient id `id` (an SQL expression) is one `r` lets the caller
 /// see, checked for that one patient (index probes, never a list of every patient of
 /// an organization): one of `r.patients`; or, for an organization, a patient it
-/// manages or whose active Consent permits it, unless one denies it (a denial wins);
-/// or a break-the-glass patient, whatever the rest says.
+/// manages, whose active Consent permits it, one of whose Encounters has it as service
+/// provider, or one of whose CareTeams lists it (or `r.practitioner`) as a
+/// participant, unless a Consent denies it (a denial wins); or a break-the-glass
+/// patient, whatever the rest says. The encounter and care team checks read Hale's own
+/// token rows under [`hale_search::extract::RELATED`], keyed by the patient: one probe
+/// each, however many encounters the patient has.
 fn visible_patient(id: &str, r: &Restriction, args: &mut Vec<Bind>) -> String {
     let mut cond = match &r.organization {
         Some(org) => {
@@ -1067,8 +1143,24 @@ fn visible_patient(id: &str, r: &Restriction, args: &mut Vec<Bind>) -> String {
                  AND o.param = 'organization' AND o.target_type = 'Organization' AND o.target_id = ?)"
             );
             let permit = consent(hale_search::extract::CONSENT_PERMIT, args);
+            // an Encounter or CareTeam of the patient relating them to `target`: Hale's own
+            // token row, keyed by the patient, one probe of search_token_patient
+            let related = |ty: &str, target_type: &str, target_id: &str, args: &mut Vec<Bind>| {
+                args.push(Bind::Text(target_id.to_string()));
+                format!(
+                    "EXISTS (SELECT 1 FROM search_token rt WHERE rt.patient = {id} AND rt.res_type = '{ty}' \
+                     AND rt.param = '{}' AND rt.code = ? AND rt.system = '{target_type}')",
+                    hale_search::extract::RELATED
+                )
+            };
+            let mut related_to =
+                vec![related("Encounter", "Organization", org, args), related("CareTeam", "Organization", org, args)];
+            if let Some(p) = &r.practitioner {
+                related_to.push(related("CareTeam", "Practitioner", p, args));
+            }
+            let related_to = related_to.join(" OR ");
             let deny = consent(hale_search::extract::CONSENT_DENY, args);
-            let mut c = format!("(({managed} OR {permit}) AND NOT {deny})");
+            let mut c = format!("(({managed} OR {permit} OR {related_to}) AND NOT {deny})");
             if let Some(ps) = &r.patients {
                 c = format!("({c} AND {id} IN ({}))", vec!["?"; ps.len().max(1)].join(", "));
                 if ps.is_empty() {
@@ -1164,6 +1256,20 @@ pub fn history(scope: &HistoryScope, query: &HistoryQuery) -> HistorySql {
         };
         let cond = restriction_sql(ty, "v", r, &mut args);
         sql.push_str(&format!(" AND {cond}"));
+        // a granular scope's query is matched on the current version's index rows: of a
+        // filtered type, only that version is shown (an older one may not match it)
+        let mut filtered: Vec<&str> = r.filters.iter().map(|f| f.resource_type.as_str()).collect();
+        filtered.sort_unstable();
+        filtered.dedup();
+        filtered.retain(|f| ty.is_none_or(|t| t == *f));
+        if !filtered.is_empty() {
+            args.extend(filtered.iter().map(|f| Bind::Text(f.to_string())));
+            sql.push_str(&format!(
+                " AND (v.res_type NOT IN ({}) OR EXISTS (SELECT 1 FROM resources cur \
+                 WHERE cur.res_type = v.res_type AND cur.res_id = v.res_id AND cur.seq = v.seq))",
+                vec!["?"; filtered.len()].join(", ")
+            ));
+        }
     }
     let count = (matches!(scope, HistoryScope::Instance(..)) && query.cursor.is_none()).then(|| Stmt {
         sql: sql.replacen(&format!("SELECT {VERSION_COLUMNS}"), "SELECT COUNT(*)", 1),
@@ -1316,6 +1422,44 @@ mod tests {
         assert!(keyed(&[("patient", "x"), ("date", "ge2020")]).is_none());
         // a negated token clause is checked per candidate, never listed
         assert!(keyed(&[("patient", "x"), ("category:not", "vital-signs")]).is_none());
+    }
+
+    #[test]
+    fn the_restriction_binds_every_value_and_filters_granted_types_only() {
+        let tests = hale_search::access::parse_scope_query("Observation", "category=s|laboratory,vital-signs").unwrap();
+        let mut r = Restriction::organization("org-1");
+        r.practitioner = Some("prac-1".into());
+        r.filters = vec![TypeFilter { resource_type: "Observation".into(), any_of: vec![tests] }];
+        for ty in [Some("Observation"), Some("Condition"), Some("Patient"), Some("Medication"), None] {
+            let mut args = Vec::new();
+            let sql = restriction_sql(ty, "r", &r, &mut args);
+            assert_eq!(sql.matches('?').count(), args.len(), "{ty:?}: {sql}");
+            let filtered = sql.contains("FROM search_token g");
+            assert_eq!(filtered, matches!(ty, Some("Observation") | None), "{ty:?}: {sql}");
+            let related = sql.contains("'Encounter'") && sql.contains("'CareTeam'") && sql.contains("_hale-related");
+            assert_eq!(related, ty != Some("Medication"), "{ty:?}: {sql}");
+            assert!(!sql.contains("laboratory") && !sql.contains("org-1") && !sql.contains("prac-1"), "{sql}");
+        }
+        // a client's filters alone: every patient
+        let mut args = Vec::new();
+        let sql = restriction_sql(Some("Observation"), "r", &Restriction::filtered(r.filters.clone()), &mut args);
+        assert!(sql.starts_with("(1 = 1 AND EXISTS") || sql.starts_with("(1 = 1 AND ((EXISTS"), "{sql}");
+        assert!(!sql.contains("search_reference"), "{sql}");
+        // a type no scope grants: nothing of it
+        let none = Restriction::filtered(vec![TypeFilter { resource_type: "Observation".into(), any_of: vec![] }]);
+        assert_eq!(restriction_sql(Some("Observation"), "r", &none, &mut Vec::new()), "(1 = 1 AND 1 = 0)");
+        let everything = everything(
+            &POSTGRES,
+            "p1",
+            &EverythingQuery { since: None, types: None, count: 10, cursor: None, restriction: Some(r.clone()) },
+        )
+        .unwrap();
+        assert_eq!(everything.sql.matches('?').count(), everything.args.len());
+        let h =
+            history(&HistoryScope::System, &HistoryQuery { since: None, count: 5, cursor: None, restriction: Some(r) });
+        assert_eq!(h.page.sql.matches('?').count(), h.page.args.len());
+        assert!(h.page.sql.contains("v.res_type <> ?"), "{}", h.page.sql);
+        assert!(h.page.sql.contains("cur.seq = v.seq"), "only current versions of a filtered type");
     }
 
     #[test]

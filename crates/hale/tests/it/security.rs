@@ -326,7 +326,8 @@ async fn scopes_bound_what_a_token_may_do() {
         ("user/Observation.cu", [false, false, true, true, false]),
         ("user/Patient.cruds", [false, false, false, false, false]),
         ("user/*.cruds", [true, true, true, true, true]),
-        ("user/Observation.rs?category=vital-signs", [false, false, false, false, false]),
+        // granular: obs-a has no category, so it is not read; the search answers (empty)
+        ("user/Observation.rs?category=vital-signs", [false, true, false, false, false]),
     ];
     for (scope, expect) in oracle {
         let g = UserGrant { role: "clinician", organization: Some("org-a"), scope, ..Default::default() };
@@ -600,4 +601,333 @@ async fn breaking_the_glass_opens_one_record_for_one_clinician_and_is_flagged() 
     let a_read =
         entries.iter().find(|e| e["resource"]["subtype"][0]["code"] == "read" && concerns(e, "pat-a")).unwrap();
     assert!(!flagged(a_read), "{a_read}");
+}
+
+const LAB: &str = "http://terminology.hl7.org/CodeSystem/observation-category|laboratory";
+const VITALS: &str = "http://terminology.hl7.org/CodeSystem/observation-category|vital-signs";
+/// Text in patient A's vital signs: a token for A's lab results only may not see it.
+const CANARY_VITALS: &str = "CANARYV5v8t";
+/// Text in patient A's lab result: that token must see it (the positive control).
+const LAB_TEXT: &str = "LABRESULTq4z";
+
+fn categorized(id: &str, category: &str, text: &str) -> Value {
+    let (system, code) = category.split_once('|').unwrap();
+    json!({"resourceType":"Observation","id":id,"status":"final",
+        "category":[{"coding":[{"system":system,"code":code}]}],
+        "code":{"text":text},"subject":{"reference":"Patient/pat-a"},
+        "encounter":{"reference":"Encounter/enc-a"},"performer":[{"reference":"Practitioner/prac-1"}]})
+}
+
+fn ids_of(text: &str) -> Vec<String> {
+    let b: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+    let mut ids: Vec<String> = b["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["resource"]["id"].as_str().map(str::to_string))
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// SMART v2 granular scopes: `patient/Observation.rs?category=...|laboratory` sees A's
+/// lab results, and none of A's vital signs on any read path; it writes only lab
+/// results; several scopes on a type are an OR; a query Hale cannot apply is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_granular_scope_reaches_only_the_resources_its_query_matches() {
+    let ts = TestServer::spawn().await;
+    population(&ts).await;
+    put(&ts, categorized("obs-lab-a", LAB, LAB_TEXT)).await;
+    put(&ts, categorized("obs-vs-a", VITALS, CANARY_VITALS)).await;
+    // recorded as vital signs first, a lab result now: its first version stays hidden
+    put(&ts, categorized("obs-was-vs", VITALS, CANARY_VITALS)).await;
+    put(&ts, categorized("obs-was-vs", LAB, LAB_TEXT)).await;
+    let dir = ts.data_dir.path();
+    let patients = ["pat-a"];
+    let lab_scope = format!("patient/Observation.rs?category={LAB}");
+    let patient = UserGrant {
+        role: "patient",
+        patients: &patients,
+        scope: &format!("{lab_scope} patient/Patient.rs patient/Encounter.rs launch/patient"),
+        launch_patient: Some("pat-a"),
+        ..Default::default()
+    };
+    let clinician_scope = format!("user/Observation.cruds?category={LAB} user/Patient.rs user/Encounter.rs");
+    let clinician =
+        UserGrant { role: "clinician", organization: Some("org-a"), scope: &clinician_scope, ..Default::default() };
+    let paths: Vec<(&str, &str, String, Option<Value>)> = vec![
+        ("read", "GET", "/Observation/obs-vs-a".into(), None),
+        ("vread", "GET", "/Observation/obs-vs-a/_history/1".into(), None),
+        ("history instance", "GET", "/Observation/obs-vs-a/_history".into(), None),
+        ("vread of a version that did not match", "GET", "/Observation/obs-was-vs/_history/1".into(), None),
+        ("history of a resource that changed", "GET", "/Observation/obs-was-vs/_history".into(), None),
+        ("history type", "GET", "/Observation/_history".into(), None),
+        ("history system", "GET", "/_history".into(), None),
+        ("search", "GET", "/Observation?_total=accurate".into(), None),
+        ("search by category", "GET", "/Observation?category=vital-signs&_total=accurate".into(), None),
+        ("search by subject", "GET", "/Observation?subject=Patient/pat-a".into(), None),
+        ("search by id", "GET", "/Observation?_id=obs-vs-a".into(), None),
+        ("count only", "GET", "/Observation?_summary=count".into(), None),
+        ("POST _search", "POST", "/Observation/_search".into(), None),
+        ("_revinclude from Patient", "GET", "/Patient?_revinclude=Observation:subject".into(), None),
+        ("_revinclude from Encounter", "GET", "/Encounter?_revinclude=Observation:encounter".into(), None),
+        (
+            "_include:iterate",
+            "GET",
+            "/Patient?_revinclude=Encounter:subject&_revinclude:iterate=Observation:encounter".into(),
+            None,
+        ),
+        ("_has", "GET", "/Patient?_has:Observation:subject:category=vital-signs".into(), None),
+        ("compartment", "GET", "/Patient/pat-a/Observation?_total=accurate".into(), None),
+        ("$everything", "GET", "/Patient/pat-a/$everything".into(), None),
+        ("system search", "GET", "/?_type=Patient,Observation".into(), None),
+        (
+            "batch GETs",
+            "POST",
+            "".into(),
+            Some(json!({"resourceType":"Bundle","type":"batch","entry":[
+                {"request":{"method":"GET","url":"Observation/obs-vs-a"}},
+                {"request":{"method":"GET","url":"Observation?category=vital-signs"}},
+                {"request":{"method":"GET","url":"Observation/obs-vs-a/_history"}}]})),
+        ),
+    ];
+    for (who, g) in [("patient A", &patient), ("clinician of A's organization", &clinician)] {
+        let c = client_with_token(&user_token(dir, "u", g));
+        for (what, method, path, body) in &paths {
+            let (status, text) = send(&ts, &c, method, path, body.as_ref()).await;
+            assert!(status < 500, "{who} / {what}: {status} {text}");
+            assert!(!text.contains(CANARY_VITALS), "{who} / {what} ({path}) shows vital signs: {status} {text}");
+            assert!(!text.contains("obs-vs-a\""), "{who} / {what} ({path}) names the vital signs: {text}");
+            assert!(!text.contains("\"obs-a\""), "{who} / {what} ({path}) shows an uncategorized observation: {text}");
+        }
+        assert_eq!(send(&ts, &c, "GET", "/Observation/obs-vs-a", None).await.0, 404, "{who}");
+        // the lab result is there on the same paths
+        let (status, text) = send(&ts, &c, "GET", "/Observation/obs-lab-a", None).await;
+        assert_eq!(status, 200, "{who}: {text}");
+        assert!(text.contains(LAB_TEXT));
+        let (_, text) = send(&ts, &c, "GET", "/Observation?_total=accurate", None).await;
+        assert_eq!(ids_of(&text), ["obs-lab-a", "obs-was-vs"], "{who}: {text}");
+        assert_eq!(serde_json::from_str::<Value>(&text).unwrap()["total"], 2, "{who}: {text}");
+        assert_eq!(send(&ts, &c, "GET", "/Observation/obs-was-vs/_history/2", None).await.0, 200, "{who}");
+        // nor does a chain or _has tell that a hidden observation exists
+        for path in [
+            "/Patient?_has:Observation:subject:category=vital-signs",
+            "/Encounter?_has:Observation:encounter:code:text=CANARYV",
+        ] {
+            let (status, text) = send(&ts, &c, "GET", path, None).await;
+            assert_eq!((status, ids_of(&text)), (200, vec![]), "{who} / {path}: {text}");
+        }
+        let (_, text) = send(&ts, &c, "GET", "/Patient?_has:Observation:subject:category=laboratory", None).await;
+        assert_eq!(ids_of(&text), ["pat-a"], "{who}: {text}");
+        let (_, text) = send(&ts, &c, "GET", "/Observation/obs-was-vs/_history", None).await;
+        assert_eq!(ids_of(&text), ["obs-was-vs"], "{who}: only the current version: {text}");
+        for path in [
+            "/Patient?_revinclude=Observation:subject",
+            "/Patient/pat-a/Observation",
+            "/Encounter?_revinclude=Observation:encounter",
+        ] {
+            let (_, text) = send(&ts, &c, "GET", path, None).await;
+            assert!(ids_of(&text).contains(&"obs-lab-a".to_string()), "{who} / {path}: {text}");
+        }
+        let (_, text) = send(&ts, &c, "GET", "/Patient/pat-a/$everything", None).await;
+        assert!(text.contains(LAB_TEXT) && text.contains("enc-a"), "{who}: {text}");
+        let (_, text) = send(&ts, &c, "GET", "/Observation/_history", None).await;
+        assert!(text.contains(LAB_TEXT), "{who}: {text}");
+    }
+    // writes: lab results only
+    let c = client_with_token(&user_token(dir, "dr", &clinician));
+    let mut new_lab = categorized("x", LAB, "new lab");
+    new_lab.as_object_mut().unwrap().remove("id");
+    let mut new_vitals = categorized("x", VITALS, "new vitals");
+    new_vitals.as_object_mut().unwrap().remove("id");
+    let (status, text) = send(&ts, &c, "POST", "/Observation", Some(&new_lab)).await;
+    assert_eq!(status, 201, "{text}");
+    let created = serde_json::from_str::<Value>(&text).unwrap()["id"].as_str().unwrap().to_string();
+    assert!(matches!(send(&ts, &ts.client, "DELETE", &format!("/Observation/{created}"), None).await.0, 200 | 204));
+    let refused: Vec<(&str, &str, String, Value)> = vec![
+        ("create vital signs", "POST", "/Observation".into(), new_vitals.clone()),
+        ("update the vital signs", "PUT", "/Observation/obs-vs-a".into(), categorized("obs-vs-a", LAB, "now lab")),
+        ("turn a lab result into vital signs", "PUT", "/Observation/obs-lab-a".into(), {
+            categorized("obs-lab-a", VITALS, "now vitals")
+        }),
+        (
+            "conditional update of vital signs",
+            "PUT",
+            "/Observation?category=vital-signs".into(),
+            categorized("obs-vs-a", VITALS, "changed"),
+        ),
+        (
+            "transaction creating vital signs",
+            "POST",
+            "".into(),
+            json!({"resourceType":"Bundle","type":"transaction","entry":[
+                {"resource":new_vitals,"request":{"method":"POST","url":"Observation"}}]}),
+        ),
+        (
+            "transaction deleting vital signs",
+            "POST",
+            "".into(),
+            json!({"resourceType":"Bundle","type":"transaction","entry":[
+                {"request":{"method":"DELETE","url":"Observation/obs-vs-a"}}]}),
+        ),
+    ];
+    for (what, method, path, body) in &refused {
+        let (status, text) = send(&ts, &c, method, path, Some(body)).await;
+        assert!(matches!(status, 403 | 404), "{what}: {status} {text}");
+        assert!(!text.contains(CANARY_VITALS), "{what}: {text}");
+    }
+    for path in ["/Observation/obs-vs-a", "/Observation?category=vital-signs"] {
+        let (status, text) = send(&ts, &c, "DELETE", path, None).await;
+        assert!(matches!(status, 200 | 204 | 403 | 404), "{path}: {status} {text}");
+    }
+    for id in ["obs-vs-a", "obs-lab-a"] {
+        let (status, text) = send(&ts, &ts.client, "GET", &format!("/Observation/{id}"), None).await;
+        assert_eq!(status, 200, "{id}: {text}");
+        assert!(text.contains("\"versionId\":\"1\""), "{id} changed: {text}");
+    }
+    // several scopes on a type are an OR; a plain one besides means all of the type
+    for (scope, expect) in [
+        (format!("{lab_scope} patient/Observation.rs?category={VITALS}"), vec!["obs-lab-a", "obs-vs-a", "obs-was-vs"]),
+        (format!("{lab_scope} patient/Observation.rs"), vec!["obs-a", "obs-lab-a", "obs-vs-a", "obs-was-vs"]),
+        (format!("patient/Observation.rs?category={LAB},{VITALS}"), vec!["obs-lab-a", "obs-vs-a", "obs-was-vs"]),
+        (format!("patient/Observation.rs?category={LAB}&status=preliminary"), vec![]),
+    ] {
+        let g = UserGrant { scope: &scope, ..patient.clone() };
+        let c = client_with_token(&user_token(dir, "u", &g));
+        let (_, text) = send(&ts, &c, "GET", "/Observation", None).await;
+        assert_eq!(ids_of(&text), expect, "{scope}: {text}");
+    }
+    // a client acting for no user: every patient's lab results, nothing else
+    let lab_client = client_with_token(&hale_test_support::token_for_client(
+        dir,
+        "lab-feed",
+        &format!("system/Observation.rs?category={LAB}"),
+    ));
+    let (_, text) = send(&ts, &lab_client, "GET", "/Observation", None).await;
+    assert_eq!(ids_of(&text), ["obs-lab-a", "obs-was-vs"], "{text}");
+    assert_eq!(send(&ts, &lab_client, "GET", "/Observation/obs-b", None).await.0, 404);
+    // a query Hale cannot apply is refused: at the authorization endpoint...
+    let repo = ts.system_repository("test-setup").await;
+    let redirect = "http://127.0.0.1:9/callback";
+    hale_auth::register_client(&repo, "lab-app", "Lab viewer", &[redirect.to_string()], false).await.unwrap();
+    let no_redirects = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    for scope in [
+        "patient/Observation.rs?value-quantity=gt5",
+        "patient/Observation.rs?code:text=pulse",
+        "patient/*.rs?category=laboratory",
+        "patient/Observation.rs?subject:Patient.gender=male",
+    ] {
+        let mut url = url::Url::parse(&format!("{}/auth/authorize", ts.base)).unwrap();
+        url.query_pairs_mut()
+            .append_pair("response_type", "code")
+            .append_pair("client_id", "lab-app")
+            .append_pair("redirect_uri", redirect)
+            .append_pair("scope", scope)
+            .append_pair("state", "s1")
+            .append_pair("aud", &format!("{}/fhir", ts.base))
+            .append_pair("code_challenge", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM")
+            .append_pair("code_challenge_method", "S256");
+        let r = no_redirects.get(url).send().await.unwrap();
+        assert_eq!(r.status(), 303, "{scope}");
+        let to = url::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();
+        let q: std::collections::HashMap<String, String> = to.query_pairs().into_owned().collect();
+        assert_eq!(q.get("error").map(String::as_str), Some("invalid_scope"), "{scope}: {to}");
+        assert!(q.get("error_description").is_some_and(|d| d.contains("cannot")), "{scope}: {to}");
+    }
+    // ...and in a token signed with it
+    let keys = hale_server::TokenKeys::open(dir).unwrap();
+    let mut claims = keys.client_claims("lab-feed", &Default::default(), 3600);
+    claims.scope = "system/Observation.rs?value-quantity=gt5".into();
+    let forged = client_with_token(&keys.sign(&claims));
+    let (status, text) = send(&ts, &forged, "GET", "/Observation", None).await;
+    assert_eq!(status, 401, "{text}");
+}
+
+/// A clinician reaches the patients of their organization through an Encounter it
+/// provides, or a CareTeam listing it or the clinician; not before; a Consent that
+/// denies the organization still wins.
+#[tokio::test(flavor = "multi_thread")]
+async fn encounters_and_care_teams_relate_a_patient_to_an_organization() {
+    let ts = TestServer::spawn().await;
+    population(&ts).await;
+    let dir = ts.data_dir.path();
+    for (org, prac) in [("org-c", "prac-c"), ("org-d", "prac-d")] {
+        put(&ts, json!({"resourceType":"Organization","id":org,"name":org})).await;
+        put(&ts, json!({"resourceType":"Practitioner","id":prac,"name":[{"family":prac}]})).await;
+    }
+    let clinician = |name: &str, org: &'static str, prac: Option<&'static str>| {
+        let g = UserGrant {
+            role: "clinician",
+            organization: Some(org),
+            fhir_user: prac,
+            scope: "user/*.cruds",
+            ..Default::default()
+        };
+        client_with_token(&user_token(dir, name, &g))
+    };
+    let dr_c = clinician("dr-c", "org-c", Some("Practitioner/prac-c"));
+    let dr_c2 = clinician("dr-c2", "org-c", Some("Practitioner/prac-1"));
+    let dr_d = clinician("dr-d", "org-d", None);
+    let sees = |c: reqwest::Client, patient: &'static str| {
+        let ts = &ts;
+        async move {
+            let (status, text) = send(ts, &c, "GET", &format!("/Patient/{patient}"), None).await;
+            let (_, obs) = send(ts, &c, "GET", &format!("/Observation?subject=Patient/{patient}"), None).await;
+            let (_, all) = send(ts, &c, "GET", "/Patient", None).await;
+            let seen = status == 200;
+            assert_eq!(!ids_of(&obs).is_empty(), seen, "{patient}: {obs}");
+            assert_eq!(ids_of(&all).contains(&patient.to_string()), seen, "{patient}: {all}");
+            if !seen && patient == "pat-b" {
+                for t in [&text, &obs, &all] {
+                    assert!(!t.contains(CANARY_B), "{patient}: {t}");
+                }
+            }
+            seen
+        }
+    };
+    assert!(!sees(dr_c.clone(), "pat-b").await);
+    assert!(!sees(dr_c.clone(), "pat-a").await);
+    assert!(!sees(dr_d.clone(), "pat-b").await);
+    // an Encounter of pat-b provided by org-c
+    put(
+        &ts,
+        json!({"resourceType":"Encounter","id":"enc-c","status":"in-progress",
+        "class":{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"EMER"},
+        "subject":{"reference":"Patient/pat-b"},"serviceProvider":{"reference":"Organization/org-c"}}),
+    )
+    .await;
+    assert!(sees(dr_c.clone(), "pat-b").await);
+    assert!(sees(dr_c2.clone(), "pat-b").await, "the whole organization");
+    let (status, text) = send(&ts, &dr_c, "GET", "/Patient/pat-b/$everything", None).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("obs-b") && text.contains("cond-b"), "{text}");
+    assert!(!sees(dr_d.clone(), "pat-b").await, "another organization's encounter does not count");
+    // a CareTeam of pat-a listing the clinician's own practitioner: them, not their colleague
+    put(
+        &ts,
+        json!({"resourceType":"CareTeam","id":"ct-a","status":"active","subject":{"reference":"Patient/pat-a"},
+        "participant":[{"member":{"reference":"Practitioner/prac-c"}}]}),
+    )
+    .await;
+    assert!(sees(dr_c.clone(), "pat-a").await);
+    assert!(!sees(dr_c2.clone(), "pat-a").await);
+    // a CareTeam of pat-b listing org-d
+    put(
+        &ts,
+        json!({"resourceType":"CareTeam","id":"ct-b","status":"active","subject":{"reference":"Patient/pat-b"},
+        "participant":[{"member":{"reference":"Organization/org-d"}}]}),
+    )
+    .await;
+    assert!(sees(dr_d.clone(), "pat-b").await);
+    // a reached patient may be charted for
+    let obs = json!({"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"Patient/pat-b"}});
+    assert_eq!(send(&ts, &dr_c, "POST", "/Observation", Some(&obs)).await.0, 201);
+    // a Consent that denies the organization wins over encounters and care teams
+    put(&ts, consent("deny-c", "pat-b", "deny", "org-c")).await;
+    put(&ts, consent("deny-c-a", "pat-a", "deny", "org-c")).await;
+    assert!(!sees(dr_c.clone(), "pat-b").await);
+    assert!(!sees(dr_c.clone(), "pat-a").await);
+    assert_eq!(send(&ts, &dr_c, "GET", "/Patient/pat-b/$everything", None).await.0, 404);
+    assert_eq!(send(&ts, &dr_c, "POST", "/Observation", Some(&obs)).await.0, 403);
+    assert!(sees(dr_d.clone(), "pat-b").await, "the denial names org-c only");
 }
