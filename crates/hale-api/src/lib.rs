@@ -71,7 +71,7 @@ pub struct ApiState {
 /// and revocation by [`AccessCache`]. Cleared when it holds [`VerifiedTokens::CAPACITY`].
 #[derive(Debug, Default)]
 pub struct VerifiedTokens {
-    map: std::sync::Mutex<std::collections::HashMap<String, hale_identity::AccessClaims>>,
+    map: std::sync::RwLock<std::collections::HashMap<String, hale_identity::AccessClaims>>,
 }
 
 impl VerifiedTokens {
@@ -83,18 +83,15 @@ impl VerifiedTokens {
         token: &str,
     ) -> Result<hale_identity::AccessClaims, hale_identity::TokenError> {
         let now = hale_repository::Instant::now().millis() / 1000;
+        // most requests present a token seen before: a shared lock finds it (an expired
+        // one is checked again below, and refused)
+        if let Some(c) = self.map.read().unwrap_or_else(|e| e.into_inner()).get(token)
+            && c.exp > now
         {
-            let mut m = self.map.lock().unwrap_or_else(|e| e.into_inner());
-            match m.get(token) {
-                Some(c) if c.exp > now => return Ok(c.clone()),
-                Some(_) => {
-                    m.remove(token);
-                }
-                None => {}
-            }
+            return Ok(c.clone());
         }
         let claims = keys.verify(token)?;
-        let mut m = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        let mut m = self.map.write().unwrap_or_else(|e| e.into_inner());
         if m.len() >= Self::CAPACITY {
             m.clear();
         }

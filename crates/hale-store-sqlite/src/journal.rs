@@ -20,7 +20,9 @@ use hale_store::{AuditRow, Error, Instant, Result};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
-/// One line of the journal: an [`AuditRow`].
+/// One line of the journal: an [`AuditRow`]'s columns as JSON, then a tab and the
+/// body as it is (JSON text without a line break, as `hale-audit` writes it; a body with
+/// one is carried, escaped, in `b` instead).
 #[derive(Serialize, Deserialize)]
 struct Line<'a> {
     #[serde(rename = "r")]
@@ -33,8 +35,8 @@ struct Line<'a> {
     outcome: std::borrow::Cow<'a, str>,
     #[serde(rename = "p")]
     patients: Vec<String>,
-    #[serde(rename = "b", borrow)]
-    body: std::borrow::Cow<'a, str>,
+    #[serde(rename = "b", borrow, default, skip_serializing_if = "Option::is_none")]
+    body: Option<std::borrow::Cow<'a, str>>,
 }
 
 /// The journal's files: the one appended to, and those closed and waiting to be moved.
@@ -78,15 +80,20 @@ impl Journal {
     pub(crate) fn append(&mut self, rows: &[AuditRow]) -> Result<()> {
         let mut buf = Vec::with_capacity(rows.iter().map(|r| r.body.len() + 256).sum());
         for r in rows {
+            let raw = !r.body.contains(['\n', '\r']);
             let line = Line {
                 recorded: r.recorded.millis(),
                 action: r.action.as_str().into(),
                 agent: r.agent.as_str().into(),
                 outcome: r.outcome.as_str().into(),
                 patients: r.patients.clone(),
-                body: r.body.as_str().into(),
+                body: (!raw).then(|| r.body.as_str().into()),
             };
             serde_json::to_writer(&mut buf, &line).map_err(backend)?;
+            if raw {
+                buf.push(b'\t');
+                buf.extend_from_slice(r.body.as_bytes());
+            }
             buf.push(b'\n');
         }
         if self.current.is_none() {
@@ -169,16 +176,8 @@ pub(crate) fn drain(
         };
         let lines: Vec<&[u8]> = text.split(|b| *b == b'\n').filter(|l| !l.is_empty()).collect();
         for (i, l) in lines.iter().enumerate() {
-            match serde_json::from_slice::<Line<'_>>(l) {
-                Ok(line) => {
-                    let row = AuditRow {
-                        recorded: Instant::from_millis(line.recorded),
-                        action: line.action.into_owned(),
-                        agent: line.agent.into_owned(),
-                        outcome: line.outcome.into_owned(),
-                        patients: line.patients,
-                        body: line.body.into_owned(),
-                    };
+            match parse_line(l) {
+                Ok(row) => {
                     insert(tx, &row)?;
                     moved += 1;
                 }
@@ -197,6 +196,28 @@ pub(crate) fn drain(
             .map_err(backend)?;
     }
     Ok(moved)
+}
+
+/// A line back into its row.
+fn parse_line(l: &[u8]) -> Result<AuditRow> {
+    let (head, raw) = match l.iter().position(|b| *b == b'\t') {
+        Some(i) => (&l[..i], Some(&l[i + 1..])),
+        None => (l, None),
+    };
+    let line: Line<'_> = serde_json::from_slice(head).map_err(backend)?;
+    let body = match (raw, line.body) {
+        (Some(b), None) => std::str::from_utf8(b).map_err(backend)?.to_string(),
+        (None, Some(b)) => b.into_owned(),
+        _ => return Err(Error::Backend("a line has no body, or two".into())),
+    };
+    Ok(AuditRow {
+        recorded: Instant::from_millis(line.recorded),
+        action: line.action.into_owned(),
+        agent: line.agent.into_owned(),
+        outcome: line.outcome.into_owned(),
+        patients: line.patients,
+        body,
+    })
 }
 
 #[cfg(test)]
@@ -234,7 +255,9 @@ mod tests {
         let path = d.path().join("t.db");
         let mut j = Journal::open(&path).unwrap();
         j.append(&[row("read"), row("search-type")]).unwrap();
-        j.append(&[row("vread")]).unwrap();
+        let mut broken = row("vread");
+        broken.body = "{\n\"resourceType\": \"AuditEvent\"\t}".into();
+        j.append(std::slice::from_ref(&broken)).unwrap();
         let t = j.take();
         // an append after the take goes to a new file, not moved now
         j.append(&[row("later")]).unwrap();
@@ -251,6 +274,7 @@ mod tests {
             .collect();
         assert_eq!(bodies.len(), 3);
         assert_eq!(bodies[0], row("x").body);
+        assert_eq!(bodies[2], broken.body, "a body with a line break is carried escaped");
         // a new process finds the file left behind, with a torn last line
         drop(j);
         let left: Vec<_> = std::fs::read_dir(d.path().join("t.db-audit")).unwrap().collect();
