@@ -40,6 +40,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (10, include_str!("../migrations/0010_accounts.sql")),
     (11, include_str!("../migrations/0011_auth.sql")),
     (12, include_str!("../migrations/0012_audit_journal.sql")),
+    (13, include_str!("../migrations/0013_server_key.sql")),
 ];
 
 /// Every index table; rows of a resource are replaced on each write.
@@ -1051,6 +1052,39 @@ impl Store for SqliteStore {
             )
             .and_then(|mut s| s.query_map(params![kind, now], auth_row)?.collect::<rusqlite::Result<Vec<_>>>())
             .map_err(backend)
+        })
+        .await
+    }
+
+    async fn server_key(&self, name: &str, candidate: String) -> Result<String> {
+        let (name, now) = (name.to_string(), Instant::now().millis());
+        // the one writer thread makes the insert and the read one step
+        self.with_writer(move |tx| {
+            tx.prepare_cached("INSERT OR IGNORE INTO server_key (name, body, created) VALUES (?1, ?2, ?3)")
+                .and_then(|mut s| s.execute(params![name, candidate, now]))
+                .map_err(backend)?;
+            tx.prepare_cached("SELECT body FROM server_key WHERE name = ?1")
+                .and_then(|mut s| s.query_row(params![name], |r| r.get(0)))
+                .map_err(backend)
+        })
+        .await
+    }
+
+    async fn append_checkpoint(&self, line: String) -> Result<()> {
+        self.with_writer(move |tx| {
+            tx.prepare_cached("INSERT INTO audit_checkpoint (body) VALUES (?1)")
+                .and_then(|mut s| s.execute(params![line]))
+                .map(|_| ())
+                .map_err(backend)
+        })
+        .await
+    }
+
+    async fn checkpoints(&self) -> Result<Vec<String>> {
+        self.with_reader(|c| {
+            c.prepare_cached("SELECT body FROM audit_checkpoint ORDER BY id")
+                .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<Vec<String>>>())
+                .map_err(backend)
         })
         .await
     }
