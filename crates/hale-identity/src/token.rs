@@ -47,6 +47,29 @@ pub struct AccessClaims {
     pub patient: Option<String>,
 }
 
+impl AccessClaims {
+    /// When the token was issued, in Unix milliseconds: from its `jti` (a UUID v7,
+    /// whose first 48 bits are the milliseconds it was made at) when it is one, else
+    /// from `iat` (seconds). So a token made just after an account changed, within the
+    /// same second, is told from one made just before.
+    pub fn issued_ms(&self) -> i64 {
+        uuid::Uuid::parse_str(&self.jti)
+            .ok()
+            .filter(|u| u.get_version_num() == 7)
+            .and_then(|u| u.get_timestamp())
+            .map(|t| {
+                let (secs, nanos) = t.to_unix();
+                secs as i64 * 1000 + i64::from(nanos / 1_000_000)
+            })
+            .unwrap_or(self.iat.saturating_mul(1000))
+    }
+
+    /// The account of a user's token (`sub` `user:<id>`).
+    pub fn account(&self) -> Option<&str> {
+        self.sub.strip_prefix("user:")
+    }
+}
+
 /// Why a token was refused: every kind is a 401 to the caller, with this text.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TokenError {
@@ -58,6 +81,8 @@ pub enum TokenError {
     Expired,
     #[error("the access token was revoked")]
     Revoked,
+    #[error("the access token's account was disabled or its password changed after the token was issued")]
+    AccountChanged,
     #[error("the access token was not issued by this server or not for it")]
     WrongIssuerOrAudience,
     #[error("the access token's grant is not valid: {0}")]
@@ -393,6 +418,18 @@ mod tests {
         assert!(reopened.verify(&t).is_ok());
         assert_eq!(TokenKeys::material(b_dir.path()).unwrap(), material);
         assert!(TokenKeys::adopt(b_dir.path(), "{\"installation\":\"x\",\"pkcs8\":\"\"}").is_err());
+    }
+
+    #[test]
+    fn a_token_knows_the_millisecond_it_was_issued() {
+        let (_d, k) = keys();
+        let before = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+        let mut c = k.user_claims(&account(), "app", &Scopes::parse("user/*.rs", true).unwrap(), None, 60);
+        let after = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+        assert!((before..=after).contains(&c.issued_ms()), "{} {before} {after}", c.issued_ms());
+        assert_eq!(c.account(), Some(account().id.as_str()));
+        c.jti = "not-a-uuid".into();
+        assert_eq!(c.issued_ms(), c.iat * 1000);
     }
 
     #[test]
