@@ -244,6 +244,18 @@ impl Repository {
         store.auths(kind).await?.into_iter().map(|r| Ok((r.key.clone(), parse_body(&r)?))).collect()
     }
 
+    /// How many live records of `kind` have keys starting with `key_prefix`.
+    pub async fn count_auth_records(&self, kind: &str, key_prefix: &str) -> Result<u64> {
+        let store = self.door(Interaction::IssueToken, None).await?;
+        Ok(store.count_auths(kind, key_prefix).await?)
+    }
+
+    /// Removes the records of `kind` whose keys start with `key_prefix`.
+    pub async fn remove_auth_records(&self, kind: &str, key_prefix: &str) -> Result<u64> {
+        let store = self.door(Interaction::IssueToken, None).await?;
+        Ok(store.remove_auths(kind, key_prefix).await?)
+    }
+
     /// Audits a sign-in or another authorization-server event (`login`, `login-failed`,
     /// `token`, `token-refused`...) for `who`, with its outcome.
     pub async fn audit_auth_event(&self, action: &str, who: &str, failure: Option<&str>) -> Result<()> {

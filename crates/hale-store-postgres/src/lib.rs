@@ -924,6 +924,27 @@ impl Store for PgStore {
         rows.iter().map(pg_auth_row).collect()
     }
 
+    async fn count_auths(&self, kind: &str, key_prefix: &str) -> Result<u64> {
+        let c = self.client().await?;
+        let now = Instant::now().millis();
+        let row = c
+            .query_one(
+                "SELECT COUNT(*) FROM auth_record WHERE kind = $1 AND left(key, char_length($2)) = $2 \
+                 AND (expires IS NULL OR expires >= $3)",
+                &[&kind, &key_prefix, &now],
+            )
+            .await
+            .map_err(db)?;
+        Ok(row.try_get::<_, i64>(0).map_err(db)?.max(0) as u64)
+    }
+
+    async fn remove_auths(&self, kind: &str, key_prefix: &str) -> Result<u64> {
+        let c = self.client().await?;
+        c.execute("DELETE FROM auth_record WHERE kind = $1 AND left(key, char_length($2)) = $2", &[&kind, &key_prefix])
+            .await
+            .map_err(db)
+    }
+
     async fn server_key(&self, name: &str, candidate: String) -> Result<String> {
         let c = self.client().await?;
         let now = Instant::now().millis();

@@ -1056,6 +1056,31 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn count_auths(&self, kind: &str, key_prefix: &str) -> Result<u64> {
+        let (kind, prefix, now) = (kind.to_string(), key_prefix.to_string(), Instant::now().millis());
+        self.with_reader(move |c| {
+            c.prepare_cached(
+                "SELECT COUNT(*) FROM auth_record WHERE kind = ?1 AND substr(key, 1, length(?2)) = ?2 \
+                 AND (expires IS NULL OR expires >= ?3)",
+            )
+            .and_then(|mut s| s.query_row(params![kind, prefix, now], |r| r.get::<_, i64>(0)))
+            .map(|n| n.max(0) as u64)
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn remove_auths(&self, kind: &str, key_prefix: &str) -> Result<u64> {
+        let (kind, prefix) = (kind.to_string(), key_prefix.to_string());
+        self.with_writer(move |tx| {
+            tx.prepare_cached("DELETE FROM auth_record WHERE kind = ?1 AND substr(key, 1, length(?2)) = ?2")
+                .and_then(|mut s| s.execute(params![kind, prefix]))
+                .map(|n| n as u64)
+                .map_err(backend)
+        })
+        .await
+    }
+
     async fn server_key(&self, name: &str, candidate: String) -> Result<String> {
         let (name, now) = (name.to_string(), Instant::now().millis());
         // the one writer thread makes the insert and the read one step
