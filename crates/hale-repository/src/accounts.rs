@@ -44,8 +44,7 @@ impl Repository {
                         kind: TOKENS_VOID.into(),
                         key: account.id.clone(),
                         body: body.to_string(),
-                        // no token issued before lives longer than this
-                        expires: Some(now + hale_identity::token::MAX_LIFETIME_SECONDS * 1000 + 60_000),
+                        expires: Some(now + TOKENS_VOID_MS),
                     };
                     store.put_auth(record, None).await?;
                 }
@@ -279,6 +278,10 @@ pub const BREAK_GLASS_MS: i64 = 60 * 60 * 1000;
 /// The kind of the authorization records that void an account's tokens issued before
 /// an instant (see [`Repository::put_account`]).
 pub const TOKENS_VOID: &str = "tokens-void";
+
+/// How long a [`TOKENS_VOID`] record is kept: longer than any token it voids lives (an
+/// access token an hour, a refresh token's grant 30 days).
+pub const TOKENS_VOID_MS: i64 = 31 * 24 * 3600 * 1000;
 
 fn denied(reason: &str) -> Error {
     Error::Denied(hale_access::Denial { category: hale_fhir::Category::Forbidden, reason: reason.to_string() })

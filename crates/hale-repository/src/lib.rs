@@ -17,7 +17,7 @@ use hale_search::parse::SearchRequest;
 use hale_store::{IndexRows, NewVersion};
 use serde_json::Value;
 
-pub use accounts::{BREAK_GLASS_MS, TOKENS_VOID};
+pub use accounts::{BREAK_GLASS_MS, TOKENS_VOID, TOKENS_VOID_MS};
 pub use bundle::{BundleKind, EntryResponse, EntryStatus, rewrite_references};
 pub use criteria::parse_criteria;
 pub use gate::{Gate, Repository};

@@ -462,6 +462,43 @@ async fn bad_requests_are_refused_and_nothing_is_granted() {
     assert_eq!(r.status(), 400);
 }
 
+/// A password reset ends the grants begun before it: their refresh tokens are refused at
+/// once, their access tokens within a second.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_password_reset_ends_the_grants_begun_before_it() {
+    let ts = TestServer::spawn().await;
+    setup(&ts).await;
+    let p = pkce("reset");
+    let url = authorize_url(&ts, "app1", "patient/*.rs launch/patient offline_access", &p);
+    let next = url.strip_prefix(&ts.base).unwrap().to_string();
+    let session = sign_in(&ts, &next, "ana", "correct horse battery staple", "").await.unwrap();
+    let (code, _) = approve(&ts, &url, &session, None).await;
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", REDIRECT),
+        ("client_id", "app1"),
+        ("code_verifier", p.verifier.as_str()),
+    ];
+    let (status, t) = token(&ts, &form).await;
+    assert_eq!(status, 200, "{t}");
+    let ts = &ts;
+    let refresh = |rt: String| async move {
+        token(ts, &[("grant_type", "refresh_token"), ("refresh_token", rt.as_str()), ("client_id", "app1")]).await
+    };
+    let (status, t2) = refresh(t["refresh_token"].as_str().unwrap().to_string()).await;
+    assert_eq!(status, 200, "a refresh before the reset works: {t2}");
+    let at = t2["access_token"].as_str().unwrap().to_string();
+    let anonymous = reqwest::Client::new();
+    assert_eq!(anonymous.get(ts.fhir("/Observation")).bearer_auth(&at).send().await.unwrap().status(), 200);
+    let repo = ts.system_repository("test-setup").await;
+    hale_server::users::reset_password(&repo, "ana").await.unwrap();
+    let (status, e) = refresh(t2["refresh_token"].as_str().unwrap().to_string()).await;
+    assert_eq!((status, e["error"].as_str()), (400, Some("invalid_grant")), "{e}");
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    assert_eq!(anonymous.get(ts.fhir("/Observation")).bearer_auth(&at).send().await.unwrap().status(), 401);
+}
+
 /// Failed sign-ins are counted in the store: two servers on one PostgreSQL database
 /// lock an account after five failures made on either.
 #[tokio::test(flavor = "multi_thread")]
