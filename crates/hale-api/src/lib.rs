@@ -102,7 +102,8 @@ impl VerifiedTokens {
 
 /// What the gate needs per request beyond the token, shared by every node through the
 /// store and cached here for at most a second: the ids (`jti`) of access tokens revoked
-/// before they expired, and the break-the-glass grants in force. A change made through
+/// before they expired, the accounts whose tokens issued before an instant are void
+/// (disabled, or their password changed), and the break-the-glass grants in force. A change made through
 /// this node is seen at once ([`AccessCache::invalidate`]); one made on another node
 /// within a second.
 #[derive(Debug, Default)]
@@ -113,6 +114,8 @@ pub struct AccessCache {
 #[derive(Debug, Default)]
 struct Cached {
     revoked: std::collections::HashSet<String>,
+    /// account id -> tokens issued before this instant (Unix milliseconds) are void
+    void_before: std::collections::HashMap<String, i64>,
     /// account id -> (patient, reason, expires)
     glass: std::collections::HashMap<String, Vec<(String, String, i64)>>,
 }
@@ -137,7 +140,8 @@ impl AccessCache {
         for (account, patient, reason, expires) in repo.break_glass_grants().await? {
             glass.entry(account).or_default().push((patient, reason, expires));
         }
-        let c = Arc::new(Cached { revoked, glass });
+        let void_before = repo.voided_tokens().await?.into_iter().collect();
+        let c = Arc::new(Cached { revoked, void_before, glass });
         *w = Some((std::time::Instant::now(), c.clone()));
         Ok(c)
     }
@@ -184,10 +188,14 @@ impl FromRequestParts<Arc<ApiState>> for Call {
                 .ok_or(hale_identity::TokenError::Malformed)
                 .and_then(|t| st.verified.verify(&st.tokens, t));
             let cached = st.access.get(&st.gate).await?;
-            if let Ok(claims) = &checked
-                && cached.revoked.contains(&claims.jti)
-            {
-                checked = Err(hale_identity::TokenError::Revoked);
+            if let Ok(claims) = &checked {
+                if cached.revoked.contains(&claims.jti) {
+                    checked = Err(hale_identity::TokenError::Revoked);
+                } else if let Some(before) = claims.account().and_then(|a| cached.void_before.get(a))
+                    && claims.issued_ms() < *before
+                {
+                    checked = Err(hale_identity::TokenError::AccountChanged);
+                }
             }
             match checked.and_then(hale_identity::token::principal_of) {
                 Ok(principal) => {

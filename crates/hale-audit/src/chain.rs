@@ -67,14 +67,71 @@ impl Checkpoint {
 /// The checkpoint file and signing key of one data directory:
 /// `keys/audit-signing.key` (the Ed25519 seed, hex, readable by the owner only),
 /// `keys/audit-signing.pub` (the public key, hex) and `audit/checkpoints.jsonl`.
+///
+/// Made [`Checkpoints::shared`] (several nodes on one PostgreSQL database), each
+/// checkpoint also goes into the database and verification reads those of every node.
 #[derive(Debug, Clone)]
 pub struct Checkpoints {
     dir: PathBuf,
+    shared: bool,
 }
 
 impl Checkpoints {
     pub fn new(data_dir: &Path) -> Self {
-        Checkpoints { dir: data_dir.to_path_buf() }
+        Checkpoints { dir: data_dir.to_path_buf(), shared: false }
+    }
+
+    /// The same, with checkpoints also kept in the store every node shares.
+    pub fn shared(data_dir: &Path) -> Self {
+        Checkpoints { dir: data_dir.to_path_buf(), shared: true }
+    }
+
+    /// Whether checkpoints are also kept in the shared store.
+    pub fn is_shared(&self) -> bool {
+        self.shared
+    }
+
+    /// The signing key's seed (hex; generated on first use), to be shared by every node
+    /// of one database. A secret: never log it.
+    pub fn material(&self) -> Result<String, Error> {
+        Ok(hex(self.signing_key()?.as_bytes()))
+    }
+
+    /// Makes `material` (from [`Checkpoints::material`], maybe another node's) this data
+    /// directory's signing key. When it replaces another key, the checkpoints that key
+    /// signed are kept beside as `checkpoints.jsonl.<public key>` with that public key
+    /// as `keys/audit-signing.pub.<public key>`. Returns whether the key changed.
+    pub fn adopt(&self, material: &str) -> Result<bool, Error> {
+        let seed: [u8; 32] = unhex(material.trim())
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| Error::BadKey("the shared audit key material".into()))?;
+        let key = SigningKey::from_bytes(&seed);
+        let old = self.signing_key()?;
+        if old.as_bytes() == key.as_bytes() {
+            return Ok(false);
+        }
+        let old_pub = hex(old.verifying_key().as_bytes());
+        let io = |p: &Path, e| Error::Io(p.display().to_string(), e);
+        let aside = |p: PathBuf| -> Result<(), Error> {
+            let to = PathBuf::from(format!("{}.{old_pub}", p.display()));
+            match std::fs::rename(&p, &to) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(&p, e)),
+                _ => Ok(()),
+            }
+        };
+        aside(self.file())?;
+        aside(self.public_key_file())?;
+        let path = self.key_file();
+        let tmp = path.with_extension("new");
+        match std::fs::remove_file(&tmp) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&tmp, e)),
+            _ => {}
+        }
+        write_private(&tmp, &hex(key.as_bytes())).map_err(|e| io(&tmp, e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| io(&path, e))?;
+        std::fs::write(self.public_key_file(), hex(key.verifying_key().as_bytes()))
+            .map_err(|e| io(&self.public_key_file(), e))?;
+        Ok(true)
     }
 
     pub fn file(&self) -> PathBuf {
@@ -131,6 +188,11 @@ impl Checkpoints {
 
     /// Signs and appends a checkpoint of the chain's head.
     pub fn append(&self, key: &SigningKey, pos: i64, hash: &[u8]) -> Result<Checkpoint, Error> {
+        self.append_line(key, pos, hash).map(|(cp, _)| cp)
+    }
+
+    /// [`Checkpoints::append`], also returning the line written.
+    pub fn append_line(&self, key: &SigningKey, pos: i64, hash: &[u8]) -> Result<(Checkpoint, String), Error> {
         let hash: [u8; 32] = hash.try_into().map_err(|_| Error::BadKey("the chain head's hash".into()))?;
         let cp = Checkpoint { pos, hash, at: Instant::now().to_fhir() };
         let sig = key.sign(cp.message().as_bytes());
@@ -148,7 +210,7 @@ impl Checkpoints {
         let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(io)?;
         writeln!(f, "{line}").map_err(io)?;
         f.sync_data().map_err(io)?;
-        Ok(cp)
+        Ok((cp, line.to_string()))
     }
 
     /// The checkpoints in the file, each checked against `key`; a line that does not
@@ -160,14 +222,24 @@ impl Checkpoints {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), Vec::new())),
             Err(e) => return Err(Error::Io(path.display().to_string(), e)),
         };
+        Ok(Self::parse_lines(text.lines(), key))
+    }
+
+    /// Checkpoint lines (of the file, or of the shared store), each checked against
+    /// `key`; a line that does not parse or whose signature fails is a problem (its
+    /// line number, counting from 1).
+    pub fn parse_lines<'a>(
+        lines: impl Iterator<Item = &'a str>,
+        key: Option<&VerifyingKey>,
+    ) -> (Vec<Checkpoint>, Vec<Problem>) {
         let (mut good, mut bad) = (Vec::new(), Vec::new());
-        for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        for (i, line) in lines.enumerate().filter(|(_, l)| !l.trim().is_empty()) {
             match parse_checkpoint(line, key) {
                 Some(cp) => good.push(cp),
                 None => bad.push(Problem::BadCheckpoint { line: i + 1 }),
             }
         }
-        Ok((good, bad))
+        (good, bad)
     }
 }
 
@@ -409,5 +481,26 @@ mod tests {
             let mode = std::fs::metadata(dir.path().join("keys/audit-signing.key")).unwrap().permissions().mode();
             assert_eq!(mode & 0o077, 0, "the signing key is readable by its owner only");
         }
+    }
+
+    #[test]
+    fn an_adopted_key_signs_and_the_old_checkpoints_are_kept_aside() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (a, b) = (Checkpoints::shared(a.path()), Checkpoints::new(b.path()));
+        assert!(a.is_shared() && !b.is_shared());
+        let old = b.signing_key().unwrap();
+        b.append(&old, 1, &[1u8; 32]).unwrap();
+        let material = a.material().unwrap();
+        assert!(b.adopt(&material).unwrap());
+        assert!(!b.adopt(&material).unwrap(), "adopting the same key again changes nothing");
+        assert_eq!(b.signing_key().unwrap().as_bytes(), a.signing_key().unwrap().as_bytes());
+        assert!(!b.file().exists());
+        let old_pub = hex(old.verifying_key().as_bytes());
+        assert!(PathBuf::from(format!("{}.{old_pub}", b.file().display())).exists());
+        let (_, line) = a.append_line(&a.signing_key().unwrap(), 5, &[5u8; 32]).unwrap();
+        let vk = b.verifying_key().unwrap().unwrap();
+        let (good, bad) = Checkpoints::parse_lines(std::iter::once(line.as_str()), Some(&vk));
+        assert_eq!((good.len(), bad.len()), (1, 0), "a checkpoint another node signed verifies");
+        assert!(b.adopt("not hex").is_err());
     }
 }

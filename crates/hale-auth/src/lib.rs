@@ -31,9 +31,8 @@ mod launch;
 mod pages;
 mod token;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::http::{HeaderMap, header};
 use axum::routing::{get, post};
@@ -72,12 +71,11 @@ pub struct AuthState {
     /// The public base URL of the server (`https://ehr.example.org`), when behind a
     /// proxy; else from `Host`.
     pub public_base: Option<String>,
-    throttle: Arc<Mutex<HashMap<String, Vec<Instant>>>>,
 }
 
 impl AuthState {
     pub fn new(gate: Gate, tokens: Arc<TokenKeys>, public_base: Option<String>) -> Self {
-        AuthState { gate, tokens, public_base, throttle: Arc::default() }
+        AuthState { gate, tokens, public_base }
     }
 
     /// The authorization server's own repository: the system principal `auth`, which
@@ -99,23 +97,41 @@ impl AuthState {
         self.public_base.as_deref().is_some_and(|b| b.starts_with("https://"))
     }
 
-    /// Whether `key` has had too many failures lately.
-    fn locked(&self, key: &str, max: usize) -> bool {
-        let mut t = self.throttle.lock().unwrap_or_else(|e| e.into_inner());
-        let v = t.entry(key.to_string()).or_default();
-        v.retain(|i| i.elapsed() < THROTTLE_WINDOW);
-        v.len() >= max
+    /// Whether `key` (`user:<name>` or `ip:<address>`) has had `max` failed sign-ins
+    /// within [`THROTTLE_WINDOW`], counted in the store so that every node counts the
+    /// failures of all: each failure is its own `auth_record` of kind [`FAILURE_KIND`]
+    /// (key: a hash of `key`, then a unique id; expiring with the window), so failures
+    /// on several nodes at once are all counted. `Err` when the store cannot say.
+    async fn locked(&self, key: &str, max: usize) -> Result<bool, hale_repository::Error> {
+        Ok(self.system().count_auth_records(FAILURE_KIND, &failure_prefix(key)).await? >= max as u64)
     }
 
-    fn failed(&self, key: &str) {
-        let mut t = self.throttle.lock().unwrap_or_else(|e| e.into_inner());
-        t.entry(key.to_string()).or_default().push(Instant::now());
+    /// Counts a failed sign-in against `key`; a failure to count it is logged.
+    async fn failed(&self, key: &str) {
+        let expires = now_ms() + THROTTLE_WINDOW.as_millis() as i64;
+        let id = format!("{}{}", failure_prefix(key), uuid::Uuid::now_v7());
+        let body = serde_json::json!({});
+        // writing one also removes the expired ones
+        if let Err(e) = self.system().put_auth_record(FAILURE_KIND, &id, &body, Some(expires), None).await {
+            tracing::error!(error = %e, "a failed sign-in could not be counted");
+        }
     }
 
-    fn succeeded(&self, key: &str) {
-        let mut t = self.throttle.lock().unwrap_or_else(|e| e.into_inner());
-        t.remove(key);
+    /// Forgets the failures of `key` after a successful sign-in.
+    async fn succeeded(&self, key: &str) {
+        if let Err(e) = self.system().remove_auth_records(FAILURE_KIND, &failure_prefix(key)).await {
+            tracing::error!(error = %e, "the failed sign-ins could not be forgotten");
+        }
     }
+}
+
+/// The kind of the `auth_record`s that count failed sign-ins, one per failure.
+pub const FAILURE_KIND: &str = "login-failure";
+
+/// The start of the keys of `key`'s failures: a hash of it (fixed length, so no key is
+/// another's prefix) and a dot.
+fn failure_prefix(key: &str) -> String {
+    format!("{}.", hash_secret(key))
 }
 
 /// The routes of the authorization server over `state`.

@@ -591,7 +591,17 @@ pub async fn login(
     let (ip_key, user_key) = (format!("ip:{ip}"), format!("user:{username}"));
     let repo = st.system();
     let who = format!("user:{}", if username.is_empty() { "(invalid)" } else { &username });
-    if st.locked(&ip_key, MAX_FAILURES_PER_ADDRESS) || st.locked(&user_key, MAX_FAILURES_PER_ACCOUNT) {
+    let locked = match (
+        st.locked(&ip_key, MAX_FAILURES_PER_ADDRESS).await,
+        st.locked(&user_key, MAX_FAILURES_PER_ACCOUNT).await,
+    ) {
+        (Ok(by_ip), Ok(by_user)) => by_ip || by_user,
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::error!(error = %e, "the failed sign-ins could not be counted");
+            return refuse("The server could not complete the sign-in; try again.", StatusCode::SERVICE_UNAVAILABLE);
+        }
+    };
+    if locked {
         let _ = repo.audit_auth_event("login", &who, Some("locked after repeated failures")).await;
         return refuse("Too many failed attempts. Try again in 15 minutes.", StatusCode::TOO_MANY_REQUESTS);
     }
@@ -607,8 +617,8 @@ pub async fn login(
         _ => None,
     };
     if let Some(reason) = failure {
-        st.failed(&ip_key);
-        st.failed(&user_key);
+        st.failed(&ip_key).await;
+        st.failed(&user_key).await;
         let _ = repo.audit_auth_event("login", &who, Some(reason)).await;
         return refuse(BAD_LOGIN, StatusCode::UNAUTHORIZED);
     }
@@ -636,14 +646,14 @@ pub async fn login(
                 }
             }
             Err(_) => {
-                st.failed(&ip_key);
-                st.failed(&user_key);
+                st.failed(&ip_key).await;
+                st.failed(&user_key).await;
                 let _ = repo.audit_auth_event("login", &who, Some("wrong or reused authenticator code")).await;
                 return refuse(BAD_LOGIN, StatusCode::UNAUTHORIZED);
             }
         }
     }
-    st.succeeded(&user_key);
+    st.succeeded(&user_key).await;
     if account.must_change_password {
         let pending = random_secret();
         let body = serde_json::json!({"account": account.id, "next": next});

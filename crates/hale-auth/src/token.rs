@@ -181,6 +181,16 @@ async fn from_code(st: &AuthState, headers: &HeaderMap, c: &Client, p: &HashMap<
     issue(st, headers, c, &account, &scopes, context, g["nonce"].as_str(), &family).await
 }
 
+/// The millisecond a UUID v7 (a grant's family) was made at.
+fn uuid_ms(id: &str) -> Option<i64> {
+    let t = uuid::Uuid::parse_str(id).ok().filter(|u| u.get_version_num() == 7)?.get_timestamp()?;
+    let (secs, nanos) = t.to_unix();
+    Some(secs as i64 * 1000 + i64::from(nanos / 1_000_000))
+}
+
+// a voiding mark outlives every refresh token it voids
+const _: () = assert!(hale_repository::TOKENS_VOID_MS > crate::REFRESH_LIFETIME_MS);
+
 async fn active_account(st: &AuthState, id: &str) -> Result<Account, (&'static str, String)> {
     match st.system().account_by_id(id).await {
         Ok(Some(a)) if !a.disabled => Ok(a),
@@ -223,6 +233,13 @@ async fn from_refresh(st: &AuthState, headers: &HeaderMap, c: &Client, p: &HashM
         return Err(bad("The refresh token was issued to another client"));
     }
     let account = active_account(st, r["account"].as_str().unwrap_or("")).await?;
+    // a grant begun before the account was disabled or its password changed is over
+    if let Some(void) = repo.auth_record(hale_repository::TOKENS_VOID, &account.id).await.map_err(err)?
+        && let Some(before) = void["before"].as_i64()
+        && uuid_ms(&family).is_none_or(|began| began < before)
+    {
+        return Err(bad("The grant ended when the account was disabled or its password changed"));
+    }
     let mut scopes = Scopes::parse(r["scope"].as_str().unwrap_or(""), true).map_err(|e| bad(&e.to_string()))?;
     if let Some(asked) = p.get("scope") {
         // a refresh may narrow the grant, never widen it

@@ -47,6 +47,29 @@ pub struct AccessClaims {
     pub patient: Option<String>,
 }
 
+impl AccessClaims {
+    /// When the token was issued, in Unix milliseconds: from its `jti` (a UUID v7,
+    /// whose first 48 bits are the milliseconds it was made at) when it is one, else
+    /// from `iat` (seconds). So a token made just after an account changed, within the
+    /// same second, is told from one made just before.
+    pub fn issued_ms(&self) -> i64 {
+        uuid::Uuid::parse_str(&self.jti)
+            .ok()
+            .filter(|u| u.get_version_num() == 7)
+            .and_then(|u| u.get_timestamp())
+            .map(|t| {
+                let (secs, nanos) = t.to_unix();
+                secs as i64 * 1000 + i64::from(nanos / 1_000_000)
+            })
+            .unwrap_or(self.iat.saturating_mul(1000))
+    }
+
+    /// The account of a user's token (`sub` `user:<id>`).
+    pub fn account(&self) -> Option<&str> {
+        self.sub.strip_prefix("user:")
+    }
+}
+
 /// Why a token was refused: every kind is a 401 to the caller, with this text.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TokenError {
@@ -58,6 +81,8 @@ pub enum TokenError {
     Expired,
     #[error("the access token was revoked")]
     Revoked,
+    #[error("the access token's account was disabled or its password changed after the token was issued")]
+    AccountChanged,
     #[error("the access token was not issued by this server or not for it")]
     WrongIssuerOrAudience,
     #[error("the access token's grant is not valid: {0}")]
@@ -97,6 +122,17 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     f.sync_all()
 }
 
+/// Replaces `path` with `bytes` (owner-only), through a new file renamed over it.
+fn replace_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("new");
+    match std::fs::remove_file(&tmp) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    write_private(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}
+
 impl TokenKeys {
     /// Loads the signing key and installation id from `data_dir/keys`, creating them
     /// on first use.
@@ -123,6 +159,37 @@ impl TokenKeys {
         let installation = std::fs::read_to_string(&id_path)?.trim().to_string();
         Self::from_parts(&der, &format!("urn:hale:{installation}"))
             .map_err(|e| std::io::Error::other(format!("{}: {e}", key_path.display())))
+    }
+
+    /// The key material of `data_dir` (created on first use) as one text, to be shared
+    /// by every node of one database: the installation id and the PKCS#8 signing key.
+    /// A secret: never log it.
+    pub fn material(data_dir: &Path) -> std::io::Result<String> {
+        Self::open(data_dir)?;
+        let dir = key_dir(data_dir);
+        let der = std::fs::read(dir.join("token-signing.p8"))?;
+        let installation = std::fs::read_to_string(dir.join("installation-id"))?.trim().to_string();
+        Ok(serde_json::json!({"installation": installation, "pkcs8": URL_SAFE_NO_PAD.encode(der)}).to_string())
+    }
+
+    /// Makes `material` (from [`TokenKeys::material`], maybe another node's) the key
+    /// and installation id of `data_dir`, replacing the files there, and opens it.
+    pub fn adopt(data_dir: &Path, material: &str) -> std::io::Result<TokenKeys> {
+        let bad = || std::io::Error::other("the shared token key material is not valid");
+        let v: serde_json::Value = serde_json::from_str(material).map_err(|_| bad())?;
+        let installation = v["installation"].as_str().filter(|i| uuid::Uuid::parse_str(i).is_ok()).ok_or_else(bad)?;
+        let der = v["pkcs8"].as_str().and_then(|k| URL_SAFE_NO_PAD.decode(k).ok()).ok_or_else(bad)?;
+        let keys = Self::from_parts(&der, &format!("urn:hale:{installation}")).map_err(|_| bad())?;
+        let dir = key_dir(data_dir);
+        std::fs::create_dir_all(&dir)?;
+        replace_private(&dir.join("token-signing.p8"), &der)?;
+        replace_private(&dir.join("installation-id"), installation.as_bytes())?;
+        Ok(keys)
+    }
+
+    /// The key id (the JWK thumbprint of the public key; not a secret).
+    pub fn kid(&self) -> &str {
+        &self.kid
     }
 
     fn from_parts(pkcs8_der: &[u8], issuer: &str) -> Result<TokenKeys, String> {
@@ -334,6 +401,35 @@ mod tests {
             let mode = std::fs::metadata(d.path().join("keys/token-signing.p8")).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+    }
+
+    #[test]
+    fn material_moves_the_key_and_installation_to_another_data_directory() {
+        let (_a, a) = keys();
+        let b_dir = tempfile::tempdir().unwrap();
+        let b = TokenKeys::open(b_dir.path()).unwrap();
+        assert_ne!(a.issuer(), b.issuer());
+        let material = TokenKeys::material(_a.path()).unwrap();
+        assert_eq!(TokenKeys::material(_a.path()).unwrap(), material);
+        let adopted = TokenKeys::adopt(b_dir.path(), &material).unwrap();
+        assert_eq!((adopted.issuer(), adopted.kid()), (a.issuer(), a.kid()));
+        let reopened = TokenKeys::open(b_dir.path()).unwrap();
+        let t = a.sign(&a.client_claims("c", &Scopes::parse("system/*.read", true).unwrap(), 60));
+        assert!(reopened.verify(&t).is_ok());
+        assert_eq!(TokenKeys::material(b_dir.path()).unwrap(), material);
+        assert!(TokenKeys::adopt(b_dir.path(), "{\"installation\":\"x\",\"pkcs8\":\"\"}").is_err());
+    }
+
+    #[test]
+    fn a_token_knows_the_millisecond_it_was_issued() {
+        let (_d, k) = keys();
+        let before = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+        let mut c = k.user_claims(&account(), "app", &Scopes::parse("user/*.rs", true).unwrap(), None, 60);
+        let after = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+        assert!((before..=after).contains(&c.issued_ms()), "{} {before} {after}", c.issued_ms());
+        assert_eq!(c.account(), Some(account().id.as_str()));
+        c.jti = "not-a-uuid".into();
+        assert_eq!(c.issued_ms(), c.iat * 1000);
     }
 
     #[test]

@@ -24,15 +24,47 @@ impl Repository {
     /// Stores a new account (`create`) or a changed one; `action` names the change in
     /// the audit trail (`account-create`, `account-disable`, `account-reset-password`,
     /// `account-enroll-mfa` ...).
+    ///
+    /// When the change disables the account or changes its password (a reset, or the
+    /// user's own change), every token issued to it before is void from now on: a
+    /// [`TOKENS_VOID`] record (account id, this instant) that the API reads at most a
+    /// second late on every node. It is written before the account, so a failure
+    /// between the two leaves tokens void, never an account disabled with live tokens.
     pub async fn put_account(&self, account: &Account, create: bool, action: &str) -> Result<()> {
         let event = Event::new(action, Interaction::ManageAccounts).target(format!("account/{}", account.username));
         let result = async {
             let store = self.door(Interaction::ManageAccounts, None).await?;
+            if !create {
+                let old = store.account(AccountKey::Id(&account.id)).await?.map(from_row).transpose()?;
+                let voids = old.is_some_and(|o| account.disabled || o.password_hash != account.password_hash);
+                if voids {
+                    let now = hale_store::Instant::now().millis();
+                    let body = serde_json::json!({"before": now, "reason": action});
+                    let record = AuthRecord {
+                        kind: TOKENS_VOID.into(),
+                        key: account.id.clone(),
+                        body: body.to_string(),
+                        expires: Some(now + TOKENS_VOID_MS),
+                    };
+                    store.put_auth(record, None).await?;
+                }
+            }
             let row = to_row(account)?;
             Ok(store.put_account(row, create, event.clone().row(self.context(), &[])).await?)
         }
         .await;
         self.audit_failed_write(event, result).await
+    }
+
+    /// Every account whose tokens issued before an instant are void (disabled, or its
+    /// password changed, within the last hour): (account id, Unix milliseconds).
+    pub async fn voided_tokens(&self) -> Result<Vec<(String, i64)>> {
+        Ok(self
+            .auth_records(TOKENS_VOID)
+            .await?
+            .into_iter()
+            .filter_map(|(account, b)| Some((account, b["before"].as_i64()?)))
+            .collect())
     }
 
     /// The account with this folded user name.
@@ -211,6 +243,18 @@ impl Repository {
         store.auths(kind).await?.into_iter().map(|r| Ok((r.key.clone(), parse_body(&r)?))).collect()
     }
 
+    /// How many live records of `kind` have keys starting with `key_prefix`.
+    pub async fn count_auth_records(&self, kind: &str, key_prefix: &str) -> Result<u64> {
+        let store = self.door(Interaction::IssueToken, None).await?;
+        Ok(store.count_auths(kind, key_prefix).await?)
+    }
+
+    /// Removes the records of `kind` whose keys start with `key_prefix`.
+    pub async fn remove_auth_records(&self, kind: &str, key_prefix: &str) -> Result<u64> {
+        let store = self.door(Interaction::IssueToken, None).await?;
+        Ok(store.remove_auths(kind, key_prefix).await?)
+    }
+
     /// Audits a sign-in or another authorization-server event (`login`, `login-failed`,
     /// `token`, `token-refused`...) for `who`, with its outcome.
     pub async fn audit_auth_event(&self, action: &str, who: &str, failure: Option<&str>) -> Result<()> {
@@ -230,6 +274,14 @@ fn parse_body(r: &AuthRecord) -> Result<serde_json::Value> {
 
 /// How long a break-the-glass grant lasts.
 pub const BREAK_GLASS_MS: i64 = 60 * 60 * 1000;
+
+/// The kind of the authorization records that void an account's tokens issued before
+/// an instant (see [`Repository::put_account`]).
+pub const TOKENS_VOID: &str = "tokens-void";
+
+/// How long a [`TOKENS_VOID`] record is kept: longer than any token it voids lives (an
+/// access token an hour, a refresh token's grant 30 days).
+pub const TOKENS_VOID_MS: i64 = 31 * 24 * 3600 * 1000;
 
 fn denied(reason: &str) -> Error {
     Error::Denied(hale_access::Denial { category: hale_fhir::Category::Forbidden, reason: reason.to_string() })

@@ -17,12 +17,12 @@ use hale_search::parse::SearchRequest;
 use hale_store::{IndexRows, NewVersion};
 use serde_json::Value;
 
-pub use accounts::BREAK_GLASS_MS;
+pub use accounts::{BREAK_GLASS_MS, TOKENS_VOID, TOKENS_VOID_MS};
 pub use bundle::{BundleKind, EntryResponse, EntryStatus, rewrite_references};
 pub use criteria::parse_criteria;
 pub use gate::{Gate, Repository};
 pub use hale_access::{Principal, PurposeOfUse, RequestContext};
-pub use hale_audit::chain::{Checkpoints, Problem as AuditProblem};
+pub use hale_audit::chain::{Checkpoints, Error as AuditKeyError, Problem as AuditProblem};
 /// The store's value types that the gate's callers see (pages, versions, queries); the
 /// store itself is never handed out.
 pub use hale_store::{
@@ -639,16 +639,34 @@ impl Repository {
         }
         if let Some((pos, hash)) = head {
             let key = checkpoints.signing_key().map_err(audit_error)?;
-            checkpoints.append(&key, pos, &hash).map_err(audit_error)?;
+            let (_, line) = checkpoints.append_line(&key, pos, &hash).map_err(audit_error)?;
+            if checkpoints.is_shared() {
+                store.append_checkpoint(line).await?;
+            }
         }
         Ok(linked)
+    }
+
+    /// The key material every node of the store shares under `name`, `candidate` stored
+    /// first when there is none (system only; see [`hale_store::Store::server_key`]).
+    pub async fn shared_key(&self, name: &str, candidate: String) -> Result<String> {
+        let store = self.door(Interaction::Maintenance, None).await?;
+        Ok(store.server_key(name, candidate).await?)
     }
 
     /// Verifies the whole chain against itself and the signed checkpoints (system only).
     pub async fn verify_audit(&self, checkpoints: &hale_audit::chain::Checkpoints) -> Result<AuditVerification> {
         let store = self.door(Interaction::Maintenance, None).await?;
         let key = checkpoints.verifying_key().map_err(audit_error)?;
-        let (good, bad_checkpoints) = checkpoints.load(key.as_ref()).map_err(audit_error)?;
+        let (mut good, mut bad_checkpoints) = checkpoints.load(key.as_ref()).map_err(audit_error)?;
+        if checkpoints.is_shared() {
+            // every node's checkpoints, signed with the key they share
+            let lines = store.checkpoints().await?;
+            let (more, bad) =
+                hale_audit::chain::Checkpoints::parse_lines(lines.iter().map(String::as_str), key.as_ref());
+            good.extend(more);
+            bad_checkpoints.extend(bad);
+        }
         let mut v = hale_audit::chain::Verifier::new(&good);
         let mut after = 0;
         'pages: loop {

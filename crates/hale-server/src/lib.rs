@@ -49,13 +49,52 @@ pub enum Error {
     Serve(std::io::Error),
     #[error("cannot read or create the token signing key in {0}: {1}")]
     Keys(String, std::io::Error),
+    #[error("cannot read or store the keys every node shares: {0}")]
+    SharedKeys(String),
     #[error("accounts: {0}")]
     Accounts(String),
 }
 
-/// The token signing key of the data directory (created on first use).
-pub fn token_keys(cfg: &Config) -> Result<TokenKeys, Error> {
-    TokenKeys::open(&cfg.data_dir).map_err(|e| Error::Keys(cfg.data_dir.display().to_string(), e))
+/// Names of the key material in the store's `server_key` table.
+const TOKEN_KEY: &str = "token-signing";
+const AUDIT_KEY: &str = "audit-signing";
+
+/// The token signing key and installation id. On SQLite those of the data directory
+/// (created on first use). On PostgreSQL those every node of the database shares: the
+/// first node to start stores its own (from its data directory) in the database, every
+/// other node adopts the stored ones into its data directory (so `hale token` and the
+/// files agree with the database), so a token issued by one node is accepted by all.
+pub async fn token_keys(cfg: &Config, repo: &Repository) -> Result<TokenKeys, Error> {
+    let keys_error = |e| Error::Keys(cfg.data_dir.display().to_string(), e);
+    if !cfg.is_postgres() {
+        return TokenKeys::open(&cfg.data_dir).map_err(keys_error);
+    }
+    let local = TokenKeys::material(&cfg.data_dir).map_err(keys_error)?;
+    let shared = repo.shared_key(TOKEN_KEY, local.clone()).await.map_err(|e| Error::SharedKeys(e.to_string()))?;
+    if shared == local {
+        return TokenKeys::open(&cfg.data_dir).map_err(keys_error);
+    }
+    let keys = TokenKeys::adopt(&cfg.data_dir, &shared).map_err(keys_error)?;
+    tracing::info!(kid = keys.kid(), issuer = keys.issuer(), "this node adopts the database's token signing key");
+    Ok(keys)
+}
+
+/// The audit checkpoints and their signing key: those of the data directory on SQLite;
+/// on PostgreSQL the key every node of the database shares (stored by the first node,
+/// adopted by the others like [`token_keys`]), each checkpoint also kept in the
+/// database, so `hale audit verify` on any node checks every node's checkpoints.
+pub async fn checkpoints(cfg: &Config, repo: &Repository) -> Result<Checkpoints, Error> {
+    if !cfg.is_postgres() {
+        return Ok(Checkpoints::new(&cfg.data_dir));
+    }
+    let checkpoints = Checkpoints::shared(&cfg.data_dir);
+    let audit_error = |e: hale_repository::AuditKeyError| Error::SharedKeys(e.to_string());
+    let local = checkpoints.material().map_err(audit_error)?;
+    let shared = repo.shared_key(AUDIT_KEY, local).await.map_err(|e| Error::SharedKeys(e.to_string()))?;
+    if checkpoints.adopt(&shared).map_err(audit_error)? {
+        tracing::info!("this node adopts the database's audit checkpoint key");
+    }
+    Ok(checkpoints)
 }
 
 /// Opens the store the configuration names: PostgreSQL for a `postgres://` URL,
@@ -204,8 +243,9 @@ impl Server {
     pub async fn bind(cfg: &Config) -> Result<Server, Error> {
         let gate = gate(cfg).await?;
         let listener = TcpListener::bind(&cfg.listen).await.map_err(|e| Error::Listen(cfg.listen.clone(), e))?;
-        let checkpoints = hale_repository::Checkpoints::new(&cfg.data_dir);
-        let tokens = Arc::new(token_keys(cfg)?);
+        let system = gate.system("keys");
+        let checkpoints = checkpoints(cfg, &system).await?;
+        let tokens = Arc::new(token_keys(cfg, &system).await?);
         let first_admin =
             users::ensure_first_admin(&gate.system("first-start")).await.map_err(|e| Error::Accounts(e.to_string()))?;
         Ok(Server { listener, app: app(cfg, gate.clone(), tokens), gate, checkpoints, first_admin })

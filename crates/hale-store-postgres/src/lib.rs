@@ -49,6 +49,8 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (5, include_str!("../migrations/0005_audit.sql")),
     (6, include_str!("../migrations/0006_accounts.sql")),
     (7, include_str!("../migrations/0007_auth.sql")),
+    (8, include_str!("../migrations/0008_server_key.sql")),
+    (9, include_str!("../migrations/0009_related_rows.sql")),
 ];
 
 /// Every index table; rows of a resource are replaced on each write.
@@ -921,6 +923,54 @@ impl Store for PgStore {
             .await
             .map_err(db)?;
         rows.iter().map(pg_auth_row).collect()
+    }
+
+    async fn count_auths(&self, kind: &str, key_prefix: &str) -> Result<u64> {
+        let c = self.client().await?;
+        let now = Instant::now().millis();
+        let row = c
+            .query_one(
+                "SELECT COUNT(*) FROM auth_record WHERE kind = $1 AND left(key, char_length($2)) = $2 \
+                 AND (expires IS NULL OR expires >= $3)",
+                &[&kind, &key_prefix, &now],
+            )
+            .await
+            .map_err(db)?;
+        Ok(row.try_get::<_, i64>(0).map_err(db)?.max(0) as u64)
+    }
+
+    async fn remove_auths(&self, kind: &str, key_prefix: &str) -> Result<u64> {
+        let c = self.client().await?;
+        c.execute("DELETE FROM auth_record WHERE kind = $1 AND left(key, char_length($2)) = $2", &[&kind, &key_prefix])
+            .await
+            .map_err(db)
+    }
+
+    async fn server_key(&self, name: &str, candidate: String) -> Result<String> {
+        let c = self.client().await?;
+        let now = Instant::now().millis();
+        // of two nodes inserting at once, one inserts and the other's insert does
+        // nothing (it waits for the first to commit); both then read the same row
+        c.execute(
+            "INSERT INTO server_key (name, body, created) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
+            &[&name, &candidate, &now],
+        )
+        .await
+        .map_err(db)?;
+        let row = c.query_one("SELECT body FROM server_key WHERE name = $1", &[&name]).await.map_err(db)?;
+        row.try_get(0).map_err(db)
+    }
+
+    async fn append_checkpoint(&self, line: String) -> Result<()> {
+        let c = self.client().await?;
+        c.execute("INSERT INTO audit_checkpoint (body) VALUES ($1)", &[&line]).await.map_err(db)?;
+        Ok(())
+    }
+
+    async fn checkpoints(&self) -> Result<Vec<String>> {
+        let c = self.client().await?;
+        let rows = c.query("SELECT body FROM audit_checkpoint ORDER BY id", &[]).await.map_err(db)?;
+        rows.iter().map(|r| r.try_get(0).map_err(db)).collect()
     }
 
     async fn accounts(&self) -> Result<Vec<AccountRow>> {

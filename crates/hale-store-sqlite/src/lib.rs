@@ -40,6 +40,8 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (10, include_str!("../migrations/0010_accounts.sql")),
     (11, include_str!("../migrations/0011_auth.sql")),
     (12, include_str!("../migrations/0012_audit_journal.sql")),
+    (13, include_str!("../migrations/0013_server_key.sql")),
+    (14, include_str!("../migrations/0014_related_rows.sql")),
 ];
 
 /// Every index table; rows of a resource are replaced on each write.
@@ -1124,6 +1126,64 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn count_auths(&self, kind: &str, key_prefix: &str) -> Result<u64> {
+        let (kind, prefix, now) = (kind.to_string(), key_prefix.to_string(), Instant::now().millis());
+        self.with_reader(move |c| {
+            c.prepare_cached(
+                "SELECT COUNT(*) FROM auth_record WHERE kind = ?1 AND substr(key, 1, length(?2)) = ?2 \
+                 AND (expires IS NULL OR expires >= ?3)",
+            )
+            .and_then(|mut s| s.query_row(params![kind, prefix, now], |r| r.get::<_, i64>(0)))
+            .map(|n| n.max(0) as u64)
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn remove_auths(&self, kind: &str, key_prefix: &str) -> Result<u64> {
+        let (kind, prefix) = (kind.to_string(), key_prefix.to_string());
+        self.with_writer(move |tx| {
+            tx.prepare_cached("DELETE FROM auth_record WHERE kind = ?1 AND substr(key, 1, length(?2)) = ?2")
+                .and_then(|mut s| s.execute(params![kind, prefix]))
+                .map(|n| n as u64)
+                .map_err(backend)
+        })
+        .await
+    }
+
+    async fn server_key(&self, name: &str, candidate: String) -> Result<String> {
+        let (name, now) = (name.to_string(), Instant::now().millis());
+        // the one writer thread makes the insert and the read one step
+        self.with_writer(move |tx| {
+            tx.prepare_cached("INSERT OR IGNORE INTO server_key (name, body, created) VALUES (?1, ?2, ?3)")
+                .and_then(|mut s| s.execute(params![name, candidate, now]))
+                .map_err(backend)?;
+            tx.prepare_cached("SELECT body FROM server_key WHERE name = ?1")
+                .and_then(|mut s| s.query_row(params![name], |r| r.get(0)))
+                .map_err(backend)
+        })
+        .await
+    }
+
+    async fn append_checkpoint(&self, line: String) -> Result<()> {
+        self.with_writer(move |tx| {
+            tx.prepare_cached("INSERT INTO audit_checkpoint (body) VALUES (?1)")
+                .and_then(|mut s| s.execute(params![line]))
+                .map(|_| ())
+                .map_err(backend)
+        })
+        .await
+    }
+
+    async fn checkpoints(&self) -> Result<Vec<String>> {
+        self.with_reader(|c| {
+            c.prepare_cached("SELECT body FROM audit_checkpoint ORDER BY id")
+                .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<Vec<String>>>())
+                .map_err(backend)
+        })
+        .await
+    }
+
     async fn accounts(&self) -> Result<Vec<AccountRow>> {
         self.with_reader(|c| {
             c.prepare_cached("SELECT id, username, body FROM account ORDER BY username")
@@ -1318,6 +1378,60 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn migration_14_relates_the_patients_of_stored_encounters_and_care_teams() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Connection::open(dir.path().join("old.db")).unwrap();
+        c.execute_batch("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)")
+            .unwrap();
+        for (version, sql) in &MIGRATIONS[..13] {
+            c.execute_batch(sql).unwrap();
+            c.execute("INSERT INTO schema_migrations VALUES (?1, 0)", [version]).unwrap();
+        }
+        // reference rows as a store at schema 13 wrote them
+        c.execute_batch(
+            "INSERT INTO search_reference (res_type, res_id, param, target_type, target_id) VALUES
+               ('Encounter', 'e1', 'service-provider', 'Organization', 'o1'), ('Encounter', 'e1', 'patient', 'Patient', 'a'),
+               ('Encounter', 'e2', 'service-provider', 'Organization', 'o2'),
+               ('CareTeam', 'c1', 'participant', 'Practitioner', 'dr'), ('CareTeam', 'c1', 'participant', 'Patient', 'a'),
+               ('CareTeam', 'c1', 'participant', 'Organization', 'o3'), ('CareTeam', 'c1', 'patient', 'Patient', 'a'),
+               ('Observation', 'x', 'performer', 'Organization', 'o1'), ('Observation', 'x', 'patient', 'Patient', 'a');",
+        )
+        .unwrap();
+        migrate(&mut c).unwrap();
+        let rows: Vec<(String, String, String, Option<String>)> = c
+            .prepare(
+                "SELECT res_id, system, code, patient FROM search_token WHERE param = '_hale-related'
+                 ORDER BY res_id, code",
+            )
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        let want = [
+            ("c1", "Practitioner", "dr", Some("a")),
+            ("c1", "Organization", "o3", Some("a")),
+            ("e1", "Organization", "o1", Some("a")),
+            ("e2", "Organization", "o2", None),
+        ];
+        let want: Vec<(String, String, String, Option<String>)> = want
+            .iter()
+            .map(|(i, s, c, p)| (i.to_string(), s.to_string(), c.to_string(), p.map(String::from)))
+            .collect();
+        assert_eq!(rows, want);
+        // the same rows the indexer writes today
+        let enc = serde_json::json!({"resourceType":"Encounter","status":"finished","class":{"code":"AMB"},
+            "subject":{"reference":"Patient/a"},"serviceProvider":{"reference":"Organization/o1"}});
+        let related: Vec<(Option<String>, String)> = hale_search::extract::extract(&enc)
+            .tokens
+            .into_iter()
+            .filter(|t| t.param == hale_search::extract::RELATED)
+            .map(|t| (t.system, t.code))
+            .collect();
+        assert_eq!(related, [(Some("Organization".to_string()), "o1".to_string())]);
     }
 
     #[test]

@@ -635,6 +635,22 @@ pub trait Store: Send + Sync + 'static {
     async fn take_auth(&self, kind: &str, key: &str) -> Result<Option<AuthRecord>>;
     /// Every live record of `kind`, by key.
     async fn auths(&self, kind: &str) -> Result<Vec<AuthRecord>>;
+    /// How many live records of `kind` have a key starting with `key_prefix` (failed
+    /// sign-ins of one account, counted by every node).
+    async fn count_auths(&self, kind: &str, key_prefix: &str) -> Result<u64>;
+    /// Removes the records of `kind` whose key starts with `key_prefix`; how many.
+    async fn remove_auths(&self, kind: &str, key_prefix: &str) -> Result<u64>;
+
+    /// The key material stored under `name` (table `server_key`: what every node of one
+    /// database shares, such as the token signing key), storing `candidate` first when
+    /// there is none. Of several callers, at once or not, every one gets the same body.
+    /// Never replaced nor deleted.
+    async fn server_key(&self, name: &str, candidate: String) -> Result<String>;
+    /// Appends a signed audit checkpoint (a line of the checkpoint file) to the shared,
+    /// append-only table `audit_checkpoint`.
+    async fn append_checkpoint(&self, line: String) -> Result<()>;
+    /// Every checkpoint line appended, oldest first.
+    async fn checkpoints(&self) -> Result<Vec<String>>;
 }
 
 #[cfg(test)]

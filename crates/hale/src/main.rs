@@ -221,7 +221,7 @@ enum AuditCommand {
 
 /// Links the audit entries a command wrote into the hash chain and signs a checkpoint.
 async fn chain_audit(repo: &hale_server::SystemRepository, cfg: &Config) -> anyhow::Result<()> {
-    repo.chain_audit(&hale_server::Checkpoints::new(&cfg.data_dir)).await?;
+    repo.chain_audit(&hale_server::checkpoints(cfg, repo).await?).await?;
     Ok(())
 }
 
@@ -442,7 +442,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let started = std::time::Instant::now();
             let v = rt.block_on(async {
                 let repo = hale_server::system_repository(&cfg, "audit-verify").await?;
-                let checkpoints = hale_server::Checkpoints::new(&cfg.data_dir);
+                let checkpoints = hale_server::checkpoints(&cfg, &repo).await?;
                 repo.chain_audit(&checkpoints).await?;
                 anyhow::Ok(repo.verify_audit(&checkpoints).await?)
             })?;
@@ -520,7 +520,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             let token = rt.block_on(async {
                 let repo = hale_server::system_repository(&cfg, "token").await?;
-                let keys = hale_server::token_keys(&cfg)?;
+                let keys = hale_server::token_keys(&cfg, &repo).await?;
                 let subject = match (user, client) {
                     (Some(u), _) => hale_server::users::TokenSubject::User(u),
                     (None, Some(c)) => hale_server::users::TokenSubject::Client(c),

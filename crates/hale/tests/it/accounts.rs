@@ -165,3 +165,68 @@ async fn accounts_and_tokens_from_the_command_line() {
     let out = hale(d, &["audit", "verify"]);
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+/// `hale ARGS` against the store of a test server (its data directory, and its
+/// PostgreSQL database when it runs on one).
+fn hale_at(ts: &hale_test_support::TestServer, args: &[&str]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_hale"));
+    c.env_remove("HALE_LISTEN").env_remove("HALE_DATA_DIR").env_remove("HALE_CONFIG").env_remove("HALE_DATABASE_URL");
+    c.env("HALE_LOG__LEVEL", "warn").args(args).arg("--data-dir").arg(ts.data_dir.path());
+    if let Some(url) = ts.postgres_database_url() {
+        c.args(["--database", url]);
+    }
+    c.output().unwrap()
+}
+
+/// Disabling an account, or resetting its password, voids the tokens it was issued
+/// before: within about a second every request with one is a 401 (audited); enabling
+/// the account again does not bring them back; tokens issued afterwards work.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_disabled_account_or_a_reset_password_ends_its_tokens_within_a_second() {
+    let ts = hale_test_support::TestServer::spawn().await;
+    let r = ts.put("/Organization/org-void", &serde_json::json!({"resourceType":"Organization","id":"org-void"})).await;
+    assert_eq!(r.status(), 201);
+    let out = hale_at(&ts, &["user", "add", "dr.void", "--role", "clinician", "--organization", "org-void"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let token = |ts: &hale_test_support::TestServer| {
+        let out = hale_at(ts, &["token", "--user", "dr.void", "--scope", "user/*.rs"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        stdout(&out).trim().to_string()
+    };
+    let status = |t: String| {
+        let url = ts.fhir("/Patient");
+        async move { hale_test_support::client_with_token(&t).get(url).send().await.unwrap() }
+    };
+    let first = token(&ts);
+    assert_eq!(status(first.clone()).await.status(), 200);
+
+    assert!(hale_at(&ts, &["user", "disable", "dr.void"]).status.success());
+    let started = std::time::Instant::now();
+    let refused = loop {
+        let r = status(first.clone()).await;
+        if r.status() == 401 || started.elapsed() > std::time::Duration::from_millis(1500) {
+            break r;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(refused.status(), 401, "refused within 1.5 s");
+    let challenge = refused.headers()["www-authenticate"].to_str().unwrap().to_string();
+    assert!(challenge.contains("invalid_token") && challenge.contains("disabled"), "{challenge}");
+
+    // enabled again: the old token stays void, a new one works
+    assert!(hale_at(&ts, &["user", "enable", "dr.void"]).status.success());
+    let second = token(&ts);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(status(first.clone()).await.status(), 401);
+    assert_eq!(status(second.clone()).await.status(), 200);
+
+    // a password reset voids the tokens issued before it too
+    assert!(hale_at(&ts, &["user", "reset-password", "dr.void"]).status.success());
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(status(second).await.status(), 401);
+
+    // each refusal is audited
+    let r = ts.get("/AuditEvent?outcome=4&_count=100").await;
+    let bundle = hale_test_support::json(r).await.to_string();
+    assert!(bundle.contains("disabled or its password changed"), "{bundle}");
+}

@@ -340,3 +340,105 @@ async fn paging_links_made_by_one_node_work_on_the_other() {
     let back = json(b.get(&path_of(&previous)).await).await;
     assert_eq!(entry_ids(&back), seen[3..6].to_vec());
 }
+
+/// `hale ARGS --data-dir DIR --database URL`: its exit status and its output.
+fn hale_cli(dir: &std::path::Path, url: &str, args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hale"))
+        .env_remove("HALE_CONFIG")
+        .env_remove("HALE_DATA_DIR")
+        .env_remove("HALE_DATABASE_URL")
+        .env("HALE_LOG__LEVEL", "warn")
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["--database", url])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), stdout.trim().to_string(), stderr.to_string())
+}
+
+/// The positions of a checkpoint file's lines.
+fn checkpoint_positions(dir: &std::path::Path) -> std::collections::BTreeSet<i64> {
+    let text = std::fs::read_to_string(dir.join("audit/checkpoints.jsonl")).unwrap_or_default();
+    text.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["pos"].as_i64().unwrap()).collect()
+}
+
+/// Nodes with different data directories on one database share the token signing key,
+/// the installation id and the audit checkpoint key (the first node stores them, the
+/// second adopts them): a token printed for node A's data directory works at node B, a
+/// token revoked at A is refused by B within about a second, and `hale audit verify`
+/// with B's data directory checks the checkpoints A signed.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_nodes_share_signing_keys_revocations_and_checkpoints() {
+    let Some((db, a, mut b)) = two_nodes("two_nodes_share_signing_keys_revocations_and_checkpoints").await else {
+        return;
+    };
+    let (a_dir, b_dir) = (a._dir.path(), b._dir.path());
+    for f in ["keys/token-signing.p8", "keys/installation-id", "keys/audit-signing.key", "keys/audit-signing.pub"] {
+        assert_eq!(std::fs::read(a_dir.join(f)).unwrap(), std::fs::read(b_dir.join(f)).unwrap(), "{f}");
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        for f in ["keys/token-signing.p8", "keys/audit-signing.key"] {
+            let mode = std::fs::metadata(b_dir.join(f)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o077, 0, "{f} is readable by its owner only");
+        }
+    }
+    let jwks = |n: &Node| {
+        let url = format!("{}/auth/jwks", n.server.base);
+        async move { json(reqwest::get(url).await.unwrap()).await }
+    };
+    assert_eq!(jwks(&a).await, jwks(&b).await);
+
+    // a token printed for A's data directory works at B...
+    let (ok, _, err) = hale_cli(
+        a_dir,
+        &db.url,
+        &["client", "add", "ops-app", "--name", "Ops", "--redirect-uri", "http://127.0.0.1/cb"],
+    );
+    assert!(ok, "{err}");
+    let (ok, token, err) = hale_cli(a_dir, &db.url, &["token", "--client", "ops-app", "--scope", "system/Patient.rs"]);
+    assert!(ok, "{err}");
+    assert!(!err.contains(&token) && !err.contains("pkcs8"), "nothing secret on stderr: {err}");
+    let anonymous = reqwest::Client::new();
+    let get = |n: &Node| anonymous.get(n.fhir("/Patient")).bearer_auth(&token).send();
+    assert_eq!(get(&b).await.unwrap().status(), 200);
+    assert_eq!(get(&a).await.unwrap().status(), 200);
+    // ...and revoked at A, B refuses it within about a second
+    let r = anonymous
+        .post(format!("{}/auth/revoke", a.server.base))
+        .form(&[("token", token.as_str()), ("client_id", "ops-app")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    let r = get(&b).await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(r.headers()["www-authenticate"].to_str().unwrap().contains("invalid_token"));
+
+    // B stops; A writes and signs checkpoints; verified with B's data directory
+    let _ = b.server.child.kill().await;
+    let _ = b.server.child.wait().await;
+    let before_b = checkpoint_positions(b_dir);
+    for i in 0..3 {
+        let r = a.put(&format!("/Patient/cp-{i}"), &json!({"resourceType":"Patient","id":format!("cp-{i}")})).await;
+        assert_eq!(r.status(), 201);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let signed_by_a = checkpoint_positions(a_dir);
+    let only_a: Vec<i64> = signed_by_a.difference(&before_b).copied().collect();
+    assert!(!only_a.is_empty(), "A signed checkpoints B did not: {signed_by_a:?} {before_b:?}");
+    let (ok, out, err) = hale_cli(b_dir, &db.url, &["audit", "verify"]);
+    assert!(ok, "{out}{err}");
+    let count: usize = out.split(" signed checkpoints").next().unwrap().rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(count >= signed_by_a.union(&before_b).count(), "every node's checkpoints are checked: {out}");
+    // a checkpoint not signed with the shared key fails verification on any node
+    let forged = json!({"pos": 1, "hash": "00".repeat(32), "at": "2020-01-01T00:00:00.000Z", "sig": "AAAA"});
+    db.batch_execute(&format!("INSERT INTO audit_checkpoint (body) VALUES ('{forged}')")).await;
+    let (ok, out, err) = hale_cli(b_dir, &db.url, &["audit", "verify"]);
+    assert!(!ok, "{out}");
+    assert!(err.contains("not a validly signed checkpoint"), "{err}");
+}

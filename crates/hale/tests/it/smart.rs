@@ -462,6 +462,79 @@ async fn bad_requests_are_refused_and_nothing_is_granted() {
     assert_eq!(r.status(), 400);
 }
 
+/// A password reset ends the grants begun before it: their refresh tokens are refused at
+/// once, their access tokens within a second.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_password_reset_ends_the_grants_begun_before_it() {
+    let ts = TestServer::spawn().await;
+    setup(&ts).await;
+    let p = pkce("reset");
+    let url = authorize_url(&ts, "app1", "patient/*.rs launch/patient offline_access", &p);
+    let next = url.strip_prefix(&ts.base).unwrap().to_string();
+    let session = sign_in(&ts, &next, "ana", "correct horse battery staple", "").await.unwrap();
+    let (code, _) = approve(&ts, &url, &session, None).await;
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", REDIRECT),
+        ("client_id", "app1"),
+        ("code_verifier", p.verifier.as_str()),
+    ];
+    let (status, t) = token(&ts, &form).await;
+    assert_eq!(status, 200, "{t}");
+    let ts = &ts;
+    let refresh = |rt: String| async move {
+        token(ts, &[("grant_type", "refresh_token"), ("refresh_token", rt.as_str()), ("client_id", "app1")]).await
+    };
+    let (status, t2) = refresh(t["refresh_token"].as_str().unwrap().to_string()).await;
+    assert_eq!(status, 200, "a refresh before the reset works: {t2}");
+    let at = t2["access_token"].as_str().unwrap().to_string();
+    let anonymous = reqwest::Client::new();
+    assert_eq!(anonymous.get(ts.fhir("/Observation")).bearer_auth(&at).send().await.unwrap().status(), 200);
+    let repo = ts.system_repository("test-setup").await;
+    hale_server::users::reset_password(&repo, "ana").await.unwrap();
+    let (status, e) = refresh(t2["refresh_token"].as_str().unwrap().to_string()).await;
+    assert_eq!((status, e["error"].as_str()), (400, Some("invalid_grant")), "{e}");
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    assert_eq!(anonymous.get(ts.fhir("/Observation")).bearer_auth(&at).send().await.unwrap().status(), 401);
+}
+
+/// Failed sign-ins are counted in the store: two servers on one PostgreSQL database
+/// lock an account after five failures made on either.
+#[tokio::test(flavor = "multi_thread")]
+async fn failed_sign_ins_are_counted_by_every_node() {
+    if !hale_test_support::store_is_postgres() {
+        eprintln!(
+            "SKIP failed_sign_ins_are_counted_by_every_node: two nodes need HALE_TEST_STORE=postgres \
+             (on SQLite bad_requests_are_refused_and_nothing_is_granted throttles one server)"
+        );
+        return;
+    }
+    let a = TestServer::spawn().await;
+    setup(&a).await;
+    let url = a.postgres_database_url().unwrap().to_string();
+    let b = TestServer::spawn_with(|c| c.database_url = url).await;
+    let next_of = |ts: &TestServer| {
+        let u = authorize_url(ts, "app1", "patient/*.rs", &pkce("nodes"));
+        u.strip_prefix(&ts.base).unwrap().to_string()
+    };
+    let (next_a, next_b) = (next_of(&a), next_of(&b));
+    // a success forgets the failures before it, on every node
+    assert_eq!(sign_in(&a, &next_a, "ana", "wrong", "").await.unwrap_err().0, 401);
+    assert_eq!(sign_in(&b, &next_b, "ana", "wrong", "").await.unwrap_err().0, 401);
+    assert!(sign_in(&b, &next_b, "ana", "correct horse battery staple", "").await.is_ok());
+    for (ts, next) in [(&a, &next_a), (&b, &next_b), (&a, &next_a), (&b, &next_b), (&a, &next_a)] {
+        assert_eq!(sign_in(ts, next, "ana", "not the password", "").await.unwrap_err().0, 401);
+    }
+    for (ts, next) in [(&b, &next_b), (&a, &next_a)] {
+        let (status, page) = sign_in(ts, next, "ana", "correct horse battery staple", "").await.unwrap_err();
+        assert_eq!(status, 429);
+        assert!(page.contains("Too many failed attempts"));
+    }
+    // another account of the same address is not locked (20 failures lock an address)
+    assert_eq!(sign_in(&b, &next_b, "dr.nofactor", "correct horse battery staple", "").await.unwrap_err().0, 403);
+}
+
 // ---- SMART Backend Services ----
 
 fn fixture(name: &str) -> std::path::PathBuf {
