@@ -13,8 +13,10 @@
 //! moved already (Hale stopped between the commit and the removal) and is only
 //! removed. Files left by a stopped process are moved when the store opens.
 
+use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use hale_store::{AuditRow, Error, Instant, Result};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -39,11 +41,16 @@ struct Line<'a> {
     body: Option<std::borrow::Cow<'a, str>>,
 }
 
+/// A journal file this process holds: its name and the open file, exclusively locked
+/// (`flock`) for as long as this process may append to it or is moving it, so another
+/// process opening the store (a command beside a running server) never takes it.
+type Held = (String, Arc<File>);
+
 /// The journal's files: the one appended to, and those closed and waiting to be moved.
 pub(crate) struct Journal {
     dir: PathBuf,
-    current: Option<(String, std::fs::File)>,
-    closed: Vec<String>,
+    current: Option<Held>,
+    closed: Vec<Held>,
     /// Makes the names of one process's files distinct and ordered.
     counter: u64,
 }
@@ -57,23 +64,47 @@ fn backend(e: impl std::fmt::Display) -> Error {
 }
 
 impl Journal {
-    /// The journal of the database at `db` (its directory is made on first append);
-    /// the files found there are left by an earlier process, to be moved first.
+    /// The journal of the database at `db` (its directory is made on first append),
+    /// with the files other processes left there (see [`Journal::take`]).
     pub(crate) fn open(db: &Path) -> Result<Self> {
         let mut name = db.as_os_str().to_owned();
         name.push("-audit");
-        let dir = PathBuf::from(name);
-        let mut closed = Vec::new();
-        if dir.is_dir() {
-            for e in std::fs::read_dir(&dir).map_err(io)? {
-                let n = e.map_err(io)?.file_name().to_string_lossy().into_owned();
-                if n.ends_with(".jsonl") {
-                    closed.push(n);
-                }
+        let mut j = Journal { dir: PathBuf::from(name), current: None, closed: Vec::new(), counter: 0 };
+        j.adopt()?;
+        Ok(j)
+    }
+
+    /// Takes over the files no process holds: left by a process that stopped (or by a
+    /// command that ended) before it moved them. A file another process holds is its
+    /// own to move.
+    fn adopt(&mut self) -> Result<()> {
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io(e)),
+        };
+        let mut found = Vec::new();
+        for e in entries {
+            let n = e.map_err(io)?.file_name().to_string_lossy().into_owned();
+            let ours = |h: &Held| h.0 == n;
+            if n.ends_with(".jsonl") && !self.current.iter().any(ours) && !self.closed.iter().any(ours) {
+                found.push(n);
             }
-            closed.sort();
         }
-        Ok(Journal { dir, current: None, closed, counter: 0 })
+        found.sort();
+        for n in found {
+            let file = match File::open(self.dir.join(&n)) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io(e)),
+            };
+            match file.try_lock() {
+                Ok(()) => self.closed.push((n, Arc::new(file))),
+                Err(std::fs::TryLockError::WouldBlock) => {}
+                Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+            }
+        }
+        Ok(())
     }
 
     /// Appends `rows`, in one write, to the current file.
@@ -97,56 +128,79 @@ impl Journal {
             buf.push(b'\n');
         }
         if self.current.is_none() {
-            std::fs::create_dir_all(&self.dir).map_err(io)?;
-            self.counter += 1;
-            let name = format!("{:013}-{:06}-{}.jsonl", Instant::now().millis(), self.counter, std::process::id());
-            let file =
-                std::fs::OpenOptions::new().create_new(true).append(true).open(self.dir.join(&name)).map_err(io)?;
-            self.current = Some((name, file));
+            self.current = Some(self.create()?);
         }
-        let Some((_, file)) = &mut self.current else { return Err(io(std::io::ErrorKind::NotFound.into())) };
-        if let Err(e) = file.write_all(&buf) {
+        let Some((_, file)) = &self.current else { return Err(io(std::io::ErrorKind::NotFound.into())) };
+        if let Err(e) = (&**file).write_all(&buf) {
             // a file with a torn line is closed; the next append begins a new one
-            if let Some((name, _)) = self.current.take() {
-                self.closed.push(name);
+            if let Some(held) = self.current.take() {
+                self.closed.push(held);
             }
             return Err(io(e));
         }
         Ok(())
     }
 
-    /// Closes the current file and hands over every closed file (oldest first), to be
-    /// moved into the log; appends from now on go to a new file.
-    pub(crate) fn take(&mut self) -> Taken {
-        if let Some((name, _)) = self.current.take() {
-            self.closed.push(name);
+    /// A new file, locked, readable by the owner only (it names patients and users).
+    fn create(&mut self) -> Result<Held> {
+        let mut dir = std::fs::DirBuilder::new();
+        dir.recursive(true);
+        let mut open = std::fs::OpenOptions::new();
+        open.create_new(true).append(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+            dir.mode(0o700);
+            open.mode(0o600);
         }
-        Taken { dir: self.dir.clone(), names: std::mem::take(&mut self.closed) }
+        dir.create(&self.dir).map_err(io)?;
+        self.counter += 1;
+        let name = format!("{:013}-{:06}-{}.jsonl", Instant::now().millis(), self.counter, std::process::id());
+        let file = open.open(self.dir.join(&name)).map_err(io)?;
+        file.try_lock().map_err(|e| Error::Backend(format!("the audit journal: {e}")))?;
+        Ok((name, Arc::new(file)))
+    }
+
+    /// Closes the current file and hands over every closed file (oldest first, with
+    /// those no process holds), to be moved into the log; appends from now on go to a
+    /// new file.
+    pub(crate) fn take(&mut self) -> Taken {
+        if let Some(held) = self.current.take() {
+            self.closed.push(held);
+        }
+        if let Err(e) = self.adopt() {
+            tracing::warn!(error = %e, "the audit journal's directory could not be read");
+        }
+        Taken { dir: self.dir.clone(), files: std::mem::take(&mut self.closed) }
     }
 
     /// Gives back files that could not be moved, to be tried again.
     pub(crate) fn give_back(&mut self, mut t: Taken) {
-        t.names.append(&mut self.closed);
-        self.closed = t.names;
+        t.files.append(&mut self.closed);
+        self.closed = t.files;
     }
 }
 
-/// Journal files taken to be moved into the log.
+/// Journal files taken to be moved into the log, still locked; dropped without
+/// [`Taken::remove`] (a move that failed or whose caller went away), their locks go
+/// and the next [`Journal::take`] adopts them.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Taken {
     dir: PathBuf,
-    names: Vec<String>,
+    files: Vec<Held>,
 }
 
 impl Taken {
     pub(crate) fn is_empty(&self) -> bool {
-        self.names.is_empty()
+        self.files.is_empty()
     }
 
-    /// Removes the files once their move committed.
+    /// Removes the files once their move committed (then lets go of their locks).
     pub(crate) fn remove(self) {
-        for n in &self.names {
-            if let Err(e) = std::fs::remove_file(self.dir.join(n)) {
+        for (n, _) in &self.files {
+            if let Err(e) = std::fs::remove_file(self.dir.join(n))
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
                 tracing::warn!(file = %n, error = %e, "a moved audit journal file could not be removed");
             }
         }
@@ -161,7 +215,7 @@ pub(crate) fn drain(
     mut insert: impl FnMut(&Connection, &AuditRow) -> Result<()>,
 ) -> Result<usize> {
     let mut moved = 0;
-    for name in &taken.names {
+    for (name, _) in &taken.files {
         let done = tx
             .prepare_cached("SELECT 1 FROM audit_journal_done WHERE name = ?1")
             .and_then(|mut s| s.query_row(params![name], |_| Ok(())).optional())
@@ -286,6 +340,37 @@ mod tests {
         assert_eq!(drain(&c, &t, insert).unwrap(), 1);
         t.remove();
         assert_eq!(std::fs::read_dir(d.path().join("t.db-audit")).unwrap().count(), 0);
+    }
+
+    /// A command opening the store beside a running server (another process, here
+    /// another journal) never takes the files the server holds; once the server is gone,
+    /// its files are taken over and moved, once.
+    #[test]
+    fn a_file_another_process_holds_is_left_to_it() {
+        let (d, c) = db();
+        let path = d.path().join("t.db");
+        let mut server = Journal::open(&path).unwrap();
+        server.append(&[row("read")]).unwrap();
+        let mut command = Journal::open(&path).unwrap();
+        assert!(command.take().is_empty(), "the server's current file is its own");
+        // the server moves what it wrote, then writes more and stops without moving it
+        let t = server.take();
+        assert!(command.take().is_empty(), "a file being moved is the mover's");
+        assert_eq!(drain(&c, &t, insert).unwrap(), 1);
+        t.remove();
+        server.append(&[row("read"), row("vread")]).unwrap();
+        drop(server);
+        let t = command.take();
+        assert_eq!(drain(&c, &t, insert).unwrap(), 2);
+        t.remove();
+        let n: i64 = c.query_row("SELECT COUNT(*) FROM log", [], |r| r.get(0)).unwrap();
+        assert_eq!(n, 3);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(d.path().join("t.db-audit")).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o700, "the journal names patients: its owner's only");
+        }
     }
 
     #[test]

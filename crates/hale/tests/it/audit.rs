@@ -122,6 +122,48 @@ async fn every_http_interaction_is_audited_and_the_trail_cannot_be_written() {
     assert_eq!(std::fs::read_dir(dir.path().join("hale.db-audit")).unwrap().count(), 0, "the journal was moved");
 }
 
+/// On SQLite the entries of reads go to a journal beside the database first. A command
+/// that opens the store while the server runs (here `hale audit verify`) must not take
+/// the file the server is appending to: every read answered before and after it is in
+/// the log once the server is gone.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_command_beside_a_running_server_loses_no_read_entry() {
+    if std::env::var("HALE_TEST_STORE").as_deref() == Ok("postgres") {
+        eprintln!("SKIP the read-audit journal: it is the SQLite store's (the PostgreSQL run commits each entry)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let exe = std::path::Path::new(env!("CARGO_BIN_EXE_hale"));
+    let mut server = spawn_binary(exe, dir.path()).await;
+    let client = server.client.clone();
+    let url = format!("{}/fhir/Patient/journal-1", server.base);
+    let put = client
+        .put(&url)
+        .header("content-type", "application/fhir+json")
+        .body(json!({"resourceType":"Patient","id":"journal-1"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 201);
+    let mut reads = 0;
+    for _ in 0..3 {
+        assert_eq!(client.get(&url).send().await.unwrap().status(), 200);
+        reads += 1;
+    }
+    let (ok, text) = verify(dir.path());
+    assert!(ok, "{text}");
+    for _ in 0..4 {
+        assert_eq!(client.get(&url).send().await.unwrap().status(), 200);
+        reads += 1;
+    }
+    let _ = server.child.kill().await;
+    let _ = server.child.wait().await;
+    let (ok, text) = verify(dir.path());
+    assert!(ok, "{text}");
+    let logged = rows(dir.path()).iter().filter(|r| r.0 == "read").count();
+    assert_eq!(logged, reads, "every answered read has its entry");
+}
+
 /// A store with a verified, checkpointed chain of entries (a synthesized population).
 fn chained_store() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
