@@ -337,6 +337,8 @@ pub async fn spawn_binary_with(exe: &Path, args: &[String]) -> BinaryServer {
         .args(args)
         .args(["--listen", "127.0.0.1:0"])
         .env("HALE_LOG__LEVEL", "warn")
+        // the benchmarks' own setting, not Hale's (Hale refuses unknown HALE_ keys)
+        .env_remove("HALE_BENCH_REQUESTS")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
