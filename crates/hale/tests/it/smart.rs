@@ -948,3 +948,58 @@ async fn an_ehr_launch_opens_the_app_on_the_patient() {
     assert_eq!(query_param(&to, "error").as_deref(), Some("invalid_request"), "{to}");
     assert!(query_param(&to, "error_description").unwrap().contains("launch parameter"), "{to}");
 }
+
+/// A password change ends the user's other sign-in sessions: a session cookie taken
+/// before the change is sent back to sign-in and approves nothing, while the session the
+/// change began works.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_password_change_ends_the_other_sessions() {
+    let ts = TestServer::spawn().await;
+    setup(&ts).await;
+    let p = pkce("sessions");
+    let url = authorize_url(&ts, "app1", "patient/*.rs launch/patient", &p);
+    let next = url.strip_prefix(&ts.base).unwrap().to_string();
+    // the first browser (say, a stolen cookie): signed in, its consent page open
+    let stolen = sign_in(&ts, &next, "ana", "correct horse battery staple", "").await.unwrap();
+    let c = no_redirects();
+    let r = c.get(&url).header("cookie", &stolen).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let mut form = consent_form(&r.text().await.unwrap());
+    form.push(("decision".into(), "approve".into()));
+    // the user is asked to choose a new password at their next sign-in (the hash stays,
+    // so this alone voids nothing)
+    let repo = ts.system_repository("test-setup").await;
+    let mut a = repo.account_by_username("ana").await.unwrap().unwrap();
+    a.must_change_password = true;
+    repo.put_account(&a, false, "account-test-require-change").await.unwrap();
+    assert_eq!(c.get(&url).header("cookie", &stolen).send().await.unwrap().status(), 200);
+    // the second browser signs in and changes the password
+    let r = c.get(format!("{}/auth/login?next={}", ts.base, enc(&next))).send().await.unwrap();
+    let login_cookie = set_cookie(&r, "hale_login").unwrap();
+    let csrf = field(&r.text().await.unwrap(), "login_csrf").unwrap();
+    let login = [
+        ("username", "ana"),
+        ("password", "correct horse battery staple"),
+        ("code", ""),
+        ("next", next.as_str()),
+        ("login_csrf", csrf.as_str()),
+    ];
+    let r = c.post(format!("{}/auth/login", ts.base)).header("cookie", login_cookie).form(&login).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let pending = field(&r.text().await.unwrap(), "pending").unwrap();
+    let new = "a brand new passphrase for ana";
+    let change = [("pending", pending.as_str()), ("new", new), ("confirm", new)];
+    let r = c.post(format!("{}/auth/password", ts.base)).form(&change).send().await.unwrap();
+    assert_eq!((r.status().as_u16(), location(&r)), (303, next.clone()));
+    let fresh = set_cookie(&r, "hale_session").unwrap();
+    // the first session is over: back to sign-in, and its approval grants no code
+    let r = c.get(&url).header("cookie", &stolen).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    assert!(location(&r).starts_with("/auth/login?"), "{}", location(&r));
+    let r = c.post(format!("{}/auth/authorize", ts.base)).header("cookie", &stolen).form(&form).send().await.unwrap();
+    assert!(!location(&r).starts_with(REDIRECT), "an old session approved: {}", location(&r));
+    assert!(location(&r).starts_with("/auth/login?"), "{}", location(&r));
+    // the session the change began approves
+    let (code, _) = approve(&ts, &url, &fresh, None).await;
+    assert!(!code.is_empty());
+}
