@@ -1003,3 +1003,43 @@ async fn a_password_change_ends_the_other_sessions() {
     let (code, _) = approve(&ts, &url, &fresh, None).await;
     assert!(!code.is_empty());
 }
+
+/// A password reset voids the access tokens issued before it for introspection and for
+/// the EHR launch too, at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_password_reset_voids_tokens_for_introspection_and_launch() {
+    let ts = TestServer::spawn().await;
+    setup(&ts).await;
+    let repo = ts.system_repository("test-setup").await;
+    let secret =
+        hale_auth::register_client(&repo, "conf1", "Reviewer", &[REDIRECT.to_string()], true).await.unwrap().unwrap();
+    let jones = token_of(&ts, "dr.jones", "user/*.rs").await;
+    let introspect = |t: String| {
+        let base = ts.base.clone();
+        let secret = secret.clone();
+        async move {
+            let r = reqwest::Client::new()
+                .post(format!("{base}/auth/introspect"))
+                .basic_auth("conf1", Some(secret))
+                .form(&[("token", t.as_str())])
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            json(r).await
+        }
+    };
+    let form = [("patient", "pat-a"), ("client_id", "app1")];
+    assert_eq!(introspect(jones.clone()).await["active"], true);
+    let (s, l) = launch(&ts, Some(&jones), &form).await;
+    assert_eq!(s, 200, "{l}");
+    hale_server::users::reset_password(&repo, "dr.jones").await.unwrap();
+    let i = introspect(jones.clone()).await;
+    assert_eq!(i, json!({"active": false}), "an access token issued before the reset: {i}");
+    let (s, e) = launch(&ts, Some(&jones), &form).await;
+    assert_eq!((s, e["error"].as_str()), (401, Some("invalid_token")), "{e}");
+    // a token issued after the reset is in force
+    let after = token_of(&ts, "dr.jones", "user/*.rs").await;
+    assert_eq!(introspect(after.clone()).await["active"], true);
+    assert_eq!(launch(&ts, Some(&after), &form).await.0, 200);
+}
