@@ -682,6 +682,22 @@ async fn backend_refusals_grant_nothing_and_are_audited() {
             "five minutes",
         ),
         ("no exp", rsa(&with("noexp", "exp", Value::Null)), "system/Patient.rs", 401, "invalid_client", "missing"),
+        (
+            "nbf a minute ahead",
+            rsa(&with("nbf", "nbf", json!(now() + 60))),
+            "system/Patient.rs",
+            401,
+            "invalid_client",
+            "nbf is in the future",
+        ),
+        (
+            "iat a minute ahead",
+            rsa(&with("iat", "iat", json!(now() + 60))),
+            "system/Patient.rs",
+            401,
+            "invalid_client",
+            "iat is in the future",
+        ),
         ("no jti", rsa(&with("x", "jti", Value::Null)), "system/Patient.rs", 401, "invalid_client", "jti"),
         ("reused jti", once.clone(), "system/Patient.rs", 401, "invalid_client", "used already"),
         (
