@@ -189,12 +189,14 @@ impl FromRequestParts<Arc<ApiState>> for Call {
                 .and_then(|t| st.verified.verify(&st.tokens, t));
             let cached = st.access.get(&st.gate).await?;
             if let Ok(claims) = &checked {
-                if cached.revoked.contains(&claims.jti) {
-                    checked = Err(hale_identity::TokenError::Revoked);
-                } else if let Some(before) = claims.account().and_then(|a| cached.void_before.get(a))
-                    && claims.issued_ms() < *before
-                {
-                    checked = Err(hale_identity::TokenError::AccountChanged);
+                // the rule introspection and the EHR launch apply, on the cached state
+                let standing = hale_identity::token::Standing {
+                    revoked: cached.revoked.contains(&claims.jti),
+                    void_before: claims.account().and_then(|a| cached.void_before.get(a)).copied(),
+                    account_disabled: false,
+                };
+                if let Err(e) = hale_identity::token::in_force(claims, &standing) {
+                    checked = Err(e);
                 }
             }
             match checked.and_then(hale_identity::token::principal_of) {

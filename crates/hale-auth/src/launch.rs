@@ -64,11 +64,13 @@ pub async fn create(State(st): St, headers: HeaderMap, OAuthForm(p): OAuthForm) 
             return unauthorized(&e.to_string());
         }
     };
-    match audit.auth_record("revoked-jti", &claims.jti).await {
-        Ok(None) => {}
-        Ok(Some(_)) => {
-            let _ = audit.audit_auth_event("launch", &claims.sub, Some("the access token was revoked")).await;
-            return unauthorized("the access token was revoked");
+    // revoked, voided by its account's change (disabled, password changed), or of a
+    // disabled account
+    match audit.access_token_in_force(&claims).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            let _ = audit.audit_auth_event("launch", &claims.sub, Some(&e.to_string())).await;
+            return unauthorized(&e.to_string());
         }
         Err(_) => return oauth_error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "try again"),
     }
@@ -91,11 +93,6 @@ pub async fn create(State(st): St, headers: HeaderMap, OAuthForm(p): OAuthForm) 
     };
     if !matches!(user.role, Role::Clinician | Role::Nurse) {
         return refuse(StatusCode::FORBIDDEN, "access_denied", "only clinicians and nurses launch apps".into()).await;
-    }
-    match audit.account_by_id(&user.account).await {
-        Ok(Some(a)) if !a.disabled => {}
-        Ok(_) => return unauthorized("the account is disabled or gone"),
-        Err(_) => return oauth_error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "try again"),
     }
     let Some(client_id) = p.get("client_id").filter(|c| !c.is_empty()) else {
         return refuse(StatusCode::BAD_REQUEST, "invalid_request", "client_id is required".into()).await;

@@ -316,7 +316,9 @@ async fn client(st: &AuthState, id: &str) -> Option<Client> {
 }
 
 /// The signed-in user of a request, from its session cookie (refreshing the idle
-/// timeout), with the session's CSRF token.
+/// timeout), with the session's CSRF token. None when the session is unknown or
+/// expired, its account disabled or gone, or it began before the account's
+/// [`hale_repository::TOKENS_VOID`] mark (a password change ends every other session).
 async fn session(st: &AuthState, headers: &HeaderMap) -> Option<(Account, String)> {
     let sid = cookie(headers, SESSION_COOKIE)?;
     let key = hash_secret(&sid);
@@ -329,6 +331,13 @@ async fn session(st: &AuthState, headers: &HeaderMap) -> Option<(Account, String
     }
     let account = repo.account_by_id(s["account"].as_str()?).await.ok()??;
     if account.disabled {
+        return None;
+    }
+    // a session begun before the account's tokens were voided (disabled, or its
+    // password changed, here or by an administrator) is over, as its tokens are
+    let void = repo.auth_record(hale_repository::TOKENS_VOID, &account.id).await.ok()?;
+    if void.and_then(|v| v["before"].as_i64()).is_some_and(|before| created < before) {
+        let _ = repo.take_auth_record("session", &key).await;
         return None;
     }
     let csrf = s["csrf"].as_str()?.to_string();

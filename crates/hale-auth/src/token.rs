@@ -372,8 +372,11 @@ pub async fn introspect(State(st): St, headers: HeaderMap, OAuthForm(p): OAuthFo
     let inactive = || no_store(StatusCode::OK, json!({"active": false}));
     let Some(token) = p.get("token") else { return inactive() };
     let Ok(claims) = st.tokens.verify(token) else { return inactive() };
-    if st.system().auth_record("revoked-jti", &claims.jti).await.ok().flatten().is_some() {
-        return inactive();
+    // revoked, voided by its account's change, or of a disabled account: inactive
+    match st.system().access_token_in_force(&claims).await {
+        Ok(Ok(())) => {}
+        Ok(Err(_)) => return inactive(),
+        Err(_) => return oauth_error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "try again"),
     }
     let mut body = json!({
         "active": true, "scope": claims.scope, "client_id": claims.client_id, "sub": claims.sub,

@@ -7,8 +7,9 @@
 //! registered keys of its kind, never to choose how to verify (HS256 with a public key
 //! as secret, or `none`, are refused before any key is looked at). The claims: `iss` and
 //! `sub` are the client id, `aud` the token endpoint URL, `exp` present and at most
-//! [`MAX_ASSERTION_LIFETIME_S`] ahead, `jti` present (its single use is the caller's
-//! to enforce, with the expiry returned here).
+//! [`MAX_ASSERTION_LIFETIME_S`] ahead, `nbf` (when given) not in the future, `iat`
+//! (when given) not more than the leeway in the future, `jti` present (its single use
+//! is the caller's to enforce, with the expiry returned here).
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -19,7 +20,7 @@ use serde_json::Value;
 /// How far in the future an assertion's `exp` may be.
 pub const MAX_ASSERTION_LIFETIME_S: i64 = 300;
 
-/// Clock skew allowed on `exp`.
+/// Clock skew allowed on `exp`, `nbf` and `iat`.
 const LEEWAY_S: i64 = 5;
 
 /// Why a JWK Set was refused at registration: one line for the operator.
@@ -127,6 +128,8 @@ struct Claims {
     #[serde(default)]
     exp: Option<i64>,
     #[serde(default)]
+    iat: Option<i64>,
+    #[serde(default)]
     jti: Option<String>,
 }
 
@@ -183,6 +186,8 @@ pub fn verify_assertion(
     v.sub = Some(client_id.to_string());
     v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
     v.leeway = LEEWAY_S as u64;
+    // jsonwebtoken leaves `nbf` unchecked unless asked
+    v.validate_nbf = true;
     let mut last = AssertionError::BadSignature;
     for k in candidates {
         let key = match kty {
@@ -202,6 +207,9 @@ pub fn verify_assertion(
                 let exp = c.exp.ok_or(AssertionError::Claims("exp is missing"))?;
                 if exp > now + MAX_ASSERTION_LIFETIME_S + LEEWAY_S {
                     return Err(AssertionError::TooLong);
+                }
+                if c.iat.is_some_and(|iat| iat > now + LEEWAY_S) {
+                    return Err(AssertionError::Claims("iat is in the future"));
                 }
                 let jti = c.jti.filter(|j| !j.is_empty()).ok_or(AssertionError::Claims("jti is missing"))?;
                 if jti.len() > 256 {
@@ -276,5 +284,38 @@ mod tests {
         let es = format!("{}.{}.AA", URL_SAFE_NO_PAD.encode(br#"{"alg":"ES384"}"#), URL_SAFE_NO_PAD.encode(b"{}"));
         assert_eq!(verify_assertion(&es, &jwks, "c", "u", 0), Err(AssertionError::UnknownKey));
         assert_eq!(verify_assertion("garbage", &jwks, "c", "u", 0), Err(AssertionError::Malformed));
+    }
+
+    /// An assertion signed with the TEST-ONLY P-384 key of the `hale` crate's fixtures.
+    fn signed(claims: &Value) -> (String, Value) {
+        let pem = include_str!("../../hale/tests/fixtures/smart/test-only-ec384.pem");
+        let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        let der = base64::engine::general_purpose::STANDARD.decode(b64).unwrap();
+        let key = jsonwebtoken::EncodingKey::from_ec_der(&der);
+        let jwt = jsonwebtoken::encode(&jsonwebtoken::Header::new(Algorithm::ES384), claims, &key).unwrap();
+        let jwks = serde_json::from_str(include_str!("../../hale/tests/fixtures/smart/test-only-jwks.json")).unwrap();
+        (jwt, jwks)
+    }
+
+    #[test]
+    fn nbf_and_iat_in_the_future_are_refused() {
+        let now = jsonwebtoken::get_current_timestamp() as i64;
+        let check = |extra: Value| {
+            let mut c = serde_json::json!({"iss": "c", "sub": "c", "aud": "u", "exp": now + 60, "jti": "j"});
+            if let (Some(c), Some(e)) = (c.as_object_mut(), extra.as_object()) {
+                c.extend(e.clone());
+            }
+            let (jwt, jwks) = signed(&c);
+            verify_assertion(&jwt, &jwks, "c", "u", now)
+        };
+        assert!(check(serde_json::json!({})).is_ok());
+        assert!(check(serde_json::json!({"nbf": now - 10, "iat": now - 10})).is_ok());
+        assert!(
+            check(serde_json::json!({"nbf": now + LEEWAY_S - 1, "iat": now + LEEWAY_S})).is_ok(),
+            "within the leeway"
+        );
+        assert_eq!(check(serde_json::json!({"nbf": now + 60})), Err(AssertionError::Claims("nbf is in the future")));
+        assert_eq!(check(serde_json::json!({"iat": now + 60})), Err(AssertionError::Claims("iat is in the future")));
+        assert_eq!(check(serde_json::json!({"nbf": "soon"})), Err(AssertionError::Malformed));
     }
 }

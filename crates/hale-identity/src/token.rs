@@ -89,6 +89,36 @@ pub enum TokenError {
     BadGrant(String),
 }
 
+/// What the store knows of a verified access token beyond its signature, read by
+/// whoever checks it (the FHIR API from its one-second cache, introspection and the EHR
+/// launch from the store).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Standing {
+    /// Its `jti` was revoked (`revoked-jti`).
+    pub revoked: bool,
+    /// Its account's tokens issued before this instant (Unix milliseconds) are void
+    /// (`tokens-void`: the account was disabled or its password changed).
+    pub void_before: Option<i64>,
+    /// Its account is disabled or gone (`false` where unknown: disabling writes a
+    /// `tokens-void` mark as well).
+    pub account_disabled: bool,
+}
+
+/// Whether a verified access token is still in force: not revoked, not issued before
+/// its account's tokens-void mark, its account not disabled. The one rule every reader
+/// of access tokens applies.
+pub fn in_force(claims: &AccessClaims, standing: &Standing) -> Result<(), TokenError> {
+    if standing.revoked {
+        return Err(TokenError::Revoked);
+    }
+    if claims.account().is_some()
+        && (standing.account_disabled || standing.void_before.is_some_and(|before| claims.issued_ms() < before))
+    {
+        return Err(TokenError::AccountChanged);
+    }
+    Ok(())
+}
+
 /// The token signing key and the names of this installation.
 pub struct TokenKeys {
     encoding: EncodingKey,
@@ -381,6 +411,28 @@ mod tests {
             created: 0,
             updated: 0,
         }
+    }
+
+    #[test]
+    fn standing_decides_whether_a_token_is_in_force() {
+        let (_d, k) = keys();
+        let scopes = Scopes::parse("user/*.rs", true).unwrap();
+        let c = k.user_claims(&account(), "app", &scopes, None, 60);
+        let issued = c.issued_ms();
+        assert_eq!(in_force(&c, &Standing::default()), Ok(()));
+        let revoked = Standing { revoked: true, ..Standing::default() };
+        assert_eq!(in_force(&c, &revoked), Err(TokenError::Revoked));
+        let disabled = Standing { account_disabled: true, ..Standing::default() };
+        assert_eq!(in_force(&c, &disabled), Err(TokenError::AccountChanged));
+        let voided = Standing { void_before: Some(issued + 1), ..Standing::default() };
+        assert_eq!(in_force(&c, &voided), Err(TokenError::AccountChanged));
+        // a token issued at or after the mark is in force
+        let earlier = Standing { void_before: Some(issued), ..Standing::default() };
+        assert_eq!(in_force(&c, &earlier), Ok(()));
+        // a client's token has no account to void
+        let client = k.client_claims("bulk", &Scopes::parse("system/*.rs", true).unwrap(), 60);
+        assert_eq!(in_force(&client, &voided), Ok(()));
+        assert_eq!(in_force(&client, &revoked), Err(TokenError::Revoked));
     }
 
     #[test]

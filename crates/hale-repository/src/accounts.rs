@@ -67,6 +67,23 @@ impl Repository {
             .collect())
     }
 
+    /// Whether a verified access token is still in force, read from the store now (not
+    /// the FHIR API's one-second cache): its `jti` revoked, its account's
+    /// [`TOKENS_VOID`] mark, its account disabled or gone; decided by
+    /// [`hale_identity::token::in_force`]. The outer error is the store's.
+    pub async fn access_token_in_force(
+        &self,
+        claims: &hale_identity::AccessClaims,
+    ) -> Result<std::result::Result<(), hale_identity::TokenError>> {
+        let revoked = self.auth_record("revoked-jti", &claims.jti).await?.is_some();
+        let mut standing = hale_identity::token::Standing { revoked, ..Default::default() };
+        if let Some(account) = claims.account() {
+            standing.void_before = self.auth_record(TOKENS_VOID, account).await?.and_then(|v| v["before"].as_i64());
+            standing.account_disabled = self.account_by_id(account).await?.is_none_or(|a| a.disabled);
+        }
+        Ok(hale_identity::token::in_force(claims, &standing))
+    }
+
     /// The account with this folded user name.
     pub async fn account_by_username(&self, username: &str) -> Result<Option<Account>> {
         let store = self.door(Interaction::ManageAccounts, None).await?;

@@ -682,6 +682,22 @@ async fn backend_refusals_grant_nothing_and_are_audited() {
             "five minutes",
         ),
         ("no exp", rsa(&with("noexp", "exp", Value::Null)), "system/Patient.rs", 401, "invalid_client", "missing"),
+        (
+            "nbf a minute ahead",
+            rsa(&with("nbf", "nbf", json!(now() + 60))),
+            "system/Patient.rs",
+            401,
+            "invalid_client",
+            "nbf is in the future",
+        ),
+        (
+            "iat a minute ahead",
+            rsa(&with("iat", "iat", json!(now() + 60))),
+            "system/Patient.rs",
+            401,
+            "invalid_client",
+            "iat is in the future",
+        ),
         ("no jti", rsa(&with("x", "jti", Value::Null)), "system/Patient.rs", 401, "invalid_client", "jti"),
         ("reused jti", once.clone(), "system/Patient.rs", 401, "invalid_client", "used already"),
         (
@@ -947,4 +963,99 @@ async fn an_ehr_launch_opens_the_app_on_the_patient() {
     let to = location(&r);
     assert_eq!(query_param(&to, "error").as_deref(), Some("invalid_request"), "{to}");
     assert!(query_param(&to, "error_description").unwrap().contains("launch parameter"), "{to}");
+}
+
+/// A password change ends the user's other sign-in sessions: a session cookie taken
+/// before the change is sent back to sign-in and approves nothing, while the session the
+/// change began works.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_password_change_ends_the_other_sessions() {
+    let ts = TestServer::spawn().await;
+    setup(&ts).await;
+    let p = pkce("sessions");
+    let url = authorize_url(&ts, "app1", "patient/*.rs launch/patient", &p);
+    let next = url.strip_prefix(&ts.base).unwrap().to_string();
+    // the first browser (say, a stolen cookie): signed in, its consent page open
+    let stolen = sign_in(&ts, &next, "ana", "correct horse battery staple", "").await.unwrap();
+    let c = no_redirects();
+    let r = c.get(&url).header("cookie", &stolen).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let mut form = consent_form(&r.text().await.unwrap());
+    form.push(("decision".into(), "approve".into()));
+    // the user is asked to choose a new password at their next sign-in (the hash stays,
+    // so this alone voids nothing)
+    let repo = ts.system_repository("test-setup").await;
+    let mut a = repo.account_by_username("ana").await.unwrap().unwrap();
+    a.must_change_password = true;
+    repo.put_account(&a, false, "account-test-require-change").await.unwrap();
+    assert_eq!(c.get(&url).header("cookie", &stolen).send().await.unwrap().status(), 200);
+    // the second browser signs in and changes the password
+    let r = c.get(format!("{}/auth/login?next={}", ts.base, enc(&next))).send().await.unwrap();
+    let login_cookie = set_cookie(&r, "hale_login").unwrap();
+    let csrf = field(&r.text().await.unwrap(), "login_csrf").unwrap();
+    let login = [
+        ("username", "ana"),
+        ("password", "correct horse battery staple"),
+        ("code", ""),
+        ("next", next.as_str()),
+        ("login_csrf", csrf.as_str()),
+    ];
+    let r = c.post(format!("{}/auth/login", ts.base)).header("cookie", login_cookie).form(&login).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let pending = field(&r.text().await.unwrap(), "pending").unwrap();
+    let new = "a brand new passphrase for ana";
+    let change = [("pending", pending.as_str()), ("new", new), ("confirm", new)];
+    let r = c.post(format!("{}/auth/password", ts.base)).form(&change).send().await.unwrap();
+    assert_eq!((r.status().as_u16(), location(&r)), (303, next.clone()));
+    let fresh = set_cookie(&r, "hale_session").unwrap();
+    // the first session is over: back to sign-in, and its approval grants no code
+    let r = c.get(&url).header("cookie", &stolen).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    assert!(location(&r).starts_with("/auth/login?"), "{}", location(&r));
+    let r = c.post(format!("{}/auth/authorize", ts.base)).header("cookie", &stolen).form(&form).send().await.unwrap();
+    assert!(!location(&r).starts_with(REDIRECT), "an old session approved: {}", location(&r));
+    assert!(location(&r).starts_with("/auth/login?"), "{}", location(&r));
+    // the session the change began approves
+    let (code, _) = approve(&ts, &url, &fresh, None).await;
+    assert!(!code.is_empty());
+}
+
+/// A password reset voids the access tokens issued before it for introspection and for
+/// the EHR launch too, at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_password_reset_voids_tokens_for_introspection_and_launch() {
+    let ts = TestServer::spawn().await;
+    setup(&ts).await;
+    let repo = ts.system_repository("test-setup").await;
+    let secret =
+        hale_auth::register_client(&repo, "conf1", "Reviewer", &[REDIRECT.to_string()], true).await.unwrap().unwrap();
+    let jones = token_of(&ts, "dr.jones", "user/*.rs").await;
+    let introspect = |t: String| {
+        let base = ts.base.clone();
+        let secret = secret.clone();
+        async move {
+            let r = reqwest::Client::new()
+                .post(format!("{base}/auth/introspect"))
+                .basic_auth("conf1", Some(secret))
+                .form(&[("token", t.as_str())])
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            json(r).await
+        }
+    };
+    let form = [("patient", "pat-a"), ("client_id", "app1")];
+    assert_eq!(introspect(jones.clone()).await["active"], true);
+    let (s, l) = launch(&ts, Some(&jones), &form).await;
+    assert_eq!(s, 200, "{l}");
+    hale_server::users::reset_password(&repo, "dr.jones").await.unwrap();
+    let i = introspect(jones.clone()).await;
+    assert_eq!(i, json!({"active": false}), "an access token issued before the reset: {i}");
+    let (s, e) = launch(&ts, Some(&jones), &form).await;
+    assert_eq!((s, e["error"].as_str()), (401, Some("invalid_token")), "{e}");
+    // a token issued after the reset is in force
+    let after = token_of(&ts, "dr.jones", "user/*.rs").await;
+    assert_eq!(introspect(after.clone()).await["active"], true);
+    assert_eq!(launch(&ts, Some(&after), &form).await.0, 200);
 }
