@@ -931,3 +931,45 @@ async fn encounters_and_care_teams_relate_a_patient_to_an_organization() {
     assert_eq!(send(&ts, &dr_c, "POST", "/Observation", Some(&obs)).await.0, 403);
     assert!(sees(dr_d.clone(), "pat-b").await, "the denial names org-c only");
 }
+
+fn encounter_of(id: &str, patient: &str, status: &str, org: &str) -> Value {
+    json!({"resourceType":"Encounter","id":id,"status":status,
+        "class":{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"EMER"},
+        "subject":{"reference":format!("Patient/{patient}")},"serviceProvider":{"reference":format!("Organization/{org}")}})
+}
+
+/// An Encounter that was cancelled or entered in error, and a CareTeam entered in
+/// error, relate their patient to no one; an update to another status does, and back.
+#[tokio::test(flavor = "multi_thread")]
+async fn cancelled_or_erroneous_encounters_and_care_teams_relate_nobody() {
+    let ts = TestServer::spawn().await;
+    population(&ts).await;
+    let dir = ts.data_dir.path();
+    put(&ts, json!({"resourceType":"Organization","id":"org-c","name":"C"})).await;
+    let g = UserGrant { role: "clinician", organization: Some("org-c"), scope: "user/*.cruds", ..Default::default() };
+    let dr = client_with_token(&user_token(dir, "dr-c", &g));
+    let sees = |patient: &'static str| {
+        let (ts, dr) = (&ts, &dr);
+        async move {
+            let seen = send(ts, dr, "GET", &format!("/Patient/{patient}"), None).await.0 == 200;
+            let (_, all) = send(ts, dr, "GET", "/Patient", None).await;
+            assert_eq!(ids_of(&all).contains(&patient.to_string()), seen, "{all}");
+            seen
+        }
+    };
+    for status in ["cancelled", "entered-in-error"] {
+        put(&ts, encounter_of("enc-c", "pat-b", status, "org-c")).await;
+        assert!(!sees("pat-b").await, "a {status} encounter");
+    }
+    put(
+        &ts,
+        json!({"resourceType":"CareTeam","id":"ct-c","status":"entered-in-error","subject":{"reference":"Patient/pat-a"},
+        "participant":[{"member":{"reference":"Organization/org-c"}}]}),
+    )
+    .await;
+    assert!(!sees("pat-a").await, "a care team entered in error");
+    put(&ts, encounter_of("enc-c", "pat-b", "in-progress", "org-c")).await;
+    assert!(sees("pat-b").await);
+    put(&ts, encounter_of("enc-c", "pat-b", "entered-in-error", "org-c")).await;
+    assert!(!sees("pat-b").await, "corrected to entered-in-error");
+}
