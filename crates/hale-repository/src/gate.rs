@@ -69,24 +69,30 @@ impl Repository {
         match hale_access::decide(&self.ctx, interaction, ty) {
             Decision::Permit => Ok(self.store.as_ref()),
             Decision::Deny(denial) => {
-                let mut event =
-                    Event::new(interaction.code(), interaction).failed(Outcome::MinorFailure, &denial.reason);
-                if let Some(t) = ty {
-                    event = event.target(t.as_str());
-                }
-                if let Err(e) = self.store.append_audit(vec![event.row(&self.ctx, &[])]).await {
-                    tracing::error!(request = %self.ctx.request_id, error = %e, "the refusal could not be audited");
-                }
-                tracing::warn!(
-                    principal = %self.ctx.principal.display_name(),
-                    request = %self.ctx.request_id,
-                    interaction = interaction.code(),
-                    resource_type = ty.map(ResourceType::as_str).unwrap_or(""),
-                    "access denied"
-                );
+                self.audit_refusal(interaction, ty, &denial).await;
                 Err(Error::Denied(denial))
             }
         }
+    }
+
+    /// Audits (and logs) a refusal of `interaction` (on resources of `ty`): the door's,
+    /// or a write's that [`Repository::check_write`] keeps within the caller's reach.
+    async fn audit_refusal(&self, interaction: Interaction, ty: Option<&ResourceType>, denial: &Denial) {
+        let mut event = Event::new(interaction.code(), interaction).failed(Outcome::MinorFailure, &denial.reason);
+        if let Some(t) = ty {
+            event = event.target(t.as_str());
+        }
+        if let Err(e) = self.store.append_audit(vec![event.row(&self.ctx, &[])]).await {
+            tracing::error!(request = %self.ctx.request_id, error = %e, "the refusal could not be audited");
+        }
+        tracing::warn!(
+            principal = %self.ctx.principal.display_name(),
+            request = %self.ctx.request_id,
+            interaction = interaction.code(),
+            resource_type = ty.map(ResourceType::as_str).unwrap_or(""),
+            reason = %denial.reason,
+            "access denied"
+        );
     }
 
     /// What this caller may see or change by `interaction` (`None`: everything), for
@@ -143,7 +149,27 @@ impl Repository {
     /// manages or a resource in the compartment of patients they may see (or that the
     /// same transaction creates, in `new_patients`). Types that hold no patient's
     /// information pass the patient part; types outside every compartment do not.
+    ///
+    /// Break-the-glass opens a record for a while, never for good: a write that would
+    /// give the caller's organization (or the caller) a lasting reach to a patient is
+    /// refused when the caller sees that patient only through a break-the-glass grant
+    /// ([`lasting_reach`]). A refusal is audited, as the door's are.
     pub(crate) async fn check_write(
+        &self,
+        interaction: Interaction,
+        ty: &ResourceType,
+        id: Option<&ResourceId>,
+        new: Option<&NewVersion>,
+        new_patients: &[String],
+    ) -> Result<()> {
+        let result = self.check_write_within(interaction, ty, id, new, new_patients).await;
+        if let Err(Error::Denied(denial)) = &result {
+            self.audit_refusal(interaction, Some(ty), denial).await;
+        }
+        result
+    }
+
+    async fn check_write_within(
         &self,
         interaction: Interaction,
         ty: &ResourceType,
@@ -170,6 +196,9 @@ impl Repository {
             return Ok(());
         }
         let r = r.patients_only();
+        const GLASS: &str = "break-the-glass lets you see this patient's record for a while, not relate them for \
+                             good to your organization or to you (an Encounter it provides, a CareTeam listing it \
+                             or you, a Consent permitting it, their managing organization); ask their organization";
         if t == "Patient" {
             return match (&r.organization, id) {
                 (Some(org), _)
@@ -179,7 +208,10 @@ impl Repository {
                             && x.target_id.as_deref() == Some(org.as_str())
                     }) =>
                 {
-                    Ok(())
+                    match id {
+                        Some(id) if self.glass_only(&r, id.as_str(), new_patients).await? => Err(refused(GLASS)),
+                        _ => Ok(()),
+                    }
                 }
                 (Some(_), _) => Err(refused("a patient you register must be managed by your organization")),
                 (None, _) => Err(refused("you may not register patients")),
@@ -200,7 +232,7 @@ impl Repository {
             return Err(refused("the resource must refer to a patient whose record you may see"));
         }
         let patient_ty = crate::resource_type("Patient")?;
-        for p in patients {
+        for &p in &patients {
             if new_patients.iter().any(|n| n == p) {
                 continue;
             }
@@ -212,7 +244,25 @@ impl Repository {
                 return Err(refused("the resource refers to a patient whose record you may not see"));
             }
         }
+        if lasting_reach(&r, t, new) {
+            for p in &patients {
+                if self.glass_only(&r, p, new_patients).await? {
+                    return Err(refused(GLASS));
+                }
+            }
+        }
         Ok(())
+    }
+
+    /// Whether this caller sees patient `p` through a break-the-glass grant only (under
+    /// `r`, their restriction, not as a patient the same transaction registers).
+    async fn glass_only(&self, r: &Restriction, p: &str, new_patients: &[String]) -> Result<bool> {
+        if !r.also.iter().any(|g| g == p) || new_patients.iter().any(|n| n == p) {
+            return Ok(false);
+        }
+        let Some(pid) = ResourceId::parse(p) else { return Ok(true) };
+        let without = Restriction { also: Vec::new(), ..r.clone() };
+        Ok(!self.visible_under(without, &crate::resource_type("Patient")?, &pid).await?)
     }
 
     /// The store, for a transaction whose every operation the policy permits: a write
@@ -293,6 +343,28 @@ impl Repository {
         }
         result
     }
+}
+
+/// Whether a new version of a resource of type `ty` would relate its patients to the
+/// organization or the Practitioner of restriction `r` (the caller's), reaching them
+/// whatever break-the-glass grants say: an Encounter whose service provider, or a
+/// CareTeam one of whose participants, it names (whatever its status: a later update
+/// could change that), or an active Consent that permits the organization.
+fn lasting_reach(r: &Restriction, ty: &str, new: &NewVersion) -> bool {
+    let org = r.organization.as_deref();
+    let me = r.practitioner.as_deref();
+    let relates = hale_search::extract::related_targets(ty, &new.index).into_iter().any(|(t, id)| match t {
+        "Organization" => org == Some(id),
+        "Practitioner" => me == Some(id),
+        _ => false,
+    });
+    relates
+        || (ty == "Consent"
+            && new.index.references.iter().any(|x| {
+                x.param == hale_search::extract::CONSENT_PERMIT
+                    && x.target_type.as_deref() == Some("Organization")
+                    && x.target_id.as_deref().is_some_and(|id| org == Some(id))
+            }))
 }
 
 /// The interaction a transaction's write is: POST creates, the others update.

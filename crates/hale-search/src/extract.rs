@@ -483,28 +483,51 @@ pub fn extract(resource: &Value) -> IndexRows {
 /// Hale's own token rows of the organizations and practitioners an Encounter or a
 /// CareTeam relates its patient to: under [`RELATED`], system the target type
 /// (`Organization`, `Practitioner`), code its id, for an Encounter's `service-provider`
-/// and a CareTeam's `participant`s. Token rows carry the patient key, so the access
-/// filter asks "does an Encounter of patient X have organization O" with one probe of
-/// `search_token_patient`, however many encounters X has.
+/// and a CareTeam's `participant`s ([`related_targets`]), unless its status says it
+/// relates nobody ([`relates_nobody`]: entered in error, or a cancelled Encounter).
+/// Token rows carry the patient key, so the access filter asks "does an Encounter of
+/// patient X have organization O" with one probe of `search_token_patient`, however
+/// many encounters X has.
 fn related_rows(rows: &mut IndexRows, ty: &str) {
-    let (param, targets): (&str, &[&str]) = match ty {
-        "Encounter" => ("service-provider", &["Organization"]),
-        "CareTeam" => ("participant", &["Organization", "Practitioner"]),
-        _ => return,
-    };
+    if relates_nobody(ty, rows) {
+        return;
+    }
     let mut related: Vec<crate::index::TokenIndex> = Vec::new();
-    for r in rows.references.iter().filter(|r| r.param == param) {
-        if let (Some(t), Some(id)) = (r.target_type.as_deref(), r.target_id.as_deref())
-            && targets.contains(&t)
-        {
-            let row =
-                crate::index::TokenIndex { param: RELATED.into(), system: Some(t.into()), code: id.into(), text: None };
-            if !related.contains(&row) {
-                related.push(row);
-            }
+    for (t, id) in related_targets(ty, rows) {
+        let row =
+            crate::index::TokenIndex { param: RELATED.into(), system: Some(t.into()), code: id.into(), text: None };
+        if !related.contains(&row) {
+            related.push(row);
         }
     }
     rows.tokens.extend(related);
+}
+
+/// The organizations and practitioners (type, id) an Encounter (`service-provider`)
+/// or a CareTeam (`participant`) of these index rows names, whatever its status: whom
+/// it relates its patient to when its status lets it ([`relates_nobody`]).
+pub fn related_targets<'a>(ty: &str, rows: &'a IndexRows) -> Vec<(&'a str, &'a str)> {
+    let (param, targets): (&str, &[&str]) = match ty {
+        "Encounter" => ("service-provider", &["Organization"]),
+        "CareTeam" => ("participant", &["Organization", "Practitioner"]),
+        _ => return Vec::new(),
+    };
+    rows.references
+        .iter()
+        .filter(|r| r.param == param)
+        .filter_map(|r| Some((r.target_type.as_deref()?, r.target_id.as_deref()?)))
+        .filter(|(t, _)| targets.contains(t))
+        .collect()
+}
+
+/// Whether an Encounter or CareTeam with these index rows relates its patient to
+/// nobody, by its `status` token: `entered-in-error` (it never happened), or for an
+/// Encounter `cancelled` (it did not take place). The migrations that backfill
+/// [`RELATED`] rows for older stores test the same statuses.
+pub fn relates_nobody(ty: &str, rows: &IndexRows) -> bool {
+    rows.tokens
+        .iter()
+        .any(|t| t.param == "status" && (t.code == "entered-in-error" || (ty == "Encounter" && t.code == "cancelled")))
 }
 
 /// The index parameter of Hale's own token rows naming an organization or practitioner
@@ -572,6 +595,18 @@ mod extract_tests {
         let obs = serde_json::json!({"resourceType":"Observation","status":"final","code":{"text":"x"},
             "performer":[{"reference":"Organization/o1"}]});
         assert!(related(&obs).is_empty());
+        // an encounter that did not take place, or a record entered in error, relates nobody
+        for (r, status) in [(&enc, "cancelled"), (&enc, "entered-in-error"), (&ct, "entered-in-error")] {
+            let mut r = r.clone();
+            r["status"] = json!(status);
+            assert!(related(&r).is_empty(), "{status}");
+            assert!(!related_targets(r["resourceType"].as_str().unwrap(), &extract(&r)).is_empty());
+        }
+        for (r, status) in [(&enc, "planned"), (&enc, "in-progress"), (&ct, "inactive"), (&ct, "proposed")] {
+            let mut r = r.clone();
+            r["status"] = json!(status);
+            assert!(!related(&r).is_empty(), "{status}");
+        }
     }
 
     #[test]

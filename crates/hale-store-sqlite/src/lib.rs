@@ -1397,7 +1397,19 @@ mod tests {
                ('Encounter', 'e2', 'service-provider', 'Organization', 'o2'),
                ('CareTeam', 'c1', 'participant', 'Practitioner', 'dr'), ('CareTeam', 'c1', 'participant', 'Patient', 'a'),
                ('CareTeam', 'c1', 'participant', 'Organization', 'o3'), ('CareTeam', 'c1', 'patient', 'Patient', 'a'),
-               ('Observation', 'x', 'performer', 'Organization', 'o1'), ('Observation', 'x', 'patient', 'Patient', 'a');",
+               ('Observation', 'x', 'performer', 'Organization', 'o1'), ('Observation', 'x', 'patient', 'Patient', 'a'),
+               ('Encounter', 'e3', 'service-provider', 'Organization', 'o1'), ('Encounter', 'e3', 'patient', 'Patient', 'b'),
+               ('Encounter', 'e4', 'service-provider', 'Organization', 'o1'), ('Encounter', 'e4', 'patient', 'Patient', 'b'),
+               ('CareTeam', 'c2', 'participant', 'Organization', 'o1'), ('CareTeam', 'c2', 'patient', 'Patient', 'b'),
+               ('CareTeam', 'c3', 'participant', 'Organization', 'o1'), ('CareTeam', 'c3', 'patient', 'Patient', 'b');
+             -- a cancelled and an entered-in-error Encounter, an entered-in-error CareTeam relate
+             -- nobody; a cancelled CareTeam is no status of CareTeam's and does not stop one
+             INSERT INTO search_token (res_type, res_id, param, system, code, patient) VALUES
+               ('Encounter', 'e1', 'status', 'http://hl7.org/fhir/encounter-status', 'finished', 'a'),
+               ('Encounter', 'e3', 'status', 'http://hl7.org/fhir/encounter-status', 'cancelled', 'b'),
+               ('Encounter', 'e4', 'status', 'http://hl7.org/fhir/encounter-status', 'entered-in-error', 'b'),
+               ('CareTeam', 'c2', 'status', 'http://hl7.org/fhir/care-team-status', 'entered-in-error', 'b'),
+               ('CareTeam', 'c3', 'status', 'http://hl7.org/fhir/care-team-status', 'cancelled', 'b');",
         )
         .unwrap();
         migrate(&mut c).unwrap();
@@ -1414,6 +1426,7 @@ mod tests {
         let want = [
             ("c1", "Practitioner", "dr", Some("a")),
             ("c1", "Organization", "o3", Some("a")),
+            ("c3", "Organization", "o1", Some("b")),
             ("e1", "Organization", "o1", Some("a")),
             ("e2", "Organization", "o2", None),
         ];
@@ -1432,6 +1445,13 @@ mod tests {
             .map(|t| (t.system, t.code))
             .collect();
         assert_eq!(related, [(Some("Organization".to_string()), "o1".to_string())]);
+        for status in ["cancelled", "entered-in-error"] {
+            let mut enc = enc.clone();
+            enc["status"] = serde_json::json!(status);
+            assert!(
+                !hale_search::extract::extract(&enc).tokens.iter().any(|t| t.param == hale_search::extract::RELATED)
+            );
+        }
     }
 
     #[test]

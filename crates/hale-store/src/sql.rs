@@ -1123,7 +1123,8 @@ fn patients_sql(ty: Option<&str>, alias: &str, r: &Restriction, args: &mut Vec<B
 /// participant, unless a Consent denies it (a denial wins); or a break-the-glass
 /// patient, whatever the rest says. The encounter and care team checks read Hale's own
 /// token rows under [`hale_search::extract::RELATED`], keyed by the patient: one probe
-/// each, however many encounters the patient has.
+/// each, however many encounters the patient has (a cancelled Encounter, or one entered
+/// in error, has none).
 fn visible_patient(id: &str, r: &Restriction, args: &mut Vec<Bind>) -> String {
     let mut cond = match &r.organization {
         Some(org) => {

@@ -931,3 +931,164 @@ async fn encounters_and_care_teams_relate_a_patient_to_an_organization() {
     assert_eq!(send(&ts, &dr_c, "POST", "/Observation", Some(&obs)).await.0, 403);
     assert!(sees(dr_d.clone(), "pat-b").await, "the denial names org-c only");
 }
+
+fn encounter_of(id: &str, patient: &str, status: &str, org: &str) -> Value {
+    json!({"resourceType":"Encounter","id":id,"status":status,
+        "class":{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"EMER"},
+        "subject":{"reference":format!("Patient/{patient}")},"serviceProvider":{"reference":format!("Organization/{org}")}})
+}
+
+/// Break-the-glass opens a record for a while, not for good: the clinician cannot
+/// record an Encounter their organization provides, a CareTeam listing it or them, a
+/// Consent permitting it, nor make it the patient's managing organization (each would
+/// let the whole organization reach the patient after the grant ends), whatever the
+/// status and through every write path; each refusal is audited. Writes that relate the
+/// patient to no one new keep working, and once the grant ends neither the clinician
+/// nor a colleague reaches the patient.
+#[tokio::test(flavor = "multi_thread")]
+async fn break_the_glass_cannot_be_made_permanent() {
+    let ts = TestServer::spawn().await;
+    population(&ts).await;
+    let dir = ts.data_dir.path();
+    put(&ts, json!({"resourceType":"Practitioner","id":"prac-er","name":[{"family":"Er"}]})).await;
+    let g = |prac: Option<&'static str>| UserGrant {
+        role: "clinician",
+        organization: Some("org-a"),
+        fhir_user: prac,
+        scope: "user/*.cruds",
+        ..Default::default()
+    };
+    let dr = client_with_token(&user_token(dir, "dr.er", &g(Some("Practitioner/prac-er"))));
+    let colleague = client_with_token(&user_token(dir, "dr.colleague", &g(None)));
+    let glass =
+        json!({"resourceType":"Parameters","parameter":[{"name":"reason","valueString":"unconscious in the ED"}]});
+    let (status, text) = send(&ts, &dr, "POST", "/Patient/pat-b/$break-glass", Some(&glass)).await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(send(&ts, &dr, "GET", "/Patient/pat-b", None).await.0, 200);
+    let care_team = |id: &str, member: &str| {
+        json!({"resourceType":"CareTeam","id":id,"status":"active","subject":{"reference":"Patient/pat-b"},
+            "participant":[{"member":{"reference":member}}]})
+    };
+    let managed = json!({"resourceType":"Patient","id":"pat-b","name":[{"family":"B"}],
+        "managingOrganization":{"reference":"Organization/org-a"}});
+    let tx = |r: &Value| {
+        json!({"resourceType":"Bundle","type":"transaction","entry":[
+            {"resource":r,"request":{"method":"POST","url":r["resourceType"]}}]})
+    };
+    let refused: Vec<(&str, &str, String, Value)> = vec![
+        ("a cancelled Encounter", "POST", "/Encounter".into(), encounter_of("x1", "pat-b", "cancelled", "org-a")),
+        ("a finished Encounter", "POST", "/Encounter".into(), encounter_of("x2", "pat-b", "finished", "org-a")),
+        (
+            "an Encounter by PUT",
+            "PUT",
+            "/Encounter/x3".into(),
+            encounter_of("x3", "pat-b", "entered-in-error", "org-a"),
+        ),
+        (
+            "an existing Encounter moved",
+            "PUT",
+            "/Encounter/enc-b".into(),
+            encounter_of("enc-b", "pat-b", "finished", "org-a"),
+        ),
+        (
+            "a conditional update",
+            "PUT",
+            "/Encounter?_id=x4".into(),
+            encounter_of("x4", "pat-b", "in-progress", "org-a"),
+        ),
+        ("in a transaction", "POST", "".into(), tx(&encounter_of("x5", "pat-b", "in-progress", "org-a"))),
+        ("a CareTeam listing the organization", "POST", "/CareTeam".into(), care_team("ct1", "Organization/org-a")),
+        ("a CareTeam listing the clinician", "POST", "/CareTeam".into(), care_team("ct2", "Practitioner/prac-er")),
+        ("a Consent permitting the organization", "POST", "/Consent".into(), consent("c1", "pat-b", "permit", "org-a")),
+        ("the managing organization", "PUT", "/Patient/pat-b".into(), managed),
+    ];
+    for (what, method, path, body) in &refused {
+        let (status, text) = send(&ts, &dr, method, path, Some(body)).await;
+        assert_eq!(status, 403, "{what}: {text}");
+        assert!(text.contains("break-the-glass"), "{what}: {text}");
+    }
+    // a JSON Patch moving B's encounter to the clinician's organization
+    let patch = json!([{"op":"replace","path":"/serviceProvider/reference","value":"Organization/org-a"}]);
+    let r = dr
+        .patch(ts.fhir("/Encounter/enc-b"))
+        .header("content-type", "application/json-patch+json")
+        .body(patch.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403, "{}", r.text().await.unwrap());
+    // what relates B to no one new is written
+    let obs = json!({"resourceType":"Observation","status":"final","code":{"text":"GCS 6"},"subject":{"reference":"Patient/pat-b"}});
+    assert_eq!(send(&ts, &dr, "POST", "/Observation", Some(&obs)).await.0, 201);
+    let (status, text) =
+        send(&ts, &dr, "POST", "/Encounter", Some(&encounter_of("x6", "pat-b", "in-progress", "org-b"))).await;
+    assert_eq!(status, 201, "an encounter B's own organization provides: {text}");
+    let (status, text) = send(&ts, &dr, "POST", "/CareTeam", Some(&care_team("ct3", "Practitioner/prac-1"))).await;
+    assert_eq!(status, 201, "a care team of someone else: {text}");
+    // the refusals are in the audit trail, with their reason
+    let sec = UserGrant { role: "security-admin", scope: "user/AuditEvent.rs", ..Default::default() };
+    let sec = client_with_token(&user_token(dir, "sec", &sec));
+    let b = json(sec.get(ts.fhir("/AuditEvent?altid=dr.er&_count=200")).send().await.unwrap()).await;
+    let failed: Vec<&Value> = b["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| {
+            e["resource"]["outcome"] == "4"
+                && e["resource"]["outcomeDesc"].as_str().is_some_and(|d| d.contains("break-the-glass"))
+        })
+        .collect();
+    assert!(failed.len() >= refused.len(), "{} of {}: {b}", failed.len(), refused.len());
+    // the grant ends: nobody of org-a reaches B
+    let repo = ts.system_repository("test-setup").await;
+    assert_eq!(repo.remove_auth_records("break-glass", "acc-dr.er:").await.unwrap(), 1);
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    for (who, c) in [("the clinician", &dr), ("a colleague", &colleague)] {
+        let (status, text) = send(&ts, c, "GET", "/Patient/pat-b", None).await;
+        assert_eq!(status, 404, "{who}: {text}");
+        for path in ["/Observation?subject=Patient/pat-b", "/Encounter?subject=Patient/pat-b", "/Patient"] {
+            let (_, text) = send(&ts, c, "GET", path, None).await;
+            let ids = ids_of(&text);
+            assert!(!text.contains(CANARY_B) && !ids.contains(&"pat-b".to_string()), "{who} {path}: {text}");
+            if path != "/Patient" {
+                assert!(ids.is_empty(), "{who} {path}: {text}");
+            }
+        }
+    }
+}
+
+/// An Encounter that was cancelled or entered in error, and a CareTeam entered in
+/// error, relate their patient to no one; an update to another status does, and back.
+#[tokio::test(flavor = "multi_thread")]
+async fn cancelled_or_erroneous_encounters_and_care_teams_relate_nobody() {
+    let ts = TestServer::spawn().await;
+    population(&ts).await;
+    let dir = ts.data_dir.path();
+    put(&ts, json!({"resourceType":"Organization","id":"org-c","name":"C"})).await;
+    let g = UserGrant { role: "clinician", organization: Some("org-c"), scope: "user/*.cruds", ..Default::default() };
+    let dr = client_with_token(&user_token(dir, "dr-c", &g));
+    let sees = |patient: &'static str| {
+        let (ts, dr) = (&ts, &dr);
+        async move {
+            let seen = send(ts, dr, "GET", &format!("/Patient/{patient}"), None).await.0 == 200;
+            let (_, all) = send(ts, dr, "GET", "/Patient", None).await;
+            assert_eq!(ids_of(&all).contains(&patient.to_string()), seen, "{all}");
+            seen
+        }
+    };
+    for status in ["cancelled", "entered-in-error"] {
+        put(&ts, encounter_of("enc-c", "pat-b", status, "org-c")).await;
+        assert!(!sees("pat-b").await, "a {status} encounter");
+    }
+    put(
+        &ts,
+        json!({"resourceType":"CareTeam","id":"ct-c","status":"entered-in-error","subject":{"reference":"Patient/pat-a"},
+        "participant":[{"member":{"reference":"Organization/org-c"}}]}),
+    )
+    .await;
+    assert!(!sees("pat-a").await, "a care team entered in error");
+    put(&ts, encounter_of("enc-c", "pat-b", "in-progress", "org-c")).await;
+    assert!(sees("pat-b").await);
+    put(&ts, encounter_of("enc-c", "pat-b", "entered-in-error", "org-c")).await;
+    assert!(!sees("pat-b").await, "corrected to entered-in-error");
+}
