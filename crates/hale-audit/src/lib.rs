@@ -129,8 +129,11 @@ impl Event {
         }
     }
 
-    /// The AuditEvent as JSON text, written directly (no value tree: it is built for
-    /// every read, so its cost is on every read's latency).
+    /// The AuditEvent as stored: JSON text written directly (no value tree: it is built
+    /// for every read, so its cost is on every read's latency), with each of its fixed
+    /// parts ([`LITERALS`]) written as one control character, which JSON text never holds
+    /// raw: an entry is a fifth of the AuditEvent's size in the journal, the log and the
+    /// chain's hashing. [`expand`] gives back the AuditEvent text.
     fn body(
         &self,
         ctx: &RequestContext,
@@ -138,19 +141,17 @@ impl Event {
         touched: &[&StoredResource],
         patients: &[String],
     ) -> String {
-        const OBJECT: &str = r#""type":{"system":"http://terminology.hl7.org/CodeSystem/audit-entity-type","code":"2","display":"System Object"},"role":{"system":"http://terminology.hl7.org/CodeSystem/object-role","code":"4","display":"Domain Resource"}"#;
-        const ACT_REASON: &str = "http://terminology.hl7.org/CodeSystem/v3-ActReason";
-        let mut o = String::with_capacity(1024 + 300 * (patients.len() + touched.len()));
-        o.push_str(r#"{"resourceType":"AuditEvent","type":{"system":"http://terminology.hl7.org/CodeSystem/audit-event-type","code":"rest","display":"RESTful Operation"},"subtype":[{"system":"http://hl7.org/fhir/restful-interaction","code":"#);
+        let mut o = String::with_capacity(256 + 64 * (patients.len() + touched.len()));
+        lit(&mut o, Lit::Head);
         string(&mut o, &self.subtype);
-        o.push_str(r#"}],"action":"#);
+        lit(&mut o, Lit::Action);
         string(&mut o, self.action);
-        o.push_str(r#","recorded":"#);
+        lit(&mut o, Lit::Recorded);
         string(&mut o, &recorded.to_fhir());
-        o.push_str(r#","outcome":"#);
+        lit(&mut o, Lit::Outcome);
         string(&mut o, self.outcome.code());
         if let Some(d) = &self.detail {
-            o.push_str(r#","outcomeDesc":"#);
+            lit(&mut o, Lit::OutcomeDesc);
             string(&mut o, d);
         }
         // an access to a patient under a break-the-glass grant is flagged as such
@@ -158,56 +159,45 @@ impl Event {
         let purpose =
             if glass.is_some() { Some(hale_access::PurposeOfUse::EmergencyTreatment) } else { ctx.purpose_of_use };
         if let Some(p) = purpose {
-            o.push_str(r#","purposeOfEvent":[{"coding":[{"system":"#);
-            string(&mut o, ACT_REASON);
-            o.push_str(r#","code":"#);
+            lit(&mut o, Lit::PurposeOfEvent);
             string(&mut o, p.code());
             o.push_str("}]}]");
         }
-        o.push_str(r#","agent":[{"type":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v3-ParticipationType","code":"IRCP","display":"information recipient"}]},"who":"#);
+        lit(&mut o, Lit::Agent);
         who(&mut o, &ctx.principal);
-        o.push_str(r#","requestor":true"#);
+        lit(&mut o, Lit::Requestor);
         if let Some(ip) = ctx.client {
-            o.push_str(r#","network":{"address":"#);
+            lit(&mut o, Lit::Network);
             string(&mut o, &ip.to_string());
             o.push_str(r#","type":"2"}"#);
         }
         if let Some(bg) = glass {
-            o.push_str(r#","purposeOfUse":[{"coding":[{"system":"#);
-            string(&mut o, ACT_REASON);
-            o.push_str(r#","code":"BTG","display":"break the glass"},{"system":"#);
-            string(&mut o, ACT_REASON);
-            o.push_str(r#","code":"ETREAT"}],"text":"#);
+            lit(&mut o, Lit::BreakTheGlass);
             string(&mut o, &bg.reason);
             o.push('}');
             o.push(']');
         }
-        o.push_str(r#"}],"source":{"observer":{"display":"Hale"},"type":[{"system":"http://terminology.hl7.org/CodeSystem/security-source-type","code":"4","display":"Application Server"}]},"entity":["#);
-        o.push_str(r#"{"what":{"identifier":{"value":"#);
+        lit(&mut o, Lit::Source);
         string(&mut o, &ctx.request_id);
-        o.push_str(r#"}},"type":{"system":"https://profiles.ihe.net/ITI/BALP/CodeSystem/BasicAuditEntityType","code":"XrequestId"}}"#);
+        lit(&mut o, Lit::RequestIdType);
         for p in patients {
-            o.push_str(r#",{"what":{"reference":"#);
+            lit(&mut o, Lit::What);
             string(&mut o, &format!("Patient/{p}"));
-            o.push_str(r#"},"type":{"system":"http://terminology.hl7.org/CodeSystem/audit-entity-type","code":"1","display":"Person"},"role":{"system":"http://terminology.hl7.org/CodeSystem/object-role","code":"1","display":"Patient"}}"#);
+            lit(&mut o, Lit::PatientRole);
         }
         if let Some(t) = &self.target {
-            o.push_str(r#",{"what":{"reference":"#);
+            lit(&mut o, Lit::What);
             string(&mut o, t);
-            o.push_str("},");
-            o.push_str(OBJECT);
-            o.push('}');
+            lit(&mut o, Lit::ObjectRole);
         }
         for s in touched {
-            o.push_str(r#",{"what":{"reference":"#);
+            lit(&mut o, Lit::What);
             string(&mut o, &format!("{}/{}/_history/{}", s.resource_type, s.id, s.version));
-            o.push_str("},");
-            o.push_str(OBJECT);
-            o.push('}');
+            lit(&mut o, Lit::ObjectRole);
         }
         if let Some(q) = &self.query {
             use base64::Engine as _;
-            o.push_str(r#",{"type":{"system":"http://terminology.hl7.org/CodeSystem/audit-entity-type","code":"2","display":"System Object"},"role":{"system":"http://terminology.hl7.org/CodeSystem/object-role","code":"24","display":"Query"},"query":"#);
+            lit(&mut o, Lit::Query);
             string(&mut o, &base64::engine::general_purpose::STANDARD.encode(q.as_bytes()));
             o.push_str(r#","description":"#);
             string(&mut o, q);
@@ -216,6 +206,83 @@ impl Event {
         o.push_str("]}");
         o
     }
+}
+
+/// The fixed parts of every AuditEvent, in [`LITERALS`]' order.
+#[derive(Clone, Copy)]
+enum Lit {
+    Head,
+    Action,
+    Recorded,
+    Outcome,
+    OutcomeDesc,
+    PurposeOfEvent,
+    Agent,
+    Requestor,
+    Network,
+    BreakTheGlass,
+    Source,
+    RequestIdType,
+    What,
+    PatientRole,
+    ObjectRole,
+    Query,
+    UserId,
+    ClientId,
+}
+
+/// The text of each fixed part of an AuditEvent. In a stored entry part `k` is the
+/// one character [`CODES`]`[k]`: control characters other than tab, line feed and
+/// carriage return (the journal's separators), which JSON text never holds raw
+/// ([`string`] escapes them in values). Append only: entries already stored name their
+/// parts by position.
+pub const LITERALS: [&str; 18] = [
+    r#"{"resourceType":"AuditEvent","type":{"system":"http://terminology.hl7.org/CodeSystem/audit-event-type","code":"rest","display":"RESTful Operation"},"subtype":[{"system":"http://hl7.org/fhir/restful-interaction","code":"#,
+    r#"}],"action":"#,
+    r#","recorded":"#,
+    r#","outcome":"#,
+    r#","outcomeDesc":"#,
+    r#","purposeOfEvent":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v3-ActReason","code":"#,
+    r#","agent":[{"type":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v3-ParticipationType","code":"IRCP","display":"information recipient"}]},"who":"#,
+    r#","requestor":true"#,
+    r#","network":{"address":"#,
+    r#","purposeOfUse":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v3-ActReason","code":"BTG","display":"break the glass"},{"system":"http://terminology.hl7.org/CodeSystem/v3-ActReason","code":"ETREAT"}],"text":"#,
+    r#"}],"source":{"observer":{"display":"Hale"},"type":[{"system":"http://terminology.hl7.org/CodeSystem/security-source-type","code":"4","display":"Application Server"}]},"entity":[{"what":{"identifier":{"value":"#,
+    r#"}},"type":{"system":"https://profiles.ihe.net/ITI/BALP/CodeSystem/BasicAuditEntityType","code":"XrequestId"}}"#,
+    r#",{"what":{"reference":"#,
+    r#"},"type":{"system":"http://terminology.hl7.org/CodeSystem/audit-entity-type","code":"1","display":"Person"},"role":{"system":"http://terminology.hl7.org/CodeSystem/object-role","code":"1","display":"Patient"}}"#,
+    r#"},"type":{"system":"http://terminology.hl7.org/CodeSystem/audit-entity-type","code":"2","display":"System Object"},"role":{"system":"http://terminology.hl7.org/CodeSystem/object-role","code":"4","display":"Domain Resource"}}"#,
+    r#",{"type":{"system":"http://terminology.hl7.org/CodeSystem/audit-entity-type","code":"2","display":"System Object"},"role":{"system":"http://terminology.hl7.org/CodeSystem/object-role","code":"24","display":"Query"},"query":"#,
+    r#"{"identifier":{"system":"urn:hale:user","value":"#,
+    r#"{"identifier":{"system":"urn:hale:client","value":"#,
+];
+
+/// The character standing for each of [`LITERALS`] in a stored entry.
+const CODES: [u8; 18] = [1, 2, 3, 4, 5, 6, 7, 8, 11, 12, 14, 15, 16, 17, 18, 19, 20, 21];
+
+fn lit(o: &mut String, l: Lit) {
+    o.push(char::from(CODES[l as usize]));
+}
+
+/// The AuditEvent (JSON text) of a stored entry: each code of a fixed part replaced by
+/// its text. Text without codes (entries stored before parts were coded) is returned
+/// as it is.
+pub fn expand(stored: &str) -> std::borrow::Cow<'_, str> {
+    let coded = |b: u8| b < 0x20 && CODES.contains(&b);
+    if !stored.bytes().any(coded) {
+        return std::borrow::Cow::Borrowed(stored);
+    }
+    let mut o = String::with_capacity(stored.len() * 6);
+    let mut from = 0;
+    for (i, b) in stored.bytes().enumerate() {
+        if let Some(k) = CODES.iter().position(|c| *c == b) {
+            o.push_str(&stored[from..i]);
+            o.push_str(LITERALS[k]);
+            from = i + 1;
+        }
+    }
+    o.push_str(&stored[from..]);
+    std::borrow::Cow::Owned(o)
 }
 
 /// Appends `s` as a JSON string (RFC 8259 escapes).
@@ -250,18 +317,18 @@ pub fn agent_key(p: &Principal) -> String {
 }
 
 fn who(o: &mut String, p: &Principal) {
-    let identifier = |o: &mut String, system: &str, value: &str| {
-        o.push_str(r#""identifier":{"system":"#);
-        string(o, system);
-        o.push_str(r#","value":"#);
-        string(o, value);
-        o.push_str("},");
-    };
-    o.push('{');
     match p {
-        Principal::User(u) => identifier(o, "urn:hale:user", &u.username),
-        Principal::Client(c) => identifier(o, "urn:hale:client", &c.client_id),
-        _ => {}
+        Principal::User(u) => {
+            lit(o, Lit::UserId);
+            string(o, &u.username);
+            o.push_str("},");
+        }
+        Principal::Client(c) => {
+            lit(o, Lit::ClientId);
+            string(o, &c.client_id);
+            o.push_str("},");
+        }
+        _ => o.push('{'),
     }
     o.push_str(r#""display":"#);
     string(o, &p.display_name());
@@ -350,7 +417,7 @@ mod tests {
         assert_eq!(row.action, "read");
         assert_eq!(row.agent, "anonymous");
         assert_eq!(row.patients, vec!["p1"]);
-        let ev = with_id(7, &row.body);
+        let ev = with_id(7, &expand(&row.body));
         assert_eq!(ev["id"], "7");
         assert_eq!(ev["action"], "R");
         assert_eq!(ev["outcome"], "0");
@@ -371,7 +438,7 @@ mod tests {
             .patient("p9")
             .failed(Outcome::MinorFailure, "forbidden")
             .row(&ctx, &[]);
-        let ev = with_id(1, &row.body);
+        let ev = with_id(1, &expand(&row.body));
         assert_eq!(ev["outcome"], "4");
         assert_eq!(ev["outcomeDesc"], "forbidden");
         assert_eq!(ev["purposeOfEvent"][0]["coding"][0]["code"], "HOPERAT");
@@ -403,7 +470,7 @@ mod tests {
             .target("Observation")
             .failed(Outcome::MinorFailure, nasty)
             .row(&ctx, &[&o]);
-        let ev: Value = serde_json::from_str(&row.body).expect("the body is JSON");
+        let ev: Value = serde_json::from_str(&expand(&row.body)).expect("the body is JSON");
         assert_eq!(ev["outcomeDesc"], nasty);
         assert_eq!(ev["entity"][0]["what"]["identifier"]["value"], nasty);
         assert_eq!(ev["agent"][0]["who"]["identifier"]["value"], nasty);
@@ -419,5 +486,24 @@ mod tests {
         assert_eq!(raw, nasty.as_bytes());
         let issues = hale_fhir::validate::validate_resource(&ev);
         assert!(issues.iter().all(|i| !i.is_error()), "{issues:?}");
+    }
+
+    #[test]
+    fn an_entry_is_stored_with_its_fixed_parts_coded_and_expands_to_the_audit_event() {
+        let ctx = RequestContext::anonymous("req-1", Some("10.0.0.9".parse().unwrap()));
+        let o = stored("Observation", "o1", r#"{"resourceType":"Observation","subject":{"reference":"Patient/p1"}}"#);
+        let row = Event::new("read", Interaction::Read).row(&ctx, &[&o]);
+        let full = expand(&row.body);
+        assert!(row.body.len() * 4 < full.len(), "{} stored bytes for {}", row.body.len(), full.len());
+        assert!(!row.body.contains(['\n', '\r', '\t']), "the journal's separators never appear");
+        assert!(!full.bytes().any(|b| b < 0x20), "no code is left: {full}");
+        assert!(full.starts_with(r#"{"resourceType":"AuditEvent","type":{"#), "{full}");
+        // an entry stored before parts were coded is its own AuditEvent
+        assert_eq!(expand(&full), full);
+        // each code stands for one fixed part
+        for (k, c) in CODES.iter().enumerate() {
+            assert_eq!(expand(&char::from(*c).to_string()), LITERALS[k]);
+            assert!(!LITERALS[k].bytes().any(|b| b < 0x20));
+        }
     }
 }

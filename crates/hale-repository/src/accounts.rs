@@ -126,7 +126,9 @@ impl Repository {
                 });
                 query.only_these_patients = true;
             }
-            Ok(store.audit_search(&query).await?)
+            let rows = store.audit_search(&query).await?;
+            // the stored entries' fixed parts are coded: the AuditEvents themselves
+            Ok(rows.into_iter().map(|(seq, body)| (seq, hale_audit::expand(&body).into_owned())).collect())
         }
         .await;
         self.audited(event, result, |_| Vec::new()).await

@@ -23,6 +23,7 @@ pub use criteria::parse_criteria;
 pub use gate::{Gate, Repository};
 pub use hale_access::{Principal, PurposeOfUse, RequestContext};
 pub use hale_audit::chain::{Checkpoints, Error as AuditKeyError, Problem as AuditProblem};
+pub use hale_audit::expand as audit_event_text;
 /// The store's value types that the gate's callers see (pages, versions, queries); the
 /// store itself is never handed out.
 pub use hale_store::{
@@ -627,16 +628,7 @@ impl Repository {
     /// Returns how many entries it linked.
     pub async fn chain_audit(&self, checkpoints: &hale_audit::chain::Checkpoints) -> Result<usize> {
         let store = self.door(Interaction::Maintenance, None).await?;
-        let mut linked = 0;
-        let mut head = None;
-        loop {
-            let (n, h) = store.chain_audit(10_000, hale_audit::chain::link).await?;
-            linked += n;
-            if n == 0 {
-                break;
-            }
-            head = h;
-        }
+        let (linked, head) = chain_in_batches(10_000, || store.chain_audit(10_000, hale_audit::chain::link)).await?;
         if let Some((pos, hash)) = head {
             let key = checkpoints.signing_key().map_err(audit_error)?;
             let (_, line) = checkpoints.append_line(&key, pos, &hash).map_err(audit_error)?;
@@ -681,6 +673,29 @@ impl Repository {
         }
         let unchained = store.audit_unchained().await?;
         Ok(AuditVerification { report: v.finish(), bad_checkpoints, unchained })
+    }
+}
+
+/// Links entries by `step`s of `limit`: until a step links fewer than `limit` (the
+/// entries written meanwhile are the next run's: were a run to go on until a step found
+/// none, a steady stream of audited reads would keep it committing a few entries at a
+/// time). Returns how many were linked and the chain's last head.
+async fn chain_in_batches<F, Fut>(limit: usize, mut step: F) -> Result<(usize, Option<(i64, Vec<u8>)>)>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = hale_store::Result<(usize, Option<(i64, Vec<u8>)>)>>,
+{
+    let mut linked = 0;
+    let mut head = None;
+    loop {
+        let (n, h) = step().await?;
+        linked += n;
+        if n > 0 {
+            head = h;
+        }
+        if n < limit {
+            return Ok((linked, head));
+        }
     }
 }
 
@@ -730,5 +745,29 @@ mod tests {
             .unwrap();
         assert!(ok.created);
         assert!(ok.stored.body.unwrap().contains(r#""versionId":"1""#));
+    }
+
+    #[tokio::test]
+    async fn a_chainer_run_ends_when_a_batch_was_not_full() {
+        // reads keep being audited while a run links: each step finds a few new entries,
+        // and the run must not chase them (each step is a commit)
+        let mut calls = 0;
+        let (n, head) = chain_in_batches(100, || {
+            calls += 1;
+            std::future::ready(Ok((5, Some((calls, vec![1u8])))))
+        })
+        .await
+        .unwrap();
+        assert_eq!((calls, n, head), (1, 5, Some((1, vec![1u8]))));
+        // a full batch means more were waiting: the next one is linked in the same run
+        let mut calls = 0;
+        let (n, head) = chain_in_batches(100, || {
+            calls += 1;
+            let n = if calls < 3 { 100 } else { 0 };
+            std::future::ready(Ok((n, (n > 0).then(|| (calls, vec![2u8])))))
+        })
+        .await
+        .unwrap();
+        assert_eq!((calls, n, head), (3, 200, Some((2, vec![2u8]))));
     }
 }

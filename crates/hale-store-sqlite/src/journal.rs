@@ -63,6 +63,30 @@ fn backend(e: impl std::fmt::Display) -> Error {
     Error::Backend(e.to_string())
 }
 
+/// The journal's lines of `rows` (made before the journal is locked, so that appends
+/// wait for one another's `write(2)` only).
+pub(crate) fn encode(rows: &[AuditRow]) -> Result<Vec<u8>> {
+    let mut buf = Vec::with_capacity(rows.iter().map(|r| r.body.len() + 128).sum());
+    for r in rows {
+        let raw = !r.body.contains(['\n', '\r']);
+        let line = Line {
+            recorded: r.recorded.millis(),
+            action: r.action.as_str().into(),
+            agent: r.agent.as_str().into(),
+            outcome: r.outcome.as_str().into(),
+            patients: r.patients.clone(),
+            body: (!raw).then(|| r.body.as_str().into()),
+        };
+        serde_json::to_writer(&mut buf, &line).map_err(backend)?;
+        if raw {
+            buf.push(b'\t');
+            buf.extend_from_slice(r.body.as_bytes());
+        }
+        buf.push(b'\n');
+    }
+    Ok(buf)
+}
+
 impl Journal {
     /// The journal of the database at `db` (its directory is made on first append),
     /// with the files other processes left there (see [`Journal::take`]).
@@ -107,31 +131,13 @@ impl Journal {
         Ok(())
     }
 
-    /// Appends `rows`, in one write, to the current file.
-    pub(crate) fn append(&mut self, rows: &[AuditRow]) -> Result<()> {
-        let mut buf = Vec::with_capacity(rows.iter().map(|r| r.body.len() + 256).sum());
-        for r in rows {
-            let raw = !r.body.contains(['\n', '\r']);
-            let line = Line {
-                recorded: r.recorded.millis(),
-                action: r.action.as_str().into(),
-                agent: r.agent.as_str().into(),
-                outcome: r.outcome.as_str().into(),
-                patients: r.patients.clone(),
-                body: (!raw).then(|| r.body.as_str().into()),
-            };
-            serde_json::to_writer(&mut buf, &line).map_err(backend)?;
-            if raw {
-                buf.push(b'\t');
-                buf.extend_from_slice(r.body.as_bytes());
-            }
-            buf.push(b'\n');
-        }
+    /// Appends lines made by [`encode`], in one write, to the current file.
+    pub(crate) fn append(&mut self, lines: &[u8]) -> Result<()> {
         if self.current.is_none() {
             self.current = Some(self.create()?);
         }
         let Some((_, file)) = &self.current else { return Err(io(std::io::ErrorKind::NotFound.into())) };
-        if let Err(e) = (&**file).write_all(&buf) {
+        if let Err(e) = (&**file).write_all(lines) {
             // a file with a torn line is closed; the next append begins a new one
             if let Some(held) = self.current.take() {
                 self.closed.push(held);
@@ -308,13 +314,13 @@ mod tests {
         let (d, c) = db();
         let path = d.path().join("t.db");
         let mut j = Journal::open(&path).unwrap();
-        j.append(&[row("read"), row("search-type")]).unwrap();
+        j.append(&encode(&[row("read"), row("search-type")]).unwrap()).unwrap();
         let mut broken = row("vread");
         broken.body = "{\n\"resourceType\": \"AuditEvent\"\t}".into();
-        j.append(std::slice::from_ref(&broken)).unwrap();
+        j.append(&encode(std::slice::from_ref(&broken)).unwrap()).unwrap();
         let t = j.take();
         // an append after the take goes to a new file, not moved now
-        j.append(&[row("later")]).unwrap();
+        j.append(&encode(&[row("later")]).unwrap()).unwrap();
         assert_eq!(drain(&c, &t, insert).unwrap(), 3);
         // moved again (a stop before the removal): nothing is inserted twice
         assert_eq!(drain(&c, &t, insert).unwrap(), 0);
@@ -350,7 +356,7 @@ mod tests {
         let (d, c) = db();
         let path = d.path().join("t.db");
         let mut server = Journal::open(&path).unwrap();
-        server.append(&[row("read")]).unwrap();
+        server.append(&encode(&[row("read")]).unwrap()).unwrap();
         let mut command = Journal::open(&path).unwrap();
         assert!(command.take().is_empty(), "the server's current file is its own");
         // the server moves what it wrote, then writes more and stops without moving it
@@ -358,7 +364,7 @@ mod tests {
         assert!(command.take().is_empty(), "a file being moved is the mover's");
         assert_eq!(drain(&c, &t, insert).unwrap(), 1);
         t.remove();
-        server.append(&[row("read"), row("vread")]).unwrap();
+        server.append(&encode(&[row("read"), row("vread")]).unwrap()).unwrap();
         drop(server);
         let t = command.take();
         assert_eq!(drain(&c, &t, insert).unwrap(), 2);

@@ -897,7 +897,8 @@ impl Store for SqliteStore {
     async fn append_audit(&self, rows: Vec<AuditRow>) -> Result<()> {
         // the entries of reads and refusals: appended to the journal before the answer (a
         // crash of Hale loses none), moved into the log by the writer within a second
-        self.inner.journal.lock().unwrap_or_else(|e| e.into_inner()).append(&rows)
+        let lines = journal::encode(&rows)?;
+        self.inner.journal.lock().unwrap_or_else(|e| e.into_inner()).append(&lines)
     }
 
     async fn chain_audit(&self, limit: usize, link: ChainLink) -> Result<(usize, Option<(i64, Vec<u8>)>)> {

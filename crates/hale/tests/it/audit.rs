@@ -20,7 +20,7 @@ fn verify(dir: &std::path::Path) -> (bool, String) {
     (out.status.success(), text)
 }
 
-/// The audit log's rows: (action, agent, outcome, body).
+/// The audit log's rows: (action, agent, outcome, the AuditEvent).
 fn rows(dir: &std::path::Path) -> Vec<(String, String, String, Value)> {
     let c = rusqlite::Connection::open(dir.join("hale.db")).unwrap();
     let mut s = c.prepare("SELECT action, agent, outcome, body FROM audit_log ORDER BY seq").unwrap();
@@ -28,7 +28,7 @@ fn rows(dir: &std::path::Path) -> Vec<(String, String, String, Value)> {
         .unwrap()
         .map(|r| {
             let (a, b, c, d) = r.unwrap();
-            (a, b, c, serde_json::from_str(&d).unwrap())
+            (a, b, c, serde_json::from_str(&hale_repository::audit_event_text(&d)).unwrap())
         })
         .collect()
 }
@@ -185,7 +185,7 @@ fn tamper(dir: &std::path::Path, sql: &str) {
 #[test]
 fn verify_detects_each_kind_of_tampering_and_names_the_first_bad_entry() {
     let cases: [(&str, &str); 5] = [
-        ("a flipped byte", "UPDATE audit_log SET body = replace(body, 'AuditEvent', 'AuditEvenT') WHERE chain_pos = 5"),
+        ("a flipped byte", "UPDATE audit_log SET body = replace(body, 'Z\"', 'Y\"') WHERE chain_pos = 5"),
         ("a deleted entry", "DELETE FROM audit_log WHERE chain_pos = 7"),
         ("a cut-off tail", "DELETE FROM audit_log WHERE chain_pos > 10"),
         (
