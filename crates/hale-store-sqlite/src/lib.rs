@@ -1328,7 +1328,8 @@ mod tests {
             let scans: Vec<&String> = plan
                 .iter()
                 .filter(|l| {
-                    l.starts_with("SCAN ") && !["SCAN comp", "SCAN e", "SCAN CONSTANT ROW"].contains(&l.as_str())
+                    l.starts_with("SCAN ")
+                        && !["SCAN comp", "SCAN e", "SCAN p", "SCAN CONSTANT ROW"].contains(&l.as_str())
                 })
                 .collect();
             assert!(scans.is_empty(), "{scans:?} in {plan:#?}");
