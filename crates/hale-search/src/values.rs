@@ -82,6 +82,10 @@ impl DateRange {
     /// without a time zone is taken as UTC.
     pub fn parse(s: &str) -> Option<DateRange> {
         let s = s.trim();
+        // every R4 date, dateTime and instant is ASCII; the slicing below relies on it
+        if !s.is_ascii() {
+            return None;
+        }
         let b = s.as_bytes();
         match b.len() {
             4 if b.iter().all(u8::is_ascii_digit) => {
@@ -303,6 +307,19 @@ mod tests {
         assert!(DateRange::parse("2020-13").is_none());
         assert!(DateRange::parse("20200101").is_none());
         assert!(DateRange::parse("2020-01-01T25:00:00Z").is_none());
+    }
+
+    #[test]
+    fn dates_with_multi_byte_characters_are_refused_not_sliced() {
+        for s in [
+            "2020-01-01T\u{e9}12345",
+            "2020-01-01T10:00:00\u{e9}00:00",
+            "2020-\u{e9}",
+            "\u{6f22}\u{5b57}-01-01",
+            "2020-01-01T10:00:00+0\u{e9}",
+        ] {
+            assert!(DateRange::parse(s).is_none(), "{s}");
+        }
     }
 
     #[test]

@@ -452,6 +452,8 @@ async fn bad_search_input() {
         ("/Observation?subject:Patient.nonsense=1", "subject:Patient.nonsense"),
         ("/Observation?value-quantity=abc", "value-quantity"),
         ("/Patient?_include=Observation:subject", "_include"),
+        // multi-byte characters where a date's digits were expected (once a panic, 500)
+        ("/Patient?birthdate=2020-01-01T%C3%A912345", "birthdate"),
     ] {
         let r = s.get(q).await;
         assert_eq!(r.status(), 400, "{q}");
@@ -459,8 +461,11 @@ async fn bad_search_input() {
         assert_outcome(&oo);
         assert_eq!(first_expression(&oo).as_deref(), Some(expr), "{q}");
     }
-    let r = s.get("/Patient?_cursor=00ff").await;
-    assert_eq!(r.status(), 400);
+    for cursor in ["00ff", "a%C3%A9b"] {
+        let r = s.get(&format!("/Patient?_cursor={cursor}")).await;
+        assert_eq!(r.status(), 400, "{cursor}");
+        assert_outcome(&json(r).await);
+    }
     // lenient handling ignores what it does not know, and says so in the self link
     let r = s
         .client
