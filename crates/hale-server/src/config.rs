@@ -109,7 +109,12 @@ pub struct Overrides {
 impl Config {
     /// Loads defaults < `file` (or `hale.toml` in the working directory if present) <
     /// environment < overrides.
+    /// A `HALE_` variable that names no setting is ignored (it may be another program's),
+    /// with a warning on stderr when it looks like a misspelled one.
     pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+        for (var, meant) in misspelled_env(std::env::vars()) {
+            eprintln!("warning: {var} is not a Hale setting and is ignored; did you mean {meant}?");
+        }
         Self::load_with_env(file, overrides, std::env::vars())
     }
 
@@ -132,10 +137,10 @@ impl Config {
                 b = b.add_source(config::File::with_name("hale.toml").format(config::FileFormat::Toml).required(false));
             }
         }
-        let env: config::Map<String, String> = env
-            .into_iter()
-            .filter(|(k, _)| k.starts_with("HALE_") && k != "HALE_CONFIG" && !k.starts_with("HALE_TEST"))
-            .collect();
+        // only the variables that name a setting: an operator's shell or a CI system may
+        // hold other HALE_ variables (a misspelled key in hale.toml is still refused)
+        let known = env_keys();
+        let env: config::Map<String, String> = env.into_iter().filter(|(k, _)| known.contains(k)).collect();
         b = b.add_source(
             config::Environment::with_prefix("HALE")
                 .prefix_separator("_")
@@ -228,9 +233,79 @@ pub fn redact_url(url: &str) -> String {
     url.to_string()
 }
 
+/// The environment variable of every setting: `HALE_LISTEN`, `HALE_LIMITS__MAX_BODY_BYTES`...
+pub fn env_keys() -> Vec<String> {
+    fn walk(prefix: &str, v: &serde_json::Value, out: &mut Vec<String>) {
+        match v.as_object() {
+            Some(o) => {
+                for (k, child) in o {
+                    let name = if prefix.is_empty() { k.clone() } else { format!("{prefix}__{k}") };
+                    walk(&name, child, out);
+                }
+            }
+            None => out.push(format!("HALE_{}", prefix.to_ascii_uppercase())),
+        }
+    }
+    let mut out = Vec::new();
+    walk("", &serde_json::to_value(Config::default()).unwrap_or_default(), &mut out);
+    out
+}
+
+/// The `HALE_` variables of `env` that name no setting but look like a misspelling of one
+/// (at most two edits away, case aside), each with the setting's variable.
+pub fn misspelled_env(env: impl IntoIterator<Item = (String, String)>) -> Vec<(String, String)> {
+    let known = env_keys();
+    let mut out = Vec::new();
+    for (k, _) in env {
+        let upper = k.to_ascii_uppercase();
+        if !upper.starts_with("HALE_") || known.contains(&k) || k == "HALE_CONFIG" || upper.starts_with("HALE_TEST") {
+            continue;
+        }
+        if let Some(meant) = known.iter().map(|n| (edits(&upper, n), n)).filter(|(d, _)| *d <= 2).min() {
+            out.push((k, meant.1.clone()));
+        }
+    }
+    out
+}
+
+/// Levenshtein distance between two ASCII-ish strings (by bytes).
+fn edits(a: &str, b: &str) -> usize {
+    let b = b.as_bytes();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.bytes().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn foreign_hale_variables_are_ignored_and_misspelled_ones_named() {
+        let env = vec![
+            ("HALE_BENCH_REQUESTS".to_string(), "20".to_string()),
+            ("HALE_SOMETHING_ELSE".to_string(), "x".to_string()),
+            ("HALE_LIMTS__MAX_BODY_BYTES".to_string(), "1".to_string()),
+            ("HALE_LISTEN".to_string(), "127.0.0.1:9".to_string()),
+        ];
+        let c = Config::load_with_env(None, &Overrides::default(), env.clone()).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:9");
+        assert_eq!(c.limits.max_body_bytes, Limits::default().max_body_bytes, "the misspelled one is not taken");
+        assert_eq!(
+            misspelled_env(env),
+            vec![("HALE_LIMTS__MAX_BODY_BYTES".to_string(), "HALE_LIMITS__MAX_BODY_BYTES".to_string())]
+        );
+        assert!(env_keys().contains(&"HALE_LOG__LEVEL".to_string()));
+        assert!(env_keys().contains(&"HALE_DATABASE_POOL_SIZE".to_string()));
+    }
 
     #[test]
     fn precedence_is_defaults_file_env_flags() {
