@@ -337,8 +337,6 @@ pub async fn spawn_binary_with(exe: &Path, args: &[String]) -> BinaryServer {
         .args(args)
         .args(["--listen", "127.0.0.1:0"])
         .env("HALE_LOG__LEVEL", "warn")
-        // the benchmarks' own setting, not Hale's (Hale refuses unknown HALE_ keys)
-        .env_remove("HALE_BENCH_REQUESTS")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
@@ -365,11 +363,37 @@ pub async fn spawn_binary_with(exe: &Path, args: &[String]) -> BinaryServer {
 }
 
 /// `../shared/data/<sub>` beside the checkout, if present.
+/// Absent, a test that needs it skips with a message, or fails under `CI=true` (see
+/// [`missing`]).
 pub fn shared_data(sub: &str) -> Option<PathBuf> {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let root = manifest.parent()?.parent()?;
-    let p = root.join("../shared/data").join(sub);
-    p.is_dir().then_some(p)
+    let p = manifest.join("../../../shared/data").join(sub);
+    if p.is_dir() {
+        return Some(p);
+    }
+    missing(&format!("../shared/data/{sub}"));
+    None
+}
+
+/// True under `CI=true` (as `.ci/run` runs): nothing a test needs may be missing there.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// Says that `what`, which a test needs, is absent: a failure under `CI=true`, so CI can
+/// never pass by skipping; elsewhere a loud message, and the caller skips.
+pub fn missing(what: &str) {
+    assert!(!in_ci(), "{what} is needed and absent: under CI=true a test fails rather than skips");
+    eprintln!("SKIPPED: {what} is absent");
+}
+
+/// The PostgreSQL URL of the tests (`HALE_TEST_POSTGRES_URL`); absent, see [`missing`].
+pub fn require_postgres() -> Option<String> {
+    let url = postgres_url();
+    if url.is_none() {
+        missing("HALE_TEST_POSTGRES_URL (a PostgreSQL server for the tests)");
+    }
+    url
 }
 
 /// Reads a `.bz2` file into a string.

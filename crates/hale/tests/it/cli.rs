@@ -245,8 +245,7 @@ async fn migrate_store_copies_every_version_and_verifies() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not empty"));
     // through PostgreSQL and back: the same content hash
-    if hale_test_support::postgres_url().is_none() {
-        eprintln!("SKIP migrate-store to PostgreSQL: needs HALE_TEST_POSTGRES_URL");
+    if hale_test_support::require_postgres().is_none() {
         return;
     }
     let pg = hale_test_support::TestDatabase::create().await;

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use hale_test_support::{TestDatabase, TestServer, bundle_link, entry_ids, json, postgres_url};
+use hale_test_support::{TestDatabase, TestServer, bundle_link, entry_ids, json};
 use serde_json::{Value, json};
 use tokio::sync::Barrier;
 
@@ -39,8 +39,8 @@ impl Node {
 
 /// Two `hale serve` processes sharing one fresh database.
 async fn two_nodes(test: &str) -> Option<(TestDatabase, Node, Node)> {
-    if postgres_url().is_none() {
-        eprintln!("SKIP {test}: needs HALE_TEST_POSTGRES_URL");
+    if hale_test_support::require_postgres().is_none() {
+        eprintln!("SKIP {test}");
         return None;
     }
     let db = TestDatabase::create().await;
@@ -256,8 +256,7 @@ async fn two_nodes_identical_conditional_creates_make_one_resource() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_database_with_a_newer_schema_is_refused() {
-    if postgres_url().is_none() {
-        eprintln!("SKIP a_database_with_a_newer_schema_is_refused: needs HALE_TEST_POSTGRES_URL");
+    if hale_test_support::require_postgres().is_none() {
         return;
     }
     let db = TestDatabase::create().await;
@@ -288,8 +287,7 @@ async fn an_unreachable_database_is_a_clear_error() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn hale_migrate_prepares_a_database_once_and_again() {
-    if postgres_url().is_none() {
-        eprintln!("SKIP hale_migrate_prepares_a_database_once_and_again: needs HALE_TEST_POSTGRES_URL");
+    if hale_test_support::require_postgres().is_none() {
         return;
     }
     let db = TestDatabase::create().await;
