@@ -7,6 +7,10 @@
 //! restriction to the store's SQL; nothing else decides access. Effective permission is
 //! role ∩ granted scopes ∩ relationship to the patient.
 
+// No unwrap or expect on the request path (clippy.toml allows them in tests); the
+// few justified exceptions carry an #[allow] with the reason.
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+
 pub mod role;
 pub mod scope;
 

@@ -4,6 +4,10 @@
 //! (`operation/validate.rs`). This crate is the only one that knows HTTP status codes
 //! and the OperationOutcome wire shape ([`error`]).
 
+// No unwrap or expect on the request path (clippy.toml allows them in tests); the
+// few justified exceptions carry an #[allow] with the reason.
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+
 pub mod error;
 mod interaction;
 mod negotiate;

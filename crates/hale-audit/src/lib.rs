@@ -7,6 +7,10 @@
 //! [`chain`] links the entries into a hash chain, signs checkpoints kept outside the
 //! database and verifies both. No I/O here except the checkpoint file and its key.
 
+// No unwrap or expect on the request path (clippy.toml allows them in tests); the
+// few justified exceptions carry an #[allow] with the reason.
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+
 pub mod chain;
 
 use hale_access::{Interaction, Principal, RequestContext};

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use axum::Form;
 use axum::extract::{ConnectInfo, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use hale_access::{Level, Perm, Principal, PurposeOfUse, RequestContext, Role, Scopes, UserGrant};
 use hale_identity::{Account, password, totp};
@@ -59,13 +59,13 @@ fn page(title: &str, body: &str) -> String {
 fn html(status: StatusCode, title: &str, body: &str) -> Response {
     let mut r = (status, Html(page(title, body))).into_response();
     let h = r.headers_mut();
-    h.insert(header::CACHE_CONTROL, "no-store".parse().expect("static header"));
-    h.insert("x-frame-options", "DENY".parse().expect("static header"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
     h.insert(
         "content-security-policy",
-        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self' http: https:; frame-ancestors 'none'"
-            .parse()
-            .expect("static header"),
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self' http: https:; frame-ancestors 'none'",
+        ),
     );
     r
 }

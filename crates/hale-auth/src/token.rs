@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use axum::Form;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -20,8 +20,8 @@ use crate::{
 pub(crate) fn no_store(status: StatusCode, body: Value) -> Response {
     let mut r = (status, axum::Json(body)).into_response();
     let h = r.headers_mut();
-    h.insert(header::CACHE_CONTROL, "no-store".parse().expect("static header"));
-    h.insert(header::PRAGMA, "no-cache".parse().expect("static header"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     r
 }
 

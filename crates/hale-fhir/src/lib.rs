@@ -5,6 +5,10 @@
 //!
 //! This crate is pure: it does no I/O.
 
+// No unwrap or expect on the request path (clippy.toml allows them in tests); the
+// few justified exceptions carry an #[allow] with the reason.
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+
 pub mod definitions;
 pub mod ids;
 pub mod json;

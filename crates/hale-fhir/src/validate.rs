@@ -93,7 +93,10 @@ impl Validator<'_> {
             );
             return;
         }
-        let td = self.defs.type_def(rt).expect("concrete resource has a definition");
+        let Some(td) = self.defs.type_def(rt) else {
+            self.push(IssueType::NotSupported, &format!("{loc}.resourceType"), format!("'{rt}' has no definition"));
+            return;
+        };
         let here = match path {
             None => rt.to_string(),
             Some(p) => p.to_string(),
@@ -307,7 +310,10 @@ impl Validator<'_> {
             );
             return;
         }
-        let element = self.defs.type_def("Element").expect("Element is defined");
+        let Some(element) = self.defs.type_def("Element") else {
+            self.push(IssueType::Exception, path, "the definition of Element is missing".into());
+            return;
+        };
         let check = |s: &mut Self, v: &Value, p: &str| match v.as_object() {
             Some(o) => s.object(o, element, p, false),
             None => s.push(IssueType::Structure, p, "Primitive extensions must be a JSON object".into()),

@@ -37,6 +37,10 @@
 //!   time, `[lb_av]`, `[in_i]`...) and calendar durations (`1 week = 7 days`;
 //!   `1 year` and `1 'a'` are not comparable).
 
+// No unwrap or expect on the request path (clippy.toml allows them in tests); the
+// few justified exceptions carry an #[allow] with the reason.
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+
 mod cache;
 mod check;
 mod eval;

@@ -5,6 +5,10 @@
 //! directory; accounts are stored by the gate. Backend clients' signed assertions
 //! (`private_key_jwt`) are checked against their registered keys ([`assertion`]).
 
+// No unwrap or expect on the request path (clippy.toml allows them in tests); the
+// few justified exceptions carry an #[allow] with the reason.
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+
 pub mod account;
 pub mod assertion;
 pub mod password;

@@ -4,6 +4,10 @@
 //! through that door), validates before it writes, resolves conditional criteria and
 //! bundles, and computes index rows. Nothing else holds the raw store.
 
+// No unwrap or expect on the request path (clippy.toml allows them in tests); the
+// few justified exceptions carry an #[allow] with the reason.
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+
 mod accounts;
 mod bundle;
 mod criteria;

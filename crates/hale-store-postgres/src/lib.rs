@@ -19,6 +19,10 @@
 //! same version. The locks live in PostgreSQL, never in this process, so they hold
 //! across nodes.
 
+// No unwrap or expect on the request path (clippy.toml allows them in tests); the
+// few justified exceptions carry an #[allow] with the reason.
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+
 mod search;
 mod sql;
 mod write;

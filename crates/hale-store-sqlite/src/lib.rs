@@ -9,6 +9,10 @@
 //! the commit that made it durable. Preconditions are checked inside the transaction,
 //! after the writes before them, so `If-Match` and conditional creates are race-free.
 
+// No unwrap or expect on the request path (clippy.toml allows them in tests); the
+// few justified exceptions carry an #[allow] with the reason.
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+
 mod journal;
 mod search;
 

@@ -6,6 +6,10 @@
 //! Preconditions (`If-Match`, `If-None-Exist`, conditional update and delete) are
 //! evaluated by the backend inside the write transaction, so they are race-free.
 
+// No unwrap or expect on the request path (clippy.toml allows them in tests); the
+// few justified exceptions carry an #[allow] with the reason.
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+
 pub mod sql;
 
 use async_trait::async_trait;
