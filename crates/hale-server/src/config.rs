@@ -25,6 +25,10 @@ pub struct Config {
     /// Public base URL of the FHIR endpoint (e.g. `https://ehr.example.org/fhir`) when
     /// Hale runs behind a proxy; empty means it is derived from the `Host` header.
     pub public_base_url: String,
+    /// After SIGTERM or Ctrl-C, how long in-flight requests may take to finish before
+    /// the server stops anyway (`HALE_SHUTDOWN_TIMEOUT_SECS`); new connections are
+    /// refused at once.
+    pub shutdown_timeout_secs: u64,
     /// Limits on every input.
     pub limits: Limits,
     /// Logging.
@@ -65,6 +69,7 @@ impl Default for Config {
             database_url: String::new(),
             database_pool_size: 16,
             public_base_url: String::new(),
+            shutdown_timeout_secs: 30,
             limits: Limits::default(),
             log: Log::default(),
         }

@@ -228,6 +228,7 @@ pub struct Server {
     gate: Gate,
     checkpoints: hale_repository::Checkpoints,
     first_admin: Option<(String, String)>,
+    shutdown_timeout: std::time::Duration,
 }
 
 /// How often the server links new audit entries into the hash chain and signs a
@@ -252,7 +253,14 @@ impl Server {
         let tokens = Arc::new(token_keys(cfg, &system).await?);
         let first_admin =
             users::ensure_first_admin(&gate.system("first-start")).await.map_err(|e| Error::Accounts(e.to_string()))?;
-        Ok(Server { listener, app: app(cfg, gate.clone(), tokens), gate, checkpoints, first_admin })
+        Ok(Server {
+            listener,
+            app: app(cfg, gate.clone(), tokens),
+            gate,
+            checkpoints,
+            first_admin,
+            shutdown_timeout: std::time::Duration::from_secs(cfg.shutdown_timeout_secs),
+        })
     }
 
     /// On the first start: the administrator's user name and one-time password, for
@@ -267,10 +275,11 @@ impl Server {
         self.listener.local_addr().expect("a bound listener has an address")
     }
 
-    /// Serves until `shutdown` completes, then finishes in-flight requests. Each
-    /// request knows its client's address (for the request context and the audit).
-    /// Links new audit entries into the hash chain every second meanwhile, and once
-    /// more after the last request.
+    /// Serves until `shutdown` completes, then finishes in-flight requests, for at most
+    /// the configured shutdown timeout (a client that never finishes its request does
+    /// not keep the server running). Each request knows its client's address (for the
+    /// request context and the audit). Links new audit entries into the hash chain
+    /// every second meanwhile, and once more at the end.
     pub async fn serve(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<(), Error> {
         let (gate, checkpoints) = (self.gate.clone(), self.checkpoints.clone());
         let chainer = tokio::spawn(async move {
@@ -280,10 +289,29 @@ impl Server {
                 chain_audit(&gate, &checkpoints).await;
             }
         });
-        let served = axum::serve(self.listener, self.app.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(shutdown)
-            .await
-            .map_err(Error::Serve);
+        let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
+        let signal = async move {
+            shutdown.await;
+            let _ = stopping.send(());
+        };
+        let serving = axum::serve(self.listener, self.app.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(signal)
+            .into_future();
+        let timeout = self.shutdown_timeout;
+        let deadline = async move {
+            if stopped.await.is_err() {
+                // the server stopped by itself
+                std::future::pending::<()>().await;
+            }
+            tokio::time::sleep(timeout).await;
+        };
+        let served = tokio::select! {
+            r = serving => r.map_err(Error::Serve),
+            () = deadline => {
+                tracing::warn!(seconds = timeout.as_secs(), "in-flight requests did not finish within the shutdown timeout; stopping");
+                Ok(())
+            }
+        };
         chainer.abort();
         chain_audit(&self.gate, &self.checkpoints).await;
         served

@@ -17,6 +17,7 @@ mod patch;
 mod postgres;
 mod search;
 mod security;
+mod shutdown;
 mod smart;
 mod validate;
 
