@@ -236,9 +236,9 @@ enum Lit {
 }
 
 /// The text of each fixed part of an AuditEvent. In a stored entry part `k` is the
-/// one character [`CODES`]`[k]`: control characters other than tab, line feed and
+/// one character `CODES[k]`: control characters other than tab, line feed and
 /// carriage return (the journal's separators), which JSON text never holds raw
-/// ([`string`] escapes them in values). Append only: entries already stored name their
+/// (`string` escapes them in values). Append only: entries already stored name their
 /// parts by position.
 pub const LITERALS: [&str; 18] = [
     r#"{"resourceType":"AuditEvent","type":{"system":"http://terminology.hl7.org/CodeSystem/audit-event-type","code":"rest","display":"RESTful Operation"},"subtype":[{"system":"http://hl7.org/fhir/restful-interaction","code":"#,
