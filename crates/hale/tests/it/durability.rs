@@ -1,19 +1,143 @@
-//! Acknowledged means durable: SIGKILL the real binary during a burst of concurrent
-//! writes (single resources and transaction bundles), restart it on the same data
-//! directory or database, and find every acknowledged write, and every transaction
-//! either whole or absent. On PostgreSQL (`HALE_TEST_STORE=postgres`) the node dies
-//! and the database lives on: what matters there is that a node dying mid-transaction
-//! leaves nothing half-written.
+//! Acknowledged means durable, crash after crash: concurrent writers (creates, updates,
+//! JSON Patches, transaction bundles) run against the real binary, which is killed
+//! with SIGKILL at a random moment, restarted on the same data directory or database,
+//! and checked, `HALE_CRASH_CYCLES` times (default 20): every acknowledged write is
+//! there (its version reads back byte for byte), every transaction is whole or absent,
+//! and at the end the SQLite file passes `PRAGMA integrity_check` and `hale audit
+//! verify` finds the audit chain intact. On PostgreSQL (`HALE_TEST_STORE=postgres`) the
+//! node dies and the database lives on: what matters there is that a node dying
+//! mid-transaction leaves nothing half-written.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hale_test_support::{BinaryServer, TestDatabase, spawn_binary_with};
-use serde_json::json;
+use hale_test_support::{TestDatabase, spawn_binary_with};
+use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
+/// What the writers were told was written: path -> (version, body, writer); transaction
+/// key -> acknowledged.
+#[derive(Default)]
+struct Acked {
+    latest: HashMap<String, (String, String, usize)>,
+    bundles: Vec<(String, bool)>,
+    writes: usize,
+}
+
+/// A small deterministic generator (the seed is printed, so a failing run can be
+/// repeated with `HALE_CRASH_SEED`).
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 >> 33
+    }
+}
+
+async fn write_until_refused(client: reqwest::Client, base: String, w: usize, cycle: usize, acked: Arc<Mutex<Acked>>) {
+    let owned = |ty: &str, a: &Acked| -> Vec<String> {
+        a.latest.iter().filter(|(p, v)| v.2 == w && p.starts_with(ty)).map(|(p, _)| p.clone()).collect()
+    };
+    let (mut mine, mut obs) = {
+        let a = acked.lock().await;
+        (owned("Patient/", &a), owned("Observation/", &a))
+    };
+    for i in 0.. {
+        let tag = format!("w{w}-c{cycle}-{i}");
+        let op = i % 6;
+        if op == 4 {
+            let entries: Vec<_> = (0..5)
+                .map(|k| json!({"request":{"method":"POST","url":"Observation"},"resource":{"resourceType":"Observation","id":format!("{tag}-{k}"),"status":"final","identifier":[{"system":"urn:durability","value":tag}],"code":{"text":format!("{tag}-{k}")}}}))
+                .collect();
+            let bundle = json!({"resourceType":"Bundle","type":"transaction","entry":entries});
+            acked.lock().await.bundles.push((tag.clone(), false));
+            let r = client
+                .post(format!("{base}/fhir"))
+                .header("content-type", "application/fhir+json")
+                .body(bundle.to_string())
+                .send()
+                .await;
+            let Ok(r) = r else { return };
+            if !r.status().is_success() || r.text().await.is_err() {
+                return;
+            }
+            let mut a = acked.lock().await;
+            if let Some(b) = a.bundles.iter_mut().find(|b| b.0 == tag) {
+                b.1 = true;
+            }
+            continue;
+        }
+        let req = match op {
+            0 => client
+                .put(format!("{base}/fhir/Patient/{tag}"))
+                .header("content-type", "application/fhir+json")
+                .body(json!({"resourceType":"Patient","id":tag,"name":[{"family":format!("W{w}")}]}).to_string()),
+            2 if !mine.is_empty() => {
+                let path = &mine[i % mine.len()];
+                let id = path.trim_start_matches("Patient/");
+                client
+                    .put(format!("{base}/fhir/{path}"))
+                    .header("content-type", "application/fhir+json")
+                    .body(json!({"resourceType":"Patient","id":id,"name":[{"family":format!("W{w}"),"given":[tag]}]}).to_string())
+            }
+            3 if !obs.is_empty() => client
+                .patch(format!("{base}/fhir/{}", obs[i % obs.len()]))
+                .header("content-type", "application/json-patch+json")
+                .body(json!([{"op":"replace","path":"/code/text","value":tag}]).to_string()),
+            _ => client
+                .post(format!("{base}/fhir/Observation"))
+                .header("content-type", "application/fhir+json")
+                .body(json!({"resourceType":"Observation","status":"final","code":{"text":format!("w{w}-{tag}")},"valueQuantity":{"value":1.50}}).to_string()),
+        };
+        let Ok(r) = req.send().await else { return };
+        if !r.status().is_success() {
+            return;
+        }
+        let Ok(text) = r.text().await else { return };
+        let v: Value = serde_json::from_str(&text).unwrap();
+        let path = format!("{}/{}", v["resourceType"].as_str().unwrap(), v["id"].as_str().unwrap());
+        let version = v["meta"]["versionId"].as_str().unwrap().to_string();
+        if path.starts_with("Patient/") && !mine.contains(&path) {
+            mine.push(path.clone());
+        }
+        if path.starts_with("Observation/") && !obs.contains(&path) {
+            obs.push(path.clone());
+        }
+        let mut a = acked.lock().await;
+        a.latest.insert(path, (version, text, w));
+        a.writes += 1;
+    }
+}
+
+/// Every acknowledged version reads back as acknowledged; every transaction is whole
+/// (5) when acknowledged, whole or absent (0) otherwise. Returns (checked, lost).
+async fn check(client: &reqwest::Client, base: &str, acked: &Acked) -> (usize, Vec<String>) {
+    let mut lost = Vec::new();
+    for (path, (version, body, _)) in &acked.latest {
+        let r = client.get(format!("{base}/fhir/{path}/_history/{version}")).send().await.unwrap();
+        if r.status() != 200 || &r.text().await.unwrap() != body {
+            lost.push(format!("{path}/_history/{version}"));
+        }
+    }
+    for (key, ok) in &acked.bundles {
+        let url = format!("{base}/fhir/Observation?identifier=urn:durability%7C{key}&_summary=count");
+        let v: Value = client.get(url).send().await.unwrap().json().await.unwrap();
+        let n = v["total"].as_u64().unwrap();
+        if n != 5 && (*ok || n != 0) {
+            lost.push(format!("transaction {key}: {n} of 5 (acknowledged: {ok})"));
+        }
+    }
+    (acked.latest.len() + acked.bundles.len(), lost)
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn every_acknowledged_write_survives_sigkill() {
+async fn acknowledged_writes_survive_repeated_sigkill() {
+    let cycles: usize = std::env::var("HALE_CRASH_CYCLES").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
+    let seed: u64 = std::env::var("HALE_CRASH_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+    });
+    let mut rng = Lcg(seed);
     let dir = tempfile::tempdir().unwrap();
     let db = if hale_test_support::store_is_postgres() { Some(TestDatabase::create().await) } else { None };
     let mut args = vec!["serve".to_string(), "--data-dir".to_string(), dir.path().display().to_string()];
@@ -21,105 +145,55 @@ async fn every_acknowledged_write_survives_sigkill() {
         args.extend(["--database".to_string(), db.url.clone()]);
     }
     let exe = std::path::Path::new(env!("CARGO_BIN_EXE_hale"));
-    let start = || async { spawn_binary_with(exe, &args).await };
-    let mut server: BinaryServer = start().await;
-    let base = server.base.clone();
-    let acked: Arc<Mutex<Vec<(String, String, String)>>> = Arc::new(Mutex::new(Vec::new()));
-    // transaction bundles sent: (identifier value, acknowledged)
-    let bundles: Arc<Mutex<Vec<(String, bool)>>> = Arc::new(Mutex::new(Vec::new()));
-    let client = server.client.clone();
-    let mut writers = Vec::new();
-    for w in 0..8 {
-        let (client, base, acked, bundles) = (client.clone(), base.clone(), acked.clone(), bundles.clone());
-        writers.push(tokio::spawn(async move {
-            for i in 0.. {
-                if i % 5 == 4 {
-                    // a transaction of five Observations sharing one identifier
-                    let key = format!("w{w}-{i}");
-                    let entries: Vec<_> = (0..5)
-                        .map(|k| json!({"request":{"method":"POST","url":"Observation"},"resource":{"resourceType":"Observation","status":"final","identifier":[{"system":"urn:durability","value":key}],"code":{"text":format!("{key}-{k}")}}}))
-                        .collect();
-                    let bundle = json!({"resourceType":"Bundle","type":"transaction","entry":entries});
-                    bundles.lock().await.push((key.clone(), false));
-                    let r = client
-                        .post(format!("{base}/fhir"))
-                        .header("content-type", "application/fhir+json")
-                        .body(bundle.to_string())
-                        .send()
-                        .await;
-                    let Ok(r) = r else { break };
-                    if !r.status().is_success() || r.text().await.is_err() {
-                        break;
-                    }
-                    if let Some(b) = bundles.lock().await.iter_mut().find(|b| b.0 == key) {
-                        b.1 = true;
-                    }
-                    continue;
-                }
-                let (method_put, body) = if i % 2 == 0 {
-                    (true, json!({"resourceType":"Patient","id":format!("w{w}-{i}"),"name":[{"family":format!("W{w}"),"given":[format!("n{i}")]}]}))
-                } else {
-                    (false, json!({"resourceType":"Observation","status":"final","code":{"text":format!("w{w}-{i}")},"valueQuantity":{"value":1.50}}))
-                };
-                let req = if method_put {
-                    client.put(format!("{base}/fhir/Patient/w{w}-{i}"))
-                } else {
-                    client.post(format!("{base}/fhir/Observation"))
-                };
-                let r = req.header("content-type", "application/fhir+json").body(body.to_string()).send().await;
-                let Ok(r) = r else { break };
-                if !r.status().is_success() {
-                    break;
-                }
-                let etag = r.headers().get("etag").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-                let Ok(text) = r.text().await else { break };
-                let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-                let path = format!("{}/{}", v["resourceType"].as_str().unwrap(), v["id"].as_str().unwrap());
-                acked.lock().await.push((path, etag, text));
-            }
-        }));
-    }
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    server.child.start_kill().expect("SIGKILL");
-    let _ = server.child.wait().await;
-    for w in writers {
-        let _ = w.await;
-    }
-    let acked = acked.lock().await.clone();
-    assert!(acked.len() > 50, "too few writes acknowledged to mean anything: {}", acked.len());
-
-    let server = start().await;
-    let mut missing = Vec::new();
-    for (path, etag, body) in &acked {
-        let r = client.get(format!("{}/fhir/{path}", server.base)).send().await.unwrap();
-        if r.status() != 200 || r.headers()["etag"].to_str().unwrap() != etag {
-            missing.push(path.clone());
-            continue;
+    let acked = Arc::new(Mutex::new(Acked::default()));
+    let mut checked = 0;
+    for cycle in 0..cycles {
+        let mut server = spawn_binary_with(exe, &args).await;
+        // what every earlier cycle acknowledged is there after the restart
+        let (n, lost) = check(&server.client, &server.base, &*acked.lock().await).await;
+        assert!(lost.is_empty(), "cycle {cycle} (seed {seed}): lost after SIGKILL: {lost:?}");
+        checked += n;
+        let mut writers = Vec::new();
+        for w in 0..6 {
+            writers.push(tokio::spawn(write_until_refused(
+                server.client.clone(),
+                server.base.clone(),
+                w,
+                cycle,
+                acked.clone(),
+            )));
         }
-        let text = r.text().await.unwrap();
-        if &text != body {
-            missing.push(path.clone());
+        tokio::time::sleep(Duration::from_millis(200 + rng.next() % 1300)).await;
+        server.child.start_kill().expect("SIGKILL");
+        let _ = server.child.wait().await;
+        for w in writers {
+            let _ = w.await;
         }
     }
-    // every transaction whole (5) when acknowledged, whole or absent (0) otherwise
-    let bundles = bundles.lock().await.clone();
-    let mut broken = Vec::new();
-    for (key, ok) in &bundles {
-        let url = format!("{}/fhir/Observation?identifier=urn:durability%7C{key}&_summary=count", server.base);
-        let v: serde_json::Value = client.get(url).send().await.unwrap().json().await.unwrap();
-        let n = v["total"].as_u64().unwrap();
-        if n != 5 && (*ok || n != 0) {
-            broken.push(format!("{key}: {n} of 5 (acknowledged: {ok})"));
-        }
-    }
+    let server = spawn_binary_with(exe, &args).await;
+    let a = acked.lock().await;
+    let (n, lost) = check(&server.client, &server.base, &a).await;
+    checked += n;
     println!(
-        "durability: {} acknowledged writes checked after SIGKILL, {} missing; {} transactions ({} acknowledged), {} broken",
-        acked.len(),
-        missing.len(),
-        bundles.len(),
-        bundles.iter().filter(|b| b.1).count(),
-        broken.len()
+        "crash cycles: {cycles} (seed {seed}), writes acknowledged: {}, writes checked: {checked}, writes lost: {}",
+        a.writes,
+        lost.len()
     );
-    assert!(missing.is_empty(), "lost acknowledged writes: {missing:?}");
-    assert!(broken.is_empty(), "transactions not whole: {broken:?}");
+    assert!(lost.is_empty(), "seed {seed}: lost after SIGKILL: {lost:?}");
+    assert!(a.writes > 20 * cycles.min(5), "too few writes acknowledged to mean anything: {}", a.writes);
+    drop(server);
+    if db.is_none() {
+        let c = rusqlite::Connection::open(dir.path().join("hale.db")).unwrap();
+        let integrity: String = c.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+        assert_eq!(integrity, "ok");
+        let out = std::process::Command::new(exe)
+            .args(["audit", "verify", "--data-dir", &dir.path().display().to_string()])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "the audit chain after {cycles} crashes: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
 }
