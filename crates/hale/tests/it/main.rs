@@ -12,6 +12,7 @@ mod durability;
 mod examples;
 mod history;
 mod limits;
+mod logs;
 mod negotiation;
 mod patch;
 mod postgres;
