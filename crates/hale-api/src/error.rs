@@ -22,6 +22,7 @@ pub fn status(category: Category) -> StatusCode {
         Category::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         Category::Unauthorized => StatusCode::UNAUTHORIZED,
         Category::Forbidden => StatusCode::FORBIDDEN,
+        Category::Busy => StatusCode::SERVICE_UNAVAILABLE,
         Category::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

@@ -304,6 +304,17 @@ pub fn panic_response() -> Response {
     .into_response()
 }
 
+/// The answer to a request beyond the limit of requests in progress: 503 with an
+/// OperationOutcome and `Retry-After`.
+pub fn busy_response() -> Response {
+    ApiError::new(
+        Category::Busy,
+        Issue::error(IssueType::Throttled, "The server is at its limit of requests in progress; retry in a moment"),
+    )
+    .with_header("retry-after", "1".to_string())
+    .into_response()
+}
+
 async fn metadata(State(st): S, method: Method, call: Call) -> Response {
     if method != Method::GET {
         return method_not_allowed(&method, "GET");

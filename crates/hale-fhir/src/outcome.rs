@@ -34,6 +34,8 @@ pub enum Category {
     Unauthorized,
     /// The caller is known but may not do this.
     Forbidden,
+    /// The server is at its limit of requests in progress; the caller may retry.
+    Busy,
     /// Something failed inside the server; details are logged, never sent.
     Internal,
 }
@@ -52,6 +54,7 @@ impl Category {
             Category::NotAcceptable | Category::UnsupportedMediaType => IssueType::NotSupported,
             Category::Unauthorized => IssueType::Login,
             Category::Forbidden => IssueType::Forbidden,
+            Category::Busy => IssueType::Throttled,
             Category::Internal => IssueType::Exception,
         }
     }
@@ -99,6 +102,8 @@ pub enum IssueType {
     Login,
     /// `forbidden`: the user may not do this.
     Forbidden,
+    /// `throttled`: not handled now, because of load management.
+    Throttled,
 }
 
 impl IssueType {
@@ -120,6 +125,7 @@ impl IssueType {
             IssueType::Duplicate => "duplicate",
             IssueType::Processing => "processing",
             IssueType::Login => "login",
+            IssueType::Throttled => "throttled",
             IssueType::Forbidden => "forbidden",
         }
     }

@@ -49,6 +49,9 @@ pub struct Limits {
     pub default_page_size: usize,
     /// Largest page size a client may ask for.
     pub max_page_size: usize,
+    /// Most requests in progress at once; beyond it a request gets 503 with
+    /// `Retry-After` at once (`/healthz` and `/readyz` are never refused).
+    pub max_concurrent_requests: usize,
 }
 
 /// Logging.
@@ -84,6 +87,7 @@ impl Default for Limits {
             max_string_bytes: 8 * 1024 * 1024,
             default_page_size: 50,
             max_page_size: 1000,
+            max_concurrent_requests: 512,
         }
     }
 }
@@ -186,7 +190,12 @@ impl Config {
             return Err(ConfigError::Invalid("database_pool_size must be greater than zero".into()));
         }
         let l = &self.limits;
-        if l.max_body_bytes == 0 || l.max_json_depth == 0 || l.max_string_bytes == 0 || l.max_page_size == 0 {
+        if l.max_body_bytes == 0
+            || l.max_json_depth == 0
+            || l.max_string_bytes == 0
+            || l.max_page_size == 0
+            || l.max_concurrent_requests == 0
+        {
             return Err(ConfigError::Invalid("limits must be greater than zero".into()));
         }
         if l.max_json_depth > 120 {

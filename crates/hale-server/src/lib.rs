@@ -209,7 +209,31 @@ fn app(cfg: &Config, gate: Gate, tokens: Arc<TokenKeys>) -> Router {
             tracing::error!("a request handler panicked");
             hale_api::panic_response()
         }))
+        .layer(middleware::from_fn_with_state(
+            Arc::new(tokio::sync::Semaphore::new(cfg.limits.max_concurrent_requests)),
+            limit_concurrency,
+        ))
         .layer(middleware::from_fn(request_id))
+}
+
+/// Holds a permit for each request in progress; without one (the limit reached) the
+/// request is answered 503 at once, so an overload is refused quickly rather than
+/// queued. The health routes always pass, so probes see a busy server as alive.
+async fn limit_concurrency(
+    axum::extract::State(permits): axum::extract::State<Arc<tokio::sync::Semaphore>>,
+    req: axum::extract::Request,
+    next: middleware::Next,
+) -> axum::response::Response {
+    if matches!(req.uri().path(), "/healthz" | "/readyz") {
+        return next.run(req).await;
+    }
+    match permits.try_acquire_owned() {
+        Ok(_permit) => next.run(req).await,
+        Err(_) => {
+            tracing::warn!("request refused: the limit of requests in progress is reached");
+            hale_api::busy_response()
+        }
+    }
 }
 
 /// Every route the server answers, with its declared access policy (for tests and

@@ -62,3 +62,36 @@ async fn deep_and_long_json_is_refused_fast() {
     let ok = json!({"resourceType":"Patient","name":[{"text":"y".repeat(100)}]});
     assert_eq!(s.post("/Patient", &ok).await.status(), 201);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_beyond_the_concurrency_limit_get_503_at_once_and_health_still_answers() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = TestServer::spawn_with(|c| c.limits.max_concurrent_requests = 1).await;
+    // one request in progress, waiting for its body
+    let addr = s.base.trim_start_matches("http://").to_string();
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let body = r#"{"resourceType":"Patient","id":"slow"}"#;
+    let head = format!(
+        "PUT /fhir/Patient/slow HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Type: application/fhir+json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        s.token,
+        body.len()
+    );
+    slow.write_all(head.as_bytes()).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let t = std::time::Instant::now();
+    let r = s.get("/Patient").await;
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "1");
+    let oo = json(r).await;
+    assert_outcome(&oo);
+    assert_eq!(oo["issue"][0]["code"], "throttled");
+    assert!(t.elapsed() < std::time::Duration::from_secs(2), "refused at once, not queued: {:?}", t.elapsed());
+    let health = s.client.get(format!("{}/healthz", s.base)).send().await.unwrap();
+    assert_eq!(health.status(), 200, "probes still answered");
+    // the request in progress finishes; then the next one is served
+    slow.write_all(body.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    slow.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    assert_eq!(s.get("/Patient/slow").await.status(), 200);
+}
