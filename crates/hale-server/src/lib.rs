@@ -146,6 +146,14 @@ async fn readyz(State(h): State<Health>) -> Response {
     }
 }
 
+/// Requests this process answered 500 (a 500 is a bug: the tests check it stays 0).
+static INTERNAL_ERRORS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many requests this process has answered 500 since it started.
+pub fn internal_errors_answered() -> u64 {
+    INTERNAL_ERRORS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Gives every request an id (`X-Request-Id`, kept if the client sent a sane one) and a
 /// log span carrying it.
 async fn request_id(req: Request, next: Next) -> Response {
@@ -162,6 +170,10 @@ async fn request_id(req: Request, next: Next) -> Response {
     let started = std::time::Instant::now();
     let mut resp = tracing::Instrument::instrument(next.run(req), span.clone()).await;
     tracing::info!(parent: &span, status = resp.status().as_u16(), ms = started.elapsed().as_millis() as u64, "request");
+    if resp.status() == StatusCode::INTERNAL_SERVER_ERROR {
+        INTERNAL_ERRORS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::error!(parent: &span, "answered 500");
+    }
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert("x-request-id", v);
     }

@@ -179,9 +179,16 @@ impl TestServer {
 }
 
 impl Drop for TestServer {
+    /// Stops the server, and fails the test when any in-process server of the suite
+    /// has answered 500 (every malformed input must get a 4xx; a 500 is a bug; the
+    /// error is logged with its request id and path).
     fn drop(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
+        }
+        let n = hale_server::internal_errors_answered();
+        if n > 0 && !std::thread::panicking() {
+            panic!("{n} request(s) in this test process were answered 500 (see the log's 'answered 500' lines)");
         }
     }
 }
