@@ -23,6 +23,7 @@ pub fn status(category: Category) -> StatusCode {
         Category::Unauthorized => StatusCode::UNAUTHORIZED,
         Category::Forbidden => StatusCode::FORBIDDEN,
         Category::Busy => StatusCode::SERVICE_UNAVAILABLE,
+        Category::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         Category::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

@@ -315,6 +315,17 @@ pub fn busy_response() -> Response {
     .into_response()
 }
 
+/// The answer to a client beyond its request rate: 429 with an OperationOutcome and
+/// `Retry-After`.
+pub fn rate_limited_response() -> Response {
+    ApiError::new(
+        Category::RateLimited,
+        Issue::error(IssueType::Throttled, "Too many requests from this client; retry in a moment"),
+    )
+    .with_header("retry-after", "1".to_string())
+    .into_response()
+}
+
 async fn metadata(State(st): S, method: Method, call: Call) -> Response {
     if method != Method::GET {
         return method_not_allowed(&method, "GET");

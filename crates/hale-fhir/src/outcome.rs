@@ -36,6 +36,8 @@ pub enum Category {
     Forbidden,
     /// The server is at its limit of requests in progress; the caller may retry.
     Busy,
+    /// The caller sent more requests than its rate allows; it may retry later.
+    RateLimited,
     /// Something failed inside the server; details are logged, never sent.
     Internal,
 }
@@ -54,7 +56,7 @@ impl Category {
             Category::NotAcceptable | Category::UnsupportedMediaType => IssueType::NotSupported,
             Category::Unauthorized => IssueType::Login,
             Category::Forbidden => IssueType::Forbidden,
-            Category::Busy => IssueType::Throttled,
+            Category::Busy | Category::RateLimited => IssueType::Throttled,
             Category::Internal => IssueType::Exception,
         }
     }

@@ -52,6 +52,10 @@ pub struct Limits {
     /// Most requests in progress at once; beyond it a request gets 503 with
     /// `Retry-After` at once (`/healthz` and `/readyz` are never refused).
     pub max_concurrent_requests: usize,
+    /// Requests a second each client address may send (bursts up to as many at once);
+    /// beyond it 429 with `Retry-After`. 0 turns the limit off (the default: behind a
+    /// proxy every client has the proxy's address).
+    pub requests_per_second_per_client: u32,
 }
 
 /// Logging.
@@ -88,6 +92,7 @@ impl Default for Limits {
             default_page_size: 50,
             max_page_size: 1000,
             max_concurrent_requests: 512,
+            requests_per_second_per_client: 0,
         }
     }
 }

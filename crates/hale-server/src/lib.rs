@@ -225,7 +225,64 @@ fn app(cfg: &Config, gate: Gate, tokens: Arc<TokenKeys>) -> Router {
             Arc::new(tokio::sync::Semaphore::new(cfg.limits.max_concurrent_requests)),
             limit_concurrency,
         ))
+        .layer(middleware::from_fn_with_state(
+            Arc::new(RateLimits::new(cfg.limits.requests_per_second_per_client)),
+            limit_rate,
+        ))
         .layer(middleware::from_fn(request_id))
+}
+
+/// A token bucket per client address: `rate` tokens a second, at most `rate` saved.
+struct RateLimits {
+    rate: f64,
+    buckets: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, (f64, std::time::Instant)>>,
+}
+
+impl RateLimits {
+    /// Buckets kept before those idle for a minute are dropped.
+    const MAX_CLIENTS: usize = 10_000;
+
+    fn new(rate: u32) -> Self {
+        RateLimits { rate: f64::from(rate), buckets: std::sync::Mutex::new(std::collections::HashMap::new()) }
+    }
+
+    /// Takes a token for `client`; false when it has none left.
+    fn admit(&self, client: std::net::IpAddr) -> bool {
+        let now = std::time::Instant::now();
+        let mut b = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        if b.len() >= Self::MAX_CLIENTS {
+            b.retain(|_, (_, at)| now.duration_since(*at) < std::time::Duration::from_secs(60));
+        }
+        let (tokens, at) = b.entry(client).or_insert((self.rate, now));
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.rate).min(self.rate);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Refuses a client's requests beyond its rate (429, at once); off when the rate is 0.
+/// The health routes always pass.
+async fn limit_rate(
+    axum::extract::State(limits): axum::extract::State<Arc<RateLimits>>,
+    req: axum::extract::Request,
+    next: middleware::Next,
+) -> axum::response::Response {
+    if limits.rate <= 0.0 || matches!(req.uri().path(), "/healthz" | "/readyz") {
+        return next.run(req).await;
+    }
+    let client = req.extensions().get::<axum::extract::ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+    match client {
+        Some(ip) if !limits.admit(ip) => {
+            tracing::warn!(client = %ip, "request refused: the client's request rate is exceeded");
+            hale_api::rate_limited_response()
+        }
+        _ => next.run(req).await,
+    }
 }
 
 /// Holds a permit for each request in progress; without one (the limit reached) the

@@ -95,3 +95,34 @@ async fn requests_beyond_the_concurrency_limit_get_503_at_once_and_health_still_
     assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
     assert_eq!(s.get("/Patient/slow").await.status(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_beyond_its_request_rate_gets_429_and_is_served_again_later() {
+    let s = TestServer::spawn_with(|c| c.limits.requests_per_second_per_client = 5).await;
+    // twenty at once: a burst of five is served, the rest refused
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let (client, url) = (s.client.clone(), s.fhir("/Patient?_count=1"));
+        tasks.push(tokio::spawn(async move { client.get(url).send().await.unwrap() }));
+    }
+    let mut served = 0;
+    let mut refused = None;
+    for t in tasks {
+        let r = t.await.unwrap();
+        match r.status().as_u16() {
+            200 => served += 1,
+            429 => {
+                assert_eq!(r.headers()["retry-after"], "1");
+                refused = Some(json(r).await);
+            }
+            other => panic!("{other}"),
+        }
+    }
+    assert!((5..=10).contains(&served), "a burst of 5 (and what the rate refills meanwhile): {served} served");
+    let oo = refused.expect("some requests were refused");
+    assert_outcome(&oo);
+    assert_eq!(oo["issue"][0]["code"], "throttled");
+    assert_eq!(s.client.get(format!("{}/healthz", s.base)).send().await.unwrap().status(), 200);
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    assert_eq!(s.get("/Patient?_count=1").await.status(), 200, "served again once the rate allows");
+}
