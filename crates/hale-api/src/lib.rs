@@ -307,23 +307,20 @@ pub fn panic_response() -> Response {
 /// The answer to a request beyond the limit of requests in progress: 503 with an
 /// OperationOutcome and `Retry-After`.
 pub fn busy_response() -> Response {
-    ApiError::new(
-        Category::Busy,
-        Issue::error(IssueType::Throttled, "The server is at its limit of requests in progress; retry in a moment"),
-    )
-    .with_header("retry-after", "1".to_string())
-    .into_response()
+    throttled(Category::Busy, "The server is at its limit of requests in progress; retry in a moment")
 }
 
 /// The answer to a client beyond its request rate: 429 with an OperationOutcome and
 /// `Retry-After`.
 pub fn rate_limited_response() -> Response {
-    ApiError::new(
-        Category::RateLimited,
-        Issue::error(IssueType::Throttled, "Too many requests from this client; retry in a moment"),
-    )
-    .with_header("retry-after", "1".to_string())
-    .into_response()
+    throttled(Category::RateLimited, "Too many requests from this client; retry in a moment")
+}
+
+/// A `throttled` OperationOutcome of `category`, to be retried after a second.
+fn throttled(category: Category, text: &str) -> Response {
+    ApiError::new(category, Issue::error(IssueType::Throttled, text))
+        .with_header("retry-after", "1".to_string())
+        .into_response()
 }
 
 async fn metadata(State(st): S, method: Method, call: Call) -> Response {
