@@ -56,6 +56,9 @@ pub struct Limits {
     /// beyond it 429 with `Retry-After`. 0 turns the limit off (the default: behind a
     /// proxy every client has the proxy's address).
     pub requests_per_second_per_client: u32,
+    /// Free space (MiB) on the data directory's file system below which `/readyz`
+    /// answers 503.
+    pub min_free_disk_mb: u64,
 }
 
 /// Logging.
@@ -93,6 +96,7 @@ impl Default for Limits {
             max_page_size: 1000,
             max_concurrent_requests: 512,
             requests_per_second_per_client: 0,
+            min_free_disk_mb: 256,
         }
     }
 }

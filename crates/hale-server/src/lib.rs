@@ -130,6 +130,15 @@ pub async fn system_repository(cfg: &Config, job: &str) -> Result<Repository, Er
 #[derive(Clone)]
 struct Health {
     repository: Repository,
+    /// The data directory, and the free space below which the node is not ready.
+    data_dir: std::path::PathBuf,
+    min_free_bytes: u64,
+}
+
+/// Bytes free for Hale on the file system holding `dir` (`statvfs`).
+fn free_bytes(dir: &std::path::Path) -> std::io::Result<u64> {
+    let s = rustix::fs::statvfs(dir).map_err(std::io::Error::from)?;
+    Ok(s.f_bavail.saturating_mul(s.f_frsize))
 }
 
 async fn healthz() -> &'static str {
@@ -137,6 +146,17 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(h): State<Health>) -> Response {
+    match free_bytes(&h.data_dir) {
+        Ok(free) if free < h.min_free_bytes => {
+            tracing::error!(free_bytes = free, "the data directory's disk is nearly full");
+            return (StatusCode::SERVICE_UNAVAILABLE, "disk nearly full").into_response();
+        }
+        Ok(_) => {}
+        Err(e) => {
+            tracing::error!(error = %e, "the data directory's free space could not be read");
+            return (StatusCode::SERVICE_UNAVAILABLE, "disk unreadable").into_response();
+        }
+    }
     match h.repository.ping().await {
         Ok(()) => (StatusCode::OK, "ready").into_response(),
         Err(e) => {
@@ -202,7 +222,11 @@ fn routes(cfg: &Config, gate: Gate, tokens: Arc<TokenKeys>) -> Routes<()> {
     let public_base = (!cfg.public_base_url.is_empty()).then(|| cfg.public_base_url.clone());
     let auth = hale_auth::routes(hale_auth::AuthState::new(gate.clone(), tokens, public_base));
     let api = api.merge(auth);
-    api.merge(health_routes().with_state(Health { repository: gate.system("readiness") }))
+    api.merge(health_routes().with_state(Health {
+        repository: gate.system("readiness"),
+        data_dir: cfg.data_dir.clone(),
+        min_free_bytes: cfg.limits.min_free_disk_mb.saturating_mul(1 << 20),
+    }))
 }
 
 fn health_routes() -> Routes<Health> {

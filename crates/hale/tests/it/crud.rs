@@ -268,4 +268,10 @@ async fn health_endpoints_answer() {
     let r = s.client.get(format!("{}/readyz", s.base)).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert!(r.headers().contains_key("x-request-id"));
+    // a data directory whose disk has less free space than required: alive, not ready
+    let full = TestServer::spawn_with(|c| c.limits.min_free_disk_mb = u64::MAX >> 21).await;
+    let r = full.client.get(format!("{}/readyz", full.base)).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.text().await.unwrap(), "disk nearly full");
+    assert_eq!(full.client.get(format!("{}/healthz", full.base)).send().await.unwrap().status(), 200);
 }
