@@ -229,8 +229,12 @@ fn routes(cfg: &Config, gate: Gate, tokens: Arc<TokenKeys>) -> Routes<()> {
     }))
 }
 
+/// The liveness and readiness routes (never refused by [`admit`]).
+const HEALTH_PATHS: [&str; 2] = ["/healthz", "/readyz"];
+
 fn health_routes() -> Routes<Health> {
-    Routes::new().public("/healthz", get(healthz)).public("/readyz", get(readyz))
+    let [live, ready] = HEALTH_PATHS;
+    Routes::new().public(live, get(healthz)).public(ready, get(readyz))
 }
 
 /// The whole application over a gate.
@@ -245,15 +249,25 @@ fn app(cfg: &Config, gate: Gate, tokens: Arc<TokenKeys>) -> Router {
             tracing::error!("a request handler panicked");
             hale_api::panic_response()
         }))
-        .layer(middleware::from_fn_with_state(
-            Arc::new(tokio::sync::Semaphore::new(cfg.limits.max_concurrent_requests)),
-            limit_concurrency,
-        ))
-        .layer(middleware::from_fn_with_state(
-            Arc::new(RateLimits::new(cfg.limits.requests_per_second_per_client)),
-            limit_rate,
-        ))
+        .layer(middleware::from_fn_with_state(Arc::new(Admission::new(&cfg.limits)), admit))
         .layer(middleware::from_fn(request_id))
+}
+
+/// What a request must pass before it is served: its client's request rate (a token
+/// bucket per address, when configured) and the limit of requests in progress.
+struct Admission {
+    permits: Arc<tokio::sync::Semaphore>,
+    rates: Option<RateLimits>,
+}
+
+impl Admission {
+    fn new(limits: &config::Limits) -> Self {
+        Admission {
+            permits: Arc::new(tokio::sync::Semaphore::new(limits.max_concurrent_requests)),
+            rates: (limits.requests_per_second_per_client > 0)
+                .then(|| RateLimits::new(limits.requests_per_second_per_client)),
+        }
+    }
 }
 
 /// A token bucket per client address: `rate` tokens a second, at most `rate` saved.
@@ -289,38 +303,26 @@ impl RateLimits {
     }
 }
 
-/// Refuses a client's requests beyond its rate (429, at once); off when the rate is 0.
-/// The health routes always pass.
-async fn limit_rate(
-    axum::extract::State(limits): axum::extract::State<Arc<RateLimits>>,
+/// Refuses at once, rather than queues: a client beyond its rate (429), and any request
+/// while the limit of requests in progress is reached (503); otherwise holds a permit
+/// while the request runs. The health routes always pass, so probes see a busy server
+/// as alive.
+async fn admit(
+    axum::extract::State(a): axum::extract::State<Arc<Admission>>,
     req: axum::extract::Request,
     next: middleware::Next,
 ) -> axum::response::Response {
-    if limits.rate <= 0.0 || matches!(req.uri().path(), "/healthz" | "/readyz") {
+    if HEALTH_PATHS.contains(&req.uri().path()) {
         return next.run(req).await;
     }
-    let client = req.extensions().get::<axum::extract::ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
-    match client {
-        Some(ip) if !limits.admit(ip) => {
-            tracing::warn!(client = %ip, "request refused: the client's request rate is exceeded");
-            hale_api::rate_limited_response()
-        }
-        _ => next.run(req).await,
+    if let Some(rates) = &a.rates
+        && let Some(ip) = req.extensions().get::<axum::extract::ConnectInfo<SocketAddr>>().map(|c| c.0.ip())
+        && !rates.admit(ip)
+    {
+        tracing::warn!(client = %ip, "request refused: the client's request rate is exceeded");
+        return hale_api::rate_limited_response();
     }
-}
-
-/// Holds a permit for each request in progress; without one (the limit reached) the
-/// request is answered 503 at once, so an overload is refused quickly rather than
-/// queued. The health routes always pass, so probes see a busy server as alive.
-async fn limit_concurrency(
-    axum::extract::State(permits): axum::extract::State<Arc<tokio::sync::Semaphore>>,
-    req: axum::extract::Request,
-    next: middleware::Next,
-) -> axum::response::Response {
-    if matches!(req.uri().path(), "/healthz" | "/readyz") {
-        return next.run(req).await;
-    }
-    match permits.try_acquire_owned() {
+    match a.permits.clone().try_acquire_owned() {
         Ok(_permit) => next.run(req).await,
         Err(_) => {
             tracing::warn!("request refused: the limit of requests in progress is reached");
