@@ -272,14 +272,14 @@ fn lit(o: &mut String, l: Lit) {
 /// its text. Text without codes (entries stored before parts were coded) is returned
 /// as it is.
 pub fn expand(stored: &str) -> std::borrow::Cow<'_, str> {
-    let coded = |b: u8| b < 0x20 && CODES.contains(&b);
-    if !stored.bytes().any(coded) {
+    let part = |b: u8| PART_OF.get(usize::from(b)).copied().flatten();
+    if !stored.bytes().any(|b| part(b).is_some()) {
         return std::borrow::Cow::Borrowed(stored);
     }
     let mut o = String::with_capacity(stored.len() * 6);
     let mut from = 0;
     for (i, b) in stored.bytes().enumerate() {
-        if let Some(k) = CODES.iter().position(|c| *c == b) {
+        if let Some(k) = part(b) {
             o.push_str(&stored[from..i]);
             o.push_str(LITERALS[k]);
             from = i + 1;
@@ -288,6 +288,17 @@ pub fn expand(stored: &str) -> std::borrow::Cow<'_, str> {
     o.push_str(&stored[from..]);
     std::borrow::Cow::Owned(o)
 }
+
+/// For each control character, the fixed part it stands for ([`CODES`] inverted).
+const PART_OF: [Option<usize>; 32] = {
+    let mut t = [None; 32];
+    let mut k = 0;
+    while k < CODES.len() {
+        t[CODES[k] as usize] = Some(k);
+        k += 1;
+    }
+    t
+};
 
 /// Appends `s` as a JSON string (RFC 8259 escapes).
 fn string(o: &mut String, s: &str) {
