@@ -5,10 +5,11 @@
 //! an appended entry survives a crash of Hale (the kernel holds it) but not necessarily
 //! one of the machine.
 //!
-//! The writer thread moves the journal into `audit_log` (see [`Journal::take`] and
+//! The writer thread moves the journal into the log (see [`Journal::take`] and
 //! [`drain`]): the file being appended to is closed and a new one begun, its lines are
-//! inserted in one transaction (by the chainer, each linked into the hash chain as it is
-//! inserted) together with the file's name in `audit_journal_done`,
+//! inserted in one transaction (by the chainer, each linked into the hash chain and
+//! written in segments, see `segment.rs`; otherwise into `audit_log`, unlinked)
+//! together with the file's name in `audit_journal_done`,
 //! and the file is removed after the commit. A file whose name is in that table was
 //! moved already (Hale stopped between the commit and the removal) and is only
 //! removed. Files left by a stopped process are moved when the store opens.
@@ -218,7 +219,7 @@ impl Taken {
 pub(crate) fn drain(
     tx: &Connection,
     taken: &Taken,
-    mut insert: impl FnMut(&Connection, &AuditRow) -> Result<()>,
+    mut insert: impl FnMut(&Connection, &[u8], &AuditRow) -> Result<()>,
 ) -> Result<usize> {
     let mut moved = 0;
     for (name, _) in &taken.files {
@@ -238,7 +239,7 @@ pub(crate) fn drain(
         for (i, l) in lines.iter().enumerate() {
             match parse_line(l) {
                 Ok(row) => {
-                    insert(tx, &row)?;
+                    insert(tx, l, &row)?;
                     moved += 1;
                 }
                 // the machine stopped in the middle of the last append: that entry's
@@ -259,7 +260,7 @@ pub(crate) fn drain(
 }
 
 /// A line back into its row.
-fn parse_line(l: &[u8]) -> Result<AuditRow> {
+pub(crate) fn parse_line(l: &[u8]) -> Result<AuditRow> {
     let (head, raw) = match l.iter().position(|b| *b == b'\t') {
         Some(i) => (&l[..i], Some(&l[i + 1..])),
         None => (l, None),
@@ -305,7 +306,7 @@ mod tests {
         (d, c)
     }
 
-    fn insert(c: &Connection, r: &AuditRow) -> Result<()> {
+    fn insert(c: &Connection, _: &[u8], r: &AuditRow) -> Result<()> {
         c.execute("INSERT INTO log VALUES (?1, ?2)", params![r.action, r.body]).map(|_| ()).map_err(backend)
     }
 

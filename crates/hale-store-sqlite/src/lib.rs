@@ -15,6 +15,7 @@
 
 mod journal;
 mod search;
+mod segment;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -46,6 +47,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (12, include_str!("../migrations/0012_audit_journal.sql")),
     (13, include_str!("../migrations/0013_server_key.sql")),
     (14, include_str!("../migrations/0014_related_rows.sql")),
+    (15, include_str!("../migrations/0015_audit_segments.sql")),
 ];
 
 /// Every index table; rows of a resource are replaced on each write.
@@ -63,7 +65,7 @@ const INDEX_TABLES: &[&str] = &[
 /// Readers kept open for reuse.
 const MAX_IDLE_READERS: usize = 8;
 
-fn backend(e: impl std::fmt::Display) -> Error {
+pub(crate) fn backend(e: impl std::fmt::Display) -> Error {
     Error::Backend(e.to_string())
 }
 
@@ -227,7 +229,7 @@ impl SqliteStore {
         let left = journal.take();
         if !left.is_empty() {
             let tx = writer.transaction_with_behavior(TransactionBehavior::Immediate).map_err(backend)?;
-            let moved = journal::drain(&tx, &left, insert_audit)?;
+            let moved = journal::drain(&tx, &left, |tx, _, row| insert_audit(tx, row))?;
             tx.commit().map_err(backend)?;
             left.remove();
             tracing::info!(entries = moved, "audit entries moved from the journal of an earlier run");
@@ -355,7 +357,7 @@ impl SqliteStore {
             return Ok(());
         }
         let names = taken.clone();
-        match self.with_writer(move |tx| journal::drain(tx, &names, insert_audit)).await {
+        match self.with_writer(move |tx| journal::drain(tx, &names, |tx, _, row| insert_audit(tx, row))).await {
             Ok(_) => {
                 taken.remove();
                 Ok(())
@@ -932,22 +934,19 @@ impl Store for SqliteStore {
                 }
                 let mut linked = pending.len();
                 if pending.len() < limit {
-                    // every entry in the log is linked: the journal's follow, each linked as
-                    // it is inserted (its sequence number given, so its hash is known), which
-                    // spares rewriting every entry of a read a second time
-                    let mut seq: i64 = tx
+                    // every entry in the log is linked: the journal's follow, linked as they
+                    // are written in segments (see segment.rs), which spares rewriting every
+                    // entry of a read a second time
+                    let seq: i64 = tx
                         .query_row("SELECT COALESCE(MAX(seq), 0) FROM audit_log", [], |r| r.get(0))
                         .map_err(backend)?;
-                    journal::drain(tx, &names, |tx, row| {
-                        seq += 1;
-                        pos += 1;
-                        prev = link(&prev, pos, seq, &row.body);
-                        linked += 1;
-                        insert_audit_at(tx, row, Some((seq, pos, &prev)))
-                    })?;
+                    let seq = seq.max(segment::last_seq(tx)?);
+                    let mut segments = segment::Segments::new(link, pos, seq, prev);
+                    linked += journal::drain(tx, &names, |tx, line, row| segments.push(tx, line, row))?;
+                    (pos, _, prev) = segments.finish(tx)?;
                 } else {
                     // more to link first: the journal's entries wait their turn
-                    journal::drain(tx, &names, insert_audit)?;
+                    journal::drain(tx, &names, |tx, _, row| insert_audit(tx, row))?;
                 }
                 let head = if linked == 0 { head } else { Some((pos, prev.to_vec())) };
                 Ok((linked, head))
@@ -969,17 +968,22 @@ impl Store for SqliteStore {
 
     async fn audit_chain(&self, after: i64, limit: usize) -> Result<Vec<ChainedEntry>> {
         self.with_reader(move |c| {
-            c.prepare_cached(
-                "SELECT chain_pos, seq, chain_hash, body FROM audit_log
-                 WHERE chain_pos > ?1 ORDER BY chain_pos LIMIT ?2",
-            )
-            .and_then(|mut s| {
-                s.query_map(params![after, limit as i64], |r| {
-                    Ok(ChainedEntry { pos: r.get(0)?, seq: r.get(1)?, hash: r.get(2)?, body: r.get(3)? })
-                })?
-                .collect::<rusqlite::Result<_>>()
-            })
-            .map_err(backend)
+            let mut out: Vec<ChainedEntry> = c
+                .prepare_cached(
+                    "SELECT chain_pos, seq, chain_hash, body FROM audit_log
+                     WHERE chain_pos > ?1 ORDER BY chain_pos LIMIT ?2",
+                )
+                .and_then(|mut s| {
+                    s.query_map(params![after, limit as i64], |r| {
+                        Ok(ChainedEntry { pos: r.get(0)?, seq: r.get(1)?, hash: r.get(2)?, body: r.get(3)? })
+                    })?
+                    .collect::<rusqlite::Result<_>>()
+                })
+                .map_err(backend)?;
+            out.extend(segment::chained(c, after, limit)?);
+            out.sort_by_key(|e| e.pos);
+            out.truncate(limit);
+            Ok(out)
         })
         .await
     }
@@ -1042,14 +1046,20 @@ impl Store for SqliteStore {
 
     async fn audit_search(&self, query: &AuditQuery) -> Result<Vec<(i64, String)>> {
         self.move_journal().await?;
+        let q = query.clone();
         let stmt = query.statement();
         self.with_reader(move |c| {
-            c.prepare_cached(&stmt.sql)
+            let mut out: Vec<(i64, String)> = c
+                .prepare_cached(&stmt.sql)
                 .and_then(|mut s| {
                     s.query_map(params_from_iter(stmt.args.iter().map(search::bind)), |r| Ok((r.get(0)?, r.get(1)?)))?
                         .collect::<rusqlite::Result<Vec<_>>>()
                 })
-                .map_err(backend)
+                .map_err(backend)?;
+            out.extend(segment::search(c, &q)?);
+            out.sort_by_key(|e| std::cmp::Reverse(e.0));
+            out.truncate(q.limit);
+            Ok(out)
         })
         .await
     }
@@ -1208,11 +1218,16 @@ fn auth_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuthRecord> {
 
 /// The last chained entry: its position and hash.
 fn audit_head(tx: &Connection) -> Result<Option<(i64, Vec<u8>)>> {
-    tx.prepare_cached(
-        "SELECT chain_pos, chain_hash FROM audit_log WHERE chain_pos IS NOT NULL ORDER BY chain_pos DESC LIMIT 1",
-    )
-    .and_then(|mut s| s.query_row([], |r| Ok((r.get(0)?, r.get(1)?))).optional())
-    .map_err(backend)
+    let log: Option<(i64, Vec<u8>)> = tx
+        .prepare_cached(
+            "SELECT chain_pos, chain_hash FROM audit_log WHERE chain_pos IS NOT NULL ORDER BY chain_pos DESC LIMIT 1",
+        )
+        .and_then(|mut s| s.query_row([], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+        .map_err(backend)?;
+    Ok(match (log, segment::head(tx)?) {
+        (Some(l), Some(s)) => Some(if l.0 > s.0 { l } else { s }),
+        (l, s) => l.or(s),
+    })
 }
 
 fn to_hash(h: &[u8]) -> Result<[u8; 32]> {
@@ -1266,6 +1281,99 @@ mod tests {
             patients: vec![format!("p{n}")],
             body: format!("{{\"n\":{n}}}"),
         }
+    }
+
+    /// Every page of an audit search, seven entries a page.
+    async fn all_pages(s: &SqliteStore, q: AuditQuery) -> Vec<(i64, String)> {
+        let mut out = Vec::new();
+        let mut q = AuditQuery { limit: 7, ..q };
+        loop {
+            let page = s.audit_search(&q).await.unwrap();
+            let Some(last) = page.last() else { break };
+            q.below_seq = Some(last.0);
+            out.extend(page);
+        }
+        out
+    }
+
+    /// Reads' entries go into segments of up to 64 entries; the chain and the search
+    /// see them one by one (every filter, newest first, paged, merged with the log's),
+    /// and a write's entry after them is numbered after them.
+    #[tokio::test]
+    async fn segments_are_chained_and_searched_entry_by_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let s = SqliteStore::open(&path).unwrap();
+        let rows: Vec<AuditRow> = (0..150)
+            .map(|i| {
+                let mut r = read_row(i % 5);
+                r.body = format!("{{\"n\":{i}}}");
+                if i % 2 == 1 {
+                    r.agent = "user:ana".into();
+                }
+                if i % 7 == 0 {
+                    r.action = "search-type".into();
+                    r.patients = vec!["p1".into(), "p2".into()];
+                }
+                r
+            })
+            .collect();
+        s.append_audit(rows[..100].to_vec()).await.unwrap();
+        s.create(&ty(), patient("A"), None, audit()).await.unwrap();
+        s.append_audit(rows[100..].to_vec()).await.unwrap();
+        assert_eq!(s.chain_audit(10_000, toy_link).await.unwrap().0, 151);
+        let CreateOutcome::Created(b) = s.create(&ty(), patient("B"), None, audit()).await.unwrap() else { panic!() };
+        assert_eq!(s.chain_audit(10_000, toy_link).await.unwrap().0, 1);
+        let c = Connection::open(&path).unwrap();
+        let n: i64 = c.query_row("SELECT COUNT(*) FROM audit_segment", [], |r| r.get(0)).unwrap();
+        assert_eq!(n, 3, "150 entries in segments of 64");
+
+        // the chain: every entry once, in order, each hash from its predecessor
+        let chain = s.audit_chain(0, 1000).await.unwrap();
+        assert_eq!(chain.len(), 152);
+        let mut prev = [0u8; 32];
+        for (i, e) in chain.iter().enumerate() {
+            assert_eq!(e.pos, i as i64 + 1);
+            prev = toy_link(&prev, e.pos, e.seq, &e.body);
+            assert_eq!(e.hash, prev.to_vec(), "entry {}", e.pos);
+        }
+        let mut paged = Vec::new();
+        for after in [0, 60, 64, 130] {
+            let page = s.audit_chain(after, 5).await.unwrap();
+            assert_eq!(page.len(), 5);
+            paged.extend(page.into_iter().map(|e| e.pos));
+        }
+        assert_eq!(paged, [1, 2, 3, 4, 5, 61, 62, 63, 64, 65, 65, 66, 67, 68, 69, 131, 132, 133, 134, 135]);
+        assert_eq!(chain[0].body, "{}", "the first create's entry");
+        assert_eq!(chain[151].body, "{}", "the second create's entry");
+        assert!(chain[151].seq > chain[150].seq, "a write after the segments is numbered after them");
+
+        // the search, against the same filters applied to the rows by hand
+        let seqs: Vec<i64> = chain[1..151].iter().map(|e| e.seq).collect();
+        let want = |keep: &dyn Fn(&AuditRow) -> bool| -> Vec<(i64, String)> {
+            let mut w: Vec<(i64, String)> =
+                rows.iter().zip(&seqs).filter(|(r, _)| keep(r)).map(|(r, q)| (*q, r.body.clone())).collect();
+            w.reverse();
+            w
+        };
+        let p1 = Some(vec!["p1".to_string()]);
+        let has_p1 = |r: &AuditRow| r.patients.iter().any(|p| p == "p1");
+        assert_eq!(all_pages(&s, AuditQuery { patients: p1.clone(), ..Default::default() }).await, want(&has_p1));
+        assert_eq!(
+            all_pages(&s, AuditQuery { patients: p1.clone(), only_these_patients: true, ..Default::default() }).await,
+            want(&|r| r.patients == ["p1"])
+        );
+        let q = AuditQuery { agent: Some("user:ana".into()), action: Some("read".into()), ..Default::default() };
+        assert_eq!(all_pages(&s, q).await, want(&|r| r.agent == "user:ana" && r.action == "read"));
+        let newest = s.audit_search(&AuditQuery { limit: 3, ..Default::default() }).await.unwrap();
+        let expect_newest = [chain[151].seq, seqs[149], seqs[148]];
+        assert_eq!(newest.iter().map(|e| e.0).collect::<Vec<_>>(), expect_newest);
+        let q = AuditQuery { patients: Some(vec![b.id.to_string()]), limit: 10, ..Default::default() };
+        assert_eq!(s.audit_search(&q).await.unwrap(), [(chain[151].seq, "{}".to_string())]);
+        // nothing edits or removes a segment
+        assert!(c.execute("DELETE FROM audit_segment", []).is_err());
+        assert!(c.execute("UPDATE audit_segment SET lines = x'00'", []).is_err());
+        assert!(c.execute("DELETE FROM audit_segment_key", []).is_err());
     }
 
     /// Reads' entries (journal) and writes' entries (in their transactions) interleave;

@@ -150,7 +150,11 @@ async fn accounts_and_tokens_from_the_command_line() {
     refused(&hale(d, &["user", "disable", "nobody"]), "no user");
 
     // every change and every token is in the verified audit trail
-    let actions = query(d, "SELECT action FROM audit_log WHERE agent IN ('system:user', 'system:token') ORDER BY seq");
+    let actions: Vec<String> = crate::audit::stored_entries(d)
+        .into_iter()
+        .filter(|e| ["system:user", "system:token"].contains(&e.agent.as_str()))
+        .map(|e| e.action)
+        .collect();
     for a in [
         "account-create",
         "account-enroll-mfa",

@@ -20,15 +20,75 @@ fn verify(dir: &std::path::Path) -> (bool, String) {
     (out.status.success(), text)
 }
 
-/// The audit log's rows: (action, agent, outcome, the AuditEvent).
-fn rows(dir: &std::path::Path) -> Vec<(String, String, String, Value)> {
+/// One entry of the SQLite store's audit trail as stored.
+#[derive(Debug)]
+pub(crate) struct Stored {
+    pub seq: i64,
+    pub action: String,
+    pub agent: String,
+    pub outcome: String,
+    pub patients: Vec<String>,
+    /// The stored (coded) AuditEvent.
+    pub body: String,
+}
+
+/// Every entry of the SQLite store's audit trail, in sequence order: the rows of
+/// `audit_log` and the entries of the segments the chainer wrote reads into.
+pub(crate) fn stored_entries(dir: &std::path::Path) -> Vec<Stored> {
     let c = rusqlite::Connection::open(dir.join("hale.db")).unwrap();
-    let mut s = c.prepare("SELECT action, agent, outcome, body FROM audit_log ORDER BY seq").unwrap();
-    s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get::<_, String>(3)?)))
+    let mut out: Vec<Stored> = {
+        let mut s = c.prepare("SELECT seq, action, agent, outcome, body FROM audit_log").unwrap();
+        s.query_map([], |r| {
+            Ok(Stored {
+                seq: r.get(0)?,
+                action: r.get(1)?,
+                agent: r.get(2)?,
+                outcome: r.get(3)?,
+                patients: Vec::new(),
+                body: r.get(4)?,
+            })
+        })
         .unwrap()
-        .map(|r| {
-            let (a, b, c, d) = r.unwrap();
-            (a, b, c, serde_json::from_str(&hale_repository::audit_event_text(&d)).unwrap())
+        .map(Result::unwrap)
+        .collect()
+    };
+    for e in out.iter_mut() {
+        let mut s = c.prepare("SELECT patient FROM audit_patient WHERE seq = ?1 ORDER BY patient").unwrap();
+        e.patients = s.query_map([e.seq], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
+    }
+    let mut s = c.prepare("SELECT first_seq, lines FROM audit_segment").unwrap();
+    let segments: Vec<(i64, Vec<u8>)> =
+        s.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect();
+    for (first, lines) in segments {
+        // a journal line: its columns as JSON, then a tab and the body (or the body in "b")
+        for (i, line) in String::from_utf8(lines).unwrap().lines().enumerate() {
+            let (head, raw) = match line.split_once('\t') {
+                Some((h, b)) => (h, Some(b.to_string())),
+                None => (line, None),
+            };
+            let h: Value = serde_json::from_str(head).unwrap();
+            let text = |k: &str| h[k].as_str().unwrap().to_string();
+            out.push(Stored {
+                seq: first + i as i64,
+                action: text("a"),
+                agent: text("g"),
+                outcome: text("o"),
+                patients: h["p"].as_array().unwrap().iter().map(|p| p.as_str().unwrap().to_string()).collect(),
+                body: raw.unwrap_or_else(|| text("b")),
+            });
+        }
+    }
+    out.sort_by_key(|e| e.seq);
+    out
+}
+
+/// The audit trail's entries: (action, agent, outcome, the AuditEvent).
+fn rows(dir: &std::path::Path) -> Vec<(String, String, String, Value)> {
+    stored_entries(dir)
+        .into_iter()
+        .map(|e| {
+            let ev = serde_json::from_str(&hale_repository::audit_event_text(&e.body)).unwrap();
+            (e.action, e.agent, e.outcome, ev)
         })
         .collect()
 }
@@ -112,9 +172,9 @@ async fn every_http_interaction_is_audited_and_the_trail_cannot_be_written() {
     assert_eq!(log[5].2, "4");
     assert!(log[5].3["outcomeDesc"].as_str().unwrap().contains("audit trail cannot be changed"));
     // the patient's entries are found by patient
-    let c = rusqlite::Connection::open(dir.path().join("hale.db")).unwrap();
-    let n: i64 = c.query_row("SELECT COUNT(*) FROM audit_patient WHERE patient = 'aud-1'", [], |r| r.get(0)).unwrap();
+    let n = stored_entries(dir.path()).iter().filter(|e| e.patients.iter().any(|p| p == "aud-1")).count();
     assert_eq!(n, 4, "the update, the create of its Observation, the read and the search");
+    let c = rusqlite::Connection::open(dir.path().join("hale.db")).unwrap();
     // nothing deletes or edits an entry through SQL either
     assert!(c.execute("DELETE FROM audit_log", []).is_err());
     assert!(c.execute("UPDATE audit_log SET body = '{}'", []).is_err());
@@ -162,6 +222,60 @@ async fn a_command_beside_a_running_server_loses_no_read_entry() {
     assert!(ok, "{text}");
     let logged = rows(dir.path()).iter().filter(|r| r.0 == "read").count();
     assert_eq!(logged, reads, "every answered read has its entry");
+}
+
+/// The reads the running server's chainer moved into a segment are checked entry by
+/// entry: an edited entry inside a segment is named.
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_names_an_edited_entry_inside_a_segment() {
+    if hale_test_support::skip_unless_sqlite("verify_names_an_edited_entry_inside_a_segment") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let exe = std::path::Path::new(env!("CARGO_BIN_EXE_hale"));
+    let mut server = spawn_binary(exe, dir.path()).await;
+    let url = format!("{}/fhir/Patient/seg-1", server.base);
+    let body = json!({"resourceType":"Patient","id":"seg-1"}).to_string();
+    let put = server.client.put(&url).header("content-type", "application/fhir+json").body(body).send().await.unwrap();
+    assert_eq!(put.status(), 201);
+    for _ in 0..5 {
+        assert_eq!(server.client.get(&url).send().await.unwrap().status(), 200);
+    }
+    // the chainer runs every second
+    let segments = || -> i64 {
+        let c = rusqlite::Connection::open(dir.path().join("hale.db")).unwrap();
+        c.query_row("SELECT COUNT(*) FROM audit_segment", [], |r| r.get(0)).unwrap()
+    };
+    for _ in 0..50 {
+        if segments() > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(segments() > 0, "the chainer wrote the reads into a segment");
+    let _ = server.child.kill().await;
+    let _ = server.child.wait().await;
+    let (ok, text) = verify(dir.path());
+    assert!(ok, "{text}");
+
+    // the third entry of the first segment, edited by an attacker with the file
+    let c = rusqlite::Connection::open(dir.path().join("hale.db")).unwrap();
+    let (first, lines): (i64, Vec<u8>) = c
+        .query_row("SELECT first_pos, lines FROM audit_segment ORDER BY first_pos LIMIT 1", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    let mut text_lines: Vec<String> = String::from_utf8(lines).unwrap().lines().map(str::to_string).collect();
+    assert!(text_lines.len() >= 3, "{text_lines:?}");
+    assert!(text_lines[2].contains("seg-1"));
+    text_lines[2] = text_lines[2].replace("seg-1", "seg-2");
+    let edited = text_lines.iter().map(|l| format!("{l}\n")).collect::<String>().into_bytes();
+    c.execute_batch("DROP TRIGGER audit_segment_no_update;").unwrap();
+    c.execute("UPDATE audit_segment SET lines = ?1 WHERE first_pos = ?2", rusqlite::params![edited, first]).unwrap();
+    drop(c);
+    let (ok, text) = verify(dir.path());
+    assert!(!ok, "an edited entry went unnoticed: {text}");
+    assert!(text.contains(&format!("entry {} of the chain", first + 2)), "{text}");
 }
 
 /// A store with a verified, checkpointed chain of entries (a synthesized population).

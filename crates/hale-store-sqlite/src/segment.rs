@@ -1,0 +1,244 @@
+//! Segments of the audit trail: the entries of reads and refusals, moved from the
+//! journal by the chainer, stored [`ENTRIES`] consecutive entries to a row of
+//! `audit_segment` (their journal lines and chain hashes) with one `audit_segment_key`
+//! row per patient and agent of the segment, instead of a row of `audit_log` with five
+//! index entries each. The chain and the search see the entries one by one: the
+//! chain's view expands a segment into its entries ([`chained`]), and the search finds
+//! candidate segments by their keys and time range, then keeps the entries that match
+//! ([`search`]).
+
+use std::collections::BTreeSet;
+
+use hale_store::{AuditQuery, AuditRow, ChainLink, ChainedEntry, Error, Result, sql::Bind};
+use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
+
+use crate::{backend, journal};
+
+/// The most entries a segment holds. The chain's view relies on it: a segment holding
+/// the entry at position `p` begins after `p - ENTRIES`.
+pub(crate) const ENTRIES: i64 = 64;
+
+/// Links entries into the chain and writes them as segments, in the caller's
+/// transaction: [`Segments::push`] each entry in order, then [`Segments::finish`].
+pub(crate) struct Segments {
+    link: ChainLink,
+    /// The last entry linked: its chain position, sequence number and hash.
+    pos: i64,
+    seq: i64,
+    prev: [u8; 32],
+    open: Open,
+}
+
+/// The segment being filled.
+#[derive(Default)]
+struct Open {
+    first_pos: i64,
+    first_seq: i64,
+    entries: i64,
+    recorded: (i64, i64),
+    lines: Vec<u8>,
+    hashes: Vec<u8>,
+    keys: BTreeSet<String>,
+}
+
+impl Segments {
+    /// Segments that continue the chain after position `pos` (hash `prev`), numbering
+    /// entries after sequence number `seq`.
+    pub(crate) fn new(link: ChainLink, pos: i64, seq: i64, prev: [u8; 32]) -> Self {
+        Segments { link, pos, seq, prev, open: Open::default() }
+    }
+
+    /// Links an entry (its journal `line`, parsed as `row`) and adds it to the open
+    /// segment, written once full.
+    pub(crate) fn push(&mut self, tx: &Connection, line: &[u8], row: &AuditRow) -> Result<()> {
+        self.pos += 1;
+        self.seq += 1;
+        self.prev = (self.link)(&self.prev, self.pos, self.seq, &row.body);
+        let o = &mut self.open;
+        let at = row.recorded.millis();
+        if o.entries == 0 {
+            o.first_pos = self.pos;
+            o.first_seq = self.seq;
+            o.recorded = (at, at);
+        }
+        o.entries += 1;
+        o.recorded = (o.recorded.0.min(at), o.recorded.1.max(at));
+        o.lines.extend_from_slice(line);
+        o.lines.push(b'\n');
+        o.hashes.extend_from_slice(&self.prev);
+        for p in &row.patients {
+            o.keys.insert(format!("p|{p}"));
+        }
+        o.keys.insert(format!("g|{}", row.agent));
+        if o.entries == ENTRIES {
+            self.flush(tx)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the open segment; answers the last entry linked (position, sequence
+    /// number, hash). Later entries of `audit_log` are numbered after this one.
+    pub(crate) fn finish(mut self, tx: &Connection) -> Result<(i64, i64, [u8; 32])> {
+        self.flush(tx)?;
+        // AUTOINCREMENT numbers after the largest of sqlite_sequence and the table's own
+        let changed = tx
+            .prepare_cached("UPDATE sqlite_sequence SET seq = ?1 WHERE name = 'audit_log' AND seq < ?1")
+            .and_then(|mut s| s.execute(params![self.seq]))
+            .map_err(backend)?;
+        if changed == 0 {
+            tx.prepare_cached(
+                "INSERT INTO sqlite_sequence (name, seq) SELECT 'audit_log', ?1
+                 WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'audit_log')",
+            )
+            .and_then(|mut s| s.execute(params![self.seq]))
+            .map_err(backend)?;
+        }
+        Ok((self.pos, self.seq, self.prev))
+    }
+
+    fn flush(&mut self, tx: &Connection) -> Result<()> {
+        let o = std::mem::take(&mut self.open);
+        if o.entries == 0 {
+            return Ok(());
+        }
+        tx.prepare_cached(
+            "INSERT INTO audit_segment (first_pos, first_seq, entries, recorded_min, recorded_max, lines, hashes)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )
+        .and_then(|mut s| {
+            s.execute(params![o.first_pos, o.first_seq, o.entries, o.recorded.0, o.recorded.1, o.lines, o.hashes])
+        })
+        .map_err(backend)?;
+        for k in &o.keys {
+            tx.prepare_cached("INSERT INTO audit_segment_key (key, first_pos) VALUES (?1, ?2)")
+                .and_then(|mut s| s.execute(params![k, o.first_pos]))
+                .map_err(backend)?;
+        }
+        Ok(())
+    }
+}
+
+/// The entries of a segment's `lines`.
+fn entries(lines: &[u8]) -> Result<Vec<AuditRow>> {
+    lines.split(|b| *b == b'\n').filter(|l| !l.is_empty()).map(journal::parse_line).collect()
+}
+
+/// The last segment's last entry: its chain position and hash.
+pub(crate) fn head(c: &Connection) -> Result<Option<(i64, Vec<u8>)>> {
+    let last: Option<(i64, i64, Vec<u8>)> = c
+        .prepare_cached("SELECT first_pos, entries, hashes FROM audit_segment ORDER BY first_pos DESC LIMIT 1")
+        .and_then(|mut s| s.query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).optional())
+        .map_err(backend)?;
+    let Some((first, n, hashes)) = last else { return Ok(None) };
+    let h = hashes.len().checked_sub(32).and_then(|at| hashes.get(at..)).ok_or_else(damaged)?;
+    Ok(Some((first + n - 1, h.to_vec())))
+}
+
+/// The largest sequence number a segment gave.
+pub(crate) fn last_seq(c: &Connection) -> Result<i64> {
+    c.prepare_cached("SELECT COALESCE(MAX(first_seq + entries - 1), 0) FROM audit_segment")
+        .and_then(|mut s| s.query_row([], |r| r.get(0)))
+        .map_err(backend)
+}
+
+fn damaged() -> Error {
+    Error::Backend("an audit segment is damaged (its hashes do not match its entries)".into())
+}
+
+/// The segments' entries after chain position `after`, in chain order, at most `limit`.
+pub(crate) fn chained(c: &Connection, after: i64, limit: usize) -> Result<Vec<ChainedEntry>> {
+    let mut out = Vec::new();
+    let mut s = c
+        .prepare_cached(
+            "SELECT first_pos, first_seq, entries, lines, hashes FROM audit_segment
+             WHERE first_pos > ?1 - ?2 AND first_pos + entries - 1 > ?1 ORDER BY first_pos",
+        )
+        .map_err(backend)?;
+    let mut rows = s.query(params![after, ENTRIES]).map_err(backend)?;
+    while let Some(r) = rows.next().map_err(backend)? {
+        let (first_pos, first_seq): (i64, i64) = (r.get(0).map_err(backend)?, r.get(1).map_err(backend)?);
+        let lines: Vec<u8> = r.get(3).map_err(backend)?;
+        let hashes: Vec<u8> = r.get(4).map_err(backend)?;
+        let mut chunks = hashes.chunks(32);
+        // an entry whose hash is missing (or a hash without its entry) is reported by the
+        // chain's check, entry by entry: a missing hash is an empty one
+        for (i, e) in entries(&lines)?.into_iter().enumerate() {
+            let pos = first_pos + i as i64;
+            let hash = chunks.next().map(<[u8]>::to_vec).unwrap_or_default();
+            if pos > after {
+                out.push(ChainedEntry { pos, seq: first_seq + i as i64, hash, body: e.body });
+            }
+        }
+        if out.len() >= limit {
+            break;
+        }
+    }
+    out.truncate(limit);
+    Ok(out)
+}
+
+/// The segments' entries matching `q`, newest first: at least `q.limit` of them when
+/// there are that many (the caller merges them with `audit_log`'s and cuts the page).
+pub(crate) fn search(c: &Connection, q: &AuditQuery) -> Result<Vec<(i64, String)>> {
+    let mut conds = Vec::new();
+    let mut args = Vec::new();
+    if let Some(ps) = &q.patients {
+        if ps.is_empty() {
+            return Ok(Vec::new());
+        }
+        conds.push(format!(
+            "first_pos IN (SELECT first_pos FROM audit_segment_key WHERE key IN ({}))",
+            vec!["?"; ps.len()].join(", ")
+        ));
+        args.extend(ps.iter().map(|p| Bind::Text(format!("p|{p}"))));
+    }
+    if let Some(a) = &q.agent {
+        conds.push("first_pos IN (SELECT first_pos FROM audit_segment_key WHERE key = ?)".to_string());
+        args.push(Bind::Text(format!("g|{a}")));
+    }
+    for (cond, v) in [("recorded_max >= ?", q.since), ("recorded_min < ?", q.before), ("first_seq < ?", q.below_seq)] {
+        if let Some(v) = v {
+            conds.push(cond.to_string());
+            args.push(Bind::Integer(v));
+        }
+    }
+    let filter = if conds.is_empty() { String::new() } else { format!(" WHERE {}", conds.join(" AND ")) };
+    let sql = format!("SELECT first_seq, lines FROM audit_segment{filter} ORDER BY first_pos DESC");
+    let mut s = c.prepare_cached(&sql).map_err(backend)?;
+    let mut rows = s.query(params_from_iter(args.iter().map(crate::search::bind))).map_err(backend)?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next().map_err(backend)? {
+        let first_seq: i64 = r.get(0).map_err(backend)?;
+        let lines: Vec<u8> = r.get(1).map_err(backend)?;
+        for (i, e) in entries(&lines)?.into_iter().enumerate().rev() {
+            let seq = first_seq + i as i64;
+            if matches(q, seq, &e) {
+                out.push((seq, e.body));
+            }
+        }
+        if out.len() >= q.limit {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// Whether an entry meets every condition of `q` (as [`AuditQuery::statement`] asks of
+/// a row of `audit_log`).
+fn matches(q: &AuditQuery, seq: i64, e: &AuditRow) -> bool {
+    if let Some(ps) = &q.patients {
+        if !e.patients.iter().any(|p| ps.contains(p)) {
+            return false;
+        }
+        if q.only_these_patients && !e.patients.iter().all(|p| ps.contains(p)) {
+            return false;
+        }
+    }
+    let at = e.recorded.millis();
+    q.agent.as_ref().is_none_or(|a| *a == e.agent)
+        && q.action.as_ref().is_none_or(|a| *a == e.action)
+        && q.outcome.as_ref().is_none_or(|o| *o == e.outcome)
+        && q.since.is_none_or(|s| at >= s)
+        && q.before.is_none_or(|b| at < b)
+        && q.below_seq.is_none_or(|b| seq < b)
+}
