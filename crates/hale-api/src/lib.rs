@@ -70,37 +70,53 @@ pub struct ApiState {
 }
 
 /// The claims of tokens whose signature was checked (an ES256 verification costs about
-/// a third of a millisecond; a token is presented again and again). Keyed by the whole
-/// token text, so only the very same token matches; its expiry is checked on every use,
-/// and revocation by [`AccessCache`]. Cleared when it holds [`VerifiedTokens::CAPACITY`].
+/// a third of a millisecond; a token is presented again and again), with the principal
+/// they grant, parsed once. Keyed by the whole token text, so only the very same token
+/// matches; its expiry is checked on every use, and revocation by [`AccessCache`].
+/// Cleared when it holds [`VerifiedTokens::CAPACITY`].
 #[derive(Debug, Default)]
 pub struct VerifiedTokens {
-    map: std::sync::RwLock<std::collections::HashMap<String, hale_identity::AccessClaims>>,
+    map: std::sync::RwLock<std::collections::HashMap<String, Arc<Verified>>>,
+}
+
+/// A token whose signature was checked: its claims, and the principal they grant (or
+/// `None` when they grant none; [`hale_identity::token::principal_of`] says why).
+#[derive(Debug)]
+struct Verified {
+    claims: hale_identity::AccessClaims,
+    principal: Option<Principal>,
+}
+
+impl Verified {
+    fn principal(&self) -> Result<Principal, hale_identity::TokenError> {
+        match &self.principal {
+            Some(p) => Ok(p.clone()),
+            None => hale_identity::token::principal_of(self.claims.clone()),
+        }
+    }
 }
 
 impl VerifiedTokens {
     pub const CAPACITY: usize = 10_000;
 
-    fn verify(
-        &self,
-        keys: &hale_identity::TokenKeys,
-        token: &str,
-    ) -> Result<hale_identity::AccessClaims, hale_identity::TokenError> {
+    fn verify(&self, keys: &hale_identity::TokenKeys, token: &str) -> Result<Arc<Verified>, hale_identity::TokenError> {
         let now = hale_repository::Instant::now().millis() / 1000;
         // most requests present a token seen before: a shared lock finds it (an expired
         // one is checked again below, and refused)
-        if let Some(c) = self.map.read().unwrap_or_else(|e| e.into_inner()).get(token)
-            && c.exp > now
+        if let Some(v) = self.map.read().unwrap_or_else(|e| e.into_inner()).get(token)
+            && v.claims.exp > now
         {
-            return Ok(c.clone());
+            return Ok(v.clone());
         }
         let claims = keys.verify(token)?;
+        let principal = hale_identity::token::principal_of(claims.clone()).ok();
+        let v = Arc::new(Verified { claims, principal });
         let mut m = self.map.write().unwrap_or_else(|e| e.into_inner());
         if m.len() >= Self::CAPACITY {
             m.clear();
         }
-        m.insert(token.to_string(), claims.clone());
-        Ok(claims)
+        m.insert(token.to_string(), v.clone());
+        Ok(v)
     }
 }
 
@@ -192,8 +208,9 @@ impl FromRequestParts<Arc<ApiState>> for Call {
                 .ok_or(hale_identity::TokenError::Malformed)
                 .and_then(|t| st.verified.verify(&st.tokens, t));
             let cached = st.access.get(&st.gate).await?;
-            if let Ok(claims) = &checked {
+            if let Ok(v) = &checked {
                 // the rule introspection and the EHR launch apply, on the cached state
+                let claims = &v.claims;
                 let standing = hale_identity::token::Standing {
                     revoked: cached.revoked.contains(&claims.jti),
                     void_before: claims.account().and_then(|a| cached.void_before.get(a)).copied(),
@@ -203,7 +220,7 @@ impl FromRequestParts<Arc<ApiState>> for Call {
                     checked = Err(e);
                 }
             }
-            match checked.and_then(hale_identity::token::principal_of) {
+            match checked.and_then(|v| v.principal()) {
                 Ok(principal) => {
                     let now = hale_repository::Instant::now().millis();
                     if let Principal::User(u) = &principal
