@@ -217,10 +217,8 @@ pub(crate) fn apply(resource: &Value, patch: &Value) -> Result<Value> {
         return Err(bad("Parameters".into(), "A FHIRPath Patch is a Parameters resource"));
     }
     let mut out = resource.clone();
+    // a patch with no operation is allowed (R4 FHIRPath Patch): the resource as it is
     let ops = patch.get("parameter").and_then(Value::as_array).cloned().unwrap_or_default();
-    if ops.is_empty() {
-        return Err(bad("Parameters.parameter".into(), "The patch has no operation"));
-    }
     for (i, op) in ops.iter().enumerate() {
         let at = format!("Parameters.parameter[{i}]");
         if op.get("name").and_then(Value::as_str) != Some("operation") {
@@ -454,11 +452,17 @@ mod tests {
     }
 
     #[test]
+    fn a_patch_with_no_operation_changes_nothing() {
+        let p = patient();
+        assert_eq!(apply(&p, &patch(vec![])).unwrap(), p);
+        assert_eq!(apply(&p, &json!({"resourceType":"Parameters"})).unwrap(), p);
+    }
+
+    #[test]
     fn bad_patches_are_errors() {
         let p = patient();
         for bad in [
             json!({"resourceType":"Patient"}),
-            patch(vec![]),
             patch(vec![op("explode", "Patient", vec![])]),
             patch(vec![op("replace", "Patient.(", vec![json!({"name":"value","valueString":"x"})])]),
             patch(vec![op("replace", "Patient.gender", vec![json!({"name":"value","valueCode":"x"})])]),

@@ -144,8 +144,29 @@ async fn fhirpath_patch_updates_validates_and_locks() {
         assert_eq!(first_expression(&oo).as_deref(), Some(expr), "{oo}");
     }
     assert_eq!(json(s.get("/Patient/fp").await).await["meta"]["versionId"], "2", "failed patches stored nothing");
+    // a patch with no operation (R4 FHIRPath Patch allows it) leaves the resource as it
+    // is, answered as an update that changes nothing, with or without `parameter`
+    for body in [json!({"resourceType":"Parameters"}), json!({"resourceType":"Parameters","parameter":[]})] {
+        let before = json(s.get("/Patient/fp").await).await;
+        let r = s
+            .client
+            .patch(s.fhir("/Patient/fp"))
+            .header("content-type", "application/fhir+json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{body}");
+        let after = json(r).await;
+        let strip = |mut v: serde_json::Value| {
+            v.as_object_mut().unwrap().remove("meta");
+            v
+        };
+        assert_eq!(strip(after), strip(before), "{body}");
+    }
     // in a transaction, as a Parameters resource
-    let bundle = json!({"resourceType":"Bundle","type":"transaction","entry":[{"request":{"method":"PATCH","url":"Patient/fp","ifMatch":"W/\"2\""},
+    let v = json(s.get("/Patient/fp").await).await["meta"]["versionId"].as_str().unwrap().to_string();
+    let bundle = json!({"resourceType":"Bundle","type":"transaction","entry":[{"request":{"method":"PATCH","url":"Patient/fp","ifMatch":format!("W/\"{v}\"")},
         "resource":{"resourceType":"Parameters","parameter":[op("replace", "Patient.gender", json!([{"name":"value","valueCode":"other"}]))]}}]});
     let r = s.post("", &bundle).await;
     assert_eq!(r.status(), 200);
