@@ -285,6 +285,8 @@ pub fn routes() -> Routes<Arc<ApiState>> {
         .public("/fhir/metadata", any(metadata))
         .gated("/fhir/_history", any(system_history))
         .gated("/fhir", any(system_level))
+        // `[base]/` is the base: some clients post their transactions there
+        .gated("/fhir/", any(system_level))
         .gated("/fhir/{type}", any(type_level))
         .gated("/fhir/{type}/_history", any(type_history))
         .gated("/fhir/{type}/{id}", any(instance_level))

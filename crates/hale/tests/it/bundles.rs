@@ -280,3 +280,25 @@ async fn patch_entries_in_transactions_and_batches() {
     assert_eq!(statuses, ["400 Bad Request", "200 OK"]);
     assert_eq!(json(s.get("/Patient/pa").await).await["gender"], "female");
 }
+
+/// `[base]/` is the base (some client libraries post their transactions there): a
+/// transaction posted to `/fhir/` is processed, and a search of `/fhir/` as of `/fhir`.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_base_with_a_trailing_slash_is_the_base() {
+    let s = TestServer::spawn().await;
+    let bundle = tx(vec![post(
+        "urn:uuid:33333333-3333-4333-8333-333333333333",
+        json!({"resourceType":"Patient","name":[{"family":"Slash"}]}),
+    )]);
+    let r = s.post("/", &bundle).await;
+    assert_eq!(r.status(), 200);
+    let out = json(r).await;
+    assert_eq!(out["type"], "transaction-response");
+    assert_eq!(out["entry"][0]["response"]["status"], "201 Created");
+    let found = json(s.get("/Patient?family=Slash").await).await;
+    assert_eq!(found["total"], 1);
+    // a system search at the base with its slash
+    let r = s.get("/?_type=Patient&family=Slash").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(json(r).await["total"], 1);
+}
