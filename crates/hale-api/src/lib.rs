@@ -60,6 +60,9 @@ pub struct ApiState {
     pub limits: ApiLimits,
     /// Public base URL of the FHIR endpoint when behind a proxy; else from `Host`.
     pub public_base: Option<String>,
+    /// Type searches refuse unsupported parameters unless the client asks for lenient
+    /// handling (else they ignore them unless the client asks for strict handling).
+    pub strict_search: bool,
     pub software_version: String,
     /// Checks the access tokens callers present.
     pub tokens: Arc<hale_identity::TokenKeys>,

@@ -29,7 +29,10 @@ pub struct Ctx {
     pub mime: &'static str,
     pub pretty: bool,
     pub prefer_return: Return,
+    /// The client sent `Prefer: handling=lenient`.
     pub lenient: bool,
+    /// The client sent `Prefer: handling=strict`.
+    pub strict: bool,
     /// The base URL of the FHIR endpoint, e.g. `http://host:8080/fhir`.
     pub base: String,
     pub params: Params,
@@ -107,14 +110,15 @@ impl Ctx {
         let mime = choose_mime(headers, &params).map_err(|e| e.pretty(pretty))?;
         let mut prefer_return = Return::Representation;
         let mut lenient = false;
+        let mut strict = false;
         for v in headers.get_all("prefer").iter().filter_map(|v| v.to_str().ok()) {
             for token in v.split([',', ';']).map(str::trim) {
                 match token.replace(' ', "").as_str() {
                     "return=minimal" => prefer_return = Return::Minimal,
                     "return=representation" => prefer_return = Return::Representation,
                     "return=OperationOutcome" => prefer_return = Return::OperationOutcome,
-                    "handling=lenient" => lenient = true,
-                    "handling=strict" => lenient = false,
+                    "handling=lenient" => (lenient, strict) = (true, false),
+                    "handling=strict" => (lenient, strict) = (false, true),
                     _ => {}
                 }
             }
@@ -130,7 +134,7 @@ impl Ctx {
                 format!("http://{host}/fhir")
             }
         };
-        Ok(Ctx { mime, pretty, prefer_return, lenient, base, params })
+        Ok(Ctx { mime, pretty, prefer_return, lenient, strict, base, params })
     }
 
     /// Refuses parameters other than the `allowed` ones and the common ones, unless

@@ -203,7 +203,7 @@ pub struct SearchRequest {
     pub compartment: Option<Compartment>,
     /// Opaque paging cursor from a previous page.
     pub cursor: Option<String>,
-    /// Parameters ignored under `Prefer: handling=lenient` (left out of the self link).
+    /// Parameters ignored by a lenient search (left out of the self link).
     pub ignored: Vec<String>,
     /// The parameters understood, in order, for building links.
     pub canonical: Vec<(String, String)>,
@@ -231,8 +231,9 @@ pub fn find_param(ty: &str, code: &str) -> Option<&'static SearchParamDef> {
 
 const RESULT_PARAMS: &[&str] = &["_sort", "_count", "_summary", "_elements", "_total", "_cursor", "_format", "_pretty"];
 
-/// Parses the query pairs of a type search. Unknown parameters are errors unless
-/// `lenient`.
+/// Parses the query pairs of a type search. Parameters unknown for `ty` are errors
+/// unless `lenient` (then listed in `ignored`); an unsupported modifier or chain of a
+/// known parameter is an error either way.
 pub fn parse(ty: &ResourceType, pairs: &[(String, String)], lenient: bool) -> Result<SearchRequest, Issue> {
     let mut req = SearchRequest {
         resource_type: ty.clone(),
@@ -269,11 +270,21 @@ pub fn parse(ty: &ResourceType, pairs: &[(String, String)], lenient: bool) -> Re
                 req.clauses.push(c);
                 req.canonical.push((name.clone(), value.clone()));
             }
-            Err(e) if lenient && e.code == IssueType::NotSupported => req.ignored.push(name.clone()),
+            // only a parameter unknown here is ignored: an unsupported modifier or chain
+            // on a known one is refused (ignoring it would widen the answer)
+            Err(e) if lenient && e.code == IssueType::NotSupported && unknown_parameter(ty, name) => {
+                req.ignored.push(name.clone())
+            }
             Err(e) => return Err(e),
         }
     }
     Ok(req)
+}
+
+/// Whether `name` (with its modifier or chain) names no search parameter of `ty`.
+fn unknown_parameter(ty: &ResourceType, name: &str) -> bool {
+    let code = name.split([':', '.']).next().unwrap_or(name);
+    !matches!(code, "_id" | "_lastUpdated" | "_has") && find_param(ty.as_str(), code).is_none()
 }
 
 fn parse_include(ty: &ResourceType, name: &str, value: &str) -> Result<Include, Issue> {

@@ -29,6 +29,12 @@ pub struct Config {
     /// the server stops anyway (`HALE_SHUTDOWN_TIMEOUT_SECS`); new connections are
     /// refused at once.
     pub shutdown_timeout_secs: u64,
+    /// Refuse a type search naming a parameter Hale does not support, with 400, unless
+    /// the client sends `Prefer: handling=lenient` (`HALE_STRICT_SEARCH`). By default such
+    /// a parameter is ignored, as R4 recommends, left out of the `self` link and named in
+    /// an OperationOutcome entry of the searchset; a client sending
+    /// `Prefer: handling=strict` gets the 400 either way.
+    pub strict_search: bool,
     /// Limits on every input.
     pub limits: Limits,
     /// Logging.
@@ -80,6 +86,7 @@ impl Default for Config {
             database_pool_size: 16,
             public_base_url: String::new(),
             shutdown_timeout_secs: 30,
+            strict_search: false,
             limits: Limits::default(),
             log: Log::default(),
         }

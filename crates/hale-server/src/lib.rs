@@ -214,6 +214,7 @@ fn routes(cfg: &Config, gate: Gate, tokens: Arc<TokenKeys>) -> Routes<()> {
             max_page_size: cfg.limits.max_page_size,
         },
         public_base: (!cfg.public_base_url.is_empty()).then(|| cfg.public_base_url.clone()),
+        strict_search: cfg.strict_search,
         software_version: env!("CARGO_PKG_VERSION").to_string(),
         tokens: tokens.clone(),
         access: Arc::default(),

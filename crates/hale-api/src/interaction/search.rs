@@ -1,6 +1,10 @@
 //! search: <https://hl7.org/fhir/R4/http.html#search> (GET, and POST `_search` with a
-//! form body). Parameters resolve against the R4 definitions; unknown ones are a 400
-//! unless `Prefer: handling=lenient`, which drops them from the self link.
+//! form body). Parameters resolve against the R4 definitions. A type search ignores
+//! unsupported ones (R4, search, "handling errors"): they are left out of the `self` link
+//! and named in an OperationOutcome entry (`search.mode = outcome`); `Prefer:
+//! handling=strict` (or the operator's `strict_search`) makes them a 400. A system
+//! search across types ignores them only under `Prefer: handling=lenient` (a parameter
+//! one type supports and another does not would otherwise match everything of the other).
 
 use axum::body::Body;
 use axum::http::{StatusCode, header};
@@ -258,8 +262,11 @@ async fn run(
     }
     let ty = hale_repository::resource_type(ty)?;
     let pairs: Vec<(String, String)> = pairs.into_iter().filter(|(k, _)| k != "_format" && k != "_pretty").collect();
+    // R4 (search, handling errors): unsupported parameters are ignored unless the client
+    // (or the operator, `strict_search`) asks for strict handling
+    let lenient = ctx.lenient || !(ctx.strict || st.strict_search);
     let mut req =
-        hale_search::parse::parse(&ty, &pairs, ctx.lenient).map_err(|issue| ApiError::new(Category::Invalid, issue))?;
+        hale_search::parse::parse(&ty, &pairs, lenient).map_err(|issue| ApiError::new(Category::Invalid, issue))?;
     let path = match &compartment {
         Some(c) => format!("{}/{}/{ty}", c.owner_type, c.owner_id),
         None => ty.to_string(),
@@ -327,7 +334,7 @@ fn respond(
     }
     bundle["link"] = Value::Array(links);
     let all = page.entries.iter().map(|e| (e, "match")).chain(page.included.iter().map(|e| (e, "include")));
-    if req.summary.is_none() && req.elements.is_none() && !ctx.pretty {
+    if req.summary.is_none() && req.elements.is_none() && !ctx.pretty && req.ignored.is_empty() {
         // the stored text is the resource as served: splice it in without parsing it
         let text = splice(&bundle, &ctx.base, all);
         return Ok(ctx.respond(StatusCode::OK, text));
@@ -351,8 +358,33 @@ fn respond(
             "search": {"mode": mode},
         }));
     }
+    if !req.ignored.is_empty() {
+        entries.push(ignored_outcome(&req.ignored));
+    }
     if !entries.is_empty() {
         bundle["entry"] = Value::Array(entries);
     }
     Ok(ctx.respond_json(StatusCode::OK, &bundle))
+}
+
+/// The searchset entry (`search.mode = outcome`) naming the parameters a lenient search
+/// ignored.
+fn ignored_outcome(ignored: &[String]) -> Value {
+    let issues: Vec<Value> = ignored
+        .iter()
+        .map(|name| {
+            let shown: String = name.chars().take(64).collect();
+            json!({
+                "severity": "warning",
+                "code": "not-supported",
+                "diagnostics": format!("The search parameter '{shown}' is not supported here and was ignored"),
+                "expression": [shown],
+            })
+        })
+        .collect();
+    json!({
+        "fullUrl": format!("urn:uuid:{}", uuid::Uuid::now_v7()),
+        "resource": {"resourceType": "OperationOutcome", "issue": issues},
+        "search": {"mode": "outcome"},
+    })
 }

@@ -397,6 +397,12 @@ async fn system_search_with_type() {
         assert_outcome(&oo);
         assert_eq!(first_expression(&oo).as_deref(), Some(expr), "{q}");
     }
+    // an unknown parameter is refused when the client asks for strict handling
+    let r = s.client.get(s.fhir("/Patient?nonsense=1")).header("prefer", "handling=strict").send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    let oo = json(r).await;
+    assert_outcome(&oo);
+    assert_eq!(first_expression(&oo).as_deref(), Some("nonsense"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -444,7 +450,6 @@ async fn more_modifiers_and_result_parameters() {
 async fn bad_search_input() {
     let s = fixture().await;
     for (q, expr) in [
-        ("/Patient?nonsense=1", "nonsense"),
         ("/Patient?birthdate=yesterday", "birthdate"),
         ("/Patient?name:below=x", "name:below"),
         ("/Patient?_sort=nonsense", "_sort"),
@@ -466,19 +471,49 @@ async fn bad_search_input() {
         assert_eq!(r.status(), 400, "{cursor}");
         assert_outcome(&json(r).await);
     }
-    // lenient handling ignores what it does not know, and says so in the self link
-    let r = s
-        .client
-        .get(s.fhir("/Patient?nonsense=1&gender=male"))
-        .header("prefer", "handling=lenient")
-        .send()
-        .await
-        .unwrap();
+    // by default (R4, search, "handling errors") and under `Prefer: handling=lenient` an
+    // unknown parameter is ignored: left out of the self link and named in an
+    // OperationOutcome entry of the searchset
+    for prefer in [None, Some("handling=lenient")] {
+        let mut get = s.client.get(s.fhir("/Patient?nonsense=1&gender=male&x-vendor=2"));
+        if let Some(p) = prefer {
+            get = get.header("prefer", p);
+        }
+        let r = get.send().await.unwrap();
+        assert_eq!(r.status(), 200, "{prefer:?}");
+        let b = json(r).await;
+        assert_eq!(b["total"], 2);
+        let self_link = b["link"][0]["url"].as_str().unwrap();
+        assert!(!self_link.contains("nonsense") && self_link.contains("gender=male"), "{self_link}");
+        let entries = b["entry"].as_array().unwrap();
+        let outcomes: Vec<&Value> = entries.iter().filter(|e| e["search"]["mode"] == "outcome").collect();
+        assert_eq!(outcomes.len(), 1, "{b}");
+        let oo = &outcomes[0]["resource"];
+        assert_eq!(oo["resourceType"], "OperationOutcome");
+        let named: Vec<&str> =
+            oo["issue"].as_array().unwrap().iter().map(|i| i["expression"][0].as_str().unwrap()).collect();
+        assert_eq!(named, ["nonsense", "x-vendor"]);
+        assert!(oo["issue"].as_array().unwrap().iter().all(|i| i["severity"] == "warning"));
+        assert_eq!(entries.iter().filter(|e| e["search"]["mode"] == "match").count(), 2);
+    }
+    // a count query with a vendor parameter (as a widely used client sends)
+    let b = json(s.get("/Patient?_summary=count&x-vendor=1").await).await;
+    assert_eq!(b["total"], 3, "{b}");
+    // an unsupported modifier of a known parameter is refused even so (ignoring it would
+    // widen the answer)
+    assert_eq!(s.get("/Patient?gender:below=male").await.status(), 400);
+}
+
+/// An operator who wants strict handling by default sets `strict_search`: an unknown
+/// parameter is then a 400 unless the client asks for lenient handling.
+#[tokio::test(flavor = "multi_thread")]
+async fn strict_search_by_configuration() {
+    let s = TestServer::spawn_with(|c| c.strict_search = true).await;
+    let r = s.get("/Patient?nonsense=1").await;
+    assert_eq!(r.status(), 400);
+    assert_eq!(first_expression(&json(r).await).as_deref(), Some("nonsense"));
+    let r = s.client.get(s.fhir("/Patient?nonsense=1")).header("prefer", "handling=lenient").send().await.unwrap();
     assert_eq!(r.status(), 200);
-    let b = json(r).await;
-    assert_eq!(b["total"], 2);
-    let self_link = b["link"][0]["url"].as_str().unwrap();
-    assert!(!self_link.contains("nonsense") && self_link.contains("gender=male"), "{self_link}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
