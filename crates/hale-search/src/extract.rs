@@ -464,9 +464,9 @@ pub fn extract(resource: &Value) -> IndexRows {
         }
         let nodes = p.expr.evaluate(resource);
         if matches!(p.expr, crate::expr::Expr::PresentNotFalse(_)) {
-            if !nodes.is_empty() {
-                push_token(&mut rows, p.code, None, "true", None);
-            }
+            // the expression is a boolean for every resource: indexed either way, so
+            // `deceased=false` finds a living patient with no `deceased` element
+            push_token(&mut rows, p.code, None, if nodes.is_empty() { "false" } else { "true" }, None);
             continue;
         }
         for n in nodes {
@@ -570,6 +570,19 @@ pub const CONSENT_DENY: &str = "_hale-consent-deny";
 mod extract_tests {
     use super::*;
     use serde_json::json;
+
+    /// `Patient.deceased.exists() and Patient.deceased != false` is a boolean for every
+    /// patient (R4): one token, true or false, with or without the element.
+    #[test]
+    fn a_boolean_expression_is_indexed_for_every_resource() {
+        let deceased = |r: Value| -> Vec<String> {
+            extract(&r).tokens.into_iter().filter(|t| t.param == "deceased").map(|t| t.code).collect()
+        };
+        assert_eq!(deceased(json!({"resourceType":"Patient"})), ["false"]);
+        assert_eq!(deceased(json!({"resourceType":"Patient","deceasedBoolean":false})), ["false"]);
+        assert_eq!(deceased(json!({"resourceType":"Patient","deceasedBoolean":true})), ["true"]);
+        assert_eq!(deceased(json!({"resourceType":"Patient","deceasedDateTime":"2020-01-02"})), ["true"]);
+    }
 
     #[test]
     fn encounters_and_care_teams_index_whom_they_relate_their_patient_to() {

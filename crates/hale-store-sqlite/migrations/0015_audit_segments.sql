@@ -14,11 +14,14 @@ CREATE TABLE audit_segment (
     hashes       BLOB    NOT NULL
 );
 
--- What a segment's entries are searched by: 'p|' and a patient id, 'g|' and an agent
--- key, once per segment.
+-- What the segments are searched by: 'p|' and a patient id, 'g|' and an agent key. One
+-- row per key per run of the chainer (which moves a second's entries at a time), not
+-- per entry: `first_pos` is the run's first segment, `segments` the first positions of
+-- the run's segments holding an entry with the key (8 bytes each, big-endian, ascending).
 CREATE TABLE audit_segment_key (
     key       TEXT    NOT NULL,
     first_pos INTEGER NOT NULL,
+    segments  BLOB    NOT NULL,
     PRIMARY KEY (key, first_pos)
 ) WITHOUT ROWID;
 

@@ -1327,6 +1327,13 @@ mod tests {
         let c = Connection::open(&path).unwrap();
         let n: i64 = c.query_row("SELECT COUNT(*) FROM audit_segment", [], |r| r.get(0)).unwrap();
         assert_eq!(n, 3, "150 entries in segments of 64");
+        // one key row per key for the chainer's run, listing the segments holding it
+        let (n, list): (i64, Vec<u8>) = c
+            .query_row("SELECT COUNT(*), MAX(segments) FROM audit_segment_key WHERE key = 'p|p1'", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!((n, list.len()), (1, 3 * 8), "p1 is read in each of the 3 segments of one run");
 
         // the chain: every entry once, in order, each hash from its predecessor
         let chain = s.audit_chain(0, 1000).await.unwrap();

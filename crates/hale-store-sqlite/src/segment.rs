@@ -1,16 +1,18 @@
 //! Segments of the audit trail: the entries of reads and refusals, moved from the
 //! journal by the chainer, stored [`ENTRIES`] consecutive entries to a row of
-//! `audit_segment` (their journal lines and chain hashes) with one `audit_segment_key`
-//! row per patient and agent of the segment, instead of a row of `audit_log` with five
-//! index entries each. The chain and the search see the entries one by one: the
-//! chain's view expands a segment into its entries ([`chained`]), and the search finds
-//! candidate segments by their keys and time range, then keeps the entries that match
+//! `audit_segment` (their journal lines and chain hashes), instead of a row of
+//! `audit_log` with five index entries each. What they are searched by (each patient,
+//! each agent) is one `audit_segment_key` row per key per run of the chainer, listing
+//! the run's segments that hold the key: a second of reads of a patient's chart adds
+//! one row, not one per read. The chain and the search see the entries one by one:
+//! the chain's view expands a segment into its entries ([`chained`]), and the search
+//! finds candidate segments by their keys, then keeps the entries that match
 //! ([`search`]).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
-use hale_store::{AuditQuery, AuditRow, ChainLink, ChainedEntry, Error, Result, sql::Bind};
-use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
+use hale_store::{AuditQuery, AuditRow, ChainLink, ChainedEntry, Error, Result};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::{backend, journal};
 
@@ -27,6 +29,9 @@ pub(crate) struct Segments {
     seq: i64,
     prev: [u8; 32],
     open: Open,
+    /// The run's first segment, and the segments of the run holding each key.
+    run_first: Option<i64>,
+    keys: BTreeMap<String, Vec<i64>>,
 }
 
 /// The segment being filled.
@@ -38,14 +43,13 @@ struct Open {
     recorded: (i64, i64),
     lines: Vec<u8>,
     hashes: Vec<u8>,
-    keys: BTreeSet<String>,
 }
 
 impl Segments {
     /// Segments that continue the chain after position `pos` (hash `prev`), numbering
     /// entries after sequence number `seq`.
     pub(crate) fn new(link: ChainLink, pos: i64, seq: i64, prev: [u8; 32]) -> Self {
-        Segments { link, pos, seq, prev, open: Open::default() }
+        Segments { link, pos, seq, prev, open: Open::default(), run_first: None, keys: BTreeMap::new() }
     }
 
     /// Links an entry (its journal `line`, parsed as `row`) and adds it to the open
@@ -66,11 +70,15 @@ impl Segments {
         o.lines.extend_from_slice(line);
         o.lines.push(b'\n');
         o.hashes.extend_from_slice(&self.prev);
-        for p in &row.patients {
-            o.keys.insert(format!("p|{p}"));
+        let segment = o.first_pos;
+        let keys = row.patients.iter().map(|p| format!("p|{p}")).chain(std::iter::once(format!("g|{}", row.agent)));
+        for k in keys {
+            let list = self.keys.entry(k).or_default();
+            if list.last() != Some(&segment) {
+                list.push(segment);
+            }
         }
-        o.keys.insert(format!("g|{}", row.agent));
-        if o.entries == ENTRIES {
+        if self.open.entries == ENTRIES {
             self.flush(tx)?;
         }
         Ok(())
@@ -80,6 +88,15 @@ impl Segments {
     /// number, hash). Later entries of `audit_log` are numbered after this one.
     pub(crate) fn finish(mut self, tx: &Connection) -> Result<(i64, i64, [u8; 32])> {
         self.flush(tx)?;
+        if let Some(run) = self.run_first {
+            let mut insert = tx
+                .prepare_cached("INSERT INTO audit_segment_key (key, first_pos, segments) VALUES (?1, ?2, ?3)")
+                .map_err(backend)?;
+            for (k, segments) in &self.keys {
+                let list: Vec<u8> = segments.iter().flat_map(|s| s.to_be_bytes()).collect();
+                insert.execute(params![k, run, list]).map_err(backend)?;
+            }
+        }
         // AUTOINCREMENT numbers after the largest of sqlite_sequence and the table's own
         let changed = tx
             .prepare_cached("UPDATE sqlite_sequence SET seq = ?1 WHERE name = 'audit_log' AND seq < ?1")
@@ -109,11 +126,7 @@ impl Segments {
             s.execute(params![o.first_pos, o.first_seq, o.entries, o.recorded.0, o.recorded.1, o.lines, o.hashes])
         })
         .map_err(backend)?;
-        // the keys in one statement (a JSON array of them), not a statement each
-        let keys = serde_json::to_string(&o.keys).map_err(backend)?;
-        tx.prepare_cached("INSERT INTO audit_segment_key (key, first_pos) SELECT value, ?2 FROM json_each(?1)")
-            .and_then(|mut s| s.execute(params![keys, o.first_pos]))
-            .map_err(backend)?;
+        self.run_first.get_or_insert(o.first_pos);
         Ok(())
     }
 }
@@ -185,45 +198,85 @@ pub(crate) fn chained(c: &Connection, after: i64, limit: usize) -> Result<Vec<Ch
 /// The segments' entries matching `q`, newest first: at least `q.limit` of them when
 /// there are that many (the caller merges them with `audit_log`'s and cuts the page).
 pub(crate) fn search(c: &Connection, q: &AuditQuery) -> Result<Vec<(i64, String)>> {
-    let mut conds = Vec::new();
-    let mut args = Vec::new();
+    // the candidate segments: those holding any of the patients, and the agent
+    let mut candidates: Option<BTreeSet<i64>> = None;
     if let Some(ps) = &q.patients {
-        if ps.is_empty() {
-            return Ok(Vec::new());
+        let mut any = BTreeSet::new();
+        for p in ps {
+            any.extend(keyed(c, &format!("p|{p}"))?);
         }
-        conds.push(format!(
-            "first_pos IN (SELECT first_pos FROM audit_segment_key WHERE key IN ({}))",
-            vec!["?"; ps.len()].join(", ")
-        ));
-        args.extend(ps.iter().map(|p| Bind::Text(format!("p|{p}"))));
+        candidates = Some(any);
     }
     if let Some(a) = &q.agent {
-        conds.push("first_pos IN (SELECT first_pos FROM audit_segment_key WHERE key = ?)".to_string());
-        args.push(Bind::Text(format!("g|{a}")));
+        let of_agent = keyed(c, &format!("g|{a}"))?;
+        candidates = Some(match candidates {
+            Some(c) => c.intersection(&of_agent).copied().collect(),
+            None => of_agent,
+        });
     }
-    for (cond, v) in [("recorded_max >= ?", q.since), ("recorded_min < ?", q.before), ("first_seq < ?", q.below_seq)] {
-        if let Some(v) = v {
-            conds.push(cond.to_string());
-            args.push(Bind::Integer(v));
-        }
-    }
-    let filter = if conds.is_empty() { String::new() } else { format!(" WHERE {}", conds.join(" AND ")) };
-    let sql = format!("SELECT first_seq, lines FROM audit_segment{filter} ORDER BY first_pos DESC");
-    let mut s = c.prepare_cached(&sql).map_err(backend)?;
-    let mut rows = s.query(params_from_iter(args.iter().map(crate::search::bind))).map_err(backend)?;
     let mut out = Vec::new();
-    while let Some(r) = rows.next().map_err(backend)? {
-        let first_seq: i64 = r.get(0).map_err(backend)?;
-        let lines: Vec<u8> = r.get(1).map_err(backend)?;
-        for (i, e) in entries(&lines)?.into_iter().enumerate().rev() {
-            let seq = first_seq + i as i64;
-            if matches(q, seq, &e) {
-                out.push((seq, e.body));
+    let mut keep = |first_seq: i64, recorded: (i64, i64), lines: Vec<u8>| -> Result<bool> {
+        let outside = q.since.is_some_and(|s| recorded.1 < s)
+            || q.before.is_some_and(|b| recorded.0 >= b)
+            || q.below_seq.is_some_and(|b| first_seq >= b);
+        if !outside {
+            for (i, e) in entries(&lines)?.into_iter().enumerate().rev() {
+                let seq = first_seq + i as i64;
+                if matches(q, seq, &e) {
+                    out.push((seq, e.body));
+                }
             }
         }
-        if out.len() >= q.limit {
-            break;
+        Ok(out.len() >= q.limit)
+    };
+    let row = |r: &rusqlite::Row<'_>| -> rusqlite::Result<(i64, (i64, i64), Vec<u8>)> {
+        Ok((r.get(0)?, (r.get(1)?, r.get(2)?), r.get(3)?))
+    };
+    match candidates {
+        Some(set) => {
+            let mut one = c
+                .prepare_cached(
+                    "SELECT first_seq, recorded_min, recorded_max, lines FROM audit_segment WHERE first_pos = ?1",
+                )
+                .map_err(backend)?;
+            for first_pos in set.into_iter().rev() {
+                let Some((first_seq, recorded, lines)) =
+                    one.query_row(params![first_pos], row).optional().map_err(backend)?
+                else {
+                    continue;
+                };
+                if keep(first_seq, recorded, lines)? {
+                    break;
+                }
+            }
         }
+        None => {
+            let mut all = c
+                .prepare_cached(
+                    "SELECT first_seq, recorded_min, recorded_max, lines FROM audit_segment
+                     WHERE first_seq < ?1 ORDER BY first_pos DESC",
+                )
+                .map_err(backend)?;
+            let mut rows = all.query(params![q.below_seq.unwrap_or(i64::MAX)]).map_err(backend)?;
+            while let Some(r) = rows.next().map_err(backend)? {
+                let (first_seq, recorded, lines) = row(r).map_err(backend)?;
+                if keep(first_seq, recorded, lines)? {
+                    break;
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The segments holding entries with `key`.
+fn keyed(c: &Connection, key: &str) -> Result<BTreeSet<i64>> {
+    let mut s = c.prepare_cached("SELECT segments FROM audit_segment_key WHERE key = ?1").map_err(backend)?;
+    let lists = s.query_map(params![key], |r| r.get::<_, Vec<u8>>(0)).map_err(backend)?;
+    let mut out = BTreeSet::new();
+    for l in lists {
+        let l = l.map_err(backend)?;
+        out.extend(l.chunks_exact(8).filter_map(|b| b.try_into().ok()).map(i64::from_be_bytes));
     }
     Ok(out)
 }

@@ -594,3 +594,29 @@ async fn searches_pinned_to_one_patient_find_what_the_patient_key_holds() {
     seen.sort();
     assert_eq!(seen, ["b0", "b1", "b2", "b3", "b4"]);
 }
+
+/// Patient `deceased` is a boolean for every patient (R4 expression
+/// `Patient.deceased.exists() and Patient.deceased != false`): `deceased=false` finds
+/// the living, with or without a `deceased` element.
+#[tokio::test(flavor = "multi_thread")]
+async fn deceased_false_finds_the_living_without_the_element() {
+    let s = TestServer::spawn().await;
+    for (id, extra) in [
+        ("alive", json!({})),
+        ("alive-said", json!({"deceasedBoolean": false})),
+        ("dead", json!({"deceasedBoolean": true})),
+        ("dead-dated", json!({"deceasedDateTime": "2020-03-04"})),
+    ] {
+        let mut p = json!({"resourceType":"Patient","id":id,"name":[{"family":"Vital"}]});
+        p.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        assert!(s.put(&format!("/Patient/{id}"), &p).await.status().is_success());
+    }
+    let mut living = entry_ids(&json(s.get("/Patient?family=Vital&deceased=false").await).await);
+    living.sort();
+    assert_eq!(living, ["alive", "alive-said"]);
+    let mut dead = entry_ids(&json(s.get("/Patient?family=Vital&deceased=true").await).await);
+    dead.sort();
+    assert_eq!(dead, ["dead", "dead-dated"]);
+    let missing = entry_ids(&json(s.get("/Patient?family=Vital&deceased:missing=true").await).await);
+    assert!(missing.is_empty(), "the boolean is never missing: {missing:?}");
+}
