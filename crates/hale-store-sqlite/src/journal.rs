@@ -36,8 +36,8 @@ struct Line<'a> {
     agent: std::borrow::Cow<'a, str>,
     #[serde(rename = "o", borrow)]
     outcome: std::borrow::Cow<'a, str>,
-    #[serde(rename = "p")]
-    patients: Vec<String>,
+    #[serde(rename = "p", borrow)]
+    patients: std::borrow::Cow<'a, [String]>,
     #[serde(rename = "b", borrow, default, skip_serializing_if = "Option::is_none")]
     body: Option<std::borrow::Cow<'a, str>>,
 }
@@ -75,7 +75,7 @@ pub(crate) fn encode(rows: &[AuditRow]) -> Result<Vec<u8>> {
             action: r.action.as_str().into(),
             agent: r.agent.as_str().into(),
             outcome: r.outcome.as_str().into(),
-            patients: r.patients.clone(),
+            patients: r.patients.as_slice().into(),
             body: (!raw).then(|| r.body.as_str().into()),
         };
         serde_json::to_writer(&mut buf, &line).map_err(backend)?;
@@ -276,7 +276,7 @@ pub(crate) fn parse_line(l: &[u8]) -> Result<AuditRow> {
         action: line.action.into_owned(),
         agent: line.agent.into_owned(),
         outcome: line.outcome.into_owned(),
-        patients: line.patients,
+        patients: line.patients.into_owned(),
         body,
     })
 }

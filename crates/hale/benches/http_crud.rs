@@ -149,7 +149,7 @@ fn main() {
 
 fn print_row(op: &str, clients: usize, o: &Outcome) {
     println!(
-        "{:<8} {:>8} {:>9} {:>10.0} {:>9.2} {:>9.2}",
+        "{:<8} {:>8} {:>9} {:>10.0} {:>9.3} {:>9.3}",
         op,
         clients,
         o.latencies.len(),

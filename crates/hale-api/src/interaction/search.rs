@@ -261,7 +261,14 @@ async fn run(
         return super::audit::search(st, call, &pairs).await;
     }
     let ty = hale_repository::resource_type(ty)?;
-    let pairs: Vec<(String, String)> = pairs.into_iter().filter(|(k, _)| k != "_format" && k != "_pretty").collect();
+    let pairs: Vec<(String, String)> = pairs
+        .into_iter()
+        .filter(|(k, _)| k != "_format" && k != "_pretty")
+        .map(|(k, v)| {
+            let v = relative_to_base(&ty, &k, v, &ctx.base);
+            (k, v)
+        })
+        .collect();
     // R4 (search, handling errors): unsupported parameters are ignored unless the client
     // (or the operator, `strict_search`) asks for strict handling
     let lenient = ctx.lenient || !(ctx.strict || st.strict_search);
@@ -387,4 +394,19 @@ fn ignored_outcome(ignored: &[String]) -> Value {
         "resource": {"resourceType": "OperationOutcome", "issue": issues},
         "search": {"mode": "outcome"},
     })
+}
+
+/// A reference search value on this server's own base (`http://host/fhir/Patient/1`)
+/// as the relative reference Hale stores (`Patient/1`), so both find the same resources
+/// (R4 search, reference: a reference may be relative or absolute). Other values, and
+/// values of other parameters, are left as they are.
+fn relative_to_base(ty: &hale_fhir::ResourceType, name: &str, value: String, base: &str) -> String {
+    let code = name.split(':').next().unwrap_or(name);
+    let is_reference =
+        !code.contains('.') && hale_search::parse::find_param(ty.as_str(), code).is_some_and(|d| d.kind == "reference");
+    let prefix = format!("{}/", base.trim_end_matches('/'));
+    if !is_reference || !value.contains(&prefix) {
+        return value;
+    }
+    value.split(',').map(|alt| alt.strip_prefix(&prefix).unwrap_or(alt)).collect::<Vec<_>>().join(",")
 }

@@ -195,6 +195,11 @@ async fn composite_parameters() {
 async fn reference_parameters_chains_and_has() {
     let s = fixture().await;
     assert_eq!(ids(&s, "/Observation?subject=Patient/p1").await, ["o1", "o2"]);
+    // an absolute reference on this server's own base finds the stored relative one
+    let own = s.fhir("/Patient/p1");
+    assert_eq!(ids(&s, &format!("/Observation?subject={own}")).await, ["o1", "o2"]);
+    assert_eq!(ids(&s, &format!("/Observation?subject={own},Patient/nobody")).await, ["o1", "o2"]);
+    assert!(ids(&s, "/Observation?subject=http://elsewhere.example/fhir/Patient/p1").await.is_empty());
     assert_eq!(ids(&s, "/Observation?patient=p2").await, ["o3", "o4"]);
     assert_eq!(ids(&s, "/Observation?subject:Patient=p2").await, ["o3", "o4"]);
     assert_eq!(ids(&s, "/Patient?organization:missing=true").await, ["p2"]);
