@@ -50,33 +50,49 @@ pub fn add_value(rows: &mut IndexRows, code: &str, ptype: ParamType, fhir_type: 
     }
 }
 
-fn push_string(rows: &mut IndexRows, code: &str, text: &str) {
+fn push_string(rows: &mut IndexRows, code: &str, text: &str, parts: bool) {
     let norm = normalize(text);
     if norm.is_empty() {
         return;
     }
+    if parts {
+        // each later part of a name or address ("Carreno Quinones", "Smith-Jones") is a
+        // row of its own, so a search matches any part (R4 search, string). Its `exact`
+        // is empty: `:exact` and sorting go by the whole value only.
+        for (i, c) in norm.char_indices() {
+            if (c == ' ' || c == '-') && i + 1 < norm.len() {
+                let rest = norm[i + 1..].trim_start_matches([' ', '-']);
+                if !rest.is_empty() {
+                    rows.strings.push(StringIndex { param: code.into(), norm: rest.to_string(), exact: String::new() });
+                }
+            }
+        }
+    }
     rows.strings.push(StringIndex { param: code.into(), norm, exact: text.into() });
 }
+
+/// The string parameters whose values are names or addresses (matched by any part).
+const BY_PARTS: &[&str] = &["family", "given", "name", "address", "phonetic"];
 
 fn add_string(rows: &mut IndexRows, code: &str, fhir_type: &str, v: &Value) {
     match fhir_type {
         "HumanName" => {
             for k in ["family", "given", "prefix", "suffix", "text"] {
                 for part in strings(v, k) {
-                    push_string(rows, code, part);
+                    push_string(rows, code, part, true);
                 }
             }
         }
         "Address" => {
             for k in ["line", "city", "district", "state", "postalCode", "country", "text"] {
                 for part in strings(v, k) {
-                    push_string(rows, code, part);
+                    push_string(rows, code, part, true);
                 }
             }
         }
         _ => {
             if let Some(t) = v.as_str() {
-                push_string(rows, code, t);
+                push_string(rows, code, t, BY_PARTS.contains(&code));
             }
         }
     }
@@ -570,6 +586,32 @@ pub const CONSENT_DENY: &str = "_hale-consent-deny";
 mod extract_tests {
     use super::*;
     use serde_json::json;
+
+    /// A name or address matches by any part: each later part is a row of its own,
+    /// with an empty `exact` (so `:exact` and sorting see the whole value only).
+    #[test]
+    fn names_and_addresses_are_indexed_by_part() {
+        let p = json!({"resourceType":"Patient","name":[{"family":"Carreño Quiñones","given":["Mary-Ann"]}],
+            "address":[{"line":["12 Main  Street"]}]});
+        let rows = extract(&p);
+        let of = |param: &str| -> Vec<(String, String)> {
+            let mut v: Vec<(String, String)> =
+                rows.strings.iter().filter(|r| r.param == param).map(|r| (r.norm.clone(), r.exact.clone())).collect();
+            v.sort();
+            v
+        };
+        let pair = |n: &str, e: &str| (n.to_string(), e.to_string());
+        assert_eq!(of("family"), [pair("carreno quinones", "Carreño Quiñones"), pair("quinones", "")]);
+        assert_eq!(of("given"), [pair("ann", ""), pair("mary-ann", "Mary-Ann")]);
+        let address = of("address");
+        assert!(address.contains(&pair("main street", "")) && address.contains(&pair("street", "")), "{address:?}");
+        assert!(address.contains(&pair("12 main street", "12 Main  Street")), "{address:?}");
+        // other strings are whole values only
+        let org = extract(&json!({"resourceType":"Organization","alias":["North Clinic"]}));
+        assert_eq!(org.strings.iter().filter(|r| r.param == "name").count(), 2, "{:?}", org.strings);
+        let obs = extract(&json!({"resourceType":"Device","modelNumber":"AB C"}));
+        assert!(obs.strings.iter().all(|r| !r.exact.is_empty()), "{:?}", obs.strings);
+    }
 
     /// `Patient.deceased.exists() and Patient.deceased != false` is a boolean for every
     /// patient (R4): one token, true or false, with or without the element.

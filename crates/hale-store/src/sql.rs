@@ -600,9 +600,12 @@ fn sort_expr(d: &Dialect, key: &SortKey, args: &mut Vec<Bind>) -> (String, bool)
                 _ => ("code", false),
             };
             args.push(Bind::Text(code.to_string()));
+            // a string sorts by its whole values, not by the later parts of a name or
+            // address indexed beside them (rows with an empty `exact`)
+            let whole = if t == ParamType::String { " AND s.exact <> ''" } else { "" };
             (
                 format!(
-                    "(SELECT {agg}(s.{col}) FROM {} s{} WHERE s.res_type = r.res_type AND s.res_id = r.res_id AND s.param = ?)",
+                    "(SELECT {agg}(s.{col}) FROM {} s{} WHERE s.res_type = r.res_type AND s.res_id = r.res_id AND s.param = ?{whole})",
                     table(t),
                     owner_hint(d, table(t))
                 )

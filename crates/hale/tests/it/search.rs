@@ -625,3 +625,35 @@ async fn deceased_false_finds_the_living_without_the_element() {
     let missing = entry_ids(&json(s.get("/Patient?family=Vital&deceased:missing=true").await).await);
     assert!(missing.is_empty(), "the boolean is never missing: {missing:?}");
 }
+
+/// A name or an address matches by any part (R4 search, string: `family=quinones` finds
+/// "Carreño Quiñones"); `:exact` and sorting still go by the whole value.
+#[tokio::test(flavor = "multi_thread")]
+async fn names_and_addresses_match_by_any_part() {
+    let s = TestServer::spawn().await;
+    for (id, family, given, line) in [
+        ("cq", "Carreño Quiñones", "Mary-Ann", "12 Main Street"),
+        ("za", "Zed Adams", "Lou", "4 Elm Road"),
+        ("br", "Brown", "Jo", "9 Oak Lane"),
+    ] {
+        let p = json!({"resourceType":"Patient","id":id,"name":[{"family":family,"given":[given]}],
+            "address":[{"line":[line]}]});
+        assert!(s.put(&format!("/Patient/{id}"), &p).await.status().is_success());
+    }
+    let sorted = |mut v: Vec<String>| {
+        v.sort();
+        v
+    };
+    assert_eq!(entry_ids(&json(s.get("/Patient?family=quinones").await).await), ["cq"]);
+    assert_eq!(entry_ids(&json(s.get("/Patient?family=carreno").await).await), ["cq"]);
+    assert_eq!(entry_ids(&json(s.get("/Patient?given=ann").await).await), ["cq"]);
+    assert_eq!(entry_ids(&json(s.get("/Patient?name=adams").await).await), ["za"]);
+    assert_eq!(entry_ids(&json(s.get("/Patient?address=main").await).await), ["cq"]);
+    assert!(entry_ids(&json(s.get("/Patient?family=uinones").await).await).is_empty(), "a part starts a word");
+    assert!(entry_ids(&json(s.get("/Patient?family:exact=Quiñones").await).await).is_empty());
+    assert_eq!(entry_ids(&json(s.get("/Patient?family:exact=Carre%C3%B1o%20Qui%C3%B1ones").await).await), ["cq"]);
+    assert_eq!(sorted(entry_ids(&json(s.get("/Patient?family:contains=a").await).await)), ["cq", "za"]);
+    // sorted by the whole family name: Brown, Carreño Quiñones, Zed Adams
+    assert_eq!(entry_ids(&json(s.get("/Patient?_sort=family").await).await), ["br", "cq", "za"]);
+    assert_eq!(entry_ids(&json(s.get("/Patient?_sort=-family").await).await), ["za", "cq", "br"]);
+}
