@@ -12,6 +12,8 @@ mod accounts;
 mod bundle;
 mod criteria;
 mod fhirpath_patch;
+#[cfg(test)]
+mod fuzz;
 mod gate;
 
 use hale_access::Interaction;
@@ -205,7 +207,9 @@ pub(crate) fn apply_json_patch(current: &StoredResource, patch: &Value) -> Resul
     })?;
     let mut resource: Value = serde_json::from_str(current.body.as_deref().unwrap_or("{}"))
         .map_err(|e| Error::Store(hale_store::Error::Backend(e.to_string())))?;
-    json_patch::patch(&mut resource, &ops).map_err(|e| {
+    // applied to this copy, dropped on an error: no undo (json-patch's undo panics when a
+    // `move` to the root cannot be reversed)
+    json_patch::patch_unsafe(&mut resource, &ops).map_err(|e| {
         Error::Invalid(OperationOutcome::single(Issue::error(
             IssueType::Processing,
             format!("The patch cannot be applied: {e}"),
@@ -718,6 +722,24 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = hale_store_sqlite::SqliteStore::open(&dir.path().join("r.db")).unwrap();
         (dir, Gate::new(std::sync::Arc::new(store)).system("test"))
+    }
+
+    /// Found by `fuzz::fuzz_patches` (seed 3): a JSON Patch whose `move` to the root
+    /// succeeds and whose next operation fails made json-patch's undo panic
+    /// ("unable to undo applied patches"), a 500. It is an error now, and the stored
+    /// version is untouched.
+    #[test]
+    fn a_json_patch_failing_after_a_move_to_the_root_is_an_error_not_a_panic() {
+        let stored = StoredResource {
+            resource_type: ResourceType::parse("Patient").unwrap(),
+            id: ResourceId::parse("p").unwrap(),
+            version: hale_fhir::VersionId::FIRST,
+            last_updated: Instant::from_millis(0),
+            method: hale_store::Method::Put,
+            body: Some(json!({"resourceType":"Patient","id":"p","gender":"female"}).to_string()),
+        };
+        let patch = json!([{"op":"move","from":"/gender","path":""},{"op":"test","path":"/id","value":"p"}]);
+        assert!(apply_json_patch(&stored, &patch).is_err());
     }
 
     #[tokio::test]

@@ -39,6 +39,17 @@ async fn json_patch_updates_validates_and_locks() {
     // not a patch document
     let r = patch(&s, "/Patient/pp", json!({"op":"add"}), None).await;
     assert_eq!(r.status(), 400);
+    // a move to the root followed by a failing operation (found by fuzzing: it panicked
+    // in the patch library's undo, a 500)
+    let r = patch(
+        &s,
+        "/Patient/pp",
+        json!([{"op":"move","from":"/gender","path":""},{"op":"test","path":"/id","value":"pp"}]),
+        None,
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+    assert_outcome(&json(r).await);
     // If-Match
     let r = patch(&s, "/Patient/pp", json!([{"op":"add","path":"/active","value":false}]), Some("W/\"1\"")).await;
     assert_eq!(r.status(), 412);
