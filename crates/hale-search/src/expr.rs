@@ -1,7 +1,9 @@
 //! Evaluation of the R4 search parameter expressions, which use a small part of
 //! FHIRPath: paths from a resource type, unions (`|`), parentheses, `as Type` and
 //! `.as(Type)`, `[n]`, `.where(resolve() is Type)` and `.where(path = 'literal')`, plus
-//! `exists()` in one definition. Each node carries its FHIR type from the R4
+//! `exists()` in one definition. A path whose first name is an element, not a type (the
+//! definitions write a few without the resource-type prefix), starts at the resource.
+//! Each node carries its FHIR type from the R4
 //! definitions, which is what index extraction needs (`Observation.value` may be a
 //! Quantity or a CodeableConcept). An expression outside this subset does not compile,
 //! and `tests::every_r4_search_expression_compiles` keeps it so for all 1,375.
@@ -268,6 +270,13 @@ fn eval_from<'a>(e: &Expr, root: Node<'a>) -> Vec<Node<'a>> {
                 Vec::new()
             } else if type_matches(root.fhir_type, r) || r == "DomainResource" {
                 vec![root]
+            } else if r.starts_with(|c: char| c.is_ascii_lowercase()) {
+                // an element name, not a type: the R4 definitions write some expressions
+                // without the resource-type prefix (InsurancePlan `name`: `name | alias`),
+                // evaluated on the resource itself
+                let mut out = Vec::new();
+                children(root, r, &mut out);
+                out
             } else {
                 return Vec::new();
             };
@@ -341,9 +350,11 @@ impl Expr {
                     _ => Some(Expr::Union(kept)),
                 }
             }
-            Expr::Path { root, .. } if !root.is_empty() => {
-                (type_matches(resource_type, root) || root == "DomainResource").then(|| self.clone())
-            }
+            Expr::Path { root, .. } if !root.is_empty() => (type_matches(resource_type, root)
+                || root == "DomainResource"
+                // no type prefix: it applies to each base type of its definition
+                || root.starts_with(|c: char| c.is_ascii_lowercase()))
+            .then(|| self.clone()),
             other => Some(other.clone()),
         }
     }
@@ -369,6 +380,40 @@ mod tests {
             }
         }
         assert!(failed.is_empty(), "{failed:#?}");
+    }
+
+    /// Expressions the R4 definitions write without the resource-type prefix are
+    /// evaluated on the resource itself (they selected nothing before), and every such
+    /// definition selects its element from a resource that has it.
+    #[test]
+    fn expressions_without_the_type_prefix_start_at_the_resource() {
+        let plan = json!({"resourceType":"InsurancePlan","name":"Gold","alias":["Au plan"]});
+        let e = compile("name | alias").unwrap().for_type("InsurancePlan").expect("kept for its base type");
+        let names: Vec<&Value> = e.evaluate(&plan).iter().map(|n| n.value).collect();
+        assert_eq!(names, [&json!("Gold"), &json!("Au plan")]);
+        // a prefixed path for another type still selects nothing
+        assert!(compile("Patient.name").unwrap().evaluate(&plan).is_empty());
+        let mut unprefixed = Vec::new();
+        for p in Definitions::get().search_parameters() {
+            let Some(e) = &p.expression else { continue };
+            for part in split_top(e, '|') {
+                let part = part.trim();
+                if part.starts_with(|c: char| c.is_ascii_lowercase()) {
+                    unprefixed.push((p.base.clone(), part.to_string()));
+                }
+            }
+        }
+        assert!(!unprefixed.is_empty(), "R4 has such expressions");
+        for (bases, part) in unprefixed {
+            // a resource of each base type with the first element of the path set
+            let first = part.split(['.', ' ', '[']).next().unwrap();
+            for base in bases {
+                let r = json!({"resourceType": base, (first): "x"});
+                let got = compile(&part).unwrap().evaluate(&r);
+                let direct = part == first;
+                assert!(!direct || got.len() == 1, "{base}: {part} selected {}", got.len());
+            }
+        }
     }
 
     #[test]

@@ -657,3 +657,16 @@ async fn names_and_addresses_match_by_any_part() {
     assert_eq!(entry_ids(&json(s.get("/Patient?_sort=family").await).await), ["br", "cq", "za"]);
     assert_eq!(entry_ids(&json(s.get("/Patient?_sort=-family").await).await), ["za", "cq", "br"]);
 }
+
+/// Search parameters whose R4 expression has no resource-type prefix (InsurancePlan
+/// `name`: `name | alias`) index their elements, so the search finds the resource.
+#[tokio::test(flavor = "multi_thread")]
+async fn parameters_written_without_the_type_prefix_are_indexed() {
+    let s = TestServer::spawn().await;
+    let plan =
+        json!({"resourceType":"InsurancePlan","id":"gold","status":"active","name":"Gold Plan","alias":["Aurum"]});
+    assert!(s.put("/InsurancePlan/gold", &plan).await.status().is_success());
+    assert_eq!(entry_ids(&json(s.get("/InsurancePlan?name=gold").await).await), ["gold"]);
+    assert_eq!(entry_ids(&json(s.get("/InsurancePlan?name=aurum").await).await), ["gold"]);
+    assert!(entry_ids(&json(s.get("/InsurancePlan?name=silver").await).await).is_empty());
+}
