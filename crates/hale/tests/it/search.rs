@@ -670,3 +670,44 @@ async fn parameters_written_without_the_type_prefix_are_indexed() {
     assert_eq!(entry_ids(&json(s.get("/InsurancePlan?name=aurum").await).await), ["gold"]);
     assert!(entry_ids(&json(s.get("/InsurancePlan?name=silver").await).await).is_empty());
 }
+
+/// Recursion has limits a client cannot lift: a chain or `_has` nested deeper than
+/// `MAX_CHAIN_DEPTH` levels is refused with 400 naming the parameter, and
+/// `_include:iterate` follows at most `MAX_INCLUDE_ITERATIONS` further rounds, however long
+/// the chain of references (here Organizations each part of the next).
+#[tokio::test(flavor = "multi_thread")]
+async fn chains_has_and_include_iterate_are_bounded() {
+    let s = TestServer::spawn().await;
+    for i in 0..8 {
+        let mut org = json!({"resourceType":"Organization","id":format!("lvl{i}"),"name":format!("Level {i}")});
+        if i < 7 {
+            org["partOf"] = json!({"reference": format!("Organization/lvl{}", i + 1)});
+        }
+        assert!(s.put(&format!("/Organization/lvl{i}"), &org).await.status().is_success());
+    }
+    let max = hale_search::parse::MAX_CHAIN_DEPTH;
+    // a chain as deep as allowed is answered; one level more is refused
+    let chain = |levels: usize| format!("/Organization?{}name=Level", "partof.".repeat(levels));
+    assert_eq!(s.get(&chain(max)).await.status(), 200);
+    let r = s.get(&chain(max + 1)).await;
+    assert_eq!(r.status(), 400);
+    let oo = json(r).await;
+    assert_outcome(&oo);
+    assert!(first_expression(&oo).unwrap().starts_with("partof."), "{oo}");
+    let has = |levels: usize| format!("/Organization?{}name=Level", "_has:Organization:partof:".repeat(levels));
+    assert_eq!(s.get(&has(max)).await.status(), 200);
+    assert_eq!(s.get(&has(max + 1)).await.status(), 400);
+    // _include:iterate stops after its rounds
+    let b = json(s.get("/Organization?_id=lvl0&_include:iterate=Organization:partof").await).await;
+    let mut included: Vec<String> = b["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["search"]["mode"] == "include")
+        .map(|e| e["resource"]["id"].as_str().unwrap().to_string())
+        .collect();
+    included.sort();
+    let rounds = hale_search::parse::MAX_INCLUDE_ITERATIONS + 1;
+    let expected: Vec<String> = (1..=rounds).map(|i| format!("lvl{i}")).collect();
+    assert_eq!(included, expected, "the first round and {} iterations", rounds - 1);
+}
