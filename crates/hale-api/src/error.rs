@@ -24,6 +24,7 @@ pub fn status(category: Category) -> StatusCode {
         Category::Forbidden => StatusCode::FORBIDDEN,
         Category::Busy => StatusCode::SERVICE_UNAVAILABLE,
         Category::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        Category::TooCostly => StatusCode::SERVICE_UNAVAILABLE,
         Category::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

@@ -38,6 +38,8 @@ pub enum Category {
     Busy,
     /// The caller sent more requests than its rate allows; it may retry later.
     RateLimited,
+    /// The request ran longer than the server allows a statement and was stopped.
+    TooCostly,
     /// Something failed inside the server; details are logged, never sent.
     Internal,
 }
@@ -57,6 +59,7 @@ impl Category {
             Category::Unauthorized => IssueType::Login,
             Category::Forbidden => IssueType::Forbidden,
             Category::Busy | Category::RateLimited => IssueType::Throttled,
+            Category::TooCostly => IssueType::TooCostly,
             Category::Internal => IssueType::Exception,
         }
     }
@@ -106,6 +109,8 @@ pub enum IssueType {
     Forbidden,
     /// `throttled`: not handled now, because of load management.
     Throttled,
+    /// `too-costly`: stopped to protect the server's resources.
+    TooCostly,
 }
 
 impl IssueType {
@@ -129,6 +134,7 @@ impl IssueType {
             IssueType::Login => "login",
             IssueType::Throttled => "throttled",
             IssueType::Forbidden => "forbidden",
+            IssueType::TooCostly => "too-costly",
         }
     }
 }

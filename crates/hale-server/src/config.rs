@@ -65,6 +65,10 @@ pub struct Limits {
     /// Free space (MiB) on the data directory's file system below which `/readyz`
     /// answers 503.
     pub min_free_disk_mb: u64,
+    /// Longest a statement may run, in milliseconds, before it is stopped and the
+    /// request answered 503 `too-costly` (0: no limit). On SQLite it stops reads
+    /// (searches, `$everything`, history); on PostgreSQL every statement but migrations.
+    pub statement_timeout_ms: u64,
 }
 
 /// Logging.
@@ -104,6 +108,7 @@ impl Default for Limits {
             max_concurrent_requests: 512,
             requests_per_second_per_client: 0,
             min_free_disk_mb: 256,
+            statement_timeout_ms: 30_000,
         }
     }
 }

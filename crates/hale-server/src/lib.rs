@@ -105,14 +105,21 @@ pub async fn checkpoints(cfg: &Config, repo: &Repository) -> Result<Checkpoints,
 /// otherwise the SQLite file.
 async fn open_store(cfg: &Config) -> Result<Arc<dyn Store>, Error> {
     if cfg.is_postgres() {
-        let store = hale_store_postgres::PgStore::open(&cfg.database_url, cfg.database_pool_size).await?;
+        let store = hale_store_postgres::PgStore::open_with(
+            &cfg.database_url,
+            cfg.database_pool_size,
+            std::time::Duration::from_millis(cfg.limits.statement_timeout_ms),
+        )
+        .await?;
         return Ok(Arc::new(store));
     }
     let path = cfg.sqlite_path();
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| Error::DataDir(parent.display().to_string(), e))?;
     }
-    Ok(Arc::new(hale_store_sqlite::SqliteStore::open(&path)?))
+    let store = hale_store_sqlite::SqliteStore::open(&path)?;
+    store.set_statement_timeout(std::time::Duration::from_millis(cfg.limits.statement_timeout_ms));
+    Ok(Arc::new(store))
 }
 
 /// The gate over the store the configuration names (creating or upgrading its schema).

@@ -87,6 +87,8 @@ fn db(e: tokio_postgres::Error) -> Error {
         Some(c) if *c == SqlState::UNIQUE_VIOLATION => {
             Error::Conflict("The resource was changed concurrently; retry the request".into())
         }
+        // statement_timeout (see PgStore::open_with)
+        Some(c) if *c == SqlState::QUERY_CANCELED => Error::Timeout,
         _ => Error::Backend(match e.as_db_error() {
             Some(d) => format!("{}: {}", d.code().code(), d.message()),
             None => e.to_string(),
@@ -126,13 +128,24 @@ impl PgStore {
     /// pending migrations. Fails clearly when the database cannot be reached or its
     /// schema is newer than this Hale knows.
     pub async fn open(url: &str, pool_size: usize) -> Result<Self> {
+        Self::open_with(url, pool_size, Duration::ZERO).await
+    }
+
+    /// As [`PgStore::open`], stopping every statement that runs longer than
+    /// `statement_timeout` (PostgreSQL's own `statement_timeout`; zero: no limit) with
+    /// [`Error::Timeout`]. Migrations run without the limit.
+    pub async fn open_with(url: &str, pool_size: usize, statement_timeout: Duration) -> Result<Self> {
         let shown = redact(url);
         let mut cfg = tokio_postgres::Config::from_str(url)
             .map_err(|e| Error::Backend(format!("database_url {shown} is not a PostgreSQL URL: {e}")))?;
         // acknowledged means durable, whatever the server's default
+        let mut ours = "-c synchronous_commit=on".to_string();
+        if !statement_timeout.is_zero() {
+            ours.push_str(&format!(" -c statement_timeout={}", statement_timeout.as_millis()));
+        }
         let options = match cfg.get_options() {
-            Some(o) if !o.is_empty() => format!("{o} -c synchronous_commit=on"),
-            _ => "-c synchronous_commit=on".to_string(),
+            Some(o) if !o.is_empty() => format!("{o} {ours}"),
+            _ => ours,
         };
         cfg.options(&options);
         if cfg.get_application_name().is_none() {
@@ -163,7 +176,10 @@ impl PgStore {
         if fsync != "on" {
             tracing::warn!("PostgreSQL runs with fsync = {fsync}: acknowledged writes may be lost on a crash");
         }
+        // a migration may take longer than a request's statement (an index over every row)
+        client.batch_execute("SET statement_timeout = 0").await.map_err(db)?;
         migrate(&mut client, &shown).await?;
+        client.batch_execute("RESET statement_timeout").await.map_err(db)?;
         Ok(store)
     }
 

@@ -81,6 +81,9 @@ struct Inner {
     readers: Mutex<Vec<Connection>>,
     /// The audit entries of reads and refusals, until the writer moves them into the log.
     journal: Mutex<Journal>,
+    /// Longest a read may run, in milliseconds (0: no limit); see
+    /// [`SqliteStore::set_statement_timeout`].
+    statement_timeout_ms: std::sync::atomic::AtomicU64,
 }
 
 /// Answers a write once its transaction committed (or failed to).
@@ -259,8 +262,17 @@ impl SqliteStore {
                 jobs: Mutex::new(jobs),
                 readers: Mutex::new(Vec::new()),
                 journal: Mutex::new(journal),
+                statement_timeout_ms: std::sync::atomic::AtomicU64::new(0),
             }),
         })
+    }
+
+    /// Stops a read (a search, `$everything`, history, an audit search...) that runs
+    /// longer than `limit`, with [`Error::Timeout`]; zero means no limit. Writes are not
+    /// stopped: a write that has begun finishes.
+    pub fn set_statement_timeout(&self, limit: std::time::Duration) {
+        let ms = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX);
+        self.inner.statement_timeout_ms.store(ms, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn reader(&self) -> Result<Connection> {
@@ -294,11 +306,34 @@ impl SqliteStore {
         f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let this = self.clone();
+        let limit = self.inner.statement_timeout_ms.load(std::sync::atomic::Ordering::Relaxed);
         tokio::task::spawn_blocking(move || {
             let c = this.reader()?;
+            // past the deadline SQLite's progress handler interrupts the statement
+            let stopped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            if limit > 0 {
+                let deadline = std::time::Instant::now() + std::time::Duration::from_millis(limit);
+                let flag = stopped.clone();
+                c.progress_handler(
+                    10_000,
+                    Some(move || {
+                        let over = std::time::Instant::now() > deadline;
+                        if over {
+                            flag.store(true, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        over
+                    }),
+                );
+            }
             let out = f(&c);
+            if limit > 0 {
+                c.progress_handler(0, None::<fn() -> bool>);
+            }
             this.give_back(c);
-            out
+            match out {
+                Err(_) if stopped.load(std::sync::atomic::Ordering::Relaxed) => Err(Error::Timeout),
+                out => out,
+            }
         })
         .await
         .map_err(backend)?
@@ -1281,6 +1316,33 @@ mod tests {
             patients: vec![format!("p{n}")],
             body: format!("{{\"n\":{n}}}"),
         }
+    }
+
+    /// A read that runs past `limits.statement_timeout_ms` is stopped with
+    /// [`Error::Timeout`] (a 503 `too-costly` on the API); its connection serves the
+    /// next read as usual.
+    #[tokio::test]
+    async fn a_read_longer_than_the_statement_timeout_is_stopped() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("t.db")).unwrap();
+        let count = |c: &Connection| {
+            c.query_row(
+                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100000000)
+                 SELECT count(*) FROM n",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map_err(backend)
+        };
+        s.set_statement_timeout(std::time::Duration::from_millis(50));
+        let started = std::time::Instant::now();
+        assert!(matches!(s.with_reader(count).await, Err(Error::Timeout)));
+        assert!(started.elapsed() < std::time::Duration::from_secs(5), "stopped near its deadline");
+        assert_eq!(Error::Timeout.category(), hale_fhir::Category::TooCostly);
+        let one = |c: &Connection| c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0)).map_err(backend);
+        assert_eq!(s.with_reader(one).await.unwrap(), 1, "a short read under the limit");
+        s.set_statement_timeout(std::time::Duration::ZERO);
+        assert_eq!(s.with_reader(one).await.unwrap(), 1);
     }
 
     /// Every page of an audit search, seven entries a page.

@@ -437,6 +437,9 @@ pub enum Error {
     Conflict(String),
     #[error("storage failure: {0}")]
     Backend(String),
+    /// A statement ran longer than `limits.statement_timeout_ms` and was stopped.
+    #[error("the query ran longer than the server allows and was stopped; narrow it")]
+    Timeout,
 }
 
 impl Error {
@@ -448,6 +451,7 @@ impl Error {
             Error::IdMismatch(_) | Error::BadCursor(_) => Category::Invalid,
             Error::Conflict(_) => Category::Conflict,
             Error::Backend(_) => Category::Internal,
+            Error::Timeout => Category::TooCostly,
         }
     }
 }

@@ -126,3 +126,57 @@ async fn a_client_beyond_its_request_rate_gets_429_and_is_served_again_later() {
     tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
     assert_eq!(s.get("/Patient?_count=1").await.status(), 200, "served again once the rate allows");
 }
+
+/// A query that runs longer than `limits.statement_timeout_ms` is stopped and answered
+/// 503 with an OperationOutcome `too-costly`, on SQLite (its reads) and on PostgreSQL
+/// (its `statement_timeout`); the server goes on serving. The data is loaded by a server
+/// without the limit; a second server on the same store has a limit of 5 ms.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_query_past_the_statement_timeout_is_answered_503_too_costly() {
+    let exe = std::path::Path::new(env!("CARGO_BIN_EXE_hale"));
+    let dir = tempfile::tempdir().unwrap();
+    let db = if hale_test_support::store_is_postgres() {
+        Some(hale_test_support::TestDatabase::create().await)
+    } else {
+        None
+    };
+    let mut args = vec!["serve".to_string(), "--data-dir".into(), dir.path().display().to_string()];
+    if let Some(db) = &db {
+        args.extend(["--database".to_string(), db.url.clone()]);
+    }
+    let loader = hale_test_support::spawn_binary_with(exe, &args).await;
+    let entries: Vec<serde_json::Value> = (0..3000)
+        .map(|i| {
+            json!({"resource":{"resourceType":"Observation","status":"final",
+                "code":{"coding":[{"system":"http://loinc.org","code":format!("{}-1", i % 50)}],"text":format!("analyte {i}")},
+                "valueQuantity":{"value":i % 97,"unit":"mg"}},
+                "request":{"method":"POST","url":"Observation"}})
+        })
+        .collect();
+    let bundle = json!({"resourceType":"Bundle","type":"batch","entry":entries});
+    let r = loader
+        .client
+        .post(format!("{}/fhir", loader.base))
+        .header("content-type", "application/fhir+json")
+        .body(bundle.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let heavy = "/fhir/Observation?_sort=-value-quantity,code&_total=accurate&_count=5";
+    assert_eq!(loader.client.get(format!("{}{heavy}", loader.base)).send().await.unwrap().status(), 200);
+    drop(loader);
+
+    let config = dir.path().join("limited.toml");
+    std::fs::write(&config, "[limits]\nstatement_timeout_ms = 5\n").unwrap();
+    let mut limited_args = vec!["--config".to_string(), config.display().to_string()];
+    limited_args.extend(args);
+    let limited = hale_test_support::spawn_binary_with(exe, &limited_args).await;
+    let r = limited.client.get(format!("{}{heavy}", limited.base)).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    let oo = json(r).await;
+    assert_outcome(&oo);
+    assert_eq!(oo["issue"][0]["code"], "too-costly", "{oo}");
+    // the server goes on serving what fits in the limit
+    assert_eq!(limited.client.get(format!("{}/healthz", limited.base)).send().await.unwrap().status(), 200);
+}
