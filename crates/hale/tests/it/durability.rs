@@ -3,9 +3,9 @@
 //! with SIGKILL at a random moment, restarted on the same data directory or database,
 //! and checked, `HALE_CRASH_CYCLES` times (default 20): every acknowledged write is
 //! there (its version reads back byte for byte), every transaction is whole or absent,
-//! and at the end the SQLite file passes `PRAGMA integrity_check`, its search index is
-//! exactly what a rebuild from the stored JSON makes, and `hale audit
-//! verify` finds the audit chain intact. On PostgreSQL (`HALE_TEST_STORE=postgres`) the
+//! and at the end the SQLite file passes `PRAGMA integrity_check` and `hale audit
+//! verify` finds the audit chain intact, and on both stores the search index is exactly
+//! what a rebuild from the stored JSON makes. On PostgreSQL (`HALE_TEST_STORE=postgres`) the
 //! node dies and the database lives on: what matters there is that a node dying
 //! mid-transaction leaves nothing half-written.
 
@@ -196,26 +196,62 @@ async fn acknowledged_writes_survive_repeated_sigkill() {
             "the audit chain after {cycles} crashes: {}",
             String::from_utf8_lossy(&out.stdout)
         );
-        // the search index holds exactly the rows of the current versions: none belongs to
-        // a deleted or unknown resource, and rebuilding every row from the stored JSON
-        // (`hale reindex`) changes none
-        let before = index_rows(&dir.path().join("hale.db"));
-        assert!(!before.is_empty());
-        let out = std::process::Command::new(exe)
-            .args(["reindex", "--data-dir", &dir.path().display().to_string()])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "reindex: {}", String::from_utf8_lossy(&out.stderr));
-        let after = index_rows(&dir.path().join("hale.db"));
-        let differ = before.iter().zip(&after).position(|(a, b)| a != b);
-        assert!(
-            before.len() == after.len() && differ.is_none(),
-            "after {cycles} crashes the index differs from a rebuild: {} rows against {}, first difference {:?}",
-            before.len(),
-            after.len(),
-            differ.map(|i| (&before[i], &after[i]))
-        );
     }
+    // the search index holds exactly the rows of the current versions: none belongs to a
+    // deleted or unknown resource, and rebuilding every row from the stored JSON (`hale
+    // reindex`) changes none
+    let index = || match &db {
+        Some(db) => pg_index_rows(&db.url),
+        None => index_rows(&dir.path().join("hale.db")),
+    };
+    let before = index();
+    assert!(!before.is_empty());
+    let mut reindex = vec!["reindex".to_string(), "--data-dir".to_string(), dir.path().display().to_string()];
+    if let Some(db) = &db {
+        reindex.extend(["--database".to_string(), db.url.clone()]);
+    }
+    let out = std::process::Command::new(exe).args(&reindex).output().unwrap();
+    assert!(out.status.success(), "reindex: {}", String::from_utf8_lossy(&out.stderr));
+    let after = index();
+    let differ = before.iter().zip(&after).position(|(a, b)| a != b);
+    assert!(
+        before.len() == after.len() && differ.is_none(),
+        "after {cycles} crashes the index differs from a rebuild: {} rows against {}, first difference {:?}",
+        before.len(),
+        after.len(),
+        differ.map(|i| (&before[i], &after[i]))
+    );
+}
+
+const INDEX_TABLES: [&str; 8] = [
+    "search_token",
+    "search_string",
+    "search_date",
+    "search_number",
+    "search_quantity",
+    "search_reference",
+    "search_uri",
+    "search_composite",
+];
+
+const ORPHANS: &str = "SELECT COUNT(*) FROM {t} i WHERE NOT EXISTS (SELECT 1 FROM resources r \
+    WHERE r.res_type = i.res_type AND r.res_id = i.res_id AND r.deleted = 0)";
+
+/// As [`index_rows`], on PostgreSQL (through `psql`, which `.ci/run` uses too).
+fn pg_index_rows(url: &str) -> Vec<String> {
+    let psql = |sql: &str| -> String {
+        let out =
+            std::process::Command::new("psql").args([url, "-At", "-v", "ON_ERROR_STOP=1", "-c", sql]).output().unwrap();
+        assert!(out.status.success(), "psql: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let mut out = Vec::new();
+    for t in INDEX_TABLES {
+        assert_eq!(psql(&ORPHANS.replace("{t}", t)).trim(), "0", "{t}: rows of deleted or unknown resources");
+        out.extend(psql(&format!("SELECT x::text FROM {t} x")).lines().map(|l| format!("{t} {l}")));
+    }
+    out.sort();
+    out
 }
 
 /// Every row of every search index table (sorted), after checking that each belongs to a
@@ -223,26 +259,8 @@ async fn acknowledged_writes_survive_repeated_sigkill() {
 fn index_rows(db: &std::path::Path) -> Vec<String> {
     let c = rusqlite::Connection::open(db).unwrap();
     let mut out = Vec::new();
-    for t in [
-        "search_token",
-        "search_string",
-        "search_date",
-        "search_number",
-        "search_quantity",
-        "search_reference",
-        "search_uri",
-        "search_composite",
-    ] {
-        let orphans: i64 = c
-            .query_row(
-                &format!(
-                    "SELECT COUNT(*) FROM {t} i WHERE NOT EXISTS (SELECT 1 FROM resources r
-                     WHERE r.res_type = i.res_type AND r.res_id = i.res_id AND r.deleted = 0)"
-                ),
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
+    for t in INDEX_TABLES {
+        let orphans: i64 = c.query_row(&ORPHANS.replace("{t}", t), [], |r| r.get(0)).unwrap();
         assert_eq!(orphans, 0, "{t}: rows of deleted or unknown resources");
         let mut s = c.prepare(&format!("SELECT * FROM {t}")).unwrap();
         let n = s.column_count();
