@@ -57,18 +57,6 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (9, include_str!("../migrations/0009_related_rows.sql")),
 ];
 
-/// Every index table; rows of a resource are replaced on each write.
-const INDEX_TABLES: &[&str] = &[
-    "search_token",
-    "search_string",
-    "search_date",
-    "search_number",
-    "search_quantity",
-    "search_reference",
-    "search_uri",
-    "search_composite",
-];
-
 /// Advisory lock key serialising migrations of one database across nodes.
 const MIGRATION_LOCK: i64 = 0x4841_4c45_4d49_4752; // "HALEMIGR"
 

@@ -19,8 +19,9 @@ use hale_search::index::CompositePart;
 use hale_store::{IndexRows, Method, NewVersion, Result, StoredResource, next_version};
 use tokio_postgres::types::ToSql;
 
+use crate::db;
 use crate::sql::clean;
-use crate::{INDEX_TABLES, db};
+use hale_store::sql::INDEX_TABLES;
 
 /// Current (version, deleted, last_updated) of a resource, `None` when it never existed.
 pub(crate) type Current = Option<(VersionId, bool, i64)>;

@@ -36,7 +36,7 @@ struct Line<'a> {
     agent: std::borrow::Cow<'a, str>,
     #[serde(rename = "o", borrow)]
     outcome: std::borrow::Cow<'a, str>,
-    #[serde(rename = "p", borrow)]
+    #[serde(rename = "p")]
     patients: std::borrow::Cow<'a, [String]>,
     #[serde(rename = "b", borrow, default, skip_serializing_if = "Option::is_none")]
     body: Option<std::borrow::Cow<'a, str>>,

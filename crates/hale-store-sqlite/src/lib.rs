@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use hale_fhir::{ResourceId, ResourceType, VersionId};
 use hale_search::parse::SearchRequest;
+use hale_store::sql::INDEX_TABLES;
 use hale_store::{
     AccountKey, AccountRow, AuditQuery, AuditRow, AuditWrite, AuthRecord, ChainLink, ChainedEntry, CreateOutcome,
     Criteria, Error, EverythingQuery, HistoryPage, HistoryQuery, HistoryScope, IndexRows, Instant, Method, NewVersion,
@@ -48,18 +49,6 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (13, include_str!("../migrations/0013_server_key.sql")),
     (14, include_str!("../migrations/0014_related_rows.sql")),
     (15, include_str!("../migrations/0015_audit_segments.sql")),
-];
-
-/// Every index table; rows of a resource are replaced on each write.
-const INDEX_TABLES: &[&str] = &[
-    "search_token",
-    "search_string",
-    "search_date",
-    "search_number",
-    "search_quantity",
-    "search_reference",
-    "search_uri",
-    "search_composite",
 ];
 
 /// Readers kept open for reuse.
@@ -309,29 +298,19 @@ impl SqliteStore {
         let limit = self.inner.statement_timeout_ms.load(std::sync::atomic::Ordering::Relaxed);
         tokio::task::spawn_blocking(move || {
             let c = this.reader()?;
-            // past the deadline SQLite's progress handler interrupts the statement
-            let stopped = Arc::new(std::sync::atomic::AtomicBool::new(false));
-            if limit > 0 {
-                let deadline = std::time::Instant::now() + std::time::Duration::from_millis(limit);
-                let flag = stopped.clone();
-                c.progress_handler(
-                    10_000,
-                    Some(move || {
-                        let over = std::time::Instant::now() > deadline;
-                        if over {
-                            flag.store(true, std::sync::atomic::Ordering::Relaxed);
-                        }
-                        over
-                    }),
-                );
+            // past the deadline SQLite's progress handler interrupts the statement; a read
+            // that failed past it was stopped by it
+            let deadline = (limit > 0).then(|| std::time::Instant::now() + std::time::Duration::from_millis(limit));
+            if let Some(d) = deadline {
+                c.progress_handler(10_000, Some(move || std::time::Instant::now() > d));
             }
             let out = f(&c);
-            if limit > 0 {
+            if deadline.is_some() {
                 c.progress_handler(0, None::<fn() -> bool>);
             }
             this.give_back(c);
             match out {
-                Err(_) if stopped.load(std::sync::atomic::Ordering::Relaxed) => Err(Error::Timeout),
+                Err(_) if deadline.is_some_and(|d| std::time::Instant::now() > d) => Err(Error::Timeout),
                 out => out,
             }
         })

@@ -56,6 +56,19 @@ pub struct Stmt {
 /// last updated, method, body.
 pub const VERSION_COLUMNS: &str = "v.seq, v.res_type, v.res_id, v.version, v.last_updated, v.method, v.body";
 
+/// Every search index table (both stores' schemas name them alike); the rows of a
+/// resource in each are replaced on every write.
+pub const INDEX_TABLES: &[&str] = &[
+    "search_token",
+    "search_string",
+    "search_date",
+    "search_number",
+    "search_quantity",
+    "search_reference",
+    "search_uri",
+    "search_composite",
+];
+
 /// Above every indexed string.
 const TEXT_MAX: &str = "\u{10FFFF}";
 

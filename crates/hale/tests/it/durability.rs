@@ -223,17 +223,6 @@ async fn acknowledged_writes_survive_repeated_sigkill() {
     );
 }
 
-const INDEX_TABLES: [&str; 8] = [
-    "search_token",
-    "search_string",
-    "search_date",
-    "search_number",
-    "search_quantity",
-    "search_reference",
-    "search_uri",
-    "search_composite",
-];
-
 const ORPHANS: &str = "SELECT COUNT(*) FROM {t} i WHERE NOT EXISTS (SELECT 1 FROM resources r \
     WHERE r.res_type = i.res_type AND r.res_id = i.res_id AND r.deleted = 0)";
 
@@ -246,7 +235,7 @@ fn pg_index_rows(url: &str) -> Vec<String> {
         String::from_utf8(out.stdout).unwrap()
     };
     let mut out = Vec::new();
-    for t in INDEX_TABLES {
+    for &t in hale_store::sql::INDEX_TABLES {
         assert_eq!(psql(&ORPHANS.replace("{t}", t)).trim(), "0", "{t}: rows of deleted or unknown resources");
         out.extend(psql(&format!("SELECT x::text FROM {t} x")).lines().map(|l| format!("{t} {l}")));
     }
@@ -259,7 +248,7 @@ fn pg_index_rows(url: &str) -> Vec<String> {
 fn index_rows(db: &std::path::Path) -> Vec<String> {
     let c = rusqlite::Connection::open(db).unwrap();
     let mut out = Vec::new();
-    for t in INDEX_TABLES {
+    for &t in hale_store::sql::INDEX_TABLES {
         let orphans: i64 = c.query_row(&ORPHANS.replace("{t}", t), [], |r| r.get(0)).unwrap();
         assert_eq!(orphans, 0, "{t}: rows of deleted or unknown resources");
         let mut s = c.prepare(&format!("SELECT * FROM {t}")).unwrap();

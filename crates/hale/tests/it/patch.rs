@@ -64,7 +64,11 @@ async fn json_patch_updates_validates_and_locks() {
 }
 
 async fn fhirpath_patch(s: &TestServer, path: &str, ops: Vec<serde_json::Value>) -> reqwest::Response {
-    let body = json!({"resourceType":"Parameters","parameter":ops});
+    fhirpath_patch_with(s, path, json!({"resourceType":"Parameters","parameter":ops})).await
+}
+
+/// PATCH with a FHIRPath Patch `Parameters` resource as it is.
+async fn fhirpath_patch_with(s: &TestServer, path: &str, body: serde_json::Value) -> reqwest::Response {
     s.client
         .patch(s.fhir(path))
         .header("content-type", "application/fhir+json")
@@ -159,14 +163,7 @@ async fn fhirpath_patch_updates_validates_and_locks() {
     // is, answered as an update that changes nothing, with or without `parameter`
     for body in [json!({"resourceType":"Parameters"}), json!({"resourceType":"Parameters","parameter":[]})] {
         let before = json(s.get("/Patient/fp").await).await;
-        let r = s
-            .client
-            .patch(s.fhir("/Patient/fp"))
-            .header("content-type", "application/fhir+json")
-            .body(body.to_string())
-            .send()
-            .await
-            .unwrap();
+        let r = fhirpath_patch_with(&s, "/Patient/fp", body.clone()).await;
         assert_eq!(r.status(), 200, "{body}");
         let after = json(r).await;
         let strip = |mut v: serde_json::Value| {
