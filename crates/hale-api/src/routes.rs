@@ -19,6 +19,13 @@ pub enum RoutePolicy {
     /// health information (a clinician's patient picker) only through a repository made
     /// for the signed-in user.
     Authorization,
+    /// A page of the clinician application: the handler answers only a signed-in
+    /// session (else it sends the browser to sign in) and reaches health information
+    /// only through the repository made for the session's user.
+    Page,
+    /// Fixed content compiled into the binary (a stylesheet, a script): no health
+    /// information, no session.
+    Asset,
 }
 
 /// A router whose every route has a declared policy.
@@ -52,6 +59,16 @@ impl<S: Clone + Send + Sync + 'static> Routes<S> {
     /// A route whose handlers reach health information only through the gate.
     pub fn gated(self, path: &'static str, handler: MethodRouter<S>) -> Self {
         self.add(path, RoutePolicy::Gated, handler)
+    }
+
+    /// A page of the clinician application.
+    pub fn page(self, path: &'static str, handler: MethodRouter<S>) -> Self {
+        self.add(path, RoutePolicy::Page, handler)
+    }
+
+    /// Fixed content compiled into the binary.
+    pub fn asset(self, path: &'static str, handler: MethodRouter<S>) -> Self {
+        self.add(path, RoutePolicy::Asset, handler)
     }
 
     fn add(mut self, path: &'static str, policy: RoutePolicy, handler: MethodRouter<S>) -> Self {

@@ -35,6 +35,8 @@ mod launch;
 mod pages;
 mod token;
 
+pub use pages::{esc, user_context};
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -139,8 +141,8 @@ fn failure_prefix(key: &str) -> String {
 }
 
 /// The routes of the authorization server over `state`.
-pub fn routes(state: AuthState) -> Routes<()> {
-    unstated().with_state(Arc::new(state))
+pub fn routes(state: Arc<AuthState>) -> Routes<()> {
+    unstated().with_state(state)
 }
 
 /// Every route of the authorization server with its policy.
@@ -323,7 +325,7 @@ async fn client(st: &AuthState, id: &str) -> Option<Client> {
 /// timeout), with the session's CSRF token. None when the session is unknown or
 /// expired, its account disabled or gone, or it began before the account's
 /// [`hale_repository::TOKENS_VOID`] mark (a password change ends every other session).
-async fn session(st: &AuthState, headers: &HeaderMap) -> Option<(Account, String)> {
+pub async fn session(st: &AuthState, headers: &HeaderMap) -> Option<(Account, String)> {
     let sid = cookie(headers, SESSION_COOKIE)?;
     let key = hash_secret(&sid);
     let repo = st.system();

@@ -213,12 +213,7 @@ async fn check(st: &AuthState, headers: &HeaderMap, p: &Params) -> Result<Checke
 }
 
 /// A request context for `account` with `scopes`, as a token would give.
-pub(crate) fn user_context(
-    account: &Account,
-    scopes: Scopes,
-    launch: Option<String>,
-    client: &str,
-) -> Option<RequestContext> {
+pub fn user_context(account: &Account, scopes: Scopes, launch: Option<String>, client: &str) -> Option<RequestContext> {
     let role = account.role().ok()?;
     let grant = UserGrant {
         account: account.id.clone(),
@@ -523,8 +518,14 @@ pub async fn decide(State(st): St, headers: HeaderMap, Form(p): Form<Params>) ->
     Redirect::to(&url).into_response()
 }
 
+/// Where a sign-in may lead: an authorization request, or a page of the clinician
+/// application (a path of this server, never another origin).
 fn safe_next(next: Option<&String>) -> Option<String> {
-    next.filter(|n| n.starts_with("/auth/authorize?") && !n.contains("//") && !n.contains('\\')).cloned()
+    next.filter(|n| {
+        let app = *n == "/app" || n.starts_with("/app/") || n.starts_with("/app?");
+        (n.starts_with("/auth/authorize?") || app) && !n.contains("//") && !n.contains('\\') && !n.contains("/..")
+    })
+    .cloned()
 }
 
 fn login_form(st: &AuthState, next: Option<&str>, error: Option<&str>, username: &str, status: StatusCode) -> Response {
@@ -555,6 +556,12 @@ fn login_form(st: &AuthState, next: Option<&str>, error: Option<&str>, username:
 /// `GET /auth/login`.
 pub async fn login_page(State(st): St, headers: HeaderMap, Query(p): Query<Params>) -> Response {
     let next = safe_next(p.get("next"));
+    if let Some(n) = next.as_deref().filter(|n| n.starts_with("/app"))
+        && session(&st, &headers).await.is_some()
+    {
+        // signed in already: straight to the page asked for
+        return Redirect::to(n).into_response();
+    }
     if next.is_none()
         && let Some((account, csrf)) = session(&st, &headers).await
     {
@@ -743,7 +750,12 @@ pub async fn logout(State(st): St, headers: HeaderMap, Form(p): Form<Params>) ->
         let _ = repo.take_auth_record("session", &hash_secret(&sid)).await;
         let _ = repo.audit_auth_event("logout", &format!("user:{}", account.username), None).await;
     }
-    let mut r = Redirect::to("/auth/login").into_response();
+    // back to the sign-in page, which leads to the page signed out of when signed in again
+    let to = match safe_next(p.get("next")) {
+        Some(n) => format!("/auth/login?next={}", form_encode(&n)),
+        None => "/auth/login".to_string(),
+    };
+    let mut r = Redirect::to(&to).into_response();
     if let Ok(v) = set_cookie(&st, SESSION_COOKIE, "", Some(0)).parse() {
         r.headers_mut().append(header::SET_COOKIE, v);
     }

@@ -9,6 +9,7 @@
 
 pub mod bulk;
 pub mod config;
+pub mod demo;
 pub mod synth;
 pub mod users;
 
@@ -228,8 +229,8 @@ fn routes(cfg: &Config, gate: Gate, tokens: Arc<TokenKeys>) -> Routes<()> {
         verified: Arc::default(),
     });
     let public_base = (!cfg.public_base_url.is_empty()).then(|| cfg.public_base_url.clone());
-    let auth = hale_auth::routes(hale_auth::AuthState::new(gate.clone(), tokens, public_base));
-    let api = api.merge(auth);
+    let auth_state = Arc::new(hale_auth::AuthState::new(gate.clone(), tokens, public_base));
+    let api = api.merge(hale_auth::routes(auth_state.clone())).merge(hale_app::routes(gate.clone(), auth_state));
     api.merge(health_routes().with_state(Health {
         repository: gate.system("readiness"),
         data_dir: cfg.data_dir.clone(),
@@ -249,7 +250,7 @@ fn health_routes() -> Routes<Health> {
 fn app(cfg: &Config, gate: Gate, tokens: Arc<TokenKeys>) -> Router {
     let (router, declared) = routes(cfg, gate, tokens).into_parts();
     for (path, policy) in &declared {
-        tracing::debug!(path, policy = if *policy == RoutePolicy::Public { "public" } else { "gated" }, "route");
+        tracing::debug!(path, policy = ?policy, "route");
     }
     router
         .fallback(hale_api::not_found)
@@ -344,6 +345,7 @@ async fn admit(
 pub fn declared_routes() -> Vec<(&'static str, RoutePolicy)> {
     let mut out = hale_api::routes().declared().to_vec();
     out.extend(hale_auth::declared());
+    out.extend(hale_app::declared());
     out.extend_from_slice(health_routes().declared());
     out
 }

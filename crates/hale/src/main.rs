@@ -432,6 +432,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     chain_audit(&repo, &cfg).await?;
                     report_load(&summary, "synthesized")?;
                 }
+                if let Some(accounts) = hale_server::demo::create_accounts(&repo).await? {
+                    chain_audit(&repo, &cfg).await?;
+                    print_demo_accounts(&accounts);
+                }
                 drop(repo);
                 serve(&cfg).await
             })
@@ -637,6 +641,21 @@ fn report_load(summary: &hale_server::bulk::ImportSummary, verb: &str) -> anyhow
     } else {
         anyhow::bail!("{} problems while loading (listed above)", summary.errors.len())
     }
+}
+
+/// The demo's accounts, on the terminal only (never in the logs).
+fn print_demo_accounts(accounts: &[hale_server::demo::DemoAccount]) {
+    println!("Demo accounts (synthetic data only; the passwords are shown this once):");
+    for a in accounts {
+        println!("  {:<14} {:<13} password {}", a.role, a.username, a.password);
+        if let (Some(secret), Some(code)) = (&a.totp_secret, a.current_code()) {
+            println!("  {:<14} {:<13} authenticator secret {secret} (code now: {code})", "", "");
+        }
+    }
+    println!("Staff sign in with an authenticator code: add the secret to an authenticator app, or run");
+    println!("  oathtool --totp -b SECRET   (Debian package oathtool) for a current code.");
+    println!("The administrator chooses a new password at the first sign-in. Lost one? hale user reset-password NAME");
+    println!("The clinician application is at /app on the address below.");
 }
 
 async fn serve(cfg: &Config) -> anyhow::Result<()> {

@@ -10,12 +10,12 @@ use std::path::{Path, PathBuf};
 use crate::smart::{REDIRECT, authorize_url, pkce, setup, token};
 use hale_test_support::TestServer;
 
-fn root() -> PathBuf {
+pub(crate) fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
 }
 
 /// Whether the browser tests can run here; panics under `CI=true` when they cannot.
-fn browser_available(test: &str) -> bool {
+pub(crate) fn browser_available(test: &str) -> bool {
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     let missing = if !Path::new(&chromium).exists() {
         Some(format!("{chromium} is missing (apt-get install chromium)"))

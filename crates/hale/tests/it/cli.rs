@@ -152,12 +152,46 @@ async fn demo_synthesizes_once_then_serves() {
         hale_test_support::json(r).await["total"].as_u64().unwrap()
     };
     let server = hale_test_support::spawn_binary_with(exe, &args).await;
-    assert!(
-        server.banner.iter().any(|l| l.contains("created the administrator 'admin' with the one-time password")),
-        "{:?}",
-        server.banner
-    );
+    // the demo's accounts are printed once, with what it takes to sign in
+    let banner = server.banner.join("\n");
+    let printed = |user: &str| -> (String, Option<String>) {
+        let lines: Vec<&str> = banner.lines().collect();
+        let i = lines
+            .iter()
+            .position(|l| l.split_whitespace().nth(1) == Some(user))
+            .unwrap_or_else(|| panic!("{user}: {banner}"));
+        let password = lines[i].split_whitespace().nth(3).unwrap().to_string();
+        let secret = lines
+            .get(i + 1)
+            .filter(|l| l.contains("authenticator secret"))
+            .map(|l| l.split_whitespace().nth(2).unwrap().to_string());
+        (password, secret)
+    };
+    for user in ["admin", "dr.demo", "nurse.demo"] {
+        assert!(printed(user).1.is_some(), "{user} has an authenticator: {banner}");
+    }
+    assert_eq!(printed("patient.demo").1, None);
     assert_eq!(count(server.client.clone(), server.base.clone()).await, 2);
+    // a newcomer signs in as the clinician with the printed password and a code of the
+    // printed secret, and opens the chart of one of their patients
+    let (password, secret) = printed("dr.demo");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let code = hale_identity::totp::code_at(&secret.unwrap(), now + 30).unwrap();
+    let session = crate::smart::sign_in_at(&server.base, "/app", "dr.demo", &password, &code).await.unwrap();
+    let get = |path: String| {
+        let session = session.clone();
+        async move {
+            let r = crate::smart::no_redirects().get(path).header("cookie", session).send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    let (status, home) = get(format!("{}/app", server.base)).await;
+    assert_eq!(status, 200, "{home}");
+    let link = home.split("href=\"/app/patient/").nth(1).map(|s| s.split('"').next().unwrap().to_string());
+    let link = link.unwrap_or_else(|| panic!("the clinician has patients: {home}"));
+    let (status, chart) = get(format!("{}/app/patient/{link}", server.base)).await;
+    assert_eq!(status, 200, "{chart}");
+    assert!(chart.contains("Latest vital signs"), "{chart}");
     let r = server
         .client
         .get(format!("{}/fhir/Observation?category=vital-signs&_count=1", server.base))
@@ -168,7 +202,7 @@ async fn demo_synthesizes_once_then_serves() {
     drop(server);
     // a store that has patients is served as it is
     let server = hale_test_support::spawn_binary_with(exe, &args).await;
-    assert!(server.banner.iter().all(|l| !l.contains("one-time password")), "only on the first start");
+    assert!(server.banner.iter().all(|l| !l.contains("password")), "only on the first start: {:?}", server.banner);
     assert_eq!(count(server.client.clone(), server.base.clone()).await, 2);
 }
 

@@ -1,6 +1,7 @@
 //! End-to-end tests: the real server over HTTP on port 0, and the `hale` binary.
 
 mod accounts;
+mod app;
 mod audit;
 mod browser;
 mod bulk;

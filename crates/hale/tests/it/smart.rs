@@ -14,16 +14,16 @@ use sha2::Digest;
 
 pub(crate) const REDIRECT: &str = "http://127.0.0.1:9/callback";
 
-fn no_redirects() -> reqwest::Client {
+pub(crate) fn no_redirects() -> reqwest::Client {
     reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
 }
 
-fn enc(s: &str) -> String {
+pub(crate) fn enc(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 /// The value of a hidden or visible form field in a page.
-fn field(html: &str, name: &str) -> Option<String> {
+pub(crate) fn field(html: &str, name: &str) -> Option<String> {
     let needle = format!("name=\"{name}\" value=\"");
     let start = html.find(&needle)? + needle.len();
     let end = html[start..].find('"')?;
@@ -31,18 +31,18 @@ fn field(html: &str, name: &str) -> Option<String> {
 }
 
 /// The cookie a response sets (`name=value`).
-fn set_cookie(r: &reqwest::Response, name: &str) -> Option<String> {
+pub(crate) fn set_cookie(r: &reqwest::Response, name: &str) -> Option<String> {
     r.headers().get_all("set-cookie").iter().filter_map(|v| v.to_str().ok()).find_map(|c| {
         let first = c.split(';').next()?;
         first.starts_with(&format!("{name}=")).then(|| first.to_string())
     })
 }
 
-fn location(r: &reqwest::Response) -> String {
+pub(crate) fn location(r: &reqwest::Response) -> String {
     r.headers().get("location").map(|l| l.to_str().unwrap().to_string()).unwrap_or_default()
 }
 
-fn query_param(url: &str, name: &str) -> Option<String> {
+pub(crate) fn query_param(url: &str, name: &str) -> Option<String> {
     let q = url.split_once('?')?.1;
     url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.to_string())
 }
@@ -70,16 +70,33 @@ pub(crate) fn authorize_url(ts: &TestServer, client: &str, scope: &str, p: &Pkce
 }
 
 /// Signs in through the login page; returns the session cookie, or the refused page.
-async fn sign_in(ts: &TestServer, next: &str, user: &str, password: &str, code: &str) -> Result<String, (u16, String)> {
+pub(crate) async fn sign_in(
+    ts: &TestServer,
+    next: &str,
+    user: &str,
+    password: &str,
+    code: &str,
+) -> Result<String, (u16, String)> {
+    sign_in_at(&ts.base, next, user, password, code).await
+}
+
+/// [`sign_in`] at the server at `base`.
+pub(crate) async fn sign_in_at(
+    base: &str,
+    next: &str,
+    user: &str,
+    password: &str,
+    code: &str,
+) -> Result<String, (u16, String)> {
     let c = no_redirects();
-    let r = c.get(format!("{}/auth/login?next={}", ts.base, enc(next))).send().await.unwrap();
+    let r = c.get(format!("{base}/auth/login?next={}", enc(next))).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let login_cookie = set_cookie(&r, "hale_login").unwrap();
     let page = r.text().await.unwrap();
     let csrf = field(&page, "login_csrf").unwrap();
     let form =
         [("username", user), ("password", password), ("code", code), ("next", next), ("login_csrf", csrf.as_str())];
-    let r = c.post(format!("{}/auth/login", ts.base)).header("cookie", login_cookie).form(&form).send().await.unwrap();
+    let r = c.post(format!("{base}/auth/login")).header("cookie", login_cookie).form(&form).send().await.unwrap();
     if r.status() != 303 {
         let status = r.status().as_u16();
         return Err((status, r.text().await.unwrap()));
@@ -167,7 +184,7 @@ pub(crate) async fn setup(ts: &TestServer) {
     hale_auth::register_client(&repo, "app1", "Health Diary", &[REDIRECT.to_string()], false).await.unwrap();
 }
 
-fn now() -> u64 {
+pub(crate) fn now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
 }
 
@@ -826,7 +843,7 @@ fn a_backend_client_is_registered_with_a_checked_jwks() {
 // ---- EHR launch ----
 
 /// Enrols `user`'s second factor; returns a code for their next sign-in.
-async fn enrolled(ts: &TestServer, user: &str) -> String {
+pub(crate) async fn enrolled(ts: &TestServer, user: &str) -> String {
     let repo = ts.system_repository("test-setup").await;
     let hale_server::users::Enrolment::Started(uri) = enroll_mfa(&repo, user, None).await.unwrap() else { panic!() };
     let secret = query_param(&uri, "secret").unwrap();

@@ -1,0 +1,360 @@
+//! `GET /app/patient/{id}`: the chart's summary. Demographics and identifiers; the
+//! allergies, first and prominent; active problems and medications; the latest vital
+//! signs; recent laboratory results with their flags and reference ranges;
+//! immunizations; recent and upcoming encounters. Each part is one search through the
+//! session's repository (access-checked and audited), run at the same time.
+
+use axum::extract::Path;
+use axum::http::StatusCode;
+use axum::response::Response;
+use maud::{Markup, html};
+use serde_json::Value;
+
+use crate::fhir::{
+    Flag, LOINC, address, age, code_in, concept, day, flag, mrns, observation_value, person_name, phone,
+    reference_label, reference_range, today,
+};
+use crate::layout::{page, respond};
+use crate::{Session, failure, search, viewed};
+
+/// The vital signs shown, in order: LOINC code and label.
+const VITALS: &[(&str, &str)] = &[
+    ("85354-9", "Blood pressure"),
+    ("8867-4", "Heart rate"),
+    ("9279-1", "Respiratory rate"),
+    ("8310-5", "Temperature"),
+    ("59408-5", "SpO₂"),
+    ("2708-6", "SpO₂"),
+    ("29463-7", "Weight"),
+    ("8302-2", "Height"),
+    ("39156-5", "BMI"),
+];
+
+/// `GET /app/patient/{id}`.
+pub(crate) async fn summary(session: Session, Path(id): Path<String>) -> Response {
+    let Ok(rid) = hale_repository::resource_id(&id) else {
+        return crate::layout::problem(
+            StatusCode::NOT_FOUND,
+            Some(&session),
+            "Not found",
+            "That is not the address of a patient's chart.",
+        );
+    };
+    let ty = match hale_repository::resource_type("Patient") {
+        Ok(t) => t,
+        Err(e) => return failure(&session, &e),
+    };
+    let patient: Value = match session.repo.read(&ty, &rid).await {
+        Ok(r) => match r.body.as_deref().and_then(|b| serde_json::from_str(b).ok()) {
+            Some(v) => v,
+            None => {
+                return crate::layout::problem(
+                    StatusCode::GONE,
+                    Some(&session),
+                    "Not found",
+                    "This chart was deleted.",
+                );
+            }
+        },
+        Err(e) => return failure(&session, &e),
+    };
+    let repo = &session.repo;
+    let p = id.as_str();
+    let q_allergies = [("patient", p)];
+    let q_problems = [("patient", p), ("clinical-status", "active,recurrence,relapse"), ("_sort", "-onset-date")];
+    let q_meds = [("patient", p), ("status", "active,on-hold"), ("_sort", "-authoredon")];
+    let q_vitals = [("patient", p), ("category", "vital-signs"), ("_sort", "-date")];
+    let q_labs = [("patient", p), ("category", "laboratory"), ("_sort", "-date")];
+    let q_imms = [("patient", p), ("_sort", "-date")];
+    let q_encs = [("patient", p), ("_sort", "-date")];
+    let (allergies, problems, meds, vitals, labs, immunizations, encounters) = tokio::join!(
+        search(repo, "AllergyIntolerance", &q_allergies, 100),
+        search(repo, "Condition", &q_problems, 100),
+        search(repo, "MedicationRequest", &q_meds, 100),
+        search(repo, "Observation", &q_vitals, 60),
+        search(repo, "Observation", &q_labs, 200),
+        search(repo, "Immunization", &q_imms, 30),
+        search(repo, "Encounter", &q_encs, 12),
+    );
+    let parts = (|| {
+        Ok::<_, hale_repository::Error>((allergies?, problems?, meds?, vitals?, labs?, immunizations?, encounters?))
+    })();
+    let (allergies, problems, meds, vitals, labs, immunizations, encounters) = match parts {
+        Ok(p) => p,
+        Err(e) => return failure(&session, &e),
+    };
+    viewed(&session.gate, &session.account, p).await;
+    let name = person_name(&patient);
+    let body = html! {
+        (banner(&patient))
+        (allergy_strip(&allergies))
+        div.grid {
+            section.card aria-labelledby="problems-h" {
+                h2 #problems-h { "Active problems (" (problems.len()) ")" }
+                (problem_list(&problems))
+            }
+            section.card aria-labelledby="meds-h" {
+                h2 #meds-h { "Active medications (" (meds.len()) ")" }
+                (medication_list(&meds))
+            }
+            section.card.wide aria-labelledby="vitals-h" {
+                h2 #vitals-h { "Latest vital signs" }
+                (latest_vitals(&vitals))
+            }
+            section.card.wide aria-labelledby="labs-h" {
+                h2 #labs-h { "Latest results" }
+                (lab_table(&labs))
+            }
+            section.card aria-labelledby="imm-h" {
+                h2 #imm-h { "Immunizations" }
+                (immunization_list(&immunizations))
+            }
+            section.card aria-labelledby="enc-h" {
+                h2 #enc-h { "Encounters" }
+                (encounter_list(&encounters))
+            }
+        }
+    };
+    respond(StatusCode::OK, page(&name, Some(&session), body))
+}
+
+fn banner(p: &Value) -> Markup {
+    let birth = day(&p["birthDate"]);
+    let deceased = p["deceasedBoolean"].as_bool() == Some(true) || p.get("deceasedDateTime").is_some();
+    html! {
+        section.banner aria-label="Patient" {
+            h1 { (person_name(p)) }
+            @if deceased { span.deceased { "Deceased " (day(&p["deceasedDateTime"])) } }
+            dl {
+                div { dt { "Born" } dd { (birth) @if let Some(a) = age(&birth, today()) { " (" (a) ")" } } }
+                div { dt { "Sex" } dd { (p["gender"].as_str().unwrap_or("unknown")) } }
+                div { dt { "MRN" } dd { (mrns(p).join(", ")) } }
+                @let ph = phone(p);
+                @if !ph.is_empty() { div { dt { "Phone" } dd { (ph) } } }
+                @let gp = p["generalPractitioner"].as_array().and_then(|g| g.first()).map(reference_label).unwrap_or_default();
+                @if !gp.is_empty() { div { dt { "GP" } dd { (gp) } } }
+                @let addr = address(p);
+                @if !addr.is_empty() { div.hide-narrow { dt { "Address" } dd { (addr) } } }
+            }
+        }
+    }
+}
+
+/// Whether a resource's `clinicalStatus` (AllergyIntolerance, Condition) is one of
+/// `codes`, or absent.
+fn status_in(r: &Value, codes: &[&str]) -> bool {
+    match r["clinicalStatus"]["coding"].as_array() {
+        None => true,
+        Some(cs) => cs.iter().any(|c| c["code"].as_str().is_some_and(|code| codes.contains(&code))),
+    }
+}
+
+fn entered_in_error(r: &Value) -> bool {
+    r["verificationStatus"]["coding"]
+        .as_array()
+        .is_some_and(|cs| cs.iter().any(|c| c["code"] == "entered-in-error" || c["code"] == "refuted"))
+}
+
+fn allergy_strip(all: &[Value]) -> Markup {
+    let mut active: Vec<&Value> = all.iter().filter(|a| status_in(a, &["active"]) && !entered_in_error(a)).collect();
+    // high criticality first
+    active.sort_by_key(|a| a["criticality"] != "high");
+    html! {
+        @if active.is_empty() {
+            section.allergies.none aria-labelledby="allergies-h" {
+                h2 #allergies-h { "Allergies" }
+                p.empty { "No active allergy or intolerance recorded." }
+            }
+        } @else {
+            section.allergies aria-labelledby="allergies-h" {
+                h2 #allergies-h { "Allergies and intolerances (" (active.len()) ")" }
+                ul {
+                    @for a in &active {
+                        li {
+                            strong { (concept(&a["code"])) }
+                            @if let Some(c) = a["criticality"].as_str() {
+                                span class={ "crit " (c) } { (c.replace('-', " ")) " risk" }
+                            }
+                            @let reactions = reactions(a);
+                            @if !reactions.is_empty() { " — " (reactions) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn reactions(a: &Value) -> String {
+    let mut out: Vec<String> = Vec::new();
+    for r in a["reaction"].as_array().into_iter().flatten() {
+        for m in r["manifestation"].as_array().into_iter().flatten() {
+            let t = concept(m);
+            if !t.is_empty() && !out.contains(&t) {
+                out.push(t);
+            }
+        }
+    }
+    out.join(", ")
+}
+
+fn problem_list(problems: &[Value]) -> Markup {
+    let shown: Vec<&Value> = problems.iter().filter(|c| !entered_in_error(c)).collect();
+    html! {
+        @if shown.is_empty() { p.empty { "None recorded." } } @else {
+            ul.plain {
+                @for c in shown {
+                    li {
+                        span { (concept(&c["code"])) }
+                        span.muted { "since " (day(&c["onsetDateTime"])) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn medication_list(meds: &[Value]) -> Markup {
+    html! {
+        @if meds.is_empty() { p.empty { "None recorded." } } @else {
+            ul.plain {
+                @for m in meds {
+                    li {
+                        span {
+                            strong { (medication_name(m)) }
+                            @let dose = m["dosageInstruction"].as_array().and_then(|d| d.first()).and_then(|d| d["text"].as_str()).unwrap_or("");
+                            @if !dose.is_empty() { br; small { (dose) } }
+                        }
+                        span.muted { (day(&m["authoredOn"])) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn medication_name(m: &Value) -> String {
+    if let Some(cc) = m.get("medicationCodeableConcept") {
+        return concept(cc);
+    }
+    reference_label(&m["medicationReference"])
+}
+
+/// The newest value of each vital sign.
+fn latest_vitals(vitals: &[Value]) -> Markup {
+    // the search is newest first: the first of each code is its latest
+    let mut shown: Vec<(&str, &Value)> = Vec::new();
+    for (code, label) in VITALS {
+        if shown.iter().any(|(l, _)| l == label) {
+            continue;
+        }
+        if let Some(o) = vitals.iter().find(|o| code_in(&o["code"], LOINC).as_deref() == Some(code)) {
+            shown.push((label, o));
+        }
+    }
+    html! {
+        @if shown.is_empty() { p.empty { "None recorded." } } @else {
+            div.vitals {
+                @for (label, o) in &shown {
+                    div.vital {
+                        div.k { (label) }
+                        div.v { (observation_value(o)) }
+                        div.k { (day(&o["effectiveDateTime"])) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The key a result is grouped by: its LOINC code, else its code's text.
+fn analyte(o: &Value) -> String {
+    code_in(&o["code"], LOINC).unwrap_or_else(|| concept(&o["code"]))
+}
+
+/// The latest result of each test (newest tests first), with the one before it.
+fn lab_table(labs: &[Value]) -> Markup {
+    // the search is newest first: the first of each analyte is its latest
+    let mut rows: Vec<(String, &Value, Option<&Value>)> = Vec::new();
+    for o in labs {
+        let key = analyte(o);
+        if let Some(r) = rows.iter_mut().find(|r| r.0 == key) {
+            r.2 = r.2.or(Some(o));
+        } else if rows.len() < MAX_ANALYTES {
+            rows.push((key, o, None));
+        }
+    }
+    html! {
+        @if rows.is_empty() { p.empty { "No laboratory result recorded." } } @else {
+            table {
+                thead { tr { th { "Test" } th { "Latest" } th { "Flag" } th { "Date" } th.hide-narrow { "Previous" } th.hide-narrow { "Reference range" } } }
+                tbody {
+                    @for (_, o, previous) in &rows {
+                        @let f = flag(o);
+                        tr class=(row_class(f)) {
+                            td { (concept(&o["code"])) }
+                            td.num { (observation_value(o)) }
+                            td { @if f != Flag::Normal { span class={ "flag " (f.label()) } title=(f.words()) { (f.label()) span.sr { " " (f.words()) } } } }
+                            td.date { (day(&o["effectiveDateTime"])) }
+                            td.num.hide-narrow {
+                                @if let Some(p) = previous {
+                                    (observation_value(p)) " " small.muted { (day(&p["effectiveDateTime"])) }
+                                }
+                            }
+                            td.num.hide-narrow { (reference_range(o)) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The most tests the summary lists.
+const MAX_ANALYTES: usize = 25;
+
+fn row_class(f: Flag) -> &'static str {
+    if f.is_critical() {
+        "critical"
+    } else if f == Flag::Normal {
+        ""
+    } else {
+        "abnormal"
+    }
+}
+
+fn immunization_list(imms: &[Value]) -> Markup {
+    html! {
+        @if imms.is_empty() { p.empty { "None recorded." } } @else {
+            ul.plain {
+                @for i in imms {
+                    li {
+                        span { (concept(&i["vaccineCode"])) @if i["status"] != "completed" { " " small { "(" (i["status"].as_str().unwrap_or("")) ")" } } }
+                        span.muted { (day(&i["occurrenceDateTime"])) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn encounter_list(encs: &[Value]) -> Markup {
+    html! {
+        @if encs.is_empty() { p.empty { "None recorded." } } @else {
+            ul.plain {
+                @for e in encs {
+                    li {
+                        span {
+                            (e["type"].as_array().and_then(|t| t.first()).map(concept).unwrap_or_else(|| e["class"]["display"].as_str().or(e["class"]["code"].as_str()).unwrap_or("Encounter").to_string()))
+                            @let reason = e["reasonCode"].as_array().and_then(|r| r.first()).map(concept).unwrap_or_default();
+                            @if !reason.is_empty() { br; small { (reason) } }
+                            @let provider = reference_label(&e["serviceProvider"]);
+                            @if !provider.is_empty() { br; small.muted { (provider) } }
+                        }
+                        span.muted { (day(&e["period"]["start"])) @if e["status"] == "planned" { " (planned)" } }
+                    }
+                }
+            }
+        }
+    }
+}

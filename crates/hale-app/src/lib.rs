@@ -1,0 +1,208 @@
+//! The clinician application under `/app`: server-rendered pages over the same
+//! repository gate as the FHIR API. A page answers only a signed-in session (the
+//! authorization server's session cookie; else the browser is sent to sign in and
+//! brought back), and reads through a [`Repository`] made for the session's user, so
+//! every page view is access-checked and audited as an API read would be. Pages are
+//! `maud` templates (every value escaped), with one stylesheet and no script.
+
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+
+mod chart;
+mod fhir;
+mod find;
+mod layout;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use hale_access::{Role, Scopes};
+use hale_api::Routes;
+use hale_auth::AuthState;
+use hale_fhir::Category;
+use hale_identity::Account;
+use hale_repository::{Gate, Repository};
+
+/// What the pages share: the gate, and the authorization server whose sessions they
+/// accept.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    gate: Gate,
+    auth: Arc<AuthState>,
+}
+
+/// The routes of the application over the gate and the authorization server's state.
+pub fn routes(gate: Gate, auth: Arc<AuthState>) -> Routes<()> {
+    unstated().with_state(Arc::new(AppState { gate, auth }))
+}
+
+/// Every route of the application with its policy.
+pub fn declared() -> Vec<(&'static str, hale_api::RoutePolicy)> {
+    unstated().declared().to_vec()
+}
+
+fn unstated() -> Routes<Arc<AppState>> {
+    Routes::new()
+        .asset("/app/static/app.css", get(layout::stylesheet))
+        .page("/app", get(find::home))
+        .page("/app/patient/{id}", get(chart::summary))
+}
+
+/// The scopes a page acts with: everything the user's role allows (the role decides).
+const PAGE_SCOPES: &str = "user/*.cruds";
+
+/// The client a page's reads are recorded as coming from.
+const CLIENT_ID: &str = "hale-app";
+
+/// A signed-in member of staff and the repository made for them. Extracting it from a
+/// request without a session sends the browser to sign in (and back here after); a
+/// patient's account gets a page that sends them nowhere else.
+pub(crate) struct Session {
+    pub account: Account,
+    pub role: Role,
+    /// The session's CSRF token, for the forms of the page.
+    pub csrf: String,
+    pub repo: Repository,
+    pub gate: Gate,
+}
+
+impl Session {
+    pub(crate) fn role_label(&self) -> &'static str {
+        match self.role {
+            Role::Administrator => "Administrator",
+            Role::SecurityAdministrator => "Security administrator",
+            Role::Clinician => "Clinician",
+            Role::Nurse => "Nurse",
+            Role::FrontDesk => "Front desk",
+            Role::Patient => "Patient",
+        }
+    }
+}
+
+/// `/auth/login?next=<this page>`.
+fn sign_in_redirect(parts: &Parts) -> Response {
+    let here = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/app");
+    let mut next = String::new();
+    for b in here.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+            next.push(b as char);
+        } else {
+            next.push_str(&format!("%{b:02X}"));
+        }
+    }
+    Redirect::to(&format!("/auth/login?next={next}")).into_response()
+}
+
+impl FromRequestParts<Arc<AppState>> for Session {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, st: &Arc<AppState>) -> Result<Self, Response> {
+        let Some((account, csrf)) = hale_auth::session(&st.auth, &parts.headers).await else {
+            return Err(sign_in_redirect(parts));
+        };
+        let Ok(role) = account.role() else {
+            return Err(layout::problem(StatusCode::FORBIDDEN, None, "No access", "Your account has no usable role."));
+        };
+        if role == Role::Patient {
+            return Err(layout::problem(
+                StatusCode::FORBIDDEN,
+                None,
+                "This application is for care teams",
+                "Your account is a patient's account. Use an application you have connected to your record.",
+            ));
+        }
+        let scopes = Scopes::parse(PAGE_SCOPES, true).map_err(|_| internal())?;
+        let mut ctx = hale_auth::user_context(&account, scopes, None, CLIENT_ID).ok_or_else(internal)?;
+        ctx.request_id = match parts.extensions.get::<hale_api::RequestId>() {
+            Some(r) => r.0.clone(),
+            None => ctx.request_id,
+        };
+        ctx.client = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+        let repo = st.gate.repository(ctx);
+        Ok(Session { account, role, csrf, repo, gate: st.gate.clone() })
+    }
+}
+
+fn internal() -> Response {
+    layout::problem(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        None,
+        "Something went wrong",
+        "The page could not be made. Try again; if it keeps happening, tell your administrator.",
+    )
+}
+
+/// The page for a repository error: the words for the reader, never internal detail.
+pub(crate) fn failure(session: &Session, e: &hale_repository::Error) -> Response {
+    let (status, title, message) = match e.category() {
+        Category::NotFound | Category::Gone => (
+            StatusCode::NOT_FOUND,
+            "Not found",
+            "There is no such record, or it is not in the care of your organization.",
+        ),
+        Category::Forbidden | Category::Unauthorized => {
+            (StatusCode::FORBIDDEN, "Not allowed", "Your role does not allow this.")
+        }
+        Category::TooCostly | Category::Busy | Category::RateLimited => {
+            (StatusCode::SERVICE_UNAVAILABLE, "Busy", "The record could not be read just now. Try again in a moment.")
+        }
+        _ => {
+            tracing::error!(error = %e, "a page failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Something went wrong",
+                "The page could not be made. Try again; if it keeps happening, tell your administrator.",
+            )
+        }
+    };
+    layout::problem(status, Some(session), title, message)
+}
+
+/// The `auth_record` kind of a user's recently viewed patients (newest first).
+const RECENT_KIND: &str = "recent-patients";
+const RECENT_MAX: usize = 10;
+
+/// The ids of the patients `account` viewed most recently, newest first.
+pub(crate) async fn recent_patients(gate: &Gate, account: &Account) -> Vec<String> {
+    match gate.system("app").auth_record(RECENT_KIND, &account.id).await {
+        Ok(Some(v)) => v["patients"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|p| p.as_str()).map(str::to_string).collect())
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    }
+}
+
+/// Puts `patient` first in `account`'s recently viewed patients.
+pub(crate) async fn viewed(gate: &Gate, account: &Account, patient: &str) {
+    let mut list = recent_patients(gate, account).await;
+    if list.first().is_some_and(|p| p == patient) {
+        return;
+    }
+    list.retain(|p| p != patient);
+    list.insert(0, patient.to_string());
+    list.truncate(RECENT_MAX);
+    let body = serde_json::json!({ "patients": list });
+    if let Err(e) = gate.system("app").put_auth_record(RECENT_KIND, &account.id, &body, None, None).await {
+        tracing::warn!(error = %e, "the recently viewed patients could not be kept");
+    }
+}
+
+/// The resources of one page of a type search, run through `repo` (so held to the
+/// caller's access and audited as any search).
+pub(crate) async fn search(
+    repo: &Repository,
+    ty: &str,
+    pairs: &[(&str, &str)],
+    count: usize,
+) -> Result<Vec<serde_json::Value>, hale_repository::Error> {
+    let ty = hale_repository::resource_type(ty)?;
+    let pairs: Vec<(String, String)> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let request = hale_search::parse::parse(&ty, &pairs, false).map_err(hale_repository::Error::invalid)?;
+    let page = repo.search(&request, count, false).await?;
+    Ok(page.entries.iter().filter_map(|r| r.body.as_deref()).filter_map(|b| serde_json::from_str(b).ok()).collect())
+}

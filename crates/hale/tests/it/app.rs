@@ -1,0 +1,253 @@
+//! The clinician application (`/app`) over HTTP and in a real headless Chromium: no
+//! page without a session, a chart read through the gate (another organization's
+//! patient is not found, the reads are audited), stored text escaped, the search box's
+//! refusals readable; in the browser, sign-in with a second factor, find a patient,
+//! the chart, sign-out, at laptop and phone sizes, with no request leaving the origin.
+
+use serde_json::{Value, json};
+
+use crate::browser::{browser_available, root};
+use crate::smart::{enrolled, location, no_redirects, sign_in};
+use hale_server::users::{NewUser, add_user};
+use hale_test_support::TestServer;
+
+/// Stored text that would run if a page did not escape it.
+const XSS: &str = "<img src=x onerror=\"window.__xss=1\">Asthma<script>window.__xss=2</script>";
+
+/// Two organizations' patients (A with a full chart, B with a canary), a clinician of
+/// A's organization (the GP of A) and A's patient account.
+async fn chart_fixture(ts: &TestServer) {
+    let a = |r: &str| json!({"reference": r});
+    let loinc = |code: &str, display: &str| json!({"coding": [{"system": "http://loinc.org", "code": code, "display": display}]});
+    let cat = |c: &str| json!([{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": c}]}]);
+    let resources = [
+        json!({"resourceType":"Organization","id":"org-a","name":"Clinic A"}),
+        json!({"resourceType":"Organization","id":"org-b","name":"Clinic B"}),
+        json!({"resourceType":"Practitioner","id":"prac-j","name":[{"family":"Jones","given":["Jo"]}]}),
+        json!({"resourceType":"Patient","id":"pat-a","identifier":[{"type":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v2-0203","code":"MR"}]},"system":"urn:mrn","value":"MRN-4711"}],
+               "name":[{"use":"official","family":"Alvarez","given":["Ana"]}],"gender":"female","birthDate":"1980-02-03",
+               "generalPractitioner":[{"reference":"Practitioner/prac-j","display":"Dr Jo Jones"}],"managingOrganization":a("Organization/org-a")}),
+        json!({"resourceType":"Patient","id":"pat-b","name":[{"family":"Brown","given":["Ben"]}],"birthDate":"1975-05-06","managingOrganization":a("Organization/org-b")}),
+        json!({"resourceType":"AllergyIntolerance","id":"al-a","clinicalStatus":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical","code":"active"}]},
+               "code":{"text":"Penicillin G"},"criticality":"high","patient":a("Patient/pat-a"),"reaction":[{"manifestation":[{"text":"Anaphylaxis"}]}]}),
+        json!({"resourceType":"AllergyIntolerance","id":"al-b","code":{"text":"CANARY-B allergy"},"patient":a("Patient/pat-b")}),
+        json!({"resourceType":"Condition","id":"cond-a","clinicalStatus":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/condition-clinical","code":"active"}]},
+               "code":{"text":XSS},"subject":a("Patient/pat-a"),"onsetDateTime":"2015-03-01"}),
+        json!({"resourceType":"Condition","id":"cond-old","clinicalStatus":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/condition-clinical","code":"resolved"}]},
+               "code":{"text":"Resolved sprain"},"subject":a("Patient/pat-a")}),
+        json!({"resourceType":"MedicationRequest","id":"mr-a","status":"active","intent":"order","medicationCodeableConcept":{"text":"Salbutamol 100 mcg inhaler"},
+               "subject":a("Patient/pat-a"),"authoredOn":"2024-01-10","dosageInstruction":[{"text":"2 puffs when needed"}]}),
+        json!({"resourceType":"Observation","id":"bp-a","status":"final","category":cat("vital-signs"),"code":loinc("85354-9","Blood pressure"),
+               "subject":a("Patient/pat-a"),"effectiveDateTime":"2025-06-01",
+               "component":[{"code":loinc("8480-6","Systolic"),"valueQuantity":{"value":128,"unit":"mm[Hg]"}},{"code":loinc("8462-4","Diastolic"),"valueQuantity":{"value":84,"unit":"mm[Hg]"}}]}),
+        json!({"resourceType":"Observation","id":"a1c-a","status":"final","category":cat("laboratory"),"code":loinc("4548-4","Hemoglobin A1c"),
+               "subject":a("Patient/pat-a"),"effectiveDateTime":"2025-06-02","valueQuantity":{"value":7.9,"unit":"%"},
+               "interpretation":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation","code":"H"}]}],
+               "referenceRange":[{"low":{"value":4,"unit":"%"},"high":{"value":5.6,"unit":"%"}}]}),
+        json!({"resourceType":"Observation","id":"obs-b","status":"final","category":cat("laboratory"),"code":{"text":"CANARY-B result"},"subject":a("Patient/pat-b")}),
+        json!({"resourceType":"Immunization","id":"imm-a","status":"completed","vaccineCode":{"text":"Influenza vaccine"},"patient":a("Patient/pat-a"),"occurrenceDateTime":"2024-10-01"}),
+        json!({"resourceType":"Encounter","id":"enc-a","status":"finished","class":{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"AMB","display":"ambulatory"},
+               "type":[{"text":"Check-up"}],"subject":a("Patient/pat-a"),"period":{"start":"2025-06-01T09:00:00Z"},"serviceProvider":{"reference":"Organization/org-a","display":"Clinic A"}}),
+    ];
+    for r in resources {
+        let path = format!("/{}/{}", r["resourceType"].as_str().unwrap(), r["id"].as_str().unwrap());
+        let resp = ts.put(&path, &r).await;
+        assert!(resp.status().is_success(), "{path}: {}", resp.text().await.unwrap());
+    }
+    let repo = ts.system_repository("test-setup").await;
+    let user = |u: &str, role: &str, org: Option<&str>, prac: Option<&str>, pats: Vec<String>| NewUser {
+        username: u.into(),
+        display_name: Some(format!("{u} (test)")),
+        role: role.into(),
+        organization: org.map(str::to_string),
+        practitioner: prac.map(str::to_string),
+        patients: pats,
+        password: Some("correct horse battery staple".into()),
+        ..NewUser::default()
+    };
+    add_user(&repo, user("dr.jones", "clinician", Some("org-a"), Some("prac-j"), vec![])).await.unwrap();
+    add_user(&repo, user("ana", "patient", None, None, vec!["pat-a".into()])).await.unwrap();
+}
+
+const PASSWORD: &str = "correct horse battery staple";
+
+async fn page(ts: &TestServer, session: &str, path: &str) -> (u16, String) {
+    let r = no_redirects().get(format!("{}{path}", ts.base)).header("cookie", session).send().await.unwrap();
+    let status = r.status().as_u16();
+    if status == 200 {
+        let csp = r.headers()["content-security-policy"].to_str().unwrap().to_string();
+        assert!(csp.contains("default-src 'none'") && !csp.contains("unsafe-inline"), "{csp}");
+        assert_eq!(r.headers()["cache-control"], "no-store");
+    }
+    (status, r.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pages_need_a_session_and_send_the_browser_to_sign_in_and_back() {
+    let ts = TestServer::spawn().await;
+    chart_fixture(&ts).await;
+    for (path, next) in
+        [("/app", "/app"), ("/app/patient/pat-a", "/app/patient/pat-a"), ("/app?q=a%20b", "/app%3Fq%3Da%2520b")]
+    {
+        let r = no_redirects().get(format!("{}{path}", ts.base)).send().await.unwrap();
+        assert_eq!(r.status(), 303, "{path}");
+        assert_eq!(location(&r), format!("/auth/login?next={next}"), "{path}");
+    }
+    // a forged session cookie is no session
+    let r =
+        no_redirects().get(format!("{}/app", ts.base)).header("cookie", "hale_session=forged").send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    // the stylesheet needs none (it holds nothing of anyone)
+    let r = no_redirects().get(format!("{}/app/static/app.css", ts.base)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/css"));
+    // signing in leads to the page asked for; a patient's account gets no staff page
+    let code = enrolled(&ts, "dr.jones").await;
+    let session = sign_in(&ts, "/app/patient/pat-a", "dr.jones", PASSWORD, &code).await.unwrap();
+    assert_eq!(page(&ts, &session, "/app/patient/pat-a").await.0, 200);
+    let ana = sign_in(&ts, "/app", "ana", PASSWORD, "").await.unwrap();
+    let (status, body) = page(&ts, &ana, "/app").await;
+    assert_eq!(status, 403);
+    assert!(body.contains("for care teams") && !body.contains("Alvarez"), "{body}");
+    // signed in already, the sign-in page goes straight on
+    let r = no_redirects()
+        .get(format!("{}/auth/login?next=/app", ts.base))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!((r.status().as_u16(), location(&r)), (303, "/app".to_string()));
+    // only this server's pages are followed after sign-in
+    let r = no_redirects().get(format!("{}/auth/login?next=//evil.example/app", ts.base)).send().await.unwrap();
+    let body = r.text().await.unwrap();
+    assert!(!body.contains("evil.example"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_clinician_reads_a_chart_through_the_gate() {
+    let ts = TestServer::spawn().await;
+    chart_fixture(&ts).await;
+    let code = enrolled(&ts, "dr.jones").await;
+    let session = sign_in(&ts, "/app", "dr.jones", PASSWORD, &code).await.unwrap();
+
+    // "my patients": those whose GP the clinician is
+    let (status, home) = page(&ts, &session, "/app").await;
+    assert_eq!(status, 200, "{home}");
+    assert!(home.contains("My patients (1)") && home.contains("Alvarez, Ana"), "{home}");
+    assert!(home.contains("No chart opened yet."), "{home}");
+
+    let (status, chart) = page(&ts, &session, "/app/patient/pat-a").await;
+    assert_eq!(status, 200, "{chart}");
+    for expected in [
+        "Alvarez, Ana",
+        "MRN-4711",
+        "1980-02-03",
+        "Penicillin G",
+        "high risk",
+        "Anaphylaxis",
+        "Salbutamol 100 mcg inhaler",
+        "2 puffs when needed",
+        "128/84 mmHg",
+        "Hemoglobin A1c",
+        "7.9 %",
+        "4–5.6 %",
+        "class=\"flag H\"",
+        "Influenza vaccine",
+        "Check-up",
+    ] {
+        assert!(chart.contains(expected), "the chart shows {expected}:\n{chart}");
+    }
+    // stored text is text, never markup
+    assert!(chart.contains("&lt;img src=x onerror=") && chart.contains("&lt;script&gt;"), "{chart}");
+    assert!(!chart.contains("<img src=x") && !chart.contains("<script"), "{chart}");
+    // a resolved problem is not an active one
+    assert!(!chart.contains("Resolved sprain"));
+    // nothing of the other organization's patient, anywhere
+    assert!(!chart.contains("CANARY-B"));
+
+    // another organization's patient: not found, and nothing of theirs shown
+    let (status, other) = page(&ts, &session, "/app/patient/pat-b").await;
+    assert_eq!(status, 404);
+    assert!(!other.contains("CANARY-B") && !other.contains("Brown"), "{other}");
+    let (status, _) = page(&ts, &session, "/app/patient/no%20such").await;
+    assert_eq!(status, 404);
+
+    // the search box: name words, birth date, record number; B is never found
+    for (q, found) in [
+        ("alv", true),
+        ("Alvarez%20Ana", true),
+        ("1980-02-03", true),
+        ("MRN-4711", true),
+        ("Brown", false),
+        ("1975-05-06", false),
+    ] {
+        let (status, body) = page(&ts, &session, &format!("/app?q={q}")).await;
+        assert_eq!(status, 200, "{q}");
+        assert_eq!(body.contains("/app/patient/pat-a"), found, "{q}: {body}");
+        assert!(!body.contains("/app/patient/pat-b"), "{q}: {body}");
+    }
+    let (status, body) = page(&ts, &session, "/app?q=1980-13-01").await;
+    assert_eq!(status, 400);
+    assert!(body.contains("is not a date") && body.contains("value=\"1980-13-01\""), "the query is kept: {body}");
+
+    // recently viewed, newest first
+    let (_, home) = page(&ts, &session, "/app").await;
+    assert!(home.contains("Recently viewed") && !home.contains("No chart opened yet."), "{home}");
+
+    // every chart read is the user's audited read of that patient
+    let mut found = Value::Null;
+    for _ in 0..50 {
+        let r = ts.get("/AuditEvent?patient=Patient/pat-a&_count=200").await;
+        found = hale_test_support::json(r).await;
+        if found.to_string().contains("dr.jones") && found.to_string().contains("AllergyIntolerance") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let by_user: Vec<String> = found["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["resource"]["agent"][0]["who"]["identifier"]["value"] == "dr.jones")
+        .filter_map(|e| {
+            e["resource"]["entity"].as_array()?.iter().find_map(|x| x["description"].as_str().map(str::to_string))
+        })
+        .collect();
+    for query in [
+        "AllergyIntolerance?patient=pat-a",
+        "Condition?patient=pat-a",
+        "MedicationRequest?patient=pat-a",
+        "Observation?patient=pat-a&category=laboratory",
+        "Immunization?patient=pat-a",
+        "Encounter?patient=pat-a",
+    ] {
+        assert!(by_user.iter().any(|q| q.starts_with(query)), "the read {query} is audited as dr.jones': {by_user:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_chart_works_in_a_real_browser() {
+    if !browser_available("the_chart_works_in_a_real_browser") {
+        return;
+    }
+    let ts = TestServer::spawn().await;
+    chart_fixture(&ts).await;
+    let code = enrolled(&ts, "dr.jones").await;
+    let shots = root().join("target/browser-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let out = tokio::process::Command::new("node")
+        .arg(root().join("tests/browser/chart.mjs"))
+        .args([ts.base.as_str(), "dr.jones", PASSWORD, code.as_str()])
+        .arg(&shots)
+        .current_dir(root())
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let result: Value = serde_json::from_str(stdout.trim().lines().last().unwrap()).unwrap();
+    assert!(result["checks"].as_array().unwrap().len() >= 20, "{result}");
+    for f in ["app-find-laptop.png", "app-chart-laptop.png", "app-find-phone.png", "app-chart-phone.png"] {
+        assert!(shots.join(f).metadata().unwrap().len() > 1000, "{f}");
+    }
+}

@@ -1,0 +1,133 @@
+// The clinician application in a real headless Chromium: sign in with a second factor,
+// find a patient, read the chart, sign out; at laptop size, then the same pages at
+// phone size in the same session. No request may leave the server's origin, no stored
+// script may run, and axe-core (when installed) finds no serious or critical problem.
+// Usage: node tests/browser/chart.mjs BASE USERNAME PASSWORD TOTP_CODE SCREENSHOT_DIR
+// Prints one JSON line: {"checks": [...]}; exits 1 on the first failed check.
+import { chromium } from 'playwright-core';
+import { readFileSync, existsSync } from 'node:fs';
+
+const [base, username, password, code, shots] = process.argv.slice(2);
+const origin = new URL(base).origin;
+const checks = [];
+function check(ok, what) {
+  checks.push(what);
+  if (!ok) {
+    console.error(`FAILED: ${what}`);
+    process.exit(1);
+  }
+}
+
+const axePath = 'node_modules/axe-core/axe.min.js';
+const axeSource = existsSync(axePath) ? readFileSync(axePath, 'utf8') : null;
+
+async function accessible(page, what) {
+  if (!axeSource) {
+    check(false, `${what}: axe-core is installed (npm ci)`);
+  }
+  await page.evaluate(axeSource);
+  const result = await page.evaluate(async () => {
+    // eslint-disable-next-line no-undef
+    const r = await axe.run(document, { resultTypes: ['violations'] });
+    return r.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical').map((v) => `${v.id}: ${v.help} (${v.nodes.length})`);
+  });
+  check(result.length === 0, `${what}: no serious or critical accessibility problem ${JSON.stringify(result)}`);
+}
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  args: ['--headless', '--no-sandbox', '--disable-gpu'],
+});
+const foreign = [];
+const dialogs = [];
+function watch(page) {
+  page.on('request', (r) => {
+    if (new URL(r.url()).origin !== origin) foreign.push(r.url());
+  });
+  page.on('dialog', (d) => {
+    dialogs.push(d.message());
+    d.dismiss();
+  });
+}
+
+try {
+  const laptop = await browser.newContext({ viewport: { width: 1366, height: 800 } });
+  const page = await laptop.newPage();
+  watch(page);
+
+  // no session: to the sign-in page, and back to the page asked for after
+  await page.goto(`${base}/app`);
+  check(new URL(page.url()).pathname === '/auth/login', 'an unsigned browser is sent to sign in');
+  await page.fill('#username', username);
+  await page.fill('#password', password);
+  await page.fill('#code', code);
+  await page.keyboard.press('Enter');
+  await page.waitForURL(/\/app$/);
+  check(true, 'signing in with the second factor leads to the application');
+
+  // find a patient: the box has the focus; type, Enter
+  const focused = await page.waitForSelector('#q:focus', { timeout: 3000 }).then(() => true, () => false);
+  check(focused, 'the search box has the focus');
+  check(await page.getByRole('heading', { name: /My patients/ }).isVisible(), '"My patients" is shown');
+  await page.keyboard.type('alvarez');
+  await page.keyboard.press('Enter');
+  await page.waitForURL(/\/app\?q=alvarez/);
+  const link = page.getByRole('link', { name: 'Alvarez, Ana' });
+  check(await link.isVisible(), 'the patient is found by name');
+  await page.screenshot({ path: `${shots}/app-find-laptop.png`, fullPage: true });
+  await accessible(page, 'find');
+
+  // a date that is not one: a message next to the field, the text kept
+  await page.fill('#q', '1980-13-01');
+  await page.keyboard.press('Enter');
+  await page.waitForLoadState();
+  check((await page.getByRole('alert').textContent()).includes('is not a date'), 'a bad date gets a message');
+  check((await page.inputValue('#q')) === '1980-13-01', 'the text typed is kept');
+
+  // the chart
+  await page.fill('#q', 'MRN-4711');
+  await page.keyboard.press('Enter');
+  await page.getByRole('link', { name: 'Alvarez, Ana' }).click();
+  await page.waitForURL(/\/app\/patient\/pat-a$/);
+  check(await page.getByRole('heading', { name: 'Alvarez, Ana', level: 1 }).isVisible(), 'the chart names the patient');
+  const allergies = page.locator('section.allergies');
+  check((await allergies.textContent()).includes('Penicillin G'), 'the allergy is on the chart');
+  check(await allergies.locator('.crit.high').isVisible(), 'its high criticality is marked');
+  const top = await allergies.boundingBox();
+  check(top && top.y < 400, 'the allergies are near the top');
+  check((await page.locator('#labs-h + table').textContent()).includes('Hemoglobin A1c'), 'the lab result is listed');
+  check(await page.locator('tr.abnormal .flag.H').isVisible(), 'the high result is flagged');
+  check((await page.locator('.vitals').textContent()).includes('128/84'), 'the blood pressure reads as 128/84');
+  check((await page.locator('#problems-h + ul').textContent()).includes('<script>'), 'stored markup shows as text');
+  check(await page.evaluate(() => window.__xss === undefined), 'no stored script ran');
+  await page.screenshot({ path: `${shots}/app-chart-laptop.png`, fullPage: true });
+  await accessible(page, 'chart');
+
+  // phone: the same session, the same pages fit the width
+  const state = await laptop.storageState();
+  const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, storageState: state });
+  const small = await phone.newPage();
+  watch(small);
+  for (const [path, shot] of [['/app', 'app-find-phone.png'], ['/app/patient/pat-a', 'app-chart-phone.png']]) {
+    await small.goto(`${base}${path}`);
+    check(new URL(small.url()).pathname === path, `phone: ${path} opens`);
+    await small.screenshot({ path: `${shots}/${shot}`, fullPage: true });
+    const overflow = await small.evaluate(() => document.documentElement.scrollWidth > window.innerWidth + 1);
+    check(!overflow, `phone: ${path} fits the width`);
+  }
+  await phone.close();
+
+  // sign out: back to the sign-in page; the chart is closed to this browser
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.waitForURL(/\/auth\/login/);
+  check(true, 'signing out leads to the sign-in page');
+  await page.goto(`${base}/app/patient/pat-a`);
+  check(new URL(page.url()).pathname === '/auth/login', 'after signing out the chart asks for sign-in');
+
+  check(foreign.length === 0, `no request left the origin ${JSON.stringify(foreign)}`);
+  check(dialogs.length === 0, `no dialog opened ${JSON.stringify(dialogs)}`);
+  await laptop.close();
+} finally {
+  await browser.close();
+}
+console.log(JSON.stringify({ checks }));
