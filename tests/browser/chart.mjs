@@ -103,12 +103,49 @@ try {
   await page.screenshot({ path: `${shots}/app-chart-laptop.png`, fullPage: true });
   await accessible(page, 'chart');
 
+  // the chart's other pages, by their tabs
+  await page.getByRole('link', { name: 'Vital signs' }).click();
+  await page.waitForURL(/\/vitals$/);
+  check(await page.getByRole('img', { name: /^Blood pressure: 2 readings/ }).isVisible(), 'the blood pressure chart is drawn');
+  await page.screenshot({ path: `${shots}/app-vitals-laptop.png`, fullPage: true });
+  await accessible(page, 'vitals');
+  // record vital signs: a wrong value gets a message by its field and is kept
+  await page.getByRole('link', { name: 'Record vital signs' }).click();
+  await page.waitForURL(/\/vitals\/new$/);
+  await page.fill('#pulse', '720');
+  await page.fill('#systolic', '121');
+  await page.fill('#diastolic', '79');
+  await page.getByRole('button', { name: 'Save' }).click();
+  await page.waitForLoadState();
+  check((await page.locator('#pulse-error').textContent()).includes('outside what is plausible'), 'an implausible pulse gets a message');
+  check((await page.inputValue('#systolic')) === '121', 'the other values are kept');
+  await page.screenshot({ path: `${shots}/app-record-error-laptop.png`, fullPage: true });
+  await accessible(page, 'record vitals');
+  await page.fill('#pulse', '72');
+  await page.getByRole('button', { name: 'Save' }).click();
+  await page.waitForURL(/\/vitals\?recorded=2$/);
+  check((await page.getByRole('status').textContent()).includes('Recorded 2 readings'), 'the readings are recorded');
+  check(await page.getByRole('img', { name: /^Blood pressure: 3 readings/ }).isVisible(), 'the new reading is on the chart');
+  await page.getByRole('link', { name: 'Results' }).click();
+  await page.waitForURL(/\/results$/);
+  check(await page.getByRole('img', { name: /^Hemoglobin A1c: 2 readings/ }).isVisible(), 'the HbA1c trend is drawn');
+  await page.screenshot({ path: `${shots}/app-results-laptop.png`, fullPage: true });
+  await accessible(page, 'results');
+  await page.getByRole('link', { name: 'Summary' }).click();
+  await page.waitForURL(/\/app\/patient\/pat-a$/);
+
   // phone: the same session, the same pages fit the width
   const state = await laptop.storageState();
   const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, storageState: state });
   const small = await phone.newPage();
   watch(small);
-  for (const [path, shot] of [['/app', 'app-find-phone.png'], ['/app/patient/pat-a', 'app-chart-phone.png']]) {
+  for (const [path, shot] of [
+    ['/app', 'app-find-phone.png'],
+    ['/app/patient/pat-a', 'app-chart-phone.png'],
+    ['/app/patient/pat-a/vitals', 'app-vitals-phone.png'],
+    ['/app/patient/pat-a/results', 'app-results-phone.png'],
+    ['/app/patient/pat-a/vitals/new', 'app-record-phone.png'],
+  ]) {
     await small.goto(`${base}${path}`);
     check(new URL(small.url()).pathname === path, `phone: ${path} opens`);
     await small.screenshot({ path: `${shots}/${shot}`, fullPage: true });

@@ -32,31 +32,9 @@ const VITALS: &[(&str, &str)] = &[
 
 /// `GET /app/patient/{id}`.
 pub(crate) async fn summary(session: Session, Path(id): Path<String>) -> Response {
-    let Ok(rid) = hale_repository::resource_id(&id) else {
-        return crate::layout::problem(
-            StatusCode::NOT_FOUND,
-            Some(&session),
-            "Not found",
-            "That is not the address of a patient's chart.",
-        );
-    };
-    let ty = match hale_repository::resource_type("Patient") {
-        Ok(t) => t,
-        Err(e) => return failure(&session, &e),
-    };
-    let patient: Value = match session.repo.read(&ty, &rid).await {
-        Ok(r) => match r.body.as_deref().and_then(|b| serde_json::from_str(b).ok()) {
-            Some(v) => v,
-            None => {
-                return crate::layout::problem(
-                    StatusCode::GONE,
-                    Some(&session),
-                    "Not found",
-                    "This chart was deleted.",
-                );
-            }
-        },
-        Err(e) => return failure(&session, &e),
+    let patient = match open_patient(&session, &id).await {
+        Ok(p) => p,
+        Err(r) => return r,
     };
     let repo = &session.repo;
     let p = id.as_str();
@@ -86,8 +64,7 @@ pub(crate) async fn summary(session: Session, Path(id): Path<String>) -> Respons
     viewed(&session.gate, &session.account, p).await;
     let name = person_name(&patient);
     let body = html! {
-        (banner(&patient))
-        (allergy_strip(&allergies))
+        (header(&patient, &allergies, Tab::Summary))
         div.grid {
             section.card aria-labelledby="problems-h" {
                 h2 #problems-h { "Active problems (" (problems.len()) ")" }
@@ -116,6 +93,59 @@ pub(crate) async fn summary(session: Session, Path(id): Path<String>) -> Respons
         }
     };
     respond(StatusCode::OK, page(&name, Some(&session), body))
+}
+
+/// The Patient of a chart page, read through the session's repository (audited), or
+/// the page that says why not.
+pub(crate) async fn open_patient(session: &Session, id: &str) -> Result<Value, Response> {
+    let not_found = || {
+        crate::layout::problem(
+            StatusCode::NOT_FOUND,
+            Some(session),
+            "Not found",
+            "That is not the address of a patient's chart.",
+        )
+    };
+    let Ok(rid) = hale_repository::resource_id(id) else {
+        return Err(not_found());
+    };
+    let ty = hale_repository::resource_type("Patient").map_err(|e| failure(session, &e))?;
+    let stored = session.repo.read(&ty, &rid).await.map_err(|e| failure(session, &e))?;
+    stored.body.as_deref().and_then(|b| serde_json::from_str(b).ok()).ok_or_else(not_found)
+}
+
+/// The pages of a chart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Tab {
+    Summary,
+    Vitals,
+    Results,
+}
+
+/// What every page of a chart begins with: the patient's banner, the allergies, and
+/// the links to the chart's pages.
+pub(crate) fn header(patient: &Value, allergies: &[Value], tab: Tab) -> Markup {
+    let id = patient["id"].as_str().unwrap_or("");
+    let tabs =
+        [(Tab::Summary, "Summary", ""), (Tab::Vitals, "Vital signs", "/vitals"), (Tab::Results, "Results", "/results")];
+    html! {
+        (banner(patient))
+        (allergy_strip(allergies))
+        nav.tabs aria-label="Chart" {
+            @for (t, label, path) in tabs {
+                @if t == tab {
+                    a href={ "/app/patient/" (id) (path) } aria-current="page" { (label) }
+                } @else {
+                    a href={ "/app/patient/" (id) (path) } { (label) }
+                }
+            }
+        }
+    }
+}
+
+/// The patient's allergies (for [`header`]).
+pub(crate) async fn allergies(session: &Session, id: &str) -> Result<Vec<Value>, Response> {
+    search(&session.repo, "AllergyIntolerance", &[("patient", id)], 100).await.map_err(|e| failure(session, &e))
 }
 
 fn banner(p: &Value) -> Markup {
@@ -313,7 +343,7 @@ fn lab_table(labs: &[Value]) -> Markup {
 /// The most tests the summary lists.
 const MAX_ANALYTES: usize = 25;
 
-fn row_class(f: Flag) -> &'static str {
+pub(crate) fn row_class(f: Flag) -> &'static str {
     if f.is_critical() {
         "critical"
     } else if f == Flag::Normal {

@@ -11,6 +11,9 @@ mod chart;
 mod fhir;
 mod find;
 mod layout;
+mod record;
+mod svg;
+mod trends;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -50,6 +53,9 @@ fn unstated() -> Routes<Arc<AppState>> {
         .asset("/app/static/app.css", get(layout::stylesheet))
         .page("/app", get(find::home))
         .page("/app/patient/{id}", get(chart::summary))
+        .page("/app/patient/{id}/vitals", get(trends::vitals).post(record::save))
+        .page("/app/patient/{id}/vitals/new", get(record::form))
+        .page("/app/patient/{id}/results", get(trends::results))
 }
 
 /// The scopes a page acts with: everything the user's role allows (the role decides).

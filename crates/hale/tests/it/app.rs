@@ -7,7 +7,7 @@
 use serde_json::{Value, json};
 
 use crate::browser::{browser_available, root};
-use crate::smart::{enrolled, location, no_redirects, sign_in};
+use crate::smart::{enrolled, field, location, no_redirects, sign_in};
 use hale_server::users::{NewUser, add_user};
 use hale_test_support::TestServer;
 
@@ -43,6 +43,16 @@ async fn chart_fixture(ts: &TestServer) {
         json!({"resourceType":"Observation","id":"a1c-a","status":"final","category":cat("laboratory"),"code":loinc("4548-4","Hemoglobin A1c"),
                "subject":a("Patient/pat-a"),"effectiveDateTime":"2025-06-02","valueQuantity":{"value":7.9,"unit":"%"},
                "interpretation":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation","code":"H"}]}],
+               "referenceRange":[{"low":{"value":4,"unit":"%"},"high":{"value":5.6,"unit":"%"}}]}),
+        json!({"resourceType":"Observation","id":"bp-a0","status":"final","category":cat("vital-signs"),"code":loinc("85354-9","Blood pressure"),
+               "subject":a("Patient/pat-a"),"effectiveDateTime":"2023-03-01",
+               "component":[{"code":loinc("8480-6","Systolic"),"valueQuantity":{"value":141,"unit":"mm[Hg]"}},{"code":loinc("8462-4","Diastolic"),"valueQuantity":{"value":92,"unit":"mm[Hg]"}}]}),
+        json!({"resourceType":"Observation","id":"wt-a0","status":"final","category":cat("vital-signs"),"code":loinc("29463-7","Body weight"),
+               "subject":a("Patient/pat-a"),"effectiveDateTime":"2023-03-01","valueQuantity":{"value":81.5,"unit":"kg"}}),
+        json!({"resourceType":"Observation","id":"wt-a1","status":"final","category":cat("vital-signs"),"code":loinc("29463-7","Body weight"),
+               "subject":a("Patient/pat-a"),"effectiveDateTime":"2025-06-01","valueQuantity":{"value":77.25,"unit":"kg"}}),
+        json!({"resourceType":"Observation","id":"a1c-a0","status":"final","category":cat("laboratory"),"code":loinc("4548-4","Hemoglobin A1c"),
+               "subject":a("Patient/pat-a"),"effectiveDateTime":"2022-01-15","valueQuantity":{"value":6.4,"unit":"%"},
                "referenceRange":[{"low":{"value":4,"unit":"%"},"high":{"value":5.6,"unit":"%"}}]}),
         json!({"resourceType":"Observation","id":"obs-b","status":"final","category":cat("laboratory"),"code":{"text":"CANARY-B result"},"subject":a("Patient/pat-b")}),
         json!({"resourceType":"Immunization","id":"imm-a","status":"completed","vaccineCode":{"text":"Influenza vaccine"},"patient":a("Patient/pat-a"),"occurrenceDateTime":"2024-10-01"}),
@@ -190,6 +200,42 @@ async fn a_clinician_reads_a_chart_through_the_gate() {
     assert_eq!(status, 400);
     assert!(body.contains("is not a date") && body.contains("value=\"1980-13-01\""), "the query is kept: {body}");
 
+    // the vital signs over time: each reading a point with its date and value
+    let (status, vitals) = page(&ts, &session, "/app/patient/pat-a/vitals").await;
+    assert_eq!(status, 200, "{vitals}");
+    for expected in [
+        "Penicillin G",
+        "Blood pressure (mmHg)",
+        "Systolic 2023-03-01: 141 mmHg",
+        "Diastolic 2025-06-01: 84 mmHg",
+        "Body weight 2025-06-01: 77.25 kg",
+        "aria-label=\"Body weight: 2 readings from 2023-03-01 to 2025-06-01, between 77.25 and 81.5 kg\"",
+        "aria-current=\"page\"",
+    ] {
+        assert!(vitals.contains(expected), "the vitals page shows {expected}:\n{vitals}");
+    }
+    assert_eq!(vitals.matches("<svg").count(), 2, "blood pressure and weight");
+    // every result of each test, its trend against the reference range
+    let (status, results) = page(&ts, &session, "/app/patient/pat-a/results").await;
+    assert_eq!(status, 200, "{results}");
+    for expected in [
+        "Hemoglobin A1c",
+        "Latest <strong>7.9 %</strong> on 2025-06-02",
+        "6.4 %",
+        "2022-01-15",
+        "class=\"band\"",
+        "Hemoglobin A1c 2022-01-15: 6.4 %",
+    ] {
+        assert!(results.contains(expected), "the results page shows {expected}:\n{results}");
+    }
+    assert!(!results.contains("CANARY-B"));
+    // another organization's patient: no page of theirs
+    for path in ["/app/patient/pat-b/vitals", "/app/patient/pat-b/results"] {
+        let (status, body) = page(&ts, &session, path).await;
+        assert_eq!(status, 404, "{path}");
+        assert!(!body.contains("CANARY-B") && !body.contains("Brown"), "{body}");
+    }
+
     // recently viewed, newest first
     let (_, home) = page(&ts, &session, "/app").await;
     assert!(home.contains("Recently viewed") && !home.contains("No chart opened yet."), "{home}");
@@ -223,6 +269,94 @@ async fn a_clinician_reads_a_chart_through_the_gate() {
     ] {
         assert!(by_user.iter().any(|q| q.starts_with(query)), "the read {query} is audited as dr.jones': {by_user:?}");
     }
+}
+
+/// The number of Observations of `patient` (as the system sees them).
+async fn observations(ts: &TestServer, patient: &str) -> u64 {
+    let r = ts.get(&format!("/Observation?patient={patient}&_summary=count")).await;
+    hale_test_support::json(r).await["total"].as_u64().unwrap()
+}
+
+async fn post_form(ts: &TestServer, session: &str, path: &str, form: &[(&str, &str)]) -> (u16, String, String) {
+    let r =
+        no_redirects().post(format!("{}{path}", ts.base)).header("cookie", session).form(form).send().await.unwrap();
+    let status = r.status().as_u16();
+    let to = location(&r);
+    (status, to, r.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn vital_signs_are_checked_then_recorded_through_the_gate() {
+    let ts = TestServer::spawn().await;
+    chart_fixture(&ts).await;
+    let code = enrolled(&ts, "dr.jones").await;
+    let session = sign_in(&ts, "/app", "dr.jones", PASSWORD, &code).await.unwrap();
+    let (status, form) = page(&ts, &session, "/app/patient/pat-a/vitals/new").await;
+    assert_eq!(status, 200, "{form}");
+    let csrf = field(&form, "csrf").unwrap();
+    let before = observations(&ts, "pat-a").await;
+
+    // without the session's form token: refused, nothing saved
+    let (status, _, _) = post_form(&ts, &session, "/app/patient/pat-a/vitals", &[("pulse", "72")]).await;
+    assert_eq!(status, 403);
+    let (status, _, _) =
+        post_form(&ts, &session, "/app/patient/pat-a/vitals", &[("pulse", "72"), ("csrf", "forged")]).await;
+    assert_eq!(status, 403);
+    // implausible and malformed values: a message by each field, what was typed kept
+    let bad = [
+        ("csrf", csrf.as_str()),
+        ("pulse", "720"),
+        ("temp", "98.6"),
+        ("weight", "7o"),
+        ("systolic", "128"),
+        ("diastolic", "84"),
+    ];
+    let (status, _, body) = post_form(&ts, &session, "/app/patient/pat-a/vitals", &bad).await;
+    assert_eq!(status, 400, "{body}");
+    for expected in [
+        "Nothing was saved",
+        "Heart rate 720 /min is outside what is plausible",
+        "Temperature 98.6 °C is outside what is plausible",
+        "Write the weight as a number in kg",
+        "value=\"720\"",
+        "value=\"7o\"",
+        "value=\"128\"",
+        "aria-invalid=\"true\"",
+    ] {
+        assert!(body.contains(expected), "{expected}:\n{body}");
+    }
+    assert_eq!(observations(&ts, "pat-a").await, before, "nothing saved");
+
+    // good values: one transaction, then the chart shows them
+    let good = [
+        ("csrf", csrf.as_str()),
+        ("taken", "2026-01-05T08:15"),
+        ("pulse", "72"),
+        ("systolic", "118"),
+        ("diastolic", "76"),
+        ("weight", "80"),
+        ("height", "180"),
+    ];
+    let (status, to, body) = post_form(&ts, &session, "/app/patient/pat-a/vitals", &good).await;
+    assert_eq!((status, to.as_str()), (303, "/app/patient/pat-a/vitals?recorded=5"), "{body}");
+    assert_eq!(observations(&ts, "pat-a").await, before + 5, "BP panel, pulse, weight, height, BMI");
+    let r = ts.get("/Observation?patient=pat-a&code=http://loinc.org|39156-5").await;
+    let bmi = hale_test_support::json(r).await;
+    let o = &bmi["entry"][0]["resource"];
+    assert_eq!(o["valueQuantity"]["value"].to_string(), "24.7", "{bmi}");
+    assert_eq!(o["performer"][0]["reference"], "Practitioner/prac-j");
+    assert_eq!(o["effectiveDateTime"], "2026-01-05T08:15:00Z");
+    let (_, vitals) = page(&ts, &session, "/app/patient/pat-a/vitals?recorded=5").await;
+    assert!(vitals.contains("Recorded 5 readings.") && vitals.contains("Systolic 2026-01-05: 118 mmHg"), "{vitals}");
+
+    // another organization's patient: no form, no write
+    let before_b = observations(&ts, "pat-b").await;
+    assert_eq!(page(&ts, &session, "/app/patient/pat-b/vitals/new").await.0, 404);
+    let (status, _, body) =
+        post_form(&ts, &session, "/app/patient/pat-b/vitals", &[("csrf", csrf.as_str()), ("pulse", "72")]).await;
+    assert_eq!(status, 404, "{body}");
+    assert!(!body.contains("Brown"));
+    assert_eq!(observations(&ts, "pat-b").await, before_b);
 }
 
 #[tokio::test(flavor = "multi_thread")]

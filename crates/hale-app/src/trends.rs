@@ -1,0 +1,228 @@
+//! The chart's pages over time: `GET /app/patient/{id}/vitals` (blood pressure,
+//! weight, BMI, heart rate and the other vital signs as charts, with a table of the
+//! readings) and `GET /app/patient/{id}/results` (every laboratory test: its latest
+//! value and flag, its trend over the years against its reference range, and every
+//! value). Server-drawn SVG (`svg.rs`); each page is a read of the Patient and two
+//! searches through the session's repository.
+
+use axum::extract::{Path, Query};
+use axum::http::StatusCode;
+use axum::response::Response;
+use maud::{Markup, html};
+use serde_json::Value;
+
+use crate::chart::{Tab, allergies, header, open_patient};
+use crate::fhir::{Flag, LOINC, code_in, concept, day, flag, has_code, number, observation_value, reference_range};
+use crate::layout::{page, respond};
+use crate::svg::{Chart, Series, chart, day_number};
+use crate::{Session, failure, search};
+
+/// The most observations a trend page reads.
+const MAX_OBSERVATIONS: usize = 2000;
+
+/// A vital sign charted: LOINC codes (the first is the panel or the value's own), the
+/// title and the unit shown.
+struct Vital {
+    codes: &'static [&'static str],
+    title: &'static str,
+    unit: &'static str,
+}
+
+const CHARTED: &[Vital] = &[
+    Vital { codes: &["85354-9", "55284-4"], title: "Blood pressure", unit: "mmHg" },
+    Vital { codes: &["29463-7", "3141-9"], title: "Body weight", unit: "kg" },
+    Vital { codes: &["39156-5"], title: "BMI", unit: "kg/m²" },
+    Vital { codes: &["8867-4"], title: "Heart rate", unit: "/min" },
+    Vital { codes: &["8302-2", "8306-3"], title: "Body height", unit: "cm" },
+    Vital { codes: &["9279-1"], title: "Respiratory rate", unit: "/min" },
+    Vital { codes: &["8310-5"], title: "Body temperature", unit: "°C" },
+    Vital { codes: &["59408-5", "2708-6"], title: "Oxygen saturation", unit: "%" },
+];
+
+fn when(o: &Value) -> Option<i64> {
+    o["effectiveDateTime"].as_str().or_else(|| o["effectivePeriod"]["start"].as_str()).and_then(day_number)
+}
+
+fn component(o: &Value, code: &str) -> Option<f64> {
+    o["component"].as_array()?.iter().find(|c| has_code(&c["code"], code)).and_then(|c| number(&c["valueQuantity"]))
+}
+
+/// `GET /app/patient/{id}/vitals`.
+pub(crate) async fn vitals(
+    session: Session,
+    Path(id): Path<String>,
+    Query(params): Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    let patient = match open_patient(&session, &id).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let q = [("patient", id.as_str()), ("category", "vital-signs"), ("_sort", "-date")];
+    let (all, found) =
+        tokio::join!(allergies(&session, &id), search(&session.repo, "Observation", &q, MAX_OBSERVATIONS));
+    let all = match all {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let found = match found {
+        Ok(f) => f,
+        Err(e) => return failure(&session, &e),
+    };
+    let charts: Vec<(Chart, Vec<&Value>)> = CHARTED
+        .iter()
+        .map(|v| {
+            let obs: Vec<&Value> = found
+                .iter()
+                .filter(|o| code_in(&o["code"], LOINC).is_some_and(|c| v.codes.contains(&c.as_str())))
+                .collect();
+            let series = if v.title == "Blood pressure" {
+                let sys = obs.iter().filter_map(|o| Some((when(o)?, component(o, "8480-6")?))).collect();
+                let dia = obs.iter().filter_map(|o| Some((when(o)?, component(o, "8462-4")?))).collect();
+                vec![
+                    Series { label: "Systolic".into(), class: "s1", points: sys },
+                    Series { label: "Diastolic".into(), class: "s2", points: dia },
+                ]
+            } else {
+                let pts = obs.iter().filter_map(|o| Some((when(o)?, number(&o["valueQuantity"])?))).collect();
+                vec![Series { label: v.title.into(), class: "s1", points: pts }]
+            };
+            (Chart { title: v.title, unit: v.unit, series, band: None, height: 200.0 }, obs)
+        })
+        .filter(|(_, obs)| !obs.is_empty())
+        .collect();
+    let body = html! {
+        (header(&patient, &all, Tab::Vitals))
+        @if let Some(n) = params.get("recorded").and_then(|n| n.parse::<usize>().ok()) {
+            p.notice role="status" { "Recorded " (n) @if n == 1 { " reading." } @else { " readings." } }
+        }
+        p.actions { a.button href={ "/app/patient/" (id) "/vitals/new" } { "Record vital signs" } }
+        @if charts.is_empty() {
+            section.card { p.empty { "No vital sign recorded." } }
+        } @else {
+            div.charts {
+                @for (c, obs) in &charts {
+                    section.card aria-labelledby={ "v-" (slug(c.title)) } {
+                        h2 id={ "v-" (slug(c.title)) } { (c.title) " (" (c.unit) ")" }
+                        (chart(c))
+                        (readings(obs))
+                    }
+                }
+            }
+        }
+    };
+    respond(
+        StatusCode::OK,
+        page(&format!("Vital signs · {}", crate::fhir::person_name(&patient)), Some(&session), body),
+    )
+}
+
+/// The latest readings under a chart (the chart holds them all).
+fn readings(obs: &[&Value]) -> Markup {
+    html! {
+        table.readings {
+            thead { tr { th { "Date" } th { "Value" } } }
+            tbody {
+                @for o in obs.iter().take(5) {
+                    tr { td.date { (day(&o["effectiveDateTime"])) } td.num { (observation_value(o)) } }
+                }
+            }
+        }
+        @if obs.len() > 5 { p.hint { "The latest 5 of " (obs.len()) " readings; the chart shows them all." } }
+    }
+}
+
+fn slug(s: &str) -> String {
+    s.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' }).collect()
+}
+
+/// `GET /app/patient/{id}/results`.
+pub(crate) async fn results(session: Session, Path(id): Path<String>) -> Response {
+    let patient = match open_patient(&session, &id).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let q = [("patient", id.as_str()), ("category", "laboratory"), ("_sort", "-date")];
+    let (all, found) =
+        tokio::join!(allergies(&session, &id), search(&session.repo, "Observation", &q, MAX_OBSERVATIONS));
+    let all = match all {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let found = match found {
+        Ok(f) => f,
+        Err(e) => return failure(&session, &e),
+    };
+    // by test, newest first within each; tests in the order of their latest result
+    let mut groups: Vec<(String, Vec<&Value>)> = Vec::new();
+    for o in &found {
+        let key = code_in(&o["code"], LOINC).unwrap_or_else(|| concept(&o["code"]));
+        match groups.iter_mut().find(|g| g.0 == key) {
+            Some(g) => g.1.push(o),
+            None => groups.push((key, vec![o])),
+        }
+    }
+    let body = html! {
+        (header(&patient, &all, Tab::Results))
+        @if groups.is_empty() {
+            section.card { p.empty { "No laboratory result recorded." } }
+        } @else {
+            nav.card.analytes aria-label="Tests" {
+                @for (i, (_, obs)) in groups.iter().enumerate() {
+                    @let f = flag(obs[0]);
+                    a href={ "#t" (i) } {
+                        (concept(&obs[0]["code"]))
+                        @if f != Flag::Normal { " " span class={ "flag " (f.label()) } title=(f.words()) { (f.label()) span.sr { " " (f.words()) } } }
+                    }
+                }
+            }
+            @for (i, (_, obs)) in groups.iter().enumerate() {
+                (analyte(i, obs))
+            }
+        }
+    };
+    respond(StatusCode::OK, page(&format!("Results · {}", crate::fhir::person_name(&patient)), Some(&session), body))
+}
+
+/// One test: its latest value, its trend against the reference range, every value.
+fn analyte(i: usize, obs: &[&Value]) -> Markup {
+    let latest = obs[0];
+    let unit = latest["valueQuantity"]["unit"].as_str().unwrap_or("");
+    let rr = latest["referenceRange"].as_array().and_then(|r| r.first());
+    let band = rr.map(|r| (number(&r["low"]), number(&r["high"]))).filter(|b| b.0.is_some() || b.1.is_some());
+    let points: Vec<(i64, f64)> = obs.iter().filter_map(|o| Some((when(o)?, number(&o["valueQuantity"])?))).collect();
+    let title = concept(&latest["code"]);
+    let c = Chart {
+        title: &title,
+        unit,
+        series: vec![Series { label: title.clone(), class: "s1", points }],
+        band,
+        height: 150.0,
+    };
+    let f = flag(latest);
+    html! {
+        section.card.analyte id={ "t" (i) } aria-labelledby={ "t" (i) "-h" } {
+            h3 id={ "t" (i) "-h" } { (title) }
+            p.latest {
+                "Latest " strong { (observation_value(latest)) } " on " (day(&latest["effectiveDateTime"]))
+                @if f != Flag::Normal { " " span class={ "flag " (f.label()) } title=(f.words()) { (f.label()) span.sr { " " (f.words()) } } }
+                @let range = reference_range(latest);
+                @if !range.is_empty() { " · reference " (range) }
+            }
+            @if obs.len() > 1 { (chart(&c)) }
+            table {
+                thead { tr { th { "Date" } th { "Value" } th { "Flag" } th.hide-narrow { "Reference range" } } }
+                tbody {
+                    @for o in obs {
+                        @let f = flag(o);
+                        tr class=(crate::chart::row_class(f)) {
+                            td.date { (day(&o["effectiveDateTime"])) }
+                            td.num { (observation_value(o)) }
+                            td { @if f != Flag::Normal { span class={ "flag " (f.label()) } title=(f.words()) { (f.label()) span.sr { " " (f.words()) } } } }
+                            td.num.hide-narrow { (reference_range(o)) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
