@@ -134,6 +134,34 @@ try {
   await page.getByRole('link', { name: 'Summary' }).click();
   await page.waitForURL(/\/app\/patient\/pat-a$/);
 
+  // prescribe: the allergy warning before signing; signing past it needs a reason
+  await page.getByRole('link', { name: 'Prescribe' }).click();
+  await page.waitForURL(/\/prescribe$/);
+  await page.fill('#q', 'amox 500');
+  await page.keyboard.press('Enter');
+  await page.getByRole('link', { name: 'amoxicillin 500 MG Oral Capsule' }).click();
+  await page.waitForURL(/\/prescribe\?drug=/);
+  const alertText = await page.locator('.alert.high').textContent();
+  check(alertText.includes('amoxicillin is a penicillin'), 'the penicillin allergy is shown before signing');
+  await page.selectOption('#frequency', 'tid');
+  await page.fill('#days', '10');
+  await page.fill('#quantity', '30');
+  await page.screenshot({ path: `${shots}/app-prescribe-laptop.png`, fullPage: true });
+  await accessible(page, 'prescribe');
+  await page.getByRole('button', { name: 'Sign prescription' }).click();
+  await page.waitForLoadState();
+  check((await page.locator('#override-error').textContent()).includes('Give the reason'), 'signing past the alert needs a reason');
+  check((await page.inputValue('#quantity')) === '30', 'the order is kept');
+  await page.fill('#override', 'tolerated amoxicillin in 2024 without reaction');
+  await page.getByRole('button', { name: 'Sign prescription' }).click();
+  await page.waitForURL(/\/prescription\//);
+  check(await page.getByRole('heading', { name: 'Prescription' }).isVisible(), 'the prescription is shown to print');
+  await page.emulateMedia({ media: 'print' });
+  await page.screenshot({ path: `${shots}/app-prescription-print.png`, fullPage: true });
+  check(!(await page.locator('header.top').isVisible()), 'the printed prescription has no navigation');
+  await page.emulateMedia({ media: 'screen' });
+  await page.goto(`${base}/app/patient/pat-a`);
+
   // phone: the same session, the same pages fit the width
   const state = await laptop.storageState();
   const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, storageState: state });
@@ -145,9 +173,11 @@ try {
     ['/app/patient/pat-a/vitals', 'app-vitals-phone.png'],
     ['/app/patient/pat-a/results', 'app-results-phone.png'],
     ['/app/patient/pat-a/vitals/new', 'app-record-phone.png'],
+    ['/app/patient/pat-a/prescribe?q=amox', 'app-prescribe-phone.png'],
   ]) {
     await small.goto(`${base}${path}`);
-    check(new URL(small.url()).pathname === path, `phone: ${path} opens`);
+    const opened = new URL(small.url());
+    check(opened.pathname + opened.search === path, `phone: ${path} opens`);
     await small.screenshot({ path: `${shots}/${shot}`, fullPage: true });
     const overflow = await small.evaluate(() => document.documentElement.scrollWidth > window.innerWidth + 1);
     check(!overflow, `phone: ${path} fits the width`);

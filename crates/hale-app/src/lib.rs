@@ -11,6 +11,7 @@ mod chart;
 mod fhir;
 mod find;
 mod layout;
+mod prescribe;
 mod record;
 mod svg;
 mod trends;
@@ -56,6 +57,8 @@ fn unstated() -> Routes<Arc<AppState>> {
         .page("/app/patient/{id}/vitals", get(trends::vitals).post(record::save))
         .page("/app/patient/{id}/vitals/new", get(record::form))
         .page("/app/patient/{id}/results", get(trends::results))
+        .page("/app/patient/{id}/prescribe", get(prescribe::form).post(prescribe::sign))
+        .page("/app/patient/{id}/prescription/{rx}", get(prescribe::printable))
 }
 
 /// The scopes a page acts with: everything the user's role allows (the role decides).

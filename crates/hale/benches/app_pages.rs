@@ -3,8 +3,8 @@
 //! 600, about 300,000 resources) loaded into a fresh data directory, then the real
 //! binary serving it. A clinician of the practice of the patient with the most
 //! resources signs in (password and authenticator code, over HTTP), and the chart
-//! summary of that patient, the "find a patient" page with a name query, and the home
-//! page (recently viewed, my patients) are each requested sequentially (a warm-up,
+//! summary of that patient, its vital-signs charts and its results page, the "find a
+//! patient" page with a name query, and the home page (recently viewed, my patients) are each requested sequentially (a warm-up,
 //! then `HALE_BENCH_REQUESTS`, default 200): p50/p99/max of the time from request to
 //! the last byte over loopback, which bounds the server's time from above.
 //!
@@ -147,6 +147,8 @@ fn main() {
         println!("sequential requests, {requests} after a warm-up of 20 (ms: p50 / p99 / max)");
         let pages = [
             ("chart summary", format!("{base}/app/patient/{id}"), "Latest results".to_string()),
+            ("vital signs charts", format!("{base}/app/patient/{id}/vitals"), "Blood pressure".to_string()),
+            ("results and trends", format!("{base}/app/patient/{id}/results"), "Hemoglobin".to_string()),
             ("find by name", format!("{base}/app?q={family}"), format!("/app/patient/{id}")),
             ("home (recent, my patients)", format!("{base}/app"), "Recently viewed".to_string()),
         ];

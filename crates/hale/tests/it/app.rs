@@ -359,6 +359,115 @@ async fn vital_signs_are_checked_then_recorded_through_the_gate() {
     assert_eq!(observations(&ts, "pat-b").await, before_b);
 }
 
+async fn count(ts: &TestServer, query: &str) -> u64 {
+    let r = ts.get(&format!("{query}&_summary=count")).await;
+    hale_test_support::json(r).await["total"].as_u64().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_prescription_is_checked_against_allergies_before_it_is_signed() {
+    let ts = TestServer::spawn().await;
+    chart_fixture(&ts).await;
+    let code = enrolled(&ts, "dr.jones").await;
+    let session = sign_in(&ts, "/app", "dr.jones", PASSWORD, &code).await.unwrap();
+
+    // find the drug, choose it: the alert shows before anything is signed
+    let (status, found) = page(&ts, &session, "/app/patient/pat-a/prescribe?q=amox%20500").await;
+    assert_eq!(status, 200, "{found}");
+    let link = found.split("/app/patient/pat-a/prescribe?drug=").nth(1).unwrap().split('"').next().unwrap().to_string();
+    let (status, form) = page(&ts, &session, &format!("/app/patient/pat-a/prescribe?drug={link}")).await;
+    assert_eq!(status, 200, "{form}");
+    assert!(form.contains("Allergy to penicillins: amoxicillin is a penicillin"), "{form}");
+    assert!(form.contains("Recorded allergy: Penicillin G, high criticality"), "{form}");
+    assert!(form.contains("name=\"override\""), "a reason can be given: {form}");
+    let csrf = field(&form, "csrf").unwrap();
+    let before = count(&ts, "/MedicationRequest?patient=pat-a").await;
+
+    // signing without a reason is refused, nothing written
+    let order = [
+        ("csrf", csrf.as_str()),
+        ("drug", link.as_str()),
+        ("dose", "1"),
+        ("frequency", "tid"),
+        ("days", "10"),
+        ("quantity", "30"),
+        ("refills", "0"),
+    ];
+    let (status, _, body) = post_form(&ts, &session, "/app/patient/pat-a/prescribe", &order).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("Give the reason to prescribe despite the alert"), "{body}");
+    assert!(body.contains("value=\"30\""), "the order is kept: {body}");
+    assert_eq!(count(&ts, "/MedicationRequest?patient=pat-a").await, before);
+    assert_eq!(count(&ts, "/DetectedIssue?patient=pat-a").await, 0);
+
+    // with a reason: the order and the override are recorded together
+    let mut overridden = order.to_vec();
+    overridden.push(("override", "tolerated amoxicillin in 2024 without reaction"));
+    let (status, to, body) = post_form(&ts, &session, "/app/patient/pat-a/prescribe", &overridden).await;
+    assert_eq!(status, 303, "{body}");
+    assert!(to.starts_with("/app/patient/pat-a/prescription/"), "{to}");
+    assert_eq!(count(&ts, "/MedicationRequest?patient=pat-a").await, before + 1);
+    let r = ts.get("/DetectedIssue?patient=pat-a").await;
+    let issues = hale_test_support::json(r).await;
+    let di = &issues["entry"][0]["resource"];
+    assert_eq!(di["severity"], "high", "{issues}");
+    assert!(di["mitigation"][0]["action"]["text"].as_str().unwrap().contains("tolerated amoxicillin in 2024"), "{di}");
+    assert_eq!(di["implicated"][1]["reference"], "AllergyIntolerance/al-a");
+    assert_eq!(di["author"]["reference"], "Practitioner/prac-j");
+    let rx = to.rsplit('/').next().unwrap();
+    let r = ts.get(&format!("/MedicationRequest/{rx}")).await;
+    let mr = hale_test_support::json(r).await;
+    assert_eq!(mr["requester"]["reference"], "Practitioner/prac-j");
+    assert_eq!(mr["dosageInstruction"][0]["text"], "Take 1 capsule by mouth three times daily for 10 days");
+    assert_eq!(di["implicated"][0]["reference"], format!("MedicationRequest/{rx}"), "the override names the order");
+    let (status, printed) = page(&ts, &session, &to).await;
+    assert_eq!(status, 200);
+    assert!(
+        printed.contains("amoxicillin 500 MG Oral Capsule")
+            && printed.contains("Alvarez, Ana")
+            && printed.contains("dr.jones (test)"),
+        "{printed}"
+    );
+    // the summary lists it among the active medications
+    let (_, chart) = page(&ts, &session, "/app/patient/pat-a").await;
+    assert!(chart.contains("amoxicillin 500 MG Oral Capsule"), "{chart}");
+
+    // a drug of another class: no alert, signed at once; a bad form keeps what was typed
+    let azi = drugs_index(&ts, &session, "azithromycin").await;
+    let (_, form) = page(&ts, &session, &format!("/app/patient/pat-a/prescribe?drug={azi}")).await;
+    assert!(!form.contains("class=\"alert ") && !form.contains("name=\"override\""), "{form}");
+    let bad =
+        [("csrf", csrf.as_str()), ("drug", azi.as_str()), ("dose", "two"), ("frequency", "qd"), ("quantity", "6")];
+    let (status, _, body) = post_form(&ts, &session, "/app/patient/pat-a/prescribe", &bad).await;
+    assert_eq!(status, 400);
+    assert!(body.contains("Write the dose as a number") && body.contains("value=\"two\""), "{body}");
+    let good = [
+        ("csrf", csrf.as_str()),
+        ("drug", azi.as_str()),
+        ("dose", "1"),
+        ("frequency", "qd"),
+        ("days", "5"),
+        ("quantity", "6"),
+    ];
+    assert_eq!(post_form(&ts, &session, "/app/patient/pat-a/prescribe", &good).await.0, 303);
+    assert_eq!(count(&ts, "/DetectedIssue?patient=pat-a").await, 1, "no alert, no override");
+
+    // another organization's patient: nothing
+    assert_eq!(page(&ts, &session, "/app/patient/pat-b/prescribe").await.0, 404);
+    let (status, _, _) = post_form(&ts, &session, "/app/patient/pat-b/prescribe", &good).await;
+    assert_eq!(status, 404);
+    assert_eq!(count(&ts, "/MedicationRequest?patient=pat-b").await, 0);
+    // a prescription is shown only under its own patient
+    let (status, _) = page(&ts, &session, &format!("/app/patient/pat-a/prescription/{rx}x")).await;
+    assert_eq!(status, 404);
+}
+
+/// The index of the first drug found for `q`.
+async fn drugs_index(ts: &TestServer, session: &str, q: &str) -> String {
+    let (_, found) = page(ts, session, &format!("/app/patient/pat-a/prescribe?q={q}")).await;
+    found.split("/app/patient/pat-a/prescribe?drug=").nth(1).unwrap().split('"').next().unwrap().to_string()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_chart_works_in_a_real_browser() {
     if !browser_available("the_chart_works_in_a_real_browser") {
