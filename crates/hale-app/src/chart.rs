@@ -6,7 +6,7 @@
 
 use axum::extract::Path;
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
 use serde_json::Value;
 
@@ -64,7 +64,7 @@ pub(crate) async fn summary(session: Session, Path(id): Path<String>) -> Respons
     viewed(&session.gate, &session.account, p).await;
     let name = person_name(&patient);
     let body = html! {
-        (header(&patient, &allergies, Tab::Summary))
+        (header(&session, &patient, &allergies, Tab::Summary))
         div.grid {
             section.card aria-labelledby="problems-h" {
                 h2 #problems-h { "Active problems (" (problems.len()) ")" }
@@ -111,8 +111,100 @@ pub(crate) async fn open_patient(session: &Session, id: &str) -> Result<Value, R
         return Err(not_found());
     };
     let ty = hale_repository::resource_type("Patient").map_err(|e| failure(session, &e))?;
-    let stored = session.repo.read(&ty, &rid).await.map_err(|e| failure(session, &e))?;
+    let stored = match session.repo.read(&ty, &rid).await {
+        Ok(s) => s,
+        Err(e) if e.category() == hale_fhir::Category::NotFound && may_break_glass(session) => {
+            return Err(glass_page(session, id, None, "", StatusCode::NOT_FOUND));
+        }
+        Err(e) => return Err(failure(session, &e)),
+    };
     stored.body.as_deref().and_then(|b| serde_json::from_str(b).ok()).ok_or_else(not_found)
+}
+
+fn may_break_glass(session: &Session) -> bool {
+    matches!(session.role, hale_access::Role::Clinician | hale_access::Role::Nurse)
+}
+
+/// The page for a chart the user cannot open: the same whether or not the patient
+/// exists, with the form to break the glass.
+fn glass_page(session: &Session, id: &str, error: Option<&str>, reason: &str, status: StatusCode) -> Response {
+    let body = html! {
+        section.card.narrow aria-labelledby="glass-h" {
+            h1 #glass-h { "Not in your care" }
+            p { "No patient with this record number is in the care of your organization, or there is no such patient." }
+            h2 { "Emergency access" }
+            p { "If this patient needs your care now, you can open the record for one hour by stating why. "
+                "Your access and your reason are recorded, and every page you open is reviewed." }
+            form method="post" action={ "/app/patient/" (id) "/break-glass" } {
+                input type="hidden" name="csrf" value=(session.csrf);
+                div.field {
+                    label for="reason" { "Reason" }
+                    input #reason name="reason" type="text" value=(reason) autocomplete="off" required
+                        aria-invalid=[error.map(|_| "true")] aria-describedby=[error.map(|_| "reason-error")];
+                    @if let Some(e) = error { p.error.field-error #reason-error role="alert" { (e) } }
+                }
+                div.actions {
+                    button.danger type="submit" { "Open the record (break the glass)" }
+                    a href="/app" { "Back" }
+                }
+            }
+        }
+    };
+    respond(status, page("Not in your care", Some(session), body))
+}
+
+/// `POST /app/patient/{id}/break-glass`: opens the record for an hour with a reason
+/// (the gate checks the role, the reason and that the patient exists, and audits it).
+pub(crate) async fn break_glass(
+    session: Session,
+    Path(id): Path<String>,
+    axum::Form(form): axum::Form<std::collections::HashMap<String, String>>,
+) -> Response {
+    let token_ok = form.get("csrf").is_some_and(|t| {
+        t.len() == session.csrf.len() && t.bytes().zip(session.csrf.bytes()).fold(0u8, |a, (x, y)| a | (x ^ y)) == 0
+    });
+    if !token_ok {
+        return crate::layout::problem(
+            StatusCode::FORBIDDEN,
+            Some(&session),
+            "The form expired",
+            "Nothing was done. Open the page again.",
+        );
+    }
+    if !may_break_glass(&session) {
+        return crate::layout::problem(
+            StatusCode::FORBIDDEN,
+            Some(&session),
+            "Not allowed",
+            "Only clinicians and nurses can break the glass.",
+        );
+    }
+    let reason = form.get("reason").map(|r| r.trim().to_string()).unwrap_or_default();
+    let Ok(rid) = hale_repository::resource_id(&id) else {
+        return crate::layout::problem(
+            StatusCode::NOT_FOUND,
+            Some(&session),
+            "Not found",
+            "That is not the address of a patient's chart.",
+        );
+    };
+    match session.repo.break_glass(&rid, &reason).await {
+        Ok(_) => axum::response::Redirect::to(&format!("/app/patient/{id}")).into_response(),
+        Err(e) if e.category() == hale_fhir::Category::Invalid => glass_page(
+            &session,
+            &id,
+            Some("State the reason in at least 10 characters: what is happening and why you need this record."),
+            &reason,
+            StatusCode::BAD_REQUEST,
+        ),
+        Err(e) if e.category() == hale_fhir::Category::NotFound => crate::layout::problem(
+            StatusCode::NOT_FOUND,
+            Some(&session),
+            "No such patient",
+            "There is no patient with this record number. Nothing was opened.",
+        ),
+        Err(e) => failure(&session, &e),
+    }
 }
 
 /// The pages of a chart.
@@ -125,11 +217,18 @@ pub(crate) enum Tab {
 
 /// What every page of a chart begins with: the patient's banner, the allergies, and
 /// the links to the chart's pages.
-pub(crate) fn header(patient: &Value, allergies: &[Value], tab: Tab) -> Markup {
+pub(crate) fn header(session: &Session, patient: &Value, allergies: &[Value], tab: Tab) -> Markup {
     let id = patient["id"].as_str().unwrap_or("");
+    let glass = session.glass.iter().find(|g| g.0 == id);
     let tabs =
         [(Tab::Summary, "Summary", ""), (Tab::Vitals, "Vital signs", "/vitals"), (Tab::Results, "Results", "/results")];
     html! {
+        @if let Some((_, reason, expires)) = glass {
+            p.glass role="status" {
+                strong { "Emergency access (break-the-glass)" } " until " (crate::svg::time_of(*expires)) " UTC. Reason: " (reason)
+                ". Every page you open is recorded."
+            }
+        }
         (banner(patient))
         (allergy_strip(allergies))
         nav.tabs aria-label="Chart" {

@@ -54,6 +54,7 @@ fn unstated() -> Routes<Arc<AppState>> {
         .asset("/app/static/app.css", get(layout::stylesheet))
         .page("/app", get(find::home))
         .page("/app/patient/{id}", get(chart::summary))
+        .page("/app/patient/{id}/break-glass", axum::routing::post(chart::break_glass))
         .page("/app/patient/{id}/vitals", get(trends::vitals).post(record::save))
         .page("/app/patient/{id}/vitals/new", get(record::form))
         .page("/app/patient/{id}/results", get(trends::results))
@@ -77,6 +78,8 @@ pub(crate) struct Session {
     pub csrf: String,
     pub repo: Repository,
     pub gate: Gate,
+    /// The user's break-the-glass grants in force: (patient, reason, expires ms).
+    pub glass: Vec<(String, String, i64)>,
 }
 
 impl Session {
@@ -131,8 +134,26 @@ impl FromRequestParts<Arc<AppState>> for Session {
             None => ctx.request_id,
         };
         ctx.client = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+        // the user's break-the-glass grants in force, as the API reads them
+        let now = hale_repository::Instant::now().millis();
+        let grants: Vec<(String, String, i64)> = match st.gate.system("app").break_glass_grants().await {
+            Ok(all) => all.into_iter().filter(|g| g.0 == account.id && g.3 > now).map(|g| (g.1, g.2, g.3)).collect(),
+            Err(e) => {
+                tracing::error!(error = %e, "the break-the-glass grants could not be read");
+                return Err(internal());
+            }
+        };
+        if !grants.is_empty() {
+            ctx.break_glass = Some(hale_access::BreakGlass {
+                reason: grants.iter().map(|g| g.1.as_str()).collect::<Vec<_>>().join("; "),
+                expires_at: grants.iter().map(|g| g.2).min().unwrap_or(now),
+                patients: grants.iter().map(|g| g.0.clone()).collect(),
+            });
+            ctx.purpose_of_use = Some(hale_access::PurposeOfUse::EmergencyTreatment);
+        }
+        let glass = grants;
         let repo = st.gate.repository(ctx);
-        Ok(Session { account, role, csrf, repo, gate: st.gate.clone() })
+        Ok(Session { account, role, csrf, repo, gate: st.gate.clone(), glass })
     }
 }
 

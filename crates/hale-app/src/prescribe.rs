@@ -251,7 +251,7 @@ fn form_page(
     let found = if drug.is_none() { drugs::find(&query, 30) } else { Vec::new() };
     let alerts = drug.map(|(_, d)| hale_cds::check_order(d, all)).unwrap_or_default();
     let body = html! {
-        (header(patient, all, Tab::Summary))
+        (header(session, patient, all, Tab::Summary))
         section.card.form-card aria-labelledby="rx-h" {
             h1 #rx-h { "Prescribe" }
             @if let Some(e) = error_of("") { p.error role="alert" { (e) } }

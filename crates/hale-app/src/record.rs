@@ -334,7 +334,7 @@ fn form_page(
     let error_of = |name: &str| errors.iter().find(|e| e.0 == name).map(|e| e.1.clone());
     let value_of = |name: &str| typed.get(name).cloned().unwrap_or_default();
     let body = html! {
-        (header(patient, all, Tab::Vitals))
+        (header(session, patient, all, Tab::Vitals))
         section.card.form-card aria-labelledby="rec-h" {
             h1 #rec-h { "Record vital signs" }
             @if let Some(e) = error_of("") { p.error role="alert" { (e) } }

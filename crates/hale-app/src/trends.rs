@@ -91,7 +91,7 @@ pub(crate) async fn vitals(
         .filter(|(_, obs)| !obs.is_empty())
         .collect();
     let body = html! {
-        (header(&patient, &all, Tab::Vitals))
+        (header(&session, &patient, &all, Tab::Vitals))
         @if let Some(n) = params.get("recorded").and_then(|n| n.parse::<usize>().ok()) {
             p.notice role="status" { "Recorded " (n) @if n == 1 { " reading." } @else { " readings." } }
         }
@@ -162,7 +162,7 @@ pub(crate) async fn results(session: Session, Path(id): Path<String>) -> Respons
         }
     }
     let body = html! {
-        (header(&patient, &all, Tab::Results))
+        (header(&session, &patient, &all, Tab::Results))
         @if groups.is_empty() {
             section.card { p.empty { "No laboratory result recorded." } }
         } @else {

@@ -462,6 +462,68 @@ async fn a_prescription_is_checked_against_allergies_before_it_is_signed() {
     assert_eq!(status, 404);
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_chart_outside_ones_care_opens_only_by_breaking_the_glass() {
+    let ts = TestServer::spawn().await;
+    chart_fixture(&ts).await;
+    let code = enrolled(&ts, "dr.jones").await;
+    let session = sign_in(&ts, "/app", "dr.jones", PASSWORD, &code).await.unwrap();
+    // the same page for another organization's patient and for no patient at all
+    let (status, other) = page(&ts, &session, "/app/patient/pat-b").await;
+    let (status_none, none) = page(&ts, &session, "/app/patient/pat-zzz").await;
+    assert_eq!((status, status_none), (404, 404));
+    assert_eq!(other.replace("pat-b", "X"), none.replace("pat-zzz", "X"), "nothing tells them apart");
+    assert!(other.contains("break the glass") && !other.contains("CANARY-B") && !other.contains("Brown"), "{other}");
+    let (_, form_page) = page(&ts, &session, "/app/patient/pat-b").await;
+    let csrf = field(&form_page, "csrf").unwrap();
+    // a reason is needed; a forged form does nothing
+    let (status, _, body) =
+        post_form(&ts, &session, "/app/patient/pat-b/break-glass", &[("csrf", csrf.as_str()), ("reason", "need")])
+            .await;
+    assert_eq!(status, 400);
+    assert!(body.contains("at least 10 characters") && body.contains("value=\"need\""), "{body}");
+    let (status, _, _) = post_form(
+        &ts,
+        &session,
+        "/app/patient/pat-b/break-glass",
+        &[("csrf", "x"), ("reason", "unconscious in the emergency room")],
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert_eq!(page(&ts, &session, "/app/patient/pat-b").await.0, 404, "still closed");
+    // no glass to break for a patient that does not exist
+    let (status, _, _) = post_form(
+        &ts,
+        &session,
+        "/app/patient/pat-zzz/break-glass",
+        &[("csrf", csrf.as_str()), ("reason", "unconscious in the emergency room")],
+    )
+    .await;
+    assert_eq!(status, 404);
+    // with a reason: the chart opens, marked as emergency access
+    let reason = [("csrf", csrf.as_str()), ("reason", "unconscious in the emergency room")];
+    let (status, to, _) = post_form(&ts, &session, "/app/patient/pat-b/break-glass", &reason).await;
+    assert_eq!((status, to.as_str()), (303, "/app/patient/pat-b"));
+    let (status, chart) = page(&ts, &session, "/app/patient/pat-b").await;
+    assert_eq!(status, 200, "{chart}");
+    assert!(chart.contains("Brown, Ben") && chart.contains("CANARY-B"), "{chart}");
+    assert!(
+        chart.contains("Emergency access (break-the-glass)") && chart.contains("unconscious in the emergency room"),
+        "{chart}"
+    );
+    // the grant and the reads under it are in the audit trail as emergency treatment
+    let mut trail = Value::Null;
+    for _ in 0..50 {
+        trail = hale_test_support::json(ts.get("/AuditEvent?patient=Patient/pat-b&_count=200").await).await;
+        if trail.to_string().contains("ETREAT") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let text = trail.to_string();
+    assert!(text.contains("break-glass") && text.contains("ETREAT") && text.contains("dr.jones"), "{text}");
+}
+
 /// The index of the first drug found for `q`.
 async fn drugs_index(ts: &TestServer, session: &str, q: &str) -> String {
     let (_, found) = page(ts, session, &format!("/app/patient/pat-a/prescribe?q={q}")).await;
