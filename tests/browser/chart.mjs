@@ -184,6 +184,24 @@ try {
   }
   await phone.close();
 
+  // the idle timeout: a warning two minutes before, which keeps the session; after it,
+  // a notice, and what was typed stays on the page (the page's clock is a fake one)
+  const idle = await laptop.newPage();
+  watch(idle);
+  await idle.clock.install();
+  await idle.goto(`${base}/app/patient/pat-a/vitals/new`);
+  await idle.fill('#pulse', '66');
+  await idle.clock.fastForward('13:05');
+  check((await idle.locator('.idle-notice').textContent()).includes('signed out in 2 minutes'), 'a warning comes before the idle timeout');
+  await idle.screenshot({ path: `${shots}/app-idle-warning-laptop.png` });
+  await idle.getByRole('button', { name: 'Stay signed in' }).click();
+  await idle.waitForSelector('.idle-notice', { state: 'detached' });
+  check(true, 'staying signed in takes the warning away');
+  await idle.clock.fastForward('15:10');
+  check((await idle.locator('.idle-notice').textContent()).includes('You were signed out'), 'after the idle time the page says so');
+  check((await idle.inputValue('#pulse')) === '66', 'what was typed stays on the page');
+  await idle.close();
+
   // sign out: back to the sign-in page; the chart is closed to this browser
   await page.getByRole('button', { name: 'Sign out' }).click();
   await page.waitForURL(/\/auth\/login/);

@@ -14,6 +14,12 @@ pub(crate) const CSS: &str = include_str!("../assets/app.css");
 /// The address of the stylesheet; the version makes a new binary's stylesheet a new URL.
 pub(crate) const CSS_PATH: &str = concat!("/app/static/app.css?v=", env!("CARGO_PKG_VERSION"));
 
+/// The script (the idle-timeout warning), compiled in.
+pub(crate) const JS: &str = include_str!("../assets/app.js");
+
+/// The address of the script.
+pub(crate) const JS_PATH: &str = concat!("/app/static/app.js?v=", env!("CARGO_PKG_VERSION"));
+
 /// A whole page: the shell around `body`, titled `title`.
 pub(crate) fn page(title: &str, session: Option<&Session>, body: Markup) -> Markup {
     html! {
@@ -24,8 +30,9 @@ pub(crate) fn page(title: &str, session: Option<&Session>, body: Markup) -> Mark
                 meta name="viewport" content="width=device-width,initial-scale=1";
                 title { (title) " · Hale" }
                 link rel="stylesheet" href=(CSS_PATH);
+                @if session.is_some() { script src=(JS_PATH) defer {} }
             }
-            body {
+            body data-idle-seconds=[session.map(|_| hale_auth::SESSION_IDLE.as_secs())] {
                 a.skip href="#main" { "Skip to content" }
                 header.top {
                     a.brand href="/app" { "Hale" }
@@ -61,7 +68,7 @@ pub(crate) fn respond(status: StatusCode, markup: Markup) -> Response {
     h.insert(
         "content-security-policy",
         HeaderValue::from_static(
-            "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+            "default-src 'none'; style-src 'self'; script-src 'self'; connect-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
         ),
     );
     r
@@ -88,9 +95,26 @@ pub(crate) fn problem(status: StatusCode, session: Option<&Session>, title: &str
 
 /// `GET /app/static/app.css`.
 pub(crate) async fn stylesheet() -> Response {
-    let mut r = CSS.into_response();
+    asset(CSS, "text/css; charset=utf-8")
+}
+
+/// `GET /app/static/app.js`.
+pub(crate) async fn script() -> Response {
+    asset(JS, "text/javascript; charset=utf-8")
+}
+
+/// `GET /app/keepalive`: a page's script keeps the session from its idle timeout (the
+/// session extractor restarts it).
+pub(crate) async fn keepalive(_session: Session) -> Response {
+    let mut r = StatusCode::NO_CONTENT.into_response();
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+fn asset(text: &'static str, content_type: &'static str) -> Response {
+    let mut r = text.into_response();
     let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/css; charset=utf-8"));
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=86400"));
     h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
     r

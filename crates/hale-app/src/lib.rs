@@ -3,7 +3,8 @@
 //! authorization server's session cookie; else the browser is sent to sign in and
 //! brought back), and reads through a [`Repository`] made for the session's user, so
 //! every page view is access-checked and audited as an API read would be. Pages are
-//! `maud` templates (every value escaped), with one stylesheet and no script.
+//! `maud` templates (every value escaped), with one stylesheet and one small script (the
+//! idle-timeout warning; the pages work without it).
 
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
@@ -52,6 +53,8 @@ pub fn declared() -> Vec<(&'static str, hale_api::RoutePolicy)> {
 fn unstated() -> Routes<Arc<AppState>> {
     Routes::new()
         .asset("/app/static/app.css", get(layout::stylesheet))
+        .asset("/app/static/app.js", get(layout::script))
+        .page("/app/keepalive", get(layout::keepalive))
         .page("/app", get(find::home))
         .page("/app/patient/{id}", get(chart::summary))
         .page("/app/patient/{id}/break-glass", axum::routing::post(chart::break_glass))
