@@ -668,7 +668,7 @@ impl Store for PgStore {
 
     async fn history(&self, scope: &HistoryScope, query: &HistoryQuery) -> Result<HistoryPage> {
         let c = self.client().await?;
-        let q = hale_store::sql::history(scope, query);
+        let q = hale_store::sql::history(&hale_store::sql::POSTGRES, scope, query);
         let total = match &q.count {
             Some(s) => Some(search::query(&c, s).await?[0].try_get::<_, i64>(0).map_err(db)? as u64),
             None => None,

@@ -762,7 +762,7 @@ impl SearchSql {
             }
         }
         if let Some(r) = &req.restriction {
-            conds.push(restriction_sql(Some(ty), "r", r, &mut where_args));
+            conds.push(restriction_sql(d, Some(ty), "r", r, &mut where_args));
         }
         let from = "FROM resources r JOIN resource_versions v ON v.seq = r.seq";
         // the version row (and its body) is needed only to test or sort by _lastUpdated
@@ -997,7 +997,7 @@ fn include_sql(
         let mut sql = sql;
         if let Some(r) = restriction {
             let included = if rev { Some(inc.source_type.as_str()) } else { inc.target_type.as_deref() };
-            let cond = restriction_sql(included, "r", r, &mut args);
+            let cond = restriction_sql(d, included, "r", r, &mut args);
             sql.push_str(&format!(" AND {cond}"));
         }
         out.push(Stmt { sql, args });
@@ -1013,8 +1013,8 @@ fn include_sql(
 /// granular scopes filter when it matches one of their queries (`filter_sql`).
 /// Written once: the page, its total, its includes, history and `$everything` all use
 /// it.
-pub fn restriction_sql(ty: Option<&str>, alias: &str, r: &Restriction, args: &mut Vec<Bind>) -> String {
-    let patients = patients_sql(ty, alias, r, args);
+pub fn restriction_sql(d: &Dialect, ty: Option<&str>, alias: &str, r: &Restriction, args: &mut Vec<Bind>) -> String {
+    let patients = patients_sql(d, ty, alias, r, args);
     match filter_sql(ty, alias, r, args) {
         Some(filter) => format!("({patients} AND {filter})"),
         None => patients,
@@ -1067,7 +1067,7 @@ fn filter_sql(ty: Option<&str>, alias: &str, r: &Restriction, args: &mut Vec<Bin
 }
 
 /// The patients' part of [`restriction_sql`].
-fn patients_sql(ty: Option<&str>, alias: &str, r: &Restriction, args: &mut Vec<Bind>) -> String {
+fn patients_sql(d: &Dialect, ty: Option<&str>, alias: &str, r: &Restriction, args: &mut Vec<Bind>) -> String {
     if r.every_patient || ty.is_some_and(hale_search::access::is_shared) {
         return "1 = 1".into();
     }
@@ -1078,6 +1078,10 @@ fn patients_sql(ty: Option<&str>, alias: &str, r: &Restriction, args: &mut Vec<B
         };
     }
     let defs = hale_fhir::Definitions::get();
+    // each candidate's own reference rows: the owner index, never a scan of every
+    // reference of the type (SQLite's planner, given statistics, may choose the lookup
+    // index, which covers the columns but is keyed by parameter and target first)
+    let hint = owner_hint(d, "search_reference");
     match ty {
         Some("Patient") => visible_patient(&format!("{alias}.res_id"), r, args),
         Some(t) => {
@@ -1090,7 +1094,7 @@ fn patients_sql(ty: Option<&str>, alias: &str, r: &Restriction, args: &mut Vec<B
                 args.extend(params.iter().map(|p| Bind::Text(p.clone())));
                 let visible = visible_patient("c.target_id", r, args);
                 format!(
-                    "{}EXISTS (SELECT 1 FROM search_reference c WHERE c.res_type = ? AND c.res_id = {alias}.res_id \
+                    "{}EXISTS (SELECT 1 FROM search_reference c{hint} WHERE c.res_type = ? AND c.res_id = {alias}.res_id \
                      AND c.param IN ({marks}) AND c.target_type = 'Patient' AND {}({visible}))",
                     if negated { "NOT " } else { "" },
                     if negated { "NOT " } else { "" },
@@ -1113,7 +1117,7 @@ fn patients_sql(ty: Option<&str>, alias: &str, r: &Restriction, args: &mut Vec<B
                 args.extend(pairs.iter().map(|p| Bind::Text(p.clone())));
                 let visible = visible_patient("c.target_id", r, args);
                 format!(
-                    "{}EXISTS (SELECT 1 FROM search_reference c WHERE c.res_type = {alias}.res_type \
+                    "{}EXISTS (SELECT 1 FROM search_reference c{hint} WHERE c.res_type = {alias}.res_type \
                      AND c.res_id = {alias}.res_id AND (c.res_type || '.' || c.param) IN ({marks}) \
                      AND c.target_type = 'Patient' AND {}({visible}))",
                     if negated { "NOT " } else { "" },
@@ -1247,7 +1251,7 @@ pub struct HistorySql {
 }
 
 /// History at any level, newest first, paged by `seq`: written once for both stores.
-pub fn history(scope: &HistoryScope, query: &HistoryQuery) -> HistorySql {
+pub fn history(d: &Dialect, scope: &HistoryScope, query: &HistoryQuery) -> HistorySql {
     let mut sql = format!("SELECT {VERSION_COLUMNS} FROM resource_versions v WHERE 1 = 1");
     let mut args = Vec::new();
     match scope {
@@ -1271,7 +1275,7 @@ pub fn history(scope: &HistoryScope, query: &HistoryQuery) -> HistorySql {
             HistoryScope::System => None,
             HistoryScope::Type(t) | HistoryScope::Instance(t, _) => Some(t.as_str()),
         };
-        let cond = restriction_sql(ty, "v", r, &mut args);
+        let cond = restriction_sql(d, ty, "v", r, &mut args);
         sql.push_str(&format!(" AND {cond}"));
         // a granular scope's query is matched on the current version's index rows: of a
         // filtered type, only that version is shown (an older one may not match it)
@@ -1359,7 +1363,7 @@ pub fn everything(d: &Dialect, patient: &str, q: &EverythingQuery) -> Result<Stm
         args.push(Bind::Integer(since.millis()));
     }
     if let Some(r) = &q.restriction {
-        let cond = restriction_sql(None, "r", r, &mut args);
+        let cond = restriction_sql(d, None, "r", r, &mut args);
         sql.push_str(&format!(" AND {cond}"));
     }
     if let Some(types) = &q.types {
@@ -1458,7 +1462,7 @@ mod tests {
         r.filters = vec![TypeFilter { resource_type: "Observation".into(), any_of: vec![tests] }];
         for ty in [Some("Observation"), Some("Condition"), Some("Patient"), Some("Medication"), None] {
             let mut args = Vec::new();
-            let sql = restriction_sql(ty, "r", &r, &mut args);
+            let sql = restriction_sql(&POSTGRES, ty, "r", &r, &mut args);
             assert_eq!(sql.matches('?').count(), args.len(), "{ty:?}: {sql}");
             let filtered = sql.contains("FROM search_token g");
             assert_eq!(filtered, matches!(ty, Some("Observation") | None), "{ty:?}: {sql}");
@@ -1468,12 +1472,13 @@ mod tests {
         }
         // a client's filters alone: every patient
         let mut args = Vec::new();
-        let sql = restriction_sql(Some("Observation"), "r", &Restriction::filtered(r.filters.clone()), &mut args);
+        let sql =
+            restriction_sql(&POSTGRES, Some("Observation"), "r", &Restriction::filtered(r.filters.clone()), &mut args);
         assert!(sql.starts_with("(1 = 1 AND EXISTS") || sql.starts_with("(1 = 1 AND ((EXISTS"), "{sql}");
         assert!(!sql.contains("search_reference"), "{sql}");
         // a type no scope grants: nothing of it
         let none = Restriction::filtered(vec![TypeFilter { resource_type: "Observation".into(), any_of: vec![] }]);
-        assert_eq!(restriction_sql(Some("Observation"), "r", &none, &mut Vec::new()), "(1 = 1 AND 1 = 0)");
+        assert_eq!(restriction_sql(&POSTGRES, Some("Observation"), "r", &none, &mut Vec::new()), "(1 = 1 AND 1 = 0)");
         let everything = everything(
             &POSTGRES,
             "p1",
@@ -1481,8 +1486,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!(everything.sql.matches('?').count(), everything.args.len());
-        let h =
-            history(&HistoryScope::System, &HistoryQuery { since: None, count: 5, cursor: None, restriction: Some(r) });
+        let h = history(
+            &POSTGRES,
+            &HistoryScope::System,
+            &HistoryQuery { since: None, count: 5, cursor: None, restriction: Some(r) },
+        );
         assert_eq!(h.page.sql.matches('?').count(), h.page.args.len());
         assert!(h.page.sql.contains("v.res_type <> ?"), "{}", h.page.sql);
         assert!(h.page.sql.contains("cur.seq = v.seq"), "only current versions of a filtered type");
