@@ -102,6 +102,12 @@ try {
   check(await page.evaluate(() => window.__xss === undefined), 'no stored script ran');
   await page.screenshot({ path: `${shots}/app-chart-laptop.png`, fullPage: true });
   await accessible(page, 'chart');
+  // printed, the summary is the record without the application around it
+  await page.emulateMedia({ media: 'print' });
+  check(!(await page.locator('header.top').isVisible()) && !(await page.locator('nav.tabs').isVisible()), 'the printed summary has no navigation');
+  check(await page.locator('section.allergies').isVisible(), 'the printed summary keeps the allergies');
+  await page.screenshot({ path: `${shots}/app-chart-print.png`, fullPage: true });
+  await page.emulateMedia({ media: 'screen' });
 
   // the chart's other pages, by their tabs
   await page.getByRole('link', { name: 'Vital signs' }).click();
