@@ -106,6 +106,7 @@ try {
   await page.emulateMedia({ media: 'print' });
   check(!(await page.locator('header.top').isVisible()) && !(await page.locator('nav.tabs').isVisible()), 'the printed summary has no navigation');
   check(await page.locator('section.allergies').isVisible(), 'the printed summary keeps the allergies');
+  check((await page.locator('footer.print-only').textContent()).includes('Printed from Hale on'), 'the printed summary says when and by whom');
   await page.screenshot({ path: `${shots}/app-chart-print.png`, fullPage: true });
   await page.emulateMedia({ media: 'screen' });
 

@@ -70,6 +70,12 @@ pub(crate) fn today() -> (i64, u32, u32) {
     civil((secs / 86_400) as i64)
 }
 
+/// Today's date (UTC) as `YYYY-MM-DD`.
+pub(crate) fn today_text() -> String {
+    let (y, m, d) = today();
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
 fn ymd(d: &str) -> Option<(i64, u32, u32)> {
     let mut parts = d.get(..10)?.split('-');
     Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))

@@ -52,6 +52,9 @@ pub(crate) fn page(title: &str, session: Option<&Session>, body: Markup) -> Mark
                     }
                 }
                 main #main { (body) }
+                @if let Some(s) = session {
+                    footer.print-only { "Printed from Hale on " (crate::fhir::today_text()) " by " (s.account.display_name) ". Confidential health information." }
+                }
             }
         }
     }
