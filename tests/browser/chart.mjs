@@ -141,6 +141,20 @@ try {
   await page.getByRole('link', { name: 'Summary' }).click();
   await page.waitForURL(/\/app\/patient\/pat-a$/);
 
+  // a visit: start it, write the note, sign it
+  await page.getByRole('button', { name: 'Start a visit' }).click();
+  await page.waitForURL(/\/visit\//);
+  await page.fill('#subjective', 'Cough for three days.');
+  await page.fill('#assessment', 'Viral bronchitis.');
+  await page.fill('#plan', 'Fluids; review in a week.');
+  await page.getByRole('button', { name: 'Sign the note' }).click();
+  await page.waitForLoadState();
+  check((await page.locator('#note-h').textContent()).includes('signed'), 'the note is signed');
+  await page.screenshot({ path: `${shots}/app-visit-laptop.png`, fullPage: true });
+  await accessible(page, 'visit');
+  const visitUrl = page.url();
+  await page.goto(`${base}/app/patient/pat-a`);
+
   // prescribe: the allergy warning before signing; signing past it needs a reason
   await page.getByRole('link', { name: 'Prescribe' }).click();
   await page.waitForURL(/\/prescribe$/);

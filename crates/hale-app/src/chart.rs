@@ -88,8 +88,12 @@ pub(crate) async fn summary(session: Session, Path(id): Path<String>) -> Respons
                 (immunization_list(&immunizations))
             }
             section.card aria-labelledby="enc-h" {
-                h2 #enc-h { "Encounters" }
-                (encounter_list(&encounters))
+                h2 #enc-h { "Visits and encounters" }
+                form.card-action method="post" action={ "/app/patient/" (p) "/visits" } {
+                    input type="hidden" name="csrf" value=(session.csrf);
+                    button.link type="submit" { "Start a visit" }
+                }
+                (encounter_list(p, &encounters))
             }
         }
     };
@@ -468,14 +472,17 @@ fn immunization_list(imms: &[Value]) -> Markup {
     }
 }
 
-fn encounter_list(encs: &[Value]) -> Markup {
+fn encounter_list(patient: &str, encs: &[Value]) -> Markup {
     html! {
         @if encs.is_empty() { p.empty { "None recorded." } } @else {
             ul.plain {
                 @for e in encs {
                     li {
                         span {
-                            (e["type"].as_array().and_then(|t| t.first()).map(concept).unwrap_or_else(|| e["class"]["display"].as_str().or(e["class"]["code"].as_str()).unwrap_or("Encounter").to_string()))
+                            a href={ "/app/patient/" (patient) "/visit/" (e["id"].as_str().unwrap_or("")) } {
+                                (e["type"].as_array().and_then(|t| t.first()).map(concept).unwrap_or_else(|| e["class"]["display"].as_str().or(e["class"]["code"].as_str()).unwrap_or("Encounter").to_string()))
+                            }
+                            @if e["status"] == "in-progress" { " " span.badge { "in progress" } }
                             @let reason = e["reasonCode"].as_array().and_then(|r| r.first()).map(concept).unwrap_or_default();
                             @if !reason.is_empty() { br; small { (reason) } }
                             @let provider = reference_label(&e["serviceProvider"]);

@@ -16,6 +16,7 @@ mod prescribe;
 mod record;
 mod svg;
 mod trends;
+mod visit;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -61,6 +62,10 @@ fn unstated() -> Routes<Arc<AppState>> {
         .page("/app/patient/{id}/vitals", get(trends::vitals).post(record::save))
         .page("/app/patient/{id}/vitals/new", get(record::form))
         .page("/app/patient/{id}/results", get(trends::results))
+        .page("/app/patient/{id}/visits", axum::routing::post(visit::start))
+        .page("/app/patient/{id}/visit/{enc}", get(visit::show))
+        .page("/app/patient/{id}/visit/{enc}/note", axum::routing::post(visit::save_note))
+        .page("/app/patient/{id}/visit/{enc}/finish", axum::routing::post(visit::finish))
         .page("/app/patient/{id}/prescribe", get(prescribe::form).post(prescribe::sign))
         .page("/app/patient/{id}/prescription/{rx}", get(prescribe::printable))
 }

@@ -260,7 +260,7 @@ fn quantity(f: &Field, n: &serde_json::Number) -> Value {
 }
 
 /// The transaction that records `r` for `patient`, performed by `performer`.
-pub(crate) fn transaction(patient: &str, performer: Option<&str>, r: &Readings) -> Value {
+pub(crate) fn transaction(patient: &str, performer: Option<&str>, encounter: Option<&str>, r: &Readings) -> Value {
     let base = |code: &str, display: &str| {
         let mut o = json!({
             "resourceType": "Observation",
@@ -272,6 +272,9 @@ pub(crate) fn transaction(patient: &str, performer: Option<&str>, r: &Readings) 
         });
         if let Some(p) = performer {
             o["performer"] = json!([{"reference": p}]);
+        }
+        if let Some(e) = encounter {
+            o["encounter"] = json!({"reference": format!("Encounter/{e}")});
         }
         o
     };
@@ -308,7 +311,11 @@ pub(crate) fn transaction(patient: &str, performer: Option<&str>, r: &Readings) 
 }
 
 /// `GET /app/patient/{id}/vitals/new`.
-pub(crate) async fn form(session: Session, Path(id): Path<String>) -> Response {
+pub(crate) async fn form(
+    session: Session,
+    Path(id): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<HashMap<String, String>>,
+) -> Response {
     let patient = match open_patient(&session, &id).await {
         Ok(p) => p,
         Err(r) => return r,
@@ -320,6 +327,9 @@ pub(crate) async fn form(session: Session, Path(id): Path<String>) -> Response {
     let now = now_instant();
     let mut typed = HashMap::new();
     typed.insert("taken".to_string(), now[..16].to_string());
+    if let Some(e) = q.get("encounter") {
+        typed.insert("encounter".to_string(), e.clone());
+    }
     respond(StatusCode::OK, form_page(&session, &patient, &all, &typed, &[]))
 }
 
@@ -343,6 +353,7 @@ fn form_page(
             }
             form method="post" action={ "/app/patient/" (id) "/vitals" } novalidate {
                 input type="hidden" name="csrf" value=(session.csrf);
+                @if let Some(e) = typed.get("encounter").filter(|e| !e.is_empty()) { input type="hidden" name="encounter" value=(e); }
                 div.fields {
                     (field_row("taken", "Taken at (UTC)", "datetime-local", &value_of("taken"), error_of("taken"), ""))
                     @for f in FIELDS {
@@ -409,14 +420,37 @@ pub(crate) async fn save(
         Err(errors) => return respond(StatusCode::BAD_REQUEST, form_page(&session, &patient, &all, &typed, &errors)),
     };
     let performer = session.account.fhir_user.as_deref().filter(|u| u.starts_with("Practitioner/"));
-    let bundle = transaction(&id, performer, &readings);
+    // readings taken at a visit are tied to it: an encounter of this patient
+    let encounter = typed.get("encounter").map(|e| e.trim()).filter(|e| !e.is_empty());
+    if let Some(e) = encounter {
+        let of_patient = match (hale_repository::resource_type("Encounter"), hale_repository::resource_id(e)) {
+            (Ok(t), Ok(i)) => session
+                .repo
+                .read(&t, &i)
+                .await
+                .ok()
+                .and_then(|r| r.body)
+                .and_then(|b| serde_json::from_str::<Value>(&b).ok())
+                .is_some_and(|enc| enc["subject"]["reference"].as_str() == Some(&format!("Patient/{id}"))),
+            _ => false,
+        };
+        if !of_patient {
+            let msg = "Nothing was saved: the visit these readings belong to is not one of this patient's.".to_string();
+            return respond(StatusCode::BAD_REQUEST, form_page(&session, &patient, &all, &typed, &[("", msg)]));
+        }
+    }
+    let bundle = transaction(&id, performer, encounter, &readings);
     match session.repo.process_bundle(bundle).await {
         Ok((_, entries)) => {
             if let Some(Err(e)) = entries.iter().find(|e| e.is_err()) {
                 let msg = format!("Nothing was saved: {}", plain(e));
                 return respond(StatusCode::BAD_REQUEST, form_page(&session, &patient, &all, &typed, &[("", msg)]));
             }
-            Redirect::to(&format!("/app/patient/{id}/vitals?recorded={}", entries.len())).into_response()
+            let to = match encounter {
+                Some(e) => format!("/app/patient/{id}/visit/{e}"),
+                None => format!("/app/patient/{id}/vitals?recorded={}", entries.len()),
+            };
+            Redirect::to(&to).into_response()
         }
         Err(e) if matches!(e.category(), hale_fhir::Category::Forbidden | hale_fhir::Category::Unauthorized) => {
             let msg = "Nothing was saved: your role does not allow recording vital signs for this patient.".to_string();
@@ -459,7 +493,7 @@ mod tests {
         assert_eq!(r.taken, "2026-12-07T09:30:00Z");
         assert_eq!(r.values.len(), 3);
         assert_eq!(r.values.iter().find(|v| v.0.name == "temp").unwrap().1.to_string(), "36.80");
-        let b = transaction("p1", Some("Practitioner/x"), &r);
+        let b = transaction("p1", Some("Practitioner/x"), None, &r);
         let entries = b["entry"].as_array().unwrap();
         assert_eq!(entries.len(), 2, "a blood pressure panel and a temperature");
         assert_eq!(entries[0]["resource"]["component"][1]["valueQuantity"]["value"].to_string(), "84");
@@ -474,7 +508,7 @@ mod tests {
     fn weight_and_height_give_a_bmi() {
         let r = check(&form(&[("weight", "80"), ("height", "180")]), NOW).unwrap();
         assert_eq!(r.taken, NOW);
-        let b = transaction("p1", None, &r);
+        let b = transaction("p1", None, Some("e1"), &r);
         let bmi = b["entry"]
             .as_array()
             .unwrap()

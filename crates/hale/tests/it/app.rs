@@ -527,6 +527,127 @@ async fn a_chart_outside_ones_care_opens_only_by_breaking_the_glass() {
     assert!(text.contains("break-glass") && text.contains("ETREAT") && text.contains("dr.jones"), "{text}");
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_visit_is_started_documented_signed_amended_and_finished() {
+    let ts = TestServer::spawn().await;
+    chart_fixture(&ts).await;
+    let code = enrolled(&ts, "dr.jones").await;
+    let session = sign_in(&ts, "/app", "dr.jones", PASSWORD, &code).await.unwrap();
+    let (_, chart) = page(&ts, &session, "/app/patient/pat-a").await;
+    let csrf = field(&chart, "csrf").unwrap();
+    assert!(chart.contains("Start a visit"), "{chart}");
+
+    // start: an encounter in progress with the clinician and their organization
+    let (status, to, _) = post_form(&ts, &session, "/app/patient/pat-a/visits", &[("csrf", csrf.as_str())]).await;
+    assert_eq!(status, 303);
+    let enc = to.rsplit('/').next().unwrap().to_string();
+    let e = hale_test_support::json(ts.get(&format!("/Encounter/{enc}")).await).await;
+    assert_eq!(
+        (e["status"].as_str(), e["serviceProvider"]["reference"].as_str()),
+        (Some("in-progress"), Some("Organization/org-a"))
+    );
+    assert_eq!(e["participant"][0]["individual"]["reference"], "Practitioner/prac-j");
+    let (status, visit) = page(&ts, &session, &to).await;
+    assert_eq!(status, 200, "{visit}");
+    assert!(
+        visit.contains("in-progress") && visit.contains("Sign the note") && visit.contains("Finish the visit"),
+        "{visit}"
+    );
+
+    let note_path = format!("{to}/note");
+    // an empty note is refused
+    let (status, _, body) = post_form(&ts, &session, &note_path, &[("csrf", csrf.as_str()), ("action", "sign")]).await;
+    assert_eq!(status, 400);
+    assert!(body.contains("The note is empty"), "{body}");
+    // a draft, then signed
+    let s_text = "Cough for 3 days <script>window.__xss=1</script>";
+    let draft =
+        [("csrf", csrf.as_str()), ("action", "draft"), ("subjective", s_text), ("assessment", "Viral bronchitis")];
+    assert_eq!(post_form(&ts, &session, &note_path, &draft).await.0, 303);
+    let notes = hale_test_support::json(ts.get(&format!("/Composition?encounter={enc}")).await).await;
+    let c = &notes["entry"][0]["resource"];
+    assert_eq!(c["status"], "preliminary", "{notes}");
+    let cid = c["id"].as_str().unwrap().to_string();
+    let (_, visit) = page(&ts, &session, &to).await;
+    assert!(visit.contains("draft") && visit.contains("Cough for 3 days &lt;script&gt;"), "{visit}");
+    assert_eq!(visit.matches("<script").count(), 1, "only the application's script: {visit}");
+    let signed = [
+        ("csrf", csrf.as_str()),
+        ("action", "sign"),
+        ("version", "1"),
+        ("subjective", s_text),
+        ("assessment", "Viral bronchitis"),
+        ("plan", "Fluids; review in a week"),
+    ];
+    assert_eq!(post_form(&ts, &session, &note_path, &signed).await.0, 303);
+    let c = hale_test_support::json(ts.get(&format!("/Composition/{cid}")).await).await;
+    assert_eq!((c["status"].as_str(), c["meta"]["versionId"].as_str()), (Some("final"), Some("2")));
+    assert_eq!(c["attester"][0]["party"]["reference"], "Practitioner/prac-j");
+    assert_eq!(c["encounter"]["reference"], format!("Encounter/{enc}"));
+    // once signed: no draft, only an amendment, made from the version shown
+    let (status, _, _) =
+        post_form(&ts, &session, &note_path, &[("csrf", csrf.as_str()), ("action", "draft"), ("plan", "x")]).await;
+    assert_eq!(status, 400);
+    let stale = [("csrf", csrf.as_str()), ("action", "amend"), ("version", "1"), ("plan", "changed from an old page")];
+    let (status, _, body) = post_form(&ts, &session, &note_path, &stale).await;
+    assert_eq!(status, 400);
+    assert!(
+        body.contains("Someone changed this note") && body.contains("changed from an old page"),
+        "the text is kept: {body}"
+    );
+    let amend = [
+        ("csrf", csrf.as_str()),
+        ("action", "amend"),
+        ("version", "2"),
+        ("subjective", s_text),
+        ("assessment", "Viral bronchitis"),
+        ("plan", "Fluids; chest X-ray if not better in a week"),
+    ];
+    assert_eq!(post_form(&ts, &session, &note_path, &amend).await.0, 303);
+    let c = hale_test_support::json(ts.get(&format!("/Composition/{cid}")).await).await;
+    assert_eq!((c["status"].as_str(), c["meta"]["versionId"].as_str()), (Some("amended"), Some("3")));
+    assert_eq!(c["attester"].as_array().unwrap().len(), 2, "both signatures");
+    let history = hale_test_support::json(ts.get(&format!("/Composition/{cid}/_history")).await).await;
+    assert_eq!(history["entry"].as_array().unwrap().len(), 3, "every version kept");
+    let (_, visit) = page(&ts, &session, &to).await;
+    assert!(visit.contains("signed, amended") && visit.contains("chest X-ray"), "{visit}");
+
+    // vital signs taken at the visit belong to it
+    let (status, form) = page(&ts, &session, &format!("/app/patient/pat-a/vitals/new?encounter={enc}")).await;
+    assert_eq!(status, 200);
+    assert!(form.contains(&format!("name=\"encounter\" value=\"{enc}\"")), "{form}");
+    let vitals = [("csrf", csrf.as_str()), ("encounter", enc.as_str()), ("pulse", "88")];
+    let (status, back, _) = post_form(&ts, &session, "/app/patient/pat-a/vitals", &vitals).await;
+    assert_eq!((status, back.as_str()), (303, to.as_str()));
+    assert_eq!(count(&ts, &format!("/Observation?encounter={enc}")).await, 1);
+    let (_, visit) = page(&ts, &session, &to).await;
+    assert!(visit.contains("Measured at this visit") && visit.contains("88 /min"), "{visit}");
+    // readings are tied only to a visit of this patient
+    let (status, _, body) = post_form(
+        &ts,
+        &session,
+        "/app/patient/pat-a/vitals",
+        &[("csrf", csrf.as_str()), ("encounter", "no-such"), ("pulse", "88")],
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("not one of this patient"), "{body}");
+
+    // finish
+    assert_eq!(post_form(&ts, &session, &format!("{to}/finish"), &[("csrf", csrf.as_str())]).await.0, 303);
+    let e = hale_test_support::json(ts.get(&format!("/Encounter/{enc}")).await).await;
+    assert_eq!(e["status"], "finished");
+    assert!(e["period"]["end"].is_string());
+
+    // the visit is not reachable under another patient, and B gets no visit from A's clinician
+    assert_eq!(page(&ts, &session, &format!("/app/patient/pat-b/visit/{enc}")).await.0, 404);
+    assert_eq!(post_form(&ts, &session, "/app/patient/pat-b/visits", &[("csrf", csrf.as_str())]).await.0, 404);
+    assert_eq!(count(&ts, "/Encounter?patient=pat-b").await, 0);
+    // a forged form does nothing
+    let (status, _, _) = post_form(&ts, &session, "/app/patient/pat-a/visits", &[("csrf", "forged")]).await;
+    assert_eq!(status, 403);
+}
+
 /// The index of the first drug found for `q`.
 async fn drugs_index(ts: &TestServer, session: &str, q: &str) -> String {
     let (_, found) = page(ts, session, &format!("/app/patient/pat-a/prescribe?q={q}")).await;
