@@ -98,7 +98,7 @@ try {
   check((await page.locator('#labs-h + table').textContent()).includes('Hemoglobin A1c'), 'the lab result is listed');
   check(await page.locator('tr.abnormal .flag.H').isVisible(), 'the high result is flagged');
   check((await page.locator('.vitals').textContent()).includes('128/84'), 'the blood pressure reads as 128/84');
-  check((await page.locator('#problems-h + ul').textContent()).includes('<script>'), 'stored markup shows as text');
+  check((await page.locator('#problems-h ~ ul').textContent()).includes('<script>'), 'stored markup shows as text');
   check(await page.evaluate(() => window.__xss === undefined), 'no stored script ran');
   await page.screenshot({ path: `${shots}/app-chart-laptop.png`, fullPage: true });
   await accessible(page, 'chart');
@@ -140,6 +140,18 @@ try {
   await accessible(page, 'results');
   await page.getByRole('link', { name: 'Summary' }).click();
   await page.waitForURL(/\/app\/patient\/pat-a$/);
+
+  // a problem from the table, found by its code
+  await page.getByRole('link', { name: 'Add a problem' }).click();
+  await page.fill('#q', 'E11');
+  await page.keyboard.press('Enter');
+  await page.waitForURL(/problems\/new\?q=E11/);
+  await page.fill('#onset', '2019-04');
+  await page.screenshot({ path: `${shots}/app-problem-laptop.png`, fullPage: true });
+  await accessible(page, 'add a problem');
+  await page.getByRole('button', { name: 'Save' }).click();
+  await page.waitForURL(/\/app\/patient\/pat-a$/);
+  check((await page.locator('#problems-h ~ ul').textContent()).includes('Type 2 diabetes mellitus'), 'the problem is on the chart');
 
   // a visit: start it, write the note, sign it
   await page.getByRole('button', { name: 'Start a visit' }).click();

@@ -68,7 +68,8 @@ pub(crate) async fn summary(session: Session, Path(id): Path<String>) -> Respons
         div.grid {
             section.card aria-labelledby="problems-h" {
                 h2 #problems-h { "Active problems (" (problems.len()) ")" }
-                (problem_list(&problems))
+                p.card-action { a href={ "/app/patient/" (p) "/problems/new" } { "Add a problem" } }
+                (problem_list(&session, p, &problems))
             }
             section.card aria-labelledby="meds-h" {
                 h2 #meds-h { "Active medications (" (meds.len()) ")" }
@@ -85,6 +86,7 @@ pub(crate) async fn summary(session: Session, Path(id): Path<String>) -> Respons
             }
             section.card aria-labelledby="imm-h" {
                 h2 #imm-h { "Immunizations" }
+                p.card-action { a href={ "/app/patient/" (p) "/immunizations/new" } { "Record" } }
                 (immunization_list(&immunizations))
             }
             section.card aria-labelledby="enc-h" {
@@ -234,7 +236,7 @@ pub(crate) fn header(session: &Session, patient: &Value, allergies: &[Value], ta
             }
         }
         (banner(patient))
-        (allergy_strip(allergies))
+        (allergy_strip(id, allergies))
         nav.tabs aria-label="Chart" {
             @for (t, label, path) in tabs {
                 @if t == tab {
@@ -289,7 +291,7 @@ fn entered_in_error(r: &Value) -> bool {
         .is_some_and(|cs| cs.iter().any(|c| c["code"] == "entered-in-error" || c["code"] == "refuted"))
 }
 
-fn allergy_strip(all: &[Value]) -> Markup {
+fn allergy_strip(patient: &str, all: &[Value]) -> Markup {
     let mut active: Vec<&Value> = all.iter().filter(|a| status_in(a, &["active"]) && !entered_in_error(a)).collect();
     // high criticality first
     active.sort_by_key(|a| a["criticality"] != "high");
@@ -297,11 +299,13 @@ fn allergy_strip(all: &[Value]) -> Markup {
         @if active.is_empty() {
             section.allergies.none aria-labelledby="allergies-h" {
                 h2 #allergies-h { "Allergies" }
+                p.card-action { a href={ "/app/patient/" (patient) "/allergies/new" } { "Record an allergy" } }
                 p.empty { "No active allergy or intolerance recorded." }
             }
         } @else {
             section.allergies aria-labelledby="allergies-h" {
                 h2 #allergies-h { "Allergies and intolerances (" (active.len()) ")" }
+                p.card-action { a href={ "/app/patient/" (patient) "/allergies/new" } { "Record an allergy" } }
                 ul {
                     @for a in &active {
                         li {
@@ -332,15 +336,25 @@ fn reactions(a: &Value) -> String {
     out.join(", ")
 }
 
-fn problem_list(problems: &[Value]) -> Markup {
+fn problem_list(session: &Session, patient: &str, problems: &[Value]) -> Markup {
     let shown: Vec<&Value> = problems.iter().filter(|c| !entered_in_error(c)).collect();
     html! {
         @if shown.is_empty() { p.empty { "None recorded." } } @else {
             ul.plain {
                 @for c in shown {
                     li {
-                        span { (concept(&c["code"])) }
-                        span.muted { "since " (day(&c["onsetDateTime"])) }
+                        span {
+                            (concept(&c["code"]))
+                            @if let Some(icd) = code_in(&c["code"], "http://hl7.org/fhir/sid/icd-10-cm") { " " small.muted { (icd) } }
+                        }
+                        span.muted.row-end {
+                            @let since = day(&c["onsetDateTime"]);
+                            @if !since.is_empty() { "since " (since) " " }
+                            form.inline method="post" action={ "/app/patient/" (patient) "/problem/" (c["id"].as_str().unwrap_or("")) "/resolve" } {
+                                input type="hidden" name="csrf" value=(session.csrf);
+                                button.link.small type="submit" aria-label={ "Resolve " (concept(&c["code"])) } { "Resolve" }
+                            }
+                        }
                     }
                 }
             }

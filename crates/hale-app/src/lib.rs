@@ -9,6 +9,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
 mod chart;
+mod entry;
 mod fhir;
 mod find;
 mod layout;
@@ -62,6 +63,10 @@ fn unstated() -> Routes<Arc<AppState>> {
         .page("/app/patient/{id}/vitals", get(trends::vitals).post(record::save))
         .page("/app/patient/{id}/vitals/new", get(record::form))
         .page("/app/patient/{id}/results", get(trends::results))
+        .page("/app/patient/{id}/problems/new", get(entry::problem_form).post(entry::problem_save))
+        .page("/app/patient/{id}/problem/{cid}/resolve", axum::routing::post(entry::resolve))
+        .page("/app/patient/{id}/allergies/new", get(entry::allergy_form).post(entry::allergy_save))
+        .page("/app/patient/{id}/immunizations/new", get(entry::immunization_form).post(entry::immunization_save))
         .page("/app/patient/{id}/visits", axum::routing::post(visit::start))
         .page("/app/patient/{id}/visit/{enc}", get(visit::show))
         .page("/app/patient/{id}/visit/{enc}/note", axum::routing::post(visit::save_note))

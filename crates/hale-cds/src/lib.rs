@@ -8,6 +8,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod drugs;
+pub mod terms;
 
 use drugs::{Class, Drug, INGREDIENTS, Ingredient};
 use serde_json::Value;

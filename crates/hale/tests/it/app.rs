@@ -648,6 +648,108 @@ async fn a_visit_is_started_documented_signed_amended_and_finished() {
     assert_eq!(status, 403);
 }
 
+/// The value of the `<option>` whose text starts with `text`.
+fn option_value(html: &str, text: &str) -> String {
+    let at = html.find(&format!(">{text}")).unwrap_or_else(|| panic!("no option {text}"));
+    let start = html[..at].rfind("value=\"").unwrap() + 7;
+    html[start..].split('"').next().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn problems_allergies_and_immunizations_are_recorded_from_tables_or_words() {
+    let ts = TestServer::spawn().await;
+    chart_fixture(&ts).await;
+    let code = enrolled(&ts, "dr.jones").await;
+    let session = sign_in(&ts, "/app", "dr.jones", PASSWORD, &code).await.unwrap();
+
+    // a problem from the table, found by its ICD-10-CM code
+    let (status, form) = page(&ts, &session, "/app/patient/pat-a/problems/new?q=E11").await;
+    assert_eq!(status, 200, "{form}");
+    let csrf = field(&form, "csrf").unwrap();
+    let term = option_value(&form, "Type 2 diabetes mellitus");
+    let bad = [("csrf", csrf.as_str()), ("term", term.as_str()), ("onset", "2099-01-01")];
+    let (status, _, body) = post_form(&ts, &session, "/app/patient/pat-a/problems/new", &bad).await;
+    assert_eq!(status, 400);
+    assert!(body.contains("The date is in the future") && body.contains("value=\"2099-01-01\""), "{body}");
+    let before = count(&ts, "/Condition?patient=pat-a").await;
+    let good = [("csrf", csrf.as_str()), ("term", term.as_str()), ("onset", "2019-04")];
+    assert_eq!(post_form(&ts, &session, "/app/patient/pat-a/problems/new", &good).await.0, 303);
+    let free = [("csrf", csrf.as_str()), ("term", ""), ("text", "Chronic cough")];
+    assert_eq!(post_form(&ts, &session, "/app/patient/pat-a/problems/new", &free).await.0, 303);
+    assert_eq!(count(&ts, "/Condition?patient=pat-a").await, before + 2);
+    let coded =
+        hale_test_support::json(ts.get("/Condition?patient=pat-a&code=http://hl7.org/fhir/sid/icd-10-cm|E11.9").await)
+            .await;
+    let cid = coded["entry"][0]["resource"]["id"].as_str().unwrap().to_string();
+    assert_eq!(coded["entry"][0]["resource"]["recorder"]["reference"], "Practitioner/prac-j");
+    let (_, chart) = page(&ts, &session, "/app/patient/pat-a").await;
+    assert!(
+        chart.contains("Type 2 diabetes mellitus") && chart.contains("E11.9") && chart.contains("Chronic cough"),
+        "{chart}"
+    );
+    // resolved, it leaves the active list
+    let resolve = format!("/app/patient/pat-a/problem/{cid}/resolve");
+    assert_eq!(post_form(&ts, &session, &resolve, &[("csrf", csrf.as_str())]).await.0, 303);
+    let c = hale_test_support::json(ts.get(&format!("/Condition/{cid}")).await).await;
+    assert_eq!(c["clinicalStatus"]["coding"][0]["code"], "resolved");
+    let (_, chart) = page(&ts, &session, "/app/patient/pat-a").await;
+    assert!(!chart.contains("Type 2 diabetes mellitus") && chart.contains("Chronic cough"), "{chart}");
+
+    // an allergy from the list: the prescribing check reads it at once
+    let (_, form) = page(&ts, &session, "/app/patient/pat-a/allergies/new").await;
+    let sulfa = option_value(&form, "Sulfonamides");
+    let (status, _, body) = post_form(
+        &ts,
+        &session,
+        "/app/patient/pat-a/allergies/new",
+        &[("csrf", csrf.as_str()), ("term", sulfa.as_str())],
+    )
+    .await;
+    assert_eq!(status, 400, "a criticality is needed: {body}");
+    let allergy = [("csrf", csrf.as_str()), ("term", sulfa.as_str()), ("criticality", "low"), ("reaction", "rash")];
+    assert_eq!(post_form(&ts, &session, "/app/patient/pat-a/allergies/new", &allergy).await.0, 303);
+    let (_, chart) = page(&ts, &session, "/app/patient/pat-a").await;
+    assert!(chart.contains("Sulfonamides (allergy to sulfonamide)") && chart.contains("rash"), "{chart}");
+    let smx = drugs_index(&ts, &session, "sulfamethoxazole").await;
+    let (_, rx) = page(&ts, &session, &format!("/app/patient/pat-a/prescribe?drug={smx}")).await;
+    assert!(rx.contains("sulfamethoxazole is a sulfonamide antibiotic"), "{rx}");
+
+    // an immunization (CVX), not in the future
+    let (_, form) = page(&ts, &session, "/app/patient/pat-a/immunizations/new").await;
+    let tdap = option_value(&form, "Tdap");
+    let (status, _, _) = post_form(
+        &ts,
+        &session,
+        "/app/patient/pat-a/immunizations/new",
+        &[("csrf", csrf.as_str()), ("term", tdap.as_str()), ("given", "2099-01-01")],
+    )
+    .await;
+    assert_eq!(status, 400);
+    let imm = [("csrf", csrf.as_str()), ("term", tdap.as_str()), ("given", "2026-11-02"), ("lot", "TD-991")];
+    assert_eq!(post_form(&ts, &session, "/app/patient/pat-a/immunizations/new", &imm).await.0, 303);
+    let i = hale_test_support::json(
+        ts.get("/Immunization?patient=pat-a&vaccine-code=http://hl7.org/fhir/sid/cvx|115").await,
+    )
+    .await;
+    assert_eq!(i["entry"][0]["resource"]["lotNumber"], "TD-991", "{i}");
+    let (_, chart) = page(&ts, &session, "/app/patient/pat-a").await;
+    assert!(chart.contains("Tdap") && chart.contains("2026-11-02"), "{chart}");
+
+    // nothing for another organization's patient, and no resolving their problems
+    for path in
+        ["/app/patient/pat-b/problems/new", "/app/patient/pat-b/allergies/new", "/app/patient/pat-b/immunizations/new"]
+    {
+        assert_eq!(page(&ts, &session, path).await.0, 404, "{path}");
+    }
+    let (status, _, _) = post_form(&ts, &session, "/app/patient/pat-b/allergies/new", &allergy).await;
+    assert_eq!(status, 404);
+    assert_eq!(count(&ts, "/AllergyIntolerance?patient=pat-b").await, 1, "only the canary");
+    // a problem is resolved only under its own patient
+    let (status, _, _) =
+        post_form(&ts, &session, "/app/patient/pat-a/problem/al-b/resolve", &[("csrf", csrf.as_str())]).await;
+    assert_eq!(status, 404);
+}
+
 /// The index of the first drug found for `q`.
 async fn drugs_index(ts: &TestServer, session: &str, q: &str) -> String {
     let (_, found) = page(ts, session, &format!("/app/patient/pat-a/prescribe?q={q}")).await;
