@@ -97,6 +97,29 @@ fn select_row(name: &str, label: &str, options: &[(String, String)], chosen: &st
     }
 }
 
+/// The problems offered (all, or those matching `q`) with the one chosen: a single
+/// match is chosen for the user.
+fn problem_options(q: &str, term: &str) -> (Vec<(String, String)>, String) {
+    let listed: Vec<(usize, &terms::Problem)> =
+        if q.trim().is_empty() { PROBLEMS.iter().enumerate().collect() } else { terms::find_problems(q) };
+    let mut options = vec![(String::new(), "— free text (below) —".to_string())];
+    options.extend(
+        listed
+            .iter()
+            .map(|(i, p)| (i.to_string(), format!("{} (ICD-10-CM {}, SNOMED CT {})", p.name, p.icd10, p.snomed))),
+    );
+    let chosen = if term.is_empty() && listed.len() == 1 { listed[0].0.to_string() } else { term.to_string() };
+    (options, chosen)
+}
+
+fn allergen_options() -> Vec<(String, String)> {
+    let mut options = vec![(String::new(), "— free text (below) —".to_string())];
+    options.extend(
+        ALLERGENS.iter().enumerate().map(|(i, a)| (i.to_string(), format!("{} ({})", a.name, a.kind.category()))),
+    );
+    options
+}
+
 /// What kind of entry a form records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
@@ -150,19 +173,13 @@ fn form_page(session: &Session, patient: &Value, all: &[Value], kind: Kind, type
                 input type="hidden" name="csrf" value=(session.csrf);
                 @match kind {
                     Kind::Problem => {
-                        @let q = value("q");
-                        @let found = terms::find_problems(&q);
-                        @let mut options: Vec<(String, String)> = vec![(String::new(), "— free text (below) —".to_string())];
-                        @let listed: Vec<(usize, &terms::Problem)> = if q.trim().is_empty() { PROBLEMS.iter().enumerate().collect() } else { found };
-                        @let _ = options.extend(listed.iter().map(|(i, p)| (i.to_string(), format!("{} (ICD-10-CM {}, SNOMED CT {})", p.name, p.icd10, p.snomed))));
-                        @let chosen = if value("term").is_empty() && listed.len() == 1 { listed[0].0.to_string() } else { value("term") };
+                        @let (options, chosen) = problem_options(&value("q"), &value("term"));
                         (select_row("term", "Problem", &options, &chosen, errors))
                         (field_row("text", "Or in words", &value("text"), errors, Some("When the problem is not in the table.")))
                         (field_row("onset", "Since (date)", &value("onset"), errors, Some("YYYY-MM-DD, YYYY-MM or YYYY; may be left empty.")))
                     }
                     Kind::Allergy => {
-                        @let mut options: Vec<(String, String)> = vec![(String::new(), "— free text (below) —".to_string())];
-                        @let _ = options.extend(ALLERGENS.iter().enumerate().map(|(i, a)| (i.to_string(), format!("{} ({})", a.name, a.kind.category()))));
+                        @let options = allergen_options();
                         (select_row("term", "Substance", &options, &value("term"), errors))
                         (field_row("text", "Or in words", &value("text"), errors, Some("When the substance is not in the list.")))
                         @let crit = vec![("low".to_string(), "Low risk".to_string()), ("high".to_string(), "High risk (a severe or life-threatening reaction)".to_string()), ("unable-to-assess".to_string(), "Unable to assess".to_string())];
