@@ -153,6 +153,30 @@ try {
   await page.waitForURL(/\/app\/patient\/pat-a$/);
   check((await page.locator('#problems-h ~ ul').textContent()).includes('Type 2 diabetes mellitus'), 'the problem is on the chart');
 
+  // a laboratory order, its result by hand, the clinician's inbox, the review
+  await page.getByRole('link', { name: 'Order a test' }).click();
+  await page.selectOption('#test', '4548-4');
+  await page.getByRole('button', { name: 'Order' }).click();
+  await page.waitForURL(/\/app\/patient\/pat-a$/);
+  await page.getByRole('link', { name: 'Enter the result' }).click();
+  await page.fill('[id="4548-4"]', '8.4');
+  await accessible(page, 'enter a result');
+  await page.getByRole('button', { name: 'Save the result' }).click();
+  await page.waitForURL(/\/results$/);
+  check((await page.locator('.analyte').first().textContent()).includes('8.4 %'), 'the entered result is on the results page');
+  await page.getByRole('link', { name: 'Inbox' }).click();
+  await page.waitForURL(/\/app\/inbox$/);
+  check(await page.getByRole('heading', { name: 'Inbox (1)' }).isVisible(), 'the result waits in the inbox');
+  await page.screenshot({ path: `${shots}/app-inbox-laptop.png`, fullPage: true });
+  await accessible(page, 'inbox');
+  await page.getByRole('link', { name: /Hemoglobin A1c for Alvarez, Ana/ }).click();
+  await page.waitForURL(/\/review\//);
+  await accessible(page, 'review');
+  await page.getByRole('button', { name: 'Mark as reviewed' }).click();
+  await page.waitForURL(/\/app\/inbox$/);
+  check((await page.textContent('main')).includes('Nothing waits for you.'), 'reviewed, it leaves the inbox');
+  await page.goto(`${base}/app/patient/pat-a`);
+
   // a visit: start it, write the note, sign it
   await page.getByRole('button', { name: 'Start a visit' }).click();
   await page.waitForURL(/\/visit\//);

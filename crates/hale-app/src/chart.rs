@@ -45,7 +45,8 @@ pub(crate) async fn summary(session: Session, Path(id): Path<String>) -> Respons
     let q_labs = [("patient", p), ("category", "laboratory"), ("_sort", "-date")];
     let q_imms = [("patient", p), ("_sort", "-date")];
     let q_encs = [("patient", p), ("_sort", "-date")];
-    let (allergies, problems, meds, vitals, labs, immunizations, encounters) = tokio::join!(
+    let q_orders = [("patient", p), ("status", "active,on-hold,draft"), ("_sort", "-authored")];
+    let (allergies, problems, meds, vitals, labs, immunizations, encounters, orders) = tokio::join!(
         search(repo, "AllergyIntolerance", &q_allergies, 100),
         search(repo, "Condition", &q_problems, 100),
         search(repo, "MedicationRequest", &q_meds, 100),
@@ -53,11 +54,21 @@ pub(crate) async fn summary(session: Session, Path(id): Path<String>) -> Respons
         search(repo, "Observation", &q_labs, 200),
         search(repo, "Immunization", &q_imms, 30),
         search(repo, "Encounter", &q_encs, 12),
+        search(repo, "ServiceRequest", &q_orders, 50),
     );
     let parts = (|| {
-        Ok::<_, hale_repository::Error>((allergies?, problems?, meds?, vitals?, labs?, immunizations?, encounters?))
+        Ok::<_, hale_repository::Error>((
+            allergies?,
+            problems?,
+            meds?,
+            vitals?,
+            labs?,
+            immunizations?,
+            encounters?,
+            orders?,
+        ))
     })();
-    let (allergies, problems, meds, vitals, labs, immunizations, encounters) = match parts {
+    let (allergies, problems, meds, vitals, labs, immunizations, encounters, orders) = match parts {
         Ok(p) => p,
         Err(e) => return failure(&session, &e),
     };
@@ -83,6 +94,20 @@ pub(crate) async fn summary(session: Session, Path(id): Path<String>) -> Respons
             section.card.wide aria-labelledby="labs-h" {
                 h2 #labs-h { "Latest results" }
                 (lab_table(&labs))
+            }
+            section.card.wide aria-labelledby="orders-h" {
+                h2 #orders-h { "Open orders (" (orders.len()) ")" }
+                p.card-action { a href={ "/app/patient/" (p) "/orders/new" } { "Order a test" } }
+                @if orders.is_empty() { p.empty { "No open order." } } @else {
+                    ul.plain {
+                        @for o in &orders {
+                            li {
+                                span { (concept(&o["code"])) @if o["priority"] == "urgent" { " " span.badge { "urgent" } } br; small.muted { "ordered " (day(&o["authoredOn"])) " by " (reference_label(&o["requester"])) } }
+                                span.row-end { a href={ "/app/patient/" (p) "/order/" (o["id"].as_str().unwrap_or("")) "/result" } { "Enter the result" } }
+                            }
+                        }
+                    }
+                }
             }
             section.card aria-labelledby="imm-h" {
                 h2 #imm-h { "Immunizations" }

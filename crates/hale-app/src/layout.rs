@@ -39,6 +39,7 @@ pub(crate) fn page(title: &str, session: Option<&Session>, body: Markup) -> Mark
                     @if let Some(s) = session {
                         nav aria-label="Main" {
                             a href="/app" { "Find patient" }
+                            a href="/app/inbox" { "Inbox" }
                         }
                         div.who {
                             span { (s.account.display_name) } " "

@@ -13,6 +13,7 @@ mod entry;
 mod fhir;
 mod find;
 mod layout;
+mod orders;
 mod prescribe;
 mod record;
 mod svg;
@@ -67,6 +68,10 @@ fn unstated() -> Routes<Arc<AppState>> {
         .page("/app/patient/{id}/problem/{cid}/resolve", axum::routing::post(entry::resolve))
         .page("/app/patient/{id}/allergies/new", get(entry::allergy_form).post(entry::allergy_save))
         .page("/app/patient/{id}/immunizations/new", get(entry::immunization_form).post(entry::immunization_save))
+        .page("/app/inbox", get(orders::inbox))
+        .page("/app/patient/{id}/orders/new", get(orders::order_form).post(orders::order_save))
+        .page("/app/patient/{id}/order/{sr}/result", get(orders::result_form).post(orders::result_save))
+        .page("/app/patient/{id}/review/{task}", get(orders::review).post(orders::reviewed))
         .page("/app/patient/{id}/visits", axum::routing::post(visit::start))
         .page("/app/patient/{id}/visit/{enc}", get(visit::show))
         .page("/app/patient/{id}/visit/{enc}/note", axum::routing::post(visit::save_note))

@@ -147,6 +147,118 @@ pub static VACCINES: &[Vaccine] = &[
     vax("114", "Meningococcal MCV4P"),
 ];
 
+/// A laboratory analyte: LOINC code and name, UCUM unit, the adult reference range,
+/// and the range a value entered by hand must fall in.
+#[derive(Debug, PartialEq)]
+pub struct Analyte {
+    pub loinc: &'static str,
+    pub name: &'static str,
+    pub unit: &'static str,
+    pub low: Option<f64>,
+    pub high: Option<f64>,
+    pub plausible: (f64, f64),
+}
+
+const fn analyte(
+    loinc: &'static str,
+    name: &'static str,
+    unit: &'static str,
+    low: Option<f64>,
+    high: Option<f64>,
+    plausible: (f64, f64),
+) -> Analyte {
+    Analyte { loinc, name, unit, low, high, plausible }
+}
+
+pub static HBA1C: Analyte =
+    analyte("4548-4", "Hemoglobin A1c/Hemoglobin.total in Blood", "%", Some(4.0), Some(5.6), (2.0, 20.0));
+pub static GLUCOSE: Analyte =
+    analyte("2345-7", "Glucose [Mass/volume] in Serum or Plasma", "mg/dL", Some(70.0), Some(99.0), (10.0, 1500.0));
+pub static CREATININE: Analyte =
+    analyte("2160-0", "Creatinine [Mass/volume] in Serum or Plasma", "mg/dL", Some(0.59), Some(1.35), (0.1, 25.0));
+pub static SODIUM: Analyte =
+    analyte("2951-2", "Sodium [Moles/volume] in Serum or Plasma", "mmol/L", Some(136.0), Some(145.0), (100.0, 180.0));
+pub static POTASSIUM: Analyte =
+    analyte("2823-3", "Potassium [Moles/volume] in Serum or Plasma", "mmol/L", Some(3.5), Some(5.1), (1.5, 9.0));
+pub static UREA: Analyte =
+    analyte("3094-0", "Urea nitrogen [Mass/volume] in Serum or Plasma", "mg/dL", Some(7.0), Some(20.0), (1.0, 300.0));
+pub static CALCIUM: Analyte =
+    analyte("17861-6", "Calcium [Mass/volume] in Serum or Plasma", "mg/dL", Some(8.6), Some(10.3), (3.0, 20.0));
+pub static CHOLESTEROL: Analyte =
+    analyte("2093-3", "Cholesterol [Mass/volume] in Serum or Plasma", "mg/dL", None, Some(200.0), (30.0, 1500.0));
+pub static TRIGLYCERIDE: Analyte =
+    analyte("2571-8", "Triglyceride [Mass/volume] in Serum or Plasma", "mg/dL", None, Some(150.0), (10.0, 10000.0));
+pub static HDL: Analyte =
+    analyte("2085-9", "Cholesterol in HDL [Mass/volume] in Serum or Plasma", "mg/dL", Some(40.0), None, (5.0, 250.0));
+pub static LDL: Analyte = analyte(
+    "18262-6",
+    "Cholesterol in LDL [Mass/volume] in Serum or Plasma by Direct assay",
+    "mg/dL",
+    None,
+    Some(130.0),
+    (5.0, 1000.0),
+);
+pub static HEMOGLOBIN: Analyte =
+    analyte("718-7", "Hemoglobin [Mass/volume] in Blood", "g/dL", Some(12.0), Some(17.5), (2.0, 25.0));
+pub static LEUKOCYTES: Analyte = analyte(
+    "6690-2",
+    "Leukocytes [#/volume] in Blood by Automated count",
+    "10*3/uL",
+    Some(4.5),
+    Some(11.0),
+    (0.1, 500.0),
+);
+pub static PLATELETS: Analyte = analyte(
+    "777-3",
+    "Platelets [#/volume] in Blood by Automated count",
+    "10*3/uL",
+    Some(150.0),
+    Some(400.0),
+    (1.0, 3000.0),
+);
+pub static HEMATOCRIT: Analyte = analyte(
+    "4544-3",
+    "Hematocrit [Volume Fraction] of Blood by Automated count",
+    "%",
+    Some(36.0),
+    Some(53.0),
+    (5.0, 75.0),
+);
+pub static MICROALBUMIN: Analyte =
+    analyte("14959-1", "Microalbumin/Creatinine [Mass Ratio] in Urine", "mg/g", None, Some(30.0), (0.0, 10000.0));
+
+/// An orderable laboratory test: a single analyte or a panel of them.
+#[derive(Debug, PartialEq)]
+pub struct LabTest {
+    pub loinc: &'static str,
+    pub name: &'static str,
+    pub analytes: &'static [&'static Analyte],
+}
+
+/// The laboratory tests the clinician application orders.
+pub static LAB_TESTS: &[LabTest] = &[
+    LabTest { loinc: "4548-4", name: "Hemoglobin A1c", analytes: &[&HBA1C] },
+    LabTest {
+        loinc: "51990-0",
+        name: "Basic metabolic panel",
+        analytes: &[&GLUCOSE, &CREATININE, &SODIUM, &POTASSIUM, &UREA, &CALCIUM],
+    },
+    LabTest {
+        loinc: "57698-3",
+        name: "Lipid panel with direct LDL",
+        analytes: &[&CHOLESTEROL, &TRIGLYCERIDE, &HDL, &LDL],
+    },
+    LabTest { loinc: "58410-2", name: "CBC panel", analytes: &[&HEMOGLOBIN, &LEUKOCYTES, &PLATELETS, &HEMATOCRIT] },
+    LabTest { loinc: "2160-0", name: "Creatinine", analytes: &[&CREATININE] },
+    LabTest { loinc: "2823-3", name: "Potassium", analytes: &[&POTASSIUM] },
+    LabTest { loinc: "14959-1", name: "Microalbumin/creatinine ratio, urine", analytes: &[&MICROALBUMIN] },
+];
+
+/// The laboratory test with LOINC code `loinc`.
+pub fn lab_test(loinc: &str) -> Option<&'static LabTest> {
+    LAB_TESTS.iter().find(|t| t.loinc == loinc)
+}
+
 /// The problems whose name or codes contain every word of `query`.
 pub fn find_problems(query: &str) -> Vec<(usize, &'static Problem)> {
     let words: Vec<String> = query.split_whitespace().map(str::to_lowercase).collect();
@@ -181,6 +293,17 @@ mod tests {
         for (i, v) in VACCINES.iter().enumerate() {
             assert!(v.cvx.chars().all(|c| c.is_ascii_digit()), "{}", v.name);
             assert!(VACCINES[i + 1..].iter().all(|w| w.cvx != v.cvx), "{}", v.name);
+        }
+        for t in LAB_TESTS {
+            assert!(!t.analytes.is_empty(), "{}", t.name);
+            for a in t.analytes {
+                assert!(a.plausible.0 < a.plausible.1 && (a.low.is_some() || a.high.is_some()), "{}", a.name);
+                assert!(
+                    a.low.is_none_or(|l| l >= a.plausible.0) && a.high.is_none_or(|h| h <= a.plausible.1),
+                    "{}",
+                    a.name
+                );
+            }
         }
         assert_eq!(find_problems("diab").len(), 1);
         assert_eq!(find_problems("I10")[0].1.name, "Hypertension");

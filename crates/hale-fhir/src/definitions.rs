@@ -127,7 +127,13 @@ pub struct Definitions {
     value_sets: HashMap<String, HashSet<String>>,
     search_parameters: Vec<SearchParamDef>,
     patient_compartment: HashMap<String, Vec<String>>,
+    access_compartment: HashMap<String, Vec<String>>,
 }
+
+/// Types R4's Patient compartment leaves out that Hale's access rules hold to the
+/// patient they are about, with the search parameters that name that patient: a Task
+/// `for` a patient (a result to review, a patient's request) concerns that patient.
+const ACCESS_ADDITIONS: &[(&str, &str)] = &[("Task", "patient")];
 
 /// `dateTime` -> `DateTime`, as choice-type property names spell it.
 pub fn capitalize(type_name: &str) -> String {
@@ -185,6 +191,13 @@ impl Definitions {
             primitives: raw.primitives,
             value_sets: raw.value_sets.into_iter().map(|(k, v)| (k, v.into_iter().collect())).collect(),
             search_parameters: raw.search_parameters,
+            access_compartment: {
+                let mut c = raw.patient_compartment.clone();
+                for (ty, param) in ACCESS_ADDITIONS {
+                    c.entry(ty.to_string()).or_default().push(param.to_string());
+                }
+                c
+            },
             patient_compartment: raw.patient_compartment,
         })
     }
@@ -239,6 +252,14 @@ impl Definitions {
     pub fn patient_compartment(&self) -> &HashMap<String, Vec<String>> {
         &self.patient_compartment
     }
+
+    /// The Patient compartment as Hale's access rules read it: R4's, and the types of
+    /// [`ACCESS_ADDITIONS`] by the parameters named there (a Task by its `patient`).
+    /// What a caller held to some patients may see or write of a type is what this
+    /// relates to those patients; a type it does not list is closed to them.
+    pub fn access_compartment(&self) -> &HashMap<String, Vec<String>> {
+        &self.access_compartment
+    }
 }
 
 #[cfg(test)]
@@ -259,6 +280,10 @@ mod tests {
         assert!(vs.contains("female") && vs.contains("unknown") && !vs.contains("f"));
         assert!(d.search_parameters().len() > 1300);
         assert!(d.patient_compartment().contains_key("Observation"));
+        // R4 leaves Task out of the compartment; Hale's access rules hold it to its patient
+        assert!(!d.patient_compartment().contains_key("Task"));
+        assert_eq!(d.access_compartment()["Task"], ["patient"]);
+        assert_eq!(d.access_compartment()["Observation"], d.patient_compartment()["Observation"]);
         assert_eq!(d.primitive_regexes().find(|p| p.0 == "id").map(|p| p.1), Some("[A-Za-z0-9\\-\\.]{1,64}"));
     }
 }

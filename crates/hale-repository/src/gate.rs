@@ -218,7 +218,7 @@ impl Repository {
             };
         }
         let defs = hale_fhir::Definitions::get();
-        let Some(params) = defs.patient_compartment().get(t).filter(|p| !p.is_empty()) else {
+        let Some(params) = defs.access_compartment().get(t).filter(|p| !p.is_empty()) else {
             return Err(refused("this type is not open to your account"));
         };
         let patients: Vec<&str> = new

@@ -1085,7 +1085,7 @@ fn patients_sql(d: &Dialect, ty: Option<&str>, alias: &str, r: &Restriction, arg
     match ty {
         Some("Patient") => visible_patient(&format!("{alias}.res_id"), r, args),
         Some(t) => {
-            let Some(params) = defs.patient_compartment().get(t).filter(|p| !p.is_empty()) else {
+            let Some(params) = defs.access_compartment().get(t).filter(|p| !p.is_empty()) else {
                 return "1 = 0".into();
             };
             let marks = vec!["?"; params.len()].join(", ");
@@ -1107,7 +1107,7 @@ fn patients_sql(d: &Dialect, ty: Option<&str>, alias: &str, r: &Restriction, arg
         }
         None => {
             let mut pairs: Vec<String> = Vec::new();
-            for (t, params) in defs.patient_compartment() {
+            for (t, params) in defs.access_compartment() {
                 pairs.extend(params.iter().map(|p| format!("{t}.{p}")));
             }
             pairs.sort();

@@ -750,6 +750,90 @@ async fn problems_allergies_and_immunizations_are_recorded_from_tables_or_words(
     assert_eq!(status, 404);
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lab_order_gets_its_result_which_waits_in_the_inbox_until_reviewed() {
+    let ts = TestServer::spawn().await;
+    chart_fixture(&ts).await;
+    let code = enrolled(&ts, "dr.jones").await;
+    let session = sign_in(&ts, "/app", "dr.jones", PASSWORD, &code).await.unwrap();
+    let (_, form) = page(&ts, &session, "/app/patient/pat-a/orders/new").await;
+    let csrf = field(&form, "csrf").unwrap();
+    // order a lipid panel
+    let order = [("csrf", csrf.as_str()), ("test", "57698-3"), ("priority", "routine"), ("note", "fasting")];
+    assert_eq!(post_form(&ts, &session, "/app/patient/pat-a/orders/new", &order).await.0, 303);
+    let srs = hale_test_support::json(ts.get("/ServiceRequest?patient=pat-a").await).await;
+    let sr = srs["entry"][0]["resource"].clone();
+    let sr_id = sr["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        (sr["status"].as_str(), sr["requester"]["reference"].as_str()),
+        (Some("active"), Some("Practitioner/prac-j"))
+    );
+    let (_, chart) = page(&ts, &session, "/app/patient/pat-a").await;
+    assert!(chart.contains("Open orders (1)") && chart.contains("Lipid panel with direct LDL"), "{chart}");
+    let (_, inbox) = page(&ts, &session, "/app/inbox").await;
+    assert!(inbox.contains("Nothing waits for you."), "{inbox}");
+
+    // the result: every value checked, nothing written until all are right
+    let result_path = format!("/app/patient/pat-a/order/{sr_id}/result");
+    let (status, form) = page(&ts, &session, &result_path).await;
+    assert_eq!(status, 200, "{form}");
+    assert!(form.contains("Reference ≤ 200 mg/dL"), "{form}");
+    let bad = [("csrf", csrf.as_str()), ("2093-3", "241"), ("2571-8", "9999999"), ("2085-9", "38"), ("18262-6", "")];
+    let (status, _, body) = post_form(&ts, &session, &result_path, &bad).await;
+    assert_eq!(status, 400);
+    assert!(
+        body.contains("outside what is plausible")
+            && body.contains("Give the value.")
+            && body.contains("value=\"241\""),
+        "{body}"
+    );
+    assert_eq!(count(&ts, "/DiagnosticReport?patient=pat-a").await, 0);
+    let good = [("csrf", csrf.as_str()), ("2093-3", "241"), ("2571-8", "140"), ("2085-9", "38"), ("18262-6", "150")];
+    let (status, to, _) = post_form(&ts, &session, &result_path, &good).await;
+    assert_eq!((status, to.as_str()), (303, "/app/patient/pat-a/results"));
+    let sr = hale_test_support::json(ts.get(&format!("/ServiceRequest/{sr_id}")).await).await;
+    assert_eq!(sr["status"], "completed");
+    let reports =
+        hale_test_support::json(ts.get(&format!("/DiagnosticReport?based-on=ServiceRequest/{sr_id}")).await).await;
+    assert_eq!(reports["entry"][0]["resource"]["result"].as_array().unwrap().len(), 4, "{reports}");
+    let ldl = hale_test_support::json(ts.get("/Observation?patient=pat-a&code=http://loinc.org|18262-6").await).await;
+    assert_eq!(ldl["entry"][0]["resource"]["interpretation"][0]["coding"][0]["code"], "H");
+    // the same order cannot get a second result
+    let (status, _, _) = post_form(&ts, &session, &result_path, &good).await;
+    assert_eq!(status, 409);
+    assert_eq!(count(&ts, "/DiagnosticReport?patient=pat-a").await, 1);
+
+    // the inbox of the clinician who ordered it; reviewed, it leaves the inbox
+    let (_, inbox) = page(&ts, &session, "/app/inbox").await;
+    assert!(
+        inbox.contains("Inbox (1)")
+            && inbox.contains("Lipid panel with direct LDL for Alvarez, Ana (3 outside the reference range)"),
+        "{inbox}"
+    );
+    let review =
+        inbox.split("href=\"/app/patient/pat-a/review/").nth(1).unwrap().split('"').next().unwrap().to_string();
+    let review_path = format!("/app/patient/pat-a/review/{review}");
+    let (status, page_) = page(&ts, &session, &review_path).await;
+    assert_eq!(status, 200, "{page_}");
+    assert!(
+        page_.contains("241 mg/dL") && page_.contains("class=\"flag H\"") && page_.contains("class=\"flag L\""),
+        "{page_}"
+    );
+    assert_eq!(post_form(&ts, &session, &review_path, &[("csrf", csrf.as_str())]).await.0, 303);
+    let (_, inbox) = page(&ts, &session, "/app/inbox").await;
+    assert!(inbox.contains("Nothing waits for you."), "{inbox}");
+    let (_, page_) = page(&ts, &session, &review_path).await;
+    assert!(page_.contains("Reviewed "), "{page_}");
+    // the results page shows the new values
+    let (_, results) = page(&ts, &session, "/app/patient/pat-a/results").await;
+    assert!(results.contains("Cholesterol in LDL") && results.contains("150 mg/dL"), "{results}");
+
+    // another organization's patient: no order, no result, no review
+    assert_eq!(post_form(&ts, &session, "/app/patient/pat-b/orders/new", &order).await.0, 404);
+    assert_eq!(page(&ts, &session, &format!("/app/patient/pat-b/review/{review}")).await.0, 404);
+    assert_eq!(count(&ts, "/ServiceRequest?patient=pat-b").await, 0);
+}
+
 /// The index of the first drug found for `q`.
 async fn drugs_index(ts: &TestServer, session: &str, q: &str) -> String {
     let (_, found) = page(ts, session, &format!("/app/patient/pat-a/prescribe?q={q}")).await;

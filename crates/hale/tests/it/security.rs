@@ -56,7 +56,21 @@ async fn population(ts: &TestServer) {
             "code":{"text":canary},"subject":{"reference":format!("Patient/pat-{p}")}}),
         )
         .await;
+        // a task about the patient (R4 leaves Task out of the Patient compartment; Hale
+        // holds it to the patient it is for)
+        put(
+            ts,
+            json!({"resourceType":"Task","id":format!("task-{p}"),"status":"requested","intent":"order",
+            "description":canary,"for":{"reference":format!("Patient/pat-{p}")},"owner":{"reference":"Practitioner/prac-1"}}),
+        )
+        .await;
     }
+    // a task about nobody: no one held to patients sees it
+    put(
+        ts,
+        json!({"resourceType":"Task","id":"task-none","status":"requested","intent":"order","description":CANARY_B}),
+    )
+    .await;
     put(
         ts,
         json!({"resourceType":"Group","id":"group-1","type":"person","actual":true,
@@ -108,6 +122,11 @@ fn read_paths() -> Vec<(&'static str, &'static str, String, Option<Value>)> {
         ("system search", "GET", "/?_type=Patient,Observation,Condition,Group&_total=accurate".into(), None),
         ("$everything", "GET", "/Patient/pat-b/$everything".into(), None),
         ("count only", "GET", "/Observation?_summary=count".into(), None),
+        ("read Task", "GET", "/Task/task-b".into(), None),
+        ("read a Task about nobody", "GET", "/Task/task-none".into(), None),
+        ("search tasks", "GET", "/Task?_total=accurate".into(), None),
+        ("search tasks by owner", "GET", "/Task?owner=Practitioner/prac-1".into(), None),
+        ("tasks of B", "GET", "/Task?patient=pat-b".into(), None),
     ];
     v.push(("POST _search", "POST", "/Observation/_search".into(), None));
     v.push((
@@ -208,6 +227,9 @@ async fn no_read_path_leaks_another_patients_data() {
         let expect = if who.ends_with("launched for B") { 0 } else { 1 };
         assert_eq!(bundle["total"], expect, "{who}: {text}");
         assert_eq!(text.contains(CANARY_A), expect == 1, "{who}: {text}");
+        let (status, text) = send(&ts, &c, "GET", "/Task?_total=accurate", None).await;
+        assert_eq!(status, 200, "{who}: {text}");
+        assert_eq!(serde_json::from_str::<Value>(&text).unwrap()["total"], expect, "{who}: A's task only: {text}");
         let (status, _) = send(&ts, &c, "GET", "/Patient/pat-b", None).await;
         assert_eq!(status, 404, "{who}: forbidden looks like absent");
         let (status, _) = send(&ts, &c, "GET", "/Practitioner/prac-1", None).await;
@@ -668,6 +690,11 @@ async fn a_granular_scope_reaches_only_the_resources_its_query_matches() {
         ("search by subject", "GET", "/Observation?subject=Patient/pat-a".into(), None),
         ("search by id", "GET", "/Observation?_id=obs-vs-a".into(), None),
         ("count only", "GET", "/Observation?_summary=count".into(), None),
+        ("read Task", "GET", "/Task/task-b".into(), None),
+        ("read a Task about nobody", "GET", "/Task/task-none".into(), None),
+        ("search tasks", "GET", "/Task?_total=accurate".into(), None),
+        ("search tasks by owner", "GET", "/Task?owner=Practitioner/prac-1".into(), None),
+        ("tasks of B", "GET", "/Task?patient=pat-b".into(), None),
         ("POST _search", "POST", "/Observation/_search".into(), None),
         ("_revinclude from Patient", "GET", "/Patient?_revinclude=Observation:subject".into(), None),
         ("_revinclude from Encounter", "GET", "/Encounter?_revinclude=Observation:encounter".into(), None),
