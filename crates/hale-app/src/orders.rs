@@ -24,6 +24,9 @@ use crate::{Session, failure, search};
 
 type Fields = HashMap<String, String>;
 
+/// The values of a result: the analyte, the value as typed (a JSON number), the number.
+type Values = Vec<(&'static Analyte, serde_json::Number, f64)>;
+
 const LOINC: &str = "http://loinc.org";
 
 fn same(a: &str, b: &str) -> bool {
@@ -191,10 +194,7 @@ pub(crate) fn interpret(a: &Analyte, v: f64) -> (&'static str, &'static str) {
 
 /// Checks the values typed for `test`: (analyte, the value as a JSON number, the
 /// number), or messages by field.
-pub(crate) fn check_values(
-    test: &'static LabTest,
-    f: &Fields,
-) -> Result<Vec<(&'static Analyte, serde_json::Number, f64)>, Vec<(String, String)>> {
+pub(crate) fn check_values(test: &'static LabTest, f: &Fields) -> Result<Values, Vec<(String, String)>> {
     let mut values = Vec::new();
     let mut errors = Vec::new();
     for &a in test.analytes {
@@ -307,7 +307,7 @@ pub(crate) fn result_bundle(
     patient: &str,
     order: &Value,
     test: &LabTest,
-    values: &[(&'static Analyte, serde_json::Number, f64)],
+    values: &Values,
     now: &str,
     patient_name: &str,
 ) -> Value {
