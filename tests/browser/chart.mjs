@@ -62,7 +62,7 @@ try {
   await page.fill('#password', password);
   await page.fill('#code', code);
   await page.keyboard.press('Enter');
-  await page.waitForURL(/\/app$/);
+  await page.waitForURL((u) => u.pathname === '/app');
   check(true, 'signing in with the second factor leads to the application');
 
   // find a patient: the box has the focus; type, Enter
@@ -184,8 +184,8 @@ try {
   await page.fill('#assessment', 'Viral bronchitis.');
   await page.fill('#plan', 'Fluids; review in a week.');
   await page.getByRole('button', { name: 'Sign the note' }).click();
-  await page.waitForLoadState();
-  check((await page.locator('#note-h').textContent()).includes('signed'), 'the note is signed');
+  const signedBadge = await page.locator('#note-h .badge.ok').waitFor({ timeout: 5000 }).then(() => true, () => false);
+  check(signedBadge && (await page.locator('#note-h').textContent()).includes('signed'), 'the note is signed');
   await page.screenshot({ path: `${shots}/app-visit-laptop.png`, fullPage: true });
   await accessible(page, 'visit');
   const visitUrl = page.url();

@@ -1,4 +1,4 @@
-//! The clinician application under `/app`: server-rendered pages over the same
+//! The clinician application under `/app` and the patient portal under `/portal`: server-rendered pages over the same
 //! repository gate as the FHIR API. A page answers only a signed-in session (the
 //! authorization server's session cookie; else the browser is sent to sign in and
 //! brought back), and reads through a [`Repository`] made for the session's user, so
@@ -14,6 +14,7 @@ mod fhir;
 mod find;
 mod layout;
 mod orders;
+mod portal;
 mod prescribe;
 mod record;
 mod svg;
@@ -69,6 +70,9 @@ fn unstated() -> Routes<Arc<AppState>> {
         .page("/app/patient/{id}/allergies/new", get(entry::allergy_form).post(entry::allergy_save))
         .page("/app/patient/{id}/immunizations/new", get(entry::immunization_form).post(entry::immunization_save))
         .page("/app/inbox", get(orders::inbox))
+        .page("/portal", get(portal::home))
+        .page("/portal/results", get(portal::results))
+        .page("/portal/access", get(portal::access))
         .page("/app/patient/{id}/orders/new", get(orders::order_form).post(orders::order_save))
         .page("/app/patient/{id}/order/{sr}/result", get(orders::result_form).post(orders::result_save))
         .page("/app/patient/{id}/review/{task}", get(orders::review).post(orders::reviewed))
@@ -142,7 +146,7 @@ impl FromRequestParts<Arc<AppState>> for Session {
                 StatusCode::FORBIDDEN,
                 None,
                 "This application is for care teams",
-                "Your account is a patient's account. Use an application you have connected to your record.",
+                "Your account is a patient's account: your record is in the patient portal, at /portal.",
             ));
         }
         let scopes = Scopes::parse(PAGE_SCOPES, true).map_err(|_| internal())?;

@@ -152,15 +152,7 @@ pub(crate) async fn results(session: Session, Path(id): Path<String>) -> Respons
         Ok(f) => f,
         Err(e) => return failure(&session, &e),
     };
-    // by test, newest first within each; tests in the order of their latest result
-    let mut groups: Vec<(String, Vec<&Value>)> = Vec::new();
-    for o in &found {
-        let key = code_in(&o["code"], LOINC).unwrap_or_else(|| concept(&o["code"]));
-        match groups.iter_mut().find(|g| g.0 == key) {
-            Some(g) => g.1.push(o),
-            None => groups.push((key, vec![o])),
-        }
-    }
+    let groups = by_test(&found);
     let body = html! {
         (header(&session, &patient, &all, Tab::Results))
         @if groups.is_empty() {
@@ -183,8 +175,22 @@ pub(crate) async fn results(session: Session, Path(id): Path<String>) -> Respons
     respond(StatusCode::OK, page(&format!("Results · {}", crate::fhir::person_name(&patient)), Some(&session), body))
 }
 
+/// Results by test (LOINC code, else the code's text), newest first within each; tests
+/// in the order of their latest result (`found` is newest first).
+pub(crate) fn by_test(found: &[Value]) -> Vec<(String, Vec<&Value>)> {
+    let mut groups: Vec<(String, Vec<&Value>)> = Vec::new();
+    for o in found {
+        let key = code_in(&o["code"], LOINC).unwrap_or_else(|| concept(&o["code"]));
+        match groups.iter_mut().find(|g| g.0 == key) {
+            Some(g) => g.1.push(o),
+            None => groups.push((key, vec![o])),
+        }
+    }
+    groups
+}
+
 /// One test: its latest value, its trend against the reference range, every value.
-fn analyte(i: usize, obs: &[&Value]) -> Markup {
+pub(crate) fn analyte(i: usize, obs: &[&Value]) -> Markup {
     let latest = obs[0];
     let unit = latest["valueQuantity"]["unit"].as_str().unwrap_or("");
     let rr = latest["referenceRange"].as_array().and_then(|r| r.first());

@@ -519,10 +519,12 @@ pub async fn decide(State(st): St, headers: HeaderMap, Form(p): Form<Params>) ->
 }
 
 /// Where a sign-in may lead: an authorization request, or a page of the clinician
-/// application (a path of this server, never another origin).
+/// application or the patient portal (a path of this server, never another origin).
 fn safe_next(next: Option<&String>) -> Option<String> {
     next.filter(|n| {
-        let app = *n == "/app" || n.starts_with("/app/") || n.starts_with("/app?");
+        let app = ["/app", "/portal"]
+            .iter()
+            .any(|p| *n == *p || n.starts_with(&format!("{p}/")) || n.starts_with(&format!("{p}?")));
         (n.starts_with("/auth/authorize?") || app) && !n.contains("//") && !n.contains('\\') && !n.contains("/..")
     })
     .cloned()
@@ -556,7 +558,7 @@ fn login_form(st: &AuthState, next: Option<&str>, error: Option<&str>, username:
 /// `GET /auth/login`.
 pub async fn login_page(State(st): St, headers: HeaderMap, Query(p): Query<Params>) -> Response {
     let next = safe_next(p.get("next"));
-    if let Some(n) = next.as_deref().filter(|n| n.starts_with("/app"))
+    if let Some(n) = next.as_deref().filter(|n| n.starts_with("/app") || n.starts_with("/portal"))
         && session(&st, &headers).await.is_some()
     {
         // signed in already: straight to the page asked for

@@ -834,10 +834,93 @@ async fn a_lab_order_gets_its_result_which_waits_in_the_inbox_until_reviewed() {
     assert_eq!(count(&ts, "/ServiceRequest?patient=pat-b").await, 0);
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn the_portal_shows_a_patient_their_own_record_and_who_opened_it() {
+    let ts = TestServer::spawn().await;
+    chart_fixture(&ts).await;
+    // no session: to sign in and back
+    let r = no_redirects().get(format!("{}/portal/results", ts.base)).send().await.unwrap();
+    assert_eq!((r.status().as_u16(), location(&r)), (303, "/auth/login?next=/portal/results".to_string()));
+    // the clinician opens A's chart: A will see it
+    let code = enrolled(&ts, "dr.jones").await;
+    let staff = sign_in(&ts, "/app", "dr.jones", PASSWORD, &code).await.unwrap();
+    assert_eq!(page(&ts, &staff, "/app/patient/pat-a").await.0, 200);
+    let (status, body) = page(&ts, &staff, "/portal").await;
+    assert_eq!(status, 403, "staff get no portal page: {body}");
+
+    let ana = sign_in(&ts, "/portal", "ana", PASSWORD, "").await.unwrap();
+    let (status, home) = page(&ts, &ana, "/portal").await;
+    assert_eq!(status, 200, "{home}");
+    for expected in [
+        "Alvarez, Ana",
+        "Penicillin G",
+        "can be severe",
+        "Salbutamol 100 mcg inhaler",
+        "2 puffs when needed",
+        "Influenza vaccine",
+        "Check-up",
+        "Clinic A",
+    ] {
+        assert!(home.contains(expected), "the portal shows {expected}: {home}");
+    }
+    assert!(!home.contains("CANARY-B") && !home.contains("Brown"), "{home}");
+    assert!(home.contains("&lt;script&gt;") && home.matches("<script").count() == 1, "stored markup is text: {home}");
+    let (status, results) = page(&ts, &ana, "/portal/results").await;
+    assert_eq!(status, 200);
+    assert!(
+        results.contains("Hemoglobin A1c") && results.contains("<svg") && !results.contains("CANARY-B"),
+        "{results}"
+    );
+    // who has seen the record: the clinician, for care
+    let mut access = String::new();
+    for _ in 0..50 {
+        access = page(&ts, &ana, "/portal/access").await.1;
+        if access.contains("dr.jones") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(
+        access.contains("dr.jones") && access.contains("your care") && access.contains("looked up allergies"),
+        "{access}"
+    );
+    assert!(!access.contains("pat-b") && !access.contains("Brown"), "{access}");
+    // a patient gets no staff page, and cannot write through one
+    assert_eq!(page(&ts, &ana, "/app/patient/pat-a").await.0, 403);
+    let (status, _, _) = post_form(&ts, &ana, "/app/patient/pat-a/vitals", &[("pulse", "70")]).await;
+    assert_eq!(status, 403);
+}
+
 /// The index of the first drug found for `q`.
 async fn drugs_index(ts: &TestServer, session: &str, q: &str) -> String {
     let (_, found) = page(ts, session, &format!("/app/patient/pat-a/prescribe?q={q}")).await;
     found.split("/app/patient/pat-a/prescribe?drug=").nth(1).unwrap().split('"').next().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_portal_works_in_a_real_browser() {
+    if !browser_available("the_portal_works_in_a_real_browser") {
+        return;
+    }
+    let ts = TestServer::spawn().await;
+    chart_fixture(&ts).await;
+    let shots = root().join("target/browser-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let out = tokio::process::Command::new("node")
+        .arg(root().join("tests/browser/portal.mjs"))
+        .args([ts.base.as_str(), "ana", PASSWORD])
+        .arg(&shots)
+        .current_dir(root())
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    for f in
+        ["portal-record-laptop.png", "portal-record-phone.png", "portal-results-phone.png", "portal-access-laptop.png"]
+    {
+        assert!(shots.join(f).metadata().unwrap().len() > 1000, "{f}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,0 +1,379 @@
+//! The patient portal under `/portal`: a patient (or a proxy) signed in sees their own
+//! record in plain words — health problems, medicines, allergies, vaccinations, visits
+//! —, their results over the years, and who has opened their record. Its pages hold only
+//! a [`PatientSession`]: a repository made for the patient's account with patient
+//! scopes, so the gate limits every read to that patient's record; the staff
+//! [`crate::Session`] is never made here.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Redirect, Response};
+use hale_access::{Role, Scopes};
+use hale_identity::Account;
+use hale_repository::Repository;
+use maud::{DOCTYPE, Markup, html};
+use serde_json::Value;
+
+use crate::fhir::{age, concept, day, person_name, reference_label, today};
+use crate::layout::{CSS_PATH, JS_PATH, respond};
+use crate::{AppState, search};
+
+/// A signed-in patient (or proxy) and the repository made for them: patient scopes,
+/// the record open (`patient`) one of the account's.
+pub(crate) struct PatientSession {
+    pub account: Account,
+    pub csrf: String,
+    pub repo: Repository,
+    /// The Patient id whose record is open.
+    pub patient: String,
+}
+
+const PORTAL_SCOPES: &str = "patient/*.rs";
+const CLIENT_ID: &str = "hale-portal";
+
+fn sign_in(parts: &Parts) -> Response {
+    let here = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/portal");
+    let mut next = String::new();
+    for b in here.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+            next.push(b as char);
+        } else {
+            next.push_str(&format!("%{b:02X}"));
+        }
+    }
+    Redirect::to(&format!("/auth/login?next={next}")).into_response()
+}
+
+fn plain_page(status: StatusCode, title: &str, message: &str) -> Response {
+    respond(status, shell(title, None, html! { section.card.narrow { h1 { (title) } p role="alert" { (message) } } }))
+}
+
+impl FromRequestParts<Arc<AppState>> for PatientSession {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, st: &Arc<AppState>) -> Result<Self, Response> {
+        let Some((account, csrf)) = hale_auth::session(&st.auth, &parts.headers).await else {
+            return Err(sign_in(parts));
+        };
+        if account.role().ok() != Some(Role::Patient) {
+            return Err(plain_page(
+                StatusCode::FORBIDDEN,
+                "The portal is for patients",
+                "Your account is a staff account. The clinician application is at /app.",
+            ));
+        }
+        let Some(patient) = account.patients.first().cloned() else {
+            return Err(plain_page(StatusCode::FORBIDDEN, "No record", "Your account is not linked to a record yet."));
+        };
+        let broken = || plain_page(StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong", "Try again in a moment.");
+        let scopes = Scopes::parse(PORTAL_SCOPES, true).map_err(|_| broken())?;
+        let mut ctx = hale_auth::user_context(&account, scopes, Some(patient.clone()), CLIENT_ID).ok_or_else(broken)?;
+        if let Some(r) = parts.extensions.get::<hale_api::RequestId>() {
+            ctx.request_id = r.0.clone();
+        }
+        ctx.client = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+        let repo = st.gate.repository(ctx);
+        Ok(PatientSession { account, csrf, repo, patient })
+    }
+}
+
+/// The portal's page shell: plain, with the patient's menu.
+fn shell(title: &str, session: Option<&PatientSession>, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width,initial-scale=1";
+                title { (title) " · Hale" }
+                link rel="stylesheet" href=(CSS_PATH);
+                @if session.is_some() { script src=(JS_PATH) defer {} }
+            }
+            body.portal data-idle-seconds=[session.map(|_| hale_auth::SESSION_IDLE.as_secs())] {
+                a.skip href="#main" { "Skip to content" }
+                header.top {
+                    a.brand href="/portal" { "Hale" }
+                    @if let Some(s) = session {
+                        nav aria-label="Main" {
+                            a href="/portal" { "My record" }
+                            a href="/portal/results" { "My results" }
+                            a href="/portal/access" { "Who has seen my record" }
+                        }
+                        div.who {
+                            span { (s.account.display_name) }
+                            form.signout method="post" action="/auth/logout" {
+                                input type="hidden" name="csrf" value=(s.csrf);
+                                input type="hidden" name="next" value="/portal";
+                                button.link type="submit" { "Sign out" }
+                            }
+                        }
+                    }
+                }
+                main #main { (body) }
+            }
+        }
+    }
+}
+
+/// A clinical term for a patient: the words without SNOMED CT's semantic tag
+/// ("Hypertension (disorder)" reads "Hypertension").
+pub(crate) fn plain(term: &str) -> String {
+    let t = term.trim();
+    for tag in
+        [" (disorder)", " (finding)", " (procedure)", " (situation)", " (substance)", " (morphologic abnormality)"]
+    {
+        if let Some(s) = t.strip_suffix(tag) {
+            return s.to_string();
+        }
+    }
+    t.to_string()
+}
+
+fn failure(e: &hale_repository::Error) -> Response {
+    tracing::warn!(error = %e, "a portal page failed");
+    plain_page(StatusCode::SERVICE_UNAVAILABLE, "Your record could not be read", "Try again in a moment.")
+}
+
+/// `GET /portal`.
+pub(crate) async fn home(session: PatientSession) -> Response {
+    let p = session.patient.as_str();
+    let ty = match hale_repository::resource_type("Patient") {
+        Ok(t) => t,
+        Err(e) => return failure(&e),
+    };
+    let Ok(rid) = hale_repository::resource_id(p) else {
+        return plain_page(StatusCode::NOT_FOUND, "No record", "Your record could not be found.");
+    };
+    let patient: Value = match session.repo.read(&ty, &rid).await {
+        Ok(r) => r.body.as_deref().and_then(|b| serde_json::from_str(b).ok()).unwrap_or(Value::Null),
+        Err(e) => return failure(&e),
+    };
+    let repo = &session.repo;
+    let q_all = [("patient", p)];
+    let q_problems = [("patient", p), ("clinical-status", "active,recurrence,relapse")];
+    let q_meds = [("patient", p), ("status", "active")];
+    let q_imms = [("patient", p), ("_sort", "-date")];
+    let q_encs = [("patient", p), ("_sort", "-date")];
+    let (allergies, problems, meds, imms, encs) = tokio::join!(
+        search(repo, "AllergyIntolerance", &q_all, 100),
+        search(repo, "Condition", &q_problems, 100),
+        search(repo, "MedicationRequest", &q_meds, 100),
+        search(repo, "Immunization", &q_imms, 50),
+        search(repo, "Encounter", &q_encs, 10),
+    );
+    let (allergies, problems, meds, imms, encs) = match (allergies, problems, meds, imms, encs) {
+        (Ok(a), Ok(b), Ok(c), Ok(d), Ok(e)) => (a, b, c, d, e),
+        (Err(e), ..) | (_, Err(e), ..) | (_, _, Err(e), ..) | (_, _, _, Err(e), _) | (.., Err(e)) => {
+            return failure(&e);
+        }
+    };
+    let active_allergies: Vec<&Value> = allergies
+        .iter()
+        .filter(|a| a["clinicalStatus"]["coding"][0]["code"].as_str().is_none_or(|c| c == "active"))
+        .collect();
+    let birth = day(&patient["birthDate"]);
+    let body = html! {
+        section.banner aria-label="You" {
+            h1 { (person_name(&patient)) }
+            dl { div { dt { "Born" } dd { (birth) @if let Some(a) = age(&birth, today()) { " (" (a) ")" } } } }
+        }
+        div.grid {
+            section.card aria-labelledby="p-allergies" {
+                h2 #p-allergies { "Allergies" }
+                @if active_allergies.is_empty() { p.empty { "No allergy is recorded. Tell your care team if you have one." } } @else {
+                    ul.plain { @for a in &active_allergies { li { span { strong { (plain(&concept(&a["code"]))) } @if a["criticality"] == "high" { " — can be severe" } } } } }
+                }
+            }
+            section.card aria-labelledby="p-problems" {
+                h2 #p-problems { "Health problems" }
+                @if problems.is_empty() { p.empty { "No ongoing health problem is recorded." } } @else {
+                    ul.plain { @for c in &problems { li { span { (plain(&concept(&c["code"]))) } span.muted { @let s = day(&c["onsetDateTime"]); @if !s.is_empty() { "since " (s) } } } } }
+                }
+            }
+            section.card aria-labelledby="p-meds" {
+                h2 #p-meds { "Medicines" }
+                @if meds.is_empty() { p.empty { "No medicine is prescribed to you now." } } @else {
+                    ul.plain {
+                        @for m in &meds {
+                            li {
+                                span {
+                                    strong { (concept(&m["medicationCodeableConcept"])) }
+                                    @if let Some(t) = m["dosageInstruction"][0]["text"].as_str() { br; (t) }
+                                }
+                                span.muted { (reference_label(&m["requester"])) }
+                            }
+                        }
+                    }
+                }
+            }
+            section.card aria-labelledby="p-imms" {
+                h2 #p-imms { "Vaccinations" }
+                @if imms.is_empty() { p.empty { "No vaccination is recorded." } } @else {
+                    ul.plain { @for i in &imms { li { span { (concept(&i["vaccineCode"])) } span.muted { (day(&i["occurrenceDateTime"])) } } } }
+                }
+            }
+            section.card.wide aria-labelledby="p-visits" {
+                h2 #p-visits { "Recent visits" }
+                @if encs.is_empty() { p.empty { "No visit is recorded." } } @else {
+                    ul.plain {
+                        @for e in &encs {
+                            li {
+                                span {
+                                    (e["type"][0]["text"].as_str().map(str::to_string).unwrap_or_else(|| plain(&concept(&e["type"][0]))))
+                                    @let why = plain(&concept(&e["reasonCode"][0]));
+                                    @if !why.is_empty() { " — " (why) }
+                                    @let at = reference_label(&e["serviceProvider"]);
+                                    @if !at.is_empty() { br; small.muted { (at) } }
+                                }
+                                span.muted { (day(&e["period"]["start"])) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    respond(StatusCode::OK, shell("My record", Some(&session), body))
+}
+
+/// `GET /portal/results`: every test, its latest value and its trend over the years.
+pub(crate) async fn results(session: PatientSession) -> Response {
+    let p = session.patient.as_str();
+    let q = [("patient", p), ("category", "laboratory"), ("_sort", "-date")];
+    let found = match search(&session.repo, "Observation", &q, 2000).await {
+        Ok(f) => f,
+        Err(e) => return failure(&e),
+    };
+    let groups = crate::trends::by_test(&found);
+    let body = html! {
+        h1 { "My results" }
+        p.hint { "Each test with its latest value, its range and how it changed over the years. A result marked H is above its range, L below. Ask your care team what a result means for you." }
+        @if groups.is_empty() {
+            section.card { p.empty { "No laboratory result is in your record yet." } }
+        } @else {
+            @for (i, (_, obs)) in groups.iter().enumerate() { (crate::trends::analyte(i, obs)) }
+        }
+    };
+    respond(StatusCode::OK, shell("My results", Some(&session), body))
+}
+
+/// How an access is named for a patient.
+fn purpose(code: &str) -> &'static str {
+    match code {
+        "TREAT" => "your care",
+        "ETREAT" => "emergency access (break-the-glass)",
+        "PATRQT" => "you",
+        "HOPERAT" => "running the system",
+        _ => "other",
+    }
+}
+
+/// `GET /portal/access`: who has opened the record, newest first.
+pub(crate) async fn access(session: PatientSession) -> Response {
+    let query = hale_repository::AuditQuery {
+        patients: Some(vec![session.patient.clone()]),
+        only_these_patients: true,
+        limit: 200,
+        ..Default::default()
+    };
+    let rows = match session.repo.search_audit(query).await {
+        Ok(r) => r,
+        Err(e) => return failure(&e),
+    };
+    let events: Vec<Value> = rows.iter().filter_map(|(_, b)| serde_json::from_str(b).ok()).collect();
+    let body = html! {
+        h1 { "Who has seen my record" }
+        p.hint { "Every time someone opens or changes your record, Hale records who, when and why. This is the list, newest first." }
+        section.card {
+            @if events.is_empty() { p.empty { "No one has opened your record yet." } } @else {
+                table {
+                    thead { tr { th { "When" } th { "Who" } th { "What" } th { "Why" } } }
+                    tbody {
+                        @for e in &events {
+                            @let why = e["purposeOfEvent"][0]["coding"][0]["code"].as_str().unwrap_or("");
+                            tr class=(if why == "ETREAT" { "critical" } else { "" }) {
+                                td.date { (e["recorded"].as_str().unwrap_or("").replace('T', " ").chars().take(16).collect::<String>()) }
+                                td { (who(e)) }
+                                td { (what(e)) }
+                                td { (purpose(why)) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    respond(StatusCode::OK, shell("Who has seen my record", Some(&session), body))
+}
+
+fn who(e: &Value) -> String {
+    let agent = &e["agent"][0]["who"];
+    let name = agent["identifier"]["value"].as_str().unwrap_or("");
+    match agent["identifier"]["system"].as_str() {
+        Some("urn:hale:user") => name.to_string(),
+        Some("urn:hale:client") => format!("the application {name}"),
+        Some(s) if s.contains("system") => "Hale".to_string(),
+        _ => agent["display"].as_str().unwrap_or("").trim_start_matches("system:").to_string(),
+    }
+}
+
+fn what(e: &Value) -> String {
+    let sub = e["subtype"][0]["code"].as_str().unwrap_or("");
+    let action = match sub {
+        "read" | "vread" => "opened",
+        "search-type" | "search-system" | "operation:everything" => "looked up",
+        "create" => "added",
+        "update" | "patch" => "changed",
+        "delete" => "removed",
+        "break-glass" => "opened in an emergency",
+        other => other,
+    };
+    let thing = e["entity"]
+        .as_array()
+        .and_then(|es| {
+            es.iter().find_map(|x| {
+                x["what"]["reference"]
+                    .as_str()
+                    .filter(|r| !r.starts_with("Patient/"))
+                    .map(|r| r.split('/').next().unwrap_or("").to_string())
+            })
+        })
+        .or_else(|| {
+            e["entity"].as_array().and_then(|es| {
+                es.iter().find_map(|x| x["description"].as_str().map(|d| d.split('?').next().unwrap_or("").to_string()))
+            })
+        })
+        .unwrap_or_else(|| "your record".to_string());
+    format!("{action} {}", thing_words(&thing))
+}
+
+fn thing_words(t: &str) -> &str {
+    match t {
+        "Observation" => "results or measurements",
+        "Condition" => "health problems",
+        "AllergyIntolerance" => "allergies",
+        "MedicationRequest" => "medicines",
+        "Immunization" => "vaccinations",
+        "Encounter" => "visits",
+        "Composition" => "visit notes",
+        "DiagnosticReport" => "reports",
+        "Patient" | "your record" => "your record",
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn terms_read_plainly() {
+        assert_eq!(plain("Hypertension (disorder)"), "Hypertension");
+        assert_eq!(plain("Low back pain (finding)"), "Low back pain");
+        assert_eq!(plain("Asthma"), "Asthma");
+    }
+}

@@ -1,0 +1,77 @@
+// The patient portal in a real headless Chromium: a patient signs in, reads their
+// record, their results and who has seen the record, at laptop and phone sizes; no
+// request leaves the origin and axe-core finds no serious or critical problem.
+// Usage: node tests/browser/portal.mjs BASE USERNAME PASSWORD SCREENSHOT_DIR
+import { chromium } from 'playwright-core';
+import { readFileSync } from 'node:fs';
+
+const [base, username, password, shots] = process.argv.slice(2);
+const origin = new URL(base).origin;
+const checks = [];
+function check(ok, what) {
+  checks.push(what);
+  if (!ok) {
+    console.error(`FAILED: ${what}`);
+    process.exit(1);
+  }
+}
+// whether a locator shows within five seconds (a page may still be settling)
+const visible = (locator) => locator.waitFor({ state: 'visible', timeout: 5000 }).then(() => true, () => false);
+const axeSource = readFileSync('node_modules/axe-core/axe.min.js', 'utf8');
+async function accessible(page, what) {
+  await page.evaluate(axeSource);
+  const found = await page.evaluate(async () => {
+    // eslint-disable-next-line no-undef
+    const r = await axe.run(document, { resultTypes: ['violations'] });
+    return r.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical').map((v) => `${v.id}: ${v.help}`);
+  });
+  check(found.length === 0, `${what}: no serious or critical accessibility problem ${JSON.stringify(found)}`);
+}
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  args: ['--headless', '--no-sandbox', '--disable-gpu'],
+});
+const foreign = [];
+try {
+  const laptop = await browser.newContext({ viewport: { width: 1366, height: 800 } });
+  const page = await laptop.newPage();
+  page.on('request', (r) => {
+    if (new URL(r.url()).origin !== origin) foreign.push(r.url());
+  });
+  await page.goto(`${base}/portal`);
+  check(new URL(page.url()).pathname === '/auth/login', 'a patient without a session is sent to sign in');
+  await page.fill('#username', username);
+  await page.fill('#password', password);
+  await page.keyboard.press('Enter');
+  await page.waitForURL((u) => u.pathname === '/portal');
+  await page.screenshot({ path: `${shots}/portal-record-laptop.png`, fullPage: true });
+  check(await visible(page.getByRole('heading', { name: 'Alvarez, Ana', level: 1 })), 'the patient sees their name');
+  check((await page.textContent('main')).includes('Penicillin G'), 'and their allergy');
+  await page.screenshot({ path: `${shots}/portal-record-laptop.png`, fullPage: true });
+  await accessible(page, 'my record');
+  await page.getByRole('link', { name: 'My results' }).click();
+  await page.waitForURL(/\/portal\/results$/);
+  check(await visible(page.getByRole('img', { name: /^Hemoglobin A1c: 2 readings/ })), 'the HbA1c trend is drawn');
+  await accessible(page, 'my results');
+  await page.getByRole('link', { name: 'Who has seen my record' }).click();
+  await page.waitForURL(/\/portal\/access$/);
+  await page.screenshot({ path: `${shots}/portal-access-laptop.png`, fullPage: true });
+  await accessible(page, 'who has seen my record');
+  const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, storageState: await laptop.storageState() });
+  const small = await phone.newPage();
+  for (const [path, shot] of [['/portal', 'portal-record-phone.png'], ['/portal/results', 'portal-results-phone.png']]) {
+    await small.goto(`${base}${path}`);
+    await small.screenshot({ path: `${shots}/${shot}`, fullPage: true });
+    const overflow = await small.evaluate(() => document.documentElement.scrollWidth > window.innerWidth + 1);
+    check(!overflow, `phone: ${path} fits the width`);
+  }
+  await phone.close();
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.waitForURL(/\/auth\/login/);
+  check(true, 'signing out leads to the sign-in page');
+  check(foreign.length === 0, `no request left the origin ${JSON.stringify(foreign)}`);
+} finally {
+  await browser.close();
+}
+console.log(JSON.stringify({ checks }));
