@@ -50,6 +50,10 @@ try {
   check((await page.textContent('main')).includes('Penicillin G'), 'and their allergy');
   await page.screenshot({ path: `${shots}/portal-record-laptop.png`, fullPage: true });
   await accessible(page, 'my record');
+  // ask for a refill: the request shows as waiting
+  await page.getByRole('button', { name: 'Request a refill' }).first().click();
+  check(await visible(page.getByText('waiting for your care team')), 'a refill request waits for the care team');
+  await page.screenshot({ path: `${shots}/portal-refill-laptop.png`, fullPage: true });
   await page.getByRole('link', { name: 'My results' }).click();
   await page.waitForURL(/\/portal\/results$/);
   check(await visible(page.getByRole('img', { name: /^Hemoglobin A1c: 2 readings/ })), 'the HbA1c trend is drawn');

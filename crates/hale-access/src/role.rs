@@ -67,8 +67,9 @@ impl Role {
         match self {
             Role::Clinician => !audit,
             Role::Nurse => !audit && perm != Perm::Delete,
-            // a patient reads the audit trail of their own record (who saw it)
-            Role::Patient => reading,
+            // a patient reads the audit trail of their own record (who saw it), and makes
+            // requests of their care team (a refill, a message): created, never changed
+            Role::Patient => reading || (perm == Perm::Create && ty.is_some_and(|t| PATIENT_REQUESTS.contains(&t))),
             Role::FrontDesk => ty.is_some_and(|t| FRONT_DESK_TYPES.contains(&t) || (reading && is_shared(t))),
             Role::Administrator => ty.is_some_and(is_shared),
             Role::SecurityAdministrator => reading && ty.is_some_and(|t| t == "AuditEvent" || is_shared(t)),
@@ -79,6 +80,9 @@ impl Role {
 fn is_shared(t: &str) -> bool {
     hale_search::access::is_shared(t)
 }
+
+/// What a patient may create: requests of their care team about their own record.
+const PATIENT_REQUESTS: &[&str] = &["Task", "Communication"];
 
 /// What the front desk registers and schedules.
 const FRONT_DESK_TYPES: &[&str] = &[
@@ -118,6 +122,8 @@ mod tests {
         assert!(!Role::Nurse.allows(Perm::Delete, Some("Observation")));
         assert!(Role::Patient.allows(Perm::Read, Some("Observation")));
         assert!(!Role::Patient.allows(Perm::Create, Some("Observation")));
+        assert!(Role::Patient.allows(Perm::Create, Some("Task")));
+        assert!(!Role::Patient.allows(Perm::Update, Some("Task")) && !Role::Patient.allows(Perm::Delete, Some("Task")));
         assert!(Role::FrontDesk.allows(Perm::Create, Some("Patient")));
         assert!(!Role::FrontDesk.allows(Perm::Read, Some("Observation")));
         assert!(Role::FrontDesk.allows(Perm::Read, Some("Practitioner")));

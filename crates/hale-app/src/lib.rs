@@ -73,6 +73,7 @@ fn unstated() -> Routes<Arc<AppState>> {
         .page("/portal", get(portal::home))
         .page("/portal/results", get(portal::results))
         .page("/portal/access", get(portal::access))
+        .page("/portal/refill", axum::routing::post(portal::refill))
         .page("/app/patient/{id}/orders/new", get(orders::order_form).post(orders::order_save))
         .page("/app/patient/{id}/order/{sr}/result", get(orders::result_form).post(orders::result_save))
         .page("/app/patient/{id}/review/{task}", get(orders::review).post(orders::reviewed))

@@ -481,6 +481,13 @@ pub(crate) async fn review(session: Session, Path((id, task)): Path<(String, Str
         (Ok(a), Ok(t)) => (a, t),
         (Err(r), _) | (_, Err(r)) => return r,
     };
+    if let Some(mr) = t["focus"]["reference"].as_str().and_then(|r| r.strip_prefix("MedicationRequest/")) {
+        let mr = match of_patient(&session, "MedicationRequest", mr, "subject", &id).await {
+            Ok(m) => m,
+            Err(r) => return r,
+        };
+        return respond(StatusCode::OK, refill_page(&session, &patient, &all, &t, &mr, None));
+    }
     let report_id = t["focus"]["reference"].as_str().and_then(|r| r.strip_prefix("DiagnosticReport/")).unwrap_or("");
     let report = match of_patient(&session, "DiagnosticReport", report_id, "subject", &id).await {
         Ok(r) => r,
@@ -553,6 +560,17 @@ pub(crate) async fn reviewed(
         Ok(t) => t,
         Err(r) => return r,
     };
+    if !matches!(t["status"].as_str(), Some("requested" | "received" | "accepted" | "in-progress")) {
+        return problem(
+            StatusCode::CONFLICT,
+            Some(&session),
+            "Already done",
+            "This task was completed or declined already.",
+        );
+    }
+    if t["focus"]["reference"].as_str().is_some_and(|r| r.starts_with("MedicationRequest/")) {
+        return refill_decision(session, id, t, f).await;
+    }
     let version = t["meta"]["versionId"].as_str().and_then(|v| hale_repository::version_id(v).ok());
     t["status"] = json!("completed");
     t["executionPeriod"]["end"] = json!(now_instant());
@@ -562,6 +580,133 @@ pub(crate) async fn reviewed(
     };
     match session.repo.update(&ty, &rid, t, version).await {
         Ok(_) => Redirect::to("/app/inbox").into_response(),
+        Err(e) => failure(&session, &e),
+    }
+}
+
+/// A patient's refill request: the medicine, the safety check on it, approve or decline.
+fn refill_page(
+    session: &Session,
+    patient: &Value,
+    all: &[Value],
+    t: &Value,
+    mr: &Value,
+    error: Option<&str>,
+) -> Markup {
+    let id = patient["id"].as_str().unwrap_or("");
+    let task = t["id"].as_str().unwrap_or("");
+    let open = matches!(t["status"].as_str(), Some("requested" | "received" | "accepted" | "in-progress"));
+    let drug = mr["medicationCodeableConcept"]["coding"]
+        .as_array()
+        .and_then(|cs| cs.iter().find_map(|c| c["code"].as_str()))
+        .and_then(hale_cds::drugs::by_rxcui);
+    let alerts = drug.map(|d| hale_cds::check_order(d, all)).unwrap_or_default();
+    let body = html! {
+        (header(session, patient, all, Tab::Summary))
+        section.card.form-card aria-labelledby="refill-h" {
+            h1 #refill-h { "Refill request" }
+            p { "The patient asks for a refill of " strong { (concept(&mr["medicationCodeableConcept"])) } " (asked " (day(&t["authoredOn"])) ")." }
+            p.muted { (mr["dosageInstruction"][0]["text"].as_str().unwrap_or("")) " · prescribed " (day(&mr["authoredOn"])) " by " (crate::fhir::reference_label(&mr["requester"])) }
+            @for a in &alerts {
+                div class={ "alert " (a.severity.code()) } role="alert" {
+                    p.title { strong { (a.title) } }
+                    p { (a.detail) }
+                    p { strong { "What to do: " } (a.action) }
+                }
+            }
+            @if let Some(e) = error { p.error role="alert" { (e) } }
+            @if open {
+                form method="post" action={ "/app/patient/" (id) "/review/" (task) } {
+                    input type="hidden" name="csrf" value=(session.csrf);
+                    div.field {
+                        label for="reason" { "Reason to decline (sent to the patient)" }
+                        input #reason name="reason" type="text" autocomplete="off";
+                    }
+                    div.actions {
+                        button.primary type="submit" name="action" value="approve" { "Approve the refill" }
+                        button.secondary type="submit" name="action" value="decline" { "Decline" }
+                        a href="/app/inbox" { "Back to the inbox" }
+                    }
+                }
+            } @else {
+                p.notice role="status" { "Done: " (t["status"].as_str().unwrap_or("")) "." }
+            }
+        }
+    };
+    page("Refill request", Some(session), body)
+}
+
+/// The prescriber's answer to a refill request: approved, a new prescription like the
+/// last (which is completed), the task done and naming it, in one transaction; or
+/// declined with a reason the patient sees.
+async fn refill_decision(session: Session, id: String, mut t: Value, f: Fields) -> Response {
+    let task = t["id"].as_str().unwrap_or("").to_string();
+    let mr_id =
+        t["focus"]["reference"].as_str().and_then(|r| r.strip_prefix("MedicationRequest/")).unwrap_or("").to_string();
+    let mr = match of_patient(&session, "MedicationRequest", &mr_id, "subject", &id).await {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
+    let now = now_instant();
+    let task_version = t["meta"]["versionId"].as_str().unwrap_or("1").to_string();
+    if let Some(o) = t.as_object_mut() {
+        o.remove("meta");
+    }
+    t["lastModified"] = json!(now);
+    t["executionPeriod"]["end"] = json!(now);
+    let mut entries = Vec::new();
+    match f.get("action").map(String::as_str) {
+        Some("approve") => {
+            let renewed_url = "urn:uuid:00000000-0000-4000-8000-200000000000";
+            let mut renewed = mr.clone();
+            if let Some(o) = renewed.as_object_mut() {
+                o.remove("id");
+                o.remove("meta");
+            }
+            renewed["status"] = json!("active");
+            renewed["authoredOn"] = json!(now);
+            renewed["priorPrescription"] = json!({"reference": format!("MedicationRequest/{mr_id}")});
+            if let Some(p) = practitioner(&session) {
+                renewed["requester"] = json!({"reference": p, "display": session.account.display_name});
+            }
+            let mut done = mr.clone();
+            let mr_version = mr["meta"]["versionId"].as_str().unwrap_or("1").to_string();
+            if let Some(o) = done.as_object_mut() {
+                o.remove("meta");
+            }
+            done["status"] = json!("completed");
+            t["status"] = json!("completed");
+            t["output"] =
+                json!([{"type": {"text": "Renewed prescription"}, "valueReference": {"reference": renewed_url}}]);
+            entries.push(json!({"fullUrl": renewed_url, "resource": renewed, "request": {"method": "POST", "url": "MedicationRequest"}}));
+            entries.push(json!({"resource": done, "request": {"method": "PUT", "url": format!("MedicationRequest/{mr_id}"), "ifMatch": format!("W/\"{mr_version}\"")}}));
+        }
+        Some("decline") => {
+            let reason = f.get("reason").map(|r| r.trim().to_string()).unwrap_or_default();
+            if reason.chars().count() < 3 {
+                let (patient, all) = match (open_patient(&session, &id).await, allergies(&session, &id).await) {
+                    (Ok(p), Ok(a)) => (p, a),
+                    (Err(r), _) | (_, Err(r)) => return r,
+                };
+                let page =
+                    refill_page(&session, &patient, &all, &t, &mr, Some("Give the patient the reason for declining."));
+                return respond(StatusCode::BAD_REQUEST, page);
+            }
+            t["status"] = json!("rejected");
+            t["statusReason"] = json!({"text": reason});
+        }
+        _ => return problem(StatusCode::BAD_REQUEST, Some(&session), "Choose", "Approve or decline the request."),
+    }
+    entries.push(json!({"resource": t, "request": {"method": "PUT", "url": format!("Task/{task}"), "ifMatch": format!("W/\"{task_version}\"")}}));
+    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": entries});
+    match session.repo.process_bundle(bundle).await {
+        Ok(_) => Redirect::to("/app/inbox").into_response(),
+        Err(e) if e.category() == hale_fhir::Category::PreconditionFailed => problem(
+            StatusCode::CONFLICT,
+            Some(&session),
+            "Changed meanwhile",
+            "The request or the prescription changed while you were deciding. Nothing was saved; open it again.",
+        ),
         Err(e) => failure(&session, &e),
     }
 }

@@ -32,7 +32,9 @@ pub(crate) struct PatientSession {
     pub patient: String,
 }
 
-const PORTAL_SCOPES: &str = "patient/*.rs";
+/// Read the record; create requests of the care team (the role allows Task and
+/// Communication only).
+const PORTAL_SCOPES: &str = "patient/*.rs patient/Task.c";
 const CLIENT_ID: &str = "hale-portal";
 
 fn sign_in(parts: &Parts) -> Response {
@@ -158,18 +160,23 @@ pub(crate) async fn home(session: PatientSession) -> Response {
     let q_meds = [("patient", p), ("status", "active")];
     let q_imms = [("patient", p), ("_sort", "-date")];
     let q_encs = [("patient", p), ("_sort", "-date")];
-    let (allergies, problems, meds, imms, encs) = tokio::join!(
+    let q_requests = [("patient", p), ("code", REFILL_CODE), ("_sort", "-authored-on")];
+    let (allergies, problems, meds, imms, encs, requests) = tokio::join!(
         search(repo, "AllergyIntolerance", &q_all, 100),
         search(repo, "Condition", &q_problems, 100),
         search(repo, "MedicationRequest", &q_meds, 100),
         search(repo, "Immunization", &q_imms, 50),
         search(repo, "Encounter", &q_encs, 10),
+        search(repo, "Task", &q_requests, 20),
     );
-    let (allergies, problems, meds, imms, encs) = match (allergies, problems, meds, imms, encs) {
-        (Ok(a), Ok(b), Ok(c), Ok(d), Ok(e)) => (a, b, c, d, e),
-        (Err(e), ..) | (_, Err(e), ..) | (_, _, Err(e), ..) | (_, _, _, Err(e), _) | (.., Err(e)) => {
-            return failure(&e);
-        }
+    let parts = (|| Ok::<_, hale_repository::Error>((allergies?, problems?, meds?, imms?, encs?, requests?)))();
+    let (allergies, problems, meds, imms, encs, requests) = match parts {
+        Ok(x) => x,
+        Err(e) => return failure(&e),
+    };
+    let open_request = |mr: &Value| {
+        let me = format!("MedicationRequest/{}", mr["id"].as_str().unwrap_or(""));
+        requests.iter().any(|t| t["focus"]["reference"].as_str() == Some(&me) && t["status"] == "requested")
     };
     let active_allergies: Vec<&Value> = allergies
         .iter()
@@ -204,7 +211,32 @@ pub(crate) async fn home(session: PatientSession) -> Response {
                                     strong { (concept(&m["medicationCodeableConcept"])) }
                                     @if let Some(t) = m["dosageInstruction"][0]["text"].as_str() { br; (t) }
                                 }
-                                span.muted { (reference_label(&m["requester"])) }
+                                span.muted.row-end {
+                                    (reference_label(&m["requester"]))
+                                    br;
+                                    @if open_request(m) {
+                                        small { "refill requested" }
+                                    } @else {
+                                        form.inline method="post" action="/portal/refill" {
+                                            input type="hidden" name="csrf" value=(session.csrf);
+                                            input type="hidden" name="medication" value=(m["id"].as_str().unwrap_or(""));
+                                            button.link.small type="submit" { "Request a refill" }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            @if !requests.is_empty() {
+                section.card aria-labelledby="p-requests" {
+                    h2 #p-requests { "My requests" }
+                    ul.plain {
+                        @for t in &requests {
+                            li {
+                                span { (t["description"].as_str().unwrap_or("Request")) br; small.muted { "asked " (day(&t["authoredOn"])) } }
+                                span.row-end { (request_status(t)) }
                             }
                         }
                     }
@@ -259,6 +291,95 @@ pub(crate) async fn results(session: PatientSession) -> Response {
         }
     };
     respond(StatusCode::OK, shell("My results", Some(&session), body))
+}
+
+/// The code of a refill request: a Task asking that its focal MedicationRequest be
+/// fulfilled again (HL7's task-code `fulfill`).
+pub(crate) const REFILL_CODE: &str = "http://hl7.org/fhir/CodeSystem/task-code|fulfill";
+
+/// A request's state in words.
+fn request_status(t: &Value) -> String {
+    match t["status"].as_str().unwrap_or("") {
+        "requested" | "received" | "accepted" | "in-progress" => "waiting for your care team".into(),
+        "completed" => "approved".into(),
+        "rejected" => match t["statusReason"]["text"].as_str() {
+            Some(r) => format!("declined: {r}"),
+            None => "declined".into(),
+        },
+        "cancelled" => "cancelled".into(),
+        other => other.into(),
+    }
+}
+
+/// `POST /portal/refill`: asks the prescriber to renew one of the patient's active
+/// medicines (a Task in the prescriber's inbox). The medicine is read as the patient,
+/// so only their own is found; a request already waiting is not made twice.
+pub(crate) async fn refill(
+    session: PatientSession,
+    axum::Form(f): axum::Form<std::collections::HashMap<String, String>>,
+) -> Response {
+    let token_ok = f.get("csrf").is_some_and(|t| {
+        t.len() == session.csrf.len() && t.bytes().zip(session.csrf.bytes()).fold(0u8, |a, (x, y)| a | (x ^ y)) == 0
+    });
+    if !token_ok {
+        return plain_page(StatusCode::FORBIDDEN, "The form expired", "Nothing was sent. Open your record again.");
+    }
+    let gone = || plain_page(StatusCode::NOT_FOUND, "Not found", "That medicine is not in your record.");
+    let (Ok(ty), Some(Ok(rid))) = (
+        hale_repository::resource_type("MedicationRequest"),
+        f.get("medication").map(|m| hale_repository::resource_id(m)),
+    ) else {
+        return gone();
+    };
+    let mr: Value = match session.repo.read(&ty, &rid).await {
+        Ok(r) => match r.body.as_deref().and_then(|b| serde_json::from_str(b).ok()) {
+            Some(v) => v,
+            None => return gone(),
+        },
+        Err(e) if e.category() == hale_fhir::Category::NotFound => return gone(),
+        Err(e) => return failure(&e),
+    };
+    if mr["subject"]["reference"].as_str() != Some(&format!("Patient/{}", session.patient)) || mr["status"] != "active"
+    {
+        return gone();
+    }
+    let me = format!("MedicationRequest/{}", rid.as_str());
+    let q =
+        [("patient", session.patient.as_str()), ("code", REFILL_CODE), ("focus", me.as_str()), ("status", "requested")];
+    match search(&session.repo, "Task", &q, 1).await {
+        Ok(open) if !open.is_empty() => return Redirect::to("/portal").into_response(),
+        Ok(_) => {}
+        Err(e) => return failure(&e),
+    }
+    let secs =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0) as i64;
+    let t = secs.rem_euclid(86_400);
+    let now =
+        format!("{}T{:02}:{:02}:{:02}Z", crate::svg::date_of(secs.div_euclid(86_400)), t / 3600, t % 3600 / 60, t % 60);
+    let drug = concept(&mr["medicationCodeableConcept"]);
+    let mut task = serde_json::json!({
+        "resourceType": "Task",
+        "status": "requested",
+        "intent": "order",
+        "priority": "routine",
+        "code": {"coding": [{"system": "http://hl7.org/fhir/CodeSystem/task-code", "code": "fulfill", "display": "Fulfill the focal request"}], "text": "Refill request"},
+        "description": format!("Refill request: {drug}"),
+        "focus": {"reference": me},
+        "for": {"reference": format!("Patient/{}", session.patient)},
+        "authoredOn": now,
+        "requester": {"reference": session.account.fhir_user.clone().unwrap_or_else(|| format!("Patient/{}", session.patient))},
+    });
+    if let Some(owner) = mr["requester"]["reference"].as_str() {
+        task["owner"] = serde_json::json!({"reference": owner});
+        if let Some(d) = mr["requester"]["display"].as_str() {
+            task["owner"]["display"] = serde_json::json!(d);
+        }
+    }
+    let Ok(task_ty) = hale_repository::resource_type("Task") else { return gone() };
+    match session.repo.create(&task_ty, task, None).await {
+        Ok(_) => Redirect::to("/portal").into_response(),
+        Err(e) => failure(&e),
+    }
 }
 
 /// How an access is named for a patient.

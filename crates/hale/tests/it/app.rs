@@ -36,7 +36,8 @@ async fn chart_fixture(ts: &TestServer) {
         json!({"resourceType":"Condition","id":"cond-old","clinicalStatus":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/condition-clinical","code":"resolved"}]},
                "code":{"text":"Resolved sprain"},"subject":a("Patient/pat-a")}),
         json!({"resourceType":"MedicationRequest","id":"mr-a","status":"active","intent":"order","medicationCodeableConcept":{"text":"Salbutamol 100 mcg inhaler"},
-               "subject":a("Patient/pat-a"),"authoredOn":"2024-01-10","dosageInstruction":[{"text":"2 puffs when needed"}]}),
+               "subject":a("Patient/pat-a"),"authoredOn":"2024-01-10","dosageInstruction":[{"text":"2 puffs when needed"}],
+               "requester":{"reference":"Practitioner/prac-j","display":"Dr Jo Jones"}}),
         json!({"resourceType":"Observation","id":"bp-a","status":"final","category":cat("vital-signs"),"code":loinc("85354-9","Blood pressure"),
                "subject":a("Patient/pat-a"),"effectiveDateTime":"2025-06-01",
                "component":[{"code":loinc("8480-6","Systolic"),"valueQuantity":{"value":128,"unit":"mm[Hg]"}},{"code":loinc("8462-4","Diastolic"),"valueQuantity":{"value":84,"unit":"mm[Hg]"}}]}),
@@ -889,6 +890,87 @@ async fn the_portal_shows_a_patient_their_own_record_and_who_opened_it() {
     assert_eq!(page(&ts, &ana, "/app/patient/pat-a").await.0, 403);
     let (status, _, _) = post_form(&ts, &ana, "/app/patient/pat-a/vitals", &[("pulse", "70")]).await;
     assert_eq!(status, 403);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_patient_asks_for_a_refill_and_the_prescriber_answers_from_the_inbox() {
+    let ts = TestServer::spawn().await;
+    chart_fixture(&ts).await;
+    let ana = sign_in(&ts, "/portal", "ana", PASSWORD, "").await.unwrap();
+    let (_, home) = page(&ts, &ana, "/portal").await;
+    let csrf = field(&home, "csrf").unwrap();
+    assert!(home.contains("Request a refill"), "{home}");
+    let refill = |medication: &'static str, token: String| {
+        let ts = &ts;
+        let ana = ana.clone();
+        async move { post_form(ts, &ana, "/portal/refill", &[("csrf", token.as_str()), ("medication", medication)]).await.0 }
+    };
+    assert_eq!(refill("mr-a", "forged".into()).await, 403);
+    assert_eq!(refill("no-such", csrf.clone()).await, 404);
+    assert_eq!(refill("mr-a", csrf.clone()).await, 303);
+    assert_eq!(refill("mr-a", csrf.clone()).await, 303, "asked again: nothing new");
+    assert_eq!(count(&ts, "/Task?patient=pat-a&code=http://hl7.org/fhir/CodeSystem/task-code|fulfill").await, 1);
+    let (_, home) = page(&ts, &ana, "/portal").await;
+    assert!(
+        home.contains("My requests")
+            && home.contains("waiting for your care team")
+            && home.contains("refill requested"),
+        "{home}"
+    );
+
+    // the prescriber's inbox; approved, a new prescription like the last
+    let code = enrolled(&ts, "dr.jones").await;
+    let staff = sign_in(&ts, "/app", "dr.jones", PASSWORD, &code).await.unwrap();
+    let (_, inbox) = page(&ts, &staff, "/app/inbox").await;
+    assert!(inbox.contains("Refill request: Salbutamol 100 mcg inhaler"), "{inbox}");
+    let review =
+        inbox.split("href=\"/app/patient/pat-a/review/").nth(1).unwrap().split('"').next().unwrap().to_string();
+    let path = format!("/app/patient/pat-a/review/{review}");
+    let (status, req) = page(&ts, &staff, &path).await;
+    assert_eq!(status, 200, "{req}");
+    assert!(req.contains("Approve the refill") && req.contains("2 puffs when needed"), "{req}");
+    let staff_csrf = field(&req, "csrf").unwrap();
+    assert_eq!(post_form(&ts, &staff, &path, &[("csrf", staff_csrf.as_str()), ("action", "approve")]).await.0, 303);
+    let old = hale_test_support::json(ts.get("/MedicationRequest/mr-a").await).await;
+    assert_eq!(old["status"], "completed");
+    let renewed = hale_test_support::json(ts.get("/MedicationRequest?patient=pat-a&status=active").await).await;
+    let new = &renewed["entry"][0]["resource"];
+    assert_eq!(new["priorPrescription"]["reference"], "MedicationRequest/mr-a", "{renewed}");
+    assert_eq!(new["requester"]["reference"], "Practitioner/prac-j");
+    let task = hale_test_support::json(ts.get(&format!("/Task/{review}")).await).await;
+    assert_eq!(task["status"], "completed");
+    assert_eq!(
+        task["output"][0]["valueReference"]["reference"],
+        format!("MedicationRequest/{}", new["id"].as_str().unwrap())
+    );
+    // answered once only
+    assert_eq!(post_form(&ts, &staff, &path, &[("csrf", staff_csrf.as_str()), ("action", "approve")]).await.0, 409);
+    let (_, home) = page(&ts, &ana, "/portal").await;
+    assert!(home.contains("approved"), "{home}");
+
+    // another request, declined with a reason the patient reads
+    let new_id = new["id"].as_str().unwrap().to_string();
+    let (_, home) = page(&ts, &ana, "/portal").await;
+    assert!(home.contains(&format!("value=\"{new_id}\"")), "the renewed medicine can be asked for: {home}");
+    let (status, _, _) =
+        post_form(&ts, &ana, "/portal/refill", &[("csrf", csrf.as_str()), ("medication", new_id.as_str())]).await;
+    assert_eq!(status, 303);
+    let (_, inbox) = page(&ts, &staff, "/app/inbox").await;
+    let second =
+        inbox.split("href=\"/app/patient/pat-a/review/").nth(1).unwrap().split('"').next().unwrap().to_string();
+    let path = format!("/app/patient/pat-a/review/{second}");
+    let (status, _, body) =
+        post_form(&ts, &staff, &path, &[("csrf", staff_csrf.as_str()), ("action", "decline"), ("reason", "")]).await;
+    assert_eq!(status, 400);
+    assert!(body.contains("Give the patient the reason"), "{body}");
+    let decline =
+        [("csrf", staff_csrf.as_str()), ("action", "decline"), ("reason", "please book a review visit first")];
+    assert_eq!(post_form(&ts, &staff, &path, &decline).await.0, 303);
+    let (_, home) = page(&ts, &ana, "/portal").await;
+    assert!(home.contains("declined: please book a review visit first"), "{home}");
+    // the request is closed, declined
+    let tasks = hale_test_support::json(ts.get(&format!("/Task/{second}")).await).await;
+    assert_eq!(tasks["status"], "rejected");
 }
 
 /// The index of the first drug found for `q`.
