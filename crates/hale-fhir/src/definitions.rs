@@ -133,7 +133,7 @@ pub struct Definitions {
 /// Types R4's Patient compartment leaves out that Hale's access rules hold to the
 /// patient they are about, with the search parameters that name that patient: a Task
 /// `for` a patient (a result to review, a patient's request) concerns that patient.
-const ACCESS_ADDITIONS: &[(&str, &str)] = &[("Task", "patient")];
+pub const ACCESS_ADDITIONS: &[(&str, &str)] = &[("Task", "patient")];
 
 /// `dateTime` -> `DateTime`, as choice-type property names spell it.
 pub fn capitalize(type_name: &str) -> String {
