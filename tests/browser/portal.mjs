@@ -54,6 +54,17 @@ try {
   await page.getByRole('button', { name: 'Request a refill' }).first().click();
   check(await visible(page.getByText('waiting for your care team')), 'a refill request waits for the care team');
   await page.screenshot({ path: `${shots}/portal-refill-laptop.png`, fullPage: true });
+  // write to the care team
+  await page.getByRole('link', { name: 'Messages' }).click();
+  await page.waitForURL((u) => u.pathname === '/portal/messages');
+  await page.fill('#topic', 'Question about my inhaler');
+  await page.fill('#text', 'Can I use it before running?');
+  await accessible(page, 'messages');
+  await page.getByRole('button', { name: 'Send' }).click();
+  await page.waitForURL(/\/portal\/messages\/.+/);
+  check((await page.textContent('main')).includes('Can I use it before running?'), 'the message is in its conversation');
+  await page.screenshot({ path: `${shots}/portal-message-laptop.png`, fullPage: true });
+  await accessible(page, 'a conversation');
   await page.getByRole('link', { name: 'My results' }).click();
   await page.waitForURL(/\/portal\/results$/);
   check(await visible(page.getByRole('img', { name: /^Hemoglobin A1c: 2 readings/ })), 'the HbA1c trend is drawn');

@@ -13,6 +13,7 @@ mod entry;
 mod fhir;
 mod find;
 mod layout;
+mod messages;
 mod orders;
 mod portal;
 mod prescribe;
@@ -74,6 +75,9 @@ fn unstated() -> Routes<Arc<AppState>> {
         .page("/portal/results", get(portal::results))
         .page("/portal/access", get(portal::access))
         .page("/portal/refill", axum::routing::post(portal::refill))
+        .page("/portal/messages", get(messages::portal_list).post(messages::portal_send))
+        .page("/portal/messages/{thread}", get(messages::portal_thread).post(messages::portal_reply))
+        .page("/app/patient/{id}/messages/{thread}", get(messages::staff_thread).post(messages::staff_reply))
         .page("/app/patient/{id}/orders/new", get(orders::order_form).post(orders::order_save))
         .page("/app/patient/{id}/order/{sr}/result", get(orders::result_form).post(orders::result_save))
         .page("/app/patient/{id}/review/{task}", get(orders::review).post(orders::reviewed))
@@ -180,7 +184,7 @@ impl FromRequestParts<Arc<AppState>> for Session {
     }
 }
 
-fn internal() -> Response {
+pub(crate) fn internal() -> Response {
     layout::problem(
         StatusCode::INTERNAL_SERVER_ERROR,
         None,

@@ -445,6 +445,10 @@ pub(crate) async fn inbox(session: Session) -> Response {
         Ok(t) => t,
         Err(e) => return failure(&session, &e),
     };
+    let messages = match crate::messages::unread_for_staff(&session).await {
+        Ok(m) => m,
+        Err(e) => return failure(&session, &e),
+    };
     let body = html! {
         section.card aria-labelledby="inbox-h" {
             h1 #inbox-h { "Inbox (" (tasks.len()) ")" }
@@ -460,6 +464,25 @@ pub(crate) async fn inbox(session: Session) -> Response {
                                 td.date { (day(&t["authoredOn"])) }
                                 td { a href={ "/app/patient/" (patient) "/review/" (t["id"].as_str().unwrap_or("")) } { (t["description"].as_str().unwrap_or("Task")) } }
                                 td { (t["priority"].as_str().unwrap_or("routine")) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        section.card aria-labelledby="msg-h" {
+            h2 #msg-h { "Messages from patients (" (messages.len()) ")" }
+            @if messages.is_empty() { p.empty { "No unread message." } } @else {
+                table {
+                    thead { tr { th { "Sent" } th { "From" } th { "Subject" } } }
+                    tbody {
+                        @for m in &messages {
+                            @let patient = m["subject"]["reference"].as_str().and_then(|r| r.strip_prefix("Patient/")).unwrap_or("");
+                            @let root = m["inResponseTo"][0]["reference"].as_str().and_then(|r| r.strip_prefix("Communication/")).or(m["id"].as_str()).unwrap_or("");
+                            tr {
+                                td.date { (day(&m["sent"])) }
+                                td { (crate::fhir::reference_label(&m["sender"])) }
+                                td { a href={ "/app/patient/" (patient) "/messages/" (root) } { (m["topic"]["text"].as_str().unwrap_or("(no subject)")) } }
                             }
                         }
                     }

@@ -34,7 +34,7 @@ pub(crate) struct PatientSession {
 
 /// Read the record; create requests of the care team (the role allows Task and
 /// Communication only).
-const PORTAL_SCOPES: &str = "patient/*.rs patient/Task.c";
+const PORTAL_SCOPES: &str = "patient/*.rs patient/Task.c patient/Communication.c";
 const CLIENT_ID: &str = "hale-portal";
 
 fn sign_in(parts: &Parts) -> Response {
@@ -48,6 +48,16 @@ fn sign_in(parts: &Parts) -> Response {
         }
     }
     Redirect::to(&format!("/auth/login?next={next}")).into_response()
+}
+
+/// A page that only says something (the form expired, nothing found).
+pub(crate) fn notice(status: StatusCode, title: &str, message: &str) -> Response {
+    plain_page(status, title, message)
+}
+
+/// A portal page for `session`.
+pub(crate) fn page_for(session: &PatientSession, title: &str, body: Markup) -> Response {
+    respond(StatusCode::OK, shell(title, Some(session), body))
 }
 
 fn plain_page(status: StatusCode, title: &str, message: &str) -> Response {
@@ -103,6 +113,7 @@ fn shell(title: &str, session: Option<&PatientSession>, body: Markup) -> Markup 
                         nav aria-label="Main" {
                             a href="/portal" { "My record" }
                             a href="/portal/results" { "My results" }
+                            a href="/portal/messages" { "Messages" }
                             a href="/portal/access" { "Who has seen my record" }
                         }
                         div.who {
@@ -136,12 +147,30 @@ pub(crate) fn plain(term: &str) -> String {
 }
 
 fn failure(e: &hale_repository::Error) -> Response {
-    tracing::warn!(error = %e, "a portal page failed");
-    plain_page(StatusCode::SERVICE_UNAVAILABLE, "Your record could not be read", "Try again in a moment.")
+    match e.category() {
+        hale_fhir::Category::Forbidden | hale_fhir::Category::Unauthorized => {
+            crate::portal::notice(StatusCode::FORBIDDEN, "Not allowed", "Your account cannot do this.")
+        }
+        hale_fhir::Category::NotFound | hale_fhir::Category::Gone => {
+            crate::portal::notice(StatusCode::NOT_FOUND, "Not found", "That is not in your record.")
+        }
+        _ => {
+            tracing::warn!(error = %e, "a portal page failed");
+            crate::portal::notice(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Your record could not be read",
+                "Try again in a moment.",
+            )
+        }
+    }
 }
 
 /// `GET /portal`.
-pub(crate) async fn home(session: PatientSession) -> Response {
+pub(crate) async fn home(
+    session: PatientSession,
+    axum::extract::State(st): axum::extract::State<Arc<AppState>>,
+) -> Response {
+    let unread = crate::messages::portal_unread(&session, &st).await;
     let p = session.patient.as_str();
     let ty = match hale_repository::resource_type("Patient") {
         Ok(t) => t,
@@ -184,6 +213,9 @@ pub(crate) async fn home(session: PatientSession) -> Response {
         .collect();
     let birth = day(&patient["birthDate"]);
     let body = html! {
+        @if unread > 0 {
+            p.notice role="status" { a href="/portal/messages" { (unread) " conversation" @if unread > 1 { "s" } " with a new message from your care team" } }
+        }
         section.banner aria-label="You" {
             h1 { (person_name(&patient)) }
             dl { div { dt { "Born" } dd { (birth) @if let Some(a) = age(&birth, today()) { " (" (a) ")" } } } }

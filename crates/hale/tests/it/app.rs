@@ -973,6 +973,75 @@ async fn a_patient_asks_for_a_refill_and_the_prescriber_answers_from_the_inbox()
     assert_eq!(tasks["status"], "rejected");
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_patient_and_the_care_team_exchange_secure_messages() {
+    let ts = TestServer::spawn().await;
+    chart_fixture(&ts).await;
+    let ana = sign_in(&ts, "/portal", "ana", PASSWORD, "").await.unwrap();
+    let (_, list) = page(&ts, &ana, "/portal/messages").await;
+    let csrf = field(&list, "csrf").unwrap();
+    // refused: a forged form, an empty message, no subject
+    assert_eq!(post_form(&ts, &ana, "/portal/messages", &[("csrf", "x"), ("topic", "t"), ("text", "t")]).await.0, 403);
+    let (status, _, body) =
+        post_form(&ts, &ana, "/portal/messages", &[("csrf", csrf.as_str()), ("topic", "Inhaler"), ("text", " ")]).await;
+    assert_eq!(status, 400);
+    assert!(body.contains("Write the message.") && body.contains("value=\"Inhaler\""), "{body}");
+    let (status, _, _) =
+        post_form(&ts, &ana, "/portal/messages", &[("csrf", csrf.as_str()), ("topic", ""), ("text", "hello")]).await;
+    assert_eq!(status, 400);
+    assert_eq!(count(&ts, "/Communication?patient=pat-a").await, 0);
+    // sent to the GP
+    let question = [
+        ("csrf", csrf.as_str()),
+        ("topic", "Question about my inhaler"),
+        ("text", "Can I use it before running? <b>thanks</b>"),
+    ];
+    let (status, to, _) = post_form(&ts, &ana, "/portal/messages", &question).await;
+    assert_eq!(status, 303);
+    let thread = to.rsplit('/').next().unwrap().to_string();
+    let c = hale_test_support::json(ts.get(&format!("/Communication/{thread}")).await).await;
+    assert_eq!(c["recipient"][0]["reference"], "Practitioner/prac-j");
+    assert_eq!(c["sender"]["reference"], "Patient/pat-a");
+
+    // the clinician's inbox; opening it marks it received
+    let code = enrolled(&ts, "dr.jones").await;
+    let staff = sign_in(&ts, "/app", "dr.jones", PASSWORD, &code).await.unwrap();
+    let (_, inbox) = page(&ts, &staff, "/app/inbox").await;
+    assert!(inbox.contains("Messages from patients (1)") && inbox.contains("Question about my inhaler"), "{inbox}");
+    let path = format!("/app/patient/pat-a/messages/{thread}");
+    let (status, conv) = page(&ts, &staff, &path).await;
+    assert_eq!(status, 200, "{conv}");
+    assert!(conv.contains("Can I use it before running? &lt;b&gt;thanks&lt;/b&gt;"), "the message is text: {conv}");
+    let c = hale_test_support::json(ts.get(&format!("/Communication/{thread}")).await).await;
+    assert!(c["received"].is_string(), "opened: {c}");
+    let (_, inbox) = page(&ts, &staff, "/app/inbox").await;
+    assert!(inbox.contains("Messages from patients (0)"), "{inbox}");
+    let staff_csrf = field(&conv, "csrf").unwrap();
+    assert_eq!(post_form(&ts, &staff, &path, &[("csrf", staff_csrf.as_str()), ("text", "")]).await.0, 400);
+    let reply = [("csrf", staff_csrf.as_str()), ("text", "Yes, two puffs 15 minutes before.")];
+    assert_eq!(post_form(&ts, &staff, &path, &reply).await.0, 303);
+
+    // the patient sees a new message, reads it, and it is no longer new
+    let (_, home) = page(&ts, &ana, "/portal").await;
+    assert!(home.contains("1 conversation with a new message"), "{home}");
+    let (_, list) = page(&ts, &ana, "/portal/messages").await;
+    assert!(list.contains("Question about my inhaler") && list.contains(">new<"), "{list}");
+    let (status, conv) = page(&ts, &ana, &format!("/portal/messages/{thread}")).await;
+    assert_eq!(status, 200);
+    assert!(conv.contains("Yes, two puffs 15 minutes before.") && conv.contains("dr.jones (test)"), "{conv}");
+    let (_, home) = page(&ts, &ana, "/portal").await;
+    assert!(!home.contains("with a new message"), "{home}");
+    // the patient answers in the same thread, to the clinician who wrote
+    let (status, _, _) =
+        post_form(&ts, &ana, &format!("/portal/messages/{thread}"), &[("csrf", csrf.as_str()), ("text", "Thank you!")])
+            .await;
+    assert_eq!(status, 303);
+    assert_eq!(count(&ts, "/Communication?patient=pat-a&recipient=Practitioner/prac-j").await, 2);
+    // nobody else's conversation
+    assert_eq!(page(&ts, &ana, "/portal/messages/no-such").await.0, 404);
+    assert_eq!(page(&ts, &staff, &format!("/app/patient/pat-b/messages/{thread}")).await.0, 404);
+}
+
 /// The index of the first drug found for `q`.
 async fn drugs_index(ts: &TestServer, session: &str, q: &str) -> String {
     let (_, found) = page(ts, session, &format!("/app/patient/pat-a/prescribe?q={q}")).await;
