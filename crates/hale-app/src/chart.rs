@@ -191,9 +191,7 @@ pub(crate) async fn break_glass(
     Path(id): Path<String>,
     axum::Form(form): axum::Form<std::collections::HashMap<String, String>>,
 ) -> Response {
-    let token_ok = form.get("csrf").is_some_and(|t| {
-        t.len() == session.csrf.len() && t.bytes().zip(session.csrf.bytes()).fold(0u8, |a, (x, y)| a | (x ^ y)) == 0
-    });
+    let token_ok = form.get("csrf").is_some_and(|t| crate::same_secret(t, &session.csrf));
     if !token_ok {
         return crate::layout::problem(
             StatusCode::FORBIDDEN,

@@ -17,22 +17,10 @@ use serde_json::{Value, json};
 
 use crate::chart::{Tab, allergies, header, open_patient};
 use crate::layout::{page, problem, respond};
-use crate::{Session, failure};
+use crate::{Session, failure, now_instant, same_secret as same};
 
 type Fields = HashMap<String, String>;
 type Errors = Vec<(&'static str, String)>;
-
-fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-fn now_instant() -> String {
-    let secs =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0) as i64;
-    let date = crate::svg::date_of(secs.div_euclid(86_400));
-    let t = secs.rem_euclid(86_400);
-    format!("{date}T{:02}:{:02}:{:02}Z", t / 3600, t % 3600 / 60, t % 60)
-}
 
 /// A date typed as `YYYY-MM-DD` (or `YYYY-MM`, `YYYY`), not after today; `Ok(None)`
 /// when empty.

@@ -263,3 +263,17 @@ pub(crate) async fn search(
     let page = repo.search(&request, count, false).await?;
     Ok(page.entries.iter().filter_map(|r| r.body.as_deref()).filter_map(|b| serde_json::from_str(b).ok()).collect())
 }
+
+/// Now as a FHIR instant (UTC, whole seconds).
+pub(crate) fn now_instant() -> String {
+    let secs =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0) as i64;
+    let t = secs.rem_euclid(86_400);
+    format!("{}T{:02}:{:02}:{:02}Z", svg::date_of(secs.div_euclid(86_400)), t / 3600, t % 3600 / 60, t % 60)
+}
+
+/// Whether two secrets (a form's CSRF token and the session's) are equal, compared in
+/// constant time.
+pub(crate) fn same_secret(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

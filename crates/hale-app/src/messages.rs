@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use crate::chart::{Tab, allergies, header, open_patient};
 use crate::fhir::{day, reference_label};
 use crate::portal::PatientSession;
-use crate::{AppState, Session, search};
+use crate::{AppState, Session, now_instant, same_secret as same, search};
 
 type Fields = HashMap<String, String>;
 
@@ -26,18 +26,6 @@ type Fields = HashMap<String, String>;
 const MAX_TEXT: usize = 4000;
 /// The longest subject.
 const MAX_TOPIC: usize = 150;
-
-fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-fn now_instant() -> String {
-    let secs =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0) as i64;
-    let date = crate::svg::date_of(secs.div_euclid(86_400));
-    let t = secs.rem_euclid(86_400);
-    format!("{date}T{:02}:{:02}:{:02}Z", t / 3600, t % 3600 / 60, t % 60)
-}
 
 /// A message's text, checked: `Err` is what to tell the writer.
 fn checked_text(f: &Fields) -> Result<String, String> {

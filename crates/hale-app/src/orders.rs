@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use crate::chart::{Tab, allergies, header, open_patient};
 use crate::fhir::{Flag, concept, day, flag, observation_value, reference_range};
 use crate::layout::{page, problem, respond};
-use crate::{Session, failure, search};
+use crate::{Session, failure, now_instant, same_secret as same, search};
 
 type Fields = HashMap<String, String>;
 
@@ -29,24 +29,12 @@ type Values = Vec<(&'static Analyte, serde_json::Number, f64)>;
 
 const LOINC: &str = "http://loinc.org";
 
-fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 fn csrf_ok(session: &Session, f: &Fields) -> bool {
     f.get("csrf").is_some_and(|t| same(t, &session.csrf))
 }
 
 fn expired(session: &Session) -> Response {
     problem(StatusCode::FORBIDDEN, Some(session), "The form expired", "Nothing was saved. Open the page again.")
-}
-
-fn now_instant() -> String {
-    let secs =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0) as i64;
-    let date = crate::svg::date_of(secs.div_euclid(86_400));
-    let t = secs.rem_euclid(86_400);
-    format!("{date}T{:02}:{:02}:{:02}Z", t / 3600, t % 3600 / 60, t % 60)
 }
 
 fn practitioner(session: &Session) -> Option<&str> {

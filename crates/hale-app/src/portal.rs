@@ -350,9 +350,7 @@ pub(crate) async fn refill(
     session: PatientSession,
     axum::Form(f): axum::Form<std::collections::HashMap<String, String>>,
 ) -> Response {
-    let token_ok = f.get("csrf").is_some_and(|t| {
-        t.len() == session.csrf.len() && t.bytes().zip(session.csrf.bytes()).fold(0u8, |a, (x, y)| a | (x ^ y)) == 0
-    });
+    let token_ok = f.get("csrf").is_some_and(|t| crate::same_secret(t, &session.csrf));
     if !token_ok {
         return plain_page(StatusCode::FORBIDDEN, "The form expired", "Nothing was sent. Open your record again.");
     }

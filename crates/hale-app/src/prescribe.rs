@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use crate::chart::{Tab, allergies, header, open_patient};
 use crate::fhir::{age, concept, day, mrns, person_name, today};
 use crate::layout::{page, respond};
-use crate::{Session, failure};
+use crate::{Session, failure, now_instant, same_secret as same};
 
 const RXNORM: &str = "http://www.nlm.nih.gov/research/umls/rxnorm";
 
@@ -205,14 +205,6 @@ fn detected_issue(
     di
 }
 
-fn now_instant() -> String {
-    let secs =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0) as i64;
-    let date = crate::svg::date_of(secs.div_euclid(86_400));
-    let t = secs.rem_euclid(86_400);
-    format!("{date}T{:02}:{:02}:{:02}Z", t / 3600, t % 3600 / 60, t % 60)
-}
-
 /// `GET /app/patient/{id}/prescribe?q=...&drug=N`.
 pub(crate) async fn form(
     session: Session,
@@ -344,11 +336,6 @@ fn alert_list(alerts: &[Alert]) -> Markup {
             }
         }
     }
-}
-
-/// Constant-time comparison of two secrets.
-fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// `POST /app/patient/{id}/prescribe`.

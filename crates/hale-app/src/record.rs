@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 
 use crate::chart::{Tab, allergies, header, open_patient};
 use crate::layout::{page, respond};
-use crate::{Session, failure};
+use crate::{Session, failure, now_instant, same_secret as same};
 
 /// A measurement the form takes: field name, label, LOINC code and display, UCUM unit
 /// (code and how it is shown), the plausible range, and a hint.
@@ -242,15 +242,6 @@ fn taken_instant(s: &str) -> Option<String> {
     Some(format!("{}:{seconds}Z", &s[0..16]))
 }
 
-/// Now as a FHIR instant (seconds, UTC).
-fn now_instant() -> String {
-    let secs =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0) as i64;
-    let date = crate::svg::date_of(secs.div_euclid(86_400));
-    let t = secs.rem_euclid(86_400);
-    format!("{date}T{:02}:{:02}:{:02}Z", t / 3600, t % 3600 / 60, t % 60)
-}
-
 fn vital_category() -> Value {
     json!([{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "vital-signs", "display": "Vital Signs"}]}])
 }
@@ -386,11 +377,6 @@ fn field_row(name: &str, label: &str, kind: &str, value: &str, error: Option<Str
             @if let Some(e) = &error { p.error.field-error id=(err_id) { (e) } }
         }
     }
-}
-
-/// Constant-time comparison of two secrets.
-fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// `POST /app/patient/{id}/vitals`.
