@@ -219,6 +219,13 @@ try {
   await page.emulateMedia({ media: 'screen' });
   await page.goto(`${base}/app/patient/pat-a`);
 
+  // the reconciliation form (read, not saved here)
+  await page.getByRole('link', { name: 'Reconcile' }).click();
+  await page.waitForURL(/\/medications\/reconcile$/);
+  await page.screenshot({ path: `${shots}/app-reconcile-laptop.png`, fullPage: true });
+  await accessible(page, 'reconcile medications');
+  await page.goto(`${base}/app/patient/pat-a`);
+
   // phone: the same session, the same pages fit the width
   const state = await laptop.storageState();
   const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, storageState: state });

@@ -84,7 +84,7 @@ pub(crate) async fn summary(session: Session, Path(id): Path<String>) -> Respons
             }
             section.card aria-labelledby="meds-h" {
                 h2 #meds-h { "Active medications (" (meds.len()) ")" }
-                p.card-action { a href={ "/app/patient/" (p) "/prescribe" } { "Prescribe" } }
+                p.card-action { a href={ "/app/patient/" (p) "/medications/reconcile" } { "Reconcile" } " · " a href={ "/app/patient/" (p) "/prescribe" } { "Prescribe" } }
                 (medication_list(&meds))
             }
             section.card.wide aria-labelledby="vitals-h" {

@@ -17,6 +17,7 @@ mod messages;
 mod orders;
 mod portal;
 mod prescribe;
+mod reconcile;
 mod record;
 mod svg;
 mod trends;
@@ -85,6 +86,7 @@ fn unstated() -> Routes<Arc<AppState>> {
         .page("/app/patient/{id}/visit/{enc}", get(visit::show))
         .page("/app/patient/{id}/visit/{enc}/note", axum::routing::post(visit::save_note))
         .page("/app/patient/{id}/visit/{enc}/finish", axum::routing::post(visit::finish))
+        .page("/app/patient/{id}/medications/reconcile", get(reconcile::form).post(reconcile::save))
         .page("/app/patient/{id}/prescribe", get(prescribe::form).post(prescribe::sign))
         .page("/app/patient/{id}/prescription/{rx}", get(prescribe::printable))
 }

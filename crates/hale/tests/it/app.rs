@@ -1042,6 +1042,47 @@ async fn a_patient_and_the_care_team_exchange_secure_messages() {
     assert_eq!(page(&ts, &staff, &format!("/app/patient/pat-b/messages/{thread}")).await.0, 404);
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn the_medication_list_is_reconciled_in_one_transaction() {
+    let ts = TestServer::spawn().await;
+    chart_fixture(&ts).await;
+    let second = json!({"resourceType":"MedicationRequest","id":"mr-a2","status":"active","intent":"order",
+        "medicationCodeableConcept":{"text":"Atorvastatin 20 mg"},"subject":{"reference":"Patient/pat-a"},"authoredOn":"2023-05-01"});
+    assert!(ts.put("/MedicationRequest/mr-a2", &second).await.status().is_success());
+    let code = enrolled(&ts, "dr.jones").await;
+    let session = sign_in(&ts, "/app", "dr.jones", PASSWORD, &code).await.unwrap();
+    let (status, form) = page(&ts, &session, "/app/patient/pat-a/medications/reconcile").await;
+    assert_eq!(status, 200, "{form}");
+    assert!(form.contains("Salbutamol 100 mcg inhaler") && form.contains("Atorvastatin 20 mg"), "{form}");
+    let csrf = field(&form, "csrf").unwrap();
+    let path = "/app/patient/pat-a/medications/reconcile";
+    // a stop without a reason: refused, nothing changed
+    let (status, _, body) = post_form(&ts, &session, path, &[("csrf", csrf.as_str()), ("action-mr-a2", "stop")]).await;
+    assert_eq!(status, 400);
+    assert!(body.contains("Give the reason."), "{body}");
+    assert_eq!(hale_test_support::json(ts.get("/MedicationRequest/mr-a2").await).await["status"], "active");
+    let ok = [
+        ("csrf", csrf.as_str()),
+        ("action-mr-a", "continue"),
+        ("action-mr-a2", "stop"),
+        ("reason-mr-a2", "muscle pain"),
+    ];
+    assert_eq!(post_form(&ts, &session, path, &ok).await.0, 303);
+    let stopped = hale_test_support::json(ts.get("/MedicationRequest/mr-a2").await).await;
+    assert_eq!(
+        (stopped["status"].as_str(), stopped["statusReason"]["text"].as_str()),
+        (Some("stopped"), Some("muscle pain"))
+    );
+    let lists = hale_test_support::json(ts.get("/List?patient=pat-a&code=http://loinc.org|10160-0").await).await;
+    let list = &lists["entry"][0]["resource"];
+    assert_eq!(list["entry"].as_array().unwrap().len(), 1, "{lists}");
+    assert_eq!(list["entry"][0]["item"]["reference"], "MedicationRequest/mr-a");
+    assert_eq!(list["source"]["reference"], "Practitioner/prac-j");
+    let (_, chart) = page(&ts, &session, "/app/patient/pat-a").await;
+    assert!(chart.contains("Active medications (1)") && !chart.contains("Atorvastatin"), "{chart}");
+    assert_eq!(page(&ts, &session, "/app/patient/pat-b/medications/reconcile").await.0, 404);
+}
+
 /// The index of the first drug found for `q`.
 async fn drugs_index(ts: &TestServer, session: &str, q: &str) -> String {
     let (_, found) = page(ts, session, &format!("/app/patient/pat-a/prescribe?q={q}")).await;
