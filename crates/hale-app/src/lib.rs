@@ -76,6 +76,7 @@ fn unstated() -> Routes<Arc<AppState>> {
         .page("/portal/results", get(portal::results))
         .page("/portal/access", get(portal::access))
         .page("/portal/refill", axum::routing::post(portal::refill))
+        .page("/portal/download", get(portal::download))
         .page("/portal/messages", get(messages::portal_list).post(messages::portal_send))
         .page("/portal/messages/{thread}", get(messages::portal_thread).post(messages::portal_reply))
         .page("/app/patient/{id}/messages/{thread}", get(messages::staff_thread).post(messages::staff_reply))

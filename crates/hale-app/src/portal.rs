@@ -218,6 +218,7 @@ pub(crate) async fn home(
         }
         section.banner aria-label="You" {
             h1 { (person_name(&patient)) }
+            p.download { a href="/portal/download" download { "Download my record" } " " small.muted { "(FHIR JSON, everything in it)" } }
             dl { div { dt { "Born" } dd { (birth) @if let Some(a) = age(&birth, today()) { " (" (a) ")" } } } }
         }
         div.grid {
@@ -410,6 +411,52 @@ pub(crate) async fn refill(
         Ok(_) => Redirect::to("/portal").into_response(),
         Err(e) => failure(&e),
     }
+}
+
+/// The most resources one download holds (pages of `$everything` read until then).
+const MAX_DOWNLOAD: usize = 50_000;
+
+/// `GET /portal/download`: the whole record as a FHIR Bundle (`Patient/$everything`,
+/// every page), to keep or to take elsewhere.
+pub(crate) async fn download(session: PatientSession) -> Response {
+    let Ok(rid) = hale_repository::resource_id(&session.patient) else {
+        return plain_page(StatusCode::NOT_FOUND, "No record", "Your record could not be found.");
+    };
+    let mut entries: Vec<Value> = Vec::new();
+    let mut cursor = None;
+    loop {
+        let q = hale_repository::EverythingQuery { since: None, types: None, count: 1000, cursor, restriction: None };
+        let page = match session.repo.everything(&rid, &q).await {
+            Ok(p) => p,
+            Err(e) => return failure(&e),
+        };
+        for r in page.entries.iter().chain(&page.included) {
+            if let Some(v) = r.body.as_deref().and_then(|b| serde_json::from_str::<Value>(b).ok()) {
+                let url = format!("{}/{}", r.resource_type, r.id);
+                entries.push(serde_json::json!({"fullUrl": url, "resource": v}));
+            }
+        }
+        match page.next {
+            Some(next) if entries.len() < MAX_DOWNLOAD => cursor = Some(next),
+            _ => break,
+        }
+    }
+    let bundle = serde_json::json!({
+        "resourceType": "Bundle",
+        "type": "collection",
+        "timestamp": crate::now_instant(),
+        "total": entries.len(),
+        "entry": entries,
+    });
+    let mut r = (StatusCode::OK, bundle.to_string()).into_response();
+    let h = r.headers_mut();
+    h.insert(axum::http::header::CONTENT_TYPE, axum::http::HeaderValue::from_static("application/fhir+json"));
+    h.insert(
+        axum::http::header::CONTENT_DISPOSITION,
+        axum::http::HeaderValue::from_static("attachment; filename=\"my-health-record.json\""),
+    );
+    h.insert(axum::http::header::CACHE_CONTROL, axum::http::HeaderValue::from_static("no-store"));
+    r
 }
 
 /// How an access is named for a patient.

@@ -886,6 +886,27 @@ async fn the_portal_shows_a_patient_their_own_record_and_who_opened_it() {
         "{access}"
     );
     assert!(!access.contains("pat-b") && !access.contains("Brown"), "{access}");
+    // the whole record to download, and nothing of anyone else's
+    let r = no_redirects().get(format!("{}/portal/download", ts.base)).header("cookie", &ana).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/fhir+json");
+    assert!(r.headers()["content-disposition"].to_str().unwrap().starts_with("attachment"));
+    let text = r.text().await.unwrap();
+    assert!(!text.contains("CANARY-B") && !text.contains("pat-b"), "{text}");
+    let bundle: Value = serde_json::from_str(&text).unwrap();
+    let kinds: Vec<String> =
+        bundle["entry"].as_array().unwrap().iter().map(|e| e["fullUrl"].as_str().unwrap().to_string()).collect();
+    for expected in
+        ["Patient/pat-a", "AllergyIntolerance/al-a", "Observation/a1c-a", "MedicationRequest/mr-a", "Encounter/enc-a"]
+    {
+        assert!(kinds.iter().any(|k| k == expected), "{expected} in {kinds:?}");
+    }
+    assert_eq!(bundle["total"].as_u64().unwrap() as usize, kinds.len());
+    let issues = hale_fhir::validate::validate_resource(&bundle);
+    assert!(!issues.iter().any(hale_fhir::Issue::is_error), "{issues:?}");
+    let r = no_redirects().get(format!("{}/portal/download", ts.base)).send().await.unwrap();
+    assert_eq!(r.status(), 303, "no session, no download");
+
     // a patient gets no staff page, and cannot write through one
     assert_eq!(page(&ts, &ana, "/app/patient/pat-a").await.0, 403);
     let (status, _, _) = post_form(&ts, &ana, "/app/patient/pat-a/vitals", &[("pulse", "70")]).await;
