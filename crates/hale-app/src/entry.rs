@@ -505,7 +505,7 @@ mod tests {
         valid(&a);
         // the allergy check reads what the form records
         let amox = hale_cds::drugs::DRUGS.iter().find(|d| d.name.starts_with("amoxicillin 500")).unwrap();
-        assert_eq!(hale_cds::check_order(amox, &[a])[0].severity, hale_cds::Severity::High);
+        assert_eq!(hale_cds::allergy_alerts(amox, &[a])[0].severity, hale_cds::Severity::High);
         for (i, al) in ALLERGENS.iter().enumerate() {
             let r = build(Kind::Allergy, "p1", None, &fields(&[("term", &i.to_string()), ("criticality", "low")]), NOW)
                 .unwrap();

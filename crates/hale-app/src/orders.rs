@@ -497,7 +497,11 @@ pub(crate) async fn review(session: Session, Path((id, task)): Path<(String, Str
             Ok(m) => m,
             Err(r) => return r,
         };
-        return respond(StatusCode::OK, refill_page(&session, &patient, &all, &t, &mr, None));
+        let others = match others_than(&session, &id, &mr).await {
+            Ok(o) => o,
+            Err(r) => return r,
+        };
+        return respond(StatusCode::OK, refill_page(&session, &patient, &all, &others, &t, &mr, None));
     }
     let report_id = t["focus"]["reference"].as_str().and_then(|r| r.strip_prefix("DiagnosticReport/")).unwrap_or("");
     let report = match of_patient(&session, "DiagnosticReport", report_id, "subject", &id).await {
@@ -595,11 +599,19 @@ pub(crate) async fn reviewed(
     }
 }
 
+/// The patient's active prescriptions other than `mr` (the one a refill renews).
+async fn others_than(session: &Session, id: &str, mr: &Value) -> Result<Vec<Value>, Response> {
+    let mut meds = crate::prescribe::active_medications(session, id).await?;
+    meds.retain(|m| m["id"] != mr["id"]);
+    Ok(meds)
+}
+
 /// A patient's refill request: the medicine, the safety check on it, approve or decline.
 fn refill_page(
     session: &Session,
     patient: &Value,
     all: &[Value],
+    others: &[Value],
     t: &Value,
     mr: &Value,
     error: Option<&str>,
@@ -611,7 +623,7 @@ fn refill_page(
         .as_array()
         .and_then(|cs| cs.iter().find_map(|c| c["code"].as_str()))
         .and_then(hale_cds::drugs::by_rxcui);
-    let alerts = drug.map(|d| hale_cds::check_order(d, all)).unwrap_or_default();
+    let alerts = drug.map(|d| hale_cds::check_order(d, all, others)).unwrap_or_default();
     let body = html! {
         (header(session, patient, all, Tab::Summary))
         section.card.form-card aria-labelledby="refill-h" {
@@ -699,8 +711,12 @@ async fn refill_decision(session: Session, id: String, mut t: Value, f: Fields) 
                     (Ok(p), Ok(a)) => (p, a),
                     (Err(r), _) | (_, Err(r)) => return r,
                 };
-                let page =
-                    refill_page(&session, &patient, &all, &t, &mr, Some("Give the patient the reason for declining."));
+                let others = match others_than(&session, &id, &mr).await {
+                    Ok(o) => o,
+                    Err(r) => return r,
+                };
+                let why = Some("Give the patient the reason for declining.");
+                let page = refill_page(&session, &patient, &all, &others, &t, &mr, why);
                 return respond(StatusCode::BAD_REQUEST, page);
             }
             t["status"] = json!("rejected");

@@ -187,10 +187,16 @@ fn detected_issue(
         implicated.push(json!({"reference": a}));
     }
     let mut mitigation = json!({"action": {"text": format!("Overridden by the prescriber: {reason}")}, "date": when});
+    // HL7 v3 ActCode detected-issue codes
+    let (code, display) = match alert.rule {
+        "drug-interaction" => ("DRG", "Drug Interaction Alert"),
+        "duplicate-ingredient" | "duplicate-class" => ("DUPTHPY", "Duplicate Therapy Alert"),
+        _ => ("ALGY", "Allergy Alert"),
+    };
     let mut di = json!({
         "resourceType": "DetectedIssue",
         "status": "final",
-        "code": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "ALGY", "display": "Allergy Alert"}], "text": alert.title},
+        "code": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": code, "display": display}], "text": alert.title},
         "severity": alert.severity.code(),
         "patient": {"reference": format!("Patient/{patient}")},
         "identifiedDateTime": when,
@@ -203,6 +209,12 @@ fn detected_issue(
     }
     di["mitigation"] = json!([mitigation]);
     di
+}
+
+/// The patient's active and held prescriptions, for the medication-safety hook.
+pub(crate) async fn active_medications(session: &Session, id: &str) -> Result<Vec<Value>, Response> {
+    let q = [("patient", id), ("status", "active,on-hold")];
+    crate::search(&session.repo, "MedicationRequest", &q, 500).await.map_err(|e| failure(session, &e))
 }
 
 /// `GET /app/patient/{id}/prescribe?q=...&drug=N`.
@@ -219,19 +231,24 @@ pub(crate) async fn form(
         Ok(a) => a,
         Err(r) => return r,
     };
+    let meds = match active_medications(&session, &id).await {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
     let mut typed = q.clone();
     if q.get("drug").and_then(|d| d.parse::<usize>().ok()).and_then(drugs::get).is_some() {
         typed.entry("dose".into()).or_insert_with(|| "1".into());
         typed.entry("frequency".into()).or_insert_with(|| "qd".into());
         typed.entry("refills".into()).or_insert_with(|| "0".into());
     }
-    respond(StatusCode::OK, form_page(&session, &patient, &all, &typed, &[]))
+    respond(StatusCode::OK, form_page(&session, &patient, &all, &meds, &typed, &[]))
 }
 
 fn form_page(
     session: &Session,
     patient: &Value,
     all: &[Value],
+    meds: &[Value],
     typed: &HashMap<String, String>,
     errors: &[(&str, String)],
 ) -> Markup {
@@ -241,7 +258,7 @@ fn form_page(
     let drug = typed.get("drug").and_then(|d| d.parse::<usize>().ok()).and_then(|i| drugs::get(i).map(|d| (i, d)));
     let query = value_of("q");
     let found = if drug.is_none() { drugs::find(&query, 30) } else { Vec::new() };
-    let alerts = drug.map(|(_, d)| hale_cds::check_order(d, all)).unwrap_or_default();
+    let alerts = drug.map(|(_, d)| hale_cds::check_order(d, all, meds)).unwrap_or_default();
     let body = html! {
         (header(session, patient, all, Tab::Summary))
         section.card.form-card aria-labelledby="rx-h" {
@@ -360,18 +377,27 @@ pub(crate) async fn sign(
         Ok(a) => a,
         Err(r) => return r,
     };
+    let meds = match active_medications(&session, &id).await {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
     let order = match check(&typed) {
         Ok(o) => o,
-        Err(errors) => return respond(StatusCode::BAD_REQUEST, form_page(&session, &patient, &all, &typed, &errors)),
+        Err(errors) => {
+            return respond(StatusCode::BAD_REQUEST, form_page(&session, &patient, &all, &meds, &typed, &errors));
+        }
     };
     // the alerts again, on what is stored now: the page's may be stale
-    let alerts = hale_cds::check_order(order.drug, &all);
+    let alerts = hale_cds::check_order(order.drug, &all, &meds);
     let reason = typed.get("override").map(|r| r.trim()).unwrap_or("");
     let high: Vec<&Alert> = alerts.iter().filter(|a| a.severity == Severity::High).collect();
     if !high.is_empty() && reason.chars().count() < 5 {
         let msg = "Give the reason to prescribe despite the alert (at least a few words), or choose another drug."
             .to_string();
-        return respond(StatusCode::BAD_REQUEST, form_page(&session, &patient, &all, &typed, &[("override", msg)]));
+        return respond(
+            StatusCode::BAD_REQUEST,
+            form_page(&session, &patient, &all, &meds, &typed, &[("override", msg)]),
+        );
     }
     let when = now_instant();
     let practitioner = session.account.fhir_user.as_deref().filter(|u| u.starts_with("Practitioner/"));
@@ -398,13 +424,16 @@ pub(crate) async fn sign(
                     "Nothing was signed: {}",
                     e.outcome().issues.first().map(|i| i.diagnostics.as_str()).unwrap_or("refused")
                 );
-                return respond(StatusCode::BAD_REQUEST, form_page(&session, &patient, &all, &typed, &[("", msg)]));
+                return respond(
+                    StatusCode::BAD_REQUEST,
+                    form_page(&session, &patient, &all, &meds, &typed, &[("", msg)]),
+                );
             }
             Redirect::to(&format!("/app/patient/{id}/prescription/{rx}")).into_response()
         }
         Err(e) if matches!(e.category(), hale_fhir::Category::Forbidden | hale_fhir::Category::Unauthorized) => {
             let msg = "Nothing was signed: your role does not allow prescribing for this patient.".to_string();
-            respond(StatusCode::FORBIDDEN, form_page(&session, &patient, &all, &typed, &[("", msg)]))
+            respond(StatusCode::FORBIDDEN, form_page(&session, &patient, &all, &meds, &typed, &[("", msg)]))
         }
         Err(e) => failure(&session, &e),
     }

@@ -1,13 +1,14 @@
 //! Decision support for Hale, pure: no I/O, the caller hands in the patient's data as
-//! FHIR JSON (read through the gate) and gets alerts back. This first part is the
-//! medication-safety hook run before a prescription is signed ([`check_order`]): the
-//! order against the patient's allergies, by ingredient, by drug class and by known
-//! cross-sensitivity between classes. Every alert says why, what to do and where the
-//! rule comes from. Interactions, duplicate therapy and dose checks are to join here.
+//! FHIR JSON (read through the gate) and gets alerts back. [`check_order`] is the
+//! medication-safety hook run before a prescription is signed: the order against the
+//! patient's allergies (by ingredient, by drug class, by cross-sensitivity between
+//! classes) and active medications (drug–drug interactions, duplicate therapy). Every
+//! alert says why, what to do and where the rule comes from. Dose checks are to join.
 
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod drugs;
+pub mod medications;
 pub mod terms;
 
 use drugs::{Class, Drug, INGREDIENTS, Ingredient};
@@ -41,7 +42,7 @@ pub struct Rule {
     pub reviewed: &'static str,
 }
 
-/// The rules of [`check_order`].
+/// The rules of [`check_order`], as data.
 pub static RULES: &[Rule] = &[
     Rule {
         id: "allergy-ingredient",
@@ -61,7 +62,35 @@ pub static RULES: &[Rule] = &[
         source: "Khan DA et al. Drug allergy: a 2022 practice parameter update. J Allergy Clin Immunol 2022;150:1333-93",
         reviewed: "2026-12-07",
     },
+    Rule {
+        id: "drug-interaction",
+        summary: "The order interacts with an active medication (a table of pairs, each with its effect, what to do and its source).",
+        source: "ONC high-priority drug-drug interactions (Phansalkar 2012) and product labels, per pair",
+        reviewed: "2026-12-07",
+    },
+    Rule {
+        id: "duplicate-ingredient",
+        summary: "An active prescription already contains the ordered ingredient.",
+        source: "Hale drug table (RxNorm ingredients, NLM)",
+        reviewed: "2026-12-07",
+    },
+    Rule {
+        id: "duplicate-class",
+        summary: "An active prescription is of the same class (two statins; high severity for anticoagulants, NSAIDs, opioids, SSRIs).",
+        source: "Drug classes: WHO ATC classification via NLM RxClass",
+        reviewed: "2026-12-07",
+    },
 ];
+
+/// The medication-safety hook run before a prescription is signed: `drug` against the
+/// patient's `allergies` (AllergyIntolerance resources) and active `medications`
+/// (MedicationRequest resources), all as FHIR JSON; the alerts most severe first.
+pub fn check_order(drug: &Drug, allergies: &[Value], medications: &[Value]) -> Vec<Alert> {
+    let mut alerts = allergy_alerts(drug, allergies);
+    alerts.extend(medications::medication_alerts(drug, medications));
+    alerts.sort_by_key(|a| std::cmp::Reverse(a.severity));
+    alerts
+}
 
 /// Why an alert fired and what to do: for the prescriber.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -201,10 +230,9 @@ fn rank(a: &Alert) -> (Severity, u8) {
     (a.severity, specific)
 }
 
-/// The medication-safety check run before a prescription is signed: `drug` against
-/// the patient's `allergies` (AllergyIntolerance resources as JSON). The decision
-/// support issue's interaction, duplicate-therapy and dose checks join here.
-pub fn check_order(drug: &Drug, allergies: &[Value]) -> Vec<Alert> {
+/// `drug` against the patient's `allergies` (AllergyIntolerance resources as JSON): by
+/// ingredient, by class, and by cross-sensitivity.
+pub fn allergy_alerts(drug: &Drug, allergies: &[Value]) -> Vec<Alert> {
     let mut alerts: Vec<Alert> = Vec::new();
     for a in allergies.iter().filter(|a| in_force(a)) {
         let about = a["id"].as_str().map(|id| format!("AllergyIntolerance/{id}"));
@@ -306,26 +334,26 @@ mod tests {
             json!({"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "723"}]}),
         ];
         for f in forms {
-            let alerts = check_order(drug("amoxicillin 500"), &[allergy(f.clone())]);
+            let alerts = allergy_alerts(drug("amoxicillin 500"), &[allergy(f.clone())]);
             assert_eq!(alerts.len(), 1, "{f}: {alerts:?}");
             assert_eq!(alerts[0].severity, Severity::High, "{f}");
             assert!(alerts[0].title.contains("amoxicillin"), "{:?}", alerts[0]);
             assert_eq!(alerts[0].about.as_deref(), Some("AllergyIntolerance/a1"));
         }
         // a combination product is caught by its penicillin
-        let alerts = check_order(drug("amoxicillin 875"), &[allergy(json!({"text": "penicillin"}))]);
+        let alerts = allergy_alerts(drug("amoxicillin 875"), &[allergy(json!({"text": "penicillin"}))]);
         assert_eq!(alerts.len(), 1, "{alerts:?}");
     }
 
     #[test]
     fn cephalosporins_get_a_cross_sensitivity_warning() {
         let pen = allergy(json!({"coding": [{"system": "http://snomed.info/sct", "code": "91936005"}]}));
-        let alerts = check_order(drug("cephalexin"), std::slice::from_ref(&pen));
+        let alerts = allergy_alerts(drug("cephalexin"), std::slice::from_ref(&pen));
         assert_eq!(alerts.len(), 1, "{alerts:?}");
         assert_eq!((alerts[0].rule, alerts[0].severity), ("allergy-cross-sensitivity", Severity::Moderate));
         let mut severe = pen;
         severe["criticality"] = json!("high");
-        assert_eq!(check_order(drug("cephalexin"), &[severe])[0].severity, Severity::High);
+        assert_eq!(allergy_alerts(drug("cephalexin"), &[severe])[0].severity, Severity::High);
     }
 
     #[test]
@@ -333,17 +361,17 @@ mod tests {
         let sulfa = allergy(
             json!({"coding": [{"system": "http://snomed.info/sct", "code": "91939003", "display": "Allergy to sulfonamide"}]}),
         );
-        assert_eq!(check_order(drug("sulfamethoxazole"), std::slice::from_ref(&sulfa)).len(), 1);
-        assert!(check_order(drug("amoxicillin 500"), std::slice::from_ref(&sulfa)).is_empty());
+        assert_eq!(allergy_alerts(drug("sulfamethoxazole"), std::slice::from_ref(&sulfa)).len(), 1);
+        assert!(allergy_alerts(drug("amoxicillin 500"), std::slice::from_ref(&sulfa)).is_empty());
         let ibu = allergy(json!({"text": "ibuprofen"}));
-        let alerts = check_order(drug("naproxen"), &[ibu]);
+        let alerts = allergy_alerts(drug("naproxen"), &[ibu]);
         assert_eq!((alerts.len(), alerts[0].rule), (1, "allergy-class"), "{alerts:?}");
         assert!(alerts[0].title.contains("naproxen is an NSAID too"), "{alerts:?}");
         // unrelated allergies and drugs: no alert
         for (a, d) in
             [("peanuts", "amoxicillin 500"), ("grass pollen", "ibuprofen 200"), ("penicillin", "azithromycin")]
         {
-            assert!(check_order(drug(d), &[allergy(json!({"text": a}))]).is_empty(), "{a} / {d}");
+            assert!(allergy_alerts(drug(d), &[allergy(json!({"text": a}))]).is_empty(), "{a} / {d}");
         }
     }
 
@@ -356,7 +384,7 @@ mod tests {
         ] {
             let mut a = allergy(json!({"text": "penicillin"}));
             a[el] = json!({"coding": [{"code": code}]});
-            assert!(check_order(drug("amoxicillin 500"), &[a]).is_empty(), "{code}");
+            assert!(allergy_alerts(drug("amoxicillin 500"), &[a]).is_empty(), "{code}");
         }
     }
 

@@ -81,6 +81,12 @@ enum Command {
         #[command(flatten)]
         args: ServeArgs,
     },
+    /// Decision support: `hale cds list` prints the rules (with their sources and the
+    /// date each was last reviewed) and the drug-drug interactions checked.
+    Cds {
+        #[command(subcommand)]
+        command: CdsCommand,
+    },
     /// The audit trail: `hale audit verify` checks the hash chain and the signed
     /// checkpoints and names the first bad entry.
     Audit {
@@ -209,6 +215,12 @@ enum ClientCommand {
         scope: Option<String>,
     },
     /// List the registered applications.
+    List,
+}
+
+#[derive(Subcommand)]
+enum CdsCommand {
+    /// Print every rule and interaction, with its source.
     List,
 }
 
@@ -439,6 +451,26 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 drop(repo);
                 serve(&cfg).await
             })
+        }
+        Command::Cds { command: CdsCommand::List } => {
+            println!("Rules (id, last reviewed, what it checks, source):");
+            for r in hale_cds::RULES {
+                println!("  {:<26} {}  {}\n  {:<26}             source: {}", r.id, r.reviewed, r.summary, "", r.source);
+            }
+            println!("Drug-drug interactions ({}):", hale_cds::medications::INTERACTIONS.len());
+            for x in hale_cds::medications::INTERACTIONS {
+                let side = |s: &hale_cds::medications::Side| match s {
+                    hale_cds::medications::Side::Ingredient(i) => i.name.to_string(),
+                    hale_cds::medications::Side::Class(c) => c.name().to_string(),
+                };
+                println!("  {} + {} [{}]: {} ({})", side(&x.a), side(&x.b), x.severity.code(), x.effect, x.source);
+            }
+            println!(
+                "Drug table: {} products, {} ingredients.",
+                hale_cds::drugs::DRUGS.len(),
+                hale_cds::drugs::INGREDIENTS.len()
+            );
+            Ok(())
         }
         Command::Audit { command: AuditCommand::Verify(args) } => {
             let cfg = Config::load(cli.config.as_deref(), &args.overrides())?;

@@ -456,6 +456,22 @@ async fn a_prescription_is_checked_against_allergies_before_it_is_signed() {
     assert_eq!(post_form(&ts, &session, "/app/patient/pat-a/prescribe", &good).await.0, 303);
     assert_eq!(count(&ts, "/DetectedIssue?patient=pat-a").await, 1, "no alert, no override");
 
+    // the same hook checks the active medications: warfarin and an NSAID interact
+    let warfarin = json!({"resourceType":"MedicationRequest","id":"mr-warf","status":"active","intent":"order",
+        "medicationCodeableConcept":{"coding":[{"system":"http://www.nlm.nih.gov/research/umls/rxnorm","code":"11289"}],"text":"warfarin sodium 5 MG Oral Tablet"},
+        "subject":{"reference":"Patient/pat-a"}});
+    assert!(ts.put("/MedicationRequest/mr-warf", &warfarin).await.status().is_success());
+    let naproxen = drugs_index(&ts, &session, "naproxen").await;
+    let (_, form) = page(&ts, &session, &format!("/app/patient/pat-a/prescribe?drug={naproxen}")).await;
+    assert!(form.contains("Interaction: naproxen with warfarin") && form.contains("Phansalkar"), "{form}");
+    let nsaid =
+        [("csrf", csrf.as_str()), ("drug", naproxen.as_str()), ("dose", "1"), ("frequency", "bid"), ("quantity", "20")];
+    let (status, _, _) = post_form(&ts, &session, "/app/patient/pat-a/prescribe", &nsaid).await;
+    assert_eq!(status, 400, "an interaction of high severity needs a reason");
+    // a second azithromycin is a duplicate the prescriber is told of, without a stop
+    let (_, form) = page(&ts, &session, &format!("/app/patient/pat-a/prescribe?drug={azi}")).await;
+    assert!(form.contains("Already prescribed: azithromycin"), "{form}");
+
     // another organization's patient: nothing
     assert_eq!(page(&ts, &session, "/app/patient/pat-b/prescribe").await.0, 404);
     let (status, _, _) = post_form(&ts, &session, "/app/patient/pat-b/prescribe", &good).await;

@@ -291,3 +291,15 @@ async fn migrate_store_copies_every_version_and_verifies() {
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert_eq!(text.rsplit(' ').next().unwrap().trim(), hash, "SQLite -> PostgreSQL -> SQLite keeps every version");
 }
+
+#[test]
+fn cds_list_prints_every_rule_with_its_source() {
+    let out = hale().args(["cds", "list"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for expected in
+        ["allergy-class", "drug-interaction", "duplicate-class", "2026-12-07", "warfarin + NSAIDs [high]", "Phansalkar"]
+    {
+        assert!(text.contains(expected), "{expected}: {text}");
+    }
+}
