@@ -1,12 +1,13 @@
-//! The clinician application's pages on the embedded store with a few hundred thousand
-//! resources: `hale synth`'s population of `HALE_BENCH_PATIENTS` patients (default
-//! 600, about 300,000 resources) loaded into a fresh data directory, then the real
-//! binary serving it. A clinician of the practice of the patient with the most
-//! resources signs in (password and authenticator code, over HTTP), and the chart
-//! summary of that patient, its vital-signs charts and its results page, the "find a
-//! patient" page with a name query, and the home page (recently viewed, my patients) are each requested sequentially (a warm-up,
-//! then `HALE_BENCH_REQUESTS`, default 200): p50/p99/max of the time from request to
-//! the last byte over loopback, which bounds the server's time from above.
+//! The clinician application's and the portal's pages on the embedded store with a few
+//! hundred thousand resources: `hale synth`'s population of `HALE_BENCH_PATIENTS`
+//! patients (default 600, about 300,000 resources) loaded into a fresh data directory,
+//! then the real binary serving it. A clinician of the practice of the patient with the
+//! most resources signs in (password and authenticator code, over HTTP) and requests
+//! that patient's chart summary, vital-signs charts and results, the "find a patient"
+//! page with a name query and the home page; then the patient signs in to the portal
+//! and requests their record and their results. Each page is requested sequentially
+//! (a warm-up of 20, then `HALE_BENCH_REQUESTS`, default 200): p50/p99/max of the time
+//! from request to the last byte over loopback, which bounds the server's time.
 //!
 //! `cargo bench -p hale --bench app_pages`
 
@@ -112,6 +113,20 @@ fn main() {
             ..NewUser::default()
         };
         add_user(&repo, new).await.unwrap();
+        // the patient, for the portal's pages
+        let ty = hale_fhir::ResourceType::parse("Patient").unwrap();
+        let pairs = vec![("identifier".to_string(), mrn.clone())];
+        let req = hale_search::parse::parse(&ty, &pairs, false).unwrap();
+        let found = repo.search(&req, 1, false).await.unwrap();
+        let patient_id = found.entries[0].id.as_str().to_string();
+        let portal_user = NewUser {
+            username: "pat.bench".into(),
+            role: "patient".into(),
+            patients: vec![patient_id],
+            password: Some(password.into()),
+            ..NewUser::default()
+        };
+        add_user(&repo, portal_user).await.unwrap();
         let Enrolment::Started(uri) = enroll_mfa(&repo, "dr.bench", None).await.unwrap() else { panic!() };
         let secret = uri.split("secret=").nth(1).unwrap().split('&').next().unwrap().to_string();
         let first = hale_identity::totp::code_at(&secret, now()).unwrap();
@@ -154,6 +169,27 @@ fn main() {
         ];
         for (name, url, expect) in pages {
             let lat = measure(&client, &url, &session, requests, &expect).await;
+            println!(
+                "  {name:<28} {:>7.2} / {:>7.2} / {:>7.2}",
+                pct(&lat, 0.5),
+                pct(&lat, 0.99),
+                lat.last().unwrap().as_secs_f64() * 1000.0
+            );
+        }
+        // the same patient in the portal
+        let r = client.get(format!("{base}/auth/login?next=/portal")).send().await.unwrap();
+        let login = cookie(&r, "hale_login");
+        let csrf = field(&r.text().await.unwrap(), "login_csrf");
+        let form =
+            [("username", "pat.bench"), ("password", password), ("next", "/portal"), ("login_csrf", csrf.as_str())];
+        let r = client.post(format!("{base}/auth/login")).header("cookie", login).form(&form).send().await.unwrap();
+        assert_eq!(r.status(), 303, "the patient signed in");
+        let portal = cookie(&r, "hale_session");
+        for (name, url, expect) in [
+            ("portal: my record", format!("{base}/portal"), "Medicines"),
+            ("portal: my results", format!("{base}/portal/results"), "My results"),
+        ] {
+            let lat = measure(&client, &url, &portal, requests, expect).await;
             println!(
                 "  {name:<28} {:>7.2} / {:>7.2} / {:>7.2}",
                 pct(&lat, 0.5),
