@@ -171,6 +171,9 @@ pub(crate) async fn order_save(session: Session, Path(id): Path<String>, Form(f)
 /// How a value compares with an analyte's reference range (an HL7 v3
 /// ObservationInterpretation code and display).
 pub(crate) fn interpret(a: &Analyte, v: f64) -> (&'static str, &'static str) {
+    if let Some(low) = hale_cds::results::critical(a.loinc, v) {
+        return if low { ("LL", "Critical low") } else { ("HH", "Critical high") };
+    }
     if a.low.is_some_and(|l| v < l) {
         ("L", "Low")
     } else if a.high.is_some_and(|h| v > h) {
@@ -358,13 +361,22 @@ pub(crate) fn result_bundle(
     }));
     if let Some(owner) = order["requester"]["reference"].as_str() {
         let flagged = values.iter().filter(|(a, _, v)| interpret(a, *v).0 != "N").count();
+        let critical: Vec<String> = values
+            .iter()
+            .filter(|(a, _, v)| hale_cds::results::critical(a.loinc, *v).is_some())
+            .map(|(a, n, _)| format!("{} {n} {}", a.name.split(' ').next().unwrap_or(a.name), a.unit))
+            .collect();
         let mut task = json!({
             "resourceType": "Task",
             "status": "requested",
             "intent": "order",
-            "priority": if flagged > 0 { "urgent" } else { "routine" },
+            "priority": if !critical.is_empty() { "stat" } else if flagged > 0 { "urgent" } else { "routine" },
             "code": {"text": "Review result"},
-            "description": format!("{}: {} for {}{}", "Review", test.name, patient_name, if flagged > 0 { format!(" ({flagged} outside the reference range)") } else { String::new() }),
+            "description": if critical.is_empty() {
+                format!("Review: {} for {patient_name}{}", test.name, if flagged > 0 { format!(" ({flagged} outside the reference range)") } else { String::new() })
+            } else {
+                format!("CRITICAL: {} for {patient_name}: {}", test.name, critical.join(", "))
+            },
             "focus": {"reference": report_url},
             "for": subject,
             "basedOn": based_on,
@@ -429,10 +441,18 @@ pub(crate) async fn inbox(session: Session) -> Response {
         return respond(StatusCode::OK, page("Inbox", Some(&session), body));
     };
     let q = [("owner", me), ("status", "requested,received,accepted,in-progress"), ("_sort", "-authored-on")];
-    let tasks = match search(&session.repo, "Task", &q, 200).await {
+    let mut tasks = match search(&session.repo, "Task", &q, 200).await {
         Ok(t) => t,
         Err(e) => return failure(&session, &e),
     };
+    // the most pressing first, newest first within each priority
+    let rank = |t: &Value| match t["priority"].as_str() {
+        Some("stat") => 0,
+        Some("asap") => 1,
+        Some("urgent") => 2,
+        _ => 3,
+    };
+    tasks.sort_by_key(rank);
     let messages = match crate::messages::unread_for_staff(&session).await {
         Ok(m) => m,
         Err(e) => return failure(&session, &e),
@@ -448,7 +468,7 @@ pub(crate) async fn inbox(session: Session) -> Response {
                     tbody {
                         @for t in &tasks {
                             @let patient = t["for"]["reference"].as_str().and_then(|r| r.strip_prefix("Patient/")).unwrap_or("");
-                            tr class=(if t["priority"] == "urgent" { "abnormal" } else { "" }) {
+                            tr class=(match t["priority"].as_str() { Some("stat") => "critical", Some("urgent" | "asap") => "abnormal", _ => "" }) {
                                 td.date { (day(&t["authoredOn"])) }
                                 td { a href={ "/app/patient/" (patient) "/review/" (t["id"].as_str().unwrap_or("")) } { (t["description"].as_str().unwrap_or("Task")) } }
                                 td { (t["priority"].as_str().unwrap_or("routine")) }

@@ -9,6 +9,7 @@
 
 pub mod drugs;
 pub mod medications;
+pub mod results;
 pub mod terms;
 
 use drugs::{Class, Drug, INGREDIENTS, Ingredient};
@@ -78,6 +79,12 @@ pub static RULES: &[Rule] = &[
         id: "duplicate-class",
         summary: "An active prescription is of the same class (two statins; high severity for anticoagulants, NSAIDs, opioids, SSRIs).",
         source: "Drug classes: WHO ATC classification via NLM RxClass",
+        reviewed: "2026-12-07",
+    },
+    Rule {
+        id: "critical-value",
+        summary: "A laboratory value beyond a critical limit (by LOINC): flagged LL or HH and sent to the ordering clinician's inbox at once, first in it.",
+        source: results::CRITICAL_SOURCE,
         reviewed: "2026-12-07",
     },
 ];

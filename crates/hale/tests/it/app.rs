@@ -1120,6 +1120,57 @@ async fn the_medication_list_is_reconciled_in_one_transaction() {
     assert_eq!(page(&ts, &session, "/app/patient/pat-b/medications/reconcile").await.0, 404);
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_critical_value_comes_first_in_the_inbox() {
+    let ts = TestServer::spawn().await;
+    chart_fixture(&ts).await;
+    let code = enrolled(&ts, "dr.jones").await;
+    let session = sign_in(&ts, "/app", "dr.jones", PASSWORD, &code).await.unwrap();
+    let (_, form) = page(&ts, &session, "/app/patient/pat-a/orders/new").await;
+    let csrf = field(&form, "csrf").unwrap();
+    for test in ["4548-4", "51990-0"] {
+        let order = [("csrf", csrf.as_str()), ("test", test), ("priority", "routine")];
+        assert_eq!(post_form(&ts, &session, "/app/patient/pat-a/orders/new", &order).await.0, 303);
+    }
+    let srs = hale_test_support::json(ts.get("/ServiceRequest?patient=pat-a&_sort=_lastUpdated").await).await;
+    let id_of = |code: &str| {
+        srs["entry"].as_array().unwrap().iter().find(|e| e["resource"]["code"]["coding"][0]["code"] == code).unwrap()["resource"]["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    // a high but not critical HbA1c first, then a critical potassium
+    let a1c = [("csrf", csrf.as_str()), ("4548-4", "9.1")];
+    assert_eq!(
+        post_form(&ts, &session, &format!("/app/patient/pat-a/order/{}/result", id_of("4548-4")), &a1c).await.0,
+        303
+    );
+    let bmp = [
+        ("csrf", csrf.as_str()),
+        ("2345-7", "95"),
+        ("2160-0", "1.0"),
+        ("2951-2", "139"),
+        ("2823-3", "6.9"),
+        ("3094-0", "15"),
+        ("17861-6", "9.5"),
+    ];
+    assert_eq!(
+        post_form(&ts, &session, &format!("/app/patient/pat-a/order/{}/result", id_of("51990-0")), &bmp).await.0,
+        303
+    );
+    let k = hale_test_support::json(ts.get("/Observation?patient=pat-a&code=http://loinc.org|2823-3").await).await;
+    assert_eq!(k["entry"][0]["resource"]["interpretation"][0]["coding"][0]["code"], "HH");
+    let (_, inbox) = page(&ts, &session, "/app/inbox").await;
+    let critical = inbox
+        .find("CRITICAL: Basic metabolic panel for Alvarez, Ana: Potassium 6.9 mmol/L")
+        .expect("the critical value is named");
+    let routine = inbox.find("Review: Hemoglobin A1c").expect("the other result is there");
+    assert!(critical < routine, "the critical value comes first: {inbox}");
+    assert!(inbox.contains("<tr class=\"critical\">"), "{inbox}");
+    let tasks = hale_test_support::json(ts.get("/Task?patient=pat-a&priority=stat").await).await;
+    assert_eq!(tasks["entry"].as_array().unwrap().len(), 1, "{tasks}");
+}
+
 /// The index of the first drug found for `q`.
 async fn drugs_index(ts: &TestServer, session: &str, q: &str) -> String {
     let (_, found) = page(ts, session, &format!("/app/patient/pat-a/prescribe?q={q}")).await;
