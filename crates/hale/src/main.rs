@@ -465,6 +465,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 };
                 println!("  {} + {} [{}]: {} ({})", side(&x.a), side(&x.b), x.severity.code(), x.effect, x.source);
             }
+            println!("Critical limits ({}):", hale_cds::results::CRITICAL_SOURCE);
+            for l in hale_cds::results::CRITICAL_LIMITS {
+                let bound = |b: Option<f64>| b.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
+                println!("  LOINC {:<8} below {:<6} above {}", l.loinc, bound(l.low), bound(l.high));
+            }
             println!(
                 "Drug table: {} products, {} ingredients.",
                 hale_cds::drugs::DRUGS.len(),
