@@ -297,9 +297,16 @@ fn cds_list_prints_every_rule_with_its_source() {
     let out = hale().args(["cds", "list"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
-    for expected in
-        ["allergy-class", "drug-interaction", "duplicate-class", "2026-12-07", "warfarin + NSAIDs [high]", "Phansalkar"]
-    {
+    for expected in [
+        "allergy-class",
+        "drug-interaction",
+        "duplicate-class",
+        "critical-value",
+        "2026-12-07",
+        "warfarin + NSAIDs [high]",
+        "Phansalkar",
+        "LOINC 2823-3",
+    ] {
         assert!(text.contains(expected), "{expected}: {text}");
     }
 }
