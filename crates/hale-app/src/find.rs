@@ -175,10 +175,26 @@ async fn lists(session: &Session) -> Response {
         }
     };
     let (mine_title, mine) = match (session.account.fhir_user.as_deref(), session.account.organization.as_deref()) {
-        (Some(pr), _) if pr.starts_with("Practitioner/") => (
-            "My patients",
-            search(&session.repo, "Patient", &[("general-practitioner", pr), ("_sort", "family,given")], RESULTS).await,
-        ),
+        (Some(pr), _) if pr.starts_with("Practitioner/") => {
+            // those whose general practitioner they are, and those whose care team they are in
+            let gp = [("general-practitioner", pr), ("_sort", "family,given")];
+            let team = [("_has:CareTeam:patient:participant", pr), ("_sort", "family,given")];
+            let (gp, team) = tokio::join!(
+                search(&session.repo, "Patient", &gp, RESULTS),
+                search(&session.repo, "Patient", &team, RESULTS)
+            );
+            let both = gp.and_then(|mut g| {
+                for p in team? {
+                    if !g.iter().any(|x| x["id"] == p["id"]) {
+                        g.push(p);
+                    }
+                }
+                g.sort_by_key(crate::fhir::person_name);
+                g.truncate(RESULTS);
+                Ok(g)
+            });
+            ("My patients", both)
+        }
         (_, Some(org)) => (
             "Patients of my organization",
             search(

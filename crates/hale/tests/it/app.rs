@@ -1171,6 +1171,28 @@ async fn a_critical_value_comes_first_in_the_inbox() {
     assert_eq!(tasks["entry"].as_array().unwrap().len(), 1, "{tasks}");
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn my_patients_are_those_i_am_gp_of_or_in_the_care_team_of() {
+    let ts = TestServer::spawn().await;
+    chart_fixture(&ts).await;
+    let c = json!({"resourceType":"Patient","id":"pat-c","name":[{"family":"Carver","given":["Cleo"]}],
+        "managingOrganization":{"reference":"Organization/org-a"}});
+    let team = json!({"resourceType":"CareTeam","id":"team-c","status":"active","subject":{"reference":"Patient/pat-c"},
+        "participant":[{"member":{"reference":"Practitioner/prac-j"}}]});
+    let other = json!({"resourceType":"Patient","id":"pat-d","name":[{"family":"Dunn"}],"managingOrganization":{"reference":"Organization/org-a"}});
+    for (path, r) in [("/Patient/pat-c", &c), ("/CareTeam/team-c", &team), ("/Patient/pat-d", &other)] {
+        assert!(ts.put(path, r).await.status().is_success());
+    }
+    let code = enrolled(&ts, "dr.jones").await;
+    let session = sign_in(&ts, "/app", "dr.jones", PASSWORD, &code).await.unwrap();
+    let (_, home) = page(&ts, &session, "/app").await;
+    assert!(
+        home.contains("My patients (2)") && home.contains("Alvarez, Ana") && home.contains("Carver, Cleo"),
+        "{home}"
+    );
+    assert!(!home.contains("Dunn") && !home.contains("Brown"), "{home}");
+}
+
 /// The index of the first drug found for `q`.
 async fn drugs_index(ts: &TestServer, session: &str, q: &str) -> String {
     let (_, found) = page(ts, session, &format!("/app/patient/pat-a/prescribe?q={q}")).await;
