@@ -77,6 +77,7 @@ fn unstated() -> Routes<Arc<AppState>> {
         .page("/portal/access", get(portal::access))
         .page("/portal/refill", axum::routing::post(portal::refill))
         .page("/portal/download", get(portal::download))
+        .page("/portal/choose", get(portal::choose).post(portal::chosen))
         .page("/portal/messages", get(messages::portal_list).post(messages::portal_send))
         .page("/portal/messages/{thread}", get(messages::portal_thread).post(messages::portal_reply))
         .page("/app/patient/{id}/messages/{thread}", get(messages::staff_thread).post(messages::staff_reply))

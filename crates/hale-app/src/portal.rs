@@ -34,6 +34,22 @@ pub(crate) struct PatientSession {
 
 /// Read the record; create requests of the care team (the role allows Task and
 /// Communication only).
+/// The cookie that says which of the account's records is open (checked against the
+/// account's links on every request).
+const CHOICE_COOKIE: &str = "hale_portal_patient";
+
+fn cookie(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| {
+            let (k, v) = c.trim().split_once('=')?;
+            (k == name).then(|| v.to_string())
+        })
+}
+
 const PORTAL_SCOPES: &str = "patient/*.rs patient/Task.c patient/Communication.c";
 const CLIENT_ID: &str = "hale-portal";
 
@@ -78,7 +94,9 @@ impl FromRequestParts<Arc<AppState>> for PatientSession {
                 "Your account is a staff account. The clinician application is at /app.",
             ));
         }
-        let Some(patient) = account.patients.first().cloned() else {
+        // the record chosen (a proxy may be linked to several), else the first
+        let chosen = cookie(&parts.headers, CHOICE_COOKIE).filter(|c| account.patients.contains(c));
+        let Some(patient) = chosen.or_else(|| account.patients.first().cloned()) else {
             return Err(plain_page(StatusCode::FORBIDDEN, "No record", "Your account is not linked to a record yet."));
         };
         let broken = || plain_page(StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong", "Try again in a moment.");
@@ -115,6 +133,7 @@ fn shell(title: &str, session: Option<&PatientSession>, body: Markup) -> Markup 
                             a href="/portal/results" { "My results" }
                             a href="/portal/messages" { "Messages" }
                             a href="/portal/access" { "Who has seen my record" }
+                            @if s.account.patients.len() > 1 { a href="/portal/choose" { "Switch record" } }
                         }
                         div.who {
                             span { (s.account.display_name) }
@@ -215,6 +234,9 @@ pub(crate) async fn home(
     let body = html! {
         @if unread > 0 {
             p.notice role="status" { a href="/portal/messages" { (unread) " conversation" @if unread > 1 { "s" } " with a new message from your care team" } }
+        }
+        @if session.account.fhir_user.as_deref().is_some_and(|u| u.starts_with("RelatedPerson/")) {
+            p.notice role="status" { "You are looking at the record of " strong { (person_name(&patient)) } " on their behalf. What you open is recorded in your name." }
         }
         section.banner aria-label="You" {
             h1 { (person_name(&patient)) }
@@ -456,6 +478,64 @@ pub(crate) async fn download(session: PatientSession) -> Response {
         axum::http::HeaderValue::from_static("attachment; filename=\"my-health-record.json\""),
     );
     h.insert(axum::http::header::CACHE_CONTROL, axum::http::HeaderValue::from_static("no-store"));
+    r
+}
+
+/// `GET /portal/choose`: the records the account is linked to (a parent's children,
+/// say), each read through a repository held to that record alone.
+pub(crate) async fn choose(
+    session: PatientSession,
+    axum::extract::State(st): axum::extract::State<Arc<AppState>>,
+) -> Response {
+    let mut records: Vec<(String, String)> = Vec::new();
+    for p in &session.account.patients {
+        let Ok(scopes) = Scopes::parse(PORTAL_SCOPES, true) else { continue };
+        let Some(ctx) = hale_auth::user_context(&session.account, scopes, Some(p.clone()), CLIENT_ID) else { continue };
+        let repo = st.gate.repository(ctx);
+        let (Ok(ty), Ok(rid)) = (hale_repository::resource_type("Patient"), hale_repository::resource_id(p)) else {
+            continue;
+        };
+        let name = match repo.read(&ty, &rid).await {
+            Ok(r) => r.body.as_deref().and_then(|b| serde_json::from_str::<Value>(b).ok()).map(|v| person_name(&v)),
+            Err(_) => None,
+        };
+        records.push((p.clone(), name.unwrap_or_else(|| "(a record that cannot be read)".into())));
+    }
+    let body = html! {
+        section.card.narrow aria-labelledby="choose-h" {
+            h1 #choose-h { "Whose record" }
+            ul.plain {
+                @for (id, name) in &records {
+                    li {
+                        span { (name) @if *id == session.patient { " " span.badge.ok { "open" } } }
+                        form.inline method="post" action="/portal/choose" {
+                            input type="hidden" name="csrf" value=(session.csrf);
+                            input type="hidden" name="patient" value=(id);
+                            button.link type="submit" aria-label={ "Open the record of " (name) } { "Open" }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    respond(StatusCode::OK, shell("Whose record", Some(&session), body))
+}
+
+/// `POST /portal/choose`: opens another of the account's records.
+pub(crate) async fn chosen(
+    session: PatientSession,
+    axum::Form(f): axum::Form<std::collections::HashMap<String, String>>,
+) -> Response {
+    if !f.get("csrf").is_some_and(|t| crate::same_secret(t, &session.csrf)) {
+        return plain_page(StatusCode::FORBIDDEN, "The form expired", "Open the page again.");
+    }
+    let Some(p) = f.get("patient").filter(|p| session.account.patients.contains(p)) else {
+        return plain_page(StatusCode::NOT_FOUND, "Not found", "That record is not linked to your account.");
+    };
+    let mut r = Redirect::to("/portal").into_response();
+    if let Ok(v) = format!("{CHOICE_COOKIE}={p}; Path=/portal; HttpOnly; SameSite=Lax").parse() {
+        r.headers_mut().append(axum::http::header::SET_COOKIE, v);
+    }
     r
 }
 

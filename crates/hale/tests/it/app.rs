@@ -1193,6 +1193,63 @@ async fn my_patients_are_those_i_am_gp_of_or_in_the_care_team_of() {
     assert!(!home.contains("Dunn") && !home.contains("Brown"), "{home}");
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_proxy_chooses_whose_record_and_sees_only_that_one() {
+    let ts = TestServer::spawn().await;
+    chart_fixture(&ts).await;
+    let c = json!({"resourceType":"Patient","id":"pat-c","name":[{"family":"Alvarez","given":["Cleo"]}],"birthDate":"2019-04-05",
+        "managingOrganization":{"reference":"Organization/org-a"}});
+    let cond = json!({"resourceType":"Condition","id":"cond-c","code":{"text":"Otitis media CANARY-C"},"subject":{"reference":"Patient/pat-c"},
+        "clinicalStatus":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/condition-clinical","code":"active"}]}});
+    let mum = json!({"resourceType":"RelatedPerson","id":"rp-mum","patient":{"reference":"Patient/pat-c"},"name":[{"family":"Alvarez","given":["Maria"]}]});
+    for (path, r) in [("/Patient/pat-c", &c), ("/Condition/cond-c", &cond), ("/RelatedPerson/rp-mum", &mum)] {
+        assert!(ts.put(path, r).await.status().is_success());
+    }
+    let repo = ts.system_repository("test-setup").await;
+    let proxy = NewUser {
+        username: "maria".into(),
+        role: "patient".into(),
+        patients: vec!["pat-c".into(), "pat-a".into()],
+        related_person: Some("rp-mum".into()),
+        password: Some(PASSWORD.into()),
+        ..NewUser::default()
+    };
+    add_user(&repo, proxy).await.unwrap();
+    let maria = sign_in(&ts, "/portal", "maria", PASSWORD, "").await.unwrap();
+    let (_, home) = page(&ts, &maria, "/portal").await;
+    assert!(home.contains("Alvarez, Cleo") && home.contains("on their behalf") && home.contains("CANARY-C"), "{home}");
+    assert!(!home.contains("Penicillin G"), "only the open record: {home}");
+    let (_, list) = page(&ts, &maria, "/portal/choose").await;
+    assert!(list.contains("Alvarez, Cleo") && list.contains("Alvarez, Ana") && !list.contains("Brown"), "{list}");
+    let csrf = field(&list, "csrf").unwrap();
+    // another patient's record cannot be chosen, by form or by cookie
+    let r = no_redirects()
+        .post(format!("{}/portal/choose", ts.base))
+        .header("cookie", &maria)
+        .form(&[("csrf", csrf.as_str()), ("patient", "pat-b")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let forged = format!("{maria}; hale_portal_patient=pat-b");
+    let (_, home) = page(&ts, &forged, "/portal").await;
+    assert!(!home.contains("Brown") && !home.contains("CANARY-B") && home.contains("Alvarez, Cleo"), "{home}");
+    // choosing Ana's record opens it, and only it
+    let r = no_redirects()
+        .post(format!("{}/portal/choose", ts.base))
+        .header("cookie", &maria)
+        .form(&[("csrf", csrf.as_str()), ("patient", "pat-a")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let choice = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+    assert_eq!(choice, "hale_portal_patient=pat-a");
+    let both = format!("{maria}; {choice}");
+    let (_, home) = page(&ts, &both, "/portal").await;
+    assert!(home.contains("Alvarez, Ana") && home.contains("Penicillin G") && !home.contains("CANARY-C"), "{home}");
+}
+
 /// The index of the first drug found for `q`.
 async fn drugs_index(ts: &TestServer, session: &str, q: &str) -> String {
     let (_, found) = page(ts, session, &format!("/app/patient/pat-a/prescribe?q={q}")).await;
