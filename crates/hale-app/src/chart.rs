@@ -95,6 +95,21 @@ pub(crate) async fn summary(session: Session, Path(id): Path<String>) -> Respons
                 h2 #labs-h { "Latest results" }
                 (lab_table(&labs))
             }
+            @let observations: Vec<Value> = vitals.iter().chain(labs.iter()).cloned().collect();
+            @let due = hale_cds::preventive::due(&patient, &crate::fhir::today_text(), &problems, &immunizations, &observations);
+            section.card.wide aria-labelledby="due-h" {
+                h2 #due-h { "Preventive care due (" (due.len()) ")" }
+                @if due.is_empty() { p.empty { "Nothing due." } } @else {
+                    ul.plain {
+                        @for d in &due {
+                            li {
+                                span { strong { (d.title) } br; small { (d.action) } br; small.muted { "Source: " (d.source) } }
+                                span.muted.row-end { @match &d.last { Some(l) => { "last " (l) }, None => { "never recorded" } } }
+                            }
+                        }
+                    }
+                }
+            }
             section.card.wide aria-labelledby="orders-h" {
                 h2 #orders-h { "Open orders (" (orders.len()) ")" }
                 p.card-action { a href={ "/app/patient/" (p) "/orders/new" } { "Order a test" } }

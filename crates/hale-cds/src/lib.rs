@@ -9,6 +9,7 @@
 
 pub mod drugs;
 pub mod medications;
+pub mod preventive;
 pub mod results;
 pub mod terms;
 

@@ -465,6 +465,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 };
                 println!("  {} + {} [{}]: {} ({})", side(&x.a), side(&x.b), x.severity.code(), x.effect, x.source);
             }
+            println!("Preventive care ({}):", hale_cds::preventive::RULES.len());
+            for r in hale_cds::preventive::RULES {
+                println!("  {:<20} {} (source: {})", r.id, r.title, r.source);
+            }
             println!("Critical limits ({}):", hale_cds::results::CRITICAL_SOURCE);
             for l in hale_cds::results::CRITICAL_LIMITS {
                 let bound = |b: Option<f64>| b.map(|v| v.to_string()).unwrap_or_else(|| "-".into());

@@ -165,6 +165,12 @@ async fn a_clinician_reads_a_chart_through_the_gate() {
         "class=\"flag H\"",
         "Influenza vaccine",
         "Check-up",
+        // Ana (born 1980) has a flu shot from 2024, no tetanus booster, a blood pressure
+        // from 2025 and no lipid panel: what is due, with its source
+        "Preventive care due",
+        "Tetanus and diphtheria booster",
+        "Lipid panel (every 5 years, 40 to 75)",
+        "USPSTF 2022",
     ] {
         assert!(chart.contains(expected), "the chart shows {expected}:\n{chart}");
     }

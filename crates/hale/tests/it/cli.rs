@@ -302,6 +302,7 @@ fn cds_list_prints_every_rule_with_its_source() {
         "drug-interaction",
         "duplicate-class",
         "critical-value",
+        "influenza-vaccine",
         "2026-12-07",
         "warfarin + NSAIDs [high]",
         "Phansalkar",
