@@ -219,6 +219,14 @@ try {
   await page.emulateMedia({ media: 'screen' });
   await page.goto(`${base}/app/patient/pat-a`);
 
+  // preventive care due across the clinician's patients
+  await page.getByRole('link', { name: 'Due', exact: true }).click();
+  await page.waitForURL(/\/app\/due$/);
+  check((await page.textContent('main')).includes('Alvarez, Ana'), 'the panel lists the patient');
+  await page.screenshot({ path: `${shots}/app-due-laptop.png`, fullPage: true });
+  await accessible(page, 'preventive care due');
+  await page.goto(`${base}/app/patient/pat-a`);
+
   // the reconciliation form (read, not saved here)
   await page.getByRole('link', { name: 'Reconcile' }).click();
   await page.waitForURL(/\/medications\/reconcile$/);

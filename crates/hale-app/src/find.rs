@@ -159,22 +159,10 @@ pub(crate) fn patient_table(patients: &[Value]) -> Markup {
     }
 }
 
-/// The page with no query: recently viewed patients and my patients.
-async fn lists(session: &Session) -> Response {
-    let recent_ids = recent_patients(&session.gate, &session.account).await;
-    let recent = if recent_ids.is_empty() {
-        Vec::new()
-    } else {
-        match search(&session.repo, "Patient", &[("_id", &recent_ids.join(","))], recent_ids.len()).await {
-            // in the order viewed
-            Ok(found) => recent_ids
-                .iter()
-                .filter_map(|id| found.iter().find(|p| p["id"].as_str() == Some(id.as_str())).cloned())
-                .collect(),
-            Err(e) => return failure(session, &e),
-        }
-    };
-    let (mine_title, mine) = match (session.account.fhir_user.as_deref(), session.account.organization.as_deref()) {
+/// "My patients": those whose general practitioner the user is or whose care team they
+/// are in (else their organization's), with the list's title.
+pub(crate) async fn my_patients(session: &Session) -> (&'static str, Result<Vec<Value>, hale_repository::Error>) {
+    match (session.account.fhir_user.as_deref(), session.account.organization.as_deref()) {
         (Some(pr), _) if pr.starts_with("Practitioner/") => {
             // those whose general practitioner they are, and those whose care team they are in
             let gp = [("general-practitioner", pr), ("_sort", "family,given")];
@@ -206,7 +194,25 @@ async fn lists(session: &Session) -> Response {
             .await,
         ),
         _ => ("My patients", Ok(Vec::new())),
+    }
+}
+
+/// The page with no query: recently viewed patients and my patients.
+async fn lists(session: &Session) -> Response {
+    let recent_ids = recent_patients(&session.gate, &session.account).await;
+    let recent = if recent_ids.is_empty() {
+        Vec::new()
+    } else {
+        match search(&session.repo, "Patient", &[("_id", &recent_ids.join(","))], recent_ids.len()).await {
+            // in the order viewed
+            Ok(found) => recent_ids
+                .iter()
+                .filter_map(|id| found.iter().find(|p| p["id"].as_str() == Some(id.as_str())).cloned())
+                .collect(),
+            Err(e) => return failure(session, &e),
+        }
     };
+    let (mine_title, mine) = my_patients(session).await;
     let mine = match mine {
         Ok(m) => m,
         Err(e) => return failure(session, &e),

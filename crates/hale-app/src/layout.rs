@@ -40,6 +40,7 @@ pub(crate) fn page(title: &str, session: Option<&Session>, body: Markup) -> Mark
                         nav aria-label="Main" {
                             a href="/app" { "Find patient" }
                             a href="/app/inbox" { "Inbox" }
+                            a href="/app/due" { "Due" }
                         }
                         div.who {
                             span { (s.account.display_name) } " "

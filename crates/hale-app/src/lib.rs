@@ -15,6 +15,7 @@ mod find;
 mod layout;
 mod messages;
 mod orders;
+mod panel;
 mod portal;
 mod prescribe;
 mod reconcile;
@@ -72,6 +73,7 @@ fn unstated() -> Routes<Arc<AppState>> {
         .page("/app/patient/{id}/allergies/new", get(entry::allergy_form).post(entry::allergy_save))
         .page("/app/patient/{id}/immunizations/new", get(entry::immunization_form).post(entry::immunization_save))
         .page("/app/inbox", get(orders::inbox))
+        .page("/app/due", get(panel::due))
         .page("/portal", get(portal::home))
         .page("/portal/results", get(portal::results))
         .page("/portal/access", get(portal::access))

@@ -1,0 +1,103 @@
+//! `GET /app/due`: preventive care due across the user's patients ("my patients"), the
+//! patients with the most due first. Four searches over all of them at once (problems,
+//! immunizations, the observations the rules read), grouped by patient, then
+//! `hale_cds::preventive::due` for each.
+
+use axum::http::StatusCode;
+use axum::response::Response;
+use maud::html;
+use serde_json::Value;
+
+use crate::fhir::{day, person_name};
+use crate::find::my_patients;
+use crate::layout::{page, respond};
+use crate::{Session, failure, search};
+
+/// The most results one search of the panel reads.
+const PANEL_ROWS: usize = 5000;
+
+/// The LOINC codes the preventive rules read, for the observations search.
+fn observation_codes() -> String {
+    let mut codes: Vec<&str> = Vec::new();
+    for r in hale_cds::preventive::RULES {
+        if let hale_cds::preventive::Done::Observation(c) = &r.done {
+            codes.extend(c.iter());
+        }
+    }
+    codes.iter().map(|c| format!("http://loinc.org|{c}")).collect::<Vec<_>>().join(",")
+}
+
+fn of(all: &[Value], field: &str, patient: &str) -> Vec<Value> {
+    let want = format!("Patient/{patient}");
+    all.iter().filter(|r| r[field]["reference"].as_str() == Some(want.as_str())).cloned().collect()
+}
+
+/// `GET /app/due`.
+pub(crate) async fn due(session: Session) -> Response {
+    let (title, mine) = my_patients(&session).await;
+    let patients = match mine {
+        Ok(p) => p,
+        Err(e) => return failure(&session, &e),
+    };
+    let ids: Vec<&str> = patients.iter().filter_map(|p| p["id"].as_str()).collect();
+    let mut rows: Vec<(&Value, Vec<hale_cds::preventive::Due>)> = Vec::new();
+    let mut truncated = false;
+    if !ids.is_empty() {
+        let list = ids.join(",");
+        let codes = observation_codes();
+        let q_cond = [("patient", list.as_str()), ("clinical-status", "active,recurrence,relapse")];
+        let q_imm = [("patient", list.as_str())];
+        let q_obs = [("patient", list.as_str()), ("code", codes.as_str())];
+        let repo = &session.repo;
+        let (conditions, immunizations, observations) = tokio::join!(
+            search(repo, "Condition", &q_cond, PANEL_ROWS),
+            search(repo, "Immunization", &q_imm, PANEL_ROWS),
+            search(repo, "Observation", &q_obs, PANEL_ROWS),
+        );
+        let (conditions, immunizations, observations) = match (conditions, immunizations, observations) {
+            (Ok(c), Ok(i), Ok(o)) => (c, i, o),
+            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return failure(&session, &e),
+        };
+        truncated = [conditions.len(), immunizations.len(), observations.len()].contains(&PANEL_ROWS);
+        let today = crate::fhir::today_text();
+        for p in &patients {
+            let id = p["id"].as_str().unwrap_or("");
+            let due = hale_cds::preventive::due(
+                p,
+                &today,
+                &of(&conditions, "subject", id),
+                &of(&immunizations, "patient", id),
+                &of(&observations, "subject", id),
+            );
+            rows.push((p, due));
+        }
+        rows.sort_by_key(|(p, d)| (std::cmp::Reverse(d.len()), person_name(p)));
+    }
+    let total: usize = rows.iter().map(|r| r.1.len()).sum();
+    let body = html! {
+        section.card aria-labelledby="due-h" {
+            h1 #due-h { "Preventive care due · " (title) " (" (rows.len()) ")" }
+            p.hint { (total) " items due. Each rule's source is on the patient's chart; " code { "hale cds list" } " lists them all." }
+            @if truncated { p.error role="alert" { "Some lists were too long to read whole; open each chart for the full picture." } }
+            @if rows.is_empty() { p.empty { "No patient is linked to you yet." } } @else {
+                table {
+                    thead { tr { th { "Patient" } th { "Born" } th { "Due" } } }
+                    tbody {
+                        @for (p, due) in &rows {
+                            tr {
+                                td { a href={ "/app/patient/" (p["id"].as_str().unwrap_or("")) } { (person_name(p)) } }
+                                td.date { (day(&p["birthDate"])) }
+                                td {
+                                    @if due.is_empty() { span.muted { "nothing" } } @else {
+                                        (due.iter().map(|d| d.title).collect::<Vec<_>>().join("; "))
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    respond(StatusCode::OK, page("Preventive care due", Some(&session), body))
+}
