@@ -12,6 +12,7 @@
 
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod oru;
 mod timestamp;
 
 pub use timestamp::timestamp;

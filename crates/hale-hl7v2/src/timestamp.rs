@@ -1,8 +1,10 @@
 //! HL7 v2 timestamps (DTM: `YYYY[MM[DD[HH[MM[SS[.S[S[S[S]]]]]]]]][+/-ZZZZ]`) as FHIR dates
-//! and dateTimes.
+//! and dateTimes. A time of day without its zone is kept to the day: FHIR requires the
+//! zone with a time, and the sender's is not known.
 
-/// A DTM as a FHIR `date` (`YYYY`, `YYYY-MM`, `YYYY-MM-DD`) or `dateTime` (with a
-/// time; the offset as written, else none). `Err` names what is wrong.
+/// A DTM as a FHIR `date` (`YYYY`, `YYYY-MM`, `YYYY-MM-DD`) or `dateTime` (a time with
+/// its offset as written; a time without one is kept to the day). `Err` names what is
+/// wrong.
 pub fn timestamp(dtm: &str) -> Result<String, String> {
     let s = dtm.trim();
     let (body, zone) = match s.find(['+', '-']) {
@@ -58,16 +60,17 @@ pub fn timestamp(dtm: &str) -> Result<String, String> {
         // a date: FHIR dates carry no zone
         return Ok(out);
     };
-    // FHIR dateTimes with a time carry seconds and a zone; HL7 leaves the zone to the
-    // sender's, so without one the local time stays as written, with seconds
+    let Some(zone) = zone else {
+        // FHIR gives a time of day only with its zone; HL7 leaves an absent one to the
+        // sender's, which Hale does not know yet: the day is kept, the time dropped
+        return Ok(out);
+    };
     out.push_str(&format!("T{h:02}:{:02}:{:02}", mi.unwrap_or(0), se.unwrap_or(0)));
     if let Some(f) = fraction {
         out.push('.');
         out.push_str(f);
     }
-    if let Some(z) = zone {
-        out.push_str(&z);
-    }
+    out.push_str(&zone);
     Ok(out)
 }
 
@@ -80,10 +83,11 @@ mod tests {
         assert_eq!(timestamp("2024").unwrap(), "2024");
         assert_eq!(timestamp("202407").unwrap(), "2024-07");
         assert_eq!(timestamp("20240711").unwrap(), "2024-07-11");
-        assert_eq!(timestamp("2024071116").unwrap(), "2024-07-11T16:00:00");
-        assert_eq!(timestamp("202407111602").unwrap(), "2024-07-11T16:02:00");
-        assert_eq!(timestamp("20240711160217").unwrap(), "2024-07-11T16:02:17");
-        assert_eq!(timestamp("20240711160217.7").unwrap(), "2024-07-11T16:02:17.7");
+        // a time without its zone: FHIR cannot hold it, the day is kept
+        assert_eq!(timestamp("2024071116").unwrap(), "2024-07-11");
+        assert_eq!(timestamp("20240711160217.7").unwrap(), "2024-07-11");
+        assert_eq!(timestamp("2024071116+0000").unwrap(), "2024-07-11T16:00:00+00:00");
+        assert_eq!(timestamp("20240711160217.7+0200").unwrap(), "2024-07-11T16:02:17.7+02:00");
         assert_eq!(timestamp("20240711160217.7491-0700").unwrap(), "2024-07-11T16:02:17.7491-07:00");
         assert_eq!(timestamp("20150602100012.43+0100").unwrap(), "2015-06-02T10:00:12.43+01:00");
         assert_eq!(timestamp("202407111602-0500").unwrap(), "2024-07-11T16:02:00-05:00");

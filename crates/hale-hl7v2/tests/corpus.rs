@@ -111,3 +111,38 @@ fn mutated_messages_never_panic_the_parser() {
         }
     }
 }
+
+#[test]
+fn every_obx_of_every_corpus_result_is_accounted_for() {
+    let files = corpus();
+    if files.is_empty() {
+        return;
+    }
+    let (mut messages, mut mapped, mut refused) = (0, 0, 0);
+    for (name, bytes) in &files {
+        let Ok(m) = Message::parse(bytes) else { continue };
+        if m.message_type().0 != "ORU" {
+            continue;
+        }
+        messages += 1;
+        let Ok(out) = hale_hl7v2::oru::map_oru(&m) else { continue };
+        // every OBX is an Observation or named with its reason
+        assert_eq!(out.obx.len(), m.all("OBX").count(), "{name}");
+        for o in &out.obx {
+            match o {
+                hale_hl7v2::oru::ObxOutcome::Mapped(_) => mapped += 1,
+                hale_hl7v2::oru::ObxOutcome::Refused(e) => {
+                    assert!(e.location.starts_with("OBX^") && !e.text.is_empty(), "{name}: {e:?}");
+                    refused += 1;
+                }
+            }
+        }
+        for e in out.bundle["entry"].as_array().unwrap() {
+            let issues = hale_fhir::validate::validate_resource(&e["resource"]);
+            let errors: Vec<_> = issues.iter().filter(|i| i.is_error()).collect();
+            assert!(errors.is_empty(), "{name}: {errors:?}\n{}", e["resource"]);
+        }
+    }
+    assert!(messages > 50 && mapped > 500, "{messages} ORU messages, {mapped} OBX mapped, {refused} refused");
+    println!("{messages} ORU^R01 messages: {mapped} OBX mapped, {refused} named in an ERR");
+}
