@@ -10,6 +10,7 @@
 pub mod bulk;
 pub mod config;
 pub mod demo;
+pub mod hl7;
 pub mod synth;
 pub mod users;
 

@@ -81,6 +81,14 @@ enum Command {
         #[command(flatten)]
         args: ServeArgs,
     },
+    /// HL7 v2: `hale hl7 send FILE...` receives result messages (ORU^R01) from files,
+    /// one message a file, and prints each acknowledgement.
+    Hl7 {
+        #[command(subcommand)]
+        command: Hl7Command,
+        #[command(flatten)]
+        store: ServeArgs,
+    },
     /// Decision support: `hale cds list` prints the rules (with their sources and the
     /// date each was last reviewed) and the drug-drug interactions checked.
     Cds {
@@ -216,6 +224,20 @@ enum ClientCommand {
     },
     /// List the registered applications.
     List,
+}
+
+#[derive(Subcommand)]
+enum Hl7Command {
+    /// Receive each file as one message: parse it, map it to FHIR, store it through the
+    /// gate (audited as system:hl7); print the ACK code and what happened; exit 1 when
+    /// any message was refused.
+    Send {
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+        /// Print each acknowledgement message too (segments on their own lines).
+        #[arg(long)]
+        acks: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -451,6 +473,30 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 drop(repo);
                 serve(&cfg).await
             })
+        }
+        Command::Hl7 { command: Hl7Command::Send { files, acks }, store } => {
+            let cfg = Config::load(cli.config.as_deref(), &store.overrides())?;
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let sent = rt.block_on(async {
+                let repo = hale_server::system_repository(&cfg, "hl7").await?;
+                let sent = hale_server::hl7::send_files(&repo, &files).await;
+                chain_audit(&repo, &cfg).await?;
+                anyhow::Ok(sent)
+            })?;
+            let mut refused = 0;
+            for (name, s) in &sent {
+                println!("{name}: {}", s.summary);
+                if acks && !s.ack.is_empty() {
+                    println!("{}", s.ack.replace('\r', "\n"));
+                }
+                if s.code != hale_hl7v2::AckCode::Aa {
+                    refused += 1;
+                }
+            }
+            if refused > 0 {
+                anyhow::bail!("{refused} of {} messages were not accepted", sent.len());
+            }
+            Ok(())
         }
         Command::Cds { command: CdsCommand::List } => {
             println!("Rules (id, last reviewed, what it checks, source):");

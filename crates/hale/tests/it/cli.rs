@@ -311,3 +311,51 @@ fn cds_list_prints_every_rule_with_its_source() {
         assert!(text.contains(expected), "{expected}: {text}");
     }
 }
+
+/// `hale hl7 send`: a result message from the shared corpus is stored through the gate
+/// and acknowledged AA; a message that is not one is refused AR with the reason.
+#[test]
+fn hl7_send_stores_results_and_refuses_what_it_cannot_read() {
+    let Some(dir) = hale_test_support::shared_data("hl7v2") else { return };
+    let data = tempfile::tempdir().unwrap();
+    let oru = dir.join("v2-to-fhir/ORU_R01.hl7");
+    let adt = dir.join("v2-to-fhir/SIU_S12.hl7");
+    let empty = dir.join("cdc-trusted-intermediary/Test_Message_empty.hl7");
+    let out = hale().args(["hl7", "send", "--acks"]).arg(&oru).arg("--data-dir").arg(data.path()).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("ORU_R01.hl7: AA: ") && text.contains("observations stored"), "{text}");
+    assert!(text.contains("MSA|AA|20251014154001-425"), "the ACK echoes MSH-10: {text}");
+    // the observations are in the store
+    let export = tempfile::tempdir().unwrap();
+    let out = hale()
+        .args(["export", "--type", "Observation,DiagnosticReport,Patient", "--out"])
+        .arg(export.path())
+        .arg("--data-dir")
+        .arg(data.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let obs = std::fs::read_to_string(export.path().join("Observation.ndjson")).unwrap();
+    assert!(obs.lines().count() >= 3 && obs.contains("6153-1"), "{obs}");
+    // the same patient again: not a second Patient
+    let out = hale().args(["hl7", "send"]).arg(&oru).arg("--data-dir").arg(data.path()).output().unwrap();
+    assert!(out.status.success());
+    let export = tempfile::tempdir().unwrap();
+    hale()
+        .args(["export", "--type", "Patient", "--out"])
+        .arg(export.path())
+        .arg("--data-dir")
+        .arg(data.path())
+        .output()
+        .unwrap();
+    assert_eq!(std::fs::read_to_string(export.path().join("Patient.ndjson")).unwrap().lines().count(), 1);
+    // refused, with the reason: not a result message, an empty one
+    let out = hale().args(["hl7", "send"]).arg(&adt).arg(&empty).arg("--data-dir").arg(data.path()).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success());
+    assert!(text.contains("SIU_S12.hl7: AR: Hale receives ORU^R01 here, not SIU^S12"), "{text}");
+    assert!(text.contains("Test_Message_empty.hl7: AR: the message is empty"), "{text}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("2 of 2 messages were not accepted"), "{err}");
+}
