@@ -117,7 +117,7 @@ pub(crate) async fn summary(session: Session, Path(id): Path<String>) -> Respons
                     ul.plain {
                         @for o in &orders {
                             li {
-                                span { (concept(&o["code"])) @if o["priority"] == "urgent" { " " span.badge { "urgent" } } br; small.muted { "ordered " (day(&o["authoredOn"])) " by " (reference_label(&o["requester"])) } }
+                                span { (concept(&o["code"])) @if o["priority"] == "urgent" { " " span.badge { "urgent" } } br; small.muted { "ordered " (day(&o["authoredOn"])) " by " (reference_label(&o["requester"])) @if let Some(n) = o["identifier"][0]["value"].as_str() { " · order number " (n) } } }
                                 span.row-end { a href={ "/app/patient/" (p) "/order/" (o["id"].as_str().unwrap_or("")) "/result" } { "Enter the result" } }
                             }
                         }

@@ -14,7 +14,7 @@ mod fhir;
 mod find;
 mod layout;
 mod messages;
-mod orders;
+pub mod orders;
 mod panel;
 mod portal;
 mod prescribe;

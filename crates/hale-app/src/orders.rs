@@ -62,6 +62,13 @@ async fn of_patient(session: &Session, ty: &str, rid: &str, field: &str, id: &st
     Ok(v)
 }
 
+/// A new placer order number: `L` and twelve letters and digits from the clock and
+/// randomness of a UUID v7.
+fn placer_number() -> String {
+    let u = uuid::Uuid::now_v7().simple().to_string().to_uppercase();
+    format!("L{}{}", &u[4..12], &u[24..28])
+}
+
 /// `GET /app/patient/{id}/orders/new`.
 pub(crate) async fn order_form(session: Session, Path(id): Path<String>) -> Response {
     let patient = match open_patient(&session, &id).await {
@@ -148,6 +155,11 @@ pub(crate) async fn order_save(session: Session, Path(id): Path<String>, Form(f)
         "code": {"coding": [{"system": LOINC, "code": test.loinc, "display": test.name}], "text": test.name},
         "subject": {"reference": format!("Patient/{id}")},
         "authoredOn": now_instant(),
+        "identifier": [{
+            "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "PLAC", "display": "Placer Identifier"}]},
+            "system": PLACER_SYSTEM,
+            "value": placer_number(),
+        }],
     });
     if let Some(p) = practitioner(&session) {
         sr["requester"] = json!({"reference": p, "display": session.account.display_name});
@@ -359,37 +371,64 @@ pub(crate) fn result_bundle(
         "resource": done,
         "request": {"method": "PUT", "url": format!("ServiceRequest/{sr}"), "ifMatch": format!("W/\"{version}\"")},
     }));
-    if let Some(owner) = order["requester"]["reference"].as_str() {
-        let flagged = values.iter().filter(|(a, _, v)| interpret(a, *v).0 != "N").count();
-        let critical: Vec<String> = values
-            .iter()
-            .filter(|(a, _, v)| hale_cds::results::critical(a.loinc, *v).is_some())
-            .map(|(a, n, _)| format!("{} {n} {}", a.name.split(' ').next().unwrap_or(a.name), a.unit))
-            .collect();
-        let mut task = json!({
-            "resourceType": "Task",
-            "status": "requested",
-            "intent": "order",
-            "priority": if !critical.is_empty() { "stat" } else if flagged > 0 { "urgent" } else { "routine" },
-            "code": {"text": "Review result"},
-            "description": if critical.is_empty() {
-                format!("Review: {} for {patient_name}{}", test.name, if flagged > 0 { format!(" ({flagged} outside the reference range)") } else { String::new() })
-            } else {
-                format!("CRITICAL: {} for {patient_name}: {}", test.name, critical.join(", "))
-            },
-            "focus": {"reference": report_url},
-            "for": subject,
-            "basedOn": based_on,
-            "authoredOn": now,
-            "owner": {"reference": owner},
-        });
-        if let Some(d) = order["requester"]["display"].as_str() {
-            task["owner"]["display"] = json!(d);
-        }
+    let flagged = values.iter().filter(|(a, _, v)| interpret(a, *v).0 != "N").count();
+    let critical: Vec<String> = values
+        .iter()
+        .filter(|(a, _, v)| hale_cds::results::critical(a.loinc, *v).is_some())
+        .map(|(a, n, _)| format!("{} {n} {}", a.name.split(' ').next().unwrap_or(a.name), a.unit))
+        .collect();
+    let review = Review { test: test.name, patient_name, flagged, critical: &critical, now };
+    if let Some(task) = review_task(order, report_url, &review) {
         entries.push(json!({"resource": task, "request": {"method": "POST", "url": "Task"}}));
     }
     json!({"resourceType": "Bundle", "type": "transaction", "entry": entries})
 }
+
+/// What a review task says of a result.
+pub struct Review<'a> {
+    /// The test's name.
+    pub test: &'a str,
+    pub patient_name: &'a str,
+    /// How many values lie outside their reference range.
+    pub flagged: usize,
+    /// The critical values, in words ("Potassium 6.9 mmol/L").
+    pub critical: &'a [String],
+    pub now: &'a str,
+}
+
+/// The task that asks the clinician who ordered `order` to review its result (the
+/// DiagnosticReport at `report_url`): `stat` and named CRITICAL with a critical value,
+/// `urgent` with a value out of range. `None` when the order names no requester.
+pub fn review_task(order: &Value, report_url: &str, r: &Review) -> Option<Value> {
+    let owner = order["requester"]["reference"].as_str()?;
+    let sr = order["id"].as_str().unwrap_or("");
+    let mut task = json!({
+        "resourceType": "Task",
+        "status": "requested",
+        "intent": "order",
+        "priority": if !r.critical.is_empty() { "stat" } else if r.flagged > 0 { "urgent" } else { "routine" },
+        "code": {"text": "Review result"},
+        "description": if r.critical.is_empty() {
+            let out = if r.flagged > 0 { format!(" ({} outside the reference range)", r.flagged) } else { String::new() };
+            format!("Review: {} for {}{out}", r.test, r.patient_name)
+        } else {
+            format!("CRITICAL: {} for {}: {}", r.test, r.patient_name, r.critical.join(", "))
+        },
+        "focus": {"reference": report_url},
+        "for": order["subject"].clone(),
+        "basedOn": [{"reference": format!("ServiceRequest/{sr}")}],
+        "authoredOn": r.now,
+        "owner": {"reference": owner},
+    });
+    if let Some(d) = order["requester"]["display"].as_str() {
+        task["owner"]["display"] = json!(d);
+    }
+    Some(task)
+}
+
+/// The identifier system of the placer order numbers Hale gives its laboratory orders
+/// (OBR-2 of a result names one).
+pub const PLACER_SYSTEM: &str = "urn:hale:placer-order";
 
 /// `POST /app/patient/{id}/order/{sr}/result`.
 pub(crate) async fn result_save(

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use hale_hl7v2::{AckCode, AckError, Message, ack};
 use hale_repository::Repository;
+use serde_json::{Value, json};
 
 /// What became of one message: its acknowledgement code, the ACK text, and a line for
 /// the operator.
@@ -69,11 +70,29 @@ pub async fn receive(repo: &Repository, bytes: &[u8]) -> Sent {
         })
         .collect();
     let stored = mapped.obx.len() - refused.len();
-    match repo.process_bundle(mapped.bundle).await {
+    let mut bundle = mapped.bundle;
+    let routed = match route_to_orders(repo, &mut bundle, &patient_name(&msg)).await {
+        Ok(n) => n,
+        Err(err) => {
+            let e = AckError {
+                location: "OBR^1^2".into(),
+                code: "207",
+                text: format!("the order could not be looked up: {err}"),
+            };
+            let a = ack(&msg, AckCode::Ae, &control, &now_dtm(), std::slice::from_ref(&e));
+            return Sent { code: AckCode::Ae, ack: a, summary: format!("AE: {}", e.text) };
+        }
+    };
+    match repo.process_bundle(bundle).await {
         Ok((_, results)) if results.iter().all(|r| r.is_ok()) => {
             let a = ack(&msg, AckCode::Aa, &control, &now_dtm(), &refused);
             let summary = format!(
-                "AA: {stored} observations stored{}",
+                "AA: {stored} observations stored{}{}",
+                if routed > 0 {
+                    format!(", {routed} matched to their order (in the orderer's inbox)")
+                } else {
+                    String::new()
+                },
                 if refused.is_empty() { String::new() } else { format!(", {} OBX named in ERR", refused.len()) }
             );
             Sent { code: AckCode::Aa, ack: a, summary }
@@ -90,6 +109,107 @@ pub async fn receive(repo: &Repository, bytes: &[u8]) -> Sent {
             Sent { code: AckCode::Ae, ack: a, summary: format!("AE: {}", e.text) }
         }
     }
+}
+
+fn patient_name(msg: &Message) -> String {
+    let (family, given) = (msg.get("PID-5.1"), msg.get("PID-5.2"));
+    match (family.is_empty(), given.is_empty()) {
+        (false, false) => format!("{family}, {given}"),
+        (false, true) => family,
+        _ => "the patient".into(),
+    }
+}
+
+/// Matches each report to the laboratory order it answers (OBR-2, the placer order
+/// number Hale gave the ServiceRequest): the report and its observations are then
+/// `basedOn` the order and about its patient, the order is completed (under `If-Match`),
+/// and a review task goes to the clinician who ordered it, as for a result entered by
+/// hand. Returns how many reports were matched.
+async fn route_to_orders(
+    repo: &Repository,
+    bundle: &mut Value,
+    patient_name: &str,
+) -> Result<usize, hale_repository::Error> {
+    let ty = hale_repository::resource_type("ServiceRequest")?;
+    let Some(entries) = bundle["entry"].as_array_mut() else { return Ok(0) };
+    let mut extra = Vec::new();
+    let mut routed = 0;
+    let now = hale_repository::Instant::now().to_fhir();
+    for i in 0..entries.len() {
+        if entries[i]["resource"]["resourceType"] != "DiagnosticReport" {
+            continue;
+        }
+        let placer = entries[i]["resource"]["identifier"].as_array().and_then(|ids| {
+            ids.iter()
+                .find(|id| id["type"]["coding"][0]["code"] == "PLAC")
+                .and_then(|id| id["value"].as_str().map(str::to_string))
+        });
+        let Some(placer) = placer else { continue };
+        let pairs = vec![("identifier".to_string(), format!("{}|{placer}", hale_app::orders::PLACER_SYSTEM))];
+        let Ok(req) = hale_search::parse::parse(&ty, &pairs, false) else { continue };
+        let page = repo.search(&req, 1, false).await?;
+        let Some(order) =
+            page.entries.first().and_then(|r| r.body.as_deref()).and_then(|b| serde_json::from_str::<Value>(b).ok())
+        else {
+            continue;
+        };
+        if order["status"] != "active" {
+            continue;
+        }
+        let sr = order["id"].as_str().unwrap_or("").to_string();
+        let report_url = format!("urn:uuid:00000000-0000-4000-9000-{:012}", i);
+        entries[i]["fullUrl"] = json!(report_url);
+        let based_on = json!([{"reference": format!("ServiceRequest/{sr}")}]);
+        entries[i]["resource"]["basedOn"] = based_on.clone();
+        entries[i]["resource"]["subject"] = order["subject"].clone();
+        let results: Vec<String> = entries[i]["resource"]["result"]
+            .as_array()
+            .map(|r| r.iter().filter_map(|x| x["reference"].as_str().map(str::to_string)).collect())
+            .unwrap_or_default();
+        let (mut flagged, mut critical) = (0, Vec::new());
+        for e in entries.iter_mut().filter(|e| e["fullUrl"].as_str().is_some_and(|u| results.iter().any(|r| r == u))) {
+            e["resource"]["basedOn"] = based_on.clone();
+            e["resource"]["subject"] = order["subject"].clone();
+            let code = e["resource"]["interpretation"][0]["coding"][0]["code"].as_str().unwrap_or("N").to_string();
+            if code != "N" {
+                flagged += 1;
+            }
+            if matches!(code.as_str(), "HH" | "LL" | "AA") {
+                let name = e["resource"]["code"]["coding"][0]["display"].as_str().unwrap_or("a result").to_string();
+                let value = e["resource"]["valueQuantity"]["value"].to_string();
+                critical.push(
+                    format!("{name} {value} {}", e["resource"]["valueQuantity"]["unit"].as_str().unwrap_or(""))
+                        .trim()
+                        .to_string(),
+                );
+            }
+        }
+        let mut done = order.clone();
+        let version = order["meta"]["versionId"].as_str().unwrap_or("1").to_string();
+        if let Some(o) = done.as_object_mut() {
+            o.remove("meta");
+        }
+        done["status"] = json!("completed");
+        extra.push(json!({"resource": done, "request": {"method": "PUT", "url": format!("ServiceRequest/{sr}"), "ifMatch": format!("W/\"{version}\"")}}));
+        let test = entries[i]["resource"]["code"]["text"]
+            .as_str()
+            .or_else(|| entries[i]["resource"]["code"]["coding"][0]["display"].as_str())
+            .unwrap_or("a result")
+            .to_string();
+        let review = hale_app::orders::Review { test: &test, patient_name, flagged, critical: &critical, now: &now };
+        if let Some(task) = hale_app::orders::review_task(&order, &report_url, &review) {
+            extra.push(json!({"resource": task, "request": {"method": "POST", "url": "Task"}}));
+        }
+        routed += 1;
+    }
+    entries.extend(extra);
+    // a patient record nothing refers to any more (every report matched its order) is not created
+    let patient_url = entries.first().and_then(|e| e["fullUrl"].as_str()).unwrap_or("").to_string();
+    let text = entries.get(1..).map(|rest| serde_json::to_string(rest).unwrap_or_default()).unwrap_or_default();
+    if routed > 0 && !text.contains(&patient_url) {
+        entries.remove(0);
+    }
+    Ok(routed)
 }
 
 /// Receives each file (one message a file).

@@ -1264,6 +1264,46 @@ async fn a_proxy_chooses_whose_record_and_sees_only_that_one() {
     assert!(home.contains("Alvarez, Ana") && home.contains("Penicillin G") && !home.contains("CANARY-C"), "{home}");
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_result_over_hl7_v2_answers_its_order_and_reaches_the_orderers_inbox() {
+    let ts = TestServer::spawn().await;
+    chart_fixture(&ts).await;
+    let code = enrolled(&ts, "dr.jones").await;
+    let session = sign_in(&ts, "/app", "dr.jones", PASSWORD, &code).await.unwrap();
+    let (_, form) = page(&ts, &session, "/app/patient/pat-a/orders/new").await;
+    let csrf = field(&form, "csrf").unwrap();
+    let order = [("csrf", csrf.as_str()), ("test", "2823-3"), ("priority", "routine")];
+    assert_eq!(post_form(&ts, &session, "/app/patient/pat-a/orders/new", &order).await.0, 303);
+    let srs = hale_test_support::json(ts.get("/ServiceRequest?patient=pat-a").await).await;
+    let placer = srs["entry"][0]["resource"]["identifier"][0]["value"].as_str().unwrap().to_string();
+    let (_, chart) = page(&ts, &session, "/app/patient/pat-a").await;
+    assert!(chart.contains(&format!("order number {placer}")), "{chart}");
+    // the laboratory answers with the placer number in OBR-2; PID names the patient its own way
+    let message = format!(
+        "MSH|^~\\&|LAB|NORTH|HALE|CLINIC|20261207101500+0000||ORU^R01^ORU_R01|LAB-77|P|2.5.1\r\
+         PID|1||L-99^^^NORTH&9.9.9&ISO^MR||Alvarez^Ana\r\
+         OBR|1|{placer}|F-1|2823-3^Potassium^LN|||20261207090000+0000||||||||||||||20261207101000+0000|||F\r\
+         OBX|1|NM|2823-3^Potassium^LN||6.8|mmol/L^^UCUM|3.5-5.1|HH|||F\r"
+    );
+    let repo = ts.system_repository("hl7").await;
+    let sent = hale_server::hl7::receive(&repo, message.as_bytes()).await;
+    assert_eq!(sent.code, hale_hl7v2::AckCode::Aa, "{}", sent.summary);
+    assert!(sent.summary.contains("1 matched to their order"), "{}", sent.summary);
+    assert!(sent.ack.contains("MSA|AA|LAB-77"), "{}", sent.ack);
+    // the order is answered, the result is about the order's patient, no stray patient
+    let sr = hale_test_support::json(
+        ts.get(&format!("/ServiceRequest/{}", srs["entry"][0]["resource"]["id"].as_str().unwrap())).await,
+    )
+    .await;
+    assert_eq!(sr["status"], "completed");
+    let k = hale_test_support::json(ts.get("/Observation?patient=pat-a&code=http://loinc.org|2823-3").await).await;
+    assert_eq!(k["entry"][0]["resource"]["valueQuantity"]["value"].to_string(), "6.8", "{k}");
+    assert_eq!(count(&ts, "/Patient?identifier=L-99").await, 0);
+    // and the clinician who ordered it finds it first in the inbox, critical
+    let (_, inbox) = page(&ts, &session, "/app/inbox").await;
+    assert!(inbox.contains("CRITICAL: Potassium for Alvarez, Ana: Potassium 6.8 mmol/L"), "{inbox}");
+}
+
 /// The index of the first drug found for `q`.
 async fn drugs_index(ts: &TestServer, session: &str, q: &str) -> String {
     let (_, found) = page(ts, session, &format!("/app/patient/pat-a/prescribe?q={q}")).await;
