@@ -371,6 +371,38 @@ impl AckCode {
     }
 }
 
+impl AckCode {
+    /// Whether the message was accepted (`AA` or `CA`).
+    pub fn accepted(self) -> bool {
+        matches!(self, AckCode::Aa | AckCode::Ca)
+    }
+}
+
+/// The code to answer `msg` with: in enhanced mode (MSH-15, the accept acknowledgement
+/// type, valued) the commit code (`CA`, `CE`, `CR`) for the application code, else the
+/// application code itself (original mode).
+pub fn mode_code(msg: &Message, code: AckCode) -> AckCode {
+    if msg.get("MSH-15").trim().is_empty() {
+        return code;
+    }
+    match code {
+        AckCode::Aa | AckCode::Ca => AckCode::Ca,
+        AckCode::Ae | AckCode::Ce => AckCode::Ce,
+        AckCode::Ar | AckCode::Cr => AckCode::Cr,
+    }
+}
+
+/// Whether an answer with `code` is sent at all: in enhanced mode MSH-15 says when
+/// (`AL` always, `NE` never, `ER` on an error, `SU` on success); in original mode always.
+pub fn ack_wanted(msg: &Message, code: AckCode) -> bool {
+    match msg.get("MSH-15").trim() {
+        "NE" => false,
+        "ER" => !code.accepted(),
+        "SU" => code.accepted(),
+        _ => true,
+    }
+}
+
 /// What went wrong, for ERR: the location (`PID^1^3`), a table 0357 code and text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AckError {
@@ -459,6 +491,25 @@ mod tests {
     use super::*;
 
     const ORU: &str = "MSH|^~\\&|LAB|NORTH|HALE|CLINIC|20240711160217.749-0700||ORU^R01^ORU_R01|MSG0001|P|2.5.1\rPID|1||4711^^^CLINIC&1.2.3&ISO^MR||Alvarez^Ana^M||19800203|F\rOBX|1|NM|2823-3^Potassium^LN||6.9|mmol/L^^UCUM|3.5-5.1|HH|||F\rNTE|1||Call \\F\\ repeat\\.br\\tomorrow \\T\\ \\S\\ \\R\\ \\E\\\r";
+
+    #[test]
+    fn enhanced_mode_answers_with_commit_codes_when_msh_15_asks() {
+        let original = Message::parse(ORU.as_bytes()).unwrap();
+        assert_eq!(mode_code(&original, AckCode::Aa), AckCode::Aa);
+        assert!(ack_wanted(&original, AckCode::Ae));
+        let with = |accept: &str| {
+            Message::parse(ORU.replacen("|P|2.5.1", &format!("|P|2.5.1|||{accept}|NE"), 1).as_bytes()).unwrap()
+        };
+        let al = with("AL");
+        assert_eq!(al.get("MSH-15"), "AL");
+        assert_eq!(mode_code(&al, AckCode::Aa), AckCode::Ca);
+        assert_eq!(mode_code(&al, AckCode::Ae), AckCode::Ce);
+        assert_eq!(mode_code(&al, AckCode::Ar), AckCode::Cr);
+        assert!(ack_wanted(&al, AckCode::Ca) && ack_wanted(&al, AckCode::Cr));
+        assert!(!ack_wanted(&with("NE"), AckCode::Ca));
+        assert!(ack_wanted(&with("ER"), AckCode::Ce) && !ack_wanted(&with("ER"), AckCode::Ca));
+        assert!(ack_wanted(&with("SU"), AckCode::Ca) && !ack_wanted(&with("SU"), AckCode::Cr));
+    }
 
     #[test]
     fn fields_components_and_escapes_read_by_address() {

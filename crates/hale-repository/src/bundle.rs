@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use hale_access::Interaction;
 use hale_audit::Event;
 use hale_fhir::{Issue, IssueType, ResourceId, ResourceType, VersionId};
-use hale_store::{Instant, Method, Precondition, StoredResource, TxOp, TxOutcome};
+use hale_store::{AuthRecord, Instant, Method, Precondition, StoredResource, TxOp, TxOutcome};
 use serde_json::Value;
 
 use crate::{Error, Repository, Result, check_body, prepare, resource_id, resource_type, version_id};
@@ -277,7 +277,15 @@ fn response_for(stored: &StoredResource, status: EntryStatus) -> EntryResponse {
 impl Repository {
     /// Processes a batch or transaction bundle. A transaction answers all entries or
     /// fails whole; a batch answers each entry with its own result.
-    pub async fn process_bundle(&self, mut bundle: Value) -> Result<(BundleKind, Vec<Result<EntryResponse>>)> {
+    pub async fn process_bundle(&self, bundle: Value) -> Result<(BundleKind, Vec<Result<EntryResponse>>)> {
+        self.process_bundle_with(bundle, None).await
+    }
+
+    async fn process_bundle_with(
+        &self,
+        mut bundle: Value,
+        record: Option<AuthRecord>,
+    ) -> Result<(BundleKind, Vec<Result<EntryResponse>>)> {
         let kind = match bundle.get("type").and_then(Value::as_str) {
             Some("transaction") => BundleKind::Transaction,
             Some("batch") => BundleKind::Batch,
@@ -304,13 +312,13 @@ impl Repository {
             BundleKind::Transaction => {
                 let parsed =
                     entries.into_iter().enumerate().map(|(i, e)| parse_entry(i, e)).collect::<Result<Vec<_>>>()?;
-                Ok((kind, self.transaction("transaction", parsed).await?.into_iter().map(Ok).collect()))
+                Ok((kind, self.transaction("transaction", parsed, record).await?.into_iter().map(Ok).collect()))
             }
             BundleKind::Batch => {
                 let mut out = Vec::with_capacity(entries.len());
                 for (i, e) in entries.into_iter().enumerate() {
                     let result = match parse_entry(i, e) {
-                        Ok(req) => self.transaction("batch", vec![req]).await.map(|mut r| r.remove(0)),
+                        Ok(req) => self.transaction("batch", vec![req], None).await.map(|mut r| r.remove(0)),
                         Err(err) => Err(err),
                     };
                     out.push(result);
@@ -337,13 +345,45 @@ impl Repository {
 
     /// A transaction (or one batch entry, `subtype` "batch"): one audited interaction
     /// listing every resource it wrote; its reads are audited as reads.
-    async fn transaction(&self, subtype: &str, entries: Vec<EntryReq>) -> Result<Vec<EntryResponse>> {
+    async fn transaction(
+        &self,
+        subtype: &str,
+        entries: Vec<EntryReq>,
+        record: Option<AuthRecord>,
+    ) -> Result<Vec<EntryResponse>> {
         let event = Event::new(subtype, Interaction::Update);
-        let result = self.transaction_inner(&event, entries).await;
+        let result = self.transaction_inner(&event, entries, record).await;
         self.audit_failed_write(event, result).await
     }
 
-    async fn transaction_inner(&self, event: &Event, mut entries: Vec<EntryReq>) -> Result<Vec<EntryResponse>> {
+    /// Processes a transaction bundle and inserts `(kind, key, body)` into the
+    /// authorization records in the same store transaction: all of it commits, or none.
+    /// When a live record already has that kind and key, nothing is written and the
+    /// answer is a conflict (`Error::Store(Conflict)`): what makes a received message
+    /// write once however often it is sent (Hale's own system jobs only).
+    pub async fn process_transaction_recorded(
+        &self,
+        bundle: Value,
+        kind: &str,
+        key: &str,
+        body: &Value,
+    ) -> Result<Vec<EntryResponse>> {
+        if bundle.get("type").and_then(Value::as_str) != Some("transaction") {
+            return Err(Error::invalid(
+                Issue::error(IssueType::Invalid, "Only a transaction can be recorded").at("Bundle.type"),
+            ));
+        }
+        let record = AuthRecord { kind: kind.into(), key: key.into(), body: body.to_string(), expires: None };
+        let (_, answers) = self.process_bundle_with(bundle, Some(record)).await?;
+        answers.into_iter().collect()
+    }
+
+    async fn transaction_inner(
+        &self,
+        event: &Event,
+        mut entries: Vec<EntryReq>,
+        record: Option<AuthRecord>,
+    ) -> Result<Vec<EntryResponse>> {
         let n = entries.len();
         let position: HashMap<usize, usize> = entries.iter().enumerate().map(|(p, e)| (e.index, p)).collect();
         // 1. plan: ids, conditional matches, the full URL map
@@ -515,14 +555,16 @@ impl Repository {
         }
         ops.sort_by_key(|(verb, index, _)| (verb.rank(), *index));
         let order: Vec<(Verb, usize)> = ops.iter().map(|(v, i, _)| (*v, *i)).collect();
-        let ops: Vec<TxOp> = ops.into_iter().map(|(_, _, op)| op).collect();
+        let mut ops: Vec<TxOp> = ops.into_iter().map(|(_, _, op)| op).collect();
+        ops.extend(record.map(TxOp::Record));
         let audit = self.audit_write(event.clone());
-        let outcomes = self
-            .door_transaction(&ops)
-            .await?
-            .transaction(ops, audit)
-            .await
-            .map_err(|(i, err)| in_entry(order.get(i).map(|o| o.1).unwrap_or(0), Error::Store(err)))?;
+        let outcomes = self.door_transaction(&ops).await?.transaction(ops, audit).await.map_err(|(i, err)| {
+            match order.get(i) {
+                Some(o) => in_entry(o.1, Error::Store(err)),
+                // the record kept with the transaction
+                None => Error::Store(err),
+            }
+        })?;
         // 4. answers, in the order of the request
         let mut answers: Vec<Option<EntryResponse>> = vec![None; n];
         for ((verb, index), outcome) in order.into_iter().zip(outcomes) {
@@ -559,7 +601,7 @@ impl Repository {
                         },
                     }
                 }
-                TxOutcome::Checked => EntryResponse {
+                TxOutcome::Checked | TxOutcome::Recorded => EntryResponse {
                     status: EntryStatus::NoContent,
                     location: None,
                     etag: None,

@@ -39,6 +39,30 @@ pub struct Config {
     pub limits: Limits,
     /// Logging.
     pub log: Log,
+    /// HL7 v2 interfaces.
+    pub hl7: Hl7,
+}
+
+/// HL7 v2 over MLLP.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Hl7 {
+    /// Address the MLLP listener binds, e.g. `0.0.0.0:2575` (`HALE_HL7__MLLP_LISTEN`,
+    /// `hale serve --mllp ADDR`); empty (the default) means no listener.
+    pub mllp_listen: String,
+    /// Largest message (one MLLP frame) accepted, in bytes; a larger one is answered `AR`
+    /// and nothing of it is kept.
+    pub max_frame_bytes: usize,
+    /// A connection that sends nothing for this long is closed.
+    pub idle_timeout_secs: u64,
+    /// Most connections open at once; more are closed as they arrive.
+    pub max_connections: usize,
+}
+
+impl Default for Hl7 {
+    fn default() -> Self {
+        Hl7 { mllp_listen: String::new(), max_frame_bytes: 1024 * 1024, idle_timeout_secs: 300, max_connections: 64 }
+    }
 }
 
 /// Limits on requests.
@@ -93,6 +117,7 @@ impl Default for Config {
             strict_search: false,
             limits: Limits::default(),
             log: Log::default(),
+            hl7: Hl7::default(),
         }
     }
 }
@@ -134,6 +159,7 @@ pub struct Overrides {
     pub listen: Option<String>,
     pub data_dir: Option<PathBuf>,
     pub database_url: Option<String>,
+    pub mllp_listen: Option<String>,
 }
 
 impl Config {
@@ -189,6 +215,9 @@ impl Config {
         if let Some(u) = &overrides.database_url {
             b = b.set_override("database_url", u.clone()).map_err(|e| ConfigError::Load(e.to_string()))?;
         }
+        if let Some(m) = &overrides.mllp_listen {
+            b = b.set_override("hl7.mllp_listen", m.clone()).map_err(|e| ConfigError::Load(e.to_string()))?;
+        }
         let built = b.build().map_err(|e| ConfigError::Load(e.to_string()))?;
         let cfg: Config = built.try_deserialize().map_err(|e| ConfigError::Load(e.to_string()))?;
         cfg.check()?;
@@ -224,6 +253,15 @@ impl Config {
         }
         if l.default_page_size > l.max_page_size {
             return Err(ConfigError::Invalid("limits.default_page_size must not exceed limits.max_page_size".into()));
+        }
+        if !self.hl7.mllp_listen.is_empty() && self.hl7.mllp_listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(ConfigError::Invalid(format!(
+                "hl7.mllp_listen = '{}' is not an address such as 0.0.0.0:2575",
+                self.hl7.mllp_listen
+            )));
+        }
+        if self.hl7.max_frame_bytes == 0 || self.hl7.max_connections == 0 || self.hl7.idle_timeout_secs == 0 {
+            return Err(ConfigError::Invalid("hl7 limits must be greater than zero".into()));
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return Err(ConfigError::Invalid("log.format must be text or json".into()));

@@ -11,6 +11,7 @@ pub mod bulk;
 pub mod config;
 pub mod demo;
 pub mod hl7;
+pub mod mllp;
 pub mod synth;
 pub mod users;
 
@@ -359,6 +360,8 @@ pub struct Server {
     checkpoints: hale_repository::Checkpoints,
     first_admin: Option<(String, String)>,
     shutdown_timeout: std::time::Duration,
+    /// The MLLP listener, when `hl7.mllp_listen` names an address.
+    mllp: Option<(TcpListener, config::Hl7)>,
 }
 
 /// How often the server links new audit entries into the hash chain and signs a
@@ -378,6 +381,12 @@ impl Server {
     pub async fn bind(cfg: &Config) -> Result<Server, Error> {
         let gate = gate(cfg).await?;
         let listener = TcpListener::bind(&cfg.listen).await.map_err(|e| Error::Listen(cfg.listen.clone(), e))?;
+        let mllp = match cfg.hl7.mllp_listen.as_str() {
+            "" => None,
+            addr => {
+                Some((TcpListener::bind(addr).await.map_err(|e| Error::Listen(addr.to_string(), e))?, cfg.hl7.clone()))
+            }
+        };
         let system = gate.system("keys");
         let checkpoints = checkpoints(cfg, &system).await?;
         let tokens = Arc::new(token_keys(cfg, &system).await?);
@@ -390,7 +399,13 @@ impl Server {
             checkpoints,
             first_admin,
             shutdown_timeout: std::time::Duration::from_secs(cfg.shutdown_timeout_secs),
+            mllp,
         })
+    }
+
+    /// The address of the MLLP listener, when there is one.
+    pub fn mllp_addr(&self) -> Option<SocketAddr> {
+        self.mllp.as_ref().and_then(|(l, _)| l.local_addr().ok())
     }
 
     /// On the first start: the administrator's user name and one-time password, for
@@ -419,6 +434,9 @@ impl Server {
                 chain_audit(&gate, &checkpoints).await;
             }
         });
+        // HL7 v2 over MLLP: an acknowledged message is already committed, so stopping it
+        // at any point loses nothing the sender was told was received
+        let mllp = self.mllp.map(|(listener, cfg)| tokio::spawn(mllp::serve(listener, self.gate.clone(), cfg)));
         let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
         let signal = async move {
             shutdown.await;
@@ -443,6 +461,9 @@ impl Server {
             }
         };
         chainer.abort();
+        if let Some(m) = mllp {
+            m.abort();
+        }
         chain_audit(&self.gate, &self.checkpoints).await;
         served
     }

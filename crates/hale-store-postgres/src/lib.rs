@@ -402,6 +402,28 @@ async fn run_op<C: GenericClient>(w: &mut Writer<'_, C>, op: TxOp) -> Result<TxO
             check_preconditions(w, None, None, &preconditions).await?;
             Ok(TxOutcome::Checked)
         }
+        TxOp::Record(record) => {
+            let now = Instant::now().millis();
+            let c = w.client();
+            c.execute(
+                "DELETE FROM auth_record WHERE kind = $1 AND key = $2 AND expires IS NOT NULL AND expires < $3",
+                &[&record.kind, &record.key, &now],
+            )
+            .await
+            .map_err(db)?;
+            let n = c
+                .execute(
+                    "INSERT INTO auth_record (kind, key, body, expires) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (kind, key) DO NOTHING",
+                    &[&record.kind, &record.key, &record.body, &record.expires],
+                )
+                .await
+                .map_err(db)?;
+            match n {
+                1 => Ok(TxOutcome::Recorded),
+                _ => Err(Error::Conflict(format!("{} {} is already recorded", record.kind, record.key))),
+            }
+        }
     }
 }
 
@@ -636,6 +658,7 @@ impl Store for PgStore {
                     precondition_locks(&mut locks, preconditions);
                 }
                 TxOp::Check { preconditions } => precondition_locks(&mut locks, preconditions),
+                TxOp::Record(_) => {}
             }
         }
         locks.take(&tx).await.map_err(|e| (0, e))?;

@@ -662,6 +662,22 @@ fn run_op(tx: &Connection, op: TxOp) -> Result<TxOutcome> {
             check_preconditions(tx, None, None, &preconditions)?;
             Ok(TxOutcome::Checked)
         }
+        TxOp::Record(record) => {
+            let now = Instant::now().millis();
+            tx.prepare_cached(
+                "DELETE FROM auth_record WHERE kind = ?1 AND key = ?2 AND expires IS NOT NULL AND expires < ?3",
+            )
+            .and_then(|mut s| s.execute(params![record.kind, record.key, now]))
+            .map_err(backend)?;
+            let n = tx
+                .prepare_cached("INSERT OR IGNORE INTO auth_record (kind, key, body, expires) VALUES (?1, ?2, ?3, ?4)")
+                .and_then(|mut s| s.execute(params![record.kind, record.key, record.body, record.expires]))
+                .map_err(backend)?;
+            match n {
+                1 => Ok(TxOutcome::Recorded),
+                _ => Err(Error::Conflict(format!("{} {} is already recorded", record.kind, record.key))),
+            }
+        }
     }
 }
 
@@ -1322,6 +1338,29 @@ mod tests {
         assert_eq!(s.with_reader(one).await.unwrap(), 1, "a short read under the limit");
         s.set_statement_timeout(std::time::Duration::ZERO);
         assert_eq!(s.with_reader(one).await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_record_commits_with_the_transaction_or_refuses_it_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("t.db")).unwrap();
+        let record = || AuthRecord { kind: "hl7-accepted".into(), key: "k1".into(), body: "{}".into(), expires: None };
+        let write = |id: &str| TxOp::Write {
+            ty: ty(),
+            id: ResourceId::parse(id).unwrap(),
+            method: Method::Post,
+            new: Box::new(patient("Once")),
+            preconditions: vec![],
+        };
+        let out = s.transaction(vec![write("a1"), TxOp::Record(record())], audit()).await.unwrap();
+        assert_eq!(out[1], TxOutcome::Recorded);
+        assert!(s.auth("hl7-accepted", "k1").await.unwrap().is_some());
+        // the same key again: nothing of the transaction is written
+        let err = s.transaction(vec![write("a2"), TxOp::Record(record())], audit()).await.unwrap_err();
+        assert_eq!(err.0, 1);
+        assert!(matches!(err.1, Error::Conflict(_)), "{:?}", err.1);
+        assert!(s.read(&ty(), &ResourceId::parse("a2").unwrap()).await.unwrap().is_none());
+        assert!(s.read(&ty(), &ResourceId::parse("a1").unwrap()).await.unwrap().is_some());
     }
 
     /// Every page of an audit search, seven entries a page.

@@ -231,6 +231,10 @@ pub enum TxOp {
     Delete { ty: ResourceType, id: ResourceId, preconditions: Vec<Precondition> },
     /// Only the preconditions (a conditional create that matched an existing resource).
     Check { preconditions: Vec<Precondition> },
+    /// A record (table `auth_record`) inserted with the resources, or the whole
+    /// transaction refused with [`Error::Conflict`] when a live one has its kind and
+    /// key: what makes a write happen once (an HL7 v2 message kept with what it wrote).
+    Record(AuthRecord),
 }
 
 /// What one transaction operation did.
@@ -239,6 +243,7 @@ pub enum TxOutcome {
     Written { stored: StoredResource, created: bool },
     Deleted(Option<StoredResource>),
     Checked,
+    Recorded,
 }
 
 /// `Patient/[id]/$everything` paging and filters.

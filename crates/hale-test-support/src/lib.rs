@@ -340,10 +340,16 @@ pub async fn spawn_binary(exe: &Path, data_dir: &Path) -> BinaryServer {
 /// Starts `hale ARGS --listen 127.0.0.1:0` (e.g. `demo --data-dir D`) and waits until it
 /// prints the address it listens on.
 pub async fn spawn_binary_with(exe: &Path, args: &[String]) -> BinaryServer {
+    spawn_binary_env(exe, args, &[]).await
+}
+
+/// As [`spawn_binary_with`], with these environment variables set as well.
+pub async fn spawn_binary_env(exe: &Path, args: &[String], env: &[(&str, &str)]) -> BinaryServer {
     let mut child = tokio::process::Command::new(exe)
         .args(args)
         .args(["--listen", "127.0.0.1:0"])
         .env("HALE_LOG__LEVEL", "warn")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)

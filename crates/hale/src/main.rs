@@ -238,6 +238,53 @@ enum Hl7Command {
         #[arg(long)]
         acks: bool,
     },
+    /// List the messages received (over MLLP or by `hl7 send`), oldest first: when, the
+    /// answer, the type, the sender and control id, the patient, what happened.
+    List {
+        #[command(flatten)]
+        filter: Hl7Filter,
+        /// Print each message too (segments on their own lines).
+        #[arg(long)]
+        messages: bool,
+    },
+    /// Process the refused messages the filter selects again (after the cause was
+    /// fixed): each is stored now and leaves the dead-letter list, or is refused again
+    /// with the reason. A message once accepted is never written twice.
+    Replay {
+        #[command(flatten)]
+        filter: Hl7Filter,
+    },
+}
+
+#[derive(Args, Clone, Default)]
+struct Hl7Filter {
+    /// Only the refused messages (the dead-letter list).
+    #[arg(long)]
+    refused: bool,
+    /// Only the message with this control id (MSH-10).
+    #[arg(long, value_name = "ID")]
+    control: Option<String>,
+    /// Only messages about this patient identifier (PID-3).
+    #[arg(long, value_name = "ID")]
+    patient: Option<String>,
+    /// Received at or after this time (UTC, e.g. 2026-12-01 or 2026-12-01T08:00:00Z).
+    #[arg(long, value_name = "TIME")]
+    since: Option<String>,
+    /// Received before this time.
+    #[arg(long, value_name = "TIME")]
+    until: Option<String>,
+}
+
+impl Hl7Filter {
+    fn filter(&self) -> hale_server::hl7::Filter {
+        hale_server::hl7::Filter {
+            refused: self.refused,
+            control: self.control.clone(),
+            patient: self.patient.clone(),
+            since: self.since.clone(),
+            until: self.until.clone(),
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -304,11 +351,20 @@ struct ServeArgs {
     /// the data directory.
     #[arg(long, value_name = "URL", global = true)]
     database: Option<String>,
+    /// Receive HL7 v2 messages over MLLP on this address, e.g. 0.0.0.0:2575 (off by
+    /// default; `serve` and `demo` only).
+    #[arg(long, value_name = "ADDR", global = true)]
+    mllp: Option<String>,
 }
 
 impl ServeArgs {
     fn overrides(&self) -> Overrides {
-        Overrides { listen: self.listen.clone(), data_dir: self.data_dir.clone(), database_url: self.database.clone() }
+        Overrides {
+            listen: self.listen.clone(),
+            data_dir: self.data_dir.clone(),
+            database_url: self.database.clone(),
+            mllp_listen: self.mllp.clone(),
+        }
     }
 }
 
@@ -489,12 +545,58 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 if acks && !s.ack.is_empty() {
                     println!("{}", s.ack.replace('\r', "\n"));
                 }
-                if s.code != hale_hl7v2::AckCode::Aa {
+                if !s.code.accepted() {
                     refused += 1;
                 }
             }
             if refused > 0 {
                 anyhow::bail!("{refused} of {} messages were not accepted", sent.len());
+            }
+            Ok(())
+        }
+        Command::Hl7 { command: Hl7Command::List { filter, messages }, store } => {
+            let cfg = Config::load(cli.config.as_deref(), &store.overrides())?;
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let kept = rt.block_on(async {
+                let repo = hale_server::system_repository(&cfg, "hl7").await?;
+                anyhow::Ok(hale_server::hl7::list(&repo, &filter.filter()).await?)
+            })?;
+            for (_, refused, k) in &kept {
+                println!(
+                    "{}  {}  {}  {}{}  {}  patient {}  {}{}",
+                    k.received,
+                    k.code,
+                    if k.message_type.is_empty() { "?" } else { &k.message_type },
+                    k.sender,
+                    if k.facility.is_empty() { String::new() } else { format!("/{}", k.facility) },
+                    if k.control.is_empty() { "-" } else { &k.control },
+                    if k.patient.is_empty() { "-" } else { &k.patient },
+                    k.summary,
+                    if *refused { "  [refused]" } else { "" }
+                );
+                if messages {
+                    println!("{}", String::from_utf8_lossy(&k.bytes()).replace('\r', "\n"));
+                }
+            }
+            eprintln!("{} messages", kept.len());
+            Ok(())
+        }
+        Command::Hl7 { command: Hl7Command::Replay { filter }, store } => {
+            let cfg = Config::load(cli.config.as_deref(), &store.overrides())?;
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let done = rt.block_on(async {
+                let repo = hale_server::system_repository(&cfg, "hl7").await?;
+                let done = hale_server::hl7::replay(&repo, &filter.filter()).await?;
+                chain_audit(&repo, &cfg).await?;
+                anyhow::Ok(done)
+            })?;
+            let stored = done.iter().filter(|(_, s)| s.code.accepted()).count();
+            for (k, s) in &done {
+                println!("{} {}: {}", k.received, if k.control.is_empty() { "-" } else { &k.control }, s.summary);
+            }
+            println!("{stored} of {} refused messages stored now", done.len());
+            if stored < done.len() {
+                anyhow::bail!("{} messages are still refused", done.len() - stored);
             }
             Ok(())
         }
@@ -756,6 +858,9 @@ async fn serve(cfg: &Config) -> anyhow::Result<()> {
         }
         tracing::info!(%addr, store = %cfg.store_description(), "Hale is serving");
         // one line on stdout that scripts and tests can wait for
+        if let Some(m) = server.mllp_addr() {
+            println!("Hale MLLP listening on {m}");
+        }
         println!("Hale listening on http://{addr}");
         server.serve(hale_server::shutdown_signal()).await?;
         Ok(())

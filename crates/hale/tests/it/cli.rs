@@ -324,8 +324,11 @@ fn hl7_send_stores_results_and_refuses_what_it_cannot_read() {
     let out = hale().args(["hl7", "send", "--acks"]).arg(&oru).arg("--data-dir").arg(data.path()).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(text.contains("ORU_R01.hl7: AA: ") && text.contains("observations stored"), "{text}");
-    assert!(text.contains("MSA|AA|20251014154001-425"), "the ACK echoes MSH-10: {text}");
+    assert!(
+        text.contains("ORU_R01.hl7: CA: ") && text.contains("observations stored"),
+        "enhanced mode (MSH-15 AL): {text}"
+    );
+    assert!(text.contains("MSA|CA|20251014154001-425"), "the ACK echoes MSH-10: {text}");
     // the observations are in the store
     let export = tempfile::tempdir().unwrap();
     let out = hale()
@@ -354,8 +357,24 @@ fn hl7_send_stores_results_and_refuses_what_it_cannot_read() {
     let out = hale().args(["hl7", "send"]).arg(&adt).arg(&empty).arg("--data-dir").arg(data.path()).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success());
-    assert!(text.contains("SIU_S12.hl7: AR: Hale receives ORU^R01 here, not SIU^S12"), "{text}");
+    assert!(
+        text.contains("SIU_S12.hl7: CR: Hale receives ORU^R01 here, not SIU^S12"),
+        "a commit reject in enhanced mode: {text}"
+    );
     assert!(text.contains("Test_Message_empty.hl7: AR: the message is empty"), "{text}");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("2 of 2 messages were not accepted"), "{err}");
+    // the dead-letter list, and a replay that cannot store them either
+    let out = hale().args(["hl7", "list", "--refused", "--data-dir"]).arg(data.path()).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(text.lines().filter(|l| l.ends_with("[refused]")).count(), 2, "{text}");
+    assert!(text.contains("CR  SIU^S12  SndApp/SndFac  48907-45"), "{text}");
+    let out = hale().args(["hl7", "list", "--data-dir"]).arg(data.path()).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.lines().count(), 3, "one accepted (sent twice, kept once), two refused: {text}");
+    let out = hale().args(["hl7", "replay", "--data-dir"]).arg(data.path()).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("0 of 2 refused messages stored now"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("2 messages are still refused"));
 }

@@ -12,6 +12,7 @@ mod crud;
 mod durability;
 mod examples;
 mod history;
+mod hl7;
 mod limits;
 mod logs;
 mod negotiation;

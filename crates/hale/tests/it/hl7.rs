@@ -1,0 +1,356 @@
+//! HL7 v2 over a real MLLP socket against the running binary (`hale serve --mllp`):
+//! answers, idempotency (a resend storm writes once and gets the first answer back byte
+//! for byte), refusals that change nothing, the frame limit, and SIGKILL during a feed
+//! with every acknowledged message checked. On PostgreSQL when `HALE_TEST_STORE=postgres`.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::time::Duration;
+
+use hale_test_support::{BinaryServer, TestDatabase, spawn_binary_env};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// A synthetic result message: one report (filler number `filler`) of three analytes
+/// for the patient `mrn`, in original acknowledgement mode.
+pub fn oru(control: &str, mrn: &str, filler: &str) -> String {
+    format!(
+        "MSH|^~\\&|LABSYS|NORTHLAB|HALE|CLINIC|20261201083000||ORU^R01^ORU_R01|{control}|P|2.5.1\r\
+         PID|1||{mrn}^^^NORTHLAB&2.16.840.1.113883.3.9999&ISO^MR||Tester^Pat||19800101|F\r\
+         OBR|1||{filler}^NORTHLAB|24323-8^Comprehensive metabolic panel^LN|||20261201080000|||||||||||||||20261201083000|||F\r\
+         OBX|1|NM|2823-3^Potassium^LN||4.1|mmol/L^^UCUM|3.5-5.1|N|||F\r\
+         OBX|2|NM|2951-2^Sodium^LN||140|mmol/L^^UCUM|135-145|N|||F\r\
+         OBX|3|NM|2345-7^Glucose^LN||98|mg/dL^^UCUM|70-99|N|||F\r"
+    )
+}
+
+/// Sends one framed message and reads the framed answer (`None`: the connection ended
+/// first, or nothing came within 20 s).
+pub async fn exchange(stream: &mut TcpStream, message: &[u8]) -> Option<Vec<u8>> {
+    let mut framed = vec![0x0b];
+    framed.extend_from_slice(message);
+    framed.extend_from_slice(&[0x1c, 0x0d]);
+    stream.write_all(&framed).await.ok()?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(end) = buf.windows(2).position(|w| w == [0x1c, 0x0d]) {
+            let start = buf.iter().position(|b| *b == 0x0b)?;
+            return Some(buf[start + 1..end].to_vec());
+        }
+        let n = tokio::time::timeout(Duration::from_secs(20), stream.read(&mut chunk)).await.ok()?.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).replace('\r', "\n")
+}
+
+/// MSA-1 and MSA-2 of an answer.
+fn msa(ack: &[u8]) -> (String, String) {
+    let t = String::from_utf8_lossy(ack);
+    let line = t.split('\r').find(|l| l.starts_with("MSA|")).unwrap_or_default();
+    let mut f = line.split('|').skip(1);
+    (f.next().unwrap_or_default().to_string(), f.next().unwrap_or_default().to_string())
+}
+
+struct Node {
+    server: BinaryServer,
+    mllp: String,
+}
+
+async fn start(dir: &Path, db: Option<&TestDatabase>, env: &[(&str, &str)]) -> Node {
+    let exe = Path::new(env!("CARGO_BIN_EXE_hale"));
+    let mut args = vec![
+        "serve".to_string(),
+        "--data-dir".to_string(),
+        dir.display().to_string(),
+        "--mllp".to_string(),
+        "127.0.0.1:0".to_string(),
+    ];
+    if let Some(db) = db {
+        args.extend(["--database".to_string(), db.url.clone()]);
+    }
+    let server = spawn_binary_env(exe, &args, env).await;
+    let mllp = server
+        .banner
+        .iter()
+        .find_map(|l| l.strip_prefix("Hale MLLP listening on "))
+        .expect("the MLLP address is printed")
+        .trim()
+        .to_string();
+    Node { server, mllp }
+}
+
+async fn database() -> Option<TestDatabase> {
+    if hale_test_support::store_is_postgres() { Some(TestDatabase::create().await) } else { None }
+}
+
+async fn get(node: &Node, path: &str) -> Value {
+    let r = node.server.client.get(format!("{}/fhir/{path}", node.server.base)).send().await.unwrap();
+    assert!(r.status().is_success(), "{path}: {}", r.status());
+    r.json().await.unwrap()
+}
+
+async fn total(node: &Node, query: &str) -> u64 {
+    get(node, &format!("{query}&_summary=count")).await["total"].as_u64().unwrap_or(u64::MAX)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mllp_results_are_stored_once_however_often_they_are_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = database().await;
+    let node = start(dir.path(), db.as_ref(), &[("HALE_HL7__MAX_FRAME_BYTES", "65536")]).await;
+    let mut c = TcpStream::connect(&node.mllp).await.unwrap();
+
+    // a result: AA echoing the control id, after it is stored
+    let msg = oru("CTRL-1", "MRN-1", "FIL-1");
+    let first = exchange(&mut c, msg.as_bytes()).await.expect("an answer");
+    assert_eq!(msa(&first), ("AA".into(), "CTRL-1".into()), "{}", text(&first));
+    assert!(text(&first).starts_with("MSH|^~\\&|HALE|CLINIC|LABSYS|NORTHLAB|"), "{}", text(&first));
+    assert_eq!(total(&node, "DiagnosticReport?identifier=FIL-1").await, 1);
+    let report = get(&node, "DiagnosticReport?identifier=FIL-1").await;
+    let report_id = report["entry"][0]["resource"]["id"].as_str().unwrap().to_string();
+    let patient = report["entry"][0]["resource"]["subject"]["reference"].as_str().unwrap().to_string();
+    assert_eq!(total(&node, &format!("Observation?subject={patient}")).await, 3);
+    // the sending system and the message named for what it wrote
+    let prov = get(&node, &format!("Provenance?target=DiagnosticReport/{report_id}")).await;
+    assert_eq!(prov["entry"].as_array().map(Vec::len), Some(1), "{prov}");
+    let p = &prov["entry"][0]["resource"];
+    assert_eq!(p["entity"][0]["what"]["identifier"]["value"], "LABSYS|NORTHLAB|CTRL-1", "{p}");
+    assert_eq!(p["agent"][0]["who"]["identifier"]["value"], "LABSYS", "{p}");
+
+    // a resend storm: 100 more times, on four connections at once; one result, and the
+    // first answer every time, byte for byte
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let (addr, msg) = (node.mllp.clone(), msg.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut c = TcpStream::connect(&addr).await.unwrap();
+            let mut answers = Vec::new();
+            for _ in 0..25 {
+                answers.push(exchange(&mut c, msg.as_bytes()).await.expect("an answer"));
+            }
+            answers
+        }));
+    }
+    for t in tasks {
+        for a in t.await.unwrap() {
+            assert_eq!(a, first, "a resend gets the first answer: {}", text(&a));
+        }
+    }
+    assert_eq!(total(&node, "DiagnosticReport?identifier=FIL-1").await, 1);
+    assert_eq!(total(&node, &format!("Observation?subject={patient}")).await, 3);
+
+    // refusals, each with where and why, and nothing written
+    let before = total(&node, "DiagnosticReport?_lastUpdated=gt2000-01-01").await;
+    let adt = "MSH|^~\\&|REG|NORTH|HALE|CLINIC|20261201083000||ADT^A01^ADT_A01|CTRL-ADT|P|2.5.1\rPID|1||MRN-9^^^NORTH^MR||Doe^Jo\r";
+    let a = exchange(&mut c, adt.as_bytes()).await.unwrap();
+    assert_eq!(msa(&a), ("AR".into(), "CTRL-ADT".into()), "{}", text(&a));
+    assert!(text(&a).contains("ERR||MSH^1^9|200^"), "{}", text(&a));
+    let no_id = oru("", "MRN-2", "FIL-2");
+    let a = exchange(&mut c, no_id.as_bytes()).await.unwrap();
+    assert_eq!(msa(&a).0, "AR", "{}", text(&a));
+    assert!(text(&a).contains("ERR||MSH-10|") && text(&a).contains("control id"), "{}", text(&a));
+    let a = exchange(&mut c, b"hello, this is not HL7").await.unwrap();
+    assert_eq!(msa(&a).0, "AR", "{}", text(&a));
+    assert!(text(&a).contains("|100^"), "{}", text(&a));
+    let wrong_processing = oru("CTRL-X", "MRN-3", "FIL-3").replace("|CTRL-X|P|", "|CTRL-X|Q|");
+    let a = exchange(&mut c, wrong_processing.as_bytes()).await.unwrap();
+    assert_eq!(msa(&a), ("AR".into(), "CTRL-X".into()), "{}", text(&a));
+    assert!(text(&a).contains("MSH^1^11|202^"), "{}", text(&a));
+    // beyond the frame limit: AR to its header, and the connection goes on
+    let mut big = oru("CTRL-BIG", "MRN-4", "FIL-4");
+    for i in 0..2000 {
+        big.push_str(&format!("NTE|{i}||padding padding padding padding\r"));
+    }
+    assert!(big.len() > 65536);
+    let a = exchange(&mut c, big.as_bytes()).await.unwrap();
+    assert_eq!(msa(&a), ("AR".into(), "CTRL-BIG".into()), "{}", text(&a));
+    assert!(text(&a).contains("larger than the 65536 bytes"), "{}", text(&a));
+    assert_eq!(total(&node, "DiagnosticReport?_lastUpdated=gt2000-01-01").await, before, "refusals write nothing");
+    assert_eq!(total(&node, "DiagnosticReport?identifier=FIL-4").await, 0);
+    let a = exchange(&mut c, oru("CTRL-5", "MRN-5", "FIL-5").as_bytes()).await.unwrap();
+    assert_eq!(msa(&a), ("AA".into(), "CTRL-5".into()), "{}", text(&a));
+
+    // the same control id from another sending application is another message
+    let other = oru("CTRL-1", "MRN-6", "FIL-6").replace("|LABSYS|NORTHLAB|", "|OTHERLAB|SOUTH|");
+    let a = exchange(&mut c, other.as_bytes()).await.unwrap();
+    assert_eq!(msa(&a), ("AA".into(), "CTRL-1".into()), "{}", text(&a));
+    assert_eq!(total(&node, "DiagnosticReport?identifier=FIL-6").await, 1);
+
+    // enhanced mode (MSH-15 AL): a commit acknowledgement
+    if let Some(data) = hale_test_support::shared_data("hl7v2") {
+        let bytes = std::fs::read(data.join("v2-to-fhir/ORU_R01.hl7")).unwrap();
+        let a = exchange(&mut c, &bytes).await.unwrap();
+        assert_eq!(msa(&a), ("CA".into(), "20251014154001-425".into()), "{}", text(&a));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigkill_during_an_mllp_feed_loses_no_acknowledged_message() {
+    let cycles: usize = std::env::var("HALE_CRASH_CYCLES").ok().and_then(|c| c.parse().ok()).unwrap_or(6);
+    let n = 60 * cycles + 40;
+    let messages: Vec<String> =
+        (0..n).map(|i| oru(&format!("K{i}"), &format!("KMRN-{}", i % 7), &format!("KFIL-{i}"))).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let db = database().await;
+    let mut acks: HashMap<usize, Vec<u8>> = HashMap::new();
+    let mut next = 0;
+    let mut seed: u64 = std::env::var("HALE_CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(7);
+    eprintln!("HALE_CRASH_SEED={seed}");
+    for cycle in 0..cycles {
+        let mut node = start(dir.path(), db.as_ref(), &[]).await;
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let after = Duration::from_millis(100 + (seed >> 33) % 500);
+        let addr = node.mllp.clone();
+        let feed = messages.clone();
+        let sender = tokio::spawn(async move {
+            let mut got = Vec::new();
+            let Ok(mut c) = TcpStream::connect(&addr).await else { return (got, next) };
+            let mut i = next;
+            while i < feed.len() {
+                match exchange(&mut c, feed[i].as_bytes()).await {
+                    Some(a) => {
+                        got.push((i, a));
+                        i += 1;
+                    }
+                    // killed: this one's fate is unknown, so it is sent again
+                    None => break,
+                }
+            }
+            (got, i)
+        });
+        tokio::time::sleep(after).await;
+        node.server.child.start_kill().expect("SIGKILL");
+        node.server.child.wait().await.unwrap();
+        let (got, stopped) = sender.await.unwrap();
+        for (i, a) in got {
+            assert_eq!(msa(&a), ("AA".into(), format!("K{i}")), "cycle {cycle}: {}", text(&a));
+            acks.insert(i, a);
+        }
+        next = stopped;
+        eprintln!("cycle {cycle}: killed after {after:?}; {} acknowledged so far", acks.len());
+    }
+    // a last start: the rest of the feed, then every acknowledged message checked
+    let node = start(dir.path(), db.as_ref(), &[]).await;
+    let mut c = TcpStream::connect(&node.mllp).await.unwrap();
+    for (i, m) in messages.iter().enumerate().skip(next) {
+        let a = exchange(&mut c, m.as_bytes()).await.unwrap();
+        assert_eq!(msa(&a), ("AA".into(), format!("K{i}")), "{}", text(&a));
+        acks.insert(i, a);
+    }
+    assert!(acks.len() == n, "{} of {n} acknowledged", acks.len());
+    // each report exactly once: none lost, none doubled by a resend after a crash
+    let mut seen = HashSet::new();
+    let mut page = get(&node, "DiagnosticReport?_count=500&_elements=identifier").await;
+    loop {
+        for e in page["entry"].as_array().cloned().unwrap_or_default() {
+            let id = e["resource"]["identifier"]
+                .as_array()
+                .and_then(|ids| ids.iter().find_map(|i| i["value"].as_str().filter(|v| v.starts_with("KFIL-"))))
+                .unwrap_or_default()
+                .to_string();
+            assert!(seen.insert(id.clone()), "{id} stored twice");
+        }
+        let next = page["link"]
+            .as_array()
+            .and_then(|l| l.iter().find(|l| l["relation"] == "next"))
+            .and_then(|l| l["url"].as_str())
+            .map(str::to_string);
+        match next {
+            Some(u) => {
+                let r = node.server.client.get(u).send().await.unwrap();
+                page = r.json().await.unwrap();
+            }
+            None => break,
+        }
+    }
+    let expected: HashSet<String> = (0..n).map(|i| format!("KFIL-{i}")).collect();
+    assert_eq!(seen, expected, "every acknowledged report is there, once");
+    // an acknowledged message sent again after the crashes: its first answer, byte for byte
+    for i in [0, n / 3, n / 2] {
+        let again = exchange(&mut c, messages[i].as_bytes()).await.unwrap();
+        assert_eq!(again, acks[&i], "message {i}");
+    }
+}
+
+#[tokio::test]
+async fn refused_messages_are_listed_and_replayed_into_the_record() {
+    use hale_server::hl7::{self, Filter, Kept};
+    let server = hale_test_support::TestServer::spawn().await;
+    let repo = server.system_repository("hl7").await;
+    let adt = "MSH|^~\\&|REG|NORTH|HALE|CLINIC|20261201083000||ADT^A01^ADT_A01|CTRL-ADT|P|2.5.1\rPID|1||MRN-9^^^NORTH^MR||Doe^Jo\r";
+    assert_eq!(hl7::receive(&repo, adt.as_bytes()).await.code, hale_hl7v2::AckCode::Ar);
+    let ok = hl7::receive(&repo, oru("CTRL-OK", "MRN-R", "FIL-OK").as_bytes()).await;
+    assert_eq!(ok.code, hale_hl7v2::AckCode::Aa, "{}", ok.summary);
+
+    // a result refused by an earlier version of the mapping, in the dead-letter list
+    let late = oru("CTRL-R", "MRN-R", "FIL-R");
+    let refused = Kept {
+        received: "2026-12-01T08:30:00Z".into(),
+        sender: "LABSYS".into(),
+        facility: "NORTHLAB".into(),
+        control: "CTRL-R".into(),
+        message_type: "ORU^R01".into(),
+        patient: "MRN-R".into(),
+        code: "AE".into(),
+        summary: "AE: refused by an earlier mapping".into(),
+        ack: "MSH|^~\\&|HALE|CLINIC|LABSYS|NORTHLAB|20261201083000||ACK^R01^ACK|X1|P|2.5.1\rMSA|AE|CTRL-R\r".into(),
+        message: {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD.encode(late.as_bytes())
+        },
+    };
+    repo.put_auth_record(hl7::REFUSED, r#"["LABSYS","NORTHLAB","CTRL-R"]"#, &serde_json::json!(refused), None, None)
+        .await
+        .unwrap();
+    // sent again, it gets its first answer: nothing is written behind the operator's back
+    let again = hl7::receive(&repo, late.as_bytes()).await;
+    assert_eq!(again.ack, refused.ack);
+    assert_eq!(
+        hale_test_support::json(server.get("/DiagnosticReport?identifier=FIL-R&_summary=count").await).await["total"],
+        0
+    );
+
+    let all = hl7::list(&repo, &Filter::default()).await.unwrap();
+    assert_eq!(all.len(), 3, "{all:?}");
+    assert_eq!(all[0].2.control, "CTRL-R", "oldest first");
+    let dead = hl7::list(&repo, &Filter { refused: true, ..Filter::default() }).await.unwrap();
+    let controls: Vec<&str> = dead.iter().map(|d| d.2.control.as_str()).collect();
+    assert_eq!(controls, ["CTRL-R", "CTRL-ADT"]);
+    let one = hl7::list(&repo, &Filter { control: Some("CTRL-OK".into()), ..Filter::default() }).await.unwrap();
+    assert_eq!(one.len(), 1);
+    assert_eq!(one[0].2.patient, "MRN-R");
+    assert_eq!(
+        hl7::list(&repo, &Filter { since: Some("2026-12-02".into()), refused: true, ..Filter::default() })
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // replayed: the result is stored now and leaves the list; the ADT is refused again
+    let done = hl7::replay(&repo, &Filter::default()).await.unwrap();
+    let outcome: Vec<(String, &str)> = done.iter().map(|(k, s)| (k.control.clone(), s.code.code())).collect();
+    assert_eq!(outcome, [("CTRL-R".to_string(), "AA"), ("CTRL-ADT".to_string(), "AR")]);
+    let dead = hl7::list(&repo, &Filter { refused: true, ..Filter::default() }).await.unwrap();
+    assert_eq!(dead.iter().map(|d| d.2.control.as_str()).collect::<Vec<_>>(), ["CTRL-ADT"]);
+    assert_eq!(
+        hale_test_support::json(server.get("/DiagnosticReport?identifier=FIL-R&_summary=count").await).await["total"],
+        1
+    );
+    // replayed again: nothing written twice
+    hl7::replay(&repo, &Filter::default()).await.unwrap();
+    assert_eq!(
+        hale_test_support::json(server.get("/DiagnosticReport?identifier=FIL-R&_summary=count").await).await["total"],
+        1
+    );
+    let resend = hl7::receive(&repo, late.as_bytes()).await;
+    assert_eq!(resend.code, hale_hl7v2::AckCode::Aa, "{}", resend.summary);
+}
