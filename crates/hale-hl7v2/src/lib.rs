@@ -12,6 +12,7 @@
 
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod adt;
 pub mod oru;
 mod timestamp;
 
@@ -244,6 +245,20 @@ impl Message {
         raw.split(self.separators.repetition)
             .map(|r| r.split(self.separators.component).map(|c| self.unescape(c)).collect())
             .collect()
+    }
+
+    /// How many repetitions field `field` of segment `s` has (0 when empty).
+    pub fn repeats(&self, s: &Segment, field: usize) -> usize {
+        let raw = s.raw(field);
+        if raw.is_empty() { 0 } else { raw.split(self.separators.repetition).count() }
+    }
+
+    /// Component `component` (and subcomponent `sub`) of repetition `rep` (from 0) of
+    /// field `field` of segment `s`, escapes resolved; "" when absent.
+    pub fn at(&self, s: &Segment, field: usize, rep: usize, component: usize, sub: Option<usize>) -> String {
+        let raw = s.raw(field);
+        let r = raw.split(self.separators.repetition).nth(rep).unwrap_or("");
+        self.pick(r, Some(component), sub)
     }
 
     fn pick(&self, rep: &str, component: Option<usize>, sub: Option<usize>) -> String {

@@ -26,7 +26,7 @@ pub struct Mapped {
     pub obx: Vec<ObxOutcome>,
 }
 
-fn system(code: &str) -> String {
+pub(crate) fn system(code: &str) -> String {
     match code {
         "LN" | "LNC" => "http://loinc.org".into(),
         "SCT" | "SNM" => "http://snomed.info/sct".into(),
@@ -38,7 +38,7 @@ fn system(code: &str) -> String {
 }
 
 /// A CWE/CE value (code^text^system[^alt code^alt text^alt system]) as a CodeableConcept.
-fn concept(m: &Message, s: &Segment, field: usize) -> Value {
+pub(crate) fn concept(m: &Message, s: &Segment, field: usize) -> Value {
     let c = |n: usize| m.value(s, &format!("{field}.{n}"));
     let mut codings = Vec::new();
     for (code, display, sys) in [(c(1), c(2), c(3)), (c(4), c(5), c(6))] {
@@ -69,7 +69,7 @@ fn concept(m: &Message, s: &Segment, field: usize) -> Value {
 }
 
 /// Text as a part of a URI: unreserved characters kept, the rest percent-encoded.
-fn uri_part(s: &str) -> String {
+pub(crate) fn uri_part(s: &str) -> String {
     let mut out = String::new();
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {

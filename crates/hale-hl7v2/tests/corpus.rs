@@ -108,6 +108,10 @@ fn mutated_messages_never_panic_the_parser() {
             }
             let _ = ack(&m, AckCode::Ae, "x", "2026", &[]);
             let _ = hale_hl7v2::timestamp(&m.get("MSH-7"));
+            // nor do the mappings, of a result or of an admission (as whatever type)
+            let _ = hale_hl7v2::oru::map_oru(&m);
+            let _ = hale_hl7v2::adt::map_adt(&m);
+            let _ = hale_hl7v2::ack_wanted(&m, hale_hl7v2::mode_code(&m, AckCode::Aa));
         }
     }
 }
@@ -145,4 +149,30 @@ fn every_obx_of_every_corpus_result_is_accounted_for() {
     }
     assert!(messages > 50 && mapped > 500, "{messages} ORU messages, {mapped} OBX mapped, {refused} refused");
     println!("{messages} ORU^R01 messages: {mapped} OBX mapped, {refused} named in an ERR");
+}
+
+#[test]
+fn every_corpus_admission_maps_or_says_why() {
+    let mut n = 0;
+    for (name, bytes) in corpus() {
+        let Ok(m) = Message::parse(&bytes) else { continue };
+        let (kind, trigger, _) = m.message_type();
+        if kind != "ADT" {
+            continue;
+        }
+        n += 1;
+        match hale_hl7v2::adt::map_adt(&m) {
+            Ok(a) => {
+                assert_eq!(a.event, trigger, "{name}");
+                assert!(!a.patient_key.1.is_empty(), "{name}");
+                for w in &a.warnings {
+                    assert!(!w.location.is_empty() && !w.text.is_empty(), "{name}: {w:?}");
+                }
+            }
+            Err(errors) => panic!("{name}: {errors:?}"),
+        }
+    }
+    if n > 0 {
+        assert!(n >= 3, "the corpus's admissions: {n}");
+    }
 }

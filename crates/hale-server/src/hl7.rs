@@ -350,11 +350,15 @@ async fn process(repo: &Repository, msg: &Message, control: &str) -> Processed {
         Processed::Refused { code, ack: a, summary: format!("{}: {}", code.code(), why.join("; ")), keep }
     };
     let (kind, trigger, _) = msg.message_type();
-    if (kind.as_str(), trigger.as_str()) != ("ORU", "R01") {
+    let adt = kind == "ADT" && hale_hl7v2::adt::EVENTS.contains(&trigger.as_str());
+    if (kind.as_str(), trigger.as_str()) != ("ORU", "R01") && !adt {
         let e = AckError {
             location: "MSH^1^9".into(),
             code: "200",
-            text: format!("Hale receives ORU^R01 here, not {kind}^{trigger}"),
+            text: format!(
+                "Hale receives ORU^R01 and ADT^{} here, not {kind}^{trigger}",
+                hale_hl7v2::adt::EVENTS.join("/")
+            ),
         };
         return refuse(AckCode::Ar, &[e], true);
     }
@@ -366,6 +370,30 @@ async fn process(repo: &Repository, msg: &Message, control: &str) -> Processed {
             text: format!("processing id '{processing}' is not P (production), T (training) or D (debugging)"),
         };
         return refuse(AckCode::Ar, &[e], true);
+    }
+    if adt {
+        let mapped = match hale_hl7v2::adt::map_adt(msg) {
+            Ok(m) => m,
+            Err(errors) => return refuse(AckCode::Ae, &errors, true),
+        };
+        let (mut bundle, what) = match crate::adt::transaction(repo, &mapped).await {
+            Ok(t) => t,
+            // a failed look-up may pass; a merge or a visit that cannot be is kept
+            Err(r) => return refuse(AckCode::Ae, &[r.error], !r.passing),
+        };
+        add_provenance(msg, &mut bundle);
+        let a = ack(msg, AckCode::Aa, control, &now_dtm(), &mapped.warnings);
+        let summary = format!(
+            "{}: {} {what}{}",
+            mode_code(msg, AckCode::Aa).code(),
+            mapped.event,
+            if mapped.warnings.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", mapped.warnings.iter().map(|w| w.text.clone()).collect::<Vec<_>>().join("; "))
+            }
+        );
+        return Processed::Store { bundle, ack: a, summary };
     }
     let mapped = match hale_hl7v2::oru::map_oru(msg) {
         Ok(m) => m,
@@ -417,8 +445,6 @@ fn add_provenance(msg: &Message, bundle: &mut Value) {
     }
     let targets: Vec<Value> = entries
         .iter()
-        // a conditional create (the patient) may match what is already there
-        .filter(|e| e["request"].get("ifNoneExist").is_none())
         .filter_map(|e| match e["request"]["method"].as_str() {
             Some("POST") => e["fullUrl"].as_str().map(|u| json!({"reference": u})),
             Some("PUT") => e["request"]["url"].as_str().map(|u| json!({"reference": u})),
@@ -435,8 +461,7 @@ fn add_provenance(msg: &Message, bundle: &mut Value) {
         "resourceType": "Provenance",
         "target": targets,
         "recorded": hale_repository::Instant::now().to_fhir(),
-        "activity": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-DataOperation", "code": "CREATE", "display": "create"}]},
-        "agent": [{
+                "agent": [{
             "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type", "code": "author", "display": "Author"}]},
             "who": {"identifier": {"system": "urn:hale:hl7v2:sending-application", "value": if sender.is_empty() { "unnamed".to_string() } else { sender.clone() }}, "display": who}
         }],

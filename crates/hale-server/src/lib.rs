@@ -7,6 +7,7 @@
 // few justified exceptions carry an #[allow] with the reason.
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
+mod adt;
 pub mod bulk;
 pub mod config;
 pub mod demo;

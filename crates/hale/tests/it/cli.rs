@@ -358,7 +358,7 @@ fn hl7_send_stores_results_and_refuses_what_it_cannot_read() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success());
     assert!(
-        text.contains("SIU_S12.hl7: CR: Hale receives ORU^R01 here, not SIU^S12"),
+        text.contains("SIU_S12.hl7: CR: Hale receives ORU^R01 and ADT^A01/") && text.contains("here, not SIU^S12"),
         "a commit reject in enhanced mode: {text}"
     );
     assert!(text.contains("Test_Message_empty.hl7: AR: the message is empty"), "{text}");

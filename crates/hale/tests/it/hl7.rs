@@ -149,7 +149,7 @@ async fn mllp_results_are_stored_once_however_often_they_are_sent() {
 
     // refusals, each with where and why, and nothing written
     let before = total(&node, "DiagnosticReport?_lastUpdated=gt2000-01-01").await;
-    let adt = "MSH|^~\\&|REG|NORTH|HALE|CLINIC|20261201083000||ADT^A01^ADT_A01|CTRL-ADT|P|2.5.1\rPID|1||MRN-9^^^NORTH^MR||Doe^Jo\r";
+    let adt = "MSH|^~\\&|REG|NORTH|HALE|CLINIC|20261201083000||ORM^O01^ORM_O01|CTRL-ADT|P|2.5.1\rPID|1||MRN-9^^^NORTH^MR||Doe^Jo\r";
     let a = exchange(&mut c, adt.as_bytes()).await.unwrap();
     assert_eq!(msa(&a), ("AR".into(), "CTRL-ADT".into()), "{}", text(&a));
     assert!(text(&a).contains("ERR||MSH^1^9|200^"), "{}", text(&a));
@@ -285,7 +285,7 @@ async fn refused_messages_are_listed_and_replayed_into_the_record() {
     use hale_server::hl7::{self, Filter, Kept};
     let server = hale_test_support::TestServer::spawn().await;
     let repo = server.system_repository("hl7").await;
-    let adt = "MSH|^~\\&|REG|NORTH|HALE|CLINIC|20261201083000||ADT^A01^ADT_A01|CTRL-ADT|P|2.5.1\rPID|1||MRN-9^^^NORTH^MR||Doe^Jo\r";
+    let adt = "MSH|^~\\&|REG|NORTH|HALE|CLINIC|20261201083000||ORM^O01^ORM_O01|CTRL-ADT|P|2.5.1\rPID|1||MRN-9^^^NORTH^MR||Doe^Jo\r";
     assert_eq!(hl7::receive(&repo, adt.as_bytes()).await.code, hale_hl7v2::AckCode::Ar);
     let ok = hl7::receive(&repo, oru("CTRL-OK", "MRN-R", "FIL-OK").as_bytes()).await;
     assert_eq!(ok.code, hale_hl7v2::AckCode::Aa, "{}", ok.summary);
@@ -353,4 +353,149 @@ async fn refused_messages_are_listed_and_replayed_into_the_record() {
     );
     let resend = hl7::receive(&repo, late.as_bytes()).await;
     assert_eq!(resend.code, hale_hl7v2::AckCode::Aa, "{}", resend.summary);
+}
+
+/// A synthetic ADT message: `event` for patient `mrn` (family `family`), visit `visit`
+/// (none when empty) in bed `bed` of ward W1, attended by practitioner 123.
+pub fn adt(event: &str, control: &str, mrn: &str, family: &str, visit: &str, bed: &str) -> String {
+    let mut pv1 = vec![""; 46];
+    pv1[0] = "PV1";
+    pv1[1] = "1";
+    pv1[2] = "I";
+    let loc = format!("W1^10^{bed}^NORTH HOSP");
+    pv1[3] = &loc;
+    pv1[7] = "123^Attend^Ann^^^Dr^^^^^^^NPI";
+    let v = format!("{visit}^^^NORTH&1.2.3&ISO^VN");
+    if !visit.is_empty() {
+        pv1[19] = &v;
+    }
+    pv1[44] = "20261201080000";
+    if event == "A03" {
+        pv1[45] = "20261203100000";
+    }
+    format!(
+        "MSH|^~\\&|REG|NORTH|HALE|CLINIC|20261201083000||ADT^{event}|{control}|P|2.5.1\r\
+         EVN|{event}|20261201083000\r\
+         PID|1||{mrn}^^^NORTH&1.2.3&ISO^MR||{family}^Jo||19700101|F|||1 Elm St^^Springfield^IL^62701\r\
+         {}\r",
+        pv1.join("|")
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn adt_keeps_the_patient_and_the_visit_by_their_identifiers_and_merges() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = database().await;
+    let node = start(dir.path(), db.as_ref(), &[]).await;
+    let mut c = TcpStream::connect(&node.mllp).await.unwrap();
+    let mut send = async |m: String| {
+        let a = exchange(&mut c, m.as_bytes()).await.expect("an answer");
+        (msa(&a).0, text(&a))
+    };
+    let enc =
+        async |visit: &str| get(&node, &format!("Encounter?identifier={visit}")).await["entry"][0]["resource"].clone();
+
+    // admitted: the patient, the visit, its bed and its doctor
+    let (code, a) = send(adt("A01", "A-1", "MRN-A", "Ames", "V-1", "1")).await;
+    assert_eq!(code, "AA", "{a}");
+    let p = get(&node, "Patient?identifier=MRN-A").await;
+    assert_eq!(p["entry"].as_array().map(Vec::len), Some(1), "{p}");
+    let pid = p["entry"][0]["resource"]["id"].as_str().unwrap().to_string();
+    let e = enc("V-1").await;
+    assert_eq!(e["status"], "in-progress", "{e}");
+    assert_eq!(e["class"]["code"], "IMP");
+    assert_eq!(e["subject"]["reference"], format!("Patient/{pid}"));
+    assert!(e["period"]["start"].as_str().unwrap().starts_with("2026-12-01"));
+    assert!(e["participant"][0]["individual"]["reference"].as_str().unwrap().starts_with("Practitioner/"), "{e}");
+    assert!(e["location"][0]["location"]["reference"].as_str().unwrap().starts_with("Location/"), "{e}");
+
+    // a second visit: the same doctor, not a second Practitioner
+    assert_eq!(send(adt("A01", "A-2", "MRN-A", "Ames", "V-2", "2")).await.0, "AA");
+    assert_eq!(total(&node, "Practitioner?identifier=http://hl7.org/fhir/sid/us-npi|123").await, 1);
+    assert_eq!(total(&node, &format!("Encounter?subject=Patient/{pid}")).await, 2);
+
+    // the chart's own facts survive a demographics update
+    let mut chart = get(&node, &format!("Patient/{pid}")).await;
+    chart["generalPractitioner"] = serde_json::json!([{"display": "Dr Own"}]);
+    let r = node
+        .server
+        .client
+        .put(format!("{}/fhir/Patient/{pid}", node.server.base))
+        .header("content-type", "application/fhir+json")
+        .body(chart.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    assert_eq!(send(adt("A08", "A-3", "MRN-A", "Ames-Baker", "V-1", "1")).await.0, "AA");
+    let after = get(&node, &format!("Patient/{pid}")).await;
+    assert_eq!(after["name"][0]["family"], "Ames-Baker");
+    assert_eq!(after["generalPractitioner"][0]["display"], "Dr Own", "{after}");
+
+    // transfer, discharge, cancelled discharge; a cancelled admission
+    assert_eq!(send(adt("A02", "A-4", "MRN-A", "Ames-Baker", "V-1", "7")).await.0, "AA");
+    let e = enc("V-1").await;
+    assert_eq!(e["location"].as_array().map(Vec::len), Some(2), "{e}");
+    assert_eq!(e["location"][0]["status"], "completed");
+    assert_eq!(e["location"][1]["status"], "active");
+    let (code, a03) = send(adt("A03", "A-5", "MRN-A", "Ames-Baker", "V-1", "7")).await;
+    assert_eq!(code, "AA");
+    let e = enc("V-1").await;
+    assert_eq!(e["status"], "finished");
+    assert!(e["period"]["end"].as_str().unwrap().starts_with("2026-12-03"), "{e}");
+    assert_eq!(send(adt("A13", "A-6", "MRN-A", "Ames-Baker", "V-1", "7")).await.0, "AA");
+    let e = enc("V-1").await;
+    assert_eq!(e["status"], "in-progress");
+    assert!(e["period"].get("end").is_none(), "{e}");
+    // the discharge sent again: its first answer, and the visit stays open
+    assert_eq!(send(adt("A03", "A-5", "MRN-A", "Ames-Baker", "V-1", "7")).await.1, a03);
+    assert_eq!(enc("V-1").await["status"], "in-progress");
+    assert_eq!(send(adt("A11", "A-7", "MRN-A", "Ames-Baker", "V-2", "2")).await.0, "AA");
+    assert_eq!(enc("V-2").await["status"], "cancelled");
+
+    // another patient's visit number: refused, nothing changed
+    let (code, a) = send(adt("A01", "A-8", "MRN-B", "Burns", "V-1", "3")).await;
+    assert_eq!(code, "AE", "{a}");
+    assert!(a.contains("PV1^1^19") && a.contains("another patient"), "{a}");
+    assert_eq!(total(&node, "Patient?identifier=MRN-B").await, 0);
+
+    // a merge: MRN-B (registered) into MRN-A
+    assert_eq!(send(adt("A04", "A-9", "MRN-B", "Burns", "V-9", "4")).await.0, "AA");
+    let b = get(&node, "Patient?identifier=MRN-B").await["entry"][0]["resource"].clone();
+    let bid = b["id"].as_str().unwrap().to_string();
+    let a40 = |control: &str, survivor: &str, prior: &str| {
+        format!(
+            "MSH|^~\\&|REG|NORTH|HALE|CLINIC|20261201083000||ADT^A40^ADT_A39|{control}|P|2.5.1\rEVN|A40|20261201083000\rPID|1||{survivor}^^^NORTH&1.2.3&ISO^MR||Ames-Baker^Jo\rMRG|{prior}^^^NORTH&1.2.3&ISO^MR\r"
+        )
+    };
+    let (code, a) = send(a40("A-10", "MRN-A", "MRN-A")).await;
+    assert_eq!(code, "AE", "{a}");
+    assert!(a.contains("MRG^1^1") && a.contains("itself"), "{a}");
+    let (code, a) = send(a40("A-11", "MRN-A", "MRN-NOBODY")).await;
+    assert_eq!(code, "AE", "{a}");
+    assert!(a.contains("|204^"), "{a}");
+    let (code, a) = send(a40("A-12", "MRN-A", "MRN-B")).await;
+    assert_eq!(code, "AA", "{a}");
+    let b = get(&node, &format!("Patient/{bid}")).await;
+    assert_eq!(b["active"], false);
+    assert_eq!(b["link"][0]["type"], "replaced-by");
+    assert_eq!(b["link"][0]["other"]["reference"], format!("Patient/{pid}"));
+    let a = get(&node, &format!("Patient/{pid}")).await;
+    assert_eq!(a["link"][0]["type"], "replaces");
+    assert_eq!(a["link"][0]["other"]["reference"], format!("Patient/{bid}"));
+    assert_eq!(a["generalPractitioner"][0]["display"], "Dr Own", "the survivor's record intact");
+    assert_eq!(total(&node, &format!("Encounter?subject=Patient/{pid}")).await, 2);
+
+    // the corpus's admissions: accepted, each saying what it did
+    if let Some(data) = hale_test_support::shared_data("hl7v2") {
+        for f in [
+            "v2-to-fhir/ADT_A01.hl7",
+            "cdc-trusted-intermediary/MN_005_MN_ADT_A01.hl7",
+            "cdc-trusted-intermediary/Other_001_ADT_A01.hl7",
+        ] {
+            let bytes = std::fs::read(data.join(f)).unwrap();
+            let a = exchange(&mut c, &bytes).await.unwrap();
+            assert!(matches!(msa(&a).0.as_str(), "AA" | "CA"), "{f}: {}", text(&a));
+        }
+    }
 }
