@@ -562,6 +562,13 @@ pub(crate) async fn review(session: Session, Path((id, task)): Path<(String, Str
         };
         return respond(StatusCode::OK, refill_page(&session, &patient, &all, &others, &t, &mr, None));
     }
+    if let Some(sr) = t["focus"]["reference"].as_str().and_then(|r| r.strip_prefix("ServiceRequest/")) {
+        let order = match of_patient(&session, "ServiceRequest", sr, "subject", &id).await {
+            Ok(o) => o,
+            Err(r) => return r,
+        };
+        return respond(StatusCode::OK, refused_order_page(&session, &patient, &all, &t, &order));
+    }
     let report_id = t["focus"]["reference"].as_str().and_then(|r| r.strip_prefix("DiagnosticReport/")).unwrap_or("");
     let report = match of_patient(&session, "DiagnosticReport", report_id, "subject", &id).await {
         Ok(r) => r,
@@ -656,6 +663,46 @@ pub(crate) async fn reviewed(
         Ok(_) => Redirect::to("/app/inbox").into_response(),
         Err(e) => failure(&session, &e),
     }
+}
+
+/// An order the laboratory refused (over HL7 v2): the order, its notes with the
+/// laboratory's reason, and "Done" once the clinician has acted (placed it again,
+/// called the laboratory).
+fn refused_order_page(session: &Session, patient: &Value, all: &[Value], t: &Value, order: &Value) -> Markup {
+    let id = patient["id"].as_str().unwrap_or("");
+    let task = t["id"].as_str().unwrap_or("");
+    let open = matches!(t["status"].as_str(), Some("requested" | "received" | "accepted" | "in-progress"));
+    let placer = order["identifier"]
+        .as_array()
+        .and_then(|ids| ids.iter().find(|i| i["system"] == PLACER_SYSTEM))
+        .and_then(|i| i["value"].as_str())
+        .unwrap_or("");
+    let body = html! {
+        (header(session, patient, all, Tab::Summary))
+        section.card.form-card aria-labelledby="refused-h" {
+            h1 #refused-h { "Order refused by the laboratory" }
+            p { strong { (concept(&order["code"])) } " · ordered " (day(&order["authoredOn"])) " · order number " (placer) " · now " (order["status"].as_str().unwrap_or("").replace('-', " ")) }
+            ul {
+                @for n in order["note"].as_array().into_iter().flatten() {
+                    li { (n["text"].as_str().unwrap_or("")) @if let Some(_) = n["time"].as_str() { " (" (day(&n["time"])) ")" } }
+                }
+            }
+            p.muted { "Place the order again once the cause is fixed, or call the laboratory." }
+            @if open {
+                form method="post" action={ "/app/patient/" (id) "/review/" (task) } {
+                    input type="hidden" name="csrf" value=(session.csrf);
+                    div.actions {
+                        button.primary type="submit" { "Done" }
+                        a href={ "/app/patient/" (id) "/orders/new" } { "Order a test" }
+                        a href="/app/inbox" { "Back to the inbox" }
+                    }
+                }
+            } @else {
+                p.notice role="status" { "Done " (day(&t["executionPeriod"]["end"])) "." }
+            }
+        }
+    };
+    page("Order refused", Some(session), body)
 }
 
 /// The patient's active prescriptions other than `mr` (the one a refill renews).

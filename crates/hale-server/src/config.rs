@@ -57,11 +57,32 @@ pub struct Hl7 {
     pub idle_timeout_secs: u64,
     /// Most connections open at once; more are closed as they arrive.
     pub max_connections: usize,
+    /// The laboratory's MLLP address (`host:port`) to which laboratory orders are sent
+    /// as ORM^O01 (`HALE_HL7__ORDERS_TO`); empty (the default) sends none.
+    pub orders_to: String,
+    /// How long to wait for the laboratory's acknowledgement before sending the
+    /// message once more.
+    pub ack_timeout_secs: u64,
+    /// MSH-4 of the orders sent.
+    pub sending_facility: String,
+    /// MSH-5 and MSH-6 of the orders sent.
+    pub receiving_application: String,
+    pub receiving_facility: String,
 }
 
 impl Default for Hl7 {
     fn default() -> Self {
-        Hl7 { mllp_listen: String::new(), max_frame_bytes: 1024 * 1024, idle_timeout_secs: 300, max_connections: 64 }
+        Hl7 {
+            mllp_listen: String::new(),
+            max_frame_bytes: 1024 * 1024,
+            idle_timeout_secs: 300,
+            max_connections: 64,
+            orders_to: String::new(),
+            ack_timeout_secs: 30,
+            sending_facility: "HALE".into(),
+            receiving_application: "LAB".into(),
+            receiving_facility: String::new(),
+        }
     }
 }
 
@@ -260,7 +281,11 @@ impl Config {
                 self.hl7.mllp_listen
             )));
         }
-        if self.hl7.max_frame_bytes == 0 || self.hl7.max_connections == 0 || self.hl7.idle_timeout_secs == 0 {
+        if self.hl7.max_frame_bytes == 0
+            || self.hl7.max_connections == 0
+            || self.hl7.idle_timeout_secs == 0
+            || self.hl7.ack_timeout_secs == 0
+        {
             return Err(ConfigError::Invalid("hl7 limits must be greater than zero".into()));
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {

@@ -13,6 +13,7 @@ pub mod config;
 pub mod demo;
 pub mod hl7;
 pub mod mllp;
+pub mod orders_out;
 pub mod synth;
 pub mod users;
 
@@ -363,6 +364,7 @@ pub struct Server {
     shutdown_timeout: std::time::Duration,
     /// The MLLP listener, when `hl7.mllp_listen` names an address.
     mllp: Option<(TcpListener, config::Hl7)>,
+    hl7: config::Hl7,
 }
 
 /// How often the server links new audit entries into the hash chain and signs a
@@ -401,6 +403,7 @@ impl Server {
             first_admin,
             shutdown_timeout: std::time::Duration::from_secs(cfg.shutdown_timeout_secs),
             mllp,
+            hl7: cfg.hl7.clone(),
         })
     }
 
@@ -438,6 +441,10 @@ impl Server {
         // HL7 v2 over MLLP: an acknowledged message is already committed, so stopping it
         // at any point loses nothing the sender was told was received
         let mllp = self.mllp.map(|(listener, cfg)| tokio::spawn(mllp::serve(listener, self.gate.clone(), cfg)));
+        // laboratory orders out: what is queued is in the store, so stopping at any point
+        // loses nothing (an unanswered message is sent again with the same MSH-10)
+        let orders = (!self.hl7.orders_to.is_empty())
+            .then(|| tokio::spawn(orders_out::run(self.gate.system("hl7-orders"), self.hl7.clone())));
         let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
         let signal = async move {
             shutdown.await;
@@ -462,8 +469,8 @@ impl Server {
             }
         };
         chainer.abort();
-        if let Some(m) = mllp {
-            m.abort();
+        for task in [mllp, orders].into_iter().flatten() {
+            task.abort();
         }
         chain_audit(&self.gate, &self.checkpoints).await;
         served

@@ -1304,6 +1304,49 @@ async fn a_result_over_hl7_v2_answers_its_order_and_reaches_the_orderers_inbox()
     assert!(inbox.contains("CRITICAL: Potassium for Alvarez, Ana: Potassium 6.8 mmol/L"), "{inbox}");
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn an_order_the_laboratory_refuses_is_held_and_reaches_the_orderer() {
+    let ts = TestServer::spawn().await;
+    chart_fixture(&ts).await;
+    let code = enrolled(&ts, "dr.jones").await;
+    let session = sign_in(&ts, "/app", "dr.jones", PASSWORD, &code).await.unwrap();
+    let (_, form) = page(&ts, &session, "/app/patient/pat-a/orders/new").await;
+    let csrf = field(&form, "csrf").unwrap();
+    let order = [("csrf", csrf.as_str()), ("test", "2823-3"), ("priority", "routine")];
+    assert_eq!(post_form(&ts, &session, "/app/patient/pat-a/orders/new", &order).await.0, 303);
+    let srs = hale_test_support::json(ts.get("/ServiceRequest?patient=pat-a").await).await;
+    let sr = srs["entry"][0]["resource"]["id"].as_str().unwrap().to_string();
+    // the laboratory's AR, as the orders interface follows it
+    let repo = ts.system_repository("hl7-orders").await;
+    let out = hale_server::orders_out::Outgoing {
+        order: sr.clone(),
+        control: "HALE-C1".into(),
+        message: String::new(),
+        queued: "2026-12-07T09:00:00Z".into(),
+        sends: 1,
+    };
+    hale_server::orders_out::follow(&repo, &out, "AR", "specimen <b>type</b> not supported").await.unwrap();
+    // followed again (an answer after a restart): nothing added twice
+    hale_server::orders_out::follow(&repo, &out, "AR", "specimen <b>type</b> not supported").await.unwrap();
+    let held = hale_test_support::json(ts.get(&format!("/ServiceRequest/{sr}")).await).await;
+    assert_eq!(held["status"], "on-hold");
+    assert_eq!(held["note"].as_array().map(Vec::len), Some(1), "{held}");
+    let (_, inbox) = page(&ts, &session, "/app/inbox").await;
+    assert!(inbox.contains("The laboratory refused the order for Potassium"), "{inbox}");
+    let tasks = hale_test_support::json(ts.get(&format!("/Task?focus=ServiceRequest/{sr}")).await).await;
+    let task = tasks["entry"][0]["resource"]["id"].as_str().unwrap().to_string();
+    let (status, review) = page(&ts, &session, &format!("/app/patient/pat-a/review/{task}")).await;
+    assert_eq!(status, 200, "{review}");
+    assert!(review.contains("Order refused by the laboratory"), "{review}");
+    assert!(review.contains("specimen &lt;b&gt;type&lt;/b&gt; not supported"), "escaped: {review}");
+    let csrf = field(&review, "csrf").unwrap();
+    let (status, _, _) =
+        post_form(&ts, &session, &format!("/app/patient/pat-a/review/{task}"), &[("csrf", csrf.as_str())]).await;
+    assert_eq!(status, 303);
+    let (_, inbox) = page(&ts, &session, "/app/inbox").await;
+    assert!(!inbox.contains("The laboratory refused"), "done, it leaves the inbox: {inbox}");
+}
+
 /// The index of the first drug found for `q`.
 async fn drugs_index(ts: &TestServer, session: &str, q: &str) -> String {
     let (_, found) = page(ts, session, &format!("/app/patient/pat-a/prescribe?q={q}")).await;

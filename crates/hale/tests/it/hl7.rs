@@ -499,3 +499,162 @@ async fn adt_keeps_the_patient_and_the_visit_by_their_identifiers_and_merges() {
         }
     }
 }
+
+/// What the fake laboratory saw: (MSH-10, ORC-2's placer number, the whole message).
+type Seen = (String, String, String);
+
+/// A laboratory order as the clinician application places it.
+fn lab_order(patient: &str, practitioner: &str, placer: &str, loinc: &str, name: &str) -> Value {
+    serde_json::json!({
+        "resourceType": "ServiceRequest", "status": "active", "intent": "order",
+        "category": [{"coding": [{"system": "http://snomed.info/sct", "code": "108252007"}]}],
+        "code": {"coding": [{"system": "http://loinc.org", "code": loinc, "display": name}], "text": name},
+        "subject": {"reference": format!("Patient/{patient}")},
+        "requester": {"reference": format!("Practitioner/{practitioner}")},
+        "authoredOn": "2026-12-07T09:00:00Z",
+        "identifier": [{"system": "urn:hale:placer-order", "value": placer}]
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn lab_orders_go_out_in_order_once_each_and_follow_the_answer() {
+    use tokio::net::TcpListener;
+    // the laboratory: a wrong ACK then silence for the first message (so it is sent once
+    // more), AR for the second, AA for the rest; silence for everything after "L-STALL"
+    let lab = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let lab_addr = lab.local_addr().unwrap().to_string();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, Seen)>();
+    tokio::spawn(async move {
+        let mut conn_no = 0;
+        loop {
+            let Ok((mut s, _)) = lab.accept().await else { return };
+            conn_no += 1;
+            let tx = tx.clone();
+            let mut buf: Vec<u8> = Vec::new();
+            let mut n = 0;
+            let mut chunk = [0u8; 8192];
+            let mut stalled = false;
+            while let Ok(got) = s.read(&mut chunk).await {
+                if got == 0 {
+                    break;
+                }
+                buf.extend_from_slice(&chunk[..got]);
+                while let Some(end) = buf.windows(2).position(|w| w == [0x1c, 0x0d]) {
+                    let start = buf.iter().position(|b| *b == 0x0b).unwrap_or(0);
+                    let msg = String::from_utf8_lossy(&buf[start + 1..end]).to_string();
+                    buf.drain(..end + 2);
+                    let m = hale_hl7v2::Message::parse(msg.as_bytes()).unwrap();
+                    let (control, placer) = (m.control_id(), m.get("ORC-2.1"));
+                    n += 1;
+                    let _ = tx.send((conn_no, (control.clone(), placer.clone(), msg)));
+                    let reply = |code: &str, to: &str, err: &str| {
+                        let mut a =
+                            format!("MSH|^~\\&|LAB||HALE||20261207||ACK^O01^ACK|L{n}|P|2.5.1\rMSA|{code}|{to}\r");
+                        if !err.is_empty() {
+                            a.push_str(&format!("ERR||OBR^1^4|103^Table value not found^HL70357|E||||{err}\r"));
+                        }
+                        let mut f = vec![0x0b];
+                        f.extend_from_slice(a.as_bytes());
+                        f.extend_from_slice(&[0x1c, 0x0d]);
+                        f
+                    };
+                    if placer == "L-STALL" {
+                        stalled = true;
+                    }
+                    let answer = match placer.as_str() {
+                        _ if stalled => None,
+                        "L-1" if n == 1 => Some(reply("AA", "SOMEONE-ELSE", "")),
+                        "L-1" if n == 2 => Some(reply("AA", &control, "")),
+                        "L-2" => Some(reply("AR", &control, "specimen type not supported")),
+                        _ => Some(reply("AA", &control, "")),
+                    };
+                    if let Some(a) = answer {
+                        s.write_all(&a).await.unwrap();
+                    }
+                }
+            }
+        }
+    });
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = database().await;
+    let node = start(
+        dir.path(),
+        db.as_ref(),
+        &[("HALE_HL7__ORDERS_TO", lab_addr.as_str()), ("HALE_HL7__ACK_TIMEOUT_SECS", "1")],
+    )
+    .await;
+    let post = async |ty: &str, body: Value| -> String {
+        let r = node
+            .server
+            .client
+            .post(format!("{}/fhir/{ty}", node.server.base))
+            .header("content-type", "application/fhir+json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{}", r.status());
+        r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string()
+    };
+    let doc = post("Practitioner", serde_json::json!({"resourceType": "Practitioner", "identifier": [{"system": "http://hl7.org/fhir/sid/us-npi", "value": "1234567893"}], "name": [{"family": "Order", "given": ["Olga"]}]})).await;
+    let pat = post("Patient", serde_json::json!({"resourceType": "Patient", "identifier": [{"system": "urn:oid:1.2.3", "value": "MRN-O"}], "name": [{"family": "Orr", "given": ["Pat"]}], "birthDate": "1970-05-06", "gender": "female"})).await;
+    let sr1 = post("ServiceRequest", lab_order(&pat, &doc, "L-1", "4548-4", "Hemoglobin A1c")).await;
+    let sr2 = post("ServiceRequest", lab_order(&pat, &doc, "L-2", "2093-3", "Cholesterol")).await;
+    let sr3 = post("ServiceRequest", lab_order(&pat, &doc, "L-3", "2160-0", "Creatinine")).await;
+
+    let mut seen: Vec<(usize, Seen)> = Vec::new();
+    while seen.len() < 4 {
+        let got =
+            tokio::time::timeout(Duration::from_secs(20), rx.recv()).await.expect("the laboratory got the orders");
+        seen.push(got.unwrap());
+    }
+    let placers: Vec<&str> = seen.iter().map(|s| s.1.1.as_str()).collect();
+    assert_eq!(placers, ["L-1", "L-1", "L-2", "L-3"], "in order, the first once more after a wrong ACK");
+    assert_eq!(seen[0].1.0, seen[1].1.0, "sent again with the same MSH-10");
+    assert_eq!(seen[0].0, seen[1].0, "on the same connection");
+    let m = hale_hl7v2::Message::parse(seen[2].1.2.as_bytes()).unwrap();
+    assert_eq!(m.message_type().0, "ORM");
+    assert_eq!(m.get("ORC-1"), "NW");
+    assert_eq!(m.get("PID-3.1"), "MRN-O");
+    assert_eq!(m.get("PID-5.1"), "Orr");
+    assert_eq!(m.get("OBR-4.1"), "2093-3");
+    assert_eq!(m.get("OBR-16.1"), "1234567893");
+
+    // the orders follow the answers
+    let wait_for = async |path: String, ok: &dyn Fn(&Value) -> bool| -> Value {
+        for _ in 0..100 {
+            let v = get(&node, &path).await;
+            if ok(&v) {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{path} never became as expected: {}", get(&node, &path).await);
+    };
+    let has_note = |v: &Value, text: &str| {
+        v["note"].as_array().is_some_and(|n| n.iter().any(|n| n["text"].as_str().is_some_and(|t| t.contains(text))))
+    };
+    let o1 = wait_for(format!("ServiceRequest/{sr1}"), &|v| has_note(v, "Received by the laboratory")).await;
+    assert_eq!(o1["status"], "active");
+    let o2 = wait_for(format!("ServiceRequest/{sr2}"), &|v| v["status"] == "on-hold").await;
+    assert!(has_note(&o2, "specimen type not supported"), "{o2}");
+    wait_for(format!("ServiceRequest/{sr3}"), &|v| has_note(v, "Received by the laboratory")).await;
+    let tasks = get(&node, &format!("Task?focus=ServiceRequest/{sr2}&owner=Practitioner/{doc}")).await;
+    assert_eq!(tasks["entry"].as_array().map(Vec::len), Some(1), "{tasks}");
+    assert!(tasks["entry"][0]["resource"]["description"].as_str().unwrap().contains("specimen type not supported"));
+
+    // a laboratory that stops answering gets the message once more, not a flood
+    post("ServiceRequest", lab_order(&pat, &doc, "L-STALL", "2345-7", "Glucose")).await;
+    let first = tokio::time::timeout(Duration::from_secs(20), rx.recv()).await.unwrap().unwrap();
+    assert_eq!(first.1.1, "L-STALL");
+    let again = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.unwrap().unwrap();
+    assert_eq!((again.0, again.1.0.as_str()), (first.0, first.1.0.as_str()), "once more, same connection and MSH-10");
+    // nothing more on that connection; the next try comes on a new one, after a pause
+    let later = tokio::time::timeout(Duration::from_millis(1500), rx.recv()).await;
+    if let Ok(Some(l)) = later {
+        assert_ne!(l.0, first.0, "not a third time on the stalled connection");
+    }
+    // no order was sent twice but the one that was not answered in time
+    assert_eq!(seen.iter().filter(|s| s.1.1 == "L-3").count(), 1);
+}
