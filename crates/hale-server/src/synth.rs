@@ -98,3 +98,139 @@ pub async fn patient_count(repo: &Repository) -> Result<u64, hale_repository::Er
         .map_err(hale_repository::Error::invalid)?;
     Ok(repo.search(&req, 0, true).await?.total.unwrap_or(0))
 }
+
+/// FHIR date or dateTime to an HL7 DTM (digits and the offset as written).
+fn dtm(fhir: &str) -> String {
+    let (main, zone) = match fhir.find(['Z', '+']).or_else(|| fhir.get(10..).and_then(|t| t.find('-')).map(|i| i + 10))
+    {
+        Some(i) => (&fhir[..i], &fhir[i..]),
+        None => (fhir, ""),
+    };
+    let digits: String = main.split('.').next().unwrap_or("").chars().filter(char::is_ascii_digit).collect();
+    let zone = match zone {
+        "Z" => "+0000".to_string(),
+        z => z.replace(':', ""),
+    };
+    format!("{digits}{zone}")
+}
+
+/// A synthetic interface feed from the population: for each patient an ADT^A04 (its
+/// registration: PID from the Patient, PV1 with its first visit's number) and an
+/// ORU^R01 for each laboratory report (OBR with the filler number, an OBX per result
+/// with its units, reference range and flag). Returns (file name, message) pairs,
+/// registrations first for each patient.
+pub fn hl7_feed(cfg: &hale_synth::Config) -> Vec<(String, String)> {
+    let seps = hale_hl7v2::Separators::default();
+    let esc = |s: &str| hale_hl7v2::escape(s, &seps);
+    let mut out = Vec::new();
+    for (label, bundle) in labelled(cfg).skip(1) {
+        let entries = bundle["entry"].as_array().cloned().unwrap_or_default();
+        let by_url: HashMap<&str, &Value> =
+            entries.iter().filter_map(|e| Some((e["fullUrl"].as_str()?, &e["resource"]))).collect();
+        let Some(p) = entries.iter().map(|e| &e["resource"]).find(|r| r["resourceType"] == "Patient") else { continue };
+        let mrn = p["identifier"][0]["value"].as_str().unwrap_or("").to_string();
+        let name = &p["name"][0];
+        let pid = format!(
+            "PID|1||{}^^^SYNTH&2.16.840.1.113883.3.9999.1&ISO^MR||{}^{}||{}|{}|||{}^^{}^{}^{}",
+            esc(&mrn),
+            esc(name["family"].as_str().unwrap_or("")),
+            esc(name["given"][0].as_str().unwrap_or("")),
+            dtm(p["birthDate"].as_str().unwrap_or("")),
+            match p["gender"].as_str() {
+                Some("male") => "M",
+                Some("female") => "F",
+                _ => "U",
+            },
+            esc(p["address"][0]["line"][0].as_str().unwrap_or("")),
+            esc(p["address"][0]["city"].as_str().unwrap_or("")),
+            esc(p["address"][0]["state"].as_str().unwrap_or("")),
+            esc(p["address"][0]["postalCode"].as_str().unwrap_or("")),
+        );
+        let msh = |ty: &str, control: &str, app: &str| {
+            format!("MSH|^~\\&|{app}|SYNTH|HALE|CLINIC|20250101000000+0000||{ty}|{control}|P|2.5.1\r")
+        };
+        let first_visit = entries
+            .iter()
+            .find(|e| e["resource"]["resourceType"] == "Encounter")
+            .and_then(|e| e["fullUrl"].as_str())
+            .and_then(|u| u.strip_prefix("urn:uuid:"))
+            .map(|u| u.chars().take(12).collect::<String>())
+            .unwrap_or_default();
+        let mut pv1 = vec![String::new(); 20];
+        pv1[0] = "PV1".into();
+        pv1[1] = "1".into();
+        pv1[2] = "O".into();
+        pv1[19] = format!("{first_visit}^^^SYNTH&2.16.840.1.113883.3.9999.1&ISO^VN");
+        out.push((
+            format!("{label}-0-adt.hl7"),
+            format!(
+                "{}EVN|A04|20250101000000+0000\r{pid}\r{}\r",
+                msh("ADT^A04^ADT_A01", &format!("{label}-ADT"), "SYNTHREG"),
+                pv1.join("|")
+            ),
+        ));
+        let mut n = 0;
+        for e in &entries {
+            let r = &e["resource"];
+            if r["resourceType"] != "DiagnosticReport" || r["category"][0]["coding"][0]["code"] != "LAB" {
+                continue;
+            }
+            n += 1;
+            let filler = format!("{label}-{n}");
+            let code = &r["code"]["coding"][0];
+            let mut msg = msh("ORU^R01^ORU_R01", &format!("{label}-ORU-{n}"), "SYNTHLAB");
+            msg.push_str(&pid);
+            msg.push('\r');
+            let mut obr = vec![String::new(); 26];
+            obr[0] = "OBR".into();
+            obr[1] = "1".into();
+            obr[3] = format!("{}^SYNTHLAB", esc(&filler));
+            obr[4] = format!(
+                "{}^{}^LN",
+                esc(code["code"].as_str().unwrap_or("")),
+                esc(code["display"].as_str().unwrap_or(""))
+            );
+            obr[7] = dtm(r["effectiveDateTime"].as_str().unwrap_or(""));
+            obr[22] = dtm(r["issued"].as_str().unwrap_or(""));
+            obr[25] = "F".into();
+            msg.push_str(&obr.join("|"));
+            msg.push('\r');
+            for (i, res) in r["result"].as_array().into_iter().flatten().enumerate() {
+                let Some(o) = res["reference"].as_str().and_then(|u| by_url.get(u)) else { continue };
+                let q = &o["valueQuantity"];
+                let unit = q["unit"].as_str().unwrap_or("");
+                let rr = &o["referenceRange"][0];
+                let range = match (rr["low"]["value"].as_f64(), rr["high"]["value"].as_f64()) {
+                    (Some(l), Some(h)) => format!("{l}-{h}"),
+                    (Some(l), None) => format!(">{l}"),
+                    (None, Some(h)) => format!("<{h}"),
+                    _ => String::new(),
+                };
+                let c = &o["code"]["coding"][0];
+                msg.push_str(&format!(
+                    "OBX|{}|NM|{}^{}^LN||{}|{}^^UCUM|{}|{}|||F|||{}\r",
+                    i + 1,
+                    esc(c["code"].as_str().unwrap_or("")),
+                    esc(c["display"].as_str().unwrap_or("")),
+                    q["value"],
+                    esc(unit),
+                    esc(&range),
+                    o["interpretation"][0]["coding"][0]["code"].as_str().unwrap_or(""),
+                    dtm(o["effectiveDateTime"].as_str().unwrap_or("")),
+                ));
+            }
+            out.push((format!("{label}-{n:03}-oru.hl7"), msg));
+        }
+    }
+    out
+}
+
+/// Writes [`hl7_feed`] to `dir`, one message a file; returns how many.
+pub fn write_hl7(cfg: &hale_synth::Config, dir: &Path) -> std::io::Result<usize> {
+    std::fs::create_dir_all(dir)?;
+    let feed = hl7_feed(cfg);
+    for (name, msg) in &feed {
+        std::fs::write(dir.join(name), msg)?;
+    }
+    Ok(feed.len())
+}

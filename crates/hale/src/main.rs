@@ -67,7 +67,8 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
         /// File format with --out: `bundles` (0-shared.json, then one transaction a
-        /// patient) or `ndjson` (Type.ndjson, as bulk export writes).
+        /// patient), `ndjson` (Type.ndjson, as bulk export writes) or `hl7` (an
+        /// interface feed: ADT^A04 a patient, ORU^R01 a laboratory report).
         #[arg(long, value_enum, default_value_t = SynthFormat::Bundles)]
         format: SynthFormat,
         #[command(flatten)]
@@ -337,6 +338,8 @@ impl PopulationArgs {
 enum SynthFormat {
     Bundles,
     Ndjson,
+    /// HL7 v2 messages: an ADT^A04 a patient and an ORU^R01 a laboratory report.
+    Hl7,
 }
 
 #[derive(Args, Clone, Default)]
@@ -478,6 +481,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Synth { population, out, format, store } => {
             let pop = population.config();
             match out {
+                Some(dir) if format == SynthFormat::Hl7 => {
+                    let n = hale_server::synth::write_hl7(&pop, &dir)?;
+                    println!(
+                        "wrote {n} HL7 v2 messages to {} (each patient's ADT^A04 first: `hale hl7 send DIR/*` in name order)",
+                        dir.display()
+                    );
+                }
                 Some(dir) if format == SynthFormat::Ndjson => {
                     let counts = hale_server::synth::write_ndjson(&pop, &dir)?;
                     let total: usize = counts.iter().map(|c| c.1).sum();

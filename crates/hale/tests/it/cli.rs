@@ -373,6 +373,21 @@ fn hl7_send_stores_results_and_refuses_what_it_cannot_read() {
     let out = hale().args(["hl7", "list", "--data-dir"]).arg(data.path()).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(text.lines().count(), 3, "one accepted (sent twice, kept once), two refused: {text}");
+    // a synthetic feed from `hale synth`, received whole
+    let feed = tempfile::tempdir().unwrap();
+    let out = hale()
+        .args(["synth", "--patients", "2", "--years", "3", "--format", "hl7", "--out"])
+        .arg(feed.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut files: Vec<_> = std::fs::read_dir(feed.path()).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    assert!(files.len() >= 4, "{files:?}");
+    let out = hale().args(["hl7", "send"]).args(&files).arg("--data-dir").arg(data.path()).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(text.lines().filter(|l| l.contains(": AA: ")).count(), files.len(), "{text}");
     let out = hale().args(["hl7", "replay", "--data-dir"]).arg(data.path()).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("0 of 2 refused messages stored now"));

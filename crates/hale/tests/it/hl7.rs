@@ -658,3 +658,38 @@ async fn lab_orders_go_out_in_order_once_each_and_follow_the_answer() {
     // no order was sent twice but the one that was not answered in time
     assert_eq!(seen.iter().filter(|s| s.1.1 == "L-3").count(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_synthetic_feed_is_received_whole() {
+    use hale_server::hl7;
+    let server = hale_test_support::TestServer::spawn().await;
+    let repo = server.system_repository("hl7").await;
+    let cfg = hale_synth::Config { patients: 6, years: 4, ..hale_synth::Config::default() };
+    let feed = hale_server::synth::hl7_feed(&cfg);
+    let (mut adt, mut oru, mut obx) = (0u64, 0u64, 0u64);
+    for (name, msg) in &feed {
+        let sent = hl7::receive(&repo, msg.as_bytes()).await;
+        assert_eq!(sent.code, hale_hl7v2::AckCode::Aa, "{name}: {}", sent.summary);
+        assert!(!sent.summary.contains("named in ERR"), "{name}: {}", sent.summary);
+        if name.ends_with("-adt.hl7") {
+            adt += 1;
+        } else {
+            oru += 1;
+            obx += msg.matches("\rOBX|").count() as u64;
+        }
+    }
+    assert_eq!(adt, 6);
+    assert!(oru >= 6, "{oru} lab reports");
+    let count = async |q: &str| {
+        hale_test_support::json(server.get(&format!("/{q}?_summary=count")).await).await["total"].as_u64()
+    };
+    assert_eq!(count("Patient").await, Some(6), "one patient each, ADT and ORU matched by PID-3");
+    assert_eq!(count("Encounter").await, Some(6));
+    assert_eq!(count("DiagnosticReport").await, Some(oru));
+    assert_eq!(count("Observation").await, Some(obx));
+    // the whole feed again: nothing new
+    for (_, msg) in &feed {
+        hl7::receive(&repo, msg.as_bytes()).await;
+    }
+    assert_eq!(count("Observation").await, Some(obx));
+}
