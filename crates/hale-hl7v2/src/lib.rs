@@ -328,6 +328,30 @@ impl Message {
     pub fn control_id(&self) -> String {
         self.get("MSH-10")
     }
+
+    /// Whether `other` is this message sent again: the same segments and fields, but
+    /// MSH-7 (the time of the message, which a sender may stamp anew on a resend) and
+    /// trailing empty fields.
+    pub fn same_content(&self, other: &Message) -> bool {
+        let norm = |m: &Message| -> Vec<(String, Vec<String>)> {
+            m.segments
+                .iter()
+                .map(|s| {
+                    let mut f = s.fields.clone();
+                    if s.name == "MSH"
+                        && let Some(t) = f.get_mut(7)
+                    {
+                        t.clear();
+                    }
+                    while f.last().is_some_and(String::is_empty) {
+                        f.pop();
+                    }
+                    (s.name.clone(), f)
+                })
+                .collect()
+        };
+        self.separators == other.separators && norm(self) == norm(other)
+    }
 }
 
 /// MSH-1 and MSH-2 of a header line.
@@ -506,6 +530,15 @@ mod tests {
     use super::*;
 
     const ORU: &str = "MSH|^~\\&|LAB|NORTH|HALE|CLINIC|20240711160217.749-0700||ORU^R01^ORU_R01|MSG0001|P|2.5.1\rPID|1||4711^^^CLINIC&1.2.3&ISO^MR||Alvarez^Ana^M||19800203|F\rOBX|1|NM|2823-3^Potassium^LN||6.9|mmol/L^^UCUM|3.5-5.1|HH|||F\rNTE|1||Call \\F\\ repeat\\.br\\tomorrow \\T\\ \\S\\ \\R\\ \\E\\\r";
+
+    #[test]
+    fn a_resend_is_the_same_content_whatever_its_time_and_line_ends() {
+        let m = Message::parse(ORU.as_bytes()).unwrap();
+        let again = ORU.replace("20240711160217.749-0700", "20240711170000").replace('\r', "\r\n");
+        assert!(m.same_content(&Message::parse(again.as_bytes()).unwrap()));
+        let other = ORU.replace("|6.9|", "|7.0|");
+        assert!(!m.same_content(&Message::parse(other.as_bytes()).unwrap()));
+    }
 
     #[test]
     fn enhanced_mode_answers_with_commit_codes_when_msh_15_asks() {

@@ -304,6 +304,7 @@ pub fn map_oru(m: &Message) -> Result<Mapped, Vec<AckError>> {
         }
     };
     let mut seen_obr = false;
+    let mut specimens = 0usize;
     for s in &m.segments {
         match s.name.as_str() {
             "OBR" => {
@@ -357,6 +358,43 @@ pub fn map_oru(m: &Message) -> Result<Mapped, Vec<AckError>> {
                     }
                 }
             }
+            "SPM" => {
+                // the specimen of the current report (and of its observations so far)
+                let Some(r) = report.as_mut() else { continue };
+                specimens += 1;
+                let url = format!("urn:uuid:00000000-0000-4000-a000-{specimens:012}");
+                let mut sp = json!({"resourceType": "Specimen", "subject": {"reference": patient_url}});
+                let mut ids = Vec::new();
+                for (component, kind) in [(1, "PLAC"), (2, "FILL")] {
+                    let v = m.value(s, &format!("2.{component}.1"));
+                    if !v.is_empty() {
+                        ids.push(json!({"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": kind}]}, "value": v}));
+                    }
+                }
+                if !ids.is_empty() {
+                    sp["identifier"] = json!(ids);
+                }
+                let ty = concept(m, s, 4);
+                if ty.get("coding").is_some() || ty.get("text").is_some() {
+                    sp["type"] = ty;
+                }
+                if let Ok(t) = timestamp(&m.value(s, "17.1")) {
+                    sp["collection"] = json!({"collectedDateTime": t});
+                }
+                if let Ok(t) = timestamp(&m.value(s, "18")) {
+                    sp["receivedTime"] = json!(t);
+                }
+                let reference = json!({"reference": url});
+                let mut on_report = r.0["specimen"].as_array().cloned().unwrap_or_default();
+                on_report.push(reference.clone());
+                r.0["specimen"] = json!(on_report);
+                for e in entries.iter_mut() {
+                    if r.1.iter().any(|x| x["reference"] == e["fullUrl"]) && e["resource"].get("specimen").is_none() {
+                        e["resource"]["specimen"] = reference.clone();
+                    }
+                }
+                entries.push(json!({"fullUrl": url, "resource": sp, "request": {"method": "POST", "url": "Specimen"}}));
+            }
             "NTE" => {
                 let text = m.value(s, "3");
                 if text.is_empty() {
@@ -405,6 +443,23 @@ OBX|3|ST|8251-1^Service comment^LN||See note||||||F\r\
 OBX|4|CWE|5778-6^Color^LN||Y^Yellow^HL70000||||||F\r\
 OBX|5|ED|11502-2^Report^LN||^application^pdf^Base64^JVBERi0=||||||F\r\
 OBX|6|NM|||12|||||F\r";
+
+    #[test]
+    fn a_specimen_is_the_report_s_and_its_observations() {
+        let text = format!(
+            "{ORU}SPM|1|SP-9&LAB^F-9&LAB||119297000^Blood specimen^SCT|||||||||||||20240711140000-0700|20240711143000-0700\r"
+        );
+        let mapped = map_oru(&Message::parse(text.as_bytes()).unwrap()).unwrap();
+        let entries = mapped.bundle["entry"].as_array().unwrap();
+        let sp = entries.iter().find(|e| e["resource"]["resourceType"] == "Specimen").unwrap();
+        assert_eq!(sp["resource"]["type"]["coding"][0]["code"], "119297000");
+        assert_eq!(sp["resource"]["identifier"][0]["value"], "SP-9");
+        assert!(sp["resource"]["collection"]["collectedDateTime"].as_str().unwrap().starts_with("2024-07-11T14:00"));
+        let dr = entries.iter().find(|e| e["resource"]["resourceType"] == "DiagnosticReport").unwrap();
+        assert_eq!(dr["resource"]["specimen"][0]["reference"], sp["fullUrl"]);
+        let obs = entries.iter().find(|e| e["resource"]["resourceType"] == "Observation").unwrap();
+        assert_eq!(obs["resource"]["specimen"]["reference"], sp["fullUrl"]);
+    }
 
     #[test]
     fn a_result_message_becomes_a_report_and_every_obx_is_accounted_for() {

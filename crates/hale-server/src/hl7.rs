@@ -184,18 +184,43 @@ async fn receive_as(repo: &Repository, bytes: &[u8], replaying: Option<&str>) ->
     match replaying {
         None => {
             if let Some(k) = lookup(repo, &key).await {
-                return resent(k);
+                if Message::parse(&k.bytes()).is_ok_and(|first| first.same_content(&msg)) {
+                    return resent(k);
+                }
+                // another message under a control id this sender used already: refused
+                // loudly, kept, never taken for a resend
+                let e = AckError {
+                    location: "MSH^1^10".into(),
+                    code: "205",
+                    text: format!(
+                        "control id {} was already used by another message from this sender ({}); nothing was written: send it with a control id of its own",
+                        msg.control_id(),
+                        k.received
+                    ),
+                };
+                let a = ack(&msg, AckCode::Ar, &control, &now_dtm(), std::slice::from_ref(&e));
+                let code = mode_code(&msg, AckCode::Ar);
+                let summary = format!("{}: {}", code.code(), e.text);
+                let kept = kept(Some(&msg), bytes, &received, code, &a, &summary);
+                keep_refused(repo, &format!("reused {control}"), &kept, false).await;
+                return Sent { code, ack: a, summary };
             }
         }
-        Some(_) => {
+        Some(old) => {
             if let Ok(Some(v)) = repo.auth_record(ACCEPTED, &key).await
                 && let Ok(k) = serde_json::from_value::<Kept>(v)
             {
-                // stored since: the refusal is only history
-                if let Some(old) = replaying {
+                if Message::parse(&k.bytes()).is_ok_and(|first| first.same_content(&msg)) {
+                    // stored since: the refusal is only history
                     let _ = repo.take_auth_record(REFUSED, old).await;
+                    return resent(k);
                 }
-                return resent(k);
+                // its control id is another message's: only the sender can fix that
+                if let Ok(Some(v)) = repo.auth_record(REFUSED, old).await
+                    && let Ok(r) = serde_json::from_value::<Kept>(v)
+                {
+                    return Sent { code: code_of(&r.code), summary: r.summary, ack: r.ack };
+                }
             }
         }
     }

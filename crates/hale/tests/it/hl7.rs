@@ -353,6 +353,24 @@ async fn refused_messages_are_listed_and_replayed_into_the_record() {
     );
     let resend = hl7::receive(&repo, late.as_bytes()).await;
     assert_eq!(resend.code, hale_hl7v2::AckCode::Aa, "{}", resend.summary);
+
+    // another message under a control id already used: refused out loud, never taken for
+    // a resend, and a replay cannot store it either
+    let reused = oru("CTRL-R", "MRN-R", "FIL-OTHER");
+    let sent = hl7::receive(&repo, reused.as_bytes()).await;
+    assert_eq!(sent.code, hale_hl7v2::AckCode::Ar, "{}", sent.summary);
+    assert!(sent.ack.contains("ERR||MSH^1^10|205^"), "{}", sent.ack);
+    assert!(sent.summary.contains("already used by another message"), "{}", sent.summary);
+    let done = hl7::replay(&repo, &Filter { control: Some("CTRL-R".into()), ..Filter::default() }).await.unwrap();
+    assert_eq!(done.len(), 1);
+    assert_eq!(done[0].1.code, hale_hl7v2::AckCode::Ar, "{}", done[0].1.summary);
+    assert_eq!(
+        hale_test_support::json(server.get("/DiagnosticReport?identifier=FIL-OTHER&_summary=count").await).await["total"],
+        0
+    );
+    let dead =
+        hl7::list(&repo, &Filter { refused: true, control: Some("CTRL-R".into()), ..Filter::default() }).await.unwrap();
+    assert_eq!(dead.len(), 1, "{dead:?}");
 }
 
 /// A synthetic ADT message: `event` for patient `mrn` (family `family`), visit `visit`
@@ -692,4 +710,42 @@ async fn a_synthetic_feed_is_received_whole() {
         hl7::receive(&repo, msg.as_bytes()).await;
     }
     assert_eq!(count("Observation").await, Some(obx));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_corpus_message_is_stored_or_refused_with_where_and_why() {
+    use hale_server::hl7;
+    let Some(dir) = hale_test_support::shared_data("hl7v2") else { return };
+    let server = hale_test_support::TestServer::spawn().await;
+    let repo = server.system_repository("hl7").await;
+    let mut files: Vec<std::path::PathBuf> = Vec::new();
+    for sub in ["v2-to-fhir", "cdc-trusted-intermediary"] {
+        for e in std::fs::read_dir(dir.join(sub)).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "hl7") {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    assert!(files.len() >= 130, "{}", files.len());
+    let mut codes: HashMap<String, usize> = HashMap::new();
+    for f in &files {
+        let sent = hl7::receive(&repo, &std::fs::read(f).unwrap()).await;
+        *codes.entry(sent.code.code().to_string()).or_default() += 1;
+        if !sent.code.accepted() {
+            // a refusal says where and why, in the ACK and to the operator
+            let err = sent.ack.split('\r').find(|l| l.starts_with("ERR|")).unwrap_or_default().to_string();
+            let fields: Vec<&str> = err.split('|').collect();
+            assert!(
+                fields.len() > 8 && !fields[2].is_empty() && !fields[8].is_empty(),
+                "{}: {}",
+                f.display(),
+                sent.ack
+            );
+            assert!(sent.summary.len() > 10, "{}", sent.summary);
+        }
+    }
+    eprintln!("corpus answers: {codes:?}");
+    assert!(codes.get("AA").copied().unwrap_or(0) + codes.get("CA").copied().unwrap_or(0) >= 30, "{codes:?}");
 }
