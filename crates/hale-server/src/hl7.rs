@@ -319,6 +319,35 @@ pub async fn list(repo: &Repository, filter: &Filter) -> Result<Vec<(String, boo
     Ok(out)
 }
 
+/// Counts of the messages received, by interface (sending application and facility),
+/// message type and answer, and of the laboratory orders queued and still waiting for
+/// the laboratory's answer.
+#[derive(Debug, Default, PartialEq)]
+pub struct Stats {
+    /// ((sender, message type, answer), count), sorted.
+    pub received: Vec<((String, String, String), usize)>,
+    pub orders_queued: usize,
+    pub orders_waiting: usize,
+}
+
+pub async fn stats(repo: &Repository) -> Result<Stats, hale_repository::Error> {
+    let mut counts: std::collections::BTreeMap<(String, String, String), usize> = Default::default();
+    for (_, _, k) in list(repo, &Filter::default()).await? {
+        let sender = match (k.sender.as_str(), k.facility.as_str()) {
+            ("", _) => "(unread)".to_string(),
+            (s, "") => s.to_string(),
+            (s, f) => format!("{s}/{f}"),
+        };
+        let ty = if k.message_type.is_empty() { "?".to_string() } else { k.message_type };
+        *counts.entry((sender, ty, k.code)).or_default() += 1;
+    }
+    Ok(Stats {
+        received: counts.into_iter().collect(),
+        orders_queued: repo.count_auth_records(crate::orders_out::QUEUED, "").await? as usize,
+        orders_waiting: repo.count_auth_records(crate::orders_out::OUTBOX, "").await? as usize,
+    })
+}
+
 /// Processes the refused messages `filter` selects again (after a mapping was fixed or
 /// the order they answer was placed): each is stored now (and leaves the dead-letter
 /// list) or refused again with the new reason. Accepted messages are never written

@@ -248,6 +248,9 @@ enum Hl7Command {
         #[arg(long)]
         messages: bool,
     },
+    /// Counts by interface (sending application/facility), message type and answer, and
+    /// the laboratory orders queued and still waiting for the laboratory's answer.
+    Stats,
     /// Process the refused messages the filter selects again (after the cause was
     /// fixed): each is stored now and leaves the dead-letter list, or is refused again
     /// with the reason. A message once accepted is never written twice.
@@ -589,6 +592,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
             eprintln!("{} messages", kept.len());
+            Ok(())
+        }
+        Command::Hl7 { command: Hl7Command::Stats, store } => {
+            let cfg = Config::load(cli.config.as_deref(), &store.overrides())?;
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let stats = rt.block_on(async {
+                let repo = hale_server::system_repository(&cfg, "hl7").await?;
+                anyhow::Ok(hale_server::hl7::stats(&repo).await?)
+            })?;
+            println!("{:<40} {:<10} {:<7} {:>8}", "interface", "type", "answer", "messages");
+            for ((sender, ty, code), n) in &stats.received {
+                println!("{sender:<40} {ty:<10} {code:<7} {n:>8}");
+            }
+            println!(
+                "laboratory orders queued: {}, waiting for the laboratory: {}",
+                stats.orders_queued, stats.orders_waiting
+            );
             Ok(())
         }
         Command::Hl7 { command: Hl7Command::Replay { filter }, store } => {

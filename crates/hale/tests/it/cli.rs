@@ -388,6 +388,12 @@ fn hl7_send_stores_results_and_refuses_what_it_cannot_read() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(text.lines().filter(|l| l.contains(": AA: ")).count(), files.len(), "{text}");
+    let out = hale().args(["hl7", "stats", "--data-dir"]).arg(data.path()).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("SYNTHLAB/SYNTH") && text.contains("ORU^R01    AA"), "{text}");
+    assert!(text.contains("SndApp/SndFac") && text.contains("SIU^S12    CR             1"), "{text}");
+    assert!(text.contains("laboratory orders queued: 0"), "{text}");
     let out = hale().args(["hl7", "replay", "--data-dir"]).arg(data.path()).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("0 of 2 refused messages stored now"));
