@@ -57,6 +57,10 @@ pub struct Hl7 {
     pub idle_timeout_secs: u64,
     /// Most connections open at once; more are closed as they arrive.
     pub max_connections: usize,
+    /// PEM certificate chain for MLLP over TLS (with `tls_key`); empty: plain TCP.
+    pub tls_cert: String,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: String,
     /// The laboratory's MLLP address (`host:port`) to which laboratory orders are sent
     /// as ORM^O01 (`HALE_HL7__ORDERS_TO`); empty (the default) sends none.
     pub orders_to: String,
@@ -77,6 +81,8 @@ impl Default for Hl7 {
             max_frame_bytes: 1024 * 1024,
             idle_timeout_secs: 300,
             max_connections: 64,
+            tls_cert: String::new(),
+            tls_key: String::new(),
             orders_to: String::new(),
             ack_timeout_secs: 30,
             sending_facility: "HALE".into(),

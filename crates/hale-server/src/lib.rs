@@ -62,6 +62,8 @@ pub enum Error {
     SharedKeys(String),
     #[error("accounts: {0}")]
     Accounts(String),
+    #[error("MLLP over TLS: {0}")]
+    Tls(String),
 }
 
 /// Names of the key material in the store's `server_key` table.
@@ -363,7 +365,7 @@ pub struct Server {
     first_admin: Option<(String, String)>,
     shutdown_timeout: std::time::Duration,
     /// The MLLP listener, when `hl7.mllp_listen` names an address.
-    mllp: Option<(TcpListener, config::Hl7)>,
+    mllp: Option<(TcpListener, config::Hl7, Option<tokio_rustls::TlsAcceptor>)>,
     hl7: config::Hl7,
 }
 
@@ -386,9 +388,11 @@ impl Server {
         let listener = TcpListener::bind(&cfg.listen).await.map_err(|e| Error::Listen(cfg.listen.clone(), e))?;
         let mllp = match cfg.hl7.mllp_listen.as_str() {
             "" => None,
-            addr => {
-                Some((TcpListener::bind(addr).await.map_err(|e| Error::Listen(addr.to_string(), e))?, cfg.hl7.clone()))
-            }
+            addr => Some((
+                TcpListener::bind(addr).await.map_err(|e| Error::Listen(addr.to_string(), e))?,
+                cfg.hl7.clone(),
+                mllp::tls_acceptor(&cfg.hl7).map_err(Error::Tls)?,
+            )),
         };
         let system = gate.system("keys");
         let checkpoints = checkpoints(cfg, &system).await?;
@@ -409,7 +413,7 @@ impl Server {
 
     /// The address of the MLLP listener, when there is one.
     pub fn mllp_addr(&self) -> Option<SocketAddr> {
-        self.mllp.as_ref().and_then(|(l, _)| l.local_addr().ok())
+        self.mllp.as_ref().and_then(|(l, _, _)| l.local_addr().ok())
     }
 
     /// On the first start: the administrator's user name and one-time password, for
@@ -440,7 +444,8 @@ impl Server {
         });
         // HL7 v2 over MLLP: an acknowledged message is already committed, so stopping it
         // at any point loses nothing the sender was told was received
-        let mllp = self.mllp.map(|(listener, cfg)| tokio::spawn(mllp::serve(listener, self.gate.clone(), cfg)));
+        let mllp =
+            self.mllp.map(|(listener, cfg, tls)| tokio::spawn(mllp::serve(listener, self.gate.clone(), cfg, tls)));
         // laboratory orders out: what is queued is in the store, so stopping at any point
         // loses nothing (an unanswered message is sent again with the same MSH-10)
         let orders = (!self.hl7.orders_to.is_empty())

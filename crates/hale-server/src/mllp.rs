@@ -6,14 +6,15 @@
 //! acknowledgement written before the next frame is read. A frame larger than
 //! `hl7.max_frame_bytes` is answered `AR` and dropped; a connection that sends nothing
 //! for `hl7.idle_timeout_secs` is closed; beyond `hl7.max_connections` a new connection
-//! is closed as it arrives.
+//! is closed as it arrives. With `hl7.tls_cert` and `hl7.tls_key` the listener speaks
+//! TLS (rustls; TLS 1.2 and 1.3), the frames inside it.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use hale_repository::Gate;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::config::Hl7;
@@ -114,8 +115,37 @@ fn too_large(head: &[u8], max: usize) -> Vec<u8> {
     }
 }
 
-/// Serves MLLP connections on `listener` until the task is dropped.
-pub async fn serve(listener: TcpListener, gate: Gate, cfg: Hl7) {
+/// The TLS acceptor of `hl7.tls_cert` and `hl7.tls_key` (PEM files), when both are set.
+pub fn tls_acceptor(cfg: &Hl7) -> Result<Option<tokio_rustls::TlsAcceptor>, String> {
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    match (cfg.tls_cert.as_str(), cfg.tls_key.as_str()) {
+        ("", "") => Ok(None),
+        ("", _) | (_, "") => Err("hl7.tls_cert and hl7.tls_key go together".into()),
+        (cert, key) => {
+            let certs = CertificateDer::pem_file_iter(cert)
+                .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| format!("hl7.tls_cert {cert}: {e}"))?;
+            if certs.is_empty() {
+                return Err(format!("hl7.tls_cert {cert}: no certificate in the file"));
+            }
+            let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("hl7.tls_key {key}: {e}"))?;
+            let config =
+                rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+                    .with_safe_default_protocol_versions()
+                    .map_err(|e| e.to_string())?
+                    .with_no_client_auth()
+                    .with_single_cert(certs, key)
+                    .map_err(|e| format!("hl7.tls_cert and hl7.tls_key: {e}"))?;
+            Ok(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))))
+        }
+    }
+}
+
+/// Serves MLLP connections on `listener` until the task is dropped (over TLS when
+/// `tls` is given).
+pub async fn serve(listener: TcpListener, gate: Gate, cfg: Hl7, tls: Option<tokio_rustls::TlsAcceptor>) {
     let slots = Arc::new(Semaphore::new(cfg.max_connections));
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -131,9 +161,21 @@ pub async fn serve(listener: TcpListener, gate: Gate, cfg: Hl7) {
             drop(stream);
             continue;
         };
-        let (gate, cfg) = (gate.clone(), cfg.clone());
+        let (gate, cfg, tls) = (gate.clone(), cfg.clone(), tls.clone());
         tokio::spawn(async move {
-            if let Err(e) = connection(stream, gate, &cfg).await {
+            let _ = stream.set_nodelay(true);
+            let ended = match tls {
+                None => connection(stream, gate, &cfg).await,
+                Some(acceptor) => {
+                    let idle = Duration::from_secs(cfg.idle_timeout_secs);
+                    match tokio::time::timeout(idle, acceptor.accept(stream)).await {
+                        Ok(Ok(s)) => connection(s, gate, &cfg).await,
+                        Ok(Err(e)) => Err(e),
+                        Err(_) => Err(std::io::Error::other("the TLS handshake timed out")),
+                    }
+                }
+            };
+            if let Err(e) = ended {
                 tracing::info!(%peer, error = %e, "MLLP connection ended");
             }
             drop(slot);
@@ -141,8 +183,7 @@ pub async fn serve(listener: TcpListener, gate: Gate, cfg: Hl7) {
     }
 }
 
-async fn connection(mut stream: TcpStream, gate: Gate, cfg: &Hl7) -> std::io::Result<()> {
-    let _ = stream.set_nodelay(true);
+async fn connection<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, gate: Gate, cfg: &Hl7) -> std::io::Result<()> {
     let repo = gate.system("hl7");
     let mut decoder = Decoder::new(cfg.max_frame_bytes);
     let idle = Duration::from_secs(cfg.idle_timeout_secs);
@@ -220,6 +261,16 @@ mod tests {
             assert!(matches!(&got[0], Frame::TooLarge(h) if h.starts_with(b"MSH|big\r")), "{chunk}");
             assert_eq!(got[1], Frame::Message(b"MSH|next\r".to_vec()), "{chunk}");
         }
+    }
+
+    #[test]
+    fn tls_needs_a_readable_certificate_and_its_key() {
+        let cfg = |cert: &str, key: &str| Hl7 { tls_cert: cert.into(), tls_key: key.into(), ..Hl7::default() };
+        assert!(tls_acceptor(&cfg("", "")).is_ok_and(|a| a.is_none()));
+        assert!(tls_acceptor(&cfg("/x.crt", "")).is_err_and(|e| e.contains("go together")));
+        assert!(
+            tls_acceptor(&cfg("/nonexistent.crt", "/nonexistent.key")).is_err_and(|e| e.contains("/nonexistent.crt"))
+        );
     }
 
     #[test]

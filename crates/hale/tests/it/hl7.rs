@@ -749,3 +749,49 @@ async fn every_corpus_message_is_stored_or_refused_with_where_and_why() {
     eprintln!("corpus answers: {codes:?}");
     assert!(codes.get("AA").copied().unwrap_or(0) + codes.get("CA").copied().unwrap_or(0) >= 30, "{codes:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mllp_over_tls_with_the_configured_certificate() {
+    use tokio_rustls::rustls;
+    let dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+    let (cert_path, key_path) = (dir.path().join("mllp.crt"), dir.path().join("mllp.key"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let db = database().await;
+    let (c, k) = (cert_path.display().to_string(), key_path.display().to_string());
+    let node =
+        start(data.path(), db.as_ref(), &[("HALE_HL7__TLS_CERT", c.as_str()), ("HALE_HL7__TLS_KEY", k.as_str())]).await;
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.cert.der().clone()).unwrap();
+    let config =
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = TcpStream::connect(&node.mllp).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = connector.connect(name, tcp).await.expect("the TLS handshake");
+    let msg = oru("TLS-1", "MRN-T", "FIL-T");
+    let mut framed = vec![0x0b];
+    framed.extend_from_slice(msg.as_bytes());
+    framed.extend_from_slice(&[0x1c, 0x0d]);
+    tls.write_all(&framed).await.unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !buf.windows(2).any(|w| w == [0x1c, 0x0d]) {
+        let n = tokio::time::timeout(Duration::from_secs(20), tls.read(&mut chunk)).await.unwrap().unwrap();
+        assert!(n > 0, "the connection ended before the answer");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    assert!(String::from_utf8_lossy(&buf).contains("MSA|AA|TLS-1"), "{}", text(&buf));
+    assert_eq!(total(&node, "DiagnosticReport?identifier=FIL-T").await, 1);
+    // plain MLLP to the TLS listener gets no answer and writes nothing
+    let mut plain = TcpStream::connect(&node.mllp).await.unwrap();
+    assert!(exchange(&mut plain, oru("TLS-2", "MRN-T", "FIL-T2").as_bytes()).await.is_none());
+    assert_eq!(total(&node, "DiagnosticReport?identifier=FIL-T2").await, 0);
+}
