@@ -230,6 +230,33 @@ fn observation(m: &Message, s: &Segment, n: usize, patient: &str, when: &str) ->
     if !interp.is_empty() {
         o["interpretation"] = json!([{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation", "code": interp}]}]);
     }
+    // who performed it: the performing organization (OBX-23, XON) and the responsible
+    // observer (OBX-16, XCN), as logical references (their identifier and name)
+    let mut performers = Vec::new();
+    let org = m.value(s, "23.1");
+    if !org.is_empty() {
+        let mut r = json!({"type": "Organization", "display": org});
+        let id = m.value(s, "23.10");
+        if !id.is_empty() {
+            r["identifier"] = json!({"value": id});
+        }
+        performers.push(r);
+    }
+    let (oid, family, given) = (m.value(s, "16.1"), m.value(s, "16.2"), m.value(s, "16.3"));
+    if !family.is_empty() || !oid.is_empty() {
+        let mut r = json!({"type": "Practitioner"});
+        let name = [given, family].into_iter().filter(|p| !p.is_empty()).collect::<Vec<_>>().join(" ");
+        if !name.is_empty() {
+            r["display"] = json!(name);
+        }
+        if !oid.is_empty() {
+            r["identifier"] = json!({"value": oid});
+        }
+        performers.push(r);
+    }
+    if !performers.is_empty() {
+        o["performer"] = json!(performers);
+    }
     Ok(o)
 }
 
@@ -443,6 +470,24 @@ OBX|3|ST|8251-1^Service comment^LN||See note||||||F\r\
 OBX|4|CWE|5778-6^Color^LN||Y^Yellow^HL70000||||||F\r\
 OBX|5|ED|11502-2^Report^LN||^application^pdf^Base64^JVBERi0=||||||F\r\
 OBX|6|NM|||12|||||F\r";
+
+    #[test]
+    fn the_performing_laboratory_and_observer_are_named() {
+        let text = ORU.replace(
+            "OBX|1|NM|2823-3^Potassium^LN||6.9|mmol/L^^UCUM|3.5-5.1|HH|||F\r",
+            "OBX|1|NM|2823-3^Potassium^LN||6.9|mmol/L^^UCUM|3.5-5.1|HH|||F|||20240711150000||77^Lab^Lee|||||||North Lab^^^^^^^^^CLIA-123\r",
+        );
+        let mapped = map_oru(&Message::parse(text.as_bytes()).unwrap()).unwrap();
+        let o = mapped.bundle["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["resource"]["resourceType"] == "Observation")
+            .unwrap();
+        let p = &o["resource"]["performer"];
+        assert_eq!(p[0], json!({"type": "Organization", "display": "North Lab", "identifier": {"value": "CLIA-123"}}));
+        assert_eq!(p[1], json!({"type": "Practitioner", "display": "Lee Lab", "identifier": {"value": "77"}}));
+    }
 
     #[test]
     fn a_specimen_is_the_report_s_and_its_observations() {
