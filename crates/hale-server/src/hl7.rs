@@ -290,6 +290,8 @@ pub struct Filter {
     pub since: Option<String>,
     /// Received before.
     pub until: Option<String>,
+    /// The answer (`AA`, `AE`, `AR`, `CA`, `CE`, `CR`).
+    pub code: Option<String>,
 }
 
 impl Filter {
@@ -298,6 +300,7 @@ impl Filter {
             && self.patient.as_ref().is_none_or(|p| &k.patient == p)
             && self.since.as_ref().is_none_or(|s| k.received.as_str() >= s.as_str())
             && self.until.as_ref().is_none_or(|u| k.received.as_str() < u.as_str())
+            && self.code.as_ref().is_none_or(|c| k.code.eq_ignore_ascii_case(c))
     }
 }
 
@@ -413,6 +416,15 @@ async fn process(repo: &Repository, msg: &Message, control: &str) -> Processed {
                 "Hale receives ORU^R01 and ADT^{} here, not {kind}^{trigger}",
                 hale_hl7v2::adt::EVENTS.join("/")
             ),
+        };
+        return refuse(AckCode::Ar, &[e], true);
+    }
+    let version = msg.get("MSH-12.1");
+    if !version.is_empty() && !version.starts_with("2.") && version != "2" {
+        let e = AckError {
+            location: "MSH^1^12".into(),
+            code: "203",
+            text: format!("version '{version}' is not an HL7 version 2 (Hale receives 2.1 to 2.9)"),
         };
         return refuse(AckCode::Ar, &[e], true);
     }

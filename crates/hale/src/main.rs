@@ -277,6 +277,9 @@ struct Hl7Filter {
     /// Received before this time.
     #[arg(long, value_name = "TIME")]
     until: Option<String>,
+    /// Only messages answered so (AA, AE, AR, CA, CE, CR).
+    #[arg(long, value_name = "CODE")]
+    code: Option<String>,
 }
 
 impl Hl7Filter {
@@ -287,6 +290,7 @@ impl Hl7Filter {
             patient: self.patient.clone(),
             since: self.since.clone(),
             until: self.until.clone(),
+            code: self.code.clone(),
         }
     }
 }

@@ -160,6 +160,10 @@ async fn mllp_results_are_stored_once_however_often_they_are_sent() {
     let a = exchange(&mut c, b"hello, this is not HL7").await.unwrap();
     assert_eq!(msa(&a).0, "AR", "{}", text(&a));
     assert!(text(&a).contains("|100^"), "{}", text(&a));
+    let v3 = oru("CTRL-V", "MRN-3", "FIL-3").replace("|CTRL-V|P|2.5.1", "|CTRL-V|P|3.0");
+    let a = exchange(&mut c, v3.as_bytes()).await.unwrap();
+    assert_eq!(msa(&a), ("AR".into(), "CTRL-V".into()), "{}", text(&a));
+    assert!(text(&a).contains("MSH^1^12|203^"), "{}", text(&a));
     let wrong_processing = oru("CTRL-X", "MRN-3", "FIL-3").replace("|CTRL-X|P|", "|CTRL-X|Q|");
     let a = exchange(&mut c, wrong_processing.as_bytes()).await.unwrap();
     assert_eq!(msa(&a), ("AR".into(), "CTRL-X".into()), "{}", text(&a));
@@ -324,6 +328,8 @@ async fn refused_messages_are_listed_and_replayed_into_the_record() {
     let dead = hl7::list(&repo, &Filter { refused: true, ..Filter::default() }).await.unwrap();
     let controls: Vec<&str> = dead.iter().map(|d| d.2.control.as_str()).collect();
     assert_eq!(controls, ["CTRL-R", "CTRL-ADT"]);
+    let ar = hl7::list(&repo, &Filter { code: Some("ar".into()), ..Filter::default() }).await.unwrap();
+    assert_eq!(ar.iter().map(|d| d.2.control.as_str()).collect::<Vec<_>>(), ["CTRL-ADT"]);
     let one = hl7::list(&repo, &Filter { control: Some("CTRL-OK".into()), ..Filter::default() }).await.unwrap();
     assert_eq!(one.len(), 1);
     assert_eq!(one[0].2.patient, "MRN-R");
