@@ -560,7 +560,11 @@ pub(crate) async fn review(session: Session, Path((id, task)): Path<(String, Str
             Ok(o) => o,
             Err(r) => return r,
         };
-        return respond(StatusCode::OK, refill_page(&session, &patient, &all, &others, &t, &mr, None));
+        let facts = match crate::prescribe::facts(&session, &id, &patient).await {
+            Ok(f) => f,
+            Err(r) => return r,
+        };
+        return respond(StatusCode::OK, refill_page(&session, &patient, (&all, &others, &facts), &t, &mr, None));
     }
     if let Some(sr) = t["focus"]["reference"].as_str().and_then(|r| r.strip_prefix("ServiceRequest/")) {
         let order = match of_patient(&session, "ServiceRequest", sr, "subject", &id).await {
@@ -716,8 +720,7 @@ async fn others_than(session: &Session, id: &str, mr: &Value) -> Result<Vec<Valu
 fn refill_page(
     session: &Session,
     patient: &Value,
-    all: &[Value],
-    others: &[Value],
+    (all, others, facts): (&[Value], &[Value], &hale_cds::dosing::Facts),
     t: &Value,
     mr: &Value,
     error: Option<&str>,
@@ -729,7 +732,8 @@ fn refill_page(
         .as_array()
         .and_then(|cs| cs.iter().find_map(|c| c["code"].as_str()))
         .and_then(hale_cds::drugs::by_rxcui);
-    let alerts = drug.map(|d| hale_cds::check_order(d, all, others)).unwrap_or_default();
+    let dose = crate::prescribe::dose_of_request(mr);
+    let alerts = drug.map(|d| hale_cds::check_prescription(d, all, others, facts, dose)).unwrap_or_default();
     let body = html! {
         (header(session, patient, all, Tab::Summary))
         section.card.form-card aria-labelledby="refill-h" {
@@ -821,8 +825,12 @@ async fn refill_decision(session: Session, id: String, mut t: Value, f: Fields) 
                     Ok(o) => o,
                     Err(r) => return r,
                 };
+                let facts = match crate::prescribe::facts(&session, &id, &patient).await {
+                    Ok(f) => f,
+                    Err(r) => return r,
+                };
                 let why = Some("Give the patient the reason for declining.");
-                let page = refill_page(&session, &patient, &all, &others, &t, &mr, why);
+                let page = refill_page(&session, &patient, (&all, &others, &facts), &t, &mr, why);
                 return respond(StatusCode::BAD_REQUEST, page);
             }
             t["status"] = json!("rejected");

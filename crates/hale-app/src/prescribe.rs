@@ -11,6 +11,7 @@ use axum::Form;
 use axum::extract::{Path, Query};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
+use hale_cds::dosing::{self, Dose, Facts};
 use hale_cds::drugs::{self, Drug};
 use hale_cds::{Alert, Severity};
 use maud::{Markup, html};
@@ -191,6 +192,12 @@ fn detected_issue(
     let (code, display) = match alert.rule {
         "drug-interaction" => ("DRG", "Drug Interaction Alert"),
         "duplicate-ingredient" | "duplicate-class" => ("DUPTHPY", "Duplicate Therapy Alert"),
+        "dose-maximum" => ("DOSEH", "High Dose Alert"),
+        "dose-maximum-child" => ("DOSEHINDW", "High Dose for Weight Alert"),
+        "dose-no-weight" => ("DOSE", "Dosage problem"),
+        "renal" => ("DOSECOND", "dosage-condition alert"),
+        "pregnancy" => ("PREG", "Pregnancy Alert"),
+        "age" => ("AGE", "Age Alert"),
         _ => ("ALGY", "Allergy Alert"),
     };
     let mut di = json!({
@@ -209,6 +216,79 @@ fn detected_issue(
     }
     di["mitigation"] = json!([mitigation]);
     di
+}
+
+/// What the dose, kidney and pregnancy checks need: the age, the latest weight and
+/// eGFR, a recorded pregnancy (two searches, as the user).
+pub(crate) async fn facts(session: &Session, id: &str, patient: &Value) -> Result<Facts, Response> {
+    let loinc = |c: &str| format!("http://loinc.org|{c}");
+    let mut codes: Vec<String> = vec![loinc("29463-7"), loinc(dosing::PREGNANCY_STATUS.0)];
+    codes.extend(dosing::EGFR_CODES.iter().map(|c| loinc(c)));
+    let codes = codes.join(",");
+    let problems: Vec<String> =
+        dosing::PREGNANCY_CONDITIONS.iter().map(|c| format!("http://snomed.info/sct|{c}")).collect();
+    let problems = problems.join(",");
+    let obs_q = [("patient", id), ("code", codes.as_str()), ("_sort", "-date")];
+    let cond_q = [("patient", id), ("code", problems.as_str())];
+    let (obs, conditions) = tokio::join!(
+        crate::search(&session.repo, "Observation", &obs_q, 200),
+        crate::search(&session.repo, "Condition", &cond_q, 20),
+    );
+    let (obs, conditions) = match (obs, conditions) {
+        (Ok(o), Ok(c)) => (o, c),
+        (Err(e), _) | (_, Err(e)) => return Err(failure(session, &e)),
+    };
+    let has = |o: &Value, codes: &[&str]| {
+        o["code"]["coding"]
+            .as_array()
+            .is_some_and(|cs| cs.iter().any(|c| c["code"].as_str().is_some_and(|k| codes.contains(&k))))
+    };
+    let weight_kg = obs.iter().find(|o| has(o, &["29463-7"])).and_then(|o| match o["valueQuantity"]["unit"].as_str() {
+        Some("g") => o["valueQuantity"]["value"].as_f64().map(|g| g / 1000.0),
+        Some("[lb_av]" | "lb" | "lbs") => o["valueQuantity"]["value"].as_f64().map(|lb| lb * 0.453_592_37),
+        _ => o["valueQuantity"]["value"].as_f64(),
+    });
+    let egfr = obs.iter().find(|o| has(o, dosing::EGFR_CODES)).and_then(|o| {
+        let v = o["valueQuantity"]["value"].as_f64()?;
+        Some((v, o["effectiveDateTime"].as_str().unwrap_or("").to_string()))
+    });
+    let age_years = patient["birthDate"].as_str().and_then(|b| {
+        let mut p = b.get(..10)?.split('-').map(|x| x.parse::<i64>().ok());
+        let (y, m, d) = (p.next()??, p.next()??, p.next()??);
+        let (ty, tm, td) = today();
+        let mut years = ty - y;
+        if (i64::from(tm), i64::from(td)) < (m, d) {
+            years -= 1;
+        }
+        u32::try_from(years).ok()
+    });
+    Ok(Facts { age_years, weight_kg, egfr, pregnant: dosing::pregnant(&conditions, &obs) })
+}
+
+/// The dose the form gives (units each time, the most times a day), when it reads.
+fn dose_of(typed: &HashMap<String, String>) -> Option<Dose> {
+    let units = typed.get("dose")?.trim().replace(',', ".").parse::<f64>().ok().filter(|d| *d > 0.0)?;
+    let f = FREQUENCIES.iter().find(|f| typed.get("frequency").is_some_and(|v| v == f.0))?;
+    let times_a_day = match f.4 {
+        "h" => f64::from(f.2) * 24.0 / f64::from(f.3),
+        _ => f64::from(f.2) / f64::from(f.3),
+    };
+    Some(Dose { units, times_a_day })
+}
+
+/// The dose a MedicationRequest gives (its first dose and timing), when it reads.
+pub(crate) fn dose_of_request(mr: &Value) -> Option<Dose> {
+    let d = &mr["dosageInstruction"][0];
+    let units = d["doseAndRate"][0]["doseQuantity"]["value"].as_f64().filter(|u| *u > 0.0)?;
+    let r = &d["timing"]["repeat"];
+    let (freq, period) = (r["frequency"].as_f64().unwrap_or(1.0), r["period"].as_f64().filter(|p| *p > 0.0)?);
+    let per_day = match r["periodUnit"].as_str()? {
+        "h" => 24.0 / period,
+        "d" => 1.0 / period,
+        "wk" => 1.0 / (7.0 * period),
+        _ => return None,
+    };
+    Some(Dose { units, times_a_day: freq * per_day })
 }
 
 /// The patient's active and held prescriptions, for the medication-safety hook.
@@ -235,20 +315,23 @@ pub(crate) async fn form(
         Ok(m) => m,
         Err(r) => return r,
     };
+    let facts = match facts(&session, &id, &patient).await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
     let mut typed = q.clone();
     if q.get("drug").and_then(|d| d.parse::<usize>().ok()).and_then(drugs::get).is_some() {
         typed.entry("dose".into()).or_insert_with(|| "1".into());
         typed.entry("frequency".into()).or_insert_with(|| "qd".into());
         typed.entry("refills".into()).or_insert_with(|| "0".into());
     }
-    respond(StatusCode::OK, form_page(&session, &patient, &all, &meds, &typed, &[]))
+    respond(StatusCode::OK, form_page(&session, &patient, (&all, &meds, &facts), &typed, &[]))
 }
 
 fn form_page(
     session: &Session,
     patient: &Value,
-    all: &[Value],
-    meds: &[Value],
+    (all, meds, facts): (&[Value], &[Value], &Facts),
     typed: &HashMap<String, String>,
     errors: &[(&str, String)],
 ) -> Markup {
@@ -258,7 +341,8 @@ fn form_page(
     let drug = typed.get("drug").and_then(|d| d.parse::<usize>().ok()).and_then(|i| drugs::get(i).map(|d| (i, d)));
     let query = value_of("q");
     let found = if drug.is_none() { drugs::find(&query, 30) } else { Vec::new() };
-    let alerts = drug.map(|(_, d)| hale_cds::check_order(d, all, meds)).unwrap_or_default();
+    let alerts =
+        drug.map(|(_, d)| hale_cds::check_prescription(d, all, meds, facts, dose_of(typed))).unwrap_or_default();
     let body = html! {
         (header(session, patient, all, Tab::Summary))
         section.card.form-card aria-labelledby="rx-h" {
@@ -381,14 +465,21 @@ pub(crate) async fn sign(
         Ok(m) => m,
         Err(r) => return r,
     };
+    let facts = match facts(&session, &id, &patient).await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
     let order = match check(&typed) {
         Ok(o) => o,
         Err(errors) => {
-            return respond(StatusCode::BAD_REQUEST, form_page(&session, &patient, &all, &meds, &typed, &errors));
+            return respond(
+                StatusCode::BAD_REQUEST,
+                form_page(&session, &patient, (&all, &meds, &facts), &typed, &errors),
+            );
         }
     };
     // the alerts again, on what is stored now: the page's may be stale
-    let alerts = hale_cds::check_order(order.drug, &all, &meds);
+    let alerts = hale_cds::check_prescription(order.drug, &all, &meds, &facts, dose_of(&typed));
     let reason = typed.get("override").map(|r| r.trim()).unwrap_or("");
     let high: Vec<&Alert> = alerts.iter().filter(|a| a.severity == Severity::High).collect();
     if !high.is_empty() && reason.chars().count() < 5 {
@@ -396,7 +487,7 @@ pub(crate) async fn sign(
             .to_string();
         return respond(
             StatusCode::BAD_REQUEST,
-            form_page(&session, &patient, &all, &meds, &typed, &[("override", msg)]),
+            form_page(&session, &patient, (&all, &meds, &facts), &typed, &[("override", msg)]),
         );
     }
     let when = now_instant();
@@ -426,14 +517,14 @@ pub(crate) async fn sign(
                 );
                 return respond(
                     StatusCode::BAD_REQUEST,
-                    form_page(&session, &patient, &all, &meds, &typed, &[("", msg)]),
+                    form_page(&session, &patient, (&all, &meds, &facts), &typed, &[("", msg)]),
                 );
             }
             Redirect::to(&format!("/app/patient/{id}/prescription/{rx}")).into_response()
         }
         Err(e) if matches!(e.category(), hale_fhir::Category::Forbidden | hale_fhir::Category::Unauthorized) => {
             let msg = "Nothing was signed: your role does not allow prescribing for this patient.".to_string();
-            respond(StatusCode::FORBIDDEN, form_page(&session, &patient, &all, &meds, &typed, &[("", msg)]))
+            respond(StatusCode::FORBIDDEN, form_page(&session, &patient, (&all, &meds, &facts), &typed, &[("", msg)]))
         }
         Err(e) => failure(&session, &e),
     }

@@ -7,6 +7,7 @@
 
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod dosing;
 pub mod drugs;
 pub mod medications;
 pub mod preventive;
@@ -83,6 +84,42 @@ pub static RULES: &[Rule] = &[
         reviewed: "2026-12-07",
     },
     Rule {
+        id: "dose-maximum",
+        summary: "The daily dose of an ingredient is above its maximum (dose x strength x times a day).",
+        source: "Product labeling per ingredient (see the limits below)",
+        reviewed: "2026-12-07",
+    },
+    Rule {
+        id: "dose-maximum-child",
+        summary: "For a child (under 18) with a recorded weight, the daily dose in mg/kg is above the child's maximum.",
+        source: "Product labeling per ingredient (see the limits below)",
+        reviewed: "2026-12-07",
+    },
+    Rule {
+        id: "dose-no-weight",
+        summary: "A child's dose of a weight-dosed ingredient cannot be checked: no weight is recorded.",
+        source: "Product labeling per ingredient (see the limits below)",
+        reviewed: "2026-12-07",
+    },
+    Rule {
+        id: "age",
+        summary: "The drug is contraindicated at the patient's age (codeine and tramadol under 12).",
+        source: "FDA Drug Safety Communication, April 2017",
+        reviewed: "2026-12-07",
+    },
+    Rule {
+        id: "renal",
+        summary: "The latest eGFR is below an ingredient's renal limit: avoid, or a lower dose (high when the daily dose is above the band's maximum).",
+        source: "FDA communications, KDIGO 2012, AGS Beers 2023 and product labeling, per rule (see below)",
+        reviewed: "2026-12-07",
+    },
+    Rule {
+        id: "pregnancy",
+        summary: "A pregnancy is recorded (an active problem, or the latest pregnancy status) and the drug is one to avoid in it.",
+        source: "FDA boxed warnings and safety communications, product labeling, per rule (see below)",
+        reviewed: "2026-12-07",
+    },
+    Rule {
         id: "critical-value",
         summary: "A laboratory value beyond a critical limit (by LOINC): flagged LL or HH and sent to the ordering clinician's inbox at once, first in it.",
         source: results::CRITICAL_SOURCE,
@@ -96,6 +133,27 @@ pub static RULES: &[Rule] = &[
 pub fn check_order(drug: &Drug, allergies: &[Value], medications: &[Value]) -> Vec<Alert> {
     let mut alerts = allergy_alerts(drug, allergies);
     alerts.extend(medications::medication_alerts(drug, medications));
+    alerts.sort_by_key(|a| std::cmp::Reverse(a.severity));
+    alerts
+}
+
+/// [`check_order`], and the checks that need the dose and the patient: the daily dose
+/// against its maximum (a child's by weight), the latest eGFR, a recorded pregnancy.
+/// `dose` is `None` before the prescriber has given one.
+pub fn check_prescription(
+    drug: &Drug,
+    allergies: &[Value],
+    medications: &[Value],
+    facts: &dosing::Facts,
+    dose: Option<dosing::Dose>,
+) -> Vec<Alert> {
+    let mut alerts = check_order(drug, allergies, medications);
+    if let Some(d) = dose {
+        alerts.extend(dosing::dose_alerts(drug, d, facts));
+    }
+    alerts.extend(dosing::age_alerts(drug, facts));
+    alerts.extend(dosing::renal_alerts(drug, dose, facts));
+    alerts.extend(dosing::pregnancy_alerts(drug, facts));
     alerts.sort_by_key(|a| std::cmp::Reverse(a.severity));
     alerts
 }

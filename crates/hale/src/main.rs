@@ -656,6 +656,28 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 let bound = |b: Option<f64>| b.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
                 println!("  LOINC {:<8} below {:<6} above {}", l.loinc, bound(l.low), bound(l.high));
             }
+            let name = |rxcui: &str| hale_cds::drugs::ingredient(rxcui).map(|i| i.name).unwrap_or("?");
+            println!("Daily dose maxima ({}):", hale_cds::dosing::LIMITS.len());
+            for l in hale_cds::dosing::LIMITS {
+                let child = l.child_mg_kg_day.map(|c| format!(", a child {c} mg/kg")).unwrap_or_default();
+                println!("  {:<18} adult {} mg{child} (source: {})", name(l.rxcui), l.adult_mg_day, l.source);
+            }
+            println!("Age:");
+            for (rxcui, age, why, source) in hale_cds::dosing::AGE_LIMITS {
+                println!("  {:<18} under {age}: {why} (source: {source})", name(rxcui));
+            }
+            println!("Kidney function (eGFR, mL/min/1.73 m2):");
+            for r in hale_cds::dosing::RENAL {
+                let what =
+                    r.rxcui.map(|x| name(x).to_string()).or(r.class.map(|c| c.name().to_string())).unwrap_or_default();
+                println!("  {what:<18} below {} [{}]: {} (source: {})", r.below, r.severity.code(), r.what, r.source);
+            }
+            println!("Pregnancy:");
+            for r in hale_cds::dosing::PREGNANCY {
+                let what =
+                    r.rxcui.map(|x| name(x).to_string()).or(r.class.map(|c| c.name().to_string())).unwrap_or_default();
+                println!("  {what:<30} [{}]: {} (source: {})", r.severity.code(), r.why, r.source);
+            }
             println!(
                 "Drug table: {} products, {} ingredients.",
                 hale_cds::drugs::DRUGS.len(),

@@ -1347,6 +1347,68 @@ async fn an_order_the_laboratory_refuses_is_held_and_reaches_the_orderer() {
     assert!(!inbox.contains("The laboratory refused"), "done, it leaves the inbox: {inbox}");
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_prescription_is_checked_for_its_dose_the_kidneys_and_a_pregnancy() {
+    let ts = TestServer::spawn().await;
+    chart_fixture(&ts).await;
+    let code = enrolled(&ts, "dr.jones").await;
+    let session = sign_in(&ts, "/app", "dr.jones", PASSWORD, &code).await.unwrap();
+    // the latest eGFR is 24; an older one was normal
+    for (id, when, v) in [("egfr-0", "2023-01-10", 75), ("egfr-1", "2026-11-02", 24)] {
+        let o = json!({"resourceType": "Observation", "id": id, "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "62238-1", "display": "eGFR CKD-EPI"}]},
+            "subject": {"reference": "Patient/pat-a"}, "effectiveDateTime": when,
+            "valueQuantity": {"value": v, "unit": "mL/min/{1.73_m2}"}});
+        assert!(ts.put(&format!("/Observation/{id}"), &o).await.status().is_success());
+    }
+    let metformin = drugs_index(&ts, &session, "metformin").await;
+    let (_, form) = page(&ts, &session, &format!("/app/patient/pat-a/prescribe?drug={metformin}")).await;
+    assert!(form.contains("Kidney function: eGFR 24 (2026-11-02)"), "{form}");
+    assert!(form.contains("Metformin is contraindicated below an eGFR of 30"), "{form}");
+    assert!(form.contains("name=\"override\""), "{form}");
+
+    // a dose above the maximum: a reason is needed, and the override is recorded as DOSEH
+    let apap = drugs_index(&ts, &session, "acetaminophen%20500").await;
+    let (_, form) = page(&ts, &session, &format!("/app/patient/pat-a/prescribe?drug={apap}")).await;
+    assert!(!form.contains("above the maximum"), "1 tablet once a day is fine: {form}");
+    let csrf = field(&form, "csrf").unwrap();
+    let order = [
+        ("csrf", csrf.as_str()),
+        ("drug", apap.as_str()),
+        ("dose", "2"),
+        ("frequency", "q4h-prn"),
+        ("days", "5"),
+        ("quantity", "60"),
+        ("refills", "0"),
+    ];
+    let (status, _, body) = post_form(&ts, &session, "/app/patient/pat-a/prescribe", &order).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("acetaminophen 6,000 mg a day is above the maximum of 4,000 mg a day"), "{body}");
+    let mut overridden = order.to_vec();
+    overridden.push(("override", "short course agreed with the patient's hepatologist"));
+    let (status, _, body) = post_form(&ts, &session, "/app/patient/pat-a/prescribe", &overridden).await;
+    assert_eq!(status, 303, "{body}");
+    let issues = hale_test_support::json(ts.get("/DetectedIssue?patient=pat-a").await).await;
+    let codes: Vec<&str> = issues["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["resource"]["code"]["coding"][0]["code"].as_str())
+        .collect();
+    assert!(codes.contains(&"DOSEH"), "{issues}");
+
+    // a pregnancy recorded: an ACE inhibitor is a high alert
+    let preg = json!({"resourceType": "Condition", "id": "preg-a",
+        "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]},
+        "code": {"coding": [{"system": "http://snomed.info/sct", "code": "77386006", "display": "Pregnancy"}]},
+        "subject": {"reference": "Patient/pat-a"}});
+    assert!(ts.put("/Condition/preg-a", &preg).await.status().is_success());
+    let lisinopril = drugs_index(&ts, &session, "lisinopril").await;
+    let (_, form) = page(&ts, &session, &format!("/app/patient/pat-a/prescribe?drug={lisinopril}")).await;
+    assert!(form.contains("Pregnancy is recorded: lisinopril"), "{form}");
+    assert!(form.contains("fetal toxicity"), "the source is named: {form}");
+}
+
 /// The index of the first drug found for `q`.
 async fn drugs_index(ts: &TestServer, session: &str, q: &str) -> String {
     let (_, found) = page(ts, session, &format!("/app/patient/pat-a/prescribe?q={q}")).await;
