@@ -41,6 +41,7 @@ pub(crate) fn page(title: &str, session: Option<&Session>, body: Markup) -> Mark
                             a href="/app" { "Find patient" }
                             a href="/app/inbox" { "Inbox" }
                             a href="/app/due" { "Due" }
+                            a href="/app/measures" { "Measures" }
                         }
                         div.who {
                             span { (s.account.display_name) } " "

@@ -74,6 +74,7 @@ fn unstated() -> Routes<Arc<AppState>> {
         .page("/app/patient/{id}/immunizations/new", get(entry::immunization_form).post(entry::immunization_save))
         .page("/app/inbox", get(orders::inbox))
         .page("/app/due", get(panel::due))
+        .page("/app/measures", get(panel::measures))
         .page("/portal", get(portal::home))
         .page("/portal/results", get(portal::results))
         .page("/portal/access", get(portal::access))

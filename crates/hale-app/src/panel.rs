@@ -101,3 +101,107 @@ pub(crate) async fn due(session: Session) -> Response {
     };
     respond(StatusCode::OK, page("Preventive care due", Some(&session), body))
 }
+
+/// `GET /app/measures`: quality measures over "my patients" — each measure's rate, and
+/// the patients to act on with what their chart shows. Four searches over the panel.
+pub(crate) async fn measures(session: Session) -> Response {
+    use hale_cds::measures::{MEASURES, Tally, evaluate};
+    let (title, mine) = my_patients(&session).await;
+    let patients = match mine {
+        Ok(p) => p,
+        Err(e) => return failure(&session, &e),
+    };
+    let ids: Vec<&str> = patients.iter().filter_map(|p| p["id"].as_str()).collect();
+    let (mut conditions, mut immunizations, mut observations) = (Vec::new(), Vec::new(), Vec::new());
+    let mut truncated = false;
+    if !ids.is_empty() {
+        let list = ids.join(",");
+        let codes = ["4548-4", "17856-6", "85354-9", "55284-4"]
+            .iter()
+            .map(|c| format!("http://loinc.org|{c}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let q_cond = [("patient", list.as_str()), ("clinical-status", "active,recurrence,relapse")];
+        let q_imm = [("patient", list.as_str())];
+        let q_obs = [("patient", list.as_str()), ("code", codes.as_str())];
+        let repo = &session.repo;
+        let (c, i, o) = tokio::join!(
+            search(repo, "Condition", &q_cond, PANEL_ROWS),
+            search(repo, "Immunization", &q_imm, PANEL_ROWS),
+            search(repo, "Observation", &q_obs, PANEL_ROWS),
+        );
+        (conditions, immunizations, observations) = match (c, i, o) {
+            (Ok(c), Ok(i), Ok(o)) => (c, i, o),
+            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return failure(&session, &e),
+        };
+        truncated = [conditions.len(), immunizations.len(), observations.len()].contains(&PANEL_ROWS);
+    }
+    let today = crate::fhir::today_text();
+    let tallies: Vec<Tally> = MEASURES
+        .iter()
+        .map(|m| {
+            let mut places: Vec<_> = patients
+                .iter()
+                .filter_map(|p| {
+                    let id = p["id"].as_str().unwrap_or("");
+                    evaluate(
+                        m,
+                        p,
+                        &today,
+                        &of(&conditions, "subject", id),
+                        &of(&observations, "subject", id),
+                        &of(&immunizations, "patient", id),
+                    )
+                    .map(|place| (p, place))
+                })
+                .collect();
+            places.sort_by_key(|(p, _)| person_name(p));
+            Tally { measure: m, places }
+        })
+        .collect();
+    let body = html! {
+        section.card aria-labelledby="m-h" {
+            h1 #m-h { "Quality measures · " (title) " (" (patients.len()) @if patients.len() == 1 { " patient)" } @else { " patients)" } }
+            p.hint { "The year up to " (today) ". Exclusions the chart cannot know (hospice, palliative care) are not applied." }
+            @if truncated { p.error role="alert" { "Some lists were too long to read whole; the figures are a lower bound." } }
+            table {
+                thead { tr { th { "Measure" } th.num { "Counted" } th.num { "Met" } th.num { "Rate" } th.hide-narrow { "Better" } } }
+                tbody {
+                    @for t in &tallies {
+                        tr {
+                            td { a href={ "#" (t.measure.id) } { (t.measure.title) } }
+                            td.num { (t.denominator()) }
+                            td.num { (t.numerator()) }
+                            td.num { @match t.rate() { Some(r) => { (format!("{r:.0}%")) }, None => { "–" } } }
+                            td.hide-narrow { @if t.measure.inverse { "lower" } @else { "higher" } }
+                        }
+                    }
+                }
+            }
+        }
+        @for t in &tallies {
+            section.card id=(t.measure.id) aria-labelledby={ (t.measure.id) "-h" } {
+                h2 id={ (t.measure.id) "-h" } { (t.measure.title) }
+                p.muted { (t.measure.denominator) "; met: " (t.measure.numerator) ". Source: " (t.measure.source) "." }
+                @let gaps: Vec<_> = t.gaps().collect();
+                @if gaps.is_empty() {
+                    p.empty { "No patient to act on." }
+                } @else {
+                    table {
+                        thead { tr { th { "To act on (" (gaps.len()) ")" } th { "Born" } th { "The chart shows" } } }
+                        tbody {
+                            @for (p, place) in gaps {
+                                tr {
+                                    td { a href={ "/app/patient/" (p["id"].as_str().unwrap_or("")) } { (person_name(p)) } }
+                                    td.date { (day(&p["birthDate"])) }
+                                    td { (place.why) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    respond(StatusCode::OK, page("Quality measures", Some(&session), body))
+}

@@ -9,6 +9,7 @@
 
 pub mod dosing;
 pub mod drugs;
+pub mod measures;
 pub mod medications;
 pub mod preventive;
 pub mod results;

@@ -39,7 +39,7 @@ pub struct Preventive {
     pub source: &'static str,
 }
 
-const FLU: &[&str] = &["140", "141", "150", "155", "158", "161", "171", "185", "186", "197", "205"];
+pub(crate) const FLU: &[&str] = &["140", "141", "150", "155", "158", "161", "171", "185", "186", "197", "205"];
 const TD: &[&str] = &["09", "113", "115", "138", "139"];
 const PNEUMO: &[&str] = &["33", "133", "152", "215", "216"];
 
@@ -129,7 +129,7 @@ pub struct Due {
 }
 
 /// The day number (since 1970-01-01) of a FHIR date or dateTime.
-fn day_number(s: &str) -> Option<i64> {
+pub(crate) fn day_number(s: &str) -> Option<i64> {
     let y: i64 = s.get(0..4)?.parse().ok()?;
     let m: i64 = s.get(5..7).and_then(|m| m.parse().ok()).unwrap_or(1);
     let d: i64 = s.get(8..10).and_then(|d| d.parse().ok()).unwrap_or(1);
@@ -140,7 +140,7 @@ fn day_number(s: &str) -> Option<i64> {
     Some(era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468)
 }
 
-fn years_between(birth: &str, today: &str) -> Option<u32> {
+pub(crate) fn years_between(birth: &str, today: &str) -> Option<u32> {
     let (b, t) = (birth.get(0..10)?, today.get(0..10)?);
     let mut years = t.get(0..4)?.parse::<i32>().ok()? - b.get(0..4)?.parse::<i32>().ok()?;
     if t.get(5..10)? < b.get(5..10)? {
@@ -149,7 +149,7 @@ fn years_between(birth: &str, today: &str) -> Option<u32> {
     u32::try_from(years).ok()
 }
 
-fn has_code(cc: &Value, codes: &[&str]) -> bool {
+pub(crate) fn has_code(cc: &Value, codes: &[&str]) -> bool {
     cc["coding"].as_array().is_some_and(|cs| {
         cs.iter().filter_map(|c| c["code"].as_str()).any(|code| {
             codes.iter().any(|w| {

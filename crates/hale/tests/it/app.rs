@@ -1409,6 +1409,50 @@ async fn a_prescription_is_checked_for_its_dose_the_kidneys_and_a_pregnancy() {
     assert!(form.contains("fetal toxicity"), "the source is named: {form}");
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn quality_measures_count_my_patients_and_name_those_to_act_on() {
+    let ts = TestServer::spawn().await;
+    chart_fixture(&ts).await;
+    let code = enrolled(&ts, "dr.jones").await;
+    let session = sign_in(&ts, "/app", "dr.jones", PASSWORD, &code).await.unwrap();
+    let today: String = hale_repository::Instant::now().to_fhir().chars().take(10).collect();
+    let active =
+        json!({"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]});
+    let sct = |c: &str| json!({"coding": [{"system": "http://snomed.info/sct", "code": c}]});
+    let loinc = |c: &str| json!({"coding": [{"system": "http://loinc.org", "code": c}]});
+    let resources = [
+        json!({"resourceType": "Condition", "id": "dm-a", "clinicalStatus": active, "code": sct("44054006"), "subject": {"reference": "Patient/pat-a"}}),
+        json!({"resourceType": "Condition", "id": "htn-a", "clinicalStatus": active, "code": sct("38341003"), "subject": {"reference": "Patient/pat-a"}}),
+        json!({"resourceType": "Condition", "id": "dm-b", "clinicalStatus": active, "code": sct("44054006"), "subject": {"reference": "Patient/pat-b"}}),
+        json!({"resourceType": "Observation", "id": "a1c-now", "status": "final", "code": loinc("4548-4"), "subject": {"reference": "Patient/pat-a"},
+               "effectiveDateTime": today, "valueQuantity": {"value": 9.8, "unit": "%"}}),
+        json!({"resourceType": "Observation", "id": "bp-now", "status": "final", "code": loinc("85354-9"), "subject": {"reference": "Patient/pat-a"},
+               "effectiveDateTime": today, "component": [
+                   {"code": loinc("8480-6"), "valueQuantity": {"value": 150, "unit": "mm[Hg]"}},
+                   {"code": loinc("8462-4"), "valueQuantity": {"value": 95, "unit": "mm[Hg]"}}]}),
+    ];
+    for r in resources {
+        let path = format!("/{}/{}", r["resourceType"].as_str().unwrap(), r["id"].as_str().unwrap());
+        assert!(ts.put(&path, &r).await.status().is_success(), "{path}");
+    }
+    let (status, html) = page(&ts, &session, "/app/measures").await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("Diabetes: HbA1c poor control"), "{html}");
+    assert!(html.contains(&format!("HbA1c 9.8% on {today}")), "{html}");
+    assert!(html.contains(&format!("150/95 mmHg on {today}")), "{html}");
+    assert!(html.contains("No influenza vaccine this year"), "{html}");
+    assert!(html.contains("CMS122"), "the source is named: {html}");
+    assert!(!html.contains("Brown"), "another practice's patient is not counted: {html}");
+    // the blood pressure comes under control: the patient leaves that list
+    let controlled = json!({"resourceType": "Observation", "id": "bp-now", "status": "final", "code": loinc("85354-9"),
+        "subject": {"reference": "Patient/pat-a"}, "effectiveDateTime": today, "component": [
+            {"code": loinc("8480-6"), "valueQuantity": {"value": 128, "unit": "mm[Hg]"}},
+            {"code": loinc("8462-4"), "valueQuantity": {"value": 82, "unit": "mm[Hg]"}}]});
+    assert!(ts.put("/Observation/bp-now", &controlled).await.status().is_success());
+    let (_, html) = page(&ts, &session, "/app/measures").await;
+    assert!(!html.contains("mmHg on"), "{html}");
+}
+
 /// The index of the first drug found for `q`.
 async fn drugs_index(ts: &TestServer, session: &str, q: &str) -> String {
     let (_, found) = page(ts, session, &format!("/app/patient/pat-a/prescribe?q={q}")).await;
