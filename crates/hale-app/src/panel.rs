@@ -17,7 +17,7 @@ use crate::{Session, failure, search};
 const PANEL_ROWS: usize = 5000;
 
 /// The LOINC codes the preventive rules read, for the observations search.
-fn observation_codes() -> String {
+pub(crate) fn observation_codes() -> String {
     let mut codes: Vec<&str> = Vec::new();
     for r in hale_cds::preventive::RULES {
         if let hale_cds::preventive::Done::Observation(c) = &r.done {

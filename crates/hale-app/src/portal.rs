@@ -209,19 +209,25 @@ pub(crate) async fn home(
     let q_imms = [("patient", p), ("_sort", "-date")];
     let q_encs = [("patient", p), ("_sort", "-date")];
     let q_requests = [("patient", p), ("code", REFILL_CODE), ("_sort", "-authored-on")];
-    let (allergies, problems, meds, imms, encs, requests) = tokio::join!(
+    let codes = crate::panel::observation_codes();
+    let q_checks = [("patient", p), ("code", codes.as_str()), ("_sort", "-date")];
+    let (allergies, problems, meds, imms, encs, requests, checks) = tokio::join!(
         search(repo, "AllergyIntolerance", &q_all, 100),
         search(repo, "Condition", &q_problems, 100),
         search(repo, "MedicationRequest", &q_meds, 100),
         search(repo, "Immunization", &q_imms, 50),
         search(repo, "Encounter", &q_encs, 10),
         search(repo, "Task", &q_requests, 20),
+        search(repo, "Observation", &q_checks, 200),
     );
-    let parts = (|| Ok::<_, hale_repository::Error>((allergies?, problems?, meds?, imms?, encs?, requests?)))();
-    let (allergies, problems, meds, imms, encs, requests) = match parts {
+    let parts =
+        (|| Ok::<_, hale_repository::Error>((allergies?, problems?, meds?, imms?, encs?, requests?, checks?)))();
+    let (allergies, problems, meds, imms, encs, requests, checks) = match parts {
         Ok(x) => x,
         Err(e) => return failure(&e),
     };
+    // reminders: the preventive care due, in plain words
+    let due = hale_cds::preventive::due(&patient, &crate::fhir::today_text(), &problems, &imms, &checks);
     let open_request = |mr: &Value| {
         let me = format!("MedicationRequest/{}", mr["id"].as_str().unwrap_or(""));
         requests.iter().any(|t| t["focus"]["reference"].as_str() == Some(&me) && t["status"] == "requested")
@@ -242,6 +248,20 @@ pub(crate) async fn home(
             h1 { (person_name(&patient)) }
             p.download { a href="/portal/download" download { "Download my record" } " " small.muted { "(FHIR JSON, everything in it)" } }
             dl { div { dt { "Born" } dd { (birth) @if let Some(a) = age(&birth, today()) { " (" (a) ")" } } } }
+        }
+        @if !due.is_empty() {
+            section.card.reminders aria-labelledby="p-due" {
+                h2 #p-due { "Care that is due" }
+                ul.plain {
+                    @for d in &due {
+                        li {
+                            span { (d.for_patient) }
+                            span.muted { @match &d.last { Some(l) => { "last " (day(&Value::String(l.clone()))) }, None => { "not recorded yet" } } }
+                        }
+                    }
+                }
+                p { a href="/portal/messages#m-new" { "Write to your care team to book it" } }
+            }
         }
         div.grid {
             section.card aria-labelledby="p-allergies" {

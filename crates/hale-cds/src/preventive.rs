@@ -29,6 +29,8 @@ pub enum Who {
 pub struct Preventive {
     pub id: &'static str,
     pub title: &'static str,
+    /// The same in plain words, for the patient.
+    pub for_patient: &'static str,
     pub who: Who,
     pub done: Done,
     /// Due again after this many days; `None`: once is enough.
@@ -48,6 +50,7 @@ pub static RULES: &[Preventive] = &[
     Preventive {
         id: "influenza-vaccine",
         title: "Influenza vaccine (yearly)",
+        for_patient: "A flu vaccine for this season",
         who: Who::Age { min: 1, max: 200 },
         done: Done::Vaccine(FLU, &["influenza", "flu"]),
         every_days: Some(365),
@@ -58,6 +61,7 @@ pub static RULES: &[Preventive] = &[
     Preventive {
         id: "td-booster",
         title: "Tetanus and diphtheria booster (every 10 years)",
+        for_patient: "A tetanus booster (every 10 years)",
         who: Who::Age { min: 19, max: 200 },
         done: Done::Vaccine(TD, &["tetanus", "td", "tdap"]),
         every_days: Some(3652),
@@ -68,6 +72,7 @@ pub static RULES: &[Preventive] = &[
     Preventive {
         id: "pneumococcal-65",
         title: "Pneumococcal vaccine (65 and older)",
+        for_patient: "A pneumonia (pneumococcal) vaccine",
         who: Who::Age { min: 65, max: 200 },
         done: Done::Vaccine(PNEUMO, &["pneumococcal"]),
         every_days: None,
@@ -78,6 +83,7 @@ pub static RULES: &[Preventive] = &[
     Preventive {
         id: "zoster-50",
         title: "Recombinant zoster vaccine, two doses (50 and older)",
+        for_patient: "The shingles vaccine (two doses, a few months apart)",
         who: Who::Age { min: 50, max: 200 },
         done: Done::Vaccine(&["187"], &["zoster", "shingles"]),
         every_days: None,
@@ -88,6 +94,7 @@ pub static RULES: &[Preventive] = &[
     Preventive {
         id: "blood-pressure-40",
         title: "Blood pressure check (yearly from 40)",
+        for_patient: "A blood pressure check (once a year)",
         who: Who::Age { min: 40, max: 200 },
         done: Done::Observation(&["85354-9", "55284-4", "8480-6"]),
         every_days: Some(365),
@@ -98,6 +105,7 @@ pub static RULES: &[Preventive] = &[
     Preventive {
         id: "lipids-40-75",
         title: "Lipid panel (every 5 years, 40 to 75)",
+        for_patient: "A cholesterol blood test (every 5 years)",
         who: Who::Age { min: 40, max: 76 },
         done: Done::Observation(&["2093-3", "57698-3", "18262-6", "13457-7"]),
         every_days: Some(1826),
@@ -108,6 +116,7 @@ pub static RULES: &[Preventive] = &[
     Preventive {
         id: "hba1c-diabetes",
         title: "HbA1c (every 6 months with diabetes)",
+        for_patient: "An HbA1c blood test for your diabetes (every 6 months)",
         who: Who::Condition(&["44054006", "73211009", "46635009", "E10", "E11"]),
         done: Done::Observation(&["4548-4", "17856-6"]),
         every_days: Some(183),
@@ -122,6 +131,7 @@ pub static RULES: &[Preventive] = &[
 pub struct Due {
     pub rule: &'static str,
     pub title: &'static str,
+    pub for_patient: &'static str,
     /// The last time it was done (`YYYY-MM-DD`), if ever.
     pub last: Option<String>,
     pub action: &'static str,
@@ -217,7 +227,14 @@ pub fn due(
         };
         let enough = dates.len() >= r.doses;
         if !(recent && enough) {
-            out.push(Due { rule: r.id, title: r.title, last, action: r.action, source: r.source });
+            out.push(Due {
+                rule: r.id,
+                title: r.title,
+                for_patient: r.for_patient,
+                last,
+                action: r.action,
+                source: r.source,
+            });
         }
     }
     out

@@ -678,6 +678,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     r.rxcui.map(|x| name(x).to_string()).or(r.class.map(|c| c.name().to_string())).unwrap_or_default();
                 println!("  {what:<30} [{}]: {} (source: {})", r.severity.code(), r.why, r.source);
             }
+            println!("Quality measures ({}):", hale_cds::measures::MEASURES.len());
+            for m in hale_cds::measures::MEASURES {
+                println!("  {:<32} {}; met: {} (source: {})", m.id, m.denominator, m.numerator, m.source);
+            }
             println!(
                 "Drug table: {} products, {} ingredients.",
                 hale_cds::drugs::DRUGS.len(),

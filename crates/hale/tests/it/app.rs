@@ -888,6 +888,10 @@ async fn the_portal_shows_a_patient_their_own_record_and_who_opened_it() {
     }
     assert!(!home.contains("CANARY-B") && !home.contains("Brown"), "{home}");
     assert!(home.contains("&lt;script&gt;") && home.matches("<script").count() == 1, "stored markup is text: {home}");
+    // reminders of the care that is due, in plain words
+    assert!(home.contains("Care that is due"), "{home}");
+    assert!(home.contains("A flu vaccine for this season") && home.contains("last 2024-10-01"), "{home}");
+    assert!(home.contains("A tetanus booster (every 10 years)") && home.contains("not recorded yet"), "{home}");
     let (status, results) = page(&ts, &ana, "/portal/results").await;
     assert_eq!(status, 200);
     assert!(
