@@ -384,6 +384,9 @@ fn problem_list(session: &Session, patient: &str, problems: &[Value]) -> Markup 
                         span {
                             (concept(&c["code"]))
                             @if let Some(icd) = code_in(&c["code"], "http://hl7.org/fhir/sid/icd-10-cm") { " " small.muted { (icd) } }
+                            @if let Some(url) = crate::fhir::medlineplus(&c["code"]) {
+                                " " a.small href=(url) target="_blank" rel="noopener noreferrer" title="MedlinePlus (opens a new tab)" aria-label={ "About " (concept(&c["code"])) " on MedlinePlus (new tab)" } { "about" }
+                            }
                         }
                         span.muted.row-end {
                             @let since = day(&c["onsetDateTime"]);
@@ -408,6 +411,9 @@ fn medication_list(meds: &[Value]) -> Markup {
                     li {
                         span {
                             strong { (medication_name(m)) }
+                            @if let Some(url) = crate::fhir::medlineplus(&m["medicationCodeableConcept"]) {
+                                " " a.small href=(url) target="_blank" rel="noopener noreferrer" title="MedlinePlus (opens a new tab)" aria-label={ "About " (medication_name(m)) " on MedlinePlus (new tab)" } { "about" }
+                            }
                             @let dose = m["dosageInstruction"].as_array().and_then(|d| d.first()).and_then(|d| d["text"].as_str()).unwrap_or("");
                             @if !dose.is_empty() { br; small { (dose) } }
                         }

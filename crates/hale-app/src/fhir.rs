@@ -375,3 +375,24 @@ mod tests {
         assert_eq!(concept(&Value::Null), "");
     }
 }
+
+/// A MedlinePlus Connect page about a coded concept (ICD-10-CM, SNOMED CT, RxNorm or
+/// LOINC, in that order of preference): a link built from the code alone — no patient
+/// information goes in it, and nothing is fetched by the server.
+pub(crate) fn medlineplus(cc: &Value) -> Option<String> {
+    const SYSTEMS: &[(&str, &str)] = &[
+        ("http://hl7.org/fhir/sid/icd-10-cm", "2.16.840.1.113883.6.90"),
+        ("http://snomed.info/sct", "2.16.840.1.113883.6.96"),
+        ("http://www.nlm.nih.gov/research/umls/rxnorm", "2.16.840.1.113883.6.88"),
+        ("http://loinc.org", "2.16.840.1.113883.6.1"),
+    ];
+    SYSTEMS.iter().find_map(|(system, oid)| {
+        let code = code_in(cc, system)?;
+        let safe = code.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
+        safe.then(|| {
+            format!(
+                "https://connect.medlineplus.gov/application?mainSearchCriteria.v.cs={oid}&mainSearchCriteria.v.c={code}&informationRecipient.languageCode.c=en"
+            )
+        })
+    })
+}

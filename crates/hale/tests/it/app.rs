@@ -710,6 +710,11 @@ async fn problems_allergies_and_immunizations_are_recorded_from_tables_or_words(
         chart.contains("Type 2 diabetes mellitus") && chart.contains("E11.9") && chart.contains("Chronic cough"),
         "{chart}"
     );
+    // a link to MedlinePlus for the coded problem: its code only, no referrer, a new tab
+    assert!(
+        chart.contains("href=\"https://connect.medlineplus.gov/application?mainSearchCriteria.v.cs=2.16.840.1.113883.6.90&amp;mainSearchCriteria.v.c=E11.9&amp;informationRecipient.languageCode.c=en\" target=\"_blank\" rel=\"noopener noreferrer\""),
+        "{chart}"
+    );
     // resolved, it leaves the active list
     let resolve = format!("/app/patient/pat-a/problem/{cid}/resolve");
     assert_eq!(post_form(&ts, &session, &resolve, &[("csrf", csrf.as_str())]).await.0, 303);
