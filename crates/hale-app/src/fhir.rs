@@ -325,6 +325,27 @@ pub(crate) fn phone(patient: &Value) -> String {
         .to_string()
 }
 
+/// A MedlinePlus Connect page about a coded concept (ICD-10-CM, SNOMED CT, RxNorm or
+/// LOINC, in that order of preference): a link built from the code alone — no patient
+/// information goes in it, and nothing is fetched by the server.
+pub(crate) fn medlineplus(cc: &Value) -> Option<String> {
+    const SYSTEMS: &[(&str, &str)] = &[
+        ("http://hl7.org/fhir/sid/icd-10-cm", "2.16.840.1.113883.6.90"),
+        ("http://snomed.info/sct", "2.16.840.1.113883.6.96"),
+        ("http://www.nlm.nih.gov/research/umls/rxnorm", "2.16.840.1.113883.6.88"),
+        ("http://loinc.org", "2.16.840.1.113883.6.1"),
+    ];
+    SYSTEMS.iter().find_map(|(system, oid)| {
+        let code = code_in(cc, system)?;
+        let safe = code.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
+        safe.then(|| {
+            format!(
+                "https://connect.medlineplus.gov/application?mainSearchCriteria.v.cs={oid}&mainSearchCriteria.v.c={code}&informationRecipient.languageCode.c=en"
+            )
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -374,25 +395,14 @@ mod tests {
         assert_eq!(concept(&json!({"text": "Asthma", "coding": [{"display": "other"}]})), "Asthma");
         assert_eq!(concept(&Value::Null), "");
     }
-}
 
-/// A MedlinePlus Connect page about a coded concept (ICD-10-CM, SNOMED CT, RxNorm or
-/// LOINC, in that order of preference): a link built from the code alone — no patient
-/// information goes in it, and nothing is fetched by the server.
-pub(crate) fn medlineplus(cc: &Value) -> Option<String> {
-    const SYSTEMS: &[(&str, &str)] = &[
-        ("http://hl7.org/fhir/sid/icd-10-cm", "2.16.840.1.113883.6.90"),
-        ("http://snomed.info/sct", "2.16.840.1.113883.6.96"),
-        ("http://www.nlm.nih.gov/research/umls/rxnorm", "2.16.840.1.113883.6.88"),
-        ("http://loinc.org", "2.16.840.1.113883.6.1"),
-    ];
-    SYSTEMS.iter().find_map(|(system, oid)| {
-        let code = code_in(cc, system)?;
-        let safe = code.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
-        safe.then(|| {
-            format!(
-                "https://connect.medlineplus.gov/application?mainSearchCriteria.v.cs={oid}&mainSearchCriteria.v.c={code}&informationRecipient.languageCode.c=en"
-            )
-        })
-    })
+    #[test]
+    fn medlineplus_links_carry_a_code_only() {
+        let icd = json!({"coding": [{"system": "http://snomed.info/sct", "code": "44054006"}, {"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "E11.9"}]});
+        let url = medlineplus(&icd).unwrap();
+        assert!(url.contains("cs=2.16.840.1.113883.6.90&mainSearchCriteria.v.c=E11.9"), "{url}");
+        let odd = json!({"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "1&x=<y>"}]});
+        assert_eq!(medlineplus(&odd), None, "a code that is not one is not put in a URL");
+        assert_eq!(medlineplus(&json!({"text": "cough"})), None);
+    }
 }
