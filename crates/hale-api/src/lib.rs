@@ -8,6 +8,7 @@
 // few justified exceptions carry an #[allow] with the reason.
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
+mod cds_hooks;
 pub mod error;
 mod interaction;
 mod negotiate;
@@ -296,6 +297,9 @@ pub fn routes() -> Routes<Arc<ApiState>> {
         .gated("/fhir/{type}/{id}/_history", any(instance_history))
         .gated("/fhir/{type}/{id}/_history/{vid}", any(vread))
         .gated("/fhir/{type}/{id}/{op}", any(instance_operation))
+        // CDS Hooks: discovery names services only; a service reads through the gate
+        .public("/cds-services", any(cds_hooks::discovery))
+        .gated("/cds-services/{id}", any(cds_hooks::service))
 }
 
 /// The `/fhir` router over `state`.

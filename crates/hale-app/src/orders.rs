@@ -732,7 +732,7 @@ fn refill_page(
         .as_array()
         .and_then(|cs| cs.iter().find_map(|c| c["code"].as_str()))
         .and_then(hale_cds::drugs::by_rxcui);
-    let dose = crate::prescribe::dose_of_request(mr);
+    let dose = hale_cds::dosing::dose_of_request(mr);
     let alerts = drug.map(|d| hale_cds::check_prescription(d, all, others, facts, dose)).unwrap_or_default();
     let body = html! {
         (header(session, patient, all, Tab::Summary))

@@ -221,13 +221,7 @@ fn detected_issue(
 /// What the dose, kidney and pregnancy checks need: the age, the latest weight and
 /// eGFR, a recorded pregnancy (two searches, as the user).
 pub(crate) async fn facts(session: &Session, id: &str, patient: &Value) -> Result<Facts, Response> {
-    let loinc = |c: &str| format!("http://loinc.org|{c}");
-    let mut codes: Vec<String> = vec![loinc("29463-7"), loinc(dosing::PREGNANCY_STATUS.0)];
-    codes.extend(dosing::EGFR_CODES.iter().map(|c| loinc(c)));
-    let codes = codes.join(",");
-    let problems: Vec<String> =
-        dosing::PREGNANCY_CONDITIONS.iter().map(|c| format!("http://snomed.info/sct|{c}")).collect();
-    let problems = problems.join(",");
+    let (codes, problems) = dosing::fact_queries();
     let obs_q = [("patient", id), ("code", codes.as_str()), ("_sort", "-date")];
     let cond_q = [("patient", id), ("code", problems.as_str())];
     let (obs, conditions) = tokio::join!(
@@ -238,31 +232,7 @@ pub(crate) async fn facts(session: &Session, id: &str, patient: &Value) -> Resul
         (Ok(o), Ok(c)) => (o, c),
         (Err(e), _) | (_, Err(e)) => return Err(failure(session, &e)),
     };
-    let has = |o: &Value, codes: &[&str]| {
-        o["code"]["coding"]
-            .as_array()
-            .is_some_and(|cs| cs.iter().any(|c| c["code"].as_str().is_some_and(|k| codes.contains(&k))))
-    };
-    let weight_kg = obs.iter().find(|o| has(o, &["29463-7"])).and_then(|o| match o["valueQuantity"]["unit"].as_str() {
-        Some("g") => o["valueQuantity"]["value"].as_f64().map(|g| g / 1000.0),
-        Some("[lb_av]" | "lb" | "lbs") => o["valueQuantity"]["value"].as_f64().map(|lb| lb * 0.453_592_37),
-        _ => o["valueQuantity"]["value"].as_f64(),
-    });
-    let egfr = obs.iter().find(|o| has(o, dosing::EGFR_CODES)).and_then(|o| {
-        let v = o["valueQuantity"]["value"].as_f64()?;
-        Some((v, o["effectiveDateTime"].as_str().unwrap_or("").to_string()))
-    });
-    let age_years = patient["birthDate"].as_str().and_then(|b| {
-        let mut p = b.get(..10)?.split('-').map(|x| x.parse::<i64>().ok());
-        let (y, m, d) = (p.next()??, p.next()??, p.next()??);
-        let (ty, tm, td) = today();
-        let mut years = ty - y;
-        if (i64::from(tm), i64::from(td)) < (m, d) {
-            years -= 1;
-        }
-        u32::try_from(years).ok()
-    });
-    Ok(Facts { age_years, weight_kg, egfr, pregnant: dosing::pregnant(&conditions, &obs) })
+    Ok(dosing::facts(patient, &obs, &conditions, &crate::fhir::today_text()))
 }
 
 /// The dose the form gives (units each time, the most times a day), when it reads.
@@ -274,21 +244,6 @@ fn dose_of(typed: &HashMap<String, String>) -> Option<Dose> {
         _ => f64::from(f.2) / f64::from(f.3),
     };
     Some(Dose { units, times_a_day })
-}
-
-/// The dose a MedicationRequest gives (its first dose and timing), when it reads.
-pub(crate) fn dose_of_request(mr: &Value) -> Option<Dose> {
-    let d = &mr["dosageInstruction"][0];
-    let units = d["doseAndRate"][0]["doseQuantity"]["value"].as_f64().filter(|u| *u > 0.0)?;
-    let r = &d["timing"]["repeat"];
-    let (freq, period) = (r["frequency"].as_f64().unwrap_or(1.0), r["period"].as_f64().filter(|p| *p > 0.0)?);
-    let per_day = match r["periodUnit"].as_str()? {
-        "h" => 24.0 / period,
-        "d" => 1.0 / period,
-        "wk" => 1.0 / (7.0 * period),
-        _ => return None,
-    };
-    Some(Dose { units, times_a_day: freq * per_day })
 }
 
 /// The patient's active and held prescriptions, for the medication-safety hook.

@@ -554,6 +554,58 @@ pub fn pregnant(conditions: &[Value], observations: &[Value]) -> bool {
         })
 }
 
+/// The searches that give [`facts`] what it reads: (Observation codes, Condition codes),
+/// each a comma-separated token list (`system|code,...`).
+pub fn fact_queries() -> (String, String) {
+    let loinc = |c: &str| format!("http://loinc.org|{c}");
+    let mut codes: Vec<String> = vec![loinc("29463-7"), loinc(PREGNANCY_STATUS.0)];
+    codes.extend(EGFR_CODES.iter().map(|c| loinc(c)));
+    let problems: Vec<String> = PREGNANCY_CONDITIONS.iter().map(|c| format!("http://snomed.info/sct|{c}")).collect();
+    (codes.join(","), problems.join(","))
+}
+
+/// The facts from the Patient, its observations of [`fact_queries`] (newest first) and
+/// its conditions, on `today` (`YYYY-MM-DD`).
+pub fn facts(patient: &Value, observations: &[Value], conditions: &[Value], today: &str) -> Facts {
+    let has = |o: &Value, codes: &[&str]| {
+        o["code"]["coding"]
+            .as_array()
+            .is_some_and(|cs| cs.iter().any(|c| c["code"].as_str().is_some_and(|k| codes.contains(&k))))
+    };
+    let newest = |codes: &[&str]| {
+        observations
+            .iter()
+            .filter(|o| has(o, codes))
+            .max_by_key(|o| o["effectiveDateTime"].as_str().unwrap_or("").to_string())
+    };
+    let weight_kg = newest(&["29463-7"]).and_then(|o| match o["valueQuantity"]["unit"].as_str() {
+        Some("g") => o["valueQuantity"]["value"].as_f64().map(|g| g / 1000.0),
+        Some("[lb_av]" | "lb" | "lbs") => o["valueQuantity"]["value"].as_f64().map(|lb| lb * 0.453_592_37),
+        _ => o["valueQuantity"]["value"].as_f64(),
+    });
+    let egfr = newest(EGFR_CODES).and_then(|o| {
+        let v = o["valueQuantity"]["value"].as_f64()?;
+        Some((v, o["effectiveDateTime"].as_str().unwrap_or("").to_string()))
+    });
+    let age_years = patient["birthDate"].as_str().and_then(|b| crate::preventive::years_between(b, today));
+    Facts { age_years, weight_kg, egfr, pregnant: pregnant(conditions, observations) }
+}
+
+/// The dose a MedicationRequest gives (its first dose and timing), when it reads.
+pub fn dose_of_request(mr: &Value) -> Option<Dose> {
+    let d = &mr["dosageInstruction"][0];
+    let units = d["doseAndRate"][0]["doseQuantity"]["value"].as_f64().filter(|u| *u > 0.0)?;
+    let r = &d["timing"]["repeat"];
+    let (freq, period) = (r["frequency"].as_f64().unwrap_or(1.0), r["period"].as_f64().filter(|p| *p > 0.0)?);
+    let per_day = match r["periodUnit"].as_str()? {
+        "h" => 24.0 / period,
+        "d" => 1.0 / period,
+        "wk" => 1.0 / (7.0 * period),
+        _ => return None,
+    };
+    Some(Dose { units, times_a_day: freq * per_day })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -666,6 +718,23 @@ mod tests {
         assert_eq!(pregnancy_alerts(drug("ibuprofen 400"), &facts)[0].severity, Severity::Moderate);
         assert!(pregnancy_alerts(drug("amoxicillin 500"), &facts).is_empty());
         assert!(pregnancy_alerts(drug("lisinopril"), &Facts::default()).is_empty());
+    }
+
+    #[test]
+    fn facts_are_read_from_the_chart() {
+        let p = serde_json::json!({"birthDate": "2000-06-15"});
+        let obs = [
+            serde_json::json!({"code": {"coding": [{"code": "29463-7"}]}, "effectiveDateTime": "2026-01-01", "valueQuantity": {"value": 150, "unit": "[lb_av]"}}),
+            serde_json::json!({"code": {"coding": [{"code": "29463-7"}]}, "effectiveDateTime": "2025-01-01", "valueQuantity": {"value": 60, "unit": "kg"}}),
+            serde_json::json!({"code": {"coding": [{"code": "62238-1"}]}, "effectiveDateTime": "2026-02-01", "valueQuantity": {"value": 58}}),
+        ];
+        let f = facts(&p, &obs, &[], "2026-06-14");
+        assert_eq!(f.age_years, Some(25));
+        assert!((f.weight_kg.unwrap() - 68.04).abs() < 0.01, "the newest weight, in kg: {:?}", f.weight_kg);
+        assert_eq!(f.egfr, Some((58.0, "2026-02-01".to_string())));
+        assert!(!f.pregnant);
+        let mr = serde_json::json!({"dosageInstruction": [{"doseAndRate": [{"doseQuantity": {"value": 2}}], "timing": {"repeat": {"frequency": 1, "period": 6, "periodUnit": "h"}}}]});
+        assert_eq!(dose_of_request(&mr), Some(Dose { units: 2.0, times_a_day: 4.0 }));
     }
 
     fn json_condition(code: &str) -> Value {

@@ -327,3 +327,9 @@ pub fn ingredient(rxcui: &str) -> Option<&'static Ingredient> {
 pub fn by_rxcui(rxcui: &str) -> Option<&'static Drug> {
     DRUGS.iter().find(|d| d.rxcui == rxcui)
 }
+
+/// The drug of the table for an RxNorm code: the product with that code, else a product
+/// of that one ingredient (an order coded by its ingredient).
+pub fn by_code(rxcui: &str) -> Option<&'static Drug> {
+    by_rxcui(rxcui).or_else(|| DRUGS.iter().find(|d| d.ingredients.len() == 1 && d.ingredients[0].rxcui == rxcui))
+}

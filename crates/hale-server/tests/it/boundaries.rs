@@ -110,7 +110,13 @@ fn every_route_is_added_with_a_declared_policy() {
 
     let routes = hale_server::declared_routes();
     let public: Vec<&str> = routes.iter().filter(|r| r.1 == RoutePolicy::Public).map(|r| r.0).collect();
-    assert_eq!(public, ["/fhir/metadata", "/healthz", "/readyz"], "only these serve no health information");
+    // the CapabilityStatement, CDS Hooks discovery (the services' names) and health
+    assert_eq!(
+        public,
+        ["/fhir/metadata", "/cds-services", "/healthz", "/readyz"],
+        "only these serve no health information"
+    );
+    assert!(routes.iter().any(|r| r.0 == "/cds-services/{id}" && r.1 == RoutePolicy::Gated));
     assert!(routes.iter().any(|r| r.0 == "/fhir/{type}/{id}" && r.1 == RoutePolicy::Gated));
     // the authorization server's routes authenticate their callers themselves
     let auth: Vec<&str> = routes.iter().filter(|r| r.1 == RoutePolicy::Authorization).map(|r| r.0).collect();

@@ -6,6 +6,7 @@ mod audit;
 mod browser;
 mod bulk;
 mod bundles;
+mod cds_hooks;
 mod cli;
 mod conditional;
 mod crud;
