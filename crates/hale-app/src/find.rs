@@ -162,14 +162,23 @@ pub(crate) fn patient_table(patients: &[Value]) -> Markup {
 /// "My patients": those whose general practitioner the user is or whose care team they
 /// are in (else their organization's), with the list's title.
 pub(crate) async fn my_patients(session: &Session) -> (&'static str, Result<Vec<Value>, hale_repository::Error>) {
+    my_patients_up_to(session, RESULTS).await
+}
+
+/// As [`my_patients`], at most `limit` of them (a panel page reads more than a list
+/// shows).
+pub(crate) async fn my_patients_up_to(
+    session: &Session,
+    limit: usize,
+) -> (&'static str, Result<Vec<Value>, hale_repository::Error>) {
     match (session.account.fhir_user.as_deref(), session.account.organization.as_deref()) {
         (Some(pr), _) if pr.starts_with("Practitioner/") => {
             // those whose general practitioner they are, and those whose care team they are in
             let gp = [("general-practitioner", pr), ("_sort", "family,given")];
             let team = [("_has:CareTeam:patient:participant", pr), ("_sort", "family,given")];
             let (gp, team) = tokio::join!(
-                search(&session.repo, "Patient", &gp, RESULTS),
-                search(&session.repo, "Patient", &team, RESULTS)
+                search(&session.repo, "Patient", &gp, limit),
+                search(&session.repo, "Patient", &team, limit)
             );
             let both = gp.and_then(|mut g| {
                 for p in team? {
@@ -178,7 +187,7 @@ pub(crate) async fn my_patients(session: &Session) -> (&'static str, Result<Vec<
                     }
                 }
                 g.sort_by_key(crate::fhir::person_name);
-                g.truncate(RESULTS);
+                g.truncate(limit);
                 Ok(g)
             });
             ("My patients", both)
@@ -189,7 +198,7 @@ pub(crate) async fn my_patients(session: &Session) -> (&'static str, Result<Vec<
                 &session.repo,
                 "Patient",
                 &[("organization", &format!("Organization/{org}")), ("_sort", "family,given")],
-                RESULTS,
+                limit,
             )
             .await,
         ),

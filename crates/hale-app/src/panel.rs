@@ -14,7 +14,18 @@ use crate::layout::{page, respond};
 use crate::{Session, failure, search};
 
 /// The most results one search of the panel reads.
-const PANEL_ROWS: usize = 5000;
+const PANEL_ROWS: usize = 20_000;
+
+/// The most patients a panel page counts.
+const PANEL_PATIENTS: usize = 5000;
+
+/// The day a year before `today` (`YYYY-MM-DD`; 29 February becomes the 28th).
+fn year_ago(today: &str) -> String {
+    let y: i32 = today.get(0..4).and_then(|y| y.parse().ok()).unwrap_or(1970);
+    let md = today.get(5..10).unwrap_or("01-01");
+    let md = if md == "02-29" { "02-28" } else { md };
+    format!("{:04}-{md}", y - 1)
+}
 
 /// The LOINC codes the preventive rules read, for the observations search.
 pub(crate) fn observation_codes() -> String {
@@ -106,7 +117,7 @@ pub(crate) async fn due(session: Session) -> Response {
 /// the patients to act on with what their chart shows. Four searches over the panel.
 pub(crate) async fn measures(session: Session) -> Response {
     use hale_cds::measures::{MEASURES, Tally, evaluate};
-    let (title, mine) = my_patients(&session).await;
+    let (title, mine) = crate::find::my_patients_up_to(&session, PANEL_PATIENTS).await;
     let patients = match mine {
         Ok(p) => p,
         Err(e) => return failure(&session, &e),
@@ -121,9 +132,11 @@ pub(crate) async fn measures(session: Session) -> Response {
             .map(|c| format!("http://loinc.org|{c}"))
             .collect::<Vec<_>>()
             .join(",");
+        // the measures read the year up to today: nothing older is fetched
+        let since = format!("ge{}", year_ago(&crate::fhir::today_text()));
         let q_cond = [("patient", list.as_str()), ("clinical-status", "active,recurrence,relapse")];
-        let q_imm = [("patient", list.as_str())];
-        let q_obs = [("patient", list.as_str()), ("code", codes.as_str())];
+        let q_imm = [("patient", list.as_str()), ("date", since.as_str())];
+        let q_obs = [("patient", list.as_str()), ("code", codes.as_str()), ("date", since.as_str())];
         let repo = &session.repo;
         let (c, i, o) = tokio::join!(
             search(repo, "Condition", &q_cond, PANEL_ROWS),
@@ -134,7 +147,8 @@ pub(crate) async fn measures(session: Session) -> Response {
             (Ok(c), Ok(i), Ok(o)) => (c, i, o),
             (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return failure(&session, &e),
         };
-        truncated = [conditions.len(), immunizations.len(), observations.len()].contains(&PANEL_ROWS);
+        truncated = [conditions.len(), immunizations.len(), observations.len()].contains(&PANEL_ROWS)
+            || patients.len() == PANEL_PATIENTS;
     }
     let today = crate::fhir::today_text();
     let tallies: Vec<Tally> = MEASURES
@@ -163,7 +177,7 @@ pub(crate) async fn measures(session: Session) -> Response {
         section.card aria-labelledby="m-h" {
             h1 #m-h { "Quality measures · " (title) " (" (patients.len()) @if patients.len() == 1 { " patient)" } @else { " patients)" } }
             p.hint { "The year up to " (today) ". Exclusions the chart cannot know (hospice, palliative care) are not applied." }
-            @if truncated { p.error role="alert" { "Some lists were too long to read whole; the figures are a lower bound." } }
+            @if truncated { p.error role="alert" { "The panel or its records were too many to read whole (at most " (PANEL_PATIENTS) " patients); the figures cover those read." } }
             table {
                 thead { tr { th { "Measure" } th.num { "Counted" } th.num { "Met" } th.num { "Rate" } th.hide-narrow { "Better" } } }
                 tbody {
@@ -204,4 +218,13 @@ pub(crate) async fn measures(session: Session) -> Response {
         }
     };
     respond(StatusCode::OK, page("Quality measures", Some(&session), body))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_year_ago() {
+        assert_eq!(super::year_ago("2026-12-07"), "2025-12-07");
+        assert_eq!(super::year_ago("2028-02-29"), "2027-02-28");
+    }
 }

@@ -160,12 +160,20 @@ fn main() {
         let session = cookie(&r, "hale_session");
 
         println!("sequential requests, {requests} after a warm-up of 20 (ms: p50 / p99 / max)");
+        // the order check: ibuprofen for the chart's patient (allergies, medications,
+        // dose, kidneys, pregnancy, age checked as the page opens)
+        let ibuprofen = hale_cds::drugs::find("ibuprofen 400", 1)[0].0;
         let pages = [
             ("chart summary", format!("{base}/app/patient/{id}"), "Latest results".to_string()),
             ("vital signs charts", format!("{base}/app/patient/{id}/vitals"), "Blood pressure".to_string()),
             ("results and trends", format!("{base}/app/patient/{id}/results"), "Hemoglobin".to_string()),
             ("find by name", format!("{base}/app?q={family}"), format!("/app/patient/{id}")),
             ("home (recent, my patients)", format!("{base}/app"), "Recently viewed".to_string()),
+            (
+                "order check (prescribe)",
+                format!("{base}/app/patient/{id}/prescribe?drug={ibuprofen}&dose=1&frequency=tid"),
+                "Sign prescription".to_string(),
+            ),
         ];
         for (name, url, expect) in pages {
             let lat = measure(&client, &url, &session, requests, &expect).await;
@@ -176,6 +184,27 @@ fn main() {
                 lat.last().unwrap().as_secs_f64() * 1000.0
             );
         }
+        // quality measures over the clinician's panel (the organization's patients)
+        let panel = requests.min(30);
+        let lat = measure(&client, &format!("{base}/app/measures"), &session, panel, "Quality measures").await;
+        let html = client
+            .get(format!("{base}/app/measures"))
+            .header("cookie", &session)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let counted =
+            html.split("patients)").next().and_then(|h| h.rsplit('(').next()).unwrap_or("?").trim().to_string();
+        println!(
+            "  {:<28} {:>7.2} / {:>7.2} / {:>7.2}   ({counted} patients, {panel} requests)",
+            "quality measures (panel)",
+            pct(&lat, 0.5),
+            pct(&lat, 0.99),
+            lat.last().unwrap().as_secs_f64() * 1000.0
+        );
         // the same patient in the portal
         let r = client.get(format!("{base}/auth/login?next=/portal")).send().await.unwrap();
         let login = cookie(&r, "hale_login");
