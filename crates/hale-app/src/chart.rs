@@ -137,6 +137,14 @@ pub(crate) async fn summary(session: Session, Path(id): Path<String>) -> Respons
                 }
                 (encounter_list(p, &encounters))
             }
+            section.card aria-labelledby="portal-h" {
+                h2 #portal-h { "Patient portal" }
+                form.card-action method="post" action={ "/app/patient/" (p) "/invite" } {
+                    input type="hidden" name="csrf" value=(session.csrf);
+                    button.link type="submit" { "Invite to the portal" }
+                }
+                p.muted { "A one-time link with which the patient opens their own account, to see their record and results, ask for refills and write to you." }
+            }
         }
     };
     respond(StatusCode::OK, page(&name, Some(&session), body))

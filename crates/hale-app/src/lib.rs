@@ -12,6 +12,7 @@ mod chart;
 mod entry;
 mod fhir;
 mod find;
+mod invite;
 mod layout;
 mod messages;
 pub mod orders;
@@ -75,6 +76,7 @@ fn unstated() -> Routes<Arc<AppState>> {
         .page("/app/inbox", get(orders::inbox))
         .page("/app/due", get(panel::due))
         .page("/app/measures", get(panel::measures))
+        .page("/app/patient/{id}/invite", axum::routing::post(invite::invite))
         .page("/portal", get(portal::home))
         .page("/portal/results", get(portal::results))
         .page("/portal/access", get(portal::access))

@@ -764,6 +764,133 @@ pub async fn logout(State(st): St, headers: HeaderMap, Form(p): Form<Params>) ->
     r
 }
 
+/// The kind of the records of portal invitations (by the hash of their code).
+pub const INVITATION: &str = "invitation";
+
+/// An invitation's record, when its code is live.
+async fn invitation(st: &AuthState, code: &str) -> Option<serde_json::Value> {
+    if code.is_empty() || code.len() > 100 {
+        return None;
+    }
+    st.system().auth_record(INVITATION, &hash_secret(code)).await.ok().flatten()
+}
+
+const BAD_INVITATION: &str = "This invitation is not valid: it was used already, it expired, or the link is incomplete. Ask your care team for a new one.";
+
+fn activate_form(
+    st: &AuthState,
+    code: &str,
+    name: &str,
+    error: Option<&str>,
+    typed: &str,
+    status: StatusCode,
+) -> Response {
+    let token = random_secret();
+    let err = error.map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", esc(e))).unwrap_or_default();
+    let body = format!(
+        "<h1>Your patient portal account</h1><p class=\"sub\">for {name}: choose the name and password you will sign in with</p>{err}\
+         <form method=\"post\" action=\"/auth/activate\"><input type=\"hidden\" name=\"code\" value=\"{code}\"><input type=\"hidden\" name=\"login_csrf\" value=\"{token}\">\
+         <label for=\"username\">User name</label><input id=\"username\" name=\"username\" autocomplete=\"username\" required autofocus value=\"{typed}\">\
+         <label for=\"password\">Password <small>(at least 12 characters)</small></label><input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"new-password\" required>\
+         <label for=\"again\">The password again</label><input id=\"again\" name=\"again\" type=\"password\" autocomplete=\"new-password\" required>\
+         <div class=\"row\"><button type=\"submit\">Create my account</button></div></form>",
+        name = esc(name),
+        code = esc(code),
+        typed = esc(typed),
+    );
+    let mut r = html(status, "Your portal account", &body);
+    if let Ok(v) = set_cookie(st, LOGIN_COOKIE, &token, Some(1800)).parse() {
+        r.headers_mut().append(header::SET_COOKIE, v);
+    }
+    r
+}
+
+/// `GET /auth/activate?code=...`: the form to open the portal account an invitation
+/// promises.
+pub async fn activate_page(State(st): St, Query(p): Query<Params>) -> Response {
+    let code = p.get("code").cloned().unwrap_or_default();
+    match invitation(&st, &code).await {
+        Some(inv) => activate_form(&st, &code, inv["name"].as_str().unwrap_or("you"), None, "", StatusCode::OK),
+        None => html(
+            StatusCode::NOT_FOUND,
+            "Invitation not valid",
+            &format!("<h1>Invitation not valid</h1><p class=\"error\" role=\"alert\">{}</p>", esc(BAD_INVITATION)),
+        ),
+    }
+}
+
+/// `POST /auth/activate`: the account made from the invitation (once: the invitation is
+/// taken as the account is made), signed in, to the portal.
+pub async fn activate(State(st): St, headers: HeaderMap, Form(p): Form<Params>) -> Response {
+    let code = p.get("code").cloned().unwrap_or_default();
+    let typed = p.get("username").cloned().unwrap_or_default();
+    let Some(inv) = invitation(&st, &code).await else {
+        return html(
+            StatusCode::NOT_FOUND,
+            "Invitation not valid",
+            &format!("<h1>Invitation not valid</h1><p class=\"error\" role=\"alert\">{}</p>", esc(BAD_INVITATION)),
+        );
+    };
+    let name = inv["name"].as_str().unwrap_or("you").to_string();
+    let refuse = |msg: &str| activate_form(&st, &code, &name, Some(msg), &typed, StatusCode::BAD_REQUEST);
+    match (cookie(&headers, LOGIN_COOKIE), p.get("login_csrf")) {
+        (Some(a), Some(b)) if same(&a, b) => {}
+        _ => return refuse("The form expired. Please try again."),
+    }
+    let username = match hale_identity::fold_username(&typed) {
+        Ok(u) => u,
+        Err(e) => return refuse(&e.to_string()),
+    };
+    let pw = p.get("password").cloned().unwrap_or_default();
+    if let Err(e) = password::check_rule(&pw) {
+        return refuse(&e.to_string());
+    }
+    if p.get("again").map(String::as_str) != Some(pw.as_str()) {
+        return refuse("The two passwords are not the same.");
+    }
+    let repo = st.system();
+    match repo.account_by_username(&username).await {
+        Ok(None) => {}
+        Ok(Some(_)) => return refuse("That user name is taken; choose another."),
+        Err(_) => return refuse("The server could not complete this; try again."),
+    }
+    let Some(patient) = inv["patient"].as_str().map(str::to_string) else { return refuse(BAD_INVITATION) };
+    let Ok(hash) = password::hash(&pw) else { return refuse("The server could not complete this; try again.") };
+    // the invitation is used once: of two forms sent at once, one gets it
+    let key = hash_secret(&code);
+    match repo.take_auth_record(INVITATION, &key).await {
+        Ok(Some(_)) => {}
+        _ => return refuse(BAD_INVITATION),
+    }
+    let now = now_ms();
+    let account = Account {
+        id: uuid::Uuid::now_v7().to_string(),
+        username: username.clone(),
+        display_name: name.clone(),
+        role: Role::Patient.code().to_string(),
+        fhir_user: Some(format!("Patient/{patient}")),
+        organization: None,
+        patients: vec![patient],
+        password_hash: hash,
+        must_change_password: false,
+        totp_secret: None,
+        totp_confirmed: false,
+        totp_last_step: 0,
+        disabled: false,
+        created: now,
+        updated: now,
+    };
+    if let Err(e) = repo.put_account(&account, true, "account-activate").await {
+        tracing::warn!(error = %e, "a portal account could not be made from an invitation");
+        // the invitation is given back: nothing was made
+        let expires = inv["expires"].as_i64();
+        let _ = repo.put_auth_record(INVITATION, &key, &inv, expires, None).await;
+        return refuse("The account could not be made; try again, or choose another user name.");
+    }
+    let _ = repo.audit_auth_event("login", &format!("user:{username}"), None).await;
+    signed_in(&st, &account, Some("/portal".to_string())).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1462,6 +1462,66 @@ async fn quality_measures_count_my_patients_and_name_those_to_act_on() {
     assert!(!html.contains("mmHg on"), "{html}");
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_patient_opens_their_portal_account_from_an_invitation_once() {
+    use crate::smart::set_cookie;
+    let ts = TestServer::spawn().await;
+    chart_fixture(&ts).await;
+    let code = enrolled(&ts, "dr.jones").await;
+    let session = sign_in(&ts, "/app", "dr.jones", PASSWORD, &code).await.unwrap();
+    let (_, chart) = page(&ts, &session, "/app/patient/pat-a").await;
+    assert!(chart.contains("Invite to the portal"), "{chart}");
+    let csrf = field(&chart, "csrf").unwrap();
+    let (status, _, invitation) =
+        post_form(&ts, &session, "/app/patient/pat-a/invite", &[("csrf", csrf.as_str())]).await;
+    assert_eq!(status, 200, "{invitation}");
+    assert!(invitation.contains("Portal invitation for Alvarez, Ana"), "{invitation}");
+    let link = invitation.split("href=\"/auth/activate?code=").nth(1).unwrap().split('"').next().unwrap().to_string();
+    // without the form's cookie, or with a wrong code: nothing
+    let c = no_redirects();
+    let r = c.get(format!("{}/auth/activate?code=not-a-code", ts.base)).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    let r = c.get(format!("{}/auth/activate?code={link}", ts.base)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let login = set_cookie(&r, "hale_login").unwrap();
+    let form_page = r.text().await.unwrap();
+    assert!(form_page.contains("for Alvarez, Ana"), "{form_page}");
+    let token = field(&form_page, "login_csrf").unwrap();
+    let post = async |fields: &[(&str, &str)]| {
+        let mut f: Vec<(&str, &str)> = vec![("code", link.as_str()), ("login_csrf", token.as_str())];
+        f.extend_from_slice(fields);
+        c.post(format!("{}/auth/activate", ts.base)).header("cookie", &login).form(&f).send().await.unwrap()
+    };
+    let pw = "a long enough passphrase here";
+    // refused, with the reason, and the invitation still good
+    let r = post(&[("username", "ana.portal"), ("password", "short"), ("again", "short")]).await;
+    assert_eq!(r.status(), 400);
+    let r = post(&[("username", "ana.portal"), ("password", pw), ("again", "another long passphrase")]).await;
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("not the same"));
+    let r = post(&[("username", "ana"), ("password", pw), ("again", pw)]).await;
+    assert_eq!(r.status(), 400, "the fixture's patient account is named ana");
+    assert!(r.text().await.unwrap().contains("taken"));
+    // made: signed in, to the portal, on the patient's own record
+    let r = post(&[("username", "ana.portal"), ("password", pw), ("again", pw)]).await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(location(&r), "/portal");
+    let portal = set_cookie(&r, "hale_session").unwrap();
+    let (status, home) = page(&ts, &portal, "/portal").await;
+    assert_eq!(status, 200, "{home}");
+    assert!(home.contains("Alvarez, Ana") && !home.contains("Brown"), "{home}");
+    // the new account signs in with its password
+    assert!(sign_in(&ts, "/portal", "ana.portal", pw, "").await.is_ok());
+    // once only
+    let r = post(&[("username", "ana.again"), ("password", pw), ("again", pw)]).await;
+    assert_eq!(r.status(), 404);
+    let r = c.get(format!("{}/auth/activate?code={link}", ts.base)).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    // a chart out of one's care cannot be invited to
+    let (status, _, _) = post_form(&ts, &session, "/app/patient/pat-b/invite", &[("csrf", csrf.as_str())]).await;
+    assert!(status == 404 || status == 403, "{status}");
+}
+
 /// The index of the first drug found for `q`.
 async fn drugs_index(ts: &TestServer, session: &str, q: &str) -> String {
     let (_, found) = page(ts, session, &format!("/app/patient/pat-a/prescribe?q={q}")).await;
