@@ -143,7 +143,7 @@ pub(crate) async fn summary(session: Session, Path(id): Path<String>) -> Respons
                     input type="hidden" name="csrf" value=(session.csrf);
                     button.link type="submit" { "Invite to the portal" }
                 }
-                p.muted { "A one-time link with which the patient opens their own account, to see their record and results, ask for refills and write to you." }
+                p.muted { "A one-time link with which the patient opens their own account, to see their record and results, ask for refills and write to you. " a href={ "/app/patient/" (p) "/portal" } { "Portal accounts and password reset links" } }
             }
         }
     };

@@ -77,6 +77,8 @@ fn unstated() -> Routes<Arc<AppState>> {
         .page("/app/due", get(panel::due))
         .page("/app/measures", get(panel::measures))
         .page("/app/patient/{id}/invite", axum::routing::post(invite::invite))
+        .page("/app/patient/{id}/portal", get(invite::portal_accounts))
+        .page("/app/patient/{id}/portal/reset", axum::routing::post(invite::reset_link))
         .page("/portal", get(portal::home))
         .page("/portal/results", get(portal::results))
         .page("/portal/access", get(portal::access))

@@ -35,7 +35,7 @@ mod launch;
 mod pages;
 mod token;
 
-pub use pages::{INVITATION, esc, user_context};
+pub use pages::{INVITATION, RESET, esc, user_context};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -160,6 +160,7 @@ fn unstated() -> Routes<Arc<AuthState>> {
         .authorization("/auth/password", post(pages::change_password))
         .authorization("/auth/logout", post(pages::logout))
         .authorization("/auth/activate", get(pages::activate_page).post(pages::activate))
+        .authorization("/auth/reset", get(pages::reset_page).post(pages::reset))
         .authorization("/auth/token", post(token::token))
         .authorization("/auth/launch", post(launch::create))
         .authorization("/auth/revoke", post(token::revoke))

@@ -891,6 +891,93 @@ pub async fn activate(State(st): St, headers: HeaderMap, Form(p): Form<Params>) 
     signed_in(&st, &account, Some("/portal".to_string())).await
 }
 
+/// The kind of the records of staff-issued password-reset links (by the hash of their
+/// code).
+pub const RESET: &str = "password-reset";
+
+const BAD_RESET: &str =
+    "This link is not valid: it was used already, it expired, or it is incomplete. Ask your care team for a new one.";
+
+fn reset_form(st: &AuthState, code: &str, who: &str, error: Option<&str>, status: StatusCode) -> Response {
+    let token = random_secret();
+    let err = error.map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", esc(e))).unwrap_or_default();
+    let body = format!(
+        "<h1>A new password</h1><p class=\"sub\">for the account {who}</p>{err}\
+         <form method=\"post\" action=\"/auth/reset\"><input type=\"hidden\" name=\"code\" value=\"{code}\"><input type=\"hidden\" name=\"login_csrf\" value=\"{token}\">\
+         <label for=\"password\">New password <small>(at least 12 characters)</small></label><input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"new-password\" required autofocus>\
+         <label for=\"again\">The password again</label><input id=\"again\" name=\"again\" type=\"password\" autocomplete=\"new-password\" required>\
+         <div class=\"row\"><button type=\"submit\">Set the password</button></div></form>",
+        who = esc(who),
+        code = esc(code),
+    );
+    let mut r = html(status, "A new password", &body);
+    if let Ok(v) = set_cookie(st, LOGIN_COOKIE, &token, Some(1800)).parse() {
+        r.headers_mut().append(header::SET_COOKIE, v);
+    }
+    r
+}
+
+fn bad_reset() -> Response {
+    html(
+        StatusCode::NOT_FOUND,
+        "Link not valid",
+        &format!("<h1>Link not valid</h1><p class=\"error\" role=\"alert\">{}</p>", esc(BAD_RESET)),
+    )
+}
+
+/// The account a live reset code is for.
+async fn reset_account(st: &AuthState, code: &str) -> Option<Account> {
+    if code.is_empty() || code.len() > 100 {
+        return None;
+    }
+    let repo = st.system();
+    let rec = repo.auth_record(RESET, &hash_secret(code)).await.ok().flatten()?;
+    repo.account_by_id(rec["account"].as_str()?).await.ok().flatten().filter(|a| !a.disabled)
+}
+
+/// `GET /auth/reset?code=...`: the form for a new password.
+pub async fn reset_page(State(st): St, Query(p): Query<Params>) -> Response {
+    let code = p.get("code").cloned().unwrap_or_default();
+    match reset_account(&st, &code).await {
+        Some(a) => reset_form(&st, &code, &a.username, None, StatusCode::OK),
+        None => bad_reset(),
+    }
+}
+
+/// `POST /auth/reset`: the new password set (the account's tokens and other sessions
+/// end, as with every password change), the link used up, signed in to the portal.
+pub async fn reset(State(st): St, headers: HeaderMap, Form(p): Form<Params>) -> Response {
+    let code = p.get("code").cloned().unwrap_or_default();
+    let Some(mut account) = reset_account(&st, &code).await else { return bad_reset() };
+    let refuse = |msg: &str| reset_form(&st, &code, &account.username, Some(msg), StatusCode::BAD_REQUEST);
+    match (cookie(&headers, LOGIN_COOKIE), p.get("login_csrf")) {
+        (Some(a), Some(b)) if same(&a, b) => {}
+        _ => return refuse("The form expired. Please try again."),
+    }
+    let pw = p.get("password").cloned().unwrap_or_default();
+    if let Err(e) = password::check_rule(&pw) {
+        return refuse(&e.to_string());
+    }
+    if p.get("again").map(String::as_str) != Some(pw.as_str()) {
+        return refuse("The two passwords are not the same.");
+    }
+    let Ok(hash) = password::hash(&pw) else { return refuse("The server could not complete this; try again.") };
+    let repo = st.system();
+    match repo.take_auth_record(RESET, &hash_secret(&code)).await {
+        Ok(Some(_)) => {}
+        _ => return bad_reset(),
+    }
+    account.password_hash = hash;
+    account.must_change_password = false;
+    account.updated = now_ms();
+    if repo.put_account(&account, false, "account-password-reset").await.is_err() {
+        return refuse("The password could not be set; ask your care team for a new link.");
+    }
+    let _ = repo.audit_auth_event("login", &format!("user:{}", account.username), None).await;
+    let next = if account.role == Role::Patient.code() { "/portal" } else { "/auth/login" };
+    signed_in(&st, &account, Some(next.to_string())).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1520,6 +1520,34 @@ async fn a_patient_opens_their_portal_account_from_an_invitation_once() {
     // a chart out of one's care cannot be invited to
     let (status, _, _) = post_form(&ts, &session, "/app/patient/pat-b/invite", &[("csrf", csrf.as_str())]).await;
     assert!(status == 404 || status == 403, "{status}");
+
+    // a forgotten password: staff make a reset link for an account linked to the record
+    let (status, accounts) = page(&ts, &session, "/app/patient/pat-a/portal").await;
+    assert_eq!(status, 200, "{accounts}");
+    assert!(accounts.contains("ana.portal"), "{accounts}");
+    let reset = [("csrf", csrf.as_str()), ("account", "dr.jones")];
+    let (status, _, _) = post_form(&ts, &session, "/app/patient/pat-a/portal/reset", &reset).await;
+    assert_eq!(status, 404, "only an account linked to this record");
+    let reset = [("csrf", csrf.as_str()), ("account", "ana.portal")];
+    let (status, _, made) = post_form(&ts, &session, "/app/patient/pat-a/portal/reset", &reset).await;
+    assert_eq!(status, 200, "{made}");
+    let rcode = made.split("href=\"/auth/reset?code=").nth(1).unwrap().split('"').next().unwrap().to_string();
+    let r = c.get(format!("{}/auth/reset?code={rcode}", ts.base)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let login = set_cookie(&r, "hale_login").unwrap();
+    let token = field(&r.text().await.unwrap(), "login_csrf").unwrap();
+    let send = async |pw: &str, again: &str| {
+        let f = [("code", rcode.as_str()), ("login_csrf", token.as_str()), ("password", pw), ("again", again)];
+        c.post(format!("{}/auth/reset", ts.base)).header("cookie", &login).form(&f).send().await.unwrap()
+    };
+    let new_pw = "a fresh and long passphrase";
+    assert_eq!(send(new_pw, "something else entirely").await.status(), 400);
+    let r = send(new_pw, new_pw).await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(crate::smart::location(&r), "/portal");
+    assert!(sign_in(&ts, "/portal", "ana.portal", new_pw, "").await.is_ok());
+    assert!(sign_in(&ts, "/portal", "ana.portal", pw, "").await.is_err(), "the old password is gone");
+    assert_eq!(send(new_pw, new_pw).await.status(), 404, "once only");
 }
 
 /// The index of the first drug found for `q`.
