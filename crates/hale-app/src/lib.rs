@@ -46,11 +46,20 @@ use hale_repository::{Gate, Repository};
 pub struct AppState {
     gate: Gate,
     auth: Arc<AuthState>,
+    options: Options,
+}
+
+/// What an installation decides about the application.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Options {
+    /// Laboratory results reach the portal only once the clinician's review task for
+    /// their report is done (`false`: as soon as they are stored).
+    pub results_after_review: bool,
 }
 
 /// The routes of the application over the gate and the authorization server's state.
-pub fn routes(gate: Gate, auth: Arc<AuthState>) -> Routes<()> {
-    unstated().with_state(Arc::new(AppState { gate, auth }))
+pub fn routes(gate: Gate, auth: Arc<AuthState>, options: Options) -> Routes<()> {
+    unstated().with_state(Arc::new(AppState { gate, auth, options }))
 }
 
 /// Every route of the application with its policy.

@@ -348,16 +348,88 @@ pub(crate) async fn home(
 }
 
 /// `GET /portal/results`: every test, its latest value and its trend over the years.
-pub(crate) async fn results(session: PatientSession) -> Response {
+/// The kind of the records of when each portal account last saw its results.
+const RESULTS_SEEN: &str = "portal-results-seen";
+
+/// The ids of the observations whose report waits for the clinician's review (an open
+/// review task focused on it).
+async fn held_for_review(session: &PatientSession) -> Result<Vec<String>, hale_repository::Error> {
+    let p = session.patient.as_str();
+    let open = [("patient", p), ("status", "requested,received,accepted,in-progress")];
+    let tasks = search(&session.repo, "Task", &open, 500).await?;
+    let reports: Vec<String> = tasks
+        .iter()
+        .filter_map(|t| t["focus"]["reference"].as_str()?.strip_prefix("DiagnosticReport/").map(str::to_string))
+        .collect();
+    if reports.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids = reports.join(",");
+    let found = search(&session.repo, "DiagnosticReport", &[("patient", p), ("_id", ids.as_str())], 500).await?;
+    Ok(found
+        .iter()
+        .flat_map(|r| r["result"].as_array().cloned().unwrap_or_default())
+        .filter_map(|x| x["reference"].as_str()?.strip_prefix("Observation/").map(str::to_string))
+        .collect())
+}
+
+/// `GET /portal/results`.
+pub(crate) async fn results(
+    session: PatientSession,
+    axum::extract::State(st): axum::extract::State<Arc<AppState>>,
+) -> Response {
     let p = session.patient.as_str();
     let q = [("patient", p), ("category", "laboratory"), ("_sort", "-date")];
-    let found = match search(&session.repo, "Observation", &q, 2000).await {
+    let mut found = match search(&session.repo, "Observation", &q, 2000).await {
         Ok(f) => f,
         Err(e) => return failure(&e),
     };
+    // released by rule: after the clinician's review, when the installation says so
+    let mut held: Vec<String> = Vec::new();
+    if st.options.results_after_review {
+        held = match held_for_review(&session).await {
+            Ok(h) => h,
+            Err(e) => return failure(&e),
+        };
+    }
+    let before = found.len();
+    found.retain(|o| !o["id"].as_str().is_some_and(|id| held.iter().any(|h| h == id)));
+    let waiting = before - found.len();
+    let held_now: Vec<&String> =
+        held.iter().filter(|h| !found.iter().any(|o| o["id"].as_str() == Some(h.as_str()))).collect();
+    // new since this account last looked (by when Hale stored them)
+    let seen_key = format!("{}|{}", session.account.id, session.patient);
+    let app = st.gate.system("portal");
+    let last = app.auth_record(RESULTS_SEEN, &seen_key).await.ok().flatten();
+    let now = hale_repository::Instant::now().to_fhir();
+    let mark = serde_json::json!({"at": now, "held": held_now});
+    if let Err(e) = app.put_auth_record(RESULTS_SEEN, &seen_key, &mark, None, None).await {
+        tracing::warn!(error = %e, "when the results were seen could not be kept");
+    }
+    // new: stored since the last visit, or held for review then and shown now
+    let mut new_tests: Vec<String> = Vec::new();
+    if let Some(last) = &last {
+        let seen = last["at"].as_str().unwrap_or("");
+        let was_held: Vec<&str> =
+            last["held"].as_array().map(|h| h.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+        for o in &found {
+            let stored = o["meta"]["lastUpdated"].as_str().unwrap_or("");
+            let released = o["id"].as_str().is_some_and(|id| was_held.contains(&id));
+            let name = concept(&o["code"]);
+            if (stored > seen || released) && !new_tests.contains(&name) {
+                new_tests.push(name);
+            }
+        }
+    }
     let groups = crate::trends::by_test(&found);
     let body = html! {
         h1 { "My results" }
+        @if !new_tests.is_empty() {
+            p.notice role="status" { strong { "New since your last visit: " } (new_tests.join(", ")) }
+        }
+        @if waiting > 0 {
+            p.notice role="status" { (waiting) " new result" @if waiting > 1 { "s are" } @else { " is" } " waiting for your care team to look at " @if waiting > 1 { "them" } @else { "it" } "; " @if waiting > 1 { "they" } @else { "it" } " will show here then." }
+        }
         p.hint { "Each test with its latest value, its range and how it changed over the years. A result marked H is above its range, L below. Ask your care team what a result means for you." }
         @if groups.is_empty() {
             section.card { p.empty { "No laboratory result is in your record yet." } }

@@ -41,6 +41,24 @@ pub struct Config {
     pub log: Log,
     /// HL7 v2 interfaces.
     pub hl7: Hl7,
+    /// The patient portal.
+    pub portal: Portal,
+}
+
+/// The patient portal.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Portal {
+    /// When laboratory results reach the portal (`HALE_PORTAL__RELEASE_RESULTS`):
+    /// `after_review` (the default: once the clinician's review task for the report is
+    /// done) or `immediately`.
+    pub release_results: String,
+}
+
+impl Default for Portal {
+    fn default() -> Self {
+        Portal { release_results: "after_review".into() }
+    }
 }
 
 /// HL7 v2 over MLLP.
@@ -145,6 +163,7 @@ impl Default for Config {
             limits: Limits::default(),
             log: Log::default(),
             hl7: Hl7::default(),
+            portal: Portal::default(),
         }
     }
 }
@@ -293,6 +312,9 @@ impl Config {
             || self.hl7.ack_timeout_secs == 0
         {
             return Err(ConfigError::Invalid("hl7 limits must be greater than zero".into()));
+        }
+        if !matches!(self.portal.release_results.as_str(), "after_review" | "immediately") {
+            return Err(ConfigError::Invalid("portal.release_results must be after_review or immediately".into()));
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return Err(ConfigError::Invalid("log.format must be text or json".into()));

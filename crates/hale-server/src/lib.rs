@@ -236,7 +236,11 @@ fn routes(cfg: &Config, gate: Gate, tokens: Arc<TokenKeys>) -> Routes<()> {
     });
     let public_base = (!cfg.public_base_url.is_empty()).then(|| cfg.public_base_url.clone());
     let auth_state = Arc::new(hale_auth::AuthState::new(gate.clone(), tokens, public_base));
-    let api = api.merge(hale_auth::routes(auth_state.clone())).merge(hale_app::routes(gate.clone(), auth_state));
+    let api = api.merge(hale_auth::routes(auth_state.clone())).merge(hale_app::routes(
+        gate.clone(),
+        auth_state,
+        hale_app::Options { results_after_review: cfg.portal.release_results == "after_review" },
+    ));
     api.merge(health_routes().with_state(Health {
         repository: gate.system("readiness"),
         data_dir: cfg.data_dir.clone(),

@@ -840,6 +840,11 @@ async fn a_lab_order_gets_its_result_which_waits_in_the_inbox_until_reviewed() {
     );
     let review =
         inbox.split("href=\"/app/patient/pat-a/review/").nth(1).unwrap().split('"').next().unwrap().to_string();
+    // in the portal, the results wait for the review (the default rule)
+    let ana = sign_in(&ts, "/portal", "ana", PASSWORD, "").await.unwrap();
+    let (_, mine) = page(&ts, &ana, "/portal/results").await;
+    assert!(!mine.contains("Cholesterol in LDL") && mine.contains("Hemoglobin A1c"), "{mine}");
+    assert!(mine.contains("4 new results are waiting for your care team"), "{mine}");
     let review_path = format!("/app/patient/pat-a/review/{review}");
     let (status, page_) = page(&ts, &session, &review_path).await;
     assert_eq!(status, 200, "{page_}");
@@ -855,6 +860,12 @@ async fn a_lab_order_gets_its_result_which_waits_in_the_inbox_until_reviewed() {
     // the results page shows the new values
     let (_, results) = page(&ts, &session, "/app/patient/pat-a/results").await;
     assert!(results.contains("Cholesterol in LDL") && results.contains("150 mg/dL"), "{results}");
+    // reviewed, they reach the portal, marked new once
+    let (_, mine) = page(&ts, &ana, "/portal/results").await;
+    assert!(mine.contains("Cholesterol in LDL") && !mine.contains("waiting for your care team"), "{mine}");
+    assert!(mine.contains("New since your last visit:") && mine.contains("Cholesterol in LDL"), "{mine}");
+    let (_, mine) = page(&ts, &ana, "/portal/results").await;
+    assert!(!mine.contains("New since your last visit:"), "{mine}");
 
     // another organization's patient: no order, no result, no review
     assert_eq!(post_form(&ts, &session, "/app/patient/pat-b/orders/new", &order).await.0, 404);
@@ -1416,6 +1427,29 @@ async fn a_prescription_is_checked_for_its_dose_the_kidneys_and_a_pregnancy() {
     let (_, form) = page(&ts, &session, &format!("/app/patient/pat-a/prescribe?drug={lisinopril}")).await;
     assert!(form.contains("Pregnancy is recorded: lisinopril"), "{form}");
     assert!(form.contains("fetal toxicity"), "the source is named: {form}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn results_reach_the_portal_at_once_when_the_installation_says_so() {
+    let ts = TestServer::spawn_with(|c| c.portal.release_results = "immediately".into()).await;
+    chart_fixture(&ts).await;
+    let code = enrolled(&ts, "dr.jones").await;
+    let session = sign_in(&ts, "/app", "dr.jones", PASSWORD, &code).await.unwrap();
+    let ana = sign_in(&ts, "/portal", "ana", PASSWORD, "").await.unwrap();
+    let (_, before) = page(&ts, &ana, "/portal/results").await;
+    assert!(!before.contains("Potassium"), "{before}");
+    let (_, form) = page(&ts, &session, "/app/patient/pat-a/orders/new").await;
+    let csrf = field(&form, "csrf").unwrap();
+    let order = [("csrf", csrf.as_str()), ("test", "2823-3"), ("priority", "routine")];
+    assert_eq!(post_form(&ts, &session, "/app/patient/pat-a/orders/new", &order).await.0, 303);
+    let srs = hale_test_support::json(ts.get("/ServiceRequest?patient=pat-a").await).await;
+    let sr = srs["entry"][0]["resource"]["id"].as_str().unwrap().to_string();
+    let result = [("csrf", csrf.as_str()), ("2823-3", "4.2")];
+    let (status, _, body) = post_form(&ts, &session, &format!("/app/patient/pat-a/order/{sr}/result"), &result).await;
+    assert_eq!(status, 303, "{body}");
+    let (_, mine) = page(&ts, &ana, "/portal/results").await;
+    assert!(mine.contains("Potassium") && !mine.contains("waiting for your care team"), "{mine}");
+    assert!(mine.contains("New since your last visit:"), "{mine}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
