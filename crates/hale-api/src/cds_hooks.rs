@@ -115,14 +115,17 @@ pub(crate) async fn service(State(st): S, Path(id): Path<String>, method: Method
         let patient: Value = stored.body.as_deref().and_then(|b| serde_json::from_str(b).ok()).unwrap_or(Value::Null);
         let repo = &call.repo;
         let cards = if expected == "patient-view" {
-            let mut codes: Vec<&str> = Vec::new();
-            for r in hale_cds::preventive::RULES {
-                if let hale_cds::preventive::Done::Observation(c) = &r.done {
-                    codes.extend(c.iter());
-                }
-            }
-            let codes = codes.iter().map(|c| format!("http://loinc.org|{c}")).collect::<Vec<_>>().join(",");
-            let (conditions, immunizations, observations) = tokio::join!(
+            let codes = hale_cds::preventive::loinc_codes()
+                .iter()
+                .map(|c| format!("http://loinc.org|{c}"))
+                .collect::<Vec<_>>()
+                .join(",");
+            let procs = hale_cds::preventive::procedure_codes()
+                .iter()
+                .map(|c| format!("http://snomed.info/sct|{c}"))
+                .collect::<Vec<_>>()
+                .join(",");
+            let (conditions, immunizations, observations, procedures) = tokio::join!(
                 search(
                     repo,
                     "Condition",
@@ -131,8 +134,11 @@ pub(crate) async fn service(State(st): S, Path(id): Path<String>, method: Method
                 ),
                 search(repo, "Immunization", vec![("patient", patient_id)], 500),
                 search(repo, "Observation", vec![("patient", patient_id), ("code", codes.as_str())], 500),
+                search(repo, "Procedure", vec![("patient", patient_id), ("code", procs.as_str())], 500),
             );
-            hale_cds::preventive::due(&patient, &today(), &conditions?, &immunizations?, &observations?)
+            let mut records = observations?;
+            records.extend(procedures?);
+            hale_cds::preventive::due(&patient, &today(), &conditions?, &immunizations?, &records)
                 .iter()
                 .map(|d| {
                     json!({

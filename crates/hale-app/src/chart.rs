@@ -46,7 +46,11 @@ pub(crate) async fn summary(session: Session, Path(id): Path<String>) -> Respons
     let q_imms = [("patient", p), ("_sort", "-date")];
     let q_encs = [("patient", p), ("_sort", "-date")];
     let q_orders = [("patient", p), ("status", "active,on-hold,draft"), ("_sort", "-authored")];
-    let (allergies, problems, meds, vitals, labs, immunizations, encounters, orders) = tokio::join!(
+    // what the preventive rules read: their observations and procedures
+    let (check_codes, procedure_codes) = (crate::panel::observation_codes(), crate::panel::procedure_codes());
+    let q_checks = [("patient", p), ("code", check_codes.as_str()), ("_sort", "-date")];
+    let q_procs = [("patient", p), ("code", procedure_codes.as_str())];
+    let (allergies, problems, meds, vitals, labs, immunizations, encounters, orders, checks, procedures) = tokio::join!(
         search(repo, "AllergyIntolerance", &q_allergies, 100),
         search(repo, "Condition", &q_problems, 100),
         search(repo, "MedicationRequest", &q_meds, 100),
@@ -55,6 +59,8 @@ pub(crate) async fn summary(session: Session, Path(id): Path<String>) -> Respons
         search(repo, "Immunization", &q_imms, 30),
         search(repo, "Encounter", &q_encs, 12),
         search(repo, "ServiceRequest", &q_orders, 50),
+        search(repo, "Observation", &q_checks, 200),
+        search(repo, "Procedure", &q_procs, 100),
     );
     let parts = (|| {
         Ok::<_, hale_repository::Error>((
@@ -66,12 +72,16 @@ pub(crate) async fn summary(session: Session, Path(id): Path<String>) -> Respons
             immunizations?,
             encounters?,
             orders?,
+            checks?,
+            procedures?,
         ))
     })();
-    let (allergies, problems, meds, vitals, labs, immunizations, encounters, orders) = match parts {
-        Ok(p) => p,
-        Err(e) => return failure(&session, &e),
-    };
+    let (allergies, problems, meds, vitals, labs, immunizations, encounters, orders, mut checks, procedures) =
+        match parts {
+            Ok(p) => p,
+            Err(e) => return failure(&session, &e),
+        };
+    checks.extend(procedures);
     viewed(&session.gate, &session.account, p).await;
     let name = person_name(&patient);
     let body = html! {
@@ -95,8 +105,7 @@ pub(crate) async fn summary(session: Session, Path(id): Path<String>) -> Respons
                 h2 #labs-h { "Latest results" }
                 (lab_table(&labs))
             }
-            @let observations: Vec<Value> = vitals.iter().chain(labs.iter()).cloned().collect();
-            @let due = hale_cds::preventive::due(&patient, &crate::fhir::today_text(), &problems, &immunizations, &observations);
+            @let due = hale_cds::preventive::due(&patient, &crate::fhir::today_text(), &problems, &immunizations, &checks);
             section.card.wide aria-labelledby="due-h" {
                 h2 #due-h { "Preventive care due (" (due.len()) ")" }
                 @if due.is_empty() { p.empty { "Nothing due." } } @else {

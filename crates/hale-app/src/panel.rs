@@ -29,13 +29,16 @@ fn year_ago(today: &str) -> String {
 
 /// The LOINC codes the preventive rules read, for the observations search.
 pub(crate) fn observation_codes() -> String {
-    let mut codes: Vec<&str> = Vec::new();
-    for r in hale_cds::preventive::RULES {
-        if let hale_cds::preventive::Done::Observation(c) = &r.done {
-            codes.extend(c.iter());
-        }
-    }
-    codes.iter().map(|c| format!("http://loinc.org|{c}")).collect::<Vec<_>>().join(",")
+    hale_cds::preventive::loinc_codes().iter().map(|c| format!("http://loinc.org|{c}")).collect::<Vec<_>>().join(",")
+}
+
+/// The SNOMED CT codes of the procedures the preventive rules read.
+pub(crate) fn procedure_codes() -> String {
+    hale_cds::preventive::procedure_codes()
+        .iter()
+        .map(|c| format!("http://snomed.info/sct|{c}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn of(all: &[Value], field: &str, patient: &str) -> Vec<Value> {
@@ -59,17 +62,24 @@ pub(crate) async fn due(session: Session) -> Response {
         let q_cond = [("patient", list.as_str()), ("clinical-status", "active,recurrence,relapse")];
         let q_imm = [("patient", list.as_str())];
         let q_obs = [("patient", list.as_str()), ("code", codes.as_str())];
+        let procs = procedure_codes();
+        let q_proc = [("patient", list.as_str()), ("code", procs.as_str())];
         let repo = &session.repo;
-        let (conditions, immunizations, observations) = tokio::join!(
+        let (conditions, immunizations, observations, procedures) = tokio::join!(
             search(repo, "Condition", &q_cond, PANEL_ROWS),
             search(repo, "Immunization", &q_imm, PANEL_ROWS),
             search(repo, "Observation", &q_obs, PANEL_ROWS),
+            search(repo, "Procedure", &q_proc, PANEL_ROWS),
         );
-        let (conditions, immunizations, observations) = match (conditions, immunizations, observations) {
-            (Ok(c), Ok(i), Ok(o)) => (c, i, o),
-            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return failure(&session, &e),
-        };
-        truncated = [conditions.len(), immunizations.len(), observations.len()].contains(&PANEL_ROWS);
+        let (conditions, immunizations, mut observations, procedures) =
+            match (conditions, immunizations, observations, procedures) {
+                (Ok(c), Ok(i), Ok(o), Ok(p)) => (c, i, o, p),
+                (Err(e), _, _, _) | (_, Err(e), _, _) | (_, _, Err(e), _) | (_, _, _, Err(e)) => {
+                    return failure(&session, &e);
+                }
+            };
+        truncated = [conditions.len(), immunizations.len(), observations.len(), procedures.len()].contains(&PANEL_ROWS);
+        observations.extend(procedures);
         let today = crate::fhir::today_text();
         for p in &patients {
             let id = p["id"].as_str().unwrap_or("");

@@ -211,7 +211,9 @@ pub(crate) async fn home(
     let q_requests = [("patient", p), ("code", REFILL_CODE), ("_sort", "-authored-on")];
     let codes = crate::panel::observation_codes();
     let q_checks = [("patient", p), ("code", codes.as_str()), ("_sort", "-date")];
-    let (allergies, problems, meds, imms, encs, requests, checks) = tokio::join!(
+    let procs = crate::panel::procedure_codes();
+    let q_procs = [("patient", p), ("code", procs.as_str())];
+    let (allergies, problems, meds, imms, encs, requests, checks, procedures) = tokio::join!(
         search(repo, "AllergyIntolerance", &q_all, 100),
         search(repo, "Condition", &q_problems, 100),
         search(repo, "MedicationRequest", &q_meds, 100),
@@ -219,13 +221,16 @@ pub(crate) async fn home(
         search(repo, "Encounter", &q_encs, 10),
         search(repo, "Task", &q_requests, 20),
         search(repo, "Observation", &q_checks, 200),
+        search(repo, "Procedure", &q_procs, 200),
     );
-    let parts =
-        (|| Ok::<_, hale_repository::Error>((allergies?, problems?, meds?, imms?, encs?, requests?, checks?)))();
-    let (allergies, problems, meds, imms, encs, requests, checks) = match parts {
+    let parts = (|| {
+        Ok::<_, hale_repository::Error>((allergies?, problems?, meds?, imms?, encs?, requests?, checks?, procedures?))
+    })();
+    let (allergies, problems, meds, imms, encs, requests, mut checks, procedures) = match parts {
         Ok(x) => x,
         Err(e) => return failure(&e),
     };
+    checks.extend(procedures);
     // reminders: the preventive care due, in plain words
     let due = hale_cds::preventive::due(&patient, &crate::fhir::today_text(), &problems, &imms, &checks);
     let open_request = |mr: &Value| {

@@ -12,7 +12,38 @@ pub enum Done {
     Vaccine(&'static [&'static str], &'static [&'static str]),
     /// An Observation with one of these LOINC codes.
     Observation(&'static [&'static str]),
+    /// Any of several ways to screen, each with its own interval (colorectal cancer:
+    /// a stool test yearly, a colonoscopy every ten years...).
+    AnyOf(&'static [Modality]),
 }
+
+/// One way a screening can be done.
+#[derive(Debug)]
+pub struct Modality {
+    /// In words ("colonoscopy").
+    pub name: &'static str,
+    /// A completed Procedure with one of `codes` (SNOMED CT), else an Observation with
+    /// one of them (LOINC).
+    pub procedure: bool,
+    pub codes: &'static [&'static str],
+    /// Counts for this many days.
+    pub every_days: i64,
+}
+
+const COLORECTAL: &[Modality] = &[
+    Modality {
+        name: "stool immunochemical test (FIT)",
+        procedure: false,
+        codes: &["29771-3", "57905-2", "56490-6", "56491-4", "2335-8"],
+        every_days: 365,
+    },
+    Modality { name: "stool DNA-FIT", procedure: false, codes: &["77353-1", "77354-9"], every_days: 1095 },
+    Modality { name: "flexible sigmoidoscopy", procedure: true, codes: &["44441009"], every_days: 1826 },
+    Modality { name: "colonoscopy", procedure: true, codes: &["73761001"], every_days: 3652 },
+];
+
+const MAMMOGRAPHY: &[Modality] =
+    &[Modality { name: "mammography", procedure: true, codes: &["71651007", "24623002", "43204002"], every_days: 730 }];
 
 /// Who a rule is for.
 #[derive(Debug)]
@@ -22,6 +53,8 @@ pub enum Who {
     /// Anyone with an active condition of one of these SNOMED CT or ICD-10-CM codes
     /// (an ICD-10-CM code matches by prefix).
     Condition(&'static [&'static str]),
+    /// Women (administrative gender female) aged at least `min` and below `max`.
+    Women { min: u32, max: u32 },
 }
 
 /// A preventive-care rule.
@@ -114,6 +147,39 @@ pub static RULES: &[Preventive] = &[
         source: "USPSTF 2022, statin use for the primary prevention of cardiovascular disease in adults",
     },
     Preventive {
+        id: "colorectal-45-75",
+        title: "Colorectal cancer screening (45 to 75)",
+        for_patient: "A bowel cancer screening test (a stool test, or a colonoscopy)",
+        who: Who::Age { min: 45, max: 76 },
+        done: Done::AnyOf(COLORECTAL),
+        every_days: None,
+        doses: 1,
+        action: "Offer a stool test (FIT yearly, or stool DNA-FIT every 1 to 3 years) or a colonoscopy (every 10 years).",
+        source: "USPSTF 2021, screening for colorectal cancer (A for 50 to 75, B for 45 to 49)",
+    },
+    Preventive {
+        id: "mammography-40-74",
+        title: "Breast cancer screening, mammography every 2 years (women 40 to 74)",
+        for_patient: "A mammogram (every 2 years)",
+        who: Who::Women { min: 40, max: 75 },
+        done: Done::AnyOf(MAMMOGRAPHY),
+        every_days: None,
+        doses: 1,
+        action: "Offer a screening mammogram.",
+        source: "USPSTF 2024, screening for breast cancer (biennial mammography for women 40 to 74, B)",
+    },
+    Preventive {
+        id: "depression-12",
+        title: "Depression screening (yearly from 12)",
+        for_patient: "A short questionnaire about your mood (once a year)",
+        who: Who::Age { min: 12, max: 200 },
+        done: Done::Observation(&["55758-7", "44261-6", "73831-0"]),
+        every_days: Some(365),
+        doses: 1,
+        action: "Screen with the PHQ-2, then the PHQ-9 if positive (PHQ-A for adolescents).",
+        source: "USPSTF 2023, screening for depression in adults (B); USPSTF 2022, in children and adolescents 12 to 18 (B)",
+    },
+    Preventive {
         id: "hba1c-diabetes",
         title: "HbA1c (every 6 months with diabetes)",
         for_patient: "An HbA1c blood test for your diabetes (every 6 months)",
@@ -178,8 +244,60 @@ fn uncoded_says(cc: &Value, words: &[&str]) -> bool {
     text.split(|c: char| !c.is_alphanumeric()).any(|w| words.contains(&w))
 }
 
+/// The dates (`YYYY-MM-DD`) a modality was done: completed Procedures or final
+/// Observations of its codes among `records`.
+fn records_of(m: &Modality, records: &[Value]) -> Vec<String> {
+    records
+        .iter()
+        .filter(|r| {
+            if m.procedure {
+                r["resourceType"] == "Procedure" && r["status"] == "completed" && has_code(&r["code"], m.codes)
+            } else {
+                r["resourceType"] != "Procedure"
+                    && matches!(r["status"].as_str(), Some("final" | "amended" | "corrected"))
+                    && has_code(&r["code"], m.codes)
+            }
+        })
+        .filter_map(|r| {
+            r["effectiveDateTime"]
+                .as_str()
+                .or_else(|| r["performedDateTime"].as_str())
+                .or_else(|| r["performedPeriod"]["start"].as_str())
+                .map(|d| d.chars().take(10).collect())
+        })
+        .collect()
+}
+
+/// Every LOINC code the rules read in Observations (for the searches that feed [`due`]).
+pub fn loinc_codes() -> Vec<&'static str> {
+    let mut out = Vec::new();
+    for r in RULES {
+        match &r.done {
+            Done::Observation(c) => out.extend(c.iter()),
+            Done::AnyOf(ways) => out.extend(ways.iter().filter(|m| !m.procedure).flat_map(|m| m.codes.iter())),
+            Done::Vaccine(..) => {}
+        }
+    }
+    out
+}
+
+/// Every SNOMED CT code the rules read in Procedures.
+pub fn procedure_codes() -> Vec<&'static str> {
+    RULES
+        .iter()
+        .filter_map(|r| match &r.done {
+            Done::AnyOf(ways) => Some(ways.iter().filter(|m| m.procedure).flat_map(|m| m.codes.iter())),
+            _ => None,
+        })
+        .flatten()
+        .copied()
+        .collect()
+}
+
 /// The preventive care due for a patient on `today` (`YYYY-MM-DD`): `patient` (its
-/// birth date), its active `conditions`, its `immunizations` and `observations`.
+/// birth date and gender), its active `conditions`, its `immunizations` and
+/// `observations` — the Observations and Procedures of [`loinc_codes`] and
+/// [`procedure_codes`].
 pub fn due(
     patient: &Value,
     today: &str,
@@ -197,7 +315,33 @@ pub fn due(
         let applies = match &r.who {
             Who::Age { min, max } => age.is_some_and(|a| a >= *min && a < *max),
             Who::Condition(codes) => conditions.iter().any(|c| has_code(&c["code"], codes)),
+            Who::Women { min, max } => patient["gender"] == "female" && age.is_some_and(|a| a >= *min && a < *max),
         };
+        if let Done::AnyOf(ways) = &r.done {
+            // due unless one way is recent enough for its own interval
+            let mut last: Option<String> = None;
+            let mut recent = false;
+            for m in ways.iter() {
+                let dates = records_of(m, observations);
+                if let Some(d) = dates.iter().max() {
+                    recent |= day_number(d).is_some_and(|n| now - n < m.every_days);
+                    if last.as_deref().is_none_or(|l| d.as_str() > l) {
+                        last = Some(d.clone());
+                    }
+                }
+            }
+            if applies && !recent {
+                out.push(Due {
+                    rule: r.id,
+                    title: r.title,
+                    for_patient: r.for_patient,
+                    last,
+                    action: r.action,
+                    source: r.source,
+                });
+            }
+            continue;
+        }
         if !applies {
             continue;
         }
@@ -213,11 +357,13 @@ pub fn due(
             Done::Observation(loinc) => observations
                 .iter()
                 .filter(|o| {
-                    matches!(o["status"].as_str(), Some("final" | "amended" | "corrected"))
+                    o["resourceType"] != "Procedure"
+                        && matches!(o["status"].as_str(), Some("final" | "amended" | "corrected"))
                         && has_code(&o["code"], loinc)
                 })
                 .filter_map(|o| o["effectiveDateTime"].as_str().map(|d| d.chars().take(10).collect()))
                 .collect(),
+            Done::AnyOf(_) => Vec::new(),
         };
         dates.sort();
         let last = dates.last().cloned();
@@ -253,6 +399,60 @@ mod tests {
         json!({"resourceType": "Observation", "status": "final", "code": {"coding": [{"system": "http://loinc.org", "code": loinc}]}, "effectiveDateTime": date})
     }
 
+    fn proc_(snomed: &str, date: &str) -> Value {
+        json!({"resourceType": "Procedure", "status": "completed", "code": {"coding": [{"system": "http://snomed.info/sct", "code": snomed}]}, "performedDateTime": date})
+    }
+
+    #[test]
+    fn screenings_count_any_of_their_ways_each_for_its_interval() {
+        let today = "2026-12-07";
+        let woman = json!({"birthDate": "1970-05-05", "gender": "female"});
+        let all_done = |extra: Vec<Value>| {
+            let mut r = vec![obs("85354-9", "2026-06-01"), obs("2093-3", "2023-01-01"), obs("44261-6", "2026-03-01")];
+            r.extend(extra);
+            r
+        };
+        let vaccines =
+            [imm("140", "2026-10-01"), imm("115", "2020-05-01"), imm("187", "2021-01-01"), imm("187", "2021-04-01")];
+        let d = |records: Vec<Value>| {
+            ids(&due(&woman, today, &[], &vaccines, &records)).iter().map(|s| s.to_string()).collect::<Vec<_>>()
+        };
+        assert_eq!(d(all_done(vec![])), ["colorectal-45-75", "mammography-40-74"]);
+        // a colonoscopy 6 years ago counts; a FIT 2 years ago does not; a mammogram last year counts
+        assert_eq!(
+            d(all_done(vec![proc_("73761001", "2020-12-01"), proc_("24623002", "2026-01-10")])),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            d(all_done(vec![obs("29771-3", "2024-11-01"), proc_("71651007", "2026-01-10")])),
+            ["colorectal-45-75"]
+        );
+        assert_eq!(
+            d(all_done(vec![obs("29771-3", "2026-11-01"), proc_("71651007", "2023-01-10")])),
+            ["mammography-40-74"]
+        );
+        // the last one done is reported, whichever way
+        let found = due(
+            &woman,
+            today,
+            &[],
+            &vaccines,
+            &all_done(vec![obs("29771-3", "2024-11-01"), proc_("73761001", "2012-01-01")]),
+        );
+        assert_eq!(
+            found.iter().find(|x| x.rule == "colorectal-45-75").and_then(|x| x.last.clone()).as_deref(),
+            Some("2024-11-01")
+        );
+        // a procedure not completed does not count; men are not asked for a mammogram
+        let planned = json!({"resourceType": "Procedure", "status": "preparation", "code": {"coding": [{"code": "73761001"}]}, "performedDateTime": "2026-01-01"});
+        assert!(d(all_done(vec![planned])).contains(&"colorectal-45-75".to_string()));
+        let man = json!({"birthDate": "1970-05-05", "gender": "male"});
+        assert!(!ids(&due(&man, today, &[], &vaccines, &all_done(vec![]))).contains(&"mammography-40-74"));
+        // the codes the searches need
+        assert!(loinc_codes().contains(&"29771-3") && loinc_codes().contains(&"44261-6"));
+        assert!(procedure_codes().contains(&"73761001") && !procedure_codes().contains(&"29771-3"));
+    }
+
     fn ids(d: &[Due]) -> Vec<&str> {
         d.iter().map(|d| d.rule).collect()
     }
@@ -261,14 +461,26 @@ mod tests {
     fn what_is_due_follows_age_conditions_and_dates() {
         let today = "2026-12-07";
         let adult = json!({"birthDate": "1980-02-03"});
-        // nothing done: flu, Td, blood pressure, lipids
+        // nothing done: flu, Td, blood pressure, lipids, colorectal, depression
         assert_eq!(
             ids(&due(&adult, today, &[], &[], &[])),
-            ["influenza-vaccine", "td-booster", "blood-pressure-40", "lipids-40-75"]
+            [
+                "influenza-vaccine",
+                "td-booster",
+                "blood-pressure-40",
+                "lipids-40-75",
+                "colorectal-45-75",
+                "depression-12"
+            ]
         );
         // done recently enough: nothing
         let done = [imm("140", "2026-10-01"), imm("115", "2020-05-01")];
-        let measured = [obs("85354-9", "2026-06-01"), obs("2093-3", "2023-01-01")];
+        let measured = [
+            obs("85354-9", "2026-06-01"),
+            obs("2093-3", "2023-01-01"),
+            obs("44261-6", "2026-03-01"),
+            proc_("73761001", "2019-04-01"),
+        ];
         assert!(due(&adult, today, &[], &done, &measured).is_empty());
         // a flu shot from last year is not this year's
         let old = [imm("140", "2025-10-01"), imm("115", "2020-05-01")];
@@ -277,7 +489,13 @@ mod tests {
         // diabetes: an HbA1c every 6 months
         let dm = [json!({"code": {"coding": [{"system": "http://snomed.info/sct", "code": "44054006"}]}})];
         assert!(ids(&due(&adult, today, &dm, &done, &measured)).contains(&"hba1c-diabetes"));
-        let a1c = [obs("85354-9", "2026-06-01"), obs("2093-3", "2023-01-01"), obs("4548-4", "2026-08-01")];
+        let a1c = [
+            obs("85354-9", "2026-06-01"),
+            obs("2093-3", "2023-01-01"),
+            obs("4548-4", "2026-08-01"),
+            obs("44261-6", "2026-03-01"),
+            proc_("73761001", "2019-04-01"),
+        ];
         assert!(due(&adult, today, &dm, &done, &a1c).is_empty());
         let icd = [json!({"code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "E11.9"}]}})];
         assert!(ids(&due(&adult, today, &icd, &done, &measured)).contains(&"hba1c-diabetes"), "ICD-10-CM by prefix");
@@ -293,8 +511,12 @@ mod tests {
             json!({"status": "completed", "vaccineCode": {"text": "Influenza vaccine"}, "occurrenceDateTime": "2026-11-01"}),
         ];
         assert!(!ids(&due(&adult, today, &[], &uncoded, &measured)).contains(&"influenza-vaccine"));
-        // a child: flu only; the dead: nothing
+        // a child: flu only; from 12, the mood questionnaire too; the dead: nothing
         assert_eq!(ids(&due(&json!({"birthDate": "2020-01-01"}), today, &[], &[], &[])), ["influenza-vaccine"]);
+        assert_eq!(
+            ids(&due(&json!({"birthDate": "2013-01-01"}), today, &[], &[], &[])),
+            ["influenza-vaccine", "depression-12"]
+        );
         assert!(due(&json!({"birthDate": "1950-01-01", "deceasedBoolean": true}), today, &[], &[], &[]).is_empty());
     }
 }

@@ -1217,10 +1217,10 @@ async fn my_patients_are_those_i_am_gp_of_or_in_the_care_team_of() {
         "{home}"
     );
     assert!(!home.contains("Dunn") && !home.contains("Brown"), "{home}");
-    // preventive care due across them: Ana first (four items), Cleo (no birth date) after
+    // preventive care due across them: Ana first (seven items), Cleo (no birth date) after
     let (status, due) = page(&ts, &session, "/app/due").await;
     assert_eq!(status, 200, "{due}");
-    assert!(due.contains("My patients (2)") && due.contains("4 items due"), "{due}");
+    assert!(due.contains("My patients (2)") && due.contains("7 items due"), "{due}");
     let (ana, cleo) = (due.find("Alvarez, Ana").unwrap(), due.find("Carver, Cleo").unwrap());
     assert!(ana < cleo, "{due}");
     assert!(due.contains("Tetanus and diphtheria booster (every 10 years); Blood pressure check"), "{due}");
