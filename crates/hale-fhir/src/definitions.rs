@@ -132,8 +132,13 @@ pub struct Definitions {
 
 /// Types R4's Patient compartment leaves out that Hale's access rules hold to the
 /// patient they are about, with the search parameters that name that patient: a Task
-/// `for` a patient (a result to review, a patient's request) concerns that patient.
-pub const ACCESS_ADDITIONS: &[(&str, &str)] = &[("Task", "patient")];
+/// `for` a patient (a result to review, a patient's request) concerns that patient; a
+/// Binary whose `securityContext` is a Patient is governed by that patient's record
+/// (R4 http, "Binary"), through Hale's own index rows under [`BINARY_PATIENT`].
+pub const ACCESS_ADDITIONS: &[(&str, &str)] = &[("Task", "patient"), ("Binary", BINARY_PATIENT)];
+
+/// The index parameter of the Patient a Binary's `securityContext` names.
+pub const BINARY_PATIENT: &str = "_hale-security-context";
 
 /// `dateTime` -> `DateTime`, as choice-type property names spell it.
 pub fn capitalize(type_name: &str) -> String {
@@ -283,6 +288,7 @@ mod tests {
         // R4 leaves Task out of the compartment; Hale's access rules hold it to its patient
         assert!(!d.patient_compartment().contains_key("Task"));
         assert_eq!(d.access_compartment()["Task"], ["patient"]);
+        assert_eq!(d.access_compartment()["Binary"], [BINARY_PATIENT]);
         assert_eq!(d.access_compartment()["Observation"], d.patient_compartment()["Observation"]);
         assert_eq!(d.primitive_regexes().find(|p| p.0 == "id").map(|p| p.1), Some("[A-Za-z0-9\\-\\.]{1,64}"));
     }

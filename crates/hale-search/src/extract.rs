@@ -492,6 +492,17 @@ pub fn extract(resource: &Value) -> IndexRows {
     if ty == "Consent" {
         consent_rows(&mut rows, resource);
     }
+    if ty == "Binary"
+        && let Some(("Patient", id)) = resource["securityContext"]["reference"].as_str().and_then(split_reference)
+    {
+        // the record whose access rules govern the Binary (R4 http, "Binary")
+        rows.references.push(crate::index::ReferenceIndex {
+            param: hale_fhir::definitions::BINARY_PATIENT.to_string(),
+            target_type: Some("Patient".into()),
+            target_id: Some(id.to_string()),
+            url: None,
+        });
+    }
     related_rows(&mut rows, ty);
     rows
 }
@@ -586,6 +597,18 @@ pub const CONSENT_DENY: &str = "_hale-consent-deny";
 mod extract_tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_binary_is_indexed_under_the_patient_its_security_context_names() {
+        let b =
+            json!({"resourceType":"Binary","contentType":"text/plain","securityContext":{"reference":"Patient/p1"}});
+        let rows = extract(&b);
+        let r: Vec<_> = rows.references.iter().filter(|r| r.param == hale_fhir::definitions::BINARY_PATIENT).collect();
+        assert_eq!(r.len(), 1);
+        assert_eq!((r[0].target_type.as_deref(), r[0].target_id.as_deref()), (Some("Patient"), Some("p1")));
+        let other = json!({"resourceType":"Binary","contentType":"text/plain","securityContext":{"reference":"DocumentReference/d1"}});
+        assert!(extract(&other).references.iter().all(|r| r.param != hale_fhir::definitions::BINARY_PATIENT));
+    }
 
     /// A name or address matches by any part: each later part is a row of its own,
     /// with an empty `exact` (so `:exact` and sorting see the whole value only).

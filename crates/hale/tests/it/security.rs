@@ -64,7 +64,16 @@ async fn population(ts: &TestServer) {
             "description":canary,"for":{"reference":format!("Patient/pat-{p}")},"owner":{"reference":"Practitioner/prac-1"}}),
         )
         .await;
+        // content governed by the patient's record (R4: Binary.securityContext)
+        put(
+            ts,
+            json!({"resourceType":"Binary","id":format!("bin-{p}"),"contentType":"text/plain",
+            "securityContext":{"reference":format!("Patient/pat-{p}")},"data":"aGVsbG8="}),
+        )
+        .await;
     }
+    // content governed by no record: no one held to patients sees it
+    put(ts, json!({"resourceType":"Binary","id":"bin-none","contentType":"text/plain","data":"aGVsbG8="})).await;
     // a task about nobody: no one held to patients sees it
     put(
         ts,
@@ -127,6 +136,7 @@ fn read_paths() -> Vec<(&'static str, &'static str, String, Option<Value>)> {
         ("search tasks", "GET", "/Task?_total=accurate".into(), None),
         ("search tasks by owner", "GET", "/Task?owner=Practitioner/prac-1".into(), None),
         ("tasks of B", "GET", "/Task?patient=pat-b".into(), None),
+        ("read B's Binary", "GET", "/Binary/bin-b".into(), None),
     ];
     v.push(("POST _search", "POST", "/Observation/_search".into(), None));
     v.push((
@@ -230,6 +240,12 @@ async fn no_read_path_leaks_another_patients_data() {
         let (status, text) = send(&ts, &c, "GET", "/Task?_total=accurate", None).await;
         assert_eq!(status, 200, "{who}: {text}");
         assert_eq!(serde_json::from_str::<Value>(&text).unwrap()["total"], expect, "{who}: A's task only: {text}");
+        let (status, text) = send(&ts, &c, "GET", "/Binary?_total=accurate", None).await;
+        assert_eq!(status, 200, "{who}: {text}");
+        assert_eq!(serde_json::from_str::<Value>(&text).unwrap()["total"], expect, "{who}: A's Binary only: {text}");
+        for other in ["/Binary/bin-b", "/Binary/bin-none"] {
+            assert_eq!(send(&ts, &c, "GET", other, None).await.0, 404, "{who}: {other}");
+        }
         let (status, _) = send(&ts, &c, "GET", "/Patient/pat-b", None).await;
         assert_eq!(status, 404, "{who}: forbidden looks like absent");
         let (status, _) = send(&ts, &c, "GET", "/Practitioner/prac-1", None).await;
@@ -260,8 +276,19 @@ async fn no_write_path_reaches_another_patients_record() {
     // into A's record: allowed (the positive control)
     let (status, text) = send(&ts, &c, "POST", "/Observation", Some(&obs_for("pat-a"))).await;
     assert_eq!(status, 201, "{text}");
+    let bin_for = |p: Option<&str>| {
+        let mut b = json!({"resourceType":"Binary","contentType":"text/plain","data":"aGVsbG8="});
+        if let Some(p) = p {
+            b["securityContext"] = json!({"reference": format!("Patient/{p}")});
+        }
+        b
+    };
+    let (status, text) = send(&ts, &c, "POST", "/Binary", Some(&bin_for(Some("pat-a")))).await;
+    assert_eq!(status, 201, "content for A's record: {text}");
     let refused: Vec<(&str, &str, String, Value)> = vec![
         ("create for B", "POST", "/Observation".into(), obs_for("pat-b")),
+        ("content for B's record", "POST", "/Binary".into(), bin_for(Some("pat-b"))),
+        ("content for no record", "POST", "/Binary".into(), bin_for(None)),
         (
             "create for nobody",
             "POST",
