@@ -200,7 +200,16 @@ impl FromRequestParts<Arc<ApiState>> for Call {
 
     async fn from_request_parts(parts: &mut Parts, st: &Arc<ApiState>) -> Result<Self, ApiError> {
         let query = parts.uri.query().map(str::to_string);
-        let ctx = Ctx::new(&parts.headers, query.as_deref(), st.public_base.as_deref())?;
+        // a read of a Binary may ask for its own content type (R4 http, "Binary"): the
+        // representation is chosen by the read, not refused here
+        let binary_read = parts.method == Method::GET && interaction::read::is_binary_instance(parts.uri.path());
+        let ctx = if binary_read {
+            let mut h = parts.headers.clone();
+            h.remove(header::ACCEPT);
+            Ctx::new(&h, query.as_deref(), st.public_base.as_deref())?
+        } else {
+            Ctx::new(&parts.headers, query.as_deref(), st.public_base.as_deref())?
+        };
         let request_id = match parts.extensions.get::<RequestId>() {
             Some(r) => r.0.clone(),
             None => uuid::Uuid::now_v7().to_string(),

@@ -82,8 +82,16 @@ async fn official_r4_examples_round_trip() {
                 return (name, Err(format!("{} {reason}", status.as_u16())));
             }
             let stored_id = body["id"].as_str().unwrap().to_string();
-            let read: Value =
-                s.client.get(s.fhir(&format!("/{ty}/{stored_id}"))).send().await.unwrap().json().await.unwrap();
+            let read: Value = s
+                .client
+                .get(s.fhir(&format!("/{ty}/{stored_id}")))
+                .header("accept", "application/fhir+json")
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
             let mut expected = original.clone();
             strip_server_meta(&mut expected);
             expected["id"] = Value::String(stored_id);

@@ -106,3 +106,61 @@ async fn capability_statement_lists_what_works() {
     let oo = json(r).await;
     assert_eq!(oo["issue"][0]["severity"], "information", "{oo}");
 }
+
+#[tokio::test]
+async fn a_binary_is_read_as_its_own_content_whole_or_by_range() {
+    use base64::Engine;
+    let ts = hale_test_support::TestServer::spawn().await;
+    let png: Vec<u8> = vec![0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a, 1, 2, 3, 4, 5, 6, 7, 8];
+    let data = base64::engine::general_purpose::STANDARD.encode(&png);
+    let b = serde_json::json!({"resourceType": "Binary", "id": "img-1", "contentType": "image/png", "data": data});
+    assert!(ts.put("/Binary/img-1", &b).await.status().is_success());
+    let url = ts.fhir("/Binary/img-1");
+    // no FHIR type asked for: the content itself
+    for accept in [None, Some("*/*"), Some("image/png")] {
+        let mut req = ts.client.get(&url);
+        if let Some(a) = accept {
+            req = req.header("accept", a);
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), 200, "{accept:?}");
+        assert_eq!(r.headers()["content-type"], "image/png");
+        assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+        assert!(r.headers()["content-security-policy"].to_str().unwrap().contains("sandbox"));
+        assert!(r.headers().get("etag").is_some());
+        assert_eq!(r.bytes().await.unwrap().to_vec(), png, "{accept:?}");
+    }
+    // FHIR asked for: the resource
+    for (accept, format) in [(Some("application/fhir+json"), ""), (None, "?_format=json")] {
+        let mut req = ts.client.get(format!("{url}{format}"));
+        if let Some(a) = accept {
+            req = req.header("accept", a);
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(v["resourceType"], "Binary");
+        assert_eq!(v["data"], data);
+    }
+    // a byte range
+    let r = ts.client.get(&url).header("range", "bytes=1-3").send().await.unwrap();
+    assert_eq!(r.status(), 206);
+    assert_eq!(r.headers()["content-range"], "bytes 1-3/16");
+    assert_eq!(r.bytes().await.unwrap().to_vec(), b"PNG".to_vec());
+    let r = ts.client.get(&url).header("range", "bytes=-4").send().await.unwrap();
+    assert_eq!(r.status(), 206);
+    assert_eq!(r.bytes().await.unwrap().to_vec(), vec![5, 6, 7, 8]);
+    let r = ts.client.get(&url).header("range", "bytes=100-200").send().await.unwrap();
+    assert_eq!(r.status(), 416);
+    assert_eq!(r.headers()["content-range"], "bytes */16");
+    // markup is never served to run in Hale's origin
+    let html = serde_json::json!({"resourceType": "Binary", "id": "page-1", "contentType": "text/html",
+        "data": base64::engine::general_purpose::STANDARD.encode("<script>alert(1)</script>")});
+    assert!(ts.put("/Binary/page-1", &html).await.status().is_success());
+    let r = ts.client.get(ts.fhir("/Binary/page-1")).send().await.unwrap();
+    assert_eq!(r.headers()["content-disposition"], "attachment");
+    assert!(r.headers()["content-security-policy"].to_str().unwrap().contains("sandbox"));
+    // another type with an image Accept is still refused
+    let r = ts.client.get(ts.fhir("/Patient")).header("accept", "image/png").send().await.unwrap();
+    assert_eq!(r.status(), 406);
+}
