@@ -234,6 +234,33 @@ try {
   await accessible(page, 'reconcile medications');
   await page.goto(`${base}/app/patient/pat-a`);
 
+  // documents and reports: the imaging report's picture is shown; a scanned letter is
+  // added from a file and opens as a PDF
+  await page.getByRole('link', { name: 'Documents', exact: true }).click();
+  await page.waitForURL(/\/documents$/);
+  check((await page.textContent('main')).includes('Chest X-ray'), 'the imaging report is listed');
+  await page.screenshot({ path: `${shots}/app-documents-laptop.png`, fullPage: true });
+  await accessible(page, 'documents');
+  await page.getByRole('link', { name: 'Chest X-ray' }).click();
+  await page.waitForURL(/\/document\/DiagnosticReport\/rad-a$/);
+  const shown = await page.locator('img.attachment').evaluate((img) => img.complete && img.naturalWidth > 0);
+  check(shown, 'the report\'s image is shown');
+  await page.screenshot({ path: `${shots}/app-report-laptop.png`, fullPage: true });
+  await accessible(page, 'a report');
+  await page.goto(`${base}/app/patient/pat-a/documents`);
+  await page.getByRole('link', { name: 'Add a document' }).click();
+  await page.waitForURL(/\/documents\/new$/);
+  await accessible(page, 'add a document');
+  await page.fill('#title', 'Letter from the cardiology clinic');
+  await page.selectOption('#kind', '11488-4');
+  await page.setInputFiles('#file', { name: 'letter.pdf', mimeType: 'application/pdf', buffer: Buffer.from('%PDF-1.4\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF\n') });
+  await page.getByRole('button', { name: 'Add', exact: true }).click();
+  await page.waitForURL(/\/document\/DocumentReference\//);
+  check(await page.getByRole('heading', { name: 'Letter from the cardiology clinic' }).isVisible(), 'the added document opens');
+  check(await page.getByRole('link', { name: 'Open the PDF' }).isVisible(), 'its PDF can be opened');
+  await page.screenshot({ path: `${shots}/app-document-added-laptop.png`, fullPage: true });
+  await page.goto(`${base}/app/patient/pat-a`);
+
   // phone: the same session, the same pages fit the width
   const state = await laptop.storageState();
   const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, storageState: state });
@@ -246,6 +273,8 @@ try {
     ['/app/patient/pat-a/results', 'app-results-phone.png'],
     ['/app/patient/pat-a/vitals/new', 'app-record-phone.png'],
     ['/app/patient/pat-a/prescribe?q=amox', 'app-prescribe-phone.png'],
+    ['/app/patient/pat-a/documents', 'app-documents-phone.png'],
+    ['/app/patient/pat-a/document/DiagnosticReport/rad-a', 'app-report-phone.png'],
   ]) {
     await small.goto(`${base}${path}`);
     const opened = new URL(small.url());

@@ -36,6 +36,8 @@ pub use routes::{RoutePolicy, Routes};
 #[derive(Debug, Clone)]
 pub struct ApiLimits {
     pub max_body_bytes: usize,
+    /// Largest Binary content accepted in its own media type (R4 http, "Binary").
+    pub max_binary_bytes: usize,
     pub json: hale_fhir::json::JsonLimits,
     pub default_page_size: usize,
     pub max_page_size: usize,
@@ -45,6 +47,7 @@ impl Default for ApiLimits {
     fn default() -> Self {
         ApiLimits {
             max_body_bytes: 16 * 1024 * 1024,
+            max_binary_bytes: 64 * 1024 * 1024,
             json: Default::default(),
             default_page_size: 50,
             max_page_size: 1000,
@@ -461,6 +464,82 @@ async fn instance_operation(
         };
     };
     call.finish(operation::dispatch(&st, &method, &ty, Some(&id), op, &call, req.into_body()).await)
+}
+
+/// Reads the resource a create or update sends: FHIR JSON, or for a Binary any other
+/// media type, which becomes the Binary's content (R4 http, "Binary").
+async fn read_resource(
+    st: &ApiState,
+    ty: &str,
+    id: Option<&str>,
+    headers: &HeaderMap,
+    body: Body,
+    pretty: bool,
+) -> Result<serde_json::Value, ApiError> {
+    match (ty, negotiate::native_content_type(headers)) {
+        ("Binary", Some(ct)) => read_native_binary(st, id, &ct, headers, body, pretty).await,
+        _ => read_json(st, headers, body, pretty).await,
+    }
+}
+
+/// A Binary from content in its own media type: `contentType` is the request's
+/// `Content-Type`, `data` the bytes, and `securityContext` the reference an
+/// `X-Security-Context` header names, under a limit of its own.
+async fn read_native_binary(
+    st: &ApiState,
+    id: Option<&str>,
+    content_type: &str,
+    headers: &HeaderMap,
+    body: Body,
+    pretty: bool,
+) -> Result<serde_json::Value, ApiError> {
+    use base64::Engine;
+    let limit = st.limits.max_binary_bytes;
+    let too_large = || {
+        ApiError::new(
+            Category::TooLarge,
+            Issue::error(IssueType::TooLong, format!("The content is larger than the limit of {limit} bytes")),
+        )
+        .pretty(pretty)
+    };
+    if let Some(len) =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())
+        && len > limit as u64
+    {
+        return Err(too_large());
+    }
+    let context = match headers.get("x-security-context") {
+        None => None,
+        Some(v) => {
+            let r = v.to_str().unwrap_or("").trim();
+            let ok = r.split_once('/').is_some_and(|(t, i)| {
+                hale_repository::resource_type(t).is_ok() && hale_repository::resource_id(i).is_ok()
+            });
+            if !ok {
+                return Err(ApiError::new(
+                    Category::Invalid,
+                    Issue::error(IssueType::Value, "X-Security-Context must be a reference such as Patient/123")
+                        .at("X-Security-Context"),
+                )
+                .pretty(pretty));
+            }
+            Some(r.to_string())
+        }
+    };
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| too_large())?;
+    let mut b = serde_json::Map::new();
+    b.insert("resourceType".into(), "Binary".into());
+    if let Some(id) = id {
+        b.insert("id".into(), id.into());
+    }
+    b.insert("contentType".into(), content_type.into());
+    if let Some(r) = context {
+        b.insert("securityContext".into(), serde_json::json!({ "reference": r }));
+    }
+    if !bytes.is_empty() {
+        b.insert("data".into(), base64::engine::general_purpose::STANDARD.encode(&bytes).into());
+    }
+    Ok(serde_json::Value::Object(b))
 }
 
 /// Reads a request body under the size limit and parses it as FHIR JSON.

@@ -247,6 +247,19 @@ pub fn check_content_type(headers: &HeaderMap, pretty: bool) -> Result<(), ApiEr
     }
 }
 
+/// The request's `Content-Type` when it names neither a FHIR format nor JSON (a
+/// Binary's own content, R4 http "Binary"), as sent but trimmed; `None` otherwise.
+pub fn native_content_type(headers: &HeaderMap) -> Option<String> {
+    let raw = headers.get(header::CONTENT_TYPE)?.to_str().ok()?.trim();
+    let m = media_type(raw);
+    let fhir = matches!(m.as_str(), "application/fhir+json" | "application/json" | "application/json+fhir")
+        || is_xml(&m)
+        || m.is_empty();
+    // a code has no runs of white space (R4 datatypes, code)
+    let code = raw.split_whitespace().collect::<Vec<_>>().join(" ");
+    (!fhir && code.len() <= 255).then_some(code)
+}
+
 /// Parses `If-Match: W/"3"` (also `"3"` and `3`).
 pub fn if_match(headers: &HeaderMap, pretty: bool) -> Result<Option<hale_fhir::VersionId>, ApiError> {
     let Some(v) = headers.get(header::IF_MATCH) else {

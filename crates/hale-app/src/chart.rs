@@ -274,6 +274,7 @@ pub(crate) enum Tab {
     Summary,
     Vitals,
     Results,
+    Documents,
 }
 
 /// What every page of a chart begins with: the patient's banner, the allergies, and
@@ -281,8 +282,12 @@ pub(crate) enum Tab {
 pub(crate) fn header(session: &Session, patient: &Value, allergies: &[Value], tab: Tab) -> Markup {
     let id = patient["id"].as_str().unwrap_or("");
     let glass = session.glass.iter().find(|g| g.0 == id);
-    let tabs =
-        [(Tab::Summary, "Summary", ""), (Tab::Vitals, "Vital signs", "/vitals"), (Tab::Results, "Results", "/results")];
+    let tabs = [
+        (Tab::Summary, "Summary", ""),
+        (Tab::Vitals, "Vital signs", "/vitals"),
+        (Tab::Results, "Results", "/results"),
+        (Tab::Documents, "Documents", "/documents"),
+    ];
     html! {
         @if let Some((_, reason, expires)) = glass {
             p.glass role="status" {

@@ -9,6 +9,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
 mod chart;
+mod documents;
 mod entry;
 mod fhir;
 mod find;
@@ -50,24 +51,34 @@ pub struct AppState {
 }
 
 /// What an installation decides about the application.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Options {
     /// Laboratory results reach the portal only once the clinician's review task for
     /// their report is done (`false`: as soon as they are stored).
     pub results_after_review: bool,
+    /// The largest file a document upload may carry, in bytes.
+    pub max_upload_bytes: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { results_after_review: false, max_upload_bytes: 64 * 1024 * 1024 }
+    }
 }
 
 /// The routes of the application over the gate and the authorization server's state.
 pub fn routes(gate: Gate, auth: Arc<AuthState>, options: Options) -> Routes<()> {
-    unstated().with_state(Arc::new(AppState { gate, auth, options }))
+    unstated(options).with_state(Arc::new(AppState { gate, auth, options }))
 }
 
 /// Every route of the application with its policy.
 pub fn declared() -> Vec<(&'static str, hale_api::RoutePolicy)> {
-    unstated().declared().to_vec()
+    unstated(Options::default()).declared().to_vec()
 }
 
-fn unstated() -> Routes<Arc<AppState>> {
+fn unstated(options: Options) -> Routes<Arc<AppState>> {
+    // an upload's multipart form is a little larger than its file
+    let upload_limit = axum::extract::DefaultBodyLimit::max(options.max_upload_bytes.saturating_add(64 * 1024));
     Routes::new()
         .asset("/app/static/app.css", get(layout::stylesheet))
         .asset("/app/static/app.js", get(layout::script))
@@ -78,6 +89,10 @@ fn unstated() -> Routes<Arc<AppState>> {
         .page("/app/patient/{id}/vitals", get(trends::vitals).post(record::save))
         .page("/app/patient/{id}/vitals/new", get(record::form))
         .page("/app/patient/{id}/results", get(trends::results))
+        .page("/app/patient/{id}/documents", get(documents::list))
+        .page("/app/patient/{id}/documents/new", get(documents::form).post(documents::save).layer(upload_limit))
+        .page("/app/patient/{id}/document/{ty}/{rid}", get(documents::show))
+        .page("/app/patient/{id}/document/{ty}/{rid}/attachment/{n}", get(documents::attachment))
         .page("/app/patient/{id}/problems/new", get(entry::problem_form).post(entry::problem_save))
         .page("/app/patient/{id}/problem/{cid}/resolve", axum::routing::post(entry::resolve))
         .page("/app/patient/{id}/allergies/new", get(entry::allergy_form).post(entry::allergy_save))
@@ -127,6 +142,8 @@ pub(crate) struct Session {
     pub gate: Gate,
     /// The user's break-the-glass grants in force: (patient, reason, expires ms).
     pub glass: Vec<(String, String, i64)>,
+    /// The largest file a document upload may carry.
+    pub max_upload_bytes: usize,
 }
 
 impl Session {
@@ -200,7 +217,15 @@ impl FromRequestParts<Arc<AppState>> for Session {
         }
         let glass = grants;
         let repo = st.gate.repository(ctx);
-        Ok(Session { account, role, csrf, repo, gate: st.gate.clone(), glass })
+        Ok(Session {
+            account,
+            role,
+            csrf,
+            repo,
+            gate: st.gate.clone(),
+            glass,
+            max_upload_bytes: st.options.max_upload_bytes,
+        })
     }
 }
 

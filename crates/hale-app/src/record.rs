@@ -451,7 +451,7 @@ pub(crate) async fn save(
 }
 
 /// The first issue of an error, for a person.
-fn plain(e: &hale_repository::Error) -> String {
+pub(crate) fn plain(e: &hale_repository::Error) -> String {
     e.outcome()
         .issues
         .first()

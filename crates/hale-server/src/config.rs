@@ -116,6 +116,8 @@ impl Default for Hl7 {
 pub struct Limits {
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// Largest Binary sent in its own media type (an image, a scanned PDF), in bytes.
+    pub max_binary_bytes: usize,
     /// Deepest JSON nesting accepted (objects and arrays).
     pub max_json_depth: usize,
     /// Longest JSON string accepted, in bytes.
@@ -172,6 +174,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_body_bytes: 16 * 1024 * 1024,
+            max_binary_bytes: 64 * 1024 * 1024,
             max_json_depth: 64,
             max_string_bytes: 8 * 1024 * 1024,
             default_page_size: 50,
@@ -287,6 +290,7 @@ impl Config {
         }
         let l = &self.limits;
         if l.max_body_bytes == 0
+            || l.max_binary_bytes == 0
             || l.max_json_depth == 0
             || l.max_string_bytes == 0
             || l.max_page_size == 0

@@ -220,6 +220,7 @@ fn routes(cfg: &Config, gate: Gate, tokens: Arc<TokenKeys>) -> Routes<()> {
         gate: gate.clone(),
         limits: ApiLimits {
             max_body_bytes: cfg.limits.max_body_bytes,
+            max_binary_bytes: cfg.limits.max_binary_bytes,
             json: hale_fhir::json::JsonLimits {
                 max_depth: cfg.limits.max_json_depth,
                 max_string_bytes: cfg.limits.max_string_bytes,
@@ -239,7 +240,10 @@ fn routes(cfg: &Config, gate: Gate, tokens: Arc<TokenKeys>) -> Routes<()> {
     let api = api.merge(hale_auth::routes(auth_state.clone())).merge(hale_app::routes(
         gate.clone(),
         auth_state,
-        hale_app::Options { results_after_review: cfg.portal.release_results == "after_review" },
+        hale_app::Options {
+            results_after_review: cfg.portal.release_results == "after_review",
+            max_upload_bytes: cfg.limits.max_binary_bytes,
+        },
     ));
     api.merge(health_routes().with_state(Health {
         repository: gate.system("readiness"),

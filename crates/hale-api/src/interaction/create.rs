@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use hale_repository::CreateOutcome;
 
-use crate::{ApiError, ApiState, Call, read_json};
+use crate::{ApiError, ApiState, Call, read_resource};
 
 pub async fn handle(st: &ApiState, ty: &str, call: &Call, body: Body) -> Result<Response, ApiError> {
     let ctx = &call.ctx;
@@ -14,7 +14,7 @@ pub async fn handle(st: &ApiState, ty: &str, call: &Call, body: Body) -> Result<
     let pretty = ctx.pretty;
     ctx.check_params(&[])?;
     let ty = hale_repository::resource_type(ty)?;
-    let resource = read_json(st, headers, body, pretty).await?;
+    let resource = read_resource(st, ty.as_str(), None, headers, body, pretty).await?;
     let if_none_exist =
         headers.get("if-none-exist").map(|v| v.to_str().unwrap_or("\u{fffd}").trim_start_matches('?').to_string());
     let if_none_exist = if_none_exist.as_deref().map(|v| {

@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 
 use crate::negotiate::if_match;
-use crate::{ApiError, ApiState, Call, read_json};
+use crate::{ApiError, ApiState, Call, read_resource};
 
 pub async fn handle(st: &ApiState, ty: &str, id: &str, call: &Call, body: Body) -> Result<Response, ApiError> {
     let ctx = &call.ctx;
@@ -17,7 +17,7 @@ pub async fn handle(st: &ApiState, ty: &str, id: &str, call: &Call, body: Body) 
     let ty = hale_repository::resource_type(ty)?;
     let id = hale_repository::resource_id(id)?;
     let version = if_match(headers, pretty)?;
-    let resource = read_json(st, headers, body, pretty).await?;
+    let resource = read_resource(st, ty.as_str(), Some(id.as_str()), headers, body, pretty).await?;
     let out = call.repo.update(&ty, &id, resource, version).await?;
     let status = if out.created { StatusCode::CREATED } else { StatusCode::OK };
     Ok(ctx.write_response(status, &out.stored, if out.created { "Created" } else { "Updated" }))
@@ -30,7 +30,7 @@ pub async fn conditional(st: &ApiState, ty: &str, call: &Call, body: Body) -> Re
     let pretty = ctx.pretty;
     let ty = hale_repository::resource_type(ty)?;
     let version = if_match(headers, pretty)?;
-    let resource = read_json(st, headers, body, pretty).await?;
+    let resource = read_resource(st, ty.as_str(), None, headers, body, pretty).await?;
     let out = call.repo.conditional_update(&ty, q.unwrap_or(""), resource, version).await?;
     let status = if out.created { StatusCode::CREATED } else { StatusCode::OK };
     Ok(ctx.write_response(status, &out.stored, if out.created { "Created" } else { "Updated" }))

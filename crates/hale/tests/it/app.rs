@@ -1623,6 +1623,21 @@ async fn the_chart_works_in_a_real_browser() {
     }
     let ts = TestServer::spawn().await;
     chart_fixture(&ts).await;
+    // an imaging report whose picture is a Binary governed by the patient
+    use base64::Engine;
+    let png = include_bytes!("../fixtures/chest-xray-synthetic.png");
+    for r in [
+        json!({"resourceType":"Binary","id":"img-a","contentType":"image/png","securityContext":{"reference":"Patient/pat-a"},
+               "data": base64::engine::general_purpose::STANDARD.encode(png)}),
+        json!({"resourceType":"DiagnosticReport","id":"rad-a","status":"final","subject":{"reference":"Patient/pat-a"},"effectiveDateTime":"2025-05-01",
+               "category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v2-0074","code":"RAD"}]}],
+               "code":{"text":"Chest X-ray"},"conclusion":"No consolidation. Heart size normal.",
+               "performer":[{"display":"Dr Ray Diaz, radiologist"}],
+               "presentedForm":[{"contentType":"image/png","url":"Binary/img-a","title":"PA view"}]}),
+    ] {
+        let path = format!("/{}/{}", r["resourceType"].as_str().unwrap(), r["id"].as_str().unwrap());
+        assert!(ts.put(&path, &r).await.status().is_success(), "{path}");
+    }
     let code = enrolled(&ts, "dr.jones").await;
     let shots = root().join("target/browser-screenshots");
     std::fs::create_dir_all(&shots).unwrap();
@@ -1638,7 +1653,215 @@ async fn the_chart_works_in_a_real_browser() {
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     let result: Value = serde_json::from_str(stdout.trim().lines().last().unwrap()).unwrap();
     assert!(result["checks"].as_array().unwrap().len() >= 20, "{result}");
-    for f in ["app-find-laptop.png", "app-chart-laptop.png", "app-find-phone.png", "app-chart-phone.png"] {
+    for f in [
+        "app-find-laptop.png",
+        "app-chart-laptop.png",
+        "app-find-phone.png",
+        "app-chart-phone.png",
+        "app-documents-laptop.png",
+        "app-report-laptop.png",
+        "app-document-added-laptop.png",
+        "app-documents-phone.png",
+    ] {
         assert!(shots.join(f).metadata().unwrap().len() > 1000, "{f}");
     }
+}
+
+/// A `multipart/form-data` body with text fields and one file, as a browser sends it.
+fn multipart(fields: &[(&str, &str)], file: Option<(&str, &[u8])>) -> (String, Vec<u8>) {
+    let boundary = "----hale-test-boundary-7d1f";
+    let mut body = Vec::new();
+    for (k, v) in fields {
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n").as_bytes(),
+        );
+    }
+    if let Some((name, bytes)) = file {
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n").as_bytes(),
+        );
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn documents_and_reports_are_read_with_their_attachments_and_added_from_a_file() {
+    use base64::Engine;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let ts = TestServer::spawn_with(|c| c.limits.max_binary_bytes = 256 * 1024).await;
+    chart_fixture(&ts).await;
+    let png: Vec<u8> = vec![0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 13, b'I', b'H', b'D', b'R'];
+    let note = format!("Seen for cough.\n{XSS}\nPlan: rest.");
+    let a = |r: &str| json!({"reference": r});
+    for r in [
+        json!({"resourceType":"DocumentReference","id":"doc-a","status":"current","type":{"text":"Consult note"},"subject":a("Patient/pat-a"),
+               "date":"2025-06-01T10:00:00Z","description":"Cardiology letter","author":[{"reference":"Practitioner/prac-j","display":"Dr Jo Jones"}],
+               "content":[{"attachment":{"contentType":"text/plain","data":b64(note.as_bytes()),"title":"Letter"}}]}),
+        json!({"resourceType":"Binary","id":"img-a","contentType":"image/png","securityContext":a("Patient/pat-a"),"data":b64(&png)}),
+        json!({"resourceType":"DiagnosticReport","id":"rad-a","status":"final","subject":a("Patient/pat-a"),"effectiveDateTime":"2025-05-01",
+               "category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v2-0074","code":"RAD"}]}],
+               "code":{"text":"Chest X-ray"},"conclusion":"No consolidation.",
+               "presentedForm":[{"contentType":"image/png","url":"Binary/img-a","title":"PA view"}]}),
+        json!({"resourceType":"DiagnosticReport","id":"lab-a","status":"final","subject":a("Patient/pat-a"),"effectiveDateTime":"2025-05-02",
+               "category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v2-0074","code":"LAB"}]}],"code":{"text":"Lipid panel"}}),
+        json!({"resourceType":"DocumentReference","id":"doc-b","status":"current","subject":a("Patient/pat-b"),"description":"CANARY-B letter",
+               "content":[{"attachment":{"contentType":"text/plain","data":b64(b"CANARY-B text")}}]}),
+        // a report of A that names B's image: not served from A's chart
+        json!({"resourceType":"Binary","id":"img-b","contentType":"image/png","securityContext":a("Patient/pat-b"),"data":b64(&png)}),
+        json!({"resourceType":"DiagnosticReport","id":"rad-x","status":"final","subject":a("Patient/pat-a"),"code":{"text":"Misfiled"},
+               "presentedForm":[{"contentType":"image/png","url":"Binary/img-b"}]}),
+    ] {
+        let path = format!("/{}/{}", r["resourceType"].as_str().unwrap(), r["id"].as_str().unwrap());
+        assert!(ts.put(&path, &r).await.status().is_success(), "{path}");
+    }
+    let code = enrolled(&ts, "dr.jones").await;
+    let session = sign_in(&ts, "/app", "dr.jones", PASSWORD, &code).await.unwrap();
+
+    let (status, list) = page(&ts, &session, "/app/patient/pat-a/documents").await;
+    assert_eq!(status, 200, "{list}");
+    assert!(list.contains("Cardiology letter") && list.contains("Chest X-ray"), "{list}");
+    assert!(!list.contains("Lipid panel") && list.contains("1 laboratory report is"), "{list}");
+    assert!(!list.contains("CANARY"), "{list}");
+    // the letter's text in the page, escaped
+    let (status, doc) = page(&ts, &session, "/app/patient/pat-a/document/DocumentReference/doc-a").await;
+    assert_eq!(status, 200, "{doc}");
+    assert!(
+        doc.contains("Seen for cough.") && doc.contains("&lt;script&gt;") && !doc.contains("<script>window"),
+        "{doc}"
+    );
+    // the image shown from the Binary the report names, sandboxed
+    let (status, rad) = page(&ts, &session, "/app/patient/pat-a/document/DiagnosticReport/rad-a").await;
+    assert_eq!(status, 200);
+    assert!(
+        rad.contains("No consolidation.")
+            && rad.contains(
+                "<img class=\"attachment\" src=\"/app/patient/pat-a/document/DiagnosticReport/rad-a/attachment/0\""
+            ),
+        "{rad}"
+    );
+    let r = no_redirects()
+        .get(format!("{}/app/patient/pat-a/document/DiagnosticReport/rad-a/attachment/0", ts.base))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "image/png");
+    assert!(r.headers()["content-security-policy"].to_str().unwrap().contains("sandbox"));
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(r.bytes().await.unwrap().to_vec(), png);
+    // nothing of B through A's chart, nor B's chart at all
+    for path in [
+        "/app/patient/pat-a/document/DocumentReference/doc-b",
+        "/app/patient/pat-a/document/DocumentReference/doc-b/attachment/0",
+        "/app/patient/pat-a/document/DiagnosticReport/rad-x/attachment/0",
+        "/app/patient/pat-a/document/Patient/pat-a",
+        "/app/patient/pat-a/document/DiagnosticReport/rad-a/attachment/9",
+        "/app/patient/pat-a/document/DiagnosticReport/rad-a/attachment/x",
+        "/app/patient/pat-b/documents",
+    ] {
+        let (status, body) = page(&ts, &session, path).await;
+        assert_eq!(status, 404, "{path}: {body}");
+        assert!(!body.contains("CANARY"), "{path}");
+    }
+    // the reads are audited
+    let mut audited = false;
+    for _ in 0..50 {
+        let trail = hale_test_support::json(ts.get("/AuditEvent?patient=Patient/pat-a&_count=500").await).await;
+        audited = trail["entry"].as_array().unwrap().iter().any(|e| {
+            e["resource"]["agent"][0]["who"]["identifier"]["value"] == "dr.jones"
+                && e["resource"]["entity"].to_string().contains("Binary/img-a")
+        });
+        if audited {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(audited, "the user's read of the image is in the audit trail");
+
+    // a document added from a file: a Binary governed by the patient, and its DocumentReference
+    let (_, form) = page(&ts, &session, "/app/patient/pat-a/documents/new").await;
+    let csrf = field(&form, "csrf").unwrap();
+    let pdf = b"%PDF-1.4\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF\n".to_vec();
+    let post = |ct: String, body: Vec<u8>| {
+        no_redirects()
+            .post(format!("{}/app/patient/pat-a/documents/new", ts.base))
+            .header("cookie", &session)
+            .header("content-type", ct)
+            .body(body)
+            .send()
+    };
+    let docs_before = count(&ts, "/DocumentReference?patient=pat-a").await;
+    let (ct, body) = multipart(
+        &[("csrf", &csrf), ("title", "Discharge letter, St Elsewhere"), ("kind", "18842-5")],
+        Some(("discharge.pdf", &pdf)),
+    );
+    let r = post(ct, body).await.unwrap();
+    assert_eq!(r.status(), 303);
+    let to = location(&r);
+    assert!(to.starts_with("/app/patient/pat-a/document/DocumentReference/"), "{to}");
+    let (status, shown) = page(&ts, &session, &to).await;
+    assert_eq!(status, 200);
+    assert!(
+        shown.contains("Discharge letter, St Elsewhere")
+            && shown.contains("Open the PDF")
+            && shown.contains("Discharge summary"),
+        "{shown}"
+    );
+    let r =
+        no_redirects().get(format!("{}{to}/attachment/0", ts.base)).header("cookie", &session).send().await.unwrap();
+    assert_eq!(r.headers()["content-type"], "application/pdf");
+    assert_eq!(r.bytes().await.unwrap().to_vec(), pdf);
+    let doc_id = to.rsplit('/').next().unwrap();
+    let stored = hale_test_support::json(ts.get(&format!("/DocumentReference/{doc_id}")).await).await;
+    let url = stored["content"][0]["attachment"]["url"].as_str().unwrap();
+    assert_eq!(stored["content"][0]["attachment"]["size"], pdf.len());
+    assert_eq!(stored["author"][0]["reference"], "Practitioner/prac-j");
+    let binary = hale_test_support::json(ts.get(&format!("/{url}?_format=json")).await).await;
+    assert_eq!(binary["securityContext"]["reference"], "Patient/pat-a");
+    assert_eq!(binary["contentType"], "application/pdf");
+    assert_eq!(count(&ts, "/DocumentReference?patient=pat-a").await, docs_before + 1);
+
+    // refused, with a readable message, and nothing kept: a file that is none of the kept
+    // types, a file over the limit, no title, a stale form
+    let binaries = count(&ts, "/Binary?").await;
+    let big = [b"%PDF-1.4\n".to_vec(), vec![b' '; 256 * 1024]].concat();
+    for (fields, file, status, says) in [
+        (
+            vec![("csrf", csrf.as_str()), ("title", "Tool"), ("kind", "18842-5")],
+            ("tool.exe", b"MZ\x90\0\x03\0\0\0".to_vec()),
+            400,
+            "not a PDF",
+        ),
+        (
+            vec![("csrf", csrf.as_str()), ("title", "Huge"), ("kind", "18842-5")],
+            ("big.pdf", big),
+            400,
+            "larger than the limit",
+        ),
+        (
+            vec![("csrf", csrf.as_str()), ("title", " "), ("kind", "18842-5")],
+            ("a.pdf", pdf.clone()),
+            400,
+            "give the document a title",
+        ),
+        (
+            vec![("csrf", csrf.as_str()), ("title", "X"), ("kind", "nope")],
+            ("a.pdf", pdf.clone()),
+            400,
+            "choose the kind",
+        ),
+        (vec![("csrf", "forged"), ("title", "X"), ("kind", "18842-5")], ("a.pdf", pdf.clone()), 403, "form expired"),
+    ] {
+        let (ct, body) = multipart(&fields, Some((file.0, &file.1)));
+        let r = post(ct, body).await.unwrap();
+        assert_eq!(r.status().as_u16(), status, "{}", file.0);
+        let text = r.text().await.unwrap();
+        assert!(text.contains(says), "{}: {text}", file.0);
+    }
+    assert_eq!(count(&ts, "/DocumentReference?patient=pat-a").await, docs_before + 1);
+    assert_eq!(count(&ts, "/Binary?").await, binaries);
 }

@@ -164,3 +164,87 @@ async fn a_binary_is_read_as_its_own_content_whole_or_by_range() {
     let r = ts.client.get(ts.fhir("/Patient")).header("accept", "image/png").send().await.unwrap();
     assert_eq!(r.status(), 406);
 }
+
+#[tokio::test]
+async fn a_binary_is_created_and_replaced_from_its_own_content() {
+    let ts = hale_test_support::TestServer::spawn_with(|c| c.limits.max_binary_bytes = 64 * 1024).await;
+    assert!(
+        ts.put("/Patient/bp1", &serde_json::json!({"resourceType": "Patient", "id": "bp1"}))
+            .await
+            .status()
+            .is_success()
+    );
+    let pdf: Vec<u8> = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj <<>> endobj\n%%EOF\n".to_vec();
+    // created from the bytes, governed by the patient X-Security-Context names
+    let r = ts
+        .client
+        .post(ts.fhir("/Binary"))
+        .header("content-type", "application/pdf")
+        .header("x-security-context", "Patient/bp1")
+        .body(pdf.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let location = r.headers()["location"].to_str().unwrap().to_string();
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["resourceType"], "Binary");
+    assert_eq!(v["contentType"], "application/pdf");
+    assert_eq!(v["securityContext"]["reference"], "Patient/bp1");
+    let id = v["id"].as_str().unwrap().to_string();
+    assert!(location.contains(&format!("/Binary/{id}")), "{location}");
+    let r = ts.client.get(ts.fhir(&format!("/Binary/{id}"))).send().await.unwrap();
+    assert_eq!(r.headers()["content-type"], "application/pdf");
+    assert_eq!(r.headers()["content-disposition"], "inline");
+    assert_eq!(r.bytes().await.unwrap().to_vec(), pdf);
+    // indexed under its patient: the patient's compartment and the security context search find it
+    let found = json(ts.get(&format!("/Binary?_id={id}")).await).await;
+    assert_eq!(found["total"], 1, "{found}");
+
+    // replaced by an update in its own media type: a new version, new content
+    let png: Vec<u8> = vec![0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a, 9, 9];
+    let r = ts
+        .client
+        .put(ts.fhir(&format!("/Binary/{id}")))
+        .header("content-type", "image/png")
+        .header("x-security-context", "Patient/bp1")
+        .body(png.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["etag"], "W/\"2\"");
+    let r = ts.client.get(ts.fhir(&format!("/Binary/{id}"))).send().await.unwrap();
+    assert_eq!(r.headers()["content-type"], "image/png");
+    assert_eq!(r.bytes().await.unwrap().to_vec(), png);
+
+    // bad input gets a clear error and changes nothing
+    let before = json(ts.get("/Binary?_summary=count").await).await["total"].clone();
+    let r = ts
+        .client
+        .post(ts.fhir("/Binary"))
+        .header("content-type", "image/png")
+        .header("x-security-context", "not a reference")
+        .body(png.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let oo: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(oo["issue"][0]["expression"][0], "X-Security-Context", "{oo}");
+    let r = ts
+        .client
+        .post(ts.fhir("/Binary"))
+        .header("content-type", "application/octet-stream")
+        .body(vec![0u8; 64 * 1024 + 1])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    let oo: serde_json::Value = r.json().await.unwrap();
+    assert!(oo["issue"][0]["diagnostics"].as_str().unwrap().contains("65536"), "{oo}");
+    // another type is still only FHIR
+    let r = ts.client.post(ts.fhir("/Patient")).header("content-type", "image/png").body(png).send().await.unwrap();
+    assert_eq!(r.status(), 415);
+    assert_eq!(json(ts.get("/Binary?_summary=count").await).await["total"], before);
+}
