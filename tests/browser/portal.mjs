@@ -73,9 +73,33 @@ try {
   await page.waitForURL(/\/portal\/access$/);
   await page.screenshot({ path: `${shots}/portal-access-laptop.png`, fullPage: true });
   await accessible(page, 'who has seen my record');
+  // documents, and the health summary to print
+  await page.getByRole('link', { name: 'Documents', exact: true }).click();
+  await page.waitForURL(/\/portal\/documents$/);
+  check((await page.textContent('main')).includes('Chest X-ray'), 'the patient sees their imaging report');
+  await accessible(page, 'my documents');
+  await page.screenshot({ path: `${shots}/portal-documents-laptop.png`, fullPage: true });
+  await page.getByRole('link', { name: 'Chest X-ray' }).click();
+  await page.waitForURL(/\/portal\/document\/DiagnosticReport\//);
+  check(await page.locator('img.attachment').evaluate((img) => img.complete && img.naturalWidth > 0), 'the report\'s picture is shown');
+  await accessible(page, 'a document');
+  await page.goto(`${base}/portal/documents`);
+  await page.getByRole('link', { name: 'Open my health summary' }).click();
+  await page.waitForURL(/\/portal\/summary$/);
+  check(await visible(page.getByRole('heading', { name: 'Allergies and intolerances' })), 'the summary lists the allergies');
+  await accessible(page, 'health summary');
+  await page.emulateMedia({ media: 'print' });
+  await page.screenshot({ path: `${shots}/portal-summary-print.png`, fullPage: true });
+  check(!(await page.locator('header.top').isVisible()), 'the printed summary has no navigation');
+  await page.emulateMedia({ media: 'screen' });
   const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, storageState: await laptop.storageState() });
   const small = await phone.newPage();
-  for (const [path, shot] of [['/portal', 'portal-record-phone.png'], ['/portal/results', 'portal-results-phone.png']]) {
+  for (const [path, shot] of [
+    ['/portal', 'portal-record-phone.png'],
+    ['/portal/results', 'portal-results-phone.png'],
+    ['/portal/documents', 'portal-documents-phone.png'],
+    ['/portal/summary', 'portal-summary-phone.png'],
+  ]) {
     await small.goto(`${base}${path}`);
     await small.screenshot({ path: `${shots}/${shot}`, fullPage: true });
     const overflow = await small.evaluate(() => document.documentElement.scrollWidth > window.innerWidth + 1);

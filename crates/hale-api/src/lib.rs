@@ -11,6 +11,7 @@
 mod cds_hooks;
 pub mod error;
 mod interaction;
+pub mod ips;
 mod negotiate;
 mod operation;
 pub mod query;
@@ -30,6 +31,7 @@ use hale_repository::{Gate, Principal, PurposeOfUse, Repository, RequestContext}
 
 pub use error::ApiError;
 use negotiate::Ctx;
+pub use negotiate::fhir_base;
 pub use routes::{RoutePolicy, Routes};
 
 /// Limits on requests.

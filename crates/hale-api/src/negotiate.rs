@@ -123,17 +123,7 @@ impl Ctx {
                 }
             }
         }
-        let base = match public_base {
-            Some(b) => b.trim_end_matches('/').to_string(),
-            None => {
-                let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
-                let host: String = host
-                    .chars()
-                    .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '-' | '[' | ']'))
-                    .collect();
-                format!("http://{host}/fhir")
-            }
-        };
+        let base = fhir_base(headers, public_base);
         Ok(Ctx { mime, pretty, prefer_return, lenient, strict, base, params })
     }
 
@@ -243,6 +233,22 @@ pub fn check_content_type(headers: &HeaderMap, pretty: bool) -> Result<(), ApiEr
                 ),
             )
             .pretty(pretty))
+        }
+    }
+}
+
+/// The base URL of the FHIR endpoint: the operator's public base, else `http://` and
+/// the request's `Host` (its safe characters) and `/fhir`.
+pub fn fhir_base(headers: &HeaderMap, public_base: Option<&str>) -> String {
+    match public_base {
+        Some(b) => b.trim_end_matches('/').to_string(),
+        None => {
+            let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+            let host: String = host
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '-' | '[' | ']'))
+                .collect();
+            format!("http://{host}/fhir")
         }
     }
 }

@@ -9,8 +9,10 @@
 //! governed by the patient, and the DocumentReference pointing to it, in one
 //! transaction). Every read goes through the session's repository.
 
-use axum::extract::{Multipart, Path};
-use axum::http::{HeaderValue, StatusCode, header};
+use std::sync::Arc;
+
+use axum::extract::{Multipart, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use base64::Engine;
 use maud::{Markup, html};
@@ -19,7 +21,8 @@ use serde_json::{Value, json};
 use crate::chart::{Tab, allergies, header, open_patient};
 use crate::fhir::{concept, day, reference_label};
 use crate::layout::{page, problem, respond};
-use crate::{Session, failure, now_instant, same_secret, search};
+use crate::portal::PatientSession;
+use crate::{AppState, Session, failure, now_instant, same_secret, search};
 
 /// The most documents and reports a list reads.
 const MAX_LISTED: usize = 300;
@@ -164,13 +167,13 @@ pub(crate) async fn list(session: Session, Path(id): Path<String>) -> Response {
             h2 #docs-h { "Notes and documents (" (docs.len()) ")" }
             p.card-action { a href={ "/app/patient/" (p) "/documents/new" } { "Add a document" } }
             @if docs.is_empty() { p.empty { "No document recorded." } } @else {
-                (rows(p, &docs.iter().collect::<Vec<_>>()))
+                (rows(&format!("/app/patient/{p}/document/"), &docs.iter().collect::<Vec<_>>()))
             }
         }
         section.card.wide aria-labelledby="reports-h" {
             h2 #reports-h { "Reports (" (reports.len()) ")" }
             @if reports.is_empty() { p.empty { "No report other than laboratory results." } } @else {
-                (rows(p, &reports))
+                (rows(&format!("/app/patient/{p}/document/"), &reports))
             }
             @if labs > 0 {
                 p.muted { (labs) @if labs == 1 { " laboratory report is" } @else { " laboratory reports are" } " under " a href={ "/app/patient/" (p) "/results" } { "Results" } "." }
@@ -180,7 +183,7 @@ pub(crate) async fn list(session: Session, Path(id): Path<String>) -> Response {
     respond(StatusCode::OK, page(&format!("Documents · {}", crate::fhir::person_name(&patient)), Some(&session), body))
 }
 
-fn rows(patient: &str, items: &[&Value]) -> Markup {
+pub(crate) fn rows(link: &str, items: &[&Value]) -> Markup {
     html! {
         table {
             thead { tr { th { "Date" } th { "Document" } th.hide-narrow { "Author" } th { "Content" } } }
@@ -192,7 +195,7 @@ fn rows(patient: &str, items: &[&Value]) -> Markup {
                     tr {
                         td.date { (date_of(r)) }
                         td {
-                            a href={ "/app/patient/" (patient) "/document/" (ty) "/" (rid) } { (title(r)) }
+                            a href={ (link) (ty) "/" (rid) } { (title(r)) }
                             @if let Some(s) = r["status"].as_str().filter(|s| !matches!(*s, "current" | "final")) { " " span.badge { (s) } }
                         }
                         td.hide-narrow { (authors(r)) }
@@ -211,24 +214,83 @@ fn rows(patient: &str, items: &[&Value]) -> Markup {
     }
 }
 
-/// A DocumentReference or DiagnosticReport of this patient, or the not-found page.
-async fn of_patient(session: &Session, id: &str, ty: &str, rid: &str) -> Result<Value, Response> {
-    let not_found =
-        || problem(StatusCode::NOT_FOUND, Some(session), "Not found", "There is no such document for this patient.");
+/// A DocumentReference or DiagnosticReport of patient `id`, read through `repo`;
+/// `None` when there is none such or it is another patient's.
+pub(crate) async fn read_document(
+    repo: &hale_repository::Repository,
+    id: &str,
+    ty: &str,
+    rid: &str,
+) -> Result<Option<Value>, hale_repository::Error> {
     if !matches!(ty, "DocumentReference" | "DiagnosticReport") {
-        return Err(not_found());
+        return Ok(None);
     }
     let (Ok(t), Ok(i)) = (hale_repository::resource_type(ty), hale_repository::resource_id(rid)) else {
-        return Err(not_found());
+        return Ok(None);
     };
-    let v: Value = match session.repo.read(&t, &i).await {
-        Ok(s) => s.body.as_deref().and_then(|b| serde_json::from_str(b).ok()).ok_or_else(not_found)?,
-        Err(e) => return Err(failure(session, &e)),
+    let v: Option<Value> = match repo.read(&t, &i).await {
+        Ok(s) => s.body.as_deref().and_then(|b| serde_json::from_str(b).ok()),
+        Err(e) if matches!(e.category(), hale_fhir::Category::NotFound | hale_fhir::Category::Gone) => None,
+        Err(e) => return Err(e),
     };
-    if v["subject"]["reference"].as_str() != Some(&format!("Patient/{id}")) {
-        return Err(not_found());
+    Ok(v.filter(|v| v["subject"]["reference"].as_str() == Some(&format!("Patient/{id}"))))
+}
+
+/// A DocumentReference or DiagnosticReport of this patient, or the not-found page.
+async fn of_patient(session: &Session, id: &str, ty: &str, rid: &str) -> Result<Value, Response> {
+    match read_document(&session.repo, id, ty, rid).await {
+        Ok(Some(v)) => Ok(v),
+        Ok(None) => Err(problem(
+            StatusCode::NOT_FOUND,
+            Some(session),
+            "Not found",
+            "There is no such document for this patient.",
+        )),
+        Err(e) => Err(failure(session, &e)),
     }
-    Ok(v)
+}
+
+/// The bytes and media type of attachment `n` of `doc` (patient `id`'s): its inline
+/// data, or the Binary its `url` names, read through `repo`; `None` when there is no
+/// such attachment, no content, or a Binary governed by another patient.
+pub(crate) async fn attachment_content(
+    repo: &hale_repository::Repository,
+    id: &str,
+    doc: &Value,
+    n: &str,
+) -> Result<Option<(Vec<u8>, String, String)>, hale_repository::Error> {
+    let atts = attachments(doc);
+    let Some(a) = n.parse::<usize>().ok().and_then(|n| atts.get(n).copied()) else {
+        return Ok(None);
+    };
+    let name = a["title"].as_str().unwrap_or("attachment").to_string();
+    if let Some(d) = a["data"].as_str() {
+        let ct = a["contentType"].as_str().unwrap_or("application/octet-stream").to_string();
+        return Ok(base64::engine::general_purpose::STANDARD.decode(d).ok().map(|b| (b, ct, name)));
+    }
+    let Some(bid) = binary_id(a) else {
+        return Ok(None);
+    };
+    let (Ok(t), Ok(i)) = (hale_repository::resource_type("Binary"), hale_repository::resource_id(bid)) else {
+        return Ok(None);
+    };
+    let b: Value = match repo.read(&t, &i).await {
+        Ok(s) => match s.body.as_deref().and_then(|b| serde_json::from_str(b).ok()) {
+            Some(v) => v,
+            None => return Ok(None),
+        },
+        Err(e) if matches!(e.category(), hale_fhir::Category::NotFound | hale_fhir::Category::Gone) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    // a Binary governed by another patient is not this record's
+    if b["securityContext"]["reference"].as_str().is_some_and(|r| r != format!("Patient/{id}")) {
+        return Ok(None);
+    }
+    let ct = a["contentType"].as_str().or(b["contentType"].as_str()).unwrap_or("application/octet-stream").to_string();
+    Ok(base64::engine::general_purpose::STANDARD
+        .decode(b["data"].as_str().unwrap_or(""))
+        .ok()
+        .map(|bytes| (bytes, ct, name)))
 }
 
 /// `GET /app/patient/{id}/document/{type}/{rid}`.
@@ -262,34 +324,42 @@ pub(crate) async fn show(session: Session, Path((id, ty, rid)): Path<(String, St
                 }
             }
             @if let Some(c) = doc["conclusion"].as_str() { h3 { "Conclusion" } p.prose { (c) } }
-            @if atts.is_empty() { p.empty { "This record has no attachment." } }
-            @for (n, a) in atts.iter().enumerate() {
-                @let m = media(a);
-                @let href = format!("{base}{n}");
-                @let label = a["title"].as_str().map(str::to_string).unwrap_or_else(|| format!("Attachment {}", n + 1));
-                section.attachment aria-label=(label) {
-                    h3 { (label) " " small.muted { (kind_words(&m)) @if let Some(s) = size_of(a) { ", " (human_size(s)) } } }
-                    @if m == "text/plain" && a.get("data").is_some() {
-                        @match inline_text(a) {
-                            Some(t) => { pre.document { (t) } },
-                            None => { p { a href=(href) download { "Download the text" } } },
-                        }
-                    } @else if shown_image(&m) {
-                        p { a href=(href) target="_blank" rel="noopener noreferrer" { img.attachment src=(href) alt=(label); } }
-                    } @else if m == "application/pdf" {
-                        p { a href=(href) target="_blank" rel="noopener noreferrer" { "Open the PDF" } " · " a href={ (href) "?download=1" } { "Download" } }
-                    } @else if a.get("data").is_some() || binary_id(a).is_some() {
-                        p { a href={ (href) "?download=1" } { "Download (" (if m.is_empty() { "unknown type" } else { m.as_str() }) ")" } }
-                    } @else if let Some(u) = a["url"].as_str() {
-                        p.muted { "Held elsewhere: " code { (u) } }
-                    } @else {
-                        p.empty { "No content." }
-                    }
-                }
-            }
+            (attachment_views(&base, &atts))
         }
     };
     respond(StatusCode::OK, page(&title(&doc), Some(&session), body))
+}
+
+/// Each attachment: plain text in the page, an image shown, a PDF to open or download,
+/// anything else to download; links are `base` and the attachment's index.
+pub(crate) fn attachment_views(base: &str, atts: &[&Value]) -> Markup {
+    html! {
+        @if atts.is_empty() { p.empty { "This record has no attachment." } }
+        @for (n, a) in atts.iter().enumerate() {
+            @let m = media(a);
+            @let href = format!("{base}{n}");
+            @let label = a["title"].as_str().map(str::to_string).unwrap_or_else(|| format!("Attachment {}", n + 1));
+            section.attachment aria-label=(label) {
+                h3 { (label) " " small.muted { (kind_words(&m)) @if let Some(s) = size_of(a) { ", " (human_size(s)) } } }
+                @if m == "text/plain" && a.get("data").is_some() {
+                    @match inline_text(a) {
+                        Some(t) => { pre.document { (t) } },
+                        None => { p { a href=(href) download { "Download the text" } } },
+                    }
+                } @else if shown_image(&m) {
+                    p { a href=(href) target="_blank" rel="noopener noreferrer" { img.attachment src=(href) alt=(label); } }
+                } @else if m == "application/pdf" {
+                    p { a href=(href) target="_blank" rel="noopener noreferrer" { "Open the PDF" } " · " a href={ (href) "?download=1" } { "Download" } }
+                } @else if a.get("data").is_some() || binary_id(a).is_some() {
+                    p { a href={ (href) "?download=1" } { "Download (" (if m.is_empty() { "unknown type" } else { m.as_str() }) ")" } }
+                } @else if let Some(u) = a["url"].as_str() {
+                    p.muted { "Held elsewhere: " code { (u) } }
+                } @else {
+                    p.empty { "No content." }
+                }
+            }
+    }
+    }
 }
 
 /// The plain text of an inline attachment, when it is UTF-8 and short enough to show.
@@ -306,48 +376,15 @@ pub(crate) async fn attachment(
     Path((id, ty, rid, n)): Path<(String, String, String, String)>,
     axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
 ) -> Response {
-    let not_found = || problem(StatusCode::NOT_FOUND, Some(&session), "Not found", "There is no such attachment.");
     let doc = match of_patient(&session, &id, &ty, &rid).await {
         Ok(d) => d,
         Err(r) => return r,
     };
-    let atts = attachments(&doc);
-    let Some(a) = n.parse::<usize>().ok().and_then(|n| atts.get(n).copied()) else {
-        return not_found();
-    };
-    let (bytes, content_type) = if let Some(d) = a["data"].as_str() {
-        match base64::engine::general_purpose::STANDARD.decode(d) {
-            Ok(b) => (b, a["contentType"].as_str().unwrap_or("application/octet-stream").to_string()),
-            Err(_) => return not_found(),
-        }
-    } else if let Some(bid) = binary_id(a) {
-        let (Ok(t), Ok(i)) = (hale_repository::resource_type("Binary"), hale_repository::resource_id(bid)) else {
-            return not_found();
-        };
-        let b: Value = match session.repo.read(&t, &i).await {
-            Ok(s) => match s.body.as_deref().and_then(|b| serde_json::from_str(b).ok()) {
-                Some(v) => v,
-                None => return not_found(),
-            },
-            Err(e) => return failure(&session, &e),
-        };
-        // a Binary governed by another patient is not this chart's
-        if b["securityContext"]["reference"].as_str().is_some_and(|r| r != format!("Patient/{id}")) {
-            return not_found();
-        }
-        let data = b["data"].as_str().unwrap_or("");
-        match base64::engine::general_purpose::STANDARD.decode(data) {
-            Ok(bytes) => {
-                let ct = a["contentType"].as_str().or(b["contentType"].as_str()).unwrap_or("application/octet-stream");
-                (bytes, ct.to_string())
-            }
-            Err(_) => return not_found(),
-        }
-    } else {
-        return not_found();
-    };
-    let name = a["title"].as_str().unwrap_or("attachment");
-    content_response(bytes, &content_type, name, q.contains_key("download"))
+    match attachment_content(&session.repo, &id, &doc, &n).await {
+        Ok(Some((bytes, ct, name))) => content_response(bytes, &ct, &name, q.contains_key("download")),
+        Ok(None) => problem(StatusCode::NOT_FOUND, Some(&session), "Not found", "There is no such attachment."),
+        Err(e) => failure(&session, &e),
+    }
 }
 
 /// Bytes in their own media type, sandboxed: no script runs from them, nothing is
@@ -608,6 +645,165 @@ pub(crate) async fn save(session: Session, Path(id): Path<String>, mp: Multipart
         }
         Err(e) => failure(&session, &e),
     }
+}
+
+/// Whether a patient sees a document in the portal: a current, finished document, or
+/// a finished report other than a laboratory panel (laboratory results reach the
+/// portal by their own rule, on "My results").
+fn released(r: &Value) -> bool {
+    if r["resourceType"] == "DocumentReference" {
+        r["status"] == "current" && !matches!(r["docStatus"].as_str(), Some("preliminary" | "entered-in-error"))
+    } else {
+        matches!(r["status"].as_str(), Some("final" | "amended" | "corrected" | "appended")) && !is_laboratory(r)
+    }
+}
+
+/// `GET /portal/documents`: the patient's letters, notes, scans and reports.
+pub(crate) async fn portal_list(session: PatientSession) -> Response {
+    let p = session.patient.as_str();
+    let q = [("patient", p), ("_sort", "-date")];
+    let (docs, reports) = tokio::join!(
+        search(&session.repo, "DocumentReference", &q, MAX_LISTED),
+        search(&session.repo, "DiagnosticReport", &q, MAX_LISTED),
+    );
+    let (docs, reports) = match (docs, reports) {
+        (Ok(d), Ok(r)) => (d, r),
+        (Err(e), _) | (_, Err(e)) => return crate::portal::failure(&e),
+    };
+    let mut all: Vec<&Value> = docs.iter().chain(reports.iter()).filter(|r| released(r)).collect();
+    all.sort_by_key(|r| std::cmp::Reverse(date_of(r)));
+    let body = html! {
+        section.card aria-labelledby="p-docs" {
+            h1 #p-docs { "My documents" }
+            p.muted { "Letters, visit notes, scanned papers and reports in your record. Laboratory results are under " a href="/portal/results" { "My results" } "." }
+            @if all.is_empty() { p.empty { "There is no document in your record yet." } } @else {
+                (rows("/portal/document/", &all))
+            }
+        }
+        section.card aria-labelledby="p-summary" {
+            h2 #p-summary { "My health summary" }
+            p { "Your problems, allergies, medicines, vaccinations and latest results on one page, to print or to show another doctor." }
+            p {
+                a href="/portal/summary" { "Open my health summary" } " · "
+                a href="/portal/download/summary" download { "Download it for another health record" } " " small.muted { "(International Patient Summary, FHIR JSON)" }
+            }
+        }
+    };
+    crate::portal::page_for(&session, "My documents", body)
+}
+
+/// `GET /portal/document/{type}/{rid}`.
+pub(crate) async fn portal_show(session: PatientSession, Path((ty, rid)): Path<(String, String)>) -> Response {
+    let doc = match read_document(&session.repo, &session.patient, &ty, &rid).await {
+        Ok(Some(d)) if released(&d) => d,
+        Ok(_) => return crate::portal::notice(StatusCode::NOT_FOUND, "Not found", "That is not in your record."),
+        Err(e) => return crate::portal::failure(&e),
+    };
+    let base = format!("/portal/document/{ty}/{rid}/attachment/");
+    let atts = attachments(&doc);
+    let body = html! {
+        p { a href="/portal/documents" { "← My documents" } }
+        article.card aria-labelledby="doc-h" {
+            h1 #doc-h { (title(&doc)) }
+            dl.facts {
+                div { dt { "Date" } dd { (date_of(&doc)) } }
+                @let who = authors(&doc);
+                @if !who.is_empty() { div { dt { "From" } dd { (who) } } }
+            }
+            @if let Some(c) = doc["conclusion"].as_str() { h3 { "What it found" } p.prose { (c) } }
+            (attachment_views(&base, &atts))
+        }
+    };
+    crate::portal::page_for(&session, &title(&doc), body)
+}
+
+/// `GET /portal/document/{type}/{rid}/attachment/{n}`.
+pub(crate) async fn portal_attachment(
+    session: PatientSession,
+    Path((ty, rid, n)): Path<(String, String, String)>,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    let not_found = || crate::portal::notice(StatusCode::NOT_FOUND, "Not found", "That is not in your record.");
+    let doc = match read_document(&session.repo, &session.patient, &ty, &rid).await {
+        Ok(Some(d)) if released(&d) => d,
+        Ok(_) => return not_found(),
+        Err(e) => return crate::portal::failure(&e),
+    };
+    match attachment_content(&session.repo, &session.patient, &doc, &n).await {
+        Ok(Some((bytes, ct, name))) => content_response(bytes, &ct, &name, q.contains_key("download")),
+        Ok(None) => not_found(),
+        Err(e) => crate::portal::failure(&e),
+    }
+}
+
+/// The patient's International Patient Summary, read as them.
+async fn portal_ips(session: &PatientSession, st: &AppState, headers: &HeaderMap) -> Result<Value, Response> {
+    let base = hale_api::fhir_base(headers, st.auth.public_base.as_deref());
+    // results wait for the care team's review as they do on "My results"
+    let held: Vec<String> = if st.options.results_after_review {
+        crate::portal::held_for_review(session)
+            .await
+            .map_err(|e| crate::portal::failure(&e))?
+            .into_iter()
+            .map(|o| format!("Observation/{o}"))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    hale_api::ips::summary(&session.repo, &session.patient, &base, &now_instant(), &held)
+        .await
+        .map_err(|e| crate::portal::failure(&e))
+}
+
+/// `GET /portal/download/summary`: the International Patient Summary as a FHIR
+/// document, to take to another health record.
+pub(crate) async fn portal_summary_download(
+    session: PatientSession,
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Response {
+    let doc = match portal_ips(&session, &st, &headers).await {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    let mut r = (StatusCode::OK, doc.to_string()).into_response();
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/fhir+json"));
+    h.insert(header::CONTENT_DISPOSITION, HeaderValue::from_static("attachment; filename=\"my-health-summary.json\""));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+/// `GET /portal/summary`: the same summary as a page, to read or print.
+pub(crate) async fn portal_summary(
+    session: PatientSession,
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Response {
+    let doc = match portal_ips(&session, &st, &headers).await {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    let patient = &doc["entry"][1]["resource"];
+    let body = html! {
+        article.card.summary aria-labelledby="s-h" {
+            h1 #s-h { "Health summary" }
+            p { strong { (crate::fhir::person_name(patient)) } " · born " (day(&patient["birthDate"])) }
+            p.muted { "Made on " (day(&doc["timestamp"])) " from your record as it is today. " span.noprint { "Print it with your browser's Print command." } }
+            @for (title, columns, rows) in hale_api::ips::readable(&doc) {
+                section aria-label=(title) {
+                    h2 { (title) }
+                    @if rows.is_empty() { p.empty { "Nothing recorded." } } @else {
+                        table {
+                            thead { tr { @for c in &columns { th { (c) } } } }
+                            tbody { @for r in &rows { tr { @for cell in r { td { (crate::portal::plain(cell)) } } } } }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    crate::portal::page_for(&session, "Health summary", body)
 }
 
 #[cfg(test)]

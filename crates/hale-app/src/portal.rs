@@ -131,6 +131,7 @@ fn shell(title: &str, session: Option<&PatientSession>, body: Markup) -> Markup 
                         nav aria-label="Main" {
                             a href="/portal" { "My record" }
                             a href="/portal/results" { "My results" }
+                            a href="/portal/documents" { "Documents" }
                             a href="/portal/messages" { "Messages" }
                             a href="/portal/access" { "Who has seen my record" }
                             @if s.account.patients.len() > 1 { a href="/portal/choose" { "Switch record" } }
@@ -165,7 +166,7 @@ pub(crate) fn plain(term: &str) -> String {
     t.to_string()
 }
 
-fn failure(e: &hale_repository::Error) -> Response {
+pub(crate) fn failure(e: &hale_repository::Error) -> Response {
     match e.category() {
         hale_fhir::Category::Forbidden | hale_fhir::Category::Unauthorized => {
             crate::portal::notice(StatusCode::FORBIDDEN, "Not allowed", "Your account cannot do this.")
@@ -251,7 +252,10 @@ pub(crate) async fn home(
         }
         section.banner aria-label="You" {
             h1 { (person_name(&patient)) }
-            p.download { a href="/portal/download" download { "Download my record" } " " small.muted { "(FHIR JSON, everything in it)" } }
+            p.download {
+                a href="/portal/summary" { "My health summary" } " · "
+                a href="/portal/download" download { "Download my record" } " " small.muted { "(FHIR JSON, everything in it)" }
+            }
             dl { div { dt { "Born" } dd { (birth) @if let Some(a) = age(&birth, today()) { " (" (a) ")" } } } }
         }
         @if !due.is_empty() {
@@ -358,7 +362,7 @@ const RESULTS_SEEN: &str = "portal-results-seen";
 
 /// The ids of the observations whose report waits for the clinician's review (an open
 /// review task focused on it).
-async fn held_for_review(session: &PatientSession) -> Result<Vec<String>, hale_repository::Error> {
+pub(crate) async fn held_for_review(session: &PatientSession) -> Result<Vec<String>, hale_repository::Error> {
     let p = session.patient.as_str();
     let open = [("patient", p), ("status", "requested,received,accepted,in-progress")];
     let tasks = search(&session.repo, "Task", &open, 500).await?;

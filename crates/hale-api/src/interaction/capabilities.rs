@@ -46,6 +46,7 @@ pub fn handle(st: &ApiState, call: &Call) -> Result<Response, ApiError> {
             let mut ops = vec![json!({"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"})];
             if t == "Patient" {
                 ops.push(json!({"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"}));
+                ops.push(json!({"name": "summary", "definition": "http://hl7.org/fhir/uv/ips/OperationDefinition/summary"}));
             }
             let mut r = json!({
                 "type": t,

@@ -1,6 +1,7 @@
 //! One module per operation.
 
 pub mod patient_everything;
+pub mod summary;
 pub mod validate;
 
 use axum::body::Body;
@@ -31,6 +32,9 @@ pub async fn dispatch(
                 ),
             )),
         },
+        "summary" if ty == "Patient" && (method == Method::GET || method == Method::POST) => {
+            summary::handle(st, method, id, call, body).await
+        }
         "break-glass" if ty == "Patient" && method == Method::POST => match id {
             Some(id) => break_glass(st, id, call, body).await,
             None => Err(ApiError::new(

@@ -845,6 +845,12 @@ async fn a_lab_order_gets_its_result_which_waits_in_the_inbox_until_reviewed() {
     let (_, mine) = page(&ts, &ana, "/portal/results").await;
     assert!(!mine.contains("Cholesterol in LDL") && mine.contains("Hemoglobin A1c"), "{mine}");
     assert!(mine.contains("4 new results are waiting for your care team"), "{mine}");
+    // nor in the health summary, on the page or in the document
+    let (_, summary) = page(&ts, &ana, "/portal/summary").await;
+    assert!(summary.contains("Hemoglobin A1c") && !summary.contains("Cholesterol in LDL"), "{summary}");
+    let held =
+        no_redirects().get(format!("{}/portal/download/summary", ts.base)).header("cookie", &ana).send().await.unwrap();
+    assert!(!held.text().await.unwrap().contains("Cholesterol in LDL"));
     let review_path = format!("/app/patient/pat-a/review/{review}");
     let (status, page_) = page(&ts, &session, &review_path).await;
     assert_eq!(status, 200, "{page_}");
@@ -863,6 +869,8 @@ async fn a_lab_order_gets_its_result_which_waits_in_the_inbox_until_reviewed() {
     // reviewed, they reach the portal, marked new once
     let (_, mine) = page(&ts, &ana, "/portal/results").await;
     assert!(mine.contains("Cholesterol in LDL") && !mine.contains("waiting for your care team"), "{mine}");
+    let (_, summary) = page(&ts, &ana, "/portal/summary").await;
+    assert!(summary.contains("Cholesterol in LDL"), "reviewed, the result is in the summary: {summary}");
     assert!(mine.contains("New since your last visit:") && mine.contains("Cholesterol in LDL"), "{mine}");
     let (_, mine) = page(&ts, &ana, "/portal/results").await;
     assert!(!mine.contains("New since your last visit:"), "{mine}");
@@ -1597,6 +1605,19 @@ async fn the_portal_works_in_a_real_browser() {
     }
     let ts = TestServer::spawn().await;
     chart_fixture(&ts).await;
+    use base64::Engine;
+    let png = include_bytes!("../fixtures/chest-xray-synthetic.png");
+    for r in [
+        json!({"resourceType":"Binary","id":"img-a","contentType":"image/png","securityContext":{"reference":"Patient/pat-a"},
+               "data": base64::engine::general_purpose::STANDARD.encode(png)}),
+        json!({"resourceType":"DiagnosticReport","id":"rad-a","status":"final","subject":{"reference":"Patient/pat-a"},"effectiveDateTime":"2025-05-01",
+               "category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v2-0074","code":"RAD"}]}],
+               "code":{"text":"Chest X-ray"},"conclusion":"No consolidation. Heart size normal.",
+               "presentedForm":[{"contentType":"image/png","url":"Binary/img-a","title":"PA view"}]}),
+    ] {
+        let path = format!("/{}/{}", r["resourceType"].as_str().unwrap(), r["id"].as_str().unwrap());
+        assert!(ts.put(&path, &r).await.status().is_success(), "{path}");
+    }
     let shots = root().join("target/browser-screenshots");
     std::fs::create_dir_all(&shots).unwrap();
     let out = tokio::process::Command::new("node")
@@ -1609,9 +1630,15 @@ async fn the_portal_works_in_a_real_browser() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    for f in
-        ["portal-record-laptop.png", "portal-record-phone.png", "portal-results-phone.png", "portal-access-laptop.png"]
-    {
+    for f in [
+        "portal-record-laptop.png",
+        "portal-record-phone.png",
+        "portal-results-phone.png",
+        "portal-access-laptop.png",
+        "portal-documents-laptop.png",
+        "portal-summary-print.png",
+        "portal-summary-phone.png",
+    ] {
         assert!(shots.join(f).metadata().unwrap().len() > 1000, "{f}");
     }
 }
@@ -1864,4 +1891,88 @@ async fn documents_and_reports_are_read_with_their_attachments_and_added_from_a_
     }
     assert_eq!(count(&ts, "/DocumentReference?patient=pat-a").await, docs_before + 1);
     assert_eq!(count(&ts, "/Binary?").await, binaries);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_portal_shows_documents_and_a_health_summary_to_print_or_take_away() {
+    use base64::Engine;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let ts = TestServer::spawn().await;
+    chart_fixture(&ts).await;
+    let png = include_bytes!("../fixtures/chest-xray-synthetic.png");
+    let a = |r: &str| json!({"reference": r});
+    for r in [
+        json!({"resourceType":"DocumentReference","id":"pd-letter","status":"current","docStatus":"final","subject":a("Patient/pat-a"),
+               "date":"2025-06-01T10:00:00Z","description":"Letter after your visit","author":[{"display":"Dr Jo Jones"}],
+               "content":[{"attachment":{"contentType":"text/plain","data":b64(format!("Dear Ana,\n{XSS}\nAll the best.").as_bytes())}}]}),
+        json!({"resourceType":"DocumentReference","id":"pd-draft","status":"current","docStatus":"preliminary","subject":a("Patient/pat-a"),
+               "description":"DRAFT not for the patient","content":[{"attachment":{"contentType":"text/plain","data":b64(b"draft")}}]}),
+        json!({"resourceType":"Binary","id":"pd-img","contentType":"image/png","securityContext":a("Patient/pat-a"),"data":b64(png)}),
+        json!({"resourceType":"DiagnosticReport","id":"pd-rad","status":"final","subject":a("Patient/pat-a"),"effectiveDateTime":"2025-05-01",
+               "category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v2-0074","code":"RAD"}]}],"code":{"text":"Chest X-ray"},
+               "conclusion":"No consolidation.","presentedForm":[{"contentType":"image/png","url":"Binary/pd-img","title":"Picture"}]}),
+        json!({"resourceType":"DocumentReference","id":"pd-b","status":"current","subject":a("Patient/pat-b"),"description":"CANARY-B letter",
+               "content":[{"attachment":{"contentType":"text/plain","data":b64(b"CANARY-B")}}]}),
+    ] {
+        let path = format!("/{}/{}", r["resourceType"].as_str().unwrap(), r["id"].as_str().unwrap());
+        assert!(ts.put(&path, &r).await.status().is_success(), "{path}");
+    }
+    let ana = sign_in(&ts, "/portal", "ana", PASSWORD, "").await.unwrap();
+    let (status, list) = page(&ts, &ana, "/portal/documents").await;
+    assert_eq!(status, 200, "{list}");
+    assert!(list.contains("Letter after your visit") && list.contains("Chest X-ray"), "{list}");
+    assert!(!list.contains("DRAFT") && !list.contains("CANARY"), "{list}");
+    let (status, letter) = page(&ts, &ana, "/portal/document/DocumentReference/pd-letter").await;
+    assert_eq!(status, 200);
+    assert!(
+        letter.contains("Dear Ana,") && letter.contains("&lt;script&gt;") && !letter.contains("<script>window"),
+        "{letter}"
+    );
+    let r = no_redirects()
+        .get(format!("{}/portal/document/DiagnosticReport/pd-rad/attachment/0", ts.base))
+        .header("cookie", &ana)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "image/png");
+    assert_eq!(r.bytes().await.unwrap().to_vec(), png.to_vec());
+    for path in [
+        "/portal/document/DocumentReference/pd-draft",
+        "/portal/document/DocumentReference/pd-b",
+        "/portal/document/DocumentReference/pd-b/attachment/0",
+        "/portal/document/Patient/pat-a",
+    ] {
+        let (status, body) = page(&ts, &ana, path).await;
+        assert_eq!(status, 404, "{path}");
+        assert!(!body.contains("CANARY"), "{path}");
+    }
+    // the health summary: a page to print, and the IPS document to take elsewhere
+    let (status, summary) = page(&ts, &ana, "/portal/summary").await;
+    assert_eq!(status, 200);
+    for expected in [
+        "Health summary",
+        "Alvarez, Ana",
+        "Penicillin G",
+        "Salbutamol 100 mcg inhaler",
+        "Influenza vaccine",
+        "Hemoglobin A1c",
+    ] {
+        assert!(summary.contains(expected), "{expected}: {summary}");
+    }
+    assert!(
+        !summary.contains("CANARY") && summary.contains("&lt;script&gt;") && !summary.contains("<script>window"),
+        "{summary}"
+    );
+    let r =
+        no_redirects().get(format!("{}/portal/download/summary", ts.base)).header("cookie", &ana).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/fhir+json");
+    assert!(r.headers()["content-disposition"].to_str().unwrap().contains("my-health-summary.json"));
+    let doc: Value = r.json().await.unwrap();
+    assert_eq!(doc["type"], "document");
+    assert_eq!(doc["entry"][0]["resource"]["type"]["coding"][0]["code"], "60591-5");
+    assert_eq!(doc["entry"][1]["resource"]["id"], "pat-a");
+    assert!(doc["entry"][1]["fullUrl"].as_str().unwrap().ends_with("/fhir/Patient/pat-a"));
+    assert!(!doc.to_string().contains("CANARY"));
 }

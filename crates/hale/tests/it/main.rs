@@ -14,6 +14,7 @@ mod durability;
 mod examples;
 mod history;
 mod hl7;
+mod ips;
 mod limits;
 mod logs;
 mod negotiation;
