@@ -59,10 +59,17 @@ try {
   await page.waitForURL((u) => u.pathname === '/portal/messages');
   await page.fill('#topic', 'Question about my inhaler');
   await page.fill('#text', 'Can I use it before running?');
+  // a picture goes with it: the one the test server's first Binary holds
+  const picture = await page.evaluate(async () => {
+    const r = await fetch('/portal/document/DiagnosticReport/rad-a/attachment/0');
+    return Array.from(new Uint8Array(await r.arrayBuffer()));
+  });
+  await page.setInputFiles('#file', { name: 'inhaler.png', mimeType: 'image/png', buffer: Buffer.from(picture) });
   await accessible(page, 'messages');
   await page.getByRole('button', { name: 'Send' }).click();
   await page.waitForURL(/\/portal\/messages\/.+/);
   check((await page.textContent('main')).includes('Can I use it before running?'), 'the message is in its conversation');
+  check(await page.locator('img.thumb').evaluate((img) => img.complete && img.naturalWidth > 0), 'the picture sent is shown in the conversation');
   await page.screenshot({ path: `${shots}/portal-message-laptop.png`, fullPage: true });
   await accessible(page, 'a conversation');
   await page.getByRole('link', { name: 'My results' }).click();

@@ -81,8 +81,9 @@ fn is_shared(t: &str) -> bool {
     hale_search::access::is_shared(t)
 }
 
-/// What a patient may create: requests of their care team about their own record.
-const PATIENT_REQUESTS: &[&str] = &["Task", "Communication"];
+/// What a patient may create: requests of their care team about their own record, and
+/// the content a message carries (a Binary held to their record by its securityContext).
+const PATIENT_REQUESTS: &[&str] = &["Task", "Communication", "Binary"];
 
 /// What the front desk registers and schedules.
 const FRONT_DESK_TYPES: &[&str] = &[
@@ -123,6 +124,9 @@ mod tests {
         assert!(Role::Patient.allows(Perm::Read, Some("Observation")));
         assert!(!Role::Patient.allows(Perm::Create, Some("Observation")));
         assert!(Role::Patient.allows(Perm::Create, Some("Task")));
+        assert!(
+            Role::Patient.allows(Perm::Create, Some("Binary")) && !Role::Patient.allows(Perm::Update, Some("Binary"))
+        );
         assert!(!Role::Patient.allows(Perm::Update, Some("Task")) && !Role::Patient.allows(Perm::Delete, Some("Task")));
         assert!(Role::FrontDesk.allows(Perm::Create, Some("Patient")));
         assert!(!Role::FrontDesk.allows(Perm::Read, Some("Observation")));

@@ -75,12 +75,20 @@ fn authors(r: &Value) -> String {
     r[field].as_array().map(|a| a.iter().map(reference_label).collect::<Vec<_>>().join(", ")).unwrap_or_default()
 }
 
-/// A resource's attachments: a DocumentReference's contents, a report's presented forms.
-fn attachments(r: &Value) -> Vec<&Value> {
-    if r["resourceType"] == "DocumentReference" {
-        r["content"].as_array().map(|c| c.iter().map(|c| &c["attachment"]).collect()).unwrap_or_default()
-    } else {
-        r["presentedForm"].as_array().map(|f| f.iter().collect()).unwrap_or_default()
+/// A resource's attachments: a DocumentReference's contents, a report's presented
+/// forms, a message's files.
+pub(crate) fn attachments(r: &Value) -> Vec<&Value> {
+    match r["resourceType"].as_str() {
+        Some("DocumentReference") => {
+            r["content"].as_array().map(|c| c.iter().map(|c| &c["attachment"]).collect()).unwrap_or_default()
+        }
+        Some("Communication") => r["payload"]
+            .as_array()
+            .map(|p| {
+                p.iter().filter(|x| x.get("contentAttachment").is_some()).map(|x| &x["contentAttachment"]).collect()
+            })
+            .unwrap_or_default(),
+        _ => r["presentedForm"].as_array().map(|f| f.iter().collect()).unwrap_or_default(),
     }
 }
 
@@ -95,12 +103,12 @@ fn is_laboratory(r: &Value) -> bool {
 }
 
 /// The media type of an attachment, lower case and without parameters.
-fn media(a: &Value) -> String {
+pub(crate) fn media(a: &Value) -> String {
     a["contentType"].as_str().unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase()
 }
 
 /// What a person calls a media type.
-fn kind_words(m: &str) -> &'static str {
+pub(crate) fn kind_words(m: &str) -> &'static str {
     match m {
         "application/pdf" => "PDF",
         "text/plain" => "text",
@@ -119,7 +127,7 @@ fn binary_id(a: &Value) -> Option<&str> {
 }
 
 /// An image a browser shows safely (SVG can carry script: it is downloaded).
-fn shown_image(m: &str) -> bool {
+pub(crate) fn shown_image(m: &str) -> bool {
     matches!(m, "image/png" | "image/jpeg" | "image/gif" | "image/webp")
 }
 

@@ -114,9 +114,17 @@ fn unstated(options: Options) -> Routes<Arc<AppState>> {
         .page("/portal/document/{ty}/{rid}", get(documents::portal_show))
         .page("/portal/document/{ty}/{rid}/attachment/{n}", get(documents::portal_attachment))
         .page("/portal/choose", get(portal::choose).post(portal::chosen))
-        .page("/portal/messages", get(messages::portal_list).post(messages::portal_send))
-        .page("/portal/messages/{thread}", get(messages::portal_thread).post(messages::portal_reply))
-        .page("/app/patient/{id}/messages/{thread}", get(messages::staff_thread).post(messages::staff_reply))
+        .page("/portal/messages", get(messages::portal_list).post(messages::portal_send).layer(upload_limit))
+        .page(
+            "/portal/messages/{thread}",
+            get(messages::portal_thread).post(messages::portal_reply).layer(upload_limit),
+        )
+        .page("/portal/messages/{thread}/attachment/{msg}/{n}", get(messages::portal_attachment))
+        .page(
+            "/app/patient/{id}/messages/{thread}",
+            get(messages::staff_thread).post(messages::staff_reply).layer(upload_limit),
+        )
+        .page("/app/patient/{id}/messages/{thread}/attachment/{msg}/{n}", get(messages::staff_attachment))
         .page("/app/patient/{id}/orders/new", get(orders::order_form).post(orders::order_save))
         .page("/app/patient/{id}/order/{sr}/result", get(orders::result_form).post(orders::result_save))
         .page("/app/patient/{id}/review/{task}", get(orders::review).post(orders::reviewed))

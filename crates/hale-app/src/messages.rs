@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Form;
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::extract::{FromRequest, Multipart, Path, Request, State};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use serde_json::{Value, json};
@@ -27,10 +27,80 @@ const MAX_TEXT: usize = 4000;
 /// The longest subject.
 const MAX_TOPIC: usize = 150;
 
-/// A message's text, checked: `Err` is what to tell the writer.
-fn checked_text(f: &Fields) -> Result<String, String> {
+/// The largest file a message may carry (within the installation's upload limit).
+const MAX_ATTACHMENT: usize = 10 * 1024 * 1024;
+
+/// A message form as sent: its fields and the file it carries (name and bytes), from
+/// `application/x-www-form-urlencoded` or `multipart/form-data`; `refused` says why a
+/// multipart body could not be read (too large, broken).
+pub(crate) struct MessageForm {
+    fields: Fields,
+    file: Option<(String, Vec<u8>)>,
+    refused: Option<String>,
+}
+
+fn attachment_limit(st: &AppState) -> usize {
+    MAX_ATTACHMENT.min(st.options.max_upload_bytes)
+}
+
+impl FromRequest<Arc<AppState>> for MessageForm {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, st: &Arc<AppState>) -> Result<Self, Response> {
+        let multipart = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"));
+        if !multipart {
+            let Form(fields) = Form::<Fields>::from_request(req, st).await.map_err(IntoResponse::into_response)?;
+            return Ok(MessageForm { fields, file: None, refused: None });
+        }
+        let limit = attachment_limit(st);
+        let mut mp = Multipart::from_request(req, st).await.map_err(IntoResponse::into_response)?;
+        let mut form = MessageForm { fields: Fields::new(), file: None, refused: None };
+        let too_large = format!("The file is larger than the limit of {} MB.", limit / (1024 * 1024));
+        let unreadable = |e: axum::extract::multipart::MultipartError| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                too_large.clone()
+            } else {
+                "The form could not be read. Choose the file again.".to_string()
+            }
+        };
+        let outcome: Result<(), String> = async {
+            while let Some(mut field) = mp.next_field().await.map_err(unreadable)? {
+                let name = field.name().unwrap_or("").to_string();
+                if name == "file" {
+                    let file_name: String = field.file_name().unwrap_or("").chars().take(200).collect();
+                    let mut bytes = Vec::new();
+                    while let Some(chunk) = field.chunk().await.map_err(unreadable)? {
+                        if bytes.len() + chunk.len() > limit {
+                            return Err(too_large.clone());
+                        }
+                        bytes.extend_from_slice(&chunk);
+                    }
+                    // a file input left empty sends a part with no name and no bytes
+                    if !bytes.is_empty() || !file_name.is_empty() {
+                        form.file = Some((file_name, bytes));
+                    }
+                } else if matches!(name.as_str(), "csrf" | "topic" | "text") {
+                    let text = field.text().await.map_err(unreadable)?;
+                    form.fields.insert(name, text);
+                }
+            }
+            Ok(())
+        }
+        .await;
+        form.refused = outcome.err();
+        Ok(form)
+    }
+}
+
+/// A message's text, checked: `Err` is what to tell the writer. A message carrying a
+/// file may have no text.
+fn checked_text(f: &Fields, with_file: bool) -> Result<String, String> {
     let text = f.get("text").map(|t| t.trim().to_string()).unwrap_or_default();
-    if text.is_empty() {
+    if text.is_empty() && !with_file {
         return Err("Write the message.".into());
     }
     if text.chars().count() > MAX_TEXT {
@@ -57,8 +127,10 @@ fn communication(
         "recipient": [{"reference": recipient}],
         "sent": now_instant(),
         "topic": {"text": topic},
-        "payload": [{"contentString": text}],
     });
+    if !text.is_empty() {
+        c["payload"] = json!([{"contentString": text}]);
+    }
     if let Some(r) = reply_to {
         c["inResponseTo"] = json!([{"reference": format!("Communication/{r}")}]);
     }
@@ -90,17 +162,114 @@ fn threads(all: &[Value]) -> Vec<(String, Vec<&Value>)> {
     out
 }
 
-fn thread_view(messages: &[&Value]) -> Markup {
+/// A conversation, oldest first; a message's files link to `attachments` followed by
+/// the message's id and the file's index.
+fn thread_view(messages: &[&Value], attachments: &str) -> Markup {
     html! {
         ol.thread {
             @for m in messages {
                 li.message {
                     p.meta { strong { (reference_label(&m["sender"])) } " · " (m["sent"].as_str().unwrap_or("").replace('T', " ").chars().take(16).collect::<String>()) }
-                    div.note-text { (m["payload"][0]["contentString"].as_str().unwrap_or("")) }
+                    @if let Some(t) = m["payload"].as_array().and_then(|p| p.iter().find_map(|x| x["contentString"].as_str())) {
+                        div.note-text { (t) }
+                    }
+                    @let files = crate::documents::attachments(m);
+                    @if !files.is_empty() {
+                        ul.files {
+                            @for (n, a) in files.iter().enumerate() {
+                                @let href = format!("{attachments}{}/{n}", m["id"].as_str().unwrap_or(""));
+                                @let name = a["title"].as_str().unwrap_or("attachment");
+                                li {
+                                    @if crate::documents::shown_image(&crate::documents::media(a)) {
+                                        a href=(href) target="_blank" rel="noopener noreferrer" { img.thumb src=(href) alt=(name); }
+                                        br;
+                                    }
+                                    a href={ (href) @if !crate::documents::shown_image(&crate::documents::media(a)) && crate::documents::media(a) != "application/pdf" { "?download=1" } } target="_blank" rel="noopener noreferrer" { (name) }
+                                    " " small.muted { (crate::documents::kind_words(&crate::documents::media(a))) }
+                                }
+                            }
+                        }
+                    }
                 }
             }
         }
     }
+}
+
+/// Why a message was not sent.
+enum NotSent {
+    /// What to tell the writer (the file is of a kind not kept).
+    Refused(String),
+    Failed(hale_repository::Error),
+}
+
+/// Stores message `c` about `patient` through `repo`, with `file` (a Binary held to the
+/// patient, named by the message's attachment) in the same transaction; the message's
+/// id.
+async fn store(
+    repo: &hale_repository::Repository,
+    patient: &str,
+    mut c: Value,
+    file: Option<&(String, Vec<u8>)>,
+) -> Result<String, NotSent> {
+    use base64::Engine;
+    let Some((name, bytes)) = file else {
+        let ty = hale_repository::resource_type("Communication").map_err(NotSent::Failed)?;
+        return match repo.create(&ty, c, None).await {
+            Ok(hale_repository::CreateOutcome::Created(s) | hale_repository::CreateOutcome::Existing(s)) => {
+                Ok(s.id.to_string())
+            }
+            Err(e) => Err(NotSent::Failed(e)),
+        };
+    };
+    let Some(media) = crate::documents::sniff(bytes) else {
+        return Err(NotSent::Refused(
+            "Nothing was sent: the file is not a PDF, a picture (PNG, JPEG, GIF, WebP) or plain text.".into(),
+        ));
+    };
+    let binary_url = "urn:uuid:00000000-0000-4000-8000-300000000000";
+    let title = if name.trim().is_empty() { "attachment".to_string() } else { name.trim().to_string() };
+    let attachment =
+        json!({"contentAttachment": {"contentType": media, "url": binary_url, "size": bytes.len(), "title": title}});
+    match c["payload"].as_array_mut() {
+        Some(p) => p.push(attachment),
+        None => c["payload"] = json!([attachment]),
+    }
+    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": binary_url, "resource": {
+            "resourceType": "Binary",
+            "contentType": media,
+            "securityContext": {"reference": format!("Patient/{patient}")},
+            "data": base64::engine::general_purpose::STANDARD.encode(bytes),
+        }, "request": {"method": "POST", "url": "Binary"}},
+        {"resource": c, "request": {"method": "POST", "url": "Communication"}},
+    ]});
+    let (_, entries) = repo.process_bundle(bundle).await.map_err(NotSent::Failed)?;
+    let mut out = None;
+    for e in entries {
+        let e = e.map_err(NotSent::Failed)?;
+        if let Some(l) = e.location.as_deref().and_then(|l| l.strip_prefix("Communication/")) {
+            out = l.split('/').next().map(str::to_string);
+        }
+    }
+    out.ok_or_else(|| NotSent::Failed(hale_repository::Error::NotFound("Communication".into())))
+}
+
+/// The bytes of file `n` of message `msg` in conversation `thread` of `all` (the
+/// patient's messages), read through `repo`.
+async fn message_file(
+    repo: &hale_repository::Repository,
+    patient: &str,
+    all: &[Value],
+    thread: &str,
+    msg: &str,
+    n: &str,
+) -> Result<Option<(Vec<u8>, String, String)>, hale_repository::Error> {
+    let ts = threads(all);
+    let Some(m) = ts.iter().find(|t| t.0 == thread).and_then(|t| t.1.iter().find(|m| m["id"] == msg)) else {
+        return Ok(None);
+    };
+    crate::documents::attachment_content(repo, patient, m, n).await
 }
 
 // ---- the portal ----
@@ -200,7 +369,7 @@ async fn portal_list_page(session: &PatientSession, st: &AppState, typed: &Field
             h2 #m-new { "Write to your care team" }
             p.hint { "For questions that can wait a few days. In an emergency, call your local emergency number." }
             @if let Some(e) = error { p.error role="alert" { (e) } }
-            form method="post" action="/portal/messages" {
+            form method="post" action="/portal/messages" enctype="multipart/form-data" {
                 input type="hidden" name="csrf" value=(session.csrf);
                 div.field {
                     label for="topic" { "Subject" }
@@ -210,6 +379,7 @@ async fn portal_list_page(session: &PatientSession, st: &AppState, typed: &Field
                     label for="text" { "Message" }
                     textarea #text name="text" rows="6" { (typed.get("text").cloned().unwrap_or_default()) }
                 }
+                (file_field())
                 div.actions { button.primary type="submit" { "Send" } }
             }
         }
@@ -244,46 +414,51 @@ fn csrf_ok(token: &str, f: &Fields) -> bool {
 pub(crate) async fn portal_send(
     session: PatientSession,
     State(st): State<Arc<AppState>>,
-    Form(f): Form<Fields>,
+    form: MessageForm,
 ) -> Response {
-    if !csrf_ok(&session.csrf, &f) {
+    let f = &form.fields;
+    if !csrf_ok(&session.csrf, f) {
         return crate::portal::notice(
             StatusCode::FORBIDDEN,
             "The form expired",
             "Nothing was sent. Open the page again.",
         );
     }
+    if let Some(why) = &form.refused {
+        return bad(&session, &st, f, &format!("Nothing was sent: {why}")).await;
+    }
     let topic = f.get("topic").map(|t| t.trim().to_string()).unwrap_or_default();
-    let text = match checked_text(&f) {
+    let text = match checked_text(f, form.file.is_some()) {
         Ok(t) => t,
-        Err(e) => return bad(&session, &st, &f, &e).await,
+        Err(e) => return bad(&session, &st, f, &e).await,
     };
     if topic.is_empty() || topic.chars().count() > MAX_TOPIC {
-        return bad(&session, &st, &f, "Give the message a subject (at most 150 characters).").await;
+        return bad(&session, &st, f, "Give the message a subject (at most 150 characters).").await;
     }
     let recipient = match care_team(&session).await {
         Ok(Some(r)) => r,
         Ok(None) => {
-            return bad(
-                &session,
-                &st,
-                &f,
-                "Your record names no care team to write to yet. Please call your practice.",
-            )
-            .await;
+            return bad(&session, &st, f, "Your record names no care team to write to yet. Please call your practice.")
+                .await;
         }
         Err(e) => return portal_failure(&e),
     };
     let mut c = communication(&session.patient, &me(&session), &recipient, &topic, &text, None);
     c["sender"]["display"] = json!(session.account.display_name);
-    let Ok(ty) = hale_repository::resource_type("Communication") else {
-        return portal_failure(&hale_repository::Error::NotFound("Communication".into()));
-    };
-    match session.repo.create(&ty, c, None).await {
-        Ok(hale_repository::CreateOutcome::Created(s) | hale_repository::CreateOutcome::Existing(s)) => {
-            Redirect::to(&format!("/portal/messages/{}", s.id)).into_response()
+    match store(&session.repo, &session.patient, c, form.file.as_ref()).await {
+        Ok(id) => Redirect::to(&format!("/portal/messages/{id}")).into_response(),
+        Err(NotSent::Refused(why)) => bad(&session, &st, f, &why).await,
+        Err(NotSent::Failed(e)) => portal_failure(&e),
+    }
+}
+
+/// The file input of a message form.
+fn file_field() -> Markup {
+    html! {
+        div.field {
+            label for="file" { "Attach a file " small { "(optional: a PDF, a picture or a text file, up to 10 MB)" } }
+            input #file name="file" type="file" accept=".pdf,.png,.jpg,.jpeg,.gif,.webp,.txt,application/pdf,image/png,image/jpeg,image/gif,image/webp,text/plain";
         }
-        Err(e) => portal_failure(&e),
     }
 }
 
@@ -322,11 +497,12 @@ async fn portal_thread_page(session: &PatientSession, st: &AppState, thread: &st
         p { a href="/portal/messages" { "All messages" } }
         section.card aria-labelledby="t-h" {
             h1 #t-h { (t.1[0]["topic"]["text"].as_str().unwrap_or("(no subject)")) }
-            (thread_view(&t.1))
+            (thread_view(&t.1, &format!("/portal/messages/{thread}/attachment/")))
             @if let Some(e) = error { p.error role="alert" { (e) } }
-            form method="post" action={ "/portal/messages/" (thread) } {
+            form method="post" action={ "/portal/messages/" (thread) } enctype="multipart/form-data" {
                 input type="hidden" name="csrf" value=(session.csrf);
                 div.field { label for="text" { "Reply" } textarea #text name="text" rows="4" {} }
+                (file_field())
                 div.actions { button.primary type="submit" { "Send the reply" } }
             }
         }
@@ -334,14 +510,22 @@ async fn portal_thread_page(session: &PatientSession, st: &AppState, thread: &st
     crate::portal::page_for(session, "Messages", body)
 }
 
+/// The conversation again with why the reply was not sent (400).
+async fn portal_refused(session: &PatientSession, st: &AppState, thread: &str, why: &str) -> Response {
+    let mut r = portal_thread_page(session, st, thread, Some(why)).await;
+    *r.status_mut() = StatusCode::BAD_REQUEST;
+    r
+}
+
 /// `POST /portal/messages/{thread}`: a reply.
 pub(crate) async fn portal_reply(
     session: PatientSession,
     State(st): State<Arc<AppState>>,
     Path(thread): Path<String>,
-    Form(f): Form<Fields>,
+    form: MessageForm,
 ) -> Response {
-    if !csrf_ok(&session.csrf, &f) {
+    let f = &form.fields;
+    if !csrf_ok(&session.csrf, f) {
         return crate::portal::notice(
             StatusCode::FORBIDDEN,
             "The form expired",
@@ -360,13 +544,12 @@ pub(crate) async fn portal_reply(
             "There is no such conversation in your record.",
         );
     };
-    let text = match checked_text(&f) {
+    if let Some(why) = &form.refused {
+        return portal_refused(&session, &st, &thread, &format!("Nothing was sent: {why}")).await;
+    }
+    let text = match checked_text(f, form.file.is_some()) {
         Ok(t) => t,
-        Err(e) => {
-            let mut r = portal_thread_page(&session, &st, &thread, Some(&e)).await;
-            *r.status_mut() = StatusCode::BAD_REQUEST;
-            return r;
-        }
+        Err(e) => return portal_refused(&session, &st, &thread, &e).await,
     };
     let me = me(&session);
     // to whoever on the care team wrote last, else to whom the thread began with
@@ -380,11 +563,28 @@ pub(crate) async fn portal_reply(
     let topic = t.1[0]["topic"]["text"].as_str().unwrap_or("").to_string();
     let mut c = communication(&session.patient, &me, &recipient, &topic, &text, Some(&thread));
     c["sender"]["display"] = json!(session.account.display_name);
-    let Ok(ty) = hale_repository::resource_type("Communication") else {
-        return portal_failure(&hale_repository::Error::NotFound("Communication".into()));
-    };
-    match session.repo.create(&ty, c, None).await {
+    match store(&session.repo, &session.patient, c, form.file.as_ref()).await {
         Ok(_) => Redirect::to(&format!("/portal/messages/{thread}")).into_response(),
+        Err(NotSent::Refused(why)) => portal_refused(&session, &st, &thread, &why).await,
+        Err(NotSent::Failed(e)) => portal_failure(&e),
+    }
+}
+
+/// `GET /portal/messages/{thread}/attachment/{msg}/{n}`: a file of a message.
+pub(crate) async fn portal_attachment(
+    session: PatientSession,
+    Path((thread, msg, n)): Path<(String, String, String)>,
+    axum::extract::Query(q): axum::extract::Query<HashMap<String, String>>,
+) -> Response {
+    let all = match patient_messages(&session).await {
+        Ok(a) => a,
+        Err(e) => return portal_failure(&e),
+    };
+    match message_file(&session.repo, &session.patient, &all, &thread, &msg, &n).await {
+        Ok(Some((bytes, ct, name))) => {
+            crate::documents::content_response(bytes, &ct, &name, q.contains_key("download"))
+        }
+        Ok(None) => crate::portal::notice(StatusCode::NOT_FOUND, "Not found", "That is not in your record."),
         Err(e) => portal_failure(&e),
     }
 }
@@ -468,11 +668,12 @@ async fn staff_thread_page(session: &Session, id: &str, thread: &str, error: Opt
         (header(session, &patient, &all_allergies, Tab::Summary))
         section.card aria-labelledby="t-h" {
             h1 #t-h { (t.1[0]["topic"]["text"].as_str().unwrap_or("(no subject)")) }
-            (thread_view(&t.1))
+            (thread_view(&t.1, &format!("/app/patient/{id}/messages/{thread}/attachment/")))
             @if let Some(e) = error { p.error role="alert" { (e) } }
-            form method="post" action={ "/app/patient/" (id) "/messages/" (thread) } {
+            form method="post" action={ "/app/patient/" (id) "/messages/" (thread) } enctype="multipart/form-data" {
                 input type="hidden" name="csrf" value=(session.csrf);
                 div.field { label for="text" { "Reply to the patient" } textarea #text name="text" rows="4" {} }
+                (file_field())
                 div.actions { button.primary type="submit" { "Send the reply" } a href="/app/inbox" { "Back to the inbox" } }
             }
         }
@@ -480,13 +681,21 @@ async fn staff_thread_page(session: &Session, id: &str, thread: &str, error: Opt
     crate::layout::respond(StatusCode::OK, crate::layout::page("Message", Some(session), body))
 }
 
+/// The conversation again with why the reply was not sent (400).
+async fn staff_refused(session: &Session, id: &str, thread: &str, why: &str) -> Response {
+    let mut r = staff_thread_page(session, id, thread, Some(why)).await;
+    *r.status_mut() = StatusCode::BAD_REQUEST;
+    r
+}
+
 /// `POST /app/patient/{id}/messages/{thread}`: the care team's reply.
 pub(crate) async fn staff_reply(
     session: Session,
     Path((id, thread)): Path<(String, String)>,
-    Form(f): Form<Fields>,
+    form: MessageForm,
 ) -> Response {
-    if !csrf_ok(&session.csrf, &f) {
+    let f = &form.fields;
+    if !csrf_ok(&session.csrf, f) {
         return crate::layout::problem(
             StatusCode::FORBIDDEN,
             Some(&session),
@@ -497,13 +706,12 @@ pub(crate) async fn staff_reply(
     if let Err(r) = open_patient(&session, &id).await {
         return r;
     }
-    let text = match checked_text(&f) {
+    if let Some(why) = &form.refused {
+        return staff_refused(&session, &id, &thread, &format!("Nothing was sent: {why}")).await;
+    }
+    let text = match checked_text(f, form.file.is_some()) {
         Ok(t) => t,
-        Err(e) => {
-            let mut r = staff_thread_page(&session, &id, &thread, Some(&e)).await;
-            *r.status_mut() = StatusCode::BAD_REQUEST;
-            return r;
-        }
+        Err(e) => return staff_refused(&session, &id, &thread, &e).await,
     };
     let all = match search(&session.repo, "Communication", &[("patient", id.as_str())], 500).await {
         Ok(a) => a,
@@ -527,9 +735,33 @@ pub(crate) async fn staff_reply(
     let topic = t.1[0]["topic"]["text"].as_str().unwrap_or("").to_string();
     let mut c = communication(&id, &sender, &format!("Patient/{id}"), &topic, &text, Some(&thread));
     c["sender"]["display"] = json!(session.account.display_name);
-    let Ok(ty) = hale_repository::resource_type("Communication") else { return crate::internal() };
-    match session.repo.create(&ty, c, None).await {
+    match store(&session.repo, &id, c, form.file.as_ref()).await {
         Ok(_) => Redirect::to("/app/inbox").into_response(),
+        Err(NotSent::Refused(why)) => staff_refused(&session, &id, &thread, &why).await,
+        Err(NotSent::Failed(e)) => crate::failure(&session, &e),
+    }
+}
+
+/// `GET /app/patient/{id}/messages/{thread}/attachment/{msg}/{n}`: a file of a message.
+pub(crate) async fn staff_attachment(
+    session: Session,
+    Path((id, thread, msg, n)): Path<(String, String, String, String)>,
+    axum::extract::Query(q): axum::extract::Query<HashMap<String, String>>,
+) -> Response {
+    if let Err(r) = open_patient(&session, &id).await {
+        return r;
+    }
+    let all = match search(&session.repo, "Communication", &[("patient", id.as_str())], 500).await {
+        Ok(a) => a,
+        Err(e) => return crate::failure(&session, &e),
+    };
+    match message_file(&session.repo, &id, &all, &thread, &msg, &n).await {
+        Ok(Some((bytes, ct, name))) => {
+            crate::documents::content_response(bytes, &ct, &name, q.contains_key("download"))
+        }
+        Ok(None) => {
+            crate::layout::problem(StatusCode::NOT_FOUND, Some(&session), "Not found", "There is no such file.")
+        }
         Err(e) => crate::failure(&session, &e),
     }
 }

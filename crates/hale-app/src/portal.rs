@@ -50,7 +50,7 @@ fn cookie(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
         })
 }
 
-const PORTAL_SCOPES: &str = "patient/*.rs patient/Task.c patient/Communication.c";
+const PORTAL_SCOPES: &str = "patient/*.rs patient/Task.c patient/Communication.c patient/Binary.c";
 const CLIENT_ID: &str = "hale-portal";
 
 fn sign_in(parts: &Parts) -> Response {

@@ -223,12 +223,15 @@ fn patch_document(index: usize, r: &Value) -> Result<Value> {
     Ok(doc)
 }
 
-/// Replaces every `reference` found in `map` (full URLs and conditional references).
+/// Replaces every `reference` found in `map` (full URLs and conditional references),
+/// and every `url` that is one of the bundle's full URLs (an Attachment naming a Binary
+/// of the same transaction: R4 http, "transaction processing rules" replace matching
+/// links in elements of type url too).
 pub fn rewrite_references(v: &mut Value, map: &HashMap<String, String>) {
     match v {
         Value::Object(o) => {
             for (k, child) in o.iter_mut() {
-                if k == "reference"
+                if (k == "reference" || k == "url")
                     && let Value::String(s) = child
                     && let Some(new) = map.get(s.as_str())
                 {

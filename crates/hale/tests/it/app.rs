@@ -1976,3 +1976,99 @@ async fn the_portal_shows_documents_and_a_health_summary_to_print_or_take_away()
     assert!(doc["entry"][1]["fullUrl"].as_str().unwrap().ends_with("/fhir/Patient/pat-a"));
     assert!(!doc.to_string().contains("CANARY"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn messages_carry_files_both_ways_typed_by_their_content() {
+    let ts = TestServer::spawn().await;
+    chart_fixture(&ts).await;
+    let png = include_bytes!("../fixtures/chest-xray-synthetic.png").to_vec();
+    let ana = sign_in(&ts, "/portal", "ana", PASSWORD, "").await.unwrap();
+    let (_, list) = page(&ts, &ana, "/portal/messages").await;
+    assert!(list.contains("enctype=\"multipart/form-data\"") && list.contains("type=\"file\""), "{list}");
+    let csrf = field(&list, "csrf").unwrap();
+    let post = |path: String, session: String, ct: String, body: Vec<u8>| {
+        no_redirects()
+            .post(format!("{}{path}", ts.base))
+            .header("cookie", session)
+            .header("content-type", ct)
+            .body(body)
+            .send()
+    };
+    // a picture of a rash, with no text: sent, the Binary held to the patient
+    let (ct, body) =
+        multipart(&[("csrf", &csrf), ("topic", "A rash on my arm"), ("text", "")], Some(("rash.png", &png)));
+    let r = post("/portal/messages".into(), ana.clone(), ct, body).await.unwrap();
+    let status = r.status();
+    let to = location(&r);
+    assert_eq!(status, 303, "{}", r.text().await.unwrap());
+    let thread = to.rsplit('/').next().unwrap().to_string();
+    let c = hale_test_support::json(ts.get(&format!("/Communication/{thread}")).await).await;
+    let att = &c["payload"][0]["contentAttachment"];
+    assert_eq!(att["contentType"], "image/png");
+    assert_eq!(att["title"], "rash.png");
+    let binary = att["url"].as_str().unwrap().to_string();
+    assert!(binary.starts_with("Binary/"), "{binary}");
+    let b = hale_test_support::json(ts.get(&format!("/{binary}?_format=json")).await).await;
+    assert_eq!(b["securityContext"]["reference"], "Patient/pat-a");
+
+    // the clinician sees it in the conversation and opens it
+    let code = enrolled(&ts, "dr.jones").await;
+    let staff = sign_in(&ts, "/app", "dr.jones", PASSWORD, &code).await.unwrap();
+    let path = format!("/app/patient/pat-a/messages/{thread}");
+    let (_, conv) = page(&ts, &staff, &path).await;
+    let file = format!("{path}/attachment/{thread}/0");
+    assert!(conv.contains(&format!("src=\"{file}\"")) && conv.contains("rash.png"), "{conv}");
+    let r = no_redirects().get(format!("{}{file}", ts.base)).header("cookie", &staff).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "image/png");
+    assert!(r.headers()["content-security-policy"].to_str().unwrap().contains("sandbox"));
+    assert_eq!(r.bytes().await.unwrap().to_vec(), png);
+    // and answers with a leaflet
+    let staff_csrf = field(&conv, "csrf").unwrap();
+    let leaflet = b"%PDF-1.4\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF\n".to_vec();
+    let (ct, body) = multipart(
+        &[("csrf", &staff_csrf), ("text", "Use this cream; leaflet attached.")],
+        Some(("eczema.pdf", &leaflet)),
+    );
+    assert_eq!(post(path.clone(), staff.clone(), ct, body).await.unwrap().status(), 303);
+    let (_, mine) = page(&ts, &ana, &format!("/portal/messages/{thread}")).await;
+    assert!(mine.contains("Use this cream; leaflet attached.") && mine.contains("eczema.pdf"), "{mine}");
+    let replies = hale_test_support::json(ts.get("/Communication?patient=pat-a&_sort=-sent").await).await;
+    let reply_id = replies["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["resource"]["payload"].to_string().contains("eczema.pdf"))
+        .and_then(|e| e["resource"]["id"].as_str())
+        .unwrap()
+        .to_string();
+    let r = no_redirects()
+        .get(format!("{}/portal/messages/{thread}/attachment/{reply_id}/0", ts.base))
+        .header("cookie", &ana)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["content-type"], "application/pdf");
+    assert_eq!(r.bytes().await.unwrap().to_vec(), leaflet);
+
+    // refused and nothing kept: a file of a kind not kept, a file over the limit
+    let before = (count(&ts, "/Communication?patient=pat-a").await, count(&ts, "/Binary?").await);
+    let (ct, body) = multipart(&[("csrf", &csrf), ("text", "see attached")], Some(("tool.exe", b"MZ\x90\0\x03\0")));
+    let r = post(format!("/portal/messages/{thread}"), ana.clone(), ct, body).await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("the file is not a PDF"));
+    let big = [b"%PDF-1.4\n".to_vec(), vec![b' '; 10 * 1024 * 1024]].concat();
+    let (ct, body) = multipart(&[("csrf", &csrf), ("topic", "Scan"), ("text", "big")], Some(("big.pdf", &big)));
+    let r = post("/portal/messages".into(), ana.clone(), ct, body).await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("larger than the limit of 10 MB"));
+    assert_eq!((count(&ts, "/Communication?patient=pat-a").await, count(&ts, "/Binary?").await), before);
+    // nobody else's files
+    for p in [
+        format!("/portal/messages/{thread}/attachment/{thread}/1"),
+        format!("/portal/messages/no-such/attachment/{thread}/0"),
+    ] {
+        assert_eq!(page(&ts, &ana, &p).await.0, 404, "{p}");
+    }
+    assert_eq!(page(&ts, &staff, &format!("/app/patient/pat-b/messages/{thread}/attachment/{thread}/0")).await.0, 404);
+}

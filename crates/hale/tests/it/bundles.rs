@@ -302,3 +302,26 @@ async fn the_base_with_a_trailing_slash_is_the_base() {
     assert_eq!(r.status(), 200);
     assert_eq!(json(r).await["total"], 1);
 }
+
+#[tokio::test]
+async fn a_transaction_resolves_an_attachment_url_naming_a_binary_of_the_same_bundle() {
+    let s = TestServer::spawn().await;
+    let bin = "urn:uuid:33333333-3333-4333-8333-333333333333";
+    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": bin, "resource": {"resourceType": "Binary", "contentType": "text/plain", "data": "aGVsbG8="},
+         "request": {"method": "POST", "url": "Binary"}},
+        {"resource": {"resourceType": "DocumentReference", "status": "current",
+                      "extension": [{"url": "http://example.org/ext", "valueString": "kept"}],
+                      "content": [{"attachment": {"contentType": "text/plain", "url": bin}}]},
+         "request": {"method": "POST", "url": "DocumentReference"}},
+    ]});
+    let r = s.post("", &bundle).await;
+    assert_eq!(r.status(), 200);
+    let out = json(r).await;
+    let binary =
+        out["entry"][0]["response"]["location"].as_str().unwrap().split("/_history").next().unwrap().to_string();
+    let doc = out["entry"][1]["response"]["location"].as_str().unwrap().split("/_history").next().unwrap().to_string();
+    let stored = json(s.get(&format!("/{doc}")).await).await;
+    assert_eq!(stored["content"][0]["attachment"]["url"], binary.as_str(), "{stored}");
+    assert_eq!(stored["extension"][0]["url"], "http://example.org/ext");
+}
