@@ -43,6 +43,34 @@ pub struct Config {
     pub hl7: Hl7,
     /// The patient portal.
     pub portal: Portal,
+    /// Scheduled backups.
+    pub backup: Backup,
+}
+
+/// Scheduled backups while serving (SQLite; `hale backup create` on a schedule).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Backup {
+    /// Where scheduled backups are written (`hale-<instant>.tar.gz`); empty: `backups`
+    /// in the data directory.
+    pub dir: String,
+    /// Seconds between scheduled backups; 0 (the default) takes none.
+    pub interval_secs: u64,
+    /// How many scheduled backups are kept; older ones are deleted.
+    pub keep: usize,
+}
+
+impl Default for Backup {
+    fn default() -> Self {
+        Backup { dir: String::new(), interval_secs: 0, keep: 7 }
+    }
+}
+
+impl Backup {
+    /// The directory scheduled backups go to.
+    pub fn directory(&self, data_dir: &std::path::Path) -> PathBuf {
+        if self.dir.is_empty() { data_dir.join("backups") } else { PathBuf::from(&self.dir) }
+    }
 }
 
 /// The patient portal.
@@ -166,6 +194,7 @@ impl Default for Config {
             log: Log::default(),
             hl7: Hl7::default(),
             portal: Portal::default(),
+            backup: Backup::default(),
         }
     }
 }
@@ -317,6 +346,14 @@ impl Config {
         {
             return Err(ConfigError::Invalid("hl7 limits must be greater than zero".into()));
         }
+        if self.backup.interval_secs > 0 && self.is_postgres() {
+            return Err(ConfigError::Invalid(
+                "backup.interval_secs: scheduled backups work on the SQLite store; on PostgreSQL use the database's own backups".into(),
+            ));
+        }
+        if self.backup.keep == 0 {
+            return Err(ConfigError::Invalid("backup.keep must be at least 1".into()));
+        }
         if !matches!(self.portal.release_results.as_str(), "after_review" | "immediately") {
             return Err(ConfigError::Invalid("portal.release_results must be after_review or immediately".into()));
         }
@@ -456,6 +493,21 @@ mod tests {
         let o = Overrides { data_dir: Some("/from/flag".into()), ..Default::default() };
         let c = Config::load_with_env(Some(&f), &o, env).unwrap();
         assert_eq!(c.data_dir, PathBuf::from("/from/flag"));
+    }
+
+    #[test]
+    fn scheduled_backups_are_for_sqlite_and_keep_at_least_one() {
+        let load = |pairs: &[(&str, &str)]| {
+            let env: Vec<(String, String)> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            Config::load_with_env(None, &Overrides::default(), env)
+        };
+        let c = load(&[("HALE_BACKUP__INTERVAL_SECS", "3600")]).unwrap();
+        assert_eq!((c.backup.interval_secs, c.backup.keep), (3600, 7));
+        assert_eq!(c.backup.directory(&c.data_dir), c.data_dir.join("backups"));
+        let e =
+            load(&[("HALE_BACKUP__INTERVAL_SECS", "60"), ("HALE_DATABASE_URL", "postgres://u@h:5432/d")]).unwrap_err();
+        assert!(e.to_string().contains("backup.interval_secs"), "{e}");
+        assert!(load(&[("HALE_BACKUP__KEEP", "0")]).unwrap_err().to_string().contains("backup.keep"));
     }
 
     #[test]

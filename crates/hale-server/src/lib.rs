@@ -8,6 +8,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
 mod adt;
+pub mod backup;
 pub mod bulk;
 pub mod config;
 pub mod demo;
@@ -375,6 +376,8 @@ pub struct Server {
     /// The MLLP listener, when `hl7.mllp_listen` names an address.
     mllp: Option<(TcpListener, config::Hl7, Option<tokio_rustls::TlsAcceptor>)>,
     hl7: config::Hl7,
+    /// The configuration, when scheduled backups are on.
+    backups: Option<Config>,
 }
 
 /// How often the server links new audit entries into the hash chain and signs a
@@ -416,6 +419,7 @@ impl Server {
             shutdown_timeout: std::time::Duration::from_secs(cfg.shutdown_timeout_secs),
             mllp,
             hl7: cfg.hl7.clone(),
+            backups: (cfg.backup.interval_secs > 0).then(|| cfg.clone()),
         })
     }
 
@@ -458,6 +462,9 @@ impl Server {
         // loses nothing (an unanswered message is sent again with the same MSH-10)
         let orders = (!self.hl7.orders_to.is_empty())
             .then(|| tokio::spawn(orders_out::run(self.gate.system("hl7-orders"), self.hl7.clone())));
+        // scheduled backups: a backup is written beside its final name and renamed, so
+        // stopping at any point leaves no partial file under a backup's name
+        let backups = self.backups.map(|cfg| tokio::spawn(backup::scheduled(cfg)));
         let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
         let signal = async move {
             shutdown.await;
@@ -482,7 +489,7 @@ impl Server {
             }
         };
         chainer.abort();
-        for task in [mllp, orders].into_iter().flatten() {
+        for task in [mllp, orders, backups].into_iter().flatten() {
             task.abort();
         }
         chain_audit(&self.gate, &self.checkpoints).await;

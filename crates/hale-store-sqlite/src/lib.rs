@@ -16,6 +16,7 @@
 mod journal;
 mod search;
 mod segment;
+pub mod snapshot;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

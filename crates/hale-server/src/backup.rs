@@ -1,0 +1,405 @@
+//! Backups of the SQLite store: `hale backup create` writes one compressed file while
+//! Hale serves — the signing and checkpoint keys and the signed audit checkpoints
+//! (copied first, so every checkpoint is at or below the snapshot's last audit entry),
+//! a consistent snapshot of the database (`VACUUM INTO`), and a manifest with the
+//! versions of each resource type, a hash of them, and the size and SHA-256 of every
+//! file. `hale backup verify` unpacks one into a scratch directory and checks every file
+//! hash, SQLite's integrity, every type's versions against their hash, that Hale opens
+//! it and counts the same, and the audit trail's chain and signed checkpoints.
+//! `hale backup restore` verifies, then unpacks into an empty data directory.
+//!
+//! A type's hash is the sum, lane by lane (four 64-bit lanes, wrapping), of the SHA-256
+//! of each of its versions (type, id, version, lastUpdated, method and body): the same
+//! whatever the order the versions are read in, and different when any one differs.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::config::Config;
+
+/// The format a manifest names.
+pub const FORMAT: &str = "hale-backup/1";
+
+const MANIFEST: &str = "manifest.json";
+
+/// What a backup holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: String,
+    /// When the snapshot was taken (FHIR instant).
+    pub created: String,
+    pub hale_version: String,
+    pub store: String,
+    /// Every version of every resource.
+    pub versions: u64,
+    pub per_type: BTreeMap<String, TypeDigest>,
+    /// Every file but the manifest, by its path in the backup.
+    pub files: BTreeMap<String, FileDigest>,
+}
+
+/// The versions of one resource type.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TypeDigest {
+    pub versions: u64,
+    /// The lane-wise sum of the SHA-256 of each version (hex).
+    pub hash: String,
+}
+
+/// One file of a backup.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileDigest {
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+/// What a verification found.
+#[derive(Debug)]
+pub struct Verified {
+    pub manifest: Manifest,
+    /// Audit entries whose chain and checkpoints were checked.
+    pub audit_entries: u64,
+    pub seconds: f64,
+}
+
+fn io(what: &str, path: &Path, e: std::io::Error) -> String {
+    format!("{what} {}: {e}", path.display())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The versions and hash of each resource type in the SQLite database `db`.
+pub fn type_digests(db: &Path) -> Result<(BTreeMap<String, TypeDigest>, u64), String> {
+    let mut lanes: BTreeMap<String, (u64, [u64; 4])> = BTreeMap::new();
+    let mut total = 0u64;
+    hale_store_sqlite::snapshot::each_version(db, |v| {
+        let mut h = Sha256::new();
+        for part in [v.resource_type.as_bytes(), v.id.as_bytes()] {
+            h.update(part);
+            h.update([0]);
+        }
+        h.update(v.version.to_string());
+        h.update([0]);
+        h.update(v.last_updated.to_string());
+        h.update([0]);
+        h.update(v.method);
+        match v.body {
+            Some(b) => {
+                h.update([1]);
+                h.update(b);
+            }
+            None => h.update([2]),
+        }
+        let d = h.finalize();
+        let e = lanes.entry(v.resource_type.to_string()).or_insert((0, [0; 4]));
+        e.0 += 1;
+        for (i, lane) in e.1.iter_mut().enumerate() {
+            let mut chunk = [0u8; 8];
+            chunk.copy_from_slice(&d[i * 8..i * 8 + 8]);
+            *lane = lane.wrapping_add(u64::from_be_bytes(chunk));
+        }
+        total += 1;
+    })
+    .map_err(|e| format!("reading the versions: {e}"))?;
+    let out = lanes
+        .into_iter()
+        .map(|(t, (n, l))| {
+            let hash = l.iter().map(|x| format!("{x:016x}")).collect();
+            (t, TypeDigest { versions: n, hash })
+        })
+        .collect();
+    Ok((out, total))
+}
+
+fn file_digest(path: &Path) -> Result<FileDigest, String> {
+    let mut f = std::fs::File::open(path).map_err(|e| io("reading", path, e))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut bytes = 0u64;
+    loop {
+        let n = f.read(&mut buf).map_err(|e| io("reading", path, e))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        bytes += n as u64;
+    }
+    Ok(FileDigest { bytes, sha256: hex(&h.finalize()) })
+}
+
+/// Every file under `dir`, by its path relative to it (with `/`), sorted.
+fn files_under(dir: &Path) -> Result<Vec<String>, String> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) -> Result<(), String> {
+        for e in std::fs::read_dir(dir).map_err(|e| io("listing", dir, e))? {
+            let e = e.map_err(|e| io("listing", dir, e))?;
+            let p = e.path();
+            if p.is_dir() {
+                walk(root, &p, out)?;
+            } else if let Ok(rel) = p.strip_prefix(root) {
+                out.push(
+                    rel.components()
+                        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                        .collect::<Vec<_>>()
+                        .join("/"),
+                );
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out)?;
+    out.sort();
+    Ok(out)
+}
+
+fn copy_tree(from: &Path, to: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(to).map_err(|e| io("creating", to, e))?;
+    for name in files_under(from)? {
+        let (src, dst) = (from.join(&name), to.join(&name));
+        if let Some(parent) = dst.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| io("creating", parent, e))?;
+        }
+        std::fs::copy(&src, &dst).map_err(|e| io("copying", &src, e))?;
+    }
+    Ok(())
+}
+
+/// Writes a backup of the store `cfg` names to `out` (which must not exist) while Hale
+/// may go on serving; returns its manifest.
+pub fn create(cfg: &Config, out: &Path) -> Result<Manifest, String> {
+    if cfg.is_postgres() {
+        return Err("hale backup works on the embedded SQLite store; on PostgreSQL use pg_dump or pg_basebackup with WAL archiving (docs/operations.md)".into());
+    }
+    let db = cfg.sqlite_path();
+    if !db.exists() {
+        return Err(format!("there is no store at {}", db.display()));
+    }
+    if out.exists() {
+        return Err(format!("{} exists already; a backup is never written over another file", out.display()));
+    }
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&parent).map_err(|e| io("creating", &parent, e))?;
+    let staging = tempfile::Builder::new()
+        .prefix(".hale-backup-")
+        .tempdir_in(&parent)
+        .map_err(|e| io("creating a working directory in", &parent, e))?;
+    // the keys and the signed checkpoints before the database (see the module's note)
+    for dir in ["keys", "audit"] {
+        let from = cfg.data_dir.join(dir);
+        if from.is_dir() {
+            copy_tree(&from, &staging.path().join(dir))?;
+        }
+    }
+    let created = hale_repository::Instant::now().to_fhir();
+    let snap = staging.path().join("hale.db");
+    hale_store_sqlite::snapshot::snapshot(&db, &snap).map_err(|e| format!("taking the snapshot: {e}"))?;
+    hale_store_sqlite::snapshot::integrity_check(&snap).map_err(|e| e.to_string())?;
+    let (per_type, versions) = type_digests(&snap)?;
+    let mut files = BTreeMap::new();
+    for name in files_under(staging.path())? {
+        files.insert(name.clone(), file_digest(&staging.path().join(&name))?);
+    }
+    let manifest = Manifest {
+        format: FORMAT.into(),
+        created,
+        hale_version: env!("CARGO_PKG_VERSION").into(),
+        store: "sqlite".into(),
+        versions,
+        per_type,
+        files,
+    };
+    let text = serde_json::to_string_pretty(&manifest).map_err(|e| e.to_string())?;
+    std::fs::write(staging.path().join(MANIFEST), text).map_err(|e| io("writing", staging.path(), e))?;
+    // the archive: written beside the target, then renamed into place
+    let partial = staging.path().join("backup.partial");
+    {
+        let file = std::fs::File::create(&partial).map_err(|e| io("writing", &partial, e))?;
+        let gz = flate2::write::GzEncoder::new(file, flate2::Compression::default());
+        let mut tar = tar::Builder::new(gz);
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let mut names = vec![MANIFEST.to_string()];
+        names.extend(manifest.files.keys().cloned());
+        for name in &names {
+            let path = staging.path().join(name);
+            let mut f = std::fs::File::open(&path).map_err(|e| io("reading", &path, e))?;
+            let mut header = tar::Header::new_gnu();
+            header.set_size(f.metadata().map_err(|e| io("reading", &path, e))?.len());
+            header.set_mode(0o600);
+            header.set_mtime(now);
+            tar.append_data(&mut header, name, &mut f).map_err(|e| io("writing", &partial, e))?;
+        }
+        let gz = tar.into_inner().map_err(|e| io("writing", &partial, e))?;
+        let file = gz.finish().map_err(|e| io("writing", &partial, e))?;
+        file.sync_all().map_err(|e| io("writing", &partial, e))?;
+    }
+    std::fs::rename(&partial, out).map_err(|e| io("moving the backup to", out, e))?;
+    Ok(manifest)
+}
+
+/// Unpacks backup `file` into `dir` and reads its manifest.
+fn unpack(file: &Path, dir: &Path) -> Result<Manifest, String> {
+    let f = std::fs::File::open(file).map_err(|e| io("reading", file, e))?;
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(f));
+    let entries = archive.entries().map_err(|_| format!("{} is not a Hale backup", file.display()))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| format!("{} is damaged: {e}", file.display()))?;
+        if !entry.unpack_in(dir).map_err(|e| format!("{} is damaged: {e}", file.display()))? {
+            return Err(format!("{} names a file outside the backup", file.display()));
+        }
+    }
+    let text = std::fs::read_to_string(dir.join(MANIFEST))
+        .map_err(|_| format!("{} has no manifest: it is not a Hale backup", file.display()))?;
+    let m: Manifest = serde_json::from_str(&text).map_err(|e| format!("the manifest cannot be read: {e}"))?;
+    if m.format != FORMAT || m.store != "sqlite" {
+        return Err(format!(
+            "the backup is in format {} of store {}; this Hale reads {FORMAT} of sqlite",
+            m.format, m.store
+        ));
+    }
+    Ok(m)
+}
+
+/// Checks backup `file`: every file against its hash, SQLite's integrity, every type's
+/// versions against their hash, Hale's own reading of it, and the audit trail.
+pub async fn verify(file: &Path) -> Result<Verified, String> {
+    let started = Instant::now();
+    let scratch = tempfile::tempdir().map_err(|e| format!("creating a scratch directory: {e}"))?;
+    let m = unpack(file, scratch.path())?;
+    let found: Vec<String> = files_under(scratch.path())?.into_iter().filter(|n| n != MANIFEST).collect();
+    let listed: Vec<String> = m.files.keys().cloned().collect();
+    if found != listed {
+        return Err(format!(
+            "the backup's files ({}) are not those its manifest lists ({})",
+            found.join(", "),
+            listed.join(", ")
+        ));
+    }
+    for (name, want) in &m.files {
+        if &file_digest(&scratch.path().join(name))? != want {
+            return Err(format!("{name} does not match its hash in the manifest"));
+        }
+    }
+    let db = scratch.path().join("hale.db");
+    hale_store_sqlite::snapshot::integrity_check(&db).map_err(|e| e.to_string())?;
+    let (per_type, versions) = type_digests(&db)?;
+    if versions != m.versions {
+        return Err(format!("the backup holds {versions} versions; its manifest says {}", m.versions));
+    }
+    for (t, want) in &m.per_type {
+        match per_type.get(t) {
+            Some(got) if got == want => {}
+            Some(got) => {
+                return Err(format!(
+                    "{t}: {} versions with hash {}, the manifest says {} with {}",
+                    got.versions, got.hash, want.versions, want.hash
+                ));
+            }
+            None => return Err(format!("{t}: no version in the backup, the manifest says {}", want.versions)),
+        }
+    }
+    if let Some(t) = per_type.keys().find(|t| !m.per_type.contains_key(*t)) {
+        return Err(format!("{t}: versions the manifest does not list"));
+    }
+    // Hale opens it as it would the data directory, and counts the same
+    let cfg = Config { data_dir: scratch.path().to_path_buf(), ..Config::default() };
+    let repo = crate::system_repository(&cfg, "backup-verify")
+        .await
+        .map_err(|e| format!("Hale cannot open the backup: {e}"))?;
+    let (counts, _) = crate::bulk::fingerprint(&repo).await.map_err(|e| format!("Hale cannot read the backup: {e}"))?;
+    let expected: BTreeMap<String, usize> = m.per_type.iter().map(|(t, d)| (t.clone(), d.versions as usize)).collect();
+    if counts != expected {
+        return Err("Hale reads other counts of versions than the manifest lists".into());
+    }
+    let checkpoints = crate::checkpoints(&cfg, &repo).await.map_err(|e| e.to_string())?;
+    repo.chain_audit(&checkpoints).await.map_err(|e| format!("the audit trail: {e}"))?;
+    let v = repo.verify_audit(&checkpoints).await.map_err(|e| format!("the audit trail: {e}"))?;
+    if let Some(p) = v.problem() {
+        return Err(format!("the audit trail fails verification: {p}"));
+    }
+    drop(repo);
+    Ok(Verified { manifest: m, audit_entries: v.report.checked, seconds: started.elapsed().as_secs_f64() })
+}
+
+/// Verifies backup `file`, then unpacks it into `data_dir`, which must hold no store.
+pub async fn restore(file: &Path, data_dir: &Path) -> Result<Verified, String> {
+    if data_dir.join("hale.db").exists() {
+        return Err(format!(
+            "{} holds a store already; restore into an empty data directory, then point Hale at it",
+            data_dir.display()
+        ));
+    }
+    let v = verify(file).await?;
+    std::fs::create_dir_all(data_dir).map_err(|e| io("creating", data_dir, e))?;
+    unpack(file, data_dir)?;
+    std::fs::remove_file(data_dir.join(MANIFEST)).map_err(|e| io("removing", data_dir, e))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for name in v.manifest.files.keys() {
+            let p = data_dir.join(name);
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).map_err(|e| io("securing", &p, e))?;
+        }
+    }
+    let db = data_dir.join("hale.db");
+    std::fs::File::open(&db).and_then(|f| f.sync_all()).map_err(|e| io("writing", &db, e))?;
+    Ok(v)
+}
+
+/// Takes a backup of the store `cfg` names into `cfg.backup`'s directory every
+/// `interval_secs`, keeping the newest `keep`; failures are logged and tried again at the
+/// next round. Runs until aborted.
+pub async fn scheduled(cfg: Config) {
+    let dir = cfg.backup.directory(&cfg.data_dir);
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(cfg.backup.interval_secs.max(1)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // the first tick is at once: the first backup waits one interval
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let cfg = cfg.clone();
+        let dir = dir.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            let name: String = hale_repository::Instant::now()
+                .to_fhir()
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == 'T' || *c == 'Z')
+                .collect();
+            let out = dir.join(format!("hale-{name}.tar.gz"));
+            let m = create(&cfg, &out)?;
+            prune(&dir, cfg.backup.keep)?;
+            Ok::<_, String>((out, m.versions))
+        })
+        .await;
+        match done {
+            Ok(Ok((out, versions))) => tracing::info!(file = %out.display(), versions, "scheduled backup written"),
+            Ok(Err(e)) => tracing::error!(error = %e, "the scheduled backup failed; trying again at the next interval"),
+            Err(e) => tracing::error!(error = %e, "the scheduled backup stopped"),
+        }
+    }
+}
+
+/// Deletes all but the newest `keep` scheduled backups (`hale-*.tar.gz`, named by time)
+/// in `dir`.
+fn prune(dir: &Path, keep: usize) -> Result<(), String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map_err(|e| io("listing", dir, e))?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with("hale-") && n.ends_with(".tar.gz"))
+        .collect();
+    names.sort();
+    let extra = names.len().saturating_sub(keep);
+    for n in &names[..extra] {
+        let p = dir.join(n);
+        std::fs::remove_file(&p).map_err(|e| io("deleting", &p, e))?;
+    }
+    Ok(())
+}
