@@ -380,8 +380,16 @@ pub async fn scheduled(cfg: Config) {
         })
         .await;
         match done {
-            Ok(Ok((out, versions))) => tracing::info!(file = %out.display(), versions, "scheduled backup written"),
-            Ok(Err(e)) => tracing::error!(error = %e, "the scheduled backup failed; trying again at the next interval"),
+            Ok(Ok((out, versions))) => {
+                metrics::counter!("hale_backups_total", "outcome" => "written").increment(1);
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64());
+                metrics::gauge!("hale_backup_last_success_timestamp_seconds").set(now.unwrap_or(0.0));
+                tracing::info!(file = %out.display(), versions, "scheduled backup written");
+            }
+            Ok(Err(e)) => {
+                metrics::counter!("hale_backups_total", "outcome" => "failed").increment(1);
+                tracing::error!(error = %e, "the scheduled backup failed; trying again at the next interval");
+            }
             Err(e) => tracing::error!(error = %e, "the scheduled backup stopped"),
         }
     }

@@ -13,6 +13,7 @@ pub mod bulk;
 pub mod config;
 pub mod demo;
 pub mod hl7;
+pub mod metrics;
 pub mod mllp;
 pub mod orders_out;
 pub mod synth;
@@ -172,7 +173,10 @@ async fn readyz(State(h): State<Health>) -> Response {
             return (StatusCode::SERVICE_UNAVAILABLE, "disk unreadable").into_response();
         }
     }
-    match h.repository.ping().await {
+    let started = std::time::Instant::now();
+    let pinged = h.repository.ping().await;
+    ::metrics::histogram!("hale_store_ping_seconds").record(started.elapsed().as_secs_f64());
+    match pinged {
         Ok(()) => (StatusCode::OK, "ready").into_response(),
         Err(e) => {
             tracing::error!(error = %e, "store is not ready");
@@ -202,9 +206,22 @@ async fn request_id(req: Request, next: Next) -> Response {
     let mut req = req;
     req.extensions_mut().insert(RequestId(id.clone()));
     let span = tracing::info_span!("request", id = %id, method = %req.method(), path = %req.uri().path());
+    // the route's template, never the path itself (which may hold an id)
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = req.method().as_str().to_string();
     let started = std::time::Instant::now();
     let mut resp = tracing::Instrument::instrument(next.run(req), span.clone()).await;
-    tracing::info!(parent: &span, status = resp.status().as_u16(), ms = started.elapsed().as_millis() as u64, "request");
+    let elapsed = started.elapsed();
+    tracing::info!(parent: &span, status = resp.status().as_u16(), ms = elapsed.as_millis() as u64, "request");
+    let status = resp.status().as_u16().to_string();
+    ::metrics::counter!("hale_http_requests_total", "route" => route.clone(), "method" => method.clone(), "status" => status)
+        .increment(1);
+    ::metrics::histogram!("hale_http_request_duration_seconds", "route" => route, "method" => method)
+        .record(elapsed.as_secs_f64());
     if resp.status() == StatusCode::INTERNAL_SERVER_ERROR {
         INTERNAL_ERRORS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tracing::error!(parent: &span, "answered 500");
@@ -253,12 +270,12 @@ fn routes(cfg: &Config, gate: Gate, tokens: Arc<TokenKeys>) -> Routes<()> {
     }))
 }
 
-/// The liveness and readiness routes (never refused by [`admit`]).
-const HEALTH_PATHS: [&str; 2] = ["/healthz", "/readyz"];
+/// The liveness, readiness and metrics routes (never refused by [`admit`]).
+const HEALTH_PATHS: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
 
 fn health_routes() -> Routes<Health> {
-    let [live, ready] = HEALTH_PATHS;
-    Routes::new().public(live, get(healthz)).public(ready, get(readyz))
+    let [live, ready, metrics] = HEALTH_PATHS;
+    Routes::new().public(live, get(healthz)).public(ready, get(readyz)).public(metrics, get(metrics::render))
 }
 
 /// The whole application over a gate.
@@ -344,12 +361,20 @@ async fn admit(
         && !rates.admit(ip)
     {
         tracing::warn!(client = %ip, "request refused: the client's request rate is exceeded");
+        ::metrics::counter!("hale_http_requests_refused_total", "reason" => "rate").increment(1);
         return hale_api::rate_limited_response();
     }
     match a.permits.clone().try_acquire_owned() {
-        Ok(_permit) => next.run(req).await,
+        Ok(_permit) => {
+            let in_flight = ::metrics::gauge!("hale_http_requests_in_flight");
+            in_flight.increment(1.0);
+            let r = next.run(req).await;
+            in_flight.decrement(1.0);
+            r
+        }
         Err(_) => {
             tracing::warn!("request refused: the limit of requests in progress is reached");
+            ::metrics::counter!("hale_http_requests_refused_total", "reason" => "busy").increment(1);
             hale_api::busy_response()
         }
     }
@@ -387,14 +412,23 @@ const AUDIT_CHAIN_EVERY: std::time::Duration = std::time::Duration::from_secs(1)
 /// Links pending audit entries into the chain, as the system principal; failures are
 /// logged and retried on the next round.
 async fn chain_audit(gate: &Gate, checkpoints: &hale_repository::Checkpoints) {
-    if let Err(e) = gate.system("audit-chainer").chain_audit(checkpoints).await {
-        tracing::error!(error = %e, "the audit trail could not be chained; retrying");
+    let started = std::time::Instant::now();
+    match gate.system("audit-chainer").chain_audit(checkpoints).await {
+        Ok(linked) => {
+            ::metrics::counter!("hale_audit_entries_chained_total").increment(linked as u64);
+            ::metrics::histogram!("hale_audit_chain_seconds").record(started.elapsed().as_secs_f64());
+        }
+        Err(e) => {
+            ::metrics::counter!("hale_audit_chain_failures_total").increment(1);
+            tracing::error!(error = %e, "the audit trail could not be chained; retrying");
+        }
     }
 }
 
 impl Server {
     /// Opens the store and binds the listener.
     pub async fn bind(cfg: &Config) -> Result<Server, Error> {
+        metrics::handle();
         let gate = gate(cfg).await?;
         let listener = TcpListener::bind(&cfg.listen).await.map_err(|e| Error::Listen(cfg.listen.clone(), e))?;
         let mllp = match cfg.hl7.mllp_listen.as_str() {

@@ -197,6 +197,7 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, gate: Gate
             Some(Frame::Message(bytes)) => {
                 let sent = crate::hl7::receive(&repo, &bytes).await;
                 tracing::info!(code = sent.code.code(), summary = %sent.summary, "HL7 v2 message received over MLLP");
+                metrics::counter!("hale_hl7_messages_total", "answer" => sent.code.code()).increment(1);
                 // in enhanced mode MSH-15 says whether the sender wants this answer
                 let header = bytes.split(|b| *b == b'\r' || *b == b'\n').next().unwrap_or_default();
                 if hale_hl7v2::Message::parse(header).is_ok_and(|m| !hale_hl7v2::ack_wanted(&m, sent.code)) {

@@ -275,3 +275,50 @@ async fn health_endpoints_answer() {
     assert_eq!(r.text().await.unwrap(), "disk nearly full");
     assert_eq!(full.client.get(format!("{}/healthz", full.base)).send().await.unwrap().status(), 200);
 }
+
+/// The value of the sample of `name` whose labels include every one of `labels`.
+fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    text.lines()
+        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+        .filter(|l| l[name.len()..].starts_with('{') || l[name.len()..].starts_with(' '))
+        .find(|l| labels.iter().all(|x| l.contains(x)))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_count_requests_by_route_template_without_ids() {
+    let s = TestServer::spawn().await;
+    let metrics = || async { s.client.get(format!("{}/metrics", s.base)).send().await.unwrap() };
+    let r = metrics().await;
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
+    let before = r.text().await.unwrap();
+    let route = ["route=\"/fhir/{type}/{id}\"", "method=\"GET\"", "status=\"404\""];
+    let count_before = sample(&before, "hale_http_requests_total", &route).unwrap_or(0.0);
+    for i in 0..3 {
+        assert_eq!(s.get(&format!("/Patient/metrics-secret-id-{i}")).await.status(), 404);
+    }
+    s.put("/Patient/m1", &json!({"resourceType": "Patient", "id": "m1"})).await;
+    let after = metrics().await.text().await.unwrap();
+    assert!(sample(&after, "hale_http_requests_total", &route).unwrap() >= count_before + 3.0, "{after}");
+    assert!(
+        sample(&after, "hale_http_request_duration_seconds_count", &["route=\"/fhir/{type}/{id}\"", "method=\"PUT\""])
+            .unwrap()
+            >= 1.0
+    );
+    assert!(after.contains("hale_http_request_duration_seconds_bucket"), "a histogram");
+    assert!(sample(&after, "hale_build_info", &["version="]).is_some());
+    // the chainer links the PUT's audit entry within a second or so
+    let mut chained = 0.0;
+    for _ in 0..40 {
+        let t = metrics().await.text().await.unwrap();
+        chained = sample(&t, "hale_audit_entries_chained_total", &[]).unwrap_or(0.0);
+        if chained > 0.0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(chained > 0.0, "audit entries were chained");
+    // no path, id or query reaches a label
+    assert!(!after.contains("metrics-secret-id") && !after.contains("/Patient/m1"), "{after}");
+}
