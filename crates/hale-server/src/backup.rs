@@ -411,3 +411,88 @@ fn prune(dir: &Path, keep: usize) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// What `hale check` found.
+#[derive(Debug)]
+pub struct CheckReport {
+    /// The store's schema version and the newest this build knows.
+    pub schema: (i64, i64),
+    pub versions: u64,
+    pub types: usize,
+    pub index_rows: u64,
+    pub audit_entries: u64,
+    pub seconds: f64,
+}
+
+/// Checks the SQLite store `cfg` names without changing it (on a snapshot, so Hale may
+/// be serving): SQLite's integrity, the schema version, that every resource's current
+/// version is its newest, that no index row belongs to a deleted or unknown resource,
+/// that the search index equals a rebuild from the stored JSON, and the audit trail.
+pub async fn check(cfg: &Config) -> Result<CheckReport, String> {
+    use hale_store_sqlite::snapshot;
+    let started = Instant::now();
+    if cfg.is_postgres() {
+        return Err("hale check works on the embedded SQLite store; on PostgreSQL use hale audit verify and the database's own checks (amcheck)".into());
+    }
+    let db = cfg.sqlite_path();
+    if !db.exists() {
+        return Err(format!("there is no store at {}", db.display()));
+    }
+    let scratch = tempfile::tempdir().map_err(|e| format!("creating a scratch directory: {e}"))?;
+    for dir in ["keys", "audit"] {
+        let from = cfg.data_dir.join(dir);
+        if from.is_dir() {
+            copy_tree(&from, &scratch.path().join(dir))?;
+        }
+    }
+    let copy = scratch.path().join("hale.db");
+    snapshot::snapshot(&db, &copy).map_err(|e| format!("taking a snapshot to check: {e}"))?;
+    snapshot::integrity_check(&copy).map_err(|e| e.to_string())?;
+    let schema = snapshot::schema_versions(&copy).map_err(|e| e.to_string())?;
+    if schema.0 > schema.1 {
+        return Err(format!("the store's schema ({}) is newer than this Hale knows ({})", schema.0, schema.1));
+    }
+    let problems = snapshot::consistency(&copy).map_err(|e| e.to_string())?;
+    if !problems.is_empty() {
+        return Err(format!("the store is inconsistent: {}", problems.join("; ")));
+    }
+    let (per_type, versions) = type_digests(&copy)?;
+    let copy_cfg = Config { data_dir: scratch.path().to_path_buf(), ..Config::default() };
+    let repo =
+        crate::system_repository(&copy_cfg, "check").await.map_err(|e| format!("Hale cannot open the store: {e}"))?;
+    let checkpoints = crate::checkpoints(&copy_cfg, &repo).await.map_err(|e| e.to_string())?;
+    repo.chain_audit(&checkpoints).await.map_err(|e| format!("the audit trail: {e}"))?;
+    let v = repo.verify_audit(&checkpoints).await.map_err(|e| format!("the audit trail: {e}"))?;
+    if let Some(p) = v.problem() {
+        return Err(format!("the audit trail fails verification: {p}"));
+    }
+    let before = snapshot::index_digests(&copy).map_err(|e| e.to_string())?;
+    crate::bulk::reindex(&repo, &[], false).await.map_err(|e| format!("rebuilding the index to compare: {e}"))?;
+    drop(repo);
+    let after = snapshot::index_digests(&copy).map_err(|e| e.to_string())?;
+    let differ: Vec<String> = before
+        .iter()
+        .zip(&after)
+        .filter(|(b, a)| b != a)
+        .map(|(b, a)| {
+            format!(
+                "{}: {} rows, a rebuild has {}{}",
+                b.0,
+                b.1,
+                a.1,
+                if b.1 == a.1 { " with other values" } else { "" }
+            )
+        })
+        .collect();
+    if !differ.is_empty() {
+        return Err(format!("the search index differs from a rebuild (run hale reindex): {}", differ.join("; ")));
+    }
+    Ok(CheckReport {
+        schema,
+        versions,
+        types: per_type.len(),
+        index_rows: before.iter().map(|t| t.1).sum(),
+        audit_entries: v.report.checked,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}

@@ -34,7 +34,7 @@ use journal::Journal;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params, params_from_iter};
 
 /// Append-only migrations, embedded in the binary. Never edit one that has shipped.
-const MIGRATIONS: &[(i64, &str)] = &[
+pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/0001_resources.sql")),
     (2, include_str!("../migrations/0002_search_index.sql")),
     (3, include_str!("../migrations/0003_search_composite.sql")),

@@ -81,6 +81,75 @@ pub fn each_version(db: &Path, mut f: impl FnMut(VersionRow<'_>)) -> Result<()> 
     Ok(())
 }
 
+/// The schema version of `db` and the newest this build knows.
+pub fn schema_versions(db: &Path) -> Result<(i64, i64)> {
+    let c = read_only(db)?;
+    let have: i64 =
+        c.query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |r| r.get(0)).map_err(backend)?;
+    let known = crate::MIGRATIONS.iter().map(|m| m.0).max().unwrap_or(0);
+    Ok((have, known))
+}
+
+/// What is inconsistent between the stored versions, the current-version table and
+/// the search index of `db`, in words (empty: nothing).
+pub fn consistency(db: &Path) -> Result<Vec<String>> {
+    let c = read_only(db)?;
+    let count = |sql: &str| -> Result<i64> { c.query_row(sql, [], |r| r.get(0)).map_err(backend) };
+    let mut problems = Vec::new();
+    let stale = count(
+        "SELECT COUNT(*) FROM resources r LEFT JOIN resource_versions v ON v.seq = r.seq \
+         WHERE v.seq IS NULL OR v.res_type != r.res_type OR v.res_id != r.res_id OR v.version != r.version \
+         OR (v.body IS NULL) != (r.deleted != 0)",
+    )?;
+    if stale > 0 {
+        problems.push(format!("{stale} resources point at a version that is not theirs"));
+    }
+    let behind = count(
+        "SELECT COUNT(*) FROM (SELECT res_type, res_id, MAX(version) AS m FROM resource_versions GROUP BY res_type, res_id) x \
+         LEFT JOIN resources r ON r.res_type = x.res_type AND r.res_id = x.res_id WHERE r.version IS NULL OR r.version != x.m",
+    )?;
+    if behind > 0 {
+        problems.push(format!("{behind} resources whose newest version is not their current one"));
+    }
+    for &t in hale_store::sql::INDEX_TABLES {
+        let orphans = count(&format!(
+            "SELECT COUNT(*) FROM {t} i WHERE NOT EXISTS (SELECT 1 FROM resources r \
+             WHERE r.res_type = i.res_type AND r.res_id = i.res_id AND r.deleted = 0)"
+        ))?;
+        if orphans > 0 {
+            problems.push(format!("{t}: {orphans} rows of deleted or unknown resources"));
+        }
+    }
+    Ok(problems)
+}
+
+/// Each search index table of `db`: its rows and an order-independent hash of them.
+pub fn index_digests(db: &Path) -> Result<Vec<(String, u64, u64)>> {
+    let c = read_only(db)?;
+    let mut out = Vec::new();
+    for &t in hale_store::sql::INDEX_TABLES {
+        let mut stmt = c.prepare(&format!("SELECT * FROM {t}")).map_err(backend)?;
+        let n = stmt.column_count();
+        let mut rows = stmt.query([]).map_err(backend)?;
+        let (mut count, mut sum) = (0u64, 0u64);
+        while let Some(r) = rows.next().map_err(backend)? {
+            // FNV-1a over the row's values, summed: the same in any order
+            let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+            for i in 0..n {
+                let v: rusqlite::types::Value = r.get(i).map_err(backend)?;
+                for b in format!("{v:?}").bytes().chain(std::iter::once(0xff)) {
+                    h ^= b as u64;
+                    h = h.wrapping_mul(0x0100_0000_01b3);
+                }
+            }
+            sum = sum.wrapping_add(h);
+            count += 1;
+        }
+        out.push((t.to_string(), count, sum));
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -573,3 +573,46 @@ async fn scheduled_backups_are_taken_while_serving_and_the_oldest_deleted() {
     let out = hale().args(["backup", "verify"]).arg(&newest).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[test]
+fn check_finds_an_index_that_is_not_its_rebuild_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = hale()
+        .args(["synth", "--patients", "2", "--seed", "9", "--reference-date", "2025-01-01", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let check = || hale().arg("check").arg("--data-dir").arg(dir.path()).output().unwrap();
+    let out = check();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        text.contains("SQLite integrity ok")
+            && text.contains("equals a rebuild")
+            && text.contains("audit trail verified"),
+        "{text}"
+    );
+    let db = dir.path().join("hale.db");
+    let c = rusqlite::Connection::open(&db).unwrap();
+    let rows = |c: &rusqlite::Connection| -> i64 {
+        c.query_row("SELECT COUNT(*) FROM search_token", [], |r| r.get(0)).unwrap()
+    };
+    // a lost index row: found, and the store is left as it was
+    c.execute("DELETE FROM search_token WHERE rowid IN (SELECT rowid FROM search_token LIMIT 1)", []).unwrap();
+    let n = rows(&c);
+    let out = check();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(err.contains("differs from a rebuild") && err.contains("search_token"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert_eq!(rows(&c), n, "hale check changes nothing");
+    // an index row of a resource that is not there
+    let out = hale().args(["reindex", "--data-dir"]).arg(dir.path()).output().unwrap();
+    assert!(out.status.success());
+    assert!(check().status.success(), "reindexed, it checks again");
+    c.execute("UPDATE search_token SET res_id = 'nobody' WHERE rowid IN (SELECT rowid FROM search_token LIMIT 1)", [])
+        .unwrap();
+    let err = String::from_utf8_lossy(&check().stderr).to_string();
+    assert!(err.contains("rows of deleted or unknown resources"), "{err}");
+}
