@@ -25,6 +25,11 @@ pub struct Config {
     /// Public base URL of the FHIR endpoint (e.g. `https://ehr.example.org/fhir`) when
     /// Hale runs behind a proxy; empty means it is derived from the `Host` header.
     pub public_base_url: String,
+    /// PEM certificate chain: HTTPS on `listen` (with `tls_key`; then `public_base_url`
+    /// must be the https:// address clients use). Empty: plain HTTP.
+    pub tls_cert: String,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: String,
     /// After SIGTERM or Ctrl-C, how long in-flight requests may take to finish before
     /// the server stops anyway (`HALE_SHUTDOWN_TIMEOUT_SECS`); new connections are
     /// refused at once.
@@ -188,6 +193,8 @@ impl Default for Config {
             database_url: String::new(),
             database_pool_size: 16,
             public_base_url: String::new(),
+            tls_cert: String::new(),
+            tls_key: String::new(),
             shutdown_timeout_secs: 30,
             strict_search: false,
             limits: Limits::default(),
@@ -345,6 +352,15 @@ impl Config {
             || self.hl7.ack_timeout_secs == 0
         {
             return Err(ConfigError::Invalid("hl7 limits must be greater than zero".into()));
+        }
+        if self.tls_cert.is_empty() != self.tls_key.is_empty() {
+            return Err(ConfigError::Invalid("tls_cert and tls_key go together".into()));
+        }
+        if !self.tls_cert.is_empty() && !self.public_base_url.starts_with("https://") {
+            return Err(ConfigError::Invalid(
+                "tls_cert: set public_base_url to the https:// address clients use (links, tokens and cookies name it)"
+                    .into(),
+            ));
         }
         if self.backup.interval_secs > 0 && self.is_postgres() {
             return Err(ConfigError::Invalid(

@@ -403,6 +403,8 @@ pub struct Server {
     hl7: config::Hl7,
     /// The configuration, when scheduled backups are on.
     backups: Option<Config>,
+    /// HTTPS, when `tls_cert` and `tls_key` name a certificate.
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 /// How often the server links new audit entries into the hash chain and signs a
@@ -454,6 +456,7 @@ impl Server {
             mllp,
             hl7: cfg.hl7.clone(),
             backups: (cfg.backup.interval_secs > 0).then(|| cfg.clone()),
+            tls: tls_acceptor(&cfg.tls_cert, &cfg.tls_key, "").map_err(Error::Tls)?,
         })
     }
 
@@ -504,9 +507,25 @@ impl Server {
             shutdown.await;
             let _ = stopping.send(());
         };
-        let serving = axum::serve(self.listener, self.app.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(signal)
-            .into_future();
+        let mut accepting = None;
+        let serving: std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<()>> + Send>> = match self.tls {
+            None => Box::pin(
+                axum::serve(self.listener, self.app.into_make_service_with_connect_info::<SocketAddr>())
+                    .with_graceful_shutdown(signal)
+                    .into_future(),
+            ),
+            Some(acceptor) => {
+                let local = self.listener.local_addr().map_err(Error::Serve)?;
+                let (ready_tx, ready) = tokio::sync::mpsc::channel(64);
+                accepting = Some(tokio::spawn(accept_tls(self.listener, acceptor, ready_tx)));
+                let app = self.app.layer(middleware::from_fn(over_tls));
+                Box::pin(
+                    axum::serve(TlsListener { ready, local }, app.into_make_service_with_connect_info::<TlsPeer>())
+                        .with_graceful_shutdown(signal)
+                        .into_future(),
+                )
+            }
+        };
         let timeout = self.shutdown_timeout;
         let deadline = async move {
             if stopped.await.is_err() {
@@ -523,12 +542,121 @@ impl Server {
             }
         };
         chainer.abort();
-        for task in [mllp, orders, backups].into_iter().flatten() {
+        for task in [mllp, orders, backups, accepting].into_iter().flatten() {
             task.abort();
         }
         chain_audit(&self.gate, &self.checkpoints).await;
         served
     }
+}
+
+/// A TLS acceptor from a PEM certificate chain and private key (rustls with aws-lc-rs);
+/// `None` when both paths are empty. `prefix` names the keys in messages (`hl7.`).
+pub fn tls_acceptor(cert: &str, key: &str, prefix: &str) -> Result<Option<tokio_rustls::TlsAcceptor>, String> {
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    match (cert, key) {
+        ("", "") => Ok(None),
+        ("", _) | (_, "") => Err(format!("{prefix}tls_cert and {prefix}tls_key go together")),
+        (cert, key) => {
+            let certs = CertificateDer::pem_file_iter(cert)
+                .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| format!("{prefix}tls_cert {cert}: {e}"))?;
+            if certs.is_empty() {
+                return Err(format!("{prefix}tls_cert {cert}: no certificate in the file"));
+            }
+            let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{prefix}tls_key {key}: {e}"))?;
+            let mut config =
+                rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+                    .with_safe_default_protocol_versions()
+                    .map_err(|e| e.to_string())?
+                    .with_no_client_auth()
+                    .with_single_cert(certs, key)
+                    .map_err(|e| format!("{prefix}tls_cert and {prefix}tls_key: {e}"))?;
+            config.alpn_protocols = vec![b"http/1.1".to_vec()];
+            Ok(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))))
+        }
+    }
+}
+
+/// The longest a client may take over its TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The HTTP listener over TLS: TCP connections are accepted and their handshakes run
+/// in their own tasks (a slow or plain-HTTP client holds up nobody, and gets no
+/// answer), and finished ones are handed to the server.
+struct TlsListener {
+    ready: tokio::sync::mpsc::Receiver<(tokio_rustls::server::TlsStream<tokio::net::TcpStream>, SocketAddr)>,
+    local: SocketAddr,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.ready.recv().await {
+            Some(c) => c,
+            // the accepting task ended (the server is stopping): accept nothing more
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.local)
+    }
+}
+
+/// Accepts TCP connections on `listener` and hands each finished TLS handshake on.
+async fn accept_tls(
+    listener: TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    ready: tokio::sync::mpsc::Sender<(tokio_rustls::server::TlsStream<tokio::net::TcpStream>, SocketAddr)>,
+) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "a connection could not be accepted");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let (acceptor, ready) = (acceptor.clone(), ready.clone());
+        tokio::spawn(async move {
+            match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => {
+                    let _ = ready.send((tls, peer)).await;
+                }
+                Ok(Err(e)) => tracing::debug!(client = %peer, error = %e, "a TLS handshake failed (plain HTTP?)"),
+                Err(_) => tracing::debug!(client = %peer, "a TLS handshake took too long"),
+            }
+        });
+    }
+}
+
+/// The client's address of a TLS connection, as axum hands it to the router.
+#[derive(Clone, Copy, Debug)]
+struct TlsPeer(SocketAddr);
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsListener>> for TlsPeer {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, TlsListener>) -> Self {
+        TlsPeer(*stream.remote_addr())
+    }
+}
+
+/// Over TLS: the client's address where every handler looks for it
+/// (`ConnectInfo<SocketAddr>`), and `Strict-Transport-Security` on every answer.
+async fn over_tls(mut req: axum::extract::Request, next: middleware::Next) -> axum::response::Response {
+    if let Some(axum::extract::ConnectInfo(TlsPeer(addr))) =
+        req.extensions().get::<axum::extract::ConnectInfo<TlsPeer>>().copied()
+    {
+        req.extensions_mut().insert(axum::extract::ConnectInfo(addr));
+    }
+    let mut resp = next.run(req).await;
+    resp.headers_mut().insert("strict-transport-security", HeaderValue::from_static("max-age=31536000"));
+    resp
 }
 
 /// Resolves on SIGINT or SIGTERM.

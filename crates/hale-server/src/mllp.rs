@@ -117,30 +117,7 @@ fn too_large(head: &[u8], max: usize) -> Vec<u8> {
 
 /// The TLS acceptor of `hl7.tls_cert` and `hl7.tls_key` (PEM files), when both are set.
 pub fn tls_acceptor(cfg: &Hl7) -> Result<Option<tokio_rustls::TlsAcceptor>, String> {
-    use tokio_rustls::rustls;
-    use tokio_rustls::rustls::pki_types::pem::PemObject;
-    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    match (cfg.tls_cert.as_str(), cfg.tls_key.as_str()) {
-        ("", "") => Ok(None),
-        ("", _) | (_, "") => Err("hl7.tls_cert and hl7.tls_key go together".into()),
-        (cert, key) => {
-            let certs = CertificateDer::pem_file_iter(cert)
-                .and_then(|i| i.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| format!("hl7.tls_cert {cert}: {e}"))?;
-            if certs.is_empty() {
-                return Err(format!("hl7.tls_cert {cert}: no certificate in the file"));
-            }
-            let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("hl7.tls_key {key}: {e}"))?;
-            let config =
-                rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-                    .with_safe_default_protocol_versions()
-                    .map_err(|e| e.to_string())?
-                    .with_no_client_auth()
-                    .with_single_cert(certs, key)
-                    .map_err(|e| format!("hl7.tls_cert and hl7.tls_key: {e}"))?;
-            Ok(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))))
-        }
-    }
+    crate::tls_acceptor(&cfg.tls_cert, &cfg.tls_key, "hl7.")
 }
 
 /// Serves MLLP connections on `listener` until the task is dropped (over TLS when

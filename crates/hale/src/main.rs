@@ -1014,7 +1014,8 @@ async fn serve(cfg: &Config) -> anyhow::Result<()> {
         if let Some(m) = server.mllp_addr() {
             println!("Hale MLLP listening on {m}");
         }
-        println!("Hale listening on http://{addr}");
+        let scheme = if cfg.tls_cert.is_empty() { "http" } else { "https" };
+        println!("Hale listening on {scheme}://{addr}");
         server.serve(hale_server::shutdown_signal()).await?;
         Ok(())
     }

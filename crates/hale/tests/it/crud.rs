@@ -322,3 +322,61 @@ async fn metrics_count_requests_by_route_template_without_ids() {
     // no path, id or query reaches a label
     assert!(!after.contains("metrics-secret-id") && !after.contains("/Patient/m1"), "{after}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn https_with_the_configured_certificate_and_nothing_for_plain_http() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_rustls::rustls;
+    let exe = std::path::Path::new(env!("CARGO_BIN_EXE_hale"));
+    let dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let (cert_path, key_path) = (dir.path().join("hale.crt"), dir.path().join("hale.key"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
+    let data = dir.path().join("data");
+    let args = ["serve".to_string(), "--data-dir".to_string(), data.display().to_string()];
+    let (c, k) = (cert_path.display().to_string(), key_path.display().to_string());
+    let env = [
+        ("HALE_TLS_CERT", c.as_str()),
+        ("HALE_TLS_KEY", k.as_str()),
+        ("HALE_PUBLIC_BASE_URL", "https://localhost/fhir"),
+    ];
+    let server = hale_test_support::spawn_binary_env(exe, &args, &env).await;
+    let addr = server.base.strip_prefix("https://").expect("the banner names https").to_string();
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.cert.der().clone()).unwrap();
+    let config =
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let request = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let mut tls = connector.connect(rustls::pki_types::ServerName::try_from("localhost").unwrap(), tcp).await.unwrap();
+    tls.write_all(request("/fhir/metadata").as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(20), tls.read_to_end(&mut answer)).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer).to_string();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.to_ascii_lowercase().contains("strict-transport-security: max-age=31536000"), "{answer}");
+    assert!(answer.contains("CapabilityStatement") && answer.contains("https://localhost/fhir"), "{answer}");
+    // plain HTTP to the same port gets no HTTP answer
+    let mut plain = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    plain.write_all(request("/healthz").as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(20), plain.read_to_end(&mut got)).await;
+    assert!(!String::from_utf8_lossy(&got).contains("HTTP/1.1"), "{}", String::from_utf8_lossy(&got));
+    drop(server);
+    // a certificate without its key, or without an https public address, is refused
+    for (env, says) in [
+        (vec![("HALE_TLS_CERT", c.as_str())], "go together"),
+        (vec![("HALE_TLS_CERT", c.as_str()), ("HALE_TLS_KEY", k.as_str())], "public_base_url"),
+    ] {
+        let out = std::process::Command::new(exe).arg("config").envs(env).output().unwrap();
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains(says), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+}
