@@ -279,6 +279,25 @@ fn fuzz_patches() {
     });
 }
 
+#[test]
+fn fuzz_bundles() {
+    // transactions and batches of every kind of entry, processed by a real store
+    let seeds = texts(&[
+        r#"{"resourceType":"Bundle","type":"transaction","entry":[{"fullUrl":"urn:uuid:00000000-0000-4000-8000-000000000001","resource":{"resourceType":"Patient","identifier":[{"system":"urn:s","value":"1"}]},"request":{"method":"POST","url":"Patient","ifNoneExist":"identifier=urn:s|1"}},{"resource":{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"urn:uuid:00000000-0000-4000-8000-000000000001"}},"request":{"method":"POST","url":"Observation"}}]}"#,
+        r#"{"resourceType":"Bundle","type":"batch","entry":[{"request":{"method":"GET","url":"Patient?identifier=urn:s|1"}},{"resource":{"resourceType":"Patient","id":"b1","active":true},"request":{"method":"PUT","url":"Patient/b1"}},{"request":{"method":"DELETE","url":"Patient/b1"}},{"request":{"method":"GET","url":"Patient/b1/_history"}}]}"#,
+        r#"{"resourceType":"Bundle","type":"transaction","entry":[{"resource":{"resourceType":"Patient","id":"t1","gender":"male"},"request":{"method":"PUT","url":"Patient/t1"}},{"resource":{"resourceType":"Binary","contentType":"application/json-patch+json","data":"W3sib3AiOiJyZXBsYWNlIiwicGF0aCI6Ii9nZW5kZXIiLCJ2YWx1ZSI6ImZlbWFsZSJ9XQ=="},"request":{"method":"PATCH","url":"Patient/t1"}},{"resource":{"resourceType":"Encounter","status":"finished","class":{"code":"AMB"},"subject":{"reference":"Patient?identifier=urn:s|1"}},"request":{"method":"POST","url":"Encounter"}},{"resource":{"resourceType":"Patient","active":false},"request":{"method":"PUT","url":"Patient?identifier=urn:s|1","ifMatch":"W/\"1\""}}]}"#,
+    ]);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = hale_store_sqlite::SqliteStore::open(&dir.path().join("fuzz.db")).unwrap();
+    let repo = crate::Gate::new(std::sync::Arc::new(store)).system("fuzz");
+    run("bundle", &seeds, |input| {
+        if let Ok(v) = serde_json::from_slice::<Value>(input) {
+            let _ = rt.block_on(repo.process_bundle(v));
+        }
+    });
+}
+
 /// The generator itself: deterministic, and it does change its inputs.
 #[test]
 fn the_mutator_is_deterministic_and_mutates() {
