@@ -106,6 +106,7 @@ try {
     ['/portal/results', 'portal-results-phone.png'],
     ['/portal/documents', 'portal-documents-phone.png'],
     ['/portal/summary', 'portal-summary-phone.png'],
+    ['/portal/apps', 'portal-apps-phone.png'],
   ]) {
     await small.goto(`${base}${path}`);
     await small.screenshot({ path: `${shots}/${shot}`, fullPage: true });

@@ -108,6 +108,8 @@ fn unstated(options: Options) -> Routes<Arc<AppState>> {
         .page("/portal/access", get(portal::access))
         .page("/portal/refill", axum::routing::post(portal::refill))
         .page("/portal/download", get(portal::download))
+        .page("/portal/apps", get(portal::apps))
+        .page("/portal/apps/disconnect", axum::routing::post(portal::disconnect))
         .page("/portal/download/summary", get(documents::portal_summary_download))
         .page("/portal/summary", get(documents::portal_summary))
         .page("/portal/documents", get(documents::portal_list))

@@ -134,6 +134,7 @@ fn shell(title: &str, session: Option<&PatientSession>, body: Markup) -> Markup 
                             a href="/portal/documents" { "Documents" }
                             a href="/portal/messages" { "Messages" }
                             a href="/portal/access" { "Who has seen my record" }
+                            a href="/portal/apps" { "Apps" }
                             @if s.account.patients.len() > 1 { a href="/portal/choose" { "Switch record" } }
                         }
                         div.who {
@@ -745,6 +746,125 @@ fn thing_words(t: &str) -> &str {
     }
 }
 
+/// What a SMART scope string lets an app do, in plain words.
+fn scope_words(scope: &str) -> String {
+    let mut reads: Vec<String> = Vec::new();
+    let mut writes = false;
+    let mut offline = false;
+    for s in scope.split_whitespace() {
+        if s == "offline_access" {
+            offline = true;
+        }
+        let Some((ctx_ty, perms)) = s.split_once('.') else { continue };
+        let Some((_, ty)) = ctx_ty.split_once('/') else { continue };
+        let perms = perms.split('?').next().unwrap_or(perms);
+        if perms == "read" || perms.contains('r') || perms.contains('s') {
+            reads.push(if ty == "*" { "everything in your record".into() } else { thing(ty) });
+        }
+        if perms == "write" || perms.contains('c') || perms.contains('u') || perms.contains('d') {
+            writes = true;
+        }
+    }
+    reads.dedup();
+    let mut out = if reads.iter().any(|r| r == "everything in your record") {
+        "See everything in your record".to_string()
+    } else if reads.is_empty() {
+        "See nothing in your record".to_string()
+    } else {
+        format!("See your {}", reads.join(", "))
+    };
+    if writes {
+        out.push_str(", and add to it");
+    }
+    if offline {
+        out.push_str(", even when you are not signed in");
+    }
+    out
+}
+
+fn thing(ty: &str) -> String {
+    match ty {
+        "Observation" => "results and measurements".into(),
+        "Condition" => "health problems".into(),
+        "MedicationRequest" | "MedicationStatement" => "medicines".into(),
+        "AllergyIntolerance" => "allergies".into(),
+        "Immunization" => "vaccinations".into(),
+        "Patient" => "name and details".into(),
+        "Encounter" => "visits".into(),
+        "DocumentReference" | "DiagnosticReport" => "documents and reports".into(),
+        other => other.to_string(),
+    }
+}
+
+/// `GET /portal/apps`: the apps the patient let act for them, and a way to end each.
+pub(crate) async fn apps(
+    session: PatientSession,
+    axum::extract::State(st): axum::extract::State<Arc<AppState>>,
+) -> Response {
+    apps_page(&session, &st, None).await
+}
+
+async fn apps_page(session: &PatientSession, st: &AppState, done: Option<&str>) -> Response {
+    let list = match hale_auth::connected_apps(&st.auth, &session.account.id).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(error = %e, "the connected apps could not be read");
+            return notice(StatusCode::SERVICE_UNAVAILABLE, "Your apps could not be read", "Try again in a moment.");
+        }
+    };
+    let body = html! {
+        section.card aria-labelledby="apps-h" {
+            h1 #apps-h { "Connected apps" }
+            p.muted { "Apps you allowed to use your record after you signed in to them. Disconnect one and it can no longer read or change anything; you can allow it again later." }
+            @if let Some(d) = done { p.notice role="status" { (d) } }
+            @if list.is_empty() { p.empty { "No app is connected to your record." } } @else {
+                ul.plain {
+                    @for a in &list {
+                        li {
+                            span {
+                                strong { (a.client_name) }
+                                br;
+                                (scope_words(&a.scope))
+                                @if let Some(t) = a.issued { br; small.muted { "last used " (crate::svg::date_of(t.div_euclid(86_400_000))) } }
+                            }
+                            form.inline method="post" action="/portal/apps/disconnect" {
+                                input type="hidden" name="csrf" value=(session.csrf);
+                                input type="hidden" name="grant" value=(a.family);
+                                button.secondary type="submit" { "Disconnect" }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    page_for(session, "Connected apps", body)
+}
+
+/// `POST /portal/apps/disconnect`.
+pub(crate) async fn disconnect(
+    session: PatientSession,
+    axum::extract::State(st): axum::extract::State<Arc<AppState>>,
+    axum::Form(f): axum::Form<std::collections::HashMap<String, String>>,
+) -> Response {
+    if !f.get("csrf").is_some_and(|t| crate::same_secret(t, &session.csrf)) {
+        return notice(StatusCode::FORBIDDEN, "The form expired", "Nothing was changed. Open the page again.");
+    }
+    let grant = f.get("grant").map(String::as_str).unwrap_or("");
+    match hale_auth::disconnect_app(&st.auth, &session.account, grant).await {
+        Ok(true) => {
+            let mut r = apps_page(&session, &st, Some("The app is disconnected.")).await;
+            *r.status_mut() = StatusCode::OK;
+            r
+        }
+        Ok(false) => notice(StatusCode::NOT_FOUND, "Not found", "That app is not connected to your record."),
+        Err(e) => {
+            tracing::warn!(error = %e, "an app could not be disconnected");
+            notice(StatusCode::SERVICE_UNAVAILABLE, "Nothing was changed", "Try again in a moment.")
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -754,5 +874,18 @@ mod tests {
         assert_eq!(plain("Hypertension (disorder)"), "Hypertension");
         assert_eq!(plain("Low back pain (finding)"), "Low back pain");
         assert_eq!(plain("Asthma"), "Asthma");
+    }
+
+    #[test]
+    fn scopes_read_plainly() {
+        assert_eq!(
+            super::scope_words("patient/*.rs offline_access"),
+            "See everything in your record, even when you are not signed in"
+        );
+        assert_eq!(
+            super::scope_words("patient/Observation.rs patient/Condition.read patient/Observation.c launch/patient"),
+            "See your results and measurements, health problems, and add to it"
+        );
+        assert_eq!(super::scope_words("openid fhirUser"), "See nothing in your record");
     }
 }

@@ -323,6 +323,91 @@ async fn client(st: &AuthState, id: &str) -> Option<Client> {
     serde_json::from_value(v).ok()
 }
 
+/// A SMART app the user let go on acting for them after the sign-in (a live refresh
+/// grant, `offline_access` or `online_access`).
+#[derive(Debug, Clone)]
+pub struct ConnectedApp {
+    /// The grant's family (each refresh rotates within it).
+    pub family: String,
+    pub client_id: String,
+    /// The registered name, else the id.
+    pub client_name: String,
+    pub scope: String,
+    /// The patient in context, for patient/ scopes.
+    pub patient: Option<String>,
+    /// When its latest token was issued (ms), when known.
+    pub issued: Option<i64>,
+}
+
+/// The apps connected to `account_id`, newest first.
+pub async fn connected_apps(st: &AuthState, account_id: &str) -> Result<Vec<ConnectedApp>, String> {
+    let repo = st.system();
+    let grants = repo.auth_records("refresh").await.map_err(|e| e.to_string())?;
+    let mut out: Vec<ConnectedApp> = Vec::new();
+    for (_, r) in grants.iter().filter(|(_, r)| r["account"].as_str() == Some(account_id)) {
+        let family = r["family"].as_str().unwrap_or("").to_string();
+        if family.is_empty() || out.iter().any(|a| a.family == family) {
+            continue;
+        }
+        if repo.auth_record("refresh-revoked", &family).await.map_err(|e| e.to_string())?.is_some() {
+            continue;
+        }
+        let client_id = r["client_id"].as_str().unwrap_or("").to_string();
+        let client_name = client(st, &client_id).await.map(|c| c.name).unwrap_or_else(|| client_id.clone());
+        out.push(ConnectedApp {
+            family,
+            client_id,
+            client_name,
+            scope: r["scope"].as_str().unwrap_or("").to_string(),
+            patient: r["patient"].as_str().map(str::to_string),
+            issued: r["issued"].as_i64(),
+        });
+    }
+    out.sort_by_key(|a| std::cmp::Reverse(a.issued));
+    Ok(out)
+}
+
+/// Ends the grant `family` of `account`'s connected app: its refresh tokens stop
+/// working and the access token issued with the latest one is revoked; audited as the
+/// user's `app-disconnected`. `Ok(false)` when the account has no such grant.
+pub async fn disconnect_app(st: &AuthState, account: &Account, family: &str) -> Result<bool, String> {
+    let repo = st.system();
+    let grants = repo.auth_records("refresh").await.map_err(|e| e.to_string())?;
+    let mine: Vec<&(String, serde_json::Value)> = grants
+        .iter()
+        .filter(|(_, r)| r["account"].as_str() == Some(account.id.as_str()) && r["family"].as_str() == Some(family))
+        .collect();
+    let Some((_, first)) = mine.first() else {
+        return Ok(false);
+    };
+    let who = format!("user:{}", account.username);
+    let client_id = first["client_id"].as_str().unwrap_or("");
+    repo.put_auth_record(
+        "refresh-revoked",
+        family,
+        &serde_json::json!({"reason": "disconnected by the user"}),
+        Some(now_ms() + REFRESH_LIFETIME_MS),
+        Some(("app-disconnected", &format!("client/{client_id} by {who}"))),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    for (key, r) in &mine {
+        repo.take_auth_record("refresh", key).await.map_err(|e| e.to_string())?;
+        if let (Some(jti), Some(exp)) = (r["jti"].as_str(), r["exp"].as_i64()) {
+            repo.put_auth_record(
+                "revoked-jti",
+                jti,
+                &serde_json::json!({"sub": account.id}),
+                Some(exp * 1000 + 60_000),
+                None,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(true)
+}
+
 /// The signed-in user of a request, from its session cookie (refreshing the idle
 /// timeout), with the session's CSRF token. None when the session is unknown or
 /// expired, its account disabled or gone, or it began before the account's

@@ -303,8 +303,9 @@ async fn issue(
     }
     if scopes.has("offline_access") || scopes.has("online_access") {
         let refresh = random_secret();
+        // the access token issued with it (cut when the user disconnects the app) and when
         let r = json!({"family": family, "client_id": c.id, "account": account.id, "scope": scopes.to_string(),
-            "patient": patient, "encounter": encounter});
+            "patient": patient, "encounter": encounter, "jti": claims.jti, "exp": claims.exp, "issued": now_ms()});
         st.system()
             .put_auth_record("refresh", &hash_secret(&refresh), &r, Some(now_ms() + REFRESH_LIFETIME_MS), None)
             .await

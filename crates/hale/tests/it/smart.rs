@@ -1076,3 +1076,88 @@ async fn a_password_reset_voids_tokens_for_introspection_and_launch() {
     assert_eq!(introspect(after.clone()).await["active"], true);
     assert_eq!(launch(&ts, Some(&after), &form).await.0, 200);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_patient_sees_their_connected_apps_and_disconnects_one() {
+    let ts = TestServer::spawn().await;
+    setup(&ts).await;
+    let p = pkce("apps");
+    let url = authorize_url(&ts, "app1", "patient/*.rs launch/patient offline_access", &p);
+    let next = url.strip_prefix(&ts.base).unwrap().to_string();
+    let session = sign_in(&ts, &next, "ana", "correct horse battery staple", "").await.unwrap();
+    let (code, _) = approve(&ts, &url, &session, None).await;
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", REDIRECT),
+        ("client_id", "app1"),
+        ("code_verifier", p.verifier.as_str()),
+    ];
+    let (status, t) = token(&ts, &form).await;
+    assert_eq!(status, 200, "{t}");
+    let at = t["access_token"].as_str().unwrap().to_string();
+    let anonymous = reqwest::Client::new();
+    assert_eq!(anonymous.get(ts.fhir("/Observation")).bearer_auth(&at).send().await.unwrap().status(), 200);
+
+    // the portal lists the app in words
+    let page = |path: &'static str| {
+        let session = session.clone();
+        let base = ts.base.clone();
+        async move {
+            let r = no_redirects().get(format!("{base}{path}")).header("cookie", session).send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    let (status, apps) = page("/portal/apps").await;
+    assert_eq!(status, 200, "{apps}");
+    assert!(
+        apps.contains("Health Diary")
+            && apps.contains("See everything in your record, even when you are not signed in"),
+        "{apps}"
+    );
+    let csrf = field(&apps, "csrf").unwrap();
+    let grant = field(&apps, "grant").unwrap();
+    let post = |form: Vec<(&'static str, String)>| {
+        let session = session.clone();
+        let base = ts.base.clone();
+        async move {
+            let r = no_redirects()
+                .post(format!("{base}/portal/apps/disconnect"))
+                .header("cookie", session)
+                .form(&form)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    // refused: a stale form, a grant that is not the account's
+    assert_eq!(post(vec![("csrf", "x".into()), ("grant", grant.clone())]).await.0, 403);
+    assert_eq!(post(vec![("csrf", csrf.clone()), ("grant", "someone-elses".into())]).await.0, 404);
+    // disconnected: the refresh token and the access token stop working, the list is empty
+    let (status, after) = post(vec![("csrf", csrf.clone()), ("grant", grant.clone())]).await;
+    assert_eq!(status, 200, "{after}");
+    assert!(after.contains("The app is disconnected.") && after.contains("No app is connected"), "{after}");
+    let (status, e) = token(
+        &ts,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", t["refresh_token"].as_str().unwrap()),
+            ("client_id", "app1"),
+        ],
+    )
+    .await;
+    assert_eq!((status, e["error"].as_str()), (400, Some("invalid_grant")), "{e}");
+    let mut refused = false;
+    for _ in 0..30 {
+        if anonymous.get(ts.fhir("/Observation")).bearer_auth(&at).send().await.unwrap().status() == 401 {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(refused, "the app's access token is revoked");
+    // the disconnection is in the audit trail
+    let trail = json(ts.get("/AuditEvent?_count=500").await).await.to_string();
+    assert!(trail.contains("app-disconnected"), "audited");
+}
