@@ -99,6 +99,11 @@ try {
   await page.screenshot({ path: `${shots}/portal-summary-print.png`, fullPage: true });
   check(!(await page.locator('header.top').isVisible()), 'the printed summary has no navigation');
   await page.emulateMedia({ media: 'screen' });
+  await page.getByRole('link', { name: 'Sharing', exact: true }).click();
+  await page.waitForURL(/\/portal\/sharing$/);
+  check((await page.textContent('main')).includes('Clinic A'), 'the patient sees who keeps their record');
+  await accessible(page, 'sharing');
+  await page.screenshot({ path: `${shots}/portal-sharing-laptop.png`, fullPage: true });
   const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, storageState: await laptop.storageState() });
   const small = await phone.newPage();
   for (const [path, shot] of [
@@ -107,6 +112,7 @@ try {
     ['/portal/documents', 'portal-documents-phone.png'],
     ['/portal/summary', 'portal-summary-phone.png'],
     ['/portal/apps', 'portal-apps-phone.png'],
+    ['/portal/sharing', 'portal-sharing-phone.png'],
   ]) {
     await small.goto(`${base}${path}`);
     await small.screenshot({ path: `${shots}/${shot}`, fullPage: true });

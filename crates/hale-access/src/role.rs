@@ -69,7 +69,12 @@ impl Role {
             Role::Nurse => !audit && perm != Perm::Delete,
             // a patient reads the audit trail of their own record (who saw it), and makes
             // requests of their care team (a refill, a message): created, never changed
-            Role::Patient => reading || (perm == Perm::Create && ty.is_some_and(|t| PATIENT_REQUESTS.contains(&t))),
+            // and says who may see their record (a Consent: made, then withdrawn by an update)
+            Role::Patient => {
+                reading
+                    || (perm == Perm::Create && ty.is_some_and(|t| PATIENT_REQUESTS.contains(&t)))
+                    || (perm == Perm::Update && ty == Some("Consent"))
+            }
             Role::FrontDesk => ty.is_some_and(|t| FRONT_DESK_TYPES.contains(&t) || (reading && is_shared(t))),
             Role::Administrator => ty.is_some_and(is_shared),
             Role::SecurityAdministrator => reading && ty.is_some_and(|t| t == "AuditEvent" || is_shared(t)),
@@ -83,7 +88,7 @@ fn is_shared(t: &str) -> bool {
 
 /// What a patient may create: requests of their care team about their own record, and
 /// the content a message carries (a Binary held to their record by its securityContext).
-const PATIENT_REQUESTS: &[&str] = &["Task", "Communication", "Binary"];
+const PATIENT_REQUESTS: &[&str] = &["Task", "Communication", "Binary", "Consent"];
 
 /// What the front desk registers and schedules.
 const FRONT_DESK_TYPES: &[&str] = &[

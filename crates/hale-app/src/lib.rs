@@ -22,6 +22,7 @@ mod portal;
 mod prescribe;
 mod reconcile;
 mod record;
+mod sharing;
 mod svg;
 mod trends;
 mod visit;
@@ -109,6 +110,7 @@ fn unstated(options: Options) -> Routes<Arc<AppState>> {
         .page("/portal/refill", axum::routing::post(portal::refill))
         .page("/portal/download", get(portal::download))
         .page("/portal/apps", get(portal::apps))
+        .page("/portal/sharing", get(sharing::page).post(sharing::save))
         .page("/portal/apps/disconnect", axum::routing::post(portal::disconnect))
         .page("/portal/download/summary", get(documents::portal_summary_download))
         .page("/portal/summary", get(documents::portal_summary))

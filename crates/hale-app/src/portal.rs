@@ -50,7 +50,7 @@ fn cookie(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
         })
 }
 
-const PORTAL_SCOPES: &str = "patient/*.rs patient/Task.c patient/Communication.c patient/Binary.c";
+const PORTAL_SCOPES: &str = "patient/*.rs patient/Task.c patient/Communication.c patient/Binary.c patient/Consent.cu";
 const CLIENT_ID: &str = "hale-portal";
 
 fn sign_in(parts: &Parts) -> Response {
@@ -134,6 +134,7 @@ fn shell(title: &str, session: Option<&PatientSession>, body: Markup) -> Markup 
                             a href="/portal/documents" { "Documents" }
                             a href="/portal/messages" { "Messages" }
                             a href="/portal/access" { "Who has seen my record" }
+                            a href="/portal/sharing" { "Sharing" }
                             a href="/portal/apps" { "Apps" }
                             @if s.account.patients.len() > 1 { a href="/portal/choose" { "Switch record" } }
                         }

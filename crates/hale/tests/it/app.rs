@@ -2072,3 +2072,83 @@ async fn messages_carry_files_both_ways_typed_by_their_content() {
     }
     assert_eq!(page(&ts, &staff, &format!("/app/patient/pat-b/messages/{thread}/attachment/{thread}/0")).await.0, 404);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_patient_shares_their_record_with_another_organization_and_takes_it_back() {
+    let ts = TestServer::spawn().await;
+    chart_fixture(&ts).await;
+    let repo = ts.system_repository("test-setup").await;
+    add_user(
+        &repo,
+        NewUser {
+            username: "dr.b".into(),
+            role: "clinician".into(),
+            organization: Some("org-b".into()),
+            password: Some(PASSWORD.into()),
+            ..NewUser::default()
+        },
+    )
+    .await
+    .unwrap();
+    let code = enrolled(&ts, "dr.b").await;
+    let dr_b = sign_in(&ts, "/app", "dr.b", PASSWORD, &code).await.unwrap();
+    let code = enrolled(&ts, "dr.jones").await;
+    let dr_a = sign_in(&ts, "/app", "dr.jones", PASSWORD, &code).await.unwrap();
+    assert_eq!(page(&ts, &dr_b, "/app/patient/pat-a").await.0, 404, "Clinic B does not see Ana's record");
+
+    let ana = sign_in(&ts, "/portal", "ana", PASSWORD, "").await.unwrap();
+    let (status, sharing) = page(&ts, &ana, "/portal/sharing").await;
+    assert_eq!(status, 200, "{sharing}");
+    assert!(sharing.contains("Clinic A") && sharing.contains("your care team"), "{sharing}");
+    let csrf = field(&sharing, "csrf").unwrap();
+    let consents = || count(&ts, "/Consent?patient=pat-a");
+    // refused, nothing made: a stale form, no decision, an organization not in the directory
+    assert_eq!(
+        post_form(&ts, &ana, "/portal/sharing", &[("csrf", "x"), ("org", "org-b"), ("decision", "permit")]).await.0,
+        403
+    );
+    let (status, _, body) = post_form(&ts, &ana, "/portal/sharing", &[("csrf", &csrf), ("org", "org-b")]).await;
+    assert_eq!(status, 400);
+    assert!(body.contains("choose to allow or to say no"), "{body}");
+    let (status, _, body) =
+        post_form(&ts, &ana, "/portal/sharing", &[("csrf", &csrf), ("org", "no-such-org"), ("decision", "permit")])
+            .await;
+    assert_eq!(status, 400);
+    assert!(body.contains("choose an organization from the list"), "{body}");
+    assert_eq!(consents().await, 0);
+
+    // allowed: Clinic B's clinician opens the chart
+    let (status, to, _) =
+        post_form(&ts, &ana, "/portal/sharing", &[("csrf", &csrf), ("org", "org-b"), ("decision", "permit")]).await;
+    assert_eq!((status, to.as_str()), (303, "/portal/sharing"));
+    let (_, sharing) = page(&ts, &ana, "/portal/sharing").await;
+    assert!(sharing.contains("Clinic B") && sharing.contains("you allowed them"), "{sharing}");
+    assert_eq!(page(&ts, &dr_b, "/app/patient/pat-a").await.0, 200, "shared with Clinic B");
+    // withdrawn: closed again
+    let permit = field(&sharing, "withdraw").unwrap();
+    let (status, _, _) = post_form(&ts, &ana, "/portal/sharing", &[("csrf", &csrf), ("withdraw", &permit)]).await;
+    assert_eq!(status, 303);
+    assert_eq!(page(&ts, &dr_b, "/app/patient/pat-a").await.0, 404, "withdrawn");
+    let c = hale_test_support::json(ts.get(&format!("/Consent/{permit}")).await).await;
+    assert_eq!(c["status"], "inactive");
+    // a denial wins, even over the managing organization, until withdrawn
+    post_form(&ts, &ana, "/portal/sharing", &[("csrf", &csrf), ("org", "org-a"), ("decision", "deny")]).await;
+    assert_eq!(page(&ts, &dr_a, "/app/patient/pat-a").await.0, 404, "Ana said no to Clinic A");
+    let (_, sharing) = page(&ts, &ana, "/portal/sharing").await;
+    assert!(sharing.contains("you said no"), "{sharing}");
+    let deny = field(&sharing, "withdraw").unwrap();
+    post_form(&ts, &ana, "/portal/sharing", &[("csrf", &csrf), ("withdraw", &deny)]).await;
+    assert_eq!(page(&ts, &dr_a, "/app/patient/pat-a").await.0, 200, "allowed again");
+    // nobody else's decision can be withdrawn from here
+    let other = ts
+        .post(
+            "/Consent",
+            &json!({"resourceType":"Consent","status":"active","scope":{"text":"patient-privacy"},"category":[{"text":"x"}],
+                    "patient":{"reference":"Patient/pat-b"},"provision":{"type":"permit","actor":[{"role":{"text":"r"},"reference":{"reference":"Organization/org-a"}}]}}),
+        )
+        .await;
+    let other_id = hale_test_support::json(other).await["id"].as_str().unwrap().to_string();
+    assert_eq!(post_form(&ts, &ana, "/portal/sharing", &[("csrf", &csrf), ("withdraw", &other_id)]).await.0, 404);
+    let c = hale_test_support::json(ts.get(&format!("/Consent/{other_id}")).await).await;
+    assert_eq!(c["status"], "active");
+}
