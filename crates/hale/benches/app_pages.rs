@@ -167,6 +167,7 @@ fn main() {
             ("chart summary", format!("{base}/app/patient/{id}"), "Latest results".to_string()),
             ("vital signs charts", format!("{base}/app/patient/{id}/vitals"), "Blood pressure".to_string()),
             ("results and trends", format!("{base}/app/patient/{id}/results"), "Hemoglobin".to_string()),
+            ("documents and reports", format!("{base}/app/patient/{id}/documents"), "Notes and documents".to_string()),
             ("find by name", format!("{base}/app?q={family}"), format!("/app/patient/{id}")),
             ("home (recent, my patients)", format!("{base}/app"), "Recently viewed".to_string()),
             (
@@ -217,6 +218,9 @@ fn main() {
         for (name, url, expect) in [
             ("portal: my record", format!("{base}/portal"), "Medicines"),
             ("portal: my results", format!("{base}/portal/results"), "My results"),
+            ("portal: my documents", format!("{base}/portal/documents"), "My documents"),
+            ("portal: health summary", format!("{base}/portal/summary"), "Health summary"),
+            ("portal: IPS download", format!("{base}/portal/download/summary"), "60591-5"),
         ] {
             let lat = measure(&client, &url, &portal, requests, expect).await;
             println!(
@@ -226,5 +230,15 @@ fn main() {
                 lat.last().unwrap().as_secs_f64() * 1000.0
             );
         }
+        // the same summary over the FHIR API, as a system client
+        let url = format!("{base}/fhir/Patient/{id}/$summary");
+        let lat = measure(&server.client, &url, "", requests, "60591-5").await;
+        println!(
+            "  {:<28} {:>7.2} / {:>7.2} / {:>7.2}",
+            "API: Patient/$summary",
+            pct(&lat, 0.5),
+            pct(&lat, 0.99),
+            lat.last().unwrap().as_secs_f64() * 1000.0
+        );
     });
 }

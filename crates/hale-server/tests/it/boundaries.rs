@@ -110,10 +110,11 @@ fn every_route_is_added_with_a_declared_policy() {
 
     let routes = hale_server::declared_routes();
     let public: Vec<&str> = routes.iter().filter(|r| r.1 == RoutePolicy::Public).map(|r| r.0).collect();
-    // the CapabilityStatement, CDS Hooks discovery (the services' names) and health
+    // the CapabilityStatement, CDS Hooks discovery (the services' names), health, and the
+    // metrics (counts by route template: no path, id or query)
     assert_eq!(
         public,
-        ["/fhir/metadata", "/cds-services", "/healthz", "/readyz"],
+        ["/fhir/metadata", "/cds-services", "/healthz", "/readyz", "/metrics"],
         "only these serve no health information"
     );
     assert!(routes.iter().any(|r| r.0 == "/cds-services/{id}" && r.1 == RoutePolicy::Gated));
