@@ -657,17 +657,32 @@ pub(crate) async fn save(session: Session, Path(id): Path<String>, mp: Multipart
 
 /// Whether a patient sees a document in the portal: a current, finished document, or
 /// a finished report other than a laboratory panel (laboratory results reach the
-/// portal by their own rule, on "My results").
-fn released(r: &Value) -> bool {
+/// portal by their own rule, on "My results") that does not wait for its review
+/// (`held`: the reports that do, under the installation's rules).
+fn released(r: &Value, held: &[String]) -> bool {
     if r["resourceType"] == "DocumentReference" {
         r["status"] == "current" && !matches!(r["docStatus"].as_str(), Some("preliminary" | "entered-in-error"))
     } else {
-        matches!(r["status"].as_str(), Some("final" | "amended" | "corrected" | "appended")) && !is_laboratory(r)
+        matches!(r["status"].as_str(), Some("final" | "amended" | "corrected" | "appended"))
+            && !is_laboratory(r)
+            && !r["id"].as_str().is_some_and(|id| held.iter().any(|h| h == id))
     }
 }
 
+/// The reports of the session's patient that wait for their review.
+async fn held_reports(session: &PatientSession, st: &AppState) -> Result<Vec<String>, Response> {
+    crate::portal::held_for_review(session, &st.options.release)
+        .await
+        .map(|h| h.reports)
+        .map_err(|e| crate::portal::failure(&e))
+}
+
 /// `GET /portal/documents`: the patient's letters, notes, scans and reports.
-pub(crate) async fn portal_list(session: PatientSession) -> Response {
+pub(crate) async fn portal_list(session: PatientSession, State(st): State<Arc<AppState>>) -> Response {
+    let held = match held_reports(&session, &st).await {
+        Ok(h) => h,
+        Err(r) => return r,
+    };
     let p = session.patient.as_str();
     let q = [("patient", p), ("_sort", "-date")];
     let (docs, reports) = tokio::join!(
@@ -678,7 +693,7 @@ pub(crate) async fn portal_list(session: PatientSession) -> Response {
         (Ok(d), Ok(r)) => (d, r),
         (Err(e), _) | (_, Err(e)) => return crate::portal::failure(&e),
     };
-    let mut all: Vec<&Value> = docs.iter().chain(reports.iter()).filter(|r| released(r)).collect();
+    let mut all: Vec<&Value> = docs.iter().chain(reports.iter()).filter(|r| released(r, &held)).collect();
     all.sort_by_key(|r| std::cmp::Reverse(date_of(r)));
     let body = html! {
         section.card aria-labelledby="p-docs" {
@@ -701,9 +716,17 @@ pub(crate) async fn portal_list(session: PatientSession) -> Response {
 }
 
 /// `GET /portal/document/{type}/{rid}`.
-pub(crate) async fn portal_show(session: PatientSession, Path((ty, rid)): Path<(String, String)>) -> Response {
+pub(crate) async fn portal_show(
+    session: PatientSession,
+    State(st): State<Arc<AppState>>,
+    Path((ty, rid)): Path<(String, String)>,
+) -> Response {
+    let held = match held_reports(&session, &st).await {
+        Ok(h) => h,
+        Err(r) => return r,
+    };
     let doc = match read_document(&session.repo, &session.patient, &ty, &rid).await {
-        Ok(Some(d)) if released(&d) => d,
+        Ok(Some(d)) if released(&d, &held) => d,
         Ok(_) => return crate::portal::notice(StatusCode::NOT_FOUND, "Not found", "That is not in your record."),
         Err(e) => return crate::portal::failure(&e),
     };
@@ -728,12 +751,17 @@ pub(crate) async fn portal_show(session: PatientSession, Path((ty, rid)): Path<(
 /// `GET /portal/document/{type}/{rid}/attachment/{n}`.
 pub(crate) async fn portal_attachment(
     session: PatientSession,
+    State(st): State<Arc<AppState>>,
     Path((ty, rid, n)): Path<(String, String, String)>,
     axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
 ) -> Response {
     let not_found = || crate::portal::notice(StatusCode::NOT_FOUND, "Not found", "That is not in your record.");
+    let held = match held_reports(&session, &st).await {
+        Ok(h) => h,
+        Err(r) => return r,
+    };
     let doc = match read_document(&session.repo, &session.patient, &ty, &rid).await {
-        Ok(Some(d)) if released(&d) => d,
+        Ok(Some(d)) if released(&d, &held) => d,
         Ok(_) => return not_found(),
         Err(e) => return crate::portal::failure(&e),
     };
@@ -748,16 +776,14 @@ pub(crate) async fn portal_attachment(
 async fn portal_ips(session: &PatientSession, st: &AppState, headers: &HeaderMap) -> Result<Value, Response> {
     let base = hale_api::fhir_base(headers, st.auth.public_base.as_deref());
     // results wait for the care team's review as they do on "My results"
-    let held: Vec<String> = if st.options.results_after_review {
-        crate::portal::held_for_review(session)
-            .await
-            .map_err(|e| crate::portal::failure(&e))?
-            .into_iter()
-            .map(|o| format!("Observation/{o}"))
-            .collect()
-    } else {
-        Vec::new()
-    };
+    let held =
+        crate::portal::held_for_review(session, &st.options.release).await.map_err(|e| crate::portal::failure(&e))?;
+    let held: Vec<String> = held
+        .observations
+        .iter()
+        .map(|o| format!("Observation/{o}"))
+        .chain(held.reports.iter().map(|r| format!("DiagnosticReport/{r}")))
+        .collect();
     hale_api::ips::summary(&session.repo, &session.patient, &base, &now_instant(), &held)
         .await
         .map_err(|e| crate::portal::failure(&e))

@@ -52,34 +52,67 @@ pub struct AppState {
 }
 
 /// What an installation decides about the application.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
-    /// Laboratory results reach the portal only once the clinician's review task for
-    /// their report is done (`false`: as soon as they are stored).
-    pub results_after_review: bool,
+    /// When results and reports reach the portal.
+    pub release: Release,
     /// The largest file a document upload may carry, in bytes.
     pub max_upload_bytes: usize,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { results_after_review: false, max_upload_bytes: 64 * 1024 * 1024 }
+        Options { release: Release::default(), max_upload_bytes: 64 * 1024 * 1024 }
+    }
+}
+
+/// When a report (and its results) reaches the portal: at once, or once the
+/// clinician's review task for it is done — by its category, else by default.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Release {
+    /// The rule of a report whose category has none of its own.
+    pub after_review_by_default: bool,
+    /// Rules by DiagnosticReport category code (upper case): `true` after review.
+    pub by_category: Vec<(String, bool)>,
+}
+
+impl Release {
+    /// Whether `report` waits for its review: the rule of the first of its category
+    /// codes that has one, else the default.
+    pub fn after_review(&self, report: &serde_json::Value) -> bool {
+        let codes = report["category"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|c| c["coding"].as_array().cloned().unwrap_or_default())
+            .filter_map(|c| c["code"].as_str().map(str::to_ascii_uppercase));
+        for code in codes {
+            if let Some((_, rule)) = self.by_category.iter().find(|(k, _)| *k == code) {
+                return *rule;
+            }
+        }
+        self.after_review_by_default
+    }
+
+    /// Whether any report may wait for its review.
+    pub fn ever_after_review(&self) -> bool {
+        self.after_review_by_default || self.by_category.iter().any(|r| r.1)
     }
 }
 
 /// The routes of the application over the gate and the authorization server's state.
 pub fn routes(gate: Gate, auth: Arc<AuthState>, options: Options) -> Routes<()> {
-    unstated(options).with_state(Arc::new(AppState { gate, auth, options }))
+    unstated(options.max_upload_bytes).with_state(Arc::new(AppState { gate, auth, options }))
 }
 
 /// Every route of the application with its policy.
 pub fn declared() -> Vec<(&'static str, hale_api::RoutePolicy)> {
-    unstated(Options::default()).declared().to_vec()
+    unstated(Options::default().max_upload_bytes).declared().to_vec()
 }
 
-fn unstated(options: Options) -> Routes<Arc<AppState>> {
+fn unstated(max_upload_bytes: usize) -> Routes<Arc<AppState>> {
     // an upload's multipart form is a little larger than its file
-    let upload_limit = axum::extract::DefaultBodyLimit::max(options.max_upload_bytes.saturating_add(64 * 1024));
+    let upload_limit = axum::extract::DefaultBodyLimit::max(max_upload_bytes.saturating_add(64 * 1024));
     Routes::new()
         .asset("/app/static/app.css", get(layout::stylesheet))
         .asset("/app/static/app.js", get(layout::script))

@@ -362,9 +362,22 @@ pub(crate) async fn home(
 /// The kind of the records of when each portal account last saw its results.
 const RESULTS_SEEN: &str = "portal-results-seen";
 
-/// The ids of the observations whose report waits for the clinician's review (an open
-/// review task focused on it).
-pub(crate) async fn held_for_review(session: &PatientSession) -> Result<Vec<String>, hale_repository::Error> {
+/// What waits for the clinician's review under the installation's rules: the reports
+/// with an open review task focused on them whose category says so, and their
+/// observations (ids).
+pub(crate) struct Held {
+    pub reports: Vec<String>,
+    pub observations: Vec<String>,
+}
+
+pub(crate) async fn held_for_review(
+    session: &PatientSession,
+    release: &crate::Release,
+) -> Result<Held, hale_repository::Error> {
+    let none = || Held { reports: Vec::new(), observations: Vec::new() };
+    if !release.ever_after_review() {
+        return Ok(none());
+    }
     let p = session.patient.as_str();
     let open = [("patient", p), ("status", "requested,received,accepted,in-progress")];
     let tasks = search(&session.repo, "Task", &open, 500).await?;
@@ -373,15 +386,19 @@ pub(crate) async fn held_for_review(session: &PatientSession) -> Result<Vec<Stri
         .filter_map(|t| t["focus"]["reference"].as_str()?.strip_prefix("DiagnosticReport/").map(str::to_string))
         .collect();
     if reports.is_empty() {
-        return Ok(Vec::new());
+        return Ok(none());
     }
     let ids = reports.join(",");
     let found = search(&session.repo, "DiagnosticReport", &[("patient", p), ("_id", ids.as_str())], 500).await?;
-    Ok(found
-        .iter()
-        .flat_map(|r| r["result"].as_array().cloned().unwrap_or_default())
-        .filter_map(|x| x["reference"].as_str()?.strip_prefix("Observation/").map(str::to_string))
-        .collect())
+    let waiting: Vec<&Value> = found.iter().filter(|r| release.after_review(r)).collect();
+    Ok(Held {
+        reports: waiting.iter().filter_map(|r| r["id"].as_str().map(str::to_string)).collect(),
+        observations: waiting
+            .iter()
+            .flat_map(|r| r["result"].as_array().cloned().unwrap_or_default())
+            .filter_map(|x| x["reference"].as_str()?.strip_prefix("Observation/").map(str::to_string))
+            .collect(),
+    })
 }
 
 /// `GET /portal/results`.
@@ -395,14 +412,12 @@ pub(crate) async fn results(
         Ok(f) => f,
         Err(e) => return failure(&e),
     };
-    // released by rule: after the clinician's review, when the installation says so
-    let mut held: Vec<String> = Vec::new();
-    if st.options.results_after_review {
-        held = match held_for_review(&session).await {
-            Ok(h) => h,
-            Err(e) => return failure(&e),
-        };
-    }
+    // released by rule: after the clinician's review, when the installation says so for
+    // the report's category
+    let held: Vec<String> = match held_for_review(&session, &st.options.release).await {
+        Ok(h) => h.observations,
+        Err(e) => return failure(&e),
+    };
     let before = found.len();
     found.retain(|o| !o["id"].as_str().is_some_and(|id| held.iter().any(|h| h == id)));
     let waiting = before - found.len();

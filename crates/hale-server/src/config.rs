@@ -86,11 +86,15 @@ pub struct Portal {
     /// `after_review` (the default: once the clinician's review task for the report is
     /// done) or `immediately`.
     pub release_results: String,
+    /// The rule for the reports of a category (DiagnosticReport.category codes of
+    /// v2-0074: `LAB`, `RAD`, `PAT` ...), overriding `release_results` for them:
+    /// `after_review` or `immediately` (`HALE_PORTAL__RELEASE_BY_CATEGORY__RAD`).
+    pub release_by_category: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for Portal {
     fn default() -> Self {
-        Portal { release_results: "after_review".into() }
+        Portal { release_results: "after_review".into(), release_by_category: Default::default() }
     }
 }
 
@@ -372,6 +376,13 @@ impl Config {
         }
         if !matches!(self.portal.release_results.as_str(), "after_review" | "immediately") {
             return Err(ConfigError::Invalid("portal.release_results must be after_review or immediately".into()));
+        }
+        if let Some((k, _)) =
+            self.portal.release_by_category.iter().find(|(_, v)| !matches!(v.as_str(), "after_review" | "immediately"))
+        {
+            return Err(ConfigError::Invalid(format!(
+                "portal.release_by_category.{k} must be after_review or immediately"
+            )));
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return Err(ConfigError::Invalid("log.format must be text or json".into()));

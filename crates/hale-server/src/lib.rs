@@ -259,7 +259,15 @@ fn routes(cfg: &Config, gate: Gate, tokens: Arc<TokenKeys>) -> Routes<()> {
         gate.clone(),
         auth_state,
         hale_app::Options {
-            results_after_review: cfg.portal.release_results == "after_review",
+            release: hale_app::Release {
+                after_review_by_default: cfg.portal.release_results == "after_review",
+                by_category: cfg
+                    .portal
+                    .release_by_category
+                    .iter()
+                    .map(|(k, v)| (k.to_ascii_uppercase(), v == "after_review"))
+                    .collect(),
+            },
             max_upload_bytes: cfg.limits.max_binary_bytes,
         },
     ));

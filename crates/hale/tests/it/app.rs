@@ -2152,3 +2152,66 @@ async fn a_patient_shares_their_record_with_another_organization_and_takes_it_ba
     let c = hale_test_support::json(ts.get(&format!("/Consent/{other_id}")).await).await;
     assert_eq!(c["status"], "active");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reports_reach_the_portal_by_the_rule_of_their_category() {
+    // laboratory results at once; imaging reports once reviewed
+    let ts = TestServer::spawn_with(|c| {
+        c.portal.release_results = "immediately".into();
+        c.portal.release_by_category.insert("rad".into(), "after_review".into());
+    })
+    .await;
+    chart_fixture(&ts).await;
+    let a = |r: &str| json!({"reference": r});
+    let open_task = |id: &str, focus: &str| {
+        json!({"resourceType":"Task","id":id,"status":"requested","intent":"order","code":{"text":"Review the result"},
+               "focus":a(focus),"for":a("Patient/pat-a"),"owner":a("Practitioner/prac-j")})
+    };
+    for r in [
+        json!({"resourceType":"DiagnosticReport","id":"cat-rad","status":"final","subject":a("Patient/pat-a"),"effectiveDateTime":"2025-05-01",
+               "category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v2-0074","code":"RAD"}]}],
+               "code":{"text":"Knee MRI"},"conclusion":"Meniscal tear."}),
+        json!({"resourceType":"Observation","id":"cat-k","status":"final",
+               "category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/observation-category","code":"laboratory"}]}],
+               "code":{"coding":[{"system":"http://loinc.org","code":"2823-3","display":"Potassium"}]},"subject":a("Patient/pat-a"),
+               "effectiveDateTime":"2025-05-02","valueQuantity":{"value":4.1,"unit":"mmol/L"}}),
+        json!({"resourceType":"DiagnosticReport","id":"cat-lab","status":"final","subject":a("Patient/pat-a"),"effectiveDateTime":"2025-05-02",
+               "category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v2-0074","code":"LAB"}]}],
+               "code":{"text":"Potassium"},"result":[a("Observation/cat-k")]}),
+        open_task("cat-t-rad", "DiagnosticReport/cat-rad"),
+        open_task("cat-t-lab", "DiagnosticReport/cat-lab"),
+    ] {
+        let path = format!("/{}/{}", r["resourceType"].as_str().unwrap(), r["id"].as_str().unwrap());
+        assert!(ts.put(&path, &r).await.status().is_success(), "{path}");
+    }
+    let ana = sign_in(&ts, "/portal", "ana", PASSWORD, "").await.unwrap();
+    // the laboratory result shows though its review is open; the imaging report waits
+    let (_, results) = page(&ts, &ana, "/portal/results").await;
+    assert!(results.contains("Potassium") && !results.contains("waiting for your care team"), "{results}");
+    let (_, docs) = page(&ts, &ana, "/portal/documents").await;
+    assert!(!docs.contains("Knee MRI"), "{docs}");
+    assert_eq!(page(&ts, &ana, "/portal/document/DiagnosticReport/cat-rad").await.0, 404);
+    // reviewed: released
+    let mut done = hale_test_support::json(ts.get("/Task/cat-t-rad").await).await;
+    done["status"] = json!("completed");
+    assert!(ts.put("/Task/cat-t-rad", &done).await.status().is_success());
+    let (_, docs) = page(&ts, &ana, "/portal/documents").await;
+    assert!(docs.contains("Knee MRI"), "{docs}");
+    assert_eq!(page(&ts, &ana, "/portal/document/DiagnosticReport/cat-rad").await.0, 200);
+    // a rule that is neither is a configuration error
+    let dir = tempfile::tempdir().unwrap();
+    let toml = dir.path().join("hale.toml");
+    std::fs::write(&toml, "[portal.release_by_category]\nRAD = \"sometimes\"\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hale"))
+        .arg("config")
+        .arg("--config")
+        .arg(&toml)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("release_by_category"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
