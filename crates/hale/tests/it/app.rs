@@ -2215,3 +2215,86 @@ async fn reports_reach_the_portal_by_the_rule_of_their_category() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The security suite's rule over the portal: a patient never sees a byte of another
+/// patient's record on any portal page or download, nor by naming its ids.
+#[tokio::test(flavor = "multi_thread")]
+async fn no_portal_page_or_download_shows_another_patients_record() {
+    use base64::Engine;
+    let ts = TestServer::spawn().await;
+    chart_fixture(&ts).await;
+    let a = |r: &str| json!({"reference": r});
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let canaries = [
+        json!({"resourceType":"Condition","id":"cb-cond","clinicalStatus":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/condition-clinical","code":"active"}]},
+               "code":{"text":"CANARY-B condition"},"subject":a("Patient/pat-b")}),
+        json!({"resourceType":"MedicationRequest","id":"cb-med","status":"active","intent":"order","medicationCodeableConcept":{"text":"CANARY-B medicine"},"subject":a("Patient/pat-b")}),
+        json!({"resourceType":"Immunization","id":"cb-imm","status":"completed","vaccineCode":{"text":"CANARY-B vaccine"},"patient":a("Patient/pat-b"),"occurrenceDateTime":"2024-01-01"}),
+        json!({"resourceType":"DocumentReference","id":"cb-doc","status":"current","subject":a("Patient/pat-b"),"description":"CANARY-B letter",
+               "content":[{"attachment":{"contentType":"text/plain","data":b64("CANARY-B text")}}]}),
+        json!({"resourceType":"Binary","id":"cb-bin","contentType":"text/plain","securityContext":a("Patient/pat-b"),"data":b64("CANARY-B binary")}),
+        json!({"resourceType":"DiagnosticReport","id":"cb-rad","status":"final","subject":a("Patient/pat-b"),"code":{"text":"CANARY-B report"},
+               "category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v2-0074","code":"RAD"}]}],
+               "presentedForm":[{"contentType":"text/plain","url":"Binary/cb-bin"}]}),
+        // A's own report naming B's content: not served through A's record
+        json!({"resourceType":"DiagnosticReport","id":"ca-misfiled","status":"final","subject":a("Patient/pat-a"),"code":{"text":"Misfiled"},
+               "category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v2-0074","code":"RAD"}]}],
+               "presentedForm":[{"contentType":"text/plain","url":"Binary/cb-bin"}]}),
+        json!({"resourceType":"Communication","id":"cb-msg","status":"completed","subject":a("Patient/pat-b"),"sent":"2025-01-01T00:00:00Z",
+               "topic":{"text":"CANARY-B topic"},"payload":[{"contentString":"CANARY-B message"},{"contentAttachment":{"contentType":"text/plain","url":"Binary/cb-bin"}}]}),
+        json!({"resourceType":"Consent","id":"cb-consent","status":"active","scope":{"text":"patient-privacy"},"category":[{"text":"CANARY-B consent"}],
+               "patient":a("Patient/pat-b"),"provision":{"type":"permit","actor":[{"role":{"text":"r"},"reference":{"reference":"Organization/org-a"}}]}}),
+        json!({"resourceType":"Task","id":"cb-task","status":"requested","intent":"order","description":"CANARY-B request","for":a("Patient/pat-b"),"focus":a("DiagnosticReport/cb-rad")}),
+    ];
+    for r in canaries {
+        let path = format!("/{}/{}", r["resourceType"].as_str().unwrap(), r["id"].as_str().unwrap());
+        assert!(ts.put(&path, &r).await.status().is_success(), "{path}");
+    }
+    let ana = sign_in(&ts, "/portal", "ana", PASSWORD, "").await.unwrap();
+    let get = |path: String| {
+        let ana = ana.clone();
+        let base = ts.base.clone();
+        async move {
+            let r = no_redirects().get(format!("{base}{path}")).header("cookie", ana).send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, String::from_utf8_lossy(&r.bytes().await.unwrap()).to_string())
+        }
+    };
+    // every page and download of the portal
+    for path in [
+        "/portal",
+        "/portal/results",
+        "/portal/documents",
+        "/portal/summary",
+        "/portal/download",
+        "/portal/download/summary",
+        "/portal/messages",
+        "/portal/access",
+        "/portal/sharing",
+        "/portal/apps",
+        "/portal/choose",
+    ] {
+        let (status, body) = get(path.to_string()).await;
+        assert!(status == 200 || status == 303, "{path}: {status}");
+        assert!(!body.contains("CANARY"), "{path} shows another patient's data");
+    }
+    // B's ids named directly
+    for path in [
+        "/portal/document/DocumentReference/cb-doc",
+        "/portal/document/DocumentReference/cb-doc/attachment/0",
+        "/portal/document/DiagnosticReport/cb-rad",
+        "/portal/document/DiagnosticReport/cb-rad/attachment/0",
+        "/portal/document/DiagnosticReport/ca-misfiled/attachment/0",
+        "/portal/messages/cb-msg",
+        "/portal/messages/cb-msg/attachment/cb-msg/0",
+    ] {
+        let (status, body) = get(path.to_string()).await;
+        assert_eq!(status, 404, "{path}");
+        assert!(!body.contains("CANARY"), "{path}");
+    }
+    // and writes: B's Consent cannot be withdrawn from A's portal
+    let (_, sharing) = get("/portal/sharing".into()).await;
+    let csrf = field(&sharing, "csrf").unwrap();
+    assert_eq!(post_form(&ts, &ana, "/portal/sharing", &[("csrf", &csrf), ("withdraw", "cb-consent")]).await.0, 404);
+    assert_eq!(hale_test_support::json(ts.get("/Consent/cb-consent").await).await["status"], "active");
+}
