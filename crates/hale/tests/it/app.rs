@@ -2298,3 +2298,73 @@ async fn no_portal_page_or_download_shows_another_patients_record() {
     assert_eq!(post_form(&ts, &ana, "/portal/sharing", &[("csrf", &csrf), ("withdraw", "cb-consent")]).await.0, 404);
     assert_eq!(hale_test_support::json(ts.get("/Consent/cb-consent").await).await["status"], "active");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_portal_journeys_work_in_a_real_browser() {
+    if !browser_available("the_portal_journeys_work_in_a_real_browser") {
+        return;
+    }
+    let ts = TestServer::spawn().await;
+    chart_fixture(&ts).await;
+    // a child's record, and their mother as proxy of it and of Ana's
+    for (path, r) in [
+        (
+            "/Patient/pat-c",
+            json!({"resourceType":"Patient","id":"pat-c","name":[{"family":"Alvarez","given":["Cleo"]}],"birthDate":"2019-04-05",
+            "managingOrganization":{"reference":"Organization/org-a"}}),
+        ),
+        (
+            "/RelatedPerson/rp-mum",
+            json!({"resourceType":"RelatedPerson","id":"rp-mum","patient":{"reference":"Patient/pat-c"},"name":[{"family":"Alvarez","given":["Maria"]}]}),
+        ),
+    ] {
+        assert!(ts.put(path, &r).await.status().is_success());
+    }
+    let repo = ts.system_repository("test-setup").await;
+    let user = |u: &str, role: &str, org: Option<&str>, pats: Vec<String>, rp: Option<&str>| NewUser {
+        username: u.into(),
+        role: role.into(),
+        organization: org.map(str::to_string),
+        patients: pats,
+        related_person: rp.map(str::to_string),
+        password: Some(PASSWORD.into()),
+        ..NewUser::default()
+    };
+    add_user(&repo, user("maria", "patient", None, vec!["pat-c".into(), "pat-a".into()], Some("rp-mum")))
+        .await
+        .unwrap();
+    add_user(&repo, user("dr.b", "clinician", Some("org-b"), vec![], None)).await.unwrap();
+    add_user(&repo, user("dr.a2", "clinician", Some("org-a"), vec![], None)).await.unwrap();
+    // Clinic B's clinician, signed in over HTTP; Ana's invitation, made by a colleague of
+    // Dr Jones (whose code is kept for the browser's sign-in)
+    let code_b = enrolled(&ts, "dr.b").await;
+    let dr_b = sign_in(&ts, "/app", "dr.b", PASSWORD, &code_b).await.unwrap();
+    let code_a2 = enrolled(&ts, "dr.a2").await;
+    let staff = sign_in(&ts, "/app", "dr.a2", PASSWORD, &code_a2).await.unwrap();
+    let (_, chart) = page(&ts, &staff, "/app/patient/pat-a").await;
+    let csrf = field(&chart, "csrf").unwrap();
+    let (status, _, invitation) = post_form(&ts, &staff, "/app/patient/pat-a/invite", &[("csrf", csrf.as_str())]).await;
+    assert_eq!(status, 200);
+    let link = format!(
+        "/auth/activate?code={}",
+        invitation.split("href=\"/auth/activate?code=").nth(1).unwrap().split('"').next().unwrap()
+    );
+    let next_code = enrolled(&ts, "dr.jones").await;
+    let shots = root().join("target/browser-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let out = tokio::process::Command::new("node")
+        .arg(root().join("tests/browser/journeys.mjs"))
+        .args([ts.base.as_str(), link.as_str(), "dr.jones", next_code.as_str(), dr_b.as_str(), "maria", PASSWORD])
+        .arg(&shots)
+        .current_dir(root())
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let result: Value = serde_json::from_str(stdout.trim().lines().last().unwrap()).unwrap();
+    assert!(result["checks"].as_array().unwrap().len() >= 15, "{result}");
+    for f in ["journey-activated-phone.png", "journey-sharing-phone.png", "journey-proxy-phone.png"] {
+        assert!(shots.join(f).metadata().unwrap().len() > 1000, "{f}");
+    }
+}
