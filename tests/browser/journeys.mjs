@@ -2,11 +2,13 @@
 // take it: open an account from an invitation; ask for a refill and see the clinician
 // approve it; download the record and the International Patient Summary; allow another
 // clinic to see the record and take it back (that clinic's clinician is checked over
-// HTTP between the steps); a parent opens their child's record as a proxy.
+// HTTP between the steps); write to the care team and read the clinician's answer;
+// connect a SMART app and disconnect it; a parent opens their child's record as a proxy.
 // Usage: node tests/browser/journeys.mjs BASE ACTIVATION_PATH CLINICIAN CODE OTHER_COOKIE PROXY PASSWORD SHOTS
 // Prints one JSON line: {"checks": [...]}; exits 1 on the first failed check.
 import { chromium } from 'playwright-core';
 import { readFileSync, existsSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 
 const [base, activation, clinician, code, otherCookie, proxy, password, shots] = process.argv.slice(2);
 const origin = new URL(base).origin;
@@ -84,7 +86,26 @@ try {
   await page.reload();
   check((await page.textContent('main')).includes('approved'), 'the patient sees the refill approved');
 
+  // 2b. a message to the care team, answered by the clinician
+  await page.getByRole('link', { name: 'Messages', exact: true }).click();
+  await page.waitForURL(/\/portal\/messages$/);
+  await page.fill('#topic', 'Inhaler before running?');
+  await page.fill('#text', 'May I use it before I run?');
+  await page.getByRole('button', { name: 'Send' }).click();
+  await page.waitForURL(/\/portal\/messages\/.+/);
+  const thread = new URL(page.url()).pathname;
+  await staff.goto(`${base}/app/inbox`);
+  await staff.getByRole('link', { name: /Inhaler before running\?/ }).first().click();
+  await staff.waitForURL(/\/messages\//);
+  check((await staff.textContent('main')).includes('May I use it before I run?'), 'the clinician reads the message');
+  await staff.fill('#text', 'Yes: two puffs 15 minutes before.');
+  await staff.getByRole('button', { name: 'Send the reply' }).click();
+  await staff.waitForURL(/\/app\/inbox/);
+  await page.goto(`${base}${thread}`);
+  check((await page.textContent('main')).includes('Yes: two puffs 15 minutes before.'), 'the patient reads the answer');
+
   // 3. the record and the IPS downloaded
+  await page.goto(`${base}/portal`);
   const [record] = await Promise.all([page.waitForEvent('download'), page.getByRole('link', { name: 'Download my record' }).click()]);
   const bundle = JSON.parse(readFileSync(await record.path(), 'utf8'));
   check(bundle.resourceType === 'Bundle' && bundle.entry.some((e) => e.resource.resourceType === 'Patient' && e.resource.id === 'pat-a'), 'the downloaded record is a Bundle of the patient');
@@ -106,6 +127,37 @@ try {
   await page.getByRole('button', { name: 'Stop sharing' }).click();
   await page.waitForURL(/\/portal\/sharing$/);
   check((await otherClinicSees('pat-a')) === 404, 'Clinic B\'s clinician loses the chart at once');
+  // 4b. a SMART app connected (authorized in the browser, its code exchanged by the app),
+  // then disconnected: its refresh token stops working
+  const verifier = 'journey-verifier-0123456789abcdefghijklmnopqrstuvwxyz';
+  const challenge = createHash('sha256').update(verifier).digest('base64url');
+  const redirect = `${base}/portal/apps`;
+  const q = new URLSearchParams({
+    response_type: 'code', client_id: 'diary', redirect_uri: redirect, scope: 'patient/*.rs launch/patient offline_access',
+    state: 'j1', aud: `${base}/fhir`, code_challenge: challenge, code_challenge_method: 'S256',
+  });
+  await page.goto(`${base}/auth/authorize?${q}`);
+  await page.getByRole('button', { name: 'Allow', exact: true }).click();
+  await page.waitForURL((u) => u.pathname === '/portal/apps' && u.searchParams.has('code'));
+  const authCode = new URL(page.url()).searchParams.get('code');
+  const token = await (await fetch(`${base}/auth/token`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ grant_type: 'authorization_code', code: authCode, redirect_uri: redirect, client_id: 'diary', code_verifier: verifier }),
+  })).json();
+  check(typeof token.refresh_token === 'string', 'the app got its tokens');
+  await page.goto(`${base}/portal/apps`);
+  check((await page.textContent('main')).includes('Walking Diary'), 'the app is listed as connected');
+  await accessible(page, 'connected apps');
+  await page.screenshot({ path: `${shots}/journey-apps-phone.png`, fullPage: true });
+  await page.getByRole('button', { name: 'Disconnect' }).click();
+  check((await page.textContent('main')).includes('No app is connected'), 'the app is disconnected');
+  const refused = await fetch(`${base}/auth/token`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: token.refresh_token, client_id: 'diary' }),
+  });
+  check(refused.status === 400, 'the disconnected app\'s refresh token is refused');
   await patientCtx.close();
   await staffCtx.close();
 

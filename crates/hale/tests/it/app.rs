@@ -2335,6 +2335,10 @@ async fn the_portal_journeys_work_in_a_real_browser() {
         .unwrap();
     add_user(&repo, user("dr.b", "clinician", Some("org-b"), vec![], None)).await.unwrap();
     add_user(&repo, user("dr.a2", "clinician", Some("org-a"), vec![], None)).await.unwrap();
+    // a SMART app whose redirect is on Hale's own origin (no request leaves it)
+    hale_auth::register_client(&repo, "diary", "Walking Diary", &[format!("{}/portal/apps", ts.base)], false)
+        .await
+        .unwrap();
     // Clinic B's clinician, signed in over HTTP; Ana's invitation, made by a colleague of
     // Dr Jones (whose code is kept for the browser's sign-in)
     let code_b = enrolled(&ts, "dr.b").await;
@@ -2363,8 +2367,13 @@ async fn the_portal_journeys_work_in_a_real_browser() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     let result: Value = serde_json::from_str(stdout.trim().lines().last().unwrap()).unwrap();
-    assert!(result["checks"].as_array().unwrap().len() >= 15, "{result}");
-    for f in ["journey-activated-phone.png", "journey-sharing-phone.png", "journey-proxy-phone.png"] {
+    assert!(result["checks"].as_array().unwrap().len() >= 20, "{result}");
+    for f in [
+        "journey-activated-phone.png",
+        "journey-sharing-phone.png",
+        "journey-proxy-phone.png",
+        "journey-apps-phone.png",
+    ] {
         assert!(shots.join(f).metadata().unwrap().len() > 1000, "{f}");
     }
 }
