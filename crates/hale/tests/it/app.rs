@@ -2250,50 +2250,76 @@ async fn no_portal_page_or_download_shows_another_patients_record() {
         let path = format!("/{}/{}", r["resourceType"].as_str().unwrap(), r["id"].as_str().unwrap());
         assert!(ts.put(&path, &r).await.status().is_success(), "{path}");
     }
-    let ana = sign_in(&ts, "/portal", "ana", PASSWORD, "").await.unwrap();
-    let get = |path: String| {
-        let ana = ana.clone();
-        let base = ts.base.clone();
-        async move {
-            let r = no_redirects().get(format!("{base}{path}")).header("cookie", ana).send().await.unwrap();
-            let status = r.status().as_u16();
-            (status, String::from_utf8_lossy(&r.bytes().await.unwrap()).to_string())
-        }
-    };
-    // every page and download of the portal
-    for path in [
-        "/portal",
-        "/portal/results",
-        "/portal/documents",
-        "/portal/summary",
-        "/portal/download",
-        "/portal/download/summary",
-        "/portal/messages",
-        "/portal/access",
-        "/portal/sharing",
-        "/portal/apps",
-        "/portal/choose",
+    // Ana, and a parent who is proxy of a child's record and of Ana's
+    for (path, r) in [
+        (
+            "/Patient/pat-c",
+            json!({"resourceType":"Patient","id":"pat-c","name":[{"family":"Alvarez","given":["Cleo"]}],"managingOrganization":{"reference":"Organization/org-a"}}),
+        ),
+        (
+            "/RelatedPerson/rp-mum",
+            json!({"resourceType":"RelatedPerson","id":"rp-mum","patient":{"reference":"Patient/pat-c"}}),
+        ),
     ] {
-        let (status, body) = get(path.to_string()).await;
-        assert!(status == 200 || status == 303, "{path}: {status}");
-        assert!(!body.contains("CANARY"), "{path} shows another patient's data");
+        assert!(ts.put(path, &r).await.status().is_success());
     }
-    // B's ids named directly
-    for path in [
-        "/portal/document/DocumentReference/cb-doc",
-        "/portal/document/DocumentReference/cb-doc/attachment/0",
-        "/portal/document/DiagnosticReport/cb-rad",
-        "/portal/document/DiagnosticReport/cb-rad/attachment/0",
-        "/portal/document/DiagnosticReport/ca-misfiled/attachment/0",
-        "/portal/messages/cb-msg",
-        "/portal/messages/cb-msg/attachment/cb-msg/0",
-    ] {
-        let (status, body) = get(path.to_string()).await;
-        assert_eq!(status, 404, "{path}");
-        assert!(!body.contains("CANARY"), "{path}");
+    let repo = ts.system_repository("test-setup").await;
+    let proxy = NewUser {
+        username: "maria".into(),
+        role: "patient".into(),
+        patients: vec!["pat-c".into(), "pat-a".into()],
+        related_person: Some("rp-mum".into()),
+        password: Some(PASSWORD.into()),
+        ..NewUser::default()
+    };
+    add_user(&repo, proxy).await.unwrap();
+    let maria = sign_in(&ts, "/portal", "maria", PASSWORD, "").await.unwrap();
+    let ana = sign_in(&ts, "/portal", "ana", PASSWORD, "").await.unwrap();
+    for who in [ana.clone(), maria.clone(), format!("{maria}; hale_portal_patient=pat-b")] {
+        let get = |path: String| {
+            let who = who.clone();
+            let base = ts.base.clone();
+            async move {
+                let r = no_redirects().get(format!("{base}{path}")).header("cookie", who).send().await.unwrap();
+                let status = r.status().as_u16();
+                (status, String::from_utf8_lossy(&r.bytes().await.unwrap()).to_string())
+            }
+        };
+        // every page and download of the portal
+        for path in [
+            "/portal",
+            "/portal/results",
+            "/portal/documents",
+            "/portal/summary",
+            "/portal/download",
+            "/portal/download/summary",
+            "/portal/messages",
+            "/portal/access",
+            "/portal/sharing",
+            "/portal/apps",
+            "/portal/choose",
+        ] {
+            let (status, body) = get(path.to_string()).await;
+            assert!(status == 200 || status == 303, "{path}: {status}");
+            assert!(!body.contains("CANARY"), "{path} shows another patient's data");
+        }
+        // B's ids named directly
+        for path in [
+            "/portal/document/DocumentReference/cb-doc",
+            "/portal/document/DocumentReference/cb-doc/attachment/0",
+            "/portal/document/DiagnosticReport/cb-rad",
+            "/portal/document/DiagnosticReport/cb-rad/attachment/0",
+            "/portal/document/DiagnosticReport/ca-misfiled/attachment/0",
+            "/portal/messages/cb-msg",
+            "/portal/messages/cb-msg/attachment/cb-msg/0",
+        ] {
+            let (status, body) = get(path.to_string()).await;
+            assert_eq!(status, 404, "{path}");
+            assert!(!body.contains("CANARY"), "{path}");
+        }
     }
     // and writes: B's Consent cannot be withdrawn from A's portal
-    let (_, sharing) = get("/portal/sharing".into()).await;
+    let (_, sharing) = page(&ts, &ana, "/portal/sharing").await;
     let csrf = field(&sharing, "csrf").unwrap();
     assert_eq!(post_form(&ts, &ana, "/portal/sharing", &[("csrf", &csrf), ("withdraw", "cb-consent")]).await.0, 404);
     assert_eq!(hale_test_support::json(ts.get("/Consent/cb-consent").await).await["status"], "active");
