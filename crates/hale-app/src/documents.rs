@@ -46,6 +46,9 @@ pub(crate) const KINDS: &[(&str, &str)] = &[
 
 /// What a list row or a document page needs of a resource.
 fn title(r: &Value) -> String {
+    if r["resourceType"] == "Composition" {
+        return r["title"].as_str().map(str::to_string).unwrap_or_else(|| concept(&r["type"]));
+    }
     if r["resourceType"] == "DocumentReference" {
         if let Some(d) = r["description"].as_str().filter(|d| !d.trim().is_empty()) {
             return d.to_string();
@@ -58,7 +61,7 @@ fn title(r: &Value) -> String {
 }
 
 fn date_of(r: &Value) -> String {
-    let v = if r["resourceType"] == "DocumentReference" {
+    let v = if matches!(r["resourceType"].as_str(), Some("DocumentReference" | "Composition")) {
         &r["date"]
     } else if r.get("effectiveDateTime").is_some() {
         &r["effectiveDateTime"]
@@ -71,7 +74,11 @@ fn date_of(r: &Value) -> String {
 }
 
 fn authors(r: &Value) -> String {
-    let field = if r["resourceType"] == "DocumentReference" { "author" } else { "performer" };
+    let field = if matches!(r["resourceType"].as_str(), Some("DocumentReference" | "Composition")) {
+        "author"
+    } else {
+        "performer"
+    };
     r[field].as_array().map(|a| a.iter().map(reference_label).collect::<Vec<_>>().join(", ")).unwrap_or_default()
 }
 
@@ -230,7 +237,7 @@ pub(crate) async fn read_document(
     ty: &str,
     rid: &str,
 ) -> Result<Option<Value>, hale_repository::Error> {
-    if !matches!(ty, "DocumentReference" | "DiagnosticReport") {
+    if !matches!(ty, "DocumentReference" | "DiagnosticReport" | "Composition") {
         return Ok(None);
     }
     let (Ok(t), Ok(i)) = (hale_repository::resource_type(ty), hale_repository::resource_id(rid)) else {
@@ -246,6 +253,9 @@ pub(crate) async fn read_document(
 
 /// A DocumentReference or DiagnosticReport of this patient, or the not-found page.
 async fn of_patient(session: &Session, id: &str, ty: &str, rid: &str) -> Result<Value, Response> {
+    if ty == "Composition" {
+        return Err(problem(StatusCode::NOT_FOUND, Some(session), "Not found", "A visit note opens on its visit."));
+    }
     match read_document(&session.repo, id, ty, rid).await {
         Ok(Some(v)) => Ok(v),
         Ok(None) => Err(problem(
@@ -660,6 +670,10 @@ pub(crate) async fn save(session: Session, Path(id): Path<String>, mp: Multipart
 /// portal by their own rule, on "My results") that does not wait for its review
 /// (`held`: the reports that do, under the installation's rules).
 fn released(r: &Value, held: &[String]) -> bool {
+    if r["resourceType"] == "Composition" {
+        // a visit note once the clinician signed it
+        return matches!(r["status"].as_str(), Some("final" | "amended"));
+    }
     if r["resourceType"] == "DocumentReference" {
         r["status"] == "current" && !matches!(r["docStatus"].as_str(), Some("preliminary" | "entered-in-error"))
     } else {
@@ -685,15 +699,18 @@ pub(crate) async fn portal_list(session: PatientSession, State(st): State<Arc<Ap
     };
     let p = session.patient.as_str();
     let q = [("patient", p), ("_sort", "-date")];
-    let (docs, reports) = tokio::join!(
+    let q_notes = [("patient", p), ("status", "final,amended"), ("_sort", "-date")];
+    let (docs, reports, notes) = tokio::join!(
         search(&session.repo, "DocumentReference", &q, MAX_LISTED),
         search(&session.repo, "DiagnosticReport", &q, MAX_LISTED),
+        search(&session.repo, "Composition", &q_notes, MAX_LISTED),
     );
-    let (docs, reports) = match (docs, reports) {
-        (Ok(d), Ok(r)) => (d, r),
-        (Err(e), _) | (_, Err(e)) => return crate::portal::failure(&e),
+    let (docs, reports, notes) = match (docs, reports, notes) {
+        (Ok(d), Ok(r), Ok(n)) => (d, r, n),
+        (Err(e), ..) | (_, Err(e), _) | (.., Err(e)) => return crate::portal::failure(&e),
     };
-    let mut all: Vec<&Value> = docs.iter().chain(reports.iter()).filter(|r| released(r, &held)).collect();
+    let mut all: Vec<&Value> =
+        docs.iter().chain(reports.iter()).chain(notes.iter()).filter(|r| released(r, &held)).collect();
     all.sort_by_key(|r| std::cmp::Reverse(date_of(r)));
     let body = html! {
         section.card aria-labelledby="p-docs" {
@@ -742,7 +759,17 @@ pub(crate) async fn portal_show(
                 @if !who.is_empty() { div { dt { "From" } dd { (who) } } }
             }
             @if let Some(c) = doc["conclusion"].as_str() { h3 { "What it found" } p.prose { (c) } }
-            (attachment_views(&base, &atts))
+            @if doc["resourceType"] == "Composition" {
+                @for section in doc["section"].as_array().into_iter().flatten() {
+                    @let text = crate::visit::plain_text(section["text"]["div"].as_str().unwrap_or(""));
+                    @if !text.trim().is_empty() {
+                        h3 { (section["title"].as_str().unwrap_or("")) }
+                        div.note-text { (text) }
+                    }
+                }
+            } @else {
+                (attachment_views(&base, &atts))
+            }
         }
     };
     crate::portal::page_for(&session, &title(&doc), body)

@@ -1913,6 +1913,13 @@ async fn the_portal_shows_documents_and_a_health_summary_to_print_or_take_away()
                "conclusion":"No consolidation.","presentedForm":[{"contentType":"image/png","url":"Binary/pd-img","title":"Picture"}]}),
         json!({"resourceType":"DocumentReference","id":"pd-b","status":"current","subject":a("Patient/pat-b"),"description":"CANARY-B letter",
                "content":[{"attachment":{"contentType":"text/plain","data":b64(b"CANARY-B")}}]}),
+        // visit notes: shown once signed
+        json!({"resourceType":"Composition","id":"pd-note","status":"final","type":{"text":"Progress note"},"subject":a("Patient/pat-a"),
+               "date":"2025-06-01T10:00:00Z","author":[{"display":"Dr Jo Jones"}],"title":"Visit note, check-up",
+               "section":[{"title":"Plan","text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\">Walk daily &amp; &lt;rest&gt;.</div>"}}]}),
+        json!({"resourceType":"Composition","id":"pd-draft-note","status":"preliminary","type":{"text":"Progress note"},"subject":a("Patient/pat-a"),
+               "date":"2025-06-02T10:00:00Z","author":[{"display":"Dr Jo Jones"}],"title":"UNSIGNED note",
+               "section":[{"title":"Plan","text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\">draft</div>"}}]}),
     ] {
         let path = format!("/{}/{}", r["resourceType"].as_str().unwrap(), r["id"].as_str().unwrap());
         assert!(ts.put(&path, &r).await.status().is_success(), "{path}");
@@ -1922,6 +1929,11 @@ async fn the_portal_shows_documents_and_a_health_summary_to_print_or_take_away()
     assert_eq!(status, 200, "{list}");
     assert!(list.contains("Letter after your visit") && list.contains("Chest X-ray"), "{list}");
     assert!(!list.contains("DRAFT") && !list.contains("CANARY"), "{list}");
+    assert!(list.contains("Visit note, check-up") && !list.contains("UNSIGNED"), "signed notes only: {list}");
+    let (status, note) = page(&ts, &ana, "/portal/document/Composition/pd-note").await;
+    assert_eq!(status, 200);
+    assert!(note.contains("Walk daily &amp; &lt;rest&gt;."), "{note}");
+    assert_eq!(page(&ts, &ana, "/portal/document/Composition/pd-draft-note").await.0, 404);
     let (status, letter) = page(&ts, &ana, "/portal/document/DocumentReference/pd-letter").await;
     assert_eq!(status, 200);
     assert!(
