@@ -177,6 +177,9 @@ pub struct Limits {
     /// request answered 503 `too-costly` (0: no limit). On SQLite it stops reads
     /// (searches, `$everything`, history); on PostgreSQL every statement but migrations.
     pub statement_timeout_ms: u64,
+    /// Most TLS handshakes in progress at once (HTTPS); a connection beyond it is closed
+    /// at once.
+    pub max_tls_handshakes: usize,
 }
 
 /// Logging.
@@ -223,6 +226,7 @@ impl Default for Limits {
             requests_per_second_per_client: 0,
             min_free_disk_mb: 256,
             statement_timeout_ms: 30_000,
+            max_tls_handshakes: 256,
         }
     }
 }
@@ -335,6 +339,7 @@ impl Config {
             || l.max_string_bytes == 0
             || l.max_page_size == 0
             || l.max_concurrent_requests == 0
+            || l.max_tls_handshakes == 0
         {
             return Err(ConfigError::Invalid("limits must be greater than zero".into()));
         }

@@ -413,6 +413,7 @@ pub struct Server {
     backups: Option<Config>,
     /// HTTPS, when `tls_cert` and `tls_key` name a certificate.
     tls: Option<tokio_rustls::TlsAcceptor>,
+    max_tls_handshakes: usize,
 }
 
 /// How often the server links new audit entries into the hash chain and signs a
@@ -465,6 +466,7 @@ impl Server {
             hl7: cfg.hl7.clone(),
             backups: (cfg.backup.interval_secs > 0).then(|| cfg.clone()),
             tls: tls_acceptor(&cfg.tls_cert, &cfg.tls_key, "").map_err(Error::Tls)?,
+            max_tls_handshakes: cfg.limits.max_tls_handshakes,
         })
     }
 
@@ -525,7 +527,7 @@ impl Server {
             Some(acceptor) => {
                 let local = self.listener.local_addr().map_err(Error::Serve)?;
                 let (ready_tx, ready) = tokio::sync::mpsc::channel(64);
-                accepting = Some(tokio::spawn(accept_tls(self.listener, acceptor, ready_tx)));
+                accepting = Some(tokio::spawn(accept_tls(self.listener, acceptor, ready_tx, self.max_tls_handshakes)));
                 let app = self.app.layer(middleware::from_fn(over_tls));
                 Box::pin(
                     axum::serve(TlsListener { ready, local }, app.into_make_service_with_connect_info::<TlsPeer>())
@@ -616,12 +618,15 @@ impl axum::serve::Listener for TlsListener {
     }
 }
 
-/// Accepts TCP connections on `listener` and hands each finished TLS handshake on.
+/// Accepts TCP connections on `listener` and hands each finished TLS handshake on; at
+/// most `max_handshakes` run at once, and a connection beyond them is closed at once.
 async fn accept_tls(
     listener: TcpListener,
     acceptor: tokio_rustls::TlsAcceptor,
     ready: tokio::sync::mpsc::Sender<(tokio_rustls::server::TlsStream<tokio::net::TcpStream>, SocketAddr)>,
+    max_handshakes: usize,
 ) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(max_handshakes));
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(s) => s,
@@ -631,8 +636,15 @@ async fn accept_tls(
                 continue;
             }
         };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(client = %peer, "connection closed: the limit of TLS handshakes in progress is reached");
+            ::metrics::counter!("hale_http_requests_refused_total", "reason" => "handshakes").increment(1);
+            drop(stream);
+            continue;
+        };
         let (acceptor, ready) = (acceptor.clone(), ready.clone());
         tokio::spawn(async move {
+            let _slot = slot;
             match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => {
                     let _ = ready.send((tls, peer)).await;

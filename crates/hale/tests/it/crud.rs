@@ -340,6 +340,7 @@ async fn https_with_the_configured_certificate_and_nothing_for_plain_http() {
         ("HALE_TLS_CERT", c.as_str()),
         ("HALE_TLS_KEY", k.as_str()),
         ("HALE_PUBLIC_BASE_URL", "https://localhost/fhir"),
+        ("HALE_LIMITS__MAX_TLS_HANDSHAKES", "2"),
     ];
     let server = hale_test_support::spawn_binary_env(exe, &args, &env).await;
     let addr = server.base.strip_prefix("https://").expect("the banner names https").to_string();
@@ -363,6 +364,28 @@ async fn https_with_the_configured_certificate_and_nothing_for_plain_http() {
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.to_ascii_lowercase().contains("strict-transport-security: max-age=31536000"), "{answer}");
     assert!(answer.contains("CapabilityStatement") && answer.contains("https://localhost/fhir"), "{answer}");
+    // two connections that never finish their handshake fill the slots: a third client is
+    // closed at once; once they go, clients are served again
+    let idle1 = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let idle2 = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let name = || rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    assert!(connector.connect(name(), tcp).await.is_err(), "beyond the limit of handshakes: closed");
+    drop((idle1, idle2));
+    let mut served = false;
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        if let Ok(mut tls) = connector.connect(name(), tcp).await {
+            tls.write_all(request("/healthz").as_bytes()).await.unwrap();
+            let mut a = Vec::new();
+            let _ = tls.read_to_end(&mut a).await;
+            served = String::from_utf8_lossy(&a).starts_with("HTTP/1.1 200");
+            break;
+        }
+    }
+    assert!(served, "the slots free when the idle connections go");
     // plain HTTP to the same port gets no HTTP answer
     let mut plain = tokio::net::TcpStream::connect(&addr).await.unwrap();
     plain.write_all(request("/healthz").as_bytes()).await.unwrap();
