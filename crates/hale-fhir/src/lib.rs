@@ -12,6 +12,7 @@
 pub mod definitions;
 pub mod ids;
 pub mod json;
+pub mod narrative;
 pub mod outcome;
 pub mod validate;
 

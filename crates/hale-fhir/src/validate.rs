@@ -273,8 +273,8 @@ impl Validator<'_> {
                     return;
                 }
                 if ty == "xhtml" {
-                    if !s.trim_start().starts_with("<div") {
-                        self.push(IssueType::Value, path, "Narrative must be an XHTML <div> element".into());
+                    if let Err(e) = crate::narrative::check(s) {
+                        self.push(IssueType::Value, path, format!("Narrative: {e}"));
                     }
                     return;
                 }

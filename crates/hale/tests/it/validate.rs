@@ -80,3 +80,45 @@ async fn validate_operation_at_type_and_instance_level() {
     let r = s.get("/Patient/$validate").await;
     assert_eq!(r.status(), 405);
 }
+
+#[tokio::test]
+async fn narratives_are_held_to_the_r4_xhtml_rules() {
+    let s = TestServer::spawn().await;
+    let div = |inner: &str| format!("<div xmlns=\"http://www.w3.org/1999/xhtml\">{inner}</div>");
+    let patient = |d: String| json!({"resourceType":"Patient","text":{"status":"generated","div":d}});
+    // each break refused with where it is; the same resource without it accepted
+    for (d, at, says) in [
+        (div("<p>Ana</p><script>alert(1)</script>"), "Patient.text.div", "<script> at /div/script"),
+        (div("<p onmouseover=\"steal()\">Ana</p>"), "Patient.text.div", "onmouseover"),
+        (div("<a href=\"javascript:alert(1)\">Ana</a>"), "Patient.text.div", "runs script"),
+        (div("<p>  </p>"), "Patient.text.div", "txt-2"),
+        ("<div>Ana</div>".to_string(), "Patient.text.div", "XHTML namespace"),
+    ] {
+        let r = s.post("/Patient", &patient(d.clone())).await;
+        assert_eq!(r.status(), 400, "{d}");
+        let oo = json(r).await;
+        assert_eq!(first_expression(&oo).as_deref(), Some(at), "{oo}");
+        assert!(oo.to_string().contains(says), "{d}: {oo}");
+        // $validate reports it too
+        let v = json(s.post("/Patient/$validate", &patient(d.clone())).await).await;
+        assert_eq!(v["issue"][0]["severity"], "error", "{v}");
+    }
+    assert_eq!(
+        s.post("/Patient", &patient(div("<p>Ana <b>Alvarez</b>&nbsp;&mdash; born 1980</p>"))).await.status(),
+        201
+    );
+    // in a contained resource, and in a transaction entry: refused whole, nothing stored
+    let contained = json!({"resourceType":"Patient","id":"nc1","contained":[{"resourceType":"Organization","id":"o1",
+        "text":{"status":"generated","div":div("<img src=\"x\" onerror=\"steal()\"/>")}}]});
+    let r = s.put("/Patient/nc1", &contained).await;
+    assert_eq!(r.status(), 400);
+    assert_eq!(first_expression(&json(r).await).as_deref(), Some("Patient.contained[0].text.div"));
+    let before = json(s.get("/Patient?_summary=count").await).await["total"].clone();
+    let tx = json!({"resourceType":"Bundle","type":"transaction","entry":[
+        {"resource":{"resourceType":"Patient","active":true},"request":{"method":"POST","url":"Patient"}},
+        {"resource":patient(div("<iframe src=\"http://x\">Ana</iframe>")),"request":{"method":"POST","url":"Patient"}}]});
+    let r = s.post("", &tx).await;
+    assert_eq!(r.status(), 400);
+    assert!(json(r).await.to_string().contains("<iframe>"));
+    assert_eq!(json(s.get("/Patient?_summary=count").await).await["total"], before);
+}
