@@ -3,7 +3,8 @@
 //! known resource type; no unknown elements; JSON kinds and R4 regular expressions of
 //! primitives; cardinality (including arrays exactly where `max > 1`); one type per
 //! choice element; required bindings to the value sets the definitions expand; no
-//! empty objects, arrays or strings. Every issue names its element, e.g.
+//! empty objects, arrays or strings; no `fhir_comments`; an Attachment's `size` and
+//! `hash` true to its `data`. Every issue names its element, e.g.
 //! `Patient.name[0].given[1]`.
 
 use std::collections::HashMap;
@@ -109,6 +110,9 @@ impl Validator<'_> {
             self.push(IssueType::Structure, path, "An element must have a value or children (ele-1)".into());
             return;
         }
+        if td.name == "Attachment" {
+            self.attachment(obj, path);
+        }
         // element index -> JSON names present for it (choice elements may have several)
         // (element index, property name) of each element present; a handful per object,
         // so a list beats a map
@@ -118,6 +122,8 @@ impl Validator<'_> {
                 continue;
             }
             if key == "fhir_comments" {
+                let at = child_path(path, key);
+                self.push(IssueType::Structure, &at, "fhir_comments is a DSTU2 leftover, not part of R4 JSON".into());
                 continue;
             }
             let (name, underscore) = match key.strip_prefix('_') {
@@ -295,6 +301,29 @@ impl Validator<'_> {
         }
     }
 
+    /// An Attachment's `size` and `hash` describe its `data` (R4 datatypes, Attachment:
+    /// the number of bytes, and the SHA-1 of the data in base64).
+    fn attachment(&mut self, obj: &Map<String, Value>, path: &str) {
+        use base64::Engine;
+        use sha1::Digest;
+        let Some(data) = obj.get("data").and_then(Value::as_str) else { return };
+        // data that is not base64 is reported by its type's pattern
+        let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(data) else { return };
+        if let Some(size) = obj.get("size").and_then(Value::as_u64)
+            && size != bytes.len() as u64
+        {
+            let at = child_path(path, "size");
+            self.push(IssueType::Value, &at, format!("size is {size} but the data holds {} bytes", bytes.len()));
+        }
+        if let Some(hash) = obj.get("hash").and_then(Value::as_str) {
+            let sha1 = base64::engine::general_purpose::STANDARD.encode(sha1::Sha1::digest(&bytes));
+            if hash != sha1 {
+                let at = child_path(path, "hash");
+                self.push(IssueType::Value, &at, format!("hash is not the SHA-1 of the data in base64 ({sha1})"));
+            }
+        }
+    }
+
     /// `_birthDate`: the id and extensions of a primitive.
     fn primitive_extension(&mut self, val: &Value, el: &ElementDef, ty: &str, path: &str, value: Option<&Value>) {
         let upath = format!(
@@ -407,6 +436,32 @@ mod tests {
     fn unknown_resource_types_are_rejected() {
         assert_eq!(exprs(json!({"resourceType":"Patientx"})), ["Resource.resourceType"]);
         assert_eq!(exprs(json!({"resourceType":"DomainResource"})), ["Resource.resourceType"]);
+    }
+
+    #[test]
+    fn attachments_say_the_truth_of_their_data_and_comments_are_gone() {
+        // "hello": 5 bytes, SHA-1 qvTGHdzF6KLavt4PO0gs2a6pQ00=
+        let doc = |att: serde_json::Value| serde_json::json!({"resourceType":"DocumentReference","status":"current","content":[{"attachment":att}]});
+        let ok = doc(
+            serde_json::json!({"contentType":"text/plain","data":"aGVsbG8=","size":5,"hash":"qvTGHdzF6KLavt4PO0gs2a6pQ00="}),
+        );
+        assert!(validate_resource(&ok).is_empty(), "{:?}", validate_resource(&ok));
+        let size = validate_resource(&doc(serde_json::json!({"contentType":"text/plain","data":"aGVsbG8=","size":6})));
+        assert_eq!(size[0].expression, Some("DocumentReference.content[0].attachment.size".to_string()), "{size:?}");
+        let hash = validate_resource(&doc(
+            serde_json::json!({"contentType":"text/plain","data":"aGVsbG8=","hash":"571ef9c5655840f324e679072ed62b1b95eef8a0"}),
+        ));
+        assert_eq!(hash[0].expression, Some("DocumentReference.content[0].attachment.hash".to_string()), "{hash:?}");
+        // a URL's content is not checked here: nothing to compare with
+        assert!(
+            validate_resource(&doc(
+                serde_json::json!({"url":"http://x/y.pdf","size":6,"hash":"qvTGHdzF6KLavt4PO0gs2a6pQ00="})
+            ))
+            .is_empty()
+        );
+        let comments =
+            validate_resource(&serde_json::json!({"resourceType":"Patient","fhir_comments":["a DSTU2 comment"]}));
+        assert_eq!(comments[0].expression, Some("Patient.fhir_comments".to_string()), "{comments:?}");
     }
 
     #[test]

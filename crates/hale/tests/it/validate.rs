@@ -122,3 +122,32 @@ async fn narratives_are_held_to_the_r4_xhtml_rules() {
     assert!(json(r).await.to_string().contains("<iframe>"));
     assert_eq!(json(s.get("/Patient?_summary=count").await).await["total"], before);
 }
+
+#[tokio::test]
+async fn attachments_must_describe_their_data_and_dstu2_comments_are_refused() {
+    let s = TestServer::spawn().await;
+    let doc = |att: serde_json::Value| json!({"resourceType":"DocumentReference","status":"current","content":[{"attachment":att}]});
+    // "hello": 5 bytes, SHA-1 in base64 qvTGHdzF6KLavt4PO0gs2a6pQ00=
+    for (att, at) in [
+        (
+            json!({"contentType":"text/plain","data":"aGVsbG8=","size":50}),
+            "DocumentReference.content[0].attachment.size",
+        ),
+        (
+            json!({"contentType":"text/plain","data":"aGVsbG8=","hash":"aGVsbG8="}),
+            "DocumentReference.content[0].attachment.hash",
+        ),
+    ] {
+        let r = s.post("/DocumentReference", &doc(att)).await;
+        assert_eq!(r.status(), 400);
+        let oo = json(r).await;
+        assert_outcome(&oo);
+        assert_eq!(first_expression(&oo).as_deref(), Some(at), "{oo}");
+    }
+    let good =
+        doc(json!({"contentType":"text/plain","data":"aGVsbG8=","size":5,"hash":"qvTGHdzF6KLavt4PO0gs2a6pQ00="}));
+    assert_eq!(s.post("/DocumentReference", &good).await.status(), 201);
+    let r = s.post("/Patient", &json!({"resourceType":"Patient","fhir_comments":["from DSTU2"]})).await;
+    assert_eq!(r.status(), 400);
+    assert_eq!(first_expression(&json(r).await).as_deref(), Some("Patient.fhir_comments"));
+}
