@@ -9,6 +9,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
 mod cds_hooks;
+pub mod content;
 pub mod error;
 mod interaction;
 pub mod ips;

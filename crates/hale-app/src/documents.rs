@@ -9,6 +9,7 @@
 //! governed by the patient, and the DocumentReference pointing to it, in one
 //! transaction). Every read goes through the session's repository.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{Multipart, Path, State};
@@ -135,12 +136,15 @@ fn binary_id(a: &Value) -> Option<&str> {
 
 /// An image a browser shows safely (SVG can carry script: it is downloaded).
 pub(crate) fn shown_image(m: &str) -> bool {
-    matches!(m, "image/png" | "image/jpeg" | "image/gif" | "image/webp")
+    m.starts_with("image/") && hale_api::content::shown_inline(m)
 }
 
 fn human_size(n: u64) -> String {
-    if n >= 1024 * 1024 {
-        format!("{:.1} MB", n as f64 / (1024.0 * 1024.0))
+    const MB: u64 = 1024 * 1024;
+    if n >= MB && n.is_multiple_of(MB) {
+        format!("{} MB", n / MB)
+    } else if n >= MB {
+        format!("{:.1} MB", n as f64 / MB as f64)
     } else if n >= 1024 {
         format!("{} KB", n.div_ceil(1024))
     } else {
@@ -405,26 +409,12 @@ pub(crate) async fn attachment(
     }
 }
 
-/// Bytes in their own media type, sandboxed: no script runs from them, nothing is
-/// sniffed, and only images, PDFs and plain text are shown in the browser.
+/// Bytes in their own media type, sandboxed ([`hale_api::content::sandbox`]) and never
+/// cached.
 pub(crate) fn content_response(bytes: Vec<u8>, content_type: &str, name: &str, download: bool) -> Response {
-    let m = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    let inline = !download && (shown_image(&m) || m == "application/pdf" || m == "text/plain");
-    let ct =
-        HeaderValue::from_str(content_type).unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream"));
-    let safe: String =
-        name.chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, ' ' | '.' | '-' | '_')).take(80).collect();
-    let safe = if safe.trim().is_empty() { "attachment".to_string() } else { safe.trim().to_string() };
-    let disposition = format!("{}; filename=\"{safe}\"", if inline { "inline" } else { "attachment" });
     let mut r = bytes.into_response();
-    let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, ct);
-    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
-    h.insert("content-security-policy", HeaderValue::from_static("default-src 'none'; sandbox"));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
-    if let Ok(v) = HeaderValue::from_str(&disposition) {
-        h.insert(header::CONTENT_DISPOSITION, v);
-    }
+    hale_api::content::sandbox(r.headers_mut(), content_type, Some(name), download);
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
     r
 }
 
@@ -452,7 +442,6 @@ pub(crate) fn sniff(bytes: &[u8]) -> Option<&'static str> {
 }
 
 /// What the upload form was sent with.
-#[derive(Default)]
 struct Upload {
     csrf: String,
     title: String,
@@ -520,43 +509,71 @@ fn form_page(
     page("Add a document", Some(session), body)
 }
 
-async fn read_upload(mut mp: Multipart, limit: usize) -> Result<Upload, String> {
-    let too_large = || format!("Nothing was saved: the file is larger than the limit of {}.", human_size(limit as u64));
+/// A multipart form as sent: its text fields and the file of its `file` input.
+pub(crate) struct MultipartForm {
+    pub fields: HashMap<String, String>,
+    /// The file's name and bytes; `None` when the file input was left empty.
+    pub file: Option<(String, Vec<u8>)>,
+    /// Why the form could not be read whole (a file too large, a broken body), for the
+    /// person; the fields read before it are kept.
+    pub refused: Option<String>,
+}
+
+/// The longest text field a multipart form may carry.
+const MAX_FIELD_BYTES: usize = 16 * 1024;
+
+/// Reads multipart form `mp`: the text fields named in `names`, and the file under
+/// `limit` bytes.
+pub(crate) async fn read_multipart(mut mp: Multipart, limit: usize, names: &[&str]) -> MultipartForm {
+    let too_large = || format!("the file is larger than the limit of {}.", human_size(limit as u64));
     let unreadable = |e: axum::extract::multipart::MultipartError| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             too_large()
         } else {
-            "Nothing was saved: the form could not be read. Choose the file again.".to_string()
+            "the form could not be read. Choose the file again.".to_string()
         }
     };
-    let mut u = Upload::default();
-    while let Some(mut field) = mp.next_field().await.map_err(unreadable)? {
-        let name = field.name().unwrap_or("").to_string();
-        match name.as_str() {
-            "file" => {
-                u.file_name = field.file_name().unwrap_or("").to_string();
+    let mut form = MultipartForm { fields: HashMap::new(), file: None, refused: None };
+    let read: Result<(), String> = async {
+        while let Some(mut field) = mp.next_field().await.map_err(unreadable)? {
+            let name = field.name().unwrap_or("").to_string();
+            if name == "file" {
+                let file_name: String = field.file_name().unwrap_or("").chars().take(200).collect();
+                let mut bytes = Vec::new();
                 while let Some(chunk) = field.chunk().await.map_err(unreadable)? {
-                    if u.bytes.len() + chunk.len() > limit {
+                    if bytes.len() + chunk.len() > limit {
                         return Err(too_large());
                     }
-                    u.bytes.extend_from_slice(&chunk);
+                    bytes.extend_from_slice(&chunk);
                 }
-            }
-            "csrf" | "title" | "kind" => {
+                // a file input left empty sends a part with no name and no bytes
+                if !bytes.is_empty() || !file_name.is_empty() {
+                    form.file = Some((file_name, bytes));
+                }
+            } else if names.contains(&name.as_str()) {
                 let text = field.text().await.map_err(unreadable)?;
-                if text.len() > 1000 {
-                    return Err("Nothing was saved: a field is too long.".into());
+                if text.len() > MAX_FIELD_BYTES {
+                    return Err("a field is too long.".into());
                 }
-                match name.as_str() {
-                    "csrf" => u.csrf = text,
-                    "title" => u.title = text,
-                    _ => u.kind = text,
-                }
+                form.fields.insert(name, text);
             }
-            _ => {}
         }
+        Ok(())
     }
-    Ok(u)
+    .await;
+    form.refused = read.err();
+    form
+}
+
+async fn read_upload(mp: Multipart, limit: usize) -> Result<Upload, String> {
+    let mut f = read_multipart(mp, limit, &["csrf", "title", "kind"]).await;
+    if let Some(e) = f.refused {
+        return Err(format!("Nothing was saved: {e}"));
+    }
+    let mut take = |k: &str| f.fields.remove(k).unwrap_or_default();
+    let (csrf, title, kind) = (take("csrf"), take("title"), take("kind"));
+    let (file_name, bytes) = f.file.unwrap_or_default();
+    Ok(Upload { csrf, title, kind, file_name, bytes })
 }
 
 /// `POST /app/patient/{id}/documents/new`.

@@ -56,43 +56,9 @@ impl FromRequest<Arc<AppState>> for MessageForm {
             let Form(fields) = Form::<Fields>::from_request(req, st).await.map_err(IntoResponse::into_response)?;
             return Ok(MessageForm { fields, file: None, refused: None });
         }
-        let limit = attachment_limit(st);
-        let mut mp = Multipart::from_request(req, st).await.map_err(IntoResponse::into_response)?;
-        let mut form = MessageForm { fields: Fields::new(), file: None, refused: None };
-        let too_large = format!("The file is larger than the limit of {} MB.", limit / (1024 * 1024));
-        let unreadable = |e: axum::extract::multipart::MultipartError| {
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                too_large.clone()
-            } else {
-                "The form could not be read. Choose the file again.".to_string()
-            }
-        };
-        let outcome: Result<(), String> = async {
-            while let Some(mut field) = mp.next_field().await.map_err(unreadable)? {
-                let name = field.name().unwrap_or("").to_string();
-                if name == "file" {
-                    let file_name: String = field.file_name().unwrap_or("").chars().take(200).collect();
-                    let mut bytes = Vec::new();
-                    while let Some(chunk) = field.chunk().await.map_err(unreadable)? {
-                        if bytes.len() + chunk.len() > limit {
-                            return Err(too_large.clone());
-                        }
-                        bytes.extend_from_slice(&chunk);
-                    }
-                    // a file input left empty sends a part with no name and no bytes
-                    if !bytes.is_empty() || !file_name.is_empty() {
-                        form.file = Some((file_name, bytes));
-                    }
-                } else if matches!(name.as_str(), "csrf" | "topic" | "text") {
-                    let text = field.text().await.map_err(unreadable)?;
-                    form.fields.insert(name, text);
-                }
-            }
-            Ok(())
-        }
-        .await;
-        form.refused = outcome.err();
-        Ok(form)
+        let mp = Multipart::from_request(req, st).await.map_err(IntoResponse::into_response)?;
+        let f = crate::documents::read_multipart(mp, attachment_limit(st), &["csrf", "topic", "text"]).await;
+        Ok(MessageForm { fields: f.fields, file: f.file, refused: f.refused })
     }
 }
 

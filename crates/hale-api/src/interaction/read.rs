@@ -50,16 +50,13 @@ fn native_wanted(headers: &axum::http::HeaderMap, format_given: bool) -> bool {
 }
 
 /// The content of a stored Binary in its own media type: whole, or the one byte range
-/// a `Range: bytes=a-b` header asks for (206; 416 when it lies outside). Served so that
-/// it cannot act within Hale's origin: a sandboxing CSP, no sniffing, and anything but
-/// an image or a PDF as an attachment.
+/// a `Range: bytes=a-b` header asks for (206; 416 when it lies outside), sandboxed by
+/// [`crate::content::sandbox`].
 fn native(text: &str, headers: &axum::http::HeaderMap) -> Result<Response, ApiError> {
     use base64::Engine;
     use hale_fhir::{Category, Issue, IssueType};
     let v: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
     let ct = v["contentType"].as_str().unwrap_or("application/octet-stream");
-    let ct = axum::http::HeaderValue::from_str(ct)
-        .unwrap_or_else(|_| axum::http::HeaderValue::from_static("application/octet-stream"));
     let bytes = match v["data"].as_str() {
         Some(d) => base64::engine::general_purpose::STANDARD.decode(d).map_err(|_| {
             ApiError::new(Category::Internal, Issue::error(IssueType::Exception, "The stored content cannot be read"))
@@ -67,8 +64,6 @@ fn native(text: &str, headers: &axum::http::HeaderMap) -> Result<Response, ApiEr
         None => Vec::new(),
     };
     let total = bytes.len();
-    let mime = ct.to_str().unwrap_or("").to_ascii_lowercase();
-    let inline = (mime.starts_with("image/") && !mime.contains("svg")) || mime == "application/pdf";
     let range = headers.get(header::RANGE).and_then(|r| r.to_str().ok()).map(str::trim).map(str::to_string);
     let (status, body, content_range) = match range.as_deref().and_then(|r| r.strip_prefix("bytes=")) {
         None => (StatusCode::OK, bytes, None),
@@ -94,14 +89,8 @@ fn native(text: &str, headers: &axum::http::HeaderMap) -> Result<Response, ApiEr
     let mut r = Response::new(axum::body::Body::from(body));
     *r.status_mut() = status;
     let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, ct);
+    crate::content::sandbox(h, ct, None, false);
     h.insert(header::ACCEPT_RANGES, axum::http::HeaderValue::from_static("bytes"));
-    h.insert("x-content-type-options", axum::http::HeaderValue::from_static("nosniff"));
-    h.insert("content-security-policy", axum::http::HeaderValue::from_static("default-src 'none'; sandbox"));
-    h.insert(
-        header::CONTENT_DISPOSITION,
-        axum::http::HeaderValue::from_static(if inline { "inline" } else { "attachment" }),
-    );
     if let Some(cr) = content_range.and_then(|c| axum::http::HeaderValue::from_str(&c).ok()) {
         h.insert(header::CONTENT_RANGE, cr);
     }
