@@ -170,6 +170,37 @@ fn copy_tree(from: &Path, to: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// Copies the data directory of `cfg` into `into` as a backup holds it: `keys/` and
+/// `audit/` first (so every signed checkpoint is at or below the snapshot's last audit
+/// entry), then a consistent snapshot of the database as `hale.db`, integrity-checked.
+fn snapshot_data_dir(cfg: &Config, db: &Path, into: &Path) -> Result<PathBuf, String> {
+    for dir in ["keys", "audit"] {
+        let from = cfg.data_dir.join(dir);
+        if from.is_dir() {
+            copy_tree(&from, &into.join(dir))?;
+        }
+    }
+    let snap = into.join("hale.db");
+    hale_store_sqlite::snapshot::snapshot(db, &snap).map_err(|e| format!("taking the snapshot: {e}"))?;
+    hale_store_sqlite::snapshot::integrity_check(&snap).map_err(|e| e.to_string())?;
+    Ok(snap)
+}
+
+/// Opens the data directory `dir` as Hale would (migrations included) as `job`, and
+/// checks its audit trail's chain and signed checkpoints; the repository and the
+/// number of entries checked.
+async fn open_and_verify_audit(dir: &Path, job: &str) -> Result<(hale_repository::Repository, u64), String> {
+    let cfg = Config { data_dir: dir.to_path_buf(), ..Config::default() };
+    let repo = crate::system_repository(&cfg, job).await.map_err(|e| format!("Hale cannot open it: {e}"))?;
+    let checkpoints = crate::checkpoints(&cfg, &repo).await.map_err(|e| e.to_string())?;
+    repo.chain_audit(&checkpoints).await.map_err(|e| format!("the audit trail: {e}"))?;
+    let v = repo.verify_audit(&checkpoints).await.map_err(|e| format!("the audit trail: {e}"))?;
+    if let Some(p) = v.problem() {
+        return Err(format!("the audit trail fails verification: {p}"));
+    }
+    Ok((repo, v.report.checked))
+}
+
 /// Writes a backup of the store `cfg` names to `out` (which must not exist) while Hale
 /// may go on serving; returns its manifest.
 pub fn create(cfg: &Config, out: &Path) -> Result<Manifest, String> {
@@ -192,17 +223,8 @@ pub fn create(cfg: &Config, out: &Path) -> Result<Manifest, String> {
         .prefix(".hale-backup-")
         .tempdir_in(&parent)
         .map_err(|e| io("creating a working directory in", &parent, e))?;
-    // the keys and the signed checkpoints before the database (see the module's note)
-    for dir in ["keys", "audit"] {
-        let from = cfg.data_dir.join(dir);
-        if from.is_dir() {
-            copy_tree(&from, &staging.path().join(dir))?;
-        }
-    }
     let created = hale_repository::Instant::now().to_fhir();
-    let snap = staging.path().join("hale.db");
-    hale_store_sqlite::snapshot::snapshot(&db, &snap).map_err(|e| format!("taking the snapshot: {e}"))?;
-    hale_store_sqlite::snapshot::integrity_check(&snap).map_err(|e| e.to_string())?;
+    let snap = snapshot_data_dir(cfg, &db, staging.path())?;
     let (per_type, versions) = type_digests(&snap)?;
     let mut files = BTreeMap::new();
     for name in files_under(staging.path())? {
@@ -309,24 +331,16 @@ pub async fn verify(file: &Path) -> Result<Verified, String> {
     if let Some(t) = per_type.keys().find(|t| !m.per_type.contains_key(*t)) {
         return Err(format!("{t}: versions the manifest does not list"));
     }
-    // Hale opens it as it would the data directory, and counts the same
-    let cfg = Config { data_dir: scratch.path().to_path_buf(), ..Config::default() };
-    let repo = crate::system_repository(&cfg, "backup-verify")
-        .await
-        .map_err(|e| format!("Hale cannot open the backup: {e}"))?;
+    // Hale opens it as it would the data directory, counts the same, and its audit
+    // trail holds
+    let (repo, audit_entries) = open_and_verify_audit(scratch.path(), "backup-verify").await?;
     let (counts, _) = crate::bulk::fingerprint(&repo).await.map_err(|e| format!("Hale cannot read the backup: {e}"))?;
     let expected: BTreeMap<String, usize> = m.per_type.iter().map(|(t, d)| (t.clone(), d.versions as usize)).collect();
     if counts != expected {
         return Err("Hale reads other counts of versions than the manifest lists".into());
     }
-    let checkpoints = crate::checkpoints(&cfg, &repo).await.map_err(|e| e.to_string())?;
-    repo.chain_audit(&checkpoints).await.map_err(|e| format!("the audit trail: {e}"))?;
-    let v = repo.verify_audit(&checkpoints).await.map_err(|e| format!("the audit trail: {e}"))?;
-    if let Some(p) = v.problem() {
-        return Err(format!("the audit trail fails verification: {p}"));
-    }
     drop(repo);
-    Ok(Verified { manifest: m, audit_entries: v.report.checked, seconds: started.elapsed().as_secs_f64() })
+    Ok(Verified { manifest: m, audit_entries, seconds: started.elapsed().as_secs_f64() })
 }
 
 /// Verifies backup `file`, then unpacks it into `data_dir`, which must hold no store.
@@ -439,15 +453,7 @@ pub async fn check(cfg: &Config) -> Result<CheckReport, String> {
         return Err(format!("there is no store at {}", db.display()));
     }
     let scratch = tempfile::tempdir().map_err(|e| format!("creating a scratch directory: {e}"))?;
-    for dir in ["keys", "audit"] {
-        let from = cfg.data_dir.join(dir);
-        if from.is_dir() {
-            copy_tree(&from, &scratch.path().join(dir))?;
-        }
-    }
-    let copy = scratch.path().join("hale.db");
-    snapshot::snapshot(&db, &copy).map_err(|e| format!("taking a snapshot to check: {e}"))?;
-    snapshot::integrity_check(&copy).map_err(|e| e.to_string())?;
+    let copy = snapshot_data_dir(cfg, &db, scratch.path())?;
     let schema = snapshot::schema_versions(&copy).map_err(|e| e.to_string())?;
     if schema.0 > schema.1 {
         return Err(format!("the store's schema ({}) is newer than this Hale knows ({})", schema.0, schema.1));
@@ -457,15 +463,7 @@ pub async fn check(cfg: &Config) -> Result<CheckReport, String> {
         return Err(format!("the store is inconsistent: {}", problems.join("; ")));
     }
     let (per_type, versions) = type_digests(&copy)?;
-    let copy_cfg = Config { data_dir: scratch.path().to_path_buf(), ..Config::default() };
-    let repo =
-        crate::system_repository(&copy_cfg, "check").await.map_err(|e| format!("Hale cannot open the store: {e}"))?;
-    let checkpoints = crate::checkpoints(&copy_cfg, &repo).await.map_err(|e| e.to_string())?;
-    repo.chain_audit(&checkpoints).await.map_err(|e| format!("the audit trail: {e}"))?;
-    let v = repo.verify_audit(&checkpoints).await.map_err(|e| format!("the audit trail: {e}"))?;
-    if let Some(p) = v.problem() {
-        return Err(format!("the audit trail fails verification: {p}"));
-    }
+    let (repo, audit_entries) = open_and_verify_audit(scratch.path(), "check").await?;
     let before = snapshot::index_digests(&copy).map_err(|e| e.to_string())?;
     crate::bulk::reindex(&repo, &[], false).await.map_err(|e| format!("rebuilding the index to compare: {e}"))?;
     drop(repo);
@@ -492,7 +490,7 @@ pub async fn check(cfg: &Config) -> Result<CheckReport, String> {
         versions,
         types: per_type.len(),
         index_rows: before.iter().map(|t| t.1).sum(),
-        audit_entries: v.report.checked,
+        audit_entries,
         seconds: started.elapsed().as_secs_f64(),
     })
 }
