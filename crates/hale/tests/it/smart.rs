@@ -481,15 +481,14 @@ async fn bad_requests_are_refused_and_nothing_is_granted() {
 
 /// A password reset ends the grants begun before it: their refresh tokens are refused at
 /// once, their access tokens within a second.
-#[tokio::test(flavor = "multi_thread")]
-async fn a_password_reset_ends_the_grants_begun_before_it() {
-    let ts = TestServer::spawn().await;
-    setup(&ts).await;
-    let p = pkce("reset");
-    let url = authorize_url(&ts, "app1", "patient/*.rs launch/patient offline_access", &p);
+/// Ana signs in, lets app1 act for her with `offline_access`, and the app exchanges
+/// the code: her session cookie and the token answer.
+async fn offline_grant(ts: &TestServer, seed: &str) -> (String, Value) {
+    let p = pkce(seed);
+    let url = authorize_url(ts, "app1", "patient/*.rs launch/patient offline_access", &p);
     let next = url.strip_prefix(&ts.base).unwrap().to_string();
-    let session = sign_in(&ts, &next, "ana", "correct horse battery staple", "").await.unwrap();
-    let (code, _) = approve(&ts, &url, &session, None).await;
+    let session = sign_in(ts, &next, "ana", "correct horse battery staple", "").await.unwrap();
+    let (code, _) = approve(ts, &url, &session, None).await;
     let form = [
         ("grant_type", "authorization_code"),
         ("code", code.as_str()),
@@ -497,8 +496,16 @@ async fn a_password_reset_ends_the_grants_begun_before_it() {
         ("client_id", "app1"),
         ("code_verifier", p.verifier.as_str()),
     ];
-    let (status, t) = token(&ts, &form).await;
+    let (status, t) = token(ts, &form).await;
     assert_eq!(status, 200, "{t}");
+    (session, t)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_password_reset_ends_the_grants_begun_before_it() {
+    let ts = TestServer::spawn().await;
+    setup(&ts).await;
+    let (_, t) = offline_grant(&ts, "reset").await;
     let ts = &ts;
     let refresh = |rt: String| async move {
         token(ts, &[("grant_type", "refresh_token"), ("refresh_token", rt.as_str()), ("client_id", "app1")]).await
@@ -1081,20 +1088,7 @@ async fn a_password_reset_voids_tokens_for_introspection_and_launch() {
 async fn a_patient_sees_their_connected_apps_and_disconnects_one() {
     let ts = TestServer::spawn().await;
     setup(&ts).await;
-    let p = pkce("apps");
-    let url = authorize_url(&ts, "app1", "patient/*.rs launch/patient offline_access", &p);
-    let next = url.strip_prefix(&ts.base).unwrap().to_string();
-    let session = sign_in(&ts, &next, "ana", "correct horse battery staple", "").await.unwrap();
-    let (code, _) = approve(&ts, &url, &session, None).await;
-    let form = [
-        ("grant_type", "authorization_code"),
-        ("code", code.as_str()),
-        ("redirect_uri", REDIRECT),
-        ("client_id", "app1"),
-        ("code_verifier", p.verifier.as_str()),
-    ];
-    let (status, t) = token(&ts, &form).await;
-    assert_eq!(status, 200, "{t}");
+    let (session, t) = offline_grant(&ts, "apps").await;
     let at = t["access_token"].as_str().unwrap().to_string();
     let anonymous = reqwest::Client::new();
     assert_eq!(anonymous.get(ts.fhir("/Observation")).bearer_auth(&at).send().await.unwrap().status(), 200);
