@@ -54,6 +54,8 @@ pub(crate) struct Journal {
     closed: Vec<Held>,
     /// Makes the names of one process's files distinct and ordered.
     counter: u64,
+    /// Entries this process appended since the last [`Journal::take`].
+    entries: u64,
 }
 
 fn io(e: std::io::Error) -> Error {
@@ -94,7 +96,7 @@ impl Journal {
     pub(crate) fn open(db: &Path) -> Result<Self> {
         let mut name = db.as_os_str().to_owned();
         name.push("-audit");
-        let mut j = Journal { dir: PathBuf::from(name), current: None, closed: Vec::new(), counter: 0 };
+        let mut j = Journal { dir: PathBuf::from(name), current: None, closed: Vec::new(), counter: 0, entries: 0 };
         j.adopt()?;
         Ok(j)
     }
@@ -132,8 +134,8 @@ impl Journal {
         Ok(())
     }
 
-    /// Appends lines made by [`encode`], in one write, to the current file.
-    pub(crate) fn append(&mut self, lines: &[u8]) -> Result<()> {
+    /// Appends `entries` lines made by [`encode`], in one write, to the current file.
+    pub(crate) fn append(&mut self, lines: &[u8], entries: u64) -> Result<()> {
         if self.current.is_none() {
             self.current = Some(self.create()?);
         }
@@ -145,6 +147,7 @@ impl Journal {
             }
             return Err(io(e));
         }
+        self.entries += entries;
         Ok(())
     }
 
@@ -178,11 +181,16 @@ impl Journal {
         if let Err(e) = self.adopt() {
             tracing::warn!(error = %e, "the audit journal's directory could not be read");
         }
-        Taken { dir: self.dir.clone(), files: std::mem::take(&mut self.closed) }
+        Taken {
+            dir: self.dir.clone(),
+            files: std::mem::take(&mut self.closed),
+            entries: std::mem::take(&mut self.entries),
+        }
     }
 
     /// Gives back files that could not be moved, to be tried again.
     pub(crate) fn give_back(&mut self, mut t: Taken) {
+        self.entries += t.entries;
         t.files.append(&mut self.closed);
         self.closed = t.files;
     }
@@ -195,9 +203,16 @@ impl Journal {
 pub(crate) struct Taken {
     dir: PathBuf,
     files: Vec<Held>,
+    /// Entries this process appended to these files (files adopted from another
+    /// process count none).
+    entries: u64,
 }
 
 impl Taken {
+    pub(crate) fn entries(&self) -> u64 {
+        self.entries
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         self.files.is_empty()
     }
@@ -315,13 +330,13 @@ mod tests {
         let (d, c) = db();
         let path = d.path().join("t.db");
         let mut j = Journal::open(&path).unwrap();
-        j.append(&encode(&[row("read"), row("search-type")]).unwrap()).unwrap();
+        j.append(&encode(&[row("read"), row("search-type")]).unwrap(), 2).unwrap();
         let mut broken = row("vread");
         broken.body = "{\n\"resourceType\": \"AuditEvent\"\t}".into();
-        j.append(&encode(std::slice::from_ref(&broken)).unwrap()).unwrap();
+        j.append(&encode(std::slice::from_ref(&broken)).unwrap(), 1).unwrap();
         let t = j.take();
         // an append after the take goes to a new file, not moved now
-        j.append(&encode(&[row("later")]).unwrap()).unwrap();
+        j.append(&encode(&[row("later")]).unwrap(), 1).unwrap();
         assert_eq!(drain(&c, &t, insert).unwrap(), 3);
         // moved again (a stop before the removal): nothing is inserted twice
         assert_eq!(drain(&c, &t, insert).unwrap(), 0);
@@ -357,7 +372,7 @@ mod tests {
         let (d, c) = db();
         let path = d.path().join("t.db");
         let mut server = Journal::open(&path).unwrap();
-        server.append(&encode(&[row("read")]).unwrap()).unwrap();
+        server.append(&encode(&[row("read")]).unwrap(), 1).unwrap();
         let mut command = Journal::open(&path).unwrap();
         assert!(command.take().is_empty(), "the server's current file is its own");
         // the server moves what it wrote, then writes more and stops without moving it
@@ -365,7 +380,7 @@ mod tests {
         assert!(command.take().is_empty(), "a file being moved is the mover's");
         assert_eq!(drain(&c, &t, insert).unwrap(), 1);
         t.remove();
-        server.append(&encode(&[row("read"), row("vread")]).unwrap()).unwrap();
+        server.append(&encode(&[row("read"), row("vread")]).unwrap(), 2).unwrap();
         drop(server);
         let t = command.take();
         assert_eq!(drain(&c, &t, insert).unwrap(), 2);

@@ -74,6 +74,7 @@ struct Inner {
     point_readers: Mutex<Vec<Connection>>,
     /// The audit entries of reads and refusals, until the writer moves them into the log.
     journal: Mutex<Journal>,
+    meters: Meters,
     /// Longest a read may run, in milliseconds (0: no limit); see
     /// [`SqliteStore::set_statement_timeout`].
     statement_timeout_ms: std::sync::atomic::AtomicU64,
@@ -88,6 +89,44 @@ type Work = Box<dyn FnOnce(Result<&Connection>) -> Option<Deliver> + Send>;
 /// A write for the writer thread.
 struct Job {
     work: Work,
+    queued: std::time::Instant,
+}
+
+/// The store's timings and queues, for `/metrics` (through the `metrics` crate's global
+/// recorder; without one they cost nothing). Labels are fixed words, never a resource.
+#[derive(Clone)]
+struct Meters {
+    /// A read by id or version on the request's thread ([`SqliteStore::point_read`]).
+    point_read: metrics::Histogram,
+    /// Any other read, on the blocking pool (search, history, `$everything`...).
+    read: metrics::Histogram,
+    /// One write's statements, inside its savepoint on the writer thread.
+    write: metrics::Histogram,
+    /// How long a write waited in the writer's queue before it began.
+    write_wait: metrics::Histogram,
+    /// One commit of a group of writes (its `fsync` included).
+    commit: metrics::Histogram,
+    /// Writes queued for the writer and not begun.
+    queue: metrics::Gauge,
+    /// Read-audit entries appended to the journal by this process and not yet moved
+    /// into the log (the audit backlog).
+    journal: metrics::Gauge,
+}
+
+impl Meters {
+    fn new() -> Self {
+        let timing =
+            |kind: &'static str| metrics::histogram!("hale_store_seconds", "store" => "sqlite", "kind" => kind);
+        Meters {
+            point_read: timing("point_read"),
+            read: timing("read"),
+            write: timing("write"),
+            write_wait: metrics::histogram!("hale_store_write_wait_seconds", "store" => "sqlite"),
+            commit: timing("commit"),
+            queue: metrics::gauge!("hale_store_writer_queue", "store" => "sqlite"),
+            journal: metrics::gauge!("hale_audit_journal_entries"),
+        }
+    }
 }
 
 /// Most writes one commit carries.
@@ -103,8 +142,15 @@ fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
 /// After each commit the writer nudges the checkpointer thread, which copies committed
 /// pages from the WAL into the database file on its own connection (a passive
 /// checkpoint: it never blocks the writer), so the writer does not stop to do it.
-fn writer_loop(conn: Connection, jobs: std::sync::mpsc::Receiver<Job>, nudge: std::sync::mpsc::SyncSender<()>) {
+fn writer_loop(
+    conn: Connection,
+    jobs: std::sync::mpsc::Receiver<Job>,
+    nudge: std::sync::mpsc::SyncSender<()>,
+    meters: Meters,
+) {
     while let Ok(first) = jobs.recv() {
+        meters.queue.decrement(1.0);
+        meters.write_wait.record(first.queued.elapsed());
         if let Err(e) = run_cached(&conn, "BEGIN IMMEDIATE") {
             (first.work)(Err(backend(e)));
             continue;
@@ -115,9 +161,15 @@ fn writer_loop(conn: Connection, jobs: std::sync::mpsc::Receiver<Job>, nudge: st
             delivers.extend((job.work)(Ok(&conn)));
             if delivers.len() < MAX_GROUP {
                 next = jobs.try_recv().ok();
+                if let Some(job) = &next {
+                    meters.queue.decrement(1.0);
+                    meters.write_wait.record(job.queued.elapsed());
+                }
             }
         }
+        let began = std::time::Instant::now();
         let committed = run_cached(&conn, "COMMIT").map_err(backend);
+        meters.commit.record(began.elapsed());
         if committed.is_err() {
             let _ = conn.execute_batch("ROLLBACK");
         }
@@ -241,13 +293,15 @@ impl SqliteStore {
         configure(&checkpointer, CHECKPOINTER_CACHE_KIB).map_err(backend)?;
         let (jobs, queue) = std::sync::mpsc::channel::<Job>();
         let (nudge, nudges) = std::sync::mpsc::sync_channel::<()>(1);
+        let meters = Meters::new();
+        let writer_meters = meters.clone();
         std::thread::Builder::new()
             .name("hale-sqlite-checkpoint".into())
             .spawn(move || checkpointer_loop(checkpointer, nudges))
             .map_err(backend)?;
         std::thread::Builder::new()
             .name("hale-sqlite-writer".into())
-            .spawn(move || writer_loop(writer, queue, nudge))
+            .spawn(move || writer_loop(writer, queue, nudge, writer_meters))
             .map_err(backend)?;
         Ok(SqliteStore {
             inner: Arc::new(Inner {
@@ -256,6 +310,7 @@ impl SqliteStore {
                 readers: Mutex::new(Vec::new()),
                 point_readers: Mutex::new(Vec::new()),
                 journal: Mutex::new(journal),
+                meters,
                 statement_timeout_ms: std::sync::atomic::AtomicU64::new(0),
             }),
         })
@@ -315,7 +370,10 @@ impl SqliteStore {
             Some(c) => c,
             None => self.open_reader(std::time::Duration::ZERO)?,
         };
-        match f(&c) {
+        let began = std::time::Instant::now();
+        let out = f(&c);
+        self.inner.meters.point_read.record(began.elapsed());
+        match out {
             Err(rusqlite::Error::SqliteFailure(e, _))
                 if matches!(e.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) =>
             {
@@ -351,7 +409,9 @@ impl SqliteStore {
             if let Some(d) = deadline {
                 c.progress_handler(10_000, Some(move || std::time::Instant::now() > d));
             }
+            let began = std::time::Instant::now();
             let out = f(&c);
+            this.inner.meters.read.record(began.elapsed());
             if deadline.is_some() {
                 c.progress_handler(0, None::<fn() -> bool>);
             }
@@ -373,6 +433,7 @@ impl SqliteStore {
         from_store: fn(Error) -> E,
     ) -> std::result::Result<T, E> {
         let (answer, answered) = tokio::sync::oneshot::channel::<std::result::Result<T, E>>();
+        let timing = self.inner.meters.write.clone();
         let work: Work = Box::new(move |conn| {
             let conn = match conn {
                 Ok(c) => c,
@@ -385,8 +446,10 @@ impl SqliteStore {
                 let _ = answer.send(Err(from_store(backend(e))));
                 return None;
             }
+            let began = std::time::Instant::now();
             let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(conn)))
                 .unwrap_or_else(|_| Err(from_store(Error::Backend("a write failed unexpectedly".into()))));
+            timing.record(began.elapsed());
             let undo = if out.is_ok() {
                 run_cached(conn, "RELEASE write")
             } else {
@@ -405,8 +468,12 @@ impl SqliteStore {
             }))
         });
         let stopped = || Error::Backend("the store's writer has stopped".into());
-        let job = Job { work };
-        self.inner.jobs.lock().unwrap_or_else(|e| e.into_inner()).send(job).map_err(|_| from_store(stopped()))?;
+        let job = Job { work, queued: std::time::Instant::now() };
+        self.inner.meters.queue.increment(1.0);
+        if self.inner.jobs.lock().unwrap_or_else(|e| e.into_inner()).send(job).is_err() {
+            self.inner.meters.queue.decrement(1.0);
+            return Err(from_store(stopped()));
+        }
         answered.await.map_err(|_| from_store(stopped()))?
     }
 
@@ -420,6 +487,7 @@ impl SqliteStore {
         let names = taken.clone();
         match self.with_writer(move |tx| journal::drain(tx, &names, |tx, _, row| insert_audit(tx, row))).await {
             Ok(_) => {
+                self.inner.meters.journal.decrement(taken.entries() as f64);
                 taken.remove();
                 Ok(())
             }
@@ -982,7 +1050,9 @@ impl Store for SqliteStore {
         // the entries of reads and refusals: appended to the journal before the answer (a
         // crash of Hale loses none), moved into the log by the writer within a second
         let lines = journal::encode(&rows)?;
-        self.inner.journal.lock().unwrap_or_else(|e| e.into_inner()).append(&lines)
+        self.inner.journal.lock().unwrap_or_else(|e| e.into_inner()).append(&lines, rows.len() as u64)?;
+        self.inner.meters.journal.increment(rows.len() as f64);
+        Ok(())
     }
 
     async fn chain_audit(&self, limit: usize, link: ChainLink) -> Result<(usize, Option<(i64, Vec<u8>)>)> {
@@ -1034,6 +1104,7 @@ impl Store for SqliteStore {
         match out {
             Ok(out) => {
                 drop(journal);
+                self.inner.meters.journal.decrement(taken.entries() as f64);
                 taken.remove();
                 Ok(out)
             }
