@@ -15,7 +15,9 @@
 //!   `commit` — one group commit, its `fsync` included), `hale_store_write_wait_seconds`
 //!   (a write's wait in the writer's queue), `hale_store_writer_queue` (writes queued and
 //!   not begun) and `hale_audit_journal_entries` (read-audit entries appended and not
-//!   yet moved into the log: the audit backlog);
+//!   yet moved into the log: the audit backlog); on PostgreSQL, `hale_store_seconds`
+//!   with `point_read`, `read` and `write` (its commit included) and
+//!   `hale_store_pool_wait_seconds` (the wait for a pooled connection);
 //! - `hale_backups_total{outcome}`, `hale_backup_last_success_timestamp_seconds`;
 //! - `hale_hl7_messages_total{answer}` (MLLP);
 //! - `hale_build_info{version}`.
@@ -65,11 +67,16 @@ fn describe() {
     describe_histogram!("hale_audit_chain_seconds", metrics::Unit::Seconds, "one round of the audit chainer");
     describe_counter!("hale_audit_chain_failures_total", "rounds of the audit chainer that failed");
     describe_histogram!("hale_store_ping_seconds", metrics::Unit::Seconds, "the store's answer to /readyz");
-    describe_histogram!("hale_store_seconds", metrics::Unit::Seconds, "the store's work, by kind (SQLite)");
+    describe_histogram!("hale_store_seconds", metrics::Unit::Seconds, "the store's work, by store and kind");
     describe_histogram!(
         "hale_store_write_wait_seconds",
         metrics::Unit::Seconds,
         "a write's wait for the writer (SQLite)"
+    );
+    describe_histogram!(
+        "hale_store_pool_wait_seconds",
+        metrics::Unit::Seconds,
+        "a wait for a pooled connection (PostgreSQL)"
     );
     describe_gauge!("hale_store_writer_queue", "writes queued for the writer and not begun (SQLite)");
     describe_gauge!("hale_audit_journal_entries", "read-audit entries not yet moved into the log (SQLite)");

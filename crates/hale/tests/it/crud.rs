@@ -319,19 +319,27 @@ async fn metrics_count_requests_by_route_template_without_ids() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert!(chained > 0.0, "audit entries were chained");
-    // the store's own timings and queues (the in-process servers of this suite run SQLite)
+    // the store's own timings, on the store this run uses, and SQLite's queues
     assert_eq!(s.get("/Patient?_id=m1").await.status(), 200);
     assert_eq!(s.get("/Patient/m1").await.status(), 200);
     let t = metrics().await.text().await.unwrap();
-    for kind in ["point_read", "read", "write", "commit"] {
-        let n = sample(&t, "hale_store_seconds_count", &["store=\"sqlite\"", &format!("kind=\"{kind}\"")]);
+    let postgres = hale_test_support::store_is_postgres();
+    let store = if postgres { "store=\"postgres\"" } else { "store=\"sqlite\"" };
+    let kinds: &[&str] =
+        if postgres { &["point_read", "read", "write"] } else { &["point_read", "read", "write", "commit"] };
+    for kind in kinds {
+        let n = sample(&t, "hale_store_seconds_count", &[store, &format!("kind=\"{kind}\"")]);
         assert!(n.is_some_and(|n| n >= 1.0), "hale_store_seconds {kind}: {t}");
     }
-    assert!(sample(&t, "hale_store_write_wait_seconds_count", &["store=\"sqlite\""]).is_some_and(|n| n >= 1.0));
-    let queue = sample(&t, "hale_store_writer_queue", &["store=\"sqlite\""]).expect("the writer's queue");
-    assert!(queue >= 0.0, "a queue is never negative: {queue}");
-    let backlog = sample(&t, "hale_audit_journal_entries", &[]).expect("the audit backlog");
-    assert!(backlog >= 0.0, "{backlog}");
+    if postgres {
+        assert!(sample(&t, "hale_store_pool_wait_seconds_count", &[store]).is_some_and(|n| n >= 1.0), "{t}");
+    } else {
+        assert!(sample(&t, "hale_store_write_wait_seconds_count", &[store]).is_some_and(|n| n >= 1.0), "{t}");
+        let queue = sample(&t, "hale_store_writer_queue", &[store]).expect("the writer's queue");
+        assert!(queue >= 0.0, "a queue is never negative: {queue}");
+        let backlog = sample(&t, "hale_audit_journal_entries", &[]).expect("the audit backlog");
+        assert!(backlog >= 0.0, "{backlog}");
+    }
     // no path, id or query reaches a label
     assert!(!after.contains("metrics-secret-id") && !after.contains("/Patient/m1"), "{after}");
 }
