@@ -647,6 +647,13 @@ impl Repository {
         Ok(linked)
     }
 
+    /// How many entries of the log are not yet linked into the chain (system only). On
+    /// SQLite this moves the read-audit journal into the log first.
+    pub async fn audit_backlog(&self) -> Result<u64> {
+        let store = self.door(Interaction::Maintenance, None).await?;
+        Ok(store.audit_unchained().await?)
+    }
+
     /// The key material every node of the store shares under `name`, `candidate` stored
     /// first when there is none (system only; see [`hale_store::Store::server_key`]).
     pub async fn shared_key(&self, name: &str, candidate: String) -> Result<String> {

@@ -426,10 +426,21 @@ const AUDIT_CHAIN_EVERY: std::time::Duration = std::time::Duration::from_secs(1)
 /// logged and retried on the next round.
 async fn chain_audit(gate: &Gate, checkpoints: &hale_repository::Checkpoints) {
     let started = std::time::Instant::now();
-    match gate.system("audit-chainer").chain_audit(checkpoints).await {
+    let chainer = gate.system("audit-chainer");
+    match chainer.chain_audit(checkpoints).await {
         Ok(linked) => {
             ::metrics::counter!("hale_audit_entries_chained_total").increment(linked as u64);
             ::metrics::histogram!("hale_audit_chain_seconds").record(started.elapsed().as_secs_f64());
+            // on PostgreSQL (whose nodes share their checkpoints) every entry is committed
+            // unlinked and waits for a chainer: what is left after this round is the
+            // backlog, counted by a partial index (SQLite's is its journal, counted as it
+            // is appended to)
+            if checkpoints.is_shared() {
+                match chainer.audit_backlog().await {
+                    Ok(n) => ::metrics::gauge!("hale_audit_unlinked_entries").set(n as f64),
+                    Err(e) => tracing::warn!(error = %e, "the audit backlog could not be counted"),
+                }
+            }
         }
         Err(e) => {
             ::metrics::counter!("hale_audit_chain_failures_total").increment(1);

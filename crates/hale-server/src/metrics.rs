@@ -17,7 +17,9 @@
 //!   not begun) and `hale_audit_journal_entries` (read-audit entries appended and not
 //!   yet moved into the log: the audit backlog); on PostgreSQL, `hale_store_seconds`
 //!   with `point_read`, `read` and `write` (its commit included) and
-//!   `hale_store_pool_wait_seconds` (the wait for a pooled connection);
+//!   `hale_store_pool_wait_seconds` (the wait for a pooled connection) and
+//!   `hale_audit_unlinked_entries` (entries left unlinked after each round of the
+//!   chainer: the audit backlog);
 //! - `hale_backups_total{outcome}`, `hale_backup_last_success_timestamp_seconds`;
 //! - `hale_hl7_messages_total{answer}` (MLLP);
 //! - `hale_build_info{version}`.
@@ -78,6 +80,7 @@ fn describe() {
         metrics::Unit::Seconds,
         "a wait for a pooled connection (PostgreSQL)"
     );
+    describe_gauge!("hale_audit_unlinked_entries", "audit entries left unlinked after a chainer round (PostgreSQL)");
     describe_gauge!("hale_store_writer_queue", "writes queued for the writer and not begun (SQLite)");
     describe_gauge!("hale_audit_journal_entries", "read-audit entries not yet moved into the log (SQLite)");
     describe_counter!("hale_backups_total", "scheduled backups, by outcome");

@@ -333,6 +333,16 @@ async fn metrics_count_requests_by_route_template_without_ids() {
     }
     if postgres {
         assert!(sample(&t, "hale_store_pool_wait_seconds_count", &[store]).is_some_and(|n| n >= 1.0), "{t}");
+        // set after each chainer round, once the round's count is in
+        let mut backlog = None;
+        for _ in 0..40 {
+            backlog = sample(&metrics().await.text().await.unwrap(), "hale_audit_unlinked_entries", &[]);
+            if backlog.is_some() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert!(backlog.is_some_and(|n| n >= 0.0), "the audit backlog: {backlog:?}");
     } else {
         assert!(sample(&t, "hale_store_write_wait_seconds_count", &[store]).is_some_and(|n| n >= 1.0), "{t}");
         let queue = sample(&t, "hale_store_writer_queue", &[store]).expect("the writer's queue");
