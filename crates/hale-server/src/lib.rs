@@ -113,8 +113,6 @@ pub async fn checkpoints(cfg: &Config, repo: &Repository) -> Result<Checkpoints,
 /// Opens the store the configuration names: PostgreSQL for a `postgres://` URL,
 /// otherwise the SQLite file.
 async fn open_store(cfg: &Config) -> Result<Arc<dyn Store>, Error> {
-    // the store takes its timings' handles as it opens: the recorder must be in place
-    metrics::handle();
     if cfg.is_postgres() {
         let store = hale_store_postgres::PgStore::open_with(
             &cfg.database_url,
