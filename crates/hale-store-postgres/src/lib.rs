@@ -133,12 +133,32 @@ impl Meters {
     }
 }
 
-/// Runs `work`, recording how long it took in `h`.
-async fn timed<T>(h: &metrics::Histogram, work: impl std::future::Future<Output = T>) -> T {
-    let began = std::time::Instant::now();
-    let out = work.await;
-    h.record(began.elapsed());
-    out
+/// A pooled connection lent to one store call of a kind: the time it is held (the
+/// call's statements, and its commit for a write) is recorded in that kind's timing
+/// when it goes back.
+struct Timed {
+    conn: deadpool_postgres::Object,
+    began: std::time::Instant,
+    timing: metrics::Histogram,
+}
+
+impl std::ops::Deref for Timed {
+    type Target = deadpool_postgres::Object;
+    fn deref(&self) -> &Self::Target {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for Timed {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.conn
+    }
+}
+
+impl Drop for Timed {
+    fn drop(&mut self) {
+        self.timing.record(self.began.elapsed());
+    }
 }
 
 impl std::fmt::Debug for PgStore {
@@ -208,9 +228,16 @@ impl PgStore {
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object> {
-        timed(&self.meters.pool_wait, self.pool.get())
-            .await
-            .map_err(|e| Error::Backend(format!("cannot get a PostgreSQL connection: {e}")))
+        let began = std::time::Instant::now();
+        let got = self.pool.get().await;
+        self.meters.pool_wait.record(began.elapsed());
+        got.map_err(|e| Error::Backend(format!("cannot get a PostgreSQL connection: {e}")))
+    }
+
+    /// A connection for a store call whose time is recorded under `timing`.
+    async fn timed(&self, timing: &metrics::Histogram) -> Result<Timed> {
+        let conn = self.client().await?;
+        Ok(Timed { conn, began: std::time::Instant::now(), timing: timing.clone() })
     }
 }
 
@@ -468,29 +495,23 @@ async fn run_op<C: GenericClient>(w: &mut Writer<'_, C>, op: TxOp) -> Result<TxO
 #[async_trait]
 impl Store for PgStore {
     async fn read(&self, ty: &ResourceType, id: &ResourceId) -> Result<Option<StoredResource>> {
-        timed(&self.meters.point_read, async move {
-            let c = self.client().await?;
-            read_current(&c, ty.as_str(), id.as_str()).await
-        })
-        .await
+        let c = self.timed(&self.meters.point_read).await?;
+        read_current(&*c, ty.as_str(), id.as_str()).await
     }
 
     async fn vread(&self, ty: &ResourceType, id: &ResourceId, version: VersionId) -> Result<Option<StoredResource>> {
-        timed(&self.meters.point_read, async move {
-            let c = self.client().await?;
-            let s = c
-                .prepare_cached(&format!(
-                    "SELECT {VERSION_COLUMNS} FROM resource_versions v \
-                     WHERE v.res_type = $1 AND v.res_id = $2 AND v.version = $3"
-                ))
-                .await
-                .map_err(db)?;
-            match c.query_opt(&s, &[&ty.as_str(), &id.as_str(), &(version.get() as i64)]).await.map_err(db)? {
-                Some(r) => Ok(Some(row_to_stored(&r)?.1)),
-                None => Ok(None),
-            }
-        })
-        .await
+        let c = self.timed(&self.meters.point_read).await?;
+        let s = c
+            .prepare_cached(&format!(
+                "SELECT {VERSION_COLUMNS} FROM resource_versions v \
+                 WHERE v.res_type = $1 AND v.res_id = $2 AND v.version = $3"
+            ))
+            .await
+            .map_err(db)?;
+        match c.query_opt(&s, &[&ty.as_str(), &id.as_str(), &(version.get() as i64)]).await.map_err(db)? {
+            Some(r) => Ok(Some(row_to_stored(&r)?.1)),
+            None => Ok(None),
+        }
     }
 
     async fn create(
@@ -500,40 +521,37 @@ impl Store for PgStore {
         if_none_exist: Option<Criteria>,
         audit: AuditWrite,
     ) -> Result<CreateOutcome> {
-        timed(&self.meters.write, async move {
-            let mut c = self.client().await?;
-            let tx = c.transaction().await.map_err(db)?;
-            let mut locks = Locks::default();
-            locks.write_type(ty.as_str());
-            if let Some(criteria) = &if_none_exist {
-                locks.search_types(&criteria.request);
-            }
-            locks.take(&tx).await?;
-            if let Some(criteria) = &if_none_exist {
-                let found = find_ids(&tx, criteria, 2).await?;
-                match found.len() {
-                    0 => {}
-                    1 => {
-                        let existing = read_current(&tx, ty.as_str(), found[0].as_str())
-                            .await?
-                            .ok_or_else(|| Error::Backend("matched resource vanished".into()))?;
-                        insert_audit(&tx, &audit.row(&[&existing])).await?;
-                        tx.commit().await.map_err(db)?;
-                        return Ok(CreateOutcome::Existing(existing));
-                    }
-                    n => return Err(Error::MultipleMatches(n)),
+        let mut c = self.timed(&self.meters.write).await?;
+        let tx = c.transaction().await.map_err(db)?;
+        let mut locks = Locks::default();
+        locks.write_type(ty.as_str());
+        if let Some(criteria) = &if_none_exist {
+            locks.search_types(&criteria.request);
+        }
+        locks.take(&tx).await?;
+        if let Some(criteria) = &if_none_exist {
+            let found = find_ids(&tx, criteria, 2).await?;
+            match found.len() {
+                0 => {}
+                1 => {
+                    let existing = read_current(&tx, ty.as_str(), found[0].as_str())
+                        .await?
+                        .ok_or_else(|| Error::Backend("matched resource vanished".into()))?;
+                    insert_audit(&tx, &audit.row(&[&existing])).await?;
+                    tx.commit().await.map_err(db)?;
+                    return Ok(CreateOutcome::Existing(existing));
                 }
+                n => return Err(Error::MultipleMatches(n)),
             }
-            // a fresh id (UUID v7): no other writer can hold it
-            let id = ResourceId::generate();
-            let mut w = Writer::new(&tx);
-            let stored = w.write(ty, &id, None, Method::Post, Some(new)).await?;
-            w.flush().await?;
-            insert_audit(&tx, &audit.row(&[&stored])).await?;
-            tx.commit().await.map_err(db)?;
-            Ok(CreateOutcome::Created(stored))
-        })
-        .await
+        }
+        // a fresh id (UUID v7): no other writer can hold it
+        let id = ResourceId::generate();
+        let mut w = Writer::new(&tx);
+        let stored = w.write(ty, &id, None, Method::Post, Some(new)).await?;
+        w.flush().await?;
+        insert_audit(&tx, &audit.row(&[&stored])).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(CreateOutcome::Created(stored))
     }
 
     async fn update(
@@ -544,23 +562,20 @@ impl Store for PgStore {
         if_match: Option<VersionId>,
         audit: AuditWrite,
     ) -> Result<UpdateOutcome> {
-        timed(&self.meters.write, async move {
-            let mut c = self.client().await?;
-            let tx = c.transaction().await.map_err(db)?;
-            let mut locks = Locks::default();
-            locks.row(ty.as_str(), id.as_str(), true);
-            locks.take(&tx).await?;
-            let mut w = Writer::new(&tx);
-            let prev = w.current(ty.as_str(), id.as_str()).await?;
-            hale_store::check_if_match(ty, id, prev.map(|p| (p.0, p.1)), if_match)?;
-            let created = prev.is_none_or(|p| p.1);
-            let stored = w.write(ty, id, prev, Method::Put, Some(new)).await?;
-            w.flush().await?;
-            insert_audit(&tx, &audit.row(&[&stored])).await?;
-            tx.commit().await.map_err(db)?;
-            Ok(UpdateOutcome { stored, created })
-        })
-        .await
+        let mut c = self.timed(&self.meters.write).await?;
+        let tx = c.transaction().await.map_err(db)?;
+        let mut locks = Locks::default();
+        locks.row(ty.as_str(), id.as_str(), true);
+        locks.take(&tx).await?;
+        let mut w = Writer::new(&tx);
+        let prev = w.current(ty.as_str(), id.as_str()).await?;
+        hale_store::check_if_match(ty, id, prev.map(|p| (p.0, p.1)), if_match)?;
+        let created = prev.is_none_or(|p| p.1);
+        let stored = w.write(ty, id, prev, Method::Put, Some(new)).await?;
+        w.flush().await?;
+        insert_audit(&tx, &audit.row(&[&stored])).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(UpdateOutcome { stored, created })
     }
 
     async fn conditional_update(
@@ -571,36 +586,33 @@ impl Store for PgStore {
         if_match: Option<VersionId>,
         audit: AuditWrite,
     ) -> Result<UpdateOutcome> {
-        timed(&self.meters.write, async move {
-            let mut c = self.client().await?;
-            let tx = c.transaction().await.map_err(db)?;
-            let ty = criteria.request.resource_type.clone();
-            let mut locks = Locks::default();
-            locks.search_types(&criteria.request);
-            locks.take(&tx).await?;
-            let found = find_ids(&tx, &criteria, 2).await?;
-            let target = match (found.len(), id) {
-                (0, Some(id)) => id,
-                (0, None) => ResourceId::generate(),
-                (1, Some(id)) if id != found[0] => return Err(Error::IdMismatch(id.to_string())),
-                (1, _) => found[0].clone(),
-                (n, _) => return Err(Error::MultipleMatches(n)),
-            };
-            // the type is locked exclusively: the row lock comes after, as in every writer
-            let key = [(ty.as_str(), target.as_str())];
-            lock_rows(&tx, &key, &key).await?;
-            let mut w = Writer::new(&tx);
-            let prev = w.current(ty.as_str(), target.as_str()).await?;
-            hale_store::check_if_match(&ty, &target, prev.map(|p| (p.0, p.1)), if_match)?;
-            let created = prev.is_none_or(|p| p.1);
-            let method = if prev.is_none() && found.is_empty() { Method::Post } else { Method::Put };
-            let stored = w.write(&ty, &target, prev, method, Some(new)).await?;
-            w.flush().await?;
-            insert_audit(&tx, &audit.row(&[&stored])).await?;
-            tx.commit().await.map_err(db)?;
-            Ok(UpdateOutcome { stored, created })
-        })
-        .await
+        let mut c = self.timed(&self.meters.write).await?;
+        let tx = c.transaction().await.map_err(db)?;
+        let ty = criteria.request.resource_type.clone();
+        let mut locks = Locks::default();
+        locks.search_types(&criteria.request);
+        locks.take(&tx).await?;
+        let found = find_ids(&tx, &criteria, 2).await?;
+        let target = match (found.len(), id) {
+            (0, Some(id)) => id,
+            (0, None) => ResourceId::generate(),
+            (1, Some(id)) if id != found[0] => return Err(Error::IdMismatch(id.to_string())),
+            (1, _) => found[0].clone(),
+            (n, _) => return Err(Error::MultipleMatches(n)),
+        };
+        // the type is locked exclusively: the row lock comes after, as in every writer
+        let key = [(ty.as_str(), target.as_str())];
+        lock_rows(&tx, &key, &key).await?;
+        let mut w = Writer::new(&tx);
+        let prev = w.current(ty.as_str(), target.as_str()).await?;
+        hale_store::check_if_match(&ty, &target, prev.map(|p| (p.0, p.1)), if_match)?;
+        let created = prev.is_none_or(|p| p.1);
+        let method = if prev.is_none() && found.is_empty() { Method::Post } else { Method::Put };
+        let stored = w.write(&ty, &target, prev, method, Some(new)).await?;
+        w.flush().await?;
+        insert_audit(&tx, &audit.row(&[&stored])).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(UpdateOutcome { stored, created })
     }
 
     async fn delete(
@@ -610,61 +622,52 @@ impl Store for PgStore {
         if_match: Option<VersionId>,
         audit: AuditWrite,
     ) -> Result<Option<StoredResource>> {
-        timed(&self.meters.write, async move {
-            let mut c = self.client().await?;
-            let tx = c.transaction().await.map_err(db)?;
-            let mut locks = Locks::default();
-            locks.row(ty.as_str(), id.as_str(), false);
-            locks.take(&tx).await?;
-            let mut w = Writer::new(&tx);
-            let prev = w.current(ty.as_str(), id.as_str()).await?;
-            hale_store::check_if_match(ty, id, prev.map(|p| (p.0, p.1)), if_match)?;
-            let out = match prev {
-                Some((_, false, _)) => Some(w.write(ty, id, prev, Method::Delete, None).await?),
-                _ => None,
-            };
-            w.flush().await?;
-            insert_audit(&tx, &audit.row(&out.iter().collect::<Vec<_>>())).await?;
-            tx.commit().await.map_err(db)?;
-            Ok(out)
-        })
-        .await
+        let mut c = self.timed(&self.meters.write).await?;
+        let tx = c.transaction().await.map_err(db)?;
+        let mut locks = Locks::default();
+        locks.row(ty.as_str(), id.as_str(), false);
+        locks.take(&tx).await?;
+        let mut w = Writer::new(&tx);
+        let prev = w.current(ty.as_str(), id.as_str()).await?;
+        hale_store::check_if_match(ty, id, prev.map(|p| (p.0, p.1)), if_match)?;
+        let out = match prev {
+            Some((_, false, _)) => Some(w.write(ty, id, prev, Method::Delete, None).await?),
+            _ => None,
+        };
+        w.flush().await?;
+        insert_audit(&tx, &audit.row(&out.iter().collect::<Vec<_>>())).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(out)
     }
 
     async fn conditional_delete(&self, criteria: Criteria, audit: AuditWrite) -> Result<Option<StoredResource>> {
-        timed(&self.meters.write, async move {
-            let mut c = self.client().await?;
-            let tx = c.transaction().await.map_err(db)?;
-            let ty = criteria.request.resource_type.clone();
-            let mut locks = Locks::default();
-            locks.search_types(&criteria.request);
-            locks.take(&tx).await?;
-            let found = find_ids(&tx, &criteria, 2).await?;
-            let out = match found.len() {
-                0 => None,
-                1 => {
-                    lock_rows(&tx, &[], &[(ty.as_str(), found[0].as_str())]).await?;
-                    let mut w = Writer::new(&tx);
-                    let prev = w.current(ty.as_str(), found[0].as_str()).await?;
-                    let out = w.write(&ty, &found[0], prev, Method::Delete, None).await?;
-                    w.flush().await?;
-                    Some(out)
-                }
-                n => return Err(Error::MultipleMatches(n)),
-            };
-            insert_audit(&tx, &audit.row(&out.iter().collect::<Vec<_>>())).await?;
-            tx.commit().await.map_err(db)?;
-            Ok(out)
-        })
-        .await
+        let mut c = self.timed(&self.meters.write).await?;
+        let tx = c.transaction().await.map_err(db)?;
+        let ty = criteria.request.resource_type.clone();
+        let mut locks = Locks::default();
+        locks.search_types(&criteria.request);
+        locks.take(&tx).await?;
+        let found = find_ids(&tx, &criteria, 2).await?;
+        let out = match found.len() {
+            0 => None,
+            1 => {
+                lock_rows(&tx, &[], &[(ty.as_str(), found[0].as_str())]).await?;
+                let mut w = Writer::new(&tx);
+                let prev = w.current(ty.as_str(), found[0].as_str()).await?;
+                let out = w.write(&ty, &found[0], prev, Method::Delete, None).await?;
+                w.flush().await?;
+                Some(out)
+            }
+            n => return Err(Error::MultipleMatches(n)),
+        };
+        insert_audit(&tx, &audit.row(&out.iter().collect::<Vec<_>>())).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(out)
     }
 
     async fn find(&self, criteria: &Criteria, limit: usize) -> Result<Vec<ResourceId>> {
-        timed(&self.meters.read, async move {
-            let c = self.client().await?;
-            find_ids(&c, criteria, limit).await
-        })
-        .await
+        let c = self.timed(&self.meters.read).await?;
+        find_ids(&*c, criteria, limit).await
     }
 
     async fn replace_index(&self, items: Vec<(ResourceType, ResourceId, VersionId, IndexRows)>) -> Result<usize> {
@@ -698,80 +701,68 @@ impl Store for PgStore {
         ops: Vec<TxOp>,
         audit: AuditWrite,
     ) -> std::result::Result<Vec<TxOutcome>, (usize, Error)> {
-        timed(&self.meters.write, async move {
-            let mut c = self.client().await.map_err(|e| (0, e))?;
-            let tx = c.transaction().await.map_err(|e| (0, db(e)))?;
-            let mut locks = Locks::default();
-            // creates under fresh ids (UUID v7, made by the caller): no other writer can hold
-            // them, so they need no row lock and have no current version
-            let mut fresh: Vec<(&str, &str)> = Vec::new();
-            for op in &ops {
-                match op {
-                    TxOp::Write { ty, id, method: Method::Post, preconditions, .. } => {
-                        locks.write_type(ty.as_str());
-                        fresh.push((ty.as_str(), id.as_str()));
-                        precondition_locks(&mut locks, preconditions);
-                    }
-                    TxOp::Write { ty, id, preconditions, .. } => {
-                        locks.row(ty.as_str(), id.as_str(), true);
-                        precondition_locks(&mut locks, preconditions);
-                    }
-                    TxOp::Delete { ty, id, preconditions } => {
-                        locks.row(ty.as_str(), id.as_str(), false);
-                        precondition_locks(&mut locks, preconditions);
-                    }
-                    TxOp::Check { preconditions } => precondition_locks(&mut locks, preconditions),
-                    TxOp::Record(_) => {}
+        let mut c = self.timed(&self.meters.write).await.map_err(|e| (0, e))?;
+        let tx = c.transaction().await.map_err(|e| (0, db(e)))?;
+        let mut locks = Locks::default();
+        // creates under fresh ids (UUID v7, made by the caller): no other writer can hold
+        // them, so they need no row lock and have no current version
+        let mut fresh: Vec<(&str, &str)> = Vec::new();
+        for op in &ops {
+            match op {
+                TxOp::Write { ty, id, method: Method::Post, preconditions, .. } => {
+                    locks.write_type(ty.as_str());
+                    fresh.push((ty.as_str(), id.as_str()));
+                    precondition_locks(&mut locks, preconditions);
                 }
+                TxOp::Write { ty, id, preconditions, .. } => {
+                    locks.row(ty.as_str(), id.as_str(), true);
+                    precondition_locks(&mut locks, preconditions);
+                }
+                TxOp::Delete { ty, id, preconditions } => {
+                    locks.row(ty.as_str(), id.as_str(), false);
+                    precondition_locks(&mut locks, preconditions);
+                }
+                TxOp::Check { preconditions } => precondition_locks(&mut locks, preconditions),
+                TxOp::Record(_) => {}
             }
-            locks.take(&tx).await.map_err(|e| (0, e))?;
-            let mut w = Writer::new(&tx);
-            let keys: Vec<(&str, &str)> = locks.rows.keys().map(|(t, i)| (t.as_str(), i.as_str())).collect();
-            w.prefetch(&keys).await.map_err(|e| (0, e))?;
-            for (ty, id) in fresh {
-                w.assume_new(ty, id);
-            }
-            let last = ops.len().saturating_sub(1);
-            let mut out = Vec::with_capacity(ops.len());
-            for (i, op) in ops.into_iter().enumerate() {
-                out.push(run_op(&mut w, op).await.map_err(|e| (i, e))?);
-            }
-            w.flush().await.map_err(|e| (last, e))?;
-            insert_audit(&tx, &audit.row(&hale_store::touched(&out))).await.map_err(|e| (last, e))?;
-            tx.commit().await.map_err(|e| (0, db(e)))?;
-            Ok(out)
-        })
-        .await
+        }
+        locks.take(&tx).await.map_err(|e| (0, e))?;
+        let mut w = Writer::new(&tx);
+        let keys: Vec<(&str, &str)> = locks.rows.keys().map(|(t, i)| (t.as_str(), i.as_str())).collect();
+        w.prefetch(&keys).await.map_err(|e| (0, e))?;
+        for (ty, id) in fresh {
+            w.assume_new(ty, id);
+        }
+        let last = ops.len().saturating_sub(1);
+        let mut out = Vec::with_capacity(ops.len());
+        for (i, op) in ops.into_iter().enumerate() {
+            out.push(run_op(&mut w, op).await.map_err(|e| (i, e))?);
+        }
+        w.flush().await.map_err(|e| (last, e))?;
+        insert_audit(&tx, &audit.row(&hale_store::touched(&out))).await.map_err(|e| (last, e))?;
+        tx.commit().await.map_err(|e| (0, db(e)))?;
+        Ok(out)
     }
 
     async fn search(&self, request: &SearchRequest, page_size: usize, want_total: bool) -> Result<SearchPage> {
-        timed(&self.meters.read, async move {
-            let c = self.client().await?;
-            search::search(&c, request, page_size, want_total).await
-        })
-        .await
+        let c = self.timed(&self.meters.read).await?;
+        search::search(&*c, request, page_size, want_total).await
     }
 
     async fn everything(&self, patient: &ResourceId, query: &EverythingQuery) -> Result<SearchPage> {
-        timed(&self.meters.read, async move {
-            let c = self.client().await?;
-            search::everything(&c, patient.as_str(), query).await
-        })
-        .await
+        let c = self.timed(&self.meters.read).await?;
+        search::everything(&*c, patient.as_str(), query).await
     }
 
     async fn history(&self, scope: &HistoryScope, query: &HistoryQuery) -> Result<HistoryPage> {
-        timed(&self.meters.read, async move {
-            let c = self.client().await?;
-            let q = hale_store::sql::history(&hale_store::sql::POSTGRES, scope, query);
-            let total = match &q.count {
-                Some(s) => Some(search::query(&c, s).await?[0].try_get::<_, i64>(0).map_err(db)? as u64),
-                None => None,
-            };
-            let rows = search::query(&c, &q.page).await?.iter().map(row_to_stored).collect::<Result<Vec<_>>>()?;
-            Ok(hale_store::sql::history_page(rows, query.count, total))
-        })
-        .await
+        let c = self.timed(&self.meters.read).await?;
+        let q = hale_store::sql::history(&hale_store::sql::POSTGRES, scope, query);
+        let total = match &q.count {
+            Some(s) => Some(search::query(&*c, s).await?[0].try_get::<_, i64>(0).map_err(db)? as u64),
+            None => None,
+        };
+        let rows = search::query(&*c, &q.page).await?.iter().map(row_to_stored).collect::<Result<Vec<_>>>()?;
+        Ok(hale_store::sql::history_page(rows, query.count, total))
     }
 
     async fn ping(&self) -> Result<()> {
