@@ -127,6 +127,12 @@ impl Meters {
             journal: metrics::gauge!("hale_audit_journal_entries"),
         }
     }
+
+    /// A queued write begins: it leaves the queue after waiting since `job.queued`.
+    fn begin(&self, job: &Job) {
+        self.queue.decrement(1.0);
+        self.write_wait.record(job.queued.elapsed());
+    }
 }
 
 /// Most writes one commit carries.
@@ -149,8 +155,7 @@ fn writer_loop(
     meters: Meters,
 ) {
     while let Ok(first) = jobs.recv() {
-        meters.queue.decrement(1.0);
-        meters.write_wait.record(first.queued.elapsed());
+        meters.begin(&first);
         if let Err(e) = run_cached(&conn, "BEGIN IMMEDIATE") {
             (first.work)(Err(backend(e)));
             continue;
@@ -162,8 +167,7 @@ fn writer_loop(
             if delivers.len() < MAX_GROUP {
                 next = jobs.try_recv().ok();
                 if let Some(job) = &next {
-                    meters.queue.decrement(1.0);
-                    meters.write_wait.record(job.queued.elapsed());
+                    meters.begin(job);
                 }
             }
         }
@@ -394,6 +398,13 @@ impl SqliteStore {
         }
     }
 
+    /// Removes journal files whose entries are in the log now, and counts them out of
+    /// the backlog.
+    fn moved(&self, taken: journal::Taken) {
+        self.inner.meters.journal.decrement(taken.entries() as f64);
+        taken.remove();
+    }
+
     /// Runs `f` with a reader connection on the blocking pool.
     async fn with_reader<T: Send + 'static>(
         &self,
@@ -487,8 +498,7 @@ impl SqliteStore {
         let names = taken.clone();
         match self.with_writer(move |tx| journal::drain(tx, &names, |tx, _, row| insert_audit(tx, row))).await {
             Ok(_) => {
-                self.inner.meters.journal.decrement(taken.entries() as f64);
-                taken.remove();
+                self.moved(taken);
                 Ok(())
             }
             Err(e) => {
@@ -544,10 +554,6 @@ fn current(tx: &Connection, ty: &str, id: &str) -> Result<Option<(VersionId, boo
         .optional()
     })
     .map_err(backend)
-}
-
-fn read_current(c: &Connection, ty: &str, id: &str) -> Result<Option<StoredResource>> {
-    lookup_current(c, ty, id).map_err(backend)
 }
 
 /// The current version of `ty/id`, by its primary key.
@@ -874,7 +880,8 @@ impl Store for SqliteStore {
                 match found.len() {
                     0 => {}
                     1 => {
-                        let existing = read_current(tx, ty.as_str(), found[0].as_str())?
+                        let existing = lookup_current(tx, ty.as_str(), found[0].as_str())
+                            .map_err(backend)?
                             .ok_or_else(|| Error::Backend("matched resource vanished".into()))?;
                         insert_audit(tx, &audit.row(&[&existing]))?;
                         return Ok(CreateOutcome::Existing(existing));
@@ -1104,8 +1111,7 @@ impl Store for SqliteStore {
         match out {
             Ok(out) => {
                 drop(journal);
-                self.inner.meters.journal.decrement(taken.entries() as f64);
-                taken.remove();
+                self.moved(taken);
                 Ok(out)
             }
             Err(e) => {
