@@ -52,7 +52,7 @@ pub struct Config {
     pub backup: Backup,
 }
 
-/// Scheduled backups while serving (SQLite; `hale backup create` on a schedule).
+/// Scheduled backups while serving (`hale backup create` on a schedule).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Backup {
@@ -63,11 +63,14 @@ pub struct Backup {
     pub interval_secs: u64,
     /// How many scheduled backups are kept; older ones are deleted.
     pub keep: usize,
+    /// A key file (`hale backup keygen`): scheduled backups are encrypted with it. Empty:
+    /// not encrypted.
+    pub key_file: String,
 }
 
 impl Default for Backup {
     fn default() -> Self {
-        Backup { dir: String::new(), interval_secs: 0, keep: 7 }
+        Backup { dir: String::new(), interval_secs: 0, keep: 7, key_file: String::new() }
     }
 }
 
@@ -371,11 +374,6 @@ impl Config {
                     .into(),
             ));
         }
-        if self.backup.interval_secs > 0 && self.is_postgres() {
-            return Err(ConfigError::Invalid(
-                "backup.interval_secs: scheduled backups work on the SQLite store; on PostgreSQL use the database's own backups".into(),
-            ));
-        }
         if self.backup.keep == 0 {
             return Err(ConfigError::Invalid("backup.keep must be at least 1".into()));
         }
@@ -528,7 +526,7 @@ mod tests {
     }
 
     #[test]
-    fn scheduled_backups_are_for_sqlite_and_keep_at_least_one() {
+    fn scheduled_backups_keep_at_least_one() {
         let load = |pairs: &[(&str, &str)]| {
             let env: Vec<(String, String)> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
             Config::load_with_env(None, &Overrides::default(), env)
@@ -536,9 +534,8 @@ mod tests {
         let c = load(&[("HALE_BACKUP__INTERVAL_SECS", "3600")]).unwrap();
         assert_eq!((c.backup.interval_secs, c.backup.keep), (3600, 7));
         assert_eq!(c.backup.directory(&c.data_dir), c.data_dir.join("backups"));
-        let e =
-            load(&[("HALE_BACKUP__INTERVAL_SECS", "60"), ("HALE_DATABASE_URL", "postgres://u@h:5432/d")]).unwrap_err();
-        assert!(e.to_string().contains("backup.interval_secs"), "{e}");
+        let c = load(&[("HALE_BACKUP__INTERVAL_SECS", "60"), ("HALE_DATABASE_URL", "postgres://u@h:5432/d")]).unwrap();
+        assert!(c.is_postgres() && c.backup.key_file.is_empty());
         assert!(load(&[("HALE_BACKUP__KEEP", "0")]).unwrap_err().to_string().contains("backup.keep"));
     }
 

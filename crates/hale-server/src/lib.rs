@@ -66,6 +66,8 @@ pub enum Error {
     Accounts(String),
     #[error("MLLP over TLS: {0}")]
     Tls(String),
+    #[error("backup.key_file: {0}")]
+    BackupKey(String),
 }
 
 /// Names of the key material in the store's `server_key` table.
@@ -108,6 +110,11 @@ pub async fn checkpoints(cfg: &Config, repo: &Repository) -> Result<Checkpoints,
         tracing::info!("this node adopts the database's audit checkpoint key");
     }
     Ok(checkpoints)
+}
+
+/// The key in the key file `path` names; `None` when it is empty.
+pub fn backup_key(path: &str) -> Result<Option<backup::Key>, String> {
+    (!path.is_empty()).then(|| backup::Key::read(std::path::Path::new(path))).transpose()
 }
 
 /// Opens the store the configuration names: PostgreSQL for a `postgres://` URL,
@@ -409,8 +416,8 @@ pub struct Server {
     /// The MLLP listener, when `hl7.mllp_listen` names an address.
     mllp: Option<(TcpListener, config::Hl7, Option<tokio_rustls::TlsAcceptor>)>,
     hl7: config::Hl7,
-    /// The configuration, when scheduled backups are on.
-    backups: Option<Config>,
+    /// The configuration and the key, when scheduled backups are on.
+    backups: Option<(Config, Option<backup::Key>)>,
     /// HTTPS, when `tls_cert` and `tls_key` name a certificate.
     tls: Option<tokio_rustls::TlsAcceptor>,
     max_tls_handshakes: usize,
@@ -475,7 +482,10 @@ impl Server {
             shutdown_timeout: std::time::Duration::from_secs(cfg.shutdown_timeout_secs),
             mllp,
             hl7: cfg.hl7.clone(),
-            backups: (cfg.backup.interval_secs > 0).then(|| cfg.clone()),
+            backups: match cfg.backup.interval_secs {
+                0 => None,
+                _ => Some((cfg.clone(), backup_key(&cfg.backup.key_file).map_err(Error::BackupKey)?)),
+            },
             tls: tls_acceptor(&cfg.tls_cert, &cfg.tls_key, "").map_err(Error::Tls)?,
             max_tls_handshakes: cfg.limits.max_tls_handshakes,
         })
@@ -522,7 +532,7 @@ impl Server {
             .then(|| tokio::spawn(orders_out::run(self.gate.system("hl7-orders"), self.hl7.clone())));
         // scheduled backups: a backup is written beside its final name and renamed, so
         // stopping at any point leaves no partial file under a backup's name
-        let backups = self.backups.map(|cfg| tokio::spawn(backup::scheduled(cfg)));
+        let backups = self.backups.map(|(cfg, key)| tokio::spawn(backup::scheduled(cfg, key)));
         let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
         let signal = async move {
             shutdown.await;

@@ -100,9 +100,9 @@ enum Command {
     /// SQLite's integrity, the schema version, current versions, the search index
     /// against a rebuild, and the audit trail. Exit 1 with the first problem.
     Check(ServeArgs),
-    /// Backups of the embedded SQLite store: create one while Hale serves, verify one
-    /// (every hash, SQLite's integrity, the audit trail), restore one into an empty data
-    /// directory.
+    /// Backups: create one while Hale serves (encrypted with a key file if asked), verify
+    /// one (every hash, the database's integrity, the audit trail), restore one into an
+    /// empty data directory or database.
     Backup {
         #[command(subcommand)]
         command: BackupCommand,
@@ -314,30 +314,54 @@ enum CdsCommand {
 
 #[derive(Subcommand)]
 enum BackupCommand {
-    /// Write a backup file (tar.gz: the keys, the signed audit checkpoints, a consistent
-    /// snapshot of the database, and a manifest of counts and hashes) while Hale may go
-    /// on serving.
+    /// Write a backup file (tar.gz: a consistent snapshot of the database — on SQLite
+    /// with the keys and the signed audit checkpoints beside it, on PostgreSQL a pg_dump
+    /// — and a manifest of counts and hashes) while Hale may go on serving.
     Create {
         /// The file to write (it must not exist).
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
+        /// Encrypt the backup with the key in this file (`hale backup keygen`).
+        #[arg(long, value_name = "FILE")]
+        key: Option<PathBuf>,
         #[command(flatten)]
         store: ServeArgs,
     },
-    /// Unpack a backup into a scratch directory and check it: every file's hash,
-    /// SQLite's integrity check, every resource type's versions against their hash,
-    /// that Hale opens it and counts the same, and the audit trail.
+    /// Unpack a backup into scratch and check it: every file's hash, the database's
+    /// integrity, every resource type's versions against their hash, that Hale opens it
+    /// and counts the same, and the audit trail. A PostgreSQL backup is restored into a
+    /// scratch database on the server `--database` names, dropped afterwards.
     Verify {
         /// The backup file.
         file: PathBuf,
+        /// The key file of an encrypted backup.
+        #[arg(long, value_name = "FILE")]
+        key: Option<PathBuf>,
+        #[command(flatten)]
+        store: ServeArgs,
     },
-    /// Verify a backup, then unpack it into a data directory that holds no store.
+    /// Verify a backup, then restore it: a SQLite backup into a data directory that holds
+    /// no store (--data-dir), a PostgreSQL backup into an empty database (--database).
     Restore {
         /// The backup file.
         file: PathBuf,
-        /// The data directory to restore into (created if missing; it must hold no hale.db).
-        #[arg(long, value_name = "DIR")]
-        data_dir: PathBuf,
+        /// The key file of an encrypted backup.
+        #[arg(long, value_name = "FILE")]
+        key: Option<PathBuf>,
+        /// The data directory to restore a SQLite backup into (created if missing; it
+        /// must hold no hale.db).
+        #[arg(long, value_name = "DIR", required_unless_present = "database", conflicts_with = "database")]
+        data_dir: Option<PathBuf>,
+        /// The empty PostgreSQL database to restore a PostgreSQL backup into.
+        #[arg(long, value_name = "URL")]
+        database: Option<String>,
+    },
+    /// Write a new random key for encrypted backups to a file (readable by its owner
+    /// only). Keep it apart from the backups: without it they cannot be read.
+    Keygen {
+        /// The key file to write (it must not exist).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
     },
 }
 
@@ -416,6 +440,11 @@ impl ServeArgs {
             mllp_listen: self.mllp.clone(),
         }
     }
+}
+
+/// The backup key in the key file `path`, if one is given.
+fn backup_key(path: Option<&std::path::Path>) -> anyhow::Result<Option<hale_server::backup::Key>> {
+    path.map(hale_server::backup::Key::read).transpose().map_err(anyhow::Error::msg)
 }
 
 fn init_logging(cfg: &Config) {
@@ -518,29 +547,35 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Backup { command: BackupCommand::Create { out, store } } => {
+        Command::Backup { command: BackupCommand::Create { out, key, store } } => {
             let cfg = Config::load(cli.config.as_deref(), &store.overrides())?;
+            let key = backup_key(key.as_deref())?;
             let started = std::time::Instant::now();
-            let m = hale_server::backup::create(&cfg, &out).map_err(anyhow::Error::msg)?;
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let m = rt.block_on(hale_server::backup::create(&cfg, &out, key.as_ref())).map_err(anyhow::Error::msg)?;
             let bytes = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
             println!(
-                "backup written: {} ({} versions of {} resource types, {} bytes) in {:.1} s",
+                "backup written: {} ({} versions of {} resource types, {} bytes{}) in {:.1} s",
                 out.display(),
                 m.versions,
                 m.per_type.len(),
                 bytes,
+                if key.is_some() { ", encrypted" } else { "" },
                 started.elapsed().as_secs_f64()
             );
             Ok(())
         }
-        Command::Backup { command: BackupCommand::Verify { file } } => {
+        Command::Backup { command: BackupCommand::Verify { file, key, store } } => {
+            let cfg = Config::load(cli.config.as_deref(), &store.overrides())?;
+            let key = backup_key(key.as_deref())?;
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-            let v = rt.block_on(hale_server::backup::verify(&file)).map_err(anyhow::Error::msg)?;
+            let v = rt.block_on(hale_server::backup::verify(&file, key.as_ref(), &cfg)).map_err(anyhow::Error::msg)?;
             println!(
-                "backup verified: {} ({} versions of {} resource types match their hashes; SQLite integrity ok; audit trail verified, {} entries; taken {} by Hale {}) in {:.1} s",
+                "backup verified: {} ({} versions of {} resource types match their hashes; {} ok; audit trail verified, {} entries; taken {} by Hale {}) in {:.1} s",
                 file.display(),
                 v.manifest.versions,
                 v.manifest.per_type.len(),
+                if v.manifest.store == "postgres" { "pg_restore into a scratch database" } else { "SQLite integrity" },
                 v.audit_entries,
                 v.manifest.created,
                 v.manifest.hale_version,
@@ -548,17 +583,31 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Backup { command: BackupCommand::Restore { file, data_dir } } => {
+        Command::Backup { command: BackupCommand::Restore { file, key, data_dir, database } } => {
+            let key = backup_key(key.as_deref())?;
+            let target = match (&data_dir, &database) {
+                (Some(dir), _) => hale_server::backup::Target::DataDir(dir),
+                (None, Some(url)) => hale_server::backup::Target::Database(url),
+                (None, None) => anyhow::bail!("give --data-dir DIR or --database URL"),
+            };
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-            let v = rt.block_on(hale_server::backup::restore(&file, &data_dir)).map_err(anyhow::Error::msg)?;
+            let v =
+                rt.block_on(hale_server::backup::restore(&file, key.as_ref(), target)).map_err(anyhow::Error::msg)?;
+            let start = match (&data_dir, &database) {
+                (Some(dir), _) => format!("--data-dir {}", dir.display()),
+                _ => "--database and the URL restored into".to_string(),
+            };
             println!(
-                "restored {} into {} ({} versions of {} resource types, verified); start Hale with --data-dir {}",
+                "restored {} ({} versions of {} resource types, verified); start Hale with {start}",
                 file.display(),
-                data_dir.display(),
                 v.manifest.versions,
                 v.manifest.per_type.len(),
-                data_dir.display()
             );
+            Ok(())
+        }
+        Command::Backup { command: BackupCommand::Keygen { out } } => {
+            hale_server::backup::Key::generate(&out).map_err(anyhow::Error::msg)?;
+            println!("backup key written: {} (keep it apart from the backups)", out.display());
             Ok(())
         }
         Command::Export { out, types, store } => {

@@ -534,11 +534,16 @@ async fn scheduled_backups_are_taken_while_serving_and_the_oldest_deleted() {
     let exe = std::path::Path::new(env!("CARGO_BIN_EXE_hale"));
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
+    // encrypted with a key file
+    let key = dir.path().join("backup.key");
+    let out = hale().args(["backup", "keygen", "--out"]).arg(&key).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let args = ["serve".to_string(), "--data-dir".to_string(), data.display().to_string()];
+    let key_file = key.display().to_string();
     let server = hale_test_support::spawn_binary_env(
         exe,
         &args,
-        &[("HALE_BACKUP__INTERVAL_SECS", "1"), ("HALE_BACKUP__KEEP", "2")],
+        &[("HALE_BACKUP__INTERVAL_SECS", "1"), ("HALE_BACKUP__KEEP", "2"), ("HALE_BACKUP__KEY_FILE", &key_file)],
     )
     .await;
     let backups = data.join("backups");
@@ -570,8 +575,24 @@ async fn scheduled_backups_are_taken_while_serving_and_the_oldest_deleted() {
     assert!(most <= 3, "at most one more than kept, for a moment ({most})");
     drop(server);
     let newest = list().pop().unwrap();
-    let out = hale().args(["backup", "verify"]).arg(&newest).output().unwrap();
+    let out = hale().args(["backup", "verify"]).arg(&newest).arg("--key").arg(&key).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // encrypted: nothing of the store readable without the key
+    let bytes = std::fs::read(&newest).unwrap();
+    assert!(bytes.starts_with(b"HALEENC1") && !bytes.windows(2).take(64).any(|w| w == [0x1f, 0x8b]));
+    let out = hale().args(["backup", "verify"]).arg(&newest).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("is encrypted: give the key file"), "{err}");
+    // a key file that cannot be read keeps the server from starting
+    let out = hale()
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .env("HALE_BACKUP__INTERVAL_SECS", "1")
+        .env("HALE_BACKUP__KEY_FILE", dir.path().join("missing.key"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("backup.key_file"), "{err}");
 }
 
 #[test]
