@@ -57,6 +57,11 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (9, include_str!("../migrations/0009_related_rows.sql")),
 ];
 
+/// The newest schema version this build knows.
+pub fn newest_schema() -> i64 {
+    MIGRATIONS.last().map(|m| m.0).unwrap_or(0)
+}
+
 /// Advisory lock key serialising migrations of one database across nodes.
 const MIGRATION_LOCK: i64 = 0x4841_4c45_4d49_4752; // "HALEMIGR"
 

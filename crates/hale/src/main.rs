@@ -96,9 +96,10 @@ enum Command {
         #[command(subcommand)]
         command: CdsCommand,
     },
-    /// Check a data directory without changing it (on a snapshot; Hale may be serving):
-    /// SQLite's integrity, the schema version, current versions, the search index
-    /// against a rebuild, and the audit trail. Exit 1 with the first problem.
+    /// Check a store without changing it (on a copy; Hale may be serving): its
+    /// integrity (SQLite's check; on PostgreSQL a pg_dump restored into a scratch
+    /// database), the schema version, current versions, the search index against a
+    /// rebuild, and the audit trail. Exit 1 with the first problem.
     Check(ServeArgs),
     /// Backups: create one while Hale serves (encrypted with a key file if asked), verify
     /// one (every hash, the database's integrity, the audit trail), restore one into an
@@ -541,8 +542,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let cfg = Config::load(cli.config.as_deref(), &args.overrides())?;
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             let r = rt.block_on(hale_server::backup::check(&cfg)).map_err(anyhow::Error::msg)?;
+            let integrity = if cfg.is_postgres() {
+                "a copy restored into a scratch database (pg_dump, pg_restore) ok"
+            } else {
+                "SQLite integrity ok"
+            };
             println!(
-                "store checked: schema {} (this Hale knows {}); SQLite integrity ok; {} versions of {} resource types consistent; the search index ({} rows) equals a rebuild; audit trail verified ({} entries) in {:.1} s",
+                "store checked: schema {} (this Hale knows {}); {integrity}; {} versions of {} resource types consistent; the search index ({} rows) equals a rebuild; audit trail verified ({} entries) in {:.1} s",
                 r.schema.0, r.schema.1, r.versions, r.types, r.index_rows, r.audit_entries, r.seconds
             );
             Ok(())

@@ -601,37 +601,93 @@ pub struct CheckReport {
     pub seconds: f64,
 }
 
-/// Checks the SQLite store `cfg` names without changing it (on a snapshot, so Hale may
-/// be serving): SQLite's integrity, the schema version, that every resource's current
-/// version is its newest, that no index row belongs to a deleted or unknown resource,
-/// that the search index equals a rebuild from the stored JSON, and the audit trail.
+/// Checks the store `cfg` names without changing it, on a copy, so Hale may be serving:
+/// the copy's integrity (SQLite's integrity check; on PostgreSQL, that `pg_dump` reads
+/// every row and `pg_restore` rebuilds every index and constraint in a scratch database,
+/// dropped after), the schema version, that every resource's current version is its
+/// newest, that no index row belongs to a deleted or unknown resource, that the search
+/// index equals a rebuild from the stored JSON, and the audit trail.
 pub async fn check(cfg: &Config) -> Result<CheckReport, String> {
-    use hale_store_sqlite::snapshot;
     let started = Instant::now();
+    let scratch = tempfile::tempdir().map_err(|e| format!("creating a scratch directory: {e}"))?;
     if cfg.is_postgres() {
-        return Err("hale check works on the embedded SQLite store; on PostgreSQL use hale audit verify and the database's own checks (amcheck)".into());
+        let db = pg::Scratch::create(&cfg.database_url).await?;
+        let checked = check_postgres(cfg, &db.url, scratch.path()).await;
+        db.drop_database().await;
+        return checked.map(|r| CheckReport { seconds: started.elapsed().as_secs_f64(), ..r });
     }
+    use hale_store_sqlite::snapshot;
     let db = cfg.sqlite_path();
     if !db.exists() {
         return Err(format!("there is no store at {}", db.display()));
     }
-    let scratch = tempfile::tempdir().map_err(|e| format!("creating a scratch directory: {e}"))?;
     let copy = snapshot_data_dir(cfg, &db, scratch.path())?;
     let schema = snapshot::schema_versions(&copy).map_err(|e| e.to_string())?;
+    check_schema(schema)?;
+    check_consistency(snapshot::consistency(&copy).map_err(|e| e.to_string())?)?;
+    let (per_type, versions) = type_digests(&copy)?;
+    let scratch_cfg = Config { data_dir: scratch.path().to_path_buf(), ..Config::default() };
+    let digests = || -> Result<Vec<(String, u64, String)>, String> {
+        let d = snapshot::index_digests(&copy).map_err(|e| e.to_string())?;
+        Ok(d.into_iter().map(|(t, n, h)| (t, n, format!("{h:016x}"))).collect())
+    };
+    let (audit_entries, index_rows) = check_index_and_audit(&scratch_cfg, async || digests()).await?;
+    Ok(CheckReport {
+        schema,
+        versions,
+        types: per_type.len(),
+        index_rows,
+        audit_entries,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// `hale check` of a PostgreSQL store, on a copy in the scratch database `scratch_url`.
+async fn check_postgres(cfg: &Config, scratch_url: &str, dir: &Path) -> Result<CheckReport, String> {
+    let dump = dir.join(PG_FILE);
+    let (per_type, versions) = pg::dump(&cfg.database_url, &dump).await?;
+    pg::restore_into(scratch_url, &dump).await?;
+    std::fs::remove_file(&dump).map_err(|e| io("removing", &dump, e))?;
+    let schema = pg::schema_versions(scratch_url).await?;
+    check_schema(schema)?;
+    check_consistency(pg::consistency(scratch_url).await?)?;
+    let scratch_cfg = Config {
+        data_dir: dir.to_path_buf(),
+        database_url: scratch_url.to_string(),
+        database_pool_size: 2,
+        ..Config::default()
+    };
+    let (audit_entries, index_rows) =
+        check_index_and_audit(&scratch_cfg, async || pg::index_digests(scratch_url).await).await?;
+    Ok(CheckReport { schema, versions, types: per_type.len(), index_rows, audit_entries, seconds: 0.0 })
+}
+
+fn check_schema(schema: (i64, i64)) -> Result<(), String> {
     if schema.0 > schema.1 {
         return Err(format!("the store's schema ({}) is newer than this Hale knows ({})", schema.0, schema.1));
     }
-    let problems = snapshot::consistency(&copy).map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+fn check_consistency(problems: Vec<String>) -> Result<(), String> {
     if !problems.is_empty() {
         return Err(format!("the store is inconsistent: {}", problems.join("; ")));
     }
-    let (per_type, versions) = type_digests(&copy)?;
-    let scratch_cfg = Config { data_dir: scratch.path().to_path_buf(), ..Config::default() };
-    let (repo, audit_entries) = open_and_verify_audit(&scratch_cfg, "check").await?;
-    let before = snapshot::index_digests(&copy).map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// Opens the copy `cfg` names as Hale would, checks its audit trail, and compares each
+/// search index table's digest (`digests`: table, rows, hash) before and after a
+/// rebuild of the index on the copy; the audit entries checked and the index rows.
+async fn check_index_and_audit(
+    cfg: &Config,
+    digests: impl AsyncFn() -> Result<Vec<(String, u64, String)>, String>,
+) -> Result<(u64, u64), String> {
+    let (repo, audit_entries) = open_and_verify_audit(cfg, "check").await?;
+    let before = digests().await?;
     crate::bulk::reindex(&repo, &[], false).await.map_err(|e| format!("rebuilding the index to compare: {e}"))?;
     drop(repo);
-    let after = snapshot::index_digests(&copy).map_err(|e| e.to_string())?;
+    let after = digests().await?;
     let differ: Vec<String> = before
         .iter()
         .zip(&after)
@@ -649,12 +705,5 @@ pub async fn check(cfg: &Config) -> Result<CheckReport, String> {
     if !differ.is_empty() {
         return Err(format!("the search index differs from a rebuild (run hale reindex): {}", differ.join("; ")));
     }
-    Ok(CheckReport {
-        schema,
-        versions,
-        types: per_type.len(),
-        index_rows: before.iter().map(|t| t.1).sum(),
-        audit_entries,
-        seconds: started.elapsed().as_secs_f64(),
-    })
+    Ok((audit_entries, before.iter().map(|t| t.1).sum()))
 }

@@ -166,6 +166,66 @@ pub(super) async fn restore_into(url: &str, file: &Path) -> Result<(), String> {
     run("pg_restore", &args, password.as_deref()).await
 }
 
+/// The schema version of the database `url` names and the newest this build knows.
+pub(super) async fn schema_versions(url: &str) -> Result<(i64, i64), String> {
+    let client = connect(url).await?;
+    let have: i64 =
+        client.query_one("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", &[]).await.map_err(sql)?.get(0);
+    Ok((have, hale_store_postgres::newest_schema()))
+}
+
+/// What is inconsistent between the stored versions, the current-version table and the
+/// search index of the database `url` names, in words (empty: nothing). The same checks
+/// as `hale_store_sqlite::snapshot::consistency`.
+pub(super) async fn consistency(url: &str) -> Result<Vec<String>, String> {
+    let client = connect(url).await?;
+    let count = async |q: &str| -> Result<i64, String> { Ok(client.query_one(q, &[]).await.map_err(sql)?.get(0)) };
+    let mut problems = Vec::new();
+    let stale = count(
+        "SELECT COUNT(*) FROM resources r LEFT JOIN resource_versions v ON v.seq = r.seq \
+         WHERE v.seq IS NULL OR v.res_type <> r.res_type OR v.res_id <> r.res_id OR v.version <> r.version \
+         OR (v.body IS NULL) <> (r.deleted <> 0)",
+    )
+    .await?;
+    if stale > 0 {
+        problems.push(format!("{stale} resources point at a version that is not theirs"));
+    }
+    let behind = count(
+        "SELECT COUNT(*) FROM (SELECT res_type, res_id, MAX(version) AS m FROM resource_versions GROUP BY res_type, res_id) x \
+         LEFT JOIN resources r ON r.res_type = x.res_type AND r.res_id = x.res_id WHERE r.version IS NULL OR r.version <> x.m",
+    )
+    .await?;
+    if behind > 0 {
+        problems.push(format!("{behind} resources whose newest version is not their current one"));
+    }
+    for &t in hale_store::sql::INDEX_TABLES {
+        let orphans = count(&format!(
+            "SELECT COUNT(*) FROM {t} i WHERE NOT EXISTS (SELECT 1 FROM resources r \
+             WHERE r.res_type = i.res_type AND r.res_id = i.res_id AND r.deleted = 0)"
+        ))
+        .await?;
+        if orphans > 0 {
+            problems.push(format!("{t}: {orphans} rows of deleted or unknown resources"));
+        }
+    }
+    Ok(problems)
+}
+
+/// Each search index table of the database `url` names: its rows and an
+/// order-independent hash of them (the sum of the first 64 bits of each row's MD5).
+pub(super) async fn index_digests(url: &str) -> Result<Vec<(String, u64, String)>, String> {
+    let client = connect(url).await?;
+    let mut out = Vec::new();
+    for &t in hale_store::sql::INDEX_TABLES {
+        let q = format!(
+            "SELECT COUNT(*), COALESCE(SUM(('x' || substr(md5(i::text), 1, 16))::bit(64)::bigint), 0)::text FROM {t} i"
+        );
+        let row = client.query_one(&q, &[]).await.map_err(sql)?;
+        out.push((t.to_string(), row.get::<_, i64>(0) as u64, row.get(1)));
+    }
+    Ok(out)
+}
+
 /// A database of its own on the server `server_url` names, for a verification; dropped
 /// by [`Scratch::drop_database`].
 pub(super) struct Scratch {

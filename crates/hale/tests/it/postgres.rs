@@ -618,3 +618,55 @@ async fn a_postgres_backup_taken_under_write_load_verifies_and_restores_with_equ
     assert!(patient_versions > 3, "the Patients were updated during the backup");
     assert_eq!(Some(patient_versions), manifest["per_type"]["Patient"]["versions"].as_u64(), "{manifest}");
 }
+
+/// `hale check --database URL` checks a copy in a scratch database (dropped after): a
+/// lost index row and an index row of nobody are each found, and the database is left
+/// as it was.
+#[tokio::test(flavor = "multi_thread")]
+async fn check_on_postgres_finds_an_index_that_is_not_its_rebuild_and_changes_nothing() {
+    if hale_test_support::require_postgres().is_none() {
+        eprintln!("SKIP check_on_postgres_finds_an_index_that_is_not_its_rebuild_and_changes_nothing");
+        return;
+    }
+    let exe = std::path::Path::new(env!("CARGO_BIN_EXE_hale"));
+    let db = TestDatabase::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["serve", "--database", &db.url, "--data-dir", &dir.path().display().to_string()].map(String::from);
+    let node = hale_test_support::spawn_binary_with(exe, &args).await;
+    for i in 0..4 {
+        let p = json!({"resourceType": "Patient", "name": [{"family": format!("Check{i}")}], "gender": "female",
+            "birthDate": format!("1970-01-0{}", i + 1)});
+        let r = node.client.post(format!("{}/fhir/Patient", node.base)).header("content-type", "application/fhir+json");
+        assert!(r.body(p.to_string()).send().await.unwrap().status().is_success());
+    }
+    drop(node);
+    let check = || hale_cli(dir.path(), &db.url, &["check"]);
+    let (ok, text, err) = check();
+    assert!(ok, "{err}");
+    assert!(
+        text.contains("scratch database (pg_dump, pg_restore) ok")
+            && text.contains("equals a rebuild")
+            && text.contains("audit trail verified"),
+        "{text}"
+    );
+    assert_eq!(scratch_databases().await, 0, "the scratch database is dropped");
+    let (client, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    let rows = async || -> i64 { client.query_one("SELECT COUNT(*) FROM search_token", &[]).await.unwrap().get(0) };
+    // a lost index row: found, and the store is left as it was
+    db.batch_execute("DELETE FROM search_token WHERE ctid IN (SELECT ctid FROM search_token LIMIT 1)").await;
+    let n = rows().await;
+    let (ok, _, err) = check();
+    assert!(!ok && err.contains("differs from a rebuild") && err.contains("search_token"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert_eq!(rows().await, n, "hale check changes nothing");
+    assert_eq!(scratch_databases().await, 0, "the scratch database is dropped after a failure too");
+    // an index row of a resource that is not there
+    let (ok, _, err) = hale_cli(dir.path(), &db.url, &["reindex"]);
+    assert!(ok, "{err}");
+    assert!(check().0, "reindexed, it checks again");
+    db.batch_execute("UPDATE search_token SET res_id = 'nobody' WHERE ctid IN (SELECT ctid FROM search_token LIMIT 1)")
+        .await;
+    let (ok, _, err) = check();
+    assert!(!ok && err.contains("rows of deleted or unknown resources"), "{err}");
+}
