@@ -24,6 +24,7 @@ mod search;
 mod security;
 mod shutdown;
 mod smart;
+mod upgrade;
 mod validate;
 
 use serde_json::Value;
