@@ -580,6 +580,12 @@ impl Repository {
         self.audited(event, result, |v: &Vec<(i64, StoredResource)>| v.iter().map(|(_, s)| s).collect()).await
     }
 
+    /// Whether the store holds no version of any resource (system only). Not audited: it
+    /// tells whether the store is new, nothing of anyone's record.
+    pub async fn holds_no_resource(&self) -> Result<bool> {
+        Ok(self.door(Interaction::Maintenance, None).await?.versions_after(0, 1).await?.is_empty())
+    }
+
     /// Writes versions back verbatim, each with its index rows (computed here from its
     /// JSON; none for a deletion or an older version), into a store being filled by
     /// `hale migrate-store` (system only).

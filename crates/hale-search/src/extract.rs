@@ -468,6 +468,13 @@ fn compiled() -> &'static std::collections::HashMap<String, Vec<Compiled>> {
     })
 }
 
+/// The version of what [`extract`] writes. Bump it with any change that makes the rows
+/// of a resource already stored differ (a parameter indexed anew, a value normalized
+/// otherwise), and add the new digest to `INDEX_DIGESTS` in this file's tests (which
+/// fail until then): a store an older Hale indexed then tells its operator to run
+/// `hale reindex`.
+pub const INDEX_VERSION: u32 = 1;
+
 /// The index rows of every R4 search parameter of a resource.
 pub fn extract(resource: &Value) -> IndexRows {
     let mut rows = IndexRows::default();
@@ -756,5 +763,43 @@ mod extract_tests {
             rows += extract(&v).row_count();
         }
         assert!(rows > 50_000, "{rows}");
+    }
+
+    /// Each [`INDEX_VERSION`] with the digest of what [`extract`] writes for the R4
+    /// examples; the last is this build's.
+    const INDEX_DIGESTS: &[(u32, &str)] = &[(1, "cee1cae397a6fd7d")];
+
+    #[test]
+    fn the_index_version_names_what_extract_writes() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/fhir-r4-examples");
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            assert!(
+                !std::env::var("CI").is_ok_and(|v| v == "true"),
+                "{} is absent: under CI=true a test fails rather than skips",
+                dir.display()
+            );
+            eprintln!("SKIP the_index_version_names_what_extract_writes: {} is absent", dir.display());
+            return;
+        };
+        let mut files: Vec<_> = entries.flatten().map(|e| e.path()).collect();
+        files.sort();
+        // FNV-1a over each example's name and rows, in name order
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for f in files {
+            let Ok(text) = std::fs::read_to_string(&f) else { continue };
+            let Ok(v) = serde_json::from_str::<Value>(&text) else { continue };
+            let name = f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            for b in name.bytes().chain(format!("{:?}", extract(&v)).bytes()) {
+                h ^= b as u64;
+                h = h.wrapping_mul(0x0100_0000_01b3);
+            }
+        }
+        let digest = format!("{h:016x}");
+        assert_eq!(
+            INDEX_DIGESTS.last(),
+            Some(&(INDEX_VERSION, digest.as_str())),
+            "what extract writes changed: bump INDEX_VERSION and add ({}, \"{digest}\") to INDEX_DIGESTS",
+            INDEX_VERSION + 1
+        );
     }
 }

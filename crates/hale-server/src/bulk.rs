@@ -7,6 +7,7 @@
 //! grow with the file; a bad line is reported with its position and skipped; a bad
 //! bundle is rejected whole. Export writes one `Type.ndjson` per resource type.
 
+use hale_search::extract::INDEX_VERSION;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -72,7 +73,7 @@ pub fn collect_files(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-fn first_issue(e: &hale_repository::Error) -> String {
+pub(crate) fn first_issue(e: &hale_repository::Error) -> String {
     let o = e.outcome();
     match o.issues.first() {
         Some(Issue { diagnostics, expression: Some(x), .. }) => format!("{x}: {diagnostics}"),
@@ -402,7 +403,30 @@ pub async fn reindex(repo: &Repository, types: &[String], show_progress: bool) -
     }
     bar.finish_and_clear();
     repo.optimize().await.map_err(|e| std::io::Error::other(first_issue(&e)))?;
+    if types.is_empty() {
+        note_index_version(repo, INDEX_VERSION).await.map_err(|e| std::io::Error::other(first_issue(&e)))?;
+    }
     Ok(total)
+}
+
+/// Where a store notes which [`INDEX_VERSION`] wrote its search index rows.
+const INDEX_NOTE: (&str, &str) = ("hale-state", "search-index");
+
+/// The [`INDEX_VERSION`] that wrote the store's search index rows, as the store notes
+/// it. A store without the note is noted now: this build's version when it holds no
+/// resource yet, else 0 (an older Hale indexed it before stores noted it).
+pub async fn index_version(repo: &Repository) -> Result<u32, hale_repository::Error> {
+    if let Some(note) = repo.auth_record(INDEX_NOTE.0, INDEX_NOTE.1).await? {
+        return Ok(note["version"].as_u64().and_then(|v| u32::try_from(v).ok()).unwrap_or(0));
+    }
+    let version = if repo.holds_no_resource().await? { INDEX_VERSION } else { 0 };
+    note_index_version(repo, version).await?;
+    Ok(version)
+}
+
+async fn note_index_version(repo: &Repository, version: u32) -> Result<(), hale_repository::Error> {
+    let body = serde_json::json!({ "version": version });
+    repo.put_auth_record(INDEX_NOTE.0, INDEX_NOTE.1, &body, None, None).await
 }
 
 /// What `hale migrate-store` copied and checked.

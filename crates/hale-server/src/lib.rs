@@ -68,6 +68,8 @@ pub enum Error {
     Tls(String),
     #[error("backup.key_file: {0}")]
     BackupKey(String),
+    #[error("reading the search index's version: {0}")]
+    Index(String),
 }
 
 /// Names of the key material in the store's `server_key` table.
@@ -147,7 +149,10 @@ pub async fn gate(cfg: &Config) -> Result<Gate, Error> {
 /// `migrate-store`...) over the store the configuration names: the system principal,
 /// named by `job`.
 pub async fn system_repository(cfg: &Config, job: &str) -> Result<Repository, Error> {
-    Ok(gate(cfg).await?.system(job))
+    let repo = gate(cfg).await?.system(job);
+    // a new store notes the version of its index rows before anything is written
+    bulk::index_version(&repo).await.map_err(|e| Error::Index(bulk::first_issue(&e)))?;
+    Ok(repo)
 }
 
 #[derive(Clone)]
@@ -469,6 +474,16 @@ impl Server {
             )),
         };
         let system = gate.system("keys");
+        let indexed = bulk::index_version(&system).await.map_err(|e| Error::Index(bulk::first_issue(&e)))?;
+        let outdated = indexed < hale_search::extract::INDEX_VERSION;
+        if outdated {
+            tracing::warn!(
+                store = indexed,
+                this_hale = hale_search::extract::INDEX_VERSION,
+                "an older Hale wrote the search index: searches may miss resources until `hale reindex` runs"
+            );
+        }
+        ::metrics::gauge!("hale_search_index_outdated").set(if outdated { 1.0 } else { 0.0 });
         let checkpoints = checkpoints(cfg, &system).await?;
         let tokens = Arc::new(token_keys(cfg, &system).await?);
         let first_admin =

@@ -22,6 +22,8 @@
 //!   chainer: the audit backlog);
 //! - `hale_backups_total{outcome}`, `hale_backup_last_success_timestamp_seconds`;
 //! - `hale_hl7_messages_total{answer}` (MLLP);
+//! - `hale_search_index_outdated` (1 when an older Hale wrote the search index and
+//!   `hale reindex` has not run since);
 //! - `hale_build_info{version}`.
 
 use std::sync::OnceLock;
@@ -86,6 +88,7 @@ fn describe() {
     describe_counter!("hale_backups_total", "scheduled backups, by outcome");
     describe_gauge!("hale_backup_last_success_timestamp_seconds", "when the last scheduled backup was written");
     describe_counter!("hale_hl7_messages_total", "HL7 v2 messages received over MLLP, by acknowledgement");
+    describe_gauge!("hale_search_index_outdated", "1 when an older Hale wrote the search index: run hale reindex");
     describe_gauge!("hale_build_info", "the running version");
 }
 

@@ -308,6 +308,8 @@ async fn metrics_count_requests_by_route_template_without_ids() {
     );
     assert!(after.contains("hale_http_request_duration_seconds_bucket"), "a histogram");
     assert!(sample(&after, "hale_build_info", &["version="]).is_some());
+    // a new store's index is this Hale's
+    assert_eq!(sample(&after, "hale_search_index_outdated", &[]), Some(0.0), "{after}");
     // the chainer links the PUT's audit entry within a second or so
     let mut chained = 0.0;
     for _ in 0..40 {

@@ -42,6 +42,13 @@ fn hale(args: &[&str], dir: &Path, database: Option<&str>) -> String {
     text
 }
 
+/// The `hale_search_index_outdated` gauge of a running node.
+async fn index_outdated(node: &hale_test_support::BinaryServer) -> u32 {
+    let text = node.client.get(format!("{}/metrics", node.base)).send().await.unwrap().text().await.unwrap();
+    let line = text.lines().find(|l| l.starts_with("hale_search_index_outdated ")).expect("the gauge is exported");
+    line.split(' ').nth(1).unwrap().parse::<f64>().unwrap() as u32
+}
+
 /// The upgrade as docs/operations.md has it, checked at each step: `hale check` before
 /// (on a copy: the schema of the older Hale, the index short of a rebuild), the server
 /// started (migrations), `hale reindex`, then `hale check` and `hale audit verify` pass
@@ -51,6 +58,14 @@ async fn upgrade(dir: &Path, database: Option<&str>, old_schema: i64) {
     assert!(!ok && err.contains("differs from a rebuild (run hale reindex)"), "{err}");
     serves_what_the_older_hale_wrote(dir, database).await;
     hale(&["reindex"], dir, database);
+    let exe = Path::new(env!("CARGO_BIN_EXE_hale"));
+    let mut args = vec!["serve".to_string(), "--data-dir".to_string(), dir.display().to_string()];
+    if let Some(url) = database {
+        args.extend(["--database".to_string(), url.to_string()]);
+    }
+    let node = hale_test_support::spawn_binary_with(exe, &args).await;
+    assert_eq!(index_outdated(&node).await, 0, "reindexed, the index is this Hale's");
+    drop(node);
     let checked = hale(&["check"], dir, database);
     let newest: i64 =
         checked.split("this Hale knows ").nth(1).and_then(|s| s.split(')').next()).unwrap().parse().unwrap();
@@ -70,6 +85,7 @@ async fn serves_what_the_older_hale_wrote(dir: &Path, database: Option<&str>) {
         args.extend(["--database".to_string(), url.to_string()]);
     }
     let node = hale_test_support::spawn_binary_with(exe, &args).await;
+    assert_eq!(index_outdated(&node).await, 1, "the operator is told the index needs a rebuild");
     let get = async |path: &str| -> (u16, Value) {
         let r = node.client.get(format!("{}/fhir/{path}", node.base)).send().await.unwrap();
         let status = r.status().as_u16();
