@@ -1,5 +1,6 @@
 //! `cargo xtask gen-r4 [DIR]`: compiles the official FHIR R4 (4.0.1) definitions into
-//! the compact table `crates/hale-fhir/src/generated/r4.json` that `hale-fhir` embeds.
+//! the compact table `crates/hale-fhir/src/generated/r4.json` that `hale-fhir` embeds,
+//! and the resources' invariants into `r4-invariants.json` beside it.
 //!
 //! DIR defaults to `../shared/data/fhir-r4-examples` (the official definition files as
 //! JSON). The output is committed so that a plain `cargo build` works offline.
@@ -238,6 +239,7 @@ fn gen_r4(dir: &Path) -> Result<()> {
             patient_compartment.insert(s(r, "code").unwrap_or("").to_string(), params.clone());
         }
     }
+    write_invariants(&structure_defs)?;
     let out = json!({
         "fhirVersion": "4.0.1",
         "types": types,
@@ -304,4 +306,41 @@ fn expand(
         }
     }
     if codes.is_empty() { None } else { Some(codes) }
+}
+
+/// The invariants of severity error that R4 states on each resource and its backbone
+/// elements (its own, and those every resource inherits from DomainResource), as
+/// `[resource type, element path, key, human, expression]`; not those of Element and
+/// Extension that every element repeats (`ele-1`, `ext-1`), nor those of data types.
+fn write_invariants(structure_defs: &[Value]) -> Result<()> {
+    let mut rows = Vec::new();
+    for sd in structure_defs {
+        let name = s(sd, "name").unwrap_or("");
+        if s(sd, "kind") != Some("resource")
+            || s(sd, "url") != Some(&format!("http://hl7.org/fhir/StructureDefinition/{name}"))
+        {
+            continue;
+        }
+        let mut seen = BTreeSet::new();
+        for el in sd["snapshot"]["element"].as_array().context("snapshot")? {
+            let path = el["path"].as_str().context("path")?;
+            for c in el["constraint"].as_array().into_iter().flatten() {
+                let key = s(c, "key").unwrap_or("");
+                let from = s(c, "source").unwrap_or("");
+                if s(c, "severity") != Some("error")
+                    || from.ends_with("/Element")
+                    || from.ends_with("/Extension")
+                    || !seen.insert((path.to_string(), key.to_string()))
+                {
+                    continue;
+                }
+                let (Some(human), Some(expr)) = (s(c, "human"), s(c, "expression")) else { continue };
+                rows.push(json!([name, path, key, human, expr]));
+            }
+        }
+    }
+    let out_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/hale-fhir/src/generated/r4-invariants.json");
+    std::fs::write(&out_path, serde_json::to_string(&rows)?)?;
+    println!("wrote {}: {} invariants", out_path.display(), rows.len());
+    Ok(())
 }

@@ -359,12 +359,11 @@ pub(crate) async fn search(
     Ok(page.entries.iter().filter_map(|r| r.body.as_deref()).filter_map(|b| serde_json::from_str(b).ok()).collect())
 }
 
-/// Now as a FHIR instant (UTC, whole seconds).
+/// Now as a FHIR instant (UTC, to the millisecond, as the store stamps `lastUpdated`:
+/// a time set by a page never precedes one Hale set earlier in the same second, which
+/// invariants such as Task's `inv-1` would refuse).
 pub(crate) fn now_instant() -> String {
-    let secs =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0) as i64;
-    let t = secs.rem_euclid(86_400);
-    format!("{}T{:02}:{:02}:{:02}Z", svg::date_of(secs.div_euclid(86_400)), t / 3600, t % 3600 / 60, t % 60)
+    hale_repository::Instant::now().to_fhir()
 }
 
 /// Whether two secrets (a form's CSRF token and the session's) are equal, compared in

@@ -8,6 +8,11 @@ use serde::Deserialize;
 
 const R4_TABLES: &str = include_str!("generated/r4.json");
 
+/// The invariants of severity error that R4 states on each resource and its backbone
+/// elements (`cargo xtask gen-r4`): a JSON array of `[resource type, element path, key,
+/// human, FHIRPath expression]`. `hale_fhirpath::invariants` evaluates them.
+pub const R4_INVARIANTS: &str = include_str!("generated/r4-invariants.json");
+
 /// Kind of a structure definition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TypeKind {

@@ -111,6 +111,8 @@ pub enum IssueType {
     Throttled,
     /// `too-costly`: stopped to protect the server's resources.
     TooCostly,
+    /// `invariant`: a rule of the specification (a FHIRPath constraint) is broken.
+    Invariant,
 }
 
 impl IssueType {
@@ -120,6 +122,7 @@ impl IssueType {
             IssueType::Structure => "structure",
             IssueType::Required => "required",
             IssueType::Value => "value",
+            IssueType::Invariant => "invariant",
             IssueType::CodeInvalid => "code-invalid",
             IssueType::BusinessRule => "business-rule",
             IssueType::NotFound => "not-found",

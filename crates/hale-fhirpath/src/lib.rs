@@ -45,6 +45,7 @@ mod cache;
 mod check;
 mod eval;
 mod functions;
+pub mod invariants;
 mod model;
 mod parser;
 mod set;

@@ -181,6 +181,14 @@ fn check_body(ty: &ResourceType, id: Option<&ResourceId>, body: &Value) -> Resul
     if issues.iter().any(Issue::is_error) {
         return Err(Error::Invalid(OperationOutcome::new(issues)));
     }
+    // the specification's invariants, once the structure holds
+    let broken: Vec<Issue> = hale_fhirpath::invariants::check(body)
+        .into_iter()
+        .map(|v| Issue::error(IssueType::Invariant, format!("{}: {}", v.key, v.human)).at(v.location))
+        .collect();
+    if !broken.is_empty() {
+        return Err(Error::Invalid(OperationOutcome::new(broken)));
+    }
     Ok(())
 }
 

@@ -188,7 +188,12 @@ fn hale_at(ts: &hale_test_support::TestServer, args: &[&str]) -> Output {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_disabled_account_or_a_reset_password_ends_its_tokens_within_a_second() {
     let ts = hale_test_support::TestServer::spawn().await;
-    let r = ts.put("/Organization/org-void", &serde_json::json!({"resourceType":"Organization","id":"org-void"})).await;
+    let r = ts
+        .put(
+            "/Organization/org-void",
+            &serde_json::json!({"resourceType":"Organization","id":"org-void","name":"Void"}),
+        )
+        .await;
     assert_eq!(r.status(), 201);
     let out = hale_at(&ts, &["user", "add", "dr.void", "--role", "clinician", "--organization", "org-void"]);
     assert!(out.status.success(), "{}", stderr(&out));

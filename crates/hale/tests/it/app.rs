@@ -30,7 +30,8 @@ async fn chart_fixture(ts: &TestServer) {
         json!({"resourceType":"Patient","id":"pat-b","name":[{"family":"Brown","given":["Ben"]}],"birthDate":"1975-05-06","managingOrganization":a("Organization/org-b")}),
         json!({"resourceType":"AllergyIntolerance","id":"al-a","clinicalStatus":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical","code":"active"}]},
                "code":{"text":"Penicillin G"},"criticality":"high","patient":a("Patient/pat-a"),"reaction":[{"manifestation":[{"text":"Anaphylaxis"}]}]}),
-        json!({"resourceType":"AllergyIntolerance","id":"al-b","code":{"text":"CANARY-B allergy"},"patient":a("Patient/pat-b")}),
+        json!({"resourceType":"AllergyIntolerance","id":"al-b","clinicalStatus":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical","code":"active"}]},
+               "code":{"text":"CANARY-B allergy"},"patient":a("Patient/pat-b")}),
         json!({"resourceType":"Condition","id":"cond-a","clinicalStatus":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/condition-clinical","code":"active"}]},
                "code":{"text":XSS},"subject":a("Patient/pat-a"),"onsetDateTime":"2015-03-01"}),
         json!({"resourceType":"Condition","id":"cond-old","clinicalStatus":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/condition-clinical","code":"resolved"}]},
@@ -2155,7 +2156,7 @@ async fn a_patient_shares_their_record_with_another_organization_and_takes_it_ba
     let other = ts
         .post(
             "/Consent",
-            &json!({"resourceType":"Consent","status":"active","scope":{"text":"patient-privacy"},"category":[{"text":"x"}],
+            &json!({"resourceType":"Consent","status":"active","scope":{"text":"patient-privacy"},"policyRule":{"text":"opt-in"},"category":[{"text":"x"}],
                     "patient":{"reference":"Patient/pat-b"},"provision":{"type":"permit","actor":[{"role":{"text":"r"},"reference":{"reference":"Organization/org-a"}}]}}),
         )
         .await;
@@ -2254,7 +2255,7 @@ async fn no_portal_page_or_download_shows_another_patients_record() {
                "presentedForm":[{"contentType":"text/plain","url":"Binary/cb-bin"}]}),
         json!({"resourceType":"Communication","id":"cb-msg","status":"completed","subject":a("Patient/pat-b"),"sent":"2025-01-01T00:00:00Z",
                "topic":{"text":"CANARY-B topic"},"payload":[{"contentString":"CANARY-B message"},{"contentAttachment":{"contentType":"text/plain","url":"Binary/cb-bin"}}]}),
-        json!({"resourceType":"Consent","id":"cb-consent","status":"active","scope":{"text":"patient-privacy"},"category":[{"text":"CANARY-B consent"}],
+        json!({"resourceType":"Consent","id":"cb-consent","status":"active","scope":{"text":"patient-privacy"},"policyRule":{"text":"opt-in"},"category":[{"text":"CANARY-B consent"}],
                "patient":a("Patient/pat-b"),"provision":{"type":"permit","actor":[{"role":{"text":"r"},"reference":{"reference":"Organization/org-a"}}]}}),
         json!({"resourceType":"Task","id":"cb-task","status":"requested","intent":"order","description":"CANARY-B request","for":a("Patient/pat-b"),"focus":a("DiagnosticReport/cb-rad")}),
     ];

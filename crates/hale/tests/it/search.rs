@@ -541,7 +541,8 @@ async fn searches_pinned_to_one_patient_find_what_the_patient_key_holds() {
             .map(|p| json!({"actor":{"reference":format!("Patient/{p}")},"status":"accepted"}))
             .collect();
         participants.push(json!({"actor":{"reference":"Practitioner/dr1"},"status":"accepted"}));
-        json!({"resourceType":"Appointment","id":id,"status":status,"participant":participants})
+        json!({"resourceType":"Appointment","id":id,"status":status,"participant":participants,
+            "start":"2025-03-01T09:00:00Z","end":"2025-03-01T09:20:00Z"})
     };
     // one appointment of two patients, one of the first alone, one of nobody's
     put(&s, appointment("a12", "booked", &["p1", "p2"])).await;

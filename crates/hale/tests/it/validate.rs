@@ -151,3 +151,80 @@ async fn attachments_must_describe_their_data_and_dstu2_comments_are_refused() {
     assert_eq!(r.status(), 400);
     assert_eq!(first_expression(&json(r).await).as_deref(), Some("Patient.fhir_comments"));
 }
+
+/// The invariants of the R4 resource definitions (FHIRPath constraints of severity
+/// error) are held on create, update, in transactions and by `$validate`: each broken
+/// one is a 400 `invariant` issue naming its key, its words and its element, and nothing
+/// is stored.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_invariants_of_the_r4_definitions_are_held() {
+    let s = TestServer::spawn().await;
+    let cases = [
+        // obs-6: a value and a reason for its absence
+        (
+            json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+                "valueQuantity": {"value": 1}, "dataAbsentReason": {"text": "lost"}}),
+            "obs-6",
+            "Observation",
+        ),
+        // pat-1 on the second contact: no name, telecom, address or organization
+        (
+            json!({"resourceType": "Patient", "contact": [{"name": {"family": "X"}}, {"gender": "female"}]}),
+            "pat-1",
+            "Patient.contact[1]",
+        ),
+        // dom-3: a contained resource that nothing refers to
+        (
+            json!({"resourceType": "Patient", "contained": [{"resourceType": "Organization", "id": "o1", "name": "Org"}]}),
+            "dom-3",
+            "Patient",
+        ),
+        // dom-2: a contained resource that contains another
+        (
+            json!({"resourceType": "Patient", "managingOrganization": {"reference": "#o1"},
+                "contained": [{"resourceType": "Organization", "id": "o1", "name": "Org",
+                    "contained": [{"resourceType": "Organization", "id": "o2", "name": "Inner"}]}]}),
+            "dom-2",
+            "Patient",
+        ),
+    ];
+    for (body, key, at) in &cases {
+        let ty = body["resourceType"].as_str().unwrap();
+        let r = s.post(&format!("/{ty}"), body).await;
+        assert_eq!(r.status(), 400, "{body}");
+        let oo = json(r).await;
+        assert_outcome(&oo);
+        assert_eq!(oo["issue"][0]["code"], "invariant", "{oo}");
+        assert!(oo["issue"][0]["diagnostics"].as_str().unwrap().starts_with(&format!("{key}: ")), "{oo}");
+        assert_eq!(first_expression(&oo).as_deref(), Some(*at), "{oo}");
+        // $validate says the same, and the resource was not stored
+        let r = s.post(&format!("/{ty}/$validate"), body).await;
+        let oo = json(r).await;
+        assert!(oo.to_string().contains(&format!("{key}: ")), "{oo}");
+        let n = json(s.get(&format!("/{ty}?_summary=count")).await).await;
+        assert_eq!(n["total"], 0, "{n}");
+    }
+    // the same contact made whole is stored; an update that breaks it is refused
+    let ok = json!({"resourceType": "Patient", "id": "inv1", "contact": [{"name": {"family": "X"}}, {"telecom": [{"system": "phone", "value": "555"}]}]});
+    assert_eq!(s.put("/Patient/inv1", &ok).await.status(), 201);
+    let mut broken = ok.clone();
+    broken["contact"][1] = json!({"gender": "male"});
+    assert_eq!(s.put("/Patient/inv1", &broken).await.status(), 400);
+    // in a transaction: refused whole
+    let tx = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": {"resourceType": "Patient", "name": [{"family": "Fine"}]}, "request": {"method": "POST", "url": "Patient"}},
+        {"resource": cases[0].0, "request": {"method": "POST", "url": "Observation"}}]});
+    let r = s
+        .client
+        .post(s.fhir(""))
+        .header("content-type", "application/fhir+json")
+        .body(tx.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let oo = json(r).await;
+    assert!(oo.to_string().contains("obs-6"), "{oo}");
+    let n = json(s.get("/Patient?_summary=count").await).await;
+    assert_eq!(n["total"], 1, "only inv1: {n}");
+}
