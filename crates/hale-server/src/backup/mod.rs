@@ -494,6 +494,8 @@ pub async fn restore(file: &Path, key: Option<&Key>, target: Target<'_>) -> Resu
             if !cfg.is_postgres() {
                 return Err("--database must be a postgres:// URL: SQLite backups are restored with --data-dir".into());
             }
+            // refused before the verification, which takes a while
+            pg::ensure_empty(url).await?;
             let v = verify(file, key, &cfg).await?;
             if v.manifest.store != POSTGRES {
                 return Err(format!("{} is a backup of SQLite: restore it with --data-dir DIR", file.display()));

@@ -144,9 +144,8 @@ pub(super) async fn digests_of(url: &str) -> Result<(BTreeMap<String, TypeDigest
     Ok(d)
 }
 
-/// Restores the dump `file` into the database `url` names, which must hold no table,
-/// in one transaction.
-pub(super) async fn restore_into(url: &str, file: &Path) -> Result<(), String> {
+/// Refuses a database `url` names that holds tables: a restore goes into an empty one.
+pub(super) async fn ensure_empty(url: &str) -> Result<(), String> {
     let client = connect(url).await?;
     let tables: i64 = client
         .query_one("SELECT count(*) FROM pg_tables WHERE schemaname = current_schema()", &[])
@@ -159,7 +158,13 @@ pub(super) async fn restore_into(url: &str, file: &Path) -> Result<(), String> {
             shown(url)
         ));
     }
-    drop(client);
+    Ok(())
+}
+
+/// Restores the dump `file` into the database `url` names, which must hold no table,
+/// in one transaction.
+pub(super) async fn restore_into(url: &str, file: &Path) -> Result<(), String> {
+    ensure_empty(url).await?;
     let (conn, password) = libpq(url);
     let file = file.to_string_lossy();
     let args = ["--no-owner", "--no-privileges", "--exit-on-error", "--single-transaction", "--dbname", &conn, &file];
