@@ -308,34 +308,33 @@ fn expand(
     if codes.is_empty() { None } else { Some(codes) }
 }
 
-/// The invariants of severity error that R4 states on each resource and its backbone
-/// elements (its own, and those every resource inherits from DomainResource), as
-/// `[resource type, element path, key, human, expression]`; not those of Element and
-/// Extension that every element repeats (`ele-1`, `ext-1`), nor those of data types.
+/// The invariants of severity error that R4 states on each resource and data type and
+/// on their backbone elements, as `[element path, key, human, expression]` (the path is
+/// also the name `hale-fhir` gives the element's type: `Observation`, `Patient.contact`,
+/// `Period`, `Timing.repeat`); not those of Element that every element repeats
+/// (`ele-1`), nor Extension's again on every type that has extensions.
 fn write_invariants(structure_defs: &[Value]) -> Result<()> {
     let mut rows = Vec::new();
+    let mut seen = BTreeSet::new();
     for sd in structure_defs {
         let name = s(sd, "name").unwrap_or("");
-        if s(sd, "kind") != Some("resource")
+        if !matches!(s(sd, "kind"), Some("resource" | "complex-type"))
+            || s(sd, "derivation") == Some("constraint")
             || s(sd, "url") != Some(&format!("http://hl7.org/fhir/StructureDefinition/{name}"))
         {
             continue;
         }
-        let mut seen = BTreeSet::new();
         for el in sd["snapshot"]["element"].as_array().context("snapshot")? {
             let path = el["path"].as_str().context("path")?;
             for c in el["constraint"].as_array().into_iter().flatten() {
                 let key = s(c, "key").unwrap_or("");
                 let from = s(c, "source").unwrap_or("");
-                if s(c, "severity") != Some("error")
-                    || from.ends_with("/Element")
-                    || from.ends_with("/Extension")
-                    || !seen.insert((path.to_string(), key.to_string()))
-                {
+                let inherited = from.ends_with("/Element") || (from.ends_with("/Extension") && name != "Extension");
+                if s(c, "severity") != Some("error") || inherited || !seen.insert((path.to_string(), key.to_string())) {
                     continue;
                 }
                 let (Some(human), Some(expr)) = (s(c, "human"), s(c, "expression")) else { continue };
-                rows.push(json!([name, path, key, human, expr]));
+                rows.push(json!([path, key, human, expr]));
             }
         }
     }

@@ -1,35 +1,48 @@
-//! The invariants R4 states on resources (<https://hl7.org/fhir/R4/conformance-rules.html>,
-//! "Constraints"): the FHIRPath rules of severity error in each resource's definition,
-//! on the resource (`obs-6`: `dataAbsentReason.empty() or value.empty()`, `dom-3`: every
-//! contained resource is referenced) and on its backbone elements (`obs-7` on each
-//! `Observation.component`), from `hale_fhir::definitions::R4_INVARIANTS`.
+//! The invariants R4 states (<https://hl7.org/fhir/R4/conformance-rules.html>,
+//! "Constraints"): the FHIRPath rules of severity error in the definitions of each
+//! resource (`obs-6`: `dataAbsentReason.empty() or value.empty()`, `dom-3`: every
+//! contained resource is referenced), of its backbone elements (`pat-1` on each
+//! `Patient.contact`) and of the data types (`per-1`: a Period's start is not after its
+//! end, `qty-3`, `ext-1`, `tim-*`), from `hale_fhir::definitions::R4_INVARIANTS`.
 //!
-//! An invariant holds unless its expression gives `false` for the resource or one of
-//! the elements its path names. One that cannot be evaluated (a function this engine
-//! lacks, an error, more work than [`WORK_LIMIT`]) refuses nothing: a valid record is
-//! never refused for want of an evaluator; [`unevaluated`] names those that never
-//! compile. Invariants of data types (`per-1` on every Period...) are not checked yet.
+//! The resource is walked with the R4 model; each element whose type has invariants is
+//! checked where it is, with `%resource` the resource, and named by its path
+//! (`Patient.contact[1]`, `Encounter.period`). Contained resources, and resources inside
+//! a Bundle, are not walked into (their rules read `%resource` as their own). An
+//! invariant holds unless its expression gives `false`; one that cannot be evaluated (a
+//! function this engine lacks, an error, more work than [`WORK_LIMIT`]) refuses nothing:
+//! a valid record is never refused for want of an evaluator. [`unevaluated`] names
+//! those that never compile, and `que-7`, which R4 wrote so that it refuses what it
+//! means to allow.
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
+use hale_fhir::definitions::{Definitions, TypeKind};
 use serde_json::Value as Json;
 
-use crate::{Context, Expression};
+use crate::value::Node;
+use crate::{Context, Expression, Value};
 
-/// The work one invariant may take on one resource (see [`Context::with_work_limit`]).
+/// The work one invariant may take on one element (see [`Context::with_work_limit`]).
 pub const WORK_LIMIT: usize = 200_000;
 
-/// One invariant of a resource type.
+/// How deep the walk goes (deeper elements are not checked).
+const MAX_DEPTH: usize = 64;
+
+/// Invariants whose R4 expression refuses what R4 means to allow, with why; not
+/// evaluated.
+const MISWRITTEN: &[(&str, &str)] = &[(
+    "que-7",
+    "`answer is Boolean` names System.Boolean, which no FHIR boolean is in FHIRPath (R5 writes `answer is boolean`); the official example questionnaire-example-bluebook.json would be refused",
+)];
+
+/// One invariant of a type.
 pub struct Invariant {
     /// `obs-6`
     pub key: String,
-    /// The element it constrains: `Observation`, `Observation.component`.
-    pub path: String,
     /// What it says, in words.
     pub human: String,
-    /// The elements of the path (`None` for the resource itself).
-    elements: Option<Expression>,
     rule: Expression,
 }
 
@@ -38,79 +51,157 @@ pub struct Invariant {
 pub struct Violation {
     pub key: String,
     pub human: String,
-    /// Where: `Observation` or `Observation.component[1]`.
+    /// Where: `Observation`, `Patient.contact[1]`, `Encounter.period`.
     pub location: String,
 }
 
 struct Table {
+    /// By the name of the type they constrain (`Observation`, `Patient.contact`, `Period`).
     by_type: HashMap<String, Vec<Invariant>>,
+    /// By the element they constrain, when its type is not its own (`Organization.telecom`,
+    /// a ContactPoint: `org-3`): by type, then by element name.
+    by_element: HashMap<String, HashMap<String, Vec<Invariant>>>,
     unevaluated: Vec<String>,
 }
 
 fn table() -> &'static Table {
     static TABLE: OnceLock<Table> = OnceLock::new();
     TABLE.get_or_init(|| {
-        let rows: Vec<(String, String, String, String, String)> =
+        let rows: Vec<(String, String, String, String)> =
             serde_json::from_str(hale_fhir::definitions::R4_INVARIANTS).unwrap_or_default();
-        let mut by_type: HashMap<String, Vec<Invariant>> = HashMap::new();
-        let mut unevaluated = Vec::new();
-        for (ty, path, key, human, expr) in rows {
-            let elements = match path == ty {
-                true => Ok(None),
-                // a choice element's path names no element FHIRPath can navigate
-                false if path.contains("[x]") => Err(()),
-                false => Expression::parse(&path).map(Some).map_err(|_| ()),
+        let defs = Definitions::get();
+        let mut t = Table { by_type: HashMap::new(), by_element: HashMap::new(), unevaluated: Vec::new() };
+        for (path, key, human, expr) in rows {
+            let miswritten = MISWRITTEN.iter().any(|(k, _)| *k == key);
+            let (false, Ok(rule)) = (miswritten, Expression::parse(&expr)) else {
+                t.unevaluated.push(format!("{path} {key}"));
+                continue;
             };
-            match (elements, Expression::parse(&expr)) {
-                (Ok(elements), Ok(rule)) => {
-                    by_type.entry(ty).or_default().push(Invariant { key, path, human, elements, rule })
-                }
-                _ => unevaluated.push(format!("{ty} {key}")),
+            let inv = Invariant { key, human, rule };
+            if defs.type_def(&path).is_some() {
+                t.by_type.entry(path).or_default().push(inv);
+            } else if let Some((parent, element)) = path.rsplit_once('.')
+                && defs.type_def(parent).is_some_and(|d| d.elements.iter().any(|e| e.name == element))
+            {
+                t.by_element.entry(parent.to_string()).or_default().entry(element.to_string()).or_default().push(inv);
+            } else {
+                t.unevaluated.push(format!("{path} {}", inv.key));
             }
         }
-        Table { by_type, unevaluated }
+        t
     })
 }
 
-/// The invariants of resource type `ty` that this engine evaluates.
+/// The invariants of the type (or backbone element) `ty` that this engine evaluates.
 pub fn of_type(ty: &str) -> &'static [Invariant] {
     table().by_type.get(ty).map(Vec::as_slice).unwrap_or(&[])
 }
 
-/// The invariants (`Type key`) whose expression or path does not compile here.
+/// The invariants (`path key`) that are not evaluated: their expression does not
+/// compile here, or R4 wrote it wrong (`MISWRITTEN`), or its path names nothing Hale's
+/// model knows.
 pub fn unevaluated() -> &'static [String] {
     &table().unevaluated
+}
+
+/// Where an element is: its parent's trail, its name and its index in an array; turned
+/// into a path (`Patient.contact[1]`) only for a violation.
+struct Trail<'t> {
+    parent: Option<&'t Trail<'t>>,
+    name: &'t str,
+    index: Option<usize>,
+}
+
+impl Trail<'_> {
+    fn path(&self) -> String {
+        let mut parts = Vec::new();
+        let mut at = Some(self);
+        while let Some(t) = at {
+            parts.push(match t.index {
+                Some(i) => format!("{}[{i}]", t.name),
+                None => t.name.to_string(),
+            });
+            at = t.parent;
+        }
+        parts.reverse();
+        parts.join(".")
+    }
+}
+
+/// What the walk needs at every element.
+struct Walk<'a, 'c> {
+    resource: &'a Json,
+    ctx: &'c Context<'a>,
+    out: Vec<Violation>,
+}
+
+impl<'a> Walk<'a, '_> {
+    /// Checks `invariants` on `json` (of type `ty`, at `trail`).
+    fn check(&mut self, invariants: &[Invariant], json: &'a Json, ty: &'static str, trail: &Trail<'_>) {
+        for inv in invariants {
+            let node = Value::Node(Node { json: Some(json), ext: None, fhir_type: Some(ty) });
+            let broken = match inv.rule.evaluate_on(self.resource, node, self.ctx) {
+                Ok(values) => matches!(values.as_slice(), [v] if matches!(v.to_system(), Some(Value::Boolean(false)))),
+                Err(_) => false,
+            };
+            if broken {
+                self.out.push(Violation { key: inv.key.clone(), human: inv.human.clone(), location: trail.path() });
+            }
+        }
+    }
+
+    /// Checks `json` (of type `ty`, at `trail`) and every element in it that
+    /// invariants constrain.
+    fn element(&mut self, json: &'a Json, ty: &'static str, trail: &Trail<'_>, depth: usize) {
+        let defs = Definitions::get();
+        let Some(def) = defs.type_def(ty) else { return };
+        let Some(obj) = json.as_object() else { return };
+        self.check(of_type(ty), json, ty, trail);
+        if depth >= MAX_DEPTH {
+            return;
+        }
+        let by_element = table().by_element.get(ty);
+        for (key, value) in obj {
+            let Some((el, child)) = def.property(key) else { continue };
+            let invs = by_element.and_then(|m| m.get(el.name.as_str()));
+            // into complex types and backbone elements; not into resources (contained,
+            // in a Bundle), whose rules are their own
+            let complex =
+                defs.type_def(child).is_some_and(|t| matches!(t.kind, TypeKind::Complex | TypeKind::Backbone));
+            if invs.is_none() && !complex {
+                continue;
+            }
+            let mut visit = |v: &'a Json, index: Option<usize>| {
+                let here = Trail { parent: Some(trail), name: key, index };
+                if let Some(invs) = invs {
+                    self.check(invs, v, child, &here);
+                }
+                if complex {
+                    self.element(v, child, &here, depth + 1);
+                }
+            };
+            match value {
+                Json::Array(items) => items.iter().enumerate().for_each(|(i, v)| visit(v, Some(i))),
+                v => visit(v, None),
+            }
+        }
+    }
 }
 
 /// The invariants `resource` breaks (empty: none).
 pub fn check(resource: &Json) -> Vec<Violation> {
     let Some(ty) = resource.get("resourceType").and_then(Json::as_str) else { return Vec::new() };
+    let Some(def) = Definitions::get().type_def(ty) else { return Vec::new() };
     // R4's own expressions apply as() to collections (dom-3), as engines of its time did
     let ctx = Context::new().with_work_limit(WORK_LIMIT).with_as_on_collections(true);
-    let mut out = Vec::new();
-    for inv in of_type(ty) {
-        let focus = match &inv.elements {
-            None => vec![crate::model::root_node(resource)],
-            Some(path) => match path.evaluate(resource, &ctx) {
-                Ok(nodes) => nodes,
-                Err(_) => continue,
-            },
-        };
-        let many = focus.len() > 1;
-        for (i, node) in focus.into_iter().enumerate() {
-            let broken = match inv.rule.evaluate_on(resource, node, &ctx) {
-                Ok(values) => {
-                    matches!(values.as_slice(), [v] if matches!(v.to_system(), Some(crate::Value::Boolean(false))))
-                }
-                Err(_) => false,
-            };
-            if broken {
-                let location = if many { format!("{}[{i}]", inv.path) } else { inv.path.clone() };
-                out.push(Violation { key: inv.key.clone(), human: inv.human.clone(), location });
-            }
-        }
-    }
-    out
+    let mut walk = Walk { resource, ctx: &ctx, out: Vec::new() };
+    walk.element(resource, def_name(def), &Trail { parent: None, name: ty, index: None }, 0);
+    walk.out
+}
+
+/// The type's name, as the model's tables (which live as long as the program) hold it.
+fn def_name(def: &'static hale_fhir::definitions::TypeDef) -> &'static str {
+    def.name.as_str()
 }
 
 #[cfg(test)]
@@ -150,9 +241,35 @@ mod tests {
     }
 
     #[test]
+    fn the_rules_of_data_types_and_of_elements_are_checked_where_they_are() {
+        // per-1 on a Period inside a backbone element
+        let e = json!({"resourceType": "Encounter", "status": "finished", "class": {"code": "AMB"},
+            "statusHistory": [{"status": "planned", "period": {"start": "2025-01-02", "end": "2025-01-01"}}]});
+        assert_eq!(keys(&e), ["per-1 Encounter.statusHistory[0].period"]);
+        let fine = json!({"resourceType": "Encounter", "status": "finished", "class": {"code": "AMB"},
+            "period": {"start": "2025-01-01T10:00:00Z", "end": "2025-01-01T10:30:00Z"}});
+        assert!(keys(&fine).is_empty(), "{:?}", keys(&fine));
+        // qty-3: a unit code without its system; ext-1: an extension with neither value nor extensions
+        let o = json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+            "valueQuantity": {"value": 1, "code": "mg"},
+            "extension": [{"url": "http://example.org/x"}]});
+        assert_eq!(keys(&o), ["qty-3 Observation.valueQuantity", "ext-1 Observation.extension[0]"]);
+        // org-3 constrains the element Organization.telecom (a ContactPoint): never 'home'
+        let org = json!({"resourceType": "Organization", "name": "O",
+            "telecom": [{"system": "phone", "value": "1", "use": "work"}, {"system": "phone", "value": "2", "use": "home"}]});
+        assert_eq!(keys(&org), ["org-3 Organization.telecom[1]"]);
+        // nested items of a Questionnaire are checked too (their type is Questionnaire.item)
+        let q = json!({"resourceType": "Questionnaire", "status": "draft", "item": [{"linkId": "1", "type": "group",
+            "item": [{"linkId": "1.1", "type": "display", "required": true}]}]});
+        assert!(keys(&q).iter().any(|k| k.ends_with("Questionnaire.item[0].item[0]")), "{:?}", keys(&q));
+    }
+
+    #[test]
     fn nearly_every_invariant_is_evaluated() {
-        let total: usize = table().by_type.values().map(Vec::len).sum();
-        assert!(total > 700, "{total}");
+        let t = table();
+        let total: usize = t.by_type.values().map(Vec::len).sum::<usize>()
+            + t.by_element.values().flat_map(|m| m.values()).map(Vec::len).sum::<usize>();
+        assert!(total > 770, "{total}");
         assert!(unevaluated().len() < 10, "{:?}", unevaluated());
     }
 }

@@ -152,8 +152,9 @@ async fn attachments_must_describe_their_data_and_dstu2_comments_are_refused() {
     assert_eq!(first_expression(&json(r).await).as_deref(), Some("Patient.fhir_comments"));
 }
 
-/// The invariants of the R4 resource definitions (FHIRPath constraints of severity
-/// error) are held on create, update, in transactions and by `$validate`: each broken
+/// The invariants of the R4 definitions of resources and data types (FHIRPath
+/// constraints of severity error) are held on create, update, in transactions and by
+/// `$validate`: each broken
 /// one is a 400 `invariant` issue naming its key, its words and its element, and nothing
 /// is stored.
 #[tokio::test(flavor = "multi_thread")]
@@ -178,6 +179,13 @@ async fn the_invariants_of_the_r4_definitions_are_held() {
             json!({"resourceType": "Patient", "contained": [{"resourceType": "Organization", "id": "o1", "name": "Org"}]}),
             "dom-3",
             "Patient",
+        ),
+        // per-1 on a data type, where it is: a period that ends before it starts
+        (
+            json!({"resourceType": "Encounter", "status": "finished", "class": {"code": "AMB"},
+                "period": {"start": "2025-01-02T10:00:00Z", "end": "2025-01-02T09:00:00Z"}}),
+            "per-1",
+            "Encounter.period",
         ),
         // dom-2: a contained resource that contains another
         (
