@@ -175,6 +175,7 @@ fn fuzz_json_parser_and_validator() {
     run("json", &seeds, |input| {
         if let Ok(v) = hale_fhir::json::parse(input, &limits) {
             let _ = hale_fhir::validate::validate_resource(&v);
+            let _ = hale_fhirpath::invariants::check(&v);
             let _ = hale_search::extract::extract(&v);
         }
     });
