@@ -29,6 +29,11 @@ mod validate;
 
 use serde_json::Value;
 
+/// Held by the tests whose `hale backup verify` or `hale check` makes scratch databases
+/// (`hale_verify_*`) on the test server, so that one test's count of them sees no other
+/// test's.
+pub static PG_SCRATCH: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// The first issue's `expression[0]` of an OperationOutcome.
 pub fn first_expression(oo: &Value) -> Option<String> {
     oo["issue"][0]["expression"][0].as_str().map(str::to_string)

@@ -475,6 +475,7 @@ async fn a_postgres_backup_taken_under_write_load_verifies_and_restores_with_equ
         eprintln!("SKIP a_postgres_backup_taken_under_write_load_verifies_and_restores_with_equal_counts");
         return;
     }
+    let _scratch = crate::PG_SCRATCH.lock().await;
     let exe = std::path::Path::new(env!("CARGO_BIN_EXE_hale"));
     let live = TestDatabase::create().await;
     let dir = tempfile::tempdir().unwrap();
@@ -628,6 +629,7 @@ async fn check_on_postgres_finds_an_index_that_is_not_its_rebuild_and_changes_no
         eprintln!("SKIP check_on_postgres_finds_an_index_that_is_not_its_rebuild_and_changes_nothing");
         return;
     }
+    let _scratch = crate::PG_SCRATCH.lock().await;
     let exe = std::path::Path::new(env!("CARGO_BIN_EXE_hale"));
     let db = TestDatabase::create().await;
     let dir = tempfile::tempdir().unwrap();

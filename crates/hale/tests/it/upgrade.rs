@@ -135,6 +135,7 @@ async fn a_postgres_database_an_older_hale_wrote_is_migrated_and_serves_it() {
         eprintln!("SKIP a_postgres_database_an_older_hale_wrote_is_migrated_and_serves_it");
         return;
     }
+    let _scratch = crate::PG_SCRATCH.lock().await;
     let dir = tempfile::tempdir().unwrap();
     unpack("postgres-5bcbabb.tar.gz", dir.path());
     let db = TestDatabase::create().await;
