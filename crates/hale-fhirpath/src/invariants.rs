@@ -195,13 +195,8 @@ pub fn check(resource: &Json) -> Vec<Violation> {
     // R4's own expressions apply as() to collections (dom-3), as engines of its time did
     let ctx = Context::new().with_work_limit(WORK_LIMIT).with_as_on_collections(true);
     let mut walk = Walk { resource, ctx: &ctx, out: Vec::new() };
-    walk.element(resource, def_name(def), &Trail { parent: None, name: ty, index: None }, 0);
+    walk.element(resource, def.name.as_str(), &Trail { parent: None, name: ty, index: None }, 0);
     walk.out
-}
-
-/// The type's name, as the model's tables (which live as long as the program) hold it.
-fn def_name(def: &'static hale_fhir::definitions::TypeDef) -> &'static str {
-    def.name.as_str()
 }
 
 #[cfg(test)]

@@ -96,26 +96,14 @@ pub fn consistency(db: &Path) -> Result<Vec<String>> {
     let c = read_only(db)?;
     let count = |sql: &str| -> Result<i64> { c.query_row(sql, [], |r| r.get(0)).map_err(backend) };
     let mut problems = Vec::new();
-    let stale = count(
-        "SELECT COUNT(*) FROM resources r LEFT JOIN resource_versions v ON v.seq = r.seq \
-         WHERE v.seq IS NULL OR v.res_type != r.res_type OR v.res_id != r.res_id OR v.version != r.version \
-         OR (v.body IS NULL) != (r.deleted != 0)",
-    )?;
-    if stale > 0 {
-        problems.push(format!("{stale} resources point at a version that is not theirs"));
-    }
-    let behind = count(
-        "SELECT COUNT(*) FROM (SELECT res_type, res_id, MAX(version) AS m FROM resource_versions GROUP BY res_type, res_id) x \
-         LEFT JOIN resources r ON r.res_type = x.res_type AND r.res_id = x.res_id WHERE r.version IS NULL OR r.version != x.m",
-    )?;
-    if behind > 0 {
-        problems.push(format!("{behind} resources whose newest version is not their current one"));
+    for (sql, words) in hale_store::sql::CONSISTENCY {
+        let n = count(sql)?;
+        if n > 0 {
+            problems.push(words.replace("{}", &n.to_string()));
+        }
     }
     for &t in hale_store::sql::INDEX_TABLES {
-        let orphans = count(&format!(
-            "SELECT COUNT(*) FROM {t} i WHERE NOT EXISTS (SELECT 1 FROM resources r \
-             WHERE r.res_type = i.res_type AND r.res_id = i.res_id AND r.deleted = 0)"
-        ))?;
+        let orphans = count(&hale_store::sql::index_orphans(t))?;
         if orphans > 0 {
             problems.push(format!("{t}: {orphans} rows of deleted or unknown resources"));
         }

@@ -56,6 +56,31 @@ pub struct Stmt {
 /// last updated, method, body.
 pub const VERSION_COLUMNS: &str = "v.seq, v.res_type, v.res_id, v.version, v.last_updated, v.method, v.body";
 
+/// What `hale check` counts to find a store inconsistent, the same SQL on both stores:
+/// each query counts rows that should not exist, with the words for a non-zero count
+/// (`{}` is the count). The search index tables' orphans are [`index_orphans`].
+pub const CONSISTENCY: &[(&str, &str)] = &[
+    (
+        "SELECT COUNT(*) FROM resources r LEFT JOIN resource_versions v ON v.seq = r.seq \
+         WHERE v.seq IS NULL OR v.res_type <> r.res_type OR v.res_id <> r.res_id OR v.version <> r.version \
+         OR (v.body IS NULL) <> (r.deleted <> 0)",
+        "{} resources point at a version that is not theirs",
+    ),
+    (
+        "SELECT COUNT(*) FROM (SELECT res_type, res_id, MAX(version) AS m FROM resource_versions GROUP BY res_type, res_id) x \
+         LEFT JOIN resources r ON r.res_type = x.res_type AND r.res_id = x.res_id WHERE r.version IS NULL OR r.version <> x.m",
+        "{} resources whose newest version is not their current one",
+    ),
+];
+
+/// Counts the rows of index table `table` that belong to a deleted or unknown resource.
+pub fn index_orphans(table: &str) -> String {
+    format!(
+        "SELECT COUNT(*) FROM {table} i WHERE NOT EXISTS (SELECT 1 FROM resources r \
+         WHERE r.res_type = i.res_type AND r.res_id = i.res_id AND r.deleted = 0)"
+    )
+}
+
 /// Every search index table (both stores' schemas name them alike); the rows of a
 /// resource in each are replaced on every write.
 pub const INDEX_TABLES: &[&str] = &[

@@ -437,6 +437,16 @@ async fn check_hale_reads(m: &Manifest, cfg: &Config) -> Result<u64, String> {
 /// own reading of it, and the audit trail. A backup of PostgreSQL is restored into a
 /// scratch database on the server `cfg` names, dropped afterwards.
 pub async fn verify(file: &Path, key: Option<&Key>, cfg: &Config) -> Result<Verified, String> {
+    Ok(verify_in_scratch(file, key, cfg).await?.1)
+}
+
+/// As [`verify`]; also the scratch directory the backup was unpacked into (its
+/// PostgreSQL dump as it was; its SQLite database opened, so migrated and audited).
+async fn verify_in_scratch(
+    file: &Path,
+    key: Option<&Key>,
+    cfg: &Config,
+) -> Result<(tempfile::TempDir, Verified), String> {
     let started = Instant::now();
     let scratch = tempfile::tempdir().map_err(|e| format!("creating a scratch directory: {e}"))?;
     let m = unpack(file, key, scratch.path())?;
@@ -460,7 +470,7 @@ pub async fn verify(file: &Path, key: Option<&Key>, cfg: &Config) -> Result<Veri
         let cfg = Config { data_dir: scratch.path().to_path_buf(), ..Config::default() };
         check_hale_reads(&m, &cfg).await?
     };
-    Ok(Verified { manifest: m, audit_entries, seconds: started.elapsed().as_secs_f64() })
+    Ok((scratch, Verified { manifest: m, audit_entries, seconds: started.elapsed().as_secs_f64() }))
 }
 
 /// Restores the dump into the scratch database `url` and checks it; the audit entries
@@ -496,12 +506,11 @@ pub async fn restore(file: &Path, key: Option<&Key>, target: Target<'_>) -> Resu
             }
             // refused before the verification, which takes a while
             pg::ensure_empty(url).await?;
-            let v = verify(file, key, &cfg).await?;
+            let (scratch, v) = verify_in_scratch(file, key, &cfg).await?;
             if v.manifest.store != POSTGRES {
                 return Err(format!("{} is a backup of SQLite: restore it with --data-dir DIR", file.display()));
             }
-            let scratch = tempfile::tempdir().map_err(|e| format!("creating a scratch directory: {e}"))?;
-            unpack(file, key, scratch.path())?;
+            // the dump verified, unchanged by the verification
             pg::restore_into(url, &scratch.path().join(PG_FILE)).await?;
             Ok(v)
         }
@@ -520,6 +529,7 @@ pub async fn restore(file: &Path, key: Option<&Key>, target: Target<'_>) -> Resu
                 ));
             }
             std::fs::create_dir_all(data_dir).map_err(|e| io("creating", data_dir, e))?;
+            // unpacked again: the verified copy was opened by Hale (migrated, audited)
             unpack(file, key, data_dir)?;
             std::fs::remove_file(data_dir.join(MANIFEST)).map_err(|e| io("removing", data_dir, e))?;
             #[cfg(unix)]

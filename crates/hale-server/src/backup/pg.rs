@@ -180,35 +180,20 @@ pub(super) async fn schema_versions(url: &str) -> Result<(i64, i64), String> {
 }
 
 /// What is inconsistent between the stored versions, the current-version table and the
-/// search index of the database `url` names, in words (empty: nothing). The same checks
-/// as `hale_store_sqlite::snapshot::consistency`.
+/// search index of the database `url` names, in words (empty: nothing): the queries of
+/// `hale_store::sql::CONSISTENCY`, as on SQLite.
 pub(super) async fn consistency(url: &str) -> Result<Vec<String>, String> {
     let client = connect(url).await?;
     let count = async |q: &str| -> Result<i64, String> { Ok(client.query_one(q, &[]).await.map_err(sql)?.get(0)) };
     let mut problems = Vec::new();
-    let stale = count(
-        "SELECT COUNT(*) FROM resources r LEFT JOIN resource_versions v ON v.seq = r.seq \
-         WHERE v.seq IS NULL OR v.res_type <> r.res_type OR v.res_id <> r.res_id OR v.version <> r.version \
-         OR (v.body IS NULL) <> (r.deleted <> 0)",
-    )
-    .await?;
-    if stale > 0 {
-        problems.push(format!("{stale} resources point at a version that is not theirs"));
-    }
-    let behind = count(
-        "SELECT COUNT(*) FROM (SELECT res_type, res_id, MAX(version) AS m FROM resource_versions GROUP BY res_type, res_id) x \
-         LEFT JOIN resources r ON r.res_type = x.res_type AND r.res_id = x.res_id WHERE r.version IS NULL OR r.version <> x.m",
-    )
-    .await?;
-    if behind > 0 {
-        problems.push(format!("{behind} resources whose newest version is not their current one"));
+    for (q, words) in hale_store::sql::CONSISTENCY {
+        let n = count(q).await?;
+        if n > 0 {
+            problems.push(words.replace("{}", &n.to_string()));
+        }
     }
     for &t in hale_store::sql::INDEX_TABLES {
-        let orphans = count(&format!(
-            "SELECT COUNT(*) FROM {t} i WHERE NOT EXISTS (SELECT 1 FROM resources r \
-             WHERE r.res_type = i.res_type AND r.res_id = i.res_id AND r.deleted = 0)"
-        ))
-        .await?;
+        let orphans = count(&hale_store::sql::index_orphans(t)).await?;
         if orphans > 0 {
             problems.push(format!("{t}: {orphans} rows of deleted or unknown resources"));
         }

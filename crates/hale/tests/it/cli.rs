@@ -459,18 +459,7 @@ async fn a_backup_taken_under_write_load_verifies_and_restores_with_equal_counts
     let restored = dir.path().join("restored");
     let out = hale().args(["backup", "restore"]).arg(&file).arg("--data-dir").arg(&restored).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let manifest: serde_json::Value = {
-        let f = std::fs::File::open(&file).unwrap();
-        let mut a = tar::Archive::new(flate2::read::GzDecoder::new(f));
-        let mut text = String::new();
-        for e in a.entries().unwrap() {
-            let mut e = e.unwrap();
-            if e.path().unwrap().to_str() == Some("manifest.json") {
-                std::io::Read::read_to_string(&mut e, &mut text).unwrap();
-            }
-        }
-        serde_json::from_str(&text).unwrap()
-    };
+    let manifest = crate::backup_manifest(std::fs::File::open(&file).unwrap());
     let copy = hale_test_support::spawn_binary(exe, &restored).await;
     let h = hale_test_support::json(
         copy.client.get(format!("{}/fhir/Observation?_summary=count", copy.base)).send().await.unwrap(),

@@ -34,6 +34,19 @@ use serde_json::Value;
 /// test's.
 pub static PG_SCRATCH: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// The manifest of a backup, read from its (decrypted) bytes.
+pub fn backup_manifest(backup: impl std::io::Read) -> Value {
+    let mut a = tar::Archive::new(flate2::read::GzDecoder::new(backup));
+    let mut text = String::new();
+    for e in a.entries().unwrap() {
+        let mut e = e.unwrap();
+        if e.path().unwrap().to_str() == Some("manifest.json") {
+            std::io::Read::read_to_string(&mut e, &mut text).unwrap();
+        }
+    }
+    serde_json::from_str(&text).unwrap()
+}
+
 /// The first issue's `expression[0]` of an OperationOutcome.
 pub fn first_expression(oo: &Value) -> Option<String> {
     oo["issue"][0]["expression"][0].as_str().map(str::to_string)

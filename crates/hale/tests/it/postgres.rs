@@ -37,6 +37,13 @@ impl Node {
     }
 }
 
+/// `hale serve --database URL --data-dir DIR`.
+async fn serve_on(url: &str, dir: &std::path::Path) -> hale_test_support::BinaryServer {
+    let exe = std::path::Path::new(env!("CARGO_BIN_EXE_hale"));
+    let args = ["serve", "--database", url, "--data-dir", &dir.display().to_string()].map(String::from);
+    hale_test_support::spawn_binary_with(exe, &args).await
+}
+
 /// Two `hale serve` processes sharing one fresh database.
 async fn two_nodes(test: &str) -> Option<(TestDatabase, Node, Node)> {
     if hale_test_support::require_postgres().is_none() {
@@ -44,12 +51,10 @@ async fn two_nodes(test: &str) -> Option<(TestDatabase, Node, Node)> {
         return None;
     }
     let db = TestDatabase::create().await;
-    let exe = std::path::Path::new(env!("CARGO_BIN_EXE_hale"));
     let mut nodes = Vec::new();
     for _ in 0..2 {
         let dir = tempfile::tempdir().unwrap();
-        let args = ["serve", "--database", &db.url, "--data-dir", &dir.path().display().to_string()].map(String::from);
-        let server = hale_test_support::spawn_binary_with(exe, &args).await;
+        let server = serve_on(&db.url, dir.path()).await;
         let client = server.client.clone();
         nodes.push(Node { server, client, _dir: dir });
     }
@@ -476,12 +481,9 @@ async fn a_postgres_backup_taken_under_write_load_verifies_and_restores_with_equ
         return;
     }
     let _scratch = crate::PG_SCRATCH.lock().await;
-    let exe = std::path::Path::new(env!("CARGO_BIN_EXE_hale"));
     let live = TestDatabase::create().await;
     let dir = tempfile::tempdir().unwrap();
-    let node_dir = dir.path().join("node");
-    let args = ["serve", "--database", &live.url, "--data-dir", &node_dir.display().to_string()].map(String::from);
-    let node = hale_test_support::spawn_binary_with(exe, &args).await;
+    let node = serve_on(&live.url, &dir.path().join("node")).await;
     let fhir = |path: &str| format!("{}/fhir{path}", node.base);
     for i in 0..3 {
         let p = json!({"resourceType": "Patient", "id": format!("bk{i}"), "name": [{"family": format!("Backup{i}")}]});
@@ -567,19 +569,10 @@ async fn a_postgres_backup_taken_under_write_load_verifies_and_restores_with_equ
     assert!(!ok && err.lines().count() == 1 && err.contains("the key does not open"), "{err}");
 
     // restored into an empty database and served: the counts of the manifest
-    let manifest: Value = {
+    let manifest = {
         let k = hale_server::backup::Key::read(&key).unwrap();
         let f = std::fs::File::open(&file).unwrap();
-        let plain = hale_server::backup::seal::OpenReader::new(f, &k).unwrap();
-        let mut a = tar::Archive::new(flate2::read::GzDecoder::new(plain));
-        let mut text = String::new();
-        for e in a.entries().unwrap() {
-            let mut e = e.unwrap();
-            if e.path().unwrap().to_str() == Some("manifest.json") {
-                std::io::Read::read_to_string(&mut e, &mut text).unwrap();
-            }
-        }
-        serde_json::from_str(&text).unwrap()
+        crate::backup_manifest(hale_server::backup::seal::OpenReader::new(f, &k).unwrap())
     };
     assert_eq!(manifest["store"], "postgres", "{manifest}");
     let target = TestDatabase::create().await;
@@ -600,9 +593,7 @@ async fn a_postgres_backup_taken_under_write_load_verifies_and_restores_with_equ
     // never into a database that holds tables
     let (ok, _, err) = restore(&live.url);
     assert!(!ok && err.lines().count() == 1 && err.contains("holds tables already"), "{err}");
-    let copy_dir = dir.path().join("copy");
-    let args = ["serve", "--database", &target.url, "--data-dir", &copy_dir.display().to_string()].map(String::from);
-    let copy = hale_test_support::spawn_binary_with(exe, &args).await;
+    let copy = serve_on(&target.url, &dir.path().join("copy")).await;
     let count = |path: &'static str| {
         let (client, base) = (copy.client.clone(), copy.base.clone());
         async move { json(client.get(format!("{base}/fhir/{path}")).send().await.unwrap()).await["total"].clone() }
@@ -630,11 +621,9 @@ async fn check_on_postgres_finds_an_index_that_is_not_its_rebuild_and_changes_no
         return;
     }
     let _scratch = crate::PG_SCRATCH.lock().await;
-    let exe = std::path::Path::new(env!("CARGO_BIN_EXE_hale"));
     let db = TestDatabase::create().await;
     let dir = tempfile::tempdir().unwrap();
-    let args = ["serve", "--database", &db.url, "--data-dir", &dir.path().display().to_string()].map(String::from);
-    let node = hale_test_support::spawn_binary_with(exe, &args).await;
+    let node = serve_on(&db.url, dir.path()).await;
     for i in 0..4 {
         let p = json!({"resourceType": "Patient", "name": [{"family": format!("Check{i}")}], "gender": "female",
             "birthDate": format!("1970-01-0{}", i + 1)});
