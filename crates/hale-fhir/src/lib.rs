@@ -1,6 +1,7 @@
 //! FHIR R4 (4.0.1) as data: the official definitions compiled into tables
 //! ([`definitions`]), JSON parsing under limits that keeps decimals exact ([`json`]),
-//! structural validation against the definitions ([`validate`]), identifiers
+//! structural validation against the definitions ([`validate`], with the entry rules of
+//! a Bundle in [`bundle`] and a narrative's XHTML in [`narrative`]), identifiers
 //! ([`ids`]) and the OperationOutcome model with the error [`Category`] ([`outcome`]).
 //!
 //! This crate is pure: it does no I/O.
@@ -9,6 +10,7 @@
 // few justified exceptions carry an #[allow] with the reason.
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod bundle;
 pub mod definitions;
 pub mod ids;
 pub mod json;

@@ -93,6 +93,11 @@ fn attributes(element: &str) -> &'static [&'static str] {
     }
 }
 
+/// What in a `style` attribute (lower case, without whitespace) loads a stylesheet or
+/// runs script: a narrative's styles are its own (R4 Narrative.div: "internally
+/// contained style attributes", no "external stylesheet references" or scripts).
+const ACTIVE_STYLE: &[&str] = &["@import", "expression(", "javascript:", "vbscript:", "behavior:", "-moz-binding"];
+
 /// HTML's named character references that narratives commonly use, which XML does not
 /// know without a DTD: replaced by their numeric references before parsing.
 const ENTITIES: &[(&str, &str)] = &[
@@ -116,8 +121,9 @@ const ENTITIES: &[(&str, &str)] = &[
     ("&ge;", "&#8805;"),
 ];
 
-/// Checks a narrative's `div`; `Err` names the rule broken and where in the XHTML.
-pub fn check(div: &str) -> Result<(), String> {
+/// Checks a narrative's `div` (of a resource whose contained resources have the ids
+/// `contained`); `Err` names the rule broken and where in the XHTML.
+pub fn check(div: &str, contained: &[&str]) -> Result<(), String> {
     let mut text = std::borrow::Cow::Borrowed(div);
     if div.contains('&') {
         let mut t = div.to_string();
@@ -135,6 +141,10 @@ pub fn check(div: &str) -> Result<(), String> {
         return Err("the narrative must be one <div> in the XHTML namespace (http://www.w3.org/1999/xhtml)".into());
     }
     let mut content = false;
+    // the targets of the narrative's internal links (`<a href="#x">`, where), and the
+    // names it gives its elements (`id`, `<a name>`)
+    let mut links: Vec<(&str, roxmltree::Node<'_, '_>)> = Vec::new();
+    let mut anchors: Vec<&str> = Vec::new();
     for node in root.descendants() {
         if node.is_text() {
             content |= node.text().is_some_and(|t| !t.trim().is_empty());
@@ -163,14 +173,42 @@ pub fn check(div: &str) -> Result<(), String> {
             if !COMMON.contains(&attr) && !attributes(name).contains(&attr) {
                 return Err(format!("the attribute {attr} on <{name}> at {} is not allowed (txt-1)", at()));
             }
+            let v: String = a.value().chars().filter(|c| !c.is_whitespace() && !c.is_control()).collect();
+            let v = v.to_ascii_lowercase();
             if matches!(attr, "href" | "src" | "cite" | "longdesc") {
-                let v: String = a.value().chars().filter(|c| !c.is_whitespace() && !c.is_control()).collect();
-                let v = v.to_ascii_lowercase();
                 if v.starts_with("javascript:") || v.starts_with("vbscript:") {
                     return Err(format!("the {attr} of <{name}> at {} runs script (txt-1)", at()));
                 }
+                // a link to a data: URL is a document of its own (text/html runs script);
+                // images may be data: URLs
+                if v.starts_with("data:") && !(name == "img" && attr == "src") {
+                    return Err(format!("the {attr} of <{name}> at {} is a data: URL (txt-1)", at()));
+                }
+            }
+            if attr == "style" && ACTIVE_STYLE.iter().any(|active| v.contains(active)) {
+                return Err(format!(
+                    "the style of <{name}> at {} loads a stylesheet or runs script: only style attributes contained in the narrative are allowed (txt-1)",
+                    at()
+                ));
+            }
+            match attr {
+                "id" => anchors.push(a.value()),
+                "name" if name == "a" => anchors.push(a.value()),
+                "href" if name == "a" => {
+                    if let Some(target) = a.value().strip_prefix('#').filter(|t| !t.is_empty()) {
+                        links.push((target, node));
+                    }
+                }
+                _ => {}
             }
         }
+    }
+    // internal links lead somewhere: an element of the narrative or a contained resource
+    if let Some((target, node)) = links.iter().find(|(t, _)| !anchors.contains(t) && !contained.contains(t)) {
+        return Err(format!(
+            "the link to #{target} at {} leads nowhere: no element of the narrative has that id or name, and no contained resource",
+            location(*node)
+        ));
     }
     if !content {
         return Err("the narrative has no content: it needs some non-whitespace text or an image (txt-2)".into());
@@ -195,7 +233,9 @@ fn location(node: roxmltree::Node<'_, '_>) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::check;
+    fn check(div: &str) -> Result<(), String> {
+        super::check(div, &["img1"])
+    }
 
     fn div(inner: &str) -> String {
         format!("<div xmlns=\"http://www.w3.org/1999/xhtml\">{inner}</div>")
@@ -208,6 +248,10 @@ mod tests {
             div("<table class=\"grid\"><tr><td colspan=\"2\" style=\"color: red\">x</td></tr></table>"),
             div("<a href=\"http://example.org\">link</a> <a name=\"here\">here</a>"),
             div("<img src=\"#pic\" alt=\"\"/>"),
+            div("<img src=\"data:image/png;base64,iVBORw0KGgo=\" alt=\"dot\"/>"),
+            div("<p id=\"top\">a</p><a href=\"#top\">top</a> <a name=\"n\">n</a><a href=\"#n\">n</a>"),
+            div("<a href=\"#img1\">the contained image</a> <a href=\"#\">page</a>"),
+            div("<td style=\"background-image: url(tbl_bck1.png); color: #F0F0F0\">x</td>"),
             "<div xmlns=\"http://www.w3.org/1999/xhtml\" xml:lang=\"en\" lang=\"en\">text</div>".to_string(),
         ] {
             assert_eq!(check(&ok), Ok(()), "{ok}");
@@ -228,6 +272,11 @@ mod tests {
             ("<div>x</div>".to_string(), "XHTML namespace"),
             (div("<p>unclosed"), "well-formed"),
             (div("<p>&unknown;</p>"), "well-formed"),
+            (div("<p>a</p><a href=\"#nowhere\">x</a>"), "link to #nowhere at /div/a leads nowhere"),
+            (div("<a href=\"data:text/html,&lt;script&gt;alert(1)&lt;/script&gt;\">x</a>"), "data: URL"),
+            (div("<p style=\"width: expression(alert(1))\">a</p>"), "runs script"),
+            (div("<p style=\"@import url(http://evil.example/x.css)\">a</p>"), "loads a stylesheet"),
+            (div("<p style=\"background: url( JavaScript:alert(1))\">a</p>"), "runs script"),
             (div("<svg xmlns=\"http://www.w3.org/2000/svg\"><script/></svg>"), "not in the XHTML namespace"),
         ] {
             let e = check(&bad).unwrap_err();

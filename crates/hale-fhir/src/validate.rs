@@ -21,7 +21,7 @@ const MAX_ISSUES: usize = 100;
 
 /// Validates a resource; an empty result means valid.
 pub fn validate_resource(resource: &Value) -> Vec<Issue> {
-    let mut v = Validator { defs: Definitions::get(), issues: Vec::new() };
+    let mut v = Validator { defs: Definitions::get(), issues: Vec::new(), contained: Vec::new() };
     v.resource(resource, None);
     v.issues
 }
@@ -42,6 +42,9 @@ fn regex_for(type_name: &str) -> Option<&'static Regex> {
 struct Validator<'d> {
     defs: &'d Definitions,
     issues: Vec<Issue>,
+    /// The ids of the contained resources of each resource being validated, innermost
+    /// last: a narrative's internal links may lead to them.
+    contained: Vec<Vec<String>>,
 }
 
 /// `path.key`, built without the formatting machinery: every element of every
@@ -102,7 +105,17 @@ impl Validator<'_> {
             None => rt.to_string(),
             Some(p) => p.to_string(),
         };
+        let ids = obj.get("contained").and_then(Value::as_array).into_iter().flatten();
+        self.contained.push(ids.filter_map(|c| c.get("id")?.as_str().map(str::to_string)).collect());
         self.object(obj, td, &here, true);
+        self.contained.pop();
+        if rt == "Bundle" {
+            for issue in crate::bundle::check(obj, &here) {
+                if self.issues.len() < MAX_ISSUES {
+                    self.issues.push(issue);
+                }
+            }
+        }
     }
 
     fn object(&mut self, obj: &Map<String, Value>, td: &TypeDef, path: &str, is_resource: bool) {
@@ -279,7 +292,9 @@ impl Validator<'_> {
                     return;
                 }
                 if ty == "xhtml" {
-                    if let Err(e) = crate::narrative::check(s) {
+                    let contained: Vec<&str> =
+                        self.contained.last().into_iter().flatten().map(String::as_str).collect();
+                    if let Err(e) = crate::narrative::check(s, &contained) {
                         self.push(IssueType::Value, path, format!("Narrative: {e}"));
                     }
                     return;
@@ -394,6 +409,18 @@ mod tests {
             "contact":[{"name":{"text":"Kin"}}],
             "text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\">x</div>"}});
         assert_eq!(validate_resource(&p), vec![]);
+    }
+
+    #[test]
+    fn a_narrative_links_to_its_own_contained_resources_only() {
+        let with = |contained: Value| {
+            json!({"resourceType":"Observation","status":"final","code":{"text":"x"},
+                "subject":{"reference":"#p"},"contained":contained,
+                "text":{"status":"generated",
+                    "div":"<div xmlns=\"http://www.w3.org/1999/xhtml\">Of <a href=\"#p\">the patient</a></div>"}})
+        };
+        assert_eq!(validate_resource(&with(json!([{"resourceType":"Patient","id":"p"}]))), vec![]);
+        assert_eq!(exprs(with(json!([{"resourceType":"Patient","id":"q"}]))), ["Observation.text.div"]);
     }
 
     #[test]

@@ -7,8 +7,10 @@
 //!
 //! The resource is walked with the R4 model; each element whose type has invariants is
 //! checked where it is, with `%resource` the resource, and named by its path
-//! (`Patient.contact[1]`, `Encounter.period`). Contained resources, and resources inside
-//! a Bundle, are not walked into (their rules read `%resource` as their own). An
+//! (`Patient.contact[1]`, `Encounter.period`). The resources inside it (contained, in a
+//! Bundle's entries, in a Parameters) are checked by the rules of their own types, with
+//! `%resource` the inner resource and, for a contained one, `%rootResource` its
+//! container (R4 FHIRPath, "Variables"). An
 //! invariant holds unless its expression gives `false`; one that cannot be evaluated (a
 //! function this engine lacks, an error, more work than [`WORK_LIMIT`]) refuses nothing:
 //! a valid record is never refused for want of an evaluator. [`unevaluated`] names
@@ -130,9 +132,10 @@ impl Trail<'_> {
 
 /// What the walk needs at every element.
 struct Walk<'a, 'c> {
+    /// The resource whose elements are walked: `%resource`.
     resource: &'a Json,
     ctx: &'c Context<'a>,
-    out: Vec<Violation>,
+    out: &'c mut Vec<Violation>,
 }
 
 impl<'a> Walk<'a, '_> {
@@ -168,7 +171,8 @@ impl<'a> Walk<'a, '_> {
             // in a Bundle), whose rules are their own
             let complex =
                 defs.type_def(child).is_some_and(|t| matches!(t.kind, TypeKind::Complex | TypeKind::Backbone));
-            if invs.is_none() && !complex {
+            let inner = child == "Resource";
+            if invs.is_none() && !complex && !inner {
                 continue;
             }
             let mut visit = |v: &'a Json, index: Option<usize>| {
@@ -178,6 +182,11 @@ impl<'a> Walk<'a, '_> {
                 }
                 if complex {
                     self.element(v, child, &here, depth + 1);
+                } else if inner {
+                    // a contained resource's `%rootResource` is its container; a
+                    // resource in a Bundle entry or a Parameters is its own root
+                    let root = (key == "contained").then_some(self.resource);
+                    resource(v, root, &here, depth + 1, self.out);
                 }
             };
             match value {
@@ -188,15 +197,28 @@ impl<'a> Walk<'a, '_> {
     }
 }
 
-/// The invariants `resource` breaks (empty: none).
+/// The invariants `resource` breaks (empty: none), its own and those of the resources
+/// in it (contained, in a Bundle's entries, in a Parameters), each checked with
+/// `%resource` itself.
 pub fn check(resource: &Json) -> Vec<Violation> {
     let Some(ty) = resource.get("resourceType").and_then(Json::as_str) else { return Vec::new() };
-    let Some(def) = Definitions::get().type_def(ty) else { return Vec::new() };
+    let mut out = Vec::new();
+    self::resource(resource, None, &Trail { parent: None, name: ty, index: None }, 0, &mut out);
+    out
+}
+
+/// Checks `json`, a resource at `trail`, with `%rootResource` its container `root` (a
+/// contained resource's) or itself.
+fn resource<'a>(json: &'a Json, root: Option<&'a Json>, trail: &Trail<'_>, depth: usize, out: &mut Vec<Violation>) {
+    let Some(ty) = json.get("resourceType").and_then(Json::as_str) else { return };
+    let Some(def) = Definitions::get().type_def(ty) else { return };
     // R4's own expressions apply as() to collections (dom-3), as engines of its time did
-    let ctx = Context::new().with_work_limit(WORK_LIMIT).with_as_on_collections(true);
-    let mut walk = Walk { resource, ctx: &ctx, out: Vec::new() };
-    walk.element(resource, def.name.as_str(), &Trail { parent: None, name: ty, index: None }, 0);
-    walk.out
+    let mut ctx = Context::new().with_work_limit(WORK_LIMIT).with_as_on_collections(true);
+    if let Some(root) = root {
+        ctx = ctx.with_variable("rootResource", vec![crate::model::root_node(root)]);
+    }
+    let mut walk = Walk { resource: json, ctx: &ctx, out };
+    walk.element(json, def.name.as_str(), trail, depth);
 }
 
 #[cfg(test)]
@@ -257,6 +279,35 @@ mod tests {
         let q = json!({"resourceType": "Questionnaire", "status": "draft", "item": [{"linkId": "1", "type": "group",
             "item": [{"linkId": "1.1", "type": "display", "required": true}]}]});
         assert!(keys(&q).iter().any(|k| k.ends_with("Questionnaire.item[0].item[0]")), "{:?}", keys(&q));
+    }
+
+    #[test]
+    fn the_resources_inside_a_resource_are_held_to_their_own_rules() {
+        // a contained Patient whose contact has nothing (pat-1), referred to by its container
+        let c = json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+            "subject": {"reference": "#p"},
+            "contained": [{"resourceType": "Patient", "id": "p", "contact": [{"gender": "male"}]}]});
+        assert_eq!(keys(&c), ["pat-1 Observation.contained[0].contact[0]"]);
+        // ref-1 in a contained resource reads its container's contained (%rootResource):
+        // a contained Patient may refer to a contained Organization beside it
+        let siblings = json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+            "subject": {"reference": "#p"},
+            "contained": [{"resourceType": "Patient", "id": "p", "managingOrganization": {"reference": "#o"}},
+                          {"resourceType": "Organization", "id": "o", "name": "O"}]});
+        assert!(keys(&siblings).is_empty(), "{:?}", keys(&siblings));
+        let dangling = json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+            "subject": {"reference": "#p"},
+            "contained": [{"resourceType": "Patient", "id": "p", "managingOrganization": {"reference": "#nobody"}}]});
+        assert_eq!(keys(&dangling), ["ref-1 Observation.contained[0].managingOrganization"]);
+        // a resource in a Bundle entry, and one in a Parameters
+        let b = json!({"resourceType": "Bundle", "type": "collection", "entry": [
+            {"fullUrl": "urn:uuid:4f1e9a52-1b1c-4bd4-9d0f-1f0b0a6e9d11", "resource": {"resourceType": "Observation",
+             "status": "final", "code": {"text": "x"}, "valueString": "a", "dataAbsentReason": {"text": "b"}}}]});
+        assert_eq!(keys(&b), ["obs-6 Bundle.entry[0].resource"]);
+        let p = json!({"resourceType": "Parameters", "parameter": [{"name": "r", "resource":
+            {"resourceType": "Encounter", "status": "finished", "class": {"code": "AMB"},
+             "period": {"start": "2025-01-02", "end": "2025-01-01"}}}]});
+        assert_eq!(keys(&p), ["per-1 Parameters.parameter[0].resource.period"]);
     }
 
     #[test]

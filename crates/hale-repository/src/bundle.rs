@@ -302,6 +302,15 @@ impl Repository {
         if bundle.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
             return Err(Error::invalid(Issue::error(IssueType::Invalid, "The body must be a Bundle").at("Bundle")));
         }
+        // a transaction's fullUrls agree with the resources they name (a batch's entries
+        // stand alone, so each is answered by its own rules)
+        if kind == BundleKind::Transaction
+            && let Some(obj) = bundle.as_object()
+            && let issues = hale_fhir::bundle::check(obj, "Bundle")
+            && !issues.is_empty()
+        {
+            return Err(Error::Invalid(hale_fhir::OperationOutcome::new(issues)));
+        }
         let entries = match bundle.get_mut("entry") {
             None => Vec::new(),
             Some(Value::Array(a)) => std::mem::take(a),
@@ -550,7 +559,13 @@ impl Repository {
                     }
                     check_body(&ty, Some(&id), &resource).map_err(|err| in_entry(index, err))?;
                     let method = if verb == Verb::Post { Method::Post } else { Method::Put };
-                    TxOp::Write { ty: ty.clone(), id, method, new: Box::new(prepare(resource)), preconditions: pre }
+                    TxOp::Write {
+                        ty: ty.clone(),
+                        id,
+                        method,
+                        new: Box::new(prepare(resource, self)),
+                        preconditions: pre,
+                    }
                 }
                 (_, _, _) => TxOp::Check { preconditions: pre },
             };

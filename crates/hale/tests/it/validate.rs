@@ -93,6 +93,9 @@ async fn narratives_are_held_to_the_r4_xhtml_rules() {
         (div("<a href=\"javascript:alert(1)\">Ana</a>"), "Patient.text.div", "runs script"),
         (div("<p>  </p>"), "Patient.text.div", "txt-2"),
         ("<div>Ana</div>".to_string(), "Patient.text.div", "XHTML namespace"),
+        // an internal link that leads nowhere; a style that loads a stylesheet
+        (div("<p id=\"a\">Ana</p><a href=\"#b\">more</a>"), "Patient.text.div", "link to #b at /div/a leads nowhere"),
+        (div("<p style=\"@import url(http://x.example/s.css)\">Ana</p>"), "Patient.text.div", "loads a stylesheet"),
     ] {
         let r = s.post("/Patient", &patient(d.clone())).await;
         assert_eq!(r.status(), 400, "{d}");
@@ -107,6 +110,11 @@ async fn narratives_are_held_to_the_r4_xhtml_rules() {
         s.post("/Patient", &patient(div("<p>Ana <b>Alvarez</b>&nbsp;&mdash; born 1980</p>"))).await.status(),
         201
     );
+    // links to an element of the narrative and to a contained resource lead somewhere
+    let linked = json!({"resourceType":"Patient","managingOrganization":{"reference":"#o1"},
+        "contained":[{"resourceType":"Organization","id":"o1","name":"Clinic"}],
+        "text":{"status":"generated","div":div("<p id=\"a\">Ana</p><a href=\"#a\">top</a> <a href=\"#o1\">clinic</a>")}});
+    assert_eq!(s.post("/Patient", &linked).await.status(), 201);
     // in a contained resource, and in a transaction entry: refused whole, nothing stored
     let contained = json!({"resourceType":"Patient","id":"nc1","contained":[{"resourceType":"Organization","id":"o1",
         "text":{"status":"generated","div":div("<img src=\"x\" onerror=\"steal()\"/>")}}]});
@@ -196,7 +204,22 @@ async fn the_invariants_of_the_r4_definitions_are_held() {
             "Patient",
         ),
     ];
-    for (body, key, at) in &cases {
+    // the resources inside a resource are held to their own type's rules: a contained
+    // Patient (pat-1), an Observation in a collection Bundle (obs-6)
+    let inner = [
+        (
+            json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"}, "subject": {"reference": "#p"},
+                "contained": [{"resourceType": "Patient", "id": "p", "contact": [{"gender": "female"}]}]}),
+            "pat-1",
+            "Observation.contained[0].contact[0]",
+        ),
+        (
+            json!({"resourceType": "Bundle", "type": "collection", "entry": [{"resource": cases[0].0}]}),
+            "obs-6",
+            "Bundle.entry[0].resource",
+        ),
+    ];
+    for (body, key, at) in cases.iter().chain(&inner) {
         let ty = body["resourceType"].as_str().unwrap();
         let r = s.post(&format!("/{ty}"), body).await;
         assert_eq!(r.status(), 400, "{body}");
@@ -235,4 +258,70 @@ async fn the_invariants_of_the_r4_definitions_are_held() {
     assert!(oo.to_string().contains("obs-6"), "{oo}");
     let n = json(s.get("/Patient?_summary=count").await).await;
     assert_eq!(n["total"], 1, "only inv1: {n}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bundles_are_held_to_the_r4_entry_rules() {
+    let s = TestServer::spawn().await;
+    // Bundle.entry.fullUrl: a fullUrl that is not a URN names its resource's type and id
+    let collection = |full: &str| {
+        json!({"resourceType": "Bundle", "type": "collection", "entry": [
+            {"fullUrl": full, "resource": {"resourceType": "Patient", "id": "p1", "active": true}}]})
+    };
+    let bad = collection("http://example.org/fhir/Patient/p2");
+    let r = s.post("/Bundle", &bad).await;
+    assert_eq!(r.status(), 400);
+    let oo = json(r).await;
+    assert_outcome(&oo);
+    assert_eq!(first_expression(&oo).as_deref(), Some("Bundle.entry[0].fullUrl"), "{oo}");
+    assert!(oo.to_string().contains("disagrees with the resource it names (Patient/p1)"), "{oo}");
+    let v = json(s.post("/Bundle/$validate", &bad).await).await;
+    assert_eq!(first_expression(&v).as_deref(), Some("Bundle.entry[0].fullUrl"), "{v}");
+    assert_eq!(s.post("/Bundle", &collection("http://example.org/fhir/Patient/p1")).await.status(), 201);
+
+    // a document holds every resource it refers to
+    let document = |subject: &str| {
+        json!({"resourceType": "Bundle", "id": "doc1", "type": "document",
+            "identifier": {"system": "urn:ietf:rfc:3986", "value": "urn:uuid:0c3151bd-1cbf-4d64-b04d-cd9187a4c6e0"},
+            "timestamp": "2026-12-07T10:00:00Z",
+            "entry": [
+                {"fullUrl": "urn:uuid:2b6c9c6f-8f7e-4d3a-9b55-1d4f1a7a8e01", "resource": {"resourceType": "Composition",
+                    "status": "final", "type": {"text": "Discharge summary"}, "date": "2026-12-07",
+                    "title": "Discharge summary", "subject": {"reference": subject},
+                    "author": [{"reference": "urn:uuid:9a1f6b1e-5c43-4f0e-a7f0-3c2e9b8d7c02"}]}},
+                {"fullUrl": "urn:uuid:6f2d8a4b-3e1c-4b7a-9c5d-8e0f1a2b3c03", "resource": {"resourceType": "Patient", "active": true}},
+                {"fullUrl": "urn:uuid:9a1f6b1e-5c43-4f0e-a7f0-3c2e9b8d7c02", "resource": {"resourceType": "Practitioner", "active": true}}]})
+    };
+    let outside = document("Patient/somewhere-else");
+    let r = s.put("/Bundle/doc1", &outside).await;
+    assert_eq!(r.status(), 400);
+    let oo = json(r).await;
+    assert_eq!(first_expression(&oo).as_deref(), Some("Bundle.entry[0].resource.subject.reference"), "{oo}");
+    assert!(oo.to_string().contains("not in the document"), "{oo}");
+    let whole = document("urn:uuid:6f2d8a4b-3e1c-4b7a-9c5d-8e0f1a2b3c03");
+    assert_eq!(s.put("/Bundle/doc1", &whole).await.status(), 201, "the same document, whole");
+    // an update that breaks it is refused and the stored version stays
+    assert_eq!(s.put("/Bundle/doc1", &outside).await.status(), 400);
+    let stored = json(s.get("/Bundle/doc1").await).await;
+    assert_eq!(stored["meta"]["versionId"], "1");
+
+    // in a transaction: a fullUrl that disagrees with its entry, and an entry that is a
+    // broken document; each refuses the transaction whole
+    let before = json(s.get("/Patient?_summary=count").await).await["total"].clone();
+    let tx = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": {"resourceType": "Patient", "active": true}, "request": {"method": "POST", "url": "Patient"}},
+        {"fullUrl": "http://example.org/fhir/Patient/tx2", "resource": {"resourceType": "Patient", "id": "tx1"},
+         "request": {"method": "PUT", "url": "Patient/tx1"}}]});
+    let r = s.post("", &tx).await;
+    assert_eq!(r.status(), 400);
+    assert_eq!(first_expression(&json(r).await).as_deref(), Some("Bundle.entry[1].fullUrl"));
+    let mut doc_entry = outside.clone();
+    doc_entry.as_object_mut().unwrap().shift_remove("id");
+    let tx = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": {"resourceType": "Patient", "active": true}, "request": {"method": "POST", "url": "Patient"}},
+        {"resource": doc_entry, "request": {"method": "POST", "url": "Bundle"}}]});
+    let r = s.post("", &tx).await;
+    assert_eq!(r.status(), 400);
+    assert!(json(r).await.to_string().contains("not in the document"));
+    assert_eq!(json(s.get("/Patient?_summary=count").await).await["total"], before);
 }
