@@ -274,7 +274,7 @@ async fn of_patient(session: &Session, id: &str, ty: &str, rid: &str) -> Result<
 
 /// The bytes and media type of attachment `n` of `doc` (patient `id`'s): its inline
 /// data, or the Binary its `url` names, read through `repo`; `None` when there is no
-/// such attachment, no content, or a Binary governed by another patient.
+/// such attachment, no content, or a Binary governed by another patient or resource.
 pub(crate) async fn attachment_content(
     repo: &hale_repository::Repository,
     id: &str,
@@ -304,8 +304,10 @@ pub(crate) async fn attachment_content(
         Err(e) if matches!(e.category(), hale_fhir::Category::NotFound | hale_fhir::Category::Gone) => return Ok(None),
         Err(e) => return Err(e),
     };
-    // a Binary governed by another patient is not this record's
-    if b["securityContext"]["reference"].as_str().is_some_and(|r| r != format!("Patient/{id}")) {
+    // a Binary governed by another patient is not this record's; one governed by the
+    // document (or message) that names it is
+    let this_doc = format!("{}/{}", doc["resourceType"].as_str().unwrap_or(""), doc["id"].as_str().unwrap_or(""));
+    if b["securityContext"]["reference"].as_str().is_some_and(|r| r != format!("Patient/{id}") && r != this_doc) {
         return Ok(None);
     }
     let ct = a["contentType"].as_str().or(b["contentType"].as_str()).unwrap_or("application/octet-stream").to_string();

@@ -19,6 +19,9 @@ use crate::{Error, Result};
 #[derive(Clone)]
 pub struct Gate {
     store: Arc<dyn Store>,
+    /// The server's own FHIR base (`https://host/fhir`), when the operator set one:
+    /// references on it are indexed as the relative references they are.
+    own_base: Option<Arc<str>>,
 }
 
 impl std::fmt::Debug for Gate {
@@ -29,12 +32,21 @@ impl std::fmt::Debug for Gate {
 
 impl Gate {
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Gate { store }
+        Gate { store, own_base: None }
+    }
+
+    /// The gate of a server whose FHIR base is `base` (`https://host/fhir`): a stored
+    /// reference on that base (`https://host/fhir/Patient/1`) is indexed, searched and
+    /// held to its patient as the relative reference it is (`Patient/1`).
+    pub fn with_own_base(mut self, base: &str) -> Self {
+        let base = base.trim_end_matches('/');
+        self.own_base = base.contains("://").then(|| Arc::from(base));
+        self
     }
 
     /// The repository for one request.
     pub fn repository(&self, ctx: RequestContext) -> Repository {
-        Repository { store: self.store.clone(), ctx: Arc::new(ctx) }
+        Repository { store: self.store.clone(), ctx: Arc::new(ctx), own_base: self.own_base.clone() }
     }
 
     /// The repository of a command or background job, as the system principal.
@@ -49,6 +61,7 @@ impl Gate {
 pub struct Repository {
     store: Arc<dyn Store>,
     ctx: Arc<RequestContext>,
+    own_base: Option<Arc<str>>,
 }
 
 impl std::fmt::Debug for Repository {
@@ -61,6 +74,11 @@ impl Repository {
     /// Who is asking, and about the request.
     pub fn context(&self) -> &RequestContext {
         &self.ctx
+    }
+
+    /// The index rows of `resource` on this server (see [`Gate::with_own_base`]).
+    pub(crate) fn index_rows(&self, resource: &serde_json::Value) -> hale_store::IndexRows {
+        hale_search::extract::extract_on(resource, self.own_base.as_deref())
     }
 
     /// The store, for one interaction the policy permits (on resources of `ty`). A
@@ -131,8 +149,39 @@ impl Repository {
         }
     }
 
-    /// Whether the current version of `ty/id` passes `r`.
+    /// Whether the current version of `ty/id` passes `r`. A Binary whose
+    /// `securityContext` names another resource than a Patient passes when that
+    /// resource does (R4 Binary.securityContext: it "stands in as a proxy" for the
+    /// Binary's access rules); one held to a Patient, or to nothing, is tested on its own
+    /// index rows.
     async fn visible_under(&self, r: Restriction, ty: &ResourceType, id: &ResourceId) -> Result<bool> {
+        if ty.as_str() == "Binary"
+            && let Some((pty, pid)) = self.security_proxy(id).await?
+        {
+            return self.passes(r, &pty, &pid).await;
+        }
+        self.passes(r, ty, id).await
+    }
+
+    /// The resource a Binary's `securityContext` names when it is neither a Patient nor
+    /// a Binary (a DocumentReference, a DiagnosticReport...), read without audit: it
+    /// decides who may see the Binary and is not shown.
+    pub(crate) async fn security_proxy(&self, id: &ResourceId) -> Result<Option<(ResourceType, ResourceId)>> {
+        let binary = crate::resource_type("Binary")?;
+        let Some(body) = self.store.read(&binary, id).await?.and_then(|s| s.body) else { return Ok(None) };
+        let Ok(json) = serde_json::from_str::<serde_json::Value>(&body) else { return Ok(None) };
+        Ok(proxy_of(&json))
+    }
+
+    /// The patients the resource standing in for Binary `id` concerns (for the audit
+    /// trail of a read of the Binary); empty when none stands in.
+    pub(crate) async fn proxy_patients(&self, id: &ResourceId) -> Result<Vec<String>> {
+        let Some((ty, pid)) = self.security_proxy(id).await? else { return Ok(Vec::new()) };
+        Ok(self.store.read(&ty, &pid).await?.map(|s| hale_audit::patients_of(&s)).unwrap_or_default())
+    }
+
+    /// Whether the current version of `ty/id` passes `r`, by its own index rows.
+    async fn passes(&self, r: Restriction, ty: &ResourceType, id: &ResourceId) -> Result<bool> {
         if is_shared(ty.as_str()) && !r.filters_type(ty.as_str()) {
             return Ok(true);
         }
@@ -216,6 +265,21 @@ impl Repository {
                 (Some(_), _) => Err(refused("a patient you register must be managed by your organization")),
                 (None, _) => Err(refused("you may not register patients")),
             };
+        }
+        // a Binary whose securityContext names a resource held to patients (not a
+        // Patient): the writer must see that resource
+        if t == "Binary"
+            && let Some((pty, pid)) = proxy_of(&new.resource)
+        {
+            let held =
+                hale_fhir::Definitions::get().access_compartment().get(pty.as_str()).is_some_and(|p| !p.is_empty());
+            if !held || is_shared(pty.as_str()) {
+                return Err(refused("the securityContext must name a patient's record, or a resource in one"));
+            }
+            if !self.passes(r, &pty, &pid).await? {
+                return Err(refused("the securityContext names a resource you may not see"));
+            }
+            return Ok(());
         }
         let defs = hale_fhir::Definitions::get();
         let Some(params) = defs.access_compartment().get(t).filter(|p| !p.is_empty()) else {
@@ -348,6 +412,18 @@ impl Repository {
         }
         result
     }
+}
+
+/// The resource a Binary's `securityContext` names (its current version), when it is a
+/// relative reference to a resource other than a Patient (held to by Hale's own index
+/// rows) or a Binary (a proxy of a proxy stands for nothing).
+fn proxy_of(binary: &serde_json::Value) -> Option<(ResourceType, ResourceId)> {
+    let reference = binary.get("securityContext")?.get("reference")?.as_str()?;
+    let (t, id) = hale_search::extract::split_reference(reference)?;
+    if matches!(t, "Patient" | "Binary") {
+        return None;
+    }
+    Some((ResourceType::parse(t)?, ResourceId::parse(id)?))
 }
 
 /// Whether a new version of a resource of type `ty` would relate its patients to the

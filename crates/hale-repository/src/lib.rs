@@ -192,7 +192,7 @@ fn check_body(ty: &ResourceType, id: Option<&ResourceId>, body: &Value) -> Resul
     Ok(())
 }
 
-fn prepare(mut body: Value) -> NewVersion {
+fn prepare(mut body: Value, repo: &Repository) -> NewVersion {
     if let Some(obj) = body.as_object_mut() {
         // the server owns versionId and lastUpdated
         if let Some(meta) = obj.get_mut("meta").and_then(Value::as_object_mut) {
@@ -203,7 +203,7 @@ fn prepare(mut body: Value) -> NewVersion {
             }
         }
     }
-    let index = hale_search::extract::extract(&body);
+    let index = repo.index_rows(&body);
     NewVersion { resource: body, index }
 }
 
@@ -229,7 +229,7 @@ pub(crate) fn apply_json_patch(current: &StoredResource, patch: &Value) -> Resul
 impl Repository {
     /// The current version; a deleted resource is [`Error::Gone`].
     pub async fn read(&self, ty: &ResourceType, id: &ResourceId) -> Result<StoredResource> {
-        let event = Event::new("read", Interaction::Read).target(format!("{ty}/{id}"));
+        let mut event = Event::new("read", Interaction::Read).target(format!("{ty}/{id}"));
         let result = async {
             match self.door(Interaction::Read, Some(ty)).await?.read(ty, id).await? {
                 Some(_) if !self.visible(Interaction::Read, ty, id).await? => {
@@ -241,6 +241,13 @@ impl Repository {
             }
         }
         .await;
+        // a Binary held to a patient's record through another resource (its
+        // securityContext) is a read of that record
+        if result.is_ok() && ty.as_str() == "Binary" {
+            for p in self.proxy_patients(id).await? {
+                event = event.patient(p);
+            }
+        }
         self.audited(event, result, |s| vec![s]).await
     }
 
@@ -278,7 +285,7 @@ impl Repository {
             check_body(ty, None, &body)?;
             let audit = self.audit_write(event.clone());
             let store = self.door(Interaction::Create, Some(ty)).await?;
-            let new = prepare(body);
+            let new = prepare(body, self);
             self.check_write(Interaction::Create, ty, None, Some(&new), &[]).await?;
             Ok(store.create(ty, new, criteria, audit).await?)
         }
@@ -310,7 +317,7 @@ impl Repository {
             check_body(ty, Some(id), &body)?;
             let audit = self.audit_write(event.clone());
             let store = self.door(Interaction::Update, Some(ty)).await?;
-            let new = prepare(body);
+            let new = prepare(body, self);
             self.check_write(Interaction::Update, ty, Some(id), Some(&new), &[]).await?;
             Ok(store.update(ty, id, new, if_match, audit).await?)
         }
@@ -360,7 +367,7 @@ impl Repository {
         self.door(Interaction::Search, Some(ty)).await?;
         let audit = self.audit_write(event.clone());
         let store = self.door(Interaction::Update, Some(ty)).await?;
-        let new = prepare(body);
+        let new = prepare(body, self);
         self.check_write(Interaction::Update, ty, id.as_ref(), Some(&new), &[]).await?;
         Ok(store.conditional_update(criteria, id, new, if_match, audit).await?)
     }
@@ -559,7 +566,7 @@ impl Repository {
                 let Some(body) = &e.body else { continue };
                 let v: Value = serde_json::from_str(body)
                     .map_err(|err| Error::Store(hale_store::Error::Backend(err.to_string())))?;
-                items.push((e.resource_type.clone(), e.id.clone(), e.version, hale_search::extract::extract(&v)));
+                items.push((e.resource_type.clone(), e.id.clone(), e.version, self.index_rows(&v)));
             }
             done += items.len();
             store.replace_index(items).await?;
@@ -611,7 +618,7 @@ impl Repository {
                             v.resource_type, v.id, v.version
                         )))
                     })?;
-                    hale_search::extract::extract(&json)
+                    self.index_rows(&json)
                 }
                 None => IndexRows::default(),
             };

@@ -30,6 +30,20 @@ fn number(v: &Value) -> Option<f64> {
 /// Adds the index rows of one selected value `v` of FHIR type `fhir_type` for
 /// parameter `code` of type `ptype`.
 pub fn add_value(rows: &mut IndexRows, code: &str, ptype: ParamType, fhir_type: &str, v: &Value) {
+    add_value_on(rows, code, ptype, fhir_type, v, None);
+}
+
+/// [`add_value`] on a server whose FHIR base is `own_base` (`https://host/fhir`, no
+/// trailing slash): a reference on that base (`https://host/fhir/Patient/1`) is indexed
+/// as the relative reference it is (`Patient/1`), its text kept.
+fn add_value_on(
+    rows: &mut IndexRows,
+    code: &str,
+    ptype: ParamType,
+    fhir_type: &str,
+    v: &Value,
+    own_base: Option<&str>,
+) {
     match ptype {
         ParamType::String => add_string(rows, code, fhir_type, v),
         ParamType::Token => add_token(rows, code, fhir_type, v),
@@ -40,7 +54,7 @@ pub fn add_value(rows: &mut IndexRows, code: &str, ptype: ParamType, fhir_type: 
             }
         }
         ParamType::Quantity => add_quantity(rows, code, fhir_type, v),
-        ParamType::Reference => add_reference(rows, code, fhir_type, v),
+        ParamType::Reference => add_reference(rows, code, fhir_type, v, own_base),
         ParamType::Uri => {
             if let Some(u) = v.as_str() {
                 rows.uris.push(UriIndex { param: code.into(), uri: u.into() });
@@ -207,7 +221,7 @@ pub fn split_reference(r: &str) -> Option<(&str, &str)> {
     (type_ok && id_ok).then_some((t, id))
 }
 
-fn add_reference(rows: &mut IndexRows, code: &str, fhir_type: &str, v: &Value) {
+fn add_reference(rows: &mut IndexRows, code: &str, fhir_type: &str, v: &Value, own_base: Option<&str>) {
     let text = match fhir_type {
         "Reference" => {
             if let Some(ident) = v.get("identifier")
@@ -228,8 +242,11 @@ fn add_reference(rows: &mut IndexRows, code: &str, fhir_type: &str, v: &Value) {
     if text.starts_with('#') {
         return;
     }
-    let absolute = text.contains("://") || text.starts_with("urn:");
-    let (target_type, target_id) = match split_reference(text) {
+    // a reference on this server's own base is the relative one after the base
+    let local = own_base.and_then(|b| text.strip_prefix(b)).and_then(|rest| rest.strip_prefix('/'));
+    let relative = local.unwrap_or(text);
+    let absolute = relative.contains("://") || relative.starts_with("urn:");
+    let (target_type, target_id) = match split_reference(relative) {
         Some((t, id)) if !absolute => (Some(t.to_string()), Some(id.to_string())),
         _ => (None, None),
     };
@@ -314,6 +331,33 @@ mod tests {
         assert_eq!(r.references[0].target_id.as_deref(), Some("p1"));
         assert_eq!(r.references[1].target_id, None);
         assert_eq!(r.tokens[0].param, "subject:identifier");
+    }
+
+    #[test]
+    fn references_on_the_servers_own_base_are_relative() {
+        let obs = json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+            "subject": {"reference": "https://ehr.example.org/fhir/Patient/p1"},
+            "performer": [{"reference": "https://elsewhere.example/fhir/Practitioner/d1"}]});
+        let refs = |rows: IndexRows| -> Vec<ReferenceIndex> {
+            rows.references.into_iter().filter(|r| r.param == "subject" || r.param == "performer").collect()
+        };
+        let row = |param: &str, target: Option<(&str, &str)>, url: &str| ReferenceIndex {
+            param: param.into(),
+            target_type: target.map(|t| t.0.into()),
+            target_id: target.map(|t| t.1.into()),
+            url: Some(url.into()),
+        };
+        let on = refs(extract_on(&obs, Some("https://ehr.example.org/fhir/")));
+        assert!(on.contains(&row("subject", Some(("Patient", "p1")), "https://ehr.example.org/fhir/Patient/p1")));
+        // another server's reference stays a URL; without a base, every absolute one does
+        assert!(on.contains(&row("performer", None, "https://elsewhere.example/fhir/Practitioner/d1")));
+        assert!(refs(extract(&obs)).iter().all(|r| r.target_type.is_none()));
+        // a base that is a prefix of another path is not that path's base
+        let tricky = json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+            "subject": {"reference": "https://ehr.example.org/fhir2/Patient/p1"}});
+        assert!(
+            refs(extract_on(&tricky, Some("https://ehr.example.org/fhir"))).iter().all(|r| r.target_type.is_none())
+        );
     }
 
     #[test]
@@ -477,6 +521,16 @@ pub const INDEX_VERSION: u32 = 1;
 
 /// The index rows of every R4 search parameter of a resource.
 pub fn extract(resource: &Value) -> IndexRows {
+    extract_on(resource, None)
+}
+
+/// [`extract`] on a server whose FHIR base is `own_base` (`https://host/fhir`): the
+/// references on that base are indexed as the relative references they are, so a search
+/// for `subject=Patient/1` finds `"subject": {"reference": "https://host/fhir/Patient/1"}`
+/// and the access rules hold it to that patient (R4 search, reference: a reference may
+/// be relative or absolute).
+pub fn extract_on(resource: &Value, own_base: Option<&str>) -> IndexRows {
+    let own_base = own_base.map(|b| b.trim_end_matches('/')).filter(|b| b.contains("://"));
     let mut rows = IndexRows::default();
     let ty = resource.get("resourceType").and_then(Value::as_str).unwrap_or("");
     let Some(params) = compiled().get(ty) else { return rows };
@@ -493,7 +547,7 @@ pub fn extract(resource: &Value) -> IndexRows {
             continue;
         }
         for n in nodes {
-            add_value(&mut rows, p.code, p.param_type, n.fhir_type, n.value);
+            add_value_on(&mut rows, p.code, p.param_type, n.fhir_type, n.value, own_base);
         }
     }
     if ty == "Consent" {

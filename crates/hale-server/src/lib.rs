@@ -142,7 +142,7 @@ async fn open_store(cfg: &Config) -> Result<Arc<dyn Store>, Error> {
 
 /// The gate over the store the configuration names (creating or upgrading its schema).
 pub async fn gate(cfg: &Config) -> Result<Gate, Error> {
-    Ok(Gate::new(open_store(cfg).await?))
+    Ok(Gate::new(open_store(cfg).await?).with_own_base(&cfg.public_base_url))
 }
 
 /// The repository of a command (`import`, `export`, `reindex`, `synth`, `demo`,

@@ -512,6 +512,45 @@ async fn bad_search_input() {
 /// An operator who wants strict handling by default sets `strict_search`: an unknown
 /// parameter is then a 400 unless the client asks for lenient handling.
 #[tokio::test(flavor = "multi_thread")]
+async fn stored_references_on_the_servers_own_base_are_found_as_relative_ones() {
+    let base = "https://ehr.example.org/fhir";
+    let s = TestServer::spawn_with(|c| c.public_base_url = base.into()).await;
+    put(&s, json!({"resourceType":"Patient","id":"p1","active":true})).await;
+    let obs = |id: &str, subject: &str| {
+        json!({"resourceType":"Observation","id":id,"status":"final","code":{"text":"HR"},
+            "subject":{"reference":subject}})
+    };
+    put(&s, obs("abs", &format!("{base}/Patient/p1"))).await;
+    put(&s, obs("rel", "Patient/p1")).await;
+    put(&s, obs("other", "https://elsewhere.example/fhir/Patient/p1")).await;
+    // a relative search value finds the absolute reference on this base, and not another
+    // server's; an absolute one on this base finds both
+    assert_eq!(ids(&s, "/Observation?subject=Patient/p1").await, ["abs", "rel"]);
+    assert_eq!(ids(&s, "/Observation?patient=p1").await, ["abs", "rel"]);
+    assert_eq!(ids(&s, &format!("/Observation?subject={base}/Patient/p1")).await, ["abs", "rel"]);
+    assert_eq!(ids(&s, "/Observation?subject=https://elsewhere.example/fhir/Patient/p1").await, ["other"]);
+    // the compartment, _include and the stored text as written
+    assert_eq!(ids(&s, "/Patient/p1/Observation").await, ["abs", "rel"]);
+    let b = json(s.get("/Observation?_id=abs&_include=Observation:subject").await).await;
+    assert!(entry_ids(&b).contains(&"p1".to_string()), "{b}");
+    let stored = json(s.get("/Observation/abs").await).await;
+    assert_eq!(stored["subject"]["reference"], format!("{base}/Patient/p1"));
+    // the patient's own token sees it: it is held to their record
+    let g = hale_test_support::UserGrant {
+        role: "patient",
+        patients: &["p1"],
+        scope: "patient/*.rs",
+        launch_patient: Some("p1"),
+        ..Default::default()
+    };
+    let c = hale_test_support::client_with_token(&hale_test_support::user_token(s.data_dir.path(), "pa", &g));
+    let r = c.get(s.fhir("/Observation/abs")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let r = c.get(s.fhir("/Observation/other")).send().await.unwrap();
+    assert_eq!(r.status(), 404, "another server's patient p1 is not this one");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn strict_search_by_configuration() {
     let s = TestServer::spawn_with(|c| c.strict_search = true).await;
     let r = s.get("/Patient?nonsense=1").await;

@@ -71,6 +71,21 @@ async fn population(ts: &TestServer) {
             "securityContext":{"reference":format!("Patient/pat-{p}")},"data":"aGVsbG8="}),
         )
         .await;
+        // content governed by a document of the patient's (R4: the securityContext
+        // "stands in as a proxy" for the Binary's access rules)
+        put(
+            ts,
+            json!({"resourceType":"DocumentReference","id":format!("doc-{p}"),"status":"current",
+            "description":canary,"subject":{"reference":format!("Patient/pat-{p}")},
+            "content":[{"attachment":{"contentType":"text/plain","url":format!("Binary/bin-doc-{p}")}}]}),
+        )
+        .await;
+        put(
+            ts,
+            json!({"resourceType":"Binary","id":format!("bin-doc-{p}"),"contentType":"text/plain",
+            "securityContext":{"reference":format!("DocumentReference/doc-{p}")},"data":"aGVsbG8="}),
+        )
+        .await;
     }
     // content governed by no record: no one held to patients sees it
     put(ts, json!({"resourceType":"Binary","id":"bin-none","contentType":"text/plain","data":"aGVsbG8="})).await;
@@ -137,6 +152,8 @@ fn read_paths() -> Vec<(&'static str, &'static str, String, Option<Value>)> {
         ("search tasks by owner", "GET", "/Task?owner=Practitioner/prac-1".into(), None),
         ("tasks of B", "GET", "/Task?patient=pat-b".into(), None),
         ("read B's Binary", "GET", "/Binary/bin-b".into(), None),
+        ("read B's document", "GET", "/DocumentReference/doc-b".into(), None),
+        ("read B's document content", "GET", "/Binary/bin-doc-b".into(), None),
     ];
     v.push(("POST _search", "POST", "/Observation/_search".into(), None));
     v.push((
@@ -243,9 +260,13 @@ async fn no_read_path_leaks_another_patients_data() {
         let (status, text) = send(&ts, &c, "GET", "/Binary?_total=accurate", None).await;
         assert_eq!(status, 200, "{who}: {text}");
         assert_eq!(serde_json::from_str::<Value>(&text).unwrap()["total"], expect, "{who}: A's Binary only: {text}");
-        for other in ["/Binary/bin-b", "/Binary/bin-none"] {
+        for other in ["/Binary/bin-b", "/Binary/bin-none", "/Binary/bin-doc-b"] {
             assert_eq!(send(&ts, &c, "GET", other, None).await.0, 404, "{who}: {other}");
         }
+        // the content of A's document is A's: read by its id (a search of Binary lists
+        // only those held to a Patient)
+        let (status, text) = send(&ts, &c, "GET", "/Binary/bin-doc-a", None).await;
+        assert_eq!(status, if expect == 1 { 200 } else { 404 }, "{who}: {text}");
         let (status, _) = send(&ts, &c, "GET", "/Patient/pat-b", None).await;
         assert_eq!(status, 404, "{who}: forbidden looks like absent");
         let (status, _) = send(&ts, &c, "GET", "/Practitioner/prac-1", None).await;
@@ -285,10 +306,21 @@ async fn no_write_path_reaches_another_patients_record() {
     };
     let (status, text) = send(&ts, &c, "POST", "/Binary", Some(&bin_for(Some("pat-a")))).await;
     assert_eq!(status, 201, "content for A's record: {text}");
+    let bin_of = |r: &str| json!({"resourceType":"Binary","contentType":"text/plain","data":"aGVsbG8=","securityContext":{"reference":r}});
+    let (status, text) = send(&ts, &c, "POST", "/Binary", Some(&bin_of("DocumentReference/doc-a"))).await;
+    assert_eq!(status, 201, "content of A's document: {text}");
     let refused: Vec<(&str, &str, String, Value)> = vec![
         ("create for B", "POST", "/Observation".into(), obs_for("pat-b")),
         ("content for B's record", "POST", "/Binary".into(), bin_for(Some("pat-b"))),
         ("content for no record", "POST", "/Binary".into(), bin_for(None)),
+        ("content of B's document", "POST", "/Binary".into(), bin_of("DocumentReference/doc-b")),
+        ("content of a practitioner", "POST", "/Binary".into(), bin_of("Practitioner/prac-1")),
+        ("content of no resource", "POST", "/Binary".into(), bin_of("DocumentReference/none")),
+        ("A's content moved to B's document", "PUT", "/Binary/bin-doc-a".into(), {
+            let mut b = bin_of("DocumentReference/doc-b");
+            b["id"] = json!("bin-doc-a");
+            b
+        }),
         (
             "create for nobody",
             "POST",
@@ -491,6 +523,11 @@ async fn the_audit_trail_is_searched_by_its_administrator_and_a_patient_sees_who
     assert_ne!(b2["entry"][0]["resource"]["id"], b["entry"][0]["resource"]["id"]);
     let (_, b, _) = search(sec.clone(), "?altid=dr.who&date=lt2020-01-01").await;
     assert_eq!(b["entry"].as_array().map(Vec::len), Some(0));
+    // a read of content held to A's record through A's document is a read of A's record
+    assert_eq!(send(&ts, &dr, "GET", "/Binary/bin-doc-a", None).await.0, 200);
+    let (_, b, text) = search(sec.clone(), "?patient=pat-a&altid=dr.who&subtype=read").await;
+    assert_eq!(b["entry"].as_array().map(Vec::len), Some(3), "{text}");
+    assert!(text.contains("Binary/bin-doc-a"), "{text}");
     let (status, _, _) = search(sec.clone(), "?nonsense=1").await;
     assert_eq!(status, 400);
     // the patient sees who saw their record, and nothing about anyone else
