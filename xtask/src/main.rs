@@ -1,6 +1,8 @@
 //! `cargo xtask gen-r4 [DIR]`: compiles the official FHIR R4 (4.0.1) definitions into
 //! the compact table `crates/hale-fhir/src/generated/r4.json` that `hale-fhir` embeds,
-//! and the resources' invariants into `r4-invariants.json` beside it.
+//! the resources' invariants into `r4-invariants.json` beside it, and the core extension
+//! definitions (`extension-*.json`) with the base type of every type into
+//! `r4-extensions.json`.
 //!
 //! DIR defaults to `../shared/data/fhir-r4-examples` (the official definition files as
 //! JSON). The output is committed so that a plain `cargo build` works offline.
@@ -240,6 +242,7 @@ fn gen_r4(dir: &Path) -> Result<()> {
         }
     }
     write_invariants(&structure_defs)?;
+    write_extensions(&names, &structure_defs)?;
     let out = json!({
         "fhirVersion": "4.0.1",
         "types": types,
@@ -342,4 +345,114 @@ fn write_invariants(structure_defs: &[Value]) -> Result<()> {
     std::fs::write(&out_path, serde_json::to_string(&rows)?)?;
     println!("wrote {}: {} invariants", out_path.display(), rows.len());
     Ok(())
+}
+
+/// Contexts R4 uses its own core extensions in beyond those their definitions state, as
+/// (url, the context R4 uses), added as the HL7 reference validator adds them
+/// (`InstanceValidator.fixContexts` of org.hl7.fhir.validation): R4's own definitions put
+/// `structuredefinition-fhir-type` and `regex` on `ElementDefinition.type` (the contexts
+/// say `ElementDefinition.type.code`, and `Questionnaire.item` and `ElementDefinition`),
+/// and `structuredefinition-normative-version` on ValueSets, CodeSystems,
+/// OperationDefinitions and elements (the context says `StructureDefinition`); the
+/// validator also opens the two CapabilityStatement extensions below to any element for
+/// versions before R5. Where it replaces a context, Hale keeps R4's too.
+const CONTEXT_ERRATA: &[(&str, &str)] = &[
+    ("http://hl7.org/fhir/StructureDefinition/structuredefinition-fhir-type", "ElementDefinition.type"),
+    ("http://hl7.org/fhir/StructureDefinition/regex", "ElementDefinition.type"),
+    ("http://hl7.org/fhir/StructureDefinition/structuredefinition-normative-version", "Element"),
+    ("http://hl7.org/fhir/StructureDefinition/capabilitystatement-expectation", "Element"),
+    ("http://hl7.org/fhir/StructureDefinition/capabilitystatement-prohibited", "Element"),
+];
+
+/// The core extensions of R4 (the `extension-*.json` StructureDefinitions) and the base
+/// type of each type, as `{"extensions": [...], "bases": {type: base}}`. An extension is
+/// `{"url", "context": [[type, expression]], "modifier", "value": [types], "required",
+/// "ext": [...]}`: `value` the types `Extension.value[x]` allows (empty when its max is 0:
+/// a complex extension), `required` whether its min is 1, `ext` the sub-extensions its open slicing of `Extension.extension` names
+/// (`{"url" (relative), "min", "max" (-1 for *), "value", "ext"}`), or `null` when
+/// `Extension.extension` has max 0 (a simple extension: no nested extensions).
+fn write_extensions(names: &[PathBuf], structure_defs: &[Value]) -> Result<()> {
+    let mut exts = Vec::new();
+    for p in names {
+        let fname = p.file_name().unwrap().to_string_lossy().to_string();
+        if !fname.starts_with("extension-") {
+            continue;
+        }
+        let sd = load(p)?;
+        if s(&sd, "resourceType") != Some("StructureDefinition") || s(&sd, "type") != Some("Extension") {
+            continue;
+        }
+        let url = s(&sd, "url").context("extension url")?;
+        let els = sd["snapshot"]["element"].as_array().context("extension snapshot")?;
+        let by_id: BTreeMap<&str, &Value> = els.iter().filter_map(|e| Some((s(e, "id")?, e))).collect();
+        let root = by_id.get("Extension").context("extension root")?;
+        let mut context: Vec<Value> = sd["context"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| json!([s(c, "type").unwrap_or(""), s(c, "expression").unwrap_or("")]))
+            .collect();
+        context.extend(CONTEXT_ERRATA.iter().filter(|e| e.0 == url).map(|e| json!(["element", e.1])));
+        let mut def = extension_shape(&by_id, "Extension")?;
+        let def = def.as_object_mut().context("shape")?;
+        def.insert("url".into(), json!(url));
+        def.insert("context".into(), json!(context));
+        def.insert("modifier".into(), json!(root["isModifier"].as_bool().unwrap_or(false)));
+        exts.push(Value::Object(def.clone()));
+    }
+    let mut bases = BTreeMap::new();
+    for sd in structure_defs {
+        let (Some(name), Some(base)) = (s(sd, "name"), s(sd, "baseDefinition")) else { continue };
+        if s(sd, "derivation") == Some("specialization")
+            && let Some(base) = base.strip_prefix("http://hl7.org/fhir/StructureDefinition/")
+        {
+            bases.insert(name.to_string(), base.to_string());
+        }
+    }
+    let out_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/hale-fhir/src/generated/r4-extensions.json");
+    std::fs::write(&out_path, serde_json::to_string(&json!({"extensions": exts, "bases": bases}))?)?;
+    println!("wrote {}: {} core extensions, {} base types", out_path.display(), exts.len(), bases.len());
+    Ok(())
+}
+
+/// What the snapshot says of the extension (or sub-extension slice) rooted at `id`: its
+/// value types and its sub-extensions.
+fn extension_shape(by_id: &BTreeMap<&str, &Value>, id: &str) -> Result<Value> {
+    let value = by_id.get(format!("{id}.value[x]").as_str()).context("value[x]")?;
+    let required = value["min"].as_u64().unwrap_or(0) > 0;
+    let value_types: Vec<&str> = if s(value, "max") == Some("0") {
+        Vec::new()
+    } else {
+        value["type"].as_array().into_iter().flatten().filter_map(|t| s(t, "code")).collect()
+    };
+    let ext = by_id.get(format!("{id}.extension").as_str()).context("extension")?;
+    if s(&ext["slicing"], "rules") == Some("closed") {
+        bail!("{id}.extension has closed slicing, which Hale does not read");
+    }
+    let mut slices = Vec::new();
+    let prefix = format!("{id}.extension:");
+    for (slice_id, el) in by_id {
+        let Some(name) = slice_id.strip_prefix(&prefix) else { continue };
+        if name.contains(['.', ':']) {
+            continue;
+        }
+        let url = by_id
+            .get(format!("{slice_id}.url").as_str())
+            .and_then(|u| s(u, "fixedUri"))
+            .with_context(|| format!("{slice_id}.url has no fixedUri"))?;
+        let mut shape = extension_shape(by_id, slice_id)?;
+        let o = shape.as_object_mut().context("shape")?;
+        o.insert("url".into(), json!(url));
+        o.insert("min".into(), json!(el["min"].as_u64().unwrap_or(0)));
+        let max = match s(el, "max") {
+            Some("*") | None => -1,
+            Some(m) => m.parse::<i64>().unwrap_or(-1),
+        };
+        o.insert("max".into(), json!(max));
+        slices.push(shape);
+    }
+    // slices name the sub-extensions even where the snapshot says max 0 (R4's
+    // codesystem-history `revision`, whose date, id, author and notes it slices)
+    let sub = if slices.is_empty() && s(ext, "max") == Some("0") { Value::Null } else { Value::Array(slices) };
+    Ok(json!({"value": value_types, "required": required, "ext": sub}))
 }

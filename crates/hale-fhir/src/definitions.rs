@@ -8,6 +8,9 @@ use serde::Deserialize;
 
 const R4_TABLES: &str = include_str!("generated/r4.json");
 
+/// The core extensions of R4 and the base type of each type (`cargo xtask gen-r4`).
+const R4_EXTENSIONS: &str = include_str!("generated/r4-extensions.json");
+
 /// The invariants of severity error that R4 states on each resource and its backbone
 /// elements (`cargo xtask gen-r4`): a JSON array of `[resource type, element path, key,
 /// human, FHIRPath expression]`. `hale_fhirpath::invariants` evaluates them.
@@ -102,6 +105,70 @@ pub struct SearchParamDef {
     pub component: Vec<(String, String)>,
 }
 
+/// Where an extension may appear: R4 `StructureDefinition.context`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExtensionContext {
+    /// An element by its id in the base specification (`Patient`, `Patient.name`,
+    /// `HumanName.family`), a type name (`HumanName`, `string`) or `Element`.
+    Element(String),
+    /// Inside the extension with this url.
+    Extension(String),
+    /// A FHIRPath expression (no R4 core extension has one).
+    FhirPath(String),
+}
+
+/// What an extension (or a sub-extension of a complex one) holds.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ExtensionShape {
+    /// The types `value[x]` allows; empty for a complex extension, which has no value.
+    #[serde(rename = "value")]
+    pub value_types: Vec<String>,
+    /// `value[x]` has min 1.
+    #[serde(rename = "required")]
+    pub value_required: bool,
+    /// The sub-extensions it names (its slicing of `extension` is open: others may be
+    /// there too); `None` when `extension` has max 0: a simple extension nests none.
+    #[serde(rename = "ext")]
+    pub sub_extensions: Option<Vec<SubExtension>>,
+}
+
+/// A sub-extension slice of a complex extension: its relative url (`lang`), cardinality
+/// and shape.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SubExtension {
+    pub url: String,
+    pub min: u32,
+    /// -1 for `*`.
+    pub max: i64,
+    #[serde(flatten)]
+    pub shape: ExtensionShape,
+}
+
+/// An R4 core extension (`extension-*.json`).
+#[derive(Debug, Clone)]
+pub struct ExtensionDef {
+    pub url: String,
+    pub contexts: Vec<ExtensionContext>,
+    /// The root element's `isModifier`: it belongs in `modifierExtension`.
+    pub is_modifier: bool,
+    pub shape: ExtensionShape,
+}
+
+#[derive(Deserialize)]
+struct RawExtensions {
+    extensions: Vec<RawExtension>,
+    bases: HashMap<String, String>,
+}
+
+#[derive(Deserialize)]
+struct RawExtension {
+    url: String,
+    context: Vec<(String, String)>,
+    modifier: bool,
+    #[serde(flatten)]
+    shape: ExtensionShape,
+}
+
 #[derive(Deserialize)]
 struct RawTables {
     types: HashMap<String, RawType>,
@@ -133,6 +200,11 @@ pub struct Definitions {
     search_parameters: Vec<SearchParamDef>,
     patient_compartment: HashMap<String, Vec<String>>,
     access_compartment: HashMap<String, Vec<String>>,
+    /// url -> core extension; looked up for every extension of every resource validated.
+    extensions: foldhash::HashMap<String, ExtensionDef>,
+    /// type -> the type it specializes (`code` -> `string`, `Age` -> `Quantity`,
+    /// `Patient` -> `DomainResource`).
+    bases: HashMap<String, String>,
 }
 
 /// Types R4's Patient compartment leaves out that Hale's access rules hold to the
@@ -161,11 +233,12 @@ impl Definitions {
         // the tables are compiled into the binary and parsed by every test run: a failure
         // here is a build defect, not something a request can cause
         #[allow(clippy::expect_used)]
-        DEFS.get_or_init(|| Definitions::parse(R4_TABLES).expect("embedded R4 tables are valid"))
+        DEFS.get_or_init(|| Definitions::parse(R4_TABLES, R4_EXTENSIONS).expect("embedded R4 tables are valid"))
     }
 
-    fn parse(text: &str) -> Result<Definitions, serde_json::Error> {
+    fn parse(text: &str, extensions: &str) -> Result<Definitions, serde_json::Error> {
         let raw: RawTables = serde_json::from_str(text)?;
+        let raw_ext: RawExtensions = serde_json::from_str(extensions)?;
         let mut types = foldhash::HashMap::with_capacity_and_hasher(raw.types.len(), Default::default());
         for (name, rt) in raw.types {
             let kind = match rt.k.as_str() {
@@ -209,7 +282,47 @@ impl Definitions {
                 c
             },
             patient_compartment: raw.patient_compartment,
+            extensions: raw_ext
+                .extensions
+                .into_iter()
+                .map(|e| {
+                    let contexts = e
+                        .context
+                        .into_iter()
+                        .map(|(kind, expr)| match kind.as_str() {
+                            "extension" => ExtensionContext::Extension(expr),
+                            "fhirpath" => ExtensionContext::FhirPath(expr),
+                            _ => ExtensionContext::Element(expr),
+                        })
+                        .collect();
+                    let def = ExtensionDef { url: e.url, contexts, is_modifier: e.modifier, shape: e.shape };
+                    (def.url.clone(), def)
+                })
+                .collect(),
+            bases: raw_ext.bases,
         })
+    }
+
+    /// The R4 core extension with this url.
+    pub fn extension(&self, url: &str) -> Option<&ExtensionDef> {
+        self.extensions.get(url)
+    }
+
+    /// Is `ty` the type `ancestor` or a specialization of it, at any depth (`code` is a
+    /// `string`, `Age` a `Quantity`, `Patient` a `DomainResource` and a `Resource`)?
+    pub fn is_a(&self, ty: &str, ancestor: &str) -> bool {
+        let mut t = ty;
+        // the chains are a few links long; the bound guards against a cycle
+        for _ in 0..8 {
+            if t == ancestor {
+                return true;
+            }
+            match self.bases.get(t) {
+                Some(b) => t = b,
+                None => return false,
+            }
+        }
+        false
     }
 
     pub fn type_def(&self, name: &str) -> Option<&TypeDef> {
@@ -296,5 +409,24 @@ mod tests {
         assert_eq!(d.access_compartment()["Binary"], [BINARY_PATIENT]);
         assert_eq!(d.access_compartment()["Observation"], d.patient_compartment()["Observation"]);
         assert_eq!(d.primitive_regexes().find(|p| p.0 == "id").map(|p| p.1), Some("[A-Za-z0-9\\-\\.]{1,64}"));
+    }
+
+    #[test]
+    fn core_extensions_are_known() {
+        let d = Definitions::get();
+        let birth_place = d.extension("http://hl7.org/fhir/StructureDefinition/patient-birthPlace").unwrap();
+        assert_eq!(birth_place.contexts, [ExtensionContext::Element("Patient".into())]);
+        assert_eq!(birth_place.shape.value_types, ["Address"]);
+        assert!(birth_place.shape.value_required && birth_place.shape.sub_extensions.is_none());
+        assert!(!birth_place.is_modifier);
+        let dnp = d.extension("http://hl7.org/fhir/StructureDefinition/request-doNotPerform").unwrap();
+        assert!(dnp.is_modifier);
+        let translation = d.extension("http://hl7.org/fhir/StructureDefinition/translation").unwrap();
+        assert!(translation.shape.value_types.is_empty());
+        let subs = translation.shape.sub_extensions.as_ref().unwrap();
+        let lang = subs.iter().find(|s| s.url == "lang").unwrap();
+        assert_eq!((lang.min, lang.max, lang.shape.value_types.as_slice()), (1, 1, ["code".to_string()].as_slice()));
+        assert!(d.is_a("code", "string") && d.is_a("Age", "Quantity") && d.is_a("Patient", "Resource"));
+        assert!(d.is_a("HumanName", "Element") && !d.is_a("string", "code") && !d.is_a("Patient", "Element"));
     }
 }

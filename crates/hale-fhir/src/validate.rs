@@ -4,8 +4,12 @@
 //! primitives; cardinality (including arrays exactly where `max > 1`); one type per
 //! choice element; required bindings to the value sets the definitions expand; no
 //! empty objects, arrays or strings; no `fhir_comments`; an Attachment's `size` and
-//! `hash` true to its `data`. Every issue names its element, e.g.
-//! `Patient.name[0].given[1]`.
+//! `hash` true to its `data`; element ids without spaces; extensions
+//! (<https://hl7.org/fhir/R4/extensibility.html>): an R4 core extension only where its
+//! context allows, in `modifierExtension` exactly when it is a modifier, with a value of
+//! a type it allows and the sub-extensions it defines; a modifier extension Hale does not
+//! know refuses the resource, an ordinary one is kept. Every issue names its element,
+//! e.g. `Patient.name[0].given[1]`.
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -13,7 +17,9 @@ use std::sync::OnceLock;
 use regex::Regex;
 use serde_json::{Map, Value};
 
-use crate::definitions::{Definitions, ElementDef, Max, TypeDef, TypeKind};
+use crate::definitions::{
+    Definitions, ElementDef, ExtensionContext, ExtensionShape, Max, TypeDef, TypeKind, capitalize,
+};
 use crate::outcome::{Issue, IssueType};
 
 /// Stop collecting after this many issues: enough to fix, bounded for hostile input.
@@ -39,6 +45,19 @@ fn regex_for(type_name: &str) -> Option<&'static Regex> {
     .get(type_name)
 }
 
+/// Where the walk is: an element, its type, and the elements above it up to the resource
+/// it belongs to (a contained or Bundle-entry resource starts a chain of its own). Built on
+/// the stack as the walk descends; read only where an extension with a core url asks
+/// whether it may be there.
+struct Node<'a> {
+    parent: Option<&'a Node<'a>>,
+    /// The element's name in its parent's definition (`name`, `value[x]`); the resource
+    /// type at a resource.
+    name: &'a str,
+    /// Its type: a resource, data type, primitive or backbone element (`Patient.contact`).
+    ty: &'a str,
+}
+
 struct Validator<'d> {
     defs: &'d Definitions,
     issues: Vec<Issue>,
@@ -55,6 +74,18 @@ fn child_path(path: &str, key: &str) -> String {
     s.push('.');
     s.push_str(key);
     s
+}
+
+/// An element's path without indexes (`Patient.name.family`), for messages.
+fn display_path(node: &Node) -> String {
+    let mut names = Vec::new();
+    let mut n = Some(node);
+    while let Some(x) = n {
+        names.push(x.name);
+        n = x.parent;
+    }
+    names.reverse();
+    names.join(".")
 }
 
 /// `path[i]`, likewise.
@@ -107,7 +138,8 @@ impl Validator<'_> {
         };
         let ids = obj.get("contained").and_then(Value::as_array).into_iter().flatten();
         self.contained.push(ids.filter_map(|c| c.get("id")?.as_str().map(str::to_string)).collect());
-        self.object(obj, td, &here, true);
+        let root = Node { parent: None, name: rt, ty: rt };
+        self.object(obj, td, &here, true, &root);
         self.contained.pop();
         if rt == "Bundle" {
             for issue in crate::bundle::check(obj, &here) {
@@ -118,7 +150,7 @@ impl Validator<'_> {
         }
     }
 
-    fn object(&mut self, obj: &Map<String, Value>, td: &TypeDef, path: &str, is_resource: bool) {
+    fn object(&mut self, obj: &Map<String, Value>, td: &TypeDef, path: &str, is_resource: bool, node: &Node) {
         if obj.is_empty() || (is_resource && obj.len() == 1) && td.kind != TypeKind::Resource {
             self.push(IssueType::Structure, path, "An element must have a value or children (ele-1)".into());
             return;
@@ -152,11 +184,18 @@ impl Validator<'_> {
             if !present.contains(&(idx, name)) {
                 present.push((idx, name));
             }
+            let here = Node { parent: Some(node), name: &el.name, ty };
             if underscore {
-                self.primitive_extension(val, el, ty, &child_path(path, name), obj.get(name));
+                self.primitive_extension(val, el, ty, &child_path(path, name), obj.get(name), &here);
             } else {
                 let has_ext = obj.keys().any(|k| k.strip_prefix('_') == Some(name));
-                self.element_value(val, el, ty, &child, has_ext);
+                self.element_value(val, el, ty, &child, has_ext, &here);
+                if ty == "Extension" && (name == "extension" || name == "modifierExtension") {
+                    let owner_url = if td.name == "Extension" { obj.get("url").and_then(Value::as_str) } else { None };
+                    self.extensions(val, &child, node, owner_url, name == "modifierExtension");
+                } else if name == "id" && ty == "string" {
+                    self.element_id(val, &child);
+                }
             }
         }
         for (i, el) in td.elements.iter().enumerate() {
@@ -182,7 +221,7 @@ impl Validator<'_> {
         }
     }
 
-    fn element_value(&mut self, val: &Value, el: &ElementDef, ty: &str, path: &str, has_ext: bool) {
+    fn element_value(&mut self, val: &Value, el: &ElementDef, ty: &str, path: &str, has_ext: bool, node: &Node) {
         if el.is_many() {
             let Some(items) = val.as_array() else {
                 self.push(
@@ -206,7 +245,7 @@ impl Validator<'_> {
                 if item.is_null() && has_ext && self.defs.is_primitive(ty) {
                     continue;
                 }
-                self.value(item, el, ty, &p);
+                self.value(item, el, ty, &p, node);
             }
         } else {
             if val.is_array() {
@@ -217,11 +256,11 @@ impl Validator<'_> {
                 );
                 return;
             }
-            self.value(val, el, ty, path);
+            self.value(val, el, ty, path, node);
         }
     }
 
-    fn value(&mut self, val: &Value, el: &ElementDef, ty: &str, path: &str) {
+    fn value(&mut self, val: &Value, el: &ElementDef, ty: &str, path: &str, node: &Node) {
         if self.defs.is_primitive(ty) {
             self.primitive(val, ty, path);
             if let (Some(vs), Some(code)) = (&el.binding, val.as_str())
@@ -244,7 +283,7 @@ impl Validator<'_> {
             return;
         };
         match val.as_object() {
-            Some(obj) => self.object(obj, td, path, false),
+            Some(obj) => self.object(obj, td, path, false, node),
             None => self.push(IssueType::Structure, path, format!("A {ty} must be a JSON object")),
         }
     }
@@ -316,6 +355,217 @@ impl Validator<'_> {
         }
     }
 
+    /// R4 Element.id: "Unique id for the element within a resource (for internal
+    /// references). This may be any string value that does not contain spaces." Its type
+    /// is `string` (checked as such: not empty, not only whitespace); the one further
+    /// rule is no space. A resource's own id is of type `id` and held to its regular
+    /// expression `[A-Za-z0-9\-\.]{1,64}` with the other primitives.
+    fn element_id(&mut self, val: &Value, path: &str) {
+        if let Some(id) = val.as_str()
+            && id.contains(' ')
+        {
+            self.push(IssueType::Value, path, format!("'{id}' is not a valid element id: R4 allows no spaces in it"));
+        }
+    }
+
+    /// The extensions (or modifier extensions) of the element `owner`, which is itself an
+    /// extension with `owner_url` when extensions nest. An extension whose url names an R4
+    /// core extension is held to its definition: where it may appear
+    /// (`StructureDefinition.context`), whether it is a modifier, its value type and its
+    /// sub-extensions. An extension Hale does not know is kept as it is, unless it is a
+    /// modifier: R4 (DomainResource and BackboneElement.modifierExtension) says
+    /// "Applications processing a resource are required to check for modifier
+    /// extensions", which "modify the understanding of the element in which it is
+    /// contained"; one Hale does not know would change the meaning of what it keeps
+    /// without Hale knowing how, so Hale refuses the resource instead.
+    fn extensions(&mut self, val: &Value, path: &str, owner: &Node, owner_url: Option<&str>, modifier: bool) {
+        let Some(items) = val.as_array() else { return };
+        for (i, item) in items.iter().enumerate() {
+            let Some(ext) = item.as_object() else { continue };
+            let Some(url) = ext.get("url").and_then(Value::as_str) else { continue };
+            let Some(def) = self.defs.extension(url) else {
+                if modifier {
+                    self.push(
+                        IssueType::NotSupported,
+                        &item_path(path, i),
+                        format!(
+                            "Unknown modifier extension '{url}': Hale does not know how it changes the meaning of \
+                             what holds it, so it cannot accept the resource"
+                        ),
+                    );
+                }
+                continue;
+            };
+            let at = item_path(path, i);
+            // R4 keeps modifiers apart: an extension whose definition says isModifier goes
+            // in modifierExtension (extensibility.html, "isModifier"), and modifierExtension
+            // holds only such extensions
+            if def.is_modifier && !modifier {
+                self.push(
+                    IssueType::Structure,
+                    &at,
+                    format!("The extension {url} is a modifier: it belongs in modifierExtension, not extension"),
+                );
+            } else if !def.is_modifier && modifier {
+                self.push(
+                    IssueType::Structure,
+                    &at,
+                    format!("The extension {url} is not a modifier: it belongs in extension, not modifierExtension"),
+                );
+            }
+            if !def.contexts.is_empty() && !def.contexts.iter().any(|c| self.context_allows(c, owner, owner_url)) {
+                let allowed: Vec<&str> = def
+                    .contexts
+                    .iter()
+                    .map(|c| match c {
+                        ExtensionContext::Element(e)
+                        | ExtensionContext::Extension(e)
+                        | ExtensionContext::FhirPath(e) => e.as_str(),
+                    })
+                    .collect();
+                self.push(
+                    IssueType::Structure,
+                    &at,
+                    format!(
+                        "The extension {url} may not be used on {}: its definition allows it only on {}",
+                        display_path(owner),
+                        allowed.join(", ")
+                    ),
+                );
+            }
+            self.extension_shape(ext, &def.shape, url, &at);
+        }
+    }
+
+    /// Does one context of an extension's definition admit it on `owner`? R4
+    /// (`StructureDefinition.context`, extension-context-type): an `element` context is
+    /// "any element that has an ElementDefinition.id that matches that found in the
+    /// expression"; an element's id is its path from the resource or data type that
+    /// defines it (`Patient.name`, `HumanName.family`, `Questionnaire.item` for a nested
+    /// item, whose definition is that of `Questionnaire.item`), and a type name alone
+    /// (`Patient`, `HumanName`, `string`) is the root of that type, so every element of
+    /// that type. A type also stands for the types that specialize it (`Resource` for any
+    /// resource, `string` for a `code`, `Quantity` for an `Age`), and `Element` for any
+    /// element at all (as the HL7 validator reads it). An `extension` context is inside the
+    /// extension with that url. A `fhirpath` context is not evaluated here (no R4 core
+    /// extension has one): it admits.
+    fn context_allows(&self, context: &ExtensionContext, owner: &Node, owner_url: Option<&str>) -> bool {
+        let expr = match context {
+            ExtensionContext::Element(e) => e.as_str(),
+            ExtensionContext::Extension(url) => return owner_url == Some(url.as_str()),
+            ExtensionContext::FhirPath(_) => return true,
+        };
+        if expr == "Element" {
+            return true;
+        }
+        // walk up from the owner, taking its name off the end of the expression at each
+        // step: what is left must be the type of the element reached (or one it specializes)
+        let mut rest = expr;
+        let mut node = Some(owner);
+        while let Some(n) = node {
+            if self.defs.is_a(n.ty, rest) {
+                return true;
+            }
+            // an ElementDefinition's example, fixed and pattern values are values of other
+            // types, with the extensions of those types: any extension may be there (as
+            // the HL7 reference validator holds)
+            if let Some(p) = n.parent
+                && ((n.name == "value[x]" && p.ty == "ElementDefinition.example")
+                    || ((n.name == "fixed[x]" || n.name == "pattern[x]") && p.ty == "ElementDefinition"))
+            {
+                return true;
+            }
+            match rest.strip_suffix(n.name).and_then(|r| r.strip_suffix('.')) {
+                Some(r) => rest = r,
+                None => return false,
+            }
+            node = n.parent;
+        }
+        false
+    }
+
+    /// An extension (or sub-extension) against what its definition says it holds: a value
+    /// of one of its types (or none, for a complex extension), and the sub-extensions it
+    /// names, each as often as its cardinality allows; a simple extension nests none.
+    /// `label` names it in messages (`url`, or `'lang' of url` for a sub-extension).
+    fn extension_shape(&mut self, ext: &Map<String, Value>, shape: &ExtensionShape, label: &str, path: &str) {
+        let Some(extension_type) = self.defs.type_def("Extension") else { return };
+        let allowed = || -> String {
+            shape.value_types.iter().map(|t| format!("value{}", capitalize(t))).collect::<Vec<_>>().join(", ")
+        };
+        let mut has_value = false;
+        for key in ext.keys() {
+            let name = match key.strip_prefix('_') {
+                // `_valueCode` says the value's type only when `valueCode` is absent
+                Some(n) if ext.contains_key(n) => continue,
+                Some(n) => n,
+                None => key.as_str(),
+            };
+            let Some(ty) = extension_type.choice_type(name, "value") else { continue };
+            has_value = true;
+            if shape.value_types.is_empty() {
+                self.push(
+                    IssueType::Structure,
+                    &child_path(path, key),
+                    format!("The extension {label} is complex: it holds sub-extensions, not a value ({name})"),
+                );
+            } else if !shape.value_types.iter().any(|t| t == ty) {
+                self.push(
+                    IssueType::Structure,
+                    &child_path(path, key),
+                    format!("The extension {label} takes {}, not {name}", allowed()),
+                );
+            }
+        }
+        if !has_value && shape.value_required && !shape.value_types.is_empty() {
+            self.push(IssueType::Required, path, format!("The extension {label} must have a value: {}", allowed()));
+        }
+        let nested = ext.get("extension").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
+        let Some(slices) = &shape.sub_extensions else {
+            if !nested.is_empty() {
+                self.push(
+                    IssueType::Structure,
+                    &child_path(path, "extension"),
+                    format!(
+                        "The extension {label} holds a value and no extensions: its definition allows none inside it"
+                    ),
+                );
+            }
+            return;
+        };
+        let at = child_path(path, "extension");
+        for slice in slices {
+            let mut count = 0;
+            for (i, item) in nested.iter().enumerate() {
+                if item.get("url").and_then(Value::as_str) != Some(slice.url.as_str()) {
+                    continue;
+                }
+                count += 1;
+                if let Some(o) = item.as_object() {
+                    let sub_label = format!("'{}' of {label}", slice.url);
+                    self.extension_shape(o, &slice.shape, &sub_label, &item_path(&at, i));
+                }
+            }
+            if count < slice.min as usize {
+                self.push(
+                    IssueType::Required,
+                    path,
+                    format!("The extension {label} needs its sub-extension '{}' (at least {})", slice.url, slice.min),
+                );
+            }
+            if slice.max >= 0 && count > slice.max as usize {
+                self.push(
+                    IssueType::Structure,
+                    &at,
+                    format!(
+                        "The extension {label} allows its sub-extension '{}' at most {} times",
+                        slice.url, slice.max
+                    ),
+                );
+            }
+        }
+    }
+
     /// An Attachment's `size` and `hash` describe its `data` (R4 datatypes, Attachment:
     /// the number of bytes, and the SHA-1 of the data in base64).
     fn attachment(&mut self, obj: &Map<String, Value>, path: &str) {
@@ -340,7 +590,15 @@ impl Validator<'_> {
     }
 
     /// `_birthDate`: the id and extensions of a primitive.
-    fn primitive_extension(&mut self, val: &Value, el: &ElementDef, ty: &str, path: &str, value: Option<&Value>) {
+    fn primitive_extension(
+        &mut self,
+        val: &Value,
+        el: &ElementDef,
+        ty: &str,
+        path: &str,
+        value: Option<&Value>,
+        node: &Node,
+    ) {
         let upath = format!(
             "{}_{}",
             &path[..path.rfind('.').map(|i| i + 1).unwrap_or(0)],
@@ -359,7 +617,7 @@ impl Validator<'_> {
             return;
         };
         let check = |s: &mut Self, v: &Value, p: &str| match v.as_object() {
-            Some(o) => s.object(o, element, p, false),
+            Some(o) => s.object(o, element, p, false, node),
             None => s.push(IssueType::Structure, p, "Primitive extensions must be a JSON object".into()),
         };
         if el.is_many() {
@@ -497,5 +755,167 @@ mod tests {
         assert_eq!(validate_resource(&ok), vec![]);
         let bad = json!({"resourceType":"Patient","name":[{"given":["a",null]}]});
         assert_eq!(exprs(bad), ["Patient.name[0].given[1]"]);
+    }
+
+    const SD: &str = "http://hl7.org/fhir/StructureDefinition/";
+
+    /// (expression, diagnostics) of each issue.
+    fn found(v: Value) -> Vec<(String, String)> {
+        validate_resource(&v).into_iter().map(|i| (i.expression.unwrap_or_default(), i.diagnostics)).collect()
+    }
+
+    #[test]
+    fn a_core_extension_takes_the_value_types_its_definition_allows() {
+        // humanname-assembly-order: valueCode, on a HumanName
+        let name = |ext: Value| json!({"resourceType":"Patient","name":[{"family":"Doe","extension":[ext]}]});
+        assert_eq!(found(name(json!({"url": format!("{SD}humanname-assembly-order"), "valueCode": "NL1"}))), vec![]);
+        let bad = found(name(json!({"url": format!("{SD}humanname-assembly-order"), "valueString": "NL1"})));
+        assert_eq!(bad.len(), 1, "{bad:?}");
+        assert_eq!(bad[0].0, "Patient.name[0].extension[0].valueString");
+        assert!(bad[0].1.contains("humanname-assembly-order") && bad[0].1.contains("valueCode"), "{bad:?}");
+        // a type in the definition's list, complex too
+        let place = |v: Value| {
+            let mut ext = json!({"url": format!("{SD}patient-birthPlace")});
+            ext.as_object_mut().unwrap().extend(v.as_object().unwrap().clone());
+            json!({"resourceType":"Patient","extension":[ext]})
+        };
+        assert_eq!(found(place(json!({"valueAddress": {"city": "Oslo"}}))), vec![]);
+        assert_eq!(exprs(place(json!({"valueString": "Oslo"}))), ["Patient.extension[0].valueString"]);
+        // a value the definition requires
+        let none = found(json!({"resourceType":"Patient","extension":[{"url": format!("{SD}patient-birthPlace"),
+            "extension":[{"url":"x","valueString":"y"}]}]}));
+        assert!(none.iter().any(|i| i.0 == "Patient.extension[0]" && i.1.contains("must have a value")), "{none:?}");
+        // a simple extension holds no extensions
+        assert!(none.iter().any(|i| i.0 == "Patient.extension[0].extension"), "{none:?}");
+    }
+
+    #[test]
+    fn a_core_extension_appears_only_where_its_context_allows() {
+        let birth_place = json!({"url": format!("{SD}patient-birthPlace"), "valueAddress": {"city": "Oslo"}});
+        // context Patient: the Patient resource itself
+        assert_eq!(found(json!({"resourceType":"Patient","extension":[birth_place.clone()]})), vec![]);
+        let obs = json!({"resourceType":"Observation","status":"final","code":{"text":"x"},"extension":[birth_place.clone()]});
+        let bad = found(obs);
+        assert_eq!(bad.len(), 1, "{bad:?}");
+        assert_eq!(bad[0].0, "Observation.extension[0]");
+        assert!(bad[0].1.contains("patient-birthPlace") && bad[0].1.contains("only on Patient"), "{bad:?}");
+        // nor on an element of a Patient
+        assert_eq!(
+            exprs(json!({"resourceType":"Patient","name":[{"family":"Doe","extension":[birth_place]}]})),
+            ["Patient.name[0].extension[0]"]
+        );
+        // context HumanName: any HumanName (a Patient's, a contact's), not the Patient
+        let order = json!({"url": format!("{SD}humanname-assembly-order"), "valueCode": "NL1"});
+        let on_contact =
+            json!({"resourceType":"Patient","contact":[{"name":{"family":"Roe","extension":[order.clone()]}}]});
+        assert_eq!(found(on_contact), vec![]);
+        assert_eq!(exprs(json!({"resourceType":"Patient","extension":[order]})), ["Patient.extension[0]"]);
+        // context Patient.birthDate: on the primitive, through `_birthDate`
+        let time = json!({"url": format!("{SD}patient-birthTime"), "valueDateTime": "1970-03-01T08:30:00Z"});
+        let ok = json!({"resourceType":"Patient","birthDate":"1970-03-01","_birthDate":{"extension":[time.clone()]}});
+        assert_eq!(found(ok), vec![]);
+        let bad = json!({"resourceType":"Patient","gender":"female","_gender":{"extension":[time]}});
+        assert_eq!(exprs(bad), ["Patient._gender.extension[0]"]);
+        // context Patient.contact: a backbone element by its path
+        let related =
+            json!({"url": format!("{SD}patient-relatedPerson"), "valueReference": {"reference": "RelatedPerson/r"}});
+        let ok = json!({"resourceType":"Patient","contact":[{"name":{"text":"Kin"},"extension":[related.clone()]}]});
+        assert_eq!(found(ok), vec![]);
+        assert_eq!(exprs(json!({"resourceType":"Patient","extension":[related]})), ["Patient.extension[0]"]);
+        // context Element: anywhere; context string: any string, and a code (a string)
+        let absent = json!({"url": format!("{SD}data-absent-reason"), "valueCode": "unknown"});
+        let ok = json!({"resourceType":"Patient","extension":[absent.clone()],"_gender":{"extension":[absent]}});
+        assert_eq!(found(ok), vec![]);
+        // in a contained resource, the context is that resource
+        let contained = json!({"resourceType":"Organization","id":"o","name":"x","extension":[
+            {"url": format!("{SD}patient-birthPlace"), "valueAddress": {"city": "Oslo"}}]});
+        assert_eq!(
+            exprs(json!({"resourceType":"Patient","contained":[contained]})),
+            ["Patient.contained[0].extension[0]"]
+        );
+    }
+
+    #[test]
+    fn modifier_extensions_hale_does_not_know_refuse_the_resource_and_others_are_kept() {
+        let unknown = json!({"url": "http://example.org/fhir/StructureDefinition/odd", "valueBoolean": true});
+        // an unknown ordinary extension: accepted
+        assert_eq!(found(json!({"resourceType":"Patient","extension":[unknown.clone()]})), vec![]);
+        // as a modifier: refused, not supported, naming where
+        let issues = validate_resource(&json!({"resourceType":"Patient","modifierExtension":[unknown.clone()]}));
+        assert_eq!(issues.len(), 1, "{issues:?}");
+        assert_eq!(issues[0].code, IssueType::NotSupported);
+        assert_eq!(issues[0].expression.as_deref(), Some("Patient.modifierExtension[0]"));
+        assert!(issues[0].diagnostics.contains("http://example.org/fhir/StructureDefinition/odd"));
+        // on a backbone element as well
+        let c = json!({"resourceType":"Patient","contact":[{"name":{"text":"Kin"},"modifierExtension":[unknown]}]});
+        assert_eq!(exprs(c), ["Patient.contact[0].modifierExtension[0]"]);
+    }
+
+    #[test]
+    fn modifiers_go_in_modifier_extension_and_only_they_do() {
+        let no = json!({"url": format!("{SD}request-doNotPerform"), "valueBoolean": true});
+        let order = |key: &str, ext: Value| {
+            json!({"resourceType":"NutritionOrder","status":"active","intent":"order","patient":{"reference":"Patient/p"},
+                "dateTime":"2020-01-01", key: [ext]})
+        };
+        assert_eq!(found(order("modifierExtension", no.clone())), vec![]);
+        assert_eq!(exprs(order("extension", no)), ["NutritionOrder.extension[0]"]);
+        let name = json!({"url": format!("{SD}patient-mothersMaidenName"), "valueString": "Roe"});
+        assert_eq!(found(json!({"resourceType":"Patient","extension":[name.clone()]})), vec![]);
+        assert_eq!(
+            exprs(json!({"resourceType":"Patient","modifierExtension":[name]})),
+            ["Patient.modifierExtension[0]"]
+        );
+    }
+
+    #[test]
+    fn a_complex_core_extension_holds_its_sub_extensions() {
+        let translated = |subs: Value| {
+            json!({"resourceType":"Patient","name":[{"family":"Doe",
+                "_family":{"extension":[{"url": format!("{SD}translation"), "extension": subs}]}}]})
+        };
+        let ok = translated(json!([{"url":"lang","valueCode":"nl"},{"url":"content","valueString":"Doe"}]));
+        assert_eq!(found(ok), vec![]);
+        // a required sub-extension missing
+        let missing = found(translated(json!([{"url":"content","valueString":"Doe"}])));
+        assert_eq!(missing.len(), 1, "{missing:?}");
+        assert_eq!(missing[0].0, "Patient.name[0]._family.extension[0]");
+        assert!(missing[0].1.contains("'lang'"), "{missing:?}");
+        // a sub-extension's value of a type its slice does not allow
+        let wrong = translated(json!([{"url":"lang","valueString":"nl"},{"url":"content","valueString":"Doe"}]));
+        assert_eq!(exprs(wrong), ["Patient.name[0]._family.extension[0].extension[0].valueString"]);
+        // too many
+        let twice = translated(json!([{"url":"lang","valueCode":"nl"},{"url":"lang","valueCode":"de"},
+            {"url":"content","valueString":"Doe"}]));
+        assert_eq!(exprs(twice), ["Patient.name[0]._family.extension[0].extension"]);
+        // other sub-extensions are allowed (the slicing is open)
+        let more = translated(json!([{"url":"lang","valueCode":"nl"},{"url":"content","valueString":"Doe"},
+            {"url":"http://example.org/note","valueString":"n"}]));
+        assert_eq!(found(more), vec![]);
+        // a complex extension has no value
+        let valued = json!({"resourceType":"Patient","extension":[{"url": format!("{SD}patient-nationality"),
+            "valueString":"NL"}]});
+        assert_eq!(exprs(valued), ["Patient.extension[0].valueString"]);
+        // context string/code/markdown: not on a Patient
+        let misplaced = json!({"resourceType":"Patient","extension":[{"url": format!("{SD}translation"),
+            "extension":[{"url":"lang","valueCode":"nl"},{"url":"content","valueString":"Doe"}]}]});
+        assert_eq!(exprs(misplaced), ["Patient.extension[0]"]);
+    }
+
+    #[test]
+    fn element_ids_hold_no_spaces() {
+        // R4 Element.id: "any string value that does not contain spaces"
+        let named = |id: &str| json!({"resourceType":"Patient","name":[{"id": id, "family":"Doe"}]});
+        assert_eq!(found(named("n-1.a_b:c")), vec![]);
+        assert_eq!(exprs(named("n 1")), ["Patient.name[0].id"]);
+        let contact = json!({"resourceType":"Patient","contact":[{"id":"a b","name":{"text":"Kin"}}]});
+        assert_eq!(exprs(contact), ["Patient.contact[0].id"]);
+        assert_eq!(
+            exprs(json!({"resourceType":"Patient","_gender":{"id":"x y"},"gender":"other"})),
+            ["Patient._gender.id"]
+        );
+        // a resource id is an `id`: [A-Za-z0-9\-\.]{1,64}
+        assert_eq!(exprs(json!({"resourceType":"Patient","id":"a_b"})), ["Patient.id"]);
+        assert_eq!(found(json!({"resourceType":"Patient","id":"a-b.c"})), vec![]);
     }
 }

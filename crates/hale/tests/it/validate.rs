@@ -325,3 +325,74 @@ async fn bundles_are_held_to_the_r4_entry_rules() {
     assert!(json(r).await.to_string().contains("not in the document"));
     assert_eq!(json(s.get("/Patient?_summary=count").await).await["total"], before);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn extensions_are_held_to_the_r4_core_definitions() {
+    let s = TestServer::spawn().await;
+    let sd = "http://hl7.org/fhir/StructureDefinition";
+    // humanname-assembly-order takes a valueCode; a modifier extension nobody defined
+    let wrong_type = json!({"url": format!("{sd}/humanname-assembly-order"), "valueString": "NL1"});
+    let unknown_modifier = json!({"url": "http://example.org/fhir/StructureDefinition/reverses", "valueBoolean": true});
+    let cases = [
+        (
+            json!({"resourceType": "Patient", "id": "ext1", "name": [{"family": "Doe", "extension": [wrong_type]}]}),
+            "Patient.name[0].extension[0].valueString",
+            "humanname-assembly-order",
+        ),
+        (
+            json!({"resourceType": "Patient", "id": "ext1", "modifierExtension": [unknown_modifier]}),
+            "Patient.modifierExtension[0]",
+            "http://example.org/fhir/StructureDefinition/reverses",
+        ),
+    ];
+    let stored = json!({"resourceType": "Patient", "id": "ext1", "name": [{"family": "Doe"}]});
+    assert_eq!(s.put("/Patient/ext1", &stored).await.status(), 201);
+    for (body, at, names) in &cases {
+        let check = |oo: &serde_json::Value| {
+            assert_outcome(oo);
+            assert_eq!(oo["issue"][0]["severity"], "error", "{oo}");
+            assert_eq!(first_expression(oo).as_deref(), Some(*at), "{oo}");
+            assert!(oo["issue"][0]["diagnostics"].as_str().unwrap().contains(names), "{oo}");
+        };
+        // create
+        let mut new = body.clone();
+        new.as_object_mut().unwrap().remove("id");
+        let r = s.post("/Patient", &new).await;
+        assert_eq!(r.status(), 400, "{body}");
+        check(&json(r).await);
+        // update
+        let r = s.put("/Patient/ext1", body).await;
+        assert_eq!(r.status(), 400, "{body}");
+        check(&json(r).await);
+        // a transaction entry: the whole refused
+        let tx = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+            {"resource": {"resourceType": "Patient", "name": [{"family": "Fine"}]}, "request": {"method": "POST", "url": "Patient"}},
+            {"resource": body, "request": {"method": "PUT", "url": "Patient/ext1"}}]});
+        let r = s.post("", &tx).await;
+        assert_eq!(r.status(), 400, "{body}");
+        let oo = json(r).await;
+        assert_outcome(&oo);
+        let in_bundle = format!("Bundle.entry[1].resource{}", at.strip_prefix("Patient").unwrap());
+        assert_eq!(first_expression(&oo), Some(in_bundle), "{oo}");
+        assert!(oo.to_string().contains(names), "{oo}");
+        // $validate: reported with 200
+        let r = s.post("/Patient/$validate", body).await;
+        assert_eq!(r.status(), 200);
+        check(&json(r).await);
+    }
+    // nothing of that was stored: one version of ext1 and no other Patient
+    let n = json(s.get("/Patient?_summary=count").await).await;
+    assert_eq!(n["total"], 1, "{n}");
+    let h = json(s.get("/Patient/ext1/_history").await).await;
+    assert_eq!(h["entry"].as_array().unwrap().len(), 1, "{h}");
+    // an extension Hale does not know is kept as it was written; a core one used right too
+    let kept = json!({"resourceType": "Patient", "id": "ext1",
+        "extension": [{"url": "http://example.org/fhir/StructureDefinition/favourite-colour", "valueString": "green"}],
+        "name": [{"family": "Doe", "extension": [{"url": format!("{sd}/humanname-assembly-order"), "valueCode": "NL1"}]}]});
+    assert_eq!(s.put("/Patient/ext1", &kept).await.status(), 200);
+    let read = json(s.get("/Patient/ext1").await).await;
+    assert_eq!(read["extension"], kept["extension"], "{read}");
+    assert_eq!(read["name"], kept["name"], "{read}");
+    let r = s.post("/Patient/$validate", &kept).await;
+    assert_eq!(json(r).await["issue"][0]["severity"], "information");
+}
