@@ -369,11 +369,12 @@ struct Compiled {
     components: Vec<(ParamType, crate::expr::Expr)>,
 }
 
-/// The parts one component value contributes (one per value found).
-fn parts_of(ptype: ParamType, node: crate::expr::Node<'_>) -> Vec<crate::index::CompositePart> {
+/// The parts one component value `v` of FHIR type `fhir_type` contributes to a
+/// composite parameter's values (one per row [`add_value`] makes of it).
+pub fn composite_parts(ptype: ParamType, fhir_type: &str, v: &Value) -> Vec<crate::index::CompositePart> {
     use crate::index::CompositePart;
     let mut rows = IndexRows::default();
-    add_value(&mut rows, "", ptype, node.fhir_type, node.value);
+    add_value(&mut rows, "", ptype, fhir_type, v);
     let mut out = Vec::new();
     for t in rows.tokens.into_iter().filter(|t| t.param.is_empty()) {
         out.push(CompositePart { system: t.system, code: Some(t.code), ..Default::default() });
@@ -404,14 +405,17 @@ fn parts_of(ptype: ParamType, node: crate::expr::Node<'_>) -> Vec<crate::index::
 }
 
 /// Most value combinations one composite root may produce.
-const MAX_COMBINATIONS: usize = 64;
+pub const MAX_COMBINATIONS: usize = 64;
 
 fn add_composite(rows: &mut IndexRows, p: &Compiled, resource: &Value) {
     for root in p.expr.evaluate(resource) {
         let mut combos: Vec<Vec<crate::index::CompositePart>> = vec![Vec::new()];
         for (t, e) in &p.components {
-            let parts: Vec<crate::index::CompositePart> =
-                e.evaluate_on(root, resource).into_iter().flat_map(|n| parts_of(*t, n)).collect();
+            let parts: Vec<crate::index::CompositePart> = e
+                .evaluate_on(root, resource)
+                .into_iter()
+                .flat_map(|n| composite_parts(*t, n.fhir_type, n.value))
+                .collect();
             if parts.is_empty() {
                 combos.clear();
                 break;
