@@ -22,9 +22,10 @@
 //! `resolve()`: a search expression's `x.where(resolve() is Patient)` means "the
 //! references whose target is a Patient", which an index can only know from the
 //! reference's text (`Patient/1`, `http://a/fhir/Patient/1`). The engine is given no
-//! resolver, so it too decides by the reference's type (`reference_stub`); a contained
-//! (`#id`) or Bundle-entry target it resolves is never an index row either way
-//! (`add_value` skips local references).
+//! resolver, so it too decides by the reference's type (`reference_stub`). It does
+//! resolve a contained (`#id`) target, which the index cannot type, but a local
+//! reference gives no reference row either way (`add_value` skips it); only its
+//! `identifier`, were one written beside it, would differ (no R4 example has one).
 //!
 //! Rows are compared as sets: a search clause asks whether some row matches, so a row
 //! written twice changes no result, and FHIRPath's `|` is a set union (it removes
