@@ -180,9 +180,16 @@ fn add_date(rows: &mut IndexRows, code: &str, fhir_type: &str, v: &Value) {
     let range = match fhir_type {
         "Period" => DateRange::period(s(v, "start"), s(v, "end")),
         "Timing" => {
-            let events: Vec<DateRange> = strings(v, "event").into_iter().filter_map(DateRange::parse).collect();
-            let lo = events.iter().map(|r| r.lo).min();
-            let hi = events.iter().map(|r| r.hi).max();
+            // only the outer limits matter (R4 search, date: "a schedule that specifies
+            // every second day between 31-Jan 2013 and 24-Mar 2013 includes 1-Feb 2013"):
+            // from the first event or the start of `repeat.boundsPeriod` to the last
+            // event or its end
+            let mut ranges: Vec<DateRange> = strings(v, "event").into_iter().filter_map(DateRange::parse).collect();
+            if let Some(b) = v.get("repeat").and_then(|r| r.get("boundsPeriod")) {
+                ranges.extend(DateRange::period(s(b, "start"), s(b, "end")));
+            }
+            let lo = ranges.iter().map(|r| r.lo).min();
+            let hi = ranges.iter().map(|r| r.hi).max();
             lo.zip(hi).map(|(lo, hi)| DateRange { lo, hi })
         }
         _ => v.as_str().and_then(DateRange::parse),
@@ -333,6 +340,28 @@ mod tests {
         assert_eq!(r.tokens[0].param, "subject:identifier");
     }
 
+    /// A Timing is searched by its outer limits: a `repeat.boundsPeriod` bounds it as
+    /// its events do (a schedule with only a bounding period indexed nothing before).
+    #[test]
+    fn a_timing_is_indexed_by_its_events_and_bounding_period() {
+        let range = |t: Value| {
+            let mut r = IndexRows::default();
+            add_value(&mut r, "date", ParamType::Date, "Timing", &t);
+            r.dates.iter().map(|d| (d.lo, d.hi)).collect::<Vec<_>>()
+        };
+        let day = |d: &str| DateRange::parse(d).unwrap();
+        let bounded = json!({"repeat":{"frequency":1,"period":2,"periodUnit":"d",
+            "boundsPeriod":{"start":"2013-01-31","end":"2013-03-24"}}});
+        assert_eq!(range(bounded), [(day("2013-01-31").lo, day("2013-03-24").hi)]);
+        let open = json!({"repeat":{"boundsPeriod":{"start":"2013-01-31"}}});
+        assert_eq!(range(open), [(day("2013-01-31").lo, i64::MAX)]);
+        let both = json!({"event":["2013-01-15","2013-02-01"],"repeat":{"boundsPeriod":{"start":"2013-01-31","end":"2013-03-24"}}});
+        assert_eq!(range(both), [(day("2013-01-15").lo, day("2013-03-24").hi)]);
+        assert_eq!(range(json!({"event":["2013-02-01"]})), [(day("2013-02-01").lo, day("2013-02-01").hi)]);
+        // a schedule with no dates has no outer limits
+        assert!(range(json!({"repeat":{"frequency":1,"period":1,"periodUnit":"d"}})).is_empty());
+    }
+
     #[test]
     fn references_on_the_servers_own_base_are_relative() {
         let obs = json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"},
@@ -384,11 +413,12 @@ struct Compiled {
     components: Vec<(ParamType, crate::expr::Expr)>,
 }
 
-/// The parts one component value contributes (one per value found).
-fn parts_of(ptype: ParamType, node: crate::expr::Node<'_>) -> Vec<crate::index::CompositePart> {
+/// The parts one component value `v` of FHIR type `fhir_type` contributes to a
+/// composite parameter's values (one per row [`add_value`] makes of it).
+pub fn composite_parts(ptype: ParamType, fhir_type: &str, v: &Value) -> Vec<crate::index::CompositePart> {
     use crate::index::CompositePart;
     let mut rows = IndexRows::default();
-    add_value(&mut rows, "", ptype, node.fhir_type, node.value);
+    add_value(&mut rows, "", ptype, fhir_type, v);
     let mut out = Vec::new();
     for t in rows.tokens.into_iter().filter(|t| t.param.is_empty()) {
         out.push(CompositePart { system: t.system, code: Some(t.code), ..Default::default() });
@@ -419,14 +449,17 @@ fn parts_of(ptype: ParamType, node: crate::expr::Node<'_>) -> Vec<crate::index::
 }
 
 /// Most value combinations one composite root may produce.
-const MAX_COMBINATIONS: usize = 64;
+pub const MAX_COMBINATIONS: usize = 64;
 
 fn add_composite(rows: &mut IndexRows, p: &Compiled, resource: &Value) {
     for root in p.expr.evaluate(resource) {
         let mut combos: Vec<Vec<crate::index::CompositePart>> = vec![Vec::new()];
         for (t, e) in &p.components {
-            let parts: Vec<crate::index::CompositePart> =
-                e.evaluate_on(root, resource).into_iter().flat_map(|n| parts_of(*t, n)).collect();
+            let parts: Vec<crate::index::CompositePart> = e
+                .evaluate_on(root, resource)
+                .into_iter()
+                .flat_map(|n| composite_parts(*t, n.fhir_type, n.value))
+                .collect();
             if parts.is_empty() {
                 combos.clear();
                 break;
@@ -517,7 +550,7 @@ fn compiled() -> &'static std::collections::HashMap<String, Vec<Compiled>> {
 /// otherwise), and add the new digest to `INDEX_DIGESTS` in this file's tests (which
 /// fail until then): a store an older Hale indexed then tells its operator to run
 /// `hale reindex`.
-pub const INDEX_VERSION: u32 = 1;
+pub const INDEX_VERSION: u32 = 2;
 
 /// The index rows of every R4 search parameter of a resource.
 pub fn extract(resource: &Value) -> IndexRows {
@@ -830,7 +863,7 @@ mod extract_tests {
 
     /// Each [`INDEX_VERSION`] with the digest of what [`extract`] writes for the R4
     /// examples; the last is this build's.
-    const INDEX_DIGESTS: &[(u32, &str)] = &[(1, "cee1cae397a6fd7d")];
+    const INDEX_DIGESTS: &[(u32, &str)] = &[(1, "cee1cae397a6fd7d"), (2, "d9048f85ca8a0256")];
 
     #[test]
     fn the_index_version_names_what_extract_writes() {
