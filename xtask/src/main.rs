@@ -333,11 +333,15 @@ fn write_invariants(structure_defs: &[Value]) -> Result<()> {
                 let key = s(c, "key").unwrap_or("");
                 let from = s(c, "source").unwrap_or("");
                 let inherited = from.ends_with("/Element") || (from.ends_with("/Extension") && name != "Extension");
-                if s(c, "severity") != Some("error") || inherited || !seen.insert((path.to_string(), key.to_string())) {
+                let severity = s(c, "severity").unwrap_or("");
+                if !matches!(severity, "error" | "warning")
+                    || inherited
+                    || !seen.insert((path.to_string(), key.to_string()))
+                {
                     continue;
                 }
                 let (Some(human), Some(expr)) = (s(c, "human"), s(c, "expression")) else { continue };
-                rows.push(json!([path, key, human, expr]));
+                rows.push(json!([path, key, human, expr, severity]));
             }
         }
     }

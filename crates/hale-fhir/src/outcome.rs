@@ -160,6 +160,9 @@ impl Issue {
         self.expression = Some(expression.into());
         self
     }
+    pub fn warning(code: IssueType, diagnostics: impl Into<String>) -> Self {
+        Issue { severity: Severity::Warning, code, diagnostics: diagnostics.into(), expression: None }
+    }
     pub fn information(diagnostics: impl Into<String>) -> Self {
         Issue {
             severity: Severity::Information,

@@ -1,5 +1,6 @@
 //! The invariants R4 states (<https://hl7.org/fhir/R4/conformance-rules.html>,
-//! "Constraints"): the FHIRPath rules of severity error in the definitions of each
+//! "Constraints"): the FHIRPath rules of severity error (and, for `$validate`, those of
+//! severity warning: [`check_with_warnings`]) in the definitions of each
 //! resource (`obs-6`: `dataAbsentReason.empty() or value.empty()`, `dom-3`: every
 //! contained resource is referenced), of its backbone elements (`pat-1` on each
 //! `Patient.contact`) and of the data types (`per-1`: a Period's start is not after its
@@ -45,6 +46,9 @@ pub struct Invariant {
     pub key: String,
     /// What it says, in words.
     pub human: String,
+    /// Of severity warning (a best practice such as `dom-6`, "A resource should have
+    /// narrative"): reported by `$validate`, never a reason to refuse a write.
+    pub warning: bool,
     rule: Expression,
 }
 
@@ -55,6 +59,8 @@ pub struct Violation {
     pub human: String,
     /// Where: `Observation`, `Patient.contact[1]`, `Encounter.period`.
     pub location: String,
+    /// A warning, not an error (see [`Invariant::warning`]).
+    pub warning: bool,
 }
 
 struct Table {
@@ -69,17 +75,17 @@ struct Table {
 fn table() -> &'static Table {
     static TABLE: OnceLock<Table> = OnceLock::new();
     TABLE.get_or_init(|| {
-        let rows: Vec<(String, String, String, String)> =
+        let rows: Vec<(String, String, String, String, String)> =
             serde_json::from_str(hale_fhir::definitions::R4_INVARIANTS).unwrap_or_default();
         let defs = Definitions::get();
         let mut t = Table { by_type: HashMap::new(), by_element: HashMap::new(), unevaluated: Vec::new() };
-        for (path, key, human, expr) in rows {
+        for (path, key, human, expr, severity) in rows {
             let miswritten = MISWRITTEN.iter().any(|(k, _)| *k == key);
             let (false, Ok(rule)) = (miswritten, Expression::parse(&expr)) else {
                 t.unevaluated.push(format!("{path} {key}"));
                 continue;
             };
-            let inv = Invariant { key, human, rule };
+            let inv = Invariant { key, human, warning: severity == "warning", rule };
             if defs.type_def(&path).is_some() {
                 t.by_type.entry(path).or_default().push(inv);
             } else if let Some((parent, element)) = path.rsplit_once('.')
@@ -135,20 +141,27 @@ struct Walk<'a, 'c> {
     /// The resource whose elements are walked: `%resource`.
     resource: &'a Json,
     ctx: &'c Context<'a>,
+    /// Whether invariants of severity warning are evaluated too.
+    warnings: bool,
     out: &'c mut Vec<Violation>,
 }
 
 impl<'a> Walk<'a, '_> {
     /// Checks `invariants` on `json` (of type `ty`, at `trail`).
     fn check(&mut self, invariants: &[Invariant], json: &'a Json, ty: &'static str, trail: &Trail<'_>) {
-        for inv in invariants {
+        for inv in invariants.iter().filter(|i| self.warnings || !i.warning) {
             let node = Value::Node(Node { json: Some(json), ext: None, fhir_type: Some(ty) });
             let broken = match inv.rule.evaluate_on(self.resource, node, self.ctx) {
                 Ok(values) => matches!(values.as_slice(), [v] if matches!(v.to_system(), Some(Value::Boolean(false)))),
                 Err(_) => false,
             };
             if broken {
-                self.out.push(Violation { key: inv.key.clone(), human: inv.human.clone(), location: trail.path() });
+                self.out.push(Violation {
+                    key: inv.key.clone(),
+                    human: inv.human.clone(),
+                    location: trail.path(),
+                    warning: inv.warning,
+                });
             }
         }
     }
@@ -186,7 +199,7 @@ impl<'a> Walk<'a, '_> {
                     // a contained resource's `%rootResource` is its container; a
                     // resource in a Bundle entry or a Parameters is its own root
                     let root = (key == "contained").then_some(self.resource);
-                    resource(v, root, &here, depth + 1, self.out);
+                    resource(v, root, &here, depth + 1, self.warnings, self.out);
                 }
             };
             match value {
@@ -197,19 +210,35 @@ impl<'a> Walk<'a, '_> {
     }
 }
 
-/// The invariants `resource` breaks (empty: none), its own and those of the resources
-/// in it (contained, in a Bundle's entries, in a Parameters), each checked with
-/// `%resource` itself.
+/// The invariants of severity error `resource` breaks (empty: none), its own and those
+/// of the resources in it (contained, in a Bundle's entries, in a Parameters), each
+/// checked with `%resource` itself.
 pub fn check(resource: &Json) -> Vec<Violation> {
+    walk_resource(resource, false)
+}
+
+/// [`check`], and the invariants of severity warning too (for `$validate`).
+pub fn check_with_warnings(resource: &Json) -> Vec<Violation> {
+    walk_resource(resource, true)
+}
+
+fn walk_resource(resource: &Json, warnings: bool) -> Vec<Violation> {
     let Some(ty) = resource.get("resourceType").and_then(Json::as_str) else { return Vec::new() };
     let mut out = Vec::new();
-    self::resource(resource, None, &Trail { parent: None, name: ty, index: None }, 0, &mut out);
+    self::resource(resource, None, &Trail { parent: None, name: ty, index: None }, 0, warnings, &mut out);
     out
 }
 
 /// Checks `json`, a resource at `trail`, with `%rootResource` its container `root` (a
 /// contained resource's) or itself.
-fn resource<'a>(json: &'a Json, root: Option<&'a Json>, trail: &Trail<'_>, depth: usize, out: &mut Vec<Violation>) {
+fn resource<'a>(
+    json: &'a Json,
+    root: Option<&'a Json>,
+    trail: &Trail<'_>,
+    depth: usize,
+    warnings: bool,
+    out: &mut Vec<Violation>,
+) {
     let Some(ty) = json.get("resourceType").and_then(Json::as_str) else { return };
     let Some(def) = Definitions::get().type_def(ty) else { return };
     // R4's own expressions apply as() to collections (dom-3), as engines of its time did
@@ -217,7 +246,7 @@ fn resource<'a>(json: &'a Json, root: Option<&'a Json>, trail: &Trail<'_>, depth
     if let Some(root) = root {
         ctx = ctx.with_variable("rootResource", vec![crate::model::root_node(root)]);
     }
-    let mut walk = Walk { resource: json, ctx: &ctx, out };
+    let mut walk = Walk { resource: json, ctx: &ctx, warnings, out };
     walk.element(json, def.name.as_str(), trail, depth);
 }
 
@@ -308,6 +337,24 @@ mod tests {
             {"resourceType": "Encounter", "status": "finished", "class": {"code": "AMB"},
              "period": {"start": "2025-01-02", "end": "2025-01-01"}}}]});
         assert_eq!(keys(&p), ["per-1 Parameters.parameter[0].resource.period"]);
+    }
+
+    #[test]
+    fn warnings_are_found_only_when_asked_for() {
+        // dom-6: a resource should have a narrative (a warning)
+        let p = json!({"resourceType": "Patient", "active": true});
+        assert!(check(&p).is_empty());
+        let found = check_with_warnings(&p);
+        assert!(found.iter().any(|v| v.key == "dom-6" && v.warning && v.location == "Patient"), "{found:?}");
+        assert!(found.iter().all(|v| v.warning), "{found:?}");
+        let mut with_text = p.clone();
+        with_text["text"] =
+            json!({"status": "generated", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\">x</div>"});
+        assert!(check_with_warnings(&with_text).iter().all(|v| v.key != "dom-6"));
+        // errors are errors either way
+        let both = json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+            "valueString": "a", "dataAbsentReason": {"text": "b"}});
+        assert!(check_with_warnings(&both).iter().any(|v| v.key == "obs-6" && !v.warning));
     }
 
     #[test]

@@ -540,9 +540,23 @@ impl Repository {
                 })?),
                 _ => None,
             };
+        // the invariants of severity warning (best practices such as dom-6) are reported
+        // beside what refuses, once the structure holds (as the invariants are checked)
+        let warnings = || -> Vec<Issue> {
+            hale_fhirpath::invariants::check_with_warnings(body)
+                .into_iter()
+                .filter(|v| v.warning)
+                .map(|v| Issue::warning(IssueType::Invariant, format!("{}: {}", v.key, v.human)).at(v.location))
+                .collect()
+        };
         match check_body(ty, id_for_check, body) {
-            Ok(()) => Ok(OperationOutcome::default()),
-            Err(Error::Invalid(o)) => Ok(o),
+            Ok(()) => Ok(OperationOutcome::new(warnings())),
+            Err(Error::Invalid(mut o)) => {
+                if o.issues.iter().all(|i| i.code == IssueType::Invariant) {
+                    o.issues.extend(warnings());
+                }
+                Ok(o)
+            }
             Err(e) => Err(e),
         }
     }

@@ -11,7 +11,7 @@ pub async fn handle(ty: &str, id: &str, call: &Call) -> Result<Response, ApiErro
     ctx.check_params(&[])?;
     let ty = hale_repository::resource_type(ty)?;
     let id = hale_repository::resource_id(id)?;
-    let stored = call.repo.read(&ty, &id).await?;
+    let mut stored = call.repo.read(&ty, &id).await?;
     // conditional read: If-None-Match with the current ETag
     let etag = format!("W/\"{}\"", stored.version);
     if headers
@@ -25,7 +25,8 @@ pub async fn handle(ty: &str, id: &str, call: &Call) -> Result<Response, ApiErro
         return Ok(r);
     }
     if ty.as_str() == "Binary" && native_wanted(headers, ctx.params.get("_format").is_some()) {
-        let mut r = native(stored.body.as_deref().unwrap_or(""), headers)?;
+        // the stored text moves into the response, which decodes it as it is sent
+        let mut r = native(stored.body.take().unwrap_or_default(), headers)?;
         ctx.version_headers(&mut r, &stored, false);
         return Ok(r);
     }
@@ -51,31 +52,27 @@ fn native_wanted(headers: &axum::http::HeaderMap, format_given: bool) -> bool {
 
 /// The content of a stored Binary in its own media type: whole, or the one byte range
 /// a `Range: bytes=a-b` header asks for (206; 416 when it lies outside), sandboxed by
-/// [`crate::content::sandbox`].
-fn native(text: &str, headers: &axum::http::HeaderMap) -> Result<Response, ApiError> {
-    use base64::Engine;
+/// [`crate::content::sandbox`]. The content is decoded from the stored text as it is
+/// sent, a chunk at a time, and only the part asked for: the stored text is the one
+/// whole copy held (not its parsed JSON, nor the decoded bytes).
+fn native(text: String, headers: &axum::http::HeaderMap) -> Result<Response, ApiError> {
     use hale_fhir::{Category, Issue, IssueType};
-    let v: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
-    let ct = v["contentType"].as_str().unwrap_or("application/octet-stream");
-    let bytes = match v["data"].as_str() {
-        Some(d) => base64::engine::general_purpose::STANDARD.decode(d).map_err(|_| {
-            ApiError::new(Category::Internal, Issue::error(IssueType::Exception, "The stored content cannot be read"))
-        })?,
-        None => Vec::new(),
-    };
-    let total = bytes.len();
+    let unreadable =
+        || ApiError::new(Category::Internal, Issue::error(IssueType::Exception, "The stored content cannot be read"));
+    let (ct, data) = content_of(&text).ok_or_else(unreadable)?;
+    let total = decoded_len(&text[data.clone()]).ok_or_else(unreadable)?;
     let range = headers.get(header::RANGE).and_then(|r| r.to_str().ok()).map(str::trim).map(str::to_string);
-    let (status, body, content_range) = match range.as_deref().and_then(|r| r.strip_prefix("bytes=")) {
-        None => (StatusCode::OK, bytes, None),
+    let (status, (start, end), content_range) = match range.as_deref().and_then(|r| r.strip_prefix("bytes=")) {
+        None => (StatusCode::OK, (0, total), None),
         Some(spec) => {
             let (a, b) = spec.split_once('-').unwrap_or((spec, ""));
-            let (start, end) = match (a.trim().parse::<usize>().ok(), b.trim().parse::<usize>().ok()) {
+            let (first, last) = match (a.trim().parse::<usize>().ok(), b.trim().parse::<usize>().ok()) {
                 (Some(s), Some(e)) => (s, e.min(total.saturating_sub(1))),
                 (Some(s), None) if b.trim().is_empty() => (s, total.saturating_sub(1)),
                 (None, Some(n)) if a.trim().is_empty() => (total.saturating_sub(n), total.saturating_sub(1)),
                 _ => (usize::MAX, 0),
             };
-            if start >= total || start > end {
+            if first >= total || first > last {
                 let mut r = Response::new(axum::body::Body::empty());
                 *r.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
                 if let Ok(v) = axum::http::HeaderValue::from_str(&format!("bytes */{total}")) {
@@ -83,16 +80,153 @@ fn native(text: &str, headers: &axum::http::HeaderMap) -> Result<Response, ApiEr
                 }
                 return Ok(r);
             }
-            (StatusCode::PARTIAL_CONTENT, bytes[start..=end].to_vec(), Some(format!("bytes {start}-{end}/{total}")))
+            (StatusCode::PARTIAL_CONTENT, (first, last + 1), Some(format!("bytes {first}-{last}/{total}")))
         }
     };
-    let mut r = Response::new(axum::body::Body::from(body));
+    let length = end - start;
+    let body = axum::body::Body::from_stream(futures_util::stream::iter(DecodeChunks {
+        text,
+        data_start: data.start,
+        next: start,
+        end,
+    }));
+    let mut r = Response::new(body);
     *r.status_mut() = status;
     let h = r.headers_mut();
-    crate::content::sandbox(h, ct, None, false);
+    crate::content::sandbox(h, &ct, None, false);
     h.insert(header::ACCEPT_RANGES, axum::http::HeaderValue::from_static("bytes"));
+    h.insert(header::CONTENT_LENGTH, axum::http::HeaderValue::from(length));
     if let Some(cr) = content_range.and_then(|c| axum::http::HeaderValue::from_str(&c).ok()) {
         h.insert(header::CONTENT_RANGE, cr);
     }
     Ok(r)
+}
+
+/// A stored Binary's `contentType` and where its `data` (base64) lies in the stored
+/// text, read without building the JSON tree or copying the data (empty when there is
+/// none). `None` when the text is not a Binary as Hale stores it (its data escaped or
+/// spread by whitespace: base64 needs neither).
+fn content_of(text: &str) -> Option<(String, std::ops::Range<usize>)> {
+    #[derive(serde::Deserialize)]
+    struct Stored<'a> {
+        #[serde(rename = "contentType")]
+        content_type: Option<String>,
+        // borrowed: a string with escapes fails to read (base64 has none)
+        data: Option<&'a str>,
+    }
+    let stored: Stored<'_> = serde_json::from_str(text).ok()?;
+    let ct = stored.content_type.unwrap_or_else(|| "application/octet-stream".into());
+    let data = match stored.data {
+        None => 0..0,
+        Some(d) if !d.contains(|c: char| c.is_ascii_whitespace()) => {
+            let at = d.as_ptr() as usize - text.as_ptr() as usize;
+            at..at + d.len()
+        }
+        Some(_) => return None,
+    };
+    Some((ct, data))
+}
+
+/// The number of bytes base64 text `b64` decodes to; `None` when its length is not a
+/// multiple of four.
+fn decoded_len(b64: &str) -> Option<usize> {
+    if !b64.len().is_multiple_of(4) {
+        return None;
+    }
+    let pad = b64.bytes().rev().take(2).take_while(|&c| c == b'=').count();
+    Some(b64.len() / 4 * 3 - pad)
+}
+
+/// Bytes decoded per chunk sent: a multiple of three, so each chunk is whole base64 groups.
+const CHUNK: usize = 48 * 1024;
+
+/// Decodes bytes `next..end` of the base64 data that starts at `data_start` in `text`,
+/// a chunk at a time; each group of four characters is three bytes, so any byte is
+/// reached without decoding what comes before it.
+struct DecodeChunks {
+    text: String,
+    data_start: usize,
+    next: usize,
+    end: usize,
+}
+
+impl Iterator for DecodeChunks {
+    type Item = Result<bytes::Bytes, std::io::Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        use base64::Engine;
+        if self.next >= self.end {
+            return None;
+        }
+        let upto = (self.next - self.next % 3 + CHUNK).min(self.end);
+        // the whole groups that hold bytes next..upto
+        let (g0, g1) = (self.next / 3, upto.div_ceil(3));
+        let data = &self.text[self.data_start..];
+        let group = |g: usize| (g * 4).min(data.len());
+        let decoded = match base64::engine::general_purpose::STANDARD.decode(&data[group(g0)..group(g1)]) {
+            Ok(d) => d,
+            Err(e) => {
+                self.next = self.end;
+                return Some(Err(std::io::Error::new(std::io::ErrorKind::InvalidData, e)));
+            }
+        };
+        let from = self.next - g0 * 3;
+        let to = (upto - g0 * 3).min(decoded.len());
+        self.next = upto;
+        Some(Ok(bytes::Bytes::copy_from_slice(decoded.get(from..to).unwrap_or(&[]))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine;
+
+    fn stored(bytes: &[u8]) -> String {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(bytes);
+        format!(
+            r#"{{"resourceType":"Binary","id":"b","meta":{{"versionId":"1"}},"contentType":"image/png","data":"{b64}"}}"#
+        )
+    }
+
+    fn read(text: String, from: usize, to: usize) -> Vec<u8> {
+        let (_, data) = content_of(&text).unwrap();
+        let chunks = DecodeChunks { text, data_start: data.start, next: from, end: to };
+        chunks.flat_map(|c| c.unwrap().to_vec()).collect()
+    }
+
+    #[test]
+    fn any_byte_range_decodes_from_the_stored_text_alone() {
+        let bytes: Vec<u8> = (0..(3 * CHUNK + 5)).map(|i| (i * 7 + i / 251) as u8).collect();
+        let text = stored(&bytes);
+        let (ct, data) = content_of(&text).unwrap();
+        assert_eq!(ct, "image/png");
+        assert_eq!(decoded_len(&text[data]), Some(bytes.len()));
+        for (a, b) in [
+            (0, bytes.len()),
+            (0, 1),
+            (1, 3),
+            (2, 5),
+            (CHUNK - 1, CHUNK + 2),
+            (5, 2 * CHUNK + 7),
+            (bytes.len() - 1, bytes.len()),
+        ] {
+            assert_eq!(read(text.clone(), a, b), bytes[a..b], "{a}..{b}");
+        }
+        // lengths 0, 1 and 2 past a whole group (the padding)
+        for n in [0usize, 1, 2, 3, 4] {
+            let t = stored(&bytes[..n]);
+            let (_, d) = content_of(&t).unwrap();
+            assert_eq!(decoded_len(&t[d]), Some(n));
+            assert_eq!(read(t, 0, n), bytes[..n]);
+        }
+        // no data; data that is not as Hale stores it
+        assert_eq!(
+            content_of(r#"{"resourceType":"Binary","contentType":"text/plain"}"#),
+            Some(("text/plain".into(), 0..0))
+        );
+        assert_eq!(content_of(r#"{"resourceType":"Binary","data":"aGVs\nbG8="}"#), None);
+        assert_eq!(content_of(r#"{"resourceType":"Binary","data":"aGVs bG8="}"#), None);
+        assert_eq!(decoded_len("abc"), None);
+    }
 }

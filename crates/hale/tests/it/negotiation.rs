@@ -104,7 +104,7 @@ async fn capability_statement_lists_what_works() {
     // the statement is itself valid
     let r = s.post("/CapabilityStatement/$validate", &cs).await;
     let oo = json(r).await;
-    assert_eq!(oo["issue"][0]["severity"], "information", "{oo}");
+    assert!(oo["issue"].as_array().unwrap().iter().all(|i| i["severity"] != "error"), "{oo}");
 }
 
 #[tokio::test]
@@ -153,6 +153,29 @@ async fn a_binary_is_read_as_its_own_content_whole_or_by_range() {
     let r = ts.client.get(&url).header("range", "bytes=100-200").send().await.unwrap();
     assert_eq!(r.status(), 416);
     assert_eq!(r.headers()["content-range"], "bytes */16");
+    // large content (several chunks as it is decoded), whole and by ranges that start
+    // and end inside base64 groups and across chunks
+    let big: Vec<u8> = (0..300_001u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let r = ts
+        .client
+        .put(ts.fhir("/Binary/big-1"))
+        .header("content-type", "application/pdf")
+        .body(big.clone())
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let big_url = ts.fhir("/Binary/big-1");
+    let r = ts.client.get(&big_url).send().await.unwrap();
+    assert_eq!(r.headers()["content-length"], "300001");
+    assert_eq!(r.bytes().await.unwrap().to_vec(), big);
+    for (a, b) in [(0usize, 0usize), (1, 2), (49_151, 49_153), (100_000, 250_001), (299_999, 300_000)] {
+        let r = ts.client.get(&big_url).header("range", format!("bytes={a}-{b}")).send().await.unwrap();
+        assert_eq!(r.status(), 206);
+        assert_eq!(r.headers()["content-range"], format!("bytes {a}-{b}/300001").as_str());
+        assert_eq!(r.headers()["content-length"], (b - a + 1).to_string().as_str());
+        assert_eq!(r.bytes().await.unwrap().to_vec(), big[a..=b], "{a}-{b}");
+    }
     // markup is never served to run in Hale's origin
     let html = serde_json::json!({"resourceType": "Binary", "id": "page-1", "contentType": "text/html",
         "data": base64::engine::general_purpose::STANDARD.encode("<script>alert(1)</script>")});
