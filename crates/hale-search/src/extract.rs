@@ -451,6 +451,25 @@ pub fn composite_parts(ptype: ParamType, fhir_type: &str, v: &Value) -> Vec<crat
 /// Most value combinations one composite root may produce.
 pub const MAX_COMBINATIONS: usize = 64;
 
+/// Each combination of `combos` extended by each of `parts` (a composite's next
+/// component), at most [`MAX_COMBINATIONS`] of them.
+pub fn extend_combinations(
+    combos: Vec<Vec<crate::index::CompositePart>>,
+    parts: &[crate::index::CompositePart],
+) -> Vec<Vec<crate::index::CompositePart>> {
+    combos
+        .into_iter()
+        .flat_map(|c| {
+            parts.iter().map(move |p| {
+                let mut c = c.clone();
+                c.push(p.clone());
+                c
+            })
+        })
+        .take(MAX_COMBINATIONS)
+        .collect()
+}
+
 fn add_composite(rows: &mut IndexRows, p: &Compiled, resource: &Value) {
     for root in p.expr.evaluate(resource) {
         let mut combos: Vec<Vec<crate::index::CompositePart>> = vec![Vec::new()];
@@ -464,17 +483,7 @@ fn add_composite(rows: &mut IndexRows, p: &Compiled, resource: &Value) {
                 combos.clear();
                 break;
             }
-            combos = combos
-                .into_iter()
-                .flat_map(|c| {
-                    parts.iter().map(move |p| {
-                        let mut c = c.clone();
-                        c.push(p.clone());
-                        c
-                    })
-                })
-                .take(MAX_COMBINATIONS)
-                .collect();
+            combos = extend_combinations(combos, &parts);
         }
         for parts in combos {
             rows.composites.push(crate::index::CompositeIndex { param: p.code.into(), parts });

@@ -37,7 +37,7 @@ use std::path::PathBuf;
 use hale_fhir::Definitions;
 use hale_fhir::definitions::SearchParamDef;
 use hale_fhirpath::{Context, Expression, Value as FpValue};
-use hale_search::extract::{MAX_COMBINATIONS, add_value, composite_parts, extract};
+use hale_search::extract::{MAX_COMBINATIONS, add_value, composite_parts, extend_combinations, extract};
 use hale_search::index::{CompositePart, IndexRows};
 use hale_search::parse::ParamType;
 use serde_json::Value as Json;
@@ -213,17 +213,7 @@ impl<'d> Audit<'d> {
                         }
                     }
                     full = full.saturating_mul(parts.len());
-                    combos = combos
-                        .into_iter()
-                        .flat_map(|c| {
-                            parts.iter().map(move |p| {
-                                let mut c = c.clone();
-                                c.push(p.clone());
-                                c
-                            })
-                        })
-                        .take(MAX_COMBINATIONS)
-                        .collect();
+                    combos = extend_combinations(combos, &parts);
                 }
                 if full > MAX_COMBINATIONS {
                     self.truncated += 1;
