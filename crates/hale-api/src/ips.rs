@@ -457,12 +457,13 @@ mod tests {
     fn empty_sections_say_why_and_every_entry_resolves() {
         let patient = json!({"resourceType": "Patient", "id": "p1", "name": [{"family": "Ng", "given": ["Al"]}]});
         let sections = vec![
-            Section { code: "11450-4", display: "", title: "Problems", entries: vec![] },
+            Section { code: "11450-4", display: "Problem list", title: "Problems", entries: vec![] },
             Section {
                 code: "48765-2",
-                display: "",
+                display: "Allergies and adverse reactions",
                 title: "Allergies",
-                entries: vec![json!({"resourceType": "AllergyIntolerance", "id": "a1", "code": {"text": "Peanut"}})],
+                entries: vec![json!({"resourceType": "AllergyIntolerance", "id": "a1", "code": {"text": "Peanut"},
+                    "patient": {"reference": "Patient/p1"}, "recorder": {"reference": "Practitioner/elsewhere"}})],
             },
         ];
         let doc = document(&patient, &sections, &[], "http://h/fhir", "2026-01-01T00:00:00Z");
@@ -473,5 +474,9 @@ mod tests {
         assert_eq!(doc["entry"][1]["fullUrl"], "http://h/fhir/Patient/p1");
         assert!(doc["entry"].as_array().unwrap().iter().any(|e| e["fullUrl"] == "http://h/fhir/AllergyIntolerance/a1"));
         assert_eq!(comp["title"], "International Patient Summary: Al Ng");
+        // the document Hale makes is one Hale (and R4) accepts
+        let issues: Vec<_> =
+            hale_fhir::validate::validate_resource(&doc).into_iter().filter(|i| i.is_error()).collect();
+        assert!(issues.is_empty(), "{issues:?}");
     }
 }

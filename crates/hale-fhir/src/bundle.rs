@@ -6,11 +6,14 @@
 //!   is not a urn:uuid, the URL shall be version-independent URL consistent with the
 //!   Resource.id." A RESTful fullUrl (`[base]/Type/id`) names the resource's own type
 //!   and id.
-//! - A document (<https://hl7.org/fhir/R4/documents.html>) is a self-contained set of
-//!   resources: every reference in it resolves to an entry of the bundle, by the
-//!   resolution rules of <https://hl7.org/fhir/R4/bundle.html#references> (an absolute
-//!   reference or a URN by `fullUrl`; a relative one against the base of the entry that
-//!   holds it, or by type and id).
+//! - A document (<https://hl7.org/fhir/R4/documents.html>) carries what its Composition
+//!   refers to: every reference of the Composition (its first entry: subject, author,
+//!   attester, custodian, encounter, each section's author, focus and entries...)
+//!   resolves to an entry of the bundle, by the resolution rules of
+//!   <https://hl7.org/fhir/R4/bundle.html#references> (an absolute reference or a URN by
+//!   `fullUrl`; a relative one against the base of the Composition's entry, or by type
+//!   and id). The entries' own references (an Observation's performer) may point
+//!   outside the document.
 
 use serde_json::{Map, Value};
 
@@ -59,7 +62,7 @@ pub fn check(obj: &Map<String, Value>, path: &str) -> Vec<Issue> {
     issues
 }
 
-/// Every reference of a document resolves to one of its entries.
+/// Every reference of a document's Composition resolves to one of its entries.
 fn unresolved_in_document(entries: &[Value], path: &str, issues: &mut Vec<Issue>) {
     let full_urls: Vec<&str> = entries.iter().filter_map(|e| e.get("fullUrl").and_then(Value::as_str)).collect();
     let type_ids: Vec<(&str, &str)> = entries
@@ -81,8 +84,9 @@ fn unresolved_in_document(entries: &[Value], path: &str, issues: &mut Vec<Issue>
             || type_ids.contains(&(ty, id))
             || full_urls.iter().any(|u| restful(u).is_some_and(|(_, t, i)| t == ty && i == id))
     };
-    for (i, e) in entries.iter().enumerate() {
-        let Some(r) = e.get("resource") else { continue };
+    // the Composition: the first entry (bdl-11 holds that it is one)
+    for (i, e) in entries.iter().enumerate().take(1) {
+        let Some(r) = e.get("resource").filter(|r| r["resourceType"] == "Composition") else { continue };
         let holder = e.get("fullUrl").and_then(Value::as_str);
         let mut found = Vec::new();
         references(r, &format!("{path}.entry[{i}].resource"), &mut found);
@@ -167,6 +171,10 @@ mod tests {
         assert!(issues(doc("Patient/p1/_history/1")).is_empty());
         assert_eq!(issues(doc("Patient/p2")), ["Bundle.entry[0].resource.subject.reference"]);
         assert_eq!(issues(doc("http://other.example/fhir/Patient/p1")), ["Bundle.entry[0].resource.subject.reference"]);
+        // the other entries may refer outside the document
+        let mut outward = doc("Patient/p1");
+        outward["entry"][1]["resource"]["generalPractitioner"] = json!([{"reference": "Practitioner/elsewhere"}]);
+        assert!(issues(outward).is_empty());
         // a collection may refer outside itself
         let mut c = doc("Patient/p2");
         c["type"] = json!("collection");
