@@ -225,6 +225,14 @@ try {
   check((await page.textContent('main')).includes('Alvarez, Ana'), 'the panel lists the patient');
   await page.screenshot({ path: `${shots}/app-due-laptop.png`, fullPage: true });
   await accessible(page, 'preventive care due');
+  // narrowed to one rule, from the filter above the list
+  await page.selectOption('#rule', 'td-booster');
+  await page.getByRole('button', { name: 'Show', exact: true }).click();
+  await page.waitForURL(/\/app\/due\?rule=td-booster$/);
+  check((await page.textContent('h1')).includes('Tetanus and diphtheria booster'), 'the list names the rule it is narrowed to');
+  check(!(await page.textContent('tbody')).includes('Blood pressure'), 'only the chosen rule is listed');
+  await page.screenshot({ path: `${shots}/app-due-filtered-laptop.png`, fullPage: true });
+  await accessible(page, 'preventive care due, one rule');
   await page.goto(`${base}/app/patient/pat-a`);
 
   // the reconciliation form (read, not saved here)
@@ -275,6 +283,7 @@ try {
     ['/app/patient/pat-a/prescribe?q=amox', 'app-prescribe-phone.png'],
     ['/app/patient/pat-a/documents', 'app-documents-phone.png'],
     ['/app/patient/pat-a/document/DiagnosticReport/rad-a', 'app-report-phone.png'],
+    ['/app/due?rule=td-booster', 'app-due-filtered-phone.png'],
   ]) {
     await small.goto(`${base}${path}`);
     const opened = new URL(small.url());

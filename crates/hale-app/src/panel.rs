@@ -1,5 +1,5 @@
 //! `GET /app/due`: preventive care due across the user's patients ("my patients"), the
-//! patients with the most due first. Four searches over all of them at once (problems,
+//! patients with the most due first; `?rule=` narrows it to the patients due for one rule. Four searches over all of them at once (problems,
 //! immunizations, the observations the rules read), grouped by patient, then
 //! `hale_cds::preventive::due` for each.
 
@@ -46,8 +46,14 @@ fn of(all: &[Value], field: &str, patient: &str) -> Vec<Value> {
     all.iter().filter(|r| r[field]["reference"].as_str() == Some(want.as_str())).cloned().collect()
 }
 
-/// `GET /app/due`.
-pub(crate) async fn due(session: Session) -> Response {
+/// `GET /app/due`, with `rule` (a rule's id) to show who is due for that one only.
+pub(crate) async fn due(
+    session: Session,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    let asked = q.get("rule").map(|r| r.trim()).filter(|r| !r.is_empty());
+    let rule = asked.and_then(|r| hale_cds::preventive::RULES.iter().find(|x| x.id == r));
+    let unknown = asked.filter(|_| rule.is_none());
     let (title, mine) = my_patients(&session).await;
     let patients = match mine {
         Ok(p) => p,
@@ -92,16 +98,46 @@ pub(crate) async fn due(session: Session) -> Response {
             );
             rows.push((p, due));
         }
+        if let Some(r) = rule {
+            // one rule: the patients due for it, and only it
+            for (_, due) in rows.iter_mut() {
+                due.retain(|d| d.rule == r.id);
+            }
+            rows.retain(|(_, due)| !due.is_empty());
+        }
         rows.sort_by_key(|(p, d)| (std::cmp::Reverse(d.len()), person_name(p)));
     }
     let total: usize = rows.iter().map(|r| r.1.len()).sum();
+    let status = if unknown.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
     let body = html! {
         section.card aria-labelledby="due-h" {
-            h1 #due-h { "Preventive care due · " (title) " (" (rows.len()) ")" }
-            p.hint { (total) " items due. Each rule's source is on the patient's chart; " code { "hale cds list" } " lists them all." }
+            h1 #due-h {
+                "Preventive care due · " (title) " (" (rows.len()) ")"
+                @if let Some(r) = rule { " · " (r.title) }
+            }
+            form.filters method="get" action="/app/due" {
+                label for="rule" { "Show who is due for" }
+                div.row {
+                    select #rule name="rule" aria-describedby=[unknown.map(|_| "rule-error")] {
+                        option value="" selected[rule.is_none()] { "Any rule" }
+                        @for r in hale_cds::preventive::RULES {
+                            option value=(r.id) selected[rule.is_some_and(|x| x.id == r.id)] { (r.title) }
+                        }
+                    }
+                    button.primary type="submit" { "Show" }
+                }
+                @if let Some(u) = unknown {
+                    p.error #rule-error role="alert" { "There is no rule “" (u) "”; every rule is shown." }
+                }
+            }
+            p.hint { (total) @if total == 1 { " item due." } @else { " items due." } " Each rule's source is on the patient's chart; " code { "hale cds list" } " lists them all." }
             @if truncated { p.error role="alert" { "Some lists were too long to read whole; open each chart for the full picture." } }
-            @if rows.is_empty() { p.empty { "No patient is linked to you yet." } } @else {
-                table {
+            @if rows.is_empty() {
+                p.empty {
+                    @if rule.is_some() { "None of your patients is due for this." } @else { "No patient is linked to you yet." }
+                }
+            } @else {
+                table.due {
                     thead { tr { th { "Patient" } th { "Born" } th { "Due" } } }
                     tbody {
                         @for (p, due) in &rows {
@@ -120,7 +156,7 @@ pub(crate) async fn due(session: Session) -> Response {
             }
         }
     };
-    respond(StatusCode::OK, page("Preventive care due", Some(&session), body))
+    respond(status, page("Preventive care due", Some(&session), body))
 }
 
 /// `GET /app/measures`: quality measures over "my patients" — each measure's rate, and

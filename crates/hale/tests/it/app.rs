@@ -1234,6 +1234,18 @@ async fn my_patients_are_those_i_am_gp_of_or_in_the_care_team_of() {
     assert!(ana < cleo, "{due}");
     assert!(due.contains("Tetanus and diphtheria booster (every 10 years); Blood pressure check"), "{due}");
     assert!(!due.contains("Dunn") && !due.contains("Brown"), "{due}");
+    // filtered to one rule: the patients due for it, with it alone
+    let (status, td) = page(&ts, &session, "/app/due?rule=td-booster").await;
+    assert_eq!(status, 200, "{td}");
+    assert!(td.contains("(1) · Tetanus and diphtheria booster") && td.contains("1 item due."), "{td}");
+    assert!(td.contains("Alvarez, Ana") && !td.contains("Carver, Cleo"), "{td}");
+    let table = td.split("<tbody>").nth(1).unwrap();
+    assert!(!table.contains("Blood pressure check"), "{td}");
+    assert!(td.contains(r#"<option value="td-booster" selected>"#), "{td}");
+    // a rule that does not exist: said so by the field, every rule shown
+    let (status, bad) = page(&ts, &session, "/app/due?rule=%3Cscript%3Ex").await;
+    assert_eq!(status, 400, "{bad}");
+    assert!(bad.contains("There is no rule “&lt;script&gt;x”") && bad.contains("7 items due"), "{bad}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
