@@ -19,15 +19,15 @@ use serde_json::{Map, Value};
 
 use crate::outcome::{Issue, IssueType};
 
-/// `Type/id` at the end of a RESTful URL: the base before it, the type and the id.
+/// `Type/id` at the end of a RESTful URL (version-independent, or with `/_history/n`):
+/// the base before it, the type (a concrete R4 resource type) and the id.
 fn restful(url: &str) -> Option<(&str, &str, &str)> {
-    let url = url.split("/_history/").next().unwrap_or(url);
-    let (rest, id) = url.rsplit_once('/')?;
-    let (base, ty) = rest.rsplit_once('/').unwrap_or(("", rest));
-    let type_ok = ty.starts_with(|c: char| c.is_ascii_uppercase()) && ty.chars().all(|c| c.is_ascii_alphanumeric());
-    let id_ok =
-        !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
-    (type_ok && id_ok && crate::definitions::Definitions::get().is_concrete_resource(ty)).then_some((base, ty, id))
+    let unversioned = url.split("/_history/").next().unwrap_or(url);
+    let (rest, _) = unversioned.rsplit_once('/')?;
+    let base = rest.rsplit_once('/').map_or("", |(b, _)| b);
+    let tail = unversioned.get(if base.is_empty() { 0 } else { base.len() + 1 }..)?;
+    let (ty, id) = crate::ids::split_reference(tail)?;
+    crate::definitions::Definitions::get().is_concrete_resource(ty).then_some((base, ty, id))
 }
 
 /// The issues of a Bundle's entries (`obj`, at `path`).

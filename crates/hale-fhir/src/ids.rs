@@ -28,11 +28,24 @@ impl fmt::Display for ResourceType {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ResourceId(String);
 
+/// Whether `id` is a logical id: `[A-Za-z0-9\-\.]{1,64}`.
+fn is_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+}
+
+/// Splits `Type/id` (optionally followed by `/_history/n`) when it is one: a type-like
+/// name (a capital, then letters and digits) and a logical id.
+pub fn split_reference(r: &str) -> Option<(&str, &str)> {
+    let r = r.split("/_history/").next().unwrap_or(r);
+    let (t, id) = r.split_once('/')?;
+    let type_ok =
+        t.chars().next().is_some_and(|c| c.is_ascii_uppercase()) && t.chars().all(|c| c.is_ascii_alphanumeric());
+    (type_ok && is_id(id)).then_some((t, id))
+}
+
 impl ResourceId {
     pub fn parse(id: &str) -> Option<Self> {
-        let ok =
-            !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
-        ok.then(|| ResourceId(id.to_string()))
+        is_id(id).then(|| ResourceId(id.to_string()))
     }
     /// A fresh server-assigned id (UUID v7: time-ordered, valid as a FHIR id).
     pub fn generate() -> Self {

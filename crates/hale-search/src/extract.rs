@@ -2,6 +2,7 @@
 //! (<https://hl7.org/fhir/R4/search.html#table>: which data types each parameter type
 //! indexes, and how).
 
+pub use hale_fhir::ids::split_reference;
 use serde_json::Value;
 
 use crate::index::{DateIndex, IndexRows, NumberIndex, ReferenceIndex, StringIndex, TokenIndex, UriIndex};
@@ -215,17 +216,6 @@ fn add_quantity(rows: &mut IndexRows, code: &str, fhir_type: &str, v: &Value) {
         code: c.map(str::to_string),
         unit: unit.map(str::to_string),
     });
-}
-
-/// Splits `Type/id` (optionally followed by `/_history/n`) when it is one.
-pub fn split_reference(r: &str) -> Option<(&str, &str)> {
-    let r = r.split("/_history/").next().unwrap_or(r);
-    let (t, id) = r.split_once('/')?;
-    let type_ok =
-        t.chars().next().is_some_and(|c| c.is_ascii_uppercase()) && t.chars().all(|c| c.is_ascii_alphanumeric());
-    let id_ok =
-        !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
-    (type_ok && id_ok).then_some((t, id))
 }
 
 fn add_reference(rows: &mut IndexRows, code: &str, fhir_type: &str, v: &Value, own_base: Option<&str>) {
