@@ -149,6 +149,16 @@ impl Repository {
         }
     }
 
+    /// [`Repository::visible`] of a version the caller has already read (a read's), so a
+    /// Binary's securityContext is taken from it rather than read again.
+    pub(crate) async fn visible_stored(&self, interaction: Interaction, s: &StoredResource) -> Result<bool> {
+        let Some(r) = self.restriction(interaction) else { return Ok(true) };
+        match s.body.as_deref().filter(|_| s.resource_type.as_str() == "Binary").and_then(proxy_in) {
+            Some((pty, pid)) => self.passes(r, &pty, &pid).await,
+            None => self.passes(r, &s.resource_type, &s.id).await,
+        }
+    }
+
     /// Whether the current version of `ty/id` passes `r`. A Binary whose
     /// `securityContext` names another resource than a Patient passes when that
     /// resource does (R4 Binary.securityContext: it "stands in as a proxy" for the
@@ -163,21 +173,19 @@ impl Repository {
         self.passes(r, ty, id).await
     }
 
-    /// The resource a Binary's `securityContext` names when it is neither a Patient nor
-    /// a Binary (a DocumentReference, a DiagnosticReport...), read without audit: it
-    /// decides who may see the Binary and is not shown.
-    pub(crate) async fn security_proxy(&self, id: &ResourceId) -> Result<Option<(ResourceType, ResourceId)>> {
+    /// The resource the current version of Binary `id` names as its securityContext when
+    /// it is neither a Patient nor a Binary (a DocumentReference, a DiagnosticReport...),
+    /// read without audit: it decides who may see the Binary and is not shown.
+    async fn security_proxy(&self, id: &ResourceId) -> Result<Option<(ResourceType, ResourceId)>> {
         let binary = crate::resource_type("Binary")?;
-        let Some(body) = self.store.read(&binary, id).await?.and_then(|s| s.body) else { return Ok(None) };
-        let Ok(json) = serde_json::from_str::<serde_json::Value>(&body) else { return Ok(None) };
-        Ok(proxy_of(&json))
+        Ok(self.store.read(&binary, id).await?.and_then(|s| s.body).as_deref().and_then(proxy_in))
     }
 
-    /// The patients the resource standing in for Binary `id` concerns (for the audit
-    /// trail of a read of the Binary); empty when none stands in.
-    pub(crate) async fn proxy_patients(&self, id: &ResourceId) -> Result<Vec<String>> {
-        let Some((ty, pid)) = self.security_proxy(id).await? else { return Ok(Vec::new()) };
-        Ok(self.store.read(&ty, &pid).await?.map(|s| hale_audit::patients_of(&s)).unwrap_or_default())
+    /// The patients the resource standing in for Binary version `s` concerns (for the
+    /// audit trail of a read of the Binary); empty when none stands in.
+    pub(crate) async fn proxy_patients(&self, s: &StoredResource) -> Result<Vec<String>> {
+        let Some((ty, pid)) = s.body.as_deref().and_then(proxy_in) else { return Ok(Vec::new()) };
+        Ok(self.store.read(&ty, &pid).await?.map(|p| hale_audit::patients_of(&p)).unwrap_or_default())
     }
 
     /// Whether the current version of `ty/id` passes `r`, by its own index rows.
@@ -269,7 +277,7 @@ impl Repository {
         // a Binary whose securityContext names a resource held to patients (not a
         // Patient): the writer must see that resource
         if t == "Binary"
-            && let Some((pty, pid)) = proxy_of(&new.resource)
+            && let Some((pty, pid)) = new.resource["securityContext"]["reference"].as_str().and_then(proxy_named)
         {
             let held =
                 hale_fhir::Definitions::get().access_compartment().get(pty.as_str()).is_some_and(|p| !p.is_empty());
@@ -414,16 +422,31 @@ impl Repository {
     }
 }
 
-/// The resource a Binary's `securityContext` names (its current version), when it is a
-/// relative reference to a resource other than a Patient (held to by Hale's own index
-/// rows) or a Binary (a proxy of a proxy stands for nothing).
-fn proxy_of(binary: &serde_json::Value) -> Option<(ResourceType, ResourceId)> {
-    let reference = binary.get("securityContext")?.get("reference")?.as_str()?;
-    let (t, id) = hale_search::extract::split_reference(reference)?;
+/// The resource a Binary's `securityContext` reference names (its current version),
+/// when it is a relative reference to a resource other than a Patient (held to by Hale's
+/// own index rows) or a Binary (a proxy of a proxy stands for nothing).
+fn proxy_named(reference: &str) -> Option<(ResourceType, ResourceId)> {
+    let (t, id) = hale_fhir::ids::split_reference(reference)?;
     if matches!(t, "Patient" | "Binary") {
         return None;
     }
     Some((ResourceType::parse(t)?, ResourceId::parse(id)?))
+}
+
+/// [`proxy_named`] of a stored Binary's JSON text, read for `securityContext` alone: the
+/// rest (its data, up to the Binary limit) is skipped, not copied.
+fn proxy_in(body: &str) -> Option<(ResourceType, ResourceId)> {
+    #[derive(serde::Deserialize)]
+    struct Reference<'a> {
+        reference: Option<&'a str>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Binary<'a> {
+        #[serde(rename = "securityContext", borrow)]
+        security_context: Option<Reference<'a>>,
+    }
+    let b: Binary<'_> = serde_json::from_str(body).ok()?;
+    proxy_named(b.security_context?.reference?)
 }
 
 /// Whether a new version of a resource of type `ty` would relate its patients to the
@@ -468,6 +491,24 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = hale_store_sqlite::SqliteStore::open(&dir.path().join("g.db")).unwrap();
         (dir, Gate::new(Arc::new(store)))
+    }
+
+    #[test]
+    fn a_binary_names_its_proxy_by_its_security_context() {
+        let b = |r: &str| {
+            format!(
+                r#"{{"resourceType":"Binary","contentType":"text/plain","securityContext":{{"reference":"{r}"}},"data":"aGVsbG8="}}"#
+            )
+        };
+        assert_eq!(
+            proxy_in(&b("DocumentReference/d1")).map(|(t, i)| format!("{t}/{i}")).as_deref(),
+            Some("DocumentReference/d1")
+        );
+        assert_eq!(proxy_in(&b("DocumentReference/d1/_history/2")).map(|(_, i)| i.to_string()).as_deref(), Some("d1"));
+        for none in ["Patient/p1", "Binary/b2", "Nonsense/x", "http://elsewhere/fhir/DocumentReference/d1"] {
+            assert!(proxy_in(&b(none)).is_none(), "{none}");
+        }
+        assert!(proxy_in(r#"{"resourceType":"Binary","contentType":"text/plain"}"#).is_none());
     }
 
     #[tokio::test]

@@ -135,6 +135,17 @@ pub enum ValidateMode {
 /// Checks a resource body for a write at `ty` (and `id` for update): the type
 /// matches the URL, the id matches, and it validates against the R4 definitions.
 fn check_body(ty: &ResourceType, id: Option<&ResourceId>, body: &Value) -> Result<()> {
+    check_body_reporting(ty, id, body, false).map(|_| ())
+}
+
+/// [`check_body`], with the invariants of severity warning too when `warnings`
+/// (`$validate`): they are the `Ok`, or follow the errors of an `Err`.
+fn check_body_reporting(
+    ty: &ResourceType,
+    id: Option<&ResourceId>,
+    body: &Value,
+    warnings: bool,
+) -> Result<Vec<Issue>> {
     let Some(obj) = body.as_object() else {
         return Err(Error::invalid(Issue::error(
             IssueType::Structure,
@@ -181,15 +192,29 @@ fn check_body(ty: &ResourceType, id: Option<&ResourceId>, body: &Value) -> Resul
     if issues.iter().any(Issue::is_error) {
         return Err(Error::Invalid(OperationOutcome::new(issues)));
     }
-    // the specification's invariants, once the structure holds
-    let broken: Vec<Issue> = hale_fhirpath::invariants::check(body)
+    // the specification's invariants, once the structure holds: those of severity
+    // warning (best practices such as dom-6) only when asked for, and never refusing
+    let violations = if warnings {
+        hale_fhirpath::invariants::check_with_warnings(body)
+    } else {
+        hale_fhirpath::invariants::check(body)
+    };
+    let (warned, broken): (Vec<Issue>, Vec<Issue>) = violations
         .into_iter()
-        .map(|v| Issue::error(IssueType::Invariant, format!("{}: {}", v.key, v.human)).at(v.location))
-        .collect();
+        .map(|v| {
+            let says = format!("{}: {}", v.key, v.human);
+            let issue = if v.warning {
+                Issue::warning(IssueType::Invariant, says)
+            } else {
+                Issue::error(IssueType::Invariant, says)
+            };
+            issue.at(v.location)
+        })
+        .partition(|i| !i.is_error());
     if !broken.is_empty() {
-        return Err(Error::Invalid(OperationOutcome::new(broken)));
+        return Err(Error::Invalid(OperationOutcome::new(broken.into_iter().chain(warned).collect())));
     }
-    Ok(())
+    Ok(warned)
 }
 
 fn prepare(mut body: Value, repo: &Repository) -> NewVersion {
@@ -232,7 +257,7 @@ impl Repository {
         let mut event = Event::new("read", Interaction::Read).target(format!("{ty}/{id}"));
         let result = async {
             match self.door(Interaction::Read, Some(ty)).await?.read(ty, id).await? {
-                Some(_) if !self.visible(Interaction::Read, ty, id).await? => {
+                Some(s) if !self.visible_stored(Interaction::Read, &s).await? => {
                     Err(Error::NotFound(format!("{ty}/{id}")))
                 }
                 Some(s) if s.is_deleted() => Err(Error::Gone(format!("{ty}/{id}"), Box::new(s))),
@@ -243,8 +268,10 @@ impl Repository {
         .await;
         // a Binary held to a patient's record through another resource (its
         // securityContext) is a read of that record
-        if result.is_ok() && ty.as_str() == "Binary" {
-            for p in self.proxy_patients(id).await? {
+        if let Ok(s) = &result
+            && ty.as_str() == "Binary"
+        {
+            for p in self.proxy_patients(s).await? {
                 event = event.patient(p);
             }
         }
@@ -542,21 +569,9 @@ impl Repository {
             };
         // the invariants of severity warning (best practices such as dom-6) are reported
         // beside what refuses, once the structure holds (as the invariants are checked)
-        let warnings = || -> Vec<Issue> {
-            hale_fhirpath::invariants::check_with_warnings(body)
-                .into_iter()
-                .filter(|v| v.warning)
-                .map(|v| Issue::warning(IssueType::Invariant, format!("{}: {}", v.key, v.human)).at(v.location))
-                .collect()
-        };
-        match check_body(ty, id_for_check, body) {
-            Ok(()) => Ok(OperationOutcome::new(warnings())),
-            Err(Error::Invalid(mut o)) => {
-                if o.issues.iter().all(|i| i.code == IssueType::Invariant) {
-                    o.issues.extend(warnings());
-                }
-                Ok(o)
-            }
+        match check_body_reporting(ty, id_for_check, body, true) {
+            Ok(warnings) => Ok(OperationOutcome::new(warnings)),
+            Err(Error::Invalid(o)) => Ok(o),
             Err(e) => Err(e),
         }
     }

@@ -84,12 +84,7 @@ fn native(text: String, headers: &axum::http::HeaderMap) -> Result<Response, Api
         }
     };
     let length = end - start;
-    let body = axum::body::Body::from_stream(futures_util::stream::iter(DecodeChunks {
-        text,
-        data_start: data.start,
-        next: start,
-        end,
-    }));
+    let body = axum::body::Body::from_stream(futures_util::stream::iter(DecodeChunks { text, data, next: start, end }));
     let mut r = Response::new(body);
     *r.status_mut() = status;
     let h = r.headers_mut();
@@ -140,12 +135,12 @@ fn decoded_len(b64: &str) -> Option<usize> {
 /// Bytes decoded per chunk sent: a multiple of three, so each chunk is whole base64 groups.
 const CHUNK: usize = 48 * 1024;
 
-/// Decodes bytes `next..end` of the base64 data that starts at `data_start` in `text`,
+/// Decodes bytes `next..end` of the base64 data at `data` in `text`,
 /// a chunk at a time; each group of four characters is three bytes, so any byte is
 /// reached without decoding what comes before it.
 struct DecodeChunks {
     text: String,
-    data_start: usize,
+    data: std::ops::Range<usize>,
     next: usize,
     end: usize,
 }
@@ -161,7 +156,7 @@ impl Iterator for DecodeChunks {
         let upto = (self.next - self.next % 3 + CHUNK).min(self.end);
         // the whole groups that hold bytes next..upto
         let (g0, g1) = (self.next / 3, upto.div_ceil(3));
-        let data = &self.text[self.data_start..];
+        let data = &self.text[self.data.clone()];
         let group = |g: usize| (g * 4).min(data.len());
         let decoded = match base64::engine::general_purpose::STANDARD.decode(&data[group(g0)..group(g1)]) {
             Ok(d) => d,
@@ -191,7 +186,7 @@ mod tests {
 
     fn read(text: String, from: usize, to: usize) -> Vec<u8> {
         let (_, data) = content_of(&text).unwrap();
-        let chunks = DecodeChunks { text, data_start: data.start, next: from, end: to };
+        let chunks = DecodeChunks { text, data, next: from, end: to };
         chunks.flat_map(|c| c.unwrap().to_vec()).collect()
     }
 
