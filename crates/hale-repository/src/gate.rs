@@ -39,8 +39,8 @@ impl Gate {
     /// reference on that base (`https://host/fhir/Patient/1`) is indexed, searched and
     /// held to its patient as the relative reference it is (`Patient/1`).
     pub fn with_own_base(mut self, base: &str) -> Self {
-        let base = base.trim_end_matches('/');
-        self.own_base = base.contains("://").then(|| Arc::from(base));
+        // `extract_on` trims it and ignores what is not an absolute URL
+        self.own_base = (!base.is_empty()).then(|| Arc::from(base));
         self
     }
 
