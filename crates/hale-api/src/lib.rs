@@ -470,7 +470,8 @@ async fn instance_operation(
 }
 
 /// Reads the resource a create or update sends: FHIR JSON, or for a Binary any other
-/// media type, which becomes the Binary's content (R4 http, "Binary").
+/// media type, which becomes the Binary's content (R4 http, "Binary"), kept apart from
+/// its JSON.
 async fn read_resource(
     st: &ApiState,
     ty: &str,
@@ -478,16 +479,17 @@ async fn read_resource(
     headers: &HeaderMap,
     body: Body,
     pretty: bool,
-) -> Result<serde_json::Value, ApiError> {
+) -> Result<(serde_json::Value, Option<hale_repository::Content>), ApiError> {
     match (ty, negotiate::native_content_type(headers)) {
         ("Binary", Some(ct)) => read_native_binary(st, id, &ct, headers, body, pretty).await,
-        _ => read_json(st, headers, body, pretty).await,
+        _ => Ok((read_json(st, headers, body, pretty).await?, None)),
     }
 }
 
 /// A Binary from content in its own media type: `contentType` is the request's
-/// `Content-Type`, `data` the bytes, and `securityContext` the reference an
-/// `X-Security-Context` header names, under a limit of its own.
+/// `Content-Type`, and `securityContext` the reference an `X-Security-Context` header
+/// names. The bytes, under a limit of their own, are spooled to a file as they arrive,
+/// never whole in memory; the store then takes them from it a part at a time.
 async fn read_native_binary(
     st: &ApiState,
     id: Option<&str>,
@@ -495,8 +497,9 @@ async fn read_native_binary(
     headers: &HeaderMap,
     body: Body,
     pretty: bool,
-) -> Result<serde_json::Value, ApiError> {
-    use base64::Engine;
+) -> Result<(serde_json::Value, Option<hale_repository::Content>), ApiError> {
+    use futures_util::StreamExt;
+    use tokio::io::AsyncWriteExt;
     let limit = st.limits.max_binary_bytes;
     let too_large = || {
         ApiError::new(
@@ -529,7 +532,29 @@ async fn read_native_binary(
             Some(r.to_string())
         }
     };
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| too_large())?;
+    let spool_failed = |e: std::io::Error| {
+        tracing::error!(error = %e, "a Binary's content could not be spooled");
+        ApiError::new(Category::Internal, Issue::error(IssueType::Exception, "The content could not be received"))
+            .pretty(pretty)
+    };
+    let (file, path) = tempfile::NamedTempFile::new().map_err(spool_failed)?.into_parts();
+    let mut file = tokio::fs::File::from_std(file);
+    let mut len = 0u64;
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        // a body that breaks off is a request that did not arrive
+        let chunk = chunk.map_err(|_| {
+            ApiError::new(Category::Invalid, Issue::error(IssueType::Invalid, "The content did not arrive whole"))
+                .pretty(pretty)
+        })?;
+        len += chunk.len() as u64;
+        if len > limit as u64 {
+            return Err(too_large());
+        }
+        file.write_all(&chunk).await.map_err(spool_failed)?;
+    }
+    file.flush().await.map_err(spool_failed)?;
+    drop(file);
     let mut b = serde_json::Map::new();
     b.insert("resourceType".into(), "Binary".into());
     if let Some(id) = id {
@@ -539,10 +564,8 @@ async fn read_native_binary(
     if let Some(r) = context {
         b.insert("securityContext".into(), serde_json::json!({ "reference": r }));
     }
-    if !bytes.is_empty() {
-        b.insert("data".into(), base64::engine::general_purpose::STANDARD.encode(&bytes).into());
-    }
-    Ok(serde_json::Value::Object(b))
+    let content = (len > 0).then(|| hale_repository::Content::new(path, len));
+    Ok((serde_json::Value::Object(b), content))
 }
 
 /// Reads a request body under the size limit and parses it as FHIR JSON.

@@ -175,6 +175,12 @@ impl Ctx {
     }
 
     /// The answer to a write, shaped by `Prefer: return`.
+    /// Whether a write is answered with the resource (`Prefer: return=representation`,
+    /// the default).
+    pub fn wants_representation(&self) -> bool {
+        matches!(self.prefer_return, Return::Representation)
+    }
+
     pub fn write_response(&self, status: StatusCode, stored: &StoredResource, message: &str) -> Response {
         let mut r = match (self.prefer_return, &stored.body) {
             (Return::Representation, Some(body)) => self.respond(status, self.stored_text(body)),

@@ -18,7 +18,10 @@ use crate::{Error, Result};
 /// store it opened; cloning it is cheap.
 #[derive(Clone)]
 pub struct Gate {
+    /// The store as [`crate::content::Whole`] shows it: Binary content in its JSON.
     store: Arc<dyn Store>,
+    /// The store itself, for Binary content a part at a time.
+    raw: Arc<dyn Store>,
     /// The server's own FHIR base (`https://host/fhir`), when the operator set one:
     /// references on it are indexed as the relative references they are.
     own_base: Option<Arc<str>>,
@@ -32,7 +35,7 @@ impl std::fmt::Debug for Gate {
 
 impl Gate {
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Gate { store, own_base: None }
+        Gate { store: Arc::new(crate::content::Whole(store.clone())), raw: store, own_base: None }
     }
 
     /// The gate of a server whose FHIR base is `base` (`https://host/fhir`): a stored
@@ -46,7 +49,12 @@ impl Gate {
 
     /// The repository for one request.
     pub fn repository(&self, ctx: RequestContext) -> Repository {
-        Repository { store: self.store.clone(), ctx: Arc::new(ctx), own_base: self.own_base.clone() }
+        Repository {
+            store: self.store.clone(),
+            raw: self.raw.clone(),
+            ctx: Arc::new(ctx),
+            own_base: self.own_base.clone(),
+        }
     }
 
     /// The repository of a command or background job, as the system principal.
@@ -60,6 +68,8 @@ impl Gate {
 #[derive(Clone)]
 pub struct Repository {
     store: Arc<dyn Store>,
+    /// The store without [`crate::content::Whole`] before it (see [`Gate`]).
+    pub(crate) raw: Arc<dyn Store>,
     ctx: Arc<RequestContext>,
     own_base: Option<Arc<str>>,
 }
@@ -178,7 +188,8 @@ impl Repository {
     /// read without audit: it decides who may see the Binary and is not shown.
     async fn security_proxy(&self, id: &ResourceId) -> Result<Option<(ResourceType, ResourceId)>> {
         let binary = crate::resource_type("Binary")?;
-        Ok(self.store.read(&binary, id).await?.and_then(|s| s.body).as_deref().and_then(proxy_in))
+        // the raw store: the Binary's content is not needed
+        Ok(self.raw.read(&binary, id).await?.and_then(|s| s.body).as_deref().and_then(proxy_in))
     }
 
     /// The patients the resource standing in for Binary version `s` concerns (for the

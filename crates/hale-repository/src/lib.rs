@@ -10,6 +10,7 @@
 
 mod accounts;
 mod bundle;
+mod content;
 mod criteria;
 mod fhirpath_patch;
 #[cfg(test)]
@@ -33,8 +34,8 @@ pub use hale_audit::expand as audit_event_text;
 /// The store's value types that the gate's callers see (pages, versions, queries); the
 /// store itself is never handed out.
 pub use hale_store::{
-    AuditQuery, CreateOutcome, EverythingQuery, HistoryPage, HistoryQuery, HistoryScope, Instant, Method, SearchPage,
-    StoredResource, UpdateOutcome,
+    AuditQuery, CONTENT_PART, Content, CreateOutcome, EverythingQuery, HistoryPage, HistoryQuery, HistoryScope,
+    Instant, Method, SearchPage, StoredResource, UpdateOutcome,
 };
 
 /// Errors of the gate; each has a [`Category`] that the API maps to HTTP.
@@ -217,6 +218,55 @@ fn check_body_reporting(
     Ok(warned)
 }
 
+/// Content kept apart is a Binary's, whose JSON then carries no `data` of its own.
+fn check_content(ty: &ResourceType, body: &Value, content: Option<&Content>) -> Result<()> {
+    if content.is_some() && (ty.as_str() != "Binary" || body.get("data").is_some()) {
+        return Err(Error::invalid(
+            Issue::error(IssueType::Invalid, "Content sent apart is a Binary's, which then has no data of its own")
+                .at(format!("{ty}.data")),
+        ));
+    }
+    Ok(())
+}
+
+/// The content of a Binary version kept apart from its JSON, as
+/// [`Repository::read_content`] found it: read a part at a time.
+#[derive(Clone)]
+pub struct BinaryContent {
+    store: std::sync::Arc<dyn hale_store::Store>,
+    id: ResourceId,
+    version: VersionId,
+    len: u64,
+}
+
+impl std::fmt::Debug for BinaryContent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "BinaryContent(Binary/{}/_history/{}, {} bytes)", self.id, self.version, self.len)
+    }
+}
+
+impl BinaryContent {
+    /// Its length in bytes.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The part holding byte `offset` (its offset and bytes); an error past the end or
+    /// where a part is missing.
+    pub async fn part(&self, offset: u64) -> Result<(u64, Vec<u8>)> {
+        self.store.content_part(&self.id, self.version, offset).await?.ok_or_else(|| {
+            Error::Store(hale_store::Error::Backend(format!(
+                "Binary/{} version {}: no content at byte {offset}",
+                self.id, self.version
+            )))
+        })
+    }
+}
+
 fn prepare(mut body: Value, repo: &Repository) -> NewVersion {
     if let Some(obj) = body.as_object_mut() {
         // the server owns versionId and lastUpdated
@@ -229,7 +279,7 @@ fn prepare(mut body: Value, repo: &Repository) -> NewVersion {
         }
     }
     let index = repo.index_rows(&body);
-    NewVersion { resource: body, index }
+    NewVersion::new(body, index)
 }
 
 /// Applies a JSON Patch document (RFC 6902) to a stored version; the result is not yet
@@ -254,9 +304,34 @@ pub(crate) fn apply_json_patch(current: &StoredResource, patch: &Value) -> Resul
 impl Repository {
     /// The current version; a deleted resource is [`Error::Gone`].
     pub async fn read(&self, ty: &ResourceType, id: &ResourceId) -> Result<StoredResource> {
+        self.read_from(ty, id, false).await
+    }
+
+    /// The current version of Binary `id`, its content (if kept apart from its JSON)
+    /// left out of it and read a part at a time from what this answers with: the
+    /// access checks and the audit of [`Repository::read`].
+    pub async fn read_content(&self, id: &ResourceId) -> Result<(StoredResource, Option<BinaryContent>)> {
+        let ty = resource_type("Binary")?;
+        let s = self.read_from(&ty, id, true).await?;
+        let content = match self.raw.content_len(&s.id, s.version).await? {
+            Some(len) => Some(BinaryContent { store: self.raw.clone(), id: s.id.clone(), version: s.version, len }),
+            None => None,
+        };
+        Ok((s, content))
+    }
+
+    /// Puts the content of a Binary version this repository wrote apart from its JSON
+    /// ([`Repository::create_with`]) into it, as `data`, to show the resource whole.
+    pub async fn whole(&self, s: &mut StoredResource) -> Result<()> {
+        Ok(crate::content::whole(self.raw.as_ref(), s).await?)
+    }
+
+    async fn read_from(&self, ty: &ResourceType, id: &ResourceId, raw: bool) -> Result<StoredResource> {
         let mut event = Event::new("read", Interaction::Read).target(format!("{ty}/{id}"));
         let result = async {
-            match self.door(Interaction::Read, Some(ty)).await?.read(ty, id).await? {
+            let store = self.door(Interaction::Read, Some(ty)).await?;
+            let store = if raw { self.raw.as_ref() } else { store };
+            match store.read(ty, id).await? {
                 Some(s) if !self.visible_stored(Interaction::Read, &s).await? => {
                     Err(Error::NotFound(format!("{ty}/{id}")))
                 }
@@ -306,13 +381,28 @@ impl Repository {
 
     /// Creates a resource; with `if_none_exist` (a query string) only if nothing matches.
     pub async fn create(&self, ty: &ResourceType, body: Value, if_none_exist: Option<&str>) -> Result<CreateOutcome> {
+        self.create_with(ty, body, None, if_none_exist).await
+    }
+
+    /// [`Repository::create`] of a Binary whose content is kept apart from its JSON
+    /// (which must have no `data`), written to the store a part at a time. The version
+    /// created is answered as written, without its content ([`Repository::whole`]).
+    pub async fn create_with(
+        &self,
+        ty: &ResourceType,
+        body: Value,
+        content: Option<Content>,
+        if_none_exist: Option<&str>,
+    ) -> Result<CreateOutcome> {
         let event = Event::new("create", Interaction::Create);
         let result = async {
             let criteria = if_none_exist.map(|q| self.criteria(ty, q, None)).transpose()?;
             check_body(ty, None, &body)?;
+            check_content(ty, &body, content.as_ref())?;
             let audit = self.audit_write(event.clone());
             let store = self.door(Interaction::Create, Some(ty)).await?;
-            let new = prepare(body, self);
+            let mut new = prepare(body, self);
+            new.content = content;
             self.check_write(Interaction::Create, ty, None, Some(&new), &[]).await?;
             Ok(store.create(ty, new, criteria, audit).await?)
         }
@@ -328,7 +418,20 @@ impl Repository {
         body: Value,
         if_match: Option<VersionId>,
     ) -> Result<UpdateOutcome> {
-        self.update_as("update", ty, id, body, if_match).await
+        self.update_as("update", ty, id, body, None, if_match).await
+    }
+
+    /// [`Repository::update`] of a Binary whose content is kept apart from its JSON
+    /// (see [`Repository::create_with`]).
+    pub async fn update_with(
+        &self,
+        ty: &ResourceType,
+        id: &ResourceId,
+        body: Value,
+        content: Option<Content>,
+        if_match: Option<VersionId>,
+    ) -> Result<UpdateOutcome> {
+        self.update_as("update", ty, id, body, content, if_match).await
     }
 
     async fn update_as(
@@ -337,14 +440,17 @@ impl Repository {
         ty: &ResourceType,
         id: &ResourceId,
         body: Value,
+        content: Option<Content>,
         if_match: Option<VersionId>,
     ) -> Result<UpdateOutcome> {
         let event = Event::new(subtype, Interaction::Update);
         let result = async {
             check_body(ty, Some(id), &body)?;
+            check_content(ty, &body, content.as_ref())?;
             let audit = self.audit_write(event.clone());
             let store = self.door(Interaction::Update, Some(ty)).await?;
-            let new = prepare(body, self);
+            let mut new = prepare(body, self);
+            new.content = content;
             self.check_write(Interaction::Update, ty, Some(id), Some(&new), &[]).await?;
             Ok(store.update(ty, id, new, if_match, audit).await?)
         }
@@ -352,16 +458,18 @@ impl Repository {
         self.audit_failed_write(event.target(format!("{ty}/{id}")), result).await
     }
 
-    /// Conditional update: the query selects the resource to update.
+    /// Conditional update: the query selects the resource to update (a Binary's content
+    /// may be kept apart, as for [`Repository::create_with`]).
     pub async fn conditional_update(
         &self,
         ty: &ResourceType,
         query: &str,
         body: Value,
+        content: Option<Content>,
         if_match: Option<VersionId>,
     ) -> Result<UpdateOutcome> {
         let event = Event::new("update", Interaction::Update).query(format!("{ty}?{query}"));
-        let result = self.conditional_update_inner(ty, query, body, if_match, &event).await;
+        let result = self.conditional_update_inner(ty, query, body, content, if_match, &event).await;
         self.audit_failed_write(event.target(ty.as_str()), result).await
     }
 
@@ -370,6 +478,7 @@ impl Repository {
         ty: &ResourceType,
         query: &str,
         body: Value,
+        content: Option<Content>,
         if_match: Option<VersionId>,
         event: &Event,
     ) -> Result<UpdateOutcome> {
@@ -391,10 +500,12 @@ impl Repository {
             Some(id) => check_body(ty, Some(id), &body)?,
             None => check_body(ty, None, &body)?,
         }
+        check_content(ty, &body, content.as_ref())?;
         self.door(Interaction::Search, Some(ty)).await?;
         let audit = self.audit_write(event.clone());
         let store = self.door(Interaction::Update, Some(ty)).await?;
-        let new = prepare(body, self);
+        let mut new = prepare(body, self);
+        new.content = content;
         self.check_write(Interaction::Update, ty, id.as_ref(), Some(&new), &[]).await?;
         Ok(store.conditional_update(criteria, id, new, if_match, audit).await?)
     }
@@ -422,7 +533,7 @@ impl Repository {
     ) -> Result<UpdateOutcome> {
         let current = self.read_for_patch(ty, id, if_match).await?;
         let resource = apply_json_patch(&current, patch)?;
-        self.update_as("patch", ty, id, resource, Some(current.version)).await
+        self.update_as("patch", ty, id, resource, None, Some(current.version)).await
     }
 
     /// PATCH with a FHIRPath Patch (a `Parameters` resource): applied to the current
@@ -438,7 +549,7 @@ impl Repository {
         let resource: Value = serde_json::from_str(current.body.as_deref().unwrap_or("{}"))
             .map_err(|e| Error::Store(hale_store::Error::Backend(e.to_string())))?;
         let patched = fhirpath_patch::apply(&resource, patch)?;
-        self.update_as("patch", ty, id, patched, Some(current.version)).await
+        self.update_as("patch", ty, id, patched, None, Some(current.version)).await
     }
 
     /// Deletes a resource (a versioned tombstone). `None`: nothing current to delete.
@@ -632,13 +743,22 @@ impl Repository {
 
     /// Writes versions back verbatim, each with its index rows (computed here from its
     /// JSON; none for a deletion or an older version), into a store being filled by
-    /// `hale migrate-store` (system only).
+    /// `hale migrate-store` (system only). A Binary's content whose JSON ends with it
+    /// (as [`Repository::versions_after`] gives content kept apart) is kept apart again.
     pub async fn restore(&self, versions: Vec<StoredResource>) -> Result<()> {
         let store = self.door(Interaction::Maintenance, None).await?;
         let event = Event::new("maintenance:restore", Interaction::Maintenance);
         let row = event.row(self.context(), &versions.iter().collect::<Vec<_>>());
         let mut batch = Vec::with_capacity(versions.len());
-        for v in versions {
+        for mut v in versions {
+            // a Binary's content goes apart from its JSON again
+            let content = match crate::content::apart(&v)? {
+                Some((body, content)) => {
+                    v.body = Some(body);
+                    Some(content)
+                }
+                None => None,
+            };
             let index = match &v.body {
                 Some(body) => {
                     let json: Value = serde_json::from_str(body).map_err(|_| {
@@ -651,7 +771,7 @@ impl Repository {
                 }
                 None => IndexRows::default(),
             };
-            batch.push((v, index));
+            batch.push((v, index, content));
         }
         store.restore(batch).await?;
         store.append_audit(vec![row]).await?;
@@ -797,6 +917,54 @@ mod tests {
         };
         let patch = json!([{"op":"move","from":"/gender","path":""},{"op":"test","path":"/id","value":"p"}]);
         assert!(apply_json_patch(&stored, &patch).is_err());
+    }
+
+    /// Content sent apart is stored apart (the JSON without `data`, the bytes in parts)
+    /// and shown whole everywhere but its own read; a copy of the store keeps it apart.
+    #[tokio::test]
+    async fn a_binarys_content_is_kept_apart_and_shown_whole() {
+        use base64::Engine;
+        let (_dir, repo) = repo().await;
+        let bytes: Vec<u8> = (0..(CONTENT_PART as u32 * 2 + 11)).map(|i| (i % 251) as u8).collect();
+        let spool = |b: &[u8]| {
+            let mut f = tempfile::NamedTempFile::new().unwrap();
+            std::io::Write::write_all(&mut f, b).unwrap();
+            Content::new(f.into_temp_path(), b.len() as u64)
+        };
+        let ty = resource_type("Binary").unwrap();
+        let body = json!({"resourceType": "Binary", "contentType": "application/pdf"});
+        let mut created = match repo.create_with(&ty, body.clone(), Some(spool(&bytes)), None).await.unwrap() {
+            CreateOutcome::Created(s) => s,
+            other => panic!("{other:?}"),
+        };
+        // answered as written, whole when asked
+        assert!(!created.body.as_deref().unwrap().contains("\"data\""));
+        repo.whole(&mut created).await.unwrap();
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&bytes);
+        let whole: Value = serde_json::from_str(created.body.as_deref().unwrap()).unwrap();
+        assert_eq!(whole["data"], b64);
+        assert_eq!(repo.read(&ty, &created.id).await.unwrap().body, created.body);
+        // as stored: the JSON without data, the bytes in three parts
+        let raw = repo.raw.read(&ty, &created.id).await.unwrap().unwrap();
+        assert!(!raw.body.as_deref().unwrap().contains("\"data\""), "{:?}", raw.body);
+        assert_eq!(repo.raw.content_len(&created.id, created.version).await.unwrap(), Some(bytes.len() as u64));
+        let (_, content) = repo.read_content(&created.id).await.unwrap();
+        let content = content.unwrap();
+        let (at, part) = content.part(CONTENT_PART as u64 + 5).await.unwrap();
+        assert_eq!((at, part.len()), (CONTENT_PART as u64, CONTENT_PART));
+        assert_eq!(content.part(bytes.len() as u64 - 1).await.unwrap().1, bytes[2 * CONTENT_PART..]);
+        assert!(content.part(bytes.len() as u64).await.is_err());
+        // data of its own beside content sent apart is refused
+        let both = json!({"resourceType": "Binary", "contentType": "text/plain", "data": "aGk="});
+        assert!(matches!(repo.create_with(&ty, both, Some(spool(b"x")), None).await, Err(Error::Invalid(_))));
+        // a copy keeps it apart, and the same
+        let (_dir2, copy) = self::tests::repo().await;
+        let versions: Vec<StoredResource> =
+            repo.versions_after(0, 100).await.unwrap().into_iter().map(|(_, v)| v).collect();
+        copy.restore(versions).await.unwrap();
+        let raw_copy = copy.raw.read(&ty, &created.id).await.unwrap().unwrap();
+        assert_eq!(raw_copy.body, raw.body);
+        assert_eq!(copy.read(&ty, &created.id).await.unwrap().body, created.body);
     }
 
     #[tokio::test]

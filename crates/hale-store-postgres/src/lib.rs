@@ -55,6 +55,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (7, include_str!("../migrations/0007_auth.sql")),
     (8, include_str!("../migrations/0008_server_key.sql")),
     (9, include_str!("../migrations/0009_related_rows.sql")),
+    (10, include_str!("../migrations/0010_binary_content.sql")),
 ];
 
 /// The newest schema version this build knows.
@@ -519,6 +520,24 @@ impl Store for PgStore {
         }
     }
 
+    async fn content_len(&self, id: &ResourceId, version: VersionId) -> Result<Option<u64>> {
+        let c = self.timed(&self.meters.point_read).await?;
+        let s = c.prepare_cached(&sql::number_marks(hale_store::sql::CONTENT_LEN)).await.map_err(db)?;
+        let r = c.query_one(&s, &[&id.as_str(), &(version.get() as i64)]).await.map_err(db)?;
+        Ok(r.get::<_, Option<i64>>(0).map(|n| n as u64))
+    }
+
+    async fn content_part(&self, id: &ResourceId, version: VersionId, offset: u64) -> Result<Option<(u64, Vec<u8>)>> {
+        let c = self.timed(&self.meters.point_read).await?;
+        let s = c.prepare_cached(&sql::number_marks(hale_store::sql::CONTENT_PART)).await.map_err(db)?;
+        let found = c
+            .query_opt(&s, &[&id.as_str(), &(version.get() as i64), &(offset as i64)])
+            .await
+            .map_err(db)?
+            .map(|r| (r.get::<_, i64>(0) as u64, r.get::<_, Vec<u8>>(1)));
+        Ok(found.filter(|(at, bytes)| offset < at + bytes.len() as u64))
+    }
+
     async fn create(
         &self,
         ty: &ResourceType,
@@ -788,7 +807,7 @@ impl Store for PgStore {
         rows.iter().map(row_to_stored).collect()
     }
 
-    async fn restore(&self, versions: Vec<(StoredResource, IndexRows)>) -> Result<()> {
+    async fn restore(&self, versions: Vec<(StoredResource, IndexRows, Option<hale_store::Content>)>) -> Result<()> {
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(db)?;
         write::restore(&tx, versions).await?;

@@ -16,7 +16,7 @@ use std::task::Poll;
 use deadpool_postgres::GenericClient;
 use hale_fhir::{ResourceId, ResourceType, VersionId};
 use hale_search::index::CompositePart;
-use hale_store::{IndexRows, Method, NewVersion, Result, StoredResource, next_version};
+use hale_store::{Content, IndexRows, Method, NewVersion, Result, StoredResource, next_version};
 use tokio_postgres::types::ToSql;
 
 use crate::db;
@@ -114,7 +114,11 @@ impl<'c, C: GenericClient> Writer<'c, C> {
         if self.pending_keys.contains(&k) {
             self.flush().await?;
         }
-        let (version, at, body, index) = next_version(id, prev, new);
+        let (version, at, body, index, content) = next_version(id, prev, new);
+        if let Some(content) = content {
+            // the parts go straight in, one at a time: only the version row waits
+            put_content(self.c, id.as_str(), version.get() as i64, &content).await?;
+        }
         self.known.insert(k.clone(), Some((version, body.is_none(), at.millis())));
         self.pending_keys.insert(k);
         self.pending.push(Pending {
@@ -170,10 +174,16 @@ async fn send(c: &impl GenericClient, p: &[Pending]) -> Result<()> {
 
 /// Writes stored versions verbatim (`hale migrate-store`), in the order given, in as few
 /// statements as the versions allow (a resource named twice starts a new batch).
-pub(crate) async fn restore(c: &impl GenericClient, versions: Vec<(StoredResource, IndexRows)>) -> Result<()> {
+pub(crate) async fn restore(
+    c: &impl GenericClient,
+    versions: Vec<(StoredResource, IndexRows, Option<Content>)>,
+) -> Result<()> {
     let mut batch: Vec<Pending> = Vec::new();
     let mut keys: HashSet<Key> = HashSet::new();
-    for (v, index) in versions {
+    for (v, index, content) in versions {
+        if let Some(content) = content {
+            put_content(c, v.id.as_str(), v.version.get() as i64, &content).await?;
+        }
         if !keys.insert(key(v.resource_type.as_str(), v.id.as_str())) {
             send(c, &batch).await?;
             batch.clear();
@@ -192,6 +202,16 @@ pub(crate) async fn restore(c: &impl GenericClient, versions: Vec<(StoredResourc
         });
     }
     send(c, &batch).await
+}
+
+/// Stores a Binary version's content kept apart, a part at a time from its file.
+async fn put_content(c: &impl GenericClient, id: &str, version: i64, content: &Content) -> Result<()> {
+    let s = c.prepare_cached(&crate::sql::number_marks(hale_store::sql::CONTENT_INSERT)).await.map_err(db)?;
+    for part in content.parts()? {
+        let (at, bytes) = part?;
+        c.execute(&s, &[&id, &version, &(at as i64), &bytes]).await.map_err(db)?;
+    }
+    Ok(())
 }
 
 fn key(ty: &str, id: &str) -> Key {

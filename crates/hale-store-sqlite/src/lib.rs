@@ -26,9 +26,9 @@ use hale_fhir::{ResourceId, ResourceType, VersionId};
 use hale_search::parse::SearchRequest;
 use hale_store::sql::INDEX_TABLES;
 use hale_store::{
-    AccountKey, AccountRow, AuditQuery, AuditRow, AuditWrite, AuthRecord, ChainLink, ChainedEntry, CreateOutcome,
-    Criteria, Error, EverythingQuery, HistoryPage, HistoryQuery, HistoryScope, IndexRows, Instant, Method, NewVersion,
-    Precondition, Result, SearchPage, Store, StoredResource, TxOp, TxOutcome, UpdateOutcome,
+    AccountKey, AccountRow, AuditQuery, AuditRow, AuditWrite, AuthRecord, ChainLink, ChainedEntry, Content,
+    CreateOutcome, Criteria, Error, EverythingQuery, HistoryPage, HistoryQuery, HistoryScope, IndexRows, Instant,
+    Method, NewVersion, Precondition, Result, SearchPage, Store, StoredResource, TxOp, TxOutcome, UpdateOutcome,
 };
 use journal::Journal;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params, params_from_iter};
@@ -50,6 +50,7 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
     (13, include_str!("../migrations/0013_server_key.sql")),
     (14, include_str!("../migrations/0014_related_rows.sql")),
     (15, include_str!("../migrations/0015_audit_segments.sql")),
+    (16, include_str!("../migrations/0016_binary_content.sql")),
 ];
 
 /// Readers kept open for reuse.
@@ -575,10 +576,23 @@ fn write_version(
     method: Method,
     new: Option<NewVersion>,
 ) -> Result<StoredResource> {
-    let (version, at, body, index) = hale_store::next_version(id, prev, new);
+    let (version, at, body, index, content) = hale_store::next_version(id, prev, new);
     let stored = StoredResource { resource_type: ty.clone(), id: id.clone(), version, last_updated: at, method, body };
     put_version(tx, &stored, &index, prev.is_some())?;
+    if let Some(content) = content {
+        put_content(tx, id, version, &content)?;
+    }
     Ok(stored)
+}
+
+/// Stores a Binary version's content kept apart, a part at a time from its file.
+fn put_content(tx: &Connection, id: &ResourceId, version: VersionId, content: &Content) -> Result<()> {
+    let mut s = tx.prepare_cached(hale_store::sql::CONTENT_INSERT).map_err(backend)?;
+    for part in content.parts()? {
+        let (at, bytes) = part?;
+        s.execute(params![id.as_str(), version.get() as i64, at as i64, bytes]).map_err(backend)?;
+    }
+    Ok(())
 }
 
 /// Stores a version as given: its row, the `resources` row pointing at it, and its
@@ -866,6 +880,30 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn content_len(&self, id: &ResourceId, version: VersionId) -> Result<Option<u64>> {
+        let id = id.clone();
+        self.point_read(move |c| {
+            c.prepare_cached(hale_store::sql::CONTENT_LEN)?
+                .query_row(params![id.as_str(), version.get() as i64], |r| r.get::<_, Option<i64>>(0))
+                .map(|n| n.map(|n| n as u64))
+        })
+        .await
+    }
+
+    async fn content_part(&self, id: &ResourceId, version: VersionId, offset: u64) -> Result<Option<(u64, Vec<u8>)>> {
+        let id = id.clone();
+        let found = self
+            .point_read(move |c| {
+                c.prepare_cached(hale_store::sql::CONTENT_PART)?
+                    .query_row(params![id.as_str(), version.get() as i64, offset as i64], |r| {
+                        Ok((r.get::<_, i64>(0)? as u64, r.get::<_, Vec<u8>>(1)?))
+                    })
+                    .optional()
+            })
+            .await?;
+        Ok(found.filter(|(at, bytes)| offset < at + bytes.len() as u64))
+    }
+
     async fn create(
         &self,
         ty: &ResourceType,
@@ -1039,10 +1077,13 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn restore(&self, versions: Vec<(StoredResource, IndexRows)>) -> Result<()> {
+    async fn restore(&self, versions: Vec<(StoredResource, IndexRows, Option<Content>)>) -> Result<()> {
         self.with_writer(move |tx| {
-            for (v, index) in &versions {
+            for (v, index, content) in &versions {
                 put_version(tx, v, index, true)?;
+                if let Some(content) = content {
+                    put_content(tx, &v.id, v.version, content)?;
+                }
             }
             Ok(())
         })
@@ -1397,6 +1438,7 @@ mod tests {
 
     fn patient(family: &str) -> NewVersion {
         NewVersion {
+            content: None,
             resource: json!({"resourceType":"Patient","name":[{"family":family}]}),
             index: IndexRows::default(),
         }

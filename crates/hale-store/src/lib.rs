@@ -115,6 +115,85 @@ pub struct Criteria {
 pub struct NewVersion {
     pub resource: Value,
     pub index: IndexRows,
+    /// A Binary's content kept apart from its JSON (which then has no `data`): stored in
+    /// parts beside the version, and read back in parts ([`Store::content_part`]).
+    pub content: Option<Content>,
+}
+
+impl NewVersion {
+    /// A version whose content, if any, is in its JSON.
+    pub fn new(resource: Value, index: IndexRows) -> Self {
+        NewVersion { resource, index, content: None }
+    }
+}
+
+/// The parts of a [`Content`], read one at a time.
+pub struct Parts {
+    file: std::fs::File,
+    at: u64,
+    len: u64,
+}
+
+impl Iterator for Parts {
+    type Item = Result<(u64, Vec<u8>)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        use std::io::Read;
+        if self.at >= self.len {
+            // the file must end where the content does
+            return match self.file.read(&mut [0u8; 1]) {
+                Ok(0) => None,
+                Ok(_) => {
+                    self.at = u64::MAX;
+                    Some(Err(Error::Backend("content: the file is longer than its length".into())))
+                }
+                Err(e) => Some(Err(Error::Backend(format!("content: {e}")))),
+            };
+        }
+        let want = (self.len - self.at).min(CONTENT_PART as u64) as usize;
+        let mut buf = vec![0u8; want];
+        if let Err(e) = self.file.read_exact(&mut buf) {
+            self.at = u64::MAX;
+            return Some(Err(Error::Backend(format!("content: {e}"))));
+        }
+        let at = self.at;
+        self.at += want as u64;
+        Some(Ok((at, buf)))
+    }
+}
+
+/// Bytes a Binary's content is stored in: each part its own row, read on its own.
+pub const CONTENT_PART: usize = 512 * 1024;
+
+/// The content of a Binary kept apart from its JSON, as a file it was spooled to (and
+/// that is removed when the last handle goes): a store reads it a part at a time, so
+/// no more than a part is in memory while it is written.
+#[derive(Debug, Clone)]
+pub struct Content {
+    file: std::sync::Arc<tempfile::TempPath>,
+    len: u64,
+}
+
+impl Content {
+    /// Content spooled to `file`, of `len` bytes.
+    pub fn new(file: tempfile::TempPath, len: u64) -> Self {
+        Content { file: std::sync::Arc::new(file), len }
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The parts in turn (each part's offset and bytes), read from the file; an error
+    /// when the file ends before `len` bytes or holds more.
+    pub fn parts(&self) -> Result<Parts> {
+        let file = std::fs::File::open(&**self.file).map_err(|e| Error::Backend(format!("content: {e}")))?;
+        Ok(Parts { file, at: 0, len: self.len })
+    }
 }
 
 /// What a create did.
@@ -466,20 +545,22 @@ pub type Result<T> = std::result::Result<T, Error>;
 /// The version a store writes after `prev` (the current version, whether it is deleted,
 /// its lastUpdated in milliseconds) of `id`: its number, its lastUpdated (never before the
 /// previous one's, even if the clock went back), the body stamped with both (`None` for a
-/// deletion, when `new` is `None`) and the index rows that go with it.
+/// deletion, when `new` is `None`), the index rows that go with it and the content kept
+/// apart from it (never empty).
 pub fn next_version(
     id: &ResourceId,
     prev: Option<(VersionId, bool, i64)>,
     new: Option<NewVersion>,
-) -> (VersionId, Instant, Option<String>, IndexRows) {
+) -> (VersionId, Instant, Option<String>, IndexRows, Option<Content>) {
     let version = prev.map(|p| p.0.next()).unwrap_or(VersionId::FIRST);
     let at = Instant::from_millis(Instant::now().millis().max(prev.map(|p| p.2).unwrap_or(i64::MIN)));
     match new {
         Some(mut n) => {
             stamp(&mut n.resource, id, version, at);
-            (version, at, Some(hale_fhir::json::to_string(&n.resource)), n.index)
+            let content = n.content.filter(|c| !c.is_empty());
+            (version, at, Some(hale_fhir::json::to_string(&n.resource)), n.index, content)
         }
-        None => (version, at, None, IndexRows::default()),
+        None => (version, at, None, IndexRows::default(), None),
     }
 }
 
@@ -595,6 +676,13 @@ pub trait Store: Send + Sync + 'static {
     /// The patient's compartment and the resources those reference (practitioners,
     /// organizations, medications...), ordered by type and id.
     async fn everything(&self, patient: &ResourceId, query: &EverythingQuery) -> Result<SearchPage>;
+    /// The length of the content of version `version` of Binary `id` kept apart from
+    /// its JSON ([`NewVersion::content`]); `None` when it has none (its content, if
+    /// any, is its JSON's `data`).
+    async fn content_len(&self, id: &ResourceId, version: VersionId) -> Result<Option<u64>>;
+    /// The part of that content holding byte `offset`: the part's own offset and its
+    /// bytes (at most [`CONTENT_PART`]); `None` past the end.
+    async fn content_part(&self, id: &ResourceId, version: VersionId, offset: u64) -> Result<Option<(u64, Vec<u8>)>>;
     /// History, newest first.
     async fn history(&self, scope: &HistoryScope, query: &HistoryQuery) -> Result<HistoryPage>;
     /// A cheap check that the store answers (for readiness).
@@ -607,8 +695,9 @@ pub trait Store: Send + Sync + 'static {
     async fn versions_after(&self, after: i64, limit: usize) -> Result<Vec<(i64, StoredResource)>>;
     /// Writes versions exactly as given (id, version, lastUpdated, method, body), in order,
     /// in one transaction: the last version of a resource becomes its current one, with
-    /// the index rows given (ignored for deletions). For copying into an unused store.
-    async fn restore(&self, versions: Vec<(StoredResource, IndexRows)>) -> Result<()>;
+    /// the index rows given (ignored for deletions) and a Binary's content kept apart
+    /// from its JSON. For copying into an unused store.
+    async fn restore(&self, versions: Vec<(StoredResource, IndexRows, Option<Content>)>) -> Result<()>;
 
     /// Appends audit entries (of reads, refusals, sign-ins), answered once they are
     /// written so that a crash of Hale cannot lose them: committed (PostgreSQL), or

@@ -71,7 +71,29 @@ pub const CONSISTENCY: &[(&str, &str)] = &[
          LEFT JOIN resources r ON r.res_type = x.res_type AND r.res_id = x.res_id WHERE r.version IS NULL OR r.version <> x.m",
         "{} resources whose newest version is not their current one",
     ),
+    (
+        "SELECT COUNT(*) FROM binary_content c WHERE NOT EXISTS (SELECT 1 FROM resource_versions v \
+         WHERE v.res_type = 'Binary' AND v.res_id = c.res_id AND v.version = c.version AND v.body IS NOT NULL)",
+        "{} parts of Binary content belong to no stored Binary",
+    ),
+    (
+        "SELECT COUNT(*) FROM binary_content c WHERE c.at > 0 AND NOT EXISTS (SELECT 1 FROM binary_content p \
+         WHERE p.res_id = c.res_id AND p.version = c.version AND p.at + length(p.bytes) = c.at)",
+        "{} parts of Binary content do not follow the part before them",
+    ),
 ];
+
+/// The length of the content of one version of a Binary kept apart from its JSON
+/// (`NULL` when it has none): binds the id and the version.
+pub const CONTENT_LEN: &str = "SELECT SUM(length(bytes)) FROM binary_content WHERE res_id = ? AND version = ?";
+
+/// The part of such content holding a byte: binds the id, the version and the offset;
+/// reads the part's offset and bytes.
+pub const CONTENT_PART: &str = "SELECT at, bytes FROM binary_content WHERE res_id = ? AND version = ? AND at <= ? \
+     ORDER BY at DESC LIMIT 1";
+
+/// Stores one part: binds the id, the version, the part's offset and its bytes.
+pub const CONTENT_INSERT: &str = "INSERT INTO binary_content (res_id, version, at, bytes) VALUES (?, ?, ?, ?)";
 
 /// Counts the rows of index table `table` that belong to a deleted or unknown resource.
 pub fn index_orphans(table: &str) -> String {

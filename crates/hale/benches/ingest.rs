@@ -137,7 +137,7 @@ fn insert_rows(rt: &tokio::runtime::Runtime, patients: &[String], indexed: bool)
                         ty,
                         id: hale_fhir::ResourceId::generate(),
                         method: Method::Post,
-                        new: Box::new(NewVersion { resource: r, index }),
+                        new: Box::new(NewVersion::new(r, index)),
                         preconditions: Vec::new(),
                     }
                 })

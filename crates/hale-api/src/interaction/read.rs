@@ -11,7 +11,10 @@ pub async fn handle(ty: &str, id: &str, call: &Call) -> Result<Response, ApiErro
     ctx.check_params(&[])?;
     let ty = hale_repository::resource_type(ty)?;
     let id = hale_repository::resource_id(id)?;
-    let mut stored = call.repo.read(&ty, &id).await?;
+    let native = ty.as_str() == "Binary" && native_wanted(headers, ctx.params.get("_format").is_some());
+    // the content itself: a Binary's content kept apart stays out of its JSON
+    let (mut stored, content) =
+        if native { call.repo.read_content(&id).await? } else { (call.repo.read(&ty, &id).await?, None) };
     // conditional read: If-None-Match with the current ETag
     let etag = format!("W/\"{}\"", stored.version);
     if headers
@@ -24,9 +27,10 @@ pub async fn handle(ty: &str, id: &str, call: &Call) -> Result<Response, ApiErro
         ctx.version_headers(&mut r, &stored, false);
         return Ok(r);
     }
-    if ty.as_str() == "Binary" && native_wanted(headers, ctx.params.get("_format").is_some()) {
-        // the stored text moves into the response, which decodes it as it is sent
-        let mut r = native(stored.body.take().unwrap_or_default(), headers)?;
+    if native {
+        // the stored text moves into the response, which decodes it as it is sent, or
+        // the content kept apart is read a part at a time as it is sent
+        let mut r = self::native(stored.body.take().unwrap_or_default(), content, headers)?;
         ctx.version_headers(&mut r, &stored, false);
         return Ok(r);
     }
@@ -52,15 +56,24 @@ fn native_wanted(headers: &axum::http::HeaderMap, format_given: bool) -> bool {
 
 /// The content of a stored Binary in its own media type: whole, or the one byte range
 /// a `Range: bytes=a-b` header asks for (206; 416 when it lies outside), sandboxed by
-/// [`crate::content::sandbox`]. The content is decoded from the stored text as it is
-/// sent, a chunk at a time, and only the part asked for: the stored text is the one
-/// whole copy held (not its parsed JSON, nor the decoded bytes).
-fn native(text: String, headers: &axum::http::HeaderMap) -> Result<Response, ApiError> {
+/// [`crate::content::sandbox`]. Content kept apart from the JSON is read from the store
+/// a part at a time as it is sent, only the parts asked for; content in the JSON
+/// (`data`) is decoded from the stored text as it is sent, a chunk at a time: the
+/// stored text is then the one whole copy held (not its parsed JSON, nor the decoded
+/// bytes).
+fn native(
+    text: String,
+    content: Option<hale_repository::BinaryContent>,
+    headers: &axum::http::HeaderMap,
+) -> Result<Response, ApiError> {
     use hale_fhir::{Category, Issue, IssueType};
     let unreadable =
         || ApiError::new(Category::Internal, Issue::error(IssueType::Exception, "The stored content cannot be read"));
     let (ct, data) = content_of(&text).ok_or_else(unreadable)?;
-    let total = decoded_len(&text[data.clone()]).ok_or_else(unreadable)?;
+    let total = match &content {
+        Some(c) => usize::try_from(c.len()).map_err(|_| unreadable())?,
+        None => decoded_len(&text[data.clone()]).ok_or_else(unreadable)?,
+    };
     let range = headers.get(header::RANGE).and_then(|r| r.to_str().ok()).map(str::trim).map(str::to_string);
     let (status, (start, end), content_range) = match range.as_deref().and_then(|r| r.strip_prefix("bytes=")) {
         None => (StatusCode::OK, (0, total), None),
@@ -84,7 +97,12 @@ fn native(text: String, headers: &axum::http::HeaderMap) -> Result<Response, Api
         }
     };
     let length = end - start;
-    let body = axum::body::Body::from_stream(futures_util::stream::iter(DecodeChunks { text, data, next: start, end }));
+    let body = match content {
+        Some(c) => axum::body::Body::from_stream(parts(c, start as u64, end as u64)),
+        None => {
+            axum::body::Body::from_stream(futures_util::stream::iter(DecodeChunks { text, data, next: start, end }))
+        }
+    };
     let mut r = Response::new(body);
     *r.status_mut() = status;
     let h = r.headers_mut();
@@ -130,6 +148,27 @@ fn decoded_len(b64: &str) -> Option<usize> {
     }
     let pad = b64.bytes().rev().take(2).take_while(|&c| c == b'=').count();
     Some(b64.len() / 4 * 3 - pad)
+}
+
+/// Bytes `start..end` of content kept apart, a stored part at a time.
+fn parts(
+    content: hale_repository::BinaryContent,
+    start: u64,
+    end: u64,
+) -> impl futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> {
+    futures_util::stream::try_unfold((content, start), move |(content, next)| async move {
+        if next >= end {
+            return Ok(None);
+        }
+        let (at, mut bytes) = content.part(next).await.map_err(|e| {
+            tracing::error!(error = %e, "a Binary's content could not be read");
+            std::io::Error::other("the stored content cannot be read")
+        })?;
+        let upto = (at + bytes.len() as u64).min(end);
+        bytes.truncate((upto - at) as usize);
+        let chunk = bytes::Bytes::from(bytes).slice((next - at) as usize..);
+        Ok(Some((chunk, (content, upto))))
+    })
 }
 
 /// Bytes decoded per chunk sent: a multiple of three, so each chunk is whole base64 groups.

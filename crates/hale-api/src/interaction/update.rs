@@ -17,8 +17,12 @@ pub async fn handle(st: &ApiState, ty: &str, id: &str, call: &Call, body: Body) 
     let ty = hale_repository::resource_type(ty)?;
     let id = hale_repository::resource_id(id)?;
     let version = if_match(headers, pretty)?;
-    let resource = read_resource(st, ty.as_str(), Some(id.as_str()), headers, body, pretty).await?;
-    let out = call.repo.update(&ty, &id, resource, version).await?;
+    let (resource, content) = read_resource(st, ty.as_str(), Some(id.as_str()), headers, body, pretty).await?;
+    let apart = content.is_some();
+    let mut out = call.repo.update_with(&ty, &id, resource, content, version).await?;
+    if apart && ctx.wants_representation() {
+        call.repo.whole(&mut out.stored).await?;
+    }
     let status = if out.created { StatusCode::CREATED } else { StatusCode::OK };
     Ok(ctx.write_response(status, &out.stored, if out.created { "Created" } else { "Updated" }))
 }
@@ -30,8 +34,12 @@ pub async fn conditional(st: &ApiState, ty: &str, call: &Call, body: Body) -> Re
     let pretty = ctx.pretty;
     let ty = hale_repository::resource_type(ty)?;
     let version = if_match(headers, pretty)?;
-    let resource = read_resource(st, ty.as_str(), None, headers, body, pretty).await?;
-    let out = call.repo.conditional_update(&ty, q.unwrap_or(""), resource, version).await?;
+    let (resource, content) = read_resource(st, ty.as_str(), None, headers, body, pretty).await?;
+    let apart = content.is_some();
+    let mut out = call.repo.conditional_update(&ty, q.unwrap_or(""), resource, content, version).await?;
+    if apart && ctx.wants_representation() {
+        call.repo.whole(&mut out.stored).await?;
+    }
     let status = if out.created { StatusCode::CREATED } else { StatusCode::OK };
     Ok(ctx.write_response(status, &out.stored, if out.created { "Created" } else { "Updated" }))
 }

@@ -206,6 +206,11 @@ async fn demo_synthesizes_once_then_serves() {
     assert_eq!(count(server.client.clone(), server.base.clone()).await, 2);
 }
 
+/// The content of a scanned document: two parts as stored.
+fn scan() -> Vec<u8> {
+    (0..700_001u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 7) as u8).collect()
+}
+
 /// `hale migrate-store` copies a store with its history into another and verifies it:
 /// SQLite to SQLite always, and SQLite to PostgreSQL and back when a server is given.
 #[tokio::test(flavor = "multi_thread")]
@@ -245,7 +250,19 @@ async fn migrate_store_copies_every_version_and_verifies() {
         );
         let r = client.delete(format!("{}/fhir/Patient/hist", server.base)).send().await.unwrap();
         assert!(r.status().is_success());
+        // a Binary whose content (two parts) is kept apart from its JSON
+        let r = client
+            .put(format!("{}/fhir/Binary/scan", server.base))
+            .header("content-type", "application/pdf")
+            .body(scan())
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
     }
+    // the store is consistent, its Binary content too
+    let out = hale().arg("check").arg("--data-dir").arg(src.path()).output().unwrap();
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     let from = format!("sqlite:{}", src.path().join("hale.db").display());
     let migrate = |from: &str, to: &str| hale().args(["migrate-store", "--from", from, "--to", to]).output().unwrap();
     let dst = tempfile::tempdir().unwrap();
@@ -273,6 +290,8 @@ async fn migrate_store_copies_every_version_and_verifies() {
         .await
         .unwrap();
     assert!(hale_test_support::json(r).await["total"].as_u64().unwrap() > 0, "the index was rebuilt");
+    let r = copy.client.get(format!("{}/fhir/Binary/scan", copy.base)).send().await.unwrap();
+    assert_eq!(r.bytes().await.unwrap().to_vec(), scan(), "the Binary's content was copied");
     drop(copy);
     // a target that is not empty is refused
     let out = migrate(&from, &to);
@@ -625,4 +644,28 @@ fn check_finds_an_index_that_is_not_its_rebuild_and_changes_nothing() {
         .unwrap();
     let err = String::from_utf8_lossy(&check().stderr).to_string();
     assert!(err.contains("rows of deleted or unknown resources"), "{err}");
+    // Binary content of no stored Binary, and a gap in a Binary's content
+    c.execute("DELETE FROM search_token WHERE res_id = 'nobody'", []).unwrap();
+    assert!(hale().args(["reindex", "--data-dir"]).arg(dir.path()).output().unwrap().status.success());
+    assert!(check().status.success(), "{}", String::from_utf8_lossy(&check().stderr));
+    c.execute("INSERT INTO binary_content (res_id, version, at, bytes) VALUES ('nobody', 1, 0, x'00')", []).unwrap();
+    let err = String::from_utf8_lossy(&check().stderr).to_string();
+    assert!(err.contains("parts of Binary content belong to no stored Binary"), "{err}");
+    c.execute("DELETE FROM binary_content", []).unwrap();
+    c.execute(
+        "INSERT INTO resource_versions (res_type, res_id, version, last_updated, method, body) \
+         VALUES ('Binary', 'gap', 1, 0, 'PUT', '{\"resourceType\":\"Binary\",\"id\":\"gap\"}')",
+        [],
+    )
+    .unwrap();
+    c.execute(
+        "INSERT INTO resources (res_type, res_id, version, seq, deleted) VALUES ('Binary', 'gap', 1, last_insert_rowid(), 0)",
+        [],
+    )
+    .unwrap();
+    c.execute("INSERT INTO binary_content (res_id, version, at, bytes) VALUES ('gap', 1, 0, x'0001')", []).unwrap();
+    assert!(check().status.success(), "{}", String::from_utf8_lossy(&check().stderr));
+    c.execute("INSERT INTO binary_content (res_id, version, at, bytes) VALUES ('gap', 1, 3, x'02')", []).unwrap();
+    let err = String::from_utf8_lossy(&check().stderr).to_string();
+    assert!(err.contains("do not follow the part before them"), "{err}");
 }

@@ -271,3 +271,90 @@ async fn a_binary_is_created_and_replaced_from_its_own_content() {
     assert_eq!(r.status(), 415);
     assert_eq!(json(ts.get("/Binary?_summary=count").await).await["total"], before);
 }
+
+/// Content sent in its own media type is kept apart from the Binary's JSON, in parts of
+/// 512 KiB: a native read and a range read take only the parts they need, and every
+/// FHIR read (read, vread, history, search) shows the Binary whole, its content as
+/// `data`; a patch and an update keep or replace it, and each version keeps its own.
+#[tokio::test]
+async fn a_binarys_content_is_kept_apart_and_read_a_part_at_a_time() {
+    use base64::Engine;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let ts = hale_test_support::TestServer::spawn().await;
+    assert!(
+        ts.put("/Patient/kp1", &serde_json::json!({"resourceType": "Patient", "id": "kp1"}))
+            .await
+            .status()
+            .is_success()
+    );
+    // three parts: two whole, the last short
+    let big: Vec<u8> = (0..1_200_007u32).map(|i| (i.wrapping_mul(2_246_822_519) >> 11) as u8).collect();
+    let url = ts.fhir("/Binary/scan-1");
+    let r = ts
+        .client
+        .put(&url)
+        .header("content-type", "application/dicom")
+        .header("x-security-context", "Patient/kp1")
+        .body(big.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["data"], b64(&big), "the answer to the write is the Binary whole");
+    let r = ts.client.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/dicom");
+    assert_eq!(r.headers()["content-length"], "1200007");
+    assert_eq!(r.bytes().await.unwrap().to_vec(), big);
+    let part = 512 * 1024;
+    for (a, b) in
+        [(0, 0), (part - 3, part + 2), (part, part), (2 * part - 1, 2 * part), (5, 1_100_000), (1_200_006, 1_200_006)]
+    {
+        let r = ts.client.get(&url).header("range", format!("bytes={a}-{b}")).send().await.unwrap();
+        assert_eq!(r.status(), 206, "{a}-{b}");
+        assert_eq!(r.headers()["content-range"], format!("bytes {a}-{b}/1200007").as_str());
+        assert_eq!(r.bytes().await.unwrap().to_vec(), big[a..=b], "{a}-{b}");
+    }
+    let r = ts.client.get(&url).header("range", "bytes=1200007-").send().await.unwrap();
+    assert_eq!(r.status(), 416);
+    // every FHIR read shows it whole
+    let fhir = |path: &str| {
+        let req = ts.client.get(ts.fhir(path)).header("accept", "application/fhir+json");
+        async move { req.send().await.unwrap().json::<serde_json::Value>().await.unwrap() }
+    };
+    let read = fhir("/Binary/scan-1").await;
+    assert_eq!(read["data"], b64(&big));
+    assert_eq!(read["contentType"], "application/dicom");
+    assert_eq!(read["securityContext"]["reference"], "Patient/kp1");
+    assert_eq!(fhir("/Binary/scan-1/_history/1").await["data"], b64(&big));
+    assert_eq!(fhir("/Binary?_id=scan-1").await["entry"][0]["resource"]["data"], b64(&big));
+    // a patch keeps the content (now in the JSON)
+    let patch = serde_json::json!([{"op": "replace", "path": "/contentType", "value": "application/octet-stream"}]);
+    let r = ts
+        .client
+        .patch(&url)
+        .header("content-type", "application/json-patch+json")
+        .body(patch.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let r = ts.client.get(&url).send().await.unwrap();
+    assert_eq!(r.headers()["content-type"], "application/octet-stream");
+    assert_eq!(r.bytes().await.unwrap().to_vec(), big);
+    // an update in its own media type: new content, the old versions keep theirs
+    let small = b"%PDF-1.4 small".to_vec();
+    let r = ts.client.put(&url).header("content-type", "application/pdf").body(small.clone()).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(ts.client.get(&url).send().await.unwrap().bytes().await.unwrap().to_vec(), small);
+    let history = fhir("/Binary/scan-1/_history").await;
+    let datas: Vec<&str> =
+        history["entry"].as_array().unwrap().iter().map(|e| e["resource"]["data"].as_str().unwrap()).collect();
+    assert_eq!(datas, [b64(&small), b64(&big), b64(&big)]);
+    assert_eq!(fhir("/Binary/scan-1/_history/1").await["data"], b64(&big));
+    // deleted: gone, in its own media type too
+    assert!(ts.client.delete(&url).send().await.unwrap().status().is_success());
+    assert_eq!(ts.client.get(&url).send().await.unwrap().status(), 410);
+    assert_eq!(fhir("/Binary/scan-1/_history/1").await["data"], b64(&big));
+}
