@@ -330,17 +330,19 @@ pub(crate) async fn measures(
                     "Counted: " (m.initial_population) ". Excluded: " (m.exclusions) ". Met: " (m.numerator) ". "
                     "Source: " (m.source) ". Not applied: " (m.not_applied) "."
                 }
-                (crate::svg::chart(&crate::svg::Chart {
-                    title: &format!("{} rate", m.title),
-                    unit: "%",
-                    series: vec![crate::svg::Series {
-                        label: m.title.to_string(),
-                        class: "s1",
-                        points: ts.iter().filter_map(|t| Some((crate::svg::day_number(&t.period.end)?, t.rate()?))).collect(),
-                    }],
-                    band: None,
-                    height: 150.0,
-                }))
+                @let points: Vec<(i64, f64)> = ts.iter().filter_map(|t| Some((crate::svg::day_number(&t.period.end)?, t.rate()?))).collect();
+                @if points.is_empty() {
+                    p.empty { "Nobody is counted in these periods." }
+                } @else {
+                    (crate::svg::chart(&crate::svg::Chart {
+                        title: &format!("{}, rate over the twelve months ending at each date", m.title),
+                        unit: "%",
+                        series: vec![crate::svg::Series { label: m.title.to_string(), class: "s1", points }],
+                        band: None,
+                        height: 200.0,
+                        scale: Some((0.0, 100.0)),
+                    }))
+                }
                 p.hint {
                     (now.initial_population()) " counted, " (now.excluded()) " excluded, " (now.numerator()) " of " (now.denominator()) " met"
                     @if let Some(r) = now.rate() { " (" (format!("{r:.0}%")) ")" } "."

@@ -1725,6 +1725,8 @@ async fn the_chart_works_in_a_real_browser() {
         "app-report-laptop.png",
         "app-document-added-laptop.png",
         "app-documents-phone.png",
+        "app-measures-laptop.png",
+        "app-measures-phone.png",
     ] {
         assert!(shots.join(f).metadata().unwrap().len() > 1000, "{f}");
     }
