@@ -838,14 +838,12 @@ pub fn evaluate(measure: &Measure, patient: &Value, period: &Period, record: &Re
 fn is_statin(m: &Value) -> bool {
     let cc = &m["medicationCodeableConcept"];
     let codes = statin_codes();
-    let coded = cc["coding"].as_array().into_iter().flatten().any(|c| {
-        c["system"] == RXNORM && c["code"].as_str().is_some_and(|x| codes.contains(&x))
-            || c["system"] == RXNORM
-                && c["code"]
-                    .as_str()
-                    .and_then(drugs::by_code)
-                    .is_some_and(|d| d.ingredients.iter().any(|i| i.classes.contains(&Class::Statin)))
-    });
+    // the table's statin products and ingredients, and the other statin ingredients
+    let coded = cc["coding"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| c["system"] == RXNORM && c["code"].as_str().is_some_and(|x| codes.contains(&x)));
     if coded {
         return true;
     }
