@@ -233,6 +233,29 @@ try {
   check(!(await page.textContent('tbody')).includes('Blood pressure'), 'only the chosen rule is listed');
   await page.screenshot({ path: `${shots}/app-due-filtered-laptop.png`, fullPage: true });
   await accessible(page, 'preventive care due, one rule');
+
+  // quality measures: each measure's rate over time, the patients of each group (the
+  // one to act on open), another period asked for with the form
+  await page.getByRole('link', { name: 'Measures', exact: true }).click();
+  await page.waitForURL(/\/app\/measures$/);
+  check(await page.getByRole('heading', { name: /Quality measures/ }).isVisible(), 'the measures page opens');
+  check((await page.locator('table.measures tbody tr').count()) === 7, 'each of the seven measures has a row of rates');
+  check((await page.locator('table.measures thead th').count()) === 8, 'four earlier periods and this one, counts and direction');
+  check(await page.locator('#cms147-influenza-immunization svg.chart').isVisible(), 'a measure\'s rate over time is drawn');
+  const toAct = page.locator('#cms130-colorectal-cancer-screening-not-met');
+  check(await toAct.evaluate((d) => d.open), 'the group to act on is open');
+  check((await toAct.textContent()).includes('Alvarez, Ana'), 'the patient to act on is named');
+  const met = page.locator('#cms130-colorectal-cancer-screening-met');
+  check(!(await met.evaluate((d) => d.open)), 'the other groups are closed');
+  await met.locator('summary').click();
+  check(await met.evaluate((d) => d.open), 'a group opens without script of ours');
+  await page.screenshot({ path: `${shots}/app-measures-laptop.png`, fullPage: true });
+  await accessible(page, 'quality measures');
+  await page.fill('#m-start', '2024-01-01');
+  await page.fill('#m-end', '2024-12-31');
+  await page.getByRole('button', { name: 'Measure', exact: true }).click();
+  await page.waitForURL(/\/app\/measures\?start=2024-01-01&end=2024-12-31$/);
+  check((await page.textContent('main')).includes('From 2024-01-01 to 2024-12-31'), 'the period asked for is measured');
   await page.goto(`${base}/app/patient/pat-a`);
 
   // the reconciliation form (read, not saved here)
@@ -284,6 +307,7 @@ try {
     ['/app/patient/pat-a/documents', 'app-documents-phone.png'],
     ['/app/patient/pat-a/document/DiagnosticReport/rad-a', 'app-report-phone.png'],
     ['/app/due?rule=td-booster', 'app-due-filtered-phone.png'],
+    ['/app/measures', 'app-measures-phone.png'],
   ]) {
     await small.goto(`${base}${path}`);
     const opened = new URL(small.url());

@@ -19,14 +19,6 @@ const PANEL_ROWS: usize = 20_000;
 /// The most patients a panel page counts.
 const PANEL_PATIENTS: usize = 5000;
 
-/// The day a year before `today` (`YYYY-MM-DD`; 29 February becomes the 28th).
-fn year_ago(today: &str) -> String {
-    let y: i32 = today.get(0..4).and_then(|y| y.parse().ok()).unwrap_or(1970);
-    let md = today.get(5..10).unwrap_or("01-01");
-    let md = if md == "02-29" { "02-28" } else { md };
-    format!("{:04}-{md}", y - 1)
-}
-
 /// The LOINC codes the preventive rules read, for the observations search.
 pub(crate) fn observation_codes() -> String {
     hale_cds::preventive::loinc_codes().iter().map(|c| format!("http://loinc.org|{c}")).collect::<Vec<_>>().join(",")
@@ -159,102 +151,224 @@ pub(crate) async fn due(
     respond(status, page("Preventive care due", Some(&session), body))
 }
 
-/// `GET /app/measures`: quality measures over "my patients" — each measure's rate, and
-/// the patients to act on with what their chart shows. Four searches over the panel.
-pub(crate) async fn measures(session: Session) -> Response {
-    use hale_cds::measures::{MEASURES, Tally, evaluate};
+/// The ends of the four quarters before `end` (`YYYY-MM-DD`), oldest first: the ends of
+/// the twelve-month periods the dashboard compares with the one shown.
+fn quarter_ends_before(end: &str) -> Vec<String> {
+    let y: i32 = end.get(0..4).and_then(|y| y.parse().ok()).unwrap_or(1970);
+    let m: u32 = end.get(5..7).and_then(|m| m.parse().ok()).unwrap_or(1);
+    let mut out = Vec::new();
+    // the last quarter end strictly before `end`
+    let (mut qy, mut q) = (y, (m - 1) / 3);
+    let ends = ["03-31", "06-30", "09-30", "12-31"];
+    while out.len() < 4 {
+        let candidate =
+            if q == 0 { format!("{:04}-12-31", qy - 1) } else { format!("{qy:04}-{}", ends[q as usize - 1]) };
+        if candidate.as_str() < end {
+            out.push(candidate);
+        }
+        if q == 0 {
+            qy -= 1;
+            q = 3;
+        } else {
+            q -= 1;
+        }
+    }
+    out.reverse();
+    out
+}
+
+/// The period a request asks for: `start` and `end` (dates), `end` alone (the twelve
+/// months ending then), or neither (the twelve months up to `today`); `Err` with what
+/// is wrong.
+fn asked_period(
+    q: &std::collections::HashMap<String, String>,
+    today: &str,
+) -> Result<hale_cds::measures::Period, &'static str> {
+    use hale_cds::measures::Period;
+    let field = |k: &str| q.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
+    match (field("start"), field("end")) {
+        (None, None) => Period::year_ending(today).ok_or("Today is not a date."),
+        (None, Some(e)) => Period::year_ending(e).ok_or("The end is not a date (YYYY-MM-DD)."),
+        (Some(s), e) => {
+            let e = e.unwrap_or(today);
+            match (Period::new(s, "9999"), Period::new(e, e)) {
+                (None, _) => Err("The start is not a date (YYYY-MM-DD)."),
+                (_, None) => Err("The end is not a date (YYYY-MM-DD)."),
+                _ => Period::new(s, e).ok_or("The period ends before it starts."),
+            }
+        }
+    }
+}
+
+/// `GET /app/measures`: quality measures over "my patients" and a measurement period
+/// (`start`, `end`; by default the twelve months up to today) — each measure's rate for
+/// that period and for the twelve months ending at each of the four quarter ends before
+/// it (a table and, per measure, a chart), and the patients of each group (met, not
+/// met, excluded) with what their chart shows. One search per type the measures read.
+pub(crate) async fn measures(
+    session: Session,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    use hale_cds::measures::{Group, MEASURES, Measure, Period, Tally, by_patient, queries};
+    let today = crate::fhir::today_text();
+    let asked = asked_period(&q, &today);
+    let error = asked.as_ref().err().copied();
+    let Some(period) = asked.ok().or_else(|| Period::year_ending(&today)) else {
+        return respond(
+            StatusCode::BAD_REQUEST,
+            page("Quality measures", Some(&session), html! { p.error { "Today is not a date." } }),
+        );
+    };
+    let trend: Vec<Period> = quarter_ends_before(&period.end)
+        .iter()
+        .filter_map(|e| Period::year_ending(e))
+        .chain(std::iter::once(period.clone()))
+        .collect();
     let (title, mine) = crate::find::my_patients_up_to(&session, PANEL_PATIENTS).await;
     let patients = match mine {
         Ok(p) => p,
         Err(e) => return failure(&session, &e),
     };
     let ids: Vec<&str> = patients.iter().filter_map(|p| p["id"].as_str()).collect();
-    let (mut conditions, mut immunizations, mut observations) = (Vec::new(), Vec::new(), Vec::new());
-    let mut truncated = false;
+    let mut records: Vec<Value> = Vec::new();
+    let mut truncated = patients.len() == PANEL_PATIENTS;
     if !ids.is_empty() {
         let list = ids.join(",");
-        let codes = ["4548-4", "17856-6", "85354-9", "55284-4"]
-            .iter()
-            .map(|c| format!("http://loinc.org|{c}"))
-            .collect::<Vec<_>>()
-            .join(",");
-        // the measures read the year up to today: nothing older is fetched
-        let since = format!("ge{}", year_ago(&crate::fhir::today_text()));
-        let q_cond = [("patient", list.as_str()), ("clinical-status", "active,recurrence,relapse")];
-        let q_imm = [("patient", list.as_str()), ("date", since.as_str())];
-        let q_obs = [("patient", list.as_str()), ("code", codes.as_str()), ("date", since.as_str())];
-        let repo = &session.repo;
-        let (c, i, o) = tokio::join!(
-            search(repo, "Condition", &q_cond, PANEL_ROWS),
-            search(repo, "Immunization", &q_imm, PANEL_ROWS),
-            search(repo, "Observation", &q_obs, PANEL_ROWS),
-        );
-        (conditions, immunizations, observations) = match (c, i, o) {
-            (Ok(c), Ok(i), Ok(o)) => (c, i, o),
-            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return failure(&session, &e),
-        };
-        truncated = [conditions.len(), immunizations.len(), observations.len()].contains(&PANEL_ROWS)
-            || patients.len() == PANEL_PATIENTS;
+        let all: Vec<&Measure> = MEASURES.iter().collect();
+        let earliest = trend.iter().map(|p| p.start.as_str()).min().unwrap_or(period.start.as_str()).to_string();
+        for query in queries(&all, &earliest) {
+            let mut pairs: Vec<(&str, &str)> = query.params.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            pairs.push(("patient", list.as_str()));
+            match search(&session.repo, query.resource_type, &pairs, PANEL_ROWS).await {
+                Ok(found) => {
+                    truncated |= found.len() == PANEL_ROWS;
+                    records.extend(found);
+                }
+                Err(e) => return failure(&session, &e),
+            }
+        }
     }
-    let today = crate::fhir::today_text();
-    let tallies: Vec<Tally> = MEASURES
+    let grouped = by_patient(&records);
+    // per measure: its tally for each period of the trend, the asked one last
+    let tallies: Vec<Vec<Tally>> = MEASURES
         .iter()
         .map(|m| {
-            let mut places: Vec<_> = patients
+            trend
                 .iter()
-                .filter_map(|p| {
-                    let id = p["id"].as_str().unwrap_or("");
-                    evaluate(
-                        m,
-                        p,
-                        &today,
-                        &of(&conditions, "subject", id),
-                        &of(&observations, "subject", id),
-                        &of(&immunizations, "patient", id),
-                    )
-                    .map(|place| (p, place))
+                .map(|p| {
+                    let mut t = Tally::of(m, p, &patients, &grouped);
+                    t.places.sort_by_key(|(p, _)| person_name(p));
+                    t
                 })
-                .collect();
-            places.sort_by_key(|(p, _)| person_name(p));
-            Tally { measure: m, places }
+                .collect()
         })
         .collect();
+    let rate = |t: &Tally| match t.rate() {
+        Some(r) => format!("{r:.0}%"),
+        None => "–".to_string(),
+    };
+    let status = if error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
     let body = html! {
         section.card aria-labelledby="m-h" {
             h1 #m-h { "Quality measures · " (title) " (" (patients.len()) @if patients.len() == 1 { " patient)" } @else { " patients)" } }
-            p.hint { "The year up to " (today) ". Exclusions the chart cannot know (hospice, palliative care) are not applied." }
+            form.filters method="get" action="/app/measures" {
+                div.row {
+                    label for="m-start" { "From" }
+                    input #m-start type="date" name="start" value=(period.start) aria-describedby=[error.map(|_| "m-error")];
+                    label for="m-end" { "to" }
+                    input #m-end type="date" name="end" value=(period.end) aria-describedby=[error.map(|_| "m-error")];
+                    button.primary type="submit" { "Measure" }
+                }
+                @if let Some(e) = error {
+                    p.error #m-error role="alert" { (e) " The twelve months up to today are shown." }
+                }
+            }
+            p.hint {
+                "From " (period.start) " to " (period.end) ". Each earlier column is the twelve months ending at a quarter's end. "
+                "Exclusions the chart cannot know (hospice, palliative care, frailty) are not applied; each measure says what else is left out."
+            }
             @if truncated { p.error role="alert" { "The panel or its records were too many to read whole (at most " (PANEL_PATIENTS) " patients); the figures cover those read." } }
-            table {
-                thead { tr { th { "Measure" } th.num { "Counted" } th.num { "Met" } th.num { "Rate" } th.hide-narrow { "Better" } } }
-                tbody {
-                    @for t in &tallies {
+            div.table-scroll {
+                table.measures {
+                    caption.sr-only { "Each measure's rate for the twelve months ending at each date" }
+                    thead {
                         tr {
-                            td { a href={ "#" (t.measure.id) } { (t.measure.title) } }
-                            td.num { (t.denominator()) }
-                            td.num { (t.numerator()) }
-                            td.num { @match t.rate() { Some(r) => { (format!("{r:.0}%")) }, None => { "–" } } }
-                            td.hide-narrow { @if t.measure.inverse { "lower" } @else { "higher" } }
+                            th scope="col" { "Measure" }
+                            @for (i, p) in trend.iter().enumerate() {
+                                @if i + 1 < trend.len() {
+                                    th.num.hide-narrow scope="col" { span.muted { "to " } (p.end) }
+                                } @else {
+                                    th.num scope="col" { "This period" }
+                                }
+                            }
+                            th.num scope="col" { "Met / counted" }
+                            th.hide-narrow scope="col" { "Better" }
+                        }
+                    }
+                    tbody {
+                        @for (m, ts) in MEASURES.iter().zip(&tallies) {
+                            @let now = &ts[ts.len() - 1];
+                            tr {
+                                th scope="row" { a href={ "#" (m.id) } { (m.title) } }
+                                @for (i, t) in ts.iter().enumerate() {
+                                    @if i + 1 < ts.len() { td.num.hide-narrow { (rate(t)) } } @else { td.num { strong { (rate(t)) } } }
+                                }
+                                td.num { (now.numerator()) " / " (now.denominator()) }
+                                td.hide-narrow { @if m.inverse() { "lower" } @else { "higher" } }
+                            }
                         }
                     }
                 }
             }
+            p.hint { "The same as a FHIR MeasureReport: " code { "GET /fhir/Measure/[id]/$evaluate-measure?periodStart=" (period.start) "&periodEnd=" (period.end) } "." }
         }
-        @for t in &tallies {
-            section.card id=(t.measure.id) aria-labelledby={ (t.measure.id) "-h" } {
-                h2 id={ (t.measure.id) "-h" } { (t.measure.title) }
-                p.muted { (t.measure.denominator) "; met: " (t.measure.numerator) ". Source: " (t.measure.source) "." }
-                @let gaps: Vec<_> = t.gaps().collect();
-                @if gaps.is_empty() {
-                    p.empty { "No patient to act on." }
+        @for (m, ts) in MEASURES.iter().zip(&tallies) {
+            @let now = &ts[ts.len() - 1];
+            section.card id=(m.id) aria-labelledby={ (m.id) "-h" } {
+                h2 id={ (m.id) "-h" } { (m.title) }
+                p.muted {
+                    "Counted: " (m.initial_population) ". Excluded: " (m.exclusions) ". Met: " (m.numerator) ". "
+                    "Source: " (m.source) ". Not applied: " (m.not_applied) "."
+                }
+                @let points: Vec<(i64, f64)> = ts.iter().filter_map(|t| Some((crate::svg::day_number(&t.period.end)?, t.rate()?))).collect();
+                @if points.is_empty() {
+                    p.empty { "Nobody is counted in these periods." }
                 } @else {
-                    table {
-                        thead { tr { th { "To act on (" (gaps.len()) ")" } th { "Born" } th { "The chart shows" } } }
-                        tbody {
-                            @for (p, place) in gaps {
-                                tr {
-                                    td { a href={ "/app/patient/" (p["id"].as_str().unwrap_or("")) } { (person_name(p)) } }
-                                    td.date { (day(&p["birthDate"])) }
-                                    td { (place.why) }
+                    (crate::svg::chart(&crate::svg::Chart {
+                        title: &format!("{}, rate over the twelve months ending at each date", m.title),
+                        unit: "%",
+                        series: vec![crate::svg::Series { label: m.title.to_string(), class: "s1", points }],
+                        band: None,
+                        height: 200.0,
+                        scale: Some((0.0, 100.0)),
+                    }))
+                }
+                p.hint {
+                    (now.initial_population()) " counted, " (now.excluded()) " excluded, " (now.numerator()) " of " (now.denominator()) " met"
+                    @if let Some(r) = now.rate() { " (" (format!("{r:.0}%")) ")" } "."
+                }
+                @let groups = [
+                    (Group::Met, if m.inverse() { "In the numerator (to act on)" } else { "Met" }, "met"),
+                    (Group::NotMet, if m.inverse() { "Not in the numerator" } else { "Not met (to act on)" }, "not-met"),
+                    (Group::Excluded, "Excluded", "excluded"),
+                ];
+                @for (g, label, key) in groups {
+                    @let rows: Vec<_> = now.group(g).collect();
+                    details.group id={ (m.id) "-" (key) } open[(g == Group::Met) == m.inverse() && g != Group::Excluded && !rows.is_empty()] {
+                        summary { (label) " (" (rows.len()) ")" }
+                        @if rows.is_empty() {
+                            p.empty { "Nobody." }
+                        } @else {
+                            table {
+                                thead { tr { th { "Patient" } th { "Born" } th { "The chart shows" } } }
+                                tbody {
+                                    @for (p, place) in rows {
+                                        tr {
+                                            td { a href={ "/app/patient/" (p["id"].as_str().unwrap_or("")) } { (person_name(p)) } }
+                                            td.date { (day(&p["birthDate"])) }
+                                            td { (place.why) }
+                                        }
+                                    }
                                 }
                             }
                         }
@@ -263,14 +377,29 @@ pub(crate) async fn measures(session: Session) -> Response {
             }
         }
     };
-    respond(StatusCode::OK, page("Quality measures", Some(&session), body))
+    respond(status, page("Quality measures", Some(&session), body))
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
-    fn a_year_ago() {
-        assert_eq!(super::year_ago("2026-12-07"), "2025-12-07");
-        assert_eq!(super::year_ago("2028-02-29"), "2027-02-28");
+    fn the_trend_ends_at_the_four_quarter_ends_before() {
+        assert_eq!(super::quarter_ends_before("2026-05-15"), ["2025-06-30", "2025-09-30", "2025-12-31", "2026-03-31"]);
+        assert_eq!(super::quarter_ends_before("2026-03-31"), ["2025-03-31", "2025-06-30", "2025-09-30", "2025-12-31"]);
+        assert_eq!(super::quarter_ends_before("2026-01-01"), ["2025-03-31", "2025-06-30", "2025-09-30", "2025-12-31"]);
+    }
+
+    #[test]
+    fn the_period_asked_for() {
+        let q = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let p = super::asked_period(&q(&[]), "2026-05-15").unwrap();
+        assert_eq!((p.start.as_str(), p.end.as_str()), ("2025-05-16", "2026-05-15"));
+        let p = super::asked_period(&q(&[("end", "2025-12-31")]), "2026-05-15").unwrap();
+        assert_eq!(p.start, "2025-01-01");
+        let p = super::asked_period(&q(&[("start", "2026-01-01"), ("end", "2026-03-31")]), "2026-05-15").unwrap();
+        assert_eq!((p.start.as_str(), p.end.as_str()), ("2026-01-01", "2026-03-31"));
+        assert!(super::asked_period(&q(&[("start", "2026-13-01")]), "2026-05-15").is_err());
+        assert!(super::asked_period(&q(&[("start", "2026-04-01"), ("end", "2026-03-31")]), "2026-05-15").is_err());
+        assert!(super::asked_period(&q(&[("end", "soon")]), "2026-05-15").is_err());
     }
 }

@@ -25,6 +25,8 @@ pub(crate) struct Chart<'a> {
     pub band: Option<(Option<f64>, Option<f64>)>,
     /// Height in SVG units (the width is 720).
     pub height: f64,
+    /// A fixed vertical scale (a rate: 0 to 100); `None`: from the data.
+    pub scale: Option<(f64, f64)>,
 }
 
 const W: f64 = 720.0;
@@ -117,7 +119,7 @@ pub(crate) fn chart(c: &Chart) -> Markup {
         hi = hi.max(bh.unwrap_or(hi));
     }
     let pad = ((hi - lo) * 0.08).max(hi.abs() * 0.02).max(0.5);
-    let (lo, hi) = (lo - pad, hi + pad);
+    let (lo, hi) = c.scale.unwrap_or((lo - pad, hi + pad));
     let h = c.height;
     let x = |d: i64| LEFT + (d - x0) as f64 / (x1 - x0) as f64 * (W - LEFT - RIGHT);
     let y = |v: f64| TOP + (hi - v) / (hi - lo) * (h - TOP - BOTTOM);
@@ -206,6 +208,14 @@ mod tests {
     }
 
     #[test]
+    fn a_fixed_scale_is_kept() {
+        let series = vec![Series { label: "Rate".into(), class: "s1", points: vec![(20_000, 0.0), (20_090, 0.0)] }];
+        let c = Chart { title: "Rate", unit: "%", series, band: None, height: 150.0, scale: Some((0.0, 100.0)) };
+        let svg = chart(&c).into_string();
+        assert!(svg.contains(">100<") && svg.contains(">0<") && !svg.contains(">-0.4<"), "{svg}");
+    }
+
+    #[test]
     fn ticks_are_round_and_cover_the_range() {
         assert_eq!(ticks(0.0, 10.0), vec![0.0, 2.0, 4.0, 6.0, 8.0, 10.0]);
         assert_eq!(ticks(61.0, 139.0), vec![80.0, 100.0, 120.0]);
@@ -224,12 +234,13 @@ mod tests {
             }],
             band: None,
             height: 200.0,
+            scale: None,
         };
         let svg = chart(&c).into_string();
         assert_eq!(svg.matches("<circle").count(), 3);
         assert!(svg.contains("Weight 2024-10-31: 79 kg") || svg.contains(": 79 kg"), "{svg}");
         assert!(svg.contains("aria-label=\"Weight: 3 readings from"), "{svg}");
-        let empty = Chart { title: "Weight", unit: "kg", series: vec![], band: None, height: 200.0 };
+        let empty = Chart { title: "Weight", unit: "kg", series: vec![], band: None, height: 200.0, scale: None };
         assert!(chart(&empty).into_string().contains("No weight recorded."));
     }
 }

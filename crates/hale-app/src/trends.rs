@@ -86,7 +86,7 @@ pub(crate) async fn vitals(
                 let pts = obs.iter().filter_map(|o| Some((when(o)?, number(&o["valueQuantity"])?))).collect();
                 vec![Series { label: v.title.into(), class: "s1", points: pts }]
             };
-            (Chart { title: v.title, unit: v.unit, series, band: None, height: 200.0 }, obs)
+            (Chart { title: v.title, unit: v.unit, series, band: None, height: 200.0, scale: None }, obs)
         })
         .filter(|(_, obs)| !obs.is_empty())
         .collect();
@@ -203,6 +203,7 @@ pub(crate) fn analyte(i: usize, obs: &[&Value]) -> Markup {
         series: vec![Series { label: title.clone(), class: "s1", points }],
         band,
         height: 150.0,
+        scale: None,
     };
     let f = flag(latest);
     html! {

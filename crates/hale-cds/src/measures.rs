@@ -1,131 +1,678 @@
-//! Quality measures over a panel of patients, as data: who is in each measure's
-//! denominator, who meets it, and why not — so the clinician sees the rate and the
-//! patients to act on. Modelled on CMS electronic clinical quality measures; the
-//! measurement period is the year up to the day the measure is run, and exclusions the
-//! chart cannot know (hospice, palliative care, frailty) are not applied.
+//! Quality measures over a panel of patients and a measurement period, as data: for each
+//! measure, who is in its initial population (and so its denominator), who is excluded,
+//! who meets it (the numerator), and why — so the clinician sees the rate and the
+//! patients to act on, and `Measure/[id]/$evaluate-measure` answers a MeasureReport.
+//!
+//! Modelled on CMS electronic clinical quality measures (eCQMs), simplified to what the
+//! chart holds; each [`Measure`] says in `not_applied` what of the real measure is left
+//! out. Common to all: the real measures' qualifying visit during the period is not
+//! required (the panel is the patients the caller may see), and hospice, palliative
+//! care and frailty exclusions are not applied (the chart does not record them).
+//! Ages are whole years at the period's end unless a measure says otherwise; dates are
+//! compared by day, and the period `[start, end]` includes both days.
+
+use std::collections::HashMap;
 
 use serde_json::Value;
 
+use crate::drugs::{self, Class};
 use crate::preventive::{FLU, day_number, has_code, years_between};
 
-/// A measure: what it counts and where it comes from.
+/// A measurement period: `start` and `end` (`YYYY-MM-DD`), both days included.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Period {
+    pub start: String,
+    pub end: String,
+}
+
+impl Period {
+    /// The period from `start` to `end` (FHIR dates; a year or a month is widened to its
+    /// first or last day, as `$evaluate-measure` reads them); `None` when either is not a
+    /// date or `end` is before `start`.
+    pub fn new(start: &str, end: &str) -> Option<Period> {
+        let start = widen(start, false)?;
+        let end = widen(end, true)?;
+        (day_number(&start)? <= day_number(&end)?).then_some(Period { start, end })
+    }
+
+    /// The twelve months ending on `end` (`2026-06-30` → `2025-07-01`..`2026-06-30`).
+    pub fn year_ending(end: &str) -> Option<Period> {
+        let end = widen(end, true)?;
+        let start = add_days(&months_before(&end, 12)?, 1)?;
+        Some(Period { start, end })
+    }
+
+    /// Whether the day of `date` (a FHIR date or dateTime) falls in the period.
+    pub fn contains(&self, date: &str) -> bool {
+        let d = day(date);
+        d.as_str() >= self.start.as_str() && d.as_str() <= self.end.as_str()
+    }
+}
+
+/// A FHIR date (`YYYY`, `YYYY-MM` or `YYYY-MM-DD`) as a day: the first day of a year or
+/// month, or with `last` its last.
+fn widen(s: &str, last: bool) -> Option<String> {
+    let s = s.trim();
+    let valid_year = |y: &str| y.len() == 4 && y.bytes().all(|b| b.is_ascii_digit());
+    let out = match s.len() {
+        4 if valid_year(s) => {
+            if last {
+                format!("{s}-12-31")
+            } else {
+                format!("{s}-01-01")
+            }
+        }
+        7 => {
+            let (y, m) = (s.get(0..4)?, s.get(5..7)?.parse::<u32>().ok()?);
+            if !valid_year(y) || s.as_bytes()[4] != b'-' || !(1..=12).contains(&m) {
+                return None;
+            }
+            if last { format!("{y}-{m:02}-{:02}", month_days(y.parse().ok()?, m)) } else { format!("{y}-{m:02}-01") }
+        }
+        10 => {
+            let (y, m, d) = (s.get(0..4)?, s.get(5..7)?.parse::<u32>().ok()?, s.get(8..10)?.parse::<u32>().ok()?);
+            let b = s.as_bytes();
+            if !valid_year(y) || b[4] != b'-' || b[7] != b'-' || !(1..=12).contains(&m) {
+                return None;
+            }
+            if d == 0 || d > month_days(y.parse().ok()?, m) {
+                return None;
+            }
+            s.to_string()
+        }
+        _ => return None,
+    };
+    Some(out)
+}
+
+fn month_days(year: i64, month: u32) -> u32 {
+    match month {
+        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// The day `n` months before `date` (`YYYY-MM-DD`), the day of the month clamped to the
+/// month's last (31 May less 3 months is 28 or 29 February).
+pub fn months_before(date: &str, n: u32) -> Option<String> {
+    shift_months(date, -i64::from(n))
+}
+
+/// The day `n` months after `date` (`n` may be negative), clamped as [`months_before`].
+fn shift_months(date: &str, n: i64) -> Option<String> {
+    let y: i64 = date.get(0..4)?.parse().ok()?;
+    let m: i64 = date.get(5..7)?.parse().ok()?;
+    let d: u32 = date.get(8..10)?.parse().ok()?;
+    let total = y * 12 + (m - 1) + n;
+    let (y, m) = (total.div_euclid(12), u32::try_from(total.rem_euclid(12) + 1).ok()?);
+    if !(0..=9999).contains(&y) {
+        return None;
+    }
+    Some(format!("{y:04}-{m:02}-{:02}", d.min(month_days(y, m))))
+}
+
+/// The day `n` days after `date` (`YYYY-MM-DD`; `n` may be negative).
+pub fn add_days(date: &str, n: i64) -> Option<String> {
+    let z = day_number(date)? + n + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (0..=9999).contains(&y).then(|| format!("{y:04}-{m:02}-{d:02}"))
+}
+
+/// The first 10 characters of a FHIR date or dateTime.
+fn day(s: &str) -> String {
+    s.chars().take(10).collect()
+}
+
+/// How a measure is scored: a proportion whose rate is better higher, or (an inverse
+/// measure, such as poor control) lower.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Improvement {
+    Increase,
+    Decrease,
+}
+
+/// A measure: what it counts, where it comes from, and what of the real measure is
+/// not applied.
+#[derive(Debug)]
 pub struct Measure {
     pub id: &'static str,
     pub title: &'static str,
-    /// Who is counted.
-    pub denominator: &'static str,
+    /// Who is counted at all (the initial population; the denominator is the same).
+    pub initial_population: &'static str,
+    /// Who is taken out of the denominator.
+    pub exclusions: &'static str,
     /// What meeting it means.
     pub numerator: &'static str,
-    /// `true` when a lower rate is better (the numerator is the gap).
-    pub inverse: bool,
+    pub improvement: Improvement,
     pub source: &'static str,
+    /// What of the real measure is not applied, in words.
+    pub not_applied: &'static str,
 }
 
-const DIABETES: &[&str] = &["44054006", "73211009", "46635009", "E10", "E11"];
-const HYPERTENSION: &[&str] = &["38341003", "59621000", "I10"];
-const HBA1C: &[&str] = &["4548-4", "17856-6"];
-const BLOOD_PRESSURE: &[&str] = &["85354-9", "55284-4"];
+impl Measure {
+    /// `true` when a lower rate is better (the numerator is the gap).
+    pub fn inverse(&self) -> bool {
+        self.improvement == Improvement::Decrease
+    }
+}
+
+/// The measure with this id.
+pub fn measure(id: &str) -> Option<&'static Measure> {
+    MEASURES.iter().find(|m| m.id == id)
+}
 
 pub static MEASURES: &[Measure] = &[
     Measure {
         id: "cms122-hba1c-poor-control",
         title: "Diabetes: HbA1c poor control (> 9%)",
-        denominator: "Patients 18 to 75 with diabetes",
-        numerator: "The latest HbA1c of the year is above 9%, or there is none",
-        inverse: true,
-        source: "CMS122 (eCQM), Diabetes: Hemoglobin A1c Poor Control (> 9%)",
+        initial_population: "Patients 18 to 75 at the period's end with diabetes during the period",
+        exclusions: "None that the chart records",
+        numerator: "The latest HbA1c of the period is above 9%, or there is none",
+        improvement: Improvement::Decrease,
+        source: "CMS122 (eCQM), Diabetes: Hemoglobin A1c (HbA1c) Poor Control (> 9%)",
+        not_applied: "The qualifying visit; hospice, palliative care, and frailty with advanced illness (66 and older) as exclusions",
     },
     Measure {
         id: "cms165-blood-pressure-control",
         title: "Controlling high blood pressure",
-        denominator: "Patients 18 to 85 with hypertension",
-        numerator: "The latest blood pressure of the year is below 140/90",
-        inverse: false,
+        initial_population: "Patients 18 to 85 at the period's end with hypertension before or in the first six months of the period",
+        exclusions: "Pregnancy, end-stage renal disease, dialysis or a kidney transplant",
+        numerator: "The latest blood pressure of the period is below 140/90",
+        improvement: Improvement::Increase,
         source: "CMS165 (eCQM), Controlling High Blood Pressure",
+        not_applied: "The qualifying visit; readings taken on the day of a procedure or in hospital are not set aside; hospice, palliative care and frailty exclusions",
     },
     Measure {
         id: "cms147-influenza-immunization",
         title: "Influenza immunization",
-        denominator: "Patients 6 months and older",
-        numerator: "An influenza vaccine given in the last year",
-        inverse: false,
+        initial_population: "Patients 6 months and older at the period's start",
+        exclusions: "None that the chart records",
+        numerator: "An influenza vaccine given in the period",
+        improvement: Improvement::Increase,
         source: "CMS147 (eCQM), Preventive Care and Screening: Influenza Immunization",
+        not_applied: "The visit during the influenza season (October to March) and its window for the vaccine; the vaccine counts anywhere in the period; allergy and declined-vaccine exceptions",
+    },
+    Measure {
+        id: "cms125-breast-cancer-screening",
+        title: "Breast cancer screening",
+        initial_population: "Women 52 to 74 at the period's end",
+        exclusions: "A bilateral mastectomy (or its history)",
+        numerator: "A mammogram in the 27 months up to the period's end",
+        improvement: Improvement::Increase,
+        source: "CMS125 (eCQM), Breast Cancer Screening",
+        not_applied: "The qualifying visit; two unilateral mastectomies as an exclusion; hospice, palliative care and frailty exclusions",
+    },
+    Measure {
+        id: "cms130-colorectal-cancer-screening",
+        title: "Colorectal cancer screening",
+        initial_population: "Patients 45 to 75 at the period's end",
+        exclusions: "Colorectal cancer, or a total colectomy",
+        numerator: "A colonoscopy in the period or the 9 years before, a FIT in the period, a FIT-DNA in the period or the 2 years before, or a CT colonography or flexible sigmoidoscopy in the period or the 4 years before",
+        improvement: Improvement::Increase,
+        source: "CMS130 (eCQM), Colorectal Cancer Screening",
+        not_applied: "The qualifying visit; hospice, palliative care and frailty exclusions",
+    },
+    Measure {
+        id: "cms117-childhood-immunization",
+        title: "Childhood immunization status",
+        initial_population: "Children who turn 2 in the period",
+        exclusions: "Severe combined immunodeficiency or HIV",
+        numerator: "By their 2nd birthday: 4 DTaP, 3 IPV, 1 MMR, 3 HiB, 3 hepatitis B, 1 varicella, 4 pneumococcal conjugate, 1 hepatitis A, 2 or 3 rotavirus (2 of the two-dose vaccine) and 2 influenza",
+        improvement: Improvement::Increase,
+        source: "CMS117 (eCQM), Childhood Immunization Status",
+        not_applied: "The qualifying visit; a history of the illness (measles, chickenpox, hepatitis) in place of its vaccine; anaphylaxis and other exclusions by vaccine; hospice",
+    },
+    Measure {
+        id: "cms347-statin-therapy",
+        title: "Statin therapy for cardiovascular disease",
+        initial_population: "Patients with clinical atherosclerotic cardiovascular disease (a diagnosis, or a bypass or coronary intervention) before the period's end",
+        exclusions: "Pregnancy, end-stage renal disease, cirrhosis or rhabdomyolysis",
+        numerator: "A statin prescribed in the period, or one active during it",
+        improvement: Improvement::Increase,
+        source: "CMS347 (eCQM), Statin Therapy for the Prevention and Treatment of Cardiovascular Disease (population 1)",
+        not_applied: "Populations 2 and 3 (LDL of 190 or more; diabetes from 40 to 75); statin allergy and intolerance exceptions; a statin ordered by a Medication reference or not coded with a statin's RxNorm code is not found",
     },
 ];
+
+// ---------------------------------------------------------------- value sets
+
+const DIABETES: &[&str] = &["44054006", "73211009", "46635009", "E10", "E11"];
+const HYPERTENSION: &[&str] = &["38341003", "59621000", "I10"];
+const PREGNANCY: &[&str] = &["77386006", "Z33", "O"];
+const ESRD: &[&str] = &["46177005", "N18.6", "Z99.2", "Z94.0"];
+const KIDNEY_PROCEDURES: &[&str] = &["70536003", "108241001", "265764009"];
+const HBA1C: &[&str] = &["4548-4", "17856-6"];
+const BLOOD_PRESSURE: &[&str] = &["85354-9", "55284-4"];
+const MAMMOGRAPHY: &[&str] = &["71651007", "24623002", "43204002"];
+const MASTECTOMY: &[&str] = &["27865001", "428529004", "Z90.13"];
+const COLONOSCOPY: &[&str] = &["73761001"];
+const SIGMOIDOSCOPY: &[&str] = &["44441009"];
+const CT_COLONOGRAPHY: &[&str] = &["418714002", "60515-4"];
+const FIT: &[&str] = &["29771-3", "57905-2", "56490-6", "56491-4", "2335-8"];
+const FIT_DNA: &[&str] = &["77353-1", "77354-9"];
+const COLORECTAL_CANCER: &[&str] = &["363406005", "93761005", "C18", "C19", "C20", "C21.2", "C21.8", "C78.5"];
+const COLECTOMY: &[&str] = &["26390003", "456004"];
+const IMMUNODEFICIENCY: &[&str] = &["31323000", "86406008", "D81", "B20", "Z21"];
+const ASCVD: &[&str] = &[
+    "22298006",
+    "399211009",
+    "53741008",
+    "414545008",
+    "194828000",
+    "230690007",
+    "266257000",
+    "399957001",
+    "I20",
+    "I21",
+    "I22",
+    "I24",
+    "I25",
+    "I63",
+    "G45",
+    "I70.2",
+];
+const ASCVD_PROCEDURES: &[&str] = &["232717009", "415070008", "36969009"];
+const STATIN_EXCLUSIONS: &[&str] =
+    &["77386006", "Z33", "O", "46177005", "N18.6", "19943007", "K74.6", "240131006", "M62.82"];
+/// Statin ingredients (RxNorm IN) beyond those of Hale's drug table: rosuvastatin,
+/// pravastatin, lovastatin, fluvastatin, pitavastatin.
+const OTHER_STATINS: &[(&str, &str)] = &[
+    ("301542", "rosuvastatin"),
+    ("42463", "pravastatin"),
+    ("6472", "lovastatin"),
+    ("41127", "fluvastatin"),
+    ("861634", "pitavastatin"),
+];
+
+/// One antigen of the childhood series: its name, the doses needed, the CVX codes that
+/// give it, and the youngest age (days) a dose counts at.
+struct Antigen {
+    name: &'static str,
+    doses: usize,
+    cvx: &'static [&'static str],
+    min_days: i64,
+}
+
+const SERIES: &[Antigen] = &[
+    Antigen { name: "DTaP", doses: 4, cvx: &["20", "50", "106", "107", "110", "120", "130", "146"], min_days: 42 },
+    Antigen { name: "IPV", doses: 3, cvx: &["10", "89", "110", "120", "130", "146"], min_days: 42 },
+    Antigen { name: "MMR", doses: 1, cvx: &["03", "94"], min_days: 365 },
+    Antigen {
+        name: "HiB",
+        doses: 3,
+        cvx: &["17", "46", "47", "48", "49", "50", "51", "120", "146", "148"],
+        min_days: 42,
+    },
+    Antigen { name: "hepatitis B", doses: 3, cvx: &["08", "44", "45", "51", "110", "146"], min_days: 0 },
+    Antigen { name: "varicella", doses: 1, cvx: &["21", "94"], min_days: 365 },
+    Antigen { name: "pneumococcal conjugate", doses: 4, cvx: &["100", "133", "152", "215", "216"], min_days: 42 },
+    Antigen { name: "hepatitis A", doses: 1, cvx: &["31", "83", "85"], min_days: 365 },
+    Antigen { name: "influenza", doses: 2, cvx: FLU, min_days: 180 },
+];
+/// Rotavirus: two doses of the two-dose (monovalent) vaccine, else three of any.
+const ROTAVIRUS_TWO_DOSE: &[&str] = &["119"];
+const ROTAVIRUS: &[&str] = &["116", "119", "122"];
+
+// ---------------------------------------------------------------- what is read
+
+/// One patient's records, as read through the gate (FHIR JSON): every Condition (of any
+/// clinical status: a measure reads when it applied), the Observations, Procedures,
+/// Immunizations and MedicationRequests of the codes [`queries`] names.
+#[derive(Debug, Default, Clone)]
+pub struct Record<'a> {
+    pub conditions: Vec<&'a Value>,
+    pub observations: Vec<&'a Value>,
+    pub procedures: Vec<&'a Value>,
+    pub immunizations: Vec<&'a Value>,
+    pub medications: Vec<&'a Value>,
+}
+
+/// The records of `resources` grouped by the patient each is about (`subject`, or
+/// `patient` for an Immunization), keyed by the patient's id.
+pub fn by_patient(resources: &[Value]) -> HashMap<String, Record<'_>> {
+    let mut out: HashMap<String, Record<'_>> = HashMap::new();
+    for r in resources {
+        let field = if r["resourceType"] == "Immunization" { "patient" } else { "subject" };
+        let Some(id) = r[field]["reference"].as_str().and_then(|x| x.strip_prefix("Patient/")) else { continue };
+        let rec = out.entry(id.to_string()).or_default();
+        match r["resourceType"].as_str() {
+            Some("Condition") => rec.conditions.push(r),
+            Some("Observation") => rec.observations.push(r),
+            Some("Procedure") => rec.procedures.push(r),
+            Some("Immunization") => rec.immunizations.push(r),
+            Some("MedicationRequest") => rec.medications.push(r),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// A search the measures need: a resource type and its search parameters (the caller
+/// adds its own, such as `patient=` for a panel).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Query {
+    pub resource_type: &'static str,
+    pub params: Vec<(&'static str, String)>,
+}
+
+const SNOMED: &str = "http://snomed.info/sct";
+const LOINC: &str = "http://loinc.org";
+const CVX: &str = "http://hl7.org/fhir/sid/cvx";
+const RXNORM: &str = "http://www.nlm.nih.gov/research/umls/rxnorm";
+
+/// Codes of one system, as a search parameter value (`system|a,system|b`); codes that
+/// are ICD-10-CM prefixes are left out (a token search cannot match a prefix).
+fn tokens(system: &str, codes: &[&str]) -> Vec<String> {
+    codes
+        .iter()
+        .filter(|c| !c.starts_with(|ch: char| ch.is_ascii_uppercase()))
+        .map(|c| format!("{system}|{c}"))
+        .collect()
+}
+
+/// Every statin code Hale searches MedicationRequests for: the statin products and
+/// ingredients of the drug table, and the other statin ingredients.
+pub fn statin_codes() -> Vec<&'static str> {
+    let mut out: Vec<&'static str> = Vec::new();
+    for d in drugs::DRUGS {
+        if d.ingredients.iter().any(|i| i.classes.contains(&Class::Statin)) {
+            out.push(d.rxcui);
+        }
+    }
+    for i in drugs::INGREDIENTS {
+        if i.classes.contains(&Class::Statin) {
+            out.push(i.rxcui);
+        }
+    }
+    out.extend(OTHER_STATINS.iter().map(|s| s.0));
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// The searches `measures` need to be evaluated over periods that start no earlier than
+/// `earliest_start`: Conditions whole (their codes include ICD-10-CM prefixes), and of
+/// the other types only the codes the measures read, from the earliest day any of them
+/// looks back to. Each type is searched once.
+pub fn queries(measures: &[&Measure], earliest_start: &str) -> Vec<Query> {
+    let (mut conditions, mut obs, mut procs, mut imms, mut meds) = (false, vec![], vec![], vec![], false);
+    let mut obs_since: Option<String> = None;
+    let mut imm_since: Option<String> = None;
+    let earlier = |a: &mut Option<String>, b: Option<String>| {
+        if let Some(b) = b
+            && a.as_deref().is_none_or(|x| b.as_str() < x)
+        {
+            *a = Some(b);
+        }
+    };
+    for m in measures {
+        match m.id {
+            "cms122-hba1c-poor-control" => {
+                conditions = true;
+                obs.extend(tokens(LOINC, HBA1C));
+                earlier(&mut obs_since, Some(earliest_start.to_string()));
+            }
+            "cms165-blood-pressure-control" => {
+                conditions = true;
+                obs.extend(tokens(LOINC, BLOOD_PRESSURE));
+                earlier(&mut obs_since, Some(earliest_start.to_string()));
+                procs.extend(tokens(SNOMED, KIDNEY_PROCEDURES));
+            }
+            "cms147-influenza-immunization" => {
+                imms.extend(tokens(CVX, FLU));
+                earlier(&mut imm_since, Some(earliest_start.to_string()));
+            }
+            "cms125-breast-cancer-screening" => {
+                conditions = true;
+                procs.extend(tokens(SNOMED, MAMMOGRAPHY));
+                procs.extend(tokens(SNOMED, MASTECTOMY));
+            }
+            "cms130-colorectal-cancer-screening" => {
+                conditions = true;
+                for set in [COLONOSCOPY, SIGMOIDOSCOPY, CT_COLONOGRAPHY, COLECTOMY] {
+                    procs.extend(tokens(SNOMED, set));
+                }
+                obs.extend(tokens(LOINC, FIT));
+                obs.extend(tokens(LOINC, FIT_DNA));
+                obs.extend(tokens(LOINC, CT_COLONOGRAPHY));
+                earlier(&mut obs_since, add_days(earliest_start, -3 * 366));
+            }
+            "cms117-childhood-immunization" => {
+                conditions = true;
+                for a in SERIES {
+                    imms.extend(tokens(CVX, a.cvx));
+                }
+                imms.extend(tokens(CVX, ROTAVIRUS));
+                earlier(&mut imm_since, months_before(earliest_start, 24));
+            }
+            "cms347-statin-therapy" => {
+                conditions = true;
+                procs.extend(tokens(SNOMED, ASCVD_PROCEDURES));
+                meds = true;
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    let list = |mut v: Vec<String>| {
+        v.sort();
+        v.dedup();
+        v.join(",")
+    };
+    if conditions {
+        out.push(Query { resource_type: "Condition", params: vec![] });
+    }
+    if !obs.is_empty() {
+        let mut params = vec![("code", list(obs))];
+        if let Some(s) = obs_since {
+            params.push(("date", format!("ge{s}")));
+        }
+        out.push(Query { resource_type: "Observation", params });
+    }
+    if !procs.is_empty() {
+        out.push(Query { resource_type: "Procedure", params: vec![("code", list(procs))] });
+    }
+    if !imms.is_empty() {
+        let mut params = vec![("vaccine-code", list(imms))];
+        if let Some(s) = imm_since {
+            params.push(("date", format!("ge{s}")));
+        }
+        out.push(Query { resource_type: "Immunization", params });
+    }
+    if meds {
+        let codes: Vec<String> = statin_codes().iter().map(|c| format!("{RXNORM}|{c}")).collect();
+        out.push(Query { resource_type: "MedicationRequest", params: vec![("code", list(codes))] });
+    }
+    out
+}
+
+// ---------------------------------------------------------------- evaluation
+
+/// Where a patient of the initial population (and so of the denominator) stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Group {
+    /// A denominator exclusion.
+    Excluded,
+    /// In the numerator.
+    Met,
+    /// In the denominator, not the numerator.
+    NotMet,
+}
 
 /// One patient's place in a measure.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Place {
-    /// In the numerator.
-    pub met: bool,
-    /// What the chart shows, in words (the value and its date, or what is missing).
+    pub group: Group,
+    /// What the chart shows, in words (the value and its date, what is missing, or why
+    /// the patient is excluded).
     pub why: String,
+}
+
+impl Place {
+    fn met(why: impl Into<String>) -> Place {
+        Place { group: Group::Met, why: why.into() }
+    }
+    fn not_met(why: impl Into<String>) -> Place {
+        Place { group: Group::NotMet, why: why.into() }
+    }
+    /// In the numerator.
+    pub fn is_met(&self) -> bool {
+        self.group == Group::Met
+    }
 }
 
 fn final_status(o: &Value) -> bool {
     matches!(o["status"].as_str(), Some("final" | "amended" | "corrected"))
 }
 
-fn within_year(date: &str, today: i64) -> bool {
-    day_number(date).is_some_and(|d| today - d < 365 && d <= today)
+/// When an Observation was made, else a Procedure performed (a day).
+fn when(r: &Value) -> Option<String> {
+    r["effectiveDateTime"]
+        .as_str()
+        .or_else(|| r["effectivePeriod"]["start"].as_str())
+        .or_else(|| r["performedDateTime"].as_str())
+        .or_else(|| r["performedPeriod"]["start"].as_str())
+        .or_else(|| r["occurrenceDateTime"].as_str())
+        .map(day)
 }
 
-fn months_between(birth: &str, today: &str) -> Option<i64> {
-    let (b, t) = (birth.get(0..10)?, today.get(0..10)?);
-    let years = t.get(0..4)?.parse::<i64>().ok()? - b.get(0..4)?.parse::<i64>().ok()?;
-    let months = years * 12 + t.get(5..7)?.parse::<i64>().ok()? - b.get(5..7)?.parse::<i64>().ok()?;
-    Some(if t.get(8..10)? < b.get(8..10)? { months - 1 } else { months })
+fn entered_in_error(c: &Value) -> bool {
+    has_code(&c["verificationStatus"], &["entered-in-error", "refuted"])
 }
 
-/// Where `patient` stands in `measure` on `today` (`YYYY-MM-DD`), from its active
-/// `conditions`, its `observations` and `immunizations`; `None` when the patient is not
-/// in the denominator.
-pub fn evaluate(
-    measure: &Measure,
-    patient: &Value,
-    today: &str,
-    conditions: &[Value],
-    observations: &[Value],
-    immunizations: &[Value],
-) -> Option<Place> {
-    if patient["deceasedBoolean"] == true || patient.get("deceasedDateTime").is_some() {
+/// The day a Condition began (its onset, else when it was recorded), if the chart says.
+fn onset(c: &Value) -> Option<String> {
+    c["onsetDateTime"]
+        .as_str()
+        .or_else(|| c["onsetPeriod"]["start"].as_str())
+        .or_else(|| c["recordedDate"].as_str())
+        .map(day)
+}
+
+/// Whether a Condition of `codes` was present at some time in `[from, to]`: begun by
+/// `to` and not over before `from` (one resolved without a date is taken as over).
+fn condition_during<'a>(conditions: &[&'a Value], codes: &[&str], from: &str, to: &str) -> Option<&'a Value> {
+    conditions.iter().copied().find(|c| {
+        if entered_in_error(c) || !has_code(&c["code"], codes) {
+            return false;
+        }
+        if onset(c).is_some_and(|o| o.as_str() > to) {
+            return false;
+        }
+        let over = c["abatementDateTime"].as_str().or_else(|| c["abatementPeriod"]["end"].as_str()).map(day);
+        match over {
+            Some(e) => e.as_str() >= from,
+            None => !has_code(&c["clinicalStatus"], &["resolved", "inactive", "remission"]),
+        }
+    })
+}
+
+/// Whether a Condition of `codes` was ever recorded by `to` (a history counts).
+fn condition_by<'a>(conditions: &[&'a Value], codes: &[&str], to: &str) -> Option<&'a Value> {
+    conditions
+        .iter()
+        .copied()
+        .find(|c| !entered_in_error(c) && has_code(&c["code"], codes) && onset(c).is_none_or(|o| o.as_str() <= to))
+}
+
+/// The days of completed Procedures (or final Observations) of `codes` in `[from, to]`.
+fn done_between(records: &[&Value], codes: &[&str], from: &str, to: &str) -> Vec<String> {
+    let mut out: Vec<String> = records
+        .iter()
+        .filter(|r| {
+            has_code(&r["code"], codes)
+                && if r["resourceType"] == "Procedure" { r["status"] == "completed" } else { final_status(r) }
+        })
+        .filter_map(|r| when(r))
+        .filter(|d| d.as_str() >= from && d.as_str() <= to)
+        .collect();
+    out.sort();
+    out
+}
+
+fn concept_name(cc: &Value) -> String {
+    cc["text"]
+        .as_str()
+        .or_else(|| cc["coding"].as_array().and_then(|cs| cs.iter().find_map(|c| c["display"].as_str())))
+        .or_else(|| cc["coding"][0]["code"].as_str())
+        .unwrap_or("a recorded condition")
+        .to_string()
+}
+
+/// An exclusion found among the conditions of `codes` present during the period.
+fn excluded_by(conditions: &[&Value], codes: &[&str], period: &Period) -> Option<Place> {
+    condition_during(conditions, codes, &period.start, &period.end)
+        .map(|c| Place { group: Group::Excluded, why: format!("Excluded: {}", concept_name(&c["code"])) })
+}
+
+/// Where `patient` stands in `measure` over `period`, from its `record`; `None` when
+/// the patient is not in the initial population.
+pub fn evaluate(measure: &Measure, patient: &Value, period: &Period, record: &Record<'_>) -> Option<Place> {
+    if patient["deceasedBoolean"] == true
+        || patient["deceasedDateTime"].as_str().is_some_and(|d| day(d).as_str() < period.start.as_str())
+    {
         return None;
     }
-    let now = day_number(today)?;
     let birth = patient["birthDate"].as_str()?;
-    let age = years_between(birth, today)?;
-    let has = |codes: &[&str]| conditions.iter().any(|c| has_code(&c["code"], codes));
+    if birth.len() < 10 || birth > period.end.as_str() {
+        return None;
+    }
+    let age = years_between(birth, &period.end)?;
+    let (start, end) = (period.start.as_str(), period.end.as_str());
+    let conditions = &record.conditions;
     let latest = |codes: &[&str]| {
-        observations
+        record
+            .observations
             .iter()
+            .copied()
             .filter(|o| final_status(o) && has_code(&o["code"], codes))
-            .filter_map(|o| o["effectiveDateTime"].as_str().map(|d| (d.chars().take(10).collect::<String>(), o)))
-            .filter(|(d, _)| within_year(d, now))
+            .filter_map(|o| when(o).map(|d| (d, o)))
+            .filter(|(d, _)| period.contains(d))
             .max_by(|a, b| a.0.cmp(&b.0))
     };
     match measure.id {
         "cms122-hba1c-poor-control" => {
-            if !(18..=75).contains(&age) || !has(DIABETES) {
+            if !(18..=75).contains(&age) || condition_during(conditions, DIABETES, start, end).is_none() {
                 return None;
             }
             Some(match latest(HBA1C) {
-                None => Place { met: true, why: "No HbA1c this year".into() },
-                Some((d, o)) => {
-                    let v = o["valueQuantity"]["value"].as_f64();
-                    match v {
-                        Some(v) if v > 9.0 => Place { met: true, why: format!("HbA1c {v}% on {d}") },
-                        Some(v) => Place { met: false, why: format!("HbA1c {v}% on {d}") },
-                        None => Place { met: true, why: format!("HbA1c without a value on {d}") },
-                    }
-                }
+                None => Place::met("No HbA1c in the period"),
+                Some((d, o)) => match o["valueQuantity"]["value"].as_f64() {
+                    Some(v) if v > 9.0 => Place::met(format!("HbA1c {v}% on {d}")),
+                    Some(v) => Place::not_met(format!("HbA1c {v}% on {d}")),
+                    None => Place::met(format!("HbA1c without a value on {d}")),
+                },
             })
         }
         "cms165-blood-pressure-control" => {
-            if !(18..=85).contains(&age) || !has(HYPERTENSION) {
+            // hypertension begun before the period or in its first six months
+            let six_months_in = add_days(&shift_months(start, 6)?, -1)?;
+            if !(18..=85).contains(&age) || condition_during(conditions, HYPERTENSION, start, &six_months_in).is_none()
+            {
                 return None;
             }
+            if let Some(p) =
+                excluded_by(conditions, PREGNANCY, period).or_else(|| excluded_by(conditions, ESRD, period))
+            {
+                return Some(p);
+            }
+            if let Some(d) = done_between(&record.procedures, KIDNEY_PROCEDURES, "0000-01-01", end).last() {
+                return Some(Place {
+                    group: Group::Excluded,
+                    why: format!("Excluded: dialysis or a kidney transplant on {d}"),
+                });
+            }
             Some(match latest(BLOOD_PRESSURE) {
-                None => Place { met: false, why: "No blood pressure this year".into() },
+                None => Place::not_met("No blood pressure in the period"),
                 Some((d, o)) => {
                     let part = |code: &str| {
                         o["component"].as_array().and_then(|cs| {
@@ -135,135 +682,275 @@ pub fn evaluate(
                         })
                     };
                     match (part("8480-6"), part("8462-4")) {
-                        (Some(s), Some(di)) => {
-                            Place { met: s < 140.0 && di < 90.0, why: format!("{s}/{di} mmHg on {d}") }
-                        }
-                        _ => Place { met: false, why: format!("A blood pressure without both values on {d}") },
+                        (Some(s), Some(di)) if s < 140.0 && di < 90.0 => Place::met(format!("{s}/{di} mmHg on {d}")),
+                        (Some(s), Some(di)) => Place::not_met(format!("{s}/{di} mmHg on {d}")),
+                        _ => Place::not_met(format!("A blood pressure without both values on {d}")),
                     }
                 }
             })
         }
         "cms147-influenza-immunization" => {
-            if months_between(birth, today)? < 6 {
+            // 6 months old by the period's start
+            if months_before(start, 6)?.as_str() < day(birth).as_str() {
                 return None;
             }
-            let last = immunizations
+            let last = record
+                .immunizations
                 .iter()
                 .filter(|i| i["status"] == "completed" && has_code(&i["vaccineCode"], FLU))
-                .filter_map(|i| i["occurrenceDateTime"].as_str().map(|d| d.chars().take(10).collect::<String>()))
-                .filter(|d| within_year(d, now))
+                .filter_map(|i| i["occurrenceDateTime"].as_str().map(day))
+                .filter(|d| period.contains(d))
                 .max();
             Some(match last {
-                Some(d) => Place { met: true, why: format!("Influenza vaccine on {d}") },
-                None => Place { met: false, why: "No influenza vaccine this year".into() },
+                Some(d) => Place::met(format!("Influenza vaccine on {d}")),
+                None => Place::not_met("No influenza vaccine in the period"),
+            })
+        }
+        "cms125-breast-cancer-screening" => {
+            if patient["gender"] != "female" || !(52..=74).contains(&age) {
+                return None;
+            }
+            if let Some(c) = condition_by(conditions, MASTECTOMY, end) {
+                return Some(Place { group: Group::Excluded, why: format!("Excluded: {}", concept_name(&c["code"])) });
+            }
+            if let Some(d) = done_between(&record.procedures, MASTECTOMY, "0000-01-01", end).last() {
+                return Some(Place { group: Group::Excluded, why: format!("Excluded: bilateral mastectomy on {d}") });
+            }
+            let from = add_days(&months_before(end, 27)?, 1)?;
+            Some(match done_between(&record.procedures, MAMMOGRAPHY, &from, end).last() {
+                Some(d) => Place::met(format!("Mammogram on {d}")),
+                None => Place::not_met(format!("No mammogram since {from}")),
+            })
+        }
+        "cms130-colorectal-cancer-screening" => {
+            if !(45..=75).contains(&age) {
+                return None;
+            }
+            if let Some(c) = condition_by(conditions, COLORECTAL_CANCER, end) {
+                return Some(Place { group: Group::Excluded, why: format!("Excluded: {}", concept_name(&c["code"])) });
+            }
+            if let Some(d) = done_between(&record.procedures, COLECTOMY, "0000-01-01", end).last() {
+                return Some(Place { group: Group::Excluded, why: format!("Excluded: total colectomy on {d}") });
+            }
+            let years_before = |n: u32| months_before(start, 12 * n);
+            let ways: [(&str, &[&str], Option<String>); 5] = [
+                ("Colonoscopy", COLONOSCOPY, years_before(9)),
+                ("FIT", FIT, Some(start.to_string())),
+                ("FIT-DNA", FIT_DNA, years_before(2)),
+                ("CT colonography", CT_COLONOGRAPHY, years_before(4)),
+                ("Flexible sigmoidoscopy", SIGMOIDOSCOPY, years_before(4)),
+            ];
+            let mut found: Option<(String, &str)> = None;
+            for (name, codes, from) in ways {
+                let from = from?;
+                let mut dates = done_between(&record.procedures, codes, &from, end);
+                dates.extend(done_between(&record.observations, codes, &from, end));
+                if let Some(d) = dates.into_iter().max()
+                    && found.as_ref().is_none_or(|f| d > f.0)
+                {
+                    found = Some((d, name));
+                }
+            }
+            Some(match found {
+                Some((d, name)) => Place::met(format!("{name} on {d}")),
+                None => Place::not_met("No colorectal cancer screening within its interval"),
+            })
+        }
+        "cms117-childhood-immunization" => {
+            let second = format!("{:04}{}", birth.get(0..4)?.parse::<i64>().ok()? + 2, birth.get(4..10)?);
+            // a child born on 29 February turns 2 on 1 March
+            let second = if second.ends_with("-02-29") && widen(&second, false).is_none() {
+                format!("{}-03-01", second.get(0..4)?)
+            } else {
+                second
+            };
+            if second.as_str() < start || second.as_str() > end {
+                return None;
+            }
+            if let Some(p) = condition_by(conditions, IMMUNODEFICIENCY, &second) {
+                return Some(Place { group: Group::Excluded, why: format!("Excluded: {}", concept_name(&p["code"])) });
+            }
+            let (born, by) = (day_number(birth)?, day_number(&second)?);
+            let given: Vec<(&Value, i64)> = record
+                .immunizations
+                .iter()
+                .copied()
+                .filter(|i| i["status"] == "completed")
+                .filter_map(|i| Some((i, day_number(&day(i["occurrenceDateTime"].as_str()?))?)))
+                .filter(|(_, d)| *d <= by)
+                .collect();
+            let doses = |cvx: &[&str], min_days: i64| {
+                let mut days: Vec<i64> = given
+                    .iter()
+                    .filter(|(i, d)| has_code(&i["vaccineCode"], cvx) && d - born >= min_days)
+                    .map(|(_, d)| *d)
+                    .collect();
+                days.sort_unstable();
+                days.dedup();
+                days.len()
+            };
+            let mut missing: Vec<String> = SERIES
+                .iter()
+                .filter_map(|a| {
+                    let n = doses(a.cvx, a.min_days);
+                    (n < a.doses).then(|| format!("{} {n} of {}", a.name, a.doses))
+                })
+                .collect();
+            let rv_two = doses(ROTAVIRUS_TWO_DOSE, 42);
+            let rv_any = doses(ROTAVIRUS, 42);
+            if rv_two < 2 && rv_any < 3 {
+                missing.push(format!("rotavirus {rv_any} of {}", if rv_any > rv_two { 3 } else { 2 }));
+            }
+            Some(if missing.is_empty() {
+                Place::met(format!("The full series by {second}"))
+            } else {
+                Place::not_met(format!("By {second}: {}", missing.join(", ")))
+            })
+        }
+        "cms347-statin-therapy" => {
+            let why_in = condition_by(conditions, ASCVD, end).map(|c| concept_name(&c["code"])).or_else(|| {
+                done_between(&record.procedures, ASCVD_PROCEDURES, "0000-01-01", end)
+                    .last()
+                    .map(|d| format!("a coronary procedure on {d}"))
+            });
+            why_in.as_ref()?;
+            if let Some(p) = excluded_by(conditions, STATIN_EXCLUSIONS, period) {
+                return Some(p);
+            }
+            let statin = record
+                .medications
+                .iter()
+                .copied()
+                .filter(|m| is_statin(m))
+                .filter_map(|m| statin_during(m, period).map(|d| (d, m)))
+                .max_by(|a, b| a.0.cmp(&b.0));
+            Some(match statin {
+                Some((d, m)) => Place::met(format!("{} ({d})", concept_name(&m["medicationCodeableConcept"]))),
+                None => Place::not_met(format!("No statin in the period ({})", why_in.unwrap_or_default())),
             })
         }
         _ => None,
     }
 }
 
-/// A measure over a panel: each patient in its denominator with their place.
+/// Whether a MedicationRequest is of a statin: by an RxNorm code of a statin product or
+/// ingredient, else by a statin's name in its text.
+fn is_statin(m: &Value) -> bool {
+    let cc = &m["medicationCodeableConcept"];
+    let codes = statin_codes();
+    // the table's statin products and ingredients, and the other statin ingredients
+    let coded = cc["coding"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| c["system"] == RXNORM && c["code"].as_str().is_some_and(|x| codes.contains(&x)));
+    if coded {
+        return true;
+    }
+    let text = format!(
+        "{} {}",
+        cc["text"].as_str().unwrap_or(""),
+        cc["coding"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c["display"].as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
+    )
+    .to_lowercase();
+    let names = drugs::INGREDIENTS
+        .iter()
+        .filter(|i| i.classes.contains(&Class::Statin))
+        .map(|i| i.name)
+        .chain(OTHER_STATINS.iter().map(|s| s.1));
+    let words: Vec<&str> = text.split(|c: char| !c.is_alphanumeric()).collect();
+    names.into_iter().any(|n| words.contains(&n))
+}
+
+/// The day that shows a statin order in the period: written in it, or in force during
+/// it (active, or its dosage's bounds overlap the period); `None` otherwise.
+fn statin_during(m: &Value, period: &Period) -> Option<String> {
+    let status = m["status"].as_str().unwrap_or("");
+    if !matches!(status, "active" | "completed" | "stopped" | "on-hold") || m["intent"] == "proposal" {
+        return None;
+    }
+    let authored = m["authoredOn"].as_str().map(day);
+    if let Some(a) = &authored
+        && period.contains(a)
+    {
+        return Some(a.clone());
+    }
+    let bounds = &m["dosageInstruction"][0]["timing"]["repeat"]["boundsPeriod"];
+    let from = bounds["start"].as_str().map(day).or_else(|| authored.clone())?;
+    if from.as_str() > period.end.as_str() {
+        return None;
+    }
+    let until = bounds["end"].as_str().map(day);
+    let in_force = match until {
+        Some(u) => u.as_str() >= period.start.as_str(),
+        None => status == "active" || status == "on-hold",
+    };
+    in_force.then(|| format!("since {from}"))
+}
+
+/// A measure over a panel: each patient of its initial population with their place.
 pub struct Tally<'a> {
     pub measure: &'static Measure,
+    pub period: Period,
     pub places: Vec<(&'a Value, Place)>,
 }
 
-impl Tally<'_> {
-    pub fn denominator(&self) -> usize {
+impl<'a> Tally<'a> {
+    /// `measure` over `period` for each of `patients`, with `records` keyed by patient id.
+    pub fn of(
+        measure: &'static Measure,
+        period: &Period,
+        patients: &'a [Value],
+        records: &HashMap<String, Record<'_>>,
+    ) -> Tally<'a> {
+        let empty = Record::default();
+        let places = patients
+            .iter()
+            .filter_map(|p| {
+                let rec = p["id"].as_str().and_then(|id| records.get(id)).unwrap_or(&empty);
+                evaluate(measure, p, period, rec).map(|place| (p, place))
+            })
+            .collect();
+        Tally { measure, period: period.clone(), places }
+    }
+    /// The initial population (and denominator, before exclusions).
+    pub fn initial_population(&self) -> usize {
         self.places.len()
     }
-    pub fn numerator(&self) -> usize {
-        self.places.iter().filter(|p| p.1.met).count()
+    pub fn excluded(&self) -> usize {
+        self.count(Group::Excluded)
     }
-    /// The rate in percent, when anyone is counted.
+    /// The denominator less its exclusions.
+    pub fn denominator(&self) -> usize {
+        self.places.len() - self.excluded()
+    }
+    pub fn numerator(&self) -> usize {
+        self.count(Group::Met)
+    }
+    pub fn count(&self, group: Group) -> usize {
+        self.places.iter().filter(|p| p.1.group == group).count()
+    }
+    /// The rate in percent (numerator over the denominator less exclusions), when anyone
+    /// is counted.
     pub fn rate(&self) -> Option<f64> {
         (self.denominator() > 0).then(|| 100.0 * self.numerator() as f64 / self.denominator() as f64)
     }
-    /// The patients to act on: in the numerator of an inverse measure, out of it
-    /// otherwise.
-    pub fn gaps(&self) -> impl Iterator<Item = &(&Value, Place)> {
-        self.places.iter().filter(|p| p.1.met == self.measure.inverse)
+    /// The patients of one group.
+    pub fn group(&self, group: Group) -> impl Iterator<Item = &(&'a Value, Place)> {
+        self.places.iter().filter(move |p| p.1.group == group)
+    }
+    /// The patients to act on: in the numerator of an inverse measure, in the
+    /// denominator but not the numerator otherwise.
+    pub fn gaps(&self) -> impl Iterator<Item = &(&'a Value, Place)> {
+        self.group(if self.measure.inverse() { Group::Met } else { Group::NotMet })
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn patient(birth: &str) -> Value {
-        json!({"resourceType": "Patient", "birthDate": birth})
-    }
-
-    fn condition(code: &str) -> Value {
-        json!({"code": {"coding": [{"system": "http://snomed.info/sct", "code": code}]}})
-    }
-
-    fn a1c(v: f64, d: &str) -> Value {
-        json!({"status": "final", "code": {"coding": [{"system": "http://loinc.org", "code": "4548-4"}]}, "effectiveDateTime": d, "valueQuantity": {"value": v}})
-    }
-
-    fn bp(s: f64, d: f64, when: &str) -> Value {
-        json!({"status": "final", "code": {"coding": [{"code": "85354-9"}]}, "effectiveDateTime": when,
-            "component": [{"code": {"coding": [{"code": "8480-6"}]}, "valueQuantity": {"value": s}},
-                          {"code": {"coding": [{"code": "8462-4"}]}, "valueQuantity": {"value": d}}]})
-    }
-
-    #[test]
-    fn hba1c_poor_control_counts_the_latest_of_the_year_and_the_missing() {
-        let m = &MEASURES[0];
-        let today = "2026-12-07";
-        let p = patient("1970-01-01");
-        let dm = [condition("44054006")];
-        assert_eq!(evaluate(m, &p, today, &[], &[], &[]), None, "no diabetes");
-        assert_eq!(evaluate(m, &patient("1940-01-01"), today, &dm, &[], &[]), None, "over 75");
-        let missing = evaluate(m, &p, today, &dm, &[], &[]).unwrap();
-        assert!(missing.met && missing.why == "No HbA1c this year");
-        let high_then_good = [a1c(10.1, "2026-03-01"), a1c(7.2, "2026-09-01")];
-        assert!(!evaluate(m, &p, today, &dm, &high_then_good, &[]).unwrap().met);
-        let old_good = [a1c(6.5, "2025-06-01")];
-        assert!(evaluate(m, &p, today, &dm, &old_good, &[]).unwrap().met, "last year's does not count");
-        let poor = [a1c(9.4, "2026-10-01")];
-        assert_eq!(evaluate(m, &p, today, &dm, &poor, &[]).unwrap().why, "HbA1c 9.4% on 2026-10-01");
-    }
-
-    #[test]
-    fn blood_pressure_control_needs_both_values_below_the_line() {
-        let m = &MEASURES[1];
-        let p = patient("1960-05-05");
-        let htn = [condition("59621000")];
-        let today = "2026-12-07";
-        assert!(evaluate(m, &p, today, &htn, &[bp(132.0, 84.0, "2026-11-01")], &[]).unwrap().met);
-        assert!(!evaluate(m, &p, today, &htn, &[bp(132.0, 91.0, "2026-11-01")], &[]).unwrap().met);
-        assert!(!evaluate(m, &p, today, &htn, &[], &[]).unwrap().met);
-        let later_high = [bp(120.0, 70.0, "2026-02-01"), bp(150.0, 95.0, "2026-11-01")];
-        assert!(!evaluate(m, &p, today, &htn, &later_high, &[]).unwrap().met, "the latest counts");
-    }
-
-    #[test]
-    fn influenza_immunization_in_the_last_year() {
-        let m = &MEASURES[2];
-        let today = "2026-12-07";
-        let flu = |d: &str| json!({"status": "completed", "vaccineCode": {"coding": [{"code": "150"}]}, "occurrenceDateTime": d});
-        assert!(evaluate(m, &patient("1990-01-01"), today, &[], &[], &[flu("2026-10-10")]).unwrap().met);
-        assert!(!evaluate(m, &patient("1990-01-01"), today, &[], &[], &[flu("2025-10-10")]).unwrap().met);
-        assert_eq!(evaluate(m, &patient("2026-09-01"), today, &[], &[], &[]), None, "under 6 months");
-        let dead = json!({"birthDate": "1950-01-01", "deceasedBoolean": true});
-        assert_eq!(evaluate(m, &dead, today, &[], &[], &[]), None);
-    }
-
-    #[test]
-    fn a_tally_counts_and_names_the_gaps() {
-        let people = [patient("1970-01-01"), patient("1971-01-01")];
-        let dm = [condition("44054006")];
-        let m = &MEASURES[0];
-        let places: Vec<(&Value, Place)> = vec![
-            (&people[0], evaluate(m, &people[0], "2026-12-07", &dm, &[a1c(7.0, "2026-11-01")], &[]).unwrap()),
-            (&people[1], evaluate(m, &people[1], "2026-12-07", &dm, &[], &[]).unwrap()),
-        ];
-        let t = Tally { measure: m, places };
-        assert_eq!((t.denominator(), t.numerator()), (2, 1));
-        assert_eq!(t.rate(), Some(50.0));
-        assert_eq!(t.gaps().count(), 1, "an inverse measure's gaps are its numerator");
-    }
-}
+mod tests;

@@ -18,7 +18,8 @@
 //! - [`patient_bundle`]: a `transaction` bundle of `POST` entries with `urn:uuid:` full
 //!   URLs (as Synthea does) for one patient: Patient, Encounter, Condition,
 //!   AllergyIntolerance, MedicationRequest, Immunization, Observation (vital signs and
-//!   laboratory), DiagnosticReport and DocumentReference (a plain-text visit note).
+//!   laboratory), Procedure (screening mammograms and colonoscopies), DiagnosticReport
+//!   and DocumentReference (a plain-text visit note).
 //!   References point either inside the bundle or at the shared resources.
 //! - [`population`]: the shared bundle, then each patient's.
 //!
@@ -34,7 +35,13 @@
 //! falling on metformin, LDL in hyperlipidemia falling on a statin). Children follow
 //! growth curves, have well-child visits and the CDC childhood immunization schedule;
 //! adults have annual visits with laboratory panels, influenza, COVID-19, Td, zoster
-//! and pneumococcal vaccines by age and date. Clinic problems, emergency visits and
+//! and pneumococcal vaccines by age and date, and cancer screening (a mammogram about
+//! every two years for women 40 to 74; from 45 to 75 a colonoscopy every ten years or a
+//! stool immunochemical test yearly), taken up more by some patients than others.
+//! Coronary artery disease (more likely with age, in men, smokers, diabetes and
+//! hypertension) brings a statin for most; it and the screenings are drawn from a
+//! second random stream, so a patient without coronary disease keeps the history it had
+//! before they were added, screenings aside. Clinic problems, emergency visits and
 //! admissions occur at age-dependent rates; antibiotics respect recorded allergies.
 //! A 10-year history has roughly 230-1,100 resources per adult (about 550 on average,
 //! most for older adults with chronic conditions) and 140-430 per child, so 100

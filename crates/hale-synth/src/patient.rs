@@ -201,7 +201,16 @@ struct Gen {
     chronic: Vec<ChronicRec>,
     allergies: Vec<AllergyRec>,
     meds: Vec<Med>,
+    /// A second stream for what was added later (coronary artery disease, screening
+    /// procedures), so adding it did not change what the first stream draws.
+    side: Rng,
+    last_mammogram: Option<NaiveDate>,
+    /// Colorectal screening is up to date until this day.
+    colorectal_until: Option<NaiveDate>,
 }
+
+/// The seed of a patient's second stream.
+const SIDE_STREAM: u64 = 0x5343_5245_454E_0001;
 
 pub(crate) fn bundle(seed: u64, refd: NaiveDate, years: u32, index: usize) -> Value {
     let mut g = Gen::new(mix(seed, index as u64), refd, years);
@@ -258,12 +267,42 @@ impl Gen {
             chronic: Vec::new(),
             allergies: Vec::new(),
             meds: Vec::new(),
+            side: Rng::new(mix(seed, SIDE_STREAM)),
+            last_mammogram: None,
+            colorectal_until: None,
         };
         g.draw_conditions(age_days);
         let copd = g.chronic.iter().any(|c| c.kind == Chronic::Copd);
         g.p.smoking =
             if copd { if g.rng.chance(0.4) { 2 } else { 1 } } else { g.rng.weighted(&[68.0, 20.0, 12.0]) as u8 };
+        g.draw_ascvd(age_days);
         g
+    }
+
+    /// Coronary artery disease, from the second stream: more likely with age, in men,
+    /// in smokers and with diabetes or hypertension.
+    fn draw_ascvd(&mut self, age_days: i64) {
+        let age = years_between(self.p.birth, self.refd);
+        let (mut p, min_onset) = Chronic::Ascvd.prevalence(age);
+        if !self.p.female {
+            p *= 1.4;
+        }
+        if self.p.smoking > 0
+            || self.chronic.iter().any(|c| matches!(c.kind, Chronic::Diabetes | Chronic::Hypertension))
+        {
+            p *= 1.3;
+        }
+        if age < min_onset || !self.side.chance(p) {
+            return;
+        }
+        let lo = ((min_onset.max(age - 15)) as f64 * YEAR) as i64;
+        let hi = (((age + 1) as f64 * YEAR) as i64).min(age_days - 1);
+        if hi <= lo {
+            return;
+        }
+        let onset = days(self.p.birth, self.side.int(lo, hi));
+        let id = self.side.uuid();
+        self.chronic.push(ChronicRec { kind: Chronic::Ascvd, onset, id, recorded: None, resolved: None });
     }
 
     fn agef(&self, d: NaiveDate) -> f64 {
@@ -284,7 +323,7 @@ impl Gen {
                 Chronic::Hypertension => 25,
                 Chronic::Diabetes | Chronic::Hyperlipidemia => 20,
                 Chronic::Copd => 15,
-                Chronic::Depression => 12,
+                Chronic::Depression | Chronic::Ascvd => 12,
                 Chronic::Asthma => 100,
             };
             let mut hi = age;
@@ -737,6 +776,7 @@ impl Gen {
                         self.microalbumin(&ctx, lab_t, &mut log);
                     }
                     self.smoking_status(&ctx, t, &mut log);
+                    self.screen(&ctx, lab_t, &mut log);
                 }
                 if self.has(Chronic::Depression, t) {
                     self.phq9(&ctx, t, &mut log);
@@ -936,6 +976,11 @@ impl Gen {
             }
             Chronic::Copd => vec![&TIOTROPIUM, &ALBUTEROL],
             Chronic::Depression => vec![&SERTRALINE],
+            // a statin, unless one is taken already (most, not all, are prescribed one)
+            Chronic::Ascvd => {
+                let on_statin = self.on(&ATORVASTATIN, ctx.end).or(self.on(&SIMVASTATIN, ctx.end)).is_some();
+                if !on_statin && self.side.chance(0.8) { vec![&ATORVASTATIN] } else { Vec::new() }
+            }
         };
         for d in drugs {
             if self.on(d, ctx.end).is_none() {
@@ -1426,6 +1471,72 @@ impl Gen {
         });
         r[value.0] = value.1;
         self.push(r);
+    }
+
+    /// Cancer screening at an adult's annual visit, from the second stream: a screening
+    /// mammogram every two years or so for women 40 to 74, and for 45 to 75 a colonoscopy
+    /// (good for ten years) or a stool immunochemical test (FIT, one year), each taken
+    /// up by some patients more than others.
+    fn screen(&mut self, ctx: &Ctx, t: NaiveDateTime, log: &mut Log) {
+        let d = t.date();
+        let willing = 0.3 + 0.6 * self.p.vax_prop;
+        if self.p.female
+            && (40..75).contains(&ctx.age)
+            && self.last_mammogram.is_none_or(|m| (d - m).num_days() >= 700)
+            && self.side.chance(willing)
+        {
+            self.procedure(ctx, t, &MAMMOGRAM);
+            self.last_mammogram = Some(d);
+            log.assessment.push("Screening mammogram".into());
+        }
+        if (45..76).contains(&ctx.age) && self.colorectal_until.is_none_or(|u| d >= u) && self.side.chance(willing) {
+            if self.side.chance(0.5) {
+                self.procedure(ctx, t, &COLONOSCOPY);
+                self.colorectal_until = Some(days(d, 3652));
+                log.assessment.push("Screening colonoscopy".into());
+            } else {
+                let positive = self.side.chance(0.05);
+                let (code, display) = if positive {
+                    ("10828004", "Positive (qualifier value)")
+                } else {
+                    ("260385009", "Negative (qualifier value)")
+                };
+                let r = json!({
+                    "resourceType": "Observation",
+                    "status": "final",
+                    "category": [cc_only(tho!("observation-category"), "laboratory", "Laboratory")],
+                    "code": cc(LOINC, FIT.code, FIT.display),
+                    "subject": reference(&self.pat),
+                    "encounter": reference(&ctx.enc),
+                    "effectiveDateTime": dt(t),
+                    "issued": dt(t),
+                    "valueCodeableConcept": cc(SCT, code, display),
+                });
+                let id = self.side.uuid();
+                self.push_as(&id, r);
+                self.colorectal_until = Some(days(d, 365));
+                log.labs.push(format!(
+                    "stool immunochemical test (FIT): {}",
+                    if positive { "positive" } else { "negative" }
+                ));
+            }
+        }
+    }
+
+    /// A completed procedure at the visit, with an id from the second stream.
+    fn procedure(&mut self, ctx: &Ctx, t: NaiveDateTime, code: &Code) {
+        let r = json!({
+            "resourceType": "Procedure",
+            "status": "completed",
+            "category": cc(SCT, "103693007", "Diagnostic procedure (procedure)"),
+            "code": cc(SCT, code.code, code.display),
+            "subject": reference(&self.pat),
+            "encounter": reference(&ctx.enc),
+            "performedDateTime": dt(t),
+            "recorder": reference(&format!("Practitioner/{}", pr_id(ctx.pr))),
+        });
+        let id = self.side.uuid();
+        self.push_as(&id, r);
     }
 
     fn smoking_status(&mut self, ctx: &Ctx, t: NaiveDateTime, log: &mut Log) {

@@ -133,6 +133,10 @@ pub(crate) enum Chronic {
     Asthma,
     Copd,
     Depression,
+    /// Atherosclerotic cardiovascular disease (coronary artery disease). Not in
+    /// [`Chronic::ALL`]: drawn from a stream of its own, so adding it left the rest of
+    /// each patient's history as it was.
+    Ascvd,
 }
 
 impl Chronic {
@@ -153,6 +157,7 @@ impl Chronic {
             Chronic::Asthma => c("195967001", "Asthma (disorder)"),
             Chronic::Copd => c("13645005", "Chronic obstructive lung disease (disorder)"),
             Chronic::Depression => c("35489007", "Depressive disorder (disorder)"),
+            Chronic::Ascvd => c("53741008", "Coronary arteriosclerosis (disorder)"),
         }
     }
 
@@ -164,6 +169,7 @@ impl Chronic {
             Chronic::Asthma => "asthma",
             Chronic::Copd => "COPD",
             Chronic::Depression => "depression",
+            Chronic::Ascvd => "coronary artery disease",
         }
     }
 
@@ -202,6 +208,11 @@ impl Chronic {
                 ..12 => 0.0,
                 _ => 0.08,
             },
+            Chronic::Ascvd => match age {
+                ..45 => 0.0,
+                45..65 => 0.07,
+                _ => 0.18,
+            },
         };
         let min_onset = match self {
             Chronic::Hypertension => 18,
@@ -210,10 +221,17 @@ impl Chronic {
             Chronic::Asthma => 2,
             Chronic::Copd => 40,
             Chronic::Depression => 12,
+            Chronic::Ascvd => 40,
         };
         (p, min_onset)
     }
 }
+
+/// Screening procedures (SNOMED CT) and the stool test (LOINC) the generator records.
+pub(crate) const MAMMOGRAM: Code = c("24623002", "Screening mammography (procedure)");
+pub(crate) const COLONOSCOPY: Code = c("73761001", "Colonoscopy (procedure)");
+pub(crate) const FIT: Code =
+    c("29771-3", "Hemoglobin.gastrointestinal.lower [Presence] in Stool by Immunoassay --1st specimen");
 
 /// SNOMED CT route codes.
 pub(crate) const ORAL: Code = c("26643006", "Oral route");

@@ -286,7 +286,10 @@ fn lab_interpretation_agrees_with_the_reference_range() {
     let mut seen = 0;
     for i in 0..10 {
         let b = if i == 0 { b.clone() } else { patient_bundle(&cfg(10, 17), i) };
-        for o in of_type(&b, "Observation").filter(|o| o["category"][0]["coding"][0]["code"] == "laboratory") {
+        // the quantitative ones (a stool test's result is a concept)
+        for o in of_type(&b, "Observation")
+            .filter(|o| o["category"][0]["coding"][0]["code"] == "laboratory" && o.get("valueQuantity").is_some())
+        {
             seen += 1;
             let v = quantity(o);
             let rr = &o["referenceRange"][0];
@@ -444,4 +447,44 @@ fn wide_sweep_is_valid_and_closed() {
     failures.sort();
     failures.dedup();
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn adults_are_screened_for_cancer_and_coronary_disease_brings_a_statin() {
+    let c = cfg(200, 1);
+    let (mut mammograms, mut colonoscopies, mut fits, mut ascvd, mut ascvd_statin) = (0, 0, 0, 0, 0);
+    for i in 0..c.patients {
+        let b = patient_bundle(&c, i);
+        let born = birth(&b);
+        let female = of_type(&b, "Patient").next().unwrap()["gender"] == "female";
+        for p in of_type(&b, "Procedure") {
+            assert_eq!(p["status"], "completed");
+            let age = (day(p["performedDateTime"].as_str().unwrap()) - born).num_days() / 365;
+            match code(p, "code").as_str() {
+                "24623002" => {
+                    assert!(female && (40..=75).contains(&age), "patient {i}: a mammogram at {age}");
+                    mammograms += 1;
+                }
+                "73761001" => {
+                    assert!((45..=76).contains(&age), "patient {i}: a colonoscopy at {age}");
+                    colonoscopies += 1;
+                }
+                other => panic!("patient {i}: an unexpected procedure {other}"),
+            }
+        }
+        fits += of_type(&b, "Observation").filter(|o| code(o, "code") == "29771-3").count();
+        let cad = of_type(&b, "Condition").any(|c| code(c, "code") == "53741008");
+        if cad {
+            ascvd += 1;
+            let statin = of_type(&b, "MedicationRequest")
+                .any(|m| matches!(code(m, "medicationCodeableConcept").as_str(), "617310" | "312961"));
+            ascvd_statin += usize::from(statin);
+        }
+    }
+    // mammograms every two years or so: never two within 700 days (checked by the counts
+    // being plausible for 200 people), colonoscopies and FITs, some coronary disease
+    assert!(mammograms >= 20 && colonoscopies >= 10 && fits >= 10, "{mammograms} {colonoscopies} {fits}");
+    assert!(ascvd >= 5, "{ascvd} patients with coronary artery disease in 200");
+    assert!(ascvd_statin * 2 > ascvd, "{ascvd_statin} of {ascvd} on a statin");
+    assert!(ascvd_statin < ascvd || ascvd < 10, "not every one: the measure has someone to find");
 }

@@ -828,7 +828,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             println!("Quality measures ({}):", hale_cds::measures::MEASURES.len());
             for m in hale_cds::measures::MEASURES {
-                println!("  {:<32} {}; met: {} (source: {})", m.id, m.denominator, m.numerator, m.source);
+                println!(
+                    "  {:<36} {}; excluded: {}; met: {} (source: {}; not applied: {})",
+                    m.id, m.initial_population, m.exclusions, m.numerator, m.source, m.not_applied
+                );
             }
             println!(
                 "Drug table: {} products, {} ingredients.",

@@ -48,6 +48,10 @@ pub fn handle(st: &ApiState, call: &Call) -> Result<Response, ApiError> {
                 ops.push(json!({"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"}));
                 ops.push(json!({"name": "summary", "definition": "http://hl7.org/fhir/uv/ips/OperationDefinition/summary"}));
             }
+            if t == "Measure" {
+                ops.push(json!({"name": "evaluate-measure", "definition": "http://hl7.org/fhir/OperationDefinition/Measure-evaluate-measure",
+                    "documentation": "Hale's built-in quality measures by id (hale cds list): periodStart and periodEnd required; reportType summary, subject-list or subject."}));
+            }
             let mut r = json!({
                 "type": t,
                 "interaction": interactions,

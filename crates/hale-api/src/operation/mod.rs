@@ -1,5 +1,6 @@
 //! One module per operation.
 
+pub mod evaluate_measure;
 pub mod patient_everything;
 pub mod summary;
 pub mod validate;
@@ -35,6 +36,14 @@ pub async fn dispatch(
         "summary" if ty == "Patient" && (method == Method::GET || method == Method::POST) => {
             summary::handle(st, method, id, call, body).await
         }
+        "evaluate-measure" if ty == "Measure" && (method == Method::GET || method == Method::POST) => {
+            evaluate_measure::handle(st, method, id, call, body).await
+        }
+        "evaluate-measure" if ty == "Measure" => Err(ApiError::new(
+            Category::MethodNotAllowed,
+            Issue::error(IssueType::NotSupported, "$evaluate-measure takes a GET, or a POST with Parameters"),
+        )
+        .with_header("allow", "GET, POST".into())),
         "break-glass" if ty == "Patient" && method == Method::POST => match id {
             Some(id) => break_glass(st, id, call, body).await,
             None => Err(ApiError::new(

@@ -1504,9 +1504,23 @@ async fn quality_measures_count_my_patients_and_name_those_to_act_on() {
     assert!(html.contains("Diabetes: HbA1c poor control"), "{html}");
     assert!(html.contains(&format!("HbA1c 9.8% on {today}")), "{html}");
     assert!(html.contains(&format!("150/95 mmHg on {today}")), "{html}");
-    assert!(html.contains("No influenza vaccine this year"), "{html}");
-    assert!(html.contains("CMS122"), "the source is named: {html}");
+    assert!(html.contains("No influenza vaccine in the period"), "{html}");
+    assert!(html.contains("CMS122") && html.contains("CMS347"), "the sources are named: {html}");
+    assert!(html.contains("Breast cancer screening"), "{html}");
+    let colorectal = section(&html, "id=\"cms130-colorectal-cancer-screening-not-met\"");
+    assert!(colorectal.contains("No colorectal cancer screening within its interval"), "Ana is 45 to 75: {colorectal}");
     assert!(!html.contains("Brown"), "another practice's patient is not counted: {html}");
+    // the blood pressure is in the group to act on, open
+    let not_met = section(&html, "id=\"cms165-blood-pressure-control-not-met\"");
+    assert!(not_met.contains("open") && not_met.contains("Alvarez"), "{not_met}");
+    // a bad period is refused, with the field named, and the default shown
+    let (status, bad) = page(&ts, &session, "/app/measures?start=2026-13-01").await;
+    assert_eq!(status, 400);
+    assert!(bad.contains("The start is not a date") && bad.contains("aria-describedby=\"m-error\""), "{bad}");
+    // a period before the readings: the HbA1c of today is not in it
+    let (status, old) = page(&ts, &session, "/app/measures?start=2020-01-01&end=2020-12-31").await;
+    assert_eq!(status, 200);
+    assert!(old.contains("No HbA1c in the period") && !old.contains("HbA1c 9.8%"), "{old}");
     // the blood pressure comes under control: the patient leaves that list
     let controlled = json!({"resourceType": "Observation", "id": "bp-now", "status": "final", "code": loinc("85354-9"),
         "subject": {"reference": "Patient/pat-a"}, "effectiveDateTime": today, "component": [
@@ -1514,7 +1528,16 @@ async fn quality_measures_count_my_patients_and_name_those_to_act_on() {
             {"code": loinc("8462-4"), "valueQuantity": {"value": 82, "unit": "mm[Hg]"}}]});
     assert!(ts.put("/Observation/bp-now", &controlled).await.status().is_success());
     let (_, html) = page(&ts, &session, "/app/measures").await;
-    assert!(!html.contains("mmHg on"), "{html}");
+    let met = section(&html, "id=\"cms165-blood-pressure-control-met\"");
+    assert!(met.contains(&format!("128/82 mmHg on {today}")), "{met}");
+    assert!(!section(&html, "id=\"cms165-blood-pressure-control-not-met\"").contains("Alvarez"), "{html}");
+}
+
+/// The `<details>` element of `html` that starts with `marker`, to its end.
+fn section<'a>(html: &'a str, marker: &str) -> &'a str {
+    let start = html.find(marker).unwrap_or_else(|| panic!("no {marker} in {html}"));
+    let rest = &html[start..];
+    &rest[..rest.find("</details>").unwrap_or(rest.len())]
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1702,6 +1725,8 @@ async fn the_chart_works_in_a_real_browser() {
         "app-report-laptop.png",
         "app-document-added-laptop.png",
         "app-documents-phone.png",
+        "app-measures-laptop.png",
+        "app-measures-phone.png",
     ] {
         assert!(shots.join(f).metadata().unwrap().len() > 1000, "{f}");
     }

@@ -17,6 +17,7 @@ mod hl7;
 mod ips;
 mod limits;
 mod logs;
+mod measures;
 mod negotiation;
 mod patch;
 mod postgres;
