@@ -86,7 +86,7 @@ pub(crate) async fn due(
             };
         truncated = [conditions.len(), immunizations.len(), observations.len(), procedures.len()].contains(&PANEL_ROWS);
         observations.extend(procedures);
-        let today = crate::fhir::today_text();
+        let today = session.zone.today_text();
         for p in &patients {
             let id = p["id"].as_str().unwrap_or("");
             let due = hale_cds::preventive::due(
@@ -179,7 +179,7 @@ pub(crate) async fn measures(session: Session) -> Response {
             .collect::<Vec<_>>()
             .join(",");
         // the measures read the year up to today: nothing older is fetched
-        let since = format!("ge{}", year_ago(&crate::fhir::today_text()));
+        let since = format!("ge{}", year_ago(&session.zone.today_text()));
         let q_cond = [("patient", list.as_str()), ("clinical-status", "active,recurrence,relapse")];
         let q_imm = [("patient", list.as_str()), ("date", since.as_str())];
         let q_obs = [("patient", list.as_str()), ("code", codes.as_str()), ("date", since.as_str())];
@@ -196,7 +196,7 @@ pub(crate) async fn measures(session: Session) -> Response {
         truncated = [conditions.len(), immunizations.len(), observations.len()].contains(&PANEL_ROWS)
             || patients.len() == PANEL_PATIENTS;
     }
-    let today = crate::fhir::today_text();
+    let today = session.zone.today_text();
     let tallies: Vec<Tally> = MEASURES
         .iter()
         .map(|m| {
