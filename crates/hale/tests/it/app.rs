@@ -442,7 +442,7 @@ async fn an_installation_in_new_york_shows_and_reads_new_york_time() {
                 .unwrap()
                 .iter()
                 .map(|e| &e["resource"])
-                .find(|o| o["valueQuantity"]["value"].to_string() == pulse)
+                .find(|o| o["valueQuantity"]["value"].as_u64() == pulse.parse().ok())
                 .map(|o| o["effectiveDateTime"].as_str().unwrap().to_string())
         }
     };
