@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::fhir::{
     Flag, LOINC, address, age, code_in, concept, day, flag, mrns, observation_value, person_name, phone,
-    reference_label, reference_range, today,
+    reference_label, reference_range,
 };
 use crate::layout::{page, respond};
 use crate::{Session, failure, search, viewed};
@@ -95,17 +95,17 @@ pub(crate) async fn summary(session: Session, Path(id): Path<String>) -> Respons
             section.card aria-labelledby="meds-h" {
                 h2 #meds-h { "Active medications (" (meds.len()) ")" }
                 p.card-action { a href={ "/app/patient/" (p) "/medications/reconcile" } { "Reconcile" } " · " a href={ "/app/patient/" (p) "/prescribe" } { "Prescribe" } }
-                (medication_list(&meds))
+                (medication_list(&session.zone, &meds))
             }
             section.card.wide aria-labelledby="vitals-h" {
                 h2 #vitals-h { "Latest vital signs" }
-                (latest_vitals(&vitals))
+                (latest_vitals(&session.zone, &vitals))
             }
             section.card.wide aria-labelledby="labs-h" {
                 h2 #labs-h { "Latest results" }
-                (lab_table(&labs))
+                (lab_table(&session.zone, &labs))
             }
-            @let due = hale_cds::preventive::due(&patient, &crate::fhir::today_text(), &problems, &immunizations, &checks);
+            @let due = hale_cds::preventive::due(&patient, &session.zone.today_text(), &problems, &immunizations, &checks);
             section.card.wide aria-labelledby="due-h" {
                 h2 #due-h { "Preventive care due (" (due.len()) ")" }
                 @if due.is_empty() { p.empty { "Nothing due." } } @else {
@@ -126,7 +126,7 @@ pub(crate) async fn summary(session: Session, Path(id): Path<String>) -> Respons
                     ul.plain {
                         @for o in &orders {
                             li {
-                                span { (concept(&o["code"])) @if o["priority"] == "urgent" { " " span.badge { "urgent" } } br; small.muted { "ordered " (day(&o["authoredOn"])) " by " (reference_label(&o["requester"])) @if let Some(n) = o["identifier"][0]["value"].as_str() { " · order number " (n) } } }
+                                span { (concept(&o["code"])) @if o["priority"] == "urgent" { " " span.badge { "urgent" } } br; small.muted { "ordered " (session.zone.day(&o["authoredOn"])) " by " (reference_label(&o["requester"])) @if let Some(n) = o["identifier"][0]["value"].as_str() { " · order number " (n) } } }
                                 span.row-end { a href={ "/app/patient/" (p) "/order/" (o["id"].as_str().unwrap_or("")) "/result" } { "Enter the result" } }
                             }
                         }
@@ -136,7 +136,7 @@ pub(crate) async fn summary(session: Session, Path(id): Path<String>) -> Respons
             section.card aria-labelledby="imm-h" {
                 h2 #imm-h { "Immunizations" }
                 p.card-action { a href={ "/app/patient/" (p) "/immunizations/new" } { "Record" } }
-                (immunization_list(&immunizations))
+                (immunization_list(&session.zone, &immunizations))
             }
             section.card aria-labelledby="enc-h" {
                 h2 #enc-h { "Visits and encounters" }
@@ -144,7 +144,7 @@ pub(crate) async fn summary(session: Session, Path(id): Path<String>) -> Respons
                     input type="hidden" name="csrf" value=(session.csrf);
                     button.link type="submit" { "Start a visit" }
                 }
-                (encounter_list(p, &encounters))
+                (encounter_list(&session.zone, p, &encounters))
             }
             section.card aria-labelledby="portal-h" {
                 h2 #portal-h { "Patient portal" }
@@ -291,11 +291,11 @@ pub(crate) fn header(session: &Session, patient: &Value, allergies: &[Value], ta
     html! {
         @if let Some((_, reason, expires)) = glass {
             p.glass role="status" {
-                strong { "Emergency access (break-the-glass)" } " until " (crate::svg::time_of(*expires)) " UTC. Reason: " (reason)
+                strong { "Emergency access (break-the-glass)" } " until " (session.zone.at_millis(*expires)) ". Reason: " (reason)
                 ". Every page you open is recorded."
             }
         }
-        (banner(patient))
+        (banner(&session.zone, patient))
         (allergy_strip(id, allergies))
         nav.tabs aria-label="Chart" {
             @for (t, label, path) in tabs {
@@ -314,15 +314,15 @@ pub(crate) async fn allergies(session: &Session, id: &str) -> Result<Vec<Value>,
     search(&session.repo, "AllergyIntolerance", &[("patient", id)], 100).await.map_err(|e| failure(session, &e))
 }
 
-fn banner(p: &Value) -> Markup {
+fn banner(zone: &crate::Zone, p: &Value) -> Markup {
     let birth = day(&p["birthDate"]);
     let deceased = p["deceasedBoolean"].as_bool() == Some(true) || p.get("deceasedDateTime").is_some();
     html! {
         section.banner aria-label="Patient" {
             h1 { (person_name(p)) }
-            @if deceased { span.deceased { "Deceased " (day(&p["deceasedDateTime"])) } }
+            @if deceased { span.deceased { "Deceased " (zone.day(&p["deceasedDateTime"])) } }
             dl {
-                div { dt { "Born" } dd { (birth) @if let Some(a) = age(&birth, today()) { " (" (a) ")" } } }
+                div { dt { "Born" } dd { (birth) @if let Some(a) = age(&birth, zone.today()) { " (" (a) ")" } } }
                 div { dt { "Sex" } dd { (p["gender"].as_str().unwrap_or("unknown")) } }
                 div { dt { "MRN" } dd { (mrns(p).join(", ")) } }
                 @let ph = phone(p);
@@ -411,7 +411,7 @@ fn problem_list(session: &Session, patient: &str, problems: &[Value]) -> Markup 
                             }
                         }
                         span.muted.row-end {
-                            @let since = day(&c["onsetDateTime"]);
+                            @let since = session.zone.day(&c["onsetDateTime"]);
                             @if !since.is_empty() { "since " (since) " " }
                             form.inline method="post" action={ "/app/patient/" (patient) "/problem/" (c["id"].as_str().unwrap_or("")) "/resolve" } {
                                 input type="hidden" name="csrf" value=(session.csrf);
@@ -425,7 +425,7 @@ fn problem_list(session: &Session, patient: &str, problems: &[Value]) -> Markup 
     }
 }
 
-fn medication_list(meds: &[Value]) -> Markup {
+fn medication_list(zone: &crate::Zone, meds: &[Value]) -> Markup {
     html! {
         @if meds.is_empty() { p.empty { "None recorded." } } @else {
             ul.plain {
@@ -439,7 +439,7 @@ fn medication_list(meds: &[Value]) -> Markup {
                             @let dose = m["dosageInstruction"].as_array().and_then(|d| d.first()).and_then(|d| d["text"].as_str()).unwrap_or("");
                             @if !dose.is_empty() { br; small { (dose) } }
                         }
-                        span.muted { (day(&m["authoredOn"])) }
+                        span.muted { (zone.day(&m["authoredOn"])) }
                     }
                 }
             }
@@ -455,7 +455,7 @@ fn medication_name(m: &Value) -> String {
 }
 
 /// The newest value of each vital sign.
-fn latest_vitals(vitals: &[Value]) -> Markup {
+fn latest_vitals(zone: &crate::Zone, vitals: &[Value]) -> Markup {
     // the search is newest first: the first of each code is its latest
     let mut shown: Vec<(&str, &Value)> = Vec::new();
     for (code, label) in VITALS {
@@ -473,7 +473,7 @@ fn latest_vitals(vitals: &[Value]) -> Markup {
                     div.vital {
                         div.k { (label) }
                         div.v { (observation_value(o)) }
-                        div.k { (day(&o["effectiveDateTime"])) }
+                        div.k { (zone.day(&o["effectiveDateTime"])) }
                     }
                 }
             }
@@ -487,7 +487,7 @@ fn analyte(o: &Value) -> String {
 }
 
 /// The latest result of each test (newest tests first), with the one before it.
-fn lab_table(labs: &[Value]) -> Markup {
+fn lab_table(zone: &crate::Zone, labs: &[Value]) -> Markup {
     // the search is newest first: the first of each analyte is its latest
     let mut rows: Vec<(String, &Value, Option<&Value>)> = Vec::new();
     for o in labs {
@@ -509,10 +509,10 @@ fn lab_table(labs: &[Value]) -> Markup {
                             td { (concept(&o["code"])) }
                             td.num { (observation_value(o)) }
                             td { @if f != Flag::Normal { span class={ "flag " (f.label()) } title=(f.words()) { (f.label()) span.sr { " " (f.words()) } } } }
-                            td.date { (day(&o["effectiveDateTime"])) }
+                            td.date { (zone.day(&o["effectiveDateTime"])) }
                             td.num.hide-narrow {
                                 @if let Some(p) = previous {
-                                    (observation_value(p)) " " small.muted { (day(&p["effectiveDateTime"])) }
+                                    (observation_value(p)) " " small.muted { (zone.day(&p["effectiveDateTime"])) }
                                 }
                             }
                             td.num.hide-narrow { (reference_range(o)) }
@@ -537,14 +537,14 @@ pub(crate) fn row_class(f: Flag) -> &'static str {
     }
 }
 
-fn immunization_list(imms: &[Value]) -> Markup {
+fn immunization_list(zone: &crate::Zone, imms: &[Value]) -> Markup {
     html! {
         @if imms.is_empty() { p.empty { "None recorded." } } @else {
             ul.plain {
                 @for i in imms {
                     li {
                         span { (concept(&i["vaccineCode"])) @if i["status"] != "completed" { " " small { "(" (i["status"].as_str().unwrap_or("")) ")" } } }
-                        span.muted { (day(&i["occurrenceDateTime"])) }
+                        span.muted { (zone.day(&i["occurrenceDateTime"])) }
                     }
                 }
             }
@@ -552,7 +552,7 @@ fn immunization_list(imms: &[Value]) -> Markup {
     }
 }
 
-fn encounter_list(patient: &str, encs: &[Value]) -> Markup {
+fn encounter_list(zone: &crate::Zone, patient: &str, encs: &[Value]) -> Markup {
     html! {
         @if encs.is_empty() { p.empty { "None recorded." } } @else {
             ul.plain {
@@ -568,7 +568,7 @@ fn encounter_list(patient: &str, encs: &[Value]) -> Markup {
                             @let provider = reference_label(&e["serviceProvider"]);
                             @if !provider.is_empty() { br; small.muted { (provider) } }
                         }
-                        span.muted { (day(&e["period"]["start"])) @if e["status"] == "planned" { " (planned)" } }
+                        span.muted { (zone.day(&e["period"]["start"])) @if e["status"] == "planned" { " (planned)" } }
                     }
                 }
             }

@@ -61,7 +61,7 @@ fn title(r: &Value) -> String {
     if t.is_empty() { "Report".into() } else { t }
 }
 
-fn date_of(r: &Value) -> String {
+fn date_of(zone: &crate::Zone, r: &Value) -> String {
     let v = if matches!(r["resourceType"].as_str(), Some("DocumentReference" | "Composition")) {
         &r["date"]
     } else if r.get("effectiveDateTime").is_some() {
@@ -71,7 +71,7 @@ fn date_of(r: &Value) -> String {
     } else {
         &r["issued"]
     };
-    day(v)
+    zone.day(v)
 }
 
 fn authors(r: &Value) -> String {
@@ -186,13 +186,13 @@ pub(crate) async fn list(session: Session, Path(id): Path<String>) -> Response {
             h2 #docs-h { "Notes and documents (" (docs.len()) ")" }
             p.card-action { a href={ "/app/patient/" (p) "/documents/new" } { "Add a document" } }
             @if docs.is_empty() { p.empty { "No document recorded." } } @else {
-                (rows(&format!("/app/patient/{p}/document/"), &docs.iter().collect::<Vec<_>>()))
+                (rows(&session.zone, &format!("/app/patient/{p}/document/"), &docs.iter().collect::<Vec<_>>()))
             }
         }
         section.card.wide aria-labelledby="reports-h" {
             h2 #reports-h { "Reports (" (reports.len()) ")" }
             @if reports.is_empty() { p.empty { "No report other than laboratory results." } } @else {
-                (rows(&format!("/app/patient/{p}/document/"), &reports))
+                (rows(&session.zone, &format!("/app/patient/{p}/document/"), &reports))
             }
             @if labs > 0 {
                 p.muted { (labs) @if labs == 1 { " laboratory report is" } @else { " laboratory reports are" } " under " a href={ "/app/patient/" (p) "/results" } { "Results" } "." }
@@ -202,7 +202,7 @@ pub(crate) async fn list(session: Session, Path(id): Path<String>) -> Response {
     respond(StatusCode::OK, page(&format!("Documents · {}", crate::fhir::person_name(&patient)), Some(&session), body))
 }
 
-pub(crate) fn rows(link: &str, items: &[&Value]) -> Markup {
+pub(crate) fn rows(zone: &crate::Zone, link: &str, items: &[&Value]) -> Markup {
     html! {
         table {
             thead { tr { th { "Date" } th { "Document" } th.hide-narrow { "Author" } th { "Content" } } }
@@ -212,7 +212,7 @@ pub(crate) fn rows(link: &str, items: &[&Value]) -> Markup {
                     @let rid = r["id"].as_str().unwrap_or("");
                     @let atts = attachments(r);
                     tr {
-                        td.date { (date_of(r)) }
+                        td.date { (date_of(zone, r)) }
                         td {
                             a href={ (link) (ty) "/" (rid) } { (title(r)) }
                             @if let Some(s) = r["status"].as_str().filter(|s| !matches!(*s, "current" | "final")) { " " span.badge { (s) } }
@@ -335,7 +335,7 @@ pub(crate) async fn show(session: Session, Path((id, ty, rid)): Path<(String, St
         article.card.wide aria-labelledby="doc-h" {
             h1 #doc-h { (title(&doc)) }
             dl.facts {
-                div { dt { "Date" } dd { (date_of(&doc)) } }
+                div { dt { "Date" } dd { (date_of(&session.zone, &doc)) } }
                 @let kind = if ty == "DocumentReference" { concept(&doc["type"]) } else { concept(&doc["code"]) };
                 @if !kind.is_empty() { div { dt { "Type" } dd { (kind) } } }
                 @let who = authors(&doc);
@@ -730,13 +730,13 @@ pub(crate) async fn portal_list(session: PatientSession, State(st): State<Arc<Ap
     };
     let mut all: Vec<&Value> =
         docs.iter().chain(reports.iter()).chain(notes.iter()).filter(|r| released(r, &held)).collect();
-    all.sort_by_key(|r| std::cmp::Reverse(date_of(r)));
+    all.sort_by_key(|r| std::cmp::Reverse(date_of(&session.zone, r)));
     let body = html! {
         section.card aria-labelledby="p-docs" {
             h1 #p-docs { "My documents" }
             p.muted { "Letters, visit notes, scanned papers and reports in your record. Laboratory results are under " a href="/portal/results" { "My results" } "." }
             @if all.is_empty() { p.empty { "There is no document in your record yet." } } @else {
-                (rows("/portal/document/", &all))
+                (rows(&session.zone, "/portal/document/", &all))
             }
         }
         section.card aria-labelledby="p-summary" {
@@ -773,7 +773,7 @@ pub(crate) async fn portal_show(
         article.card aria-labelledby="doc-h" {
             h1 #doc-h { (title(&doc)) }
             dl.facts {
-                div { dt { "Date" } dd { (date_of(&doc)) } }
+                div { dt { "Date" } dd { (date_of(&session.zone, &doc)) } }
                 @let who = authors(&doc);
                 @if !who.is_empty() { div { dt { "From" } dd { (who) } } }
             }
@@ -869,7 +869,7 @@ pub(crate) async fn portal_summary(
         article.card.summary aria-labelledby="s-h" {
             h1 #s-h { "Health summary" }
             p { strong { (crate::fhir::person_name(patient)) } " · born " (day(&patient["birthDate"])) }
-            p.muted { "Made on " (day(&doc["timestamp"])) " from your record as it is today. " span.noprint { "Print it with your browser's Print command." } }
+            p.muted { "Made on " (session.zone.day(&doc["timestamp"])) " from your record as it is today. " span.noprint { "Print it with your browser's Print command." } }
             @for (title, columns, rows) in hale_api::ips::readable(&doc) {
                 section aria-label=(title) {
                     h2 { (title) }

@@ -191,16 +191,18 @@ fn form_page(session: &Session, patient: &Value, all: &[Value], kind: Kind, type
     page(kind.title(), Some(session), body)
 }
 
-/// Checks a form and builds its resource; `Err` lists the messages by field.
+/// Checks a form and builds its resource; `Err` lists the messages by field. `now` is
+/// the instant recorded; `today` the installation's date, after which no typed date
+/// may be.
 pub(crate) fn build(
     kind: Kind,
     patient: &str,
     recorder: Option<&str>,
     typed: &Fields,
     now: &str,
+    today: &str,
 ) -> Result<Value, Errors> {
     let mut errors: Errors = Vec::new();
-    let today = &now[..10];
     let value = |n: &str| typed.get(n).map(|s| s.trim().to_string()).unwrap_or_default();
     let text = value("text");
     if text.chars().count() > 200 {
@@ -377,7 +379,7 @@ pub(crate) async fn save(kind: Kind, session: Session, id: String, typed: Fields
         Err(r) => return r,
     };
     let recorder = session.account.fhir_user.as_deref().filter(|u| u.starts_with("Practitioner/"));
-    let resource = match build(kind, &id, recorder, &typed, &now_instant()) {
+    let resource = match build(kind, &id, recorder, &typed, &now_instant(), &session.zone.today_text()) {
         Ok(r) => r,
         Err(errors) => {
             return respond(StatusCode::BAD_REQUEST, form_page(&session, &patient, &all, kind, &typed, &errors));
@@ -470,6 +472,7 @@ mod tests {
     }
 
     const NOW: &str = "2026-12-07T10:00:00Z";
+    const TODAY: &str = "2026-12-07";
 
     fn valid(r: &Value) {
         let issues = hale_fhir::validate::validate_resource(r);
@@ -485,12 +488,14 @@ mod tests {
             Some("Practitioner/x"),
             &fields(&[("term", &diabetes), ("onset", "2019-04")]),
             NOW,
+            TODAY,
         )
         .unwrap();
         valid(&c);
         assert_eq!(c["code"]["coding"][1]["code"], "E11.9");
         assert_eq!(c["onsetDateTime"], "2019-04");
-        let free = build(Kind::Problem, "p1", None, &fields(&[("term", ""), ("text", "Chronic cough")]), NOW).unwrap();
+        let free =
+            build(Kind::Problem, "p1", None, &fields(&[("term", ""), ("text", "Chronic cough")]), NOW, TODAY).unwrap();
         valid(&free);
         assert_eq!(free["code"]["text"], "Chronic cough");
         let pen = ALLERGENS.iter().position(|a| a.code == "91936005").unwrap().to_string();
@@ -500,6 +505,7 @@ mod tests {
             None,
             &fields(&[("term", &pen), ("criticality", "high"), ("reaction", "hives")]),
             NOW,
+            TODAY,
         )
         .unwrap();
         valid(&a);
@@ -507,8 +513,15 @@ mod tests {
         let amox = hale_cds::drugs::DRUGS.iter().find(|d| d.name.starts_with("amoxicillin 500")).unwrap();
         assert_eq!(hale_cds::allergy_alerts(amox, &[a])[0].severity, hale_cds::Severity::High);
         for (i, al) in ALLERGENS.iter().enumerate() {
-            let r = build(Kind::Allergy, "p1", None, &fields(&[("term", &i.to_string()), ("criticality", "low")]), NOW)
-                .unwrap();
+            let r = build(
+                Kind::Allergy,
+                "p1",
+                None,
+                &fields(&[("term", &i.to_string()), ("criticality", "low")]),
+                NOW,
+                TODAY,
+            )
+            .unwrap();
             valid(&r);
             assert_eq!(r["code"]["text"], al.name);
         }
@@ -518,6 +531,7 @@ mod tests {
             Some("Practitioner/x"),
             &fields(&[("term", "0"), ("given", "2026-10-01"), ("lot", "AB12")]),
             NOW,
+            TODAY,
         )
         .unwrap();
         valid(&i);
@@ -526,15 +540,30 @@ mod tests {
 
     #[test]
     fn bad_forms_are_refused_by_field() {
-        let e = build(Kind::Problem, "p1", None, &fields(&[("term", ""), ("onset", "2030-01-01")]), NOW).unwrap_err();
+        let e = build(Kind::Problem, "p1", None, &fields(&[("term", ""), ("onset", "2030-01-01")]), NOW, TODAY)
+            .unwrap_err();
         assert_eq!(e.iter().map(|e| e.0).collect::<Vec<_>>(), ["term", "onset"], "{e:?}");
-        let e =
-            build(Kind::Allergy, "p1", None, &fields(&[("term", "999"), ("criticality", "extreme")]), NOW).unwrap_err();
+        let e = build(Kind::Allergy, "p1", None, &fields(&[("term", "999"), ("criticality", "extreme")]), NOW, TODAY)
+            .unwrap_err();
         assert_eq!(e.iter().map(|e| e.0).collect::<Vec<_>>(), ["term", "criticality"], "{e:?}");
-        let e = build(Kind::Immunization, "p1", None, &fields(&[("given", "2026-02-30")]), NOW).unwrap_err();
+        let e = build(Kind::Immunization, "p1", None, &fields(&[("given", "2026-02-30")]), NOW, TODAY).unwrap_err();
         assert_eq!(e.iter().map(|e| e.0).collect::<Vec<_>>(), ["term", "given"], "{e:?}");
         assert!(past_date("2026-12-08", "2026-12-07").is_err());
         assert_eq!(past_date("", "2026-12-07"), Ok(None));
         assert!(past_date("20-1-1", "2026-12-07").is_err());
+    }
+
+    #[test]
+    fn the_future_begins_after_the_installations_today_not_utcs() {
+        // 21:00 on the 7th in New York is already the 8th in UTC: the 8th is not yet
+        let (now, today) = ("2026-12-08T02:00:00Z", "2026-12-07");
+        let given = fields(&[("term", "0"), ("given", "2026-12-08")]);
+        let e = build(Kind::Immunization, "p1", None, &given, now, today).unwrap_err();
+        assert_eq!(e, vec![("given", "The date is in the future.".to_string())]);
+        let ok = fields(&[("term", "0"), ("given", "2026-12-07")]);
+        assert_eq!(build(Kind::Immunization, "p1", None, &ok, now, today).unwrap()["occurrenceDateTime"], "2026-12-07");
+        // and the other way round: the 8th already in Tokyo while UTC is on the 7th
+        let given = fields(&[("term", "0"), ("given", "2026-12-08")]);
+        assert!(build(Kind::Immunization, "p1", None, &given, "2026-12-07T16:00:00Z", "2026-12-08").is_ok());
     }
 }

@@ -45,35 +45,11 @@ pub(crate) fn person_name(resource: &Value) -> String {
     }
 }
 
-/// The day of a FHIR date or dateTime (`YYYY-MM-DD`, or less when that is all there is).
+/// A FHIR `date` (a birth date) as written (`YYYY-MM-DD`, or less when that is all
+/// there is). The day of a dateTime with a time depends on the time zone: that is
+/// [`Zone::day`](crate::Zone), which every dateTime on a page goes through.
 pub(crate) fn day(v: &Value) -> String {
     v.as_str().map(|d| d.chars().take(10).collect()).unwrap_or_default()
-}
-
-/// A civil date (year, month, day) from days since 1970-01-01.
-fn civil(days: i64) -> (i64, u32, u32) {
-    // Howard Hinnant's days_from_civil, inverted
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
-/// Today's date (UTC) as (year, month, day).
-pub(crate) fn today() -> (i64, u32, u32) {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    civil((secs / 86_400) as i64)
-}
-
-/// Today's date (UTC) as `YYYY-MM-DD`.
-pub(crate) fn today_text() -> String {
-    let (y, m, d) = today();
-    format!("{y:04}-{m:02}-{d:02}")
 }
 
 fn ymd(d: &str) -> Option<(i64, u32, u32)> {
@@ -358,9 +334,6 @@ mod tests {
         assert_eq!(age("2025-06-15", (2026, 2, 14)).as_deref(), Some("7 mo"));
         assert_eq!(age("2030-01-01", (2026, 2, 14)), None);
         assert_eq!(age("bad", (2026, 2, 14)), None);
-        assert_eq!(civil(0), (1970, 1, 1));
-        assert_eq!(civil(20_454), (2026, 1, 1));
-        assert_eq!(civil(-1), (1969, 12, 31));
     }
 
     #[test]

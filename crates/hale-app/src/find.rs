@@ -10,7 +10,7 @@ use axum::response::Response;
 use maud::{Markup, html};
 use serde_json::Value;
 
-use crate::fhir::{age, day, mrns, person_name, today};
+use crate::fhir::{age, day, mrns, person_name};
 use crate::layout::{page, respond};
 use crate::{Session, failure, recent_patients, search};
 
@@ -101,7 +101,7 @@ pub(crate) async fn home(session: Session, Query(params): Query<HashMap<String, 
                 @if r.is_empty() {
                     p.empty { "No patient in your care matches. Check the spelling, or search by birth date or record number." }
                 } @else {
-                    (patient_table(r))
+                    (patient_table(session.zone.today(), r))
                 }
             }
         }
@@ -138,8 +138,9 @@ fn find_form(q: &str, error: Option<&str>) -> Markup {
     }
 }
 
-pub(crate) fn patient_table(patients: &[Value]) -> Markup {
-    let now = today();
+/// Patients as a table, their ages on `today` (the installation's).
+pub(crate) fn patient_table(today: (i64, u32, u32), patients: &[Value]) -> Markup {
+    let now = today;
     html! {
         table {
             thead { tr { th { "Name" } th { "Born" } th.hide-narrow { "Sex" } th { "MRN" } } }
@@ -231,11 +232,11 @@ async fn lists(session: &Session) -> Response {
         div.lists {
             section.card aria-labelledby="recent-h" {
                 h2 #recent-h { "Recently viewed" }
-                @if recent.is_empty() { p.empty { "No chart opened yet." } } @else { (patient_table(&recent)) }
+                @if recent.is_empty() { p.empty { "No chart opened yet." } } @else { (patient_table(session.zone.today(), &recent)) }
             }
             section.card aria-labelledby="mine-h" {
                 h2 #mine-h { (mine_title) " (" (mine.len()) @if mine.len() == RESULTS { "+" } ")" }
-                @if mine.is_empty() { p.empty { "No patient is linked to you yet." } } @else { (patient_table(&mine)) }
+                @if mine.is_empty() { p.empty { "No patient is linked to you yet." } } @else { (patient_table(session.zone.today(), &mine)) }
             }
         }
     };

@@ -61,7 +61,7 @@ pub(crate) async fn invite(
     if let Err(e) = stored {
         return crate::failure(&session, &e);
     }
-    let until = hale_repository::Instant::from_millis(expires).to_fhir().chars().take(10).collect::<String>();
+    let until = session.zone.at_millis(expires);
     let link = format!("/auth/activate?code={code}");
     let body = html! {
         (header(&session, &patient, &all, Tab::Summary))

@@ -56,7 +56,8 @@ pub(crate) fn page(title: &str, session: Option<&Session>, body: Markup) -> Mark
                 }
                 main #main { (body) }
                 @if let Some(s) = session {
-                    footer.print-only { "Printed from Hale on " (crate::fhir::today_text()) " by " (s.account.display_name) ". Confidential health information." }
+                    footer.zone { (s.zone.note()) }
+                    footer.print-only { "Printed from Hale on " (s.zone.today_text()) " by " (s.account.display_name) ". Confidential health information." }
                 }
             }
         }

@@ -9,6 +9,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
 mod chart;
+mod clock;
 mod documents;
 mod entry;
 mod fhir;
@@ -42,6 +43,8 @@ use hale_fhir::Category;
 use hale_identity::Account;
 use hale_repository::{Gate, Repository};
 
+pub use clock::{UnknownZone, Zone};
+
 /// What the pages share: the gate, and the authorization server whose sessions they
 /// accept.
 #[derive(Debug, Clone)]
@@ -58,11 +61,13 @@ pub struct Options {
     pub release: Release,
     /// The largest file a document upload may carry, in bytes.
     pub max_upload_bytes: usize,
+    /// The time zone pages show dates and times in, and read typed times in.
+    pub time_zone: Zone,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { release: Release::default(), max_upload_bytes: 64 * 1024 * 1024 }
+        Options { release: Release::default(), max_upload_bytes: 64 * 1024 * 1024, time_zone: Zone::utc() }
     }
 }
 
@@ -194,6 +199,8 @@ pub(crate) struct Session {
     pub glass: Vec<(String, String, i64)>,
     /// The largest file a document upload may carry.
     pub max_upload_bytes: usize,
+    /// The installation's time zone: what the pages show times in and read them in.
+    pub zone: Zone,
 }
 
 impl Session {
@@ -275,6 +282,7 @@ impl FromRequestParts<Arc<AppState>> for Session {
             gate: st.gate.clone(),
             glass,
             max_upload_bytes: st.options.max_upload_bytes,
+            zone: st.options.time_zone.clone(),
         })
     }
 }
@@ -359,7 +367,8 @@ pub(crate) async fn search(
     Ok(page.entries.iter().filter_map(|r| r.body.as_deref()).filter_map(|b| serde_json::from_str(b).ok()).collect())
 }
 
-/// Now as a FHIR instant (UTC, to the millisecond, as the store stamps `lastUpdated`:
+/// Now as a FHIR instant (UTC whatever the installation's zone: a time Hale stamps, not
+/// one a person typed; to the millisecond, as the store stamps `lastUpdated`:
 /// a time set by a page never precedes one Hale set earlier in the same second, which
 /// invariants such as Task's `inv-1` would refuse).
 pub(crate) fn now_instant() -> String {

@@ -16,7 +16,7 @@ use maud::{Markup, html};
 use serde_json::{Value, json};
 
 use crate::chart::{Tab, allergies, header, open_patient};
-use crate::fhir::{day, reference_label};
+use crate::fhir::reference_label;
 use crate::portal::PatientSession;
 use crate::{AppState, Session, now_instant, same_secret as same, search};
 
@@ -130,12 +130,12 @@ fn threads(all: &[Value]) -> Vec<(String, Vec<&Value>)> {
 
 /// A conversation, oldest first; a message's files link to `attachments` followed by
 /// the message's id and the file's index.
-fn thread_view(messages: &[&Value], attachments: &str) -> Markup {
+fn thread_view(zone: &crate::Zone, messages: &[&Value], attachments: &str) -> Markup {
     html! {
         ol.thread {
             @for m in messages {
                 li.message {
-                    p.meta { strong { (reference_label(&m["sender"])) } " · " (m["sent"].as_str().unwrap_or("").replace('T', " ").chars().take(16).collect::<String>()) }
+                    p.meta { strong { (reference_label(&m["sender"])) } " · " (zone.when_zoned(&m["sent"])) }
                     @if let Some(t) = m["payload"].as_array().and_then(|p| p.iter().find_map(|x| x["contentString"].as_str())) {
                         div.note-text { (t) }
                     }
@@ -325,7 +325,7 @@ async fn portal_list_page(session: &PatientSession, st: &AppState, typed: &Field
                                 a href={ "/portal/messages/" (t.0) } { (t.1[0]["topic"]["text"].as_str().unwrap_or("(no subject)")) }
                                 @if unread_for_patient(t, &seen, &me) { " " span.badge { "new" } }
                             }
-                            span.muted { (day(&t.1.last().map(|m| m["sent"].clone()).unwrap_or(Value::Null))) }
+                            span.muted { (session.zone.day(&t.1.last().map(|m| m["sent"].clone()).unwrap_or(Value::Null))) }
                         }
                     }
                 }
@@ -463,7 +463,7 @@ async fn portal_thread_page(session: &PatientSession, st: &AppState, thread: &st
         p { a href="/portal/messages" { "All messages" } }
         section.card aria-labelledby="t-h" {
             h1 #t-h { (t.1[0]["topic"]["text"].as_str().unwrap_or("(no subject)")) }
-            (thread_view(&t.1, &format!("/portal/messages/{thread}/attachment/")))
+            (thread_view(&session.zone, &t.1, &format!("/portal/messages/{thread}/attachment/")))
             @if let Some(e) = error { p.error role="alert" { (e) } }
             form method="post" action={ "/portal/messages/" (thread) } enctype="multipart/form-data" {
                 input type="hidden" name="csrf" value=(session.csrf);
@@ -634,7 +634,7 @@ async fn staff_thread_page(session: &Session, id: &str, thread: &str, error: Opt
         (header(session, &patient, &all_allergies, Tab::Summary))
         section.card aria-labelledby="t-h" {
             h1 #t-h { (t.1[0]["topic"]["text"].as_str().unwrap_or("(no subject)")) }
-            (thread_view(&t.1, &format!("/app/patient/{id}/messages/{thread}/attachment/")))
+            (thread_view(&session.zone, &t.1, &format!("/app/patient/{id}/messages/{thread}/attachment/")))
             @if let Some(e) = error { p.error role="alert" { (e) } }
             form method="post" action={ "/app/patient/" (id) "/messages/" (thread) } enctype="multipart/form-data" {
                 input type="hidden" name="csrf" value=(session.csrf);

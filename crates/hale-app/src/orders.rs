@@ -18,7 +18,7 @@ use maud::{Markup, html};
 use serde_json::{Value, json};
 
 use crate::chart::{Tab, allergies, header, open_patient};
-use crate::fhir::{Flag, concept, day, flag, observation_value, reference_range};
+use crate::fhir::{Flag, concept, flag, observation_value, reference_range};
 use crate::layout::{page, problem, respond};
 use crate::{Session, failure, now_instant, same_secret as same, search};
 
@@ -259,7 +259,7 @@ fn result_page(
         (header(session, patient, all, Tab::Results))
         section.card.form-card aria-labelledby="res-h" {
             h1 #res-h { "Enter the result: " (concept(&order["code"])) }
-            p.muted { "Ordered " (day(&order["authoredOn"])) " by " (crate::fhir::reference_label(&order["requester"])) " · " (order["status"].as_str().unwrap_or("")) }
+            p.muted { "Ordered " (session.zone.day(&order["authoredOn"])) " by " (crate::fhir::reference_label(&order["requester"])) " · " (order["status"].as_str().unwrap_or("")) }
             @if order["status"] != "active" {
                 p.error role="alert" { "This order is not open: its result was entered, or it was cancelled." }
             } @else if let Some(test) = test {
@@ -508,7 +508,7 @@ pub(crate) async fn inbox(session: Session) -> Response {
                         @for t in &tasks {
                             @let patient = t["for"]["reference"].as_str().and_then(|r| r.strip_prefix("Patient/")).unwrap_or("");
                             tr class=(match t["priority"].as_str() { Some("stat") => "critical", Some("urgent" | "asap") => "abnormal", _ => "" }) {
-                                td.date { (day(&t["authoredOn"])) }
+                                td.date { (session.zone.day(&t["authoredOn"])) }
                                 td { a href={ "/app/patient/" (patient) "/review/" (t["id"].as_str().unwrap_or("")) } { (t["description"].as_str().unwrap_or("Task")) } }
                                 td { (t["priority"].as_str().unwrap_or("routine")) }
                             }
@@ -527,7 +527,7 @@ pub(crate) async fn inbox(session: Session) -> Response {
                             @let patient = m["subject"]["reference"].as_str().and_then(|r| r.strip_prefix("Patient/")).unwrap_or("");
                             @let root = m["inResponseTo"][0]["reference"].as_str().and_then(|r| r.strip_prefix("Communication/")).or(m["id"].as_str()).unwrap_or("");
                             tr {
-                                td.date { (day(&m["sent"])) }
+                                td.date { (session.zone.day(&m["sent"])) }
                                 td { (crate::fhir::reference_label(&m["sender"])) }
                                 td { a href={ "/app/patient/" (patient) "/messages/" (root) } { (m["topic"]["text"].as_str().unwrap_or("(no subject)")) } }
                             }
@@ -601,7 +601,7 @@ pub(crate) async fn review(session: Session, Path((id, task)): Path<(String, Str
     let body = html! {
         (header(&session, &patient, &all, Tab::Results))
         section.card aria-labelledby="rev-h" {
-            h1 #rev-h { (concept(&report["code"])) " · " (day(&report["effectiveDateTime"])) }
+            h1 #rev-h { (concept(&report["code"])) " · " (session.zone.day(&report["effectiveDateTime"])) }
             table {
                 thead { tr { th { "Test" } th { "Value" } th { "Flag" } th { "Reference range" } } }
                 tbody {
@@ -622,7 +622,7 @@ pub(crate) async fn review(session: Session, Path((id, task)): Path<(String, Str
                     div.actions { button.primary type="submit" { "Mark as reviewed" } a href="/app/inbox" { "Back to the inbox" } }
                 }
             } @else {
-                p.notice role="status" { "Reviewed " (day(&t["executionPeriod"]["end"])) "." }
+                p.notice role="status" { "Reviewed " (session.zone.day(&t["executionPeriod"]["end"])) "." }
             }
         }
     };
@@ -685,10 +685,10 @@ fn refused_order_page(session: &Session, patient: &Value, all: &[Value], t: &Val
         (header(session, patient, all, Tab::Summary))
         section.card.form-card aria-labelledby="refused-h" {
             h1 #refused-h { "Order refused by the laboratory" }
-            p { strong { (concept(&order["code"])) } " · ordered " (day(&order["authoredOn"])) " · order number " (placer) " · now " (order["status"].as_str().unwrap_or("").replace('-', " ")) }
+            p { strong { (concept(&order["code"])) } " · ordered " (session.zone.day(&order["authoredOn"])) " · order number " (placer) " · now " (order["status"].as_str().unwrap_or("").replace('-', " ")) }
             ul {
                 @for n in order["note"].as_array().into_iter().flatten() {
-                    li { (n["text"].as_str().unwrap_or("")) @if let Some(_) = n["time"].as_str() { " (" (day(&n["time"])) ")" } }
+                    li { (n["text"].as_str().unwrap_or("")) @if let Some(_) = n["time"].as_str() { " (" (session.zone.day(&n["time"])) ")" } }
                 }
             }
             p.muted { "Place the order again once the cause is fixed, or call the laboratory." }
@@ -702,7 +702,7 @@ fn refused_order_page(session: &Session, patient: &Value, all: &[Value], t: &Val
                     }
                 }
             } @else {
-                p.notice role="status" { "Done " (day(&t["executionPeriod"]["end"])) "." }
+                p.notice role="status" { "Done " (session.zone.day(&t["executionPeriod"]["end"])) "." }
             }
         }
     };
@@ -738,8 +738,8 @@ fn refill_page(
         (header(session, patient, all, Tab::Summary))
         section.card.form-card aria-labelledby="refill-h" {
             h1 #refill-h { "Refill request" }
-            p { "The patient asks for a refill of " strong { (concept(&mr["medicationCodeableConcept"])) } " (asked " (day(&t["authoredOn"])) ")." }
-            p.muted { (mr["dosageInstruction"][0]["text"].as_str().unwrap_or("")) " · prescribed " (day(&mr["authoredOn"])) " by " (crate::fhir::reference_label(&mr["requester"])) }
+            p { "The patient asks for a refill of " strong { (concept(&mr["medicationCodeableConcept"])) } " (asked " (session.zone.day(&t["authoredOn"])) ")." }
+            p.muted { (mr["dosageInstruction"][0]["text"].as_str().unwrap_or("")) " · prescribed " (session.zone.day(&mr["authoredOn"])) " by " (crate::fhir::reference_label(&mr["requester"])) }
             @for a in &alerts {
                 div class={ "alert " (a.severity.code()) } role="alert" {
                     p.title { strong { (a.title) } }

@@ -78,7 +78,7 @@ pub(crate) async fn due(
             };
         truncated = [conditions.len(), immunizations.len(), observations.len(), procedures.len()].contains(&PANEL_ROWS);
         observations.extend(procedures);
-        let today = crate::fhir::today_text();
+        let today = session.zone.today_text();
         for p in &patients {
             let id = p["id"].as_str().unwrap_or("");
             let due = hale_cds::preventive::due(
@@ -210,7 +210,7 @@ pub(crate) async fn measures(
     axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
 ) -> Response {
     use hale_cds::measures::{Group, MEASURES, Measure, Period, Tally, by_patient, queries};
-    let today = crate::fhir::today_text();
+    let today = session.zone.today_text();
     let asked = asked_period(&q, &today);
     let error = asked.as_ref().err().copied();
     let Some(period) = asked.ok().or_else(|| Period::year_ending(&today)) else {

@@ -18,7 +18,7 @@ use hale_repository::Repository;
 use maud::{DOCTYPE, Markup, html};
 use serde_json::Value;
 
-use crate::fhir::{age, concept, day, person_name, reference_label, today};
+use crate::fhir::{age, concept, day, person_name, reference_label};
 use crate::layout::{CSS_PATH, JS_PATH, respond};
 use crate::{AppState, search};
 
@@ -30,6 +30,8 @@ pub(crate) struct PatientSession {
     pub repo: Repository,
     /// The Patient id whose record is open.
     pub patient: String,
+    /// The installation's time zone.
+    pub zone: crate::Zone,
 }
 
 /// Read the record; create requests of the care team (the role allows Task and
@@ -107,7 +109,7 @@ impl FromRequestParts<Arc<AppState>> for PatientSession {
         }
         ctx.client = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
         let repo = st.gate.repository(ctx);
-        Ok(PatientSession { account, csrf, repo, patient })
+        Ok(PatientSession { account, csrf, repo, patient, zone: st.options.time_zone.clone() })
     }
 }
 
@@ -149,6 +151,7 @@ fn shell(title: &str, session: Option<&PatientSession>, body: Markup) -> Markup 
                     }
                 }
                 main #main { (body) }
+                @if let Some(s) = session { footer.zone { (s.zone.note()) } }
             }
         }
     }
@@ -235,7 +238,7 @@ pub(crate) async fn home(
     };
     checks.extend(procedures);
     // reminders: the preventive care due, in plain words
-    let due = hale_cds::preventive::due(&patient, &crate::fhir::today_text(), &problems, &imms, &checks);
+    let due = hale_cds::preventive::due(&patient, &session.zone.today_text(), &problems, &imms, &checks);
     let open_request = |mr: &Value| {
         let me = format!("MedicationRequest/{}", mr["id"].as_str().unwrap_or(""));
         requests.iter().any(|t| t["focus"]["reference"].as_str() == Some(&me) && t["status"] == "requested")
@@ -258,7 +261,7 @@ pub(crate) async fn home(
                 a href="/portal/summary" { "My health summary" } " · "
                 a href="/portal/download" download { "Download my record" } " " small.muted { "(FHIR JSON, everything in it)" }
             }
-            dl { div { dt { "Born" } dd { (birth) @if let Some(a) = age(&birth, today()) { " (" (a) ")" } } } }
+            dl { div { dt { "Born" } dd { (birth) @if let Some(a) = age(&birth, session.zone.today()) { " (" (a) ")" } } } }
         }
         @if !due.is_empty() {
             section.card.reminders aria-labelledby="p-due" {
@@ -267,7 +270,7 @@ pub(crate) async fn home(
                     @for d in &due {
                         li {
                             span { (d.for_patient) }
-                            span.muted { @match &d.last { Some(l) => { "last " (day(&Value::String(l.clone()))) }, None => { "not recorded yet" } } }
+                            span.muted { @match &d.last { Some(l) => { "last " (session.zone.day_of(l)) }, None => { "not recorded yet" } } }
                         }
                     }
                 }
@@ -284,7 +287,7 @@ pub(crate) async fn home(
             section.card aria-labelledby="p-problems" {
                 h2 #p-problems { "Health problems" }
                 @if problems.is_empty() { p.empty { "No ongoing health problem is recorded." } } @else {
-                    ul.plain { @for c in &problems { li { span { (plain(&concept(&c["code"]))) } span.muted { @let s = day(&c["onsetDateTime"]); @if !s.is_empty() { "since " (s) } } } } }
+                    ul.plain { @for c in &problems { li { span { (plain(&concept(&c["code"]))) } span.muted { @let s = session.zone.day(&c["onsetDateTime"]); @if !s.is_empty() { "since " (s) } } } } }
                 }
             }
             section.card aria-labelledby="p-meds" {
@@ -321,7 +324,7 @@ pub(crate) async fn home(
                     ul.plain {
                         @for t in &requests {
                             li {
-                                span { (t["description"].as_str().unwrap_or("Request")) br; small.muted { "asked " (day(&t["authoredOn"])) } }
+                                span { (t["description"].as_str().unwrap_or("Request")) br; small.muted { "asked " (session.zone.day(&t["authoredOn"])) } }
                                 span.row-end { (request_status(t)) }
                             }
                         }
@@ -331,7 +334,7 @@ pub(crate) async fn home(
             section.card aria-labelledby="p-imms" {
                 h2 #p-imms { "Vaccinations" }
                 @if imms.is_empty() { p.empty { "No vaccination is recorded." } } @else {
-                    ul.plain { @for i in &imms { li { span { (concept(&i["vaccineCode"])) } span.muted { (day(&i["occurrenceDateTime"])) } } } }
+                    ul.plain { @for i in &imms { li { span { (concept(&i["vaccineCode"])) } span.muted { (session.zone.day(&i["occurrenceDateTime"])) } } } }
                 }
             }
             section.card.wide aria-labelledby="p-visits" {
@@ -347,7 +350,7 @@ pub(crate) async fn home(
                                     @let at = reference_label(&e["serviceProvider"]);
                                     @if !at.is_empty() { br; small.muted { (at) } }
                                 }
-                                span.muted { (day(&e["period"]["start"])) }
+                                span.muted { (session.zone.day(&e["period"]["start"])) }
                             }
                         }
                     }
@@ -460,7 +463,7 @@ pub(crate) async fn results(
         @if groups.is_empty() {
             section.card { p.empty { "No laboratory result is in your record yet." } }
         } @else {
-            @for (i, (_, obs)) in groups.iter().enumerate() { (crate::trends::analyte(i, obs)) }
+            @for (i, (_, obs)) in groups.iter().enumerate() { (crate::trends::analyte(&session.zone, i, obs)) }
         }
     };
     respond(StatusCode::OK, shell("My results", Some(&session), body))
@@ -692,7 +695,7 @@ pub(crate) async fn access(session: PatientSession) -> Response {
                         @for e in &events {
                             @let why = e["purposeOfEvent"][0]["coding"][0]["code"].as_str().unwrap_or("");
                             tr class=(if why == "ETREAT" { "critical" } else { "" }) {
-                                td.date { (e["recorded"].as_str().unwrap_or("").replace('T', " ").chars().take(16).collect::<String>()) }
+                                td.date { (session.zone.when_zoned(&e["recorded"])) }
                                 td { (who(e)) }
                                 td { (what(e)) }
                                 td { (purpose(why)) }
@@ -841,7 +844,7 @@ async fn apps_page(session: &PatientSession, st: &AppState, done: Option<&str>) 
                                 strong { (a.client_name) }
                                 br;
                                 (scope_words(&a.scope))
-                                @if let Some(t) = a.issued { br; small.muted { "last used " (crate::svg::date_of(t.div_euclid(86_400_000))) } }
+                                @if let Some(t) = a.issued { br; small.muted { "last used " (session.zone.day_of_millis(t)) } }
                             }
                             form.inline method="post" action="/portal/apps/disconnect" {
                                 input type="hidden" name="csrf" value=(session.csrf);

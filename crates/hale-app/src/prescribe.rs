@@ -18,7 +18,7 @@ use maud::{Markup, html};
 use serde_json::{Value, json};
 
 use crate::chart::{Tab, allergies, header, open_patient};
-use crate::fhir::{age, concept, day, mrns, person_name, today};
+use crate::fhir::{age, concept, day, mrns, person_name};
 use crate::layout::{page, respond};
 use crate::{Session, failure, now_instant, same_secret as same};
 
@@ -232,7 +232,7 @@ pub(crate) async fn facts(session: &Session, id: &str, patient: &Value) -> Resul
         (Ok(o), Ok(c)) => (o, c),
         (Err(e), _) | (_, Err(e)) => return Err(failure(session, &e)),
     };
-    Ok(dosing::facts(patient, &obs, &conditions, &crate::fhir::today_text()))
+    Ok(dosing::facts(patient, &obs, &conditions, &session.zone.today_text()))
 }
 
 /// The dose the form gives (units each time, the most times a day), when it reads.
@@ -530,7 +530,7 @@ pub(crate) async fn printable(session: Session, Path((id, rx)): Path<(String, St
             h1 #p-h { "Prescription" }
             dl.rx {
                 dt { "Patient" } dd { (person_name(&patient)) }
-                dt { "Born" } dd { (birth) @if let Some(a) = age(&birth, today()) { " (" (a) ")" } }
+                dt { "Born" } dd { (birth) @if let Some(a) = age(&birth, session.zone.today()) { " (" (a) ")" } }
                 dt { "MRN" } dd { (mrns(&patient).join(", ")) }
                 dt { "Drug" } dd { strong { (concept(&mr["medicationCodeableConcept"])) } }
                 dt { "Instructions" } dd { (dosage["text"].as_str().unwrap_or("")) }
@@ -540,7 +540,7 @@ pub(crate) async fn printable(session: Session, Path((id, rx)): Path<(String, St
                 dt { "Refills" } dd { (mr["dispenseRequest"]["numberOfRepeatsAllowed"].to_string()) }
                 @if let Some(n) = mr["note"][0]["text"].as_str() { dt { "Note" } dd { (n) } }
                 dt { "Prescriber" } dd { (mr["requester"]["display"].as_str().unwrap_or("")) }
-                dt { "Date" } dd { (day(&mr["authoredOn"])) }
+                dt { "Date" } dd { (session.zone.day(&mr["authoredOn"])) }
                 dt { "Reference" } dd.num { "MedicationRequest/" (rx) }
             }
         }

@@ -14,7 +14,7 @@ use maud::{Markup, html};
 use serde_json::{Value, json};
 
 use crate::chart::{Tab, allergies, header, open_patient};
-use crate::fhir::{concept, day, reference_label};
+use crate::fhir::{concept, reference_label};
 use crate::layout::{page, problem, respond};
 use crate::{Session, failure, now_instant, same_secret, search};
 
@@ -52,7 +52,7 @@ fn reconcile_page(
                         @let err = errors.iter().find(|e| e.0 == mid).map(|e| e.1.clone());
                         fieldset.med {
                             legend { strong { (concept(&m["medicationCodeableConcept"])) } @if m["status"] == "on-hold" { " " span.badge { "on hold" } } }
-                            p.muted { (m["dosageInstruction"][0]["text"].as_str().unwrap_or("")) " · " (day(&m["authoredOn"])) " · " (reference_label(&m["requester"])) }
+                            p.muted { (m["dosageInstruction"][0]["text"].as_str().unwrap_or("")) " · " (session.zone.day(&m["authoredOn"])) " · " (reference_label(&m["requester"])) }
                             div.choices {
                                 @for (value, label) in [("continue", "Continue"), ("hold", "Hold"), ("stop", "Stop")] {
                                     label.choice {

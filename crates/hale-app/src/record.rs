@@ -124,8 +124,13 @@ pub(crate) struct Readings {
 }
 
 /// Checks a submitted form. `Err` maps field names (or `""` for the form as a whole)
-/// to a message for the person who typed it.
-pub(crate) fn check(form: &HashMap<String, String>, now: &str) -> Result<Readings, Vec<(&'static str, String)>> {
+/// to a message for the person who typed it. The time taken is read as the wall-clock
+/// time in `zone` and kept with its offset; left empty, it is `now` (a FHIR instant).
+pub(crate) fn check(
+    form: &HashMap<String, String>,
+    now: &str,
+    zone: &crate::Zone,
+) -> Result<Readings, Vec<(&'static str, String)>> {
     let mut errors: Vec<(&'static str, String)> = Vec::new();
     let mut values = Vec::new();
     for f in FIELDS {
@@ -170,14 +175,15 @@ pub(crate) fn check(form: &HashMap<String, String>, now: &str) -> Result<Reading
     let taken = if taken.is_empty() {
         now.to_string()
     } else {
-        match taken_instant(taken) {
-            Some(t) if t.as_str() <= now => t,
-            Some(_) => {
+        let now_ms = crate::clock::instant(now).map(|t| t.as_millisecond()).unwrap_or(i64::MAX);
+        match zone.read_local(taken) {
+            Ok(t) if t.millis <= now_ms => t.fhir,
+            Ok(_) => {
                 errors.push(("taken", "The time is in the future.".into()));
                 String::new()
             }
-            None => {
-                errors.push(("taken", "Write the time as YYYY-MM-DDTHH:MM.".into()));
+            Err(e) => {
+                errors.push(("taken", e.message()));
                 String::new()
             }
         }
@@ -209,37 +215,6 @@ fn fmt_example(f: &Field) -> String {
         "weight" => "72.5".into(),
         _ => format!("{}", ((f.min + f.max) / 2.0).round()),
     }
-}
-
-/// A `datetime-local` value (`YYYY-MM-DDTHH:MM[:SS]`, taken as UTC) as a FHIR instant.
-fn taken_instant(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let digits = |r: std::ops::Range<usize>| b.get(r).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
-    let shape = b.len() >= 16
-        && digits(0..4)
-        && b[4] == b'-'
-        && digits(5..7)
-        && b[7] == b'-'
-        && digits(8..10)
-        && b[10] == b'T'
-        && digits(11..13)
-        && b[13] == b':'
-        && digits(14..16);
-    if !shape {
-        return None;
-    }
-    let seconds = match b.len() {
-        16 => "00",
-        19 if b[16] == b':' && digits(17..19) => &s[17..19],
-        _ => return None,
-    };
-    let (mo, d, h, mi): (u32, u32, u32, u32) =
-        (s[5..7].parse().ok()?, s[8..10].parse().ok()?, s[11..13].parse().ok()?, s[14..16].parse().ok()?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || seconds > "59" {
-        return None;
-    }
-    crate::svg::day_number(&s[0..10])?;
-    Some(format!("{}:{seconds}Z", &s[0..16]))
 }
 
 fn vital_category() -> Value {
@@ -315,9 +290,8 @@ pub(crate) async fn form(
         Ok(a) => a,
         Err(r) => return r,
     };
-    let now = now_instant();
     let mut typed = HashMap::new();
-    typed.insert("taken".to_string(), now[..16].to_string());
+    typed.insert("taken".to_string(), session.zone.now_input());
     if let Some(e) = q.get("encounter") {
         typed.insert("encounter".to_string(), e.clone());
     }
@@ -346,7 +320,7 @@ fn form_page(
                 input type="hidden" name="csrf" value=(session.csrf);
                 @if let Some(e) = typed.get("encounter").filter(|e| !e.is_empty()) { input type="hidden" name="encounter" value=(e); }
                 div.fields {
-                    (field_row("taken", "Taken at (UTC)", "datetime-local", &value_of("taken"), error_of("taken"), ""))
+                    (field_row("taken", &format!("Taken at ({})", session.zone.name()), "datetime-local", &value_of("taken"), error_of("taken"), ""))
                     @for f in FIELDS {
                         (field_row(f.name, f.label, "text", &value_of(f.name), error_of(f.name), f.unit))
                     }
@@ -401,7 +375,7 @@ pub(crate) async fn save(
         Ok(a) => a,
         Err(r) => return r,
     };
-    let readings = match check(&typed, &now_instant()) {
+    let readings = match check(&typed, &now_instant(), &session.zone) {
         Ok(r) => r,
         Err(errors) => return respond(StatusCode::BAD_REQUEST, form_page(&session, &patient, &all, &typed, &errors)),
     };
@@ -474,6 +448,7 @@ mod tests {
         let r = check(
             &form(&[("systolic", "128"), ("diastolic", "84"), ("temp", "36,80"), ("taken", "2026-12-07T09:30")]),
             NOW,
+            &crate::Zone::utc(),
         )
         .unwrap();
         assert_eq!(r.taken, "2026-12-07T09:30:00Z");
@@ -491,8 +466,33 @@ mod tests {
     }
 
     #[test]
+    fn the_time_taken_is_read_in_the_installations_zone() {
+        let ny = crate::Zone::named("America/New_York").unwrap();
+        let at = |taken: &str, now: &str| check(&form(&[("pulse", "70"), ("taken", taken)]), now, &ny);
+        // winter and summer: the offset of the day
+        assert_eq!(at("2026-01-05T08:15", NOW).unwrap().taken, "2026-01-05T08:15:00-05:00");
+        assert_eq!(at("2026-07-15T09:00", NOW).unwrap().taken, "2026-07-15T09:00:00-04:00");
+        // the future is judged by the instant: 09:30 in New York is 14:30 UTC
+        assert!(at("2026-12-07T04:59", NOW).is_ok());
+        let e = at("2026-12-07T09:30", NOW).unwrap_err();
+        assert_eq!(e, vec![("taken", "The time is in the future.".to_string())]);
+        assert!(at("2026-12-07T09:30", "2026-12-07T14:30:00Z").is_ok());
+        // the skipped hour is refused with the time the clock showed
+        let e = at("2026-03-08T02:30", NOW).unwrap_err();
+        assert_eq!(e[0].0, "taken");
+        assert!(
+            e[0].1.contains("There was no 2026-03-08 02:30 in America/New_York") && e[0].1.contains("03:30"),
+            "{e:?}"
+        );
+        // the repeated hour is its first occurrence (daylight time)
+        assert_eq!(at("2026-11-01T01:30", NOW).unwrap().taken, "2026-11-01T01:30:00-04:00");
+        // left empty: now, as Hale stamps it
+        assert_eq!(check(&form(&[("pulse", "70")]), NOW, &ny).unwrap().taken, NOW);
+    }
+
+    #[test]
     fn weight_and_height_give_a_bmi() {
-        let r = check(&form(&[("weight", "80"), ("height", "180")]), NOW).unwrap();
+        let r = check(&form(&[("weight", "80"), ("height", "180")]), NOW, &crate::Zone::utc()).unwrap();
         assert_eq!(r.taken, NOW);
         let b = transaction("p1", None, Some("e1"), &r);
         let bmi = b["entry"]
@@ -506,24 +506,28 @@ mod tests {
 
     #[test]
     fn implausible_or_malformed_readings_are_refused_by_field() {
-        let e = check(&form(&[("pulse", "720"), ("temp", "98.6"), ("weight", "7o"), ("systolic", "120")]), NOW)
-            .unwrap_err();
+        let e = check(
+            &form(&[("pulse", "720"), ("temp", "98.6"), ("weight", "7o"), ("systolic", "120")]),
+            NOW,
+            &crate::Zone::utc(),
+        )
+        .unwrap_err();
         let fields: Vec<&str> = e.iter().map(|e| e.0).collect();
         assert_eq!(fields, ["pulse", "temp", "weight", "diastolic"], "{e:?}");
         assert!(e[1].1.contains("outside what is plausible") && e[1].1.contains("°C"), "{e:?}");
-        let e = check(&form(&[("systolic", "80"), ("diastolic", "120")]), NOW).unwrap_err();
+        let e = check(&form(&[("systolic", "80"), ("diastolic", "120")]), NOW, &crate::Zone::utc()).unwrap_err();
         assert_eq!(e[0].0, "diastolic");
-        let e = check(&form(&[]), NOW).unwrap_err();
+        let e = check(&form(&[]), NOW, &crate::Zone::utc()).unwrap_err();
         assert_eq!(e, vec![("", "Enter at least one measurement.".to_string())]);
         for bad in ["2026-12-08T10:00", "yesterday", "2026-13-01T10:00", "2026-12-07T25:00"] {
-            let e = check(&form(&[("pulse", "70"), ("taken", bad)]), NOW).unwrap_err();
+            let e = check(&form(&[("pulse", "70"), ("taken", bad)]), NOW, &crate::Zone::utc()).unwrap_err();
             assert_eq!(e[0].0, "taken", "{bad}");
         }
         assert_eq!(json_number("072"), "72");
         assert_eq!(json_number(".5"), "0.5");
         assert_eq!(json_number("70."), "70");
         for bad in ["-5", "1e2", "7.2.1", "NaN", "inf", "."] {
-            assert!(check(&form(&[("pulse", bad)]), NOW).is_err(), "{bad}");
+            assert!(check(&form(&[("pulse", bad)]), NOW, &crate::Zone::utc()).is_err(), "{bad}");
         }
     }
 }

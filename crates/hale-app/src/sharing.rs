@@ -112,7 +112,7 @@ async fn page_with(session: &PatientSession, message: Option<&str>, status: Stat
                         li {
                             span {
                                 strong { (org_name(&orgs, o)) } br;
-                                small.muted { @if *kind == "permit" { "you allowed them on " } @else { "you said they may not, on " } (crate::fhir::day(&c["dateTime"])) }
+                                small.muted { @if *kind == "permit" { "you allowed them on " } @else { "you said they may not, on " } (session.zone.day(&c["dateTime"])) }
                             }
                             form.inline method="post" action="/portal/sharing" {
                                 input type="hidden" name="csrf" value=(session.csrf);

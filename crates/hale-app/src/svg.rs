@@ -94,13 +94,6 @@ pub(crate) fn date_of(day: i64) -> String {
     format!("{y:04}-{m:02}-{:02}", day - first + 1)
 }
 
-/// A Unix time in milliseconds as `YYYY-MM-DD HH:MM` (UTC).
-pub(crate) fn time_of(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let t = secs.rem_euclid(86_400);
-    format!("{} {:02}:{:02}", date_of(secs.div_euclid(86_400)), t / 3600, t % 3600 / 60)
-}
-
 /// The chart as SVG, or a line saying there is nothing to draw.
 pub(crate) fn chart(c: &Chart) -> Markup {
     let all: Vec<(i64, f64)> = c.series.iter().flat_map(|s| s.points.iter().copied()).collect();

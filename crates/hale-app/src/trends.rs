@@ -12,9 +12,9 @@ use maud::{Markup, html};
 use serde_json::Value;
 
 use crate::chart::{Tab, allergies, header, open_patient};
-use crate::fhir::{Flag, LOINC, code_in, concept, day, flag, has_code, number, observation_value, reference_range};
+use crate::fhir::{Flag, LOINC, code_in, concept, flag, has_code, number, observation_value, reference_range};
 use crate::layout::{page, respond};
-use crate::svg::{Chart, Series, chart, day_number};
+use crate::svg::{Chart, Series, chart};
 use crate::{Session, failure, search};
 
 /// The most observations a trend page reads.
@@ -39,8 +39,9 @@ const CHARTED: &[Vital] = &[
     Vital { codes: &["59408-5", "2708-6"], title: "Oxygen saturation", unit: "%" },
 ];
 
-fn when(o: &Value) -> Option<i64> {
-    o["effectiveDateTime"].as_str().or_else(|| o["effectivePeriod"]["start"].as_str()).and_then(day_number)
+/// The day (number) an observation was made, in the installation's time zone.
+fn when(zone: &crate::Zone, o: &Value) -> Option<i64> {
+    o["effectiveDateTime"].as_str().or_else(|| o["effectivePeriod"]["start"].as_str()).and_then(|s| zone.day_number(s))
 }
 
 fn component(o: &Value, code: &str) -> Option<f64> {
@@ -68,6 +69,7 @@ pub(crate) async fn vitals(
         Ok(f) => f,
         Err(e) => return failure(&session, &e),
     };
+    let zone = &session.zone;
     let charts: Vec<(Chart, Vec<&Value>)> = CHARTED
         .iter()
         .map(|v| {
@@ -76,14 +78,14 @@ pub(crate) async fn vitals(
                 .filter(|o| code_in(&o["code"], LOINC).is_some_and(|c| v.codes.contains(&c.as_str())))
                 .collect();
             let series = if v.title == "Blood pressure" {
-                let sys = obs.iter().filter_map(|o| Some((when(o)?, component(o, "8480-6")?))).collect();
-                let dia = obs.iter().filter_map(|o| Some((when(o)?, component(o, "8462-4")?))).collect();
+                let sys = obs.iter().filter_map(|o| Some((when(zone, o)?, component(o, "8480-6")?))).collect();
+                let dia = obs.iter().filter_map(|o| Some((when(zone, o)?, component(o, "8462-4")?))).collect();
                 vec![
                     Series { label: "Systolic".into(), class: "s1", points: sys },
                     Series { label: "Diastolic".into(), class: "s2", points: dia },
                 ]
             } else {
-                let pts = obs.iter().filter_map(|o| Some((when(o)?, number(&o["valueQuantity"])?))).collect();
+                let pts = obs.iter().filter_map(|o| Some((when(zone, o)?, number(&o["valueQuantity"])?))).collect();
                 vec![Series { label: v.title.into(), class: "s1", points: pts }]
             };
             (Chart { title: v.title, unit: v.unit, series, band: None, height: 200.0, scale: None }, obs)
@@ -104,7 +106,7 @@ pub(crate) async fn vitals(
                     section.card aria-labelledby={ "v-" (slug(c.title)) } {
                         h2 id={ "v-" (slug(c.title)) } { (c.title) " (" (c.unit) ")" }
                         (chart(c))
-                        (readings(obs))
+                        (readings(&session.zone, obs))
                     }
                 }
             }
@@ -117,13 +119,13 @@ pub(crate) async fn vitals(
 }
 
 /// The latest readings under a chart (the chart holds them all).
-fn readings(obs: &[&Value]) -> Markup {
+fn readings(zone: &crate::Zone, obs: &[&Value]) -> Markup {
     html! {
         table.readings {
             thead { tr { th { "Date" } th { "Value" } } }
             tbody {
                 @for o in obs.iter().take(5) {
-                    tr { td.date { (day(&o["effectiveDateTime"])) } td.num { (observation_value(o)) } }
+                    tr { td.date { (zone.when(&o["effectiveDateTime"])) } td.num { (observation_value(o)) } }
                 }
             }
         }
@@ -168,7 +170,7 @@ pub(crate) async fn results(session: Session, Path(id): Path<String>) -> Respons
                 }
             }
             @for (i, (_, obs)) in groups.iter().enumerate() {
-                (analyte(i, obs))
+                (analyte(&session.zone, i, obs))
             }
         }
     };
@@ -190,12 +192,13 @@ pub(crate) fn by_test(found: &[Value]) -> Vec<(String, Vec<&Value>)> {
 }
 
 /// One test: its latest value, its trend against the reference range, every value.
-pub(crate) fn analyte(i: usize, obs: &[&Value]) -> Markup {
+pub(crate) fn analyte(zone: &crate::Zone, i: usize, obs: &[&Value]) -> Markup {
     let latest = obs[0];
     let unit = latest["valueQuantity"]["unit"].as_str().unwrap_or("");
     let rr = latest["referenceRange"].as_array().and_then(|r| r.first());
     let band = rr.map(|r| (number(&r["low"]), number(&r["high"]))).filter(|b| b.0.is_some() || b.1.is_some());
-    let points: Vec<(i64, f64)> = obs.iter().filter_map(|o| Some((when(o)?, number(&o["valueQuantity"])?))).collect();
+    let points: Vec<(i64, f64)> =
+        obs.iter().filter_map(|o| Some((when(zone, o)?, number(&o["valueQuantity"])?))).collect();
     let title = concept(&latest["code"]);
     let c = Chart {
         title: &title,
@@ -210,7 +213,7 @@ pub(crate) fn analyte(i: usize, obs: &[&Value]) -> Markup {
         section.card.analyte id={ "t" (i) } aria-labelledby={ "t" (i) "-h" } {
             h3 id={ "t" (i) "-h" } { (title) }
             p.latest {
-                "Latest " strong { (observation_value(latest)) } " on " (day(&latest["effectiveDateTime"]))
+                "Latest " strong { (observation_value(latest)) } " on " (zone.day(&latest["effectiveDateTime"]))
                 @if f != Flag::Normal { " " span class={ "flag " (f.label()) } title=(f.words()) { (f.label()) span.sr { " " (f.words()) } } }
                 @let range = reference_range(latest);
                 @if !range.is_empty() { " · reference " (range) }
@@ -222,7 +225,7 @@ pub(crate) fn analyte(i: usize, obs: &[&Value]) -> Markup {
                     @for o in obs {
                         @let f = flag(o);
                         tr class=(crate::chart::row_class(f)) {
-                            td.date { (day(&o["effectiveDateTime"])) }
+                            td.date { (zone.when(&o["effectiveDateTime"])) }
                             td.num { (observation_value(o)) }
                             td { @if f != Flag::Normal { span class={ "flag " (f.label()) } title=(f.words()) { (f.label()) span.sr { " " (f.words()) } } } }
                             td.num.hide-narrow { (reference_range(o)) }

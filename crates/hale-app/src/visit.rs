@@ -17,7 +17,7 @@ use maud::{Markup, html};
 use serde_json::{Value, json};
 
 use crate::chart::{Tab, allergies, header, open_patient};
-use crate::fhir::{concept, day, observation_value, reference_label};
+use crate::fhir::{concept, observation_value, reference_label};
 use crate::layout::{page, problem, respond};
 use crate::{Session, failure, now_instant, same_secret as same, search};
 
@@ -232,7 +232,7 @@ fn visit_page(
     let body = html! {
         (header(session, patient, all, Tab::Summary))
         section.card aria-labelledby="visit-h" {
-            h1 #visit-h { (kind) " · " (day(&e["period"]["start"])) }
+            h1 #visit-h { (kind) " · " (session.zone.day(&e["period"]["start"])) }
             p.muted {
                 "Status: " strong { (e["status"].as_str().unwrap_or("")) }
                 @let who = e["participant"].as_array().and_then(|p| p.first()).map(|p| reference_label(&p["individual"])).unwrap_or_default();
@@ -270,7 +270,7 @@ fn visit_page(
             }
             @if let Some(n) = note {
                 @if signed {
-                    @let by = n["attester"].as_array().and_then(|a| a.last()).map(|a| (reference_label(&a["party"]), day(&a["time"]))).unwrap_or_default();
+                    @let by = n["attester"].as_array().and_then(|a| a.last()).map(|a| (reference_label(&a["party"]), session.zone.day(&a["time"]))).unwrap_or_default();
                     p.muted { "Signed by " (by.0) " on " (by.1) @if let Some(v) = n["meta"]["versionId"].as_str() { " · version " (v) } }
                 }
             }

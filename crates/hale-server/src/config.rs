@@ -40,6 +40,12 @@ pub struct Config {
     /// an OperationOutcome entry of the searchset; a client sending
     /// `Prefer: handling=strict` gets the 400 either way.
     pub strict_search: bool,
+    /// The installation's time zone, an IANA name such as `America/New_York` or
+    /// `Europe/Paris` (`HALE_TIME_ZONE`; default `UTC`): the clinician pages and the
+    /// portal show dates and times in it, "today" is its today, and a time typed in a
+    /// form is read in it. Stored data does not depend on it (FHIR times carry their
+    /// offset). An unknown name stops the server at start-up.
+    pub time_zone: String,
     /// Limits on every input.
     pub limits: Limits,
     /// Logging.
@@ -207,6 +213,7 @@ impl Default for Config {
             tls_key: String::new(),
             shutdown_timeout_secs: 30,
             strict_search: false,
+            time_zone: "UTC".into(),
             limits: Limits::default(),
             log: Log::default(),
             hl7: Hl7::default(),
@@ -390,7 +397,13 @@ impl Config {
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return Err(ConfigError::Invalid("log.format must be text or json".into()));
         }
+        self.zone()?;
         Ok(())
+    }
+
+    /// The time zone `time_zone` names, from the IANA database compiled into Hale.
+    pub fn zone(&self) -> Result<hale_app::Zone, ConfigError> {
+        hale_app::Zone::named(&self.time_zone).map_err(|e| ConfigError::Invalid(format!("time_zone: {e}")))
     }
 
     /// True when `database_url` names a PostgreSQL database.
@@ -566,6 +579,32 @@ mod tests {
         assert!(Config::load_with_env(None, &Overrides::default(), env).is_err());
         let env = vec![("HALE_DATABASE_POOL_SIZE".to_string(), "0".to_string())];
         assert!(Config::load_with_env(None, &Overrides::default(), env).is_err());
+    }
+
+    #[test]
+    fn the_time_zone_is_an_iana_name_utc_by_default() {
+        let load = |pairs: &[(&str, &str)]| {
+            let env: Vec<(String, String)> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            Config::load_with_env(None, &Overrides::default(), env)
+        };
+        let c = load(&[]).unwrap();
+        assert_eq!((c.time_zone.as_str(), c.zone().unwrap().name()), ("UTC", "UTC"));
+        assert!(env_keys().contains(&"HALE_TIME_ZONE".to_string()));
+        let c = load(&[("HALE_TIME_ZONE", "America/New_York")]).unwrap();
+        assert_eq!(c.zone().unwrap().name(), "America/New_York");
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("hale.toml");
+        std::fs::write(&f, "time_zone = \"Europe/Paris\"\n").unwrap();
+        let c = Config::load_with_env(Some(&f), &Overrides::default(), vec![]).unwrap();
+        assert_eq!(c.zone().unwrap().name(), "Europe/Paris");
+        let e = load(&[("HALE_TIME_ZONE", "America/New_Yrok")]).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "configuration: time_zone: 'America/New_Yrok' is not a time zone of the IANA database \
+             (such as America/New_York, Europe/Paris or UTC)"
+        );
+        assert!(!e.contains('\n'));
+        assert!(load(&[("HALE_TIME_ZONE", "")]).is_err());
     }
 
     #[test]

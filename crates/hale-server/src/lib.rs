@@ -245,7 +245,7 @@ async fn request_id(req: Request, next: Next) -> Response {
 }
 
 /// Every route of the application with its access policy.
-fn routes(cfg: &Config, gate: Gate, tokens: Arc<TokenKeys>) -> Routes<()> {
+fn routes(cfg: &Config, zone: hale_app::Zone, gate: Gate, tokens: Arc<TokenKeys>) -> Routes<()> {
     let api = hale_api::router(ApiState {
         gate: gate.clone(),
         limits: ApiLimits {
@@ -281,6 +281,7 @@ fn routes(cfg: &Config, gate: Gate, tokens: Arc<TokenKeys>) -> Routes<()> {
                     .collect(),
             },
             max_upload_bytes: cfg.limits.max_binary_bytes,
+            time_zone: zone,
         },
     ));
     api.merge(health_routes().with_state(Health {
@@ -299,8 +300,8 @@ fn health_routes() -> Routes<Health> {
 }
 
 /// The whole application over a gate.
-fn app(cfg: &Config, gate: Gate, tokens: Arc<TokenKeys>) -> Router {
-    let (router, declared) = routes(cfg, gate, tokens).into_parts();
+fn app(cfg: &Config, zone: hale_app::Zone, gate: Gate, tokens: Arc<TokenKeys>) -> Router {
+    let (router, declared) = routes(cfg, zone, gate, tokens).into_parts();
     for (path, policy) in &declared {
         tracing::debug!(path, policy = ?policy, "route");
     }
@@ -463,6 +464,8 @@ impl Server {
     /// Opens the store and binds the listener.
     pub async fn bind(cfg: &Config) -> Result<Server, Error> {
         metrics::handle();
+        // a configuration made in code (not loaded) is checked here too
+        let zone = cfg.zone()?;
         let gate = gate(cfg).await?;
         let listener = TcpListener::bind(&cfg.listen).await.map_err(|e| Error::Listen(cfg.listen.clone(), e))?;
         let mllp = match cfg.hl7.mllp_listen.as_str() {
@@ -490,7 +493,7 @@ impl Server {
             users::ensure_first_admin(&gate.system("first-start")).await.map_err(|e| Error::Accounts(e.to_string()))?;
         Ok(Server {
             listener,
-            app: app(cfg, gate.clone(), tokens),
+            app: app(cfg, zone, gate.clone(), tokens),
             gate,
             checkpoints,
             first_admin,

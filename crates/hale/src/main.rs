@@ -692,6 +692,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     print_demo_accounts(&accounts);
                 }
                 drop(repo);
+                // the demo keeps the configured zone (UTC unless set): the same pages on every machine
+                println!(
+                    "Dates and times on the pages are in {} (time_zone in hale.toml or HALE_TIME_ZONE, e.g. America/New_York).",
+                    cfg.time_zone
+                );
                 serve(&cfg).await
             })
         }
@@ -1067,7 +1072,7 @@ async fn serve(cfg: &Config) -> anyhow::Result<()> {
             println!("First start: created the administrator '{user}' with the one-time password {password}");
             println!("Change it at the first sign-in. Tokens for scripts: hale token --help");
         }
-        tracing::info!(%addr, store = %cfg.store_description(), "Hale is serving");
+        tracing::info!(%addr, store = %cfg.store_description(), time_zone = %cfg.time_zone, "Hale is serving");
         // one line on stdout that scripts and tests can wait for
         if let Some(m) = server.mllp_addr() {
             println!("Hale MLLP listening on {m}");

@@ -370,6 +370,135 @@ async fn vital_signs_are_checked_then_recorded_through_the_gate() {
     assert_eq!(observations(&ts, "pat-b").await, before_b);
 }
 
+/// The `<td class="date">` cells of a page.
+fn date_cells(html: &str) -> Vec<String> {
+    html.split("<td class=\"date\">").skip(1).filter_map(|c| c.split("</td>").next()).map(str::to_string).collect()
+}
+
+/// An instant as the wall clock in New York shows it, with the zone's abbreviation.
+fn in_new_york(instant: &str) -> String {
+    let t: jiff::Timestamp = instant.parse().unwrap();
+    t.in_tz("America/New_York").unwrap().strftime("%Y-%m-%d %H:%M %Z").to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_installation_in_new_york_shows_and_reads_new_york_time() {
+    let ts = TestServer::spawn_with(|c| c.time_zone = "America/New_York".into()).await;
+    chart_fixture(&ts).await;
+    let pulse = |id: &str, at: &str, v: u32| {
+        json!({"resourceType": "Observation", "id": id, "status": "final",
+               "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "vital-signs"}]}],
+               "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4", "display": "Heart rate"}]},
+               "subject": {"reference": "Patient/pat-a"}, "effectiveDateTime": at,
+               "valueQuantity": {"value": v, "unit": "/min", "system": "http://unitsofmeasure.org", "code": "/min"}})
+    };
+    // stored in UTC: winter (EST, UTC-5), summer (EDT, UTC-4), and 03:00 UTC on the
+    // 16th, which is still the evening of the 15th in New York
+    for o in [
+        pulse("hr-winter", "2026-01-15T14:00:00Z", 61),
+        pulse("hr-summer", "2026-07-15T14:00:00Z", 62),
+        pulse("hr-late", "2026-01-16T03:00:00Z", 63),
+    ] {
+        let path = format!("/Observation/{}", o["id"].as_str().unwrap());
+        assert!(ts.put(&path, &o).await.status().is_success());
+    }
+    let code = enrolled(&ts, "dr.jones").await;
+    let session = sign_in(&ts, "/app", "dr.jones", PASSWORD, &code).await.unwrap();
+    let (status, vitals) = page(&ts, &session, "/app/patient/pat-a/vitals").await;
+    assert_eq!(status, 200, "{vitals}");
+    let cells = date_cells(&vitals);
+    for expected in ["2026-01-15 09:00", "2026-07-15 10:00", "2026-01-15 22:00"] {
+        assert!(cells.iter().any(|c| c == expected), "{expected} in {cells:?}");
+    }
+    assert!(!cells.iter().any(|c| c.contains("14:00") || c.starts_with("2026-01-16")), "{cells:?}");
+    // the chart puts the late reading on the 15th too, and the page names the zone
+    assert!(vitals.contains("Heart rate 2026-01-15: 63 /min"), "{vitals}");
+    assert!(vitals.contains("Dates and times are in America/New_York (E"), "{vitals}");
+
+    // a time typed in the form is New York time, stored with the offset of its day
+    let (_, form) = page(&ts, &session, "/app/patient/pat-a/vitals/new").await;
+    assert!(form.contains("Taken at (America/New_York)"), "{form}");
+    let csrf = field(&form, "csrf").unwrap();
+    let record = |taken: &'static str, pulse: &'static str| {
+        let (csrf, session) = (csrf.clone(), session.clone());
+        let ts = &ts;
+        async move {
+            post_form(
+                ts,
+                &session,
+                "/app/patient/pat-a/vitals",
+                &[("csrf", csrf.as_str()), ("taken", taken), ("pulse", pulse)],
+            )
+            .await
+        }
+    };
+    let stored = |pulse: &'static str| {
+        let ts = &ts;
+        async move {
+            let r = ts.get("/Observation?patient=pat-a&code=http://loinc.org|8867-4&_count=50").await;
+            let all = hale_test_support::json(r).await;
+            all["entry"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| &e["resource"])
+                .find(|o| o["valueQuantity"]["value"].as_u64() == pulse.parse().ok())
+                .map(|o| o["effectiveDateTime"].as_str().unwrap().to_string())
+        }
+    };
+    let (status, _, body) = record("2026-01-05T08:15", "71").await;
+    assert_eq!(status, 303, "{body}");
+    assert_eq!(stored("71").await.as_deref(), Some("2026-01-05T08:15:00-05:00"));
+    let (status, _, body) = record("2026-07-20T08:15", "72").await;
+    assert_eq!(status, 303, "{body}");
+    assert_eq!(stored("72").await.as_deref(), Some("2026-07-20T08:15:00-04:00"));
+    // the instant is what the index holds: 08:15 EST is 13:15 UTC
+    let r = ts.get("/Observation?patient=pat-a&code=http://loinc.org|8867-4&date=eq2026-01-05T13:15:00Z").await;
+    let found = hale_test_support::json(r).await;
+    assert_eq!(found["entry"].as_array().map(Vec::len), Some(1), "{found}");
+    // and the page shows them as typed
+    let (_, vitals) = page(&ts, &session, "/app/patient/pat-a/vitals").await;
+    let cells = date_cells(&vitals);
+    assert!(cells.iter().any(|c| c == "2026-07-20 08:15"), "{cells:?}");
+    // the hour the clocks skipped did not happen: refused, nothing saved
+    let (status, _, body) = record("2026-03-08T02:30", "73").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("There was no 2026-03-08 02:30 in America/New_York") && body.contains("e.g. 03:30"),
+        "{body}"
+    );
+    assert_eq!(stored("73").await, None);
+    // the hour they repeated: its first occurrence, still daylight time
+    let (status, _, body) = record("2026-11-01T01:30", "74").await;
+    assert_eq!(status, 303, "{body}");
+    assert_eq!(stored("74").await.as_deref(), Some("2026-11-01T01:30:00-04:00"));
+
+    // the portal's "who has seen my record": each access at New York time, with its zone
+    let ana = sign_in(&ts, "/portal", "ana", PASSWORD, "").await.unwrap();
+    let mut access = String::new();
+    for _ in 0..50 {
+        access = page(&ts, &ana, "/portal/access").await.1;
+        if access.contains("dr.jones") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let shown = date_cells(&access);
+    assert!(!shown.is_empty(), "{access}");
+    let trail = hale_test_support::json(ts.get("/AuditEvent?patient=Patient/pat-a&_count=1000").await).await;
+    let local: Vec<String> = trail["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| in_new_york(e["resource"]["recorded"].as_str().unwrap()))
+        .collect();
+    for cell in &shown {
+        assert!(cell.ends_with(" EST") || cell.ends_with(" EDT"), "{cell}");
+        assert!(local.contains(cell), "{cell} is an entry's time in New York: {local:?}");
+    }
+    assert!(access.contains("Dates and times are in America/New_York"), "{access}");
+}
+
 async fn count(ts: &TestServer, query: &str) -> u64 {
     let r = ts.get(&format!("{query}&_summary=count")).await;
     hale_test_support::json(r).await["total"].as_u64().unwrap()

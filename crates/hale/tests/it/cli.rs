@@ -64,6 +64,41 @@ fn bad_configuration_is_one_line_and_non_zero() {
     assert!(!String::from_utf8_lossy(&out.stderr).contains("secret"));
 }
 
+#[test]
+fn an_unknown_time_zone_stops_the_server_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    for args in
+        [vec!["serve", "--listen", "127.0.0.1:0", "--data-dir"], vec!["demo", "--listen", "127.0.0.1:0", "--data-dir"]]
+    {
+        let out = hale()
+            .current_dir(dir.path())
+            .args(&args)
+            .arg(&data)
+            .env("HALE_TIME_ZONE", "America/New_Yrok")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            err.trim(),
+            "hale: configuration: time_zone: 'America/New_Yrok' is not a time zone of the IANA database \
+             (such as America/New_York, Europe/Paris or UTC)",
+            "{args:?}"
+        );
+        assert!(!data.exists(), "nothing was started: {args:?}");
+    }
+    // from hale.toml too; a good one is taken as the database spells it
+    std::fs::write(dir.path().join("hale.toml"), "time_zone = \"Mars/Olympus\"\n").unwrap();
+    let out = hale().current_dir(dir.path()).arg("config").output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("'Mars/Olympus' is not a time zone"));
+    std::fs::write(dir.path().join("hale.toml"), "time_zone = \"America/New_York\"\n").unwrap();
+    let out = hale().current_dir(dir.path()).arg("config").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("time_zone = \"America/New_York\""));
+}
+
 fn synth_ndjson(dir: &std::path::Path) -> std::process::Output {
     hale()
         .args([
