@@ -233,6 +233,13 @@ try {
   check(!(await page.textContent('tbody')).includes('Blood pressure'), 'only the chosen rule is listed');
   await page.screenshot({ path: `${shots}/app-due-filtered-laptop.png`, fullPage: true });
   await accessible(page, 'preventive care due, one rule');
+  // reminders to the patients ticked (all of them, by default), as portal messages
+  check(await page.getByRole('checkbox', { name: 'Remind Alvarez, Ana' }).isChecked(), 'each patient due is ticked');
+  await page.getByRole('button', { name: /Send a reminder to the patients ticked/ }).click();
+  await page.waitForURL(/\/app\/due\/remind$/);
+  check((await page.textContent('[role=status]')).includes('Reminder sent to 1 patient'), 'the worklist says who was reminded');
+  await page.screenshot({ path: `${shots}/app-due-reminded-laptop.png`, fullPage: true });
+  await accessible(page, 'preventive care due, reminders sent');
 
   // quality measures: each measure's rate over time, the patients of each group (the
   // one to act on open), another period asked for with the form

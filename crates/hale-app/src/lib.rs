@@ -138,6 +138,7 @@ fn unstated(max_upload_bytes: usize) -> Routes<Arc<AppState>> {
         .page("/app/patient/{id}/immunizations/new", get(entry::immunization_form).post(entry::immunization_save))
         .page("/app/inbox", get(orders::inbox))
         .page("/app/due", get(panel::due))
+        .page("/app/due/remind", axum::routing::post(panel::remind))
         .page("/app/measures", get(panel::measures))
         .page("/app/patient/{id}/invite", axum::routing::post(invite::invite))
         .page("/app/patient/{id}/portal", get(invite::portal_accounts))

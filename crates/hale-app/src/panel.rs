@@ -5,7 +5,7 @@
 
 use axum::http::StatusCode;
 use axum::response::Response;
-use maud::html;
+use maud::{Markup, html};
 use serde_json::Value;
 
 use crate::fhir::{day, person_name};
@@ -38,21 +38,23 @@ fn of(all: &[Value], field: &str, patient: &str) -> Vec<Value> {
     all.iter().filter(|r| r[field]["reference"].as_str() == Some(want.as_str())).cloned().collect()
 }
 
-/// `GET /app/due`, with `rule` (a rule's id) to show who is due for that one only.
-pub(crate) async fn due(
-    session: Session,
-    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
-) -> Response {
-    let asked = q.get("rule").map(|r| r.trim()).filter(|r| !r.is_empty());
-    let rule = asked.and_then(|r| hale_cds::preventive::RULES.iter().find(|x| x.id == r));
-    let unknown = asked.filter(|_| rule.is_none());
-    let (title, mine) = my_patients(&session).await;
-    let patients = match mine {
-        Ok(p) => p,
-        Err(e) => return failure(&session, &e),
-    };
+/// Who of "my patients" is due for what: the panel's title, each patient with the care
+/// due (only `rule`'s when given, and then only the patients due for it), the patients
+/// with the most due first, and whether a list was too long to read whole.
+struct DueRows {
+    title: &'static str,
+    rows: Vec<(Value, Vec<hale_cds::preventive::Due>)>,
+    truncated: bool,
+}
+
+async fn due_rows(
+    session: &Session,
+    rule: Option<&hale_cds::preventive::Preventive>,
+) -> Result<DueRows, hale_repository::Error> {
+    let (title, mine) = my_patients(session).await;
+    let patients = mine?;
     let ids: Vec<&str> = patients.iter().filter_map(|p| p["id"].as_str()).collect();
-    let mut rows: Vec<(&Value, Vec<hale_cds::preventive::Due>)> = Vec::new();
+    let mut rows: Vec<(Value, Vec<hale_cds::preventive::Due>)> = Vec::new();
     let mut truncated = false;
     if !ids.is_empty() {
         let list = ids.join(",");
@@ -70,12 +72,7 @@ pub(crate) async fn due(
             search(repo, "Procedure", &q_proc, PANEL_ROWS),
         );
         let (conditions, immunizations, mut observations, procedures) =
-            match (conditions, immunizations, observations, procedures) {
-                (Ok(c), Ok(i), Ok(o), Ok(p)) => (c, i, o, p),
-                (Err(e), _, _, _) | (_, Err(e), _, _) | (_, _, Err(e), _) | (_, _, _, Err(e)) => {
-                    return failure(&session, &e);
-                }
-            };
+            (conditions?, immunizations?, observations?, procedures?);
         truncated = [conditions.len(), immunizations.len(), observations.len(), procedures.len()].contains(&PANEL_ROWS);
         observations.extend(procedures);
         let today = session.zone.today_text();
@@ -88,7 +85,7 @@ pub(crate) async fn due(
                 &of(&immunizations, "patient", id),
                 &of(&observations, "subject", id),
             );
-            rows.push((p, due));
+            rows.push((p.clone(), due));
         }
         if let Some(r) = rule {
             // one rule: the patients due for it, and only it
@@ -99,14 +96,57 @@ pub(crate) async fn due(
         }
         rows.sort_by_key(|(p, d)| (std::cmp::Reverse(d.len()), person_name(p)));
     }
-    let total: usize = rows.iter().map(|r| r.1.len()).sum();
+    Ok(DueRows { title, rows, truncated })
+}
+
+/// A rule by its id, from a request's `rule` field: `Ok(None)` when none is asked for,
+/// `Err` with the id asked when there is no such rule.
+fn asked_rule(asked: Option<&str>) -> Result<Option<&'static hale_cds::preventive::Preventive>, String> {
+    match asked.map(str::trim).filter(|r| !r.is_empty()) {
+        None => Ok(None),
+        Some(r) => hale_cds::preventive::RULES.iter().find(|x| x.id == r).map(Some).ok_or_else(|| r.to_string()),
+    }
+}
+
+/// `GET /app/due`, with `rule` (a rule's id) to show who is due for that one only.
+pub(crate) async fn due(
+    session: Session,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    let (rule, unknown) = match asked_rule(q.get("rule").map(String::as_str)) {
+        Ok(r) => (r, None),
+        Err(u) => (None, Some(u)),
+    };
+    let found = match due_rows(&session, rule).await {
+        Ok(f) => f,
+        Err(e) => return failure(&session, &e),
+    };
     let status = if unknown.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
-    let body = html! {
+    respond(
+        status,
+        page("Preventive care due", Some(&session), due_page(&session, &found, rule, unknown.as_deref(), None)),
+    )
+}
+
+/// The worklist: the filter by rule, then the patients due with a box each, ticked, for
+/// the reminders sent from it; `sent` is what the last sending did.
+fn due_page(
+    session: &Session,
+    found: &DueRows,
+    rule: Option<&hale_cds::preventive::Preventive>,
+    unknown: Option<&str>,
+    sent: Option<&Markup>,
+) -> Markup {
+    let rows = &found.rows;
+    let total: usize = rows.iter().map(|r| r.1.len()).sum();
+    let due_count = rows.iter().filter(|r| !r.1.is_empty()).count();
+    html! {
         section.card aria-labelledby="due-h" {
             h1 #due-h {
-                "Preventive care due · " (title) " (" (rows.len()) ")"
+                "Preventive care due · " (found.title) " (" (rows.len()) ")"
                 @if let Some(r) = rule { " · " (r.title) }
             }
+            @if let Some(m) = sent { (m) }
             form.filters method="get" action="/app/due" {
                 label for="rule" { "Show who is due for" }
                 div.row {
@@ -123,32 +163,196 @@ pub(crate) async fn due(
                 }
             }
             p.hint { (total) @if total == 1 { " item due." } @else { " items due." } " Each rule's source is on the patient's chart; " code { "hale cds list" } " lists them all." }
-            @if truncated { p.error role="alert" { "Some lists were too long to read whole; open each chart for the full picture." } }
+            @if found.truncated { p.error role="alert" { "Some lists were too long to read whole; open each chart for the full picture." } }
             @if rows.is_empty() {
                 p.empty {
                     @if rule.is_some() { "None of your patients is due for this." } @else { "No patient is linked to you yet." }
                 }
             } @else {
-                table.due {
-                    thead { tr { th { "Patient" } th { "Born" } th { "Due" } } }
-                    tbody {
-                        @for (p, due) in &rows {
-                            tr {
-                                td { a href={ "/app/patient/" (p["id"].as_str().unwrap_or("")) } { (person_name(p)) } }
-                                td.date { (day(&p["birthDate"])) }
-                                td {
-                                    @if due.is_empty() { span.muted { "nothing" } } @else {
-                                        (due.iter().map(|d| d.title).collect::<Vec<_>>().join("; "))
+                form method="post" action="/app/due/remind" {
+                    input type="hidden" name="csrf" value=(session.csrf);
+                    @if let Some(r) = rule { input type="hidden" name="rule" value=(r.id); }
+                    table.due {
+                        thead { tr { th.pick { span.sr-only { "Remind" } } th { "Patient" } th { "Born" } th { "Due" } } }
+                        tbody {
+                            @for (p, due) in rows {
+                                @let id = p["id"].as_str().unwrap_or("");
+                                tr {
+                                    td.pick {
+                                        @if !due.is_empty() {
+                                            input type="checkbox" name="patient" value=(id) checked
+                                                aria-label={ "Remind " (person_name(p)) };
+                                        }
+                                    }
+                                    td { a href={ "/app/patient/" (id) } { (person_name(p)) } }
+                                    td.date { (day(&p["birthDate"])) }
+                                    td {
+                                        @if due.is_empty() { span.muted { "nothing" } } @else {
+                                            (due.iter().map(|d| d.title).collect::<Vec<_>>().join("; "))
+                                        }
                                     }
                                 }
+                            }
+                        }
+                    }
+                    @if due_count > 0 {
+                        div.actions {
+                            button.primary type="submit" { "Send a reminder to the patients ticked" }
+                            p.hint {
+                                "Each patient ticked gets a message in the patient portal listing, in plain words, the care "
+                                @if rule.is_some() { "chosen above" } @else { "they are due for" }
+                                ". Care a patient was reminded of in the last " (REMINDED_DAYS) " days is left out of theirs."
                             }
                         }
                     }
                 }
             }
         }
+    }
+}
+
+/// Care a patient was reminded of this recently is not reminded of again.
+const REMINDED_DAYS: i64 = 30;
+
+/// The code system naming a preventive care rule in a reminder's `reasonCode`.
+const RULE_SYSTEM: &str = "urn:hale:cds:preventive-rule";
+
+/// `POST /app/due/remind`: a reminder to each patient ticked, as a portal message (a
+/// Communication of category `reminder`, its `reasonCode` the rules it names) about the
+/// care they are due for — that rule's only when the worklist was narrowed to one —,
+/// leaving out what they were reminded of in the last [`REMINDED_DAYS`] days. Each is
+/// written through the user's repository, so each is audited; the worklist comes back
+/// saying what was sent.
+pub(crate) async fn remind(session: Session, axum::Form(fields): axum::Form<Vec<(String, String)>>) -> Response {
+    let get = |k: &str| fields.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    if !get("csrf").is_some_and(|t| crate::same_secret(t, &session.csrf)) {
+        return crate::layout::problem(
+            StatusCode::FORBIDDEN,
+            Some(&session),
+            "The form expired",
+            "No reminder was sent. Open the page again.",
+        );
+    }
+    let rule = match asked_rule(get("rule")) {
+        Ok(r) => r,
+        Err(u) => {
+            let found = match due_rows(&session, None).await {
+                Ok(f) => f,
+                Err(e) => return failure(&session, &e),
+            };
+            let body = due_page(&session, &found, None, Some(&u), None);
+            return respond(StatusCode::BAD_REQUEST, page("Preventive care due", Some(&session), body));
+        }
     };
-    respond(status, page("Preventive care due", Some(&session), body))
+    let ticked: std::collections::BTreeSet<&str> =
+        fields.iter().filter(|(n, _)| n == "patient").map(|(_, v)| v.as_str()).collect();
+    let found = match due_rows(&session, rule).await {
+        Ok(f) => f,
+        Err(e) => return failure(&session, &e),
+    };
+    // what each patient ticked was reminded of lately
+    let chosen: Vec<&(Value, Vec<hale_cds::preventive::Due>)> = found
+        .rows
+        .iter()
+        .filter(|(p, due)| !due.is_empty() && p["id"].as_str().is_some_and(|id| ticked.contains(id)))
+        .collect();
+    let mut lately: std::collections::HashMap<String, std::collections::HashSet<String>> = Default::default();
+    if !chosen.is_empty() {
+        let list = chosen.iter().filter_map(|(p, _)| p["id"].as_str()).collect::<Vec<_>>().join(",");
+        let today = session.zone.today_text();
+        let since = hale_cds::measures::add_days(&today, -REMINDED_DAYS).unwrap_or(today);
+        let since = format!("ge{since}");
+        let q = [("patient", list.as_str()), ("category", "reminder"), ("sent", since.as_str())];
+        match search(&session.repo, "Communication", &q, PANEL_ROWS).await {
+            Ok(sent) => {
+                for c in sent {
+                    let Some(pid) = c["subject"]["reference"].as_str().and_then(|r| r.strip_prefix("Patient/")) else {
+                        continue;
+                    };
+                    let rules = c["reasonCode"].as_array().into_iter().flatten().flat_map(|r| {
+                        r["coding"].as_array().into_iter().flatten().filter(|k| k["system"] == RULE_SYSTEM)
+                    });
+                    let entry = lately.entry(pid.to_string()).or_default();
+                    entry.extend(rules.filter_map(|k| k["code"].as_str().map(str::to_string)));
+                }
+            }
+            Err(e) => return failure(&session, &e),
+        }
+    }
+    let sender = session
+        .account
+        .fhir_user
+        .clone()
+        .filter(|u| u.starts_with("Practitioner/"))
+        .or_else(|| session.account.organization.as_ref().map(|o| format!("Organization/{o}")));
+    let (mut sent, mut already, mut failed) = (Vec::new(), Vec::new(), Vec::new());
+    let ty = match hale_repository::resource_type("Communication") {
+        Ok(t) => t,
+        Err(e) => return failure(&session, &e),
+    };
+    for (p, due) in chosen {
+        let id = p["id"].as_str().unwrap_or("");
+        let recent = lately.get(id);
+        let items: Vec<&hale_cds::preventive::Due> =
+            due.iter().filter(|d| recent.is_none_or(|r| !r.contains(d.rule))).collect();
+        if items.is_empty() {
+            already.push(person_name(p));
+            continue;
+        }
+        let c = reminder(id, sender.as_deref(), &session.account.display_name, &items);
+        match session.repo.create(&ty, c, None).await {
+            Ok(_) => sent.push(person_name(p)),
+            Err(e) => {
+                tracing::warn!(error = %e, "a reminder could not be sent");
+                failed.push(person_name(p));
+            }
+        }
+    }
+    let report = html! {
+        div.notice role="status" {
+            @if sent.is_empty() && already.is_empty() && failed.is_empty() {
+                p { "No patient was ticked who is due: no reminder was sent." }
+            }
+            @if !sent.is_empty() {
+                p { strong { "Reminder sent to " (sent.len()) @if sent.len() == 1 { " patient" } @else { " patients" } } ": " (sent.join(", ")) "." }
+            }
+            @if !already.is_empty() {
+                p { "Not sent (reminded of the same care in the last " (REMINDED_DAYS) " days): " (already.join(", ")) "." }
+            }
+            @if !failed.is_empty() {
+                p.error role="alert" { "Could not be sent, try again: " (failed.join(", ")) "." }
+            }
+        }
+    };
+    let status = if failed.is_empty() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    respond(status, page("Preventive care due", Some(&session), due_page(&session, &found, rule, None, Some(&report))))
+}
+
+/// A reminder to `patient` about `items`, as a Communication the portal shows as a
+/// message from the care team, in plain words.
+fn reminder(patient: &str, sender: Option<&str>, sender_name: &str, items: &[&hale_cds::preventive::Due]) -> Value {
+    let mut text = String::from("Our records show that you are due for:\n");
+    for d in items {
+        text.push_str(&format!("- {}\n", d.for_patient));
+    }
+    text.push_str(
+        "\nPlease book a visit, or reply to this message. If you had this done elsewhere, reply and tell us when, so we can update your record.",
+    );
+    let mut c = serde_json::json!({
+        "resourceType": "Communication",
+        "status": "completed",
+        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/communication-category", "code": "reminder", "display": "Reminder"}], "text": "Reminder"}],
+        "subject": {"reference": format!("Patient/{patient}")},
+        "recipient": [{"reference": format!("Patient/{patient}")}],
+        "sent": crate::now_instant(),
+        "topic": {"text": "Reminder: care you are due for"},
+        "reasonCode": items.iter().map(|d| serde_json::json!({"coding": [{"system": RULE_SYSTEM, "code": d.rule, "display": d.title}]})).collect::<Vec<_>>(),
+        "payload": [{"contentString": text}],
+    });
+    if let Some(s) = sender {
+        c["sender"] = serde_json::json!({"reference": s, "display": sender_name});
+    }
+    c
 }
 
 /// The ends of the four quarters before `end` (`YYYY-MM-DD`), oldest first: the ends of

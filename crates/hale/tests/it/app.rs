@@ -1377,6 +1377,68 @@ async fn my_patients_are_those_i_am_gp_of_or_in_the_care_team_of() {
     assert!(bad.contains("There is no rule “&lt;script&gt;x”") && bad.contains("7 items due"), "{bad}");
 }
 
+/// Reminders from the worklist: each patient ticked gets a portal message naming the
+/// care due (one rule's when the list is narrowed to it), recorded as a Communication of
+/// category reminder; care reminded of in the last 30 days is not reminded of again; a
+/// patient not ticked, or out of the user's panel, gets nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn reminders_sent_from_the_worklist_reach_the_portal_once() {
+    let ts = TestServer::spawn().await;
+    chart_fixture(&ts).await;
+    let code = enrolled(&ts, "dr.jones").await;
+    let session = sign_in(&ts, "/app", "dr.jones", PASSWORD, &code).await.unwrap();
+    let (_, td) = page(&ts, &session, "/app/due?rule=td-booster").await;
+    assert!(td.contains(r#"name="patient" value="pat-a" checked"#), "{td}");
+    let csrf = field(&td, "csrf").unwrap();
+    let reminders = || async {
+        let b = hale_test_support::json(ts.get("/Communication?patient=pat-a&category=reminder").await).await;
+        b["entry"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| e["resource"].clone())
+            .collect::<Vec<_>>()
+    };
+    // an expired form sends nothing
+    let bad = [("csrf", "nope"), ("rule", "td-booster"), ("patient", "pat-a")];
+    assert_eq!(post_form(&ts, &session, "/app/due/remind", &bad).await.0, 403);
+    assert!(reminders().await.is_empty());
+    // one rule, one patient ticked (and one out of the panel, ignored)
+    let form = [("csrf", csrf.as_str()), ("rule", "td-booster"), ("patient", "pat-a"), ("patient", "pat-b")];
+    let (status, _, body) = post_form(&ts, &session, "/app/due/remind", &form).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("Reminder sent to 1 patient</strong>: Alvarez, Ana."), "{body}");
+    let sent = reminders().await;
+    assert_eq!(sent.len(), 1);
+    let text = sent[0]["payload"][0]["contentString"].as_str().unwrap();
+    assert!(text.contains("A tetanus booster (every 10 years)") && !text.contains("blood pressure"), "{text}");
+    assert_eq!(sent[0]["reasonCode"][0]["coding"][0]["code"], "td-booster");
+    assert_eq!(sent[0]["sender"]["reference"], "Practitioner/prac-j");
+    assert_eq!(count(&ts, "/Communication?patient=pat-b").await, 0);
+    // again: the same care is not reminded of twice within 30 days
+    let (_, _, body) = post_form(&ts, &session, "/app/due/remind", &form).await;
+    assert!(body.contains("Not sent (reminded of the same care in the last 30 days): Alvarez, Ana."), "{body}");
+    assert_eq!(reminders().await.len(), 1);
+    // every rule: the rest of what is due, the tetanus booster left out
+    let all = [("csrf", csrf.as_str()), ("patient", "pat-a")];
+    let (_, _, body) = post_form(&ts, &session, "/app/due/remind", &all).await;
+    assert!(body.contains("Reminder sent to 1 patient"), "{body}");
+    let sent = reminders().await;
+    assert_eq!(sent.len(), 2);
+    let newest = sent.iter().find(|c| c["reasonCode"].as_array().unwrap().len() > 1).unwrap();
+    let text = newest["payload"][0]["contentString"].as_str().unwrap();
+    assert!(text.contains("A blood pressure check") && !text.contains("tetanus"), "{text}");
+    // nobody ticked: nothing sent
+    let (_, _, body) = post_form(&ts, &session, "/app/due/remind", &[("csrf", csrf.as_str())]).await;
+    assert!(body.contains("no reminder was sent"), "{body}");
+    // the patient reads them in the portal
+    let ana = sign_in(&ts, "/portal", "ana", PASSWORD, "").await.unwrap();
+    let (_, list) = page(&ts, &ana, "/portal/messages").await;
+    assert_eq!(list.matches("Reminder: care you are due for").count(), 2, "{list}");
+    assert!(list.contains("new"), "{list}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_proxy_chooses_whose_record_and_sees_only_that_one() {
     let ts = TestServer::spawn().await;
