@@ -299,6 +299,14 @@ try {
   await page.screenshot({ path: `${shots}/app-document-added-laptop.png`, fullPage: true });
   await page.goto(`${base}/app/patient/pat-a`);
 
+  // a child's growth against the WHO percentiles for age and sex
+  await page.goto(`${base}/app/patient/pat-k/vitals`);
+  check((await page.locator('svg.chart polyline.guide').count()) === 10, 'five percentile lines on the weight and the height charts');
+  check((await page.textContent('main')).includes('For age (WHO)'), 'each reading has its percentile');
+  await page.screenshot({ path: `${shots}/app-growth-laptop.png`, fullPage: true });
+  await accessible(page, 'a child\'s growth');
+  await page.goto(`${base}/app/patient/pat-a`);
+
   // phone: the same session, the same pages fit the width
   const state = await laptop.storageState();
   const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, storageState: state });
@@ -308,6 +316,7 @@ try {
     ['/app', 'app-find-phone.png'],
     ['/app/patient/pat-a', 'app-chart-phone.png'],
     ['/app/patient/pat-a/vitals', 'app-vitals-phone.png'],
+    ['/app/patient/pat-k/vitals', 'app-growth-phone.png'],
     ['/app/patient/pat-a/results', 'app-results-phone.png'],
     ['/app/patient/pat-a/vitals/new', 'app-record-phone.png'],
     ['/app/patient/pat-a/prescribe?q=amox', 'app-prescribe-phone.png'],

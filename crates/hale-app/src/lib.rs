@@ -14,6 +14,7 @@ mod documents;
 mod entry;
 mod fhir;
 mod find;
+mod growth;
 mod invite;
 mod layout;
 mod messages;

@@ -545,6 +545,7 @@ pub(crate) async fn measures(
                         band: None,
                         height: 200.0,
                         scale: Some((0.0, 100.0)),
+                        guides: vec![],
                     }))
                 }
                 p.hint {

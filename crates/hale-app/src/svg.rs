@@ -27,6 +27,9 @@ pub(crate) struct Chart<'a> {
     pub height: f64,
     /// A fixed vertical scale (a rate: 0 to 100); `None`: from the data.
     pub scale: Option<(f64, f64)>,
+    /// Reference lines drawn thin behind the data (a child's growth percentiles): each
+    /// a label and its points, over the data's days.
+    pub guides: Vec<(String, Vec<(i64, f64)>)>,
 }
 
 const W: f64 = 720.0;
@@ -111,6 +114,12 @@ pub(crate) fn chart(c: &Chart) -> Markup {
         lo = lo.min(bl.unwrap_or(lo));
         hi = hi.max(bh.unwrap_or(hi));
     }
+    for (_, pts) in &c.guides {
+        for p in pts.iter().filter(|p| (x0..=x1).contains(&p.0)) {
+            lo = lo.min(p.1);
+            hi = hi.max(p.1);
+        }
+    }
     let pad = ((hi - lo) * 0.08).max(hi.abs() * 0.02).max(0.5);
     let (lo, hi) = c.scale.unwrap_or((lo - pad, hi + pad));
     let h = c.height;
@@ -165,6 +174,15 @@ pub(crate) fn chart(c: &Chart) -> Markup {
                 line.grid x1=(format!("{px:.1}")) x2=(format!("{px:.1}")) y1=(TOP) y2=(h - BOTTOM) {}
                 text.tick x=(format!("{px:.1}")) y=(h - 6.0) text-anchor="middle" { (yr) }
             }
+            @for (label, pts) in &c.guides {
+                @let pts: Vec<&(i64, f64)> = pts.iter().filter(|p| (x0..=x1).contains(&p.0)).collect();
+                @if let Some(last) = pts.last() {
+                    polyline.guide points=(pts.iter().map(|(d, v)| format!("{:.1},{:.1}", x(*d), y(*v))).collect::<Vec<_>>().join(" ")) {
+                        title { (label) }
+                    }
+                    text.guide-label x=(format!("{:.1}", x(last.0) - 2.0)) y=(format!("{:.1}", y(last.1) - 3.0)) text-anchor="end" { (label.split(' ').next().unwrap_or("")) }
+                }
+            }
             @for (s, pts, path) in &lines {
                 polyline class={ "line " (s.class) } points=(path) {}
                 @for (d, v) in pts {
@@ -203,7 +221,15 @@ mod tests {
     #[test]
     fn a_fixed_scale_is_kept() {
         let series = vec![Series { label: "Rate".into(), class: "s1", points: vec![(20_000, 0.0), (20_090, 0.0)] }];
-        let c = Chart { title: "Rate", unit: "%", series, band: None, height: 150.0, scale: Some((0.0, 100.0)) };
+        let c = Chart {
+            title: "Rate",
+            unit: "%",
+            series,
+            band: None,
+            height: 150.0,
+            scale: Some((0.0, 100.0)),
+            guides: vec![],
+        };
         let svg = chart(&c).into_string();
         assert!(svg.contains(">100<") && svg.contains(">0<") && !svg.contains(">-0.4<"), "{svg}");
     }
@@ -228,12 +254,24 @@ mod tests {
             band: None,
             height: 200.0,
             scale: None,
+            guides: vec![("97 percentile".into(), vec![(19_000, 95.0), (20_400, 96.0)])],
         };
         let svg = chart(&c).into_string();
         assert_eq!(svg.matches("<circle").count(), 3);
+        // a guide is a thin line of its own, with its label, and widens the scale to it
+        assert!(svg.contains(r#"<polyline class="guide""#) && svg.contains("<title>97 percentile</title>"), "{svg}");
+        assert!(svg.contains(">90<") || svg.contains(">95<"), "{svg}");
         assert!(svg.contains("Weight 2024-10-31: 79 kg") || svg.contains(": 79 kg"), "{svg}");
         assert!(svg.contains("aria-label=\"Weight: 3 readings from"), "{svg}");
-        let empty = Chart { title: "Weight", unit: "kg", series: vec![], band: None, height: 200.0, scale: None };
+        let empty = Chart {
+            title: "Weight",
+            unit: "kg",
+            series: vec![],
+            band: None,
+            height: 200.0,
+            scale: None,
+            guides: vec![],
+        };
         assert!(chart(&empty).into_string().contains("No weight recorded."));
     }
 }

@@ -70,7 +70,7 @@ pub(crate) async fn vitals(
         Err(e) => return failure(&session, &e),
     };
     let zone = &session.zone;
-    let charts: Vec<(Chart, Vec<&Value>)> = CHARTED
+    let charts: Vec<(Chart, Vec<&Value>, Option<Growth>)> = CHARTED
         .iter()
         .map(|v| {
             let obs: Vec<&Value> = found
@@ -88,9 +88,15 @@ pub(crate) async fn vitals(
                 let pts = obs.iter().filter_map(|o| Some((when(zone, o)?, number(&o["valueQuantity"])?))).collect();
                 vec![Series { label: v.title.into(), class: "s1", points: pts }]
             };
-            (Chart { title: v.title, unit: v.unit, series, band: None, height: 200.0, scale: None }, obs)
+            let growth = growth_of(&patient, v.title, &series);
+            let guides = growth.as_ref().map(|g| g.guides.clone()).unwrap_or_default();
+            (
+                Chart { title: v.title, unit: v.unit, series, band: None, height: 200.0, scale: None, guides },
+                obs,
+                growth,
+            )
         })
-        .filter(|(_, obs)| !obs.is_empty())
+        .filter(|(_, obs, _)| !obs.is_empty())
         .collect();
     let body = html! {
         (header(&session, &patient, &all, Tab::Vitals))
@@ -102,11 +108,14 @@ pub(crate) async fn vitals(
             section.card { p.empty { "No vital sign recorded." } }
         } @else {
             div.charts {
-                @for (c, obs) in &charts {
+                @for (c, obs, growth) in &charts {
                     section.card aria-labelledby={ "v-" (slug(c.title)) } {
                         h2 id={ "v-" (slug(c.title)) } { (c.title) " (" (c.unit) ")" }
                         (chart(c))
-                        (readings(&session.zone, obs))
+                        @if let Some(g) = growth {
+                            p.hint { "Dashed lines: the 3rd, 15th, 50th, 85th and 97th percentiles for age and sex (" (g.source) ")." }
+                        }
+                        (readings(&session.zone, obs, growth.as_ref()))
                     }
                 }
             }
@@ -118,14 +127,63 @@ pub(crate) async fn vitals(
     )
 }
 
-/// The latest readings under a chart (the chart holds them all).
-fn readings(zone: &crate::Zone, obs: &[&Value]) -> Markup {
+/// A child's growth chart: the measure, the child's sex and birth day, and the
+/// percentile lines over the days of its readings.
+struct Growth {
+    measure: crate::growth::Measure,
+    sex: String,
+    birth: i64,
+    source: &'static str,
+    guides: Vec<(String, Vec<(i64, f64)>)>,
+}
+
+/// The growth chart of vital sign `title` for `patient` when they are a child the WHO
+/// tables cover on some day of `series` (weight to 5 years, height and BMI to 19) and
+/// their sex is recorded: percentile lines over those days.
+fn growth_of(patient: &Value, title: &str, series: &[Series]) -> Option<Growth> {
+    use crate::growth::{Measure, curves, lms, months};
+    let measure = Measure::of_chart(title)?;
+    let sex = patient["gender"].as_str().filter(|g| matches!(*g, "male" | "female"))?.to_string();
+    let birth = patient["birthDate"].as_str().and_then(crate::svg::day_number)?;
+    let days: Vec<i64> = series.iter().flat_map(|s| s.points.iter().map(|p| p.0)).collect();
+    let source = match measure {
+        Measure::Weight => "WHO Child Growth Standards",
+        _ => "WHO Child Growth Standards to 5 years, WHO Growth Reference 2007 to 19",
+    };
+    if !days.iter().any(|d| lms(measure, &sex, months(birth, *d)).is_some()) {
+        return None;
+    }
+    let (x0, x1) = (days.iter().min().copied()?, days.iter().max().copied()?);
+    let (x0, x1) = if x1 - x0 < 30 { (x0 - 15, x1 + 15) } else { (x0, x1) };
+    let guides =
+        curves(measure, &sex, birth, x0, x1).into_iter().map(|(p, pts)| (format!("{p:.0} percentile"), pts)).collect();
+    Some(Growth { measure, sex, birth, source, guides })
+}
+
+/// The latest readings under a chart (the chart holds them all), with a child's
+/// percentile of each when it is a growth chart.
+fn readings(zone: &crate::Zone, obs: &[&Value], growth: Option<&Growth>) -> Markup {
+    let percentile = |o: &Value| -> Option<String> {
+        let g = growth?;
+        let day = when(zone, o)?;
+        crate::growth::percentile_words(
+            g.measure,
+            &g.sex,
+            crate::growth::months(g.birth, day),
+            number(&o["valueQuantity"])?,
+        )
+    };
+    let with_percentiles = growth.is_some() && obs.iter().take(5).any(|o| percentile(o).is_some());
     html! {
         table.readings {
-            thead { tr { th { "Date" } th { "Value" } } }
+            thead { tr { th { "Date" } th { "Value" } @if with_percentiles { th { "For age (WHO)" } } } }
             tbody {
                 @for o in obs.iter().take(5) {
-                    tr { td.date { (zone.when(&o["effectiveDateTime"])) } td.num { (observation_value(o)) } }
+                    tr {
+                        td.date { (zone.when(&o["effectiveDateTime"])) }
+                        td.num { (observation_value(o)) }
+                        @if with_percentiles { td { (percentile(o).unwrap_or_else(|| "–".into())) } }
+                    }
                 }
             }
         }
@@ -207,6 +265,7 @@ pub(crate) fn analyte(zone: &crate::Zone, i: usize, obs: &[&Value]) -> Markup {
         band,
         height: 150.0,
         scale: None,
+        guides: vec![],
     };
     let f = flag(latest);
     html! {

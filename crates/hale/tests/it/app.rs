@@ -1377,6 +1377,51 @@ async fn my_patients_are_those_i_am_gp_of_or_in_the_care_team_of() {
     assert!(bad.contains("There is no rule “&lt;script&gt;x”") && bad.contains("7 items due"), "{bad}");
 }
 
+/// A girl born 2023-01-01 (`pat-k`, managed by Clinic A, not one of Dr Jones's
+/// patients) with weights and heights: WHO's median weight at 12 months, and at 24
+/// months a weight far above the 99th percentile.
+async fn child_fixture(ts: &TestServer) {
+    let kid = json!({"resourceType":"Patient","id":"pat-k","name":[{"family":"Kim","given":["Kit"]}],"gender":"female",
+        "birthDate":"2023-01-01","managingOrganization":{"reference":"Organization/org-a"}});
+    assert!(ts.put("/Patient/pat-k", &kid).await.status().is_success());
+    let vital = |id: &str, code: &str, when: &str, value: f64, unit: &str| {
+        json!({"resourceType":"Observation","id":id,"status":"final",
+            "category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/observation-category","code":"vital-signs"}]}],
+            "code":{"coding":[{"system":"http://loinc.org","code":code}]},"subject":{"reference":"Patient/pat-k"},
+            "effectiveDateTime":when,"valueQuantity":{"value":value,"unit":unit,"system":"http://unitsofmeasure.org","code":unit}})
+    };
+    // WHO girls: median weight at 12 months 8.9481 kg; at 24 months far above the 99th
+    for (id, code, when, v, unit) in [
+        ("k-w1", "29463-7", "2023-07-02", 7.3, "kg"),
+        ("k-w2", "29463-7", "2024-01-01", 8.9481, "kg"),
+        ("k-w3", "29463-7", "2025-01-01", 20.0, "kg"),
+        ("k-h1", "8302-2", "2024-01-01", 74.0, "cm"),
+        ("k-h2", "8302-2", "2025-01-01", 85.7, "cm"),
+    ] {
+        assert!(ts.put(&format!("/Observation/{id}"), &vital(id, code, when, v, unit)).await.status().is_success());
+    }
+}
+
+/// A child's weight and height are charted against the WHO percentiles for age and sex
+/// (dashed lines) and each reading is given its percentile; an adult's are not.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_childs_growth_is_charted_against_the_who_percentiles() {
+    let ts = TestServer::spawn().await;
+    chart_fixture(&ts).await;
+    child_fixture(&ts).await;
+    let code = enrolled(&ts, "dr.jones").await;
+    let session = sign_in(&ts, "/app", "dr.jones", PASSWORD, &code).await.unwrap();
+    let (status, vitals) = page(&ts, &session, "/app/patient/pat-k/vitals").await;
+    assert_eq!(status, 200, "{vitals}");
+    assert_eq!(vitals.matches(r#"<polyline class="guide""#).count(), 10, "five lines for weight, five for height");
+    assert!(vitals.contains("<title>97 percentile</title>") && vitals.contains("For age (WHO)"), "{vitals}");
+    assert!(vitals.contains("50th percentile") && vitals.contains("above the 99th percentile"), "{vitals}");
+    assert!(vitals.contains("WHO Child Growth Standards"), "{vitals}");
+    // an adult's charts have no percentile lines
+    let (_, adult) = page(&ts, &session, "/app/patient/pat-a/vitals").await;
+    assert!(!adult.contains("guide") && !adult.contains("For age (WHO)"), "{adult}");
+}
+
 /// Reminders from the worklist: each patient ticked gets a portal message naming the
 /// care due (one rule's when the list is narrowed to it), recorded as a Communication of
 /// category reminder; care reminded of in the last 30 days is not reminded of again; a
@@ -1877,6 +1922,7 @@ async fn the_chart_works_in_a_real_browser() {
     }
     let ts = TestServer::spawn().await;
     chart_fixture(&ts).await;
+    child_fixture(&ts).await;
     // an imaging report whose picture is a Binary governed by the patient
     use base64::Engine;
     let png = include_bytes!("../fixtures/chest-xray-synthetic.png");
