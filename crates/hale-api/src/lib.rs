@@ -568,6 +568,15 @@ async fn read_native_binary(
     Ok((serde_json::Value::Object(b), content))
 }
 
+/// A stored resource's JSON text parsed; text that is not JSON (never written so) is an
+/// internal error, logged, its detail not answered.
+pub(crate) fn stored_json(body: &str) -> Result<serde_json::Value, ApiError> {
+    serde_json::from_str(body).map_err(|err| {
+        tracing::error!(error = %err, "stored resource is not JSON");
+        ApiError::new(Category::Internal, Issue::error(IssueType::Exception, "A stored resource could not be read"))
+    })
+}
+
 /// Reads a request body under the size limit and parses it as FHIR JSON.
 async fn read_json(
     st: &ApiState,

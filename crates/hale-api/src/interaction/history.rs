@@ -47,13 +47,7 @@ async fn history(st: &ApiState, call: &Call, scope: HistoryScope, path: &str) ->
         let full_url = format!("{}/{}/{}", ctx.base, e.resource_type, e.id);
         let mut entry = json!({"fullUrl": full_url});
         if let Some(body) = &e.body {
-            let v: Value = serde_json::from_str(body).map_err(|err| {
-                tracing::error!(error = %err, "stored resource is not JSON");
-                ApiError::new(
-                    Category::Internal,
-                    Issue::error(IssueType::Exception, "A stored resource could not be read"),
-                )
-            })?;
+            let v: Value = crate::stored_json(body)?;
             entry["resource"] = v;
         }
         let url = match e.method {

@@ -349,10 +349,7 @@ fn respond(
     let mut entries = Vec::with_capacity(page.entries.len() + page.included.len());
     for (e, mode) in all {
         let Some(body) = &e.body else { continue };
-        let mut v: Value = serde_json::from_str(body).map_err(|err| {
-            tracing::error!(error = %err, "stored resource is not JSON");
-            ApiError::new(Category::Internal, Issue::error(IssueType::Exception, "A stored resource could not be read"))
-        })?;
+        let mut v: Value = crate::stored_json(body)?;
         if let Some(s) = req.summary {
             hale_search::shape::summary(&mut v, s);
         }

@@ -138,13 +138,7 @@ async fn read_all(
         let page = repo.search(&request, page_size, false).await?;
         for e in &page.entries {
             let Some(body) = &e.body else { continue };
-            let v: Value = serde_json::from_str(body).map_err(|err| {
-                tracing::error!(error = %err, "stored resource is not JSON");
-                ApiError::new(
-                    Category::Internal,
-                    Issue::error(IssueType::Exception, "A stored resource could not be read"),
-                )
-            })?;
+            let v: Value = crate::stored_json(body)?;
             out.push(v);
         }
         if out.len() > MAX_READ {

@@ -74,10 +74,7 @@ pub async fn handle(st: &ApiState, id: &str, call: &Call) -> Result<Response, Ap
     let mut entries = Vec::with_capacity(page.entries.len());
     for e in &page.entries {
         let Some(body) = &e.body else { continue };
-        let v: Value = serde_json::from_str(body).map_err(|err| {
-            tracing::error!(error = %err, "stored resource is not JSON");
-            ApiError::new(Category::Internal, Issue::error(IssueType::Exception, "A stored resource could not be read"))
-        })?;
+        let v: Value = crate::stored_json(body)?;
         entries.push(json!({
             "fullUrl": format!("{}/{}/{}", ctx.base, e.resource_type, e.id),
             "resource": v,
