@@ -146,7 +146,7 @@ pub(crate) async fn service(State(st): S, Path(id): Path<String>, method: Method
                         "summary": d.title,
                         "detail": format!("{} Last done: {}.", d.action, d.last.as_deref().unwrap_or("never recorded")),
                         "indicator": "info",
-                        "source": {"label": d.source},
+                        "source": {"label": d.source, "url": d.link},
                     })
                 })
                 .collect::<Vec<_>>()

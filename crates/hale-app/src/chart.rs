@@ -112,7 +112,7 @@ pub(crate) async fn summary(session: Session, Path(id): Path<String>) -> Respons
                     ul.plain {
                         @for d in &due {
                             li {
-                                span { strong { (d.title) } br; small { (d.action) } br; small.muted { "Source: " (d.source) } }
+                                span { strong { (d.title) } br; small { (d.action) } br; small.muted { "Source: " a href=(d.link) target="_blank" rel="noopener noreferrer" { (d.source) } } }
                                 span.muted.row-end { @match &d.last { Some(l) => { "last " (l) }, None => { "never recorded" } } }
                             }
                         }

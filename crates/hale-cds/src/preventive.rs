@@ -72,7 +72,11 @@ pub struct Preventive {
     pub doses: usize,
     pub action: &'static str,
     pub source: &'static str,
+    /// The source's page, for a link (opened by the reader; nothing is fetched).
+    pub link: &'static str,
 }
+
+const ACIP_ADULT: &str = "https://www.cdc.gov/vaccines/hcp/imz-schedules/adult-age.html";
 
 pub(crate) const FLU: &[&str] = &["140", "141", "150", "155", "158", "161", "171", "185", "186", "197", "205"];
 const TD: &[&str] = &["09", "113", "115", "138", "139"];
@@ -90,6 +94,7 @@ pub static RULES: &[Preventive] = &[
         doses: 1,
         action: "Offer this season's influenza vaccine.",
         source: "CDC ACIP, prevention and control of seasonal influenza with vaccines (yearly for everyone 6 months and older)",
+        link: "https://www.cdc.gov/flu/hcp/acip/index.html",
     },
     Preventive {
         id: "td-booster",
@@ -101,6 +106,7 @@ pub static RULES: &[Preventive] = &[
         doses: 1,
         action: "Give Td or Tdap.",
         source: "CDC ACIP adult immunization schedule (Td or Tdap every 10 years)",
+        link: ACIP_ADULT,
     },
     Preventive {
         id: "pneumococcal-65",
@@ -112,6 +118,7 @@ pub static RULES: &[Preventive] = &[
         doses: 1,
         action: "Offer a pneumococcal conjugate vaccine (PCV20 or PCV21, or PCV15 then PPSV23).",
         source: "CDC ACIP adult immunization schedule, pneumococcal vaccination",
+        link: ACIP_ADULT,
     },
     Preventive {
         id: "zoster-50",
@@ -123,6 +130,7 @@ pub static RULES: &[Preventive] = &[
         doses: 2,
         action: "Give the recombinant zoster vaccine (second dose 2 to 6 months after the first).",
         source: "CDC ACIP adult immunization schedule, zoster vaccination",
+        link: ACIP_ADULT,
     },
     Preventive {
         id: "blood-pressure-40",
@@ -134,6 +142,10 @@ pub static RULES: &[Preventive] = &[
         doses: 1,
         action: "Measure the blood pressure.",
         source: "USPSTF 2021, screening for hypertension in adults (yearly from 40 or at higher risk)",
+        link: concat!(
+            "https://www.uspreventiveservicestaskforce.org/uspstf/recommendation/",
+            "hypertension-in-adults-screening"
+        ),
     },
     Preventive {
         id: "lipids-40-75",
@@ -145,6 +157,10 @@ pub static RULES: &[Preventive] = &[
         doses: 1,
         action: "Order a lipid panel to assess cardiovascular risk.",
         source: "USPSTF 2022, statin use for the primary prevention of cardiovascular disease in adults",
+        link: concat!(
+            "https://www.uspreventiveservicestaskforce.org/uspstf/recommendation/",
+            "statin-use-in-adults-preventive-medication"
+        ),
     },
     Preventive {
         id: "colorectal-45-75",
@@ -156,6 +172,10 @@ pub static RULES: &[Preventive] = &[
         doses: 1,
         action: "Offer a stool test (FIT yearly, or stool DNA-FIT every 1 to 3 years) or a colonoscopy (every 10 years).",
         source: "USPSTF 2021, screening for colorectal cancer (A for 50 to 75, B for 45 to 49)",
+        link: concat!(
+            "https://www.uspreventiveservicestaskforce.org/uspstf/recommendation/",
+            "colorectal-cancer-screening"
+        ),
     },
     Preventive {
         id: "mammography-40-74",
@@ -167,6 +187,10 @@ pub static RULES: &[Preventive] = &[
         doses: 1,
         action: "Offer a screening mammogram.",
         source: "USPSTF 2024, screening for breast cancer (biennial mammography for women 40 to 74, B)",
+        link: concat!(
+            "https://www.uspreventiveservicestaskforce.org/uspstf/recommendation/",
+            "breast-cancer-screening"
+        ),
     },
     Preventive {
         id: "depression-12",
@@ -178,6 +202,10 @@ pub static RULES: &[Preventive] = &[
         doses: 1,
         action: "Screen with the PHQ-2, then the PHQ-9 if positive (PHQ-A for adolescents).",
         source: "USPSTF 2023, screening for depression in adults (B); USPSTF 2022, in children and adolescents 12 to 18 (B)",
+        link: concat!(
+            "https://www.uspreventiveservicestaskforce.org/uspstf/recommendation/",
+            "screening-depression-suicide-risk-adults"
+        ),
     },
     Preventive {
         id: "hba1c-diabetes",
@@ -189,6 +217,7 @@ pub static RULES: &[Preventive] = &[
         doses: 1,
         action: "Order an HbA1c.",
         source: "ADA Standards of Care in Diabetes, glycemic goals (A1C at least twice a year)",
+        link: "https://professional.diabetes.org/standards-of-care",
     },
 ];
 
@@ -202,6 +231,8 @@ pub struct Due {
     pub last: Option<String>,
     pub action: &'static str,
     pub source: &'static str,
+    /// The source's page ([`Preventive::link`]).
+    pub link: &'static str,
 }
 
 /// The day number (since 1970-01-01) of a FHIR date or dateTime.
@@ -338,6 +369,7 @@ pub fn due(
                     last,
                     action: r.action,
                     source: r.source,
+                    link: r.link,
                 });
             }
             continue;
@@ -380,6 +412,7 @@ pub fn due(
                 last,
                 action: r.action,
                 source: r.source,
+                link: r.link,
             });
         }
     }

@@ -802,7 +802,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             println!("Preventive care ({}):", hale_cds::preventive::RULES.len());
             for r in hale_cds::preventive::RULES {
-                println!("  {:<20} {} (source: {})", r.id, r.title, r.source);
+                println!("  {:<20} {} (source: {}, {})", r.id, r.title, r.source, r.link);
             }
             println!("Critical limits ({}):", hale_cds::results::CRITICAL_SOURCE);
             for l in hale_cds::results::CRITICAL_LIMITS {

@@ -109,6 +109,10 @@ async fn cds_hooks_services_answer_with_hales_rules_through_the_gate() {
         titles.contains(&"Influenza vaccine (yearly)") && titles.contains(&"Pneumococcal vaccine (65 and older)"),
         "{titles:?}"
     );
+    // each card's source is a link to the recommendation
+    for c in answer["cards"].as_array().unwrap() {
+        assert!(c["source"]["url"].as_str().is_some_and(|u| u.starts_with("https://")), "{c}");
+    }
 
     // refused with where
     let (status, answer) = call(&ts.client, &ts, "hale-order-sign", &request("patient-view", "hook-p", &[])).await;

@@ -361,6 +361,7 @@ fn cds_list_prints_every_rule_with_its_source() {
         "warfarin + NSAIDs [high]",
         "Phansalkar",
         "LOINC 2823-3",
+        "https://www.uspreventiveservicestaskforce.org/uspstf/recommendation/colorectal-cancer-screening",
     ] {
         assert!(text.contains(expected), "{expected}: {text}");
     }
