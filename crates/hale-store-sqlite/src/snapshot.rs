@@ -96,7 +96,9 @@ pub fn consistency(db: &Path) -> Result<Vec<String>> {
     let c = read_only(db)?;
     let count = |sql: &str| -> Result<i64> { c.query_row(sql, [], |r| r.get(0)).map_err(backend) };
     let mut problems = Vec::new();
-    for (sql, words) in hale_store::sql::CONSISTENCY {
+    let content = count("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'binary_content'")? > 0;
+    let content_checks = if content { hale_store::sql::CONTENT_CONSISTENCY } else { &[] };
+    for (sql, words) in hale_store::sql::CONSISTENCY.iter().chain(content_checks) {
         let n = count(sql)?;
         if n > 0 {
             problems.push(words.replace("{}", &n.to_string()));

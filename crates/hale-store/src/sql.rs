@@ -71,6 +71,12 @@ pub const CONSISTENCY: &[(&str, &str)] = &[
          LEFT JOIN resources r ON r.res_type = x.res_type AND r.res_id = x.res_id WHERE r.version IS NULL OR r.version <> x.m",
         "{} resources whose newest version is not their current one",
     ),
+];
+
+/// The [`CONSISTENCY`] queries of Binary content kept apart, run where its table
+/// (`binary_content`) exists: a store not yet migrated (checked before an upgrade) has
+/// none.
+pub const CONTENT_CONSISTENCY: &[(&str, &str)] = &[
     (
         "SELECT COUNT(*) FROM binary_content c WHERE NOT EXISTS (SELECT 1 FROM resource_versions v \
          WHERE v.res_type = 'Binary' AND v.res_id = c.res_id AND v.version = c.version AND v.body IS NOT NULL)",

@@ -181,12 +181,18 @@ pub(super) async fn schema_versions(url: &str) -> Result<(i64, i64), String> {
 
 /// What is inconsistent between the stored versions, the current-version table and the
 /// search index of the database `url` names, in words (empty: nothing): the queries of
-/// `hale_store::sql::CONSISTENCY`, as on SQLite.
+/// `hale_store::sql::CONSISTENCY` (and `CONTENT_CONSISTENCY` where its table exists),
+/// as on SQLite.
 pub(super) async fn consistency(url: &str) -> Result<Vec<String>, String> {
     let client = connect(url).await?;
     let count = async |q: &str| -> Result<i64, String> { Ok(client.query_one(q, &[]).await.map_err(sql)?.get(0)) };
     let mut problems = Vec::new();
-    for (q, words) in hale_store::sql::CONSISTENCY {
+    let content =
+        count("SELECT COUNT(*) FROM pg_tables WHERE schemaname = current_schema() AND tablename = 'binary_content'")
+            .await?
+            > 0;
+    let content_checks = if content { hale_store::sql::CONTENT_CONSISTENCY } else { &[] };
+    for (q, words) in hale_store::sql::CONSISTENCY.iter().chain(content_checks) {
         let n = count(q).await?;
         if n > 0 {
             problems.push(words.replace("{}", &n.to_string()));
