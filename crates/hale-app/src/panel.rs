@@ -47,12 +47,54 @@ struct DueRows {
     truncated: bool,
 }
 
+/// An age range asked for (years, both ends included).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Ages {
+    from: Option<u32>,
+    to: Option<u32>,
+}
+
+impl Ages {
+    /// From a request's `age_from` and `age_to`: `Err` with the field and what is wrong.
+    fn asked(get: impl Fn(&str) -> Option<String>) -> Result<Ages, (&'static str, &'static str)> {
+        let read = |k: &'static str| -> Result<Option<u32>, (&'static str, &'static str)> {
+            match get(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty()) {
+                None => Ok(None),
+                Some(v) => v
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| *n <= 130)
+                    .map(Some)
+                    .ok_or((k, "An age is a whole number of years, 0 to 130.")),
+            }
+        };
+        let ages = Ages { from: read("age_from")?, to: read("age_to")? };
+        match (ages.from, ages.to) {
+            (Some(f), Some(t)) if f > t => Err(("age_to", "The range ends before it starts.")),
+            _ => Ok(ages),
+        }
+    }
+
+    fn admits(&self, patient: &Value, today: &str) -> bool {
+        if self.from.is_none() && self.to.is_none() {
+            return true;
+        }
+        let Some(age) = patient["birthDate"].as_str().and_then(|b| hale_cds::preventive::years_between(b, today))
+        else {
+            return false;
+        };
+        self.from.is_none_or(|f| age >= f) && self.to.is_none_or(|t| age <= t)
+    }
+}
+
 async fn due_rows(
     session: &Session,
     rule: Option<&hale_cds::preventive::Preventive>,
+    ages: Ages,
 ) -> Result<DueRows, hale_repository::Error> {
     let (title, mine) = my_patients(session).await;
-    let patients = mine?;
+    let today = session.zone.today_text();
+    let patients: Vec<Value> = mine?.into_iter().filter(|p| ages.admits(p, &today)).collect();
     let ids: Vec<&str> = patients.iter().filter_map(|p| p["id"].as_str()).collect();
     let mut rows: Vec<(Value, Vec<hale_cds::preventive::Due>)> = Vec::new();
     let mut truncated = false;
@@ -75,7 +117,6 @@ async fn due_rows(
             (conditions?, immunizations?, observations?, procedures?);
         truncated = [conditions.len(), immunizations.len(), observations.len(), procedures.len()].contains(&PANEL_ROWS);
         observations.extend(procedures);
-        let today = session.zone.today_text();
         for p in &patients {
             let id = p["id"].as_str().unwrap_or("");
             let due = hale_cds::preventive::due(
@@ -117,26 +158,35 @@ pub(crate) async fn due(
         Ok(r) => (r, None),
         Err(u) => (None, Some(u)),
     };
-    let found = match due_rows(&session, rule).await {
+    let (ages, bad_age) = match Ages::asked(|k| q.get(k).cloned()) {
+        Ok(a) => (a, None),
+        Err(e) => (Ages::default(), Some(e)),
+    };
+    let found = match due_rows(&session, rule, ages).await {
         Ok(f) => f,
         Err(e) => return failure(&session, &e),
     };
-    let status = if unknown.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
-    respond(
-        status,
-        page("Preventive care due", Some(&session), due_page(&session, &found, rule, unknown.as_deref(), None)),
-    )
+    let status = if unknown.is_some() || bad_age.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
+    let asked = Asked { rule, unknown: unknown.as_deref(), ages, typed: &q, bad_age };
+    respond(status, page("Preventive care due", Some(&session), due_page(&session, &found, &asked, None)))
+}
+
+/// What the worklist was asked for: the rule (or an unknown one), the ages, the fields
+/// as typed (shown again), and what is wrong with the ages.
+struct Asked<'a> {
+    rule: Option<&'static hale_cds::preventive::Preventive>,
+    unknown: Option<&'a str>,
+    ages: Ages,
+    typed: &'a std::collections::HashMap<String, String>,
+    bad_age: Option<(&'static str, &'static str)>,
 }
 
 /// The worklist: the filter by rule, then the patients due with a box each, ticked, for
 /// the reminders sent from it; `sent` is what the last sending did.
-fn due_page(
-    session: &Session,
-    found: &DueRows,
-    rule: Option<&hale_cds::preventive::Preventive>,
-    unknown: Option<&str>,
-    sent: Option<&Markup>,
-) -> Markup {
+fn due_page(session: &Session, found: &DueRows, asked: &Asked<'_>, sent: Option<&Markup>) -> Markup {
+    let (rule, unknown) = (asked.rule, asked.unknown);
+    let typed = |k: &str| asked.typed.get(k).map(String::as_str).unwrap_or("");
+    let age_error = |k: &str| asked.bad_age.filter(|(f, _)| *f == k).map(|(_, m)| m);
     let rows = &found.rows;
     let total: usize = rows.iter().map(|r| r.1.len()).sum();
     let due_count = rows.iter().filter(|r| !r.1.is_empty()).count();
@@ -156,22 +206,38 @@ fn due_page(
                             option value=(r.id) selected[rule.is_some_and(|x| x.id == r.id)] { (r.title) }
                         }
                     }
-                    button.primary type="submit" { "Show" }
                 }
                 @if let Some(u) = unknown {
                     p.error #rule-error role="alert" { "There is no rule “" (u) "”; every rule is shown." }
+                }
+                div.row.ages {
+                    label for="age_from" { "Aged from" }
+                    input #age_from type="number" name="age_from" min="0" max="130" inputmode="numeric" value=(typed("age_from"))
+                        aria-invalid=[age_error("age_from").map(|_| "true")] aria-describedby=[age_error("age_from").map(|_| "age_from-error")];
+                    label for="age_to" { "to" }
+                    input #age_to type="number" name="age_to" min="0" max="130" inputmode="numeric" value=(typed("age_to"))
+                        aria-invalid=[age_error("age_to").map(|_| "true")] aria-describedby=[age_error("age_to").map(|_| "age_to-error")];
+                    span.muted { "years" }
+                    button.primary type="submit" { "Show" }
+                }
+                @for k in ["age_from", "age_to"] {
+                    @if let Some(m) = age_error(k) {
+                        p.error id={ (k) "-error" } role="alert" { (m) " Every age is shown." }
+                    }
                 }
             }
             p.hint { (total) @if total == 1 { " item due." } @else { " items due." } " Each rule's source is on the patient's chart; " code { "hale cds list" } " lists them all." }
             @if found.truncated { p.error role="alert" { "Some lists were too long to read whole; open each chart for the full picture." } }
             @if rows.is_empty() {
                 p.empty {
-                    @if rule.is_some() { "None of your patients is due for this." } @else { "No patient is linked to you yet." }
+                    @if rule.is_some() || asked.ages != Ages::default() { "None of your patients is due for this." } @else { "No patient is linked to you yet." }
                 }
             } @else {
                 form method="post" action="/app/due/remind" {
                     input type="hidden" name="csrf" value=(session.csrf);
                     @if let Some(r) = rule { input type="hidden" name="rule" value=(r.id); }
+                    @if let Some(a) = asked.ages.from { input type="hidden" name="age_from" value=(a); }
+                    @if let Some(a) = asked.ages.to { input type="hidden" name="age_to" value=(a); }
                     table.due {
                         thead { tr { th.pick { span.sr-only { "Remind" } } th { "Patient" } th { "Born" } th { "Due" } } }
                         tbody {
@@ -233,20 +299,28 @@ pub(crate) async fn remind(session: Session, axum::Form(fields): axum::Form<Vec<
             "No reminder was sent. Open the page again.",
         );
     }
-    let rule = match asked_rule(get("rule")) {
-        Ok(r) => r,
-        Err(u) => {
-            let found = match due_rows(&session, None).await {
+    let typed: std::collections::HashMap<String, String> =
+        fields.iter().filter(|(n, _)| n != "patient" && n != "csrf").cloned().collect();
+    let (rule, ages) = match (asked_rule(get("rule")), Ages::asked(|k| get(k).map(str::to_string))) {
+        (Ok(r), Ok(a)) => (r, a),
+        (r, a) => {
+            let (rule, unknown) = match r {
+                Ok(r) => (r, None),
+                Err(u) => (None, Some(u)),
+            };
+            let found = match due_rows(&session, rule, Ages::default()).await {
                 Ok(f) => f,
                 Err(e) => return failure(&session, &e),
             };
-            let body = due_page(&session, &found, None, Some(&u), None);
+            let asked =
+                Asked { rule, unknown: unknown.as_deref(), ages: Ages::default(), typed: &typed, bad_age: a.err() };
+            let body = due_page(&session, &found, &asked, None);
             return respond(StatusCode::BAD_REQUEST, page("Preventive care due", Some(&session), body));
         }
     };
     let ticked: std::collections::BTreeSet<&str> =
         fields.iter().filter(|(n, _)| n == "patient").map(|(_, v)| v.as_str()).collect();
-    let found = match due_rows(&session, rule).await {
+    let found = match due_rows(&session, rule, ages).await {
         Ok(f) => f,
         Err(e) => return failure(&session, &e),
     };
@@ -325,7 +399,8 @@ pub(crate) async fn remind(session: Session, axum::Form(fields): axum::Form<Vec<
         }
     };
     let status = if failed.is_empty() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    respond(status, page("Preventive care due", Some(&session), due_page(&session, &found, rule, None, Some(&report))))
+    let asked = Asked { rule, unknown: None, ages, typed: &typed, bad_age: None };
+    respond(status, page("Preventive care due", Some(&session), due_page(&session, &found, &asked, Some(&report))))
 }
 
 /// A reminder to `patient` about `items`, as a Communication the portal shows as a

@@ -247,7 +247,7 @@ pub(crate) fn day_number(s: &str) -> Option<i64> {
     Some(era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468)
 }
 
-pub(crate) fn years_between(birth: &str, today: &str) -> Option<u32> {
+pub fn years_between(birth: &str, today: &str) -> Option<u32> {
     let (b, t) = (birth.get(0..10)?, today.get(0..10)?);
     let mut years = t.get(0..4)?.parse::<i32>().ok()? - b.get(0..4)?.parse::<i32>().ok()?;
     if t.get(5..10)? < b.get(5..10)? {

@@ -1377,6 +1377,20 @@ async fn my_patients_are_those_i_am_gp_of_or_in_the_care_team_of() {
     let (status, bad) = page(&ts, &session, "/app/due?rule=%3Cscript%3Ex").await;
     assert_eq!(status, 400, "{bad}");
     assert!(bad.contains("There is no rule “&lt;script&gt;x”") && bad.contains("7 items due"), "{bad}");
+    // by age (Ana is 46; Cleo has no birth date, so no age)
+    let (status, aged) = page(&ts, &session, "/app/due?age_from=40&age_to=50").await;
+    assert_eq!(status, 200, "{aged}");
+    assert!(aged.contains("Alvarez, Ana") && !aged.contains("Carver, Cleo"), "{aged}");
+    assert!(aged.contains(r#"name="age_from" min="0" max="130" inputmode="numeric" value="40""#), "{aged}");
+    let (_, none) = page(&ts, &session, "/app/due?age_from=60").await;
+    assert!(none.contains("None of your patients is due for this.") && !none.contains("Alvarez, Ana"), "{none}");
+    for (q, says) in
+        [("age_from=x", "An age is a whole number"), ("age_from=50&age_to=40", "The range ends before it starts")]
+    {
+        let (status, bad) = page(&ts, &session, &format!("/app/due?{q}")).await;
+        assert_eq!(status, 400, "{q}: {bad}");
+        assert!(bad.contains(says) && bad.contains("7 items due"), "{q}: {bad}");
+    }
 }
 
 /// A girl born 2023-01-01 (`pat-k`, managed by Clinic A, not one of Dr Jones's
