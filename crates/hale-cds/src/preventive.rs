@@ -42,6 +42,14 @@ const COLORECTAL: &[Modality] = &[
     Modality { name: "colonoscopy", procedure: true, codes: &["73761001"], every_days: 3652 },
 ];
 
+const BONE_DENSITY: &[Modality] = &[
+    Modality { name: "bone density scan (DXA)", procedure: true, codes: &["312681000"], every_days: ONCE },
+    Modality { name: "DXA T-score", procedure: false, codes: &["38265-5", "46278-8"], every_days: ONCE },
+];
+
+/// An interval that never runs out: done once is enough.
+const ONCE: i64 = 100 * 366;
+
 const MAMMOGRAPHY: &[Modality] =
     &[Modality { name: "mammography", procedure: true, codes: &["71651007", "24623002", "43204002"], every_days: 730 }];
 
@@ -191,6 +199,30 @@ pub static RULES: &[Preventive] = &[
             "https://www.uspreventiveservicestaskforce.org/uspstf/recommendation/",
             "breast-cancer-screening"
         ),
+    },
+    Preventive {
+        id: "osteoporosis-65",
+        title: "Osteoporosis screening, bone density (women 65 and older)",
+        for_patient: "A bone density scan (to check for thinning bones)",
+        who: Who::Women { min: 65, max: 200 },
+        done: Done::AnyOf(BONE_DENSITY),
+        every_days: None,
+        doses: 1,
+        action: "Order a bone density scan (DXA of the hip and spine).",
+        source: "USPSTF 2025, screening for osteoporosis to prevent fractures (women 65 and older, B)",
+        link: concat!("https://www.uspreventiveservicestaskforce.org/uspstf/recommendation/", "osteoporosis-screening"),
+    },
+    Preventive {
+        id: "hpv-11-26",
+        title: "HPV vaccine series (11 to 26)",
+        for_patient: "The HPV vaccine, which protects against several cancers (two or three doses)",
+        who: Who::Age { min: 11, max: 27 },
+        done: Done::Vaccine(&["62", "118", "137", "165"], &["hpv", "papilloma"]),
+        every_days: None,
+        doses: 2,
+        action: "Give the HPV vaccine: two doses 6 to 12 months apart when started before 15, else three.",
+        source: "CDC ACIP child, adolescent and adult immunization schedules, HPV vaccination (routine at 11 to 12, catch-up through 26)",
+        link: "https://www.cdc.gov/vaccines/hcp/imz-schedules/child-adolescent-age.html",
     },
     Preventive {
         id: "depression-12",
@@ -544,12 +576,26 @@ mod tests {
             json!({"status": "completed", "vaccineCode": {"text": "Influenza vaccine"}, "occurrenceDateTime": "2026-11-01"}),
         ];
         assert!(!ids(&due(&adult, today, &[], &uncoded, &measured)).contains(&"influenza-vaccine"));
-        // a child: flu only; from 12, the mood questionnaire too; the dead: nothing
+        // a child: flu only; from 11, the HPV series; from 12, the mood questionnaire too
         assert_eq!(ids(&due(&json!({"birthDate": "2020-01-01"}), today, &[], &[], &[])), ["influenza-vaccine"]);
-        assert_eq!(
-            ids(&due(&json!({"birthDate": "2013-01-01"}), today, &[], &[], &[])),
-            ["influenza-vaccine", "depression-12"]
-        );
+        let teen = json!({"birthDate": "2013-01-01"});
+        assert_eq!(ids(&due(&teen, today, &[], &[], &[])), ["influenza-vaccine", "hpv-11-26", "depression-12"]);
+        // two HPV doses complete the series; one does not; at 27 it is no longer offered
+        let one = [imm("165", "2025-01-10")];
+        assert!(ids(&due(&teen, today, &[], &one, &[])).contains(&"hpv-11-26"));
+        let two = [imm("165", "2025-01-10"), imm("62", "2025-08-10")];
+        assert!(!ids(&due(&teen, today, &[], &two, &[])).contains(&"hpv-11-26"));
+        assert!(ids(&due(&json!({"birthDate": "2000-12-07"}), today, &[], &[], &[])).contains(&"hpv-11-26"), "26");
+        assert!(!ids(&due(&json!({"birthDate": "1999-12-07"}), today, &[], &[], &[])).contains(&"hpv-11-26"), "27");
+        // osteoporosis: women from 65, a bone density scan once (by procedure or T-score)
+        let at = |birth: &str, gender: &str, records: &[Value]| {
+            ids(&due(&json!({"birthDate": birth, "gender": gender}), today, &[], &[], records))
+                .contains(&"osteoporosis-65")
+        };
+        assert!(at("1961-12-07", "female", &[]) && !at("1961-12-08", "female", &[]) && !at("1950-01-01", "male", &[]));
+        assert!(!at("1950-01-01", "female", &[proc_("312681000", "2012-03-01")]));
+        assert!(!at("1950-01-01", "female", &[obs("38265-5", "2019-03-01")]));
+        assert!(loinc_codes().contains(&"38265-5") && procedure_codes().contains(&"312681000"));
         assert!(due(&json!({"birthDate": "1950-01-01", "deceasedBoolean": true}), today, &[], &[], &[]).is_empty());
     }
 }
