@@ -25,8 +25,10 @@
 //! on that element says "the FHIRPath focus is the element that holds the extension, and
 //! %extension refers to the extension itself", so each rule is evaluated on the element
 //! whose `extension` (or `modifierExtension`) holds it, with `%extension` that extension
-//! and `%resource`/`%rootResource` as for the other rules; a `false` is a violation named
-//! by the extension's url at the extension's path (`Questionnaire.item[0].extension[1]`).
+//! and `%resource`/`%rootResource` as for the other rules. R4 says all the rules "must be
+//! true": a `false` or an empty result is a violation (unlike the other rules, where only
+//! `false` is), named by the extension's url at the
+//! extension's path (`Questionnaire.item[0].extension[1]`).
 //! Thirteen core extensions have such rules (`list-changeBase`: `mode = 'changes'`, and
 //! twelve `questionnaire-*` extensions on `Questionnaire.item`: `type='reference'`...);
 //! all thirteen compile and are evaluated. Their contexts are complex elements, never a
@@ -225,10 +227,19 @@ impl<'a> Walk<'a, '_> {
         let ctx = self.ctx.clone().with_variable("extension", vec![extension]);
         for inv in rules {
             let focus = Value::Node(Node { json: Some(holder), ext: None, fhir_type: Some(ty) });
-            // as for the other rules: only a `false` refuses; an error or empty result
-            // (a rule this engine cannot evaluate) refuses nothing
+            // R4: "All the rules must be true". A `false` refuses, and so does an empty
+            // result, which is not true: in these rules it comes from an absent
+            // `repeats` or `required`, which R4 reads as false ("Items are generally
+            // assumed not to repeat unless explicitly specified"), as the HL7 validator
+            // does (it counts only true as a pass). An error (a rule this engine cannot
+            // evaluate, or one that outruns the work limit) refuses nothing, as for the
+            // other rules: a valid record is never refused for want of an evaluator.
             let broken = match inv.rule.evaluate_on(self.resource, focus, &ctx) {
-                Ok(values) => matches!(values.as_slice(), [v] if matches!(v.to_system(), Some(Value::Boolean(false)))),
+                Ok(values) => match values.as_slice() {
+                    [] => true,
+                    [v] => matches!(v.to_system(), Some(Value::Boolean(false))),
+                    _ => false,
+                },
                 Err(_) => false,
             };
             if broken {
@@ -606,6 +617,20 @@ mod tests {
         };
         assert!(keys(&min(0)).is_empty());
         assert_eq!(keys(&min(3)).len(), 1);
+        // "All the rules must be true": an absent `repeats` (or `required`), which R4 reads
+        // as false, makes the rule empty, not true: refused; 1 (or 0) needs neither
+        let occurs = |name: &str, n: i64| {
+            questionnaire("string", json!({}), json!({"url": format!("{SD}/questionnaire-{name}"), "valueInteger": n}))
+        };
+        assert_eq!(
+            keys(&occurs("maxOccurs", 3)),
+            [format!("{SD}/questionnaire-maxOccurs Questionnaire.item[0].extension[0]")]
+        );
+        assert_eq!(
+            keys(&occurs("minOccurs", 2)),
+            [format!("{SD}/questionnaire-minOccurs Questionnaire.item[0].extension[0]")]
+        );
+        assert!(keys(&occurs("maxOccurs", 1)).is_empty() && keys(&occurs("minOccurs", 0)).is_empty());
         // in a contained resource and in a Bundle entry, where they are
         let contained = json!({"resourceType": "QuestionnaireResponse", "status": "completed", "questionnaire": "#q",
             "contained": [{"id": "q", "resourceType": "Questionnaire", "status": "draft",
