@@ -27,9 +27,8 @@
 //! whose `extension` (or `modifierExtension`) holds it, with `%extension` that extension
 //! and `%resource`/`%rootResource` as for the other rules. R4 says all the rules "must be
 //! true": a `false` or an empty result is a violation (unlike the other rules, where only
-//! `false` is), named by the extension's url at the
-//! extension's path (`Questionnaire.item[0].extension[1]`).
-//! Thirteen core extensions have such rules (`list-changeBase`: `mode = 'changes'`, and
+//! `false` is; an error still refuses nothing), named by the extension's url at the
+//! extension's path (`Questionnaire.item[0].extension[1]`). Thirteen core extensions have such rules (`list-changeBase`: `mode = 'changes'`, and
 //! twelve `questionnaire-*` extensions on `Questionnaire.item`: `type='reference'`...);
 //! all thirteen compile and are evaluated. Their contexts are complex elements, never a
 //! primitive's `_element`, and the structural validation that runs first refuses a core
@@ -76,7 +75,7 @@ pub struct Violation {
     /// extension's url.
     pub key: String,
     /// What the invariant says; for a contextInvariant, which has no human text in R4,
-    /// its expression.
+    /// a sentence quoting its expression.
     pub human: String,
     /// Where: `Observation`, `Patient.contact[1]`, `Encounter.period`; for a
     /// contextInvariant the extension (`Questionnaire.item[0].extension[1]`).
