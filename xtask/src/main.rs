@@ -1,8 +1,8 @@
 //! `cargo xtask gen-r4 [DIR]`: compiles the official FHIR R4 (4.0.1) definitions into
 //! the compact table `crates/hale-fhir/src/generated/r4.json` that `hale-fhir` embeds,
 //! the resources' invariants into `r4-invariants.json` beside it, and the core extension
-//! definitions (`extension-*.json`) with the base type of every type into
-//! `r4-extensions.json`.
+//! definitions (`extension-*.json`: context, contextInvariant, value types, sub-extensions)
+//! with the base type of every type into `r4-extensions.json`.
 //!
 //! DIR defaults to `../shared/data/fhir-r4-examples` (the official definition files as
 //! JSON). The output is committed so that a plain `cargo build` works offline.
@@ -371,8 +371,10 @@ const CONTEXT_ERRATA: &[(&str, &str)] = &[
 /// The core extensions of R4 (the `extension-*.json` StructureDefinitions) and the base
 /// type of each type, as `{"extensions": [...], "bases": {type: base}}`. An extension is
 /// `{"url", "context": [[type, expression]], "modifier", "value": [types], "required",
-/// "ext": [...]}`: `value` the types `Extension.value[x]` allows (empty when its max is 0:
-/// a complex extension), `required` whether its min is 1, `ext` the sub-extensions its open slicing of `Extension.extension` names
+/// "ext": [...], "contextInvariant": [expressions]}`: `value` the types `Extension.value[x]`
+/// allows (empty when its max is 0: a complex extension), `required` whether its min is 1,
+/// `contextInvariant` (only where the definition has some: 13 in R4) the FHIRPath rules of
+/// `StructureDefinition.contextInvariant` about where it may be used, `ext` the sub-extensions its open slicing of `Extension.extension` names
 /// (`{"url" (relative), "min", "max" (-1 for *), "value", "ext"}`), or `null` when
 /// `Extension.extension` has max 0 (a simple extension: no nested extensions).
 fn write_extensions(names: &[PathBuf], structure_defs: &[Value]) -> Result<()> {
@@ -402,6 +404,13 @@ fn write_extensions(names: &[PathBuf], structure_defs: &[Value]) -> Result<()> {
         def.insert("url".into(), json!(url));
         def.insert("context".into(), json!(context));
         def.insert("modifier".into(), json!(root["isModifier"].as_bool().unwrap_or(false)));
+        // R4 states each rule as a bare FHIRPath string (no key, no human text); written
+        // only where there are some, so the other extensions' rows stay as they were
+        let invariants: Vec<&str> =
+            sd["contextInvariant"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        if !invariants.is_empty() {
+            def.insert("contextInvariant".into(), json!(invariants));
+        }
         exts.push(Value::Object(def.clone()));
     }
     let mut bases = BTreeMap::new();
@@ -415,7 +424,13 @@ fn write_extensions(names: &[PathBuf], structure_defs: &[Value]) -> Result<()> {
     }
     let out_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/hale-fhir/src/generated/r4-extensions.json");
     std::fs::write(&out_path, serde_json::to_string(&json!({"extensions": exts, "bases": bases}))?)?;
-    println!("wrote {}: {} core extensions, {} base types", out_path.display(), exts.len(), bases.len());
+    println!(
+        "wrote {}: {} core extensions ({} with a contextInvariant), {} base types",
+        out_path.display(),
+        exts.len(),
+        exts.iter().filter(|e| e.get("contextInvariant").is_some()).count(),
+        bases.len()
+    );
     Ok(())
 }
 

@@ -152,6 +152,13 @@ pub struct ExtensionDef {
     /// The root element's `isModifier`: it belongs in `modifierExtension`.
     pub is_modifier: bool,
     pub shape: ExtensionShape,
+    /// R4 `StructureDefinition.contextInvariant`: FHIRPath rules about when the extension
+    /// may be used, all of which must hold (`type='integer' or type='decimal'` for
+    /// `questionnaire-unit`); evaluated with the element that holds the extension as the
+    /// focus and `%extension` the extension itself, by `hale_fhirpath::invariants`. R4
+    /// gives them as bare expressions, with no key or human text. 13 core extensions
+    /// have some.
+    pub context_invariants: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -165,6 +172,8 @@ struct RawExtension {
     url: String,
     context: Vec<(String, String)>,
     modifier: bool,
+    #[serde(default, rename = "contextInvariant")]
+    context_invariants: Vec<String>,
     #[serde(flatten)]
     shape: ExtensionShape,
 }
@@ -295,7 +304,13 @@ impl Definitions {
                             _ => ExtensionContext::Element(expr),
                         })
                         .collect();
-                    let def = ExtensionDef { url: e.url, contexts, is_modifier: e.modifier, shape: e.shape };
+                    let def = ExtensionDef {
+                        url: e.url,
+                        contexts,
+                        is_modifier: e.modifier,
+                        shape: e.shape,
+                        context_invariants: e.context_invariants,
+                    };
                     (def.url.clone(), def)
                 })
                 .collect(),
@@ -306,6 +321,11 @@ impl Definitions {
     /// The R4 core extension with this url.
     pub fn extension(&self, url: &str) -> Option<&ExtensionDef> {
         self.extensions.get(url)
+    }
+
+    /// Every R4 core extension, in no particular order.
+    pub fn extensions(&self) -> impl Iterator<Item = &ExtensionDef> {
+        self.extensions.values()
     }
 
     /// Is `ty` the type `ancestor` or a specialization of it, at any depth (`code` is a
@@ -426,6 +446,14 @@ mod tests {
         let subs = translation.shape.sub_extensions.as_ref().unwrap();
         let lang = subs.iter().find(|s| s.url == "lang").unwrap();
         assert_eq!((lang.min, lang.max, lang.shape.value_types.as_slice()), (1, 1, ["code".to_string()].as_slice()));
+        assert!(birth_place.context_invariants.is_empty());
+        // StructureDefinition.contextInvariant, as R4 states it
+        let unit = d.extension("http://hl7.org/fhir/StructureDefinition/questionnaire-unit").unwrap();
+        assert_eq!(unit.context_invariants, ["type='integer' or type='decimal'"]);
+        let change_base = d.extension("http://hl7.org/fhir/StructureDefinition/list-changeBase").unwrap();
+        assert_eq!(change_base.context_invariants, ["mode = 'changes'"]);
+        assert_eq!(d.extensions().filter(|e| !e.context_invariants.is_empty()).count(), 13);
+        assert_eq!(d.extensions().count(), 393);
         assert!(d.is_a("code", "string") && d.is_a("Age", "Quantity") && d.is_a("Patient", "Resource"));
         assert!(d.is_a("HumanName", "Element") && !d.is_a("string", "code") && !d.is_a("Patient", "Element"));
     }

@@ -17,6 +17,22 @@
 //! a valid record is never refused for want of an evaluator. [`unevaluated`] names
 //! those that never compile, and `que-7`, which R4 wrote so that it refuses what it
 //! means to allow.
+//!
+//! The same walk holds each R4 core extension it meets to its definition's
+//! `contextInvariant` (R4 StructureDefinition.contextInvariant: "A set of rules as
+//! FHIRPath Invariants about when the extension can be used ... All the rules must be
+//! true"), from `hale_fhir::definitions::ExtensionDef::context_invariants`: R4's comment
+//! on that element says "the FHIRPath focus is the element that holds the extension, and
+//! %extension refers to the extension itself", so each rule is evaluated on the element
+//! whose `extension` (or `modifierExtension`) holds it, with `%extension` that extension
+//! and `%resource`/`%rootResource` as for the other rules. R4 says all the rules "must be
+//! true": a `false` or an empty result is a violation (unlike the other rules, where only
+//! `false` is; an error still refuses nothing), named by the extension's url at the
+//! extension's path (`Questionnaire.item[0].extension[1]`). Thirteen core extensions have such rules (`list-changeBase`: `mode = 'changes'`, and
+//! twelve `questionnaire-*` extensions on `Questionnaire.item`: `type='reference'`...);
+//! all thirteen compile and are evaluated. Their contexts are complex elements, never a
+//! primitive's `_element`, and the structural validation that runs first refuses a core
+//! extension outside its context: primitives' extensions are not searched for them.
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -55,12 +71,24 @@ pub struct Invariant {
 /// An invariant a resource breaks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Violation {
+    /// The invariant's key (`obs-6`), or for a core extension's contextInvariant the
+    /// extension's url.
     pub key: String,
+    /// What the invariant says; for a contextInvariant, which has no human text in R4,
+    /// a sentence quoting its expression.
     pub human: String,
-    /// Where: `Observation`, `Patient.contact[1]`, `Encounter.period`.
+    /// Where: `Observation`, `Patient.contact[1]`, `Encounter.period`; for a
+    /// contextInvariant the extension (`Questionnaire.item[0].extension[1]`).
     pub location: String,
     /// A warning, not an error (see [`Invariant::warning`]).
     pub warning: bool,
+}
+
+/// A contextInvariant of an R4 core extension, compiled.
+struct ContextInvariant {
+    /// What a violation says: the rule as R4 writes it (R4 gives it no human text).
+    human: String,
+    rule: Expression,
 }
 
 struct Table {
@@ -69,6 +97,8 @@ struct Table {
     /// By the element they constrain, when its type is not its own (`Organization.telecom`,
     /// a ContactPoint: `org-3`): by type, then by element name.
     by_element: HashMap<String, HashMap<String, Vec<Invariant>>>,
+    /// The contextInvariants of the core extensions that have some, by url.
+    by_extension: HashMap<&'static str, Vec<ContextInvariant>>,
     unevaluated: Vec<String>,
 }
 
@@ -78,7 +108,12 @@ fn table() -> &'static Table {
         let rows: Vec<(String, String, String, String, String)> =
             serde_json::from_str(hale_fhir::definitions::R4_INVARIANTS).unwrap_or_default();
         let defs = Definitions::get();
-        let mut t = Table { by_type: HashMap::new(), by_element: HashMap::new(), unevaluated: Vec::new() };
+        let mut t = Table {
+            by_type: HashMap::new(),
+            by_element: HashMap::new(),
+            by_extension: HashMap::new(),
+            unevaluated: Vec::new(),
+        };
         for (path, key, human, expr, severity) in rows {
             let miswritten = MISWRITTEN.iter().any(|(k, _)| *k == key);
             let (false, Ok(rule)) = (miswritten, Expression::parse(&expr)) else {
@@ -96,6 +131,20 @@ fn table() -> &'static Table {
                 t.unevaluated.push(format!("{path} {}", inv.key));
             }
         }
+        for ext in defs.extensions() {
+            for expr in &ext.context_invariants {
+                // one that does not compile is left out, never a reason to refuse
+                let Ok(rule) = Expression::parse(expr) else {
+                    t.unevaluated.push(format!("{} contextInvariant {expr}", ext.url));
+                    continue;
+                };
+                let human = format!(
+                    "the extension is used where its contextInvariant `{expr}` does not hold (R4 states the rule \
+                     without human text)"
+                );
+                t.by_extension.entry(ext.url.as_str()).or_default().push(ContextInvariant { human, rule });
+            }
+        }
         t
     })
 }
@@ -107,7 +156,8 @@ pub fn of_type(ty: &str) -> &'static [Invariant] {
 
 /// The invariants (`path key`) that are not evaluated: their expression does not
 /// compile here, or R4 wrote it wrong (`MISWRITTEN`), or its path names nothing Hale's
-/// model knows.
+/// model knows; and the core extensions' contextInvariants (`url contextInvariant
+/// expression`) that do not compile (none in R4).
 pub fn unevaluated() -> &'static [String] {
     &table().unevaluated
 }
@@ -166,6 +216,42 @@ impl<'a> Walk<'a, '_> {
         }
     }
 
+    /// Holds `ext`, an extension of `holder` (of type `ty`) at `trail`, to the
+    /// contextInvariants of its definition, if it is a core extension with some: each
+    /// evaluated on `holder` with `%extension` the extension.
+    fn context_invariants(&mut self, holder: &'a Json, ty: &'static str, ext: &'a Json, trail: &Trail<'_>) {
+        let Some(url) = ext.get("url").and_then(Json::as_str) else { return };
+        let Some(rules) = table().by_extension.get(url) else { return };
+        let extension = Value::Node(Node { json: Some(ext), ext: None, fhir_type: Some("Extension") });
+        let ctx = self.ctx.clone().with_variable("extension", vec![extension]);
+        for inv in rules {
+            let focus = Value::Node(Node { json: Some(holder), ext: None, fhir_type: Some(ty) });
+            // R4: "All the rules must be true". A `false` refuses, and so does an empty
+            // result, which is not true: in these rules it comes from an absent
+            // `repeats` or `required`, which R4 reads as false ("Items are generally
+            // assumed not to repeat unless explicitly specified"), as the HL7 validator
+            // does (it counts only true as a pass). An error (a rule this engine cannot
+            // evaluate, or one that outruns the work limit) refuses nothing, as for the
+            // other rules: a valid record is never refused for want of an evaluator.
+            let broken = match inv.rule.evaluate_on(self.resource, focus, &ctx) {
+                Ok(values) => match values.as_slice() {
+                    [] => true,
+                    [v] => matches!(v.to_system(), Some(Value::Boolean(false))),
+                    _ => false,
+                },
+                Err(_) => false,
+            };
+            if broken {
+                self.out.push(Violation {
+                    key: url.to_string(),
+                    human: inv.human.clone(),
+                    location: trail.path(),
+                    warning: false,
+                });
+            }
+        }
+    }
+
     /// Checks `json` (of type `ty`, at `trail`) and every element in it that
     /// invariants constrain.
     fn element(&mut self, json: &'a Json, ty: &'static str, trail: &Trail<'_>, depth: usize) {
@@ -179,6 +265,13 @@ impl<'a> Walk<'a, '_> {
         let by_element = table().by_element.get(ty);
         for (key, value) in obj {
             let Some((el, child)) = def.property(key) else { continue };
+            if matches!(key.as_str(), "extension" | "modifierExtension")
+                && let Json::Array(items) = value
+            {
+                for (i, ext) in items.iter().enumerate() {
+                    self.context_invariants(json, ty, ext, &Trail { parent: Some(trail), name: key, index: Some(i) });
+                }
+            }
             let invs = by_element.and_then(|m| m.get(el.name.as_str()));
             // into complex types and backbone elements; not into resources (contained,
             // in a Bundle), whose rules are their own
@@ -355,6 +448,219 @@ mod tests {
         let both = json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"},
             "valueString": "a", "dataAbsentReason": {"text": "b"}});
         assert!(check_with_warnings(&both).iter().any(|v| v.key == "obs-6" && !v.warning));
+    }
+
+    const SD: &str = "http://hl7.org/fhir/StructureDefinition";
+
+    /// A Questionnaire with one item of `ty` (and `more` of its elements) holding `ext`.
+    fn questionnaire(ty: &str, more: Json, ext: Json) -> Json {
+        let mut item = json!({"linkId": "1", "text": "Q", "type": ty, "extension": [ext]});
+        if let (Some(item), Json::Object(more)) = (item.as_object_mut(), more) {
+            item.extend(more);
+        }
+        json!({"resourceType": "Questionnaire", "status": "draft", "item": [item]})
+    }
+
+    #[test]
+    fn each_core_extension_is_held_to_its_context_invariants() {
+        let coding = json!({"system": "http://unitsofmeasure.org", "code": "kg"});
+        // (extension, its value, an item it may be on, the same item breaking exactly the
+        // extension's one rule)
+        let cases = [
+            (
+                "questionnaire-choiceOrientation",
+                json!({"valueCode": "horizontal"}),
+                ("choice", json!({})),
+                ("string", json!({})),
+            ),
+            (
+                "questionnaire-choiceOrientation",
+                json!({"valueCode": "vertical"}),
+                ("open-choice", json!({})),
+                ("boolean", json!({})),
+            ),
+            (
+                "questionnaire-displayCategory",
+                json!({"valueCodeableConcept": {"text": "help"}}),
+                ("string", json!({})),
+                ("display", json!({})),
+            ),
+            (
+                "questionnaire-fhirType",
+                json!({"valueString": "Patient.name"}),
+                ("string", json!({})),
+                ("display", json!({})),
+            ),
+            (
+                "questionnaire-maxOccurs",
+                json!({"valueInteger": 3}),
+                ("string", json!({"repeats": true})),
+                ("string", json!({"repeats": false})),
+            ),
+            // %extension: a maxOccurs of 1 needs no repeats
+            (
+                "questionnaire-maxOccurs",
+                json!({"valueInteger": 1}),
+                ("string", json!({"repeats": false})),
+                ("display", json!({})),
+            ),
+            (
+                "questionnaire-minOccurs",
+                json!({"valueInteger": 2}),
+                ("string", json!({"required": true})),
+                ("string", json!({"required": false})),
+            ),
+            (
+                "questionnaire-minOccurs",
+                json!({"valueInteger": 0}),
+                ("string", json!({"required": false})),
+                ("display", json!({})),
+            ),
+            (
+                "questionnaire-referenceFilter",
+                json!({"valueString": "active=true"}),
+                ("reference", json!({})),
+                ("string", json!({})),
+            ),
+            (
+                "questionnaire-referenceProfile",
+                json!({"valueCanonical": "http://hl7.org/fhir/StructureDefinition/Patient"}),
+                ("reference", json!({})),
+                ("url", json!({})),
+            ),
+            (
+                "questionnaire-referenceResource",
+                json!({"valueCode": "Patient"}),
+                ("reference", json!({})),
+                ("choice", json!({})),
+            ),
+            (
+                "questionnaire-sliderStepValue",
+                json!({"valueInteger": 5}),
+                ("integer", json!({})),
+                ("decimal", json!({})),
+            ),
+            ("questionnaire-unit", json!({"valueCoding": coding}), ("integer", json!({})), ("quantity", json!({}))),
+            ("questionnaire-unit", json!({"valueCoding": coding}), ("decimal", json!({})), ("string", json!({}))),
+            (
+                "questionnaire-unitOption",
+                json!({"valueCoding": coding}),
+                ("quantity", json!({})),
+                ("decimal", json!({})),
+            ),
+            (
+                "questionnaire-unitValueSet",
+                json!({"valueCanonical": "http://hl7.org/fhir/ValueSet/ucum-units"}),
+                ("quantity", json!({})),
+                ("integer", json!({})),
+            ),
+        ];
+        let mut covered: std::collections::BTreeSet<&str> = cases.iter().map(|c| c.0).collect();
+        for (name, value, (ok_ty, ok_more), (bad_ty, bad_more)) in cases {
+            let url = format!("{SD}/{name}");
+            let mut ext = json!({"url": url});
+            if let (Some(e), Json::Object(v)) = (ext.as_object_mut(), value) {
+                e.extend(v);
+            }
+            let ok = questionnaire(ok_ty, ok_more, ext.clone());
+            assert!(keys(&ok).is_empty(), "{name}: {:?}", keys(&ok));
+            let bad = questionnaire(bad_ty, bad_more, ext);
+            assert_eq!(keys(&bad), [format!("{url} Questionnaire.item[0].extension[0]")], "{name}");
+            let v = &check(&bad)[0];
+            assert!(
+                !v.warning && v.human.contains("contextInvariant `") && v.human.contains("without human text"),
+                "{v:?}"
+            );
+        }
+        // List: a changeBase belongs to a list of changes
+        let list = |mode: &str| {
+            json!({"resourceType": "List", "status": "current", "mode": mode,
+                "extension": [{"url": format!("{SD}/list-changeBase"), "valueReference": {"reference": "List/base"}}]})
+        };
+        assert!(keys(&list("changes")).is_empty(), "{:?}", keys(&list("changes")));
+        assert_eq!(keys(&list("snapshot")), [format!("{SD}/list-changeBase List.extension[0]")]);
+        let v = &check(&list("working"))[0];
+        assert!(v.human.contains("`mode = 'changes'`"), "{v:?}");
+        // every core extension with a rule is covered above, and every rule compiled
+        covered.insert("list-changeBase");
+        let with_rules: std::collections::BTreeSet<&str> = table()
+            .by_extension
+            .keys()
+            .map(|u| u.trim_start_matches("http://hl7.org/fhir/StructureDefinition/"))
+            .collect();
+        assert_eq!(covered, with_rules);
+        assert_eq!(table().by_extension.values().map(Vec::len).sum::<usize>(), 13);
+        assert!(unevaluated().iter().all(|u| !u.contains("contextInvariant")), "{:?}", unevaluated());
+    }
+
+    #[test]
+    fn context_invariants_are_evaluated_on_the_element_holding_the_extension() {
+        let unit = json!({"url": format!("{SD}/questionnaire-unit"), "valueCoding": {"code": "kg"}});
+        // a nested item: the focus is that item, not its group, not the resource
+        let nested = |ty: &str| {
+            json!({"resourceType": "Questionnaire", "status": "draft", "item": [{"linkId": "g", "type": "group", "text": "G",
+                "item": [{"linkId": "a", "type": "string", "text": "A"}, {"linkId": "b", "type": ty, "text": "B", "extension": [unit]}]}]})
+        };
+        assert!(keys(&nested("decimal")).is_empty(), "{:?}", keys(&nested("decimal")));
+        assert_eq!(
+            keys(&nested("string")),
+            [format!("{SD}/questionnaire-unit Questionnaire.item[0].item[1].extension[0]")]
+        );
+        // the extension itself is %extension: minOccurs 0 holds without `required`, 3 does not
+        let min = |n: i64| {
+            questionnaire(
+                "string",
+                json!({"required": false}),
+                json!({"url": format!("{SD}/questionnaire-minOccurs"), "valueInteger": n}),
+            )
+        };
+        assert!(keys(&min(0)).is_empty());
+        assert_eq!(keys(&min(3)).len(), 1);
+        // "All the rules must be true": an absent `repeats` (or `required`), which R4 reads
+        // as false, makes the rule empty, not true: refused; 1 (or 0) needs neither
+        let occurs = |name: &str, n: i64| {
+            questionnaire("string", json!({}), json!({"url": format!("{SD}/questionnaire-{name}"), "valueInteger": n}))
+        };
+        assert_eq!(
+            keys(&occurs("maxOccurs", 3)),
+            [format!("{SD}/questionnaire-maxOccurs Questionnaire.item[0].extension[0]")]
+        );
+        assert_eq!(
+            keys(&occurs("minOccurs", 2)),
+            [format!("{SD}/questionnaire-minOccurs Questionnaire.item[0].extension[0]")]
+        );
+        assert!(keys(&occurs("maxOccurs", 1)).is_empty() && keys(&occurs("minOccurs", 0)).is_empty());
+        // in a contained resource and in a Bundle entry, where they are
+        let contained = json!({"resourceType": "QuestionnaireResponse", "status": "completed", "questionnaire": "#q",
+            "contained": [{"id": "q", "resourceType": "Questionnaire", "status": "draft",
+                "item": [{"linkId": "1", "type": "string", "text": "Q", "extension": [unit]}]}]});
+        assert_eq!(
+            keys(&contained),
+            [format!("{SD}/questionnaire-unit QuestionnaireResponse.contained[0].item[0].extension[0]")]
+        );
+        let b = json!({"resourceType": "Bundle", "type": "collection", "entry": [
+            {"fullUrl": "urn:uuid:4f1e9a52-1b1c-4bd4-9d0f-1f0b0a6e9d12", "resource": nested("string")}]});
+        assert_eq!(
+            keys(&b),
+            [format!("{SD}/questionnaire-unit Bundle.entry[0].resource.item[0].item[1].extension[0]")]
+        );
+        // an extension that is not a core one, or a core one without rules, asks nothing;
+        // several rules' breaks are each reported
+        let other = questionnaire("display", json!({}), json!({"url": "http://example.org/unit", "valueString": "kg"}));
+        assert!(keys(&other).is_empty());
+        let two = json!({"resourceType": "Questionnaire", "status": "draft", "item": [{"linkId": "1", "type": "display", "text": "D",
+            "extension": [{"url": format!("{SD}/questionnaire-fhirType"), "valueString": "string"},
+                          {"url": format!("{SD}/questionnaire-hidden"), "valueBoolean": true},
+                          {"url": format!("{SD}/questionnaire-displayCategory"), "valueCodeableConcept": {"text": "x"}}]}]});
+        assert_eq!(
+            keys(&two),
+            [
+                format!("{SD}/questionnaire-fhirType Questionnaire.item[0].extension[0]"),
+                format!("{SD}/questionnaire-displayCategory Questionnaire.item[0].extension[2]"),
+            ]
+        );
+        // the warnings walk finds them as errors too
+        assert!(check_with_warnings(&two).iter().filter(|v| v.key.ends_with("fhirType")).all(|v| !v.warning));
     }
 
     #[test]

@@ -412,3 +412,102 @@ async fn extensions_are_held_to_the_r4_core_definitions() {
     let only_dom6 = |i: &Value| i["severity"] == "warning" && i["diagnostics"].as_str().unwrap().starts_with("dom-6: ");
     assert!(oo["issue"].as_array().unwrap().iter().all(only_dom6), "{oo}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn core_extensions_are_held_to_their_context_invariants() {
+    let s = TestServer::spawn().await;
+    let sd = "http://hl7.org/fhir/StructureDefinition";
+    // questionnaire-unit's one contextInvariant is `type='integer' or type='decimal'`,
+    // evaluated on the item that holds it: a decimal item may carry a unit, a string item not
+    let questionnaire = |item_type: &str| {
+        json!({"resourceType": "Questionnaire", "id": "ci1", "status": "draft", "item": [
+            {"linkId": "weight", "text": "Weight", "type": "group", "item": [
+                {"linkId": "w", "text": "Weight", "type": item_type,
+                 "extension": [{"url": format!("{sd}/questionnaire-unit"),
+                                "valueCoding": {"system": "http://unitsofmeasure.org", "code": "kg"}}]}]}]})
+    };
+    // list-changeBase's is `mode = 'changes'`, evaluated on the List
+    let list = |mode: &str| {
+        json!({"resourceType": "List", "id": "ci2", "status": "current", "mode": mode,
+            "extension": [{"url": format!("{sd}/list-changeBase"), "valueReference": {"reference": "List/base"}}]})
+    };
+    let repeating = |repeats: Option<bool>| {
+        let mut q = json!({"resourceType": "Questionnaire", "id": "ci3", "status": "draft", "item": [
+            {"linkId": "allergy", "text": "Allergy", "type": "string",
+             "extension": [{"url": format!("{sd}/questionnaire-maxOccurs"), "valueInteger": 3}]}]});
+        if let Some(r) = repeats {
+            q["item"][0]["repeats"] = json!(r);
+        }
+        q
+    };
+    let cases = [
+        (
+            questionnaire("decimal"),
+            questionnaire("string"),
+            "Questionnaire.item[0].item[0].extension[0]",
+            format!("{sd}/questionnaire-unit"),
+            "type='integer' or type='decimal'",
+        ),
+        (list("changes"), list("snapshot"), "List.extension[0]", format!("{sd}/list-changeBase"), "mode = 'changes'"),
+        // maxOccurs 3 needs an item that repeats: without `repeats` (R4 reads it as false)
+        // the rule is not true
+        (
+            repeating(Some(true)),
+            repeating(None),
+            "Questionnaire.item[0].extension[0]",
+            format!("{sd}/questionnaire-maxOccurs"),
+            "type!='display' and (repeats=true or %extension.valueInteger=1)",
+        ),
+    ];
+    for (fine, broken, at, url, rule) in &cases {
+        let ty = fine["resourceType"].as_str().unwrap();
+        let id = fine["id"].as_str().unwrap();
+        let check = |oo: &Value| {
+            assert_outcome(oo);
+            assert_eq!(oo["issue"][0]["severity"], "error", "{oo}");
+            assert_eq!(oo["issue"][0]["code"], "invariant", "{oo}");
+            assert_eq!(first_expression(oo).as_deref(), Some(*at), "{oo}");
+            let says = oo["issue"][0]["diagnostics"].as_str().unwrap();
+            assert!(says.starts_with(&format!("{url}: ")) && says.contains(&format!("`{rule}`")), "{oo}");
+        };
+        // create: refused, and the same resource without the break accepted
+        let mut new = broken.clone();
+        new.as_object_mut().unwrap().shift_remove("id");
+        let r = s.post(&format!("/{ty}"), &new).await;
+        assert_eq!(r.status(), 400, "{broken}");
+        check(&json(r).await);
+        let mut new_fine = fine.clone();
+        new_fine.as_object_mut().unwrap().shift_remove("id");
+        assert_eq!(s.post(&format!("/{ty}"), &new_fine).await.status(), 201, "{fine}");
+        // update: the fine one stored, the broken one refused and the stored version kept
+        assert_eq!(s.put(&format!("/{ty}/{id}"), fine).await.status(), 201, "{fine}");
+        let r = s.put(&format!("/{ty}/{id}"), broken).await;
+        assert_eq!(r.status(), 400, "{broken}");
+        check(&json(r).await);
+        let stored = json(s.get(&format!("/{ty}/{id}")).await).await;
+        assert_eq!(stored["meta"]["versionId"], "1", "{stored}");
+        // a transaction entry: the whole refused
+        let before = json(s.get("/Patient?_summary=count").await).await["total"].clone();
+        let tx = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+            {"resource": {"resourceType": "Patient", "name": [{"family": "Fine"}]}, "request": {"method": "POST", "url": "Patient"}},
+            {"resource": broken, "request": {"method": "PUT", "url": format!("{ty}/{id}")}}]});
+        let r = s.post("", &tx).await;
+        assert_eq!(r.status(), 400, "{broken}");
+        let oo = json(r).await;
+        assert_outcome(&oo);
+        let in_bundle = format!("Bundle.entry[1].resource{}", at.strip_prefix(ty).unwrap());
+        assert_eq!(first_expression(&oo), Some(in_bundle), "{oo}");
+        assert!(oo.to_string().contains(url.as_str()), "{oo}");
+        assert_eq!(json(s.get("/Patient?_summary=count").await).await["total"], before);
+        // the same transaction with the fine resource goes through
+        let tx = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+            {"resource": fine, "request": {"method": "PUT", "url": format!("{ty}/{id}")}}]});
+        assert_eq!(s.post("", &tx).await.status(), 200);
+        // $validate: reported with 200; the fine one has no error
+        let r = s.post(&format!("/{ty}/$validate"), broken).await;
+        assert_eq!(r.status(), 200);
+        check(&json(r).await);
+        let oo = json(s.post(&format!("/{ty}/$validate"), fine).await).await;
+        assert!(oo["issue"].as_array().unwrap().iter().all(|i| i["severity"] != "error"), "{oo}");
+    }
+}
