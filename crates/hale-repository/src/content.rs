@@ -64,6 +64,14 @@ pub(crate) async fn whole(store: &dyn Store, s: &mut StoredResource) -> Result<(
     Ok(())
 }
 
+/// [`whole`] of every version of a page, its includes too.
+async fn whole_page(store: &dyn Store, mut page: SearchPage) -> Result<SearchPage> {
+    for s in page.entries.iter_mut().chain(page.included.iter_mut()) {
+        whole(store, s).await?;
+    }
+    Ok(page)
+}
+
 /// A Binary version's content back apart from its JSON, where [`whole`] put it (or
 /// where a Binary stored whole has it too: `data` its JSON's last member): the JSON
 /// without it, and the content decoded into a file. `None` when the version is not such
@@ -183,19 +191,11 @@ impl Store for Whole {
     }
 
     async fn search(&self, request: &SearchRequest, page_size: usize, want_total: bool) -> Result<SearchPage> {
-        let mut page = self.0.search(request, page_size, want_total).await?;
-        for s in page.entries.iter_mut().chain(page.included.iter_mut()) {
-            whole(&*self.0, s).await?;
-        }
-        Ok(page)
+        whole_page(&*self.0, self.0.search(request, page_size, want_total).await?).await
     }
 
     async fn everything(&self, patient: &ResourceId, query: &EverythingQuery) -> Result<SearchPage> {
-        let mut page = self.0.everything(patient, query).await?;
-        for s in page.entries.iter_mut().chain(page.included.iter_mut()) {
-            whole(&*self.0, s).await?;
-        }
-        Ok(page)
+        whole_page(&*self.0, self.0.everything(patient, query).await?).await
     }
 
     async fn content_len(&self, id: &ResourceId, version: VersionId) -> Result<Option<u64>> {

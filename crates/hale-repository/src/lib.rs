@@ -418,7 +418,7 @@ impl Repository {
         body: Value,
         if_match: Option<VersionId>,
     ) -> Result<UpdateOutcome> {
-        self.update_as("update", ty, id, body, None, if_match).await
+        self.update_with(ty, id, body, None, if_match).await
     }
 
     /// [`Repository::update`] of a Binary whose content is kept apart from its JSON

@@ -64,43 +64,34 @@ async fn parameters(st: &ApiState, method: &Method, call: &Call, body: Body) -> 
         subject: get("subject"),
         measure: get("measure"),
     };
-    let has_body = call.headers.get(axum::http::header::CONTENT_LENGTH).is_some_and(|l| l != "0")
-        || call.headers.get(axum::http::header::TRANSFER_ENCODING).is_some();
-    if method == Method::POST && has_body {
-        let p = crate::read_json(st, &call.headers, body, ctx.pretty).await?;
-        if p["resourceType"] != "Parameters" {
-            return Err(invalid("resourceType", "The body of $evaluate-measure is a Parameters resource"));
-        }
-        for param in p["parameter"].as_array().into_iter().flatten() {
-            // a date, a code or a string: whichever value[x] it carries as text
-            let value =
-                ["valueDate", "valueDateTime", "valueCode", "valueString", "valueReference"].iter().find_map(|k| {
-                    match &param[*k] {
-                        Value::String(s) => Some(s.clone()),
-                        Value::Object(o) => o.get("reference").and_then(Value::as_str).map(str::to_string),
-                        _ => None,
-                    }
-                });
-            let name = param["name"].as_str().unwrap_or("");
-            let slot = match name {
-                "periodStart" => &mut asked.start,
-                "periodEnd" => &mut asked.end,
-                "reportType" => &mut asked.report_type,
-                "subject" => &mut asked.subject,
-                "measure" => &mut asked.measure,
-                other => {
-                    let shown: String = other.chars().take(64).collect();
-                    return Err(ApiError::new(
-                        Category::Invalid,
-                        Issue::error(IssueType::NotSupported, format!("Parameter '{shown}' is not supported here"))
-                            .at(format!("Parameters.parameter.where(name = '{shown}')")),
-                    ));
-                }
-            };
-            match value {
-                Some(v) => *slot = Some(v),
-                None => return Err(invalid(name, format!("The parameter {name} has no value Hale reads"))),
+    for param in super::body_parameters(st, method, call, body, "evaluate-measure").await? {
+        // a date, a code or a string: whichever value[x] it carries as text
+        let value = ["valueDate", "valueDateTime", "valueCode", "valueString", "valueReference"].iter().find_map(|k| {
+            match &param[*k] {
+                Value::String(s) => Some(s.clone()),
+                Value::Object(o) => o.get("reference").and_then(Value::as_str).map(str::to_string),
+                _ => None,
             }
+        });
+        let name = param["name"].as_str().unwrap_or("");
+        let slot = match name {
+            "periodStart" => &mut asked.start,
+            "periodEnd" => &mut asked.end,
+            "reportType" => &mut asked.report_type,
+            "subject" => &mut asked.subject,
+            "measure" => &mut asked.measure,
+            other => {
+                let shown: String = other.chars().take(64).collect();
+                return Err(ApiError::new(
+                    Category::Invalid,
+                    Issue::error(IssueType::NotSupported, format!("Parameter '{shown}' is not supported here"))
+                        .at(format!("Parameters.parameter.where(name = '{shown}')")),
+                ));
+            }
+        };
+        match value {
+            Some(v) => *slot = Some(v),
+            None => return Err(invalid(name, format!("The parameter {name} has no value Hale reads"))),
         }
     }
     Ok(asked)

@@ -12,6 +12,32 @@ use hale_fhir::{Category, Issue, IssueType};
 
 use crate::{ApiError, ApiState, Call};
 
+/// The `parameter` entries of an operation's `Parameters` body (R4 operations, "POST
+/// with a Parameters resource"); none for a GET or a POST without a body. A body that
+/// is not a Parameters resource is a 400 naming the operation.
+pub(crate) async fn body_parameters(
+    st: &ApiState,
+    method: &Method,
+    call: &Call,
+    body: Body,
+    operation: &str,
+) -> Result<Vec<serde_json::Value>, ApiError> {
+    let has_body = call.headers.get(axum::http::header::CONTENT_LENGTH).is_some_and(|l| l != "0")
+        || call.headers.get(axum::http::header::TRANSFER_ENCODING).is_some();
+    if method != Method::POST || !has_body {
+        return Ok(Vec::new());
+    }
+    let p = crate::read_json(st, &call.headers, body, call.ctx.pretty).await?;
+    if p["resourceType"] != "Parameters" {
+        return Err(ApiError::new(
+            Category::Invalid,
+            Issue::error(IssueType::Invalid, format!("The body of ${operation} is a Parameters resource"))
+                .at("resourceType"),
+        ));
+    }
+    Ok(p["parameter"].as_array().cloned().unwrap_or_default())
+}
+
 #[allow(clippy::too_many_arguments)]
 pub async fn dispatch(
     st: &ApiState,

@@ -26,21 +26,13 @@ async fn parameters(
     ctx.check_params(&["identifier", "profile"])?;
     let mut identifier = ctx.params.get("identifier").map(str::to_string);
     let mut profile = ctx.params.get("profile").map(str::to_string);
-    let has_body = call.headers.get(axum::http::header::CONTENT_LENGTH).is_some_and(|l| l != "0")
-        || call.headers.get(axum::http::header::TRANSFER_ENCODING).is_some();
-    if method == Method::POST && has_body {
-        let p = crate::read_json(st, &call.headers, body, ctx.pretty).await?;
-        if p["resourceType"] != "Parameters" {
-            return Err(refuse(Category::Invalid, "resourceType", "The body of $summary is a Parameters resource"));
-        }
-        for param in p["parameter"].as_array().into_iter().flatten() {
-            match param["name"].as_str() {
-                Some("identifier") => identifier = param["valueString"].as_str().map(str::to_string),
-                Some("profile") => {
-                    profile = param["valueCanonical"].as_str().or(param["valueUri"].as_str()).map(str::to_string)
-                }
-                _ => {}
+    for param in super::body_parameters(st, method, call, body, "summary").await? {
+        match param["name"].as_str() {
+            Some("identifier") => identifier = param["valueString"].as_str().map(str::to_string),
+            Some("profile") => {
+                profile = param["valueCanonical"].as_str().or(param["valueUri"].as_str()).map(str::to_string)
             }
+            _ => {}
         }
     }
     if let Some(p) = &profile
