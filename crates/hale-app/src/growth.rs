@@ -114,15 +114,20 @@ pub(crate) fn percentile_words(measure: Measure, sex: &str, months: f64, value: 
     } else if p > 99.0 {
         "above the 99th percentile".into()
     } else {
-        let n = p.round() as i64;
-        let suffix = match (n % 10, n % 100) {
-            (1, x) if x != 11 => "st",
-            (2, x) if x != 12 => "nd",
-            (3, x) if x != 13 => "rd",
-            _ => "th",
-        };
-        format!("{n}{suffix} percentile")
+        format!("{} percentile", ordinal(p))
     })
+}
+
+/// A percentile as an ordinal: 97.0 is "97th", 1.2 is "1st".
+pub(crate) fn ordinal(p: f64) -> String {
+    let n = p.round() as i64;
+    let suffix = match (n % 10, n % 100) {
+        (1, x) if x != 11 => "st",
+        (2, x) if x != 12 => "nd",
+        (3, x) if x != 13 => "rd",
+        _ => "th",
+    };
+    format!("{n}{suffix}")
 }
 
 /// The percentile lines of [`LINES`] from day `x0` to day `x1` for a child born on day
@@ -185,6 +190,10 @@ mod tests {
         assert!((normal_cdf(0.0) - 0.5).abs() < 1e-7);
         assert!((normal_cdf(1.96) - 0.975).abs() < 1e-4);
         assert!((z_of_percentile(97.0) - 1.8808).abs() < 1e-3);
+        assert_eq!(
+            [3.0, 15.0, 50.0, 85.0, 97.0, 1.0, 2.0, 11.0, 12.0, 13.0, 22.0].map(ordinal).join(" "),
+            "3rd 15th 50th 85th 97th 1st 2nd 11th 12th 13th 22nd"
+        );
         // interpolated between months
         let (a, b) = (lms(Measure::Bmi, "female", 100.0).unwrap(), lms(Measure::Bmi, "female", 101.0).unwrap());
         let mid = lms(Measure::Bmi, "female", 100.5).unwrap();

@@ -254,12 +254,12 @@ mod tests {
             band: None,
             height: 200.0,
             scale: None,
-            guides: vec![("97 percentile".into(), vec![(19_000, 95.0), (20_400, 96.0)])],
+            guides: vec![("97th percentile".into(), vec![(19_000, 95.0), (20_400, 96.0)])],
         };
         let svg = chart(&c).into_string();
         assert_eq!(svg.matches("<circle").count(), 3);
         // a guide is a thin line of its own, with its label, and widens the scale to it
-        assert!(svg.contains(r#"<polyline class="guide""#) && svg.contains("<title>97 percentile</title>"), "{svg}");
+        assert!(svg.contains(r#"<polyline class="guide""#) && svg.contains("<title>97th percentile</title>"), "{svg}");
         assert!(svg.contains(">90<") || svg.contains(">95<"), "{svg}");
         assert!(svg.contains("Weight 2024-10-31: 79 kg") || svg.contains(": 79 kg"), "{svg}");
         assert!(svg.contains("aria-label=\"Weight: 3 readings from"), "{svg}");

@@ -141,7 +141,7 @@ struct Growth {
 /// tables cover on some day of `series` (weight to 5 years, height and BMI to 19) and
 /// their sex is recorded: percentile lines over those days.
 fn growth_of(patient: &Value, title: &str, series: &[Series]) -> Option<Growth> {
-    use crate::growth::{Measure, curves, lms, months};
+    use crate::growth::{Measure, curves, lms, months, ordinal};
     let measure = Measure::of_chart(title)?;
     let sex = patient["gender"].as_str().filter(|g| matches!(*g, "male" | "female"))?.to_string();
     let birth = patient["birthDate"].as_str().and_then(crate::svg::day_number)?;
@@ -155,8 +155,10 @@ fn growth_of(patient: &Value, title: &str, series: &[Series]) -> Option<Growth> 
     }
     let (x0, x1) = (days.iter().min().copied()?, days.iter().max().copied()?);
     let (x0, x1) = if x1 - x0 < 30 { (x0 - 15, x1 + 15) } else { (x0, x1) };
-    let guides =
-        curves(measure, &sex, birth, x0, x1).into_iter().map(|(p, pts)| (format!("{p:.0} percentile"), pts)).collect();
+    let guides = curves(measure, &sex, birth, x0, x1)
+        .into_iter()
+        .map(|(p, pts)| (format!("{} percentile", ordinal(p)), pts))
+        .collect();
     Some(Growth { measure, sex, birth, source, guides })
 }
 

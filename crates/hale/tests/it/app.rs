@@ -1430,7 +1430,7 @@ async fn a_childs_growth_is_charted_against_the_who_percentiles() {
     let (status, vitals) = page(&ts, &session, "/app/patient/pat-k/vitals").await;
     assert_eq!(status, 200, "{vitals}");
     assert_eq!(vitals.matches(r#"<polyline class="guide""#).count(), 10, "five lines for weight, five for height");
-    assert!(vitals.contains("<title>97 percentile</title>") && vitals.contains("For age (WHO)"), "{vitals}");
+    assert!(vitals.contains("<title>97th percentile</title>") && vitals.contains("For age (WHO)"), "{vitals}");
     assert!(vitals.contains("50th percentile") && vitals.contains("above the 99th percentile"), "{vitals}");
     assert!(vitals.contains("WHO Child Growth Standards"), "{vitals}");
     // an adult's charts have no percentile lines
