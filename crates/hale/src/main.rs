@@ -793,14 +793,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("  {:<26} {}  {}\n  {:<26}             source: {}", r.id, r.reviewed, r.summary, "", r.source);
             }
             println!("Drug-drug interactions ({}):", hale_cds::medications::INTERACTIONS.len());
+            let mut last = "";
             for x in hale_cds::medications::INTERACTIONS {
                 println!("  {} + {} [{}]: {}", x.a.name(), x.b.name(), x.severity.code(), x.effect);
-                println!("      what to do: {}\n      source: {}", x.action, x.source);
+                let source = if x.source == last { "as above" } else { x.source };
+                println!("      what to do: {}\n      source: {source}", x.action);
+                last = x.source;
             }
-            println!("  where:");
+            println!("  The groups and classes of these pairs:");
             for g in hale_cds::medications::GROUPS {
                 let members: Vec<&str> = g.members.iter().map(|i| i.name).collect();
-                println!("  {:<30} {}", g.name, members.join(", "));
+                println!("    {}: {}", g.name, members.join(", "));
             }
             let mut classes: Vec<(&str, Vec<&str>)> = Vec::new();
             for x in hale_cds::medications::INTERACTIONS {
@@ -814,7 +817,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
             for (name, members) in classes {
-                println!("  {:<30} {}", name, members.join(", "));
+                println!("    {name}: {}", members.join(", "));
             }
             println!("Preventive care ({}):", hale_cds::preventive::RULES.len());
             for r in hale_cds::preventive::RULES {
