@@ -55,6 +55,7 @@ impl Order {
         let (verb, how) = match self.drug.route {
             drugs::Route::Inhaled => ("Inhale", ""),
             drugs::Route::Oral => ("Take", " by mouth"),
+            drugs::Route::Intravenous => ("Give", " intravenously"),
         };
         let unit = if self.dose == 1.0 || self.drug.unit == "mL" {
             self.drug.unit.to_string()

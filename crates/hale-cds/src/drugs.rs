@@ -35,6 +35,11 @@ pub enum Class {
     ThyroidHormone,
     Analgesic,
     Gabapentinoid,
+    Maoi,
+    TricyclicAntidepressant,
+    Triptan,
+    CnsStimulant,
+    AzoleAntifungal,
 }
 
 impl Class {
@@ -69,6 +74,11 @@ impl Class {
             Class::ThyroidHormone => "thyroid hormones",
             Class::Analgesic => "simple analgesics",
             Class::Gabapentinoid => "gabapentinoids",
+            Class::Maoi => "MAO inhibitors",
+            Class::TricyclicAntidepressant => "tricyclic antidepressants",
+            Class::Triptan => "triptans",
+            Class::CnsStimulant => "CNS stimulants",
+            Class::AzoleAntifungal => "azole antifungals",
         }
     }
 
@@ -95,6 +105,7 @@ pub struct Ingredient {
 pub enum Route {
     Oral,
     Inhaled,
+    Intravenous,
 }
 
 impl Route {
@@ -103,6 +114,7 @@ impl Route {
         match self {
             Route::Oral => ("26643006", "Oral route"),
             Route::Inhaled => ("447694001", "Respiratory tract route"),
+            Route::Intravenous => ("47625008", "Intravenous route"),
         }
     }
 }
@@ -169,6 +181,54 @@ ingredient!(FLUTICASONE, "41126", "fluticasone", [InhaledCorticosteroid]);
 ingredient!(MONTELUKAST, "88249", "montelukast", [LeukotrieneAntagonist]);
 ingredient!(LEVOTHYROXINE, "10582", "levothyroxine", [ThyroidHormone]);
 ingredient!(GABAPENTIN, "25480", "gabapentin", [Gabapentinoid]);
+// Added for the ONC high-priority interactions (medications.rs); each code confirmed in
+// public material: CPIC's drug table (cpicpgx/cpic-schema drug.sql), NLM RxNav answers
+// captured in public tests, and the Domeo DDI drug map (RxNorm ingredients).
+ingredient!(CITALOPRAM, "2556", "citalopram", [Ssri]);
+ingredient!(ESCITALOPRAM, "321988", "escitalopram", [Ssri]);
+ingredient!(PAROXETINE, "32937", "paroxetine", [Ssri]);
+ingredient!(FLUVOXAMINE, "42355", "fluvoxamine", [Ssri]);
+ingredient!(PHENELZINE, "8123", "phenelzine", [Maoi]);
+ingredient!(TRANYLCYPROMINE, "10734", "tranylcypromine", [Maoi]);
+ingredient!(ISOCARBOXAZID, "6011", "isocarboxazid", [Maoi]);
+ingredient!(SELEGILINE, "9639", "selegiline", [Maoi]);
+ingredient!(AMITRIPTYLINE, "704", "amitriptyline", [TricyclicAntidepressant]);
+ingredient!(NORTRIPTYLINE, "7531", "nortriptyline", [TricyclicAntidepressant]);
+ingredient!(IMIPRAMINE, "5691", "imipramine", [TricyclicAntidepressant]);
+ingredient!(SUMATRIPTAN, "37418", "sumatriptan", [Triptan]);
+ingredient!(METHYLPHENIDATE, "6901", "methylphenidate", [CnsStimulant]);
+ingredient!(MEPERIDINE, "6754", "meperidine", [Opioid]);
+ingredient!(METHADONE, "6813", "methadone", [Opioid]);
+ingredient!(OXYCODONE, "7804", "oxycodone", [Opioid]);
+ingredient!(MORPHINE, "7052", "morphine", [Opioid]);
+ingredient!(LOVASTATIN, "6472", "lovastatin", [Statin]);
+ingredient!(PRAVASTATIN, "42463", "pravastatin", [Statin]);
+ingredient!(ROSUVASTATIN, "301542", "rosuvastatin", [Statin]);
+ingredient!(ERYTHROMYCIN, "4053", "erythromycin", [Macrolide]);
+ingredient!(MOXIFLOXACIN, "139462", "moxifloxacin", [Fluoroquinolone]);
+ingredient!(KETOCONAZOLE, "6135", "ketoconazole", [AzoleAntifungal]);
+ingredient!(ITRACONAZOLE, "28031", "itraconazole", [AzoleAntifungal]);
+ingredient!(FLUCONAZOLE, "4450", "fluconazole", [AzoleAntifungal]);
+ingredient!(DILTIAZEM, "3443", "diltiazem", [CalciumChannelBlocker]);
+ingredient!(RITONAVIR, "85762", "ritonavir", []);
+ingredient!(ATAZANAVIR, "343047", "atazanavir", []);
+ingredient!(LOPINAVIR, "195088", "lopinavir", []);
+ingredient!(RIFAMPIN, "9384", "rifampin", []);
+ingredient!(CARBAMAZEPINE, "2002", "carbamazepine", []);
+ingredient!(PHENYTOIN, "8183", "phenytoin", []);
+ingredient!(PANTOPRAZOLE, "40790", "pantoprazole", [ProtonPumpInhibitor]);
+ingredient!(ESOMEPRAZOLE, "283742", "esomeprazole", [ProtonPumpInhibitor]);
+ingredient!(IRINOTECAN, "51499", "irinotecan", []);
+ingredient!(RAMELTEON, "596205", "ramelteon", []);
+ingredient!(TIZANIDINE, "57258", "tizanidine", []);
+ingredient!(FEBUXOSTAT, "73689", "febuxostat", []);
+ingredient!(AZATHIOPRINE, "1256", "azathioprine", []);
+ingredient!(MERCAPTOPURINE, "103", "mercaptopurine", []);
+ingredient!(PROCARBAZINE, "8702", "procarbazine", []);
+ingredient!(AMIODARONE, "703", "amiodarone", []);
+ingredient!(SOTALOL, "9947", "sotalol", [BetaBlocker]);
+ingredient!(HALOPERIDOL, "5093", "haloperidol", []);
+ingredient!(ONDANSETRON, "26225", "ondansetron", []);
 
 /// Every ingredient of the table.
 pub static INGREDIENTS: &[&Ingredient] = &[
@@ -214,6 +274,51 @@ pub static INGREDIENTS: &[&Ingredient] = &[
     &MONTELUKAST,
     &LEVOTHYROXINE,
     &GABAPENTIN,
+    &CITALOPRAM,
+    &ESCITALOPRAM,
+    &PAROXETINE,
+    &FLUVOXAMINE,
+    &PHENELZINE,
+    &TRANYLCYPROMINE,
+    &ISOCARBOXAZID,
+    &SELEGILINE,
+    &AMITRIPTYLINE,
+    &NORTRIPTYLINE,
+    &IMIPRAMINE,
+    &SUMATRIPTAN,
+    &METHYLPHENIDATE,
+    &MEPERIDINE,
+    &METHADONE,
+    &OXYCODONE,
+    &MORPHINE,
+    &LOVASTATIN,
+    &PRAVASTATIN,
+    &ROSUVASTATIN,
+    &ERYTHROMYCIN,
+    &MOXIFLOXACIN,
+    &KETOCONAZOLE,
+    &ITRACONAZOLE,
+    &FLUCONAZOLE,
+    &DILTIAZEM,
+    &RITONAVIR,
+    &ATAZANAVIR,
+    &LOPINAVIR,
+    &RIFAMPIN,
+    &CARBAMAZEPINE,
+    &PHENYTOIN,
+    &PANTOPRAZOLE,
+    &ESOMEPRAZOLE,
+    &IRINOTECAN,
+    &RAMELTEON,
+    &TIZANIDINE,
+    &FEBUXOSTAT,
+    &AZATHIOPRINE,
+    &MERCAPTOPURINE,
+    &PROCARBAZINE,
+    &AMIODARONE,
+    &SOTALOL,
+    &HALOPERIDOL,
+    &ONDANSETRON,
 ];
 
 const fn oral(
@@ -292,24 +397,79 @@ pub static DRUGS: &[Drug] = &[
     oral("88249", "IN", "montelukast 10 MG Oral Tablet", &[&MONTELUKAST], "tablet"),
     oral("10582", "IN", "levothyroxine sodium 0.05 MG Oral Tablet", &[&LEVOTHYROXINE], "tablet"),
     oral("25480", "IN", "gabapentin 300 MG Oral Capsule", &[&GABAPENTIN], "capsule"),
+    oral("2556", "IN", "citalopram 20 MG Oral Tablet", &[&CITALOPRAM], "tablet"),
+    oral("321988", "IN", "escitalopram 10 MG Oral Tablet", &[&ESCITALOPRAM], "tablet"),
+    oral("32937", "IN", "paroxetine 20 MG Oral Tablet", &[&PAROXETINE], "tablet"),
+    oral("42355", "IN", "fluvoxamine maleate 50 MG Oral Tablet", &[&FLUVOXAMINE], "tablet"),
+    oral("8123", "IN", "phenelzine 15 MG Oral Tablet", &[&PHENELZINE], "tablet"),
+    oral("10734", "IN", "tranylcypromine 10 MG Oral Tablet", &[&TRANYLCYPROMINE], "tablet"),
+    oral("6011", "IN", "isocarboxazid 10 MG Oral Tablet", &[&ISOCARBOXAZID], "tablet"),
+    oral("9639", "IN", "selegiline hydrochloride 5 MG Oral Capsule", &[&SELEGILINE], "capsule"),
+    oral("704", "IN", "amitriptyline hydrochloride 25 MG Oral Tablet", &[&AMITRIPTYLINE], "tablet"),
+    oral("7531", "IN", "nortriptyline 25 MG Oral Capsule", &[&NORTRIPTYLINE], "capsule"),
+    oral("5691", "IN", "imipramine hydrochloride 25 MG Oral Tablet", &[&IMIPRAMINE], "tablet"),
+    oral("37418", "IN", "sumatriptan 50 MG Oral Tablet", &[&SUMATRIPTAN], "tablet"),
+    oral("6901", "IN", "methylphenidate hydrochloride 10 MG Oral Tablet", &[&METHYLPHENIDATE], "tablet"),
+    oral("6754", "IN", "meperidine hydrochloride 50 MG Oral Tablet", &[&MEPERIDINE], "tablet"),
+    oral("6813", "IN", "methadone hydrochloride 10 MG Oral Tablet", &[&METHADONE], "tablet"),
+    oral("7804", "IN", "oxycodone hydrochloride 5 MG Oral Tablet", &[&OXYCODONE], "tablet"),
+    oral("7052", "IN", "morphine sulfate 15 MG Oral Tablet", &[&MORPHINE], "tablet"),
+    oral("6472", "IN", "lovastatin 20 MG Oral Tablet", &[&LOVASTATIN], "tablet"),
+    oral("42463", "IN", "pravastatin sodium 40 MG Oral Tablet", &[&PRAVASTATIN], "tablet"),
+    oral("301542", "IN", "rosuvastatin 10 MG Oral Tablet", &[&ROSUVASTATIN], "tablet"),
+    oral("4053", "IN", "erythromycin 500 MG Oral Tablet", &[&ERYTHROMYCIN], "tablet"),
+    oral("139462", "IN", "moxifloxacin 400 MG Oral Tablet", &[&MOXIFLOXACIN], "tablet"),
+    oral("6135", "IN", "ketoconazole 200 MG Oral Tablet", &[&KETOCONAZOLE], "tablet"),
+    oral("28031", "IN", "itraconazole 100 MG Oral Capsule", &[&ITRACONAZOLE], "capsule"),
+    oral("4450", "IN", "fluconazole 150 MG Oral Tablet", &[&FLUCONAZOLE], "tablet"),
+    oral("3443", "IN", "diltiazem hydrochloride 120 MG Extended Release Oral Capsule", &[&DILTIAZEM], "capsule"),
+    oral("85762", "IN", "ritonavir 100 MG Oral Tablet", &[&RITONAVIR], "tablet"),
+    oral("343047", "IN", "atazanavir 300 MG Oral Capsule", &[&ATAZANAVIR], "capsule"),
+    oral("195088", "IN", "lopinavir 200 MG / ritonavir 50 MG Oral Tablet", &[&LOPINAVIR, &RITONAVIR], "tablet"),
+    oral("9384", "IN", "rifampin 300 MG Oral Capsule", &[&RIFAMPIN], "capsule"),
+    oral("2002", "IN", "carbamazepine 200 MG Oral Tablet", &[&CARBAMAZEPINE], "tablet"),
+    oral("8183", "IN", "phenytoin sodium 100 MG Extended Release Oral Capsule", &[&PHENYTOIN], "capsule"),
+    oral("40790", "IN", "pantoprazole 40 MG Delayed Release Oral Tablet", &[&PANTOPRAZOLE], "tablet"),
+    oral("283742", "IN", "esomeprazole 40 MG Delayed Release Oral Capsule", &[&ESOMEPRAZOLE], "capsule"),
+    Drug {
+        rxcui: "51499",
+        tty: "IN",
+        name: "irinotecan hydrochloride 100 MG/5 ML Injectable Solution",
+        ingredients: &[&IRINOTECAN],
+        route: Route::Intravenous,
+        unit: "mL",
+    },
+    oral("596205", "IN", "ramelteon 8 MG Oral Tablet", &[&RAMELTEON], "tablet"),
+    oral("57258", "IN", "tizanidine 4 MG Oral Tablet", &[&TIZANIDINE], "tablet"),
+    oral("73689", "IN", "febuxostat 40 MG Oral Tablet", &[&FEBUXOSTAT], "tablet"),
+    oral("1256", "IN", "azathioprine 50 MG Oral Tablet", &[&AZATHIOPRINE], "tablet"),
+    oral("103", "IN", "mercaptopurine 50 MG Oral Tablet", &[&MERCAPTOPURINE], "tablet"),
+    oral("8702", "IN", "procarbazine 50 MG Oral Capsule", &[&PROCARBAZINE], "capsule"),
+    oral("703", "IN", "amiodarone hydrochloride 200 MG Oral Tablet", &[&AMIODARONE], "tablet"),
+    oral("9947", "IN", "sotalol hydrochloride 80 MG Oral Tablet", &[&SOTALOL], "tablet"),
+    oral("5093", "IN", "haloperidol 5 MG Oral Tablet", &[&HALOPERIDOL], "tablet"),
+    oral("26225", "IN", "ondansetron 4 MG Oral Tablet", &[&ONDANSETRON], "tablet"),
 ];
 
 /// The drugs whose name contains every word of `query` (case-insensitive), at most
-/// `limit`.
+/// `limit`: those whose name starts with the first word first ("ritonavir" before
+/// "lopinavir / ritonavir", "citalopram" before "escitalopram"), else in table order.
 pub fn find(query: &str, limit: usize) -> Vec<(usize, &'static Drug)> {
     let words: Vec<String> = query.split_whitespace().map(str::to_lowercase).collect();
     if words.is_empty() {
         return Vec::new();
     }
-    DRUGS
+    let mut found: Vec<(usize, &'static Drug)> = DRUGS
         .iter()
         .enumerate()
         .filter(|(_, d)| {
             let name = d.name.to_lowercase();
             words.iter().all(|w| name.contains(w.as_str()))
         })
-        .take(limit)
-        .collect()
+        .collect();
+    found.sort_by_key(|(_, d)| !d.name.to_lowercase().starts_with(words[0].as_str()));
+    found.truncate(limit);
+    found
 }
 
 /// The drug at `index` of [`DRUGS`].

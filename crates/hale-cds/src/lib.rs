@@ -68,8 +68,8 @@ pub static RULES: &[Rule] = &[
     },
     Rule {
         id: "drug-interaction",
-        summary: "The order interacts with an active medication (a table of pairs, each with its effect, what to do and its source).",
-        source: "ONC high-priority drug-drug interactions (Phansalkar 2012) and product labels, per pair",
+        summary: "The order interacts with an active medication (a table of pairs of ingredients, classes or groups, each with its effect, what to do and its source).",
+        source: "ONC high-priority drug-drug interactions (Phansalkar 2012, Table 2) and product labels, per pair",
         reviewed: "2026-12-07",
     },
     Rule {
@@ -80,7 +80,7 @@ pub static RULES: &[Rule] = &[
     },
     Rule {
         id: "duplicate-class",
-        summary: "An active prescription is of the same class (two statins; high severity for anticoagulants, NSAIDs, opioids, SSRIs).",
+        summary: "An active prescription is of the same class (two statins; high severity for anticoagulants, NSAIDs, opioids, SSRIs, MAO inhibitors).",
         source: "Drug classes: WHO ATC classification via NLM RxClass",
         reviewed: "2026-12-07",
     },

@@ -283,15 +283,9 @@ const ASCVD: &[&str] = &[
 const ASCVD_PROCEDURES: &[&str] = &["232717009", "415070008", "36969009"];
 const STATIN_EXCLUSIONS: &[&str] =
     &["77386006", "Z33", "O", "46177005", "N18.6", "19943007", "K74.6", "240131006", "M62.82"];
-/// Statin ingredients (RxNorm IN) beyond those of Hale's drug table: rosuvastatin,
-/// pravastatin, lovastatin, fluvastatin, pitavastatin.
-const OTHER_STATINS: &[(&str, &str)] = &[
-    ("301542", "rosuvastatin"),
-    ("42463", "pravastatin"),
-    ("6472", "lovastatin"),
-    ("41127", "fluvastatin"),
-    ("861634", "pitavastatin"),
-];
+/// Statin ingredients (RxNorm IN) beyond those of Hale's drug table: fluvastatin,
+/// pitavastatin.
+const OTHER_STATINS: &[(&str, &str)] = &[("41127", "fluvastatin"), ("861634", "pitavastatin")];
 
 /// One antigen of the childhood series: its name, the doses needed, the CVX codes that
 /// give it, and the youngest age (days) a dose counts at.

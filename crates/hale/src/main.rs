@@ -793,12 +793,31 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("  {:<26} {}  {}\n  {:<26}             source: {}", r.id, r.reviewed, r.summary, "", r.source);
             }
             println!("Drug-drug interactions ({}):", hale_cds::medications::INTERACTIONS.len());
+            let mut last = "";
             for x in hale_cds::medications::INTERACTIONS {
-                let side = |s: &hale_cds::medications::Side| match s {
-                    hale_cds::medications::Side::Ingredient(i) => i.name.to_string(),
-                    hale_cds::medications::Side::Class(c) => c.name().to_string(),
-                };
-                println!("  {} + {} [{}]: {} ({})", side(&x.a), side(&x.b), x.severity.code(), x.effect, x.source);
+                println!("  {} + {} [{}]: {}", x.a.name(), x.b.name(), x.severity.code(), x.effect);
+                let source = if x.source == last { "as above" } else { x.source };
+                println!("      what to do: {}\n      source: {source}", x.action);
+                last = x.source;
+            }
+            println!("  The groups and classes of these pairs:");
+            for g in hale_cds::medications::GROUPS {
+                let members: Vec<&str> = g.members.iter().map(|i| i.name).collect();
+                println!("    {}: {}", g.name, members.join(", "));
+            }
+            let mut classes: Vec<(&str, Vec<&str>)> = Vec::new();
+            for x in hale_cds::medications::INTERACTIONS {
+                for side in [x.a, x.b] {
+                    if let hale_cds::medications::Side::Class(c) = side
+                        && !classes.iter().any(|(n, _)| *n == c.name())
+                    {
+                        let members = hale_cds::drugs::INGREDIENTS.iter().filter(|i| i.classes.contains(&c));
+                        classes.push((c.name(), members.map(|i| i.name).collect()));
+                    }
+                }
+            }
+            for (name, members) in classes {
+                println!("    {name}: {}", members.join(", "));
             }
             println!("Preventive care ({}):", hale_cds::preventive::RULES.len());
             for r in hale_cds::preventive::RULES {

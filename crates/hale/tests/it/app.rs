@@ -601,11 +601,24 @@ async fn a_prescription_is_checked_against_allergies_before_it_is_signed() {
     assert!(ts.put("/MedicationRequest/mr-warf", &warfarin).await.status().is_success());
     let naproxen = drugs_index(&ts, &session, "naproxen").await;
     let (_, form) = page(&ts, &session, &format!("/app/patient/pat-a/prescribe?drug={naproxen}")).await;
-    assert!(form.contains("Interaction: naproxen with warfarin") && form.contains("Phansalkar"), "{form}");
+    assert!(
+        form.contains("Interaction: naproxen with warfarin")
+            && form.contains("Warfarin (Coumadin) prescribing information"),
+        "{form}"
+    );
     let nsaid =
         [("csrf", csrf.as_str()), ("drug", naproxen.as_str()), ("dose", "1"), ("frequency", "bid"), ("quantity", "20")];
     let (status, _, _) = post_form(&ts, &session, "/app/patient/pat-a/prescribe", &nsaid).await;
     assert_eq!(status, 400, "an interaction of high severity needs a reason");
+    // an ONC high-priority pair: an SSRI for a patient taking an MAO inhibitor (the search
+    // offers citalopram before escitalopram)
+    let maoi = json!({"resourceType":"MedicationRequest","id":"mr-maoi","status":"active","intent":"order",
+        "medicationCodeableConcept":{"coding":[{"system":"http://www.nlm.nih.gov/research/umls/rxnorm","code":"8123"}],"text":"phenelzine 15 MG Oral Tablet"},
+        "subject":{"reference":"Patient/pat-a"}});
+    assert!(ts.put("/MedicationRequest/mr-maoi", &maoi).await.status().is_success());
+    let ssri = drugs_index(&ts, &session, "citalopram").await;
+    let (_, form) = page(&ts, &session, &format!("/app/patient/pat-a/prescribe?drug={ssri}")).await;
+    assert!(form.contains("Interaction: citalopram with phenelzine") && form.contains("Table 2"), "{form}");
     // a second azithromycin is a duplicate the prescriber is told of, without a stop
     let (_, form) = page(&ts, &session, &format!("/app/patient/pat-a/prescribe?drug={azi}")).await;
     assert!(form.contains("Already prescribed: azithromycin"), "{form}");

@@ -359,7 +359,11 @@ fn cds_list_prints_every_rule_with_its_source() {
         "influenza-vaccine",
         "2026-12-07",
         "warfarin + NSAIDs [high]",
-        "Phansalkar",
+        "SSRIs + MAO inhibitors [high]",
+        "QT-prolonging drugs + QT-prolonging drugs [high]",
+        "CYP3A4 inhibitors: clarithromycin, erythromycin",
+        "MAO inhibitors: phenelzine, tranylcypromine, isocarboxazid, selegiline",
+        "Table 2 (ONC high-priority list)",
         "LOINC 2823-3",
         "https://www.uspreventiveservicestaskforce.org/uspstf/recommendation/colorectal-cancer-screening",
     ] {
