@@ -40,6 +40,7 @@ pub enum Class {
     Triptan,
     CnsStimulant,
     AzoleAntifungal,
+    ErgotAlkaloid,
 }
 
 impl Class {
@@ -79,6 +80,7 @@ impl Class {
             Class::Triptan => "triptans",
             Class::CnsStimulant => "CNS stimulants",
             Class::AzoleAntifungal => "azole antifungals",
+            Class::ErgotAlkaloid => "ergot alkaloids",
         }
     }
 
@@ -92,7 +94,9 @@ impl Class {
     }
 }
 
-/// An active ingredient (RxNorm IN) and its classes.
+/// An active ingredient (RxNorm IN) and its classes. An ingredient whose RxNorm code
+/// could not be confirmed has an empty `rxcui`: it is recognized only by its name in a
+/// medication's text and is not offered for ordering.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Ingredient {
     pub rxcui: &'static str,
@@ -221,6 +225,8 @@ ingredient!(ESOMEPRAZOLE, "283742", "esomeprazole", [ProtonPumpInhibitor]);
 ingredient!(IRINOTECAN, "51499", "irinotecan", []);
 ingredient!(RAMELTEON, "596205", "ramelteon", []);
 ingredient!(TIZANIDINE, "57258", "tizanidine", []);
+ingredient!(ERGOTAMINE, "", "ergotamine", [ErgotAlkaloid]);
+ingredient!(DIHYDROERGOTAMINE, "", "dihydroergotamine", [ErgotAlkaloid]);
 ingredient!(FEBUXOSTAT, "73689", "febuxostat", []);
 ingredient!(AZATHIOPRINE, "1256", "azathioprine", []);
 ingredient!(MERCAPTOPURINE, "103", "mercaptopurine", []);
@@ -311,6 +317,8 @@ pub static INGREDIENTS: &[&Ingredient] = &[
     &IRINOTECAN,
     &RAMELTEON,
     &TIZANIDINE,
+    &ERGOTAMINE,
+    &DIHYDROERGOTAMINE,
     &FEBUXOSTAT,
     &AZATHIOPRINE,
     &MERCAPTOPURINE,
@@ -479,7 +487,7 @@ pub fn get(index: usize) -> Option<&'static Drug> {
 
 /// The ingredient with RxNorm code `rxcui`.
 pub fn ingredient(rxcui: &str) -> Option<&'static Ingredient> {
-    INGREDIENTS.iter().copied().find(|i| i.rxcui == rxcui)
+    INGREDIENTS.iter().copied().find(|i| !i.rxcui.is_empty() && i.rxcui == rxcui)
 }
 
 /// The drug of the table with RxNorm code `rxcui` (the first when several share an

@@ -38,6 +38,12 @@ fn taking(name: &str) -> Value {
         "subject": {"reference": "Patient/p"}})
 }
 
+/// An active prescription known only by its text (a product Hale does not offer).
+fn taking_text(text: &str) -> Value {
+    json!({"resourceType": "MedicationRequest", "id": "mr-text", "status": "active", "intent": "order",
+        "medicationCodeableConcept": {"text": text}, "subject": {"reference": "Patient/p"}})
+}
+
 fn adult() -> Facts {
     Facts { age_years: Some(45), ..Facts::default() }
 }
@@ -328,6 +334,24 @@ fn cases() -> Vec<Case> {
             drug: "ramelteon",
             allergies: vec![],
             meds: vec![taking("fluvoxamine")],
+            facts: adult(),
+            dose: dose(1.0, 1.0),
+            expect: &["drug-interaction"],
+        },
+        Case {
+            what: "ONC: ergotamine (by name), then clarithromycin",
+            drug: "clarithromycin",
+            allergies: vec![],
+            meds: vec![taking_text("Ergotamine tartrate 1 mg / caffeine 100 mg tablet")],
+            facts: adult(),
+            dose: dose(1.0, 2.0),
+            expect: &["drug-interaction"],
+        },
+        Case {
+            what: "ONC: dihydroergotamine (by name), then ketoconazole",
+            drug: "ketoconazole",
+            allergies: vec![],
+            meds: vec![taking_text("dihydroergotamine mesylate 4 MG/ML nasal spray")],
             facts: adult(),
             dose: dose(1.0, 1.0),
             expect: &["drug-interaction"],
@@ -760,6 +784,15 @@ fn cases() -> Vec<Case> {
             drug: "atazanavir",
             allergies: vec![],
             meds: vec![taking("ritonavir")],
+            facts: adult(),
+            dose: dose(1.0, 1.0),
+            expect: &[],
+        },
+        Case {
+            what: "ergotamine (by name), then azithromycin (no CYP3A4 inhibitor)",
+            drug: "azithromycin",
+            allergies: vec![],
+            meds: vec![taking_text("Ergotamine tartrate 1 mg / caffeine 100 mg tablet")],
             facts: adult(),
             dose: dose(1.0, 1.0),
             expect: &[],

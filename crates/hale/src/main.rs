@@ -805,14 +805,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 let members: Vec<&str> = g.members.iter().map(|i| i.name).collect();
                 println!("    {}: {}", g.name, members.join(", "));
             }
-            let mut classes: Vec<(&str, Vec<&str>)> = Vec::new();
+            let mut classes: Vec<(&str, Vec<String>)> = Vec::new();
             for x in hale_cds::medications::INTERACTIONS {
                 for side in [x.a, x.b] {
                     if let hale_cds::medications::Side::Class(c) = side
                         && !classes.iter().any(|(n, _)| *n == c.name())
                     {
                         let members = hale_cds::drugs::INGREDIENTS.iter().filter(|i| i.classes.contains(&c));
-                        classes.push((c.name(), members.map(|i| i.name).collect()));
+                        // an ingredient without a confirmed RxNorm code is matched by name
+                        let shown = |i: &&hale_cds::drugs::Ingredient| match i.rxcui {
+                            "" => format!("{} (by name)", i.name),
+                            _ => i.name.to_string(),
+                        };
+                        classes.push((c.name(), members.map(shown).collect()));
                     }
                 }
             }
