@@ -70,8 +70,8 @@ fn main() {
         let exe = std::path::Path::new(env!("CARGO_BIN_EXE_hale"));
         let server = hale_test_support::spawn_binary(exe, &data).await;
         let base = server.base.clone();
-        let today = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC).date();
-        let start = today.checked_sub(jiff::Span::new().years(1)).unwrap().tomorrow().unwrap();
+        let today = chrono::Utc::now().date_naive();
+        let start = today.checked_sub_months(chrono::Months::new(12)).unwrap().succ_opt().unwrap();
         println!(
             "$evaluate-measure summary, {start}..{today}, {requests} after a warm-up (seconds: min / median / max)"
         );
