@@ -118,6 +118,11 @@ pub(crate) async fn service(State(st): S, Path(id): Path<String>, method: Method
             let codes = hale_cds::preventive::loinc_codes()
                 .iter()
                 .map(|c| format!("http://loinc.org|{c}"))
+                .chain(
+                    hale_cds::preventive::snomed_observation_codes()
+                        .iter()
+                        .map(|c| format!("http://snomed.info/sct|{c}")),
+                )
                 .collect::<Vec<_>>()
                 .join(",");
             let procs = hale_cds::preventive::procedure_codes()

@@ -19,12 +19,16 @@ const PANEL_ROWS: usize = 20_000;
 /// The most patients a panel page counts.
 const PANEL_PATIENTS: usize = 5000;
 
-/// The LOINC codes the preventive rules read, for the observations search.
+/// The LOINC and SNOMED CT codes the preventive rules read, for the observations search.
 pub(crate) fn observation_codes() -> String {
-    hale_cds::preventive::loinc_codes().iter().map(|c| format!("http://loinc.org|{c}")).collect::<Vec<_>>().join(",")
+    let loinc = hale_cds::preventive::loinc_codes().into_iter().map(|c| format!("http://loinc.org|{c}"));
+    let snomed =
+        hale_cds::preventive::snomed_observation_codes().into_iter().map(|c| format!("http://snomed.info/sct|{c}"));
+    loinc.chain(snomed).collect::<Vec<_>>().join(",")
 }
 
-/// The SNOMED CT codes of the procedures the preventive rules read.
+/// The SNOMED CT codes of the procedures the preventive rules read (ways of screening
+/// and exclusions).
 pub(crate) fn procedure_codes() -> String {
     hale_cds::preventive::procedure_codes()
         .iter()

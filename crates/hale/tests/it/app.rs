@@ -1370,10 +1370,11 @@ async fn my_patients_are_those_i_am_gp_of_or_in_the_care_team_of() {
         "{home}"
     );
     assert!(!home.contains("Dunn") && !home.contains("Brown"), "{home}");
-    // preventive care due across them: Ana first (seven items), Cleo (no birth date) after
+    // preventive care due across them: Ana first (eight items, cervical screening among
+    // them: a woman of 46 with no Pap test), Cleo (no birth date) after
     let (status, due) = page(&ts, &session, "/app/due").await;
     assert_eq!(status, 200, "{due}");
-    assert!(due.contains("My patients (2)") && due.contains("7 items due"), "{due}");
+    assert!(due.contains("My patients (2)") && due.contains("8 items due"), "{due}");
     let (ana, cleo) = (due.find("Alvarez, Ana").unwrap(), due.find("Carver, Cleo").unwrap());
     assert!(ana < cleo, "{due}");
     assert!(due.contains("Tetanus and diphtheria booster (every 10 years); Blood pressure check"), "{due}");
@@ -1389,7 +1390,7 @@ async fn my_patients_are_those_i_am_gp_of_or_in_the_care_team_of() {
     // a rule that does not exist: said so by the field, every rule shown
     let (status, bad) = page(&ts, &session, "/app/due?rule=%3Cscript%3Ex").await;
     assert_eq!(status, 400, "{bad}");
-    assert!(bad.contains("There is no rule “&lt;script&gt;x”") && bad.contains("7 items due"), "{bad}");
+    assert!(bad.contains("There is no rule “&lt;script&gt;x”") && bad.contains("8 items due"), "{bad}");
     // by age (Ana is 46; Cleo has no birth date, so no age)
     let (status, aged) = page(&ts, &session, "/app/due?age_from=40&age_to=50").await;
     assert_eq!(status, 200, "{aged}");
@@ -1402,8 +1403,82 @@ async fn my_patients_are_those_i_am_gp_of_or_in_the_care_team_of() {
     {
         let (status, bad) = page(&ts, &session, &format!("/app/due?{q}")).await;
         assert_eq!(status, 400, "{q}: {bad}");
-        assert!(bad.contains(says) && bad.contains("7 items due"), "{q}: {bad}");
+        assert!(bad.contains(says) && bad.contains("8 items due"), "{q}: {bad}");
     }
+}
+
+/// The diabetes, cervical and lung screenings read what the pages search for: a BMI, an
+/// HbA1c, a hysterectomy (which ends cervical screening), a smoking status and pack-years
+/// coded in SNOMED CT; the chart, the portal and the worklist agree.
+#[tokio::test(flavor = "multi_thread")]
+async fn screenings_follow_the_bmi_the_smoking_history_and_a_hysterectomy() {
+    const DIABETES: &str = "Diabetes screening every 3 years";
+    const CERVICAL: &str = "Cervical cancer screening (women 21 to 65)";
+    const LUNG: &str = "Lung cancer screening, low-dose CT yearly";
+    let ts = TestServer::spawn().await;
+    chart_fixture(&ts).await;
+    let code = enrolled(&ts, "dr.jones").await;
+    let session = sign_in(&ts, "/app", "dr.jones", PASSWORD, &code).await.unwrap();
+    let put = |r: Value| {
+        let ts = &ts;
+        async move {
+            let path = format!("/{}/{}", r["resourceType"].as_str().unwrap(), r["id"].as_str().unwrap());
+            assert!(ts.put(&path, &r).await.status().is_success(), "{path}");
+        }
+    };
+    let sct = |code: &str| json!({"coding": [{"system": "http://snomed.info/sct", "code": code}]});
+    // Ana (46, no BMI, no smoking status, no Pap test): cervical screening, not the others
+    let (_, chart) = page(&ts, &session, "/app/patient/pat-a").await;
+    assert!(chart.contains(CERVICAL) && !chart.contains(DIABETES) && !chart.contains(LUNG), "{chart}");
+    // a BMI of 27.2: diabetes screening applies, but her HbA1c of 2025 counts as done
+    put(json!({"resourceType": "Observation", "id": "bmi-a", "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "39156-5"}]}, "subject": {"reference": "Patient/pat-a"},
+        "effectiveDateTime": "2025-06-01", "valueQuantity": {"value": 27.2, "unit": "kg/m2"}}))
+    .await;
+    let (_, chart) = page(&ts, &session, "/app/patient/pat-a").await;
+    assert!(!chart.contains(DIABETES) && chart.contains(CERVICAL), "{chart}");
+    let ana = sign_in(&ts, "/portal", "ana", PASSWORD, "").await.unwrap();
+    let (_, home) = page(&ts, &ana, "/portal").await;
+    assert!(home.contains("A cervical screening test (a Pap test, or from 30 an HPV test)"), "{home}");
+    // a total hysterectomy: no cervical screening, on the chart and in the portal
+    put(json!({"resourceType": "Procedure", "id": "hyst-a", "status": "completed", "code": sct("116140006"),
+        "subject": {"reference": "Patient/pat-a"}, "performedDateTime": "2019-04-01"}))
+    .await;
+    let (_, chart) = page(&ts, &session, "/app/patient/pat-a").await;
+    assert!(!chart.contains(CERVICAL) && chart.contains("Colorectal cancer screening"), "{chart}");
+    let (_, home) = page(&ts, &ana, "/portal").await;
+    assert!(!home.contains("A cervical screening test") && home.contains("Care that is due"), "{home}");
+    // Sam (66, a former smoker) is due for a low-dose CT ...
+    put(json!({"resourceType": "Patient", "id": "pat-s", "name": [{"family": "Smith", "given": ["Sam"]}], "gender": "male",
+        "birthDate": "1960-05-05", "generalPractitioner": [{"reference": "Practitioner/prac-j"}],
+        "managingOrganization": {"reference": "Organization/org-a"}}))
+    .await;
+    put(json!({"resourceType": "Observation", "id": "smoke-s", "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "72166-2"}]}, "subject": {"reference": "Patient/pat-s"},
+        "effectiveDateTime": "2026-01-10", "valueCodeableConcept": sct("8517006")}))
+    .await;
+    let (status, due) = page(&ts, &session, "/app/due?rule=lung-cancer-50-80").await;
+    assert_eq!(status, 200, "{due}");
+    assert!(due.contains("Smith, Sam") && due.contains("confirm 20 pack-years"), "{due}");
+    // with no BMI, not for diabetes screening; with a BMI of 27.2, yes
+    let (_, diabetes) = page(&ts, &session, "/app/due?rule=diabetes-35-70").await;
+    assert!(
+        !diabetes.contains("Smith, Sam") && diabetes.contains("None of your patients is due for this."),
+        "{diabetes}"
+    );
+    put(json!({"resourceType": "Observation", "id": "bmi-s", "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "39156-5"}]}, "subject": {"reference": "Patient/pat-s"},
+        "effectiveDateTime": "2026-01-10", "valueQuantity": {"value": 27.2, "unit": "kg/m2"}}))
+    .await;
+    let (_, diabetes) = page(&ts, &session, "/app/due?rule=diabetes-35-70").await;
+    assert!(diabetes.contains("Smith, Sam") && diabetes.contains("needs a recorded BMI"), "{diabetes}");
+    // ... until 12 pack-years are recorded (SNOMED CT 401201003)
+    put(json!({"resourceType": "Observation", "id": "packs-s", "status": "final", "code": sct("401201003"),
+        "subject": {"reference": "Patient/pat-s"}, "effectiveDateTime": "2026-01-10",
+        "valueQuantity": {"value": 12, "unit": "{pack-years}"}}))
+    .await;
+    let (_, due) = page(&ts, &session, "/app/due?rule=lung-cancer-50-80").await;
+    assert!(!due.contains("Smith, Sam") && due.contains("None of your patients is due for this."), "{due}");
 }
 
 /// A girl born 2023-01-01 (`pat-k`, managed by Clinic A, not one of Dr Jones's

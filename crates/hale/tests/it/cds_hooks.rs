@@ -113,6 +113,25 @@ async fn cds_hooks_services_answer_with_hales_rules_through_the_gate() {
     for c in answer["cards"].as_array().unwrap() {
         assert!(c["source"]["url"].as_str().is_some_and(|u| u.starts_with("https://")), "{c}");
     }
+    // a smoker of 66: the low-dose CT, until fewer than 20 pack-years are recorded
+    let lung = "Lung cancer screening, low-dose CT yearly";
+    assert!(!titles.iter().any(|t| t.starts_with(lung)), "{titles:?}");
+    let snomed = |code: &str| json!({"coding": [{"system": "http://snomed.info/sct", "code": code}]});
+    let smokes = json!({"resourceType": "Observation", "id": "hook-smoke", "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "72166-2"}]}, "subject": {"reference": "Patient/hook-p"},
+        "effectiveDateTime": "2026-11-01", "valueCodeableConcept": snomed("449868002")});
+    assert!(ts.put("/Observation/hook-smoke", &smokes).await.status().is_success());
+    let lung_card = || async {
+        let (_, answer) = call(&ts.client, &ts, "hale-preventive-care", &request("patient-view", "hook-p", &[])).await;
+        answer["cards"].as_array().unwrap().iter().find(|c| c["summary"].as_str().unwrap().starts_with(lung)).cloned()
+    };
+    let card = lung_card().await.expect("a card for the low-dose CT");
+    assert!(card["detail"].as_str().unwrap().contains("20 pack-years"), "{card}");
+    assert!(card["source"]["url"].as_str().unwrap().ends_with("/lung-cancer-screening"), "{card}");
+    let packs = json!({"resourceType": "Observation", "id": "hook-packs", "status": "final", "code": snomed("401201003"),
+        "subject": {"reference": "Patient/hook-p"}, "effectiveDateTime": "2026-11-01", "valueQuantity": {"value": 12}});
+    assert!(ts.put("/Observation/hook-packs", &packs).await.status().is_success());
+    assert!(lung_card().await.is_none(), "12 pack-years: not due");
 
     // refused with where
     let (status, answer) = call(&ts.client, &ts, "hale-order-sign", &request("patient-view", "hook-p", &[])).await;
