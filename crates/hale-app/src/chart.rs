@@ -56,7 +56,7 @@ pub(crate) async fn summary(session: Session, Path(id): Path<String>) -> Respons
         search(repo, "MedicationRequest", &q_meds, 100),
         search(repo, "Observation", &q_vitals, 60),
         search(repo, "Observation", &q_labs, 200),
-        search(repo, "Immunization", &q_imms, 30),
+        search(repo, "Immunization", &q_imms, 200), // every dose: the childhood series reads them all
         search(repo, "Encounter", &q_encs, 12),
         search(repo, "ServiceRequest", &q_orders, 50),
         search(repo, "Observation", &q_checks, 200),

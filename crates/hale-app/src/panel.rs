@@ -91,11 +91,7 @@ impl Ages {
     }
 }
 
-async fn due_rows(
-    session: &Session,
-    rule: Option<&hale_cds::preventive::Preventive>,
-    ages: Ages,
-) -> Result<DueRows, hale_repository::Error> {
+async fn due_rows(session: &Session, rule: Option<&RuleName>, ages: Ages) -> Result<DueRows, hale_repository::Error> {
     let (title, mine) = my_patients(session).await;
     let today = session.zone.today_text();
     let patients: Vec<Value> = mine?.into_iter().filter(|p| ages.admits(p, &today)).collect();
@@ -144,12 +140,24 @@ async fn due_rows(
     Ok(DueRows { title, rows, truncated })
 }
 
+/// A preventive rule (or childhood series) the worklist can be narrowed to.
+struct RuleName {
+    id: &'static str,
+    title: std::borrow::Cow<'static, str>,
+}
+
+/// Every rule the worklist can be narrowed to: the preventive rules, then the childhood
+/// and adolescent series.
+fn rule_names() -> Vec<RuleName> {
+    hale_cds::preventive::rule_titles().into_iter().map(|(id, title)| RuleName { id, title }).collect()
+}
+
 /// A rule by its id, from a request's `rule` field: `Ok(None)` when none is asked for,
 /// `Err` with the id asked when there is no such rule.
-fn asked_rule(asked: Option<&str>) -> Result<Option<&'static hale_cds::preventive::Preventive>, String> {
+fn asked_rule(asked: Option<&str>) -> Result<Option<RuleName>, String> {
     match asked.map(str::trim).filter(|r| !r.is_empty()) {
         None => Ok(None),
-        Some(r) => hale_cds::preventive::RULES.iter().find(|x| x.id == r).map(Some).ok_or_else(|| r.to_string()),
+        Some(r) => rule_names().into_iter().find(|x| x.id == r).map(Some).ok_or_else(|| r.to_string()),
     }
 }
 
@@ -166,7 +174,7 @@ pub(crate) async fn due(
         Ok(a) => (a, None),
         Err(e) => (Ages::default(), Some(e)),
     };
-    let found = match due_rows(&session, rule, ages).await {
+    let found = match due_rows(&session, rule.as_ref(), ages).await {
         Ok(f) => f,
         Err(e) => return failure(&session, &e),
     };
@@ -178,7 +186,7 @@ pub(crate) async fn due(
 /// What the worklist was asked for: the rule (or an unknown one), the ages, the fields
 /// as typed (shown again), and what is wrong with the ages.
 struct Asked<'a> {
-    rule: Option<&'static hale_cds::preventive::Preventive>,
+    rule: Option<RuleName>,
     unknown: Option<&'a str>,
     ages: Ages,
     typed: &'a std::collections::HashMap<String, String>,
@@ -188,7 +196,7 @@ struct Asked<'a> {
 /// The worklist: the filter by rule, then the patients due with a box each, ticked, for
 /// the reminders sent from it; `sent` is what the last sending did.
 fn due_page(session: &Session, found: &DueRows, asked: &Asked<'_>, sent: Option<&Markup>) -> Markup {
-    let (rule, unknown) = (asked.rule, asked.unknown);
+    let (rule, unknown) = (asked.rule.as_ref(), asked.unknown);
     let typed = |k: &str| asked.typed.get(k).map(String::as_str).unwrap_or("");
     let age_error = |k: &str| asked.bad_age.filter(|(f, _)| *f == k).map(|(_, m)| m);
     let rows = &found.rows;
@@ -206,7 +214,7 @@ fn due_page(session: &Session, found: &DueRows, asked: &Asked<'_>, sent: Option<
                 div.row {
                     select #rule name="rule" aria-describedby=[unknown.map(|_| "rule-error")] {
                         option value="" selected[rule.is_none()] { "Any rule" }
-                        @for r in hale_cds::preventive::RULES {
+                        @for r in rule_names() {
                             option value=(r.id) selected[rule.is_some_and(|x| x.id == r.id)] { (r.title) }
                         }
                     }
@@ -258,7 +266,7 @@ fn due_page(session: &Session, found: &DueRows, asked: &Asked<'_>, sent: Option<
                                     td.date { (day(&p["birthDate"])) }
                                     td {
                                         @if due.is_empty() { span.muted { "nothing" } } @else {
-                                            (due.iter().map(|d| d.title).collect::<Vec<_>>().join("; "))
+                                            (due.iter().map(|d| d.title.as_ref()).collect::<Vec<_>>().join("; "))
                                         }
                                     }
                                 }
@@ -312,7 +320,7 @@ pub(crate) async fn remind(session: Session, axum::Form(fields): axum::Form<Vec<
                 Ok(r) => (r, None),
                 Err(u) => (None, Some(u)),
             };
-            let found = match due_rows(&session, rule, Ages::default()).await {
+            let found = match due_rows(&session, rule.as_ref(), Ages::default()).await {
                 Ok(f) => f,
                 Err(e) => return failure(&session, &e),
             };
@@ -324,7 +332,7 @@ pub(crate) async fn remind(session: Session, axum::Form(fields): axum::Form<Vec<
     };
     let ticked: std::collections::BTreeSet<&str> =
         fields.iter().filter(|(n, _)| n == "patient").map(|(_, v)| v.as_str()).collect();
-    let found = match due_rows(&session, rule, ages).await {
+    let found = match due_rows(&session, rule.as_ref(), ages).await {
         Ok(f) => f,
         Err(e) => return failure(&session, &e),
     };

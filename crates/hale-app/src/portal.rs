@@ -223,7 +223,7 @@ pub(crate) async fn home(
         search(repo, "AllergyIntolerance", &q_all, 100),
         search(repo, "Condition", &q_problems, 100),
         search(repo, "MedicationRequest", &q_meds, 100),
-        search(repo, "Immunization", &q_imms, 50),
+        search(repo, "Immunization", &q_imms, 200), // every dose: the childhood series reads them all
         search(repo, "Encounter", &q_encs, 10),
         search(repo, "Task", &q_requests, 20),
         search(repo, "Observation", &q_checks, 200),

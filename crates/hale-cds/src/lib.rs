@@ -7,6 +7,7 @@
 
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod childhood;
 pub mod dosing;
 pub mod drugs;
 pub mod measures;

@@ -15,6 +15,7 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
+use crate::childhood::{self, ROTAVIRUS, ROTAVIRUS_TWO_DOSE};
 use crate::drugs::{self, Class};
 use crate::preventive::{FLU, day_number, has_code, years_between};
 
@@ -101,7 +102,7 @@ pub fn months_before(date: &str, n: u32) -> Option<String> {
 }
 
 /// The day `n` months after `date` (`n` may be negative), clamped as [`months_before`].
-fn shift_months(date: &str, n: i64) -> Option<String> {
+pub(crate) fn shift_months(date: &str, n: i64) -> Option<String> {
     let y: i64 = date.get(0..4)?.parse().ok()?;
     let m: i64 = date.get(5..7)?.parse().ok()?;
     let d: u32 = date.get(8..10)?.parse().ok()?;
@@ -297,25 +298,16 @@ struct Antigen {
 }
 
 const SERIES: &[Antigen] = &[
-    Antigen { name: "DTaP", doses: 4, cvx: &["20", "50", "106", "107", "110", "120", "130", "146"], min_days: 42 },
-    Antigen { name: "IPV", doses: 3, cvx: &["10", "89", "110", "120", "130", "146"], min_days: 42 },
-    Antigen { name: "MMR", doses: 1, cvx: &["03", "94"], min_days: 365 },
-    Antigen {
-        name: "HiB",
-        doses: 3,
-        cvx: &["17", "46", "47", "48", "49", "50", "51", "120", "146", "148"],
-        min_days: 42,
-    },
-    Antigen { name: "hepatitis B", doses: 3, cvx: &["08", "44", "45", "51", "110", "146"], min_days: 0 },
-    Antigen { name: "varicella", doses: 1, cvx: &["21", "94"], min_days: 365 },
-    Antigen { name: "pneumococcal conjugate", doses: 4, cvx: &["100", "133", "152", "215", "216"], min_days: 42 },
-    Antigen { name: "hepatitis A", doses: 1, cvx: &["31", "83", "85"], min_days: 365 },
+    Antigen { name: "DTaP", doses: 4, cvx: childhood::DTAP, min_days: 42 },
+    Antigen { name: "IPV", doses: 3, cvx: childhood::IPV, min_days: 42 },
+    Antigen { name: "MMR", doses: 1, cvx: childhood::MMR, min_days: 365 },
+    Antigen { name: "HiB", doses: 3, cvx: childhood::HIB, min_days: 42 },
+    Antigen { name: "hepatitis B", doses: 3, cvx: childhood::HEPB, min_days: 0 },
+    Antigen { name: "varicella", doses: 1, cvx: childhood::VARICELLA, min_days: 365 },
+    Antigen { name: "pneumococcal conjugate", doses: 4, cvx: childhood::PCV, min_days: 42 },
+    Antigen { name: "hepatitis A", doses: 1, cvx: childhood::HEPA, min_days: 365 },
     Antigen { name: "influenza", doses: 2, cvx: FLU, min_days: 180 },
 ];
-/// Rotavirus: two doses of the two-dose (monovalent) vaccine, else three of any.
-const ROTAVIRUS_TWO_DOSE: &[&str] = &["119"];
-const ROTAVIRUS: &[&str] = &["116", "119", "122"];
-
 // ---------------------------------------------------------------- what is read
 
 /// One patient's records, as read through the gate (FHIR JSON): every Condition (of any

@@ -2,6 +2,8 @@
 //! as data (who, what counts as done, how often, the source). Input is the patient's
 //! FHIR JSON as read through the gate; dates are compared as day numbers.
 
+use std::borrow::Cow;
+
 use serde_json::Value;
 
 /// What a rule looks for in the record to count as done.
@@ -470,11 +472,11 @@ pub static RULES: &[Preventive] = &[
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Due {
     pub rule: &'static str,
-    pub title: &'static str,
-    pub for_patient: &'static str,
+    pub title: Cow<'static, str>,
+    pub for_patient: Cow<'static, str>,
     /// The last time it was done (`YYYY-MM-DD`), if ever.
     pub last: Option<String>,
-    pub action: &'static str,
+    pub action: Cow<'static, str>,
     pub source: &'static str,
     /// The source's page ([`Preventive::link`]).
     pub link: &'static str,
@@ -672,10 +674,10 @@ pub fn due(
             if applies && !recent {
                 out.push(Due {
                     rule: r.id,
-                    title: r.title,
-                    for_patient: r.for_patient,
+                    title: r.title.into(),
+                    for_patient: r.for_patient.into(),
                     last,
-                    action: r.action,
+                    action: r.action.into(),
                     source: r.source,
                     link: r.link,
                 });
@@ -711,16 +713,26 @@ pub fn due(
         if !(recent && enough) {
             out.push(Due {
                 rule: r.id,
-                title: r.title,
-                for_patient: r.for_patient,
+                title: r.title.into(),
+                for_patient: r.for_patient.into(),
                 last,
-                action: r.action,
+                action: r.action.into(),
                 source: r.source,
                 link: r.link,
             });
         }
     }
+    // the childhood and adolescent series, dose by dose
+    out.extend(
+        patient["birthDate"].as_str().map(|b| crate::childhood::due(b, today, immunizations)).unwrap_or_default(),
+    );
     out
+}
+
+/// Every preventive rule's id and title: [`RULES`], then the childhood series.
+pub fn rule_titles() -> Vec<(&'static str, Cow<'static, str>)> {
+    let rules = RULES.iter().map(|r| (r.id, Cow::Borrowed(r.title)));
+    rules.chain(crate::childhood::SERIES.iter().map(|s| (s.id, Cow::Owned(s.title())))).collect()
 }
 
 #[cfg(test)]
@@ -853,10 +865,27 @@ mod tests {
             json!({"status": "completed", "vaccineCode": {"text": "Influenza vaccine"}, "occurrenceDateTime": "2026-11-01"}),
         ];
         assert!(!ids(&due(&adult, today, &[], &uncoded, &measured)).contains(&"influenza-vaccine"));
-        // a child: flu only; from 11, the HPV series; from 12, the mood questionnaire too
-        assert_eq!(ids(&due(&json!({"birthDate": "2020-01-01"}), today, &[], &[], &[])), ["influenza-vaccine"]);
+        // a child with no vaccine recorded: flu and the childhood series still given at 6;
+        // from 11, the HPV series and the adolescent vaccines; from 12, the mood questionnaire
+        let series = ["child-hepb", "child-dtap", "child-ipv", "child-mmr", "child-varicella", "child-hepa"];
+        let child = ids(&due(&json!({"birthDate": "2020-01-01"}), today, &[], &[], &[])).join(" ");
+        assert_eq!(child, format!("influenza-vaccine {}", series.join(" ")));
         let teen = json!({"birthDate": "2013-01-01"});
-        assert_eq!(ids(&due(&teen, today, &[], &[], &[])), ["influenza-vaccine", "hpv-11-26", "depression-12"]);
+        assert_eq!(
+            ids(&due(&teen, today, &[], &[], &[])),
+            [
+                "influenza-vaccine",
+                "hpv-11-26",
+                "depression-12",
+                "child-hepb",
+                "child-ipv",
+                "child-mmr",
+                "child-varicella",
+                "child-hepa",
+                "adolescent-tdap",
+                "adolescent-menacwy"
+            ]
+        );
         // two HPV doses complete the series; one does not; at 27 it is no longer offered
         let one = [imm("165", "2025-01-10")];
         assert!(ids(&due(&teen, today, &[], &one, &[])).contains(&"hpv-11-26"));

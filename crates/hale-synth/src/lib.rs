@@ -33,7 +33,11 @@
 //! consistent with the timeline), follow-up visits and effects on measurements
 //! (blood pressure in hypertension until treated, HbA1c and glucose in diabetes
 //! falling on metformin, LDL in hyperlipidemia falling on a statin). Children follow
-//! growth curves, have well-child visits and the CDC childhood immunization schedule;
+//! growth curves, have well-child visits and the CDC childhood immunization schedule
+//! (for most children under 19, the doses due before the history window are recorded at
+//! the first visit in it as historical Immunizations, `primarySource` false, from a
+//! third random stream; the others' records are missing, so their catch-up doses show
+//! as due);
 //! adults have annual visits with laboratory panels, influenza, COVID-19, Td, zoster
 //! and pneumococcal vaccines by age and date, and cancer screening (a mammogram about
 //! every two years for women 40 to 74; from 45 to 75 a colonoscopy every ten years or a

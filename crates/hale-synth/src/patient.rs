@@ -207,10 +207,21 @@ struct Gen {
     last_mammogram: Option<NaiveDate>,
     /// Colorectal screening is up to date until this day.
     colorectal_until: Option<NaiveDate>,
+    /// A third stream, for a child's vaccinations before the history window.
+    history: Rng,
+    /// The childhood schedule's visits before the window: (day, doses given).
+    prior_doses: Vec<(NaiveDate, &'static [(&'static Vaccine, u32)])>,
 }
 
 /// The seed of a patient's second stream.
 const SIDE_STREAM: u64 = 0x5343_5245_454E_0001;
+
+/// The seed of a patient's third stream.
+const HISTORY_STREAM: u64 = 0x5343_5245_454E_0002;
+
+/// How many children have their vaccinations before the history window on record (the
+/// others show the catch-up doses as due).
+const PRIOR_ON_RECORD: f64 = 0.85;
 
 pub(crate) fn bundle(seed: u64, refd: NaiveDate, years: u32, index: usize) -> Value {
     let mut g = Gen::new(mix(seed, index as u64), refd, years);
@@ -270,6 +281,8 @@ impl Gen {
             side: Rng::new(mix(seed, SIDE_STREAM)),
             last_mammogram: None,
             colorectal_until: None,
+            history: Rng::new(mix(seed, HISTORY_STREAM)),
+            prior_doses: Vec::new(),
         };
         g.draw_conditions(age_days);
         let copd = g.chronic.iter().any(|c| c.kind == Chronic::Copd);
@@ -385,14 +398,23 @@ impl Gen {
         let (birth, start, refd) = (self.p.birth, self.start, self.refd);
         let in_window = |d: NaiveDate| d >= start && d < refd;
 
-        // Well-child visits with the childhood schedule.
+        // Well-child visits with the childhood schedule; a visit is no earlier after its
+        // recommended age than the one before it, so the doses keep their intervals.
+        let mut previous: Option<(NaiveDate, NaiveDate)> = None;
         for &(months, doses) in CHILD_SCHEDULE {
             let Some(base) = birth.checked_add_months(Months::new(months)) else { continue };
-            let d = match months {
+            let mut d = match months {
                 0 => days(birth, self.rng.int(3, 5)),
                 m if m >= 48 => days(base, self.rng.int(0, 30)),
                 _ => days(base, self.rng.int(0, 14)),
             };
+            if let Some((b, v)) = previous {
+                d = d.max(v + (base - b));
+            }
+            previous = Some((base, d));
+            if d >= birth && d < start && !doses.is_empty() {
+                self.prior_doses.push((d, doses));
+            }
             if in_window(d) {
                 let (s, e) = self.clinic_slot(d);
                 let vaccines = doses.iter().map(|&(v, n)| (v, n)).collect();
@@ -651,6 +673,38 @@ impl Gen {
         }
         self.finish_conditions();
         self.finish_meds();
+        if let Some(first) = visits.first() {
+            self.prior_immunizations(first.start);
+        }
+    }
+
+    /// A child's vaccinations given before the history window, recorded at the first
+    /// visit in it from the family's written record (`primarySource` false), for most
+    /// children; from the third stream.
+    fn prior_immunizations(&mut self, recorded: NaiveDateTime) {
+        if years_between(self.p.birth, self.refd) >= 19 || self.prior_doses.is_empty() {
+            return;
+        }
+        if !self.history.chance(PRIOR_ON_RECORD) {
+            return;
+        }
+        for (d, doses) in std::mem::take(&mut self.prior_doses) {
+            for &(v, dose) in doses {
+                let r = json!({
+                    "resourceType": "Immunization",
+                    "status": "completed",
+                    "vaccineCode": cc(CVX, v.cvx, v.display),
+                    "patient": reference(&self.pat),
+                    "occurrenceDateTime": date(d),
+                    "recorded": dt(recorded),
+                    "primarySource": false,
+                    "reportOrigin": cc(tho!("immunization-origin"), "record", "Written Record"),
+                    "protocolApplied": [{"doseNumberPositiveInt": dose}],
+                });
+                let id = self.history.uuid();
+                self.push_as(&id, r);
+            }
+        }
     }
 
     fn patient(&mut self, mrn: &str) -> Value {

@@ -241,6 +241,51 @@ fn children_are_immunized_on_schedule() {
     assert!(complete_checked > 0, "no child old enough to check a complete series");
 }
 
+/// Children's vaccinations before the history window are on record for most of them,
+/// so Hale's childhood series find most children up to date and a few due for catch-up.
+#[test]
+fn most_children_are_up_to_date_with_the_childhood_series() {
+    let today = ref_date().to_string();
+    let (mut children, mut up_to_date, mut without_history, mut older) = (0, 0, 0, 0);
+    for i in 0..400 {
+        let b = patient_bundle(&cfg(400, 9), i);
+        let born = birth(&b);
+        let age = (ref_date() - born).num_days() / 365;
+        if age >= 18 {
+            continue;
+        }
+        children += 1;
+        let imms: Vec<Value> = of_type(&b, "Immunization").cloned().collect();
+        let historical = imms.iter().filter(|r| r["primarySource"] == false).count();
+        let before_window = born < NaiveDate::from_ymd_opt(2015, 1, 1).unwrap();
+        if before_window {
+            older += 1;
+        }
+        for r in imms.iter().filter(|r| r["primarySource"] == false) {
+            assert_eq!(r["reportOrigin"]["coding"][0]["code"], "record");
+            assert!(day(r["occurrenceDateTime"].as_str().unwrap()) < NaiveDate::from_ymd_opt(2015, 1, 1).unwrap());
+            assert!(r.get("encounter").is_none() && r["recorded"].is_string());
+        }
+        let due: Vec<String> = hale_cds::childhood::due(&born.to_string(), &today, &imms)
+            .into_iter()
+            .map(|d| format!("{} ({:?})", d.title, d.last))
+            .collect();
+        if before_window && historical == 0 {
+            without_history += 1;
+            continue;
+        }
+        // what is left due: at most a dose whose visit is just ahead of today
+        if due.is_empty() {
+            up_to_date += 1;
+        } else {
+            assert!(due.len() <= 5, "patient {i} born {born}: {due:?}");
+        }
+    }
+    assert!(older >= 5 && without_history >= 1, "{older} born before the window, {without_history} without records");
+    assert!(without_history * 3 < older, "{without_history} of {older} without records");
+    assert!(up_to_date * 10 >= (children - without_history) * 8, "{up_to_date} of {children} up to date");
+}
+
 #[test]
 fn bmi_matches_weight_and_height_and_hypertensives_run_higher() {
     let (mut htn, mut other) = (Vec::new(), Vec::new());

@@ -828,6 +828,25 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             for r in hale_cds::preventive::RULES {
                 println!("  {:<20} {} (source: {}, {})", r.id, r.title, r.source, r.link);
             }
+            let series = hale_cds::childhood::SERIES;
+            println!(
+                "Childhood and adolescent series ({}; source: {}, {}):",
+                series.len(),
+                hale_cds::childhood::SOURCE,
+                hale_cds::childhood::LINK
+            );
+            for s in series {
+                let doses: Vec<String> = s
+                    .doses
+                    .iter()
+                    .map(|d| {
+                        let after = d.after.map(|a| format!(", {} after", a.words())).unwrap_or_default();
+                        let first = d.after_first.map(|a| format!(", {} after dose 1", a.words())).unwrap_or_default();
+                        format!("{} (from {}{after}{first})", d.due.words(), d.min_age.words())
+                    })
+                    .collect();
+                println!("  {:<20} {}: {}; until {}", s.id, s.name, doses.join(", "), s.until.words());
+            }
             println!("Critical limits ({}):", hale_cds::results::CRITICAL_SOURCE);
             for l in hale_cds::results::CRITICAL_LIMITS {
                 let bound = |b: Option<f64>| b.map(|v| v.to_string()).unwrap_or_else(|| "-".into());

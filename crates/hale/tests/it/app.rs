@@ -1481,6 +1481,70 @@ async fn screenings_follow_the_bmi_the_smoking_history_and_a_hysterectomy() {
     assert!(!due.contains("Smith, Sam") && due.contains("None of your patients is due for this."), "{due}");
 }
 
+/// A child of 4 years and 2 months (in Dr Jones's care team) vaccinated on the CDC
+/// schedule up to 18 months: the 4-year doses are due, dose by dose, on the chart and in
+/// the worklist (narrowed to the DTaP series).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_childs_vaccine_series_are_due_dose_by_dose_on_the_chart_and_the_worklist() {
+    use chrono::Months;
+    let ts = TestServer::spawn().await;
+    chart_fixture(&ts).await;
+    let today = chrono::Utc::now().date_naive();
+    let born = today - Months::new(50);
+    let kid = json!({"resourceType":"Patient","id":"pat-v","name":[{"family":"Vance","given":["Vi"]}],
+        "birthDate":born.to_string(),"managingOrganization":{"reference":"Organization/org-a"}});
+    let team = json!({"resourceType":"CareTeam","id":"team-v","status":"active","subject":{"reference":"Patient/pat-v"},
+        "participant":[{"member":{"reference":"Practitioner/prac-j"}}]});
+    assert!(ts.put("/Patient/pat-v", &kid).await.status().is_success());
+    assert!(ts.put("/CareTeam/team-v", &team).await.status().is_success());
+    let schedule: [(&str, &[u32]); 9] = [
+        ("08", &[0, 1, 6]),
+        ("20", &[2, 4, 6, 15]),
+        ("10", &[2, 4, 6]),
+        ("49", &[2, 4, 12]),
+        ("133", &[2, 4, 6, 12]),
+        ("119", &[2, 4]),
+        ("03", &[12]),
+        ("21", &[12]),
+        ("83", &[12, 18]),
+    ];
+    for (cvx, months) in schedule {
+        for m in months {
+            let id = format!("v-{cvx}-{m}");
+            let imm = json!({"resourceType":"Immunization","id":id,"status":"completed",
+                "vaccineCode":{"coding":[{"system":"http://hl7.org/fhir/sid/cvx","code":cvx}]},
+                "patient":{"reference":"Patient/pat-v"},"occurrenceDateTime":(born + Months::new(*m)).to_string()});
+            assert!(ts.put(&format!("/Immunization/{id}"), &imm).await.status().is_success());
+        }
+    }
+    let code = enrolled(&ts, "dr.jones").await;
+    let session = sign_in(&ts, "/app", "dr.jones", PASSWORD, &code).await.unwrap();
+    let (status, chart) = page(&ts, &session, "/app/patient/pat-v").await;
+    assert_eq!(status, 200, "{chart}");
+    for due in [
+        "DTaP dose 5 of 5 (due at 4 years)",
+        "IPV dose 4 of 4 (due at 4 years)",
+        "MMR dose 2 of 2 (due at 4 years)",
+        "Varicella dose 2 of 2 (due at 4 years)",
+    ] {
+        assert!(chart.contains(due), "{due}: {chart}");
+    }
+    // the series given in full are not due; the last valid DTaP dose is named
+    assert!(!chart.contains("HepB dose") && !chart.contains("Hib dose") && !chart.contains("PCV dose"), "{chart}");
+    assert!(chart.contains(&format!("last {}", born + Months::new(15))), "{chart}");
+    assert!(chart.contains("Preventive care due (5)"), "influenza and the four doses: {chart}");
+    // the worklist offers the series as rules, and narrowed to DTaP shows the child alone
+    let (_, all) = page(&ts, &session, "/app/due").await;
+    assert!(
+        all.contains(r#"<option value="child-dtap">"#) && all.contains(r#"<option value="adolescent-menacwy">"#),
+        "{all}"
+    );
+    let (status, dtap) = page(&ts, &session, "/app/due?rule=child-dtap").await;
+    assert_eq!(status, 200, "{dtap}");
+    assert!(dtap.contains("Vance, Vi") && !dtap.contains("Alvarez, Ana") && dtap.contains("1 item due."), "{dtap}");
+    assert!(dtap.contains("DTaP dose 5 of 5 (due at 4 years)") && !dtap.contains("IPV dose"), "{dtap}");
+}
+
 /// A girl born 2023-01-01 (`pat-k`, managed by Clinic A, not one of Dr Jones's
 /// patients) with weights and heights: WHO's median weight at 12 months, and at 24
 /// months a weight far above the 99th percentile.

@@ -132,6 +132,22 @@ async fn cds_hooks_services_answer_with_hales_rules_through_the_gate() {
         "subject": {"reference": "Patient/hook-p"}, "effectiveDateTime": "2026-11-01", "valueQuantity": {"value": 12}});
     assert!(ts.put("/Observation/hook-packs", &packs).await.status().is_success());
     assert!(lung_card().await.is_none(), "12 pack-years: not due");
+    // a child of 5 months with one DTaP dose at 2 months: a card per dose due, each series once
+    let born = chrono::Utc::now().date_naive() - chrono::Months::new(5);
+    let kid = json!({"resourceType": "Patient", "id": "hook-k", "birthDate": born.to_string(), "managingOrganization": {"reference": "Organization/org-h"}});
+    let dose = born + chrono::Months::new(2);
+    let dtap = json!({"resourceType": "Immunization", "id": "hook-k-dtap", "status": "completed", "patient": {"reference": "Patient/hook-k"},
+        "vaccineCode": {"coding": [{"system": "http://hl7.org/fhir/sid/cvx", "code": "20"}]}, "occurrenceDateTime": dose.to_string()});
+    assert!(ts.put("/Patient/hook-k", &kid).await.status().is_success());
+    assert!(ts.put("/Immunization/hook-k-dtap", &dtap).await.status().is_success());
+    let (status, answer) = call(&ts.client, &ts, "hale-preventive-care", &request("patient-view", "hook-k", &[])).await;
+    assert_eq!(status, 200, "{answer}");
+    let cards = answer["cards"].as_array().unwrap();
+    let card = cards.iter().find(|c| c["summary"] == "DTaP dose 2 of 5 (due at 4 months)").expect("the DTaP card");
+    assert!(card["detail"].as_str().unwrap().contains(&format!("Last done: {dose}")), "{card}");
+    assert!(card["source"]["url"].as_str().unwrap().contains("cdc.gov/vaccines"), "{card}");
+    assert_eq!(cards.iter().filter(|c| c["summary"].as_str().unwrap().starts_with("DTaP")).count(), 1, "{answer}");
+    assert!(cards.iter().any(|c| c["summary"] == "HepB dose 1 of 3 (due at birth)"), "{answer}");
 
     // refused with where
     let (status, answer) = call(&ts.client, &ts, "hale-order-sign", &request("patient-view", "hook-p", &[])).await;

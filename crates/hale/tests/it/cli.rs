@@ -357,6 +357,7 @@ fn cds_list_prints_every_rule_with_its_source() {
         "duplicate-class",
         "critical-value",
         "influenza-vaccine",
+        "child-dtap",
         "2026-12-07",
         "warfarin + NSAIDs [high]",
         "SSRIs + MAO inhibitors [high]",
