@@ -7,7 +7,7 @@
 //! contained List) or `subject` (one patient: an `individual` report). Patients and
 //! their records are read through the caller's repository — searches the gate holds to
 //! what the caller may see and audits —, only the types and codes the measure reads
-//! (`hale_cds::measures::queries`). Nothing is stored.
+//! (`hale_cds::measures::queries`), for [`CHUNK`] patients at a time. Nothing is stored.
 //!
 //! The built-in measures are not Measure resources of the store: the report's
 //! `measure` names them by the canonical [`canonical`] gives.
@@ -22,8 +22,14 @@ use serde_json::{Value, json};
 
 use crate::{ApiError, ApiState, Call};
 
-/// The most resources of one search (patients, or one type of record) an evaluation
-/// reads; a population beyond it is refused rather than counted in part.
+/// Patients evaluated at a time: their records are read (one search per type the
+/// measure reads, naming these patients), evaluated and let go before the next ones, so
+/// an evaluation holds the records of this many patients at most, whatever the
+/// population.
+pub const CHUNK: usize = 100;
+
+/// The most resources of one type an evaluation reads for one [`CHUNK`] of patients; a
+/// chunk beyond it is refused rather than counted in part.
 pub const MAX_READ: usize = 50_000;
 
 /// The canonical URL a built-in measure is named by in a MeasureReport.
@@ -121,31 +127,73 @@ async fn read_all(
     ty: &str,
     pairs: &[(&str, String)],
 ) -> Result<Vec<Value>, ApiError> {
-    let rt = hale_repository::resource_type(ty)?;
-    let pairs: Vec<(String, String)> = pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
-    let mut request = hale_search::parse::parse(&rt, &pairs, false).map_err(hale_repository::Error::invalid)?;
     let mut out = Vec::new();
-    loop {
-        let page = repo.search(&request, page_size, false).await?;
-        for e in &page.entries {
-            let Some(body) = &e.body else { continue };
-            let v: Value = crate::stored_json(body)?;
-            out.push(v);
-        }
+    read_pages(repo, page_size, ty, pairs, |page| {
+        out.extend(page);
         if out.len() > MAX_READ {
             return Err(ApiError::new(
                 Category::TooCostly,
                 Issue::error(
                     IssueType::TooCostly,
-                    format!("More than {MAX_READ} {ty} resources to read: evaluate the measure for one subject"),
+                    format!("More than {MAX_READ} {ty} resources to read for {CHUNK} patients: evaluate the measure for one subject"),
                 ),
             ));
         }
+        Ok(())
+    })
+    .await?;
+    Ok(out)
+}
+
+/// Each page a search finds through `repo`, handed to `each` as it comes.
+async fn read_pages(
+    repo: &Repository,
+    page_size: usize,
+    ty: &str,
+    pairs: &[(&str, String)],
+    mut each: impl FnMut(Vec<Value>) -> Result<(), ApiError>,
+) -> Result<(), ApiError> {
+    let rt = hale_repository::resource_type(ty)?;
+    let pairs: Vec<(String, String)> = pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+    let mut request = hale_search::parse::parse(&rt, &pairs, false).map_err(hale_repository::Error::invalid)?;
+    loop {
+        let page = repo.search(&request, page_size, false).await?;
+        let mut found = Vec::with_capacity(page.entries.len());
+        for e in &page.entries {
+            let Some(body) = &e.body else { continue };
+            found.push(crate::stored_json(body)?);
+        }
+        each(found)?;
         match page.next {
             Some(next) => request.cursor = Some(next),
-            None => return Ok(out),
+            None => return Ok(()),
         }
     }
+}
+
+/// Where each of `patients` falls in `m` over `period`: their records read for them
+/// alone (the searches [`queries`] names, with `patient=` these patients), evaluated,
+/// and let go.
+async fn evaluate_chunk(
+    repo: &Repository,
+    page_size: usize,
+    m: &'static Measure,
+    period: &Period,
+    patients: &[Value],
+) -> Result<Vec<(String, Group)>, ApiError> {
+    let ids: Vec<String> = patients.iter().filter_map(|p| p["id"].as_str()).map(|id| format!("Patient/{id}")).collect();
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut records: Vec<Value> = Vec::new();
+    for q in queries(&[m], &period.start) {
+        let mut pairs: Vec<(&str, String)> = q.params.clone();
+        pairs.push(("patient", ids.join(",")));
+        records.extend(read_all(repo, page_size, q.resource_type, &pairs).await?);
+    }
+    let grouped = by_patient(&records);
+    let tally = Tally::of(m, period, patients, &grouped);
+    Ok(tally.places.iter().filter_map(|(p, place)| Some((p["id"].as_str()?.to_string(), place.group))).collect())
 }
 
 pub async fn handle(
@@ -211,40 +259,53 @@ pub async fn handle(
     }
     let page_size = st.limits.max_page_size.max(1);
     // the population: one patient (read as the caller: not found when not theirs to see),
-    // or every patient the caller may see
-    let patients: Vec<Value> = match &subject {
+    // or every patient the caller may see, a chunk at a time
+    let mut places: Vec<(String, Group)> = Vec::new();
+    match &subject {
         Some(sid) => {
             let stored = call.repo.read(&hale_repository::resource_type("Patient")?, sid).await?;
-            stored.body.as_deref().and_then(|b| serde_json::from_str(b).ok()).into_iter().collect()
+            let patient: Vec<Value> =
+                stored.body.as_deref().and_then(|b| serde_json::from_str(b).ok()).into_iter().collect();
+            places = evaluate_chunk(&call.repo, page_size, m, &period, &patient).await?;
         }
-        None => read_all(&call.repo, page_size, "Patient", &[]).await?,
-    };
-    let mut records: Vec<Value> = Vec::new();
-    if !patients.is_empty() {
-        for q in queries(&[m], &period.start) {
-            let mut pairs: Vec<(&str, String)> = q.params.clone();
-            if let Some(sid) = &subject {
-                pairs.push(("patient", format!("Patient/{sid}")));
+        None => {
+            let mut waiting: Vec<Value> = Vec::new();
+            let mut chunks: Vec<Vec<Value>> = Vec::new();
+            // no more than a page of patients at a time either
+            let chunk = CHUNK.min(page_size);
+            read_pages(&call.repo, page_size, "Patient", &[], |page| {
+                waiting.extend(page);
+                while waiting.len() >= chunk {
+                    chunks.push(waiting.drain(..chunk).collect());
+                }
+                Ok(())
+            })
+            .await?;
+            chunks.push(waiting);
+            for chunk in chunks {
+                places.extend(evaluate_chunk(&call.repo, page_size, m, &period, &chunk).await?);
             }
-            records.extend(read_all(&call.repo, page_size, q.resource_type, &pairs).await?);
         }
     }
-    let grouped = by_patient(&records);
-    let tally = Tally::of(m, &period, &patients, &grouped);
-    let report = measure_report(m, &tally, report_type, subject.as_ref().map(|s| s.as_str()));
+    let report = measure_report(m, &period, &places, report_type, subject.as_ref().map(|s| s.as_str()));
     Ok(ctx.respond_json(StatusCode::OK, &report))
 }
 
 const POPULATION: &str = "http://terminology.hl7.org/CodeSystem/measure-population";
 
-/// The MeasureReport of `tally`.
-fn measure_report(m: &Measure, tally: &Tally, report_type: ReportType, subject: Option<&str>) -> Value {
+/// The MeasureReport of the patients counted (`places`: each one's id and group).
+fn measure_report(
+    m: &Measure,
+    period: &Period,
+    places: &[(String, Group)],
+    report_type: ReportType,
+    subject: Option<&str>,
+) -> Value {
     let ids = |g: Option<Group>| -> Vec<String> {
-        tally
-            .places
+        places
             .iter()
-            .filter(|(_, place)| g.is_none_or(|g| place.group == g))
-            .filter_map(|(p, _)| p["id"].as_str().map(|id| format!("Patient/{id}")))
+            .filter(|(_, group)| g.is_none_or(|g| *group == g))
+            .map(|(id, _)| format!("Patient/{id}"))
             .collect()
     };
     // (code, display, who): the denominator is the initial population; its exclusions
@@ -285,7 +346,11 @@ fn measure_report(m: &Measure, tally: &Tally, report_type: ReportType, subject: 
         "code": {"text": m.title},
         "population": population,
     });
-    if let Some(rate) = tally.rate() {
+    // the rate: the numerator over the denominator less its exclusions (`Tally::rate`)
+    let count = |g: Group| places.iter().filter(|(_, group)| *group == g).count();
+    let denominator = places.len() - count(Group::Excluded);
+    if denominator > 0 {
+        let rate = 100.0 * count(Group::Met) as f64 / denominator as f64;
         // a proportion, from 0 to 1
         let score = (rate / 100.0 * 10_000.0).round() / 10_000.0;
         group["measureScore"] = json!({"value": score});
@@ -305,7 +370,7 @@ fn measure_report(m: &Measure, tally: &Tally, report_type: ReportType, subject: 
         report["subject"] = json!({"reference": format!("Patient/{s}")});
     }
     report["date"] = json!(Instant::now().to_fhir());
-    report["period"] = json!({"start": tally.period.start, "end": tally.period.end});
+    report["period"] = json!({"start": period.start, "end": period.end});
     report["improvementNotation"] = json!({"coding": [{
         "system": "http://terminology.hl7.org/CodeSystem/measure-improvement-notation",
         "code": if m.inverse() { "decrease" } else { "increase" },
