@@ -1,7 +1,8 @@
 //! Quality measures over a whole population on the embedded store: `hale synth`'s
 //! population of `HALE_BENCH_PATIENTS` patients (default 5,000, the figure issue 16
 //! names) loaded into a data directory, then the real binary answering
-//! `Measure/[id]/$evaluate-measure` (a `summary` over the twelve months ending today)
+//! `Measure/[id]/$evaluate-measure` (a `summary` over the twelve months ending on the
+//! population's reference date)
 //! for each built-in measure, with a system token that sees every patient. Each measure
 //! is evaluated `HALE_BENCH_REQUESTS` times (default 3) after one warm-up; the figures
 //! are the time from request to the last byte, and the report's counts.
@@ -70,7 +71,8 @@ fn main() {
         let exe = std::path::Path::new(env!("CARGO_BIN_EXE_hale"));
         let server = hale_test_support::spawn_binary(exe, &data).await;
         let base = server.base.clone();
-        let today = chrono::Utc::now().date_naive();
+        // the twelve months up to the population's reference date (its "today")
+        let today = hale_synth::Config::default().reference_date;
         let start = today.checked_sub_months(chrono::Months::new(12)).unwrap().succ_opt().unwrap();
         println!(
             "$evaluate-measure summary, {start}..{today}, {requests} after a warm-up (seconds: min / median / max)"

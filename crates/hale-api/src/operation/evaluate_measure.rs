@@ -7,7 +7,7 @@
 //! contained List) or `subject` (one patient: an `individual` report). Patients and
 //! their records are read through the caller's repository — searches the gate holds to
 //! what the caller may see and audits —, only the types and codes the measure reads
-//! (`hale_cds::measures::queries`), for [`CHUNK`] patients at a time. Nothing is stored.
+//! (`hale_cds::measures::queries`), one patient at a time. Nothing is stored.
 //!
 //! The built-in measures are not Measure resources of the store: the report's
 //! `measure` names them by the canonical [`canonical`] gives.
@@ -22,14 +22,8 @@ use serde_json::{Value, json};
 
 use crate::{ApiError, ApiState, Call};
 
-/// Patients evaluated at a time: their records are read (one search per type the
-/// measure reads, naming these patients), evaluated and let go before the next ones, so
-/// an evaluation holds the records of this many patients at most, whatever the
-/// population.
-pub const CHUNK: usize = 100;
-
-/// The most resources of one type an evaluation reads for one [`CHUNK`] of patients; a
-/// chunk beyond it is refused rather than counted in part.
+/// The most resources of one type an evaluation reads for one patient; a patient with
+/// more is refused rather than counted in part.
 pub const MAX_READ: usize = 50_000;
 
 /// The canonical URL a built-in measure is named by in a MeasureReport.
@@ -119,81 +113,83 @@ fn period(asked: &Asked) -> Result<Period, ApiError> {
     Period::new(&s, &e).ok_or_else(|| invalid("periodEnd", "periodEnd is before periodStart"))
 }
 
-/// Every resource a search finds, page after page, through `repo` (each page a search
-/// of the gate's); refused when there are more than [`MAX_READ`].
+/// The pages of one search through `repo` (each page a search of the gate's), one at a
+/// time.
+struct Pages<'a> {
+    repo: &'a Repository,
+    page_size: usize,
+    request: Option<hale_search::parse::SearchRequest>,
+}
+
+impl<'a> Pages<'a> {
+    fn new(repo: &'a Repository, page_size: usize, ty: &str, pairs: &[(&str, String)]) -> Result<Self, ApiError> {
+        let rt = hale_repository::resource_type(ty)?;
+        let pairs: Vec<(String, String)> = pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+        let request = hale_search::parse::parse(&rt, &pairs, false).map_err(hale_repository::Error::invalid)?;
+        Ok(Pages { repo, page_size, request: Some(request) })
+    }
+
+    /// The next page's resources, or `None` after the last.
+    async fn next(&mut self) -> Result<Option<Vec<Value>>, ApiError> {
+        let Some(request) = &mut self.request else { return Ok(None) };
+        let page = self.repo.search(request, self.page_size, false).await?;
+        let mut found = Vec::with_capacity(page.entries.len());
+        for e in &page.entries {
+            let Some(body) = &e.body else { continue };
+            found.push(crate::stored_json(body)?);
+        }
+        match page.next {
+            Some(next) => request.cursor = Some(next),
+            None => self.request = None,
+        }
+        Ok(Some(found))
+    }
+}
+
+/// Every resource a search finds; refused when there are more than [`MAX_READ`].
 async fn read_all(
     repo: &Repository,
     page_size: usize,
     ty: &str,
     pairs: &[(&str, String)],
 ) -> Result<Vec<Value>, ApiError> {
+    let mut pages = Pages::new(repo, page_size, ty, pairs)?;
     let mut out = Vec::new();
-    read_pages(repo, page_size, ty, pairs, |page| {
+    while let Some(page) = pages.next().await? {
         out.extend(page);
         if out.len() > MAX_READ {
             return Err(ApiError::new(
                 Category::TooCostly,
                 Issue::error(
                     IssueType::TooCostly,
-                    format!("More than {MAX_READ} {ty} resources to read for {CHUNK} patients: evaluate the measure for one subject"),
+                    format!("More than {MAX_READ} {ty} resources to read for one patient"),
                 ),
             ));
         }
-        Ok(())
-    })
-    .await?;
+    }
     Ok(out)
 }
 
-/// Each page a search finds through `repo`, handed to `each` as it comes.
-async fn read_pages(
-    repo: &Repository,
-    page_size: usize,
-    ty: &str,
-    pairs: &[(&str, String)],
-    mut each: impl FnMut(Vec<Value>) -> Result<(), ApiError>,
-) -> Result<(), ApiError> {
-    let rt = hale_repository::resource_type(ty)?;
-    let pairs: Vec<(String, String)> = pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
-    let mut request = hale_search::parse::parse(&rt, &pairs, false).map_err(hale_repository::Error::invalid)?;
-    loop {
-        let page = repo.search(&request, page_size, false).await?;
-        let mut found = Vec::with_capacity(page.entries.len());
-        for e in &page.entries {
-            let Some(body) = &e.body else { continue };
-            found.push(crate::stored_json(body)?);
-        }
-        each(found)?;
-        match page.next {
-            Some(next) => request.cursor = Some(next),
-            None => return Ok(()),
-        }
-    }
-}
-
-/// Where each of `patients` falls in `m` over `period`: their records read for them
-/// alone (the searches [`queries`] names, with `patient=` these patients), evaluated,
-/// and let go.
-async fn evaluate_chunk(
+/// Where `patient` falls in `m` over `period` (`None`: outside the initial population):
+/// the records [`queries`] names read for this patient alone — one search per type, each
+/// listed by the patient's key in the index —, evaluated and let go.
+async fn place_of(
     repo: &Repository,
     page_size: usize,
     m: &'static Measure,
     period: &Period,
-    patients: &[Value],
-) -> Result<Vec<(String, Group)>, ApiError> {
-    let ids: Vec<String> = patients.iter().filter_map(|p| p["id"].as_str()).map(|id| format!("Patient/{id}")).collect();
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
+    patient: &Value,
+) -> Result<Option<(String, Group)>, ApiError> {
+    let Some(id) = patient["id"].as_str() else { return Ok(None) };
     let mut records: Vec<Value> = Vec::new();
     for q in queries(&[m], &period.start) {
         let mut pairs: Vec<(&str, String)> = q.params.clone();
-        pairs.push(("patient", ids.join(",")));
+        pairs.push(("patient", format!("Patient/{id}")));
         records.extend(read_all(repo, page_size, q.resource_type, &pairs).await?);
     }
     let grouped = by_patient(&records);
-    let tally = Tally::of(m, period, patients, &grouped);
-    Ok(tally.places.iter().filter_map(|(p, place)| Some((p["id"].as_str()?.to_string(), place.group))).collect())
+    let tally = Tally::of(m, period, std::slice::from_ref(patient), &grouped);
+    Ok(tally.places.first().map(|(_, place)| (id.to_string(), place.group)))
 }
 
 pub async fn handle(
@@ -259,31 +255,23 @@ pub async fn handle(
     }
     let page_size = st.limits.max_page_size.max(1);
     // the population: one patient (read as the caller: not found when not theirs to see),
-    // or every patient the caller may see, a chunk at a time
+    // or every patient the caller may see, a page at a time, each patient evaluated with
+    // their own records (a search per patient stays on the index's patient key, where
+    // one naming many patients would not) and let go
     let mut places: Vec<(String, Group)> = Vec::new();
     match &subject {
         Some(sid) => {
             let stored = call.repo.read(&hale_repository::resource_type("Patient")?, sid).await?;
-            let patient: Vec<Value> =
-                stored.body.as_deref().and_then(|b| serde_json::from_str(b).ok()).into_iter().collect();
-            places = evaluate_chunk(&call.repo, page_size, m, &period, &patient).await?;
+            if let Some(patient) = stored.body.as_deref().and_then(|b| serde_json::from_str::<Value>(b).ok()) {
+                places.extend(place_of(&call.repo, page_size, m, &period, &patient).await?);
+            }
         }
         None => {
-            let mut waiting: Vec<Value> = Vec::new();
-            let mut chunks: Vec<Vec<Value>> = Vec::new();
-            // no more than a page of patients at a time either
-            let chunk = CHUNK.min(page_size);
-            read_pages(&call.repo, page_size, "Patient", &[], |page| {
-                waiting.extend(page);
-                while waiting.len() >= chunk {
-                    chunks.push(waiting.drain(..chunk).collect());
+            let mut pages = Pages::new(&call.repo, page_size, "Patient", &[])?;
+            while let Some(page) = pages.next().await? {
+                for patient in &page {
+                    places.extend(place_of(&call.repo, page_size, m, &period, patient).await?);
                 }
-                Ok(())
-            })
-            .await?;
-            chunks.push(waiting);
-            for chunk in chunks {
-                places.extend(evaluate_chunk(&call.repo, page_size, m, &period, &chunk).await?);
             }
         }
     }

@@ -303,7 +303,7 @@ async fn the_synthetic_population_lands_in_every_measure() {
         println!("{}: {ip} counted, {excluded} excluded, {met} met", m.id);
         assert!(*ip > 0, "nobody in {}", m.id);
     }
-    // evaluated a few patients at a time (a page of 7: six chunks), every count is the same
+    // read a page of 7 patients at a time (six pages), every count is the same
     let small = TestServer::spawn_with(|c| {
         c.limits.max_page_size = 7;
         c.limits.default_page_size = 7;
