@@ -57,10 +57,24 @@ pub struct Interaction {
 const ONC: &str = "Phansalkar S et al. High-priority drug-drug interactions for use in electronic health records. J Am Med Inform Assoc 2012;19(5):735-43, Table 2 (ONC high-priority list)";
 const WARFARIN_LABEL: &str = "Warfarin (Coumadin) prescribing information, drug interactions";
 
-/// CYP3A4 inhibitors: the strong ones whose labels forbid simvastatin and lovastatin
-/// (clarithromycin, erythromycin, ketoconazole, itraconazole, ritonavir) and the moderate
-/// ones NLM RxNav's ONCHigh source asserts against simvastatin (fluconazole, diltiazem).
-/// Azithromycin is not one.
+/// The potent CYP3A4 inhibitors the simvastatin, lovastatin and ergotamine labels name
+/// as contraindicated (clarithromycin, erythromycin, ketoconazole, itraconazole,
+/// ritonavir): the side of the irinotecan and ergot pairs, whose labels warn against
+/// strong inhibitors. Azithromycin is not one.
+pub static STRONG_CYP3A4_INHIBITORS: Group = Group {
+    name: "strong CYP3A4 inhibitors",
+    members: &[
+        &drugs::CLARITHROMYCIN,
+        &drugs::ERYTHROMYCIN,
+        &drugs::KETOCONAZOLE,
+        &drugs::ITRACONAZOLE,
+        &drugs::RITONAVIR,
+    ],
+};
+
+/// CYP3A4 inhibitors against simvastatin and lovastatin: the strong ones above and the
+/// moderate ones NLM RxNav's ONCHigh source asserts against simvastatin (fluconazole,
+/// diltiazem).
 pub static CYP3A4_INHIBITORS: Group = Group {
     name: "CYP3A4 inhibitors",
     members: &[
@@ -119,6 +133,7 @@ pub static QT_PROLONGING: Group = Group {
 
 /// The groups of [`INTERACTIONS`], for `hale cds list`.
 pub static GROUPS: &[&Group] = &[
+    &STRONG_CYP3A4_INHIBITORS,
     &CYP3A4_INHIBITORS,
     &CYP1A2_INHIBITORS,
     &CYP3A4_STATINS,
@@ -157,9 +172,9 @@ pub static INTERACTIONS: &[Interaction] = &[
     },
     Interaction {
         a: Side::Ingredient(&drugs::IRINOTECAN),
-        b: Side::Group(&CYP3A4_INHIBITORS),
+        b: Side::Group(&STRONG_CYP3A4_INHIBITORS),
         severity: Severity::High,
-        effect: "CYP3A4 inhibitors raise irinotecan and SN-38 exposure: risk of severe neutropenia and diarrhea.",
+        effect: "Strong CYP3A4 inhibitors raise irinotecan and SN-38 exposure: risk of severe neutropenia and diarrhea.",
         action: "Avoid during irinotecan treatment (stop a strong inhibitor at least a week before); if it cannot be avoided, agree it with the oncologist and watch blood counts.",
         source: ONC,
     },
@@ -253,9 +268,9 @@ pub static INTERACTIONS: &[Interaction] = &[
     },
     Interaction {
         a: Side::Class(Class::ErgotAlkaloid),
-        b: Side::Group(&CYP3A4_INHIBITORS),
+        b: Side::Group(&STRONG_CYP3A4_INHIBITORS),
         severity: Severity::High,
-        effect: "CYP3A4 inhibitors stop the breakdown of ergotamine and dihydroergotamine: their levels rise, with a risk of ergotism (severe vasospasm, ischemia of the limbs or the brain).",
+        effect: "Strong CYP3A4 inhibitors stop the breakdown of ergotamine and dihydroergotamine: their levels rise, with a risk of ergotism (severe vasospasm, ischemia of the limbs or the brain).",
         action: "Contraindicated: do not give the inhibitor while the ergot is taken (choose another antibiotic or antifungal, e.g. azithromycin), or stop the ergot and treat migraine another way.",
         source: ONC,
     },
@@ -514,6 +529,15 @@ mod tests {
         }
         // azithromycin is no CYP3A4 inhibitor
         assert!(interactions("azithromycin", &active("s", Some("312961"), "simvastatin")).is_empty());
+    }
+
+    #[test]
+    fn irinotecan_is_held_to_the_strong_cyp3a4_inhibitors_and_simvastatin_to_the_moderate_too() {
+        let irinotecan = active("i", Some("51499"), "irinotecan");
+        assert_eq!(interactions("ketoconazole", &irinotecan).len(), 1);
+        assert!(interactions("fluconazole", &irinotecan).is_empty());
+        assert!(interactions("diltiazem", &irinotecan).is_empty());
+        assert_eq!(interactions("fluconazole", &active("s", Some("312961"), "simvastatin")).len(), 1);
     }
 
     #[test]

@@ -789,6 +789,15 @@ fn cases() -> Vec<Case> {
             expect: &[],
         },
         Case {
+            what: "irinotecan, then fluconazole (a moderate CYP3A4 inhibitor only)",
+            drug: "fluconazole",
+            allergies: vec![],
+            meds: vec![taking("irinotecan")],
+            facts: adult(),
+            dose: dose(1.0, 1.0),
+            expect: &[],
+        },
+        Case {
             what: "ergotamine (by name), then azithromycin (no CYP3A4 inhibitor)",
             drug: "azithromycin",
             allergies: vec![],

@@ -364,7 +364,7 @@ fn cds_list_prints_every_rule_with_its_source() {
         "QT-prolonging drugs + QT-prolonging drugs [high]",
         "CYP3A4 inhibitors: clarithromycin, erythromycin",
         "MAO inhibitors: phenelzine, tranylcypromine, isocarboxazid, selegiline",
-        "ergot alkaloids + CYP3A4 inhibitors [high]",
+        "ergot alkaloids + strong CYP3A4 inhibitors [high]",
         "ergot alkaloids: ergotamine (by name), dihydroergotamine (by name)",
         "Table 2 (ONC high-priority list)",
         "LOINC 2823-3",
