@@ -372,6 +372,9 @@ pub const SOURCE: &str = "CDC child and adolescent immunization schedule: Table 
 /// The schedule's page.
 pub const LINK: &str = "https://www.cdc.gov/vaccines/hcp/imz-schedules/child-adolescent-catch-up.html";
 
+/// When the series were last checked against the schedule (`YYYY-MM-DD`).
+pub const REVIEWED: &str = "2026-12-08";
+
 impl Series {
     /// The series in a list of rules ("DTaP, childhood schedule (before 7 years)").
     pub fn title(&self) -> String {

@@ -71,7 +71,7 @@ pub static RULES: &[Rule] = &[
         id: "drug-interaction",
         summary: "The order interacts with an active medication (a table of pairs of ingredients, classes or groups, each with its effect, what to do and its source).",
         source: "ONC high-priority drug-drug interactions (Phansalkar 2012, Table 2) and product labels, per pair",
-        reviewed: "2026-12-07",
+        reviewed: "2026-12-08",
     },
     Rule {
         id: "duplicate-ingredient",

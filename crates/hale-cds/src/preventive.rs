@@ -222,6 +222,8 @@ pub struct Preventive {
     pub source: &'static str,
     /// The source's page, for a link (opened by the reader; nothing is fetched).
     pub link: &'static str,
+    /// When the rule was last checked against its source (`YYYY-MM-DD`).
+    pub reviewed: &'static str,
 }
 
 const ACIP_ADULT: &str = "https://www.cdc.gov/vaccines/hcp/imz-schedules/adult-age.html";
@@ -234,6 +236,7 @@ const PNEUMO: &[&str] = &["33", "133", "152", "215", "216"];
 pub static RULES: &[Preventive] = &[
     Preventive {
         id: "influenza-vaccine",
+        reviewed: "2026-12-07",
         title: "Influenza vaccine (yearly)",
         for_patient: "A flu vaccine for this season",
         who: Who::Age { min: 1, max: 200 },
@@ -248,6 +251,7 @@ pub static RULES: &[Preventive] = &[
     },
     Preventive {
         id: "td-booster",
+        reviewed: "2026-12-07",
         title: "Tetanus and diphtheria booster (every 10 years)",
         for_patient: "A tetanus booster (every 10 years)",
         who: Who::Age { min: 19, max: 200 },
@@ -262,6 +266,7 @@ pub static RULES: &[Preventive] = &[
     },
     Preventive {
         id: "pneumococcal-65",
+        reviewed: "2026-12-07",
         title: "Pneumococcal vaccine (65 and older)",
         for_patient: "A pneumonia (pneumococcal) vaccine",
         who: Who::Age { min: 65, max: 200 },
@@ -276,6 +281,7 @@ pub static RULES: &[Preventive] = &[
     },
     Preventive {
         id: "zoster-50",
+        reviewed: "2026-12-07",
         title: "Recombinant zoster vaccine, two doses (50 and older)",
         for_patient: "The shingles vaccine (two doses, a few months apart)",
         who: Who::Age { min: 50, max: 200 },
@@ -290,6 +296,7 @@ pub static RULES: &[Preventive] = &[
     },
     Preventive {
         id: "blood-pressure-40",
+        reviewed: "2026-12-07",
         title: "Blood pressure check (yearly from 40)",
         for_patient: "A blood pressure check (once a year)",
         who: Who::Age { min: 40, max: 200 },
@@ -307,6 +314,7 @@ pub static RULES: &[Preventive] = &[
     },
     Preventive {
         id: "lipids-40-75",
+        reviewed: "2026-12-07",
         title: "Lipid panel (every 5 years, 40 to 75)",
         for_patient: "A cholesterol blood test (every 5 years)",
         who: Who::Age { min: 40, max: 76 },
@@ -324,6 +332,7 @@ pub static RULES: &[Preventive] = &[
     },
     Preventive {
         id: "diabetes-35-70",
+        reviewed: "2026-12-08",
         title: "Diabetes screening every 3 years (35 to 70 with a BMI of 25 or more; needs a recorded BMI)",
         for_patient: "A blood sugar test (HbA1c or fasting glucose) to check for diabetes (every 3 years)",
         who: Who::Age { min: 35, max: 71 },
@@ -341,6 +350,7 @@ pub static RULES: &[Preventive] = &[
     },
     Preventive {
         id: "colorectal-45-75",
+        reviewed: "2026-12-07",
         title: "Colorectal cancer screening (45 to 75)",
         for_patient: "A bowel cancer screening test (a stool test, or a colonoscopy)",
         who: Who::Age { min: 45, max: 76 },
@@ -358,6 +368,7 @@ pub static RULES: &[Preventive] = &[
     },
     Preventive {
         id: "lung-cancer-50-80",
+        reviewed: "2026-12-08",
         title: "Lung cancer screening, low-dose CT yearly (50 to 80, smokes or smoked: confirm 20 pack-years, quit within 15 years)",
         for_patient: "A yearly low-dose CT scan of the chest, if your smoking history calls for one",
         who: Who::Age { min: 50, max: 81 },
@@ -375,6 +386,7 @@ pub static RULES: &[Preventive] = &[
     },
     Preventive {
         id: "mammography-40-74",
+        reviewed: "2026-12-07",
         title: "Breast cancer screening, mammography every 2 years (women 40 to 74)",
         for_patient: "A mammogram (every 2 years)",
         who: Who::Women { min: 40, max: 75 },
@@ -392,6 +404,7 @@ pub static RULES: &[Preventive] = &[
     },
     Preventive {
         id: "cervical-21-65",
+        reviewed: "2026-12-08",
         title: "Cervical cancer screening (women 21 to 65): cytology every 3 years, or from 30 an HPV test every 5",
         for_patient: "A cervical screening test (a Pap test, or from 30 an HPV test)",
         who: Who::Women { min: 21, max: 65 },
@@ -409,6 +422,7 @@ pub static RULES: &[Preventive] = &[
     },
     Preventive {
         id: "osteoporosis-65",
+        reviewed: "2026-12-07",
         title: "Osteoporosis screening, bone density (women 65 and older)",
         for_patient: "A bone density scan (to check for thinning bones)",
         who: Who::Women { min: 65, max: 200 },
@@ -423,6 +437,7 @@ pub static RULES: &[Preventive] = &[
     },
     Preventive {
         id: "hpv-11-26",
+        reviewed: "2026-12-07",
         title: "HPV vaccine series (11 to 26)",
         for_patient: "The HPV vaccine, which protects against several cancers (two or three doses)",
         who: Who::Age { min: 11, max: 27 },
@@ -437,6 +452,7 @@ pub static RULES: &[Preventive] = &[
     },
     Preventive {
         id: "depression-12",
+        reviewed: "2026-12-07",
         title: "Depression screening (yearly from 12)",
         for_patient: "A short questionnaire about your mood (once a year)",
         who: Who::Age { min: 12, max: 200 },
@@ -454,6 +470,7 @@ pub static RULES: &[Preventive] = &[
     },
     Preventive {
         id: "hba1c-diabetes",
+        reviewed: "2026-12-07",
         title: "HbA1c (every 6 months with diabetes)",
         for_patient: "An HbA1c blood test for your diabetes (every 6 months)",
         who: Who::Condition(DIABETES),
@@ -1071,6 +1088,8 @@ mod tests {
             assert!(r.title.chars().count() < 140, "{}: a card's summary is under 140 characters", r.id);
             assert!(!r.for_patient.is_empty() && !r.action.is_empty() && !r.source.is_empty(), "{}", r.id);
             assert!(r.link.starts_with("https://"), "{}", r.id);
+            // a review date, as a day
+            assert!(day_number(r.reviewed).is_some() && r.reviewed.len() == 10, "{}", r.id);
         }
     }
 }

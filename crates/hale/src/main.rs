@@ -826,14 +826,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             println!("Preventive care ({}):", hale_cds::preventive::RULES.len());
             for r in hale_cds::preventive::RULES {
-                println!("  {:<20} {} (source: {}, {})", r.id, r.title, r.source, r.link);
+                println!("  {:<20} {} (source: {}, {}; reviewed {})", r.id, r.title, r.source, r.link, r.reviewed);
             }
             let series = hale_cds::childhood::SERIES;
             println!(
-                "Childhood and adolescent series ({}; source: {}, {}):",
+                "Childhood and adolescent series ({}; source: {}, {}; reviewed {}):",
                 series.len(),
                 hale_cds::childhood::SOURCE,
-                hale_cds::childhood::LINK
+                hale_cds::childhood::LINK,
+                hale_cds::childhood::REVIEWED
             );
             for s in series {
                 let doses: Vec<String> = s

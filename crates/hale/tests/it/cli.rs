@@ -365,6 +365,8 @@ fn cds_list_prints_every_rule_with_its_source() {
         "CYP3A4 inhibitors: clarithromycin, erythromycin",
         "MAO inhibitors: phenelzine, tranylcypromine, isocarboxazid, selegiline",
         "ergot alkaloids + strong CYP3A4 inhibitors [high]",
+        "diabetes-35-70",
+        "reviewed 2026-12-08",
         "ergot alkaloids: ergotamine (by name), dihydroergotamine (by name)",
         "Table 2 (ONC high-priority list)",
         "LOINC 2823-3",
