@@ -164,6 +164,67 @@ impl Measure {
     pub fn inverse(&self) -> bool {
         self.improvement == Improvement::Decrease
     }
+
+    /// The canonical URL the measure is named by (a MeasureReport's `measure`, the
+    /// Measure resource's `url`).
+    pub fn canonical(&self) -> String {
+        format!("urn:hale:measure:{}", self.id)
+    }
+
+    /// The measure as a FHIR R4 Measure resource (id the measure's id): a proportion
+    /// with its improvement notation and one group of the populations Hale counts, each
+    /// described in words. The logic is Hale's own code, not an expression language:
+    /// each population's `criteria` names it (`text/x-hale-measure`, the measure's id
+    /// and the population), and `description` and `usage` say what it counts and what of
+    /// the real measure it leaves out.
+    pub fn resource(&self) -> Value {
+        let name: String = self
+            .id
+            .split('-')
+            .map(|w| {
+                let mut c = w.chars();
+                c.next().map(|f| f.to_ascii_uppercase().to_string() + c.as_str()).unwrap_or_default()
+            })
+            .collect();
+        let population = |code: &str, display: &str, words: &str| {
+            serde_json::json!({
+                "code": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/measure-population", "code": code, "display": display}]},
+                "description": words,
+                "criteria": {"language": "text/x-hale-measure", "expression": format!("{}#{code}", self.id)},
+            })
+        };
+        serde_json::json!({
+            "resourceType": "Measure",
+            "id": self.id,
+            "url": self.canonical(),
+            "name": name,
+            "title": self.title,
+            "status": "active",
+            "experimental": false,
+            "publisher": "Hale",
+            "description": format!(
+                "{}. Counted: {}. Excluded: {}. Met: {}.",
+                self.title, self.initial_population, self.exclusions, self.numerator
+            ),
+            "usage": format!("Evaluated by Hale's built-in logic (Measure/{}/$evaluate-measure). Not applied: {}.", self.id, self.not_applied),
+            "relatedArtifact": [{"type": "derived-from", "display": self.source}],
+            "scoring": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/measure-scoring", "code": "proportion", "display": "Proportion"}]},
+            "improvementNotation": {"coding": [{
+                "system": "http://terminology.hl7.org/CodeSystem/measure-improvement-notation",
+                "code": if self.inverse() { "decrease" } else { "increase" },
+                "display": if self.inverse() { "Decreased score indicates improvement" } else { "Increased score indicates improvement" },
+            }]},
+            "group": [{
+                "id": self.id,
+                "population": [
+                    population("initial-population", "Initial Population", self.initial_population),
+                    population("denominator", "Denominator", self.initial_population),
+                    population("denominator-exclusion", "Denominator Exclusion", self.exclusions),
+                    population("numerator", "Numerator", self.numerator),
+                ],
+            }],
+        })
+    }
 }
 
 /// The measure with this id.

@@ -13,6 +13,7 @@ pub mod bulk;
 pub mod config;
 pub mod demo;
 pub mod hl7;
+pub mod measures;
 pub mod metrics;
 pub mod mllp;
 pub mod orders_out;

@@ -91,7 +91,8 @@ enum Command {
         store: ServeArgs,
     },
     /// Decision support: `hale cds list` prints the rules (with their sources and the
-    /// date each was last reviewed) and the drug-drug interactions checked.
+    /// date each was last reviewed) and the drug-drug interactions checked; `hale cds
+    /// install-measures` writes the quality measures into the store.
     Cds {
         #[command(subcommand)]
         command: CdsCommand,
@@ -311,6 +312,11 @@ impl Hl7Filter {
 enum CdsCommand {
     /// Print every rule and interaction, with its source.
     List,
+    /// Write the built-in quality measures into the store as Measure resources
+    /// (`Measure/[id]`, each only when missing or different; the demo does this on every
+    /// start), so that clients find them and the `urn:hale:measure:[id]` a MeasureReport
+    /// names resolves.
+    InstallMeasures(ServeArgs),
 }
 
 #[derive(Subcommand)]
@@ -687,6 +693,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     chain_audit(&repo, &cfg).await?;
                     report_load(&summary, "synthesized")?;
                 }
+                // the quality measures as Measure resources (written only when they differ)
+                if !hale_server::measures::install(&repo).await?.written.is_empty() {
+                    chain_audit(&repo, &cfg).await?;
+                }
                 if let Some(accounts) = hale_server::demo::create_accounts(&repo).await? {
                     chain_audit(&repo, &cfg).await?;
                     print_demo_accounts(&accounts);
@@ -785,6 +795,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if stored < done.len() {
                 anyhow::bail!("{} messages are still refused", done.len() - stored);
             }
+            Ok(())
+        }
+        Command::Cds { command: CdsCommand::InstallMeasures(args) } => {
+            let cfg = Config::load(cli.config.as_deref(), &args.overrides())?;
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let done = rt.block_on(async {
+                let repo = hale_server::system_repository(&cfg, "measures").await?;
+                let done = hale_server::measures::install(&repo).await?;
+                chain_audit(&repo, &cfg).await?;
+                anyhow::Ok(done)
+            })?;
+            let written = if done.written.is_empty() { "none".to_string() } else { done.written.join(", ") };
+            println!("Measures written: {written}; already as described: {}", done.unchanged);
             Ok(())
         }
         Command::Cds { command: CdsCommand::List } => {

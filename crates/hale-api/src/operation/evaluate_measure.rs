@@ -9,8 +9,9 @@
 //! what the caller may see and audits —, only the types and codes the measure reads
 //! (`hale_cds::measures::queries`), one patient at a time. Nothing is stored.
 //!
-//! The built-in measures are not Measure resources of the store: the report's
-//! `measure` names them by the canonical [`canonical`] gives.
+//! The measure is evaluated by Hale's built-in logic, whatever the store holds; its
+//! report's `measure` is the canonical `Measure::canonical` gives, the `url` of the
+//! Measure resource `hale cds install-measures` (and the demo) writes for it.
 
 use axum::body::Body;
 use axum::http::{Method, StatusCode};
@@ -25,11 +26,6 @@ use crate::{ApiError, ApiState, Call};
 /// The most resources of one type an evaluation reads for one patient; a patient with
 /// more is refused rather than counted in part.
 pub const MAX_READ: usize = 50_000;
-
-/// The canonical URL a built-in measure is named by in a MeasureReport.
-pub fn canonical(id: &str) -> String {
-    format!("urn:hale:measure:{id}")
-}
 
 fn invalid(at: &str, msg: impl Into<String>) -> ApiError {
     ApiError::new(Category::Invalid, Issue::error(IssueType::Invalid, msg.into()).at(at.to_string()))
@@ -353,7 +349,7 @@ fn measure_report(
         ReportType::SubjectList => "subject-list",
         ReportType::Subject => "individual",
     });
-    report["measure"] = json!(canonical(m.id));
+    report["measure"] = json!(m.canonical());
     if let Some(s) = subject {
         report["subject"] = json!({"reference": format!("Patient/{s}")});
     }

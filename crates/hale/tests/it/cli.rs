@@ -234,11 +234,66 @@ async fn demo_synthesizes_once_then_serves() {
         .await
         .unwrap();
     assert!(hale_test_support::json(r).await["total"].as_u64().unwrap() > 0, "vital signs to chart");
+    // the quality measures are there as Measure resources
+    let r = server.client.get(format!("{}/fhir/Measure?_summary=count", server.base)).send().await.unwrap();
+    assert_eq!(hale_test_support::json(r).await["total"].as_u64(), Some(hale_cds::measures::MEASURES.len() as u64));
     drop(server);
     // a store that has patients is served as it is
     let server = hale_test_support::spawn_binary_with(exe, &args).await;
     assert!(server.banner.iter().all(|l| !l.contains("password")), "only on the first start: {:?}", server.banner);
     assert_eq!(count(server.client.clone(), server.base.clone()).await, 2);
+}
+
+/// `hale cds install-measures` writes each built-in measure as `Measure/[id]` once: a
+/// second run writes nothing, one changed by hand is written back; the Measure is valid
+/// R4, found by the canonical its reports name, and evaluated by its id.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_measures_are_installed_as_measure_resources_once() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().display().to_string();
+    let install = || {
+        let out = hale().args(["cds", "install-measures", "--data-dir", &dir]).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let all = hale_cds::measures::MEASURES.len();
+    let first = install();
+    assert!(first.starts_with("Measures written: cms122-hba1c-poor-control, "), "{first}");
+    assert!(first.ends_with("already as described: 0"), "{first}");
+    assert_eq!(install(), format!("Measures written: none; already as described: {all}"));
+    let exe = std::path::Path::new(env!("CARGO_BIN_EXE_hale"));
+    let server = hale_test_support::spawn_binary(exe, data.path()).await;
+    let fhir = |path: &str| format!("{}/fhir/{path}", server.base);
+    let get = |path: String| {
+        let client = server.client.clone();
+        async move { hale_test_support::json(client.get(path).send().await.unwrap()).await }
+    };
+    let measure = get(fhir("Measure/cms125-breast-cancer-screening")).await;
+    assert_eq!(measure["url"], "urn:hale:measure:cms125-breast-cancer-screening", "{measure}");
+    assert_eq!(measure["scoring"]["coding"][0]["code"], "proportion");
+    assert_eq!(measure["group"][0]["population"].as_array().unwrap().len(), 4, "{measure}");
+    // valid R4, by Hale's own validation
+    let r = server.client.post(fhir("Measure/$validate")).json(&measure).send().await.unwrap();
+    let outcome = hale_test_support::json(r).await;
+    assert!(outcome["issue"].as_array().unwrap().iter().all(|i| i["severity"] != "error"), "{outcome}");
+    // found by the canonical a report names
+    let report = get(fhir(
+        "Measure/cms125-breast-cancer-screening/$evaluate-measure?periodStart=2024-01-01&periodEnd=2024-12-31",
+    ))
+    .await;
+    let found = get(fhir(&format!("Measure?url={}", report["measure"].as_str().unwrap()))).await;
+    assert_eq!(found["total"], 1, "{found}");
+    assert_eq!(found["entry"][0]["resource"]["id"], "cms125-breast-cancer-screening");
+    // one changed by hand is written back, the others left alone
+    let mut changed = measure.clone();
+    changed["title"] = serde_json::json!("Something else");
+    let r = server.client.put(fhir("Measure/cms125-breast-cancer-screening")).json(&changed).send().await.unwrap();
+    assert!(r.status().is_success());
+    drop(server);
+    assert_eq!(
+        install(),
+        format!("Measures written: cms125-breast-cancer-screening; already as described: {}", all - 1)
+    );
 }
 
 /// The content of a scanned document: two parts as stored.
