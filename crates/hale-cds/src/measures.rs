@@ -986,7 +986,7 @@ impl<'a> Tally<'a> {
     /// The rate in percent (numerator over the denominator less exclusions), when anyone
     /// is counted.
     pub fn rate(&self) -> Option<f64> {
-        (self.denominator() > 0).then(|| 100.0 * self.numerator() as f64 / self.denominator() as f64)
+        rate(self.places.iter().map(|(_, place)| place.group))
     }
     /// The patients of one group.
     pub fn group(&self, group: Group) -> impl Iterator<Item = &(&'a Value, Place)> {
@@ -997,6 +997,19 @@ impl<'a> Tally<'a> {
     pub fn gaps(&self) -> impl Iterator<Item = &(&'a Value, Place)> {
         self.group(if self.measure.inverse() { Group::Met } else { Group::NotMet })
     }
+}
+
+/// The rate in percent of the patients counted, given each one's group: the numerator
+/// over the denominator less its exclusions; `None` when that leaves nobody.
+pub fn rate(groups: impl Iterator<Item = Group>) -> Option<f64> {
+    let (mut counted, mut excluded, mut met) = (0usize, 0usize, 0usize);
+    for g in groups {
+        counted += 1;
+        excluded += usize::from(g == Group::Excluded);
+        met += usize::from(g == Group::Met);
+    }
+    let denominator = counted - excluded;
+    (denominator > 0).then(|| 100.0 * met as f64 / denominator as f64)
 }
 
 #[cfg(test)]

@@ -485,6 +485,21 @@ pub static RULES: &[Preventive] = &[
     },
 ];
 
+impl Preventive {
+    /// This rule as an item due, last done on `last`.
+    fn due(&self, last: Option<String>) -> Due {
+        Due {
+            rule: self.id,
+            title: self.title.into(),
+            for_patient: self.for_patient.into(),
+            last,
+            action: self.action.into(),
+            source: self.source,
+            link: self.link,
+        }
+    }
+}
+
 /// A rule that is due: why, and since when.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Due {
@@ -689,15 +704,7 @@ pub fn due(
                 }
             }
             if applies && !recent {
-                out.push(Due {
-                    rule: r.id,
-                    title: r.title.into(),
-                    for_patient: r.for_patient.into(),
-                    last,
-                    action: r.action.into(),
-                    source: r.source,
-                    link: r.link,
-                });
+                out.push(r.due(last));
             }
             continue;
         }
@@ -728,15 +735,7 @@ pub fn due(
         };
         let enough = dates.len() >= r.doses;
         if !(recent && enough) {
-            out.push(Due {
-                rule: r.id,
-                title: r.title.into(),
-                for_patient: r.for_patient.into(),
-                last,
-                action: r.action.into(),
-                source: r.source,
-                link: r.link,
-            });
+            out.push(r.due(last));
         }
     }
     // the childhood and adolescent series, dose by dose

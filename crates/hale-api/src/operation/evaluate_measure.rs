@@ -330,11 +330,7 @@ fn measure_report(
         "code": {"text": m.title},
         "population": population,
     });
-    // the rate: the numerator over the denominator less its exclusions (`Tally::rate`)
-    let count = |g: Group| places.iter().filter(|(_, group)| *group == g).count();
-    let denominator = places.len() - count(Group::Excluded);
-    if denominator > 0 {
-        let rate = 100.0 * count(Group::Met) as f64 / denominator as f64;
+    if let Some(rate) = hale_cds::measures::rate(places.iter().map(|(_, g)| *g)) {
         // a proportion, from 0 to 1
         let score = (rate / 100.0 * 10_000.0).round() / 10_000.0;
         group["measureScore"] = json!({"value": score});
