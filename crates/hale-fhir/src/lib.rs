@@ -16,6 +16,7 @@ pub mod ids;
 pub mod json;
 pub mod narrative;
 pub mod outcome;
+pub mod shared_data;
 pub mod validate;
 
 pub use definitions::Definitions;

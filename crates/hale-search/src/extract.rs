@@ -830,27 +830,9 @@ mod extract_tests {
         }
     }
 
-    /// The official R4 examples' files, in name order; `None` (a failure under
-    /// `CI=true`) when ../shared/data is absent.
-    fn r4_examples(test: &str) -> Option<Vec<std::path::PathBuf>> {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/fhir-r4-examples");
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            assert!(
-                !std::env::var("CI").is_ok_and(|v| v == "true"),
-                "{} is absent: under CI=true a test fails rather than skips",
-                dir.display()
-            );
-            eprintln!("SKIP {test}: {} is absent", dir.display());
-            return None;
-        };
-        let mut files: Vec<_> = entries.flatten().map(|e| e.path()).collect();
-        files.sort();
-        Some(files)
-    }
-
     #[test]
     fn every_official_example_extracts() {
-        let Some(files) = r4_examples("every_official_example_extracts") else { return };
+        let Some(files) = hale_fhir::shared_data::r4_examples() else { return };
         let mut rows = 0;
         for f in files {
             let Ok(text) = std::fs::read_to_string(f) else { continue };
@@ -866,7 +848,7 @@ mod extract_tests {
 
     #[test]
     fn the_index_version_names_what_extract_writes() {
-        let Some(files) = r4_examples("the_index_version_names_what_extract_writes") else { return };
+        let Some(files) = hale_fhir::shared_data::r4_examples() else { return };
         // FNV-1a over each example's name and rows, in name order
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
         for f in files {
