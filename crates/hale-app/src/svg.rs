@@ -172,7 +172,8 @@ pub(crate) fn chart(c: &Chart) -> Markup {
             }
             @for (px, yr) in &years {
                 line.grid x1=(format!("{px:.1}")) x2=(format!("{px:.1}")) y1=(TOP) y2=(h - BOTTOM) {}
-                text.tick x=(format!("{px:.1}")) y=(h - 6.0) text-anchor="middle" { (yr) }
+                // a year at the right edge ends there rather than running past it
+                text.tick x=(format!("{px:.1}")) y=(h - 6.0) text-anchor=(if *px > W - RIGHT - 16.0 { "end" } else { "middle" }) { (yr) }
             }
             @for (label, pts) in &c.guides {
                 @let pts: Vec<&(i64, f64)> = pts.iter().filter(|p| (x0..=x1).contains(&p.0)).collect();
@@ -232,6 +233,16 @@ mod tests {
         };
         let svg = chart(&c).into_string();
         assert!(svg.contains(">100<") && svg.contains(">0<") && !svg.contains(">-0.4<"), "{svg}");
+    }
+
+    #[test]
+    fn a_year_at_the_right_edge_ends_there() {
+        // the last reading on 2025-01-01: that year's label is at the right edge
+        let (first, last) = (day_number("2023-07-02").unwrap(), day_number("2025-01-01").unwrap());
+        let series = vec![Series { label: "Weight".into(), class: "s1", points: vec![(first, 7.3), (last, 20.0)] }];
+        let c = Chart { title: "Weight", unit: "kg", series, band: None, height: 150.0, scale: None, guides: vec![] };
+        let svg = chart(&c).into_string();
+        assert!(svg.contains(r#"text-anchor="end">2025<"#) && svg.contains(r#"text-anchor="middle">2024<"#), "{svg}");
     }
 
     #[test]
